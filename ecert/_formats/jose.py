@@ -1,0 +1,333 @@
+"""JOSE primitives: the only module that touches pyjwt and raw signature checks.
+
+* The algorithm allow-list is pinned here (ES256, Ed25519 per RFC 9864); a token's
+  ``alg`` is only ever looked up in it, never trusted to choose a key type.
+* Signing goes through :class:`ecert.keys.Signer`, so an HSM or KMS can replace file
+  keys: pyjwt serializes the compact JWS and calls back into the signer through the
+  algorithms registered on a private :class:`jwt.PyJWS` instance.
+* Verification parses compact JWS strictly (canonical base64url, no duplicate JSON
+  members, bounded size and depth) and checks signatures with ``cryptography`` directly:
+  it is the hot path of every verifier.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jwt
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from jwt.algorithms import Algorithm
+
+from ecert.errors import FormatError
+
+ES256 = "ES256"
+ED25519 = "Ed25519"
+#: Signature algorithms ecert accepts. Never ``none``, never HMAC, never taken from a token.
+ALLOWED_ALGS = frozenset({ES256, ED25519})
+
+#: Header parameters that would let a token name its own key: always refused.
+KEY_BEARING_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256"})
+
+_P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
+
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+
+class SignerLike(Protocol):
+    """What JWS creation needs of a signer (see :class:`ecert.keys.Signer`)."""
+
+    @property
+    def alg(self) -> str: ...
+
+    @property
+    def kid(self) -> str: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+# -- base64url and strict JSON ---------------------------------------------------------------
+
+
+def b64url_encode(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 section 2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+_B64URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Strict unpadded base64url: no padding, no other alphabet, canonical trailing bits."""
+    if not _B64URL_CHARS.issuperset(text) or len(text) % 4 == 1:
+        raise FormatError("not base64url", code="malformed")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as e:  # pragma: no cover - guarded above
+        raise FormatError("not base64url", code="malformed") from e
+    # Non-canonical encodings (non-zero trailing bits) would give one value two spellings.
+    if b64url_encode(data) != text:
+        raise FormatError("non-canonical base64url", code="malformed")
+    return data
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise FormatError("duplicate JSON member", code="malformed")
+    return result
+
+
+def _refuse_constant(name: str) -> Any:
+    raise FormatError(f"JSON constant {name} is not allowed", code="malformed")
+
+
+def strict_json_loads(data: bytes | str) -> Any:
+    """Parse JSON refusing duplicate members, NaN/Infinity, and pathological nesting."""
+    try:
+        return json.loads(
+            data, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
+        )
+    except FormatError:
+        raise
+    except (ValueError, RecursionError, UnicodeDecodeError) as e:
+        raise FormatError("invalid JSON", code="malformed") from e
+
+
+def canonical_json(value: Any) -> bytes:
+    """Compact, sorted, UTF-8 JSON used for every payload ecert signs."""
+    return json.dumps(
+        value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+# -- JWK -------------------------------------------------------------------------------------
+
+
+def public_jwk(key: PublicKey | PrivateKey) -> dict[str, str]:
+    """The public JWK of a key (members of RFC 7638 plus ``kid``, ``alg`` and ``use``)."""
+    if isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        key = key.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise FormatError("only P-256 EC keys are supported", code="unsupported_key")
+        numbers = key.public_numbers()
+        jwk = {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": b64url_encode(numbers.x.to_bytes(32, "big")),
+            "y": b64url_encode(numbers.y.to_bytes(32, "big")),
+        }
+        alg = ES256
+    else:
+        from cryptography.hazmat.primitives import serialization
+
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
+        alg = ED25519
+    return {**jwk, "kid": jwk_thumbprint(jwk), "alg": alg, "use": "sig"}
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 JWK SHA-256 thumbprint, base64url: ecert's ``kid``."""
+    kty = jwk.get("kty")
+    if kty == "EC":
+        members = ("crv", "kty", "x", "y")
+    elif kty == "OKP":
+        members = ("crv", "kty", "x")
+    else:
+        raise FormatError(f"unsupported JWK key type {kty!r}", code="unsupported_key")
+    try:
+        required = {name: jwk[name] for name in members}
+    except KeyError as e:
+        raise FormatError(f"JWK lacks member {e.args[0]!r}", code="malformed") from e
+    if not all(isinstance(v, str) for v in required.values()):
+        raise FormatError("JWK members must be strings", code="malformed")
+    digest = hashlib.sha256(
+        json.dumps(required, separators=(",", ":"), sort_keys=True).encode()
+    ).digest()
+    return b64url_encode(digest)
+
+
+def key_from_jwk(jwk: Mapping[str, Any]) -> tuple[str, PublicKey]:
+    """Load a public JWK strictly; return ``(alg, key)``. Private members are refused."""
+    if not isinstance(jwk, Mapping):
+        raise FormatError("a JWK is a JSON object", code="malformed")
+    if "d" in jwk:
+        raise FormatError("a published JWK must not contain a private key", code="malformed")
+    kty, crv = jwk.get("kty"), jwk.get("crv")
+    try:
+        if kty == "EC" and crv == "P-256":
+            x, y = b64url_decode(jwk["x"]), b64url_decode(jwk["y"])
+            if len(x) != 32 or len(y) != 32:
+                raise FormatError("P-256 coordinates have 32 bytes", code="malformed")
+            key: PublicKey = ec.EllipticCurvePublicKey.from_encoded_point(
+                ec.SECP256R1(), b"\x04" + x + y
+            )
+            alg = ES256
+        elif kty == "OKP" and crv == "Ed25519":
+            x = b64url_decode(jwk["x"])
+            key = ed25519.Ed25519PublicKey.from_public_bytes(x)
+            alg = ED25519
+        else:
+            raise FormatError(f"unsupported key type {kty}/{crv}", code="unsupported_key")
+    except (KeyError, TypeError, ValueError) as e:
+        raise FormatError("invalid JWK", code="malformed") from e
+    declared = jwk.get("alg")
+    if declared is not None and declared != alg:
+        raise FormatError(f"JWK alg {declared!r} does not match its key", code="malformed")
+    return alg, key
+
+
+def alg_of_key(key: PublicKey | PrivateKey) -> str:
+    """The JWS ``alg`` a key signs with."""
+    if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
+        return ED25519
+    if isinstance(key.curve, ec.SECP256R1):
+        return ES256
+    raise FormatError("only P-256 and Ed25519 keys are supported", code="unsupported_key")
+
+
+# -- signing ---------------------------------------------------------------------------------
+
+
+def raw_signature(alg: str, key: PrivateKey, message: bytes) -> bytes:
+    """Sign ``message`` and return the JWS signature bytes (R||S for ES256)."""
+    if alg == ES256 and isinstance(key, ec.EllipticCurvePrivateKey):
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    if alg == ED25519 and isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(message)
+    raise FormatError(f"key cannot sign {alg}", code="unsupported_key")
+
+
+class _SignerAlgorithm(Algorithm):
+    """A pyjwt algorithm whose "key" is an ecert signer: pyjwt frames, the signer signs."""
+
+    def __init__(self, alg: str) -> None:
+        self._alg = alg
+
+    def prepare_key(self, key: Any) -> Any:
+        if getattr(key, "alg", None) != self._alg:
+            raise FormatError(f"signer does not sign {self._alg}", code="unsupported_key")
+        return key
+
+    def sign(self, msg: bytes, key: Any) -> bytes:
+        return bytes(key.sign(msg))
+
+    def verify(self, msg: bytes, key: Any, sig: bytes) -> bool:  # pragma: no cover
+        raise NotImplementedError("ecert verifies with verify_signature()")
+
+    @staticmethod
+    def to_jwk(key_obj: Any, as_dict: bool = False) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    @staticmethod
+    def from_jwk(jwk: str | dict[str, Any]) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+
+_SIGNING_JWS = jwt.PyJWS(algorithms=[])
+# pyjwt has no RFC 9864 "Ed25519" name: register it beside ES256.
+for _alg in (ES256, ED25519):
+    _SIGNING_JWS.register_algorithm(_alg, _SignerAlgorithm(_alg))
+
+
+def sign_compact(payload: Mapping[str, Any], signer: SignerLike, typ: str) -> str:
+    """Create a compact JWS with header ``{alg, kid, typ}`` over canonical JSON ``payload``."""
+    if signer.alg not in ALLOWED_ALGS:
+        raise FormatError(f"algorithm {signer.alg!r} is not allowed", code="unsupported_alg")
+    return _SIGNING_JWS.encode(
+        canonical_json(payload),
+        key=signer,
+        algorithm=signer.alg,
+        headers={"kid": signer.kid, "typ": typ},
+        sort_headers=True,
+    )
+
+
+# -- parsing and verification ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedJws:
+    """A structurally valid compact JWS whose signature is not yet checked."""
+
+    header: dict[str, Any]
+    payload: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+def parse_compact(token: str, *, max_bytes: int) -> ParsedJws:
+    """Split and decode a compact JWS; raise :class:`FormatError` with a stable code."""
+    if not isinstance(token, str):
+        raise FormatError("token must be text", code="malformed")
+    if len(token) > max_bytes:
+        raise FormatError(f"token exceeds {max_bytes} bytes", code="too_large")
+    if not token.isascii():
+        raise FormatError("token is not ASCII", code="malformed")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise FormatError("a compact JWS has three parts", code="malformed")
+    header = strict_json_loads(b64url_decode(parts[0]))
+    payload = strict_json_loads(b64url_decode(parts[1]))
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise FormatError("JWS header and payload are JSON objects", code="malformed")
+    return ParsedJws(
+        header=header,
+        payload=payload,
+        signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"),
+        signature=b64url_decode(parts[2]),
+    )
+
+
+def check_header(header: Mapping[str, Any], expected_typ: str) -> str:
+    """Apply the header policy; return the ``kid``. Raises :class:`FormatError`."""
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in ALLOWED_ALGS:
+        raise FormatError(f"algorithm {alg!r} is not allowed", code="unsupported_alg")
+    if KEY_BEARING_HEADERS.intersection(header):
+        raise FormatError("keys named by the token itself are refused", code="embedded_key")
+    if "crit" in header:
+        raise FormatError("critical header extensions are not supported", code="unsupported_crit")
+    if header.get("typ") != expected_typ:
+        raise FormatError(f"typ must be {expected_typ!r}", code="wrong_typ")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > 128:
+        raise FormatError("header lacks a kid", code="malformed")
+    return kid
+
+
+def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: bytes) -> bool:
+    """Check a JWS signature with the given trusted key. ``alg`` must match the key type."""
+    try:
+        if alg == ES256 and isinstance(key, ec.EllipticCurvePublicKey):
+            if len(signature) != 64:
+                return False
+            r = int.from_bytes(signature[:32], "big")
+            s = int.from_bytes(signature[32:], "big")
+            # Explicit range check: r = s = 0 and friends are never valid (CVE-2022-21449).
+            if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
+                return False
+            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hashes.SHA256()))
+            return True
+        if alg == ED25519 and isinstance(key, ed25519.Ed25519PublicKey):
+            if len(signature) != 64:
+                return False
+            key.verify(signature, signing_input)
+            return True
+    except InvalidSignature:
+        return False
+    return False

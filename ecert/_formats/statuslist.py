@@ -1,0 +1,149 @@
+"""IETF OAuth Token Status List: the bit array and the Status List Token (``statuslist+jwt``).
+
+``lst`` is the base64url of the zlib (RFC 1950) compressed byte array; entry ``i`` of
+``bits`` bits lives in byte ``i * bits // 8`` starting at the least significant bit.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from ecert._formats.jose import (
+    SignerLike,
+    b64url_decode,
+    b64url_encode,
+    sign_compact,
+)
+from ecert.errors import FormatError
+
+STATUS_LIST_TYP = "statuslist+jwt"
+
+#: Status values (draft section 7.1). 3 is application specific; ecert never writes it.
+VALID = 0x00
+INVALID = 0x01
+SUSPENDED = 0x02
+
+#: Smallest list ecert publishes: 2^17 entries so one index reveals little (herd privacy).
+MIN_LIST_SIZE = 131_072
+#: Largest decompressed list a verifier accepts (bounds memory on hostile input).
+MAX_LIST_BYTES = 16 * 1024 * 1024
+
+
+class StatusList:
+    """A mutable array of ``size`` statuses of ``bits`` bits each."""
+
+    __slots__ = ("_data", "bits", "size")
+
+    def __init__(self, size: int, bits: int = 2, data: bytes | None = None) -> None:
+        if bits not in (1, 2, 4, 8):
+            raise FormatError("status list bits must be 1, 2, 4 or 8", code="malformed")
+        if size <= 0 or (size * bits) % 8:
+            raise FormatError("status list size must fill whole bytes", code="malformed")
+        self.bits = bits
+        self.size = size
+        nbytes = size * bits // 8
+        if data is None:
+            self._data = bytearray(nbytes)
+        elif len(data) != nbytes:
+            raise FormatError("status list data has the wrong length", code="malformed")
+        else:
+            self._data = bytearray(data)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        bit = index * self.bits
+        return (self._data[bit >> 3] >> (bit & 7)) & ((1 << self.bits) - 1)
+
+    def __setitem__(self, index: int, value: int) -> None:
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        mask = (1 << self.bits) - 1
+        if not 0 <= value <= mask:
+            raise ValueError(f"status {value} does not fit in {self.bits} bits")
+        bit = index * self.bits
+        shift = bit & 7
+        byte = self._data[bit >> 3] & ~(mask << shift)
+        self._data[bit >> 3] = byte | (value << shift)
+
+    def to_bytes(self) -> bytes:
+        """The raw byte array."""
+        return bytes(self._data)
+
+    def encode(self) -> dict[str, Any]:
+        """The ``status_list`` claim: ``{"bits": …, "lst": …}``."""
+        return {"bits": self.bits, "lst": b64url_encode(zlib.compress(self._data, 9))}
+
+    @classmethod
+    def decode(cls, claim: Any, *, max_bytes: int = MAX_LIST_BYTES) -> StatusList:
+        """Decode a ``status_list`` claim; decompression is bounded by ``max_bytes``."""
+        if not isinstance(claim, dict):
+            raise FormatError("status_list is a JSON object", code="malformed")
+        bits, lst = claim.get("bits"), claim.get("lst")
+        if type(bits) is not int or bits not in (1, 2, 4, 8) or not isinstance(lst, str):
+            raise FormatError("status_list needs bits (1, 2, 4, 8) and lst", code="malformed")
+        if len(lst) > max_bytes:
+            raise FormatError("status list is too large", code="too_large")
+        compressed = b64url_decode(lst)
+        inflater = zlib.decompressobj()
+        try:
+            # Inflate at most max_bytes + 1: a deflate bomb stops here, before memory grows.
+            data = inflater.decompress(compressed, max_bytes + 1)
+        except zlib.error as e:
+            raise FormatError("status list is not zlib data", code="malformed") from e
+        if len(data) > max_bytes or inflater.unconsumed_tail:
+            raise FormatError("status list inflates beyond the limit", code="too_large")
+        if not inflater.eof or inflater.unused_data:
+            raise FormatError("status list zlib stream is truncated or padded", code="malformed")
+        if not data:
+            raise FormatError("status list is empty", code="malformed")
+        return cls(len(data) * 8 // bits, bits, data)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusListToken:
+    """The verified content of a Status List Token."""
+
+    uri: str
+    issued_at: int
+    expires_at: int | None
+    ttl: int | None
+    status_list: StatusList
+
+
+def make_status_list_token(
+    uri: str,
+    status_list: StatusList,
+    signer: SignerLike,
+    *,
+    issued_at: int,
+    expires_at: int | None,
+    ttl: int | None,
+) -> str:
+    """Sign a Status List Token for ``uri``."""
+    payload: dict[str, Any] = {"sub": uri, "iat": issued_at, "status_list": status_list.encode()}
+    if expires_at is not None:
+        payload["exp"] = expires_at
+    if ttl is not None:
+        payload["ttl"] = ttl
+    return sign_compact(payload, signer, STATUS_LIST_TYP)
+
+
+def read_status_list_payload(payload: dict[str, Any]) -> StatusListToken:
+    """Check the claims of a signature-verified status list token."""
+    uri, iat = payload.get("sub"), payload.get("iat")
+    exp, ttl = payload.get("exp"), payload.get("ttl")
+    if not isinstance(uri, str) or type(iat) is not int:
+        raise FormatError("status list token needs sub and iat", code="malformed")
+    if exp is not None and type(exp) is not int:
+        raise FormatError("status list exp must be an integer", code="malformed")
+    if ttl is not None and (type(ttl) is not int or ttl <= 0):
+        raise FormatError("status list ttl must be a positive integer", code="malformed")
+    if exp is None and ttl is None:
+        raise FormatError("status list token needs exp or ttl", code="malformed")
+    return StatusListToken(uri, iat, exp, ttl, StatusList.decode(payload.get("status_list")))

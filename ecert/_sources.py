@@ -1,0 +1,33 @@
+"""Where a verifier reads published documents from (a bundle directory for now)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from ecert._formats.bundle import relative_path
+from ecert.errors import FormatError
+
+
+class DocumentSource(Protocol):
+    """Fetches a published document by its URI."""
+
+    def fetch(self, uri: str, *, max_bytes: int) -> bytes:
+        """Return the document's bytes; raise :class:`FileNotFoundError` or ``FormatError``."""
+        ...
+
+
+class BundleDirectory:
+    """A published bundle on disk, standing in for ``base_url``."""
+
+    def __init__(self, root: Path, base_url: str) -> None:
+        self.root = Path(root)
+        self.base_url = base_url
+
+    def fetch(self, uri: str, *, max_bytes: int) -> bytes:
+        path = self.root / relative_path(self.base_url, uri)
+        with path.open("rb") as f:
+            data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise FormatError(f"{uri} exceeds {max_bytes} bytes", code="too_large")
+        return data

@@ -1,0 +1,1 @@
+"""Storage: the registry's tables, migrations and repository (SQLite or PostgreSQL)."""

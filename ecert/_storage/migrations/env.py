@@ -1,0 +1,10 @@
+"""Alembic environment: ecert runs migrations on a connection it passes in."""
+
+from alembic import context
+
+from ecert._storage.schema import metadata
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,298 @@
+"""The repository: every SQL statement of the registry, over one connection/transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, func, insert, select, update
+
+from ecert._storage.schema import (
+    agencies,
+    agency_types,
+    cert_types,
+    certificates,
+    counters,
+    events,
+    keys,
+    region,
+    status_lists,
+)
+from ecert.models import (
+    Agency,
+    Certificate,
+    CertificateStatus,
+    CertificateType,
+    KeyInfo,
+    KeyRole,
+    Region,
+    RevocationReason,
+)
+
+
+def _dt(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def _dt_required(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class Repository:
+    """Typed access to the registry tables. The caller owns the transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.conn = connection
+
+    # -- region ------------------------------------------------------------------------------
+
+    def get_region(self) -> Region | None:
+        row = self.conn.execute(select(region).where(region.c.id == 1)).first()
+        return None if row is None else Region(row.code, row.name, row.base_url)
+
+    def create_region(self, value: Region, now: int) -> None:
+        self.conn.execute(insert(region).values(id=1, code=value.code, name=value.name,
+                                                base_url=value.base_url, created_at=now))
+
+    # -- counters ----------------------------------------------------------------------------
+
+    def create_counter(self, name: str, value: int = 0) -> None:
+        self.conn.execute(insert(counters).values(name=name, value=value))
+
+    def next_value(self, name: str) -> int:
+        """Atomically increment a counter (the row lock serializes concurrent callers)."""
+        value = self.conn.execute(
+            update(counters).where(counters.c.name == name)
+            .values(value=counters.c.value + 1).returning(counters.c.value)
+        ).scalar_one_or_none()
+        if value is None:
+            raise LookupError(name)
+        return int(value)
+
+    # -- types -------------------------------------------------------------------------------
+
+    def add_type(self, value: CertificateType, now: int) -> None:
+        self.conn.execute(insert(cert_types).values(
+            code=value.code, version=value.version, name=value.name,
+            national_type_code=value.national_type_code, schema=dict(value.schema),
+            validity_days=value.validity_days, qr_claims=list(value.qr_claims), created_at=now,
+        ))
+
+    def get_type(self, code: str) -> CertificateType | None:
+        row = self.conn.execute(select(cert_types).where(cert_types.c.code == code)).first()
+        return None if row is None else self._type(row)
+
+    def list_types(self) -> list[CertificateType]:
+        rows = self.conn.execute(select(cert_types).order_by(cert_types.c.code))
+        return [self._type(row) for row in rows]
+
+    @staticmethod
+    def _type(row: Row[Any]) -> CertificateType:
+        return CertificateType(
+            code=row.code, name=row.name, national_type_code=row.national_type_code,
+            schema=row.schema, version=row.version, validity_days=row.validity_days,
+            qr_claims=tuple(row.qr_claims),
+        )
+
+    # -- agencies ----------------------------------------------------------------------------
+
+    def add_agency(self, value: Agency, now: int) -> None:
+        self.conn.execute(insert(agencies).values(code=value.code, name=value.name,
+                                                  uscc=value.uscc, created_at=now))
+        if value.types:
+            self.conn.execute(insert(agency_types),
+                              [{"agency_code": value.code, "type_code": t} for t in value.types])
+
+    def get_agency(self, code: str) -> Agency | None:
+        row = self.conn.execute(select(agencies).where(agencies.c.code == code)).first()
+        return None if row is None else self._agency(row)
+
+    def agency_with_uscc(self, uscc: str) -> Agency | None:
+        row = self.conn.execute(select(agencies).where(agencies.c.uscc == uscc)).first()
+        return None if row is None else self._agency(row)
+
+    def list_agencies(self) -> list[Agency]:
+        rows = self.conn.execute(select(agencies).order_by(agencies.c.code)).all()
+        return [self._agency(row) for row in rows]
+
+    def _agency(self, row: Row[Any]) -> Agency:
+        types = self.conn.execute(
+            select(agency_types.c.type_code).where(agency_types.c.agency_code == row.code)
+            .order_by(agency_types.c.type_code)
+        ).scalars().all()
+        return Agency(row.code, row.name, row.uscc, tuple(types))
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def add_key(self, value: KeyInfo) -> None:
+        self.conn.execute(insert(keys).values(
+            kid=value.kid, role=value.role.value, agency_code=value.agency_code, alg=value.alg,
+            public_jwk=dict(value.public_jwk), created_at=int(value.created_at.timestamp()),
+        ))
+
+    def retire_key(self, kid: str, now: int) -> None:
+        self.conn.execute(update(keys).where(keys.c.kid == kid, keys.c.retired_at.is_(None))
+                          .values(retired_at=now))
+
+    def active_key(self, role: KeyRole, agency_code: str | None = None) -> KeyInfo | None:
+        query = select(keys).where(keys.c.role == role.value, keys.c.retired_at.is_(None),
+                                   keys.c.compromised_since.is_(None))
+        if agency_code is not None:
+            query = query.where(keys.c.agency_code == agency_code)
+        row = self.conn.execute(query.order_by(keys.c.created_at.desc()).limit(1)).first()
+        return None if row is None else self._key(row)
+
+    def list_keys(self, role: KeyRole | None = None, agency_code: str | None = None
+                  ) -> list[KeyInfo]:
+        query = select(keys)
+        if role is not None:
+            query = query.where(keys.c.role == role.value)
+        if agency_code is not None:
+            query = query.where(keys.c.agency_code == agency_code)
+        rows = self.conn.execute(query.order_by(keys.c.created_at, keys.c.kid))
+        return [self._key(row) for row in rows]
+
+    @staticmethod
+    def _key(row: Row[Any]) -> KeyInfo:
+        return KeyInfo(
+            kid=row.kid, alg=row.alg, role=KeyRole(row.role), public_jwk=row.public_jwk,
+            created_at=_dt_required(row.created_at), agency_code=row.agency_code,
+            retired_at=_dt(row.retired_at), compromised_since=_dt(row.compromised_since),
+        )
+
+    # -- status lists ------------------------------------------------------------------------
+
+    def allocate_slot(self) -> tuple[int, bytes, int, int] | None:
+        """Take the next slot of the open list: ``(list_id, key, counter, size)`` or None."""
+        open_list = self.conn.execute(
+            select(status_lists.c.id).where(status_lists.c.allocated < status_lists.c.size)
+            .order_by(status_lists.c.id).limit(1)
+        ).scalar_one_or_none()
+        if open_list is None:
+            return None
+        row = self.conn.execute(
+            update(status_lists)
+            .where(status_lists.c.id == open_list,
+                   status_lists.c.allocated < status_lists.c.size)
+            .values(allocated=status_lists.c.allocated + 1)
+            .returning(status_lists.c.id, status_lists.c.permutation_key,
+                       status_lists.c.allocated, status_lists.c.size)
+        ).first()
+        if row is None:  # filled up by a concurrent issuer meanwhile
+            return None
+        return int(row.id), bytes(row.permutation_key), int(row.allocated) - 1, int(row.size)
+
+    def add_status_list(self, list_id: int, size: int, bits: int, key: bytes, now: int) -> None:
+        self.conn.execute(insert(status_lists).values(
+            id=list_id, size=size, bits=bits, permutation_key=key, allocated=0, created_at=now))
+
+    def list_status_lists(self) -> list[tuple[int, int, int, int]]:
+        """``(id, size, bits, allocated)`` of every list."""
+        rows = self.conn.execute(
+            select(status_lists.c.id, status_lists.c.size, status_lists.c.bits,
+                   status_lists.c.allocated).order_by(status_lists.c.id))
+        return [(r.id, r.size, r.bits, r.allocated) for r in rows]
+
+    def non_valid_slots(self, list_id: int) -> Iterator[tuple[int, str]]:
+        """``(index, status)`` of every suspended or revoked certificate on a list."""
+        rows = self.conn.execute(
+            select(certificates.c.status_index, certificates.c.status).where(
+                certificates.c.status_list_id == list_id,
+                certificates.c.status != CertificateStatus.VALID.value,
+            )
+        )
+        for row in rows:
+            yield int(row.status_index), str(row.status)
+
+    # -- certificates ------------------------------------------------------------------------
+
+    def add_certificate(self, cert: Certificate, serial: str, status_list_id: int) -> None:
+        self.conn.execute(insert(certificates).values(
+            id=cert.id, serial=serial, agency_code=cert.agency_code, type_code=cert.type_code,
+            type_version=cert.type_version, holder=cert.holder, holder_name=cert.holder_name,
+            claims=dict(cert.claims), issued_at=int(cert.issued_at.timestamp()),
+            valid_from=int(cert.valid_from.timestamp()),
+            valid_until=None if cert.valid_until is None else int(cert.valid_until.timestamp()),
+            status=cert.status.value, revocation_reason=None, status_list_id=status_list_id,
+            status_index=cert.status_index, kid=cert.kid, supersedes=cert.supersedes,
+            token=cert.token,
+        ))
+
+    def get_certificate(self, cert_id: str, *, for_update: bool = False) -> Certificate | None:
+        query = self._cert_query().where(certificates.c.id == cert_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        return None if row is None else self._certificate(row)
+
+    def ids_with_serial(self, serial: str) -> list[str]:
+        return list(self.conn.execute(
+            select(certificates.c.id).where(certificates.c.serial == serial).limit(10)
+        ).scalars())
+
+    def set_status(self, cert_id: str, status: CertificateStatus,
+                   reason: RevocationReason | None) -> None:
+        self.conn.execute(update(certificates).where(certificates.c.id == cert_id).values(
+            status=status.value, revocation_reason=None if reason is None else reason.value))
+
+    def find_certificates(
+        self, *, holder: str | None, type_code: str | None, status: CertificateStatus | None,
+        agency_code: str | None, limit: int, offset: int,
+    ) -> list[Certificate]:
+        conditions = []
+        if holder is not None:
+            conditions.append(certificates.c.holder == holder)
+        if type_code is not None:
+            conditions.append(certificates.c.type_code == type_code)
+        if status is not None:
+            conditions.append(certificates.c.status == status.value)
+        if agency_code is not None:
+            conditions.append(certificates.c.agency_code == agency_code)
+        query = self._cert_query()
+        if conditions:
+            query = query.where(and_(*conditions))
+        rows = self.conn.execute(
+            query.order_by(certificates.c.issued_at, certificates.c.id).limit(limit).offset(offset)
+        )
+        return [self._certificate(row) for row in rows]
+
+    def count_certificates(self) -> int:
+        return int(self.conn.execute(select(func.count()).select_from(certificates)).scalar_one())
+
+    @staticmethod
+    def _cert_query() -> Any:
+        return select(certificates, region.c.code.label("region_code"), region.c.base_url).join(
+            region, region.c.id == 1
+        )
+
+    @staticmethod
+    def _certificate(row: Row[Any]) -> Certificate:
+        from ecert._formats.bundle import status_list_uri
+
+        return Certificate(
+            id=row.id, type_code=row.type_code, agency_code=row.agency_code,
+            region=row.region_code, holder=row.holder, holder_name=row.holder_name,
+            claims=row.claims, issued_at=_dt_required(row.issued_at),
+            valid_from=_dt_required(row.valid_from), valid_until=_dt(row.valid_until),
+            status=CertificateStatus(row.status),
+            status_list_uri=status_list_uri(row.base_url, row.status_list_id),
+            status_index=row.status_index, kid=row.kid, token=row.token,
+            type_version=row.type_version,
+            revocation_reason=(None if row.revocation_reason is None
+                               else RevocationReason(row.revocation_reason)),
+            supersedes=row.supersedes,
+        )
+
+    # -- events ------------------------------------------------------------------------------
+
+    def record(self, now: int, operator: str, action: str, subject: str,
+               details: dict[str, Any]) -> None:
+        self.conn.execute(insert(events).values(at=now, operator=operator, action=action,
+                                                subject=subject, details=details))
+
+    def list_events(self, subject: str | None = None, limit: int = 1000) -> Sequence[Row[Any]]:
+        query = select(events)
+        if subject is not None:
+            query = query.where(events.c.subject == subject)
+        return self.conn.execute(query.order_by(events.c.id).limit(limit)).all()

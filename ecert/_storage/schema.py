@@ -1,0 +1,147 @@
+"""Registry tables (SQLAlchemy Core). Alembic migrations in ``migrations/`` create them.
+
+Times are integer seconds since the epoch (UTC), identical on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# The one region this registry belongs to (a single row, id = 1).
+region = Table(
+    "region",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("base_url", String(500), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+cert_types = Table(
+    "cert_types",
+    metadata,
+    Column("code", String(100), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("national_type_code", String(21), nullable=False),
+    Column("schema", JSON, nullable=False),
+    Column("validity_days", Integer, nullable=True),
+    Column("qr_claims", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+agencies = Table(
+    "agencies",
+    metadata,
+    Column("code", String(100), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("uscc", String(18), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+agency_types = Table(
+    "agency_types",
+    metadata,
+    Column("agency_code", String(100), ForeignKey("agencies.code"), primary_key=True),
+    Column("type_code", String(100), ForeignKey("cert_types.code"), primary_key=True),
+)
+
+keys = Table(
+    "keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("agency_code", String(100), ForeignKey("agencies.code"), nullable=True),
+    Column("alg", String(16), nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("retired_at", BigInteger, nullable=True),
+    Column("compromised_since", BigInteger, nullable=True),
+    Index("ix_keys_role_agency", "role", "agency_code"),
+)
+
+# Named monotonic counters: certificate serials per agency, trust list sequence.
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+status_lists = Table(
+    "status_lists",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", Integer, nullable=False),
+    Column("bits", Integer, nullable=False),
+    # Key of the pseudo-random permutation that spreads indices over the list.
+    Column("permutation_key", LargeBinary(32), nullable=False),
+    Column("allocated", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("serial", String(32), nullable=False),
+    Column("agency_code", String(100), ForeignKey("agencies.code"), nullable=False),
+    Column("type_code", String(100), ForeignKey("cert_types.code"), nullable=False),
+    Column("type_version", Integer, nullable=False),
+    Column("holder", String(64), nullable=False),
+    Column("holder_name", String(200), nullable=False),
+    Column("claims", JSON, nullable=False),
+    Column("issued_at", BigInteger, nullable=False),
+    Column("valid_from", BigInteger, nullable=False),
+    Column("valid_until", BigInteger, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("revocation_reason", String(40), nullable=True),
+    Column("status_list_id", Integer, ForeignKey("status_lists.id"), nullable=False),
+    Column("status_index", Integer, nullable=False),
+    Column("kid", String(64), ForeignKey("keys.kid"), nullable=False),
+    Column("supersedes", String(128), nullable=True),
+    Column("token", Text, nullable=False),
+    UniqueConstraint("status_list_id", "status_index", name="uq_certificates_status_slot"),
+    UniqueConstraint("agency_code", "serial", name="uq_certificates_agency_serial"),
+    Index("ix_certificates_holder", "holder"),
+    Index("ix_certificates_serial", "serial"),
+    Index("ix_certificates_type_status", "type_code", "status"),
+    Index("ix_certificates_status_list", "status_list_id", "status"),
+)
+
+# Append-only record of every state change: what, who, when. Triggers refuse UPDATE/DELETE.
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("at", BigInteger, nullable=False),
+    Column("operator", String(200), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("details", JSON, nullable=False),
+    Index("ix_events_subject", "subject"),
+)

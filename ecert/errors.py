@@ -1,0 +1,135 @@
+"""The ecert exception tree.
+
+Every error the library raises derives from :class:`EcertError` and carries a
+stable machine-readable ``code``; third-party errors are wrapped (``raise … from e``)
+so callers never need to catch SQLAlchemy, cryptography or jsonschema exceptions.
+
+Verification itself does not raise: :meth:`ecert.Verifier.verify` returns a
+:class:`ecert.VerificationResult`. :meth:`ecert.Verifier.verify_or_raise` is the
+raising variant and raises :class:`VerificationFailed`.
+
+::
+
+    EcertError
+    ├── InputError                  bad input from the caller (CLI exit code 2)
+    │   ├── InvalidCertificateId    malformed id or wrong check character
+    │   ├── ClaimsInvalid           claims violate the type's JSON Schema (names the field)
+    │   ├── NotFound                unknown type, agency or certificate
+    │   ├── AlreadyExists           duplicate type, agency or registry
+    │   ├── NotAuthorized           agency not authorized for that certificate type
+    │   └── InvalidTransition       e.g. reinstating a revoked certificate
+    ├── KeyStoreError               missing key file or wrong passphrase
+    ├── StorageError                database unreachable or registry not initialised
+    ├── FormatError                 a signed document (trust list, status list) is malformed
+    └── VerificationFailed          raised by ``verify_or_raise``; carries the result
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ecert.verify import VerificationResult
+
+__all__ = [
+    "AlreadyExists",
+    "ClaimsInvalid",
+    "EcertError",
+    "FormatError",
+    "InputError",
+    "InvalidCertificateId",
+    "InvalidTransition",
+    "KeyStoreError",
+    "NotAuthorized",
+    "NotFound",
+    "StorageError",
+    "VerificationFailed",
+]
+
+
+class EcertError(Exception):
+    """Base class of every error raised by ecert."""
+
+    code: str = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InputError(EcertError):
+    """The caller supplied input that cannot be used."""
+
+    code = "input_error"
+
+
+class InvalidCertificateId(InputError):
+    """A certificate identifier is malformed or its check character is wrong."""
+
+    code = "invalid_certificate_id"
+
+
+class ClaimsInvalid(InputError):
+    """Claims do not satisfy the certificate type's JSON Schema."""
+
+    code = "claims_invalid"
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        #: JSON path of the offending field, e.g. ``$.uscc``.
+        self.field = field
+
+
+class NotFound(InputError):
+    """A type, agency, key or certificate does not exist."""
+
+    code = "not_found"
+
+
+class AlreadyExists(InputError):
+    """The object to create exists already."""
+
+    code = "already_exists"
+
+
+class NotAuthorized(InputError):
+    """The agency is not authorized to issue this certificate type."""
+
+    code = "not_authorized"
+
+
+class InvalidTransition(InputError):
+    """The requested status change is not allowed from the current status."""
+
+    code = "invalid_transition"
+
+
+class KeyStoreError(EcertError):
+    """A private key could not be created, found or decrypted."""
+
+    code = "keystore_error"
+
+
+class StorageError(EcertError):
+    """The registry database could not be used."""
+
+    code = "storage_error"
+
+
+class FormatError(EcertError):
+    """A signed document or encoded value does not follow the ecert wire format."""
+
+    code = "format_error"
+
+
+class VerificationFailed(EcertError):
+    """A token did not verify (raised only by :meth:`ecert.Verifier.verify_or_raise`)."""
+
+    code = "verification_failed"
+
+    def __init__(self, result: VerificationResult) -> None:
+        codes = ", ".join(result.errors) or result.status
+        super().__init__(f"certificate is {result.status}: {codes}")
+        self.result = result

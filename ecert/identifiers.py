@@ -1,0 +1,132 @@
+"""Identifiers: GB/T 36904-2018 certificate ids, GB 32100 credit codes, national type codes.
+
+A certificate id reads
+``1.2.156.3005.2.<national type code>.<issuer USCC>.<serial>.<3-digit version>.<check>``;
+the check character is ISO/IEC 7064 MOD 37,36 over type code + issuer code +
+serial + version, so a mistyped id is caught before any database lookup.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ecert.errors import InputError, InvalidCertificateId
+
+__all__ = [
+    "ID_PREFIX",
+    "CertificateId",
+    "is_valid_uscc",
+    "mod37_36_check_char",
+    "validate_national_type_code",
+    "validate_uscc",
+]
+
+#: OID arc of GB/T 36904 electronic licence identifiers.
+ID_PREFIX = "1.2.156.3005.2"
+
+_MOD37_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_MOD37_INDEX = {c: i for i, c in enumerate(_MOD37_ALPHABET)}
+
+_USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_USCC_INDEX = {c: i for i, c in enumerate(_USCC_ALPHABET)}
+_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+_USCC_RE = re.compile(r"[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}")
+_SERIAL_RE = re.compile(r"[0-9A-Z]{1,32}")
+_VERSION_RE = re.compile(r"[0-9]{3}")
+
+
+def mod37_36_check_char(data: str) -> str:
+    """Return the ISO/IEC 7064 MOD 37,36 check character of ``data`` (digits, A-Z)."""
+    modulus = 36
+    check = modulus // 2
+    try:
+        for char in data:
+            check = (((check or modulus) * 2) % (modulus + 1) + _MOD37_INDEX[char]) % modulus
+    except KeyError as e:
+        raise InvalidCertificateId(f"character {e.args[0]!r} is not allowed in an id") from e
+    return _MOD37_ALPHABET[(1 - ((check or modulus) * 2) % (modulus + 1)) % modulus]
+
+
+def is_valid_uscc(code: str) -> bool:
+    """Whether ``code`` is an 18-character unified social credit code with a correct GB 32100 check."""
+    if len(code) != 18 or not _USCC_RE.fullmatch(code):
+        return False
+    total = sum(_USCC_INDEX[c] * w for c, w in zip(code[:17], _USCC_WEIGHTS, strict=True))
+    return _USCC_ALPHABET[(31 - total % 31) % 31] == code[17]
+
+
+def validate_uscc(code: str) -> str:
+    """Return ``code`` if it is a valid unified social credit code, else raise :class:`InputError`."""
+    if not is_valid_uscc(code):
+        raise InputError(
+            f"{code!r} is not a valid unified social credit code (GB 32100: 18 characters, "
+            "last one a check character)",
+            code="invalid_uscc",
+        )
+    return code
+
+
+def validate_national_type_code(code: str) -> str:
+    """Check a GB/T 36904 licence type code: defining authority's USCC + 3-digit sequence."""
+    if len(code) != 21 or not code[18:].isdigit() or not code[18:].isascii():
+        raise InputError(
+            f"{code!r} is not a GB/T 36904 national type code (21 characters: "
+            "the defining authority's USCC followed by 3 digits)",
+            code="invalid_national_type_code",
+        )
+    validate_uscc(code[:18])
+    return code
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateId:
+    """A parsed GB/T 36904 certificate identifier."""
+
+    type_code: str
+    issuer_code: str
+    serial: str
+    version: str = "001"
+
+    def __post_init__(self) -> None:
+        if len(self.type_code) != 21 or not self.type_code.isalnum():
+            raise InvalidCertificateId("the type code of an id has 21 characters")
+        if len(self.issuer_code) != 18 or not self.issuer_code.isalnum():
+            raise InvalidCertificateId("the issuer code of an id has 18 characters")
+        if not _SERIAL_RE.fullmatch(self.serial):
+            raise InvalidCertificateId("the serial of an id is 1 to 32 digits or capitals")
+        if not _VERSION_RE.fullmatch(self.version):
+            raise InvalidCertificateId("the version of an id has 3 digits")
+
+    @property
+    def check_char(self) -> str:
+        """The MOD 37,36 check character."""
+        return mod37_36_check_char(self.type_code + self.issuer_code + self.serial + self.version)
+
+    def __str__(self) -> str:
+        return ".".join(
+            (ID_PREFIX, self.type_code, self.issuer_code, self.serial, self.version,
+             self.check_char)
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> CertificateId:
+        """Parse and check an id; raise :class:`InvalidCertificateId` when anything is off."""
+        if not isinstance(text, str) or len(text) > 128:
+            raise InvalidCertificateId("not a certificate id")
+        text = text.strip().upper()
+        if not text.startswith(ID_PREFIX + "."):
+            raise InvalidCertificateId(f"a certificate id starts with {ID_PREFIX}.")
+        parts = text[len(ID_PREFIX) + 1 :].split(".")
+        if len(parts) != 5:
+            raise InvalidCertificateId(
+                "a certificate id has five parts after the prefix: "
+                "type code, issuer code, serial, version, check character"
+            )
+        type_code, issuer_code, serial, version, check = parts
+        parsed = cls(type_code, issuer_code, serial, version)
+        if len(check) != 1 or parsed.check_char != check:
+            raise InvalidCertificateId(
+                f"check character of {text!r} is wrong: the id was mistyped"
+            )
+        return parsed
