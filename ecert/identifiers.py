@@ -33,23 +33,37 @@ _USCC_INDEX = {c: i for i, c in enumerate(_USCC_ALPHABET)}
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 _USCC_RE = re.compile(r"[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}")
 _SERIAL_RE = re.compile(r"[0-9A-Z]{1,32}")
+_TYPE_CODE_RE = re.compile(r"[0-9A-Z]{21}")
+_ISSUER_CODE_RE = re.compile(r"[0-9A-Z]{18}")
 _VERSION_RE = re.compile(r"[0-9]{3}")
+
+
+def _transitions() -> list[dict[str, int]]:
+    # ISO/IEC 7064 hybrid MOD 37,36: state' = ((state or 36) * 2 % 37 + value) % 36,
+    # tabulated once so checking an id is one lookup per character.
+    return [
+        {c: (((state or 36) * 2) % 37 + v) % 36 for c, v in _MOD37_INDEX.items()}
+        for state in range(36)
+    ]
+
+
+_MOD37_NEXT = _transitions()
 
 
 def mod37_36_check_char(data: str) -> str:
     """Return the ISO/IEC 7064 MOD 37,36 check character of ``data`` (digits, A-Z)."""
-    modulus = 36
-    check = modulus // 2
+    state = 18
+    table = _MOD37_NEXT
     try:
         for char in data:
-            check = (((check or modulus) * 2) % (modulus + 1) + _MOD37_INDEX[char]) % modulus
+            state = table[state][char]
     except KeyError as e:
         raise InvalidCertificateId(f"character {e.args[0]!r} is not allowed in an id") from e
-    return _MOD37_ALPHABET[(1 - ((check or modulus) * 2) % (modulus + 1)) % modulus]
+    return _MOD37_ALPHABET[(1 - ((state or 36) * 2) % 37) % 36]
 
 
 def is_valid_uscc(code: str) -> bool:
-    """Whether ``code`` is an 18-character unified social credit code with a correct GB 32100 check."""
+    """Whether ``code`` is an 18-character USCC whose GB 32100 check character is right."""
     if len(code) != 18 or not _USCC_RE.fullmatch(code):
         return False
     total = sum(_USCC_INDEX[c] * w for c, w in zip(code[:17], _USCC_WEIGHTS, strict=True))
@@ -57,7 +71,7 @@ def is_valid_uscc(code: str) -> bool:
 
 
 def validate_uscc(code: str) -> str:
-    """Return ``code`` if it is a valid unified social credit code, else raise :class:`InputError`."""
+    """Return ``code`` if it is a valid USCC, else raise :class:`InputError`."""
     if not is_valid_uscc(code):
         raise InputError(
             f"{code!r} is not a valid unified social credit code (GB 32100: 18 characters, "
@@ -89,10 +103,10 @@ class CertificateId:
     version: str = "001"
 
     def __post_init__(self) -> None:
-        if len(self.type_code) != 21 or not self.type_code.isalnum():
-            raise InvalidCertificateId("the type code of an id has 21 characters")
-        if len(self.issuer_code) != 18 or not self.issuer_code.isalnum():
-            raise InvalidCertificateId("the issuer code of an id has 18 characters")
+        if not _TYPE_CODE_RE.fullmatch(self.type_code):
+            raise InvalidCertificateId("the type code of an id is 21 digits or capitals")
+        if not _ISSUER_CODE_RE.fullmatch(self.issuer_code):
+            raise InvalidCertificateId("the issuer code of an id is 18 digits or capitals")
         if not _SERIAL_RE.fullmatch(self.serial):
             raise InvalidCertificateId("the serial of an id is 1 to 32 digits or capitals")
         if not _VERSION_RE.fullmatch(self.version):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jsonschema
 from jsonschema.exceptions import SchemaError
@@ -70,7 +70,7 @@ Passphrase = bytes | str | Callable[[], bytes | str]
 
 _DB_FILE = "registry.db"
 _KEYS_DIR = "keys"
-_PSEUDONYM_SECRET = "holder-pseudonym"
+_PSEUDONYM_SECRET = "holder-pseudonym"  # noqa: S105 - a key file name, not a secret
 _CODE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._")
 
 
@@ -293,7 +293,7 @@ class Registry:
         if validity_days is not None and validity_days <= 0:
             raise InputError("validity days must be positive")
         try:
-            jsonschema.validators.validator_for(schema).check_schema(schema)
+            jsonschema.validators.validator_for(schema).check_schema(dict(schema))
         except SchemaError as e:
             raise InputError(f"schema of {code} is not a valid JSON Schema: {e.message}",
                              code="invalid_schema") from e
@@ -411,9 +411,16 @@ class Registry:
         error = jsonschema.exceptions.best_match(self._validator(cert_type).iter_errors(claims))
         if error is not None:
             path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+            # Name the field itself for missing and unexpected members.
+            instance = error.instance if isinstance(error.instance, dict) else {}
+            if error.validator == "required":
+                missing = [n for n in error.validator_value if n not in instance]
+                path += f".{missing[0]}" if missing else ""
+            elif error.validator == "additionalProperties":
+                known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+                extra = sorted(n for n in instance if n not in known)
+                path += f".{extra[0]}" if extra else ""
             field = f"$.claims{path}"
-            if error.validator == "required" or error.validator == "additionalProperties":
-                field = f"$.claims{path}"
             raise ClaimsInvalid(f"claims of {cert_type.code} invalid at {field}: {error.message}",
                                 field=field)
 
@@ -443,8 +450,9 @@ class Registry:
                                 f"(it issues: {', '.join(agency.types) or 'nothing'})")
         if not holder_name.strip():
             raise InputError("holder name is empty")
-        claims = json.loads(canonical_json(claims))  # plain JSON values, detached from caller
-        self._validate(cert_type, claims)
+        # Plain JSON values, detached from the caller's objects.
+        plain_claims: dict[str, Any] = json.loads(canonical_json(claims))
+        self._validate(cert_type, plain_claims)
         start = int(valid_from.timestamp()) if valid_from else now
         end = self._valid_until(cert_type, start, valid_until)
         holder = self.holder_pseudonym(holder_id)
@@ -452,7 +460,8 @@ class Registry:
             supersedes = str(CertificateId.parse(supersedes))
         for _attempt in range(3):
             try:
-                return self._issue_once(cert_type, agency, holder, holder_name.strip(), claims,
+                return self._issue_once(cert_type, agency, holder, holder_name.strip(),
+                                        plain_claims,
                                         now, start, end, supersedes)
             except _Retry:
                 continue
@@ -600,7 +609,7 @@ class Registry:
         """Lift a suspension."""
         return self._transition(id_or_serial, "reinstate", CertificateStatus.VALID, None)
 
-    _ALLOWED = {
+    _ALLOWED: ClassVar[dict[str, set[CertificateStatus]]] = {
         "revoke": {CertificateStatus.VALID, CertificateStatus.SUSPENDED},
         "suspend": {CertificateStatus.VALID},
         "reinstate": {CertificateStatus.SUSPENDED},
@@ -622,7 +631,8 @@ class Registry:
                          {"from": cert.status.value, "to": target.value,
                           "reason": None if reason is None else reason.value})
             updated = repo.get_certificate(cert_id)
-        assert updated is not None
+        if updated is None:  # pragma: no cover - the row was locked above
+            raise NotFound(f"no certificate {cert_id}")
         return updated
 
     # -- events ------------------------------------------------------------------------------
@@ -771,17 +781,15 @@ class _Transaction:
 
     def __init__(self, engine: Engine, *, write: bool) -> None:
         self._engine = engine.execution_options(**WRITE) if write else engine
-        self._conn: Connection | None = None
         self._ctx: Any = None
 
     def __enter__(self) -> Repository:
         try:
             self._ctx = self._engine.begin()
-            self._conn = self._ctx.__enter__()
+            connection: Connection = self._ctx.__enter__()
         except OperationalError as e:
             raise StorageError(f"database unavailable: {e.orig}") from e
-        assert self._conn is not None
-        return Repository(self._conn)
+        return Repository(connection)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: Any) -> None:

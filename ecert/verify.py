@@ -397,7 +397,7 @@ class Verifier:
                            e.message) from e
         if (cert_id.issuer_code != agency.uscc
                 or cert_id.type_code != type_entry.national_type_code
-                or str(cert_id) != claims.jti):
+                or claims.jti != claims.jti.strip().upper()):
             raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CERTIFICATE_ID,
                            "certificate id does not name this agency and type")
 
@@ -453,7 +453,8 @@ class Verifier:
             raise bad(e.message) from e
         if token.uri != uri:
             raise bad("its sub does not match the certificate's status URI")
-        if key_entry.compromised_since is not None and token.issued_at >= key_entry.compromised_since:
+        compromised_since = key_entry.compromised_since
+        if compromised_since is not None and token.issued_at >= compromised_since:
             raise bad("signed with a compromised key")
         leeway = self.limits.leeway_seconds
         if token.issued_at > now + leeway:

@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ ALLOWED_ALGS = frozenset({ES256, ED25519})
 #: Header parameters that would let a token name its own key: always refused.
 KEY_BEARING_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256"})
 
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -63,21 +65,33 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-_B64URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
+_COMPACT_RE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# With 2 or 3 characters in the last quantum, the unused low bits of the last character
+# must be zero; otherwise two spellings would decode to the same bytes.
+_B64URL_VALUES = {c: i for i, c in enumerate(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
+_UNUSED_BITS_MASK = {0: 0, 2: 0b1111, 3: 0b11}
 
 
 def b64url_decode(text: str) -> bytes:
     """Strict unpadded base64url: no padding, no other alphabet, canonical trailing bits."""
-    if not _B64URL_CHARS.issuperset(text) or len(text) % 4 == 1:
+    if not _B64URL_RE.fullmatch(text):
         raise FormatError("not base64url", code="malformed")
+    return _b64url_decode_checked(text)
+
+
+def _b64url_decode_checked(text: str) -> bytes:
+    """Decode text already known to use only the base64url alphabet."""
+    remainder = len(text) % 4
+    if remainder == 1:
+        raise FormatError("not base64url", code="malformed")
+    if remainder and _B64URL_VALUES[text[-1]] & _UNUSED_BITS_MASK[remainder]:
+        raise FormatError("non-canonical base64url", code="malformed")
     try:
-        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.urlsafe_b64decode(text + "=" * (-remainder % 4))
     except (binascii.Error, ValueError) as e:  # pragma: no cover - guarded above
         raise FormatError("not base64url", code="malformed") from e
-    # Non-canonical encodings (non-zero trailing bits) would give one value two spellings.
-    if b64url_encode(data) != text:
-        raise FormatError("non-canonical base64url", code="malformed")
-    return data
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -91,12 +105,16 @@ def _refuse_constant(name: str) -> Any:
     raise FormatError(f"JSON constant {name} is not allowed", code="malformed")
 
 
+_STRICT_DECODER = json.JSONDecoder(
+    object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
+)
+
+
 def strict_json_loads(data: bytes | str) -> Any:
-    """Parse JSON refusing duplicate members, NaN/Infinity, and pathological nesting."""
+    """Parse UTF-8 JSON refusing duplicate members, NaN/Infinity, and pathological nesting."""
     try:
-        return json.loads(
-            data, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
-        )
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        return _STRICT_DECODER.decode(text)
     except FormatError:
         raise
     except (ValueError, RecursionError, UnicodeDecodeError) as e:
@@ -140,6 +158,7 @@ def public_jwk(key: PublicKey | PrivateKey) -> dict[str, str]:
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 JWK SHA-256 thumbprint, base64url: ecert's ``kid``."""
     kty = jwk.get("kty")
+    members: tuple[str, ...]
     if kty == "EC":
         members = ("crv", "kty", "x", "y")
     elif kty == "OKP":
@@ -250,7 +269,7 @@ def sign_compact(payload: Mapping[str, Any], signer: SignerLike, typ: str) -> st
         raise FormatError(f"algorithm {signer.alg!r} is not allowed", code="unsupported_alg")
     return _SIGNING_JWS.encode(
         canonical_json(payload),
-        key=signer,
+        key=signer,  # type: ignore[arg-type]  # our registered algorithms take a signer
         algorithm=signer.alg,
         headers={"kid": signer.kid, "typ": typ},
         sort_headers=True,
@@ -276,20 +295,20 @@ def parse_compact(token: str, *, max_bytes: int) -> ParsedJws:
         raise FormatError("token must be text", code="malformed")
     if len(token) > max_bytes:
         raise FormatError(f"token exceeds {max_bytes} bytes", code="too_large")
-    if not token.isascii():
-        raise FormatError("token is not ASCII", code="malformed")
+    if not _COMPACT_RE.fullmatch(token):
+        if token.count(".") != 2:
+            raise FormatError("a compact JWS has three parts", code="malformed")
+        raise FormatError("a compact JWS is base64url", code="malformed")
     parts = token.split(".")
-    if len(parts) != 3:
-        raise FormatError("a compact JWS has three parts", code="malformed")
-    header = strict_json_loads(b64url_decode(parts[0]))
-    payload = strict_json_loads(b64url_decode(parts[1]))
+    header = strict_json_loads(_b64url_decode_checked(parts[0]))
+    payload = strict_json_loads(_b64url_decode_checked(parts[1]))
     if not isinstance(header, dict) or not isinstance(payload, dict):
         raise FormatError("JWS header and payload are JSON objects", code="malformed")
     return ParsedJws(
         header=header,
         payload=payload,
         signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"),
-        signature=b64url_decode(parts[2]),
+        signature=_b64url_decode_checked(parts[2]),
     )
 
 
@@ -321,7 +340,7 @@ def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: 
             # Explicit range check: r = s = 0 and friends are never valid (CVE-2022-21449).
             if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
                 return False
-            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hashes.SHA256()))
+            key.verify(encode_dss_signature(r, s), signing_input, _ECDSA_SHA256)
             return True
         if alg == ED25519 and isinstance(key, ed25519.Ed25519PublicKey):
             if len(signature) != 64:

@@ -98,13 +98,15 @@ class TrustedAgency:
     @classmethod
     def from_json(cls, value: Any) -> TrustedAgency:
         _require(isinstance(value, dict), "an agency is an object")
-        fields = [value.get(n) for n in ("code", "name", "uscc", "uri")]
-        _require(all(isinstance(f, str) for f in fields), "agency needs code, name, uscc, uri")
+        code, name, uscc, uri = (value.get(n) for n in ("code", "name", "uscc", "uri"))
+        _require(isinstance(code, str) and isinstance(name, str) and isinstance(uscc, str)
+                 and isinstance(uri, str), "agency needs code, name, uscc, uri")
         types, keys = value.get("types"), value.get("keys")
         _require(isinstance(types, list) and all(isinstance(t, str) for t in types),
                  "agency types are a list of strings")
         _require(isinstance(keys, list), "agency keys are a list")
-        return cls(*fields, tuple(types), tuple(TrustedKey.from_json(k) for k in keys))
+        return cls(code, name, uscc, uri, tuple(types),
+                   tuple(TrustedKey.from_json(k) for k in keys))
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,23 +167,27 @@ class TrustList:
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> TrustList:
         region = payload.get("region")
-        _require(isinstance(region, dict), "region is an object")
+        if not isinstance(region, dict):
+            raise FormatError("trust list: region is an object", code="malformed")
         code, name, base = region.get("code"), region.get("name"), region.get("base_url")
-        _require(isinstance(code, str) and isinstance(name, str) and isinstance(base, str),
-                 "region needs code, name, base_url")
         seq, iat, nxt = payload.get("seq"), payload.get("iat"), payload.get("next_update")
-        _require(type(seq) is int and type(iat) is int and type(nxt) is int and nxt > iat,
-                 "seq, iat and next_update are integers, next_update after iat")
-        lists = {n: payload.get(n) for n in ("agencies", "status_keys", "types", "agreements")}
-        _require(all(isinstance(v, list) for v in lists.values()),
-                 "agencies, status_keys, types and agreements are lists")
-        agreements = lists["agreements"]
+        agencies, status_keys = payload.get("agencies"), payload.get("status_keys")
+        types, agreements = payload.get("types"), payload.get("agreements")
+        if not (isinstance(code, str) and isinstance(name, str) and isinstance(base, str)):
+            raise FormatError("trust list: region needs code, name, base_url", code="malformed")
+        if not (type(seq) is int and type(iat) is int and type(nxt) is int and nxt > iat):
+            raise FormatError("trust list: seq, iat and next_update are integers, "
+                              "next_update after iat", code="malformed")
+        if not (isinstance(agencies, list) and isinstance(status_keys, list)
+                and isinstance(types, list) and isinstance(agreements, list)):
+            raise FormatError("trust list: agencies, status_keys, types and agreements are "
+                              "lists", code="malformed")
         _require(all(isinstance(a, dict) for a in agreements), "agreements are objects")
         return cls(
             region=code, name=name, base_url=base, sequence=seq, issued_at=iat,
             next_update=nxt,
-            agencies=tuple(TrustedAgency.from_json(a) for a in lists["agencies"]),
-            status_keys=tuple(TrustedKey.from_json(k) for k in lists["status_keys"]),
-            types=tuple(TypeEntry.from_json(t) for t in lists["types"]),
+            agencies=tuple(TrustedAgency.from_json(a) for a in agencies),
+            status_keys=tuple(TrustedKey.from_json(k) for k in status_keys),
+            types=tuple(TypeEntry.from_json(t) for t in types),
             agreements=tuple(agreements),
         )

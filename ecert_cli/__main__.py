@@ -1,0 +1,3 @@
+from ecert_cli import main
+
+main()

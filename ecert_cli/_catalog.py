@@ -1,0 +1,136 @@
+"""``ecert type …`` and ``ecert agency …``: the catalog and the issuing agencies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+import ecert
+from ecert_cli._app import cli, emit, json_option, settings
+from ecert_cli._render import agency_json, key_json, type_json
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def read_json_file(path: str) -> object:
+    """A JSON document from a file or ``-`` (stdin), errors as one clear line."""
+    try:
+        text = click.get_text_stream("stdin").read() if path == "-" else (
+            Path(path).read_text("utf-8"))
+    except OSError as e:
+        raise ecert.InputError(f"cannot read {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ecert.InputError(f"{path} is not UTF-8 text") from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ecert.InputError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}") from e
+
+
+@cli.group("type")
+def type_group() -> None:
+    """Certificate types of the catalog."""
+
+
+@type_group.command("add")
+@click.argument("code")
+@click.option("--name", required=True, help="Display name, e.g. 营业执照.")
+@click.option("--schema", "schema_file", required=True, metavar="FILE",
+              help="JSON Schema of the claims.")
+@click.option("--national-code", required=True,
+              help="GB/T 36904 national type code (21 characters).")
+@click.option("--validity-days", type=click.IntRange(min=1), default=None,
+              help="Default validity; omit for certificates without expiry.")
+@click.option("--qr-claims", default=None, metavar="A,B,…",
+              help="Claims a verifier must see offline (carried in QR codes).")
+@click.option("--version", "type_version", type=click.IntRange(min=1), default=1,
+              show_default=True, help="Type version.")
+@json_option
+def type_add(code: str, name: str, schema_file: str, national_code: str,
+             validity_days: int | None, qr_claims: str | None, type_version: int) -> None:
+    """Add certificate type CODE to the catalog."""
+    schema = read_json_file(schema_file)
+    if not isinstance(schema, dict):
+        raise ecert.InputError(f"{schema_file} must hold a JSON Schema object")
+    with settings().open_registry() as registry:
+        value = registry.add_type(code, name=name, national_type_code=national_code,
+                                  schema=schema, validity_days=validity_days,
+                                  qr_claims=_split(qr_claims), version=type_version)
+    emit(type_json(value), f"added type {value.code} ({value.name}), national code "
+                           f"{value.national_type_code}")
+
+
+@type_group.command("list")
+@json_option
+def type_list() -> None:
+    """List the catalog."""
+    with settings().open_registry() as registry:
+        types = registry.types()
+
+    def human() -> None:
+        if not types:
+            click.echo("no types yet: add one with 'ecert type add'")
+        for t in types:
+            validity = f"{t.validity_days} days" if t.validity_days else "no expiry"
+            click.echo(f"{t.code:<32} v{t.version}  {t.national_type_code}  {validity:<10}  "
+                       f"{t.name}")
+
+    emit([type_json(t) for t in types], human)
+
+
+@cli.group("agency")
+def agency_group() -> None:
+    """Issuing agencies and their keys."""
+
+
+@agency_group.command("add")
+@click.argument("code")
+@click.option("--name", required=True, help="Agency name.")
+@click.option("--uscc", required=True, help="Unified social credit code (18 characters).")
+@click.option("--types", "type_codes", required=True, metavar="T1,T2",
+              help="Certificate types the agency may issue.")
+@click.option("--alg", type=click.Choice(["ES256", "Ed25519"]), default="ES256",
+              show_default=True, help="Signature algorithm of its key.")
+@json_option
+def agency_add(code: str, name: str, uscc: str, type_codes: str, alg: str) -> None:
+    """Register agency CODE and create its signing key."""
+    with settings().open_registry() as registry:
+        value = registry.add_agency(code, name=name, uscc=uscc, types=_split(type_codes),
+                                    alg=alg)
+        keys = registry.keys(code)
+    emit(agency_json(value, keys),
+         f"added agency {value.code} ({value.name}) for {', '.join(value.types)}; "
+         f"key {keys[-1].kid}")
+
+
+@agency_group.command("list")
+@json_option
+def agency_list() -> None:
+    """List agencies with their types and keys."""
+    with settings().open_registry() as registry:
+        agencies = [(a, registry.keys(a.code)) for a in registry.agencies()]
+
+    def human() -> None:
+        if not agencies:
+            click.echo("no agencies yet: add one with 'ecert agency add'")
+        for agency, keys in agencies:
+            click.echo(f"{agency.code:<20} {agency.uscc}  {agency.name}")
+            click.echo(f"{'':<20} types: {', '.join(agency.types)}")
+            for key in keys:
+                click.echo(f"{'':<20} key {key.kid} {key.alg} {key.status.value}")
+
+    emit([agency_json(a, k) for a, k in agencies], human)
+
+
+@agency_group.command("rotate-key")
+@click.argument("code")
+@json_option
+def agency_rotate_key(code: str) -> None:
+    """Give agency CODE a new signing key; the old key keeps verifying what it signed."""
+    with settings().open_registry() as registry:
+        key = registry.rotate_agency_key(code)
+    emit(key_json(key), f"agency {code} now signs with key {key.kid}; publish to announce it")

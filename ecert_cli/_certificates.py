@@ -1,0 +1,132 @@
+"""``ecert issue``, ``show``, ``list``, ``suspend``, ``reinstate``, ``revoke``."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import click
+
+import ecert
+from ecert_cli._app import cli, emit, json_option, settings
+from ecert_cli._catalog import read_json_file
+from ecert_cli._render import certificate_json, certificate_row, print_certificate
+
+
+def _parse_until(value: str | None) -> date | datetime | None:
+    if value is None:
+        return None
+    try:
+        if "T" in value:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                raise ecert.InputError("--valid-until with a time needs a zone, e.g. +08:00")
+            return parsed
+        return date.fromisoformat(value)
+    except ValueError as e:
+        raise ecert.InputError(f"--valid-until {value!r} is not a date (YYYY-MM-DD)") from e
+
+
+@cli.command("issue")
+@click.option("--type", "type_code", required=True, help="Certificate type code.")
+@click.option("--agency", "agency_code", required=True, help="Issuing agency code.")
+@click.option("--holder-id", required=True,
+              help="Holder's id (USCC or resident id); only a keyed pseudonym is kept.")
+@click.option("--holder-name", required=True, help="Holder's display name.")
+@click.option("--claims", "claims_file", required=True, metavar="FILE",
+              help="JSON file with the type's claims ('-' for stdin).")
+@click.option("--valid-until", default=None, metavar="DATE",
+              help="Last valid day (YYYY-MM-DD, UTC); default from the type.")
+@click.option("--supersedes", default=None, metavar="ID", help="Id this certificate replaces.")
+@json_option
+def issue(type_code: str, agency_code: str, holder_id: str, holder_name: str,
+          claims_file: str, valid_until: str | None, supersedes: str | None) -> None:
+    """Issue and sign a certificate."""
+    claims = read_json_file(claims_file)
+    if not isinstance(claims, dict):
+        raise ecert.InputError(f"{claims_file} must hold a JSON object of claims")
+    until = _parse_until(valid_until)
+    with settings().open_registry() as registry:
+        cert = registry.issue(type_code, agency_code, holder_id=holder_id,
+                              holder_name=holder_name, claims=claims, valid_until=until,
+                              supersedes=supersedes)
+
+    def human() -> None:
+        click.echo(f"issued {cert.id}")
+        print_certificate(cert, claims=False)
+        click.echo(f"token:      {cert.token}")
+
+    emit(certificate_json(cert), human)
+
+
+@cli.command("show")
+@click.argument("cert_id", metavar="ID")
+@click.option("--token", "token_only", is_flag=True, help="Print only the signed token.")
+@json_option
+def show(cert_id: str, token_only: bool) -> None:
+    """Show certificate ID (the full id, or its serial when unambiguous)."""
+    with settings().open_registry() as registry:
+        cert = registry.get(cert_id)
+    if token_only:
+        emit({"id": cert.id, "token": cert.token}, cert.token)
+        return
+    emit(certificate_json(cert), lambda: print_certificate(cert))
+
+
+@cli.command("list")
+@click.option("--holder-id", default=None, help="Only this holder's certificates.")
+@click.option("--type", "type_code", default=None, help="Only this type.")
+@click.option("--agency", "agency_code", default=None, help="Only this agency's.")
+@click.option("--status", type=click.Choice([s.value for s in ecert.CertificateStatus]),
+              default=None, help="Only this status.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0)
+@json_option
+def list_certificates(holder_id: str | None, type_code: str | None, agency_code: str | None,
+                      status: str | None, limit: int, offset: int) -> None:
+    """List certificates, oldest first."""
+    with settings().open_registry() as registry:
+        certs = registry.find(holder_id=holder_id, type_code=type_code, status=status,
+                              agency_code=agency_code, limit=limit, offset=offset)
+
+    def human() -> None:
+        if not certs:
+            click.echo("no certificates match")
+        for cert in certs:
+            click.echo(certificate_row(cert))
+
+    emit([certificate_json(c, token=False) for c in certs], human)
+
+
+def _status_change(action: str, cert: ecert.Certificate) -> None:
+    emit(certificate_json(cert, token=False),
+         f"{action} {cert.id}: now {cert.status.value}; run 'ecert publish' so verifiers see it")
+
+
+@cli.command("revoke")
+@click.argument("cert_id", metavar="ID")
+@click.option("--reason", required=True,
+              type=click.Choice([r.value for r in ecert.RevocationReason]),
+              help="RFC 5280 CRLReason name.")
+@json_option
+def revoke(cert_id: str, reason: str) -> None:
+    """Revoke certificate ID for good."""
+    with settings().open_registry() as registry:
+        _status_change("revoked", registry.revoke(cert_id, reason))
+
+
+@cli.command("suspend")
+@click.argument("cert_id", metavar="ID")
+@json_option
+def suspend(cert_id: str) -> None:
+    """Suspend certificate ID until it is reinstated."""
+    with settings().open_registry() as registry:
+        _status_change("suspended", registry.suspend(cert_id))
+
+
+@cli.command("reinstate")
+@click.argument("cert_id", metavar="ID")
+@json_option
+def reinstate(cert_id: str) -> None:
+    """Lift the suspension of certificate ID."""
+    with settings().open_registry() as registry:
+        _status_change("reinstated", registry.reinstate(cert_id))

@@ -1,0 +1,43 @@
+"""``ecert verify``: check a token against a published bundle; needs no registry."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+import ecert
+from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option
+
+
+@cli.command("verify")
+@click.argument("token")
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              required=True, help="Published bundle directory of the issuing region.")
+@click.option("--anchor", "anchor_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Pinned anchor.json (default: the bundle's own).")
+@json_option
+def verify(token: str, bundle: Path, anchor_file: Path | None) -> None:
+    """Verify TOKEN ('-' reads it from stdin). Exit 0 if valid, 1 if not."""
+    if token == "-":  # noqa: S105 - "-" means stdin
+        token = sys.stdin.read(1024 * 1024).strip()
+    anchor = ecert.TrustAnchor.load(anchor_file) if anchor_file else None
+    verifier = ecert.Verifier.from_bundle(bundle, anchor=anchor)
+    result = verifier.verify(token)
+
+    def human() -> None:
+        if result.valid and result.certificate and result.issuer:
+            cert, issuer = result.certificate, result.issuer
+            until = cert.valid_until.date().isoformat() if cert.valid_until else "no expiry"
+            click.echo(f"VALID  {cert.type_code}  {cert.id}")
+            click.echo(f"holder: {cert.holder_name}")
+            click.echo(f"issuer: {issuer.agency_name} ({issuer.agency_code}, {issuer.region})")
+            click.echo(f"valid:  {cert.valid_from.date().isoformat()} to {until}")
+        else:
+            detail = "; ".join(result.messages) or ", ".join(result.errors)
+            click.echo(f"NOT VALID ({result.status.value}): {detail}")
+
+    emit(result.to_json(), human)
+    if not result.valid:
+        sys.exit(EXIT_NOT_VALID)
