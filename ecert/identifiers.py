@@ -16,6 +16,7 @@ from ecert.errors import InputError, InvalidCertificateId
 __all__ = [
     "ID_PREFIX",
     "CertificateId",
+    "CertificateIdPrefix",
     "is_valid_uscc",
     "mod37_36_check_char",
     "validate_national_type_code",
@@ -50,16 +51,53 @@ def _transitions() -> list[dict[str, int]]:
 _MOD37_NEXT = _transitions()
 
 
-def mod37_36_check_char(data: str) -> str:
-    """Return the ISO/IEC 7064 MOD 37,36 check character of ``data`` (digits, A-Z)."""
-    state = 18
+def _mod37_state(data: str, state: int = 18) -> int:
     table = _MOD37_NEXT
     try:
         for char in data:
             state = table[state][char]
     except KeyError as e:
         raise InvalidCertificateId(f"character {e.args[0]!r} is not allowed in an id") from e
+    return state
+
+
+def _mod37_final(state: int) -> str:
     return _MOD37_ALPHABET[(1 - ((state or 36) * 2) % 37) % 36]
+
+
+def mod37_36_check_char(data: str) -> str:
+    """Return the ISO/IEC 7064 MOD 37,36 check character of ``data`` (digits, A-Z)."""
+    return _mod37_final(_mod37_state(data))
+
+
+class CertificateIdPrefix:
+    """Checks ids of one type and issuer quickly: the shared prefix is checked once.
+
+    ``matches(text)`` is equivalent to parsing ``text`` with :meth:`CertificateId.parse`
+    and comparing its type and issuer codes, for canonical (upper-case) text.
+    """
+
+    __slots__ = ("_prefix", "_state")
+
+    def __init__(self, type_code: str, issuer_code: str) -> None:
+        CertificateId(type_code, issuer_code, "0")  # validates both codes
+        self._prefix = f"{ID_PREFIX}.{type_code}.{issuer_code}."
+        self._state = _mod37_state(type_code + issuer_code)
+
+    def matches(self, text: str) -> bool:
+        """Whether ``text`` is a well-formed id of this type and issuer with a right check."""
+        if not text.startswith(self._prefix):
+            return False
+        rest = text[len(self._prefix):].split(".")
+        if len(rest) != 3:
+            return False
+        serial, version, check = rest
+        if not (_SERIAL_RE.fullmatch(serial) and _VERSION_RE.fullmatch(version)):
+            return False
+        try:
+            return _mod37_final(_mod37_state(serial + version, self._state)) == check
+        except InvalidCertificateId:  # pragma: no cover - excluded by the patterns
+            return False
 
 
 def is_valid_uscc(code: str) -> bool:

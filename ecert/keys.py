@@ -124,16 +124,21 @@ class FileKeyStore:
         )
         blob = pkcs12.serialize_key_and_certificates(name.encode(), key, None, None, encryption)
         path = self._path(name)
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+            # link() publishes the complete file atomically and never replaces one.
+            os.link(temporary, path)
         except FileExistsError as e:
-            raise KeyStoreError(f"key file {path} exists already") from e
+            raise KeyStoreError(f"key file {path} exists already", code="key_exists") from e
         except OSError as e:
             raise KeyStoreError(f"cannot write key file {path}: {e.strerror}") from e
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
+        finally:
+            temporary.unlink(missing_ok=True)
         self._cache[name] = key
 
     def load(self, name: str) -> PrivateKey:
@@ -167,13 +172,13 @@ class FileKeyStore:
 
         Reusing the key-file format keeps one encrypted-at-rest mechanism for every secret.
         """
-        try:
-            key = self.load(name)
-        except KeyStoreError:
-            if self._path(name).exists():
-                raise
-            key = ed25519.Ed25519PrivateKey.from_private_bytes(secrets.token_bytes(32))
-            self.store(name, key)
+        if not self._path(name).exists():
+            try:
+                self.store(name, ed25519.Ed25519PrivateKey.generate())
+            except KeyStoreError as e:
+                if e.code != "key_exists":  # another process created it first: use theirs
+                    raise
+        key = self.load(name)
         if not isinstance(key, ed25519.Ed25519PrivateKey):
             raise KeyStoreError(f"secret {name!r} has the wrong key type")
         return key.private_bytes(

@@ -183,6 +183,7 @@ class Registry:
             repo.create_counter("status_list_id")
             for role in (KeyRole.ROOT, KeyRole.STATUS):
                 registry._new_key(repo, role, None, now)
+            registry.keystore.secret(_PSEUDONYM_SECRET)
             registry._record(repo, now, "registry.init", value.code,
                              {"name": name, "base_url": base_url})
         return registry

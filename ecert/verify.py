@@ -47,7 +47,7 @@ from ecert._formats.statuslist import (
 from ecert._formats.trustlist import TrustedAgency, TrustedKey, TrustList
 from ecert._sources import BundleDirectory, DocumentSource
 from ecert.errors import EcertError, FormatError, InvalidCertificateId, VerificationFailed
-from ecert.identifiers import CertificateId
+from ecert.identifiers import CertificateIdPrefix
 from ecert.models import Certificate, CertificateStatus
 from ecert.trust import TrustAnchor, TrustListError, load_trust_list
 
@@ -200,6 +200,7 @@ class _AgencyKey:
     entry: TrustedKey
     alg: str
     key: PublicKey
+    issuer: Issuer
 
 
 def _ts(seconds: int) -> datetime:
@@ -226,8 +227,22 @@ class Verifier:
         for agency in trust_list.agencies:
             for entry in agency.keys:
                 alg, key = entry.public_key()
-                self._agency_keys[entry.kid] = _AgencyKey(agency, entry, alg, key)
+                issuer = Issuer(trust_list.region, agency.code, agency.name, agency.uscc,
+                                agency.uri, entry.kid)
+                self._agency_keys[entry.kid] = _AgencyKey(agency, entry, alg, key, issuer)
         self._status_keys = {k.kid: (k, *k.public_key()) for k in trust_list.status_keys}
+        # Ids each agency may issue, by type: prefix and check-character state precomputed.
+        self._id_prefixes: dict[tuple[str, str], CertificateIdPrefix] = {}
+        for agency in trust_list.agencies:
+            for type_code in agency.types:
+                type_entry = self._types.get(type_code)
+                if type_entry is None:
+                    continue
+                try:
+                    self._id_prefixes[agency.code, type_code] = CertificateIdPrefix(
+                        type_entry.national_type_code, agency.uscc)
+                except InvalidCertificateId:
+                    continue  # a malformed code in the list: such ids never verify
         self._status_lists: dict[str, tuple[StatusListToken, int]] = {}
 
     # -- construction ------------------------------------------------------------------------
@@ -301,7 +316,9 @@ class Verifier:
             token = bytes(token).decode("ascii", "replace")
         # 1-2. structure and header policy
         try:
-            parsed = parse_compact(token.strip(), max_bytes=self.limits.max_token_bytes)
+            if token[:1].isspace() or token[-1:].isspace():
+                token = token.strip()
+            parsed = parse_compact(token, max_bytes=self.limits.max_token_bytes)
             kid = check_header(parsed.header, CERTIFICATE_TYP)
         except FormatError as e:
             raise _Failure(VerificationStatus.INVALID,
@@ -375,8 +392,7 @@ class Verifier:
             status_index=claims.status_index, kid=kid, token=token,
             type_version=claims.vct_version, supersedes=claims.supersedes,
         )
-        issuer = Issuer(self.trust_list.region, agency.code, agency.name, agency.uscc,
-                        agency.uri, kid)
+        issuer = agency_key.issuer
         return VerificationResult(status, tuple(errors), certificate, issuer, tuple(messages))
 
     def _check_issuer(self, claims: CertificateClaims, agency: TrustedAgency) -> None:
@@ -390,16 +406,11 @@ class Verifier:
         if claims.vct not in agency.types or type_entry is None:
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.TYPE_NOT_AUTHORIZED,
                            f"agency {agency.code} is not authorized to issue {claims.vct}")
-        try:
-            cert_id = CertificateId.parse(claims.jti)
-        except InvalidCertificateId as e:
+        id_prefix = self._id_prefixes.get((agency.code, claims.vct))
+        if id_prefix is None or not id_prefix.matches(claims.jti):
             raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CERTIFICATE_ID,
-                           e.message) from e
-        if (cert_id.issuer_code != agency.uscc
-                or cert_id.type_code != type_entry.national_type_code
-                or claims.jti != claims.jti.strip().upper()):
-            raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CERTIFICATE_ID,
-                           "certificate id does not name this agency and type")
+                           "certificate id is malformed, has a wrong check character, or "
+                           "does not name this agency and type")
 
     # -- status lists ------------------------------------------------------------------------
 

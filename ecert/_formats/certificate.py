@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ecert._formats.jose import SignerLike, sign_compact
 from ecert.errors import FormatError
@@ -14,8 +13,7 @@ CERTIFICATE_TYP = "ecert+jwt"
 MAX_TOKEN_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class CertificateClaims:
+class CertificateClaims(NamedTuple):
     """The claims of a certificate token, typed. Times are seconds since the epoch."""
 
     iss: str
@@ -69,11 +67,17 @@ class CertificateClaims:
         exp = payload.get("exp")
         supersedes = payload.get("supersedes")
         claims = payload.get("claims")
-        strings = ("iss", "sub", "jti", "vct", "region", "holder_name")
-        ints = ("iat", "nbf", "vct_version")
+        get = payload.get
         if (
-            not all(isinstance(payload.get(n), str) for n in strings)
-            or not all(type(payload.get(n)) is int for n in ints)
+            not isinstance(get("iss"), str)
+            or not isinstance(get("sub"), str)
+            or not isinstance(get("jti"), str)
+            or not isinstance(get("vct"), str)
+            or not isinstance(get("region"), str)
+            or not isinstance(get("holder_name"), str)
+            or type(get("iat")) is not int
+            or type(get("nbf")) is not int
+            or type(get("vct_version")) is not int
             or not (exp is None or type(exp) is int)
             or not (supersedes is None or isinstance(supersedes, str))
             or not isinstance(claims, dict)

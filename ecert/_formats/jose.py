@@ -16,10 +16,8 @@ import base64
 import binascii
 import hashlib
 import json
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import jwt
 from cryptography.exceptions import InvalidSignature
@@ -65,8 +63,7 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-_B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
-_COMPACT_RE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 # With 2 or 3 characters in the last quantum, the unused low bits of the last character
 # must be zero; otherwise two spellings would decode to the same bytes.
 _B64URL_VALUES = {c: i for i, c in enumerate(
@@ -76,21 +73,27 @@ _UNUSED_BITS_MASK = {0: 0, 2: 0b1111, 3: 0b11}
 
 def b64url_decode(text: str) -> bytes:
     """Strict unpadded base64url: no padding, no other alphabet, canonical trailing bits."""
-    if not _B64URL_RE.fullmatch(text):
-        raise FormatError("not base64url", code="malformed")
+    if not isinstance(text, str):
+        raise FormatError("base64url must be text", code="malformed")
     return _b64url_decode_checked(text)
 
 
 def _b64url_decode_checked(text: str) -> bytes:
-    """Decode text already known to use only the base64url alphabet."""
+    """Decode base64url; binascii's strict mode refuses every byte outside the alphabet."""
     remainder = len(text) % 4
-    if remainder == 1:
+    if remainder == 1 or not text.isascii():
         raise FormatError("not base64url", code="malformed")
-    if remainder and _B64URL_VALUES[text[-1]] & _UNUSED_BITS_MASK[remainder]:
+    raw = text.encode("ascii")
+    # '+', '/' and '=' belong to standard base64 only; strict mode would accept them.
+    if b"+" in raw or b"/" in raw or b"=" in raw:
+        raise FormatError("not base64url", code="malformed")
+    if remainder and _B64URL_VALUES.get(text[-1], 0) & _UNUSED_BITS_MASK[remainder]:
         raise FormatError("non-canonical base64url", code="malformed")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-remainder % 4))
-    except (binascii.Error, ValueError) as e:  # pragma: no cover - guarded above
+        return binascii.a2b_base64(
+            raw.translate(_URLSAFE_TO_STANDARD) + b"=" * (-remainder % 4), strict_mode=True
+        )
+    except binascii.Error as e:
         raise FormatError("not base64url", code="malformed") from e
 
 
@@ -105,8 +108,16 @@ def _refuse_constant(name: str) -> Any:
     raise FormatError(f"JSON constant {name} is not allowed", code="malformed")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise FormatError(f"number {text[:20]} overflows", code="malformed")
+    return value
+
+
 _STRICT_DECODER = json.JSONDecoder(
-    object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
+    object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant,
+    parse_float=_finite_float,
 )
 
 
@@ -279,8 +290,7 @@ def sign_compact(payload: Mapping[str, Any], signer: SignerLike, typ: str) -> st
 # -- parsing and verification ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedJws:
+class ParsedJws(NamedTuple):
     """A structurally valid compact JWS whose signature is not yet checked."""
 
     header: dict[str, Any]
@@ -295,11 +305,9 @@ def parse_compact(token: str, *, max_bytes: int) -> ParsedJws:
         raise FormatError("token must be text", code="malformed")
     if len(token) > max_bytes:
         raise FormatError(f"token exceeds {max_bytes} bytes", code="too_large")
-    if not _COMPACT_RE.fullmatch(token):
-        if token.count(".") != 2:
-            raise FormatError("a compact JWS has three parts", code="malformed")
-        raise FormatError("a compact JWS is base64url", code="malformed")
     parts = token.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise FormatError("a compact JWS has three non-empty parts", code="malformed")
     header = strict_json_loads(_b64url_decode_checked(parts[0]))
     payload = strict_json_loads(_b64url_decode_checked(parts[1]))
     if not isinstance(header, dict) or not isinstance(payload, dict):
