@@ -25,7 +25,9 @@ from ecert.errors import (
     KeyStoreError,
     NotAuthorized,
     NotFound,
+    PublishError,
     StorageError,
+    TrustListError,
     VerificationFailed,
 )
 from ecert.identifiers import CertificateId
@@ -42,7 +44,7 @@ from ecert.models import (
     RevocationReason,
 )
 from ecert.registry import Event, PublishReport, Registry
-from ecert.trust import TrustAnchor, TrustListError
+from ecert.trust import TrustAnchor
 from ecert.verify import (
     ErrorCode,
     Issuer,
@@ -78,6 +80,7 @@ __all__ = [
     "LocalSigner",
     "NotAuthorized",
     "NotFound",
+    "PublishError",
     "PublishReport",
     "Region",
     "Registry",

@@ -20,7 +20,9 @@ raising variant and raises :class:`VerificationFailed`.
     │   └── InvalidTransition       e.g. reinstating a revoked certificate
     ├── KeyStoreError               missing key file or wrong passphrase
     ├── StorageError                database unreachable or registry not initialised
-    ├── FormatError                 a signed document (trust list, status list) is malformed
+    ├── FormatError                 a signed document or encoded value is malformed
+    ├── TrustListError              a trust list or anchor cannot be accepted (``code`` says why)
+    ├── PublishError                the bundle could not be written
     └── VerificationFailed          raised by ``verify_or_raise``; carries the result
 """
 
@@ -42,7 +44,9 @@ __all__ = [
     "KeyStoreError",
     "NotAuthorized",
     "NotFound",
+    "PublishError",
     "StorageError",
+    "TrustListError",
     "VerificationFailed",
 ]
 
@@ -78,7 +82,7 @@ class ClaimsInvalid(InputError):
 
     def __init__(self, message: str, *, field: str) -> None:
         super().__init__(message)
-        #: JSON path of the offending field, e.g. ``$.uscc``.
+        #: JSON path of the offending field, e.g. ``$.claims.uscc``.
         self.field = field
 
 
@@ -122,6 +126,18 @@ class FormatError(EcertError):
     """A signed document or encoded value does not follow the ecert wire format."""
 
     code = "format_error"
+
+
+class TrustListError(EcertError):
+    """A trust list or trust anchor could not be accepted; ``code`` says why."""
+
+    code = "trust_list_invalid"
+
+
+class PublishError(EcertError):
+    """The verification bundle could not be written."""
+
+    code = "publish_failed"
 
 
 class VerificationFailed(EcertError):

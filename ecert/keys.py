@@ -141,6 +141,10 @@ class FileKeyStore:
             temporary.unlink(missing_ok=True)
         self._cache[name] = key
 
+    def exists(self, name: str) -> bool:
+        """Whether a key file ``name`` exists."""
+        return self._path(name).exists()
+
     def load(self, name: str) -> PrivateKey:
         """Decrypt the key stored under ``name``."""
         if name in self._cache:

@@ -41,12 +41,12 @@ from ecert._storage.repository import Repository
 from ecert.errors import (
     AlreadyExists,
     ClaimsInvalid,
-    EcertError,
     InputError,
     InvalidCertificateId,
     InvalidTransition,
     NotAuthorized,
     NotFound,
+    PublishError,
     StorageError,
 )
 from ecert.identifiers import CertificateId, validate_national_type_code, validate_uscc
@@ -61,7 +61,9 @@ from ecert.models import (
     Region,
     RevocationReason,
 )
+from ecert._sources import MemorySource
 from ecert.trust import TrustAnchor, load_trust_list
+from ecert.verify import Verifier
 
 __all__ = ["Event", "PublishReport", "Registry"]
 
@@ -167,12 +169,26 @@ class Registry:
                              code="invalid_url")
         home_path = Path(home)
         home_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        home_path.chmod(0o700)  # keys and the database live here
+        if database_url is None:
+            # Create the database file private before SQLite opens it with the umask.
+            db_file = home_path / _DB_FILE
+            os.close(os.open(db_file, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = make_engine(database_url or sqlite_url(home_path / _DB_FILE))
+        try:
+            return cls._create(engine, home_path, database_url, region, name, base_url,
+                               passphrase=passphrase, clock=clock, operator=operator,
+                               kdf_rounds=kdf_rounds, status_list_size=status_list_size)
+        except BaseException:
+            engine.dispose()  # a failed init must not leave connections behind
+            raise
+
+    @classmethod
+    def _create(cls, engine: Engine, home_path: Path, database_url: str | None, region: str,
+                name: str, base_url: str, **kwargs: Any) -> Registry:
         migrate(engine)
         value = Region(region.upper(), name, base_url)
-        registry = cls(home_path, engine, value, passphrase=passphrase, clock=clock,
-                       operator=operator, kdf_rounds=kdf_rounds,
-                       status_list_size=status_list_size)
+        registry = cls(home_path, engine, value, **kwargs)
         now = registry._now()
         with registry._write() as repo:
             if repo.get_region() is not None:
@@ -211,13 +227,18 @@ class Registry:
                 migrate(engine)
             with engine.connect() as conn:
                 region = Repository(conn).get_region()
+            if region is None:
+                raise StorageError(f"no registry in {_describe(home_path, database_url)}: "
+                                   "run 'ecert init' first", code="not_initialized")
+            return cls(home_path, engine, region, passphrase=passphrase, clock=clock,
+                       operator=operator, kdf_rounds=kdf_rounds,
+                       status_list_size=status_list_size)
         except SQLAlchemyError as e:
+            engine.dispose()
             raise StorageError(f"cannot open registry database: {e}") from e
-        if region is None:
-            raise StorageError(f"no registry in {_describe(home_path, database_url)}: "
-                               "run 'ecert init' first", code="not_initialized")
-        return cls(home_path, engine, region, passphrase=passphrase, clock=clock,
-                   operator=operator, kdf_rounds=kdf_rounds, status_list_size=status_list_size)
+        except BaseException:
+            engine.dispose()  # a failed open must not leave connections behind
+            raise
 
     def close(self) -> None:
         """Release database connections."""
@@ -253,8 +274,13 @@ class Registry:
 
                 raise KeyStoreError("a passphrase is needed to use the registry's private keys "
                                     "(set ECERT_PASSPHRASE)")
-            self._keystore = FileKeyStore(self.home / _KEYS_DIR, passphrase,
-                                          kdf_rounds=self._kdf_rounds)
+            keystore = FileKeyStore(self.home / _KEYS_DIR, passphrase,
+                                    kdf_rounds=self._kdf_rounds)
+            # Prove the passphrase on an existing secret before anything new is encrypted
+            # under it: a mistyped passphrase must not create keys nobody can open.
+            if keystore.exists(_PSEUDONYM_SECRET):
+                keystore.load(_PSEUDONYM_SECRET)
+            self._keystore = keystore
         return self._keystore
 
     def _record(self, repo: Repository, now: int, action: str, subject: str,
@@ -454,6 +480,8 @@ class Registry:
         # Plain JSON values, detached from the caller's objects.
         plain_claims: dict[str, Any] = json.loads(canonical_json(claims))
         self._validate(cert_type, plain_claims)
+        if valid_from is not None and valid_from.tzinfo is None:
+            raise InputError("valid_from must be timezone-aware")
         start = int(valid_from.timestamp()) if valid_from else now
         end = self._valid_until(cert_type, start, valid_until)
         holder = self.holder_pseudonym(holder_id)
@@ -501,10 +529,14 @@ class Registry:
             serial = f"{repo.next_value(f'serial:{agency.code}'):08d}"
             slot = repo.allocate_slot()
             if slot is None:
+                # The counter's row lock serializes list creation; whoever waited on it
+                # looks again, so concurrent issuers do not each open a new list.
                 list_id = repo.next_value("status_list_id")
-                repo.add_status_list(list_id, self._status_list_size, 2,
-                                     secrets.token_bytes(32), now)
                 slot = repo.allocate_slot()
+                if slot is None:
+                    repo.add_status_list(list_id, self._status_list_size, 2,
+                                         secrets.token_bytes(32), now)
+                    slot = repo.allocate_slot()
                 if slot is None:
                     raise _Retry
             list_id, perm_key, counter, size = slot
@@ -667,8 +699,8 @@ class Registry:
     ) -> PublishReport:
         """Write the public verification bundle as static files.
 
-        The trust list gets the next sequence number; every document is re-verified
-        against the region's anchor before any file is replaced.
+        The trust list gets the next sequence number; the trust list and every status
+        list are re-verified, as a verifier would, before any file is replaced.
         """
         now = self._now()
         out = Path(directory)
@@ -710,12 +742,18 @@ class Registry:
                 status_keys=tuple(_trusted(k) for k in all_keys if k.role is KeyRole.STATUS),
                 types=tuple(TypeEntry(t.code, t.version, t.name, t.national_type_code)
                             for t in types),
+                status_lists=tuple(_bundle.status_list_uri(self.region.base_url, list_id)
+                                   for list_id, *_ in lists),
             )
             trust_token = trust_list.sign(self._signer(root))
             anchor = TrustAnchor(self.region.code, self.region.name, dict(root.public_jwk),
                                  _bundle.trust_list_url(self.region.base_url))
             # Re-verify what we are about to publish, as a verifier would.
-            load_trust_list(trust_token, anchor, now=now, grace=0)
+            checked = load_trust_list(trust_token, anchor, now=now, grace=0)
+            verifier = Verifier(checked, MemorySource(self.region.base_url, documents),
+                                clock=lambda: _utc(now))
+            for uri in checked.status_lists:
+                verifier.check_status_list(uri)
             documents[_bundle.TRUST_LIST_PATH] = trust_token.encode("ascii")
             documents[_bundle.ANCHOR_FILE] = anchor.to_bytes()
             documents[_bundle.JWKS_PATH] = json.dumps(
@@ -754,8 +792,7 @@ def _write_bundle(out: Path, documents: Mapping[str, bytes]) -> None:
             temporary.write_bytes(documents[relative])
             os.replace(temporary, path)
     except OSError as e:
-        raise EcertError(f"cannot write bundle to {out}: {e.strerror}", code="publish_failed"
-                         ) from e
+        raise PublishError(f"cannot write bundle to {out}: {e.strerror}") from e
 
 
 def _utc(seconds: int) -> datetime:

@@ -15,18 +15,12 @@ from typing import Any
 from ecert._formats import bundle as _bundle
 from ecert._formats.jose import check_header, key_from_jwk, parse_compact, verify_signature
 from ecert._formats.trustlist import TRUST_LIST_TYP, TrustList
-from ecert.errors import EcertError, FormatError
+from ecert.errors import FormatError, TrustListError
 
 __all__ = ["TrustAnchor", "TrustListError", "load_trust_list"]
 
 #: A trust list document larger than this is refused before parsing.
 MAX_TRUST_LIST_BYTES = 4 * 1024 * 1024
-
-
-class TrustListError(EcertError):
-    """A trust list could not be accepted; ``code`` says why."""
-
-    code = "trust_list_invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +44,12 @@ class TrustAnchor:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TrustAnchor:
-        """Parse an anchor document; raise :class:`ecert.errors.FormatError` if malformed."""
-        doc: dict[str, Any] = _bundle.decode_anchor(data)
+        """Parse an anchor document; raise :class:`TrustListError` if it is malformed."""
+        try:
+            doc: dict[str, Any] = _bundle.decode_anchor(data)
+        except FormatError as e:
+            raise TrustListError(f"anchor is malformed: {e.message}",
+                                 code="anchor_malformed") from e
         return cls(doc["region"], doc["name"], dict(doc["root_key"]), doc["trust_list"])
 
     @classmethod

@@ -46,10 +46,16 @@ from ecert._formats.statuslist import (
 )
 from ecert._formats.trustlist import TrustedAgency, TrustedKey, TrustList
 from ecert._sources import BundleDirectory, DocumentSource
-from ecert.errors import EcertError, FormatError, InvalidCertificateId, VerificationFailed
+from ecert.errors import (
+    EcertError,
+    FormatError,
+    InvalidCertificateId,
+    TrustListError,
+    VerificationFailed,
+)
 from ecert.identifiers import CertificateIdPrefix
 from ecert.models import Certificate, CertificateStatus
-from ecert.trust import TrustAnchor, TrustListError, load_trust_list
+from ecert.trust import TrustAnchor, load_trust_list
 
 __all__ = [
     "ErrorCode",
@@ -203,6 +209,13 @@ class _AgencyKey:
     issuer: Issuer
 
 
+def _now(clock: Clock) -> int:
+    now = clock()
+    if now.tzinfo is None:
+        raise TypeError("the verifier clock must return timezone-aware datetimes")
+    return int(now.timestamp())
+
+
 def _ts(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
@@ -255,12 +268,14 @@ class Verifier:
         anchor: TrustAnchor | None = None,
         clock: Clock | None = None,
         limits: VerificationLimits | None = None,
+        min_sequence: int | None = None,
     ) -> Verifier:
         """A verifier over a published bundle directory.
 
         ``anchor`` pins the region root key; without it the bundle's own ``anchor.json``
-        is used (trust on first use of that directory). Raises
-        :class:`ecert.trust.TrustListError` if the trust list cannot be accepted.
+        is used (trust on first use of that directory). ``min_sequence`` is the highest
+        trust list sequence already seen: an older list is refused as a rollback. Raises
+        :class:`ecert.errors.TrustListError` if the trust list cannot be accepted.
         """
         root = Path(path)
         if anchor is None:
@@ -277,8 +292,9 @@ class Verifier:
         trust_list = load_trust_list(
             data.decode("ascii", "replace"),
             anchor,
-            now=int(clock().timestamp()),
+            now=_now(clock),
             grace=limits.trust_list_grace_seconds,
+            seen_sequence=min_sequence,
         )
         return cls(trust_list, source, clock=clock, limits=limits)
 
@@ -305,7 +321,7 @@ class Verifier:
         return result
 
     def _verify(self, token: str | bytes) -> VerificationResult:
-        now = int(self._clock().timestamp())
+        now = _now(self._clock)
         leeway = self.limits.leeway_seconds
         if now > self.trust_list.next_update + self.limits.trust_list_grace_seconds:
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.TRUST_LIST_EXPIRED,
@@ -406,6 +422,9 @@ class Verifier:
         if claims.vct not in agency.types or type_entry is None:
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.TYPE_NOT_AUTHORIZED,
                            f"agency {agency.code} is not authorized to issue {claims.vct}")
+        if not 1 <= claims.vct_version <= type_entry.version:
+            raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CLAIMS,
+                           f"type version {claims.vct_version} of {claims.vct} is unknown")
         id_prefix = self._id_prefixes.get((agency.code, claims.vct))
         if id_prefix is None or not id_prefix.matches(claims.jti):
             raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CERTIFICATE_ID,
@@ -413,6 +432,13 @@ class Verifier:
                            "does not name this agency and type")
 
     # -- status lists ------------------------------------------------------------------------
+
+    def check_status_list(self, uri: str) -> None:
+        """Fetch and check one status list of the region; raise :class:`FormatError` if bad."""
+        try:
+            self._status_list(uri, _now(self._clock))
+        except _Failure as f:
+            raise FormatError(f.message, code=f.code.value) from f
 
     def _status_of(self, claims: CertificateClaims, now: int) -> int:
         status_list = self._status_list(claims.status_list_uri, now)
@@ -468,9 +494,17 @@ class Verifier:
         if compromised_since is not None and token.issued_at >= compromised_since:
             raise bad("signed with a compromised key")
         leeway = self.limits.leeway_seconds
+        if token.issued_at < key_entry.valid_from - leeway or (
+            key_entry.valid_until is not None and token.issued_at > key_entry.valid_until
+        ):
+            raise bad("its key was not valid when the list was issued")
         if token.issued_at > now + leeway:
             raise bad("issued in the future")
-        if token.expires_at is not None and now >= token.expires_at + leeway:
+        # Without exp, ttl bounds how old a list may be: fail closed rather than trust forever.
+        expires_at = token.expires_at
+        if expires_at is None and token.ttl is not None:
+            expires_at = token.issued_at + token.ttl
+        if expires_at is not None and now >= expires_at + leeway:
             raise _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_LIST_EXPIRED,
                            f"status list {uri} expired: the issuer must republish it")
         return token

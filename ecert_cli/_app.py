@@ -90,9 +90,11 @@ def emit(data: Any, human: Callable[[], None] | str) -> None:
         human()
 
 
-def fail(message: str, code: str = "error", exit_code: int = EXIT_ERROR) -> NoReturn:
+def fail(message: str, code: str = "error", exit_code: int = EXIT_ERROR, *,
+         json_output: bool | None = None) -> NoReturn:
     """Print one error line (and JSON under ``--json``) and exit."""
-    if json_mode():
+    message = " ".join(message.split())  # one line, whatever the message held
+    if json_output if json_output is not None else json_mode():
         click.echo(json.dumps({"error": {"code": code, "message": message}},
                               ensure_ascii=False))
     click.echo(f"ecert: error: {message}", err=True)
@@ -105,14 +107,25 @@ class EcertGroup(click.Group):
     def main(self, args: Any = None, prog_name: str | None = None,  # type: ignore[override]
              complete_var: str | None = None, standalone_mode: bool = True,
              **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:
+            fail(f"missing command (see '{e.ctx.command_path} --help')", "usage_error",
+                 json_output="--json" in argv)
         except click.ClickException as e:
             hint = f" (see '{e.ctx.command_path} --help')" if isinstance(
                 e, click.UsageError) and e.ctx is not None else ""
-            fail(e.format_message() + hint, "usage_error", e.exit_code)
+            # Parsing failed, perhaps before --json was seen: honour it from argv.
+            fail(e.format_message() + hint, "usage_error", e.exit_code,
+                 json_output="--json" in argv)
         except click.exceptions.Abort:
             fail("aborted", "aborted")
+        except BrokenPipeError:
+            # The reader went away (e.g. `ecert list | head`): not an error worth a line.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_OK)
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
@@ -122,6 +135,8 @@ class EcertGroup(click.Group):
             return super().invoke(ctx)
         except ecert.EcertError as e:
             fail(e.message.splitlines()[0] if e.message else type(e).__name__, e.code)
+        except BrokenPipeError:
+            raise
         except OSError as e:
             fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e), "os_error")
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -19,8 +20,7 @@ def _split(value: str | None) -> list[str]:
 def read_json_file(path: str) -> object:
     """A JSON document from a file or ``-`` (stdin), errors as one clear line."""
     try:
-        text = click.get_text_stream("stdin").read() if path == "-" else (
-            Path(path).read_text("utf-8"))
+        text = sys.stdin.read() if path == "-" else Path(path).read_text("utf-8")
     except OSError as e:
         raise ecert.InputError(f"cannot read {path}: {e.strerror}") from e
     except UnicodeDecodeError as e:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
@@ -12,6 +12,13 @@ import ecert
 
 def _when(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def last_day(valid_until: datetime | None) -> str:
+    """The last day a certificate is valid (it expires at the start of the next second)."""
+    if valid_until is None:
+        return "no expiry"
+    return (valid_until - timedelta(seconds=1)).date().isoformat()
 
 
 def certificate_json(cert: ecert.Certificate, *, token: bool = True) -> dict[str, Any]:
@@ -42,7 +49,7 @@ def print_certificate(cert: ecert.Certificate, *, claims: bool = True) -> None:
     status = cert.status.value
     if cert.revocation_reason is not None:
         status += f" ({cert.revocation_reason.value})"
-    until = cert.valid_until.date().isoformat() if cert.valid_until else "no expiry"
+    until = last_day(cert.valid_until)
     rows = [
         ("id", cert.id),
         ("type", cert.type_code),

@@ -9,6 +9,11 @@ import click
 
 import ecert
 from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option
+from ecert_cli._render import last_day
+
+
+# Trust list errors that mean "you pointed me at the wrong place" (exit 2), not "not valid".
+_INPUT_PROBLEMS = frozenset({"anchor_unreadable", "anchor_malformed", "trust_list_unavailable"})
 
 
 @cli.command("verify")
@@ -22,14 +27,23 @@ def verify(token: str, bundle: Path, anchor_file: Path | None) -> None:
     """Verify TOKEN ('-' reads it from stdin). Exit 0 if valid, 1 if not."""
     if token == "-":  # noqa: S105 - "-" means stdin
         token = sys.stdin.read(1024 * 1024).strip()
-    anchor = ecert.TrustAnchor.load(anchor_file) if anchor_file else None
-    verifier = ecert.Verifier.from_bundle(bundle, anchor=anchor)
+    try:
+        anchor = ecert.TrustAnchor.load(anchor_file) if anchor_file else None
+        verifier = ecert.Verifier.from_bundle(bundle, anchor=anchor)
+    except ecert.TrustListError as e:
+        if e.code in _INPUT_PROBLEMS:
+            raise
+        # A trust list that is stale, rolled back or wrongly signed makes nothing valid.
+        emit({"valid": False, "status": ecert.VerificationStatus.UNTRUSTED.value,
+              "errors": [e.code], "messages": [e.message]},
+             f"NOT VALID ({ecert.VerificationStatus.UNTRUSTED.value}): {e.message}")
+        sys.exit(EXIT_NOT_VALID)
     result = verifier.verify(token)
 
     def human() -> None:
         if result.valid and result.certificate and result.issuer:
             cert, issuer = result.certificate, result.issuer
-            until = cert.valid_until.date().isoformat() if cert.valid_until else "no expiry"
+            until = last_day(cert.valid_until)
             click.echo(f"VALID  {cert.type_code}  {cert.id}")
             click.echo(f"holder: {cert.holder_name}")
             click.echo(f"issuer: {issuer.agency_name} ({issuer.agency_code}, {issuer.region})")

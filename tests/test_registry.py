@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import stat
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
+from sqlalchemy import Engine
 
 import ecert
+import ecert.registry as registry_module
 from ecert import _samples
 from ecert._formats.jose import public_jwk
 from ecert._formats.statuslist import StatusList
@@ -22,7 +26,6 @@ from tests.conftest import (
     PASSPHRASE,
     PG_URL,
     FakeClock,
-    RegistryFactory,
     issue_business_licence,
 )
 
@@ -124,38 +127,42 @@ def test_add_type_is_stored_and_listed(registry: ecert.Registry) -> None:
     assert [e.action for e in registry.events("gd.test")] == ["type.add"]
 
 
-@pytest.mark.parametrize("national_type_code", [
+BAD_NATIONAL_TYPE_CODES = [
     "",
     "11100000MB0143028R01",  # 20 characters
     "11100000MB0143028R0001",  # 22 characters
     "11100000MB0143028RABC",  # sequence part is not digits
     "11100000MB0143028X001",  # authority USCC with a wrong check character
     "11100000MB0143028r001",  # lower case USCC
-])
-def test_add_type_refuses_bad_national_type_code(registry: ecert.Registry,
-                                                 national_type_code: str) -> None:
-    with pytest.raises(ecert.InputError) as info:
-        registry.add_type("gd.test", name="Test", national_type_code=national_type_code,
-                          schema=MINIMAL_SCHEMA)
-    assert info.value.code in ("invalid_national_type_code", "invalid_uscc")
-    with pytest.raises(ecert.NotFound):
-        registry.get_type("gd.test")
+]
 
-
-@pytest.mark.parametrize("schema", [
+INVALID_SCHEMAS: list[dict[str, Any]] = [
     {"type": "object", "properties": {"name": {"type": "no-such-type"}}},
     {"type": "object", "required": "name"},
     {"type": "object", "properties": {"name": {"minLength": -1}}},
     {"type": "string"},  # a valid schema, but claims are an object
-])
-def test_add_type_refuses_invalid_schema(registry: ecert.Registry,
-                                         schema: dict[str, Any]) -> None:
-    with pytest.raises(ecert.InputError) as info:
-        registry.add_type("gd.test", name="Test", national_type_code=BUSINESS_NATIONAL,
-                          schema=schema)
-    assert info.value.code == "invalid_schema"
+]
+
+
+def test_add_type_refuses_bad_national_type_code(registry: ecert.Registry) -> None:
+    for code in BAD_NATIONAL_TYPE_CODES:
+        with pytest.raises(ecert.InputError) as info:
+            registry.add_type("gd.test", name="Test", national_type_code=code,
+                              schema=MINIMAL_SCHEMA)
+        assert info.value.code in ("invalid_national_type_code", "invalid_uscc"), code
     with pytest.raises(ecert.NotFound):
         registry.get_type("gd.test")
+
+
+def test_add_type_refuses_invalid_schema(registry: ecert.Registry) -> None:
+    for schema in INVALID_SCHEMAS:
+        with pytest.raises(ecert.InputError) as info:
+            registry.add_type("gd.test", name="Test", national_type_code=BUSINESS_NATIONAL,
+                              schema=schema)
+        assert info.value.code == "invalid_schema", schema
+    with pytest.raises(ecert.NotFound):
+        registry.get_type("gd.test")
+    assert [e for e in registry.events() if e.subject == "gd.test"] == []
 
 
 def test_add_type_refuses_duplicate(registry: ecert.Registry) -> None:
@@ -177,19 +184,24 @@ def test_add_agency_gets_types_and_a_key(registry: ecert.Registry) -> None:
     assert len(keys) == 1 and keys[0].role is ecert.KeyRole.AGENCY
 
 
-@pytest.mark.parametrize("uscc", [
+INVALID_USCCS = [
     "",
     "11330000MB1E02345",  # 17 characters
     "11330000MB1E02345X",  # wrong check character
     "11330000MB1E0234IY",  # I is not in the GB 32100 alphabet
     "113300a0MB1E02345Y",
-])
-def test_add_agency_refuses_invalid_uscc(registry: ecert.Registry, uscc: str) -> None:
-    with pytest.raises(ecert.InputError) as info:
-        registry.add_agency("gd-new", name="New", uscc=uscc, types=[BUSINESS])
-    assert info.value.code == "invalid_uscc"
+]
+
+
+def test_add_agency_refuses_invalid_uscc(registry: ecert.Registry) -> None:
+    keys_before = len(registry.keys())
+    for uscc in INVALID_USCCS:
+        with pytest.raises(ecert.InputError) as info:
+            registry.add_agency("gd-new", name="New", uscc=uscc, types=[BUSINESS])
+        assert info.value.code == "invalid_uscc", uscc
     with pytest.raises(ecert.NotFound):
         registry.get_agency("gd-new")
+    assert len(registry.keys()) == keys_before
 
 
 def test_add_agency_refuses_unknown_type(registry: ecert.Registry) -> None:
@@ -545,7 +557,8 @@ def test_private_key_files_are_encrypted(registry: ecert.Registry) -> None:
     issue_business_licence(registry)  # also creates the holder pseudonym secret
     keys_dir = registry.home / "keys"
     assert stat.S_IMODE(keys_dir.stat().st_mode) == 0o700
-    kids = [k.kid for k in registry.keys()]
+    all_keys = registry.keys()
+    kids = [k.kid for k in all_keys]
     assert len(kids) == 4  # root, status, gd-amr, gd-hrss
     files = sorted(keys_dir.iterdir())
     assert {f"{kid}.p12" for kid in kids} <= {f.name for f in files}
@@ -579,9 +592,9 @@ def test_wrong_passphrase_fails_when_a_key_is_needed(
             issue_business_licence(wrong)
         with pytest.raises(ecert.KeyStoreError):
             wrong.publish(tmp_path / "other")
-    with _reopen(registry, passphrase=None, clock=clock) as none:
-        with pytest.raises(ecert.KeyStoreError):
-            issue_business_licence(none)
+    with _reopen(registry, passphrase=None, clock=clock) as none, \
+            pytest.raises(ecert.KeyStoreError):
+        issue_business_licence(none)
     assert registry.count() == 1
     assert [k.kid for k in registry.keys("gd-amr")] == [cert.kid]
 
@@ -589,9 +602,9 @@ def test_wrong_passphrase_fails_when_a_key_is_needed(
 def test_wrong_passphrase_does_not_damage_the_registry(registry: ecert.Registry,
                                                        clock: FakeClock) -> None:
     """A first issue attempt with a wrong passphrase must not lock out the right one."""
-    with _reopen(registry, passphrase="wrong passphrase", clock=clock) as wrong:
-        with pytest.raises(ecert.KeyStoreError):
-            issue_business_licence(wrong)
+    with _reopen(registry, passphrase="wrong passphrase", clock=clock) as wrong, \
+            pytest.raises(ecert.KeyStoreError):
+        issue_business_licence(wrong)
     with _reopen(registry, clock=clock) as right:
         cert = issue_business_licence(right)
     assert CertificateId.parse(cert.id).serial == "00000001"
@@ -604,12 +617,12 @@ def test_wrong_passphrase_cannot_create_keys(
     """New keys must not be written under a passphrase that opens none of the existing ones."""
     registry, cert, _bundle = published
     keys_before = registry.keys()
-    with _reopen(registry, passphrase="wrong passphrase", clock=clock) as wrong:
-        with pytest.raises(ecert.KeyStoreError):
-            if operation == "rotate_agency_key":
-                wrong.rotate_agency_key("gd-amr")
-            else:
-                wrong.add_agency("gd-new", name="New", uscc=SPARE_USCC, types=[BUSINESS])
+    with _reopen(registry, passphrase="wrong passphrase", clock=clock) as wrong, \
+            pytest.raises(ecert.KeyStoreError):
+        if operation == "rotate_agency_key":
+            wrong.rotate_agency_key("gd-amr")
+        else:
+            wrong.add_agency("gd-new", name="New", uscc=SPARE_USCC, types=[BUSINESS])
     assert registry.keys() == keys_before
     with pytest.raises(ecert.NotFound):
         registry.get_agency("gd-new")
@@ -637,15 +650,57 @@ def test_passphrase_callable_is_asked_on_first_need(registry: ecert.Registry,
 # -- opening -------------------------------------------------------------------------------------
 
 
-def test_open_without_registry(tmp_path: Path, database_url: str | None) -> None:
+@pytest.fixture
+def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Engine]]:
+    """Every engine the registry creates; all are disposed when the test ends."""
+    created: list[Engine] = []
+    make_engine = registry_module.make_engine
+
+    def spy(url: str) -> Engine:
+        engine = make_engine(url)
+        created.append(engine)
+        return engine
+
+    monkeypatch.setattr(registry_module, "make_engine", spy)
+    yield created
+    for engine in created:
+        engine.dispose()
+
+
+def test_open_without_registry(tmp_path: Path, database_url: str | None,
+                               engines: list[Engine]) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ecert.StorageError) as info:
         ecert.Registry.open(empty, passphrase=PASSPHRASE, database_url=database_url)
     assert info.value.code == "not_initialized"
+    if database_url is None:
+        assert list(empty.iterdir()) == []  # no database file left behind
 
 
-def test_init_twice(tmp_path: Path, database_url: str | None, clock: FakeClock) -> None:
+def test_failed_open_and_init_release_their_connections(
+    tmp_path: Path, database_url: str | None, clock: FakeClock, engines: list[Engine]
+) -> None:
+    """A Registry that is never returned cannot be closed: its engine must not stay open."""
+    home = tmp_path / "home"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ecert.StorageError):
+        ecert.Registry.open(empty, passphrase=PASSPHRASE, database_url=database_url)
+    with _init(home, database_url, clock) as registry:
+        with pytest.raises(ecert.AlreadyExists):
+            _init(home, database_url, clock)
+        with pytest.raises(ecert.InputError):
+            ecert.Registry.open(home, passphrase=PASSPHRASE, database_url=database_url,
+                                status_list_size=1024)
+        failed = [e for e in engines if e is not registry._engine]
+        assert len(failed) == (3 if database_url else 2)
+        still_open = [e.pool.checkedin() for e in failed]
+    assert still_open == [0] * len(failed), "engines of failed open/init keep connections"
+
+
+def test_init_twice(tmp_path: Path, database_url: str | None, clock: FakeClock,
+                    engines: list[Engine]) -> None:
     home = tmp_path / "home"
     first = _init(home, database_url, clock)
     try:
@@ -715,9 +770,10 @@ def test_publish_jwks_has_public_keys_only(
     jwks = json.loads((bundle / ".well-known/jwks.json").read_text())
     published_kids = [k["kid"] for k in jwks["keys"]]
     by_role: dict[ecert.KeyRole, set[str]] = {}
-    for key in registry.keys():
+    all_keys = registry.keys()
+    for key in all_keys:
         by_role.setdefault(key.role, set()).add(key.kid)
-    assert sorted(published_kids) == sorted(k.kid for k in registry.keys())
+    assert sorted(published_kids) == sorted(k.kid for k in all_keys)
     assert len(by_role[ecert.KeyRole.ROOT]) == 1 and len(by_role[ecert.KeyRole.STATUS]) == 1
     assert by_role[ecert.KeyRole.ROOT] | by_role[ecert.KeyRole.STATUS] <= set(published_kids)
     agency_kids = {k.kid for code in ("gd-amr", "gd-hrss") for k in registry.keys(code)}
@@ -761,7 +817,7 @@ def test_status_indices_are_distinct_and_spread(registry: ecert.Registry) -> Non
     assert len(set(indices)) == 200
     assert all(0 <= i < STATUS_LIST_SIZE for i in indices)
     assert indices != sorted(indices) and indices != sorted(indices, reverse=True)
-    steps = {b - a for a, b in zip(indices, indices[1:], strict=False)}
+    steps = {b - a for a, b in itertools.pairwise(indices)}
     assert len(steps) > 100  # no arithmetic progression
     # Spread over the whole list, not packed at one end.
     assert min(indices) < STATUS_LIST_SIZE // 4 and max(indices) > 3 * STATUS_LIST_SIZE // 4

@@ -146,6 +146,8 @@ class TrustList:
     status_keys: tuple[TrustedKey, ...]
     types: tuple[TypeEntry, ...]
     agreements: tuple[Mapping[str, Any], ...] = ()
+    #: URIs of every status list of the region, so mirrors know what to fetch.
+    status_lists: tuple[str, ...] = ()
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -158,6 +160,7 @@ class TrustList:
             "status_keys": [k.to_json() for k in self.status_keys],
             "types": [t.to_json() for t in self.types],
             "agreements": [dict(a) for a in self.agreements],
+            "status_lists": list(self.status_lists),
         }
 
     def sign(self, signer: SignerLike) -> str:
@@ -183,6 +186,9 @@ class TrustList:
             raise FormatError("trust list: agencies, status_keys, types and agreements are "
                               "lists", code="malformed")
         _require(all(isinstance(a, dict) for a in agreements), "agreements are objects")
+        status_lists = payload.get("status_lists", [])
+        _require(isinstance(status_lists, list) and all(isinstance(u, str) for u in status_lists),
+                 "status_lists is a list of URIs")
         return cls(
             region=code, name=name, base_url=base, sequence=seq, issued_at=iat,
             next_update=nxt,
@@ -190,4 +196,5 @@ class TrustList:
             status_keys=tuple(TrustedKey.from_json(k) for k in status_keys),
             types=tuple(TypeEntry.from_json(t) for t in types),
             agreements=tuple(agreements),
+            status_lists=tuple(status_lists),
         )
