@@ -145,6 +145,12 @@ class CertificateId:
             raise InvalidCertificateId("the type code of an id is 21 digits or capitals")
         if not _ISSUER_CODE_RE.fullmatch(self.issuer_code):
             raise InvalidCertificateId("the issuer code of an id is 18 digits or capitals")
+        # Both codes carry GB 32100 check characters of their own; they also catch the
+        # few adjacent transpositions MOD 37,36 lets through.
+        if not is_valid_uscc(self.issuer_code) or not is_valid_uscc(self.type_code[:18]):
+            raise InvalidCertificateId(
+                "issuer or type code has a wrong GB 32100 check character: mistyped"
+            )
         if not _SERIAL_RE.fullmatch(self.serial):
             raise InvalidCertificateId("the serial of an id is 1 to 32 digits or capitals")
         if not _VERSION_RE.fullmatch(self.version):

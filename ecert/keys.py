@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization.pkcs12 import PBES
 from ecert._formats.jose import ED25519, ES256, PrivateKey, alg_of_key, public_jwk, raw_signature
 from ecert.errors import KeyStoreError
 
-__all__ = ["FileKeyStore", "LocalSigner", "Signer", "generate_private_key"]
+__all__ = ["FileKeyStore", "KeyProvider", "LocalSigner", "Signer", "generate_private_key"]
 
 #: PBKDF2 iterations protecting key files (OWASP 2023 figure for PBKDF2-HMAC-SHA256).
 DEFAULT_KDF_ROUNDS = 600_000
@@ -45,8 +45,38 @@ class Signer(Protocol):
         """RFC 7638 thumbprint of the public key."""
         ...
 
+    @property
+    def public_jwk(self) -> dict[str, str]:
+        """The public key as a JWK with ``kid``, ``alg`` and ``use``."""
+        ...
+
     def sign(self, message: bytes) -> bytes:
         """Sign ``message``."""
+        ...
+
+
+@runtime_checkable
+class KeyProvider(Protocol):
+    """Where a registry's private keys live: :class:`FileKeyStore`, or an HSM/KMS adapter.
+
+    Keys are addressed by ``kid``. A provider never hands out private key material;
+    ``secret`` returns the one symmetric secret a registry needs (for holder pseudonyms).
+    """
+
+    def create(self, alg: str = ES256) -> Signer:
+        """Generate and keep a new key; return its signer."""
+        ...
+
+    def signer(self, kid: str) -> Signer:
+        """The signer of an existing key."""
+        ...
+
+    def destroy(self, kid: str) -> None:
+        """Delete a private key for good (retired or compromised keys never sign again)."""
+        ...
+
+    def secret(self, name: str) -> bytes:
+        """32 bytes of secret material, created on first use."""
         ...
 
 
@@ -106,11 +136,20 @@ class FileKeyStore:
             raise KeyStoreError(f"invalid key name {name!r}")
         return self.directory / f"{name}.p12"
 
-    def create(self, name: str, alg: str = ES256) -> LocalSigner:
-        """Generate, encrypt and store a new key under ``name``; return its signer."""
+    def create(self, alg: str = ES256) -> LocalSigner:
+        """Generate, encrypt and store a new key under its ``kid``; return its signer."""
         key = generate_private_key(alg)
-        self.store(name, key)
-        return LocalSigner(key)
+        signer = LocalSigner(key)
+        self.store(signer.kid, key)
+        return signer
+
+    def destroy(self, kid: str) -> None:
+        """Delete the key file of ``kid`` (missing files are fine: already destroyed)."""
+        self._cache.pop(kid, None)
+        try:
+            self._path(kid).unlink(missing_ok=True)
+        except OSError as e:
+            raise KeyStoreError(f"cannot delete key {kid}: {e.strerror}") from e
 
     def store(self, name: str, key: PrivateKey) -> None:
         """Encrypt and write ``key``; refuses to overwrite an existing key file."""

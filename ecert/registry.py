@@ -36,6 +36,7 @@ from ecert._formats.statuslist import (
     make_status_list_token,
 )
 from ecert._formats.trustlist import TrustedAgency, TrustedKey, TrustList, TypeEntry
+from ecert._sources import MemorySource
 from ecert._storage.database import WRITE, make_engine, migrate, schema_is_current, sqlite_url
 from ecert._storage.repository import Repository
 from ecert.errors import (
@@ -50,7 +51,7 @@ from ecert.errors import (
     StorageError,
 )
 from ecert.identifiers import CertificateId, validate_national_type_code, validate_uscc
-from ecert.keys import FileKeyStore, LocalSigner, Signer, generate_private_key
+from ecert.keys import FileKeyStore, KeyProvider, Signer
 from ecert.models import (
     Agency,
     Certificate,
@@ -61,7 +62,6 @@ from ecert.models import (
     Region,
     RevocationReason,
 )
-from ecert._sources import MemorySource
 from ecert.trust import TrustAnchor, load_trust_list
 from ecert.verify import Verifier
 
@@ -126,6 +126,7 @@ class Registry:
         operator: str | None = None,
         status_list_size: int = MIN_LIST_SIZE,
         kdf_rounds: int | None = None,
+        key_provider: KeyProvider | None = None,
     ) -> None:
         self.home = home
         self._engine = engine
@@ -138,7 +139,7 @@ class Registry:
                              "entries (herd privacy)")
         self._status_list_size = status_list_size
         self._kdf_rounds = kdf_rounds
-        self._keystore: FileKeyStore | None = None
+        self._keystore: KeyProvider | None = key_provider
         self._validators: dict[tuple[str, int], jsonschema.protocols.Validator] = {}
         self._pseudonym_key: bytes | None = None
 
@@ -152,12 +153,13 @@ class Registry:
         region: str,
         name: str,
         base_url: str,
-        passphrase: Passphrase,
+        passphrase: Passphrase | None = None,
         database_url: str | None = None,
         clock: Clock | None = None,
         operator: str | None = None,
         kdf_rounds: int | None = None,
         status_list_size: int = MIN_LIST_SIZE,
+        key_provider: KeyProvider | None = None,
     ) -> Registry:
         """Create a registry for ``region``: database schema, root and status-list keys."""
         if not region.isascii() or not region.isalnum() or len(region) > 16:
@@ -178,7 +180,8 @@ class Registry:
         try:
             return cls._create(engine, home_path, database_url, region, name, base_url,
                                passphrase=passphrase, clock=clock, operator=operator,
-                               kdf_rounds=kdf_rounds, status_list_size=status_list_size)
+                               kdf_rounds=kdf_rounds, status_list_size=status_list_size,
+                               key_provider=key_provider)
         except BaseException:
             engine.dispose()  # a failed init must not leave connections behind
             raise
@@ -215,6 +218,7 @@ class Registry:
         operator: str | None = None,
         kdf_rounds: int | None = None,
         status_list_size: int = MIN_LIST_SIZE,
+        key_provider: KeyProvider | None = None,
     ) -> Registry:
         """Open an existing registry. ``passphrase`` may be a callable asked on first need."""
         home_path = Path(home)
@@ -232,7 +236,7 @@ class Registry:
                                    "run 'ecert init' first", code="not_initialized")
             return cls(home_path, engine, region, passphrase=passphrase, clock=clock,
                        operator=operator, kdf_rounds=kdf_rounds,
-                       status_list_size=status_list_size)
+                       status_list_size=status_list_size, key_provider=key_provider)
         except SQLAlchemyError as e:
             engine.dispose()
             raise StorageError(f"cannot open registry database: {e}") from e
@@ -265,8 +269,11 @@ class Registry:
         return _Transaction(self._engine, write=False)
 
     @property
-    def keystore(self) -> FileKeyStore:
-        """The encrypted key store (asks for the passphrase on first use)."""
+    def keystore(self) -> KeyProvider:
+        """The private keys: the encrypted file store unless a provider was given.
+
+        The file store asks for the passphrase on first use.
+        """
         if self._keystore is None:
             passphrase = self._passphrase() if callable(self._passphrase) else self._passphrase
             if not passphrase:
@@ -289,10 +296,8 @@ class Registry:
 
     def _new_key(self, repo: Repository, role: KeyRole, agency_code: str | None, now: int,
                  alg: str = "ES256") -> KeyInfo:
-        # Key files are named by kid; a failed transaction leaves only an unused file.
-        key = generate_private_key(alg)
-        signer = LocalSigner(key)
-        self.keystore.store(signer.kid, key)
+        # Keys are named by kid; a failed transaction leaves only an unused key.
+        signer = self.keystore.create(alg)
         info = KeyInfo(kid=signer.kid, alg=signer.alg, role=role, public_jwk=signer.public_jwk,
                        created_at=datetime.fromtimestamp(now, UTC), agency_code=agency_code)
         repo.add_key(info)
@@ -394,7 +399,10 @@ class Registry:
             return repo.list_keys(agency_code=agency_code)
 
     def rotate_agency_key(self, code: str, *, alg: str = "ES256") -> KeyInfo:
-        """Give an agency a new signing key; the old one stops signing but keeps verifying."""
+        """Give an agency a new signing key; the old one stops signing but keeps verifying.
+
+        The old private key is destroyed once the change is committed.
+        """
         now = self._now()
         with self._write() as repo:
             if repo.get_agency(code) is None:
@@ -405,7 +413,43 @@ class Registry:
             new = self._new_key(repo, KeyRole.AGENCY, code, now, alg)
             self._record(repo, now, "agency.rotate_key", code,
                          {"retired": old.kid if old else None, "kid": new.kid})
+        if old is not None:
+            self.keystore.destroy(old.kid)
         return new
+
+    def mark_key_compromised(self, kid: str, *, since: datetime | None = None) -> KeyInfo:
+        """Declare an agency key compromised from ``since`` (default: now).
+
+        Verifiers refuse certificates it signed at or after ``since`` once the next
+        trust list is published. If it was the agency's active key, the agency gets a new
+        one. The private key is destroyed. Certificates it signed after ``since`` should
+        be reissued: :meth:`find` with ``kid`` lists them.
+        """
+        now = self._now()
+        if since is not None and since.tzinfo is None:
+            raise InputError("since must be timezone-aware")
+        when = int(since.timestamp()) if since is not None else now
+        if when > now:
+            raise InputError("a key cannot be compromised in the future")
+        with self._write() as repo:
+            key = repo.get_key(kid)
+            if key is None or key.role is not KeyRole.AGENCY or key.agency_code is None:
+                raise NotFound(f"no agency key {kid!r}")
+            if key.compromised_since is not None:
+                raise InvalidTransition(f"key {kid} is already marked compromised")
+            was_active = key.retired_at is None
+            repo.mark_compromised(kid, when, now)
+            replacement = (self._new_key(repo, KeyRole.AGENCY, key.agency_code, now, key.alg)
+                           if was_active else None)
+            affected = repo.count_signed_since(kid, when)
+            self._record(repo, now, "key.compromised", key.agency_code,
+                         {"kid": kid, "since": when, "affected_certificates": affected,
+                          "replacement": replacement.kid if replacement else None})
+            updated = repo.get_key(kid)
+        self.keystore.destroy(kid)
+        if updated is None:  # pragma: no cover - the row was just written
+            raise NotFound(f"no agency key {kid!r}")
+        return updated
 
     # -- issuing -----------------------------------------------------------------------------
 
@@ -602,6 +646,7 @@ class Registry:
         type_code: str | None = None,
         status: CertificateStatus | str | None = None,
         agency_code: str | None = None,
+        kid: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[Certificate]:
@@ -615,7 +660,8 @@ class Registry:
                                  ) from e
         with self._read() as repo:
             return repo.find_certificates(holder=holder, type_code=type_code, status=status,
-                                          agency_code=agency_code, limit=limit, offset=offset)
+                                          agency_code=agency_code, kid=kid, limit=limit,
+                                          offset=offset)
 
     def count(self) -> int:
         """How many certificates were issued."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -134,3 +135,29 @@ def agency_rotate_key(code: str) -> None:
     with settings().open_registry() as registry:
         key = registry.rotate_agency_key(code)
     emit(key_json(key), f"agency {code} now signs with key {key.kid}; publish to announce it")
+
+
+@agency_group.command("compromise-key")
+@click.argument("kid")
+@click.option("--since", default=None, metavar="TIME",
+              help="When the key was compromised (ISO 8601 with zone; default now).")
+@json_option
+def agency_compromise_key(kid: str, since: str | None) -> None:
+    """Declare agency key KID compromised; its signatures from --since on stop verifying."""
+    when = None
+    if since is not None:
+        try:
+            when = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError as e:
+            raise ecert.InputError(f"--since {since!r} is not an ISO 8601 time") from e
+        if when.tzinfo is None:
+            raise ecert.InputError("--since needs a zone, e.g. 2026-05-01T08:00+08:00")
+    with settings().open_registry() as registry:
+        key = registry.mark_key_compromised(kid, since=when)
+        affected = registry.find(kid=kid, limit=10_000)
+    cutoff = key.compromised_since
+    count = sum(1 for c in affected if cutoff is not None and c.issued_at >= cutoff)
+    emit({**key_json(key), "affected_certificates": count},
+         f"key {kid} of {key.agency_code} is compromised since "
+         f"{cutoff.isoformat() if cutoff else '?'}; {count} certificate(s) signed since then "
+         "will stop verifying: reissue them, then run 'ecert publish'")

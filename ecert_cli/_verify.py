@@ -11,7 +11,6 @@ import ecert
 from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option
 from ecert_cli._render import last_day
 
-
 # Trust list errors that mean "you pointed me at the wrong place" (exit 2), not "not valid".
 _INPUT_PROBLEMS = frozenset({"anchor_unreadable", "anchor_malformed", "trust_list_unavailable"})
 

@@ -22,8 +22,20 @@ VECTOR = "1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.001.F"
 ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 
-type_codes = st.text(ALNUM, min_size=21, max_size=21)
-issuer_codes = st.text(ALNUM, min_size=18, max_size=18)
+def _with_uscc_check(body: str) -> str:
+    return body + reference_uscc_check(body)
+
+
+# Issuer codes and the first 18 characters of type codes are GB 32100 credit codes.
+_uscc_bodies = st.builds(
+    lambda head, area, tail: head + area + tail,
+    st.text(st.sampled_from(USCC_ALPHABET), min_size=2, max_size=2),
+    st.text("0123456789", min_size=6, max_size=6),
+    st.text(st.sampled_from(USCC_ALPHABET), min_size=9, max_size=9),
+)
+issuer_codes = _uscc_bodies.map(_with_uscc_check)
+type_codes = st.builds(lambda uscc, seq: uscc + seq, issuer_codes,
+                       st.text("0123456789", min_size=3, max_size=3))
 serials = st.text(ALNUM, min_size=1, max_size=32)
 versions = st.text("0123456789", min_size=3, max_size=3)
 ids = st.builds(CertificateId, type_codes, issuer_codes, serials, versions)
@@ -150,15 +162,23 @@ def test_constructor_refuses_characters_outside_the_id_alphabet(
 
 
 def test_constructor_refuses_wrong_lengths() -> None:
+    uscc, ntc = "11220000013544541J", "11100000000013338W032"
     with pytest.raises(InvalidCertificateId):
-        CertificateId("1" * 20, "1" * 18, "1")
+        CertificateId(ntc[:20], uscc, "1")
     with pytest.raises(InvalidCertificateId):
-        CertificateId("1" * 21, "1" * 19, "1")
+        CertificateId(ntc, uscc + "1", "1")
     with pytest.raises(InvalidCertificateId):
-        CertificateId("1" * 21, "1" * 18, "")
+        CertificateId(ntc, uscc, "")
     with pytest.raises(InvalidCertificateId):
-        CertificateId("1" * 21, "1" * 18, "1", "1")
-    assert CertificateId("1" * 21, "1" * 18, "1").version == "001"
+        CertificateId(ntc, uscc, "1", "1")
+    assert CertificateId(ntc, uscc, "1").version == "001"
+
+
+def test_constructor_refuses_credit_codes_with_wrong_check_characters() -> None:
+    with pytest.raises(InvalidCertificateId, match="GB 32100"):
+        CertificateId("11100000000013338W032", "11220000013544541K", "1")
+    with pytest.raises(InvalidCertificateId, match="GB 32100"):
+        CertificateId("11100000000013338X032", "11220000013544541J", "1")
 
 
 def test_check_char_refuses_foreign_characters() -> None:
@@ -216,7 +236,12 @@ def test_adjacent_transpositions_are_detected_as_the_standard_says(cid: Certific
         candidate = list(text)
         candidate[a], candidate[b] = candidate[b], candidate[a]
         mutated = "".join(candidate)
-        if reference_mod37_36(swapped) != cid.check_char:
+        credit_codes = (swapped[:18], swapped[21:39])  # type code's USCC, issuer's USCC
+        caught = reference_mod37_36(swapped) != cid.check_char or not all(
+            c[:17] + reference_uscc_check(c[:17]) == c for c in credit_codes
+            if set(c) <= set(USCC_ALPHABET)
+        ) or not all(set(c) <= set(USCC_ALPHABET) for c in credit_codes)
+        if caught:
             with pytest.raises(InvalidCertificateId):
                 CertificateId.parse(mutated)
         else:
@@ -242,12 +267,10 @@ def test_transpositions_in_vector_detected_except_the_standard_blind_spot() -> N
             except InvalidCertificateId:
                 continue
             undetected.append(mutated)
-    # "...13544541J" -> "...13544451J" keeps check character F: a documented limitation of
-    # hybrid ISO 7064 systems, not of this implementation.
-    assert undetected == [
-        "1.2.156.3005.2.11100000000013338W032.11220000013544451J.2430599.001.F"
-    ]
-    # That mistyped issuer is still caught by the GB 32100 check of the credit code.
+    # "...13544541J" -> "...13544451J" keeps MOD 37,36 check character F (a documented
+    # limitation of hybrid ISO 7064 systems), but the GB 32100 check of the issuer's credit
+    # code catches it, so no transposition in the vector goes undetected.
+    assert undetected == []
     assert not is_valid_uscc("11220000013544451J")
 
 

@@ -347,10 +347,12 @@ def test_key_rotation(published: Published, clock: FakeClock) -> None:
 def test_retired_key_cannot_sign_after_retirement(published: Published,
                                                   clock: FakeClock) -> None:
     registry, cert, bundle = published
+    old_signer = registry.keystore.signer(cert.kid)  # say the key leaked before retirement
     registry.rotate_agency_key("gd-amr")
     retired_at = int(clock().timestamp())
     registry.publish(bundle)
-    old_signer = registry.keystore.signer(cert.kid)  # say the retired key leaked
+    with pytest.raises(ecert.KeyStoreError):  # rotation destroyed the private key
+        registry.keystore.signer(cert.kid)
     verifier = ecert.Verifier.from_bundle(bundle, clock=clock)
 
     payload = {**payload_of(cert.token), "iat": retired_at, "nbf": retired_at}

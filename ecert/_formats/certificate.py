@@ -11,6 +11,8 @@ from ecert.errors import FormatError
 CERTIFICATE_TYP = "ecert+jwt"
 #: Default ceiling on the length of a token a verifier looks at.
 MAX_TOKEN_BYTES = 64 * 1024
+#: 9999-12-31T23:59:59Z: later (or negative) times are refused as malformed.
+MAX_TIME = 253_402_300_799
 
 
 class CertificateClaims(NamedTuple):
@@ -86,6 +88,9 @@ class CertificateClaims(NamedTuple):
             or not isinstance(uri, str)
         ):
             raise FormatError("token claims have the wrong shape", code="bad_claims")
+        if not (0 <= payload["iat"] <= MAX_TIME and 0 <= payload["nbf"] <= MAX_TIME
+                and (exp is None or 0 <= exp <= MAX_TIME)):
+            raise FormatError("token times are outside 1970-9999", code="bad_claims")
         return cls(
             iss=payload["iss"],
             sub=payload["sub"],

@@ -73,7 +73,8 @@ class TrustedKey:
         valid_from = value.get("valid_from")
         _require(type(valid_from) is int, "key entry needs valid_from")
         status = value.get("status")
-        _require(status in _KEY_STATUSES, "key status is active, retired or compromised")
+        _require(isinstance(status, str) and status in _KEY_STATUSES,
+                 "key status is active, retired or compromised")
         compromised_since = _opt_int(value.get("compromised_since"))
         _require((status == "compromised") == (compromised_since is not None),
                  "compromised keys, and only they, carry compromised_since")

@@ -135,6 +135,20 @@ class Repository:
         self.conn.execute(update(keys).where(keys.c.kid == kid, keys.c.retired_at.is_(None))
                           .values(retired_at=now))
 
+    def get_key(self, kid: str) -> KeyInfo | None:
+        row = self.conn.execute(select(keys).where(keys.c.kid == kid)).first()
+        return None if row is None else self._key(row)
+
+    def mark_compromised(self, kid: str, since: int, now: int) -> None:
+        self.conn.execute(update(keys).where(keys.c.kid == kid).values(
+            compromised_since=since, retired_at=func.coalesce(keys.c.retired_at, now)))
+
+    def count_signed_since(self, kid: str, since: int) -> int:
+        return int(self.conn.execute(
+            select(func.count()).select_from(certificates)
+            .where(certificates.c.kid == kid, certificates.c.issued_at >= since)
+        ).scalar_one())
+
     def active_key(self, role: KeyRole, agency_code: str | None = None) -> KeyInfo | None:
         query = select(keys).where(keys.c.role == role.value, keys.c.retired_at.is_(None),
                                    keys.c.compromised_since.is_(None))
@@ -238,7 +252,7 @@ class Repository:
 
     def find_certificates(
         self, *, holder: str | None, type_code: str | None, status: CertificateStatus | None,
-        agency_code: str | None, limit: int, offset: int,
+        agency_code: str | None, kid: str | None = None, limit: int, offset: int,
     ) -> list[Certificate]:
         conditions = []
         if holder is not None:
@@ -249,6 +263,8 @@ class Repository:
             conditions.append(certificates.c.status == status.value)
         if agency_code is not None:
             conditions.append(certificates.c.agency_code == agency_code)
+        if kid is not None:
+            conditions.append(certificates.c.kid == kid)
         query = self._cert_query()
         if conditions:
             query = query.where(and_(*conditions))
