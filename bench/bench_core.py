@@ -122,7 +122,7 @@ def main() -> None:
         bare, full, full_ratio = compare(bare_verify, lambda: verifier.verify(cert.token))
         _, pyj, pyj_ratio = compare(bare_verify, pyjwt_decode)
 
-        signer = registry.keystore.signer(registry.keys("gd-amr")[-1].kid)
+        signer = registry.keystore.signer(cert.kid)
         bare_sign = statistics.median(_run(lambda: signer.sign(signing_input), 500)
                                       for _ in range(5))
         n = args.issues
