@@ -44,7 +44,7 @@ from ecert.models import (
     RevocationReason,
 )
 from ecert.registry import Event, PublishReport, Registry
-from ecert.trust import TrustAnchor
+from ecert.trust import Agreement, TrustAnchor
 from ecert.verify import (
     ErrorCode,
     Issuer,
@@ -58,6 +58,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Agency",
+    "Agreement",
     "AlreadyExists",
     "Certificate",
     "CertificateId",

@@ -35,7 +35,14 @@ from ecert._formats.statuslist import (
     StatusList,
     make_status_list_token,
 )
-from ecert._formats.trustlist import TrustedAgency, TrustedKey, TrustList, TypeEntry
+from ecert._formats.trustlist import (
+    Agreement,
+    TrustedAgency,
+    TrustedKey,
+    TrustList,
+    TypeEntry,
+    sign_root_rotation,
+)
 from ecert._sources import MemorySource
 from ecert._storage.database import WRITE, make_engine, migrate, schema_is_current, sqlite_url
 from ecert._storage.repository import Repository
@@ -78,6 +85,10 @@ _CODE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._")
 
 def _system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+# Stands in for a type when computing an agreement's end the way certificate ends are.
+_NO_EXPIRY = CertificateType("", "", "", {}, validity_days=None)
 
 
 def _check_code(kind: str, code: str) -> str:
@@ -723,6 +734,92 @@ class Registry:
         return [Event(r.id, _utc(r.at), r.operator, r.action, r.subject, r.details)
                 for r in rows]
 
+    # -- recognition -------------------------------------------------------------------------
+
+    def suggest_mapping(self, theirs: TrustList) -> dict[str, str]:
+        """Their type codes mapped to ours where both carry the same national type code.
+
+        Only a suggestion: :meth:`recognize` stores whatever mapping it is given.
+        """
+        ours: dict[str, list[str]] = {}
+        for value in self.types():
+            ours.setdefault(value.national_type_code, []).append(value.code)
+        return {t.code: ours[t.national_type_code][0] for t in theirs.types
+                if len(ours.get(t.national_type_code, ())) == 1}
+
+    def recognize(
+        self,
+        anchor: TrustAnchor,
+        types: Mapping[str, str],
+        *,
+        valid_from: datetime | None = None,
+        valid_until: datetime | date | None = None,
+    ) -> Agreement:
+        """Recognize ``anchor``'s region for the mapped types (their code -> our code).
+
+        Replaces any agreement with that region. Takes effect at the next :meth:`publish`.
+        """
+        if anchor.region == self.region.code:
+            raise InputError("a region does not recognize itself", code="invalid_agreement")
+        if not types:
+            raise InputError("an agreement maps at least one type (--map THEIRS=OURS)",
+                             code="invalid_agreement")
+        for theirs, ours in types.items():
+            if not theirs or not ours:
+                raise InputError(f"bad mapping {theirs!r}={ours!r}", code="invalid_agreement")
+        now = self._now()
+        if valid_from is not None and valid_from.tzinfo is None:
+            raise InputError("valid_from must be timezone-aware")
+        start = int(valid_from.timestamp()) if valid_from else now
+        end = None if valid_until is None else self._valid_until(_NO_EXPIRY, start, valid_until)
+        value = Agreement(anchor.region, anchor.name, dict(anchor.root_jwk),
+                          anchor.trust_list_url, start, end, dict(sorted(types.items())))
+        with self._write() as repo:
+            known = {t.code for t in repo.list_types()}
+            unknown = sorted(set(types.values()) - known)
+            if unknown:
+                raise NotFound(f"our catalog has no type {', '.join(unknown)}")
+            previous = repo.get_agreement(anchor.region)
+            repo.put_agreement(value, now)
+            self._record(repo, now, "agreement.update" if previous else "agreement.add",
+                         anchor.region, {"root_kid": anchor.kid, "types": dict(value.types),
+                                         "valid_from": start, "valid_until": end})
+        return value
+
+    def withdraw(self, region_code: str) -> None:
+        """Withdraw the agreement with ``region_code``; verifiers stop at the next trust list."""
+        now = self._now()
+        with self._write() as repo:
+            if not repo.withdraw_agreement(region_code.upper(), now):
+                raise NotFound(f"no agreement with region {region_code}")
+            self._record(repo, now, "agreement.withdraw", region_code.upper(), {})
+
+    def agreements(self) -> list[Agreement]:
+        """Agreements in force or pending (not withdrawn)."""
+        with self._read() as repo:
+            return repo.list_agreements()
+
+    def rotate_root(self, *, alg: str = "ES256") -> KeyInfo:
+        """Replace the region root key; the old root signs a hand-over to the new one.
+
+        Verifiers that pinned the old root follow the rotation through the statement
+        published in the trust list. The old root's private key is destroyed.
+        """
+        now = self._now()
+        with self._write() as repo:
+            old = repo.active_key(KeyRole.ROOT)
+            if old is None:
+                raise StorageError("registry has no root key")
+            new = self._new_key(repo, KeyRole.ROOT, None, now, alg)
+            statement = sign_root_rotation(self.region.code, new.public_jwk, now,
+                                           self._signer(old))
+            repo.retire_key(old.kid, now)
+            repo.add_root_rotation(old.kid, new.kid, statement, now)
+            self._record(repo, now, "root.rotate", self.region.code,
+                         {"old_kid": old.kid, "kid": new.kid})
+        self.keystore.destroy(old.kid)
+        return new
+
     # -- publication -------------------------------------------------------------------------
 
     def anchor(self) -> TrustAnchor:
@@ -790,6 +887,9 @@ class Registry:
                             for t in types),
                 status_lists=tuple(_bundle.status_list_uri(self.region.base_url, list_id)
                                    for list_id, *_ in lists),
+                agreements=tuple(a for a in repo.list_agreements()
+                                 if a.valid_until is None or a.valid_until > now),
+                root_rotations=tuple(repo.list_root_rotations()),
             )
             trust_token = trust_list.sign(self._signer(root))
             anchor = TrustAnchor(self.region.code, self.region.name, dict(root.public_jwk),

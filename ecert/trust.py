@@ -8,16 +8,30 @@ pinned root signed it, it is for that region, it is not older than one already s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ecert._formats import bundle as _bundle
-from ecert._formats.jose import check_header, key_from_jwk, parse_compact, verify_signature
-from ecert._formats.trustlist import TRUST_LIST_TYP, TrustList
+from ecert._formats.jose import (
+    check_header,
+    jwk_thumbprint,
+    key_from_jwk,
+    parse_compact,
+    verify_signature,
+)
+from ecert._formats.trustlist import ROOT_ROTATION_TYP, TRUST_LIST_TYP, Agreement, TrustList
 from ecert.errors import FormatError, TrustListError
 
-__all__ = ["TrustAnchor", "TrustListError", "load_trust_list"]
+__all__ = [
+    "Agreement",
+    "TrustAnchor",
+    "TrustListError",
+    "fetch_trust_list",
+    "load_trust_list",
+    "verify_trust_list",
+]
 
 #: A trust list document larger than this is refused before parsing.
 MAX_TRUST_LIST_BYTES = 4 * 1024 * 1024
@@ -77,23 +91,39 @@ def load_trust_list(
     ``trust_list_bad_signature``, ``trust_list_wrong_region``, ``trust_list_rollback``
     or ``trust_list_expired``.
     """
+    return verify_trust_list(token, anchor, now=now, grace=grace,
+                             seen_sequence=seen_sequence)[0]
+
+
+def verify_trust_list(
+    token: str,
+    anchor: TrustAnchor,
+    *,
+    now: int,
+    grace: int,
+    seen_sequence: int | None = None,
+) -> tuple[TrustList, TrustAnchor]:
+    """Like :func:`load_trust_list`, and also return the anchor now in force.
+
+    A list signed by a newer root is accepted when its ``root_rotations`` chain leads
+    from the pinned root to that key, each link signed by the key before it; the anchor
+    returned then pins the new root, so verifiers follow rotations without re-pinning.
+    """
     try:
         parsed = parse_compact(token.strip(), max_bytes=MAX_TRUST_LIST_BYTES)
         kid = check_header(parsed.header, TRUST_LIST_TYP)
+        trust_list = TrustList.from_payload(parsed.payload)
     except FormatError as e:
         raise TrustListError(f"trust list is malformed: {e.message}",
                              code="trust_list_malformed") from e
-    alg, key = key_from_jwk(anchor.root_jwk)
-    if (kid != anchor.kid or parsed.header["alg"] != alg
+    root_jwk = _follow_rotations(anchor, trust_list.root_rotations, kid)
+    alg, key = key_from_jwk(root_jwk)
+    if (kid != root_jwk["kid"] or parsed.header["alg"] != alg
             or not verify_signature(alg, key, parsed.signing_input, parsed.signature)):
         raise TrustListError(
             f"trust list of {anchor.region} is not signed by its pinned root key",
             code="trust_list_bad_signature",
         )
-    try:
-        trust_list = TrustList.from_payload(parsed.payload)
-    except FormatError as e:
-        raise TrustListError(e.message, code="trust_list_malformed") from e
     if trust_list.region != anchor.region:
         raise TrustListError(
             f"trust list is for region {trust_list.region}, anchor is {anchor.region}",
@@ -111,4 +141,65 @@ def load_trust_list(
             "next update: republish it or refresh the bundle",
             code="trust_list_expired",
         )
-    return trust_list
+    current = anchor if root_jwk is anchor.root_jwk else TrustAnchor(
+        anchor.region, trust_list.name, dict(root_jwk), anchor.trust_list_url)
+    return trust_list, current
+
+
+def _follow_rotations(anchor: TrustAnchor, statements: tuple[str, ...],
+                      signer_kid: str) -> Mapping[str, str]:
+    """The root key that signed the list, reached from the pinned root by rotations."""
+    current: Mapping[str, str] = anchor.root_jwk
+    if signer_kid == current["kid"]:
+        return current
+    for statement in statements:
+        try:
+            parsed = parse_compact(statement, max_bytes=64 * 1024)
+            kid = check_header(parsed.header, ROOT_ROTATION_TYP)
+        except FormatError as e:
+            raise TrustListError(f"root rotation statement is malformed: {e.message}",
+                                 code="trust_list_malformed") from e
+        if kid != current["kid"]:
+            continue  # a link from a root older than the one we trust
+        alg, key = key_from_jwk(current)
+        payload = parsed.payload
+        new_root = payload.get("new_root_key")
+        if (parsed.header["alg"] != alg
+                or not verify_signature(alg, key, parsed.signing_input, parsed.signature)
+                or payload.get("region") != anchor.region or not isinstance(new_root, dict)):
+            raise TrustListError("root rotation statement is not signed by the previous root",
+                                 code="trust_list_bad_signature")
+        try:
+            key_from_jwk(new_root)
+        except FormatError as e:
+            raise TrustListError("root rotation names an invalid key",
+                                 code="trust_list_malformed") from e
+        if new_root.get("kid") != jwk_thumbprint(new_root):
+            raise TrustListError("root rotation key kid is not its thumbprint",
+                                 code="trust_list_malformed")
+        current = new_root
+        if signer_kid == current["kid"]:
+            return current
+    raise TrustListError(
+        f"trust list of {anchor.region} is not signed by its pinned root key",
+        code="trust_list_bad_signature",
+    )
+
+
+def fetch_trust_list(anchor: TrustAnchor, *, bundle: str | Path | None = None,
+                     now: int | None = None, grace: int = 86_400) -> TrustList:
+    """Fetch and verify ``anchor``'s trust list from its URL (or a local ``bundle``)."""
+    import time
+
+    from ecert._sources import BundleDirectory, DocumentSource, HttpSource
+
+    base_url = anchor.trust_list_url.rsplit("/", 1)[0]
+    source: DocumentSource = (BundleDirectory(Path(bundle), base_url) if bundle is not None
+                              else HttpSource())
+    try:
+        data = source.fetch(anchor.trust_list_url, max_bytes=MAX_TRUST_LIST_BYTES)
+    except (OSError, FormatError) as e:
+        raise TrustListError(f"cannot fetch the trust list of {anchor.region}: {e}",
+                             code="trust_list_unavailable") from e
+    return load_trust_list(data.decode("ascii", "replace"), anchor,
+                           now=int(time.time()) if now is None else now, grace=grace)

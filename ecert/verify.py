@@ -20,7 +20,9 @@ stable :class:`ErrorCode` values. The checks, in order (each fails closed):
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ from ecert._formats.jose import (
     PublicKey,
     check_header,
     parse_compact,
+    strict_json_loads,
     verify_signature,
 )
 from ecert._formats.statuslist import (
@@ -44,8 +47,14 @@ from ecert._formats.statuslist import (
     StatusListToken,
     read_status_list_payload,
 )
-from ecert._formats.trustlist import TrustedAgency, TrustedKey, TrustList
-from ecert._sources import BundleDirectory, DocumentSource
+from ecert._formats.trustlist import Agreement, TrustedAgency, TrustedKey, TrustList
+from ecert._sources import (
+    BundleDirectory,
+    DocumentSource,
+    HttpSource,
+    MirrorSource,
+    RoutedSource,
+)
 from ecert.errors import (
     EcertError,
     FormatError,
@@ -55,7 +64,7 @@ from ecert.errors import (
 )
 from ecert.identifiers import CertificateIdPrefix
 from ecert.models import Certificate, CertificateStatus
-from ecert.trust import TrustAnchor, load_trust_list
+from ecert.trust import MAX_TRUST_LIST_BYTES, TrustAnchor, verify_trust_list
 
 __all__ = [
     "ErrorCode",
@@ -110,6 +119,10 @@ class ErrorCode(StrEnum):
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
     TRUST_LIST_EXPIRED = "trust_list_expired"
+    REGION_NOT_RECOGNIZED = "region_not_recognized"
+    AGREEMENT_NOT_IN_FORCE = "agreement_not_in_force"
+    TYPE_NOT_RECOGNIZED = "type_not_recognized"
+    FOREIGN_TRUST_LIST_INVALID = "foreign_trust_list_invalid"
     STATUS_LIST_UNAVAILABLE = "status_list_unavailable"
     STATUS_LIST_INVALID = "status_list_invalid"
     STATUS_LIST_EXPIRED = "status_list_expired"
@@ -156,6 +169,16 @@ class VerificationResult:
     certificate: Certificate | None = None
     issuer: Issuer | None = None
     messages: tuple[str, ...] = field(default=(), compare=False)
+    #: The type the certificate counts as here: its own for home certificates, the
+    #: mapped one for certificates of a recognized region.
+    local_type: str | None = None
+    #: The agreement a foreign certificate was accepted under (None for home ones).
+    agreement: Agreement | None = None
+
+    @property
+    def issuing_region(self) -> str | None:
+        """The region that issued the certificate."""
+        return None if self.issuer is None else self.issuer.region
 
     @property
     def valid(self) -> bool:
@@ -183,6 +206,9 @@ class VerificationResult:
                 "status_list": {"uri": c.status_list_uri, "idx": c.status_index},
                 "supersedes": c.supersedes,
             }
+        out["local_type"] = self.local_type
+        out["agreement"] = None if self.agreement is None else {
+            "region": self.agreement.region, "types": dict(self.agreement.types)}
         if self.issuer is not None:
             i = self.issuer
             out["issuer"] = {"region": i.region, "agency": i.agency_code, "name": i.agency_name,
@@ -220,8 +246,139 @@ def _ts(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+class _RegionTrust:
+    """One region's verified trust list, indexed for lookups, with its status lists."""
+
+    def __init__(self, trust_list: TrustList, anchor: TrustAnchor | None,
+                 source: DocumentSource, limits: VerificationLimits) -> None:
+        self.trust_list = trust_list
+        self.anchor = anchor
+        self.source = source
+        self.limits = limits
+        self.agency_keys: dict[str, _AgencyKey] = {}
+        self.types = {t.code: t for t in trust_list.types}
+        for agency in trust_list.agencies:
+            for entry in agency.keys:
+                alg, key = entry.public_key()
+                issuer = Issuer(trust_list.region, agency.code, agency.name, agency.uscc,
+                                agency.uri, entry.kid)
+                self.agency_keys[entry.kid] = _AgencyKey(agency, entry, alg, key, issuer)
+        self.status_keys = {k.kid: (k, *k.public_key()) for k in trust_list.status_keys}
+        # Ids each agency may issue, by type: prefix and check-character state precomputed.
+        self.id_prefixes: dict[tuple[str, str], CertificateIdPrefix] = {}
+        for agency in trust_list.agencies:
+            for type_code in agency.types:
+                type_entry = self.types.get(type_code)
+                if type_entry is None:
+                    continue
+                try:
+                    self.id_prefixes[agency.code, type_code] = CertificateIdPrefix(
+                        type_entry.national_type_code, agency.uscc)
+                except InvalidCertificateId:
+                    continue  # a malformed code in the list: such ids never verify
+        self.status_lists: dict[str, tuple[StatusListToken, int]] = {}
+        #: For a foreign region: the root kid our agreement pinned when we loaded it.
+        self.pinned_kid: str | None = None
+
+    def check_issuer(self, claims: CertificateClaims, agency: TrustedAgency) -> None:
+        region = self.trust_list.region
+        if claims.iss != agency.uri:
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.ISSUER_MISMATCH,
+                           f"iss {claims.iss!r} is not the key's agency {agency.uri!r}")
+        if claims.region != region:
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.REGION_MISMATCH,
+                           f"region {claims.region!r} is not {region!r}")
+        type_entry = self.types.get(claims.vct)
+        if claims.vct not in agency.types or type_entry is None:
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.TYPE_NOT_AUTHORIZED,
+                           f"agency {agency.code} is not authorized to issue {claims.vct}")
+        if not 1 <= claims.vct_version <= type_entry.version:
+            raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CLAIMS,
+                           f"type version {claims.vct_version} of {claims.vct} is unknown")
+        id_prefix = self.id_prefixes.get((agency.code, claims.vct))
+        if id_prefix is None or not id_prefix.matches(claims.jti):
+            raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CERTIFICATE_ID,
+                           "certificate id is malformed, has a wrong check character, or "
+                           "does not name this agency and type")
+
+    def status_of(self, claims: CertificateClaims, now: int) -> int:
+        status_list = self.status_list(claims.status_list_uri, now)
+        if claims.status_index >= status_list.status_list.size:
+            raise _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_INDEX_OUT_OF_RANGE,
+                           "status index is outside the status list")
+        return status_list.status_list[claims.status_index]
+
+    def status_list(self, uri: str, now: int) -> StatusListToken:
+        cached = self.status_lists.get(uri)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        try:
+            _bundle.relative_path(self.trust_list.base_url, uri)
+            data = self.source.fetch(uri, max_bytes=self.limits.max_status_list_bytes)
+        except (OSError, EcertError) as e:
+            # A list we cannot read means we cannot know the status: fail closed.
+            raise _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_LIST_UNAVAILABLE,
+                           f"status list {uri} is unavailable: {e}") from e
+        token = self._check_status_list(data, uri, now)
+        # ttl counts from when we fetched the list; never cache past its expiry.
+        refresh_at = now + (token.ttl or 300)
+        if token.expires_at is not None:
+            refresh_at = min(refresh_at, token.expires_at)
+        self.status_lists[uri] = (token, max(refresh_at, now + 1))
+        return token
+
+    def _check_status_list(self, data: bytes, uri: str, now: int) -> StatusListToken:
+        def bad(message: str) -> _Failure:
+            return _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_LIST_INVALID,
+                            f"status list {uri}: {message}")
+
+        try:
+            parsed = parse_compact(data.decode("ascii", "replace").strip(),
+                                   max_bytes=self.limits.max_status_list_bytes)
+            kid = check_header(parsed.header, STATUS_LIST_TYP)
+        except FormatError as e:
+            raise bad(e.message) from e
+        entry = self.status_keys.get(kid)
+        if entry is None:
+            raise bad("not signed by a status key of the region")
+        key_entry, alg, key = entry
+        if parsed.header["alg"] != alg or not verify_signature(
+            alg, key, parsed.signing_input, parsed.signature
+        ):
+            raise bad("signature does not verify")
+        try:
+            token = read_status_list_payload(parsed.payload)
+        except FormatError as e:
+            raise bad(e.message) from e
+        if token.uri != uri:
+            raise bad("its sub does not match the certificate's status URI")
+        compromised_since = key_entry.compromised_since
+        if compromised_since is not None and token.issued_at >= compromised_since:
+            raise bad("signed with a compromised key")
+        leeway = self.limits.leeway_seconds
+        if token.issued_at < key_entry.valid_from - leeway or (
+            key_entry.valid_until is not None and token.issued_at > key_entry.valid_until
+        ):
+            raise bad("its key was not valid when the list was issued")
+        if token.issued_at > now + leeway:
+            raise bad("issued in the future")
+        # Without exp, ttl bounds how old a list may be: fail closed rather than trust forever.
+        expires_at = token.expires_at
+        if expires_at is None and token.ttl is not None:
+            expires_at = token.issued_at + token.ttl
+        if expires_at is not None and now >= expires_at + leeway:
+            raise _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_LIST_EXPIRED,
+                           f"status list {uri} expired: the issuer must republish it")
+        return token
+
+
 class Verifier:
-    """Verifies certificate tokens against one trusted region."""
+    """Verifies certificate tokens for one home region and the regions it recognizes.
+
+    The home trust list is verified against a pinned anchor; foreign trust lists are
+    fetched on first need from the URLs the home agreements name, verified against the
+    root keys those agreements pin, and used only for the agreed types (one hop).
+    """
 
     def __init__(
         self,
@@ -230,33 +387,20 @@ class Verifier:
         *,
         clock: Clock | None = None,
         limits: VerificationLimits | None = None,
+        anchor: TrustAnchor | None = None,
+        state: TrustState | None = None,
     ) -> None:
-        self.trust_list = trust_list
-        self._source = source
         self._clock = clock or _system_clock
         self.limits = limits or VerificationLimits()
-        self._agency_keys: dict[str, _AgencyKey] = {}
-        self._types = {t.code: t for t in trust_list.types}
-        for agency in trust_list.agencies:
-            for entry in agency.keys:
-                alg, key = entry.public_key()
-                issuer = Issuer(trust_list.region, agency.code, agency.name, agency.uscc,
-                                agency.uri, entry.kid)
-                self._agency_keys[entry.kid] = _AgencyKey(agency, entry, alg, key, issuer)
-        self._status_keys = {k.kid: (k, *k.public_key()) for k in trust_list.status_keys}
-        # Ids each agency may issue, by type: prefix and check-character state precomputed.
-        self._id_prefixes: dict[tuple[str, str], CertificateIdPrefix] = {}
-        for agency in trust_list.agencies:
-            for type_code in agency.types:
-                type_entry = self._types.get(type_code)
-                if type_entry is None:
-                    continue
-                try:
-                    self._id_prefixes[agency.code, type_code] = CertificateIdPrefix(
-                        type_entry.national_type_code, agency.uscc)
-                except InvalidCertificateId:
-                    continue  # a malformed code in the list: such ids never verify
-        self._status_lists: dict[str, tuple[StatusListToken, int]] = {}
+        self._home = _RegionTrust(trust_list, anchor, source, self.limits)
+        self._source = source
+        self._foreign: dict[str, _RegionTrust | TrustListError] = {}
+        self._state = state
+
+    @property
+    def trust_list(self) -> TrustList:
+        """The home region's verified trust list."""
+        return self._home.trust_list
 
     # -- construction ------------------------------------------------------------------------
 
@@ -269,34 +413,61 @@ class Verifier:
         clock: Clock | None = None,
         limits: VerificationLimits | None = None,
         min_sequence: int | None = None,
+        offline: str | Path | None = None,
+        cache_dir: str | Path | None = None,
     ) -> Verifier:
-        """A verifier over a published bundle directory.
+        """A verifier over a published bundle directory of the home region.
 
         ``anchor`` pins the region root key; without it the bundle's own ``anchor.json``
         is used (trust on first use of that directory). ``min_sequence`` is the highest
-        trust list sequence already seen: an older list is refused as a rollback. Raises
-        :class:`ecert.errors.TrustListError` if the trust list cannot be accepted.
+        trust list sequence already seen: an older list is refused as a rollback. Foreign
+        regions are fetched over HTTP(S), or read from ``offline`` (made by
+        ``ecert trust sync``). Raises :class:`ecert.errors.TrustListError` if the trust
+        list cannot be accepted.
         """
         root = Path(path)
         if anchor is None:
             anchor = TrustAnchor.load(root / _bundle.ANCHOR_FILE)
+        base_url = anchor.trust_list_url.rsplit("/", 1)[0]
+        elsewhere = _default_source(offline, cache_dir)
+        source = RoutedSource([(base_url, BundleDirectory(root, base_url))], elsewhere)
+        return cls._from_source(anchor, source, clock, limits, min_sequence, cache_dir)
+
+    @classmethod
+    def from_anchor(
+        cls,
+        anchor: TrustAnchor | str | Path,
+        *,
+        offline: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+        clock: Clock | None = None,
+        limits: VerificationLimits | None = None,
+        source: DocumentSource | None = None,
+    ) -> Verifier:
+        """A verifier pinned to one home region's anchor, needing no registry.
+
+        Documents come over HTTP(S) from the URLs the anchor and the trust lists name
+        (cached in ``cache_dir`` honouring ETag, and used from there if the network
+        fails), or only from ``offline``, a directory made by ``ecert trust sync``.
+        ``cache_dir`` also keeps what the verifier has seen: trust list sequence numbers
+        (rollback) and roots it followed through rotations.
+        """
+        if not isinstance(anchor, TrustAnchor):
+            anchor = TrustAnchor.load(anchor)
+        return cls._from_source(anchor, source or _default_source(offline, cache_dir), clock,
+                                limits, None, cache_dir)
+
+    @classmethod
+    def _from_source(cls, anchor: TrustAnchor, source: DocumentSource, clock: Clock | None,
+                     limits: VerificationLimits | None, min_sequence: int | None,
+                     cache_dir: str | Path | None) -> Verifier:
         limits = limits or VerificationLimits()
         clock = clock or _system_clock
-        base_url = anchor.trust_list_url.rsplit("/", 1)[0]
-        source = BundleDirectory(root, base_url)
-        try:
-            data = source.fetch(anchor.trust_list_url, max_bytes=4 * 1024 * 1024)
-        except (OSError, FormatError) as e:
-            raise TrustListError(f"cannot read the trust list in {root}: {e}",
-                                 code="trust_list_unavailable") from e
-        trust_list = load_trust_list(
-            data.decode("ascii", "replace"),
-            anchor,
-            now=_now(clock),
-            grace=limits.trust_list_grace_seconds,
-            seen_sequence=min_sequence,
-        )
-        return cls(trust_list, source, clock=clock, limits=limits)
+        state = TrustState(Path(cache_dir) / "trust-state.json") if cache_dir else None
+        trust_list, current = _load_region(anchor, source, _now(clock), limits, state,
+                                           min_sequence)
+        return cls(trust_list, source, clock=clock, limits=limits, anchor=current or anchor,
+                   state=state)
 
     # -- verification ------------------------------------------------------------------------
 
@@ -320,10 +491,42 @@ class Verifier:
             raise VerificationFailed(result)
         return result
 
+    @property
+    def anchor(self) -> TrustAnchor:
+        """The home anchor now in force (after any root rotation followed)."""
+        anchor = self._home.anchor
+        if anchor is None:  # pragma: no cover - every constructor sets it
+            raise TrustListError("verifier has no anchor")
+        return anchor
+
+    def check_status_list(self, uri: str, *, region: str | None = None) -> None:
+        """Fetch and check one status list (of the home region unless ``region``).
+
+        Raises :class:`ecert.errors.FormatError` with the verification error code.
+        """
+        now = _now(self._clock)
+        try:
+            trust = self._home if region in (None, self._home.trust_list.region) else (
+                self._recognized(str(region), now)[1])
+            trust.status_list(uri, now)
+        except _Failure as f:
+            raise FormatError(f.message, code=f.code.value) from f
+
+    def foreign_trust_list(self, region: str) -> TrustList:
+        """The verified trust list of a region the home region recognizes.
+
+        Raises :class:`ecert.errors.TrustListError` if it is not recognized or unusable.
+        """
+        try:
+            return self._recognized(region, _now(self._clock))[1].trust_list
+        except _Failure as f:
+            raise TrustListError(f.message, code=f.code.value) from f
+
     def _verify(self, token: str | bytes) -> VerificationResult:
         now = _now(self._clock)
         leeway = self.limits.leeway_seconds
-        if now > self.trust_list.next_update + self.limits.trust_list_grace_seconds:
+        home = self._home
+        if now > home.trust_list.next_update + self.limits.trust_list_grace_seconds:
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.TRUST_LIST_EXPIRED,
                            "the trust list is past its next update; refresh it")
         if isinstance(token, bytes | bytearray):
@@ -339,11 +542,21 @@ class Verifier:
         except FormatError as e:
             raise _Failure(VerificationStatus.INVALID,
                            _FORMAT_CODES.get(e.code, ErrorCode.MALFORMED), e.message) from e
-        # 3. the key: only ever from the trust list
-        agency_key = self._agency_keys.get(kid)
+        # 3. the key: only ever from a trust list (ours, or one we recognize)
+        region = home
+        agreement: Agreement | None = None
+        agency_key = home.agency_keys.get(kid)
         if agency_key is None:
-            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
-                           f"key {kid!r} is not a trusted key of region {self.trust_list.region}")
+            claimed = parsed.payload.get("region")
+            if not isinstance(claimed, str) or claimed == home.trust_list.region:
+                raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
+                               f"key {kid!r} is not a trusted key of region "
+                               f"{home.trust_list.region}")
+            agreement, region = self._recognized(claimed, now)
+            agency_key = region.agency_keys.get(kid)
+            if agency_key is None:
+                raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
+                               f"key {kid!r} is not a trusted key of region {claimed}")
         if parsed.header["alg"] != agency_key.alg:
             raise _Failure(VerificationStatus.INVALID, ErrorCode.ALG_KEY_MISMATCH,
                            "alg does not match the key type")
@@ -352,13 +565,21 @@ class Verifier:
                                 parsed.signature):
             raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_SIGNATURE,
                            "signature does not verify")
-        # 5. claims bound to the issuer
+        # 5. claims bound to the issuer; a foreign type only as the agreement maps it
         try:
             claims = CertificateClaims.from_payload(parsed.payload)
         except FormatError as e:
             raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CLAIMS, e.message) from e
         agency = agency_key.agency
-        self._check_issuer(claims, agency)
+        region.check_issuer(claims, agency)
+        local_type = claims.vct
+        if agreement is not None:
+            mapped = agreement.types.get(claims.vct)
+            if mapped is None:
+                raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.TYPE_NOT_RECOGNIZED,
+                               f"{home.trust_list.region} does not recognize {claims.vct} "
+                               f"of {agreement.region}")
+            local_type = mapped
         # 6. key validity at issuance
         entry = agency_key.entry
         if entry.compromised_since is not None and claims.iat >= entry.compromised_since:
@@ -375,7 +596,7 @@ class Verifier:
         if claims.iat > now + leeway:
             raise _Failure(VerificationStatus.INVALID, ErrorCode.ISSUED_IN_FUTURE,
                            "issued in the future")
-        status_value = self._status_of(claims, now)
+        status_value = region.status_of(claims, now)
         if status_value == INVALID:
             errors.append(ErrorCode.REVOKED)
             messages.append("revoked by its issuer")
@@ -408,106 +629,110 @@ class Verifier:
             status_index=claims.status_index, kid=kid, token=token,
             type_version=claims.vct_version, supersedes=claims.supersedes,
         )
-        issuer = agency_key.issuer
-        return VerificationResult(status, tuple(errors), certificate, issuer, tuple(messages))
+        return VerificationResult(status, tuple(errors), certificate, agency_key.issuer,
+                                  tuple(messages), local_type=local_type, agreement=agreement)
 
-    def _check_issuer(self, claims: CertificateClaims, agency: TrustedAgency) -> None:
-        if claims.iss != agency.uri:
-            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.ISSUER_MISMATCH,
-                           f"iss {claims.iss!r} is not the key's agency {agency.uri!r}")
-        if claims.region != self.trust_list.region:
-            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.REGION_MISMATCH,
-                           f"region {claims.region!r} is not {self.trust_list.region!r}")
-        type_entry = self._types.get(claims.vct)
-        if claims.vct not in agency.types or type_entry is None:
-            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.TYPE_NOT_AUTHORIZED,
-                           f"agency {agency.code} is not authorized to issue {claims.vct}")
-        if not 1 <= claims.vct_version <= type_entry.version:
-            raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CLAIMS,
-                           f"type version {claims.vct_version} of {claims.vct} is unknown")
-        id_prefix = self._id_prefixes.get((agency.code, claims.vct))
-        if id_prefix is None or not id_prefix.matches(claims.jti):
-            raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CERTIFICATE_ID,
-                           "certificate id is malformed, has a wrong check character, or "
-                           "does not name this agency and type")
+    # -- foreign regions ---------------------------------------------------------------------
 
-    # -- status lists ------------------------------------------------------------------------
-
-    def check_status_list(self, uri: str) -> None:
-        """Fetch and check one status list of the region; raise :class:`FormatError` if bad."""
-        try:
-            self._status_list(uri, _now(self._clock))
-        except _Failure as f:
-            raise FormatError(f.message, code=f.code.value) from f
-
-    def _status_of(self, claims: CertificateClaims, now: int) -> int:
-        status_list = self._status_list(claims.status_list_uri, now)
-        if claims.status_index >= status_list.status_list.size:
-            raise _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_INDEX_OUT_OF_RANGE,
-                           "status index is outside the status list")
-        return status_list.status_list[claims.status_index]
-
-    def _status_list(self, uri: str, now: int) -> StatusListToken:
-        cached = self._status_lists.get(uri)
-        if cached is not None and now < cached[1]:
-            return cached[0]
-        try:
-            data = self._source.fetch(uri, max_bytes=self.limits.max_status_list_bytes)
-        except (OSError, EcertError) as e:
-            # A list we cannot read means we cannot know the status: fail closed.
-            raise _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_LIST_UNAVAILABLE,
-                           f"status list {uri} is unavailable: {e}") from e
-        token = self._check_status_list(data, uri, now)
-        # ttl counts from when we fetched the list; never cache past its expiry.
-        refresh_at = now + (token.ttl or 300)
-        if token.expires_at is not None:
-            refresh_at = min(refresh_at, token.expires_at)
-        self._status_lists[uri] = (token, max(refresh_at, now + 1))
-        return token
-
-    def _check_status_list(self, data: bytes, uri: str, now: int) -> StatusListToken:
-        def bad(message: str) -> _Failure:
-            return _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_LIST_INVALID,
-                            f"status list {uri}: {message}")
-
-        try:
-            parsed = parse_compact(data.decode("ascii", "replace").strip(),
-                                   max_bytes=self.limits.max_status_list_bytes)
-            kid = check_header(parsed.header, STATUS_LIST_TYP)
-        except FormatError as e:
-            raise bad(e.message) from e
-        entry = self._status_keys.get(kid)
-        if entry is None:
-            raise bad("not signed by a status key of the region")
-        key_entry, alg, key = entry
-        if parsed.header["alg"] != alg or not verify_signature(
-            alg, key, parsed.signing_input, parsed.signature
+    def _recognized(self, region_code: str, now: int) -> tuple[Agreement, _RegionTrust]:
+        """Our agreement with ``region_code`` and its verified trust list, or a failure."""
+        agreement = self._home.trust_list.agreement_with(region_code)
+        if agreement is None:
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.REGION_NOT_RECOGNIZED,
+                           f"{self._home.trust_list.region} does not recognize region "
+                           f"{region_code}")
+        if not agreement.in_force(now):
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.AGREEMENT_NOT_IN_FORCE,
+                           f"the agreement with {region_code} is not in force now")
+        cached = self._foreign.get(region_code)
+        if isinstance(cached, _RegionTrust) and (
+            cached.anchor is not None
+            and _pins_same_root(cached, agreement)
+            and now <= cached.trust_list.next_update
         ):
-            raise bad("signature does not verify")
+            return agreement, cached
+        anchor = TrustAnchor(agreement.region, agreement.name, dict(agreement.root_jwk),
+                             agreement.trust_list_url)
+        seen = cached.trust_list.sequence if isinstance(cached, _RegionTrust) else None
         try:
-            token = read_status_list_payload(parsed.payload)
-        except FormatError as e:
-            raise bad(e.message) from e
-        if token.uri != uri:
-            raise bad("its sub does not match the certificate's status URI")
-        compromised_since = key_entry.compromised_since
-        if compromised_since is not None and token.issued_at >= compromised_since:
-            raise bad("signed with a compromised key")
-        leeway = self.limits.leeway_seconds
-        if token.issued_at < key_entry.valid_from - leeway or (
-            key_entry.valid_until is not None and token.issued_at > key_entry.valid_until
-        ):
-            raise bad("its key was not valid when the list was issued")
-        if token.issued_at > now + leeway:
-            raise bad("issued in the future")
-        # Without exp, ttl bounds how old a list may be: fail closed rather than trust forever.
-        expires_at = token.expires_at
-        if expires_at is None and token.ttl is not None:
-            expires_at = token.issued_at + token.ttl
-        if expires_at is not None and now >= expires_at + leeway:
-            raise _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_LIST_EXPIRED,
-                           f"status list {uri} expired: the issuer must republish it")
-        return token
+            trust_list, current = _load_region(anchor, self._source, now, self.limits,
+                                               self._state, seen)
+        except TrustListError as e:
+            if isinstance(cached, _RegionTrust) and now <= (
+                cached.trust_list.next_update + self.limits.trust_list_grace_seconds
+            ):
+                return agreement, cached  # refresh failed; the list we have is still in grace
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.FOREIGN_TRUST_LIST_INVALID,
+                           f"trust list of {region_code} cannot be used: {e.message}") from e
+        trust = _RegionTrust(trust_list, current, self._source, self.limits)
+        trust.pinned_kid = agreement.root_jwk["kid"]
+        self._foreign[region_code] = trust
+        return agreement, trust
+
+
+def _pins_same_root(trust: _RegionTrust, agreement: Agreement) -> bool:
+    return trust.pinned_kid == agreement.root_jwk["kid"]
+
+
+class TrustState:
+    """What a verifier has seen, kept across runs: sequences (rollback) and followed roots."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            data = strict_json_loads(path.read_bytes()) if path.exists() else {}
+        except (OSError, FormatError):
+            data = {}
+        self._regions: dict[str, Any] = data.get("regions", {}) if isinstance(data, dict) else {}
+
+    def pinned(self, anchor: TrustAnchor) -> tuple[TrustAnchor, int | None]:
+        """The anchor to use (a followed rotation of this pin) and the sequence seen."""
+        entry = self._regions.get(anchor.region)
+        if not isinstance(entry, dict) or entry.get("pinned_kid") != anchor.kid:
+            return anchor, None
+        sequence = entry.get("sequence")
+        root = entry.get("root_key")
+        current = anchor
+        if isinstance(root, dict) and root.get("kid") != anchor.kid:
+            current = TrustAnchor(anchor.region, anchor.name, dict(root), anchor.trust_list_url)
+        return current, sequence if type(sequence) is int else None
+
+    def record(self, pinned: TrustAnchor, current: TrustAnchor, sequence: int) -> None:
+        """Remember the newest sequence and root for the region pinned by ``pinned``."""
+        self._regions[pinned.region] = {"pinned_kid": pinned.kid, "sequence": sequence,
+                                        "root_key": dict(current.root_jwk)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"regions": self._regions}, indent=2), "utf-8")
+        os.replace(temporary, self.path)
+
+
+def _load_region(anchor: TrustAnchor, source: DocumentSource, now: int,
+                 limits: VerificationLimits, state: TrustState | None,
+                 min_sequence: int | None) -> tuple[TrustList, TrustAnchor]:
+    """Fetch and verify a region's trust list; follow and remember root rotations."""
+    effective, seen = state.pinned(anchor) if state is not None else (anchor, None)
+    floor = max((s for s in (seen, min_sequence) if s is not None), default=None)
+    try:
+        data = source.fetch(anchor.trust_list_url, max_bytes=MAX_TRUST_LIST_BYTES)
+    except (OSError, FormatError) as e:
+        raise TrustListError(f"cannot fetch the trust list of {anchor.region} from "
+                             f"{anchor.trust_list_url}: {e}",
+                             code="trust_list_unavailable") from e
+    trust_list, current = verify_trust_list(
+        data.decode("ascii", "replace"), effective, now=now,
+        grace=limits.trust_list_grace_seconds, seen_sequence=floor,
+    )
+    if state is not None:
+        state.record(anchor, current, trust_list.sequence)
+    return trust_list, current
+
+
+def _default_source(offline: str | Path | None,
+                    cache_dir: str | Path | None) -> DocumentSource:
+    if offline is not None:
+        return MirrorSource(Path(offline))
+    return HttpSource(cache_dir=Path(cache_dir) / "http" if cache_dir else None)
 
 
 _LIFECYCLE_PRIORITY = (

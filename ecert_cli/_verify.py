@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 import ecert
-from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option
+from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
 from ecert_cli._render import last_day
 
 # Trust list errors that mean "you pointed me at the wrong place" (exit 2), not "not valid".
@@ -18,17 +18,35 @@ _INPUT_PROBLEMS = frozenset({"anchor_unreadable", "anchor_malformed", "trust_lis
 @cli.command("verify")
 @click.argument("token")
 @click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              required=True, help="Published bundle directory of the issuing region.")
+              default=None, help="Published bundle directory of the home region.")
 @click.option("--anchor", "anchor_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Pinned anchor.json (default: the bundle's own).")
+              default=None, help="Home anchor file: pins the root key and says where the "
+                                 "trust list lives (with --bundle: pins the bundle).")
+@click.option("--offline", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Offline mirror made by 'ecert trust sync': no network.")
 @json_option
-def verify(token: str, bundle: Path, anchor_file: Path | None) -> None:
-    """Verify TOKEN ('-' reads it from stdin). Exit 0 if valid, 1 if not."""
+def verify(token: str, bundle: Path | None, anchor_file: Path | None,
+           offline: Path | None) -> None:
+    """Verify TOKEN ('-' reads it from stdin). Exit 0 if valid, 1 if not.
+
+    Needs no registry: --home only holds the verifier's cache.
+    """
     if token == "-":  # noqa: S105 - "-" means stdin
         token = sys.stdin.read(1024 * 1024).strip()
+    if bundle is None and anchor_file is None and offline is None:
+        raise ecert.InputError("give --anchor FILE (and --offline DIR), or --bundle DIR")
+    cache = settings().home / "verifier-cache"
     try:
+        if anchor_file is None and offline is not None:
+            anchor_file = offline / "anchor.json"
         anchor = ecert.TrustAnchor.load(anchor_file) if anchor_file else None
-        verifier = ecert.Verifier.from_bundle(bundle, anchor=anchor)
+        if bundle is not None:
+            verifier = ecert.Verifier.from_bundle(bundle, anchor=anchor, offline=offline,
+                                                  cache_dir=cache)
+        elif anchor is not None:
+            verifier = ecert.Verifier.from_anchor(anchor, offline=offline, cache_dir=cache)
+        else:  # pragma: no cover - excluded above
+            raise ecert.InputError("give --anchor FILE")
     except ecert.TrustListError as e:
         if e.code in _INPUT_PROBLEMS:
             raise
@@ -46,6 +64,9 @@ def verify(token: str, bundle: Path, anchor_file: Path | None) -> None:
             click.echo(f"VALID  {cert.type_code}  {cert.id}")
             click.echo(f"holder: {cert.holder_name}")
             click.echo(f"issuer: {issuer.agency_name} ({issuer.agency_code}, {issuer.region})")
+            if result.agreement is not None:
+                click.echo(f"recognized under the agreement with {result.agreement.region} "
+                           f"as {result.local_type}")
             click.echo(f"valid:  {cert.valid_from.date().isoformat()} to {until}")
         else:
             detail = "; ".join(result.messages) or ", ".join(result.errors)

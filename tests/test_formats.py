@@ -21,6 +21,7 @@ from ecert._allocation import permuted_index
 from ecert._formats import jose
 from ecert._formats.certificate import CertificateClaims
 from ecert._formats.trustlist import (
+    Agreement,
     TrustedAgency,
     TrustedKey,
     TrustList,
@@ -563,7 +564,10 @@ def _trust_list() -> TrustList:
         ),
         status_keys=(status_key,),
         types=(TypeEntry("cn.business-licence", 1, "营业执照", "11100000MB0143028R001"),),
-        agreements=({"recognizes": "ZJ", "types": {"a": "b"}},),
+        agreements=(Agreement("ZJ", "浙江省", jose.public_jwk(ec_key(5)),
+                              "https://ecert.zj.example/trustlist.jwt", 1_000, 5_000,
+                              {"zj.spjyxkz": "cn.food-business-licence"}),),
+        status_lists=("https://ecert.gd.example/status/1.jwt",),
     )
 
 

@@ -134,6 +134,57 @@ class TypeEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Agreement:
+    """A recognition agreement: which of another region's types we accept, as what.
+
+    ``root_jwk`` pins the other region's root key; ``types`` maps their type codes to ours.
+    Recognition is one hop: their own agreements mean nothing to us.
+    """
+
+    region: str
+    name: str
+    root_jwk: Mapping[str, str]
+    trust_list_url: str
+    valid_from: int
+    valid_until: int | None
+    types: Mapping[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "region": self.region, "name": self.name, "root_key": dict(self.root_jwk),
+            "trust_list": self.trust_list_url, "valid_from": self.valid_from,
+            "types": dict(sorted(self.types.items())),
+        }
+        if self.valid_until is not None:
+            entry["valid_until"] = self.valid_until
+        return entry
+
+    @classmethod
+    def from_json(cls, value: Any) -> Agreement:
+        _require(isinstance(value, dict), "an agreement is an object")
+        region, name, url = value.get("region"), value.get("name"), value.get("trust_list")
+        jwk, types = value.get("root_key"), value.get("types")
+        valid_from, valid_until = value.get("valid_from"), value.get("valid_until")
+        _require(isinstance(region, str) and isinstance(name, str) and isinstance(url, str),
+                 "agreement needs region, name and trust_list")
+        _require(isinstance(jwk, dict) and all(isinstance(v, str) for v in jwk.values()),
+                 "agreement needs the other region's root_key")
+        key_from_jwk(jwk)
+        _require(jwk.get("kid") == jwk_thumbprint(jwk), "root_key kid is not its thumbprint")
+        _require(isinstance(types, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in types.items()),
+            "agreement types map their type codes to ours")
+        _require(type(valid_from) is int, "agreement needs valid_from")
+        _require(valid_until is None or (type(valid_until) is int and valid_until > valid_from),
+                 "agreement valid_until is an integer after valid_from")
+        return cls(region, name, jwk, url, valid_from, valid_until, types)
+
+    def in_force(self, now: int) -> bool:
+        """Whether the agreement holds at ``now``."""
+        return self.valid_from <= now and (self.valid_until is None or now < self.valid_until)
+
+
+@dataclass(frozen=True, slots=True)
 class TrustList:
     """The content of a region's trust list."""
 
@@ -146,9 +197,18 @@ class TrustList:
     agencies: tuple[TrustedAgency, ...]
     status_keys: tuple[TrustedKey, ...]
     types: tuple[TypeEntry, ...]
-    agreements: tuple[Mapping[str, Any], ...] = ()
+    agreements: tuple[Agreement, ...] = ()
     #: URIs of every status list of the region, so mirrors know what to fetch.
     status_lists: tuple[str, ...] = ()
+    #: Root rotation statements (``ecert-root-rotation+jwt``), oldest first.
+    root_rotations: tuple[str, ...] = ()
+
+    def agreement_with(self, region: str) -> Agreement | None:
+        """Our agreement recognizing ``region``, if any."""
+        for agreement in self.agreements:
+            if agreement.region == region:
+                return agreement
+        return None
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -160,8 +220,9 @@ class TrustList:
             "agencies": [a.to_json() for a in self.agencies],
             "status_keys": [k.to_json() for k in self.status_keys],
             "types": [t.to_json() for t in self.types],
-            "agreements": [dict(a) for a in self.agreements],
+            "agreements": [a.to_json() for a in self.agreements],
             "status_lists": list(self.status_lists),
+            "root_rotations": list(self.root_rotations),
         }
 
     def sign(self, signer: SignerLike) -> str:
@@ -186,16 +247,33 @@ class TrustList:
                 and isinstance(types, list) and isinstance(agreements, list)):
             raise FormatError("trust list: agencies, status_keys, types and agreements are "
                               "lists", code="malformed")
-        _require(all(isinstance(a, dict) for a in agreements), "agreements are objects")
         status_lists = payload.get("status_lists", [])
         _require(isinstance(status_lists, list) and all(isinstance(u, str) for u in status_lists),
                  "status_lists is a list of URIs")
+        rotations = payload.get("root_rotations", [])
+        _require(isinstance(rotations, list) and all(isinstance(r, str) for r in rotations),
+                 "root_rotations is a list of compact JWS")
+        parsed_agreements = tuple(Agreement.from_json(a) for a in agreements)
+        _require(len({a.region for a in parsed_agreements}) == len(parsed_agreements),
+                 "at most one agreement per region")
         return cls(
             region=code, name=name, base_url=base, sequence=seq, issued_at=iat,
             next_update=nxt,
             agencies=tuple(TrustedAgency.from_json(a) for a in agencies),
             status_keys=tuple(TrustedKey.from_json(k) for k in status_keys),
             types=tuple(TypeEntry.from_json(t) for t in types),
-            agreements=tuple(agreements),
+            agreements=parsed_agreements,
             status_lists=tuple(status_lists),
+            root_rotations=tuple(rotations),
         )
+
+
+ROOT_ROTATION_TYP = "ecert-root-rotation+jwt"
+
+
+def sign_root_rotation(region: str, new_root_jwk: Mapping[str, str], issued_at: int,
+                       old_root: SignerLike) -> str:
+    """A statement, signed by the old root key, that ``new_root_jwk`` succeeds it."""
+    payload = {"region": region, "old_kid": old_root.kid, "new_root_key": dict(new_root_jwk),
+               "iat": issued_at}
+    return sign_compact(payload, old_root, ROOT_ROTATION_TYP)

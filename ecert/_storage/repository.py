@@ -8,15 +8,18 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, insert, select, update
 
+from ecert._formats.trustlist import Agreement
 from ecert._storage.schema import (
     agencies,
     agency_types,
+    agreements,
     cert_types,
     certificates,
     counters,
     events,
     keys,
     region,
+    root_rotations,
     status_lists,
 )
 from ecert.models import (
@@ -299,6 +302,48 @@ class Repository:
                                else RevocationReason(row.revocation_reason)),
             supersedes=row.supersedes,
         )
+
+    # -- agreements and root rotations -------------------------------------------------------
+
+    def get_agreement(self, region_code: str) -> Agreement | None:
+        row = self.conn.execute(select(agreements).where(
+            agreements.c.region == region_code, agreements.c.withdrawn_at.is_(None))).first()
+        return None if row is None else self._agreement(row)
+
+    def put_agreement(self, value: Agreement, now: int) -> None:
+        """Create or replace the agreement with ``value.region``."""
+        row = {"name": value.name, "root_jwk": dict(value.root_jwk),
+               "trust_list_url": value.trust_list_url, "valid_from": value.valid_from,
+               "valid_until": value.valid_until, "types": dict(value.types),
+               "created_at": now, "withdrawn_at": None}
+        updated = self.conn.execute(
+            update(agreements).where(agreements.c.region == value.region).values(**row))
+        if updated.rowcount == 0:
+            self.conn.execute(insert(agreements).values(region=value.region, **row))
+
+    def withdraw_agreement(self, region_code: str, now: int) -> bool:
+        result = self.conn.execute(update(agreements).where(
+            agreements.c.region == region_code, agreements.c.withdrawn_at.is_(None),
+        ).values(withdrawn_at=now))
+        return bool(result.rowcount)
+
+    def list_agreements(self) -> list[Agreement]:
+        rows = self.conn.execute(select(agreements).where(agreements.c.withdrawn_at.is_(None))
+                                 .order_by(agreements.c.region))
+        return [self._agreement(row) for row in rows]
+
+    @staticmethod
+    def _agreement(row: Row[Any]) -> Agreement:
+        return Agreement(row.region, row.name, row.root_jwk, row.trust_list_url,
+                         row.valid_from, row.valid_until, row.types)
+
+    def add_root_rotation(self, old_kid: str, new_kid: str, statement: str, now: int) -> None:
+        self.conn.execute(insert(root_rotations).values(
+            old_kid=old_kid, new_kid=new_kid, statement=statement, created_at=now))
+
+    def list_root_rotations(self) -> list[str]:
+        return list(self.conn.execute(
+            select(root_rotations.c.statement).order_by(root_rotations.c.id)).scalars())
 
     # -- events ------------------------------------------------------------------------------
 

@@ -145,3 +145,29 @@ events = Table(
     Column("details", JSON, nullable=False),
     Index("ix_events_subject", "subject"),
 )
+
+# Recognition agreements with other regions; withdrawn ones stay for the record.
+agreements = Table(
+    "agreements",
+    metadata,
+    Column("region", String(16), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("root_jwk", JSON, nullable=False),
+    Column("trust_list_url", String(500), nullable=False),
+    Column("valid_from", BigInteger, nullable=False),
+    Column("valid_until", BigInteger, nullable=True),
+    Column("types", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("withdrawn_at", BigInteger, nullable=True),
+)
+
+# Statements by which each root key handed over to the next, oldest first.
+root_rotations = Table(
+    "root_rotations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("old_kid", String(64), ForeignKey("keys.kid"), nullable=False),
+    Column("new_kid", String(64), ForeignKey("keys.kid"), nullable=False),
+    Column("statement", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)

@@ -1,0 +1,164 @@
+"""``ecert trust …`` and ``ecert root rotate``: cross-region recognition and trust anchors."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+
+import click
+
+import ecert
+from ecert.mirror import sync
+from ecert.trust import fetch_trust_list
+from ecert_cli._app import cli, emit, json_mode, json_option, settings
+
+
+@cli.group("trust")
+def trust_group() -> None:
+    """Trust anchors, recognition agreements with other regions, offline mirrors."""
+
+
+@trust_group.command("export-anchor")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to FILE instead of stdout.")
+@json_option
+def export_anchor(output: Path | None) -> None:
+    """Print this region's anchor (code, root public key, trust list URL) for others."""
+    with settings().open_registry() as registry:
+        anchor = registry.anchor()
+    data = anchor.to_bytes()
+    if output is not None:
+        output.write_bytes(data)
+        emit({"region": anchor.region, "file": str(output), "root_kid": anchor.kid},
+             f"anchor of {anchor.region} written to {output} (root key {anchor.kid})")
+    else:
+        click.echo(data.decode("utf-8"), nl=False)
+
+
+def _parse_maps(maps: tuple[str, ...]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in maps:
+        theirs, sep, ours = item.partition("=")
+        if not sep or not theirs.strip() or not ours.strip():
+            raise ecert.InputError(f"--map {item!r}: write THEIRS=OURS, e.g. "
+                                   "zj.spjyxkz=cn.food-business-licence")
+        mapping[theirs.strip()] = ours.strip()
+    return mapping
+
+
+@trust_group.command("recognize")
+@click.argument("region")
+@click.option("--anchor", "anchor_file", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The other region's anchor file (from its 'ecert trust export-anchor').")
+@click.option("--map", "maps", multiple=True, metavar="THEIRS=OURS",
+              help="Accept their type THEIRS as our type OURS (repeatable).")
+@click.option("--auto", is_flag=True,
+              help="Also accept types whose national type code matches one of ours "
+                   "(read from their verified trust list).")
+@click.option("--their-bundle", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Read their trust list from this bundle, not their URL.")
+@click.option("--until", default=None, metavar="DATE", help="Last day the agreement holds.")
+@json_option
+def recognize(region: str, anchor_file: Path, maps: tuple[str, ...], auto: bool,
+              their_bundle: Path | None, until: str | None) -> None:
+    """Recognize REGION's certificates for the mapped types (effective at next publish)."""
+    anchor = ecert.TrustAnchor.load(anchor_file)
+    if anchor.region != region.upper():
+        raise ecert.InputError(f"the anchor is for region {anchor.region}, not {region}")
+    mapping = _parse_maps(maps)
+    end = None
+    if until is not None:
+        try:
+            end = date.fromisoformat(until)
+        except ValueError as e:
+            raise ecert.InputError(f"--until {until!r} is not a date (YYYY-MM-DD)") from e
+    with settings().open_registry() as registry:
+        if auto:
+            theirs = fetch_trust_list(anchor, bundle=their_bundle)
+            for code, ours in registry.suggest_mapping(theirs).items():
+                mapping.setdefault(code, ours)
+        agreement = registry.recognize(anchor, mapping, valid_until=end)
+    emit({"region": agreement.region, "root_kid": agreement.root_jwk["kid"],
+          "types": dict(agreement.types), "valid_until": agreement.valid_until},
+         f"{registry.region.code} now recognizes {agreement.region}: "
+         + ", ".join(f"{t} as {o}" for t, o in agreement.types.items())
+         + "; run 'ecert publish' to put it in the trust list")
+
+
+@trust_group.command("withdraw")
+@click.argument("region")
+@json_option
+def withdraw(region: str) -> None:
+    """Withdraw the agreement with REGION (effective at the next publish)."""
+    with settings().open_registry() as registry:
+        registry.withdraw(region)
+    emit({"region": region.upper(), "withdrawn": True},
+         f"agreement with {region.upper()} withdrawn; run 'ecert publish'")
+
+
+@trust_group.command("show")
+@json_option
+def show() -> None:
+    """Show this region's anchor and its recognition agreements."""
+    with settings().open_registry() as registry:
+        anchor = registry.anchor()
+        agreements = registry.agreements()
+
+    def human() -> None:
+        click.echo(f"region {anchor.region} ({anchor.name}), root key {anchor.kid}")
+        click.echo(f"trust list {anchor.trust_list_url}")
+        if not agreements:
+            click.echo("no recognition agreements")
+        for a in agreements:
+            until = "open-ended" if a.valid_until is None else f"until {a.valid_until}"
+            click.echo(f"recognizes {a.region} ({a.name}), root {a.root_jwk['kid']}, {until}")
+            for theirs, ours in a.types.items():
+                click.echo(f"    {theirs} -> {ours}")
+
+    emit({"region": anchor.region, "root_kid": anchor.kid,
+          "trust_list": anchor.trust_list_url,
+          "agreements": [a.to_json() for a in agreements]}, human)
+
+
+@trust_group.command("sync")
+@click.option("--anchor", "anchor_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Home anchor file.")
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Home region's bundle directory (its anchor.json is used).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the offline mirror.")
+@json_option
+def trust_sync(anchor_file: Path | None, bundle: Path | None, out: Path) -> None:
+    """Mirror everything a verifier needs offline (verified before it is written)."""
+    if (anchor_file is None) == (bundle is None):
+        raise ecert.InputError("give exactly one of --anchor FILE or --bundle DIR")
+    anchor = ecert.TrustAnchor.load(anchor_file or Path(str(bundle)) / "anchor.json")
+    show_progress = sys.stderr.isatty() and not json_mode()
+
+    def progress(uri: str) -> None:
+        if show_progress:
+            click.echo(f"  fetching {uri}", err=True)
+
+    report = sync(anchor, out, bundle=bundle, progress=progress)
+    emit({"directory": str(report.directory), "regions": list(report.regions),
+          "documents": report.documents, "problems": list(report.problems)},
+         f"mirrored {report.documents} document(s) of {', '.join(report.regions)} to "
+         f"{report.directory}" + "".join(f"\nwarning: {p}" for p in report.problems))
+
+
+@cli.group("root")
+def root_group() -> None:
+    """The region root key."""
+
+
+@root_group.command("rotate")
+@json_option
+def root_rotate() -> None:
+    """Replace the root key; verifiers follow via a statement signed by the old root."""
+    with settings().open_registry() as registry:
+        key = registry.rotate_root()
+    emit({"kid": key.kid},
+         f"new root key {key.kid}; run 'ecert publish' and hand out the new anchor "
+         "('ecert trust export-anchor'): existing verifiers follow the rotation")
