@@ -279,6 +279,14 @@ class _RegionTrust:
         self.status_lists: dict[str, tuple[StatusListToken, int]] = {}
         #: For a foreign region: the root kid our agreement pinned when we loaded it.
         self.pinned_kid: str | None = None
+        #: When the list was last fetched or a refresh was last tried.
+        self.checked_at = 0
+
+    def usable(self, now: int, grace: int) -> bool:
+        """Fresh, or past next update but refreshed recently and still within grace."""
+        next_update = self.trust_list.next_update
+        return now <= next_update or (
+            now < self.checked_at + _REFRESH_RETRY_SECONDS and now <= next_update + grace)
 
     def check_issuer(self, claims: CertificateClaims, agency: TrustedAgency) -> None:
         region = self.trust_list.region
@@ -394,7 +402,7 @@ class Verifier:
         self.limits = limits or VerificationLimits()
         self._home = _RegionTrust(trust_list, anchor, source, self.limits)
         self._source = source
-        self._foreign: dict[str, _RegionTrust | TrustListError] = {}
+        self._foreign: dict[str, _RegionTrust] = {}
         self._state = state
 
     @property
@@ -525,6 +533,8 @@ class Verifier:
     def _verify(self, token: str | bytes) -> VerificationResult:
         now = _now(self._clock)
         leeway = self.limits.leeway_seconds
+        if now > self._home.trust_list.next_update:
+            self._refresh_home(now)
         home = self._home
         if now > home.trust_list.next_update + self.limits.trust_list_grace_seconds:
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.TRUST_LIST_EXPIRED,
@@ -644,30 +654,44 @@ class Verifier:
         if not agreement.in_force(now):
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.AGREEMENT_NOT_IN_FORCE,
                            f"the agreement with {region_code} is not in force now")
+        grace = self.limits.trust_list_grace_seconds
         cached = self._foreign.get(region_code)
-        if isinstance(cached, _RegionTrust) and (
-            cached.anchor is not None
-            and _pins_same_root(cached, agreement)
-            and now <= cached.trust_list.next_update
-        ):
+        if cached is not None and not _pins_same_root(cached, agreement):
+            cached = None  # our agreement now pins another root: start afresh
+        if cached is not None and cached.usable(now, grace):
             return agreement, cached
         anchor = TrustAnchor(agreement.region, agreement.name, dict(agreement.root_jwk),
                              agreement.trust_list_url)
-        seen = cached.trust_list.sequence if isinstance(cached, _RegionTrust) else None
+        seen = cached.trust_list.sequence if cached is not None else None
         try:
             trust_list, current = _load_region(anchor, self._source, now, self.limits,
                                                self._state, seen)
         except TrustListError as e:
-            if isinstance(cached, _RegionTrust) and now <= (
-                cached.trust_list.next_update + self.limits.trust_list_grace_seconds
-            ):
-                return agreement, cached  # refresh failed; the list we have is still in grace
+            if cached is not None and now <= cached.trust_list.next_update + grace:
+                cached.checked_at = now  # refresh failed; what we have is still in grace
+                return agreement, cached
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.FOREIGN_TRUST_LIST_INVALID,
                            f"trust list of {region_code} cannot be used: {e.message}") from e
         trust = _RegionTrust(trust_list, current, self._source, self.limits)
         trust.pinned_kid = agreement.root_jwk["kid"]
+        trust.checked_at = now
         self._foreign[region_code] = trust
         return agreement, trust
+
+    def _refresh_home(self, now: int) -> None:
+        """Past next update: fetch the home list again (rollback still refused)."""
+        home = self._home
+        if home.anchor is None or home.usable(now, self.limits.trust_list_grace_seconds):
+            return
+        try:
+            trust_list, current = _load_region(home.anchor, self._source, now, self.limits,
+                                               self._state, home.trust_list.sequence)
+        except TrustListError:
+            home.checked_at = now  # keep what we have; the grace check decides
+            return
+        self._home = _RegionTrust(trust_list, current, self._source, self.limits)
+        self._home.checked_at = now
+        self._foreign.clear()  # agreements may have changed
 
 
 def _pins_same_root(trust: _RegionTrust, agreement: Agreement) -> bool:
@@ -734,6 +758,9 @@ def _default_source(offline: str | Path | None,
         return MirrorSource(Path(offline))
     return HttpSource(cache_dir=Path(cache_dir) / "http" if cache_dir else None)
 
+
+#: After a failed or stale refresh, how long to keep using a list before trying again.
+_REFRESH_RETRY_SECONDS = 300
 
 _LIFECYCLE_PRIORITY = (
     (ErrorCode.REVOKED, VerificationStatus.REVOKED),
