@@ -25,6 +25,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -160,13 +161,16 @@ class Issuer:
     kid: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class VerificationResult:
-    """The outcome of :meth:`Verifier.verify`; truthy exactly when valid."""
+    """The outcome of :meth:`Verifier.verify`; truthy exactly when valid.
+
+    ``certificate`` is built from the verified claims on first access (most callers of
+    a high-volume verifier only look at ``valid``).
+    """
 
     status: VerificationStatus
     errors: tuple[ErrorCode, ...] = ()
-    certificate: Certificate | None = None
     issuer: Issuer | None = None
     messages: tuple[str, ...] = field(default=(), compare=False)
     #: The type the certificate counts as here: its own for home certificates, the
@@ -174,6 +178,13 @@ class VerificationResult:
     local_type: str | None = None
     #: The agreement a foreign certificate was accepted under (None for home ones).
     agreement: Agreement | None = None
+    _certificate: Callable[[], Certificate] | None = field(
+        default=None, repr=False, compare=False)
+
+    @cached_property
+    def certificate(self) -> Certificate | None:
+        """The certificate the token states, once its signature verified (else None)."""
+        return None if self._certificate is None else self._certificate()
 
     @property
     def issuing_region(self) -> str | None:
@@ -240,6 +251,22 @@ def _now(clock: Clock) -> int:
     if now.tzinfo is None:
         raise TypeError("the verifier clock must return timezone-aware datetimes")
     return int(now.timestamp())
+
+
+def _certificate(claims: CertificateClaims, agency_code: str, kid: str, token: str,
+                 status_value: int) -> Certificate:
+    return Certificate(
+        id=claims.jti, type_code=claims.vct, agency_code=agency_code,
+        region=claims.region, holder=claims.sub, holder_name=claims.holder_name,
+        claims=claims.claims, issued_at=_ts(claims.iat), valid_from=_ts(claims.nbf),
+        valid_until=_ts(claims.exp) if claims.exp is not None else None,
+        status=_REGISTRY_STATUS.get(status_value, CertificateStatus.VALID),
+        status_list_uri=claims.status_list_uri, status_index=claims.status_index, kid=kid,
+        token=token, type_version=claims.vct_version, supersedes=claims.supersedes,
+    )
+
+
+_REGISTRY_STATUS = {INVALID: CertificateStatus.REVOKED, SUSPENDED: CertificateStatus.SUSPENDED}
 
 
 def _ts(seconds: int) -> datetime:
@@ -627,20 +654,11 @@ class Verifier:
             if code in errors:
                 status = verdict
                 break
-        registry_status = {INVALID: CertificateStatus.REVOKED,
-                           SUSPENDED: CertificateStatus.SUSPENDED}.get(status_value,
-                                                                        CertificateStatus.VALID)
-        certificate = Certificate(
-            id=claims.jti, type_code=claims.vct, agency_code=agency.code,
-            region=claims.region, holder=claims.sub, holder_name=claims.holder_name,
-            claims=claims.claims, issued_at=_ts(claims.iat), valid_from=_ts(claims.nbf),
-            valid_until=_ts(claims.exp) if claims.exp is not None else None,
-            status=registry_status, status_list_uri=claims.status_list_uri,
-            status_index=claims.status_index, kid=kid, token=token,
-            type_version=claims.vct_version, supersedes=claims.supersedes,
+        return VerificationResult(
+            status, tuple(errors), agency_key.issuer, tuple(messages), local_type=local_type,
+            agreement=agreement,
+            _certificate=partial(_certificate, claims, agency.code, kid, token, status_value),
         )
-        return VerificationResult(status, tuple(errors), certificate, agency_key.issuer,
-                                  tuple(messages), local_type=local_type, agreement=agreement)
 
     # -- foreign regions ---------------------------------------------------------------------
 

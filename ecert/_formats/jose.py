@@ -63,7 +63,8 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_+/", b"+/**")
+_PADDING = {0: b"", 2: b"==", 3: b"="}
 # With 2 or 3 characters in the last quantum, the unused low bits of the last character
 # must be zero; otherwise two spellings would decode to the same bytes.
 _B64URL_VALUES = {c: i for i, c in enumerate(
@@ -81,19 +82,17 @@ def b64url_decode(text: str) -> bytes:
 def _b64url_decode_checked(text: str) -> bytes:
     """Decode base64url; binascii's strict mode refuses every byte outside the alphabet."""
     remainder = len(text) % 4
-    if remainder == 1 or not text.isascii():
-        raise FormatError("not base64url", code="malformed")
-    raw = text.encode("ascii")
-    # '+', '/' and '=' belong to standard base64 only; strict mode would accept them.
-    if b"+" in raw or b"/" in raw or b"=" in raw:
+    if remainder == 1 or "=" in text:
         raise FormatError("not base64url", code="malformed")
     if remainder and _B64URL_VALUES.get(text[-1], 0) & _UNUSED_BITS_MASK[remainder]:
         raise FormatError("non-canonical base64url", code="malformed")
     try:
+        # '+' and '/' are mapped to '*' first, so strict mode refuses them with the rest.
         return binascii.a2b_base64(
-            raw.translate(_URLSAFE_TO_STANDARD) + b"=" * (-remainder % 4), strict_mode=True
+            text.encode("ascii").translate(_URLSAFE_TO_STANDARD) + _PADDING[remainder],
+            strict_mode=True,
         )
-    except binascii.Error as e:
+    except (binascii.Error, UnicodeEncodeError) as e:
         raise FormatError("not base64url", code="malformed") from e
 
 
