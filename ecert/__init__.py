@@ -31,7 +31,7 @@ from ecert.errors import (
     VerificationFailed,
 )
 from ecert.identifiers import CertificateId
-from ecert.keys import FileKeyStore, LocalSigner, Signer
+from ecert.keys import FileKeyStore, KeyProvider, LocalSigner, Signer
 from ecert.models import (
     Agency,
     Certificate,
@@ -75,6 +75,7 @@ __all__ = [
     "InvalidTransition",
     "Issuer",
     "KeyInfo",
+    "KeyProvider",
     "KeyRole",
     "KeyStatus",
     "KeyStoreError",

@@ -11,6 +11,7 @@ import getpass
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 from collections.abc import Callable, Iterable, Mapping
@@ -52,6 +53,7 @@ from ecert.errors import (
     InputError,
     InvalidCertificateId,
     InvalidTransition,
+    KeyStoreError,
     NotAuthorized,
     NotFound,
     PublishError,
@@ -73,6 +75,8 @@ from ecert.trust import TrustAnchor, load_trust_list
 from ecert.verify import Verifier
 
 __all__ = ["Event", "PublishReport", "Registry"]
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Passphrase = bytes | str | Callable[[], bytes | str]
@@ -288,8 +292,6 @@ class Registry:
         if self._keystore is None:
             passphrase = self._passphrase() if callable(self._passphrase) else self._passphrase
             if not passphrase:
-                from ecert.errors import KeyStoreError
-
                 raise KeyStoreError("a passphrase is needed to use the registry's private keys "
                                     "(set ECERT_PASSPHRASE)")
             keystore = FileKeyStore(self.home / _KEYS_DIR, passphrase,
@@ -313,6 +315,20 @@ class Registry:
                        created_at=datetime.fromtimestamp(now, UTC), agency_code=agency_code)
         repo.add_key(info)
         return info
+
+    def _destroy(self, kid: str) -> None:
+        """Destroy a key after its retirement was committed; failing here loses nothing."""
+        try:
+            self.keystore.destroy(kid)
+        except KeyStoreError as e:
+            log.warning("key %s is retired but its private key could not be destroyed: %s",
+                        kid, e.message)
+
+    def signed_count(self, kid: str, *, since: datetime | None = None) -> int:
+        """How many certificates ``kid`` signed (at or after ``since``)."""
+        start = 0 if since is None else int(since.timestamp())
+        with self._read() as repo:
+            return repo.count_signed_since(kid, start)
 
     def _signer(self, info: KeyInfo) -> Signer:
         return self.keystore.signer(info.kid)
@@ -425,7 +441,7 @@ class Registry:
             self._record(repo, now, "agency.rotate_key", code,
                          {"retired": old.kid if old else None, "kid": new.kid})
         if old is not None:
-            self.keystore.destroy(old.kid)
+            self._destroy(old.kid)
         return new
 
     def mark_key_compromised(self, kid: str, *, since: datetime | None = None) -> KeyInfo:
@@ -457,7 +473,7 @@ class Registry:
                          {"kid": kid, "since": when, "affected_certificates": affected,
                           "replacement": replacement.kid if replacement else None})
             updated = repo.get_key(kid)
-        self.keystore.destroy(kid)
+        self._destroy(kid)
         if updated is None:  # pragma: no cover - the row was just written
             raise NotFound(f"no agency key {kid!r}")
         return updated
@@ -650,6 +666,23 @@ class Registry:
             raise NotFound(f"no certificate {cert_id}")
         return cert
 
+    def qr_token(self, id_or_serial: str, *, full: bool = False) -> str:
+        """The QR token (``typ: ecert-qr+jwt``) of a certificate, signed now by the
+        agency's active key: the type's ``qr_claims`` and a digest of the full token,
+        or every claim with ``full``. :func:`ecert.qr.qr_text` wraps it for a QR code."""
+        from ecert._formats import qr as _qr
+
+        cert = self.get(id_or_serial)
+        cert_type = self.get_type(cert.type_code)
+        with self._read() as repo:
+            key = repo.active_key(KeyRole.AGENCY, cert.agency_code)
+        if key is None:
+            raise NotAuthorized(f"agency {cert.agency_code} has no active signing key")
+        payload = _qr.qr_payload(_qr.parse_token_payload(cert.token), cert.token,
+                                 cert_type.qr_claims, self.region.base_url, self._now(),
+                                 full=full)
+        return _qr.sign_qr_token(payload, self._signer(key))
+
     def find(
         self,
         *,
@@ -817,7 +850,7 @@ class Registry:
             repo.add_root_rotation(old.kid, new.kid, statement, now)
             self._record(repo, now, "root.rotate", self.region.code,
                          {"old_kid": old.kid, "kid": new.kid})
-        self.keystore.destroy(old.kid)
+        self._destroy(old.kid)
         return new
 
     # -- publication -------------------------------------------------------------------------

@@ -25,13 +25,14 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, partial
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
 from ecert._formats import bundle as _bundle
+from ecert._formats import qr as _qr
 from ecert._formats.certificate import CERTIFICATE_TYP, MAX_TOKEN_BYTES, CertificateClaims
 from ecert._formats.jose import (
     PublicKey,
@@ -59,11 +60,12 @@ from ecert._sources import (
 from ecert.errors import (
     EcertError,
     FormatError,
+    InputError,
     InvalidCertificateId,
     TrustListError,
     VerificationFailed,
 )
-from ecert.identifiers import CertificateIdPrefix
+from ecert.identifiers import CertificateId, CertificateIdPrefix
 from ecert.models import Certificate, CertificateStatus
 from ecert.trust import MAX_TRUST_LIST_BYTES, TrustAnchor, verify_trust_list
 
@@ -131,6 +133,9 @@ class ErrorCode(StrEnum):
     STATUS_UNKNOWN_VALUE = "status_unknown_value"
     REVOKED = "revoked"
     SUSPENDED = "suspended"
+    QR_MALFORMED = "qr_malformed"  #: QR text that does not unwrap (bad base45, container)
+    QR_UNKNOWN_VERSION = "qr_unknown_version"  #: a QR container version we do not read
+    QR_TOO_LARGE = "qr_too_large"  #: a QR body that inflates past its bound
 
 
 _FORMAT_CODES = {c.value: c for c in ErrorCode}
@@ -180,6 +185,28 @@ class VerificationResult:
     agreement: Agreement | None = None
     _certificate: Callable[[], Certificate] | None = field(
         default=None, repr=False, compare=False)
+    #: Whether the input was QR text (``EC1:``) rather than the certificate token.
+    qr: bool = False
+    #: For QR text: the claims the QR carried (the others are bound only by ``qr_digest``).
+    claims_present: tuple[str, ...] = ()
+    #: For QR text: True when some claims are absent and only bound by the digest.
+    digest_bound: bool = False
+    #: For QR text: base64url of the first 16 bytes of SHA-256 of the full token's payload.
+    qr_digest: str | None = None
+
+    def qr_matches(self, token: str) -> bool:
+        """Whether a full certificate token (verified separately) is the one this QR binds."""
+        if not self.qr or self.qr_digest is None or self.certificate is None:
+            return False
+        try:
+            payload = _qr.parse_token_payload(token)
+            digest = _qr.token_digest(token)
+        except (FormatError, ValueError, IndexError):
+            return False
+        claims = payload.get("claims")
+        return digest == self.qr_digest and payload.get("jti") == self.certificate.id and (
+            isinstance(claims, dict) and all(
+                claims.get(k) == v for k, v in self.certificate.claims.items()))
 
     @cached_property
     def certificate(self) -> Certificate | None:
@@ -218,6 +245,9 @@ class VerificationResult:
                 "supersedes": c.supersedes,
             }
         out["local_type"] = self.local_type
+        if self.qr:
+            out["qr"] = {"claims_present": list(self.claims_present),
+                         "digest_bound": self.digest_bound, "digest": self.qr_digest}
         out["agreement"] = None if self.agreement is None else {
             "region": self.agreement.region, "types": dict(self.agreement.types)}
         if self.issuer is not None:
@@ -249,7 +279,7 @@ class _AgencyKey:
 def _now(clock: Clock) -> int:
     now = clock()
     if now.tzinfo is None:
-        raise TypeError("the verifier clock must return timezone-aware datetimes")
+        raise InputError("the verifier clock must return timezone-aware datetimes")
     return int(now.timestamp())
 
 
@@ -357,8 +387,11 @@ class _RegionTrust:
         token = self._check_status_list(data, uri, now)
         # ttl counts from when we fetched the list; never cache past its expiry.
         refresh_at = now + (token.ttl or 300)
-        if token.expires_at is not None:
-            refresh_at = min(refresh_at, token.expires_at)
+        expires_at = token.expires_at
+        if expires_at is None and token.ttl is not None:
+            expires_at = token.issued_at + token.ttl
+        if expires_at is not None:
+            refresh_at = min(refresh_at, expires_at)
         self.status_lists[uri] = (token, max(refresh_at, now + 1))
         return token
 
@@ -387,10 +420,10 @@ class _RegionTrust:
             raise bad(e.message) from e
         if token.uri != uri:
             raise bad("its sub does not match the certificate's status URI")
-        compromised_since = key_entry.compromised_since
-        if compromised_since is not None and token.issued_at >= compromised_since:
-            raise bad("signed with a compromised key")
         leeway = self.limits.leeway_seconds
+        compromised_since = key_entry.compromised_since
+        if compromised_since is not None and token.issued_at >= compromised_since - leeway:
+            raise bad("signed with a compromised key")
         if token.issued_at < key_entry.valid_from - leeway or (
             key_entry.valid_until is not None and token.issued_at > key_entry.valid_until
         ):
@@ -570,12 +603,16 @@ class Verifier:
             if len(token) > self.limits.max_token_bytes:
                 raise _Failure(VerificationStatus.INVALID, ErrorCode.TOO_LARGE, "token too large")
             token = bytes(token).decode("ascii", "replace")
-        # 1-2. structure and header policy
+        # 1-2. structure and header policy (QR text: unwrapped to its exact JWS first)
+        qr: _qr.QrClaims | None = None
+        expected_typ = CERTIFICATE_TYP
         try:
             if token[:1].isspace() or token[-1:].isspace():
                 token = token.strip()
+            if _qr.is_qr_text(token):
+                token, expected_typ = self._unwrap_qr(token, now), _qr.QR_TYP
             parsed = parse_compact(token, max_bytes=self.limits.max_token_bytes)
-            kid = check_header(parsed.header, CERTIFICATE_TYP)
+            kid = check_header(parsed.header, expected_typ)
         except FormatError as e:
             raise _Failure(VerificationStatus.INVALID,
                            _FORMAT_CODES.get(e.code, ErrorCode.MALFORMED), e.message) from e
@@ -604,7 +641,11 @@ class Verifier:
                            "signature does not verify")
         # 5. claims bound to the issuer; a foreign type only as the agreement maps it
         try:
-            claims = CertificateClaims.from_payload(parsed.payload)
+            if expected_typ == _qr.QR_TYP:
+                qr = _qr.read_qr_payload(parsed.payload)
+                claims = _qr_claims(qr, agency_key.agency, region)
+            else:
+                claims = CertificateClaims.from_payload(parsed.payload)
         except FormatError as e:
             raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CLAIMS, e.message) from e
         agency = agency_key.agency
@@ -619,18 +660,22 @@ class Verifier:
             local_type = mapped
         # 6. key validity at issuance
         entry = agency_key.entry
-        if entry.compromised_since is not None and claims.iat >= entry.compromised_since:
+        signed_at = claims.iat if qr is None else qr.signed_at  # a QR is signed when made
+        # The leeway that tolerates clock skew must not open a window before the compromise.
+        if entry.compromised_since is not None and (
+            signed_at >= entry.compromised_since - leeway
+        ):
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.KEY_COMPROMISED,
                            "signed with a key compromised at or before its issue time")
-        if claims.iat < entry.valid_from - leeway or (
-            entry.valid_until is not None and claims.iat > entry.valid_until
+        if signed_at < entry.valid_from - leeway or (
+            entry.valid_until is not None and signed_at > entry.valid_until
         ):
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.KEY_NOT_VALID_AT_IAT,
                            "the key was not valid when the token says it was issued")
         # 7-8. lifecycle: time and status; gather all, report the gravest
         errors: list[ErrorCode] = []
         messages: list[str] = []
-        if claims.iat > now + leeway:
+        if max(claims.iat, signed_at) > now + leeway:
             raise _Failure(VerificationStatus.INVALID, ErrorCode.ISSUED_IN_FUTURE,
                            "issued in the future")
         status_value = region.status_of(claims, now)
@@ -658,7 +703,35 @@ class Verifier:
             status, tuple(errors), agency_key.issuer, tuple(messages), local_type=local_type,
             agreement=agreement,
             _certificate=partial(_certificate, claims, agency.code, kid, token, status_value),
+            qr=qr is not None, claims_present=tuple(sorted(claims.claims)) if qr else (),
+            digest_bound=qr is not None and not qr.complete,
+            qr_digest=qr.digest if qr else None,
         )
+
+    def _unwrap_qr(self, text: str, now: int) -> str:
+        """The exact compact JWS inside QR text; its kid resolved through the trust lists."""
+        unwrapped = _qr.unwrap(text)
+        region = self._home
+        candidates = [k for k in region.agency_keys if _qr.kid_ref(k) == unwrapped.kid_ref]
+        if not candidates:
+            claimed = strict_json_loads(unwrapped.payload)
+            claimed = claimed.get("r") if isinstance(claimed, dict) else None
+            if isinstance(claimed, str) and claimed != region.trust_list.region:
+                region = self._recognized(claimed, now)[1]
+                candidates = [k for k in region.agency_keys
+                              if _qr.kid_ref(k) == unwrapped.kid_ref]
+        if not candidates:
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
+                           f"the QR key reference {unwrapped.kid_ref.hex()} names no trusted "
+                           "agency key")
+        for kid in candidates[:8]:  # a 4-byte reference: more than one match is rare
+            token = unwrapped.compact(kid)
+            entry = region.agency_keys[kid]
+            if entry.alg == unwrapped.alg and verify_signature(
+                    entry.alg, entry.key, token.rsplit(".", 1)[0].encode("ascii"),
+                    unwrapped.signature):
+                return token
+        return unwrapped.compact(candidates[0])
 
     # -- foreign regions ---------------------------------------------------------------------
 
@@ -710,6 +783,30 @@ class Verifier:
         self._home = _RegionTrust(trust_list, current, self._source, self.limits)
         self._home.checked_at = now
         self._foreign.clear()  # agreements may have changed
+
+
+def _qr_claims(qr: _qr.QrClaims, agency: TrustedAgency, region: _RegionTrust
+               ) -> CertificateClaims:
+    """The certificate claims a QR token states, ids and URIs rebuilt from the trust list."""
+    type_entry = region.types.get(qr.vct)
+    if type_entry is None or qr.vct not in agency.types:
+        raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.TYPE_NOT_AUTHORIZED,
+                       f"agency {agency.code} is not authorized to issue {qr.vct}")
+    if qr.signed_at < qr.iat:
+        raise FormatError("QR signed before its certificate was issued", code="bad_claims")
+    try:
+        jti = str(CertificateId(type_entry.national_type_code, agency.uscc, qr.serial,
+                                qr.id_version))
+    except InvalidCertificateId as e:
+        raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CERTIFICATE_ID,
+                       f"QR certificate id: {e}") from e
+    return CertificateClaims(
+        iss=agency.uri, sub="", jti=jti, iat=qr.iat, nbf=qr.nbf, exp=qr.exp, vct=qr.vct,
+        vct_version=qr.vct_version, region=qr.region, holder_name=qr.holder_name,
+        claims=qr.claims, status_list_uri=_qr.status_uri(qr.status_ref,
+                                                         region.trust_list.base_url),
+        status_index=qr.status_index,
+    )
 
 
 def _pins_same_root(trust: _RegionTrust, agreement: Agreement) -> bool:

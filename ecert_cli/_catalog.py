@@ -154,9 +154,8 @@ def agency_compromise_key(kid: str, since: str | None) -> None:
             raise ecert.InputError("--since needs a zone, e.g. 2026-05-01T08:00+08:00")
     with settings().open_registry() as registry:
         key = registry.mark_key_compromised(kid, since=when)
-        affected = registry.find(kid=kid, limit=10_000)
-    cutoff = key.compromised_since
-    count = sum(1 for c in affected if cutoff is not None and c.issued_at >= cutoff)
+        cutoff = key.compromised_since
+        count = registry.signed_count(kid, since=cutoff)
     emit({**key_json(key), "affected_certificates": count},
          f"key {kid} of {key.agency_code} is compromised since "
          f"{cutoff.isoformat() if cutoff else '?'}; {count} certificate(s) signed since then "

@@ -76,17 +76,18 @@ def show(cert_id: str, token_only: bool) -> None:
 @click.option("--holder-id", default=None, help="Only this holder's certificates.")
 @click.option("--type", "type_code", default=None, help="Only this type.")
 @click.option("--agency", "agency_code", default=None, help="Only this agency's.")
+@click.option("--kid", default=None, help="Only those signed with this key.")
 @click.option("--status", type=click.Choice([s.value for s in ecert.CertificateStatus]),
               default=None, help="Only this status.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0)
 @json_option
 def list_certificates(holder_id: str | None, type_code: str | None, agency_code: str | None,
-                      status: str | None, limit: int, offset: int) -> None:
+                      kid: str | None, status: str | None, limit: int, offset: int) -> None:
     """List certificates, oldest first."""
     with settings().open_registry() as registry:
         certs = registry.find(holder_id=holder_id, type_code=type_code, status=status,
-                              agency_code=agency_code, limit=limit, offset=offset)
+                              agency_code=agency_code, kid=kid, limit=limit, offset=offset)
 
     def human() -> None:
         if not certs:

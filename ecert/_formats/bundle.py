@@ -56,7 +56,7 @@ def decode_anchor(data: bytes) -> dict[str, Any]:
     if len(data) > 64 * 1024:
         raise FormatError("anchor file is too large", code="too_large")
     doc = strict_json_loads(data)
-    if not isinstance(doc, dict) or doc.get("version") != 1:
+    if not isinstance(doc, dict) or type(doc.get("version")) is not int or doc["version"] != 1:
         raise FormatError("not an ecert anchor (version 1)", code="malformed")
     region, name, url, jwk = (doc.get(k) for k in ("region", "name", "trust_list", "root_key"))
     if not (isinstance(region, str) and isinstance(name, str) and isinstance(url, str)
