@@ -43,6 +43,7 @@ from ecert.models import (
     Region,
     RevocationReason,
 )
+from ecert.qr import QrTooLarge
 from ecert.registry import Event, PublishReport, Registry
 from ecert.trust import Agreement, TrustAnchor
 from ecert.verify import (
@@ -84,6 +85,7 @@ __all__ = [
     "NotFound",
     "PublishError",
     "PublishReport",
+    "QrTooLarge",
     "Region",
     "Registry",
     "RevocationReason",

@@ -724,6 +724,8 @@ class Verifier:
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
                            f"the QR key reference {unwrapped.kid_ref.hex()} names no trusted "
                            "agency key")
+        if len(candidates) == 1:  # the usual case: the signature is checked once, later
+            return unwrapped.compact(candidates[0])
         for kid in candidates[:8]:  # a 4-byte reference: more than one match is rare
             token = unwrapped.compact(kid)
             entry = region.agency_keys[kid]

@@ -16,7 +16,9 @@ _INPUT_PROBLEMS = frozenset({"anchor_unreadable", "anchor_malformed", "trust_lis
 
 
 @cli.command("verify")
-@click.argument("token")
+@click.argument("token", required=False)
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Read the QR code from a photo or scan (PNG, JPEG...).")
 @click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Published bundle directory of the home region.")
 @click.option("--anchor", "anchor_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -25,12 +27,21 @@ _INPUT_PROBLEMS = frozenset({"anchor_unreadable", "anchor_malformed", "trust_lis
 @click.option("--offline", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Offline mirror made by 'ecert trust sync': no network.")
 @json_option
-def verify(token: str, bundle: Path | None, anchor_file: Path | None,
-           offline: Path | None) -> None:
-    """Verify TOKEN ('-' reads it from stdin). Exit 0 if valid, 1 if not.
+def verify(token: str | None, image: Path | None, bundle: Path | None,
+           anchor_file: Path | None, offline: Path | None) -> None:
+    """Verify TOKEN or QR text ('-' reads it from stdin), or the QR code in --image.
+    Exit 0 if valid, 1 if not.
 
     Needs no registry: --home only holds the verifier's cache.
     """
+    if image is not None:
+        if token is not None:
+            raise ecert.InputError("give TOKEN or --image, not both")
+        from ecert.qr import decode_qr_image
+
+        token = decode_qr_image(image)
+    if token is None:
+        raise ecert.InputError("give TOKEN (or '-' for stdin), or --image FILE")
     if token == "-":  # noqa: S105 - "-" means stdin
         token = sys.stdin.read(1024 * 1024).strip()
     if bundle is None and anchor_file is None and offline is None:
@@ -68,6 +79,10 @@ def verify(token: str, bundle: Path | None, anchor_file: Path | None,
                 click.echo(f"recognized under the agreement with {result.agreement.region} "
                            f"as {result.local_type}")
             click.echo(f"valid:  {cert.valid_from.date().isoformat()} to {until}")
+            if result.qr:
+                click.echo(f"QR claims: {', '.join(result.claims_present)}"
+                           + ("; the others are bound by digest" if result.digest_bound
+                              else "; complete"))
         else:
             detail = "; ".join(result.messages) or ", ".join(result.errors)
             click.echo(f"NOT VALID ({result.status.value}): {detail}")

@@ -79,7 +79,7 @@ _B45 = {c: i for i, c in enumerate(BASE45_ALPHABET)}
 
 def b45encode(data: bytes) -> str:
     """Base45 of ``data`` (RFC 9285)."""
-    out = []
+    out: list[str] = []
     for i in range(0, len(data) - 1, 2):
         n = data[i] * 256 + data[i + 1]
         c, n = divmod(n, 45 * 45)
@@ -461,10 +461,7 @@ def qr_payload(token_payload: Mapping[str, Any], token: str, qr_claims: Sequence
     parts = jti.split(".")
     serial, version = parts[-3], parts[-2]
     claims = dict(token_payload["claims"])
-    if full:
-        chosen = claims
-    else:
-        chosen = {name: claims[name] for name in qr_claims if name in claims}
+    chosen = claims if full else {n: claims[n] for n in qr_claims if n in claims}
     status = token_payload["status"]["status_list"]
     payload: dict[str, Any] = {
         "t": token_payload["vct"], "v": token_payload["vct_version"],
@@ -515,7 +512,7 @@ def read_qr_payload(payload: Mapping[str, Any]) -> QrClaims:
     def is_int(v: Any) -> bool:
         return type(v) is int and 0 <= v <= 253_402_300_799
 
-    status = get("s")
+    status: Any = get("s")
     ok = (
         isinstance(get("t"), str) and is_int(get("v")) and isinstance(get("r"), str)
         and isinstance(get("n"), str) and isinstance(get("w", "001"), str)

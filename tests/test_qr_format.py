@@ -1,0 +1,184 @@
+"""The QR container and payload codec: base45, value encoding, deflate bound, container."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ecert._formats import qr
+from ecert._formats.jose import ES256, b64url_encode, canonical_json
+from ecert.errors import FormatError
+
+# -- base45 ----------------------------------------------------------------------------------
+
+
+def test_base45_rfc9285_examples() -> None:
+    assert qr.b45encode(b"AB") == "BB8"
+    assert qr.b45encode(b"Hello!!") == "%69 VD92EX0"
+    assert qr.b45encode(b"base-45") == "UJCLQE7W581"
+    assert qr.b45decode("QED8WEX0") == b"ietf!"
+
+
+@given(st.binary(max_size=600))
+def test_base45_round_trip(data: bytes) -> None:
+    text = qr.b45encode(data)
+    assert set(text) <= set(qr.BASE45_ALPHABET)
+    assert qr.b45decode(text) == data
+
+
+@given(st.text(alphabet=qr.BASE45_ALPHABET + "abc=\n", max_size=60))
+def test_base45_decoder_refuses_or_round_trips(text: str) -> None:
+    try:
+        data = qr.b45decode(text)
+    except qr.QrFormatError as e:
+        assert e.code == "qr_malformed"
+    else:
+        assert qr.b45encode(data) == text  # canonical: one spelling per byte string
+
+
+@pytest.mark.parametrize("text", ["GGW", "A", "::", "a00"])
+def test_base45_refuses_bad_text(text: str) -> None:
+    with pytest.raises(qr.QrFormatError):
+        qr.b45decode(text)
+
+
+# -- value encoding --------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30)
+    | st.sampled_from(["深圳市前海星河数字科技有限公司", "陈晓明", "2019-04-16",
+                       b64url_encode(bytes(range(16))), "91440300MA5F3K2L8G"]),
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    max_leaves=25,
+)
+
+
+@given(json_values)
+def test_value_round_trip_to_exact_canonical_json(value: object) -> None:
+    encoded = qr.encode_value(value)
+    assert canonical_json(qr.decode_value(encoded)) == canonical_json(value)
+
+
+@given(st.binary(max_size=200))
+def test_value_decoder_never_crashes(data: bytes) -> None:
+    try:
+        value = qr.decode_value(data)
+    except qr.QrFormatError:
+        return
+    canonical_json(value)  # whatever decodes is a JSON value
+
+
+def test_chinese_text_costs_two_bytes_a_character() -> None:
+    name = "深圳市前海星河数字科技有限公司"
+    assert len(qr.encode_value(name)) == 1 + 1 + 2 * len(name)
+
+
+def test_repeated_text_is_a_back_reference() -> None:
+    name = "深圳市前海星河数字科技有限公司"
+    assert len(qr.encode_value([name, name])) == len(qr.encode_value([name])) + 1
+
+
+def test_decoder_refuses_unsorted_keys_and_nesting() -> None:
+    with pytest.raises(qr.QrFormatError):
+        qr.decode_value(bytes([0xA2, 0x61]) + b"b" + bytes([0x01, 0x61]) + b"a" + bytes([2]))
+    with pytest.raises(qr.QrFormatError):
+        qr.decode_value(bytes([0x81]) * 40 + bytes([0]))
+    with pytest.raises(qr.QrFormatError):
+        qr.decode_value(bytes([0x18, 0x05]))  # non-minimal length
+
+
+# -- deflate bound ---------------------------------------------------------------------------
+
+
+def test_deflate_bomb_is_refused_before_memory_grows() -> None:
+    bomb = qr.deflate(b"\0" * 50_000_000)
+    assert len(bomb) < 60_000
+    with pytest.raises(qr.QrFormatError) as info:
+        qr.inflate(bomb)
+    assert info.value.code == "qr_too_large"
+
+
+@given(st.binary(max_size=300))
+def test_inflate_refuses_or_bounds(data: bytes) -> None:
+    try:
+        out = qr.inflate(data)
+    except qr.QrFormatError:
+        return
+    assert len(out) <= qr.MAX_BODY_BYTES
+
+
+@given(st.binary(max_size=2000))
+def test_deflate_round_trip(data: bytes) -> None:
+    assert qr.inflate(qr.deflate(data)) == data
+
+
+# -- container -------------------------------------------------------------------------------
+
+
+class _FakeSigner:
+    alg = ES256
+    kid = b64url_encode(bytes(range(32)))
+
+    def sign(self, message: bytes) -> bytes:
+        return bytes(64)
+
+
+@settings(max_examples=60)
+@given(st.dictionaries(st.text(string.ascii_letters, min_size=1, max_size=6), json_values,
+                       max_size=6))
+def test_container_rebuilds_the_exact_jws(payload: dict[str, object]) -> None:
+    token = qr.sign_qr_token(payload, _FakeSigner())
+    text = qr.wrap(token)
+    assert text.startswith("EC1:")
+    assert set(text[4:]) <= set(qr.BASE45_ALPHABET)
+    unwrapped = qr.unwrap(text)
+    assert unwrapped.kid_ref == qr.kid_ref(_FakeSigner.kid)
+    assert unwrapped.compact(_FakeSigner.kid) == token
+
+
+@given(st.text(alphabet=qr.BASE45_ALPHABET, max_size=200))
+def test_container_decoder_refuses_cleanly(rest: str) -> None:
+    try:
+        qr.unwrap("EC1:" + rest)
+    except FormatError as e:
+        assert e.code in {"qr_malformed", "qr_too_large"}
+
+
+@given(st.binary(min_size=70, max_size=300))
+def test_container_decoder_on_random_bytes(data: bytes) -> None:
+    try:
+        unwrapped = qr.unwrap("EC1:" + qr.b45encode(data))
+    except FormatError as e:
+        assert e.code in {"qr_malformed", "qr_too_large"}
+    else:
+        assert unwrapped.alg in ("ES256", "Ed25519")
+
+
+def test_unknown_container_version_has_its_own_code() -> None:
+    text = qr.wrap(qr.sign_qr_token({"a": 1}, _FakeSigner()))
+    with pytest.raises(qr.QrFormatError) as info:
+        qr.unwrap("EC2:" + text[4:])
+    assert info.value.code == "qr_unknown_version"
+
+
+def test_reserved_flags_are_refused() -> None:
+    text = qr.wrap(qr.sign_qr_token({"a": 1}, _FakeSigner()))
+    data = bytearray(qr.b45decode(text[4:]))
+    data[0] |= 0x80
+    with pytest.raises(qr.QrFormatError):
+        qr.unwrap("EC1:" + qr.b45encode(bytes(data)))
+
+
+def test_only_ecert_qr_tokens_are_wrapped() -> None:
+    from ecert._formats.jose import sign_compact
+
+    with pytest.raises(FormatError):
+        qr.wrap(sign_compact({"a": 1}, _FakeSigner(), "ecert+jwt"))
+    with pytest.raises(FormatError):
+        qr.wrap("not.a.jws")
