@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ecert._formats.bundle import relative_path
 from ecert.errors import FormatError
@@ -119,7 +120,7 @@ class HttpSource:
         request = urllib.request.Request(uri, headers=headers)  # noqa: S310 - http(s) only
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                data: bytes = response.read(max_bytes + 1)
+                data = _read_within(response, max_bytes + 1, self.timeout, uri)
                 new_etag = response.headers.get("ETag")
         except urllib.error.HTTPError as e:
             if e.code == 304 and cached is not None:
@@ -175,3 +176,23 @@ class RoutedSource:
             if uri.startswith(prefix):
                 return source.fetch(uri, max_bytes=max_bytes)
         return self._fallback.fetch(uri, max_bytes=max_bytes)
+
+
+def _read_within(response: Any, limit: int, seconds: float, uri: str) -> bytes:
+    """Read at most ``limit`` bytes, giving up when the whole download exceeds ``seconds``.
+
+    The socket timeout only bounds each read; a server dripping bytes must not hold a
+    verifier longer than the total budget.
+    """
+    deadline = time.monotonic() + seconds
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = response.read(min(65_536, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"downloading {uri} took longer than {seconds:g} s")
+    return b"".join(chunks)

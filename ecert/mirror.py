@@ -79,6 +79,7 @@ def sync(
     for agreement in home.agreements:
         if progress:
             progress(agreement.trust_list_url)
+        before = set(recorder.seen)
         try:
             foreign = verifier.foreign_trust_list(agreement.region)
             for uri in foreign.status_lists:
@@ -87,6 +88,10 @@ def sync(
                 verifier.check_status_list(uri, region=agreement.region)
         except (EcertError, OSError) as e:
             problems.append(f"{agreement.region}: {e}")
+            # Nothing of a region that failed verification reaches the mirror: a good
+            # earlier copy there stays as it was.
+            for uri in set(recorder.seen) - before:
+                del recorder.seen[uri]
             continue
         regions.append(agreement.region)
     mirror = MirrorSource(Path(out))

@@ -804,7 +804,12 @@ class Registry:
         if valid_from is not None and valid_from.tzinfo is None:
             raise InputError("valid_from must be timezone-aware")
         start = int(valid_from.timestamp()) if valid_from else now
-        end = None if valid_until is None else self._valid_until(_NO_EXPIRY, start, valid_until)
+        try:
+            end = (None if valid_until is None
+                   else self._valid_until(_NO_EXPIRY, start, valid_until))
+        except InputError as e:
+            raise InputError("the agreement must end after it starts",
+                             code="invalid_agreement") from e
         value = Agreement(anchor.region, anchor.name, dict(anchor.root_jwk),
                           anchor.trust_list_url, start, end, dict(sorted(types.items())))
         with self._write() as repo:

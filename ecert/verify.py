@@ -20,6 +20,7 @@ stable :class:`ErrorCode` values. The checks, in order (each fails closed):
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -463,6 +464,8 @@ class Verifier:
         self._home = _RegionTrust(trust_list, anchor, source, self.limits)
         self._source = source
         self._foreign: dict[str, _RegionTrust] = {}
+        #: Highest sequence seen per foreign region: survives a home refresh (rollback).
+        self._foreign_seen: dict[str, int] = {}
         self._state = state
 
     @property
@@ -755,7 +758,7 @@ class Verifier:
             return agreement, cached
         anchor = TrustAnchor(agreement.region, agreement.name, dict(agreement.root_jwk),
                              agreement.trust_list_url)
-        seen = cached.trust_list.sequence if cached is not None else None
+        seen = self._foreign_seen.get(region_code)
         try:
             trust_list, current = _load_region(anchor, self._source, now, self.limits,
                                                self._state, seen)
@@ -769,6 +772,8 @@ class Verifier:
         trust.pinned_kid = agreement.root_jwk["kid"]
         trust.checked_at = now
         self._foreign[region_code] = trust
+        self._foreign_seen[region_code] = max(trust_list.sequence,
+                                              self._foreign_seen.get(region_code, 0))
         return agreement, trust
 
     def _refresh_home(self, now: int) -> None:
@@ -820,14 +825,19 @@ class TrustState:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._regions = self._read()
+
+    def _read(self) -> dict[str, Any]:
         try:
-            data = strict_json_loads(path.read_bytes()) if path.exists() else {}
+            data = strict_json_loads(self.path.read_bytes()) if self.path.exists() else {}
         except (OSError, FormatError):
             data = {}
-        self._regions: dict[str, Any] = data.get("regions", {}) if isinstance(data, dict) else {}
+        regions = data.get("regions", {}) if isinstance(data, dict) else {}
+        return regions if isinstance(regions, dict) else {}
 
     def pinned(self, anchor: TrustAnchor) -> tuple[TrustAnchor, int | None]:
         """The anchor to use (a followed rotation of this pin) and the sequence seen."""
+        self._regions = self._read()  # another verifier sharing the cache may know more
         entry = self._regions.get(anchor.region)
         if not isinstance(entry, dict) or entry.get("pinned_kid") != anchor.kid:
             return anchor, None
@@ -839,13 +849,26 @@ class TrustState:
         return current, sequence if type(sequence) is int else None
 
     def record(self, pinned: TrustAnchor, current: TrustAnchor, sequence: int) -> None:
-        """Remember the newest sequence and root for the region pinned by ``pinned``."""
-        self._regions[pinned.region] = {"pinned_kid": pinned.kid, "sequence": sequence,
-                                        "root_key": dict(current.root_jwk)}
+        """Remember the newest sequence and root for the region pinned by ``pinned``.
+
+        Read, merge and write happen under an exclusive lock, and a sequence never goes
+        down: verifiers sharing one cache cannot undo what another has seen.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"regions": self._regions}, indent=2), "utf-8")
-        os.replace(temporary, self.path)
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            regions = self._read()
+            entry = regions.get(pinned.region)
+            if (isinstance(entry, dict) and entry.get("pinned_kid") == pinned.kid
+                    and type(entry.get("sequence")) is int and entry["sequence"] > sequence):
+                self._regions = regions
+                return
+            regions[pinned.region] = {"pinned_kid": pinned.kid, "sequence": sequence,
+                                      "root_key": dict(current.root_jwk)}
+            temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps({"regions": regions}, indent=2), "utf-8")
+            os.replace(temporary, self.path)
+            self._regions = regions
 
 
 def _load_region(anchor: TrustAnchor, source: DocumentSource, now: int,

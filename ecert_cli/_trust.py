@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
@@ -111,9 +111,13 @@ def show() -> None:
         click.echo(f"trust list {anchor.trust_list_url}")
         if not agreements:
             click.echo("no recognition agreements")
+        now = datetime.now(UTC).timestamp()
         for a in agreements:
-            until = "open-ended" if a.valid_until is None else f"until {a.valid_until}"
-            click.echo(f"recognizes {a.region} ({a.name}), root {a.root_jwk['kid']}, {until}")
+            until = "open-ended" if a.valid_until is None else (
+                f"until {datetime.fromtimestamp(a.valid_until, UTC).isoformat()}")
+            lapsed = " (LAPSED)" if a.valid_until is not None and a.valid_until <= now else ""
+            click.echo(f"recognizes {a.region} ({a.name}), root {a.root_jwk['kid']}, "
+                       f"{until}{lapsed}")
             for theirs, ours in a.types.items():
                 click.echo(f"    {theirs} -> {ours}")
 
