@@ -123,6 +123,7 @@ class HttpSource:
                 data = _read_within(response, max_bytes + 1, self.timeout, uri)
                 new_etag = response.headers.get("ETag")
         except urllib.error.HTTPError as e:
+            e.close()  # an error response holds its connection open until closed
             if e.code == 304 and cached is not None:
                 return cached
             if cached is not None and e.code >= 500:

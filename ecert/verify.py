@@ -464,6 +464,9 @@ class Verifier:
         self._home = _RegionTrust(trust_list, anchor, source, self.limits)
         self._source = source
         self._foreign: dict[str, _RegionTrust] = {}
+        #: The anchor as configured: refreshes start from it (rotations are followed again
+        #: from there), so what the state file remembers stays filed under this pin.
+        self._pinned: TrustAnchor | None = anchor
         #: Highest sequence seen per foreign region: survives a home refresh (rollback).
         self._foreign_seen: dict[str, int] = {}
         self._state = state
@@ -537,8 +540,10 @@ class Verifier:
         state = TrustState(Path(cache_dir) / "trust-state.json") if cache_dir else None
         trust_list, current = _load_region(anchor, source, _now(clock), limits, state,
                                            min_sequence)
-        return cls(trust_list, source, clock=clock, limits=limits, anchor=current or anchor,
-                   state=state)
+        verifier = cls(trust_list, source, clock=clock, limits=limits,
+                       anchor=current or anchor, state=state)
+        verifier._pinned = anchor
+        return verifier
 
     # -- verification ------------------------------------------------------------------------
 
@@ -782,8 +787,9 @@ class Verifier:
         if home.anchor is None or home.usable(now, self.limits.trust_list_grace_seconds):
             return
         try:
-            trust_list, current = _load_region(home.anchor, self._source, now, self.limits,
-                                               self._state, home.trust_list.sequence)
+            trust_list, current = _load_region(self._pinned or home.anchor, self._source, now,
+                                               self.limits, self._state,
+                                               home.trust_list.sequence)
         except TrustListError:
             home.checked_at = now  # keep what we have; the grace check decides
             return
