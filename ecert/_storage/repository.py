@@ -167,7 +167,8 @@ class Repository:
             query = query.where(keys.c.role == role.value)
         if agency_code is not None:
             query = query.where(keys.c.agency_code == agency_code)
-        rows = self.conn.execute(query.order_by(keys.c.created_at, keys.c.retired_at.is_(None), keys.c.kid))
+        rows = self.conn.execute(
+            query.order_by(keys.c.created_at, keys.c.retired_at.is_(None), keys.c.kid))
         return [self._key(row) for row in rows]
 
     @staticmethod
