@@ -9,10 +9,12 @@ signature check on the same token. Issuance is reported against bare signing.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import secrets
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -70,12 +72,37 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     ecert_keys.DEFAULT_KDF_ROUNDS = 10_000  # key-file encryption is not what we measure
+    if args.database_url:
+        with _scratch_schema(args.database_url) as url:
+            _bench(args, url)
+    else:
+        _bench(args, None)
+
+
+@contextlib.contextmanager
+def _scratch_schema(url: str) -> Iterator[str]:
+    """A throw-away PostgreSQL schema, so the benchmark leaves the database as it was."""
+    import sqlalchemy
+
+    schema = f"bench_{secrets.token_hex(4)}"
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
+
+
+def _bench(args: argparse.Namespace, database_url: str | None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         sample = _samples.region("GD")
         registry = ecert.Registry.init(
             Path(tmp) / "home", region="GD", name=sample["name"], base_url=sample["base_url"],
-            passphrase="bench", database_url=args.database_url, operator="bench",
+            passphrase="bench", database_url=database_url, operator="bench",
         )
         _samples.populate(registry)
         if args.alg != "ES256":
@@ -130,7 +157,7 @@ def main() -> None:
         for _ in range(n):
             issue()
         issue_rate = n / (time.perf_counter() - start)
-        backend = "PostgreSQL" if args.database_url else "SQLite"
+        backend = "PostgreSQL" if database_url else "SQLite"
         registry.close()
 
     print(f"ecert core benchmark, {args.alg}, {datetime.now(UTC):%Y-%m-%d}")
