@@ -469,6 +469,9 @@ class Verifier:
         self._pinned: TrustAnchor | None = anchor
         #: Highest sequence seen per foreign region: survives a home refresh (rollback).
         self._foreign_seen: dict[str, int] = {}
+        #: Regions whose list could not be loaded at all: (when, why); not retried at once,
+        #: so a stream of tokens naming an unreachable region does not hammer it.
+        self._foreign_failed: dict[str, tuple[int, str]] = {}
         self._state = state
 
     @property
@@ -761,6 +764,10 @@ class Verifier:
             cached = None  # our agreement now pins another root: start afresh
         if cached is not None and cached.usable(now, grace):
             return agreement, cached
+        failed = self._foreign_failed.get(region_code)
+        if cached is None and failed is not None and now < failed[0] + _FAILED_RETRY_SECONDS:
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.FOREIGN_TRUST_LIST_INVALID,
+                           failed[1])
         anchor = TrustAnchor(agreement.region, agreement.name, dict(agreement.root_jwk),
                              agreement.trust_list_url)
         seen = self._foreign_seen.get(region_code)
@@ -771,12 +778,15 @@ class Verifier:
             if cached is not None and now <= cached.trust_list.next_update + grace:
                 cached.checked_at = now  # refresh failed; what we have is still in grace
                 return agreement, cached
+            message = f"trust list of {region_code} cannot be used: {e.message}"
+            self._foreign_failed[region_code] = (now, message)
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.FOREIGN_TRUST_LIST_INVALID,
-                           f"trust list of {region_code} cannot be used: {e.message}") from e
+                           message) from e
         trust = _RegionTrust(trust_list, current, self._source, self.limits)
         trust.pinned_kid = agreement.root_jwk["kid"]
         trust.checked_at = now
         self._foreign[region_code] = trust
+        self._foreign_failed.pop(region_code, None)
         self._foreign_seen[region_code] = max(trust_list.sequence,
                                               self._foreign_seen.get(region_code, 0))
         return agreement, trust
@@ -907,6 +917,8 @@ def _default_source(offline: str | Path | None,
 
 #: After a failed or stale refresh, how long to keep using a list before trying again.
 _REFRESH_RETRY_SECONDS = 300
+#: After a region's list could not be loaded at all, how long before the next attempt.
+_FAILED_RETRY_SECONDS = 30
 
 _LIFECYCLE_PRIORITY = (
     (ErrorCode.REVOKED, VerificationStatus.REVOKED),

@@ -1250,3 +1250,22 @@ def test_sh_token_claiming_zj_is_refused(shared: World) -> None:
     forged = ".".join((header, jose.b64url_encode(json.dumps(claims).encode()), signature))
     result = shared.verifier("GD").verify(forged)
     assert_refused(result, E.UNKNOWN_KID)
+
+
+def test_unreachable_region_is_not_fetched_again_for_every_token(world: World) -> None:
+    verifier = world.verifier("GD")
+    token = world.token("ZJ", DL)
+    world.server.down.add("/zj/")
+    assert_refused(verifier.verify(token), E.FOREIGN_TRUST_LIST_INVALID)
+    attempts = [entry for entry in world.server.log if entry[0].startswith("/zj/")]
+    assert attempts == [("/zj/trustlist.jwt", 503)]
+    # A burst of tokens naming the region within the retry interval: no new request.
+    for _ in range(5):
+        again = verifier.verify(token)
+        assert_refused(again, E.FOREIGN_TRUST_LIST_INVALID)
+        assert "503" in again.messages[0]
+    assert [e for e in world.server.log if e[0].startswith("/zj/")] == attempts
+    # After the interval the region is tried again, and it is back.
+    world.server.down.discard("/zj/")
+    world.clock.advance(seconds=31)
+    assert_valid(verifier.verify(token))
