@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+from sqlalchemy import Engine
 
 import ecert
+import ecert.registry as registry_module
 from ecert import _samples
 from ecert import keys as ecert_keys
 
@@ -161,3 +163,20 @@ def published(registry: ecert.Registry, tmp_path: Path, clock: FakeClock
     bundle = tmp_path / "bundle"
     registry.publish(bundle)
     return registry, cert, bundle
+
+
+@pytest.fixture
+def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Engine]]:
+    """Every engine the registry creates; all are disposed when the test ends."""
+    created: list[Engine] = []
+    real = registry_module.make_engine
+
+    def spy(url: str) -> Engine:
+        engine = real(url)
+        created.append(engine)
+        return engine
+
+    monkeypatch.setattr(registry_module, "make_engine", spy)
+    yield created
+    for engine in created:
+        engine.dispose()

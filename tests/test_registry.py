@@ -6,7 +6,6 @@ import base64
 import itertools
 import json
 import stat
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from sqlalchemy import Engine
 
 import ecert
-import ecert.registry as registry_module
 from ecert import _samples
 from ecert._formats.jose import public_jwk
 from ecert._formats.statuslist import StatusList
@@ -648,23 +646,6 @@ def test_passphrase_callable_is_asked_on_first_need(registry: ecert.Registry,
 
 
 # -- opening -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Engine]]:
-    """Every engine the registry creates; all are disposed when the test ends."""
-    created: list[Engine] = []
-    make_engine = registry_module.make_engine
-
-    def spy(url: str) -> Engine:
-        engine = make_engine(url)
-        created.append(engine)
-        return engine
-
-    monkeypatch.setattr(registry_module, "make_engine", spy)
-    yield created
-    for engine in created:
-        engine.dispose()
 
 
 def test_open_without_registry(tmp_path: Path, database_url: str | None,

@@ -350,23 +350,6 @@ def test_concurrent_processes(registry: ecert.Registry) -> None:
 # -- status lists --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Engine]]:
-    """Every engine the registry creates; all are disposed when the test ends."""
-    created: list[Engine] = []
-    real = registry_module.make_engine
-
-    def spy(url: str) -> Engine:
-        engine = real(url)
-        created.append(engine)
-        return engine
-
-    monkeypatch.setattr(registry_module, "make_engine", spy)
-    yield created
-    for engine in created:
-        engine.dispose()
-
-
 def _init(home: Path, database_url: str | None, clock: FakeClock, **kwargs: Any
           ) -> ecert.Registry:
     sample = _samples.region("GD")

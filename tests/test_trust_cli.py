@@ -26,6 +26,7 @@ from ecert import _samples
 from ecert import keys as ecert_keys
 from ecert_cli import cli
 from tests.conftest import PASSPHRASE, PG_URL, _pg_schema_url
+from tests.test_cli import type_args
 from tests.test_recognition import (
     BL,
     CLAIMS,
@@ -133,16 +134,6 @@ class Net:
     def publish_all(self) -> None:
         for node in self.nodes.values():
             node.ok("publish", str(node.www))
-
-
-def type_args(code: str) -> list[str]:
-    entry = CATALOG[code]
-    args = ["type", "add", code, "--name", entry["name"], "--schema", str(DATA / entry["schema"]),
-            "--national-code", entry["national_type_code"],
-            "--qr-claims", ",".join(entry["qr_claims"])]
-    if entry["validity_days"] is not None:
-        args += ["--validity-days", str(entry["validity_days"])]
-    return args
 
 
 def build_net(server: LocalServer, tmp: Path, schemas: list[Iterator[str]]) -> Net:
