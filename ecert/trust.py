@@ -8,6 +8,7 @@ pinned root signed it, it is for that region, it is not older than one already s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +23,14 @@ from ecert._formats.jose import (
     verify_signature,
 )
 from ecert._formats.trustlist import ROOT_ROTATION_TYP, TRUST_LIST_TYP, Agreement, TrustList
+from ecert._sources import BundleDirectory, DocumentSource, HttpSource
 from ecert.errors import FormatError, TrustListError
 
 __all__ = [
     "Agreement",
     "TrustAnchor",
     "TrustListError",
+    "fetch_and_verify",
     "fetch_trust_list",
     "load_trust_list",
     "verify_trust_list",
@@ -186,20 +189,33 @@ def _follow_rotations(anchor: TrustAnchor, statements: tuple[str, ...],
     )
 
 
-def fetch_trust_list(anchor: TrustAnchor, *, bundle: str | Path | None = None,
-                     now: int | None = None, grace: int = 86_400) -> TrustList:
-    """Fetch and verify ``anchor``'s trust list from its URL (or a local ``bundle``)."""
-    import time
+def fetch_and_verify(
+    anchor: TrustAnchor,
+    source: DocumentSource,
+    *,
+    now: int,
+    grace: int,
+    seen_sequence: int | None = None,
+) -> tuple[TrustList, TrustAnchor]:
+    """Fetch ``anchor``'s trust list from ``source`` and verify it (see :func:`verify_trust_list`).
 
-    from ecert._sources import BundleDirectory, DocumentSource, HttpSource
-
-    base_url = anchor.trust_list_url.rsplit("/", 1)[0]
-    source: DocumentSource = (BundleDirectory(Path(bundle), base_url) if bundle is not None
-                              else HttpSource())
+    A list that cannot be fetched raises :class:`TrustListError` ``trust_list_unavailable``.
+    """
     try:
         data = source.fetch(anchor.trust_list_url, max_bytes=MAX_TRUST_LIST_BYTES)
     except (OSError, FormatError) as e:
-        raise TrustListError(f"cannot fetch the trust list of {anchor.region}: {e}",
+        raise TrustListError(f"cannot fetch the trust list of {anchor.region} from "
+                             f"{anchor.trust_list_url}: {e}",
                              code="trust_list_unavailable") from e
-    return load_trust_list(data.decode("ascii", "replace"), anchor,
-                           now=int(time.time()) if now is None else now, grace=grace)
+    return verify_trust_list(data.decode("ascii", "replace"), anchor, now=now, grace=grace,
+                             seen_sequence=seen_sequence)
+
+
+def fetch_trust_list(anchor: TrustAnchor, *, bundle: str | Path | None = None,
+                     now: int | None = None, grace: int = 86_400) -> TrustList:
+    """Fetch and verify ``anchor``'s trust list from its URL (or a local ``bundle``)."""
+    base_url = anchor.trust_list_url.rsplit("/", 1)[0]
+    source: DocumentSource = (BundleDirectory(Path(bundle), base_url) if bundle is not None
+                              else HttpSource())
+    return fetch_and_verify(anchor, source, now=int(time.time()) if now is None else now,
+                            grace=grace)[0]

@@ -68,7 +68,7 @@ from ecert.errors import (
 )
 from ecert.identifiers import CertificateId, CertificateIdPrefix
 from ecert.models import Certificate, CertificateStatus
-from ecert.trust import MAX_TRUST_LIST_BYTES, TrustAnchor, verify_trust_list
+from ecert.trust import TrustAnchor, fetch_and_verify
 
 __all__ = [
     "ErrorCode",
@@ -893,15 +893,8 @@ def _load_region(anchor: TrustAnchor, source: DocumentSource, now: int,
     """Fetch and verify a region's trust list; follow and remember root rotations."""
     effective, seen = state.pinned(anchor) if state is not None else (anchor, None)
     floor = max((s for s in (seen, min_sequence) if s is not None), default=None)
-    try:
-        data = source.fetch(anchor.trust_list_url, max_bytes=MAX_TRUST_LIST_BYTES)
-    except (OSError, FormatError) as e:
-        raise TrustListError(f"cannot fetch the trust list of {anchor.region} from "
-                             f"{anchor.trust_list_url}: {e}",
-                             code="trust_list_unavailable") from e
-    trust_list, current = verify_trust_list(
-        data.decode("ascii", "replace"), effective, now=now,
-        grace=limits.trust_list_grace_seconds, seen_sequence=floor,
+    trust_list, current = fetch_and_verify(
+        effective, source, now=now, grace=limits.trust_list_grace_seconds, seen_sequence=floor,
     )
     if state is not None:
         state.record(anchor, current, trust_list.sequence)
