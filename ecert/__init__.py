@@ -1,8 +1,9 @@
 """ecert: issue, sign, verify, suspend and revoke electronic licences and certificates.
 
-Issuing side::
+Issuing side (every change is made by an authenticated operator and logged)::
 
-    registry = ecert.Registry.open(home, passphrase=...)
+    me = ecert.OperatorCredential("li.ming", passphrase=...)
+    registry = ecert.Registry.open(home, operator=me, passphrase=...)
     cert = registry.issue("cn.business-licence", "gd-amr", holder_id=..., holder_name=...,
                           claims={...})
     registry.publish("public/")
@@ -14,18 +15,25 @@ Verifying side (no database)::
     if result: ...
 """
 
+from ecert._clock import Clock
 from ecert.errors import (
+    AccessError,
     AlreadyExists,
     ClaimsInvalid,
+    Conflict,
     EcertError,
     FormatError,
     InputError,
     InvalidCertificateId,
     InvalidTransition,
     KeyStoreError,
+    NotAuthenticated,
     NotAuthorized,
     NotFound,
+    PendingApproval,
+    PermissionDenied,
     PublishError,
+    RecordTampered,
     StorageError,
     TrustListError,
     VerificationFailed,
@@ -34,17 +42,29 @@ from ecert.identifiers import CertificateId
 from ecert.keys import FileKeyStore, KeyProvider, LocalSigner, Signer
 from ecert.models import (
     Agency,
+    ApprovalRequest,
     Certificate,
     CertificateStatus,
     CertificateType,
     KeyInfo,
     KeyRole,
     KeyStatus,
+    LogEntry,
+    Operator,
+    OperatorGrant,
     Region,
+    RequestStatus,
     RevocationReason,
+    Role,
 )
 from ecert.qr import QrTooLarge
-from ecert.registry import Event, PublishReport, Registry
+from ecert.registry import (
+    AuditReport,
+    History,
+    OperatorCredential,
+    PublishReport,
+    Registry,
+)
 from ecert.trust import Agreement, TrustAnchor
 from ecert.verify import (
     ErrorCode,
@@ -58,19 +78,24 @@ from ecert.verify import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessError",
     "Agency",
     "Agreement",
     "AlreadyExists",
+    "ApprovalRequest",
+    "AuditReport",
     "Certificate",
     "CertificateId",
     "CertificateStatus",
     "CertificateType",
     "ClaimsInvalid",
+    "Clock",
+    "Conflict",
     "EcertError",
     "ErrorCode",
-    "Event",
     "FileKeyStore",
     "FormatError",
+    "History",
     "InputError",
     "InvalidCertificateId",
     "InvalidTransition",
@@ -81,14 +106,24 @@ __all__ = [
     "KeyStatus",
     "KeyStoreError",
     "LocalSigner",
+    "LogEntry",
+    "NotAuthenticated",
     "NotAuthorized",
     "NotFound",
+    "Operator",
+    "OperatorCredential",
+    "OperatorGrant",
+    "PendingApproval",
+    "PermissionDenied",
     "PublishError",
     "PublishReport",
     "QrTooLarge",
+    "RecordTampered",
     "Region",
     "Registry",
+    "RequestStatus",
     "RevocationReason",
+    "Role",
     "Signer",
     "StorageError",
     "TrustAnchor",

@@ -26,8 +26,7 @@ from ecert.qr import QrCode, make_qr, qr_text
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import ImageFont
 
-    from ecert.models import Certificate, CertificateType
-    from ecert.registry import Registry
+    from ecert.models import Agency, Certificate, CertificateType
 
 __all__ = ["CardWritten", "CjkFontMissing", "find_cjk_font", "render_png", "render_svg",
            "write_card"]
@@ -121,14 +120,14 @@ def _date(value: datetime | None, *, end: bool = False) -> str:
     return value.date().isoformat()
 
 
-def _card(registry: Registry, cert: Certificate, ec: str) -> _Card:
-    cert_type = registry.get_type(cert.type_code)
-    agency = registry.get_agency(cert.agency_code)
+def _card(cert: Certificate, cert_type: CertificateType, issuer: Agency, qr_token: str,
+          ec: str) -> _Card:
+    agency = issuer
     rows = [(_label(cert_type, n), _value(cert.claims.get(n)))
             for n in cert_type.qr_claims if n in cert.claims]
     rows.append(("有效期", f"{_date(cert.valid_from)} 至 {_date(cert.valid_until, end=True)}"))
     rows.append(("发证机关", f"{agency.name}"))
-    code = make_qr(qr_text(registry, cert.id), ec=ec)
+    code = make_qr(qr_text(qr_token), ec=ec)
     return _Card(cert_type.name, cert.holder_name, rows, cert.id, code)
 
 
@@ -223,9 +222,13 @@ def render_png(card: _Card, font: tuple[str, int], scale: int = 1) -> Any:
     return image
 
 
-def write_card(registry: Registry, id_or_serial: str, path: str | Path, *,
-               ec: str = "Q", scale: int = 1) -> CardWritten:
-    """Write the card of a certificate as .svg or .png (by extension)."""
+def write_card(cert: Certificate, cert_type: CertificateType, issuer: Agency, qr_token: str,
+               path: str | Path, *, ec: str = "Q", scale: int = 1) -> CardWritten:
+    """Write the card of a certificate as .svg or .png (by extension).
+
+    ``qr_token`` is the certificate's signed QR token (:meth:`ecert.Registry.qr_token`,
+    which verifies the stored certificate before signing it).
+    """
     out = Path(path)
     kind = out.suffix.lower()
     if kind not in (".svg", ".png"):
@@ -236,7 +239,10 @@ def write_card(registry: Registry, id_or_serial: str, path: str | Path, *,
         raise CjkFontMissing(
             "no CJK font to draw a PNG card: install fonts-noto-cjk (Debian/Ubuntu) or set "
             "ECERT_CJK_FONT to a .ttf/.ttc with Chinese glyphs, or write an .svg card")
-    card = _card(registry, registry.get(id_or_serial), ec)
+    if cert.type_code != cert_type.code or cert.agency_code != issuer.code:
+        raise InputError("the type and issuer given are not the certificate's",
+                         code="invalid_card")
+    card = _card(cert, cert_type, issuer, qr_token, ec)
     if kind == ".svg":
         out.write_text(render_svg(card), "utf-8")
     elif font is not None:

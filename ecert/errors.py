@@ -18,9 +18,15 @@ raising variant and raises :class:`VerificationFailed`.
     │   ├── AlreadyExists           duplicate type, agency or registry
     │   ├── NotAuthorized           agency not authorized for that certificate type
     │   └── InvalidTransition       e.g. reinstating a revoked certificate
+    ├── AccessError                 the acting operator may not do this (CLI exit code 4)
+    │   ├── NotAuthenticated        unknown or disabled operator, wrong passphrase or key
+    │   └── PermissionDenied        authenticated, but no role permits this action here
+    ├── PendingApproval             not an error: the change awaits a second operator
     ├── KeyStoreError               missing key file or wrong passphrase
     ├── StorageError                database unreachable or registry not initialised
+    │   └── Conflict                a concurrent change won; try again
     ├── FormatError                 a signed document or encoded value is malformed
+    ├── RecordTampered              a stored record does not verify (CLI exit code 1)
     ├── TrustListError              a trust list or anchor cannot be accepted (``code`` says why)
     ├── PublishError                the bundle could not be written
     └── VerificationFailed          raised by ``verify_or_raise``; carries the result
@@ -28,23 +34,29 @@ raising variant and raises :class:`VerificationFailed`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from ecert.verify import VerificationResult
 
 __all__ = [
+    "AccessError",
     "AlreadyExists",
     "ClaimsInvalid",
+    "Conflict",
     "EcertError",
     "FormatError",
     "InputError",
     "InvalidCertificateId",
     "InvalidTransition",
     "KeyStoreError",
+    "NotAuthenticated",
     "NotAuthorized",
     "NotFound",
+    "PendingApproval",
+    "PermissionDenied",
     "PublishError",
+    "RecordTampered",
     "StorageError",
     "TrustListError",
     "VerificationFailed",
@@ -110,6 +122,36 @@ class InvalidTransition(InputError):
     code = "invalid_transition"
 
 
+class AccessError(EcertError):
+    """The acting operator may not make this change (CLI exit code 4)."""
+
+    code = "access_denied"
+
+
+class NotAuthenticated(AccessError):
+    """No operator, an unknown or disabled one, or one who could not prove who they are."""
+
+    code = "not_authenticated"
+
+
+class PermissionDenied(AccessError):
+    """The operator is who they say, but no role of theirs permits this action here."""
+
+    code = "permission_denied"
+
+
+class PendingApproval(EcertError):
+    """Nothing failed: the change was recorded as a request that another operator must
+    approve (four-eyes). ``request`` describes it; nothing else changed yet."""
+
+    code = "pending_approval"
+
+    def __init__(self, message: str, *, request: Any) -> None:
+        super().__init__(message)
+        #: The :class:`ecert.models.ApprovalRequest` now waiting.
+        self.request = request
+
+
 class KeyStoreError(EcertError):
     """A private key could not be created, found or decrypted."""
 
@@ -122,10 +164,22 @@ class StorageError(EcertError):
     code = "storage_error"
 
 
+class Conflict(StorageError):
+    """A concurrent change got there first; nothing was changed: try again."""
+
+    code = "conflict"
+
+
 class FormatError(EcertError):
     """A signed document or encoded value does not follow the ecert wire format."""
 
     code = "format_error"
+
+
+class RecordTampered(EcertError):
+    """A record in the registry's storage does not verify (changed out of band)."""
+
+    code = "record_tampered"
 
 
 class TrustListError(EcertError):

@@ -180,6 +180,18 @@ class FileKeyStore:
             temporary.unlink(missing_ok=True)
         self._cache[name] = key
 
+    def reencrypt(self, name: str, passphrase: bytes | str) -> None:
+        """Encrypt the key ``name`` under a new passphrase, replacing its file atomically."""
+        key = self.load(name)
+        replacement = FileKeyStore(self.directory, passphrase, kdf_rounds=self._kdf_rounds)
+        staged = f"{name}.{secrets.token_hex(8)}.new"
+        replacement.store(staged, key)
+        try:
+            os.replace(self._path(staged), self._path(name))
+        except OSError as e:
+            raise KeyStoreError(f"cannot replace key file of {name}: {e.strerror}") from e
+        self._passphrase = replacement._passphrase
+
     def exists(self, name: str) -> bool:
         """Whether a key file ``name`` exists."""
         return self._path(name).exists()

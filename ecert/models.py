@@ -10,14 +10,20 @@ from typing import Any
 
 __all__ = [
     "Agency",
+    "ApprovalRequest",
     "Certificate",
     "CertificateStatus",
     "CertificateType",
     "KeyInfo",
     "KeyRole",
     "KeyStatus",
+    "LogEntry",
+    "Operator",
+    "OperatorGrant",
     "Region",
+    "RequestStatus",
     "RevocationReason",
+    "Role",
 ]
 
 
@@ -49,6 +55,8 @@ class KeyRole(StrEnum):
     ROOT = "root"  #: the region's trust list
     STATUS = "status"  #: the region's status list tokens
     AGENCY = "agency"  #: certificates of one agency
+    LOG = "log"  #: checkpoints of the region's public log (Ed25519)
+    WITNESS = "witness"  #: cosignatures on other regions' checkpoints (Ed25519)
 
 
 class KeyStatus(StrEnum):
@@ -140,3 +148,97 @@ class Certificate:
     type_version: int = 1
     revocation_reason: RevocationReason | None = None
     supersedes: str | None = None
+
+
+class Role(StrEnum):
+    """What an operator may do. An operator may hold several roles."""
+
+    ADMIN = "admin"  #: registry set-up, operators, four-eyes policies
+    KEY_ADMIN = "key-admin"  #: agency key rotation and compromise, the region root
+    TRUST_ADMIN = "trust-admin"  #: types, agencies, recognition agreements, publication
+    CLERK = "clerk"  #: issue, suspend, reinstate (for their agencies and types)
+    OFFICER = "officer"  #: revoke and redact (for their agencies and types)
+    AUDITOR = "auditor"  #: read and audit only
+    SERVICE = "service"  #: unattended work: publication, witnessing
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorGrant:
+    """One role, limited to some agencies and types (``None``: all of them)."""
+
+    role: Role
+    agencies: tuple[str, ...] | None = None
+    types: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The grant as published in the log."""
+        return {"role": self.role.value,
+                "agencies": None if self.agencies is None else sorted(self.agencies),
+                "types": None if self.types is None else sorted(self.types)}
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """A named account that acts on the registry, with a personal signing key."""
+
+    name: str
+    kid: str
+    public_jwk: Mapping[str, str]
+    grants: tuple[OperatorGrant, ...]
+    active: bool
+    created_at: datetime
+
+    @property
+    def roles(self) -> tuple[Role, ...]:
+        """The roles the operator holds, without their scopes."""
+        return tuple(dict.fromkeys(g.role for g in self.grants))
+
+
+class RequestStatus(StrEnum):
+    """Where a four-eyes request stands."""
+
+    PENDING = "pending"
+    APPROVED = "approved"  #: approved by enough operators, and carried out
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """A change waiting for (or decided by) the approval of other operators."""
+
+    id: int
+    action: str
+    subject: str
+    requested_by: str
+    created_at: datetime
+    expires_at: datetime
+    status: RequestStatus
+    approvals_needed: int
+    approved_by: tuple[str, ...] = ()
+    decided_by: str | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``--json`` prints of a request."""
+        return {"id": self.id, "action": self.action, "subject": self.subject,
+                "requested_by": self.requested_by,
+                "created_at": self.created_at.isoformat(),
+                "expires_at": self.expires_at.isoformat(), "status": self.status.value,
+                "approvals_needed": self.approvals_needed,
+                "approved_by": list(self.approved_by), "decided_by": self.decided_by,
+                "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One entry of the registry's log, as the registry sees it (subject in clear)."""
+
+    seq: int
+    at: datetime
+    operator: str  #: the operator's name (``legacy`` for migrated events)
+    operator_kid: str | None
+    action: str
+    subject: str
+    details: Mapping[str, Any]
+    leaf: bytes = field(repr=False, default=b"")

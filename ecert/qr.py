@@ -19,7 +19,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import segno
     from PIL import Image
 
-    from ecert.registry import Registry
 
 __all__ = [
     "EC_LEVELS",
@@ -63,9 +62,9 @@ class QrCode:
         return 17 + 4 * self.version
 
 
-def qr_text(registry: Registry, id_or_serial: str, *, full: bool = False) -> str:
-    """The QR text of a certificate: a fresh QR token signed by its agency, wrapped."""
-    return wrap(registry.qr_token(id_or_serial, full=full))
+def qr_text(qr_token: str) -> str:
+    """The QR text of a QR token (``Registry.qr_token``): ``EC1:`` and its container."""
+    return wrap(qr_token)
 
 
 def make_qr(text: str, *, ec: str = "Q", max_version: int = MAX_VERSION) -> QrCode:

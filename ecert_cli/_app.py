@@ -1,8 +1,10 @@
 """Root command, shared options, output and the one error handler.
 
-Exit codes: 0 ok (or certificate valid), 1 certificate not valid, 2 usage or input error.
+Exit codes: 0 ok (or certificate valid, or a change now waiting for approval), 1 not
+valid (a certificate, an audit, a publication that left something out), 2 usage or input
+error, 4 not permitted (unknown, disabled or unauthenticated operator, or no role for it).
 Errors are one line on stderr (and a JSON object on stdout under ``--json``); never a
-traceback.
+traceback. The clock is chosen here, at the composition root (tests inject theirs).
 """
 
 from __future__ import annotations
@@ -19,13 +21,22 @@ import click
 import platformdirs
 
 import ecert
+from ecert._clock import system_clock
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK = 0
 EXIT_NOT_VALID = 1
 EXIT_ERROR = 2
+EXIT_DENIED = 4
 _JSON_KEY = "ecert.json"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the composition root injects: the clock (tests pass ``obj=Runtime(clock)``)."""
+
+    clock: ecert.Clock = system_clock
 
 
 @dataclass
@@ -35,6 +46,25 @@ class Settings:
     home: Path
     database_url: str | None
     operator: str | None
+    clock: ecert.Clock = system_clock
+
+    def operator_passphrase(self, *, confirm: bool = False, name: str | None = None) -> str:
+        """ECERT_OPERATOR_PASSPHRASE, or a prompt when a person is at the terminal."""
+        value = os.environ.get("ECERT_OPERATOR_PASSPHRASE")
+        if value:
+            return value
+        who = name or self.operator or "the operator"
+        if sys.stdin.isatty():
+            return str(click.prompt(f"Passphrase of operator {who}", hide_input=True,
+                                    confirmation_prompt=confirm, err=True))
+        raise ecert.NotAuthenticated(f"set ECERT_OPERATOR_PASSPHRASE: {who}'s key is "
+                                     "encrypted and no terminal is there to ask")
+
+    def credential(self) -> ecert.OperatorCredential | None:
+        """Who acts (ECERT_OPERATOR); their passphrase is asked only when a change needs it."""
+        if not self.operator:
+            return None
+        return ecert.OperatorCredential(self.operator, passphrase=self.operator_passphrase)
 
     def passphrase(self, *, confirm: bool = False) -> str:
         """ECERT_PASSPHRASE, or a prompt when a person is at the terminal."""
@@ -50,7 +80,8 @@ class Settings:
     def open_registry(self) -> ecert.Registry:
         """Open the registry; the passphrase is asked only if a private key is needed."""
         return ecert.Registry.open(self.home, passphrase=self.passphrase,
-                                   database_url=self.database_url, operator=self.operator)
+                                   database_url=self.database_url, operator=self.credential(),
+                                   clock=self.clock)
 
 
 def settings() -> Settings:
@@ -133,6 +164,22 @@ class EcertGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except ecert.PendingApproval as e:
+            request = e.request
+            emit({"pending": True, "request": {
+                "id": request.id, "action": request.action, "subject": request.subject,
+                "requested_by": request.requested_by,
+                "expires_at": request.expires_at.isoformat()}},
+                f"waiting for approval: request {request.id} ({request.action} of "
+                f"{request.subject}) needs {request.approvals_needed - 1} more operator(s) "
+                f"to run 'ecert approve {request.id}' before "
+                f"{request.expires_at.isoformat()}")
+            sys.exit(EXIT_OK)
+        except ecert.AccessError as e:
+            fail(e.message.splitlines()[0] if e.message else type(e).__name__, e.code,
+                 EXIT_DENIED)
+        except ecert.RecordTampered as e:
+            fail(e.message, e.code, EXIT_NOT_VALID)
         except ecert.EcertError as e:
             fail(e.message.splitlines()[0] if e.message else type(e).__name__, e.code)
         except BrokenPipeError:
@@ -155,13 +202,16 @@ class EcertGroup(click.Group):
               help="SQLAlchemy URL instead of the embedded SQLite, e.g. "
                    "postgresql+psycopg://user@host/db. [env ECERT_DATABASE_URL]")
 @click.option("--operator", envvar="ECERT_OPERATOR", default=None,
-              help="Who acts, recorded in the event log. [env ECERT_OPERATOR]")
+              help="Who acts: an operator account (its key's passphrase comes from "
+                   "ECERT_OPERATOR_PASSPHRASE or a prompt). [env ECERT_OPERATOR]")
 @json_option
 @click.version_option(ecert.__version__, prog_name="ecert")
 @click.pass_context
 def cli(ctx: click.Context, home: Path, database_url: str | None, operator: str | None) -> None:
     """Issue, sign, verify, suspend and revoke electronic certificates."""
-    ctx.obj = Settings(home=home, database_url=database_url or None, operator=operator)
+    runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime()
+    ctx.obj = Settings(home=home, database_url=database_url or None, operator=operator,
+                       clock=runtime.clock)
 
 
 def main() -> None:

@@ -131,3 +131,14 @@ def reinstate(cert_id: str) -> None:
     """Lift the suspension of certificate ID."""
     with settings().open_registry() as registry:
         _status_change("reinstated", registry.reinstate(cert_id))
+
+
+@cli.command("redact")
+@click.argument("cert_id", metavar="ID")
+@json_option
+def redact(cert_id: str) -> None:
+    """Erase the personal data of revoked certificate ID (lawful erasure; hashes stay)."""
+    with settings().open_registry() as registry:
+        cert = registry.redact(cert_id)
+    emit(certificate_json(cert, token=False), f"redacted {cert.id}: its token, holder name and "
+                                              "claims are erased; the log keeps their hashes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ import click
 
 import ecert
 from ecert import _samples
-from ecert_cli._app import cli, emit, json_mode, json_option
+from ecert_cli._app import cli, emit, json_mode, json_option, settings
 
 _DEMO_PASSPHRASE = "demo only: throw-away registry"  # noqa: S105 - deleted after the demo
+_ADMIN_PASSPHRASE = "demo only: the admin's key"  # noqa: S105
+_CLERK_PASSPHRASE = "demo only: the clerk's key"  # noqa: S105
 
 
 @cli.command("demo")
@@ -20,8 +23,10 @@ _DEMO_PASSPHRASE = "demo only: throw-away registry"  # noqa: S105 - deleted afte
               help="Keep the demo registry and bundle in this directory.")
 @json_option
 def demo(keep: Path | None) -> None:
-    """Issue, publish, verify, suspend, reinstate and revoke a sample business licence."""
+    """Issue, publish, verify, suspend, reinstate and revoke a sample business licence,
+    as accountable operators, then catch an insider's raw-SQL edit with the audit."""
     steps: list[dict[str, Any]] = []
+    clock = settings().clock
 
     def step(title: str, **facts: Any) -> None:
         steps.append({"step": title, **facts})
@@ -32,44 +37,74 @@ def demo(keep: Path | None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="ecert-demo-") as scratch:
         root = keep or Path(scratch)
+        home = root / "home"
         sample = _samples.region("GD")
-        registry = ecert.Registry.init(root / "home", region="GD", name=sample["name"],
-                                       base_url=sample["base_url"],
-                                       passphrase=_DEMO_PASSPHRASE, operator="demo-clerk")
+        admin = ecert.OperatorCredential("demo-admin", passphrase=_ADMIN_PASSPHRASE)
+        registry = ecert.Registry.init(home, region="GD", name=sample["name"],
+                                       base_url=sample["base_url"], admin=admin,
+                                       passphrase=_DEMO_PASSPHRASE, clock=clock)
         with registry:
             _samples.populate(registry)
-            step("registry created", region=f"GD {sample['name']}", home=root / "home",
+            registry.add_operator("demo-clerk", roles=["clerk"], agencies=["gd-amr"],
+                                  passphrase=_CLERK_PASSPHRASE)
+            step("registry created by its first admin", region=f"GD {sample['name']}",
+                 home=home, admin="demo-admin (every role)",
+                 clerk="demo-clerk (clerk of gd-amr only)",
                  types=", ".join(t.code for t in registry.types()),
                  agencies=", ".join(a.code for a in registry.agencies()))
+        clerk = ecert.Registry.open(
+            home, operator=ecert.OperatorCredential("demo-clerk", passphrase=_CLERK_PASSPHRASE),
+            passphrase=_DEMO_PASSPHRASE, clock=clock)
+        registry = ecert.Registry.open(home, operator=admin, passphrase=_DEMO_PASSPHRASE,
+                                       clock=clock)
+        with registry, clerk:
             claims = _samples.claims("business-licence-gd")
-            cert = registry.issue("cn.business-licence", "gd-amr", holder_id=claims["uscc"],
-                                  holder_name=claims["name"], claims=claims)
-            step("business licence issued by gd-amr", id=cert.id, holder=cert.holder_name,
-                 holder_pseudonym=cert.holder,
+            cert = clerk.issue("cn.business-licence", "gd-amr", holder_id=claims["uscc"],
+                               holder_name=claims["name"], claims=claims)
+            step("business licence issued by demo-clerk for gd-amr", id=cert.id,
+                 holder=cert.holder_name, holder_pseudonym=cert.holder,
                  valid_until=cert.valid_until.date() if cert.valid_until else "no expiry",
                  token_bytes=len(cert.token))
             bundle = root / "bundle"
 
             def publish_and_verify(title: str) -> ecert.VerificationResult:
                 report = registry.publish(bundle)
-                result = ecert.Verifier.from_bundle(bundle).verify(cert.token)
-                step(title, published=f"trust list #{report.sequence} to {bundle}",
+                result = ecert.Verifier.from_bundle(bundle, clock=clock).verify(cert.token)
+                step(title, published=f"trust list #{report.sequence} and "
+                                      f"{report.log_size} log entries to {bundle}",
                      verified=result.status.value,
                      errors=", ".join(result.errors) or "none")
                 return result
 
-            publish_and_verify("published the bundle and verified offline")
-            registry.suspend(cert.id)
-            publish_and_verify("suspended, republished, verified")
-            registry.reinstate(cert.id)
-            publish_and_verify("reinstated, republished, verified")
+            publish_and_verify("published the bundle and the log; verified offline")
+            clerk.suspend(cert.id)
+            publish_and_verify("suspended by demo-clerk, republished, verified")
+            clerk.reinstate(cert.id)
+            publish_and_verify("reinstated by demo-clerk, republished, verified")
+            try:
+                clerk.revoke(cert.id, ecert.RevocationReason.PRIVILEGE_WITHDRAWN)
+                refused = "not refused (unexpected)"
+            except ecert.AccessError as e:
+                refused = f"{e.code}: {e.message}"
+            step("demo-clerk tries to revoke (an officer's role)", refused=refused)
             registry.revoke(cert.id, ecert.RevocationReason.PRIVILEGE_WITHDRAWN)
-            final = publish_and_verify("revoked (privilege-withdrawn), republished, verified")
+            final = publish_and_verify("revoked by demo-admin (privilege-withdrawn), "
+                                       "republished, verified")
             tampered = cert.token[:-8] + ("A" * 8 if not cert.token.endswith("A" * 8) else "B" * 8)
-            forged = ecert.Verifier.from_bundle(bundle).verify(tampered)
+            forged = ecert.Verifier.from_bundle(bundle, clock=clock).verify(tampered)
             step("a tampered token", verified=forged.status.value,
                  errors=", ".join(forged.errors))
-            step("event record", events="; ".join(
-                f"{e.operator} {e.action}" for e in registry.events(cert.id)))
-    emit({"steps": steps, "final_status": final.status.value}, "\ndemo finished"
+            step("the log of this certificate", entries="; ".join(
+                f"#{e.seq} {e.operator} {e.action}" for e in registry.events(cert.id)))
+            report = registry.audit(bundle=bundle)
+            step("audit verify", intact=report.intact, log_entries=report.log_size)
+            # An insider with the database file quietly reinstates the licence.
+            with sqlite3.connect(home / "registry.db") as db:
+                db.execute("UPDATE certificates SET status = 'valid' WHERE id = ?", (cert.id,))
+            report = registry.audit(bundle=bundle)
+            step("an insider sets the licence back to valid with raw SQL; audit verify again",
+                 intact=report.intact,
+                 findings="; ".join(f"{f.kind} {f.subject}" for f in report.findings))
+    emit({"steps": steps, "final_status": final.status.value,
+          "tampering_detected": not report.intact}, "\ndemo finished"
          + (f": registry and bundle kept in {keep}" if keep else ""))

@@ -25,7 +25,7 @@ from ecert_cli._app import cli, emit, json_option, settings
 def qr(cert_id: str, output: Path, ec: str, scale: int, full: bool) -> None:
     """Write the QR code of certificate ID, signed now by its agency's active key."""
     with settings().open_registry() as registry:
-        text = ecert_qr.qr_text(registry, cert_id, full=full)
+        text = ecert_qr.qr_text(registry.qr_token(cert_id, full=full))
     code = ecert_qr.make_qr(text, ec=ec)
     ecert_qr.write_qr(code, output, scale=scale)
     emit({"file": str(output), "version": code.version, "error": code.error,
@@ -46,7 +46,10 @@ def card(cert_id: str, output: Path, ec: str) -> None:
     from ecert import card as ecert_card
 
     with settings().open_registry() as registry:
-        written = ecert_card.write_card(registry, cert_id, output, ec=ec)
+        cert = registry.get(cert_id)
+        written = ecert_card.write_card(cert, registry.get_type(cert.type_code),
+                                        registry.get_agency(cert.agency_code),
+                                        registry.qr_token(cert.id), output, ec=ec)
     emit({"file": str(written.path), "qr_version": written.qr_version,
           "font": written.font},
          f"wrote {written.path} (QR version {written.qr_version})")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 import ecert
-from ecert_cli._app import cli, emit, json_mode, json_option, settings
+from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_mode, json_option, settings
 
 
 @cli.command("init")
@@ -16,19 +16,27 @@ from ecert_cli._app import cli, emit, json_mode, json_option, settings
 @click.option("--name", required=True, help="Region name, e.g. 广东省.")
 @click.option("--base-url", required=True,
               help="Public URL where the bundle will be served, e.g. https://ecert.gd.example.")
+@click.option("--admin", default=None, metavar="NAME",
+              help="The first operator, holding every role (default: ECERT_OPERATOR); their "
+                   "key's passphrase is ECERT_OPERATOR_PASSPHRASE or asked twice.")
 @json_option
-def init(region: str, name: str, base_url: str) -> None:
-    """Create a registry for a region, with its root and status-list keys."""
+def init(region: str, name: str, base_url: str, admin: str | None) -> None:
+    """Create a registry for a region: its keys, its log, and its first admin."""
     s = settings()
+    admin = admin or s.operator
+    if not admin:
+        raise ecert.InputError("name the first admin: --admin NAME (or ECERT_OPERATOR)")
+    credential = ecert.OperatorCredential(
+        admin, passphrase=s.operator_passphrase(confirm=True, name=admin))
     registry = ecert.Registry.init(s.home, region=region, name=name, base_url=base_url,
-                                   passphrase=s.passphrase(confirm=True),
-                                   database_url=s.database_url, operator=s.operator)
+                                   admin=credential, passphrase=s.passphrase(confirm=True),
+                                   database_url=s.database_url, clock=s.clock)
     with registry:
         anchor = registry.anchor()
     emit({"region": anchor.region, "name": anchor.name, "home": str(s.home),
-          "root_kid": anchor.kid, "trust_list": anchor.trust_list_url},
+          "root_kid": anchor.kid, "trust_list": anchor.trust_list_url, "admin": admin},
          f"initialised region {anchor.region} ({anchor.name}) in {s.home}\n"
-         f"root key {anchor.kid}")
+         f"root key {anchor.kid}; first admin {admin} (every role)")
 
 
 @cli.command("publish")
@@ -62,10 +70,15 @@ def publish(directory: Path, trust_list_days: int, status_list_hours: int) -> No
     emit({"directory": str(report.directory), "sequence": report.sequence,
           "issued_at": report.issued_at.isoformat(), "next_update": report.next_update.isoformat(),
           "files": list(report.files), "status_lists": report.status_lists,
-          "certificates": report.certificates},
+          "certificates": report.certificates, "log_size": report.log_size,
+          "ok": report.ok, "alerts": list(report.alerts)},
          f"published trust list #{report.sequence} with {report.status_lists} status list(s) "
          f"for {report.certificates} certificate(s) to {report.directory}\n"
-         f"next update due {report.next_update.isoformat()}")
+         f"log: {report.log_size} entries; next update due {report.next_update.isoformat()}")
+    for alert in report.alerts:
+        click.secho(f"ALERT: {' '.join(alert.split())}", fg="red", bold=True, err=True)
+    if not report.ok:
+        sys.exit(EXIT_NOT_VALID)
 
 
 @cli.command("events")
@@ -73,7 +86,7 @@ def publish(directory: Path, trust_list_days: int, status_list_hours: int) -> No
 @click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 @json_option
 def events(subject: str | None, limit: int) -> None:
-    """Show the event record (who did what, when), optionally for one SUBJECT."""
+    """Show the log (who did what, when), optionally for one SUBJECT."""
     with settings().open_registry() as registry:
         if subject is not None and subject.startswith("1.2.156"):
             subject = registry.resolve_id(subject)
@@ -81,7 +94,9 @@ def events(subject: str | None, limit: int) -> None:
 
     def human() -> None:
         for e in entries:
-            click.echo(f"{e.at.isoformat()}  {e.operator:<12} {e.action:<22} {e.subject}")
+            click.echo(f"{e.seq:>6}  {e.at.isoformat()}  {e.operator:<12} {e.action:<22} "
+                       f"{e.subject}")
 
-    emit([{"id": e.id, "at": e.at.isoformat(), "operator": e.operator, "action": e.action,
-           "subject": e.subject, "details": dict(e.details)} for e in entries], human)
+    emit([{"seq": e.seq, "at": e.at.isoformat(), "operator": e.operator,
+           "operator_kid": e.operator_kid, "action": e.action, "subject": e.subject,
+           "details": dict(e.details)} for e in entries], human)

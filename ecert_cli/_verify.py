@@ -46,16 +46,18 @@ def verify(token: str | None, image: Path | None, bundle: Path | None,
         token = sys.stdin.read(1024 * 1024).strip()
     if bundle is None and anchor_file is None and offline is None:
         raise ecert.InputError("give --anchor FILE (and --offline DIR), or --bundle DIR")
-    cache = settings().home / "verifier-cache"
+    s = settings()
+    cache = s.home / "verifier-cache"
     try:
         if anchor_file is None and offline is not None:
             anchor_file = offline / "anchor.json"
         anchor = ecert.TrustAnchor.load(anchor_file) if anchor_file else None
         if bundle is not None:
             verifier = ecert.Verifier.from_bundle(bundle, anchor=anchor, offline=offline,
-                                                  cache_dir=cache)
+                                                  cache_dir=cache, clock=s.clock)
         elif anchor is not None:
-            verifier = ecert.Verifier.from_anchor(anchor, offline=offline, cache_dir=cache)
+            verifier = ecert.Verifier.from_anchor(anchor, offline=offline, cache_dir=cache,
+                                                  clock=s.clock)
         else:  # pragma: no cover - excluded above
             raise ecert.InputError("give --anchor FILE")
     except ecert.TrustListError as e:

@@ -71,6 +71,15 @@ class StatusList:
         byte = self._data[bit >> 3] & ~(mask << shift)
         self._data[bit >> 3] = byte | (value << shift)
 
+    @classmethod
+    def filled(cls, size: int, bits: int, value: int) -> StatusList:
+        """A list whose every entry is ``value``."""
+        per_byte = 8 // bits
+        byte = 0
+        for i in range(per_byte):
+            byte |= value << (i * bits)
+        return cls(size, bits, bytes([byte]) * (size * bits // 8))
+
     def to_bytes(self) -> bytes:
         """The raw byte array."""
         return bytes(self._data)
@@ -124,9 +133,12 @@ def make_status_list_token(
     issued_at: int,
     expires_at: int | None,
     ttl: int | None,
+    log: dict[str, Any] | None = None,
 ) -> str:
-    """Sign a Status List Token for ``uri``."""
+    """Sign a Status List Token for ``uri``; ``log`` names the log tree it was built from."""
     payload: dict[str, Any] = {"sub": uri, "iat": issued_at, "status_list": status_list.encode()}
+    if log is not None:
+        payload["log"] = log
     if expires_at is not None:
         payload["exp"] = expires_at
     if ttl is not None:

@@ -185,6 +185,41 @@ class Agreement:
 
 
 @dataclass(frozen=True, slots=True)
+class LogInfo:
+    """The region's public log as a trust list names it.
+
+    ``key`` verifies checkpoints (a C2SP signed-note verifier key, ``origin`` its name);
+    ``size`` and ``root`` are the tree this trust list was built from, so a status change
+    missing from the log, or a forked log of the same size, shows. ``witness`` is the
+    region's own cosigning key (tlog-cosignature/v1) when it witnesses other regions.
+    """
+
+    origin: str
+    key: str
+    size: int
+    root: str
+    witness: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"origin": self.origin, "key": self.key, "size": self.size,
+                                 "root": self.root}
+        if self.witness is not None:
+            entry["witness"] = self.witness
+        return entry
+
+    @classmethod
+    def from_json(cls, value: Any) -> LogInfo:
+        _require(isinstance(value, dict), "log is an object")
+        origin, key, size = value.get("origin"), value.get("key"), value.get("size")
+        root, witness = value.get("root"), value.get("witness")
+        _require(isinstance(origin, str) and isinstance(key, str) and isinstance(root, str)
+                 and type(size) is int and size >= 0,
+                 "log needs origin, key, size and root")
+        _require(witness is None or isinstance(witness, str), "log witness is a key")
+        return cls(origin, key, size, root, witness)
+
+
+@dataclass(frozen=True, slots=True)
 class TrustList:
     """The content of a region's trust list."""
 
@@ -202,6 +237,8 @@ class TrustList:
     status_lists: tuple[str, ...] = ()
     #: Root rotation statements (``ecert-root-rotation+jwt``), oldest first.
     root_rotations: tuple[str, ...] = ()
+    #: The region's public log and the tree this list was built from.
+    log: LogInfo | None = None
 
     def agreement_with(self, region: str) -> Agreement | None:
         """Our agreement recognizing ``region``, if any."""
@@ -223,6 +260,7 @@ class TrustList:
             "agreements": [a.to_json() for a in self.agreements],
             "status_lists": list(self.status_lists),
             "root_rotations": list(self.root_rotations),
+            **({"log": self.log.to_json()} if self.log is not None else {}),
         }
 
     def sign(self, signer: SignerLike) -> str:
@@ -265,6 +303,7 @@ class TrustList:
             agreements=parsed_agreements,
             status_lists=tuple(status_lists),
             root_rotations=tuple(rotations),
+            log=None if payload.get("log") is None else LogInfo.from_json(payload["log"]),
         )
 
 

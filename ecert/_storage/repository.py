@@ -6,8 +6,10 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
 
+from ecert._authority import grants_from_json
+from ecert._formats.log import token_hash
 from ecert._formats.trustlist import Agreement
 from ecert._storage.schema import (
     agencies,
@@ -15,21 +17,32 @@ from ecert._storage.schema import (
     agreements,
     cert_types,
     certificates,
+    checkpoints,
+    cosignatures,
     counters,
     events,
     keys,
+    log_entries,
+    log_tiles,
+    operators,
+    policies,
+    publications,
     region,
+    requests,
     root_rotations,
     status_lists,
 )
 from ecert.models import (
     Agency,
+    ApprovalRequest,
     Certificate,
     CertificateStatus,
     CertificateType,
     KeyInfo,
     KeyRole,
+    Operator,
     Region,
+    RequestStatus,
     RevocationReason,
 )
 
@@ -43,44 +56,14 @@ def _dt_required(seconds: int) -> datetime:
 
 
 class Repository:
-    """Typed access to the registry tables. The caller owns the transaction."""
+    """Typed reads of the registry tables. The caller owns the transaction."""
 
     def __init__(self, connection: Connection) -> None:
         self.conn = connection
 
-    # -- region ------------------------------------------------------------------------------
-
     def get_region(self) -> Region | None:
         row = self.conn.execute(select(region).where(region.c.id == 1)).first()
         return None if row is None else Region(row.code, row.name, row.base_url)
-
-    def create_region(self, value: Region, now: int) -> None:
-        self.conn.execute(insert(region).values(id=1, code=value.code, name=value.name,
-                                                base_url=value.base_url, created_at=now))
-
-    # -- counters ----------------------------------------------------------------------------
-
-    def create_counter(self, name: str, value: int = 0) -> None:
-        self.conn.execute(insert(counters).values(name=name, value=value))
-
-    def next_value(self, name: str) -> int:
-        """Atomically increment a counter (the row lock serializes concurrent callers)."""
-        value = self.conn.execute(
-            update(counters).where(counters.c.name == name)
-            .values(value=counters.c.value + 1).returning(counters.c.value)
-        ).scalar_one_or_none()
-        if value is None:
-            raise LookupError(name)
-        return int(value)
-
-    # -- types -------------------------------------------------------------------------------
-
-    def add_type(self, value: CertificateType, now: int) -> None:
-        self.conn.execute(insert(cert_types).values(
-            code=value.code, version=value.version, name=value.name,
-            national_type_code=value.national_type_code, schema=dict(value.schema),
-            validity_days=value.validity_days, qr_claims=list(value.qr_claims), created_at=now,
-        ))
 
     def get_type(self, code: str) -> CertificateType | None:
         row = self.conn.execute(select(cert_types).where(cert_types.c.code == code)).first()
@@ -97,15 +80,6 @@ class Repository:
             schema=row.schema, version=row.version, validity_days=row.validity_days,
             qr_claims=tuple(row.qr_claims),
         )
-
-    # -- agencies ----------------------------------------------------------------------------
-
-    def add_agency(self, value: Agency, now: int) -> None:
-        self.conn.execute(insert(agencies).values(code=value.code, name=value.name,
-                                                  uscc=value.uscc, created_at=now))
-        if value.types:
-            self.conn.execute(insert(agency_types),
-                              [{"agency_code": value.code, "type_code": t} for t in value.types])
 
     def get_agency(self, code: str) -> Agency | None:
         row = self.conn.execute(select(agencies).where(agencies.c.code == code)).first()
@@ -126,25 +100,9 @@ class Repository:
         ).scalars().all()
         return Agency(row.code, row.name, row.uscc, tuple(types))
 
-    # -- keys --------------------------------------------------------------------------------
-
-    def add_key(self, value: KeyInfo) -> None:
-        self.conn.execute(insert(keys).values(
-            kid=value.kid, role=value.role.value, agency_code=value.agency_code, alg=value.alg,
-            public_jwk=dict(value.public_jwk), created_at=int(value.created_at.timestamp()),
-        ))
-
-    def retire_key(self, kid: str, now: int) -> None:
-        self.conn.execute(update(keys).where(keys.c.kid == kid, keys.c.retired_at.is_(None))
-                          .values(retired_at=now))
-
     def get_key(self, kid: str) -> KeyInfo | None:
         row = self.conn.execute(select(keys).where(keys.c.kid == kid)).first()
         return None if row is None else self._key(row)
-
-    def mark_compromised(self, kid: str, since: int, now: int) -> None:
-        self.conn.execute(update(keys).where(keys.c.kid == kid).values(
-            compromised_since=since, retired_at=func.coalesce(keys.c.retired_at, now)))
 
     def count_signed_since(self, kid: str, since: int) -> int:
         return int(self.conn.execute(
@@ -179,32 +137,6 @@ class Repository:
             retired_at=_dt(row.retired_at), compromised_since=_dt(row.compromised_since),
         )
 
-    # -- status lists ------------------------------------------------------------------------
-
-    def allocate_slot(self) -> tuple[int, bytes, int, int] | None:
-        """Take the next slot of the open list: ``(list_id, key, counter, size)`` or None."""
-        open_list = self.conn.execute(
-            select(status_lists.c.id).where(status_lists.c.allocated < status_lists.c.size)
-            .order_by(status_lists.c.id).limit(1)
-        ).scalar_one_or_none()
-        if open_list is None:
-            return None
-        row = self.conn.execute(
-            update(status_lists)
-            .where(status_lists.c.id == open_list,
-                   status_lists.c.allocated < status_lists.c.size)
-            .values(allocated=status_lists.c.allocated + 1)
-            .returning(status_lists.c.id, status_lists.c.permutation_key,
-                       status_lists.c.allocated, status_lists.c.size)
-        ).first()
-        if row is None:  # filled up by a concurrent issuer meanwhile
-            return None
-        return int(row.id), bytes(row.permutation_key), int(row.allocated) - 1, int(row.size)
-
-    def add_status_list(self, list_id: int, size: int, bits: int, key: bytes, now: int) -> None:
-        self.conn.execute(insert(status_lists).values(
-            id=list_id, size=size, bits=bits, permutation_key=key, allocated=0, created_at=now))
-
     def list_status_lists(self) -> list[tuple[int, int, int, int]]:
         """``(id, size, bits, allocated)`` of every list."""
         rows = self.conn.execute(
@@ -223,20 +155,6 @@ class Repository:
         for row in rows:
             yield int(row.status_index), str(row.status)
 
-    # -- certificates ------------------------------------------------------------------------
-
-    def add_certificate(self, cert: Certificate, serial: str, status_list_id: int) -> None:
-        self.conn.execute(insert(certificates).values(
-            id=cert.id, serial=serial, agency_code=cert.agency_code, type_code=cert.type_code,
-            type_version=cert.type_version, holder=cert.holder, holder_name=cert.holder_name,
-            claims=dict(cert.claims), issued_at=int(cert.issued_at.timestamp()),
-            valid_from=int(cert.valid_from.timestamp()),
-            valid_until=None if cert.valid_until is None else int(cert.valid_until.timestamp()),
-            status=cert.status.value, revocation_reason=None, status_list_id=status_list_id,
-            status_index=cert.status_index, kid=cert.kid, supersedes=cert.supersedes,
-            token=cert.token,
-        ))
-
     def get_certificate(self, cert_id: str, *, for_update: bool = False) -> Certificate | None:
         query = self._cert_query().where(certificates.c.id == cert_id)
         if for_update:
@@ -248,11 +166,6 @@ class Repository:
         return list(self.conn.execute(
             select(certificates.c.id).where(certificates.c.serial == serial).limit(10)
         ).scalars())
-
-    def set_status(self, cert_id: str, status: CertificateStatus,
-                   reason: RevocationReason | None) -> None:
-        self.conn.execute(update(certificates).where(certificates.c.id == cert_id).values(
-            status=status.value, revocation_reason=None if reason is None else reason.value))
 
     def find_certificates(
         self, *, holder: str | None, type_code: str | None, status: CertificateStatus | None,
@@ -304,12 +217,235 @@ class Repository:
             supersedes=row.supersedes,
         )
 
-    # -- agreements and root rotations -------------------------------------------------------
-
     def get_agreement(self, region_code: str) -> Agreement | None:
         row = self.conn.execute(select(agreements).where(
             agreements.c.region == region_code, agreements.c.withdrawn_at.is_(None))).first()
         return None if row is None else self._agreement(row)
+
+    def list_agreements(self) -> list[Agreement]:
+        rows = self.conn.execute(select(agreements).where(agreements.c.withdrawn_at.is_(None))
+                                 .order_by(agreements.c.region))
+        return [self._agreement(row) for row in rows]
+
+    @staticmethod
+    def _agreement(row: Row[Any]) -> Agreement:
+        return Agreement(row.region, row.name, row.root_jwk, row.trust_list_url,
+                         row.valid_from, row.valid_until, row.types)
+
+    def list_root_rotations(self) -> list[str]:
+        return list(self.conn.execute(
+            select(root_rotations.c.statement).order_by(root_rotations.c.id)).scalars())
+
+    def list_events(self, subject: str | None = None, limit: int = 1000) -> Sequence[Row[Any]]:
+        query = select(events)
+        if subject is not None:
+            query = query.where(events.c.subject == subject)
+        return self.conn.execute(query.order_by(events.c.id).limit(limit)).all()
+
+    # -- counters, operators, policies, requests ----------------------------------------
+
+    def counter(self, name: str) -> int:
+        value = self.conn.execute(
+            select(counters.c.value).where(counters.c.name == name)).scalar_one_or_none()
+        return 0 if value is None else int(value)
+
+    def get_operator(self, name: str) -> Operator | None:
+        row = self.conn.execute(select(operators).where(operators.c.name == name)).first()
+        return None if row is None else self._operator(row)
+
+    def operator_by_kid(self, kid: str) -> Operator | None:
+        row = self.conn.execute(select(operators).where(operators.c.kid == kid)).first()
+        return None if row is None else self._operator(row)
+
+    def list_operators(self) -> list[Operator]:
+        rows = self.conn.execute(select(operators).order_by(operators.c.name))
+        return [self._operator(row) for row in rows]
+
+    @staticmethod
+    def _operator(row: Row[Any]) -> Operator:
+        return Operator(row.name, row.kid, row.public_jwk, grants_from_json(row.grants),
+                        bool(row.active), _dt_required(row.created_at))
+
+    def list_policies(self) -> dict[tuple[str, str], int]:
+        rows = self.conn.execute(select(policies))
+        return {(r.action, r.type_code): int(r.approvals) for r in rows}
+
+    def get_request(self, request_id: int, *, for_update: bool = False
+                    ) -> tuple[ApprovalRequest, dict[str, Any], str | None, str | None] | None:
+        """A request with its parameters, agency and type."""
+        query = select(requests).where(requests.c.id == request_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        if row is None:
+            return None
+        return self._request(row), dict(row.params), row.agency_code, row.type_code
+
+    def list_requests(self, *, status: RequestStatus | None = None, limit: int = 100
+                      ) -> list[ApprovalRequest]:
+        query = select(requests)
+        if status is not None:
+            query = query.where(requests.c.status == status.value)
+        rows = self.conn.execute(query.order_by(requests.c.id.desc()).limit(limit))
+        return [self._request(r) for r in rows]
+
+    @staticmethod
+    def _request(row: Row[Any]) -> ApprovalRequest:
+        return ApprovalRequest(row.id, row.action, row.subject, row.requested_by,
+                               _dt_required(row.created_at), _dt_required(row.expires_at),
+                               RequestStatus(row.status), int(row.approvals_needed),
+                               tuple(row.approved_by), row.decided_by, row.reason)
+
+    # -- the log -------------------------------------------------------------------------
+
+    def log_rows(self, start: int = 0, end: int | None = None, *,
+                 plain_subject: str | None = None, actions: Sequence[str] | None = None,
+                 limit: int | None = None) -> Sequence[Row[Any]]:
+        query = select(log_entries).where(log_entries.c.seq >= start)
+        if end is not None:
+            query = query.where(log_entries.c.seq < end)
+        if plain_subject is not None:
+            query = query.where(log_entries.c.plain_subject == plain_subject)
+        if actions is not None:
+            query = query.where(log_entries.c.action.in_(list(actions)))
+        query = query.order_by(log_entries.c.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        return self.conn.execute(query).all()
+
+    def log_rows_of_units(self, units: Sequence[int]) -> Sequence[Row[Any]]:
+        if not units:
+            return []
+        return self.conn.execute(select(log_entries).where(log_entries.c.unit.in_(list(units)))
+                                 .order_by(log_entries.c.seq)).all()
+
+    def read_tile(self, level: int, index: int) -> tuple[int, bytes] | None:
+        row = self.conn.execute(select(log_tiles.c.width, log_tiles.c.hashes).where(
+            log_tiles.c.level == level, log_tiles.c.idx == index)).first()
+        return None if row is None else (int(row.width), bytes(row.hashes))
+
+    def latest_checkpoint(self) -> tuple[int, bytes, str] | None:
+        row = self.conn.execute(select(checkpoints).order_by(checkpoints.c.size.desc())
+                                .limit(1)).first()
+        return None if row is None else (int(row.size), bytes(row.root), row.note)
+
+    def list_checkpoints(self) -> list[tuple[int, bytes, str]]:
+        rows = self.conn.execute(select(checkpoints).order_by(checkpoints.c.size))
+        return [(int(r.size), bytes(r.root), r.note) for r in rows]
+
+    def cosignatures_for(self, *, origin: str | None = None, witness: str | None = None
+                         ) -> list[tuple[str, str, int, bytes, str, int]]:
+        """``(origin, witness, size, root, note, created_at)``, newest first."""
+        query = select(cosignatures)
+        if origin is not None:
+            query = query.where(cosignatures.c.origin == origin)
+        if witness is not None:
+            query = query.where(cosignatures.c.witness == witness)
+        rows = self.conn.execute(query.order_by(cosignatures.c.id.desc()))
+        return [(r.origin, r.witness, int(r.size), bytes(r.root), r.note, int(r.created_at))
+                for r in rows]
+
+    def allocated_slots(self, list_id: int) -> Iterator[tuple[int, str]]:
+        """``(index, status)`` of every certificate on a list."""
+        rows = self.conn.execute(
+            select(certificates.c.status_index, certificates.c.status)
+            .where(certificates.c.status_list_id == list_id))
+        for row in rows:
+            yield int(row.status_index), str(row.status)
+
+    def certificate_facts(self) -> Iterator[Row[Any]]:
+        """Every certificate row, with the columns an audit compares against the log."""
+        yield from self.conn.execute(select(certificates).order_by(certificates.c.id))
+
+
+class WriteRepository(Repository):
+    """Reads and writes; only a unit of work (``ecert.registry._uow``) hands one out."""
+
+    def create_region(self, value: Region, now: int) -> None:
+        self.conn.execute(insert(region).values(id=1, code=value.code, name=value.name,
+                                                base_url=value.base_url, created_at=now))
+
+    def create_counter(self, name: str, value: int = 0) -> None:
+        self.conn.execute(insert(counters).values(name=name, value=value))
+
+    def next_value(self, name: str) -> int:
+        """Atomically increment a counter (the row lock serializes concurrent callers)."""
+        value = self.conn.execute(
+            update(counters).where(counters.c.name == name)
+            .values(value=counters.c.value + 1).returning(counters.c.value)
+        ).scalar_one_or_none()
+        if value is None:
+            raise LookupError(name)
+        return int(value)
+
+    def add_type(self, value: CertificateType, now: int) -> None:
+        self.conn.execute(insert(cert_types).values(
+            code=value.code, version=value.version, name=value.name,
+            national_type_code=value.national_type_code, schema=dict(value.schema),
+            validity_days=value.validity_days, qr_claims=list(value.qr_claims), created_at=now,
+        ))
+
+    def add_agency(self, value: Agency, now: int) -> None:
+        self.conn.execute(insert(agencies).values(code=value.code, name=value.name,
+                                                  uscc=value.uscc, created_at=now))
+        if value.types:
+            self.conn.execute(insert(agency_types),
+                              [{"agency_code": value.code, "type_code": t} for t in value.types])
+
+    def add_key(self, value: KeyInfo) -> None:
+        self.conn.execute(insert(keys).values(
+            kid=value.kid, role=value.role.value, agency_code=value.agency_code, alg=value.alg,
+            public_jwk=dict(value.public_jwk), created_at=int(value.created_at.timestamp()),
+        ))
+
+    def retire_key(self, kid: str, now: int) -> None:
+        self.conn.execute(update(keys).where(keys.c.kid == kid, keys.c.retired_at.is_(None))
+                          .values(retired_at=now))
+
+    def mark_compromised(self, kid: str, since: int, now: int) -> None:
+        self.conn.execute(update(keys).where(keys.c.kid == kid).values(
+            compromised_since=since, retired_at=func.coalesce(keys.c.retired_at, now)))
+
+    def allocate_slot(self) -> tuple[int, bytes, int, int] | None:
+        """Take the next slot of the open list: ``(list_id, key, counter, size)`` or None."""
+        open_list = self.conn.execute(
+            select(status_lists.c.id).where(status_lists.c.allocated < status_lists.c.size)
+            .order_by(status_lists.c.id).limit(1)
+        ).scalar_one_or_none()
+        if open_list is None:
+            return None
+        row = self.conn.execute(
+            update(status_lists)
+            .where(status_lists.c.id == open_list,
+                   status_lists.c.allocated < status_lists.c.size)
+            .values(allocated=status_lists.c.allocated + 1)
+            .returning(status_lists.c.id, status_lists.c.permutation_key,
+                       status_lists.c.allocated, status_lists.c.size)
+        ).first()
+        if row is None:  # filled up by a concurrent issuer meanwhile
+            return None
+        return int(row.id), bytes(row.permutation_key), int(row.allocated) - 1, int(row.size)
+
+    def add_status_list(self, list_id: int, size: int, bits: int, key: bytes, now: int) -> None:
+        self.conn.execute(insert(status_lists).values(
+            id=list_id, size=size, bits=bits, permutation_key=key, allocated=0, created_at=now))
+
+    def add_certificate(self, cert: Certificate, serial: str, status_list_id: int) -> None:
+        self.conn.execute(insert(certificates).values(
+            id=cert.id, serial=serial, agency_code=cert.agency_code, type_code=cert.type_code,
+            type_version=cert.type_version, holder=cert.holder, holder_name=cert.holder_name,
+            claims=dict(cert.claims), issued_at=int(cert.issued_at.timestamp()),
+            valid_from=int(cert.valid_from.timestamp()),
+            valid_until=None if cert.valid_until is None else int(cert.valid_until.timestamp()),
+            status=cert.status.value, revocation_reason=None, status_list_id=status_list_id,
+            status_index=cert.status_index, kid=cert.kid, supersedes=cert.supersedes,
+            token=cert.token, token_hash=token_hash(cert.token),
+        ))
+
+    def set_status(self, cert_id: str, status: CertificateStatus,
+                   reason: RevocationReason | None) -> None:
+        self.conn.execute(update(certificates).where(certificates.c.id == cert_id).values(
+            status=status.value, revocation_reason=None if reason is None else reason.value))
 
     def put_agreement(self, value: Agreement, now: int) -> None:
         """Create or replace the agreement with ``value.region``."""
@@ -328,33 +464,89 @@ class Repository:
         ).values(withdrawn_at=now))
         return bool(result.rowcount)
 
-    def list_agreements(self) -> list[Agreement]:
-        rows = self.conn.execute(select(agreements).where(agreements.c.withdrawn_at.is_(None))
-                                 .order_by(agreements.c.region))
-        return [self._agreement(row) for row in rows]
-
-    @staticmethod
-    def _agreement(row: Row[Any]) -> Agreement:
-        return Agreement(row.region, row.name, row.root_jwk, row.trust_list_url,
-                         row.valid_from, row.valid_until, row.types)
-
     def add_root_rotation(self, old_kid: str, new_kid: str, statement: str, now: int) -> None:
         self.conn.execute(insert(root_rotations).values(
             old_kid=old_kid, new_kid=new_kid, statement=statement, created_at=now))
-
-    def list_root_rotations(self) -> list[str]:
-        return list(self.conn.execute(
-            select(root_rotations.c.statement).order_by(root_rotations.c.id)).scalars())
-
-    # -- events ------------------------------------------------------------------------------
 
     def record(self, now: int, operator: str, action: str, subject: str,
                details: dict[str, Any]) -> None:
         self.conn.execute(insert(events).values(at=now, operator=operator, action=action,
                                                 subject=subject, details=details))
 
-    def list_events(self, subject: str | None = None, limit: int = 1000) -> Sequence[Row[Any]]:
-        query = select(events)
-        if subject is not None:
-            query = query.where(events.c.subject == subject)
-        return self.conn.execute(query.order_by(events.c.id).limit(limit)).all()
+    def add_to_counter(self, name: str, amount: int) -> int:
+        """Add ``amount`` atomically; return the new value (the row lock serializes)."""
+        value = self.conn.execute(
+            update(counters).where(counters.c.name == name)
+            .values(value=counters.c.value + amount).returning(counters.c.value)
+        ).scalar_one_or_none()
+        if value is None:
+            self.conn.execute(insert(counters).values(name=name, value=amount))
+            return amount
+        return int(value)
+
+    def put_operator(self, value: Operator, now: int) -> None:
+        row = {"kid": value.kid, "public_jwk": dict(value.public_jwk),
+               "grants": [g.to_json() for g in value.grants], "active": int(value.active)}
+        updated = self.conn.execute(update(operators).where(operators.c.name == value.name)
+                                    .values(**row))
+        if updated.rowcount == 0:
+            self.conn.execute(insert(operators).values(name=value.name, created_at=now, **row))
+
+    def set_policy(self, action: str, type_code: str, approvals: int) -> None:
+        self.conn.execute(delete(policies).where(policies.c.action == action,
+                                                 policies.c.type_code == type_code))
+        if approvals > 1:
+            self.conn.execute(insert(policies).values(action=action, type_code=type_code,
+                                                      approvals=approvals))
+
+    def add_request(self, *, action: str, subject: str, params: dict[str, Any],
+                    agency_code: str | None, type_code: str | None, requested_by: str,
+                    now: int, expires_at: int, approvals_needed: int) -> int:
+        return int(self.conn.execute(insert(requests).values(
+            action=action, subject=subject, params=params, agency_code=agency_code,
+            type_code=type_code, requested_by=requested_by, created_at=now,
+            expires_at=expires_at, approvals_needed=approvals_needed, approved_by=[],
+            status=RequestStatus.PENDING.value,
+        ).returning(requests.c.id)).scalar_one())
+
+    def update_request(self, request_id: int, *, status: RequestStatus,
+                       approved_by: Sequence[str], decided_by: str | None = None,
+                       reason: str | None = None) -> None:
+        self.conn.execute(update(requests).where(requests.c.id == request_id).values(
+            status=status.value, approved_by=list(approved_by), decided_by=decided_by,
+            reason=reason))
+
+    def append_log(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.conn.execute(insert(log_entries), list(rows))
+
+    def put_tile(self, level: int, index: int, width: int, hashes: bytes) -> None:
+        updated = self.conn.execute(update(log_tiles).where(
+            log_tiles.c.level == level, log_tiles.c.idx == index).values(
+            width=width, hashes=hashes))
+        if updated.rowcount == 0:
+            self.conn.execute(insert(log_tiles).values(level=level, idx=index, width=width,
+                                                       hashes=hashes))
+
+    def add_checkpoint(self, size: int, root: bytes, note: str, now: int) -> None:
+        self.conn.execute(insert(checkpoints).values(size=size, root=root, note=note,
+                                                     created_at=now))
+
+    def add_publication(self, sequence: int, now: int, log_size: int, log_root: bytes,
+                        directory: str) -> None:
+        self.conn.execute(insert(publications).values(
+            sequence=sequence, started_at=now, log_size=log_size, log_root=log_root,
+            directory=directory, status="started"))
+
+    def finish_publication(self, sequence: int, trust_list_hash: str) -> None:
+        self.conn.execute(update(publications).where(publications.c.sequence == sequence)
+                          .values(trust_list_hash=trust_list_hash, status="written"))
+
+    def add_cosignature(self, origin: str, witness: str, size: int, root: bytes, note: str,
+                        now: int) -> None:
+        self.conn.execute(insert(cosignatures).values(origin=origin, witness=witness,
+                                                      size=size, root=root, note=note,
+                                                      created_at=now))
+
+    def redact_certificate(self, cert_id: str, now: int) -> None:
+        self.conn.execute(update(certificates).where(certificates.c.id == cert_id).values(
+            holder_name="", claims={}, token="", redacted_at=now))

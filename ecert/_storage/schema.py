@@ -124,6 +124,9 @@ certificates = Table(
     Column("kid", String(64), ForeignKey("keys.kid"), nullable=False),
     Column("supersedes", String(128), nullable=True),
     Column("token", Text, nullable=False),
+    # Kept when a lawful erasure removes the token and personal data (``redacted_at``).
+    Column("token_hash", String(64), nullable=True),
+    Column("redacted_at", BigInteger, nullable=True),
     UniqueConstraint("status_list_id", "status_index", name="uq_certificates_status_slot"),
     UniqueConstraint("agency_code", "serial", name="uq_certificates_agency_serial"),
     Index("ix_certificates_holder", "holder"),
@@ -170,4 +173,111 @@ root_rotations = Table(
     Column("new_kid", String(64), ForeignKey("keys.kid"), nullable=False),
     Column("statement", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+)
+
+# -- accountability (migration 0003) -----------------------------------------------------
+
+# Named accounts that act on the registry; each signs its units of work with its own key.
+operators = Table(
+    "operators",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("kid", String(64), nullable=False, unique=True),
+    Column("public_jwk", JSON, nullable=False),
+    Column("grants", JSON, nullable=False),
+    Column("active", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Four-eyes policies: how many operators must agree on an action (type "" = every type).
+policies = Table(
+    "policies",
+    metadata,
+    Column("action", String(40), primary_key=True),
+    Column("type_code", String(100), primary_key=True),
+    Column("approvals", Integer, nullable=False),
+)
+
+# Changes waiting for approval, and how they were decided.
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("action", String(40), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("agency_code", String(100), nullable=True),
+    Column("type_code", String(100), nullable=True),
+    Column("requested_by", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("approvals_needed", Integer, nullable=False),
+    Column("approved_by", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("decided_by", String(64), nullable=True),
+    Column("reason", Text, nullable=True),
+)
+
+# The log: one row per leaf of the Merkle tree. Append-only (triggers), and checked by
+# replay: the leaf bytes are what the tree hashes; the other columns are for lookups.
+log_entries = Table(
+    "log_entries",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("leaf", LargeBinary, nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("subject", String(200), nullable=False),  # as published (commitment or code)
+    Column("plain_subject", String(200), nullable=False),  # in clear, for the registry
+    Column("operator", String(64), nullable=False),
+    Column("unit", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_log_entries_plain_subject", "plain_subject"),
+    Index("ix_log_entries_action", "action"),
+)
+
+# Tiles of the integrated tree (C2SP tlog-tiles): the newest version of each tile.
+log_tiles = Table(
+    "log_tiles",
+    metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("width", Integer, nullable=False),
+    Column("hashes", LargeBinary, nullable=False),
+)
+
+# Every checkpoint the log key signed (signed note text), oldest first.
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Publications: the trust list sequence is taken here durably before any file is written.
+publications = Table(
+    "publications",
+    metadata,
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("log_size", BigInteger, nullable=False),
+    Column("log_root", LargeBinary(32), nullable=False),
+    Column("trust_list_hash", String(64), nullable=True),
+    Column("directory", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+)
+
+# Cosignatures: ones this region made as a witness of others, and ones others made on ours.
+cosignatures = Table(
+    "cosignatures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("origin", String(200), nullable=False),  # the witnessed log
+    Column("witness", String(16), nullable=False),  # the witnessing region
+    Column("size", BigInteger, nullable=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_cosignatures_origin_witness", "origin", "witness"),
 )

@@ -1,0 +1,159 @@
+"""Who may do what: the one copy of the registry's authorization rules.
+
+Pure: no storage, no I/O. The registry's unit of work asks :func:`permits` and
+:func:`approvals_needed` before it changes anything; the log replay (``audit verify``,
+``audit monitor``, publication's proof of keys) asks the same functions about every
+past entry, so a rule cannot hold at write time and be forgotten at audit time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from ecert.models import OperatorGrant, Role
+
+__all__ = [
+    "ADMIN_CHANGES",
+    "Action",
+    "Resource",
+    "approvals_needed",
+    "grants_from_json",
+    "permits",
+]
+
+
+class Action(StrEnum):
+    """The vocabulary of log entries (and of what an operator asks to do)."""
+
+    REGISTRY_INIT = "registry.init"
+    REGISTRY_ADOPT = "registry.adopt"
+    REGISTRY_PUBLISH = "registry.publish"
+    OPERATOR_ADD = "operator.add"
+    OPERATOR_DISABLE = "operator.disable"
+    OPERATOR_GRANT = "operator.grant"
+    OPERATOR_ROTATE_KEY = "operator.rotate_key"
+    OPERATOR_RESET = "operator.reset"
+    OPERATOR_PASSWD = "operator.passwd"  # noqa: S105 - an action name
+    POLICY_SET = "policy.set"
+    REQUEST_CREATE = "request.create"
+    REQUEST_APPROVE = "request.approve"
+    REQUEST_REJECT = "request.reject"
+    ACCESS_REFUSED = "access.refused"
+    TYPE_ADD = "type.add"
+    AGENCY_ADD = "agency.add"
+    KEY_CREATE = "key.create"
+    KEY_ROTATE = "key.rotate"
+    KEY_RETIRE = "key.retire"
+    KEY_COMPROMISE = "key.compromise"
+    ROOT_ROTATE = "root.rotate"
+    AGREEMENT_ADD = "agreement.add"
+    AGREEMENT_UPDATE = "agreement.update"
+    AGREEMENT_WITHDRAW = "agreement.withdraw"
+    CERT_ISSUE = "certificate.issue"
+    CERT_SUSPEND = "certificate.suspend"
+    CERT_REINSTATE = "certificate.reinstate"
+    CERT_REVOKE = "certificate.revoke"
+    CERT_REDACT = "certificate.redact"
+    WITNESS_COSIGN = "witness.cosign"
+    LEGACY = "legacy"
+
+
+#: The roles that may ask for each action. Scoped roles (clerk, officer) also need the
+#: resource's agency and type inside their grant.
+_PERMISSIONS: Mapping[Action, frozenset[Role]] = {
+    Action.REGISTRY_PUBLISH: frozenset({Role.TRUST_ADMIN, Role.SERVICE}),
+    Action.OPERATOR_ADD: frozenset({Role.ADMIN}),
+    Action.OPERATOR_DISABLE: frozenset({Role.ADMIN}),
+    Action.OPERATOR_GRANT: frozenset({Role.ADMIN}),
+    Action.OPERATOR_RESET: frozenset({Role.ADMIN}),
+    Action.POLICY_SET: frozenset({Role.ADMIN}),
+    Action.TYPE_ADD: frozenset({Role.TRUST_ADMIN}),
+    Action.AGENCY_ADD: frozenset({Role.TRUST_ADMIN}),
+    Action.AGREEMENT_ADD: frozenset({Role.TRUST_ADMIN}),
+    Action.AGREEMENT_UPDATE: frozenset({Role.TRUST_ADMIN}),
+    Action.AGREEMENT_WITHDRAW: frozenset({Role.TRUST_ADMIN}),
+    Action.KEY_ROTATE: frozenset({Role.KEY_ADMIN}),
+    Action.KEY_COMPROMISE: frozenset({Role.KEY_ADMIN}),
+    Action.ROOT_ROTATE: frozenset({Role.KEY_ADMIN}),
+    Action.CERT_ISSUE: frozenset({Role.CLERK}),
+    Action.CERT_SUSPEND: frozenset({Role.CLERK}),
+    Action.CERT_REINSTATE: frozenset({Role.CLERK}),
+    Action.CERT_REVOKE: frozenset({Role.OFFICER}),
+    Action.CERT_REDACT: frozenset({Role.OFFICER}),
+    Action.WITNESS_COSIGN: frozenset({Role.SERVICE, Role.TRUST_ADMIN}),
+}
+
+_SCOPED = frozenset({Role.CLERK, Role.OFFICER})
+
+#: Changes to who may act. Once a registry has two admins these always need a second
+#: admin, so that one admin cannot create a sock puppet to approve their own requests.
+ADMIN_CHANGES = frozenset({Action.OPERATOR_ADD, Action.OPERATOR_GRANT, Action.OPERATOR_RESET,
+                           Action.OPERATOR_DISABLE, Action.POLICY_SET})
+
+#: Actions a four-eyes policy may be set on.
+GUARDED = frozenset(_PERMISSIONS) - {Action.REGISTRY_PUBLISH, Action.WITNESS_COSIGN}
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """What an action touches: the agency and type it concerns, if any."""
+
+    agency: str | None = None
+    type: str | None = None
+
+
+def permits(grants: Iterable[OperatorGrant], action: Action, resource: Resource) -> bool:
+    """Whether an operator holding ``grants`` may ``action`` on ``resource``."""
+    allowed = _PERMISSIONS.get(action)
+    if allowed is None:
+        return False
+    for grant in grants:
+        if grant.role not in allowed:
+            continue
+        if grant.role not in _SCOPED:
+            return True
+        if _within(grant.agencies, resource.agency) and _within(grant.types, resource.type):
+            return True
+    return False
+
+
+def _within(scope: tuple[str, ...] | None, value: str | None) -> bool:
+    return scope is None or (value is not None and value in scope)
+
+
+def approvals_needed(policies: Mapping[tuple[str, str], int], action: Action,
+                     type_code: str | None, admin_count: int) -> int:
+    """How many operators must agree (1: the one acting is enough).
+
+    ``policies`` maps ``(action, type)`` — type ``""`` for every type — to a count.
+    """
+    needed = max(policies.get((action.value, type_code or ""), 0),
+                 policies.get((action.value, ""), 0), 1)
+    if action in ADMIN_CHANGES and admin_count >= 2:
+        needed = max(needed, 2)
+    return needed
+
+
+def grants_from_json(value: Any) -> tuple[OperatorGrant, ...]:
+    """Grants as the log publishes them (see :meth:`OperatorGrant.to_json`)."""
+    if not isinstance(value, list):
+        raise ValueError("grants are a list")
+    grants = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise ValueError("a grant is an object")
+        agencies, types = item.get("agencies"), item.get("types")
+        for scope in (agencies, types):
+            if scope is not None and not (
+                    isinstance(scope, list) and all(isinstance(v, str) for v in scope)):
+                raise ValueError("a grant's scope is null or a list of codes")
+        grants.append(OperatorGrant(Role(str(item.get("role"))),
+                                    None if agencies is None else tuple(agencies),
+                                    None if types is None else tuple(types)))
+    return tuple(grants)
+
+
+ALL_ROLES = tuple(OperatorGrant(role) for role in Role)

@@ -1,0 +1,475 @@
+"""Replaying a region's log: who had authority, and what the registry's state must be.
+
+Pure: entries in, state and findings out. Three callers share it, so one set of rules
+judges the past everywhere:
+
+* publication replays the trust-relevant entries and publishes only keys, agencies,
+  types and agreements whose creation a permitted operator signed;
+* ``ecert audit verify`` replays everything and compares the result with the database;
+* ``ecert audit monitor`` replays the public tiles and compares the result with the
+  published trust list and status lists, with no database at all.
+
+Authority is rebuilt from the registry's first unit (its first admin) on: an operator
+inserted into a database, a role widened there, or a key planted there gains nothing,
+because none of it was signed by someone who held the authority at that point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ecert._authority import (
+    ALL_ROLES,
+    Action,
+    Resource,
+    approvals_needed,
+    grants_from_json,
+    permits,
+)
+from ecert._formats.jose import jwk_thumbprint, key_from_jwk
+from ecert._formats.log import LEGACY_OPERATOR, Entry, verify_unit
+from ecert._formats.statuslist import INVALID, SUSPENDED, VALID
+from ecert._formats.trustlist import Agreement
+from ecert.errors import FormatError
+from ecert.models import OperatorGrant, Role
+
+__all__ = ["Finding", "FindingKind", "KeyState", "Replay"]
+
+#: How far an entry's time may run behind the one before (clock skew between hosts).
+TIME_TOLERANCE_SECONDS = 300
+
+
+class FindingKind:
+    """The kinds of finding (documented in docs/format.md, "Audit findings")."""
+
+    MALFORMED = "entry_malformed"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_OPERATOR = "unknown_operator"
+    NO_AUTHORITY = "no_authority"
+    MISSING_APPROVAL = "missing_approval"
+    BAD_GENESIS = "bad_genesis"
+    BACKDATED = "backdated"
+    INVALID_TRANSITION = "invalid_transition"
+    UNPROVEN_KEY = "unproven_key"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something the log or the state does not account for."""
+
+    kind: str
+    subject: str
+    seq: int | None
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        """As ``audit --json`` prints it."""
+        return {"kind": self.kind, "subject": self.subject, "seq": self.seq,
+                "detail": self.detail}
+
+
+@dataclass
+class OperatorState:
+    subject: str
+    kid: str
+    jwk: Mapping[str, str]
+    grants: tuple[OperatorGrant, ...]
+    active: bool = True
+
+
+@dataclass
+class KeyState:
+    """A registry key as the log proves it."""
+
+    kid: str
+    role: str
+    agency: str | None
+    jwk: Mapping[str, str]
+    created_at: int
+    retired_at: int | None = None
+    compromised_since: int | None = None
+
+
+@dataclass
+class CertificateState:
+    agency: str
+    type: str
+    list: int
+    idx: int
+    token: str
+    status: int = VALID
+    redacted: bool = False
+
+
+@dataclass
+class RequestState:
+    action: str
+    subject: str
+    agency: str | None
+    type: str | None
+    requester: str  #: operator subject
+    needed: int
+    expires: int
+    approvals: set[str] = field(default_factory=set)
+    open: bool = True
+
+
+_KEY_MAKERS = frozenset({Action.REGISTRY_INIT, Action.REGISTRY_ADOPT, Action.AGENCY_ADD,
+                         Action.KEY_ROTATE, Action.KEY_COMPROMISE, Action.ROOT_ROTATE})
+_EFFECTS = frozenset({Action.KEY_CREATE, Action.KEY_RETIRE})
+_SELF_SERVICE = frozenset({Action.OPERATOR_ROTATE_KEY, Action.OPERATOR_PASSWD})
+_NO_AUTHORITY_NEEDED = frozenset({Action.ACCESS_REFUSED})
+_TRANSITIONS = {
+    Action.CERT_SUSPEND.value: ({VALID}, SUSPENDED),
+    Action.CERT_REINSTATE.value: ({SUSPENDED}, VALID),
+    Action.CERT_REVOKE.value: ({VALID, SUSPENDED}, INVALID),
+}
+
+
+class Replay:
+    """Apply units of work in log order; read the state and the findings."""
+
+    def __init__(self, *, certificates: bool = True) -> None:
+        self.track_certificates = certificates
+        self.size = 0
+        self.region: str | None = None
+        self.origin: str | None = None
+        self.base_url: str | None = None
+        self.operators: dict[str, OperatorState] = {}  # by subject
+        self.operator_kids: dict[str, str] = {}  # current kid -> subject
+        self.policies: dict[tuple[str, str], int] = {}
+        self.requests: dict[int, RequestState] = {}
+        self.types: dict[str, dict[str, Any]] = {}
+        self.agencies: dict[str, dict[str, Any]] = {}
+        self.keys: dict[str, KeyState] = {}
+        self.agreements: dict[str, Agreement] = {}
+        self.root_rotations: list[str] = []
+        self.certificates: dict[str, CertificateState] = {}
+        #: list id -> {index: status value}; only indices the log allocated.
+        self.statuses: dict[int, dict[int, int]] = {}
+        self.cosigned: dict[str, tuple[int, str]] = {}
+        self.publications: list[dict[str, Any]] = []
+        self.findings: list[Finding] = []
+        self._last_time = 0
+        self._genesis = False
+
+    # -- input -------------------------------------------------------------------------------
+
+    def apply_leaves(self, leaves: Iterable[tuple[int, bytes]]) -> None:
+        """Apply leaves in order, grouping them into units (a unit ends at its ``sig``)."""
+        unit: list[tuple[int, Entry]] = []
+        for seq, leaf in leaves:
+            try:
+                entry = Entry.decode(leaf)
+            except FormatError as e:
+                self._find(FindingKind.MALFORMED, "", seq, e.message)
+                continue
+            if entry.operator == LEGACY_OPERATOR:
+                self._legacy(seq, entry)
+                continue
+            unit.append((seq, entry))
+            if entry.sig is not None:
+                self.apply_unit(unit)
+                unit = []
+        if unit:
+            self._find(FindingKind.MALFORMED, unit[0][1].subject, unit[0][0],
+                       "a unit of work without its signature (truncated or edited)")
+
+    def apply_unit(self, unit: Sequence[tuple[int, Entry]]) -> None:
+        """Check one signed unit's signature and authority, then apply its effects."""
+        first_seq, first = unit[0]
+        entries = [e for _, e in unit]
+        self.size = max(self.size, unit[-1][0] + 1)
+        if first.time < self._last_time - TIME_TOLERANCE_SECONDS:
+            self._find(FindingKind.BACKDATED, first.subject, first_seq,
+                       f"time {first.time} runs behind earlier entries ({self._last_time})")
+        self._last_time = max(self._last_time, first.time)
+        if not self._genesis:
+            self._apply_genesis(unit)
+            return
+        subject = self.operator_kids.get(first.operator)
+        operator = self.operators.get(subject) if subject else None
+        if operator is None or not operator.active:
+            self._find(FindingKind.UNKNOWN_OPERATOR, first.subject, first_seq,
+                       f"signed by {first.operator}, which is no active operator at this point")
+            return
+        if not verify_unit(entries, operator.jwk):
+            self._find(FindingKind.BAD_SIGNATURE, first.subject, first_seq,
+                       "the unit's operator signature does not verify")
+            return
+        if not self._authorized(operator, unit):
+            return
+        for seq, entry in unit:
+            self._effect(seq, entry, operator)
+
+    # -- authority -----------------------------------------------------------------------
+
+    def _authorized(self, operator: OperatorState, unit: Sequence[tuple[int, Entry]]) -> bool:
+        seq, first = unit[0]
+        try:
+            action = Action(first.action)
+        except ValueError:
+            self._find(FindingKind.MALFORMED, first.subject, seq, f"unknown action {first.action}")
+            return False
+        admins = sum(1 for o in self.operators.values()
+                     if o.active and any(g.role is Role.ADMIN for g in o.grants))
+        if action in _NO_AUTHORITY_NEEDED:
+            return True
+        if action in _SELF_SERVICE:
+            if first.subject != operator.subject:
+                return self._deny(first, seq, "changed another operator's key")
+            return True
+        if action in (Action.REQUEST_APPROVE, Action.REQUEST_REJECT):
+            return self._decision(operator, unit, action)
+        if action is Action.REQUEST_CREATE:
+            details = first.details
+            try:
+                requested = Action(str(details.get("action")))
+            except ValueError:
+                return self._deny(first, seq, "request for an unknown action")
+            resource = Resource(details.get("agency"), details.get("type"))
+            if not permits(operator.grants, requested, resource):
+                return self._deny(first, seq, f"may not request {requested.value}")
+            return True
+        makes_keys = any(e.action in {a.value for a in _KEY_MAKERS} for _, e in unit)
+        for entry_seq, entry in unit:
+            try:
+                entry_action = Action(entry.action)
+            except ValueError:
+                self._find(FindingKind.MALFORMED, entry.subject, entry_seq,
+                           f"unknown action {entry.action}")
+                return False
+            if entry_action in _EFFECTS:
+                if not makes_keys:
+                    return self._deny(entry, entry_seq, f"{entry.action} outside a key change")
+                continue
+            if entry_action in (Action.REGISTRY_INIT, Action.REGISTRY_ADOPT):
+                return self._deny(entry, entry_seq, "a second genesis")
+            resource = _resource(entry)
+            if not permits(operator.grants, entry_action, resource):
+                return self._deny(entry, entry_seq, f"may not {entry.action}")
+            needed = approvals_needed(self.policies, _policy_action(entry_action),
+                                      resource.type, admins)
+            if needed > 1:
+                self._find(FindingKind.MISSING_APPROVAL, entry.subject, entry_seq,
+                           f"{entry.action} needs {needed} operators but was not approved")
+                return False
+        return True
+
+    def _decision(self, operator: OperatorState, unit: Sequence[tuple[int, Entry]],
+                  action: Action) -> bool:
+        seq, first = unit[0]
+        request_id = first.details.get("request")
+        request = self.requests.get(request_id) if type(request_id) is int else None
+        if request is None or not request.open:
+            return self._deny(first, seq, "decides a request that is not pending")
+        if first.time >= request.expires:
+            return self._deny(first, seq, "decides an expired request")
+        if operator.subject == request.requester or operator.subject in request.approvals:
+            return self._deny(first, seq, "an operator approved their own request")
+        try:
+            requested = Action(request.action)
+        except ValueError:
+            return self._deny(first, seq, "request for an unknown action")
+        if not permits(operator.grants, requested, Resource(request.agency, request.type)):
+            return self._deny(first, seq, f"may not decide on {request.action}")
+        if action is Action.REQUEST_REJECT:
+            if len(unit) != 1:
+                return self._deny(first, seq, "a rejection that changes something")
+            return True
+        final = len(request.approvals) + 2 >= request.needed
+        effects = [e for _, e in unit[1:] if e.action not in {a.value for a in _EFFECTS}]
+        if not final and effects:
+            return self._deny(first, seq, "carried out a request before enough approvals")
+        if final and (not effects or effects[0].action not in (request.action,
+                                                                  _update_of(request.action))
+                      or (effects[0].subject != request.subject
+                          and request.action != Action.CERT_ISSUE.value)):
+            return self._deny(first, seq, "carried out something other than the request")
+        return True
+
+    def _deny(self, entry: Entry, seq: int, why: str) -> bool:
+        self._find(FindingKind.NO_AUTHORITY, entry.subject, seq, why)
+        return False
+
+    # -- effects ---------------------------------------------------------------------------
+
+    def _apply_genesis(self, unit: Sequence[tuple[int, Entry]]) -> None:
+        seq, first = unit[0]
+        if first.action not in (Action.REGISTRY_INIT.value, Action.REGISTRY_ADOPT.value):
+            self._find(FindingKind.BAD_GENESIS, first.subject, seq,
+                       "the log does not start with registry.init or registry.adopt")
+            return
+        admins = [e for _, e in unit if e.action == Action.OPERATOR_ADD.value]
+        admin = admins[0] if admins else None
+        key = admin.details.get("key") if admin else None
+        if admin is None or not isinstance(key, dict) or key.get("kid") != first.operator:
+            self._find(FindingKind.BAD_GENESIS, first.subject, seq,
+                       "the first unit is not signed by the first admin it adds")
+            return
+        if not verify_unit([e for _, e in unit], key):
+            self._find(FindingKind.BAD_SIGNATURE, first.subject, seq,
+                       "the first unit's signature does not verify")
+            return
+        self._genesis = True
+        self.region = first.subject
+        self.origin = first.details.get("origin")
+        self.base_url = first.details.get("base_url")
+        operator = OperatorState(admin.subject, first.operator, key, ALL_ROLES)
+        for entry_seq, entry in unit:
+            self._effect(entry_seq, entry, operator)
+
+    def _effect(self, seq: int, entry: Entry, operator: OperatorState) -> None:
+        d = entry.details
+        action = entry.action
+        try:
+            if action == Action.OPERATOR_ADD.value:
+                jwk = d["key"]
+                key_from_jwk(jwk)
+                state = OperatorState(entry.subject, jwk["kid"], jwk, grants_from_json(d["grants"]))
+                self.operators[entry.subject] = state
+                self.operator_kids[state.kid] = entry.subject
+            elif action in (Action.OPERATOR_ROTATE_KEY.value, Action.OPERATOR_RESET.value):
+                target = self.operators[entry.subject]
+                key_from_jwk(d["key"])
+                self.operator_kids.pop(target.kid, None)
+                target.kid, target.jwk = d["key"]["kid"], d["key"]
+                self.operator_kids[target.kid] = entry.subject
+            elif action == Action.OPERATOR_GRANT.value:
+                self.operators[entry.subject].grants = grants_from_json(d["grants"])
+            elif action == Action.OPERATOR_DISABLE.value:
+                self.operators[entry.subject].active = False
+            elif action == Action.POLICY_SET.value:
+                key = (entry.subject, d.get("type") or "")
+                if d["approvals"] > 1:
+                    self.policies[key] = d["approvals"]
+                else:
+                    self.policies.pop(key, None)
+            elif action == Action.REQUEST_CREATE.value:
+                self.requests[d["request"]] = RequestState(
+                    d["action"], entry.subject, d.get("agency"), d.get("type"),
+                    operator.subject, d["approvals"], d["expires"])
+            elif action == Action.REQUEST_APPROVE.value:
+                request = self.requests[d["request"]]
+                request.approvals.add(operator.subject)
+                if d.get("final"):
+                    request.open = False
+            elif action == Action.REQUEST_REJECT.value:
+                self.requests[d["request"]].open = False
+            elif action == Action.TYPE_ADD.value:
+                self.types[entry.subject] = dict(d)
+            elif action == Action.AGENCY_ADD.value:
+                self.agencies[entry.subject] = {"name": d["name"], "uscc": d["uscc"],
+                                                "types": tuple(d["types"])}
+            elif action == Action.KEY_CREATE.value:
+                jwk = d["jwk"]
+                key_from_jwk(jwk)
+                if jwk.get("kid") != jwk_thumbprint(jwk) or jwk["kid"] != entry.subject:
+                    raise ValueError("key id is not the key's thumbprint")
+                self.keys[entry.subject] = KeyState(entry.subject, d["role"], d.get("agency"),
+                                                    jwk, entry.time)
+            elif action == Action.KEY_RETIRE.value:
+                self.keys[entry.subject].retired_at = entry.time
+            elif action == Action.KEY_COMPROMISE.value:
+                compromised = self.keys[entry.subject]
+                compromised.compromised_since = d["since"]
+                if compromised.retired_at is None:
+                    compromised.retired_at = entry.time
+            elif action == Action.ROOT_ROTATE.value:
+                self.keys[entry.subject].retired_at = entry.time
+                self.root_rotations.append(d["statement"])
+            elif action in (Action.AGREEMENT_ADD.value, Action.AGREEMENT_UPDATE.value):
+                self.agreements[entry.subject] = Agreement.from_json(d["agreement"])
+            elif action == Action.AGREEMENT_WITHDRAW.value:
+                self.agreements.pop(entry.subject, None)
+            elif action == Action.WITNESS_COSIGN.value:
+                self.cosigned[d["origin"]] = (d["size"], d["root"])
+            elif action == Action.REGISTRY_PUBLISH.value:
+                self.publications.append(dict(d))
+            elif action.startswith("certificate.") and self.track_certificates:
+                self._certificate(seq, entry)
+        except (KeyError, TypeError, ValueError, FormatError) as e:
+            self._find(FindingKind.MALFORMED, entry.subject, seq,
+                       f"{action} entry cannot be applied: {e}")
+
+    def _certificate(self, seq: int, entry: Entry) -> None:
+        d = entry.details
+        if entry.action == Action.CERT_ISSUE.value:
+            if entry.subject in self.certificates:
+                raise ValueError("issued twice")
+            slots = self.statuses.setdefault(d["list"], {})
+            if d["idx"] in slots:
+                raise ValueError(f"status slot {d['list']}/{d['idx']} allocated twice")
+            slots[d["idx"]] = VALID
+            self.certificates[entry.subject] = CertificateState(
+                d["agency"], d["type"], d["list"], d["idx"], d["token"])
+            return
+        cert = self.certificates.get(entry.subject)
+        if cert is None:
+            raise ValueError("a certificate the log never issued")
+        if entry.action == Action.CERT_REDACT.value:
+            cert.redacted = True
+            return
+        allowed, value = _TRANSITIONS[entry.action]
+        if cert.status not in allowed:
+            self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,
+                       f"{entry.action} of a certificate whose status is {cert.status}")
+        cert.status = value
+        self.statuses[cert.list][cert.idx] = value
+
+    def _legacy(self, seq: int, entry: Entry) -> None:
+        if self._genesis:
+            self._find(FindingKind.NO_AUTHORITY, entry.subject, seq,
+                       "an unsigned legacy entry after the log began")
+        self.size = max(self.size, seq + 1)
+
+    def _find(self, kind: str, subject: str, seq: int | None, detail: str) -> None:
+        self.findings.append(Finding(kind, subject, seq, detail))
+
+    # -- output ----------------------------------------------------------------------------
+
+    def status_value(self, list_id: int, index: int) -> int:
+        """What a published status list must say at an index: unallocated ones are invalid."""
+        return self.statuses.get(list_id, {}).get(index, INVALID)
+
+
+def _resource(entry: Entry) -> Resource:
+    d = entry.details
+    action = entry.action
+    if action.startswith("certificate."):
+        return Resource(d.get("agency"), d.get("type"))
+    if action in (Action.AGENCY_ADD.value, Action.KEY_ROTATE.value):
+        return Resource(agency=entry.subject)
+    if action == Action.KEY_COMPROMISE.value:
+        return Resource(agency=d.get("agency"))
+    if action == Action.TYPE_ADD.value:
+        return Resource(type=entry.subject)
+    return Resource()
+
+
+def _policy_action(action: Action) -> Action:
+    # An update of an agreement is governed by the policy on recognizing a region.
+    return Action.AGREEMENT_ADD if action is Action.AGREEMENT_UPDATE else action
+
+
+def _update_of(action: str) -> str:
+    # A recognition request may turn into an update of an existing agreement.
+    return Action.AGREEMENT_UPDATE.value if action == Action.AGREEMENT_ADD.value else action
+
+
+def role_names(grants: Iterable[OperatorGrant]) -> list[str]:
+    """For messages."""
+    return [g.role.value for g in grants]
+
+
+def unit_sizes(leaves: Sequence[bytes]) -> list[int]:  # pragma: no cover - debugging aid
+    """How many entries each unit holds (for diagnostics)."""
+    sizes, count = [], 0
+    for leaf in leaves:
+        count += 1
+        if b'"sig":' in leaf:
+            sizes.append(count)
+            count = 0
+    return sizes

@@ -1,0 +1,127 @@
+"""Agencies and the registry's keys: agency keys, compromise, the region root."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ecert._authority import Action, Resource
+from ecert._formats.trustlist import sign_root_rotation
+from ecert.errors import AlreadyExists, InputError, InvalidTransition, NotFound, StorageError
+from ecert.identifiers import validate_uscc
+from ecert.models import Agency, KeyInfo, KeyRole
+from ecert.registry._core import Operation, Target, Unit, register
+from ecert.registry._rules import check_code
+
+
+def agency_params(code: str, name: str, uscc: str, types: Iterable[str],
+                  alg: str) -> dict[str, Any]:
+    """Checked parameters of a new agency."""
+    check_code("agency", code)
+    validate_uscc(uscc)
+    if not name.strip():
+        raise InputError("an agency needs a name", code="invalid_name")
+    if alg not in ("ES256", "Ed25519"):
+        raise InputError(f"unsupported algorithm {alg!r}; use ES256 or Ed25519")
+    return {"code": code, "name": name, "uscc": uscc, "types": sorted(set(types)), "alg": alg}
+
+
+def _add(unit: Unit, p: Mapping[str, Any]) -> Agency:
+    repo = unit.repo
+    code = p["code"]
+    if repo.get_agency(code) is not None:
+        raise AlreadyExists(f"agency {code} exists already")
+    if repo.agency_with_uscc(p["uscc"]) is not None:
+        raise AlreadyExists(f"an agency with USCC {p['uscc']} exists already")
+    for type_code in p["types"]:
+        if repo.get_type(type_code) is None:
+            raise NotFound(f"no certificate type {type_code!r}")
+    value = Agency(code, p["name"], p["uscc"], tuple(p["types"]))
+    repo.add_agency(value, unit.now)
+    repo.create_counter(f"serial:{code}")
+    unit.log(Action.AGENCY_ADD, code, {"name": value.name, "uscc": value.uscc,
+                                       "types": list(value.types)})
+    unit.new_key(KeyRole.AGENCY, code, p["alg"])
+    return value
+
+
+ADD_AGENCY = register(Operation(
+    Action.AGENCY_ADD, lambda _repo, p: Target(Resource(agency=p["code"]), p["code"]), _add))
+
+
+def _rotate(unit: Unit, p: Mapping[str, Any]) -> KeyInfo:
+    repo = unit.repo
+    code = p["agency"]
+    if repo.get_agency(code) is None:
+        raise NotFound(f"no agency {code!r}")
+    old = repo.active_key(KeyRole.AGENCY, code)
+    unit.log(Action.KEY_ROTATE, code, {"retired": old.kid if old else None})
+    if old is not None:
+        repo.retire_key(old.kid, unit.now)
+        unit.log(Action.KEY_RETIRE, old.kid, {"role": old.role.value, "agency": code})
+        unit.after_commit(lambda: unit.ctx.destroy_key(old.kid))
+    return unit.new_key(KeyRole.AGENCY, code, p["alg"])
+
+
+ROTATE_AGENCY_KEY = register(Operation(
+    Action.KEY_ROTATE, lambda _repo, p: Target(Resource(agency=p["agency"]), p["agency"]),
+    _rotate))
+
+
+def _compromise_target(repo: Any, p: Mapping[str, Any]) -> Target:
+    key = repo.get_key(p["kid"])
+    if key is None or key.role is not KeyRole.AGENCY or key.agency_code is None:
+        raise NotFound(f"no agency key {p['kid']!r}")
+    return Target(Resource(agency=key.agency_code), p["kid"])
+
+
+def _compromise(unit: Unit, p: Mapping[str, Any]) -> KeyInfo:
+    repo = unit.repo
+    kid, when = p["kid"], p["since"]
+    if when > unit.now:
+        raise InputError("a key cannot be compromised in the future")
+    key = repo.get_key(kid)
+    if key is None or key.agency_code is None:
+        raise NotFound(f"no agency key {kid!r}")
+    if key.compromised_since is not None:
+        raise InvalidTransition(f"key {kid} is already marked compromised")
+    was_active = key.retired_at is None
+    repo.mark_compromised(kid, when, unit.now)
+    affected = repo.count_signed_since(kid, when)
+    unit.log(Action.KEY_COMPROMISE, kid, {"since": when, "agency": key.agency_code,
+                                          "affected": affected})
+    if was_active:
+        unit.new_key(KeyRole.AGENCY, key.agency_code, key.alg)
+    unit.after_commit(lambda: unit.ctx.destroy_key(kid))
+    updated = repo.get_key(kid)
+    if updated is None:  # pragma: no cover - the row was just written
+        raise NotFound(f"no agency key {kid!r}")
+    return updated
+
+
+COMPROMISE_KEY = register(Operation(Action.KEY_COMPROMISE, _compromise_target, _compromise))
+
+
+def _rotate_root(unit: Unit, p: Mapping[str, Any]) -> KeyInfo:
+    repo = unit.repo
+    old = repo.active_key(KeyRole.ROOT)
+    if old is None:
+        raise StorageError("registry has no root key")
+    new = unit.new_key(KeyRole.ROOT, None, p["alg"])
+    statement = sign_root_rotation(unit.region.code, new.public_jwk, unit.now,
+                                   unit.ctx.keystore.signer(old.kid))
+    repo.retire_key(old.kid, unit.now)
+    repo.add_root_rotation(old.kid, new.kid, statement, unit.now)
+    unit.log(Action.ROOT_ROTATE, old.kid, {"kid": new.kid, "statement": statement})
+    unit.after_commit(lambda: unit.ctx.destroy_key(old.kid))
+    return new
+
+
+def _root_target(repo: Any, _p: Mapping[str, Any]) -> Target:
+    root = repo.active_key(KeyRole.ROOT)
+    if root is None:
+        raise StorageError("registry has no root key")
+    return Target(Resource(), root.kid)
+
+
+ROTATE_ROOT = register(Operation(Action.ROOT_ROTATE, _root_target, _rotate_root))

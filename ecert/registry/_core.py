@@ -1,0 +1,460 @@
+"""The one path every change of a registry takes: the unit of work.
+
+``_Context.execute(operation, params)``:
+
+1. **authenticate** the acting operator (their personal key signs a fresh challenge
+   that their registered public key verifies; failures are counted, not logged);
+2. open one write transaction and **authorize** the action on its resource with the
+   shared rules of :mod:`ecert._authority` (a refusal is itself logged, signed by the
+   refused operator); a four-eyes policy turns the change into a pending request;
+3. **apply** it through a :class:`WriteRepository`, which only a unit hands out;
+4. **log** it: the unit's entries are signed once by the operator (before the log's
+   counter row is locked) and appended to the Merkle log in the same transaction;
+5. commit, then run after-commit steps (destroying retired keys, writing files).
+
+Services (catalog, agencies, issuance, …) only describe operations; none of them opens a
+write transaction of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from ecert._authority import Action, Resource, approvals_needed, permits
+from ecert._clock import Clock, now_seconds, system_clock
+from ecert._formats.jose import ED25519, key_from_jwk, verify_signature
+from ecert._formats.log import Entry, commitment, sign_unit
+from ecert._storage.database import WRITE
+from ecert._storage.repository import Repository, WriteRepository
+from ecert.errors import (
+    Conflict,
+    EcertError,
+    InputError,
+    KeyStoreError,
+    NotAuthenticated,
+    PendingApproval,
+    PermissionDenied,
+    StorageError,
+)
+from ecert.keys import FileKeyStore, KeyProvider, Signer
+from ecert.models import ApprovalRequest, KeyInfo, KeyRole, Operator, Region, Role
+
+log = logging.getLogger("ecert.registry")
+
+T = TypeVar("T")
+Passphrase = bytes | str | Callable[[], bytes | str]
+
+KEYS_DIR = "keys"
+OPERATORS_DIR = "operators"
+PSEUDONYM_SECRET = "holder-pseudonym"  # noqa: S105 - a key file name, not a secret
+COMMITMENT_SECRET = "log-commitment"  # noqa: S105 - a key file name, not a secret
+#: How long a four-eyes request waits for approval.
+REQUEST_TTL_SECONDS = 72 * 3600
+
+
+class Retry(Exception):
+    """Raised by an operation's apply when a race was lost; the unit runs again."""
+
+
+#: Every operation by action, so an approved request can be carried out later.
+OPERATIONS: dict[Action, Operation[Any]] = {}
+
+
+def register(operation: Operation[T]) -> Operation[T]:
+    """Make ``operation`` known by its action (for four-eyes requests)."""
+    OPERATIONS[operation.action] = operation
+    return operation
+
+
+@dataclass(frozen=True)
+class OperatorCredential:
+    """Who acts, and how they prove it.
+
+    ``name`` is the operator's account. Their personal key is either the encrypted key
+    file in the registry home (unlocked with ``passphrase``, asked on first need when a
+    callable) or, for smart cards, HSMs or keys bound to an OIDC login, any
+    :class:`ecert.keys.Signer` given as ``signer``.
+    """
+
+    name: str
+    passphrase: Passphrase | None = field(default=None, repr=False)
+    signer: Signer | None = None
+
+
+def operator_keys(home: Path, name: str, passphrase: bytes | str,
+                  kdf_rounds: int | None) -> FileKeyStore:
+    """The encrypted key files of one operator (``home/operators/<name>/<kid>.p12``)."""
+    return FileKeyStore(home / OPERATORS_DIR / name, passphrase, kdf_rounds=kdf_rounds)
+
+
+def _resolve(passphrase: Passphrase | None) -> bytes | str | None:
+    return passphrase() if callable(passphrase) else passphrase
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What an operation touches: its resource (for authorization) and its subject."""
+
+    resource: Resource
+    subject: str  #: in clear, as the registry names it (a certificate id, a code…)
+
+
+@dataclass(frozen=True)
+class Operation(Generic[T]):
+    """A kind of change: how to find what it touches, and how to apply it."""
+
+    action: Action
+    target: Callable[[Repository, Mapping[str, Any]], Target]
+    apply: Callable[[Unit, Mapping[str, Any]], T]
+    #: Whether a four-eyes policy may hold it for approval.
+    guarded: bool = True
+    #: Whether ``apply`` authorizes by itself (approvals, an operator's own key).
+    self_authorizing: bool = False
+    #: Whether its subject is published only as a commitment (certificates, operators).
+    private: bool = False
+
+
+@dataclass
+class _Pending:
+    action: Action
+    subject: str
+    public: str
+    details: dict[str, Any]
+
+
+class Unit:
+    """One unit of work: a write transaction, its operator, and the entries it logs."""
+
+    def __init__(self, ctx: _Context, repo: WriteRepository, operator: Operator,
+                 now: int) -> None:
+        self.ctx = ctx
+        self.repo = repo
+        self.operator = operator
+        self.now = now
+        #: True while carrying out a request that other operators approved.
+        self.approved = False
+        self._entries: list[_Pending] = []
+        self._after: list[Callable[[], None]] = []
+
+    @property
+    def region(self) -> Region:
+        """The registry's region."""
+        return self.ctx.region
+
+    def log(self, action: Action, subject: str, details: Mapping[str, Any] | None = None,
+            *, private: bool = False) -> None:
+        """Append an entry; a ``private`` subject is published only as a commitment."""
+        public = commitment(self.ctx.commitment_key, subject) if private else subject
+        self._entries.append(_Pending(action, subject, public, dict(details or {})))
+
+    def after_commit(self, step: Callable[[], None]) -> None:
+        """Run ``step`` once the transaction committed (never if it rolled back)."""
+        self._after.append(step)
+
+    def require(self, action: Action, resource: Resource) -> None:
+        """Refuse unless the acting operator may ``action`` on ``resource``."""
+        if not permits(self.operator.grants, action, resource):
+            raise PermissionDenied(
+                f"operator {self.operator.name} may not {action.value}"
+                + (f" for agency {resource.agency}" if resource.agency else "")
+                + (f" and type {resource.type}" if resource.type else "")
+                + f" (roles: {', '.join(self.operator.roles) or 'none'})")
+
+    def new_key(self, role: KeyRole, agency_code: str | None, alg: str = "ES256") -> KeyInfo:
+        """Create a registry key and log its creation (the proof publication asks for)."""
+        # Keys are named by kid; a failed transaction leaves only an unused key file,
+        # which ``ecert doctor`` reports.
+        signer = self.ctx.keystore.create(alg)
+        info = KeyInfo(kid=signer.kid, alg=signer.alg, role=role, public_jwk=signer.public_jwk,
+                       created_at=_utc(self.now), agency_code=agency_code)
+        self.repo.add_key(info)
+        self.log(Action.KEY_CREATE, info.kid,
+                 {"role": role.value, "agency": agency_code, "jwk": dict(info.public_jwk)})
+        return info
+
+    def seal(self, signer: Signer) -> list[Entry]:
+        """Sign the unit's entries and append them to the log."""
+        if not self._entries:
+            raise StorageError("internal: a unit of work changed state without logging it")
+        entries = sign_unit([Entry(self.now, p.action.value, p.public, self.operator.kid,
+                                   p.details) for p in self._entries], signer)
+        # Only now is the log's counter row locked: signing happened outside it.
+        end = self.repo.add_to_counter("log_size", len(entries))
+        start = end - len(entries)
+        self.repo.append_log([
+            {"seq": start + i, "leaf": entry.encode(), "action": p.action.value,
+             "subject": p.public, "plain_subject": p.subject, "operator": self.operator.name,
+             "unit": start, "at": self.now}
+            for i, (entry, p) in enumerate(zip(entries, self._entries, strict=True))
+        ])
+        return entries
+
+    def run_after(self) -> None:
+        for step in self._after:
+            try:
+                step()
+            except EcertError as e:  # committed already: report, never undo
+                log.warning("after-commit step failed: %s", e.message)
+
+
+class _Context:
+    """What every service shares: storage, clock, keys and the acting operator."""
+
+    def __init__(self, home: Path, engine: Engine, region: Region, *,
+                 passphrase: Passphrase | None, clock: Clock | None,
+                 operator: OperatorCredential | None, kdf_rounds: int | None,
+                 key_provider: KeyProvider | None, status_list_size: int) -> None:
+        self.home = home
+        self.engine = engine
+        self.region = region
+        self.clock: Clock = clock or system_clock
+        self.credential = operator
+        self.kdf_rounds = kdf_rounds
+        self.status_list_size = status_list_size
+        self._passphrase = passphrase
+        self._keystore = key_provider
+        self._authenticated: tuple[str, Signer] | None = None
+        self._secrets: dict[str, bytes] = {}
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def now(self) -> int:
+        return now_seconds(self.clock)
+
+    def read(self) -> _Transaction[Repository]:
+        """A read-only transaction (a :class:`Repository` has no write methods)."""
+        return _Transaction(self.engine, Repository, write=False)
+
+    def _write(self) -> _Transaction[WriteRepository]:
+        """Only :meth:`execute` and bookkeeping that is no change (refusal counts) use it."""
+        return _Transaction(self.engine, WriteRepository, write=True)
+
+    @property
+    def keystore(self) -> KeyProvider:
+        """The registry's private keys; the file store asks for the passphrase once."""
+        if self._keystore is None:
+            passphrase = _resolve(self._passphrase)
+            if not passphrase:
+                raise KeyStoreError("a passphrase is needed to use the registry's private keys "
+                                    "(set ECERT_PASSPHRASE)")
+            keystore = FileKeyStore(self.home / KEYS_DIR, passphrase, kdf_rounds=self.kdf_rounds)
+            # Prove the passphrase on an existing secret before anything new is encrypted
+            # under it: a mistyped passphrase must not create keys nobody can open.
+            if keystore.exists(PSEUDONYM_SECRET):
+                keystore.load(PSEUDONYM_SECRET)
+            self._keystore = keystore
+        return self._keystore
+
+    def destroy_key(self, kid: str) -> None:
+        """Destroy a retired key's private half (after commit; failing here loses nothing)."""
+        try:
+            self.keystore.destroy(kid)
+        except KeyStoreError as e:
+            log.warning("key %s is retired but its private key could not be destroyed: %s",
+                        kid, e.message)
+
+    def _secret(self, name: str, context: bytes) -> bytes:
+        if name not in self._secrets:
+            self._secrets[name] = hashlib.sha256(context + self.keystore.secret(name)).digest()
+        return self._secrets[name]
+
+    @property
+    def pseudonym_key(self) -> bytes:
+        return self._secret(PSEUDONYM_SECRET, b"ecert holder pseudonym v1\x00")
+
+    @property
+    def commitment_key(self) -> bytes:
+        return self._secret(COMMITMENT_SECRET, b"ecert log commitment v1\x00")
+
+    # -- authentication ----------------------------------------------------------------------
+
+    def authenticate(self) -> tuple[Operator, Signer]:
+        """The acting operator, proven by a signature with their registered key."""
+        credential = self.credential
+        if credential is None:
+            self._count_refusal()
+            raise NotAuthenticated("no operator is acting: set ECERT_OPERATOR and "
+                                   "ECERT_OPERATOR_PASSPHRASE")
+        with self.read() as repo:
+            operator = repo.get_operator(credential.name)
+        if operator is None or not operator.active:
+            self._count_refusal()
+            why = "is not an operator of this registry" if operator is None else "is disabled"
+            raise NotAuthenticated(f"{credential.name!r} {why}")
+        if self._authenticated is not None and self._authenticated[0] == operator.kid:
+            return operator, self._authenticated[1]
+        try:
+            signer = credential.signer or self._file_signer(credential, operator)
+            challenge = secrets.token_bytes(32)
+            alg, key = key_from_jwk(operator.public_jwk)
+            proven = (signer.kid == operator.kid and signer.alg == alg and verify_signature(
+                alg, key, challenge, signer.sign(challenge)))
+        except EcertError as e:
+            self._count_refusal()
+            raise NotAuthenticated(f"operator {credential.name} could not be authenticated: "
+                                   f"{e.message}") from e
+        if not proven:
+            self._count_refusal()
+            raise NotAuthenticated(f"operator {credential.name} could not be authenticated: "
+                                   "their key does not match the registered one")
+        self._authenticated = (operator.kid, signer)
+        return operator, signer
+
+    def _file_signer(self, credential: OperatorCredential, operator: Operator) -> Signer:
+        passphrase = _resolve(credential.passphrase)
+        if not passphrase:
+            raise KeyStoreError(f"a passphrase is needed for operator {credential.name} "
+                                "(set ECERT_OPERATOR_PASSPHRASE)")
+        return operator_keys(self.home, credential.name, passphrase,
+                             self.kdf_rounds).signer(operator.kid)
+
+    def _count_refusal(self) -> None:
+        """Refusals of unauthenticated callers are counted, so noise cannot grow the log."""
+        try:
+            with self._write() as repo:
+                repo.add_to_counter("refused_unauthenticated", 1)
+        except StorageError:  # pragma: no cover - the refusal itself still stands
+            log.warning("could not count a refused unauthenticated change")
+
+    # -- the one path ------------------------------------------------------------------------
+
+    def execute(self, operation: Operation[T], params: Mapping[str, Any]) -> T:
+        """Authenticate, authorize, apply and log ``operation`` in one transaction."""
+        operator, signer = self.authenticate()
+        for attempt in range(3):
+            try:
+                return self._execute_once(operator, signer, operation, params)
+            except Retry:
+                if attempt == 2:
+                    raise StorageError("lost a race three times (status list full); "
+                                       "try again", code="conflict") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _execute_once(self, operator: Operator, signer: Signer, operation: Operation[T],
+                      params: Mapping[str, Any]) -> T:
+        now = self.now()
+        request: ApprovalRequest | None = None
+        subject = operation.action.value
+        try:
+            with self._write() as repo:
+                current = repo.get_operator(operator.name)
+                if current is None or not current.active or current.kid != operator.kid:
+                    raise NotAuthenticated(f"operator {operator.name} changed meanwhile")
+                unit = Unit(self, repo, current, now)
+                target = operation.target(repo, params)
+                subject = target.subject
+                if not operation.self_authorizing:
+                    unit.require(operation.action, target.resource)
+                if operation.guarded:
+                    request = self._hold_for_approval(unit, operation, target, params)
+                result = None if request is not None else operation.apply(unit, params)
+                unit.seal(signer)
+        except PermissionDenied as refusal:
+            self._log_refusal(operator, signer, operation, subject, refusal)
+            raise
+        if request is not None:
+            raise PendingApproval(
+                f"{operation.action.value} of {request.subject} needs the approval of "
+                f"{request.approvals_needed - 1} more operator(s): request {request.id}",
+                request=request)
+        unit.run_after()
+        return result  # type: ignore[return-value]  # set whenever no request was made
+
+    def _hold_for_approval(self, unit: Unit, operation: Operation[Any], target: Target,
+                           params: Mapping[str, Any]) -> ApprovalRequest | None:
+        repo = unit.repo
+        admins = sum(1 for o in repo.list_operators()
+                     if o.active and Role.ADMIN in o.roles)
+        needed = approvals_needed(repo.list_policies(), operation.action,
+                                  target.resource.type, admins)
+        if needed <= 1:
+            return None
+        expires = unit.now + REQUEST_TTL_SECONDS
+        request_id = repo.add_request(
+            action=operation.action.value, subject=target.subject, params=dict(params),
+            agency_code=target.resource.agency, type_code=target.resource.type,
+            requested_by=unit.operator.name, now=unit.now, expires_at=expires,
+            approvals_needed=needed)
+        unit.log(Action.REQUEST_CREATE, target.subject,
+                 {"request": request_id, "action": operation.action.value,
+                  "agency": target.resource.agency, "type": target.resource.type,
+                  "params": _params_hash(params), "approvals": needed, "expires": expires},
+                 private=operation.private)
+        found = repo.get_request(request_id)
+        return None if found is None else found[0]
+
+    def _log_refusal(self, operator: Operator, signer: Signer, operation: Operation[Any],
+                     subject: str, refusal: PermissionDenied) -> None:
+        """A refused change leaves a trace, signed by the operator who was refused."""
+        try:
+            with self._write() as repo:
+                unit = Unit(self, repo, operator, self.now())
+                unit.log(Action.ACCESS_REFUSED, subject,
+                         {"action": operation.action.value, "code": refusal.code},
+                         private=operation.private)
+                unit.seal(signer)
+        except EcertError as e:  # pragma: no cover - the refusal itself still stands
+            log.warning("could not log a refusal: %s", e.message)
+
+
+def _params_hash(params: Mapping[str, Any]) -> str:
+    from ecert._formats.jose import b64url_encode, canonical_json
+
+    return b64url_encode(hashlib.sha256(canonical_json(dict(params))).digest())
+
+
+def _utc(seconds: int) -> Any:
+    from ecert._clock import from_seconds
+
+    return from_seconds(seconds)
+
+
+def new_operator_key(home: Path, name: str, passphrase: bytes | str,
+                     kdf_rounds: int | None) -> Signer:
+    """Generate an operator's Ed25519 key, encrypted under their own passphrase."""
+    if not passphrase:
+        raise InputError(f"operator {name} needs a passphrase for their key",
+                         code="missing_passphrase")
+    return operator_keys(home, name, passphrase, kdf_rounds).create(ED25519)
+
+
+R = TypeVar("R", bound=Repository)
+
+
+class _Transaction(Generic[R]):
+    """``with ctx.read() as repo``: one transaction, errors mapped to StorageError."""
+
+    def __init__(self, engine: Engine, kind: type[R], *, write: bool) -> None:
+        self._engine = engine.execution_options(**WRITE) if write else engine
+        self._kind = kind
+        self._ctx: Any = None
+
+    def __enter__(self) -> R:
+        try:
+            self._ctx = self._engine.begin()
+            connection: Connection = self._ctx.__enter__()
+        except OperationalError as e:
+            raise StorageError(f"database unavailable: {e.orig}") from e
+        return self._kind(connection)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: Any) -> None:
+        try:
+            self._ctx.__exit__(exc_type, exc, tb)
+        except IntegrityError as e:
+            raise Conflict(f"conflicting concurrent change: {e.orig}") from e
+        except SQLAlchemyError as e:
+            raise StorageError(f"database error: {e}") from e
+        if isinstance(exc, IntegrityError):
+            raise Conflict(f"conflicting change: {exc.orig}") from exc
+        if isinstance(exc, SQLAlchemyError):
+            raise StorageError(f"database error: {exc}") from exc

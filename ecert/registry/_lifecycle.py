@@ -1,0 +1,86 @@
+"""A certificate's life after issue: suspend, reinstate, revoke, and lawful erasure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ecert._authority import Action, Resource
+from ecert._formats.statuslist import INVALID, SUSPENDED, VALID
+from ecert.errors import InvalidTransition, NotFound
+from ecert.models import Certificate, CertificateStatus, RevocationReason
+from ecert.registry._core import Operation, Target, Unit, register
+from ecert.registry._rules import list_id_of
+
+#: The status-list value each registry status publishes.
+STATUS_VALUES = {CertificateStatus.VALID: VALID, CertificateStatus.SUSPENDED: SUSPENDED,
+                 CertificateStatus.REVOKED: INVALID}
+
+_ALLOWED: Mapping[Action, frozenset[CertificateStatus]] = {
+    Action.CERT_REVOKE: frozenset({CertificateStatus.VALID, CertificateStatus.SUSPENDED}),
+    Action.CERT_SUSPEND: frozenset({CertificateStatus.VALID}),
+    Action.CERT_REINSTATE: frozenset({CertificateStatus.SUSPENDED}),
+    Action.CERT_REDACT: frozenset({CertificateStatus.REVOKED}),
+}
+_TARGET = {Action.CERT_REVOKE: CertificateStatus.REVOKED,
+           Action.CERT_SUSPEND: CertificateStatus.SUSPENDED,
+           Action.CERT_REINSTATE: CertificateStatus.VALID}
+
+
+def _target(repo: Any, p: Mapping[str, Any]) -> Target:
+    cert = repo.get_certificate(p["id"])
+    if cert is None:
+        raise NotFound(f"no certificate {p['id']}")
+    return Target(Resource(agency=cert.agency_code, type=cert.type_code), cert.id)
+
+
+def _locked(unit: Unit, action: Action, cert_id: str) -> Certificate:
+    cert = unit.repo.get_certificate(cert_id, for_update=True)
+    if cert is None:
+        raise NotFound(f"no certificate {cert_id}")
+    if cert.status not in _ALLOWED[action]:
+        verb = action.value.split(".")[1]
+        raise InvalidTransition(f"cannot {verb} certificate {cert_id}: it is {cert.status.value}")
+    return cert
+
+
+def _transition(action: Action) -> Operation[Certificate]:
+    target_status = _TARGET[action]
+
+    def apply(unit: Unit, p: Mapping[str, Any]) -> Certificate:
+        cert = _locked(unit, action, p["id"])
+        reason = RevocationReason(p["reason"]) if p.get("reason") else None
+        unit.repo.set_status(cert.id, target_status, reason)
+        details: dict[str, Any] = {
+            "agency": cert.agency_code, "type": cert.type_code,
+            "list": list_id_of(cert.status_list_uri), "idx": cert.status_index,
+            "status": STATUS_VALUES[target_status]}
+        if reason is not None:
+            details["reason"] = reason.value
+        unit.log(action, cert.id, details, private=True)
+        updated = unit.repo.get_certificate(cert.id)
+        if updated is None:  # pragma: no cover - the row was locked above
+            raise NotFound(f"no certificate {cert.id}")
+        return updated
+
+    return register(Operation(action, _target, apply, private=True))
+
+
+REVOKE = _transition(Action.CERT_REVOKE)
+SUSPEND = _transition(Action.CERT_SUSPEND)
+REINSTATE = _transition(Action.CERT_REINSTATE)
+
+
+def _redact(unit: Unit, p: Mapping[str, Any]) -> Certificate:
+    cert = _locked(unit, Action.CERT_REDACT, p["id"])
+    unit.repo.redact_certificate(cert.id, unit.now)
+    # The token's hash stays in the log and the row, so erasure is not taken for tampering.
+    unit.log(Action.CERT_REDACT, cert.id, {"agency": cert.agency_code, "type": cert.type_code},
+             private=True)
+    updated = unit.repo.get_certificate(cert.id)
+    if updated is None:  # pragma: no cover - the row was locked above
+        raise NotFound(f"no certificate {cert.id}")
+    return updated
+
+
+REDACT = register(Operation(Action.CERT_REDACT, _target, _redact, private=True))

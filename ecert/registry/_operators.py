@@ -1,0 +1,243 @@
+"""Operators, their roles and keys; four-eyes policies, requests and approvals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ecert._authority import ALL_ROLES, GUARDED, Action, Resource, grants_from_json
+from ecert._clock import from_seconds
+from ecert.errors import (
+    AlreadyExists,
+    InputError,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+)
+from ecert.models import ApprovalRequest, Operator, OperatorGrant, Region, RequestStatus, Role
+from ecert.registry._core import (
+    OPERATIONS,
+    Operation,
+    Target,
+    Unit,
+    _Context,
+    register,
+)
+from ecert.registry._rules import check_code
+
+
+def check_operator_name(name: str) -> str:
+    """Operator names are codes too (they name key directories)."""
+    return check_code("operator", name, 64)
+
+
+def parse_grants(roles: Iterable[str], agencies: Iterable[str] | None,
+                 types: Iterable[str] | None) -> tuple[OperatorGrant, ...]:
+    """Grants from role names and optional agency and type scopes."""
+    grants = []
+    scope_agencies = None if agencies is None else tuple(sorted(set(agencies)))
+    scope_types = None if types is None else tuple(sorted(set(types)))
+    for name in roles:
+        try:
+            role = Role(name)
+        except ValueError as e:
+            names = ", ".join(r.value for r in Role)
+            raise InputError(f"unknown role {name!r}: use {names}", code="invalid_role") from e
+        grants.append(OperatorGrant(role, scope_agencies, scope_types))
+    if not grants:
+        raise InputError("an operator needs at least one role (--role)", code="invalid_role")
+    return tuple(grants)
+
+
+def _operator_details(op: Operator) -> dict[str, Any]:
+    return {"key": dict(op.public_jwk), "grants": [g.to_json() for g in op.grants]}
+
+
+def _subject(_repo: Any, p: Mapping[str, Any]) -> Target:
+    return Target(Resource(), p["name"])
+
+
+def _add(unit: Unit, p: Mapping[str, Any]) -> Operator:
+    if unit.repo.get_operator(p["name"]) is not None:
+        raise AlreadyExists(f"operator {p['name']} exists already")
+    if unit.repo.operator_by_kid(p["jwk"]["kid"]) is not None:
+        raise AlreadyExists("that key belongs to another operator")
+    value = Operator(p["name"], p["jwk"]["kid"], dict(p["jwk"]), grants_from_json(p["grants"]),
+                     True, from_seconds(unit.now))
+    unit.repo.put_operator(value, unit.now)
+    unit.log(Action.OPERATOR_ADD, value.name, _operator_details(value), private=True)
+    return value
+
+
+ADD_OPERATOR = register(Operation(Action.OPERATOR_ADD, _subject, _add, private=True))
+
+
+def _existing(unit: Unit, name: str) -> Operator:
+    value = unit.repo.get_operator(name)
+    if value is None:
+        raise NotFound(f"no operator {name!r}")
+    return value
+
+
+def _disable(unit: Unit, p: Mapping[str, Any]) -> Operator:
+    old = _existing(unit, p["name"])
+    if not old.active:
+        raise InvalidTransition(f"operator {old.name} is disabled already")
+    value = Operator(old.name, old.kid, old.public_jwk, old.grants, False, old.created_at)
+    unit.repo.put_operator(value, unit.now)
+    unit.log(Action.OPERATOR_DISABLE, value.name, {}, private=True)
+    return value
+
+
+DISABLE_OPERATOR = register(Operation(Action.OPERATOR_DISABLE, _subject, _disable,
+                                               private=True))
+
+
+def _grant(unit: Unit, p: Mapping[str, Any]) -> Operator:
+    old = _existing(unit, p["name"])
+    value = Operator(old.name, old.kid, old.public_jwk, grants_from_json(p["grants"]),
+                     old.active, old.created_at)
+    unit.repo.put_operator(value, unit.now)
+    unit.log(Action.OPERATOR_GRANT, value.name, {"grants": p["grants"]}, private=True)
+    return value
+
+
+GRANT_OPERATOR = register(Operation(Action.OPERATOR_GRANT, _subject, _grant, private=True))
+
+
+def _new_key(action: Action) -> Callable[[Unit, Mapping[str, Any]], Operator]:
+    def apply(unit: Unit, p: Mapping[str, Any]) -> Operator:
+        old = _existing(unit, p["name"])
+        if action is Action.OPERATOR_ROTATE_KEY and old.name != unit.operator.name:
+            raise PermissionDenied("operators rotate only their own key; an admin resets "
+                                   "another's (operator reset)")
+        if unit.repo.operator_by_kid(p["jwk"]["kid"]) is not None:
+            raise AlreadyExists("that key belongs to an operator already")
+        value = Operator(old.name, p["jwk"]["kid"], dict(p["jwk"]), old.grants, old.active,
+                         old.created_at)
+        unit.repo.put_operator(value, unit.now)
+        unit.log(action, value.name, {"key": dict(value.public_jwk)}, private=True)
+        return value
+
+    return apply
+
+
+RESET_OPERATOR = register(Operation(Action.OPERATOR_RESET, _subject,
+                                    _new_key(Action.OPERATOR_RESET), private=True))
+ROTATE_OPERATOR_KEY = register(Operation(Action.OPERATOR_ROTATE_KEY, _subject,
+                                         _new_key(Action.OPERATOR_ROTATE_KEY), guarded=False,
+                                         self_authorizing=True, private=True))
+
+
+def _passwd(unit: Unit, p: Mapping[str, Any]) -> None:
+    if p["name"] != unit.operator.name:
+        raise PermissionDenied("operators change only their own passphrase")
+    # The key stays the same; only its encryption changed (after commit, by the caller).
+    unit.log(Action.OPERATOR_PASSWD, p["name"], {}, private=True)
+
+
+PASSWD = register(Operation(Action.OPERATOR_PASSWD, _subject, _passwd, guarded=False,
+                            self_authorizing=True, private=True))
+
+
+def _policy(unit: Unit, p: Mapping[str, Any]) -> None:
+    unit.repo.set_policy(p["action"], p["type"] or "", p["approvals"])
+    unit.log(Action.POLICY_SET, p["action"], {"type": p["type"], "approvals": p["approvals"]})
+
+
+SET_POLICY = register(Operation(
+    Action.POLICY_SET, lambda _repo, p: Target(Resource(), p["action"]), _policy))
+
+
+def policy_params(action: str, approvals: int, type_code: str | None) -> dict[str, Any]:
+    """Checked parameters of a four-eyes policy."""
+    try:
+        value = Action(action)
+    except ValueError as e:
+        raise InputError(f"unknown action {action!r}", code="invalid_action") from e
+    if value not in GUARDED:
+        names = ", ".join(sorted(a.value for a in GUARDED))
+        raise InputError(f"no policy can be set on {action}: use one of {names}",
+                         code="invalid_action")
+    if not 1 <= approvals <= 5:
+        raise InputError("approvals are 1 (none needed) to 5", code="invalid_policy")
+    return {"action": value.value, "type": type_code, "approvals": approvals}
+
+
+def _request_target(repo: Any, p: Mapping[str, Any]) -> Target:
+    found = repo.get_request(p["request"])
+    if found is None:
+        raise NotFound(f"no request {p['request']}")
+    request, _params, agency, type_code = found
+    return Target(Resource(agency=agency, type=type_code), request.subject)
+
+
+def _decide(approve: bool) -> Callable[[Unit, Mapping[str, Any]], ApprovalRequest]:
+    def apply(unit: Unit, p: Mapping[str, Any]) -> ApprovalRequest:
+        repo = unit.repo
+        found = repo.get_request(p["request"], for_update=True)
+        if found is None:
+            raise NotFound(f"no request {p['request']}")
+        request, params, agency, type_code = found
+        action = Action(request.action)
+        if request.status is not RequestStatus.PENDING:
+            raise InvalidTransition(f"request {request.id} is {request.status.value} already")
+        if unit.now >= int(request.expires_at.timestamp()):
+            raise InvalidTransition(f"request {request.id} expired at "
+                                    f"{request.expires_at.isoformat()}")
+        me = unit.operator.name
+        if me == request.requested_by or me in request.approved_by:
+            raise PermissionDenied(f"operator {me} cannot decide a request they made or "
+                                   "approved already: another operator must")
+        unit.require(action, Resource(agency=agency, type=type_code))
+        if not approve:
+            repo.update_request(request.id, status=RequestStatus.REJECTED,
+                                approved_by=request.approved_by, decided_by=me,
+                                reason=p.get("reason"))
+            unit.log(Action.REQUEST_REJECT, request.subject, {"request": request.id},
+                     private=OPERATIONS[action].private)
+        else:
+            approved = (*request.approved_by, me)
+            done = len(approved) + 1 >= request.approvals_needed
+            repo.update_request(request.id,
+                                status=RequestStatus.APPROVED if done else RequestStatus.PENDING,
+                                approved_by=approved, decided_by=me if done else None)
+            unit.log(Action.REQUEST_APPROVE, request.subject,
+                     {"request": request.id, "final": done},
+                     private=OPERATIONS[action].private)
+            if done:
+                unit.approved = True
+                OPERATIONS[action].apply(unit, params)
+        updated = repo.get_request(request.id)
+        assert updated is not None  # noqa: S101 - locked above
+        return updated[0]
+
+    return apply
+
+
+APPROVE = register(Operation(Action.REQUEST_APPROVE, _request_target, _decide(True),
+                             guarded=False, self_authorizing=True))
+REJECT = register(Operation(Action.REQUEST_REJECT, _request_target, _decide(False),
+                            guarded=False, self_authorizing=True))
+
+
+def genesis(ctx: _Context, unit: Unit, region: Region, origin: str) -> None:
+    """The first unit of a registry's log: the region, its first admin, its keys."""
+    from ecert.models import KeyRole
+
+    unit.repo.create_region(region, unit.now)
+    for counter in ("trust_list_sequence", "status_list_id"):
+        unit.repo.create_counter(counter)
+    unit.repo.put_operator(unit.operator, unit.now)
+    unit.log(Action.REGISTRY_INIT, region.code,
+             {"name": region.name, "base_url": region.base_url, "origin": origin})
+    unit.log(Action.OPERATOR_ADD, unit.operator.name, _operator_details(unit.operator),
+             private=True)
+    unit.new_key(KeyRole.ROOT, None)
+    unit.new_key(KeyRole.STATUS, None)
+    unit.new_key(KeyRole.LOG, None, "Ed25519")
+    unit.new_key(KeyRole.WITNESS, None, "Ed25519")
+    ctx.keystore.secret("holder-pseudonym")
+
+
+FIRST_ADMIN_GRANTS = ALL_ROLES

@@ -1,0 +1,49 @@
+"""Small rules the registry's services share (one copy of each)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+from ecert._clock import end_of_day, to_seconds
+from ecert._formats.jose import b64url_encode, canonical_json
+from ecert.errors import InputError
+
+_CODE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._")
+
+
+def check_code(kind: str, code: str, max_length: int = 100) -> str:
+    """Type, agency and operator codes: lower-case letters, digits, '-', '.', '_'."""
+    if (not isinstance(code, str) or not code or len(code) > max_length
+            or not _CODE_CHARS.issuperset(code) or code[0] in "-._"):
+        raise InputError(f"{kind} code {code!r} must be lower-case letters, digits, "
+                         f"'-', '.', '_' (at most {max_length})", code="invalid_code")
+    return code
+
+
+def schema_digest(schema: Mapping[str, Any]) -> str:
+    """How the log names a JSON Schema: base64url SHA-256 of its canonical JSON."""
+    return b64url_encode(hashlib.sha256(canonical_json(dict(schema))).digest())
+
+
+def end_time(start: int, valid_until: datetime | date | None,
+             validity_days: int | None) -> int | None:
+    """When something valid from ``start`` ends: a time, the end of a day, or a default."""
+    if isinstance(valid_until, datetime):
+        end: int | None = to_seconds(valid_until, "valid_until")
+    elif isinstance(valid_until, date):
+        end = end_of_day(valid_until)
+    elif validity_days is not None:
+        end = start + validity_days * 86_400
+    else:
+        end = None
+    if end is not None and end <= start:
+        raise InputError("valid-until must be after valid-from")
+    return end
+
+
+def list_id_of(status_list_uri: str) -> int:
+    """The list number of one of our status list URIs (``…/status/<n>.jwt``)."""
+    return int(status_list_uri.rsplit("/", 1)[1].split(".", 1)[0])

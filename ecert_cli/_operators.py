@@ -1,0 +1,246 @@
+"""``ecert operator …``, ``policy …``, ``requests``, ``approve``, ``reject``: who may act."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+import ecert
+from ecert_cli._app import cli, emit, json_option, settings
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def _scope(values: tuple[str, ...]) -> list[str] | None:
+    found = _split(values)
+    return found or None
+
+
+def new_passphrase(passphrase_file: Path | None, who: str) -> str:
+    """A new operator passphrase: from a file (first line), or asked twice at a terminal."""
+    if passphrase_file is not None:
+        try:
+            value = passphrase_file.read_text("utf-8").splitlines()[0:1]
+        except (OSError, UnicodeDecodeError) as e:
+            raise ecert.InputError(f"cannot read {passphrase_file}: {e}") from e
+        if not value or not value[0]:
+            raise ecert.InputError(f"{passphrase_file} holds no passphrase on its first line")
+        return value[0]
+    if sys.stdin.isatty():
+        return str(click.prompt(f"New passphrase for operator {who}", hide_input=True,
+                                confirmation_prompt=True, err=True))
+    value_env = os.environ.get("ECERT_NEW_OPERATOR_PASSPHRASE")
+    if value_env:
+        return value_env
+    raise ecert.InputError("give --passphrase-file FILE (or ECERT_NEW_OPERATOR_PASSPHRASE): "
+                           "no terminal is there to ask")
+
+
+def operator_json(op: ecert.Operator) -> dict[str, object]:
+    return {"name": op.name, "kid": op.kid, "active": op.active,
+            "created_at": op.created_at.isoformat(),
+            "grants": [g.to_json() for g in op.grants]}
+
+
+def _describe(op: ecert.Operator) -> str:
+    parts = []
+    for g in op.grants:
+        scope = []
+        if g.agencies is not None:
+            scope.append("agencies " + ",".join(g.agencies))
+        if g.types is not None:
+            scope.append("types " + ",".join(g.types))
+        parts.append(g.role.value + (f" ({'; '.join(scope)})" if scope else ""))
+    return ", ".join(parts)
+
+
+_ROLE_HELP = "Role: " + ", ".join(r.value for r in ecert.Role) + " (repeatable or A,B)."
+_PASS_FILE = click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+                          default=None, help="File whose first line is the new passphrase "
+                                             "(otherwise asked twice).")
+
+
+@cli.group("operator")
+def operator_group() -> None:
+    """Operator accounts: roles, personal keys, passphrases."""
+
+
+@operator_group.command("add")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, required=True, help=_ROLE_HELP)
+@click.option("--agency", "agencies", multiple=True, metavar="CODE[,CODE]",
+              help="Limit clerk/officer roles to these agencies.")
+@click.option("--types", "types", multiple=True, metavar="T[,T]",
+              help="Limit clerk/officer roles to these types.")
+@_PASS_FILE
+@json_option
+def operator_add(name: str, roles: tuple[str, ...], agencies: tuple[str, ...],
+                 types: tuple[str, ...], passphrase_file: Path | None) -> None:
+    """Add operator NAME with a new personal key (encrypted under their passphrase)."""
+    passphrase = new_passphrase(passphrase_file, name)
+    with settings().open_registry() as registry:
+        op = registry.add_operator(name, roles=_split(roles), agencies=_scope(agencies),
+                                   types=_scope(types), passphrase=passphrase)
+    emit(operator_json(op), f"added operator {op.name} ({_describe(op)}), key {op.kid}")
+
+
+@operator_group.command("list")
+@json_option
+def operator_list() -> None:
+    """List operators with their roles."""
+    with settings().open_registry() as registry:
+        ops = registry.operators()
+
+    def human() -> None:
+        for op in ops:
+            state = "" if op.active else "  [disabled]"
+            click.echo(f"{op.name:<20} {_describe(op)}{state}")
+
+    emit([operator_json(o) for o in ops], human)
+
+
+@operator_group.command("whoami")
+@json_option
+def operator_whoami() -> None:
+    """Authenticate as ECERT_OPERATOR and show the roles held."""
+    with settings().open_registry() as registry:
+        op = registry.whoami()
+    emit(operator_json(op), f"{op.name}: {_describe(op)}")
+
+
+@operator_group.command("disable")
+@click.argument("name")
+@json_option
+def operator_disable(name: str) -> None:
+    """Disable operator NAME (their past entries stay attributable)."""
+    with settings().open_registry() as registry:
+        op = registry.disable_operator(name)
+    emit(operator_json(op), f"operator {op.name} disabled")
+
+
+@operator_group.command("grant")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, required=True, help=_ROLE_HELP)
+@click.option("--agency", "agencies", multiple=True, metavar="CODE[,CODE]")
+@click.option("--types", "types", multiple=True, metavar="T[,T]")
+@json_option
+def operator_grant(name: str, roles: tuple[str, ...], agencies: tuple[str, ...],
+                   types: tuple[str, ...]) -> None:
+    """Replace the roles of operator NAME."""
+    with settings().open_registry() as registry:
+        op = registry.grant(name, roles=_split(roles), agencies=_scope(agencies),
+                            types=_scope(types))
+    emit(operator_json(op), f"operator {op.name} now: {_describe(op)}")
+
+
+@operator_group.command("reset")
+@click.argument("name")
+@_PASS_FILE
+@json_option
+def operator_reset(name: str, passphrase_file: Path | None) -> None:
+    """Give operator NAME a new key under a new passphrase (an admin's action)."""
+    passphrase = new_passphrase(passphrase_file, name)
+    with settings().open_registry() as registry:
+        op = registry.reset_operator(name, passphrase=passphrase)
+    emit(operator_json(op), f"operator {op.name} has a new key {op.kid}")
+
+
+@operator_group.command("rotate-key")
+@_PASS_FILE
+@json_option
+def operator_rotate_key(passphrase_file: Path | None) -> None:
+    """Give yourself (ECERT_OPERATOR) a new personal key."""
+    s = settings()
+    passphrase = new_passphrase(passphrase_file, s.operator or "you")
+    with s.open_registry() as registry:
+        op = registry.rotate_operator_key(passphrase=passphrase)
+    emit(operator_json(op), f"operator {op.name} now signs with key {op.kid}")
+
+
+@operator_group.command("passwd")
+@_PASS_FILE
+@json_option
+def operator_passwd(passphrase_file: Path | None) -> None:
+    """Change your own (ECERT_OPERATOR's) passphrase."""
+    s = settings()
+    passphrase = new_passphrase(passphrase_file, s.operator or "you")
+    with s.open_registry() as registry:
+        registry.change_passphrase(passphrase)
+    emit({"name": s.operator, "changed": True}, f"passphrase of {s.operator} changed")
+
+
+@cli.group("policy")
+def policy_group() -> None:
+    """Four-eyes policies: which changes need a second operator."""
+
+
+@policy_group.command("set")
+@click.argument("action")
+@click.option("--approvals", type=click.IntRange(1, 5), required=True,
+              help="Operators who must agree (1: none besides the one acting).")
+@click.option("--type", "type_code", default=None, help="Only for this certificate type.")
+@json_option
+def policy_set(action: str, approvals: int, type_code: str | None) -> None:
+    """Require APPROVALS operators for ACTION (e.g. certificate.revoke, key.compromise)."""
+    with settings().open_registry() as registry:
+        registry.set_policy(action, approvals=approvals, type_code=type_code)
+    emit({"action": action, "type": type_code, "approvals": approvals},
+         f"{action}" + (f" of {type_code}" if type_code else "")
+         + f" now needs {approvals} operator(s)")
+
+
+@policy_group.command("list")
+@json_option
+def policy_list() -> None:
+    """List four-eyes policies."""
+    with settings().open_registry() as registry:
+        found = registry.policies()
+    emit([{"action": a, "type": t or None, "approvals": n} for (a, t), n in sorted(found.items())],
+         "\n".join(f"{a}{' of ' + t if t else ''}: {n} operators"
+                   for (a, t), n in sorted(found.items())) or "no policies: one operator "
+                                                               "suffices for everything")
+
+
+def request_line(r: ecert.ApprovalRequest) -> str:
+    return (f"#{r.id:<5} {r.status.value:<9} {r.action:<22} {r.subject}  by {r.requested_by}"
+            f"  until {r.expires_at.isoformat()}"
+            + (f"  approved by {', '.join(r.approved_by)}" if r.approved_by else ""))
+
+
+@cli.command("requests")
+@click.option("--pending", is_flag=True, help="Only requests still waiting.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@json_option
+def requests_command(pending: bool, limit: int) -> None:
+    """List four-eyes requests, newest first."""
+    with settings().open_registry() as registry:
+        found = registry.requests(pending=pending, limit=limit)
+    emit([r.to_json() for r in found],
+         "\n".join(request_line(r) for r in found) or "no requests")
+
+
+@cli.command("approve")
+@click.argument("request_id", type=int, metavar="REQ")
+@json_option
+def approve(request_id: int) -> None:
+    """Approve request REQ (never your own); the last approval carries it out."""
+    with settings().open_registry() as registry:
+        request = registry.approve(request_id)
+    emit(request.to_json(), f"request {request.id}: {request.status.value} "
+                            f"({request.action} of {request.subject})")
+
+
+@cli.command("reject")
+@click.argument("request_id", type=int, metavar="REQ")
+@click.option("--reason", required=True, help="Why (kept in the registry).")
+@json_option
+def reject(request_id: int, reason: str) -> None:
+    """Reject request REQ."""
+    with settings().open_registry() as registry:
+        request = registry.reject(request_id, reason=reason)
+    emit(request.to_json(), f"request {request.id} rejected")
