@@ -70,7 +70,8 @@ def main() -> None:
             sample = _samples.region(region)
             reg = ecert.Registry.init(home / region, region=region, name=sample["name"],
                                       base_url=sample["base_url"], passphrase="bench",
-                                      kdf_rounds=1000)
+                                      kdf_rounds=1000,
+                                      admin=ecert.OperatorCredential("bench", passphrase="b"))
             _samples.populate(reg)
             registries[region] = reg
         reg = registries[region]

@@ -244,3 +244,22 @@ def reject(request_id: int, reason: str) -> None:
     with settings().open_registry() as registry:
         request = registry.reject(request_id, reason=reason)
     emit(request.to_json(), f"request {request.id} rejected")
+
+
+@operator_group.command("bootstrap")
+@click.option("--admin", default=None, metavar="NAME",
+              help="The first admin (default: ECERT_OPERATOR).")
+@json_option
+def operator_bootstrap(admin: str | None) -> None:
+    """Bring a registry made before operators existed under the log (needs its passphrase)."""
+    s = settings()
+    admin = admin or s.operator
+    if not admin:
+        raise ecert.InputError("name the first admin: --admin NAME (or ECERT_OPERATOR)")
+    credential = ecert.OperatorCredential(
+        admin, passphrase=s.operator_passphrase(confirm=True, name=admin))
+    with ecert.Registry.adopt(s.home, admin=credential, passphrase=s.passphrase,
+                              database_url=s.database_url, clock=s.clock) as registry:
+        entries = len(registry.events(limit=10_000_000))
+    emit({"admin": admin, "log_size": entries},
+         f"{admin} is the first admin; the registry's history is {entries} log entries")

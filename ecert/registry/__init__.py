@@ -188,6 +188,42 @@ class Registry:
             engine.dispose()  # a failed open must not leave connections behind
             raise
 
+    @classmethod
+    def adopt(cls, home: str | Path, *, admin: OperatorCredential,
+              passphrase: Passphrase | None = None, database_url: str | None = None,
+              clock: Clock | None = None, kdf_rounds: int | None = None,
+              key_provider: KeyProvider | None = None) -> Registry:
+        """Bring a registry made before 0.2 (no operators, no log) under the log.
+
+        Needs the registry passphrase (proving ownership) and names its first admin. Its
+        old events become the first (legacy, unsigned) log entries; the admin then signs
+        one unit recording the types, agencies, keys and agreements as they stand.
+        Refused once the registry has a log.
+        """
+        registry = cls.open(home, passphrase=passphrase, database_url=database_url,
+                            clock=clock, kdf_rounds=kdf_rounds, key_provider=key_provider)
+        ctx = registry._ctx
+        try:
+            _operators.check_operator_name(admin.name)
+            with ctx.read() as repo:
+                if repo.counter("log_size") or repo.list_operators():
+                    raise AlreadyExists("this registry has a log and operators already")
+                legacy = repo.list_events(None, 10_000_000)
+            ctx.keystore  # noqa: B018 - proves the registry passphrase first
+            signer = admin.signer or new_operator_key(ctx.home, admin.name,
+                                                      _resolve(admin.passphrase), kdf_rounds)
+            first = Operator(admin.name, signer.kid, signer.public_jwk, ALL_ROLES, True,
+                             from_seconds(ctx.now()))
+            with ctx._write() as repo:
+                unit = Unit(ctx, repo, first, ctx.now())
+                _operators.adopt(ctx, unit, legacy)
+                unit.seal(signer)
+            ctx.credential = admin
+            return registry
+        except BaseException:
+            registry.close()
+            raise
+
     def close(self) -> None:
         """Release database connections."""
         self._ctx.engine.dispose()
@@ -274,7 +310,7 @@ class Registry:
         signer = new_operator_key(self.home, me.name, passphrase, self._ctx.kdf_rounds)
         updated = self._ctx.execute(_operators.ROTATE_OPERATOR_KEY,
                                     {"name": me.name, "jwk": dict(signer.public_jwk)})
-        self._ctx._authenticated = (signer.kid, signer)
+        self._ctx._authenticated = (updated, signer)
         return updated
 
     def change_passphrase(self, new_passphrase: bytes | str) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from ecert._authority import Action, Resource, approvals_needed, permits
+from ecert._authority import ADMIN_CHANGES, Action, Resource, approvals_needed, permits
 from ecert._clock import Clock, now_seconds, system_clock
 from ecert._formats.jose import ED25519, key_from_jwk, verify_signature
 from ecert._formats.log import Entry, commitment, sign_unit
@@ -222,8 +222,9 @@ class _Context:
         self.status_list_size = status_list_size
         self._passphrase = passphrase
         self._keystore = key_provider
-        self._authenticated: tuple[str, Signer] | None = None
+        self._authenticated: tuple[Operator, Signer] | None = None
         self._secrets: dict[str, bytes] = {}
+        self._signers: dict[str, Signer] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -254,8 +255,16 @@ class _Context:
             self._keystore = keystore
         return self._keystore
 
+    def signer(self, kid: str) -> Signer:
+        """The signer of a registry key, kept for the registry's lifetime."""
+        signer = self._signers.get(kid)
+        if signer is None:
+            signer = self._signers[kid] = self.keystore.signer(kid)
+        return signer
+
     def destroy_key(self, kid: str) -> None:
         """Destroy a retired key's private half (after commit; failing here loses nothing)."""
+        self._signers.pop(kid, None)
         try:
             self.keystore.destroy(kid)
         except KeyStoreError as e:
@@ -284,14 +293,16 @@ class _Context:
             self._count_refusal()
             raise NotAuthenticated("no operator is acting: set ECERT_OPERATOR and "
                                    "ECERT_OPERATOR_PASSPHRASE")
+        if self._authenticated is not None:
+            # Proven already; every unit re-reads the operator inside its own transaction,
+            # so a disabled operator or a replaced key is refused there all the same.
+            return self._authenticated
         with self.read() as repo:
             operator = repo.get_operator(credential.name)
         if operator is None or not operator.active:
             self._count_refusal()
             why = "is not an operator of this registry" if operator is None else "is disabled"
             raise NotAuthenticated(f"{credential.name!r} {why}")
-        if self._authenticated is not None and self._authenticated[0] == operator.kid:
-            return operator, self._authenticated[1]
         try:
             signer = credential.signer or self._file_signer(credential, operator)
             challenge = secrets.token_bytes(32)
@@ -306,7 +317,7 @@ class _Context:
             self._count_refusal()
             raise NotAuthenticated(f"operator {credential.name} could not be authenticated: "
                                    "their key does not match the registered one")
-        self._authenticated = (operator.kid, signer)
+        self._authenticated = (operator, signer)
         return operator, signer
 
     def _file_signer(self, credential: OperatorCredential, operator: Operator) -> Signer:
@@ -348,7 +359,9 @@ class _Context:
             with self._write() as repo:
                 current = repo.get_operator(operator.name)
                 if current is None or not current.active or current.kid != operator.kid:
-                    raise NotAuthenticated(f"operator {operator.name} changed meanwhile")
+                    self._authenticated = None
+                    raise NotAuthenticated(f"operator {operator.name} is disabled or has "
+                                           "another key now")
                 unit = Unit(self, repo, current, now)
                 target = operation.target(repo, params)
                 subject = target.subject
@@ -372,10 +385,12 @@ class _Context:
     def _hold_for_approval(self, unit: Unit, operation: Operation[Any], target: Target,
                            params: Mapping[str, Any]) -> ApprovalRequest | None:
         repo = unit.repo
-        admins = sum(1 for o in repo.list_operators()
-                     if o.active and Role.ADMIN in o.roles)
-        needed = approvals_needed(repo.list_policies(), operation.action,
-                                  target.resource.type, admins)
+        policies = repo.list_policies()
+        admins = 0
+        if operation.action in ADMIN_CHANGES:  # only these depend on how many admins
+            admins = sum(1 for o in repo.list_operators()
+                         if o.active and Role.ADMIN in o.roles)
+        needed = approvals_needed(policies, operation.action, target.resource.type, admins)
         if needed <= 1:
             return None
         expires = unit.now + REQUEST_TTL_SECONDS

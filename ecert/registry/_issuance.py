@@ -23,7 +23,9 @@ from ecert.identifiers import CertificateId
 from ecert.models import Certificate, CertificateStatus, CertificateType, KeyRole
 from ecert.registry._core import Operation, Retry, Target, Unit, register
 
-_validators: dict[tuple[str, int, str], jsonschema.protocols.Validator] = {}
+# (code, version) -> (the schema it was compiled from, validator); the schema is compared,
+# so a type changed under the same version (tests, migrations) never uses a stale one.
+_validators: dict[tuple[str, int], tuple[Mapping[str, Any], jsonschema.protocols.Validator]] = {}
 
 
 def holder_pseudonym(key: bytes, holder_id: str) -> str:
@@ -36,13 +38,14 @@ def holder_pseudonym(key: bytes, holder_id: str) -> str:
 
 def validate_claims(cert_type: CertificateType, claims: Mapping[str, Any]) -> None:
     """Raise :class:`ClaimsInvalid`, naming the field, unless ``claims`` fit the type."""
-    cache_key = (cert_type.code, cert_type.version, canonical_json(dict(cert_type.schema))
-                 .decode())
-    validator = _validators.get(cache_key)
-    if validator is None:
+    cache_key = (cert_type.code, cert_type.version)
+    cached = _validators.get(cache_key)
+    if cached is not None and cached[0] == cert_type.schema:
+        validator = cached[1]
+    else:
         cls = jsonschema.validators.validator_for(cert_type.schema)
         validator = cls(cert_type.schema, format_checker=cls.FORMAT_CHECKER)
-        _validators[cache_key] = validator
+        _validators[cache_key] = (cert_type.schema, validator)
     error = jsonschema.exceptions.best_match(validator.iter_errors(claims))
     if error is None:
         return
@@ -94,7 +97,7 @@ def _issue(unit: Unit, p: Mapping[str, Any]) -> Certificate:
     key = repo.active_key(KeyRole.AGENCY, agency.code)
     if key is None:
         raise NotAuthorized(f"agency {agency.code} has no active signing key")
-    signer = unit.ctx.keystore.signer(key.kid)
+    signer = unit.ctx.signer(key.kid)
     if supersedes is not None and repo.get_certificate(supersedes) is None:
         raise NotFound(f"no certificate {supersedes} to supersede")
     serial = f"{repo.next_value(f'serial:{agency.code}'):08d}"

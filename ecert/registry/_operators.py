@@ -23,6 +23,7 @@ from ecert.registry._core import (
     _Context,
     register,
 )
+from ecert._formats.log import commitment
 from ecert.registry._rules import check_code
 
 
@@ -241,3 +242,75 @@ def genesis(ctx: _Context, unit: Unit, region: Region, origin: str) -> None:
 
 
 FIRST_ADMIN_GRANTS = ALL_ROLES
+
+
+def adopt(ctx: _Context, unit: Unit, legacy_events: Any) -> None:
+    """Bring a registry made before operators existed under the log.
+
+    Its old events become the first, unsigned ``legacy`` entries (they prove nothing);
+    then the adopting admin — who proved the registry passphrase — signs one unit that
+    records everything the trust list rests on as it stands: the region, the admin,
+    every type, agency, key (with its retirement or compromise), agreement and root
+    rotation. From there on authority is replayed as for any registry.
+    """
+    from ecert._formats.log import LEGACY_OPERATOR, Entry
+    from ecert.models import KeyRole
+
+    repo = unit.repo
+    region = ctx.region
+    rows = []
+    for event in legacy_events:
+        public = commitment(ctx.commitment_key, str(event.subject))
+        leaf = Entry(int(event.at), Action.LEGACY.value, public, LEGACY_OPERATOR,
+                     {"action": str(event.action)}).encode()
+        rows.append({"leaf": leaf, "action": Action.LEGACY.value, "subject": public,
+                     "plain_subject": str(event.subject), "operator": LEGACY_OPERATOR,
+                     "at": int(event.at)})
+    if rows:
+        end = repo.add_to_counter("log_size", len(rows))
+        start = end - len(rows)
+        repo.append_log([{**row, "seq": start + i, "unit": start + i}
+                         for i, row in enumerate(rows)])
+    repo.put_operator(unit.operator, unit.now)
+    unit.log(Action.REGISTRY_ADOPT, region.code,
+             {"name": region.name, "base_url": region.base_url,
+              "origin": region.base_url.split("://", 1)[1] + "/log", "legacy": len(rows)})
+    unit.log(Action.OPERATOR_ADD, unit.operator.name, _operator_details(unit.operator),
+             private=True)
+    keys = repo.list_keys()
+    for key in keys:
+        unit.log(Action.KEY_CREATE, key.kid, {"role": key.role.value, "agency": key.agency_code,
+                                              "jwk": dict(key.public_jwk)})
+    for cert_type in repo.list_types():
+        from ecert.registry._rules import schema_digest
+
+        unit.log(Action.TYPE_ADD, cert_type.code,
+                 {"name": cert_type.name, "national_type_code": cert_type.national_type_code,
+                  "version": cert_type.version, "validity_days": cert_type.validity_days,
+                  "qr_claims": list(cert_type.qr_claims),
+                  "schema": schema_digest(cert_type.schema)})
+    for agency in repo.list_agencies():
+        unit.log(Action.AGENCY_ADD, agency.code, {"name": agency.name, "uscc": agency.uscc,
+                                                  "types": list(agency.types)})
+    for key in keys:
+        if key.compromised_since is not None:
+            unit.log(Action.KEY_COMPROMISE, key.kid,
+                     {"since": int(key.compromised_since.timestamp()),
+                      "agency": key.agency_code, "affected": 0})
+        elif key.retired_at is not None and key.role is not KeyRole.ROOT:
+            unit.log(Action.KEY_RETIRE, key.kid, {"role": key.role.value,
+                                                  "agency": key.agency_code})
+    rotations = repo.list_root_rotations()
+    old_roots = [k for k in keys if k.role is KeyRole.ROOT and k.retired_at is not None]
+    for old, statement in zip(sorted(old_roots, key=lambda k: k.created_at), rotations,
+                              strict=False):
+        unit.log(Action.ROOT_ROTATE, old.kid, {"kid": "", "statement": statement})
+    for agreement in repo.list_agreements():
+        unit.log(Action.AGREEMENT_ADD, agreement.region, {"agreement": agreement.to_json()})
+    # A registry made before 0.2 has no log or witness key: give it both now.
+    if repo.active_key(KeyRole.LOG) is None:
+        unit.new_key(KeyRole.LOG, None, "Ed25519")
+    if repo.active_key(KeyRole.WITNESS) is None:
+        unit.new_key(KeyRole.WITNESS, None, "Ed25519")
+    for counter in ("log_integrated",):
+        repo.add_to_counter(counter, 0)
