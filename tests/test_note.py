@@ -314,6 +314,8 @@ def test_cosignature_tampering() -> None:
         witness.sign(SOFA)
     with pytest.raises(NoteError):
         witness.sign(SOFA, 2**63)
+    with pytest.raises(NoteError):  # not a checkpoint
+        witness.sign("hello\n", 5)
     with pytest.raises(NoteError):
         NoteSigner("w", ed_signer(3)).sign(SOFA, 5)
     # sign_note hands the timestamp to cosigners only.
