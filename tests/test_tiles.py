@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecert._formats import tiles
@@ -87,6 +87,7 @@ def test_path_encoders_refuse_impossible_tiles(call: object) -> None:
         call()  # type: ignore[operator]
 
 
+@settings(max_examples=30)
 @given(st.integers(0, 63), st.integers(0, 2**64 - 1), st.integers(1, 256))
 def test_paths_round_trip(level: int, index: int, width: int) -> None:
     assert parse_tile_path(tile_path(level, index, width)) == TilePath(level, index, width)
@@ -97,6 +98,7 @@ _path_alphabet = st.sampled_from(
     ["tile/", "entries/", "0", "1", "9", "x", "/", ".p/", "00", "x001/", "é", "-", "256"])
 
 
+@settings(max_examples=30)
 @given(st.one_of(st.text(max_size=60), st.lists(_path_alphabet, max_size=20).map("".join)))
 def test_parse_tile_path_only_raises_format_error(path: str) -> None:
     try:
@@ -144,7 +146,8 @@ def test_entry_bundle_encoder_refuses() -> None:
             encode_entry_bundle(entries)  # type: ignore[arg-type]
 
 
-@given(st.lists(st.binary(max_size=300), min_size=1, max_size=256))
+@settings(max_examples=30)
+@given(st.lists(st.binary(max_size=100), min_size=1, max_size=256))
 def test_entry_bundles_round_trip(entries: list[bytes]) -> None:
     data = encode_entry_bundle(entries)
     assert decode_entry_bundle(data) == entries
@@ -153,6 +156,7 @@ def test_entry_bundles_round_trip(entries: list[bytes]) -> None:
         decode_entry_bundle(data[:-1] if data[-1:] else data + b"\x00")
 
 
+@settings(max_examples=30)
 @given(st.binary(max_size=600), st.one_of(st.none(), st.integers(-1, 300)))
 def test_decode_entry_bundle_only_raises_format_error(data: bytes, width: int | None) -> None:
     with contextlib.suppress(FormatError):

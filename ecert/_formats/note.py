@@ -228,6 +228,8 @@ class NoteSigner:
         else:
             if type(timestamp) is not int or not 0 <= timestamp <= MAX_TIMESTAMP:
                 raise _fail("a cosignature needs a timestamp between 0 and 2**63 - 1")
+            # A cosignature vouches for a checkpoint: never cosign anything else.
+            Checkpoint.parse(text)
             raw = timestamp.to_bytes(8, "big") + bytes(
                 self._signer.sign(cosignature_message(text, timestamp))
             )
