@@ -632,7 +632,8 @@ class Verifier:
         agreement: Agreement | None = None
         agency_key = home.agency_keys.get(kid)
         if agency_key is None:
-            claimed = parsed.payload.get("region")
+            # A QR payload names its region under "r", a certificate token under "region".
+            claimed = parsed.payload.get("r" if expected_typ == _qr.QR_TYP else "region")
             if not isinstance(claimed, str) or claimed == home.trust_list.region:
                 raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
                                f"key {kid!r} is not a trusted key of region "
@@ -720,21 +721,24 @@ class Verifier:
         )
 
     def _unwrap_qr(self, text: str, now: int) -> str:
-        """The exact compact JWS inside QR text; its kid resolved through the trust lists."""
+        """The exact compact JWS inside QR text; its kid resolved through the trust lists.
+
+        The container carries only the first bytes of the kid, so the key is looked up in
+        the trust list of the region the payload names (``r``): ours, or one we recognize.
+        Choosing the region first means a foreign key whose reference happens to collide
+        with one of ours cannot shadow it. The signature itself is checked later.
+        """
         unwrapped = _qr.unwrap(text)
         region = self._home
+        claimed = strict_json_loads(unwrapped.payload)
+        claimed = claimed.get("r") if isinstance(claimed, dict) else None
+        if isinstance(claimed, str) and claimed != region.trust_list.region:
+            region = self._recognized(claimed, now)[1]
         candidates = [k for k in region.agency_keys if _qr.kid_ref(k) == unwrapped.kid_ref]
-        if not candidates:
-            claimed = strict_json_loads(unwrapped.payload)
-            claimed = claimed.get("r") if isinstance(claimed, dict) else None
-            if isinstance(claimed, str) and claimed != region.trust_list.region:
-                region = self._recognized(claimed, now)[1]
-                candidates = [k for k in region.agency_keys
-                              if _qr.kid_ref(k) == unwrapped.kid_ref]
         if not candidates:
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
                            f"the QR key reference {unwrapped.kid_ref.hex()} names no trusted "
-                           "agency key")
+                           f"agency key of region {region.trust_list.region}")
         if len(candidates) == 1:  # the usual case: the signature is checked once, later
             return unwrapped.compact(candidates[0])
         for kid in candidates[:8]:  # a 4-byte reference: more than one match is rare
