@@ -21,6 +21,7 @@ stable :class:`ErrorCode` values. The checks, in order (each fails closed):
 from __future__ import annotations
 
 import fcntl
+import hmac
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from ecert._formats import qr as _qr
 from ecert._formats.certificate import CERTIFICATE_TYP, MAX_TOKEN_BYTES, CertificateClaims
 from ecert._formats.jose import (
     PublicKey,
+    canonical_json,
     check_header,
     parse_compact,
     strict_json_loads,
@@ -196,18 +198,44 @@ class VerificationResult:
     qr_digest: str | None = None
 
     def qr_matches(self, token: str) -> bool:
-        """Whether a full certificate token (verified separately) is the one this QR binds."""
-        if not self.qr or self.qr_digest is None or self.certificate is None:
+        """Whether a full certificate token (verified separately) is the one this QR binds.
+
+        Every field the QR asserts must agree with the token: the certificate id (type,
+        agency, serial and id version), the type version, region and issuer, the holder
+        name, the issue, start and expiry times, the status list and index, each claim the
+        QR carries (and, for a QR carrying every claim, no other claim), and the digest of
+        the token's payload. A QR is signed separately from its certificate, perhaps by
+        another key of the agency, so the digest alone is not taken on trust.
+        """
+        cert = self.certificate if self.qr else None
+        if cert is None or self.qr_digest is None or self.issuer is None:
             return False
         try:
-            payload = _qr.parse_token_payload(token)
             digest = _qr.token_digest(token)
-        except (FormatError, ValueError, IndexError):
+            full = CertificateClaims.from_payload(_qr.parse_token_payload(token))
+        except (FormatError, ValueError, IndexError, TypeError, AttributeError):
             return False
-        claims = payload.get("claims")
-        return digest == self.qr_digest and payload.get("jti") == self.certificate.id and (
-            isinstance(claims, dict) and all(
-                claims.get(k) == v for k, v in self.certificate.claims.items()))
+        carried = dict(cert.claims)
+        claims_agree = all(
+            name in full.claims and _same_json(full.claims[name], value)
+            for name, value in carried.items()
+        ) and (self.digest_bound or set(full.claims) == set(carried))
+        expiry = None if cert.valid_until is None else int(cert.valid_until.timestamp())
+        return (
+            hmac.compare_digest(digest, self.qr_digest)
+            and full.jti == cert.id
+            and full.vct == cert.type_code
+            and full.vct_version == cert.type_version
+            and full.region == cert.region
+            and full.iss == self.issuer.uri
+            and full.holder_name == cert.holder_name
+            and full.iat == int(cert.issued_at.timestamp())
+            and full.nbf == int(cert.valid_from.timestamp())
+            and full.exp == expiry
+            and full.status_list_uri == cert.status_list_uri
+            and full.status_index == cert.status_index
+            and claims_agree
+        )
 
     @cached_property
     def certificate(self) -> Certificate | None:
@@ -834,6 +862,14 @@ def _qr_claims(qr: _qr.QrClaims, agency: TrustedAgency, region: _RegionTrust
                                                          region.trust_list.base_url),
         status_index=qr.status_index,
     )
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON values: ``1``, ``1.0`` and ``true`` differ, as they do on the wire."""
+    try:
+        return canonical_json(a) == canonical_json(b)
+    except (TypeError, ValueError):
+        return False
 
 
 def _pins_same_root(trust: _RegionTrust, agreement: Agreement) -> bool:
