@@ -42,7 +42,8 @@ def _key_rows() -> tuple[set[str] | None, set[str] | None, list[doctor.Finding]]
 @cli.command("doctor")
 @click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Also check this published bundle (trust list and status "
-                                 "lists valid, not expired, not expiring within 24 h).")
+                                 "lists valid, not expired, not expiring within 24 h or "
+                                 "half their lifetime).")
 @click.option("--anchor", "anchor_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Verify the bundle's trust list against this anchor "
                                  "instead of the bundle's own anchor.json.")
