@@ -107,3 +107,14 @@ def test_faithful_qr_matches_only_its_token(published: Published, clock: FakeClo
         for junk in ("", "a.b.c", "not a token", cert.token.split(".")[0] + ".e30.x"):
             assert not result.qr_matches(junk)
     assert not verifier.verify(cert.token).qr_matches(cert.token)  # not a QR result
+
+
+@pytest.mark.parametrize("digest", ["AAAAAAAAAAAAAAAAAAAAAA", "摘要摘要", ""])
+def test_qr_with_another_digest_does_not_match(published: Published, clock: FakeClock,
+                                               digest: str) -> None:
+    registry, cert, bundle = published
+    text = _signed_qr(registry, cert, full=True, change=_set("d", digest))
+    result = ecert.Verifier.from_bundle(bundle, clock=clock).verify(text)
+    assert result.valid, result.messages
+    assert result.qr_digest == digest
+    assert not result.qr_matches(cert.token)  # and never raises, whatever the QR carries
