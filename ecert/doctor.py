@@ -177,6 +177,10 @@ def check_home(
     """
     home = Path(home)
     if not home.is_dir():
+        if known_kids:  # e.g. a PostgreSQL registry opened with the wrong --home
+            return [Finding("keys_dir_missing", Severity.ERROR, str(home / _KEYS_DIR),
+                            "the registry has key rows but this home does not exist: its "
+                            "private keys are elsewhere (wrong --home?) or gone")]
         return [Finding("home_missing", Severity.INFO, str(home),
                         "no registry home here: its keys and database were not checked")]
     database = home / _DB_FILE
@@ -192,7 +196,7 @@ def check_home(
         if known_kids:
             findings.append(Finding("keys_dir_missing", Severity.ERROR, str(keys_dir),
                                     "the registry has key rows but no key directory: its "
-                                    "private keys are gone"))
+                                    "private keys are elsewhere (wrong --home?) or gone"))
         return findings
     findings += _too_open(keys_dir, 0o700, "the directory holds the private keys")
     findings += _stray_temporaries(keys_dir, "a key was being written")

@@ -108,6 +108,15 @@ def test_retired_key_file_and_missing_active_key(registry: ecert.Registry) -> No
         is doctor.Severity.ERROR
 
 
+def test_key_rows_without_keys(registry: ecert.Registry, tmp_path: Path) -> None:
+    rows = key_rows(registry)
+    assert codes(doctor.check_home(tmp_path / "wrong-home", **rows)) == ["keys_dir_missing"]
+    shutil.rmtree(registry.home / "keys")
+    findings = doctor.check_home(registry.home, **rows)
+    assert codes(findings) == ["keys_dir_missing"]
+    assert findings[0].severity is doctor.Severity.ERROR
+
+
 def test_modes_too_open(registry: ecert.Registry) -> None:
     home = registry.home
     key_file = next((home / "keys").glob("*.p12"))
