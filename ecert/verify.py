@@ -37,6 +37,7 @@ from ecert._formats import qr as _qr
 from ecert._formats.certificate import CERTIFICATE_TYP, MAX_TOKEN_BYTES, CertificateClaims
 from ecert._formats.jose import (
     PublicKey,
+    canonical_json,
     check_header,
     parse_compact,
     strict_json_loads,
@@ -196,18 +197,44 @@ class VerificationResult:
     qr_digest: str | None = None
 
     def qr_matches(self, token: str) -> bool:
-        """Whether a full certificate token (verified separately) is the one this QR binds."""
-        if not self.qr or self.qr_digest is None or self.certificate is None:
+        """Whether a full certificate token (verified separately) is the one this QR binds.
+
+        Every field the QR asserts must agree with the token: the certificate id (type,
+        agency, serial and id version), the type version, region and issuer, the holder
+        name, the issue, start and expiry times, the status list and index, each claim the
+        QR carries (and, for a QR carrying every claim, no other claim), and the digest of
+        the token's payload. A QR is signed separately from its certificate, perhaps by
+        another key of the agency, so the digest alone is not taken on trust.
+        """
+        cert = self.certificate if self.qr else None
+        if cert is None or self.qr_digest is None or self.issuer is None:
             return False
         try:
-            payload = _qr.parse_token_payload(token)
             digest = _qr.token_digest(token)
-        except (FormatError, ValueError, IndexError):
+            full = CertificateClaims.from_payload(_qr.parse_token_payload(token))
+        except (FormatError, ValueError, IndexError, TypeError, AttributeError):
             return False
-        claims = payload.get("claims")
-        return digest == self.qr_digest and payload.get("jti") == self.certificate.id and (
-            isinstance(claims, dict) and all(
-                claims.get(k) == v for k, v in self.certificate.claims.items()))
+        carried = dict(cert.claims)
+        claims_agree = all(
+            name in full.claims and _same_json(full.claims[name], value)
+            for name, value in carried.items()
+        ) and (self.digest_bound or set(full.claims) == set(carried))
+        expiry = None if cert.valid_until is None else int(cert.valid_until.timestamp())
+        return (
+            digest == self.qr_digest  # public values: no constant-time need
+            and full.jti == cert.id
+            and full.vct == cert.type_code
+            and full.vct_version == cert.type_version
+            and full.region == cert.region
+            and full.iss == self.issuer.uri
+            and full.holder_name == cert.holder_name
+            and full.iat == int(cert.issued_at.timestamp())
+            and full.nbf == int(cert.valid_from.timestamp())
+            and full.exp == expiry
+            and full.status_list_uri == cert.status_list_uri
+            and full.status_index == cert.status_index
+            and claims_agree
+        )
 
     @cached_property
     def certificate(self) -> Certificate | None:
@@ -632,7 +659,8 @@ class Verifier:
         agreement: Agreement | None = None
         agency_key = home.agency_keys.get(kid)
         if agency_key is None:
-            claimed = parsed.payload.get("region")
+            # A QR payload names its region under "r", a certificate token under "region".
+            claimed = parsed.payload.get("r" if expected_typ == _qr.QR_TYP else "region")
             if not isinstance(claimed, str) or claimed == home.trust_list.region:
                 raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
                                f"key {kid!r} is not a trusted key of region "
@@ -720,21 +748,24 @@ class Verifier:
         )
 
     def _unwrap_qr(self, text: str, now: int) -> str:
-        """The exact compact JWS inside QR text; its kid resolved through the trust lists."""
+        """The exact compact JWS inside QR text; its kid resolved through the trust lists.
+
+        The container carries only the first bytes of the kid, so the key is looked up in
+        the trust list of the region the payload names (``r``): ours, or one we recognize.
+        Choosing the region first means a foreign key whose reference happens to collide
+        with one of ours cannot shadow it. The signature itself is checked later.
+        """
         unwrapped = _qr.unwrap(text)
         region = self._home
+        claimed = strict_json_loads(unwrapped.payload)
+        claimed = claimed.get("r") if isinstance(claimed, dict) else None
+        if isinstance(claimed, str) and claimed != region.trust_list.region:
+            region = self._recognized(claimed, now)[1]
         candidates = [k for k in region.agency_keys if _qr.kid_ref(k) == unwrapped.kid_ref]
-        if not candidates:
-            claimed = strict_json_loads(unwrapped.payload)
-            claimed = claimed.get("r") if isinstance(claimed, dict) else None
-            if isinstance(claimed, str) and claimed != region.trust_list.region:
-                region = self._recognized(claimed, now)[1]
-                candidates = [k for k in region.agency_keys
-                              if _qr.kid_ref(k) == unwrapped.kid_ref]
         if not candidates:
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
                            f"the QR key reference {unwrapped.kid_ref.hex()} names no trusted "
-                           "agency key")
+                           f"agency key of region {region.trust_list.region}")
         if len(candidates) == 1:  # the usual case: the signature is checked once, later
             return unwrapped.compact(candidates[0])
         for kid in candidates[:8]:  # a 4-byte reference: more than one match is rare
@@ -830,6 +861,14 @@ def _qr_claims(qr: _qr.QrClaims, agency: TrustedAgency, region: _RegionTrust
                                                          region.trust_list.base_url),
         status_index=qr.status_index,
     )
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON values: ``1``, ``1.0`` and ``true`` differ, as they do on the wire."""
+    try:
+        return canonical_json(a) == canonical_json(b)
+    except (TypeError, ValueError):
+        return False
 
 
 def _pins_same_root(trust: _RegionTrust, agreement: Agreement) -> bool:
