@@ -386,6 +386,7 @@ class _RegionTrust:
             raise _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_LIST_UNAVAILABLE,
                            f"status list {uri} is unavailable: {e}") from e
         token = self._check_status_list(data, uri, now)
+        self.source.verified(uri, data)  # only now may a cache keep it
         # ttl counts from when we fetched the list; never cache past its expiry.
         refresh_at = now + (token.ttl or 300)
         expires_at = token.expires_at
