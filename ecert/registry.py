@@ -44,12 +44,14 @@ from ecert._formats.trustlist import (
     TypeEntry,
     sign_root_rotation,
 )
+from ecert._formats.url import check_http_url
 from ecert._sources import MemorySource
 from ecert._storage.database import WRITE, make_engine, migrate, schema_is_current, sqlite_url
 from ecert._storage.repository import Repository
 from ecert.errors import (
     AlreadyExists,
     ClaimsInvalid,
+    FormatError,
     InputError,
     InvalidCertificateId,
     InvalidTransition,
@@ -181,9 +183,10 @@ class Registry:
             raise InputError(f"region code {region!r} must be 1 to 16 letters or digits",
                              code="invalid_code")
         base_url = base_url.rstrip("/")
-        if not base_url.startswith(("https://", "http://")) or " " in base_url:
-            raise InputError(f"base URL {base_url!r} must be an http(s) URL",
-                             code="invalid_url")
+        try:
+            check_http_url(base_url, base=True)
+        except FormatError as e:
+            raise InputError(f"base URL: {e.message}", code="invalid_url") from e
         home_path = Path(home)
         home_path.mkdir(mode=0o700, parents=True, exist_ok=True)
         home_path.chmod(0o700)  # keys and the database live here
@@ -800,6 +803,11 @@ class Registry:
         for theirs, ours in types.items():
             if not theirs or not ours:
                 raise InputError(f"bad mapping {theirs!r}={ours!r}", code="invalid_agreement")
+        try:
+            check_http_url(anchor.trust_list_url)
+        except FormatError as e:
+            raise InputError(f"the anchor's trust list URL: {e.message}",
+                             code="invalid_url") from e
         now = self._now()
         if valid_from is not None and valid_from.tzinfo is None:
             raise InputError("valid_from must be timezone-aware")
