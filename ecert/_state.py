@@ -175,9 +175,13 @@ class TrustState:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path.with_suffix(".lock"),
-                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        """Hold the lock file (private, never through a symlink) exclusively."""
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path.with_suffix(".lock"),
+                         os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as e:
+            raise self._unwritable(e) from e
         try:
             with contextlib.suppress(OSError):  # not ours to change: leave it
                 os.fchmod(fd, 0o600)
@@ -186,22 +190,29 @@ class TrustState:
         finally:
             os.close(fd)  # releases the lock
 
+    def _unwritable(self, error: OSError) -> TrustListError:
+        return TrustListError(f"cannot write the verifier's trust state {self.path} "
+                              f"({error.strerror or error})", code="trust_state_unwritable")
+
     def _write(self, regions: dict[str, Any]) -> None:
         """Replace the file atomically: a private temporary, created exclusively, renamed."""
         doc = {"version": _VERSION, "anchor": dict(self._bound), "regions": regions}
-        directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            temporary, fd = _create_temporary(directory, self.path.name, 0o600)
+            directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    f.write(json.dumps(doc, indent=2))
-                os.replace(temporary, self.path.name, src_dir_fd=directory,
-                           dst_dir_fd=directory)
-            except BaseException:
-                _unlink_quietly(temporary, directory)
-                raise
-        finally:
-            os.close(directory)
+                temporary, fd = _create_temporary(directory, self.path.name, 0o600)
+                try:
+                    with os.fdopen(fd, "w", encoding="utf-8") as f:
+                        f.write(json.dumps(doc, indent=2))
+                    os.replace(temporary, self.path.name, src_dir_fd=directory,
+                               dst_dir_fd=directory)
+                except BaseException:
+                    _unlink_quietly(temporary, directory)
+                    raise
+            finally:
+                os.close(directory)
+        except OSError as e:
+            raise self._unwritable(e) from e
 
 
 def _known_root(regions: dict[str, Any], region: str) -> str | None:
