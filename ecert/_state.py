@@ -52,7 +52,7 @@ class TrustState:
             f"rollbacks; restore it from a backup, or start afresh with '{_RESET_HINT}'",
             code="trust_state_corrupt")
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self, *, any_anchor: bool = False) -> dict[str, Any]:
         """The regions of the file (empty if there is none); refuse a bad or foreign file."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -71,7 +71,8 @@ class TrustState:
         except FormatError as e:
             raise self._corrupt(f"is not valid JSON ({e.message})") from e
         regions = self._check(doc)
-        self._check_anchor(doc, regions)
+        if not any_anchor:
+            self._check_anchor(doc, regions)
         return regions
 
     def _check(self, doc: Any) -> dict[str, Any]:
@@ -152,9 +153,9 @@ class TrustState:
     def reset(cls, path: Path, anchor: TrustAnchor) -> int | None:
         """Start the file at ``path`` afresh, bound to ``anchor``.
 
-        Returns how many regions were forgotten (None if the file was corrupt or of
-        another anchor: it is replaced all the same, as this is the way out of both,
-        once a person decided so).
+        Returns how many regions were forgotten (None if the file was corrupt). A corrupt
+        file, or one of another anchor, is replaced all the same: this is the way out of
+        both, once a person decided so.
         """
         state = cls.__new__(cls)
         state.path = Path(path)
@@ -164,7 +165,7 @@ class TrustState:
         with state._locked():
             forgotten: int | None
             try:
-                forgotten = len(state._read())
+                forgotten = len(state._read(any_anchor=True))
             except TrustListError:
                 forgotten = None
             state._bound = {"region": anchor.region, "root_kid": anchor.kid}

@@ -176,7 +176,7 @@ def reset_state(anchor_file: Path, yes: bool) -> None:
     emit({"file": str(path), "region": anchor.region, "root_kid": anchor.kid,
           "regions_forgotten": forgotten},
          f"trust state {path} started afresh for {anchor.region} (root {anchor.kid}); "
-         + ("the old file was unreadable or of another anchor" if forgotten is None
+         + ("the old file was corrupt" if forgotten is None
             else f"{forgotten} region(s) forgotten"))
 
 
