@@ -198,6 +198,20 @@ class MirrorSource:
             os.close(directory)
 
 
+    def discard(self, uri: str) -> None:
+        """Remove the copy of ``uri`` if there is one (never through a symlink)."""
+        directories, name = _mirror_parts(uri)
+        try:
+            directory = _open_directory(self.root, directories, create=False)
+        except FileNotFoundError:
+            return
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=directory)
+        finally:
+            os.close(directory)
+
+
 def _create_temporary(directory: int, name: str, mode: int) -> tuple[str, int]:
     """A new file ``.<name>.<random>.tmp`` in ``directory``, created exclusively."""
     for _ in range(16):  # a clash of 64 random bits means someone plants names: stop soon
@@ -408,7 +422,10 @@ class HttpSource:
             return
         try:
             self._cache.store(uri, data)
-            self._cache.store(uri + ".etag", (etag or "").encode("utf-8", "replace"))
+            if etag:
+                self._cache.store(uri + ".etag", etag.encode("utf-8", "replace"))
+            else:
+                self._cache.discard(uri + ".etag")  # an older copy's ETag must not linger
         except (OSError, FormatError) as e:
             # The copy is an optimisation and an offline fallback; verification stands.
             log.warning("cannot cache %s: %s", uri, e)

@@ -191,6 +191,7 @@ def test_the_cache_keeps_only_what_the_caller_verified(tmp_path: Path) -> None:
         assert not mirror_path(tmp_path, uri).exists()
         source.verified(uri, b"first")
         assert mirror_path(tmp_path, uri).read_bytes() == b"first"
+        assert not mirror_path(tmp_path, uri + ".etag").exists()  # the server sent none
     with counting_server(b"evil") as other:
         evil_uri = other.url("gd/trustlist.jwt")
         mirror_path(tmp_path, evil_uri).parent.mkdir(parents=True, exist_ok=True)
