@@ -20,10 +20,7 @@ stable :class:`ErrorCode` values. The checks, in order (each fails closed):
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +56,7 @@ from ecert._sources import (
     MirrorSource,
     RoutedSource,
 )
+from ecert._state import STATE_FILE, TrustState
 from ecert.errors import (
     EcertError,
     FormatError,
@@ -413,6 +411,7 @@ class _RegionTrust:
             raise _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_LIST_UNAVAILABLE,
                            f"status list {uri} is unavailable: {e}") from e
         token = self._check_status_list(data, uri, now)
+        self.source.verified(uri, data)  # only now may a cache keep it
         # ttl counts from when we fetched the list; never cache past its expiry.
         refresh_at = now + (token.ttl or 300)
         expires_at = token.expires_at
@@ -567,7 +566,7 @@ class Verifier:
                      cache_dir: str | Path | None) -> Verifier:
         limits = limits or VerificationLimits()
         clock = clock or _system_clock
-        state = TrustState(Path(cache_dir) / "trust-state.json") if cache_dir else None
+        state = TrustState(Path(cache_dir) / STATE_FILE, anchor) if cache_dir else None
         trust_list, current = _load_region(anchor, source, _now(clock), limits, state,
                                            min_sequence)
         verifier = cls(trust_list, source, clock=clock, limits=limits,
@@ -873,57 +872,6 @@ def _same_json(a: Any, b: Any) -> bool:
 
 def _pins_same_root(trust: _RegionTrust, agreement: Agreement) -> bool:
     return trust.pinned_kid == agreement.root_jwk["kid"]
-
-
-class TrustState:
-    """What a verifier has seen, kept across runs: sequences (rollback) and followed roots."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._regions = self._read()
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            data = strict_json_loads(self.path.read_bytes()) if self.path.exists() else {}
-        except (OSError, FormatError):
-            data = {}
-        regions = data.get("regions", {}) if isinstance(data, dict) else {}
-        return regions if isinstance(regions, dict) else {}
-
-    def pinned(self, anchor: TrustAnchor) -> tuple[TrustAnchor, int | None]:
-        """The anchor to use (a followed rotation of this pin) and the sequence seen."""
-        self._regions = self._read()  # another verifier sharing the cache may know more
-        entry = self._regions.get(anchor.region)
-        if not isinstance(entry, dict) or entry.get("pinned_kid") != anchor.kid:
-            return anchor, None
-        sequence = entry.get("sequence")
-        root = entry.get("root_key")
-        current = anchor
-        if isinstance(root, dict) and root.get("kid") != anchor.kid:
-            current = TrustAnchor(anchor.region, anchor.name, dict(root), anchor.trust_list_url)
-        return current, sequence if type(sequence) is int else None
-
-    def record(self, pinned: TrustAnchor, current: TrustAnchor, sequence: int) -> None:
-        """Remember the newest sequence and root for the region pinned by ``pinned``.
-
-        Read, merge and write happen under an exclusive lock, and a sequence never goes
-        down: verifiers sharing one cache cannot undo what another has seen.
-        """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            regions = self._read()
-            entry = regions.get(pinned.region)
-            if (isinstance(entry, dict) and entry.get("pinned_kid") == pinned.kid
-                    and type(entry.get("sequence")) is int and entry["sequence"] > sequence):
-                self._regions = regions
-                return
-            regions[pinned.region] = {"pinned_kid": pinned.kid, "sequence": sequence,
-                                      "root_key": dict(current.root_jwk)}
-            temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
-            temporary.write_text(json.dumps({"regions": regions}, indent=2), "utf-8")
-            os.replace(temporary, self.path)
-            self._regions = regions
 
 
 def _load_region(anchor: TrustAnchor, source: DocumentSource, now: int,

@@ -515,3 +515,44 @@ def test_deleted_foreign_bundle(net: Net) -> None:
                               "--auto")
     assert "not signed by its pinned root key" in message
     assert [a["region"] for a in net["GD"].json("trust", "show")["agreements"]] == ["ZJ"]
+
+
+# -- the verifier's trust state ----------------------------------------------------------------
+
+
+def test_corrupt_trust_state_then_reset_state(shared: Net) -> None:
+    gd_anchor, zj_anchor = str(shared.anchors["GD"]), str(shared.anchors["ZJ"])
+    token = shared.tokens["GD", BL]
+    home = shared.tmp / "state-verifier"
+    shared.verify_json(token, "--anchor", gd_anchor, home=home)
+    state = home / "verifier-cache" / "trust-state.json"
+    assert state.stat().st_mode & 0o777 == 0o600
+    state.write_text('{"regions": ', "utf-8")
+    message = one_line_error(shared.verify(token, "--anchor", gd_anchor, home=home))
+    assert "ecert trust reset-state --anchor FILE" in message
+    result = shared.verify(token, "--anchor", gd_anchor, "--json", home=home)
+    one_line_error(result)
+    assert json.loads(result.stdout)["error"]["code"] == "trust_state_corrupt"
+
+    reset = ["--home", str(home), "trust", "reset-state", "--anchor", gd_anchor]
+    declined = invoke(*reset, input="n\n")
+    assert declined.exit_code == 2
+    prompt, error = declined.stderr.splitlines()  # the question, then one error line
+    assert prompt.startswith("Forget the trust list sequences")
+    assert error == "ecert: error: aborted"
+    assert state.read_text("utf-8") == '{"regions": '
+    confirmed = invoke(*reset, input="y\n")
+    assert confirmed.exit_code == 0, confirmed.output
+    assert "started afresh for GD" in confirmed.stdout
+    shared.verify_json(token, "--anchor", gd_anchor, home=home)
+
+    # The state now belongs to GD's anchor: ZJ's is refused until reset for it.
+    message = one_line_error(shared.verify(shared.tokens["ZJ", DL], "--anchor", zj_anchor,
+                                           home=home))
+    assert "belongs to the anchor of region GD" in message
+    out = json.loads(invoke("--home", str(home), "trust", "reset-state", "--anchor",
+                            zj_anchor, "--yes", "--json").stdout)
+    assert out["region"] == "ZJ"
+    assert out["regions_forgotten"] == 1
+    shared.verify_json(shared.tokens["ZJ", DL], "--anchor", zj_anchor, home=home)
+    assert "--anchor" in one_line_error(invoke("--home", str(home), "trust", "reset-state"))
