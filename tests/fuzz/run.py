@@ -57,14 +57,19 @@ def _names() -> list[str]:
 
 
 _ROOT = Path(__file__).resolve().parents[2]
+#: Modules no harness decodes through (atheris matches these names exactly).
+_NOT_INSTRUMENTED = ["ecert.registry", "ecert._storage", "ecert._storage.database",
+                     "ecert._storage.repository", "ecert._storage.schema", "ecert.card",
+                     "ecert._samples", "ecert.mirror"]
 
 
 def _child(args: argparse.Namespace) -> int:
     """Fuzz one harness in this process (``--child NAME``)."""
     import atheris  # type: ignore[import-untyped]  # no stubs published
 
-    # Instrument ecert only: coverage of the decoders, not of cryptography or SQLAlchemy.
-    with atheris.instrument_imports(include=["ecert"]):
+    # Instrument ecert only: coverage of the decoders, not of cryptography or SQLAlchemy;
+    # nor of the issuing side, which only builds the world (saves ~0.5 s per process).
+    with atheris.instrument_imports(include=["ecert"], exclude=_NOT_INSTRUMENTED):
         from tests.fuzz.harnesses import HARNESSES
         from tests.fuzz.world import world
 
