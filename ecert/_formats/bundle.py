@@ -65,6 +65,13 @@ def decode_anchor(data: bytes) -> dict[str, Any]:
             and isinstance(jwk, dict)):
         raise FormatError("anchor needs region, name, trust_list and root_key", code="malformed")
     check_http_url(url)
+    # The anchor names its region's bundle: the trust list is always at base/trustlist.jwt
+    # (TrustAnchor.to_bytes rebuilds it so; any other URL would not survive a round trip).
+    base, _, name = url.rpartition("/")
+    if name != TRUST_LIST_PATH:
+        raise FormatError(f"anchor trust_list must be <base URL>/{TRUST_LIST_PATH}",
+                          code="malformed")
+    check_http_url(base, base=True)
     key_from_jwk(jwk)
     if jwk.get("kid") != jwk_thumbprint(jwk):
         raise FormatError("anchor root key kid is not its thumbprint", code="malformed")
