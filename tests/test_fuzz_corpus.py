@@ -35,12 +35,7 @@ DOCS = Path(__file__).parents[1] / "docs"
 
 #: Corpus files whose bug is known and not fixed yet: (harness, file name) -> reason.
 #: Each is an xfail(strict=True) case, so the fix turns it into a plain regression test.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("strict_json", "lone-surrogate-escape"): (
-        "strict_json_loads accepts the escape \\ud800 (a lone surrogate, no Unicode "
-        "character; RFC 7493 forbids it), so canonical_json of what it returned raises "
-        "UnicodeEncodeError: see the two tests at the end of this file"),
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 #: One input taking longer than this is a hang (libFuzzer's -timeout in the runner).
 REPLAY_SECONDS = 10
@@ -135,14 +130,9 @@ def test_harness_under_hypothesis(name: str, data: st.DataObject, fuzz_world: Wo
     HARNESSES[name].target(data.draw(inputs(name), label="input"))
 
 
-# -- findings whose fix belongs to the library (xfail until the lead fixes them) -------------
+# -- findings of the fuzzers, fixed in the library: regression tests ----------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "decode_anchor accepts any trust_list string, but docs/format.md says it is "
-    "{base_url}/trustlist.jwt and TrustAnchor.to_bytes() rebuilds it as such: an anchor "
-    "read and written again (ecert trust sync writes verifier.anchor.to_bytes() into the "
-    "mirror) points at another URL"))
 @pytest.mark.parametrize("url", ["https://ecert.gd.example/lists/current.jwt",
                                  "ecert.gd.example", ""])
 def test_anchor_with_nonconformant_trust_list_url_is_refused_or_round_trips(
@@ -165,10 +155,6 @@ def _token_with(header: dict[str, Any], payload: bytes, signature: str) -> str:
                      jose.b64url_encode(payload), signature))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "strict_json_loads accepts lone surrogate escapes; an unsigned token whose payload "
-    "region is \\ud800 gets a message embedding it, which ecert verify cannot print "
-    "(click.echo raises UnicodeEncodeError)"))
 def test_verify_messages_of_a_lone_surrogate_region_are_printable(fuzz_world: World) -> None:
     header = jose.strict_json_loads(jose.b64url_decode(fuzz_world.tokens["GD"].split(".")[0]))
     header["kid"] = "no-such-key"
@@ -180,9 +166,6 @@ def test_verify_messages_of_a_lone_surrogate_region_are_printable(fuzz_world: Wo
     "; ".join(result.messages).encode("utf-8")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "strict_json_loads accepts lone surrogate escapes, so qr.wrap of a token whose "
-    "payload holds one raises UnicodeEncodeError instead of FormatError"))
 def test_wrap_refuses_a_lone_surrogate_with_format_error(fuzz_world: World) -> None:
     header_b64, payload_b64, signature = fuzz_world.qr_token.split(".")
     header = jose.strict_json_loads(jose.b64url_decode(header_b64))
@@ -191,9 +174,6 @@ def test_wrap_refuses_a_lone_surrogate_with_format_error(fuzz_world: World) -> N
         qrf.wrap(_token_with(header, payload, signature))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "docs/errors.md, the error reference, lacks qr_malformed, qr_unknown_version and "
-    "qr_too_large, which Verifier.verify returns (docs/qr.md mentions two of them)"))
 def test_every_error_code_verify_returns_is_in_the_error_reference() -> None:
     reference = (DOCS / "errors.md").read_text("utf-8")
     missing = [c.value for c in ErrorCode if f"`{c.value}`" not in reference]

@@ -138,7 +138,9 @@ def _build(tmp: Path) -> World:
             sample = _samples.region(code)
             registry = ecert.Registry.init(
                 tmp / f"home-{code}", region=code, name=sample["name"],
-                base_url=sample["base_url"], clock=lambda: ISSUED_AT, operator="fuzz",
+                base_url=sample["base_url"], clock=lambda: ISSUED_AT,
+                admin=ecert.OperatorCredential(
+                    "fuzz", signer=SeededKeys(f"{code} operator").create(ED25519)),
                 key_provider=SeededKeys(code))
             _samples.populate(registry)
             registries[code] = registry
