@@ -32,7 +32,7 @@ from ecert.keys import LocalSigner, generate_private_key
 from ecert.models import KeyRole
 from ecert.verify import ErrorCode as E
 from ecert.verify import VerificationResult, VerificationStatus, Verifier
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 
 S = VerificationStatus
 P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)

@@ -16,9 +16,7 @@ from jwt.algorithms import OKPAlgorithm
 
 import ecert
 from ecert import _samples
-from tests.conftest import FakeClock, issue_business_licence
-
-Published = tuple[ecert.Registry, ecert.Certificate, Path]
+from tests.support import FakeClock, Published, issue_business_licence
 
 #: Time claims are checked by ecert against its injected clock; PyJWT would use the wall
 #: clock, so the tests leave those three to ecert and check every other claim.

@@ -18,9 +18,7 @@ from ecert import card as ecert_card
 from ecert import qr as ecert_qr
 from ecert._formats import qr as qr_format
 from ecert_cli import cli
-from tests.conftest import PASSPHRASE, FakeClock
-
-Published = tuple[ecert.Registry, ecert.Certificate, Path]
+from tests.support import PASSPHRASE, FakeClock, Published
 
 
 def _verifier(bundle: Path, clock: FakeClock) -> ecert.Verifier:

@@ -18,9 +18,8 @@ from ecert.models import KeyRole
 from ecert.trust import load_trust_list
 from ecert.verify import ErrorCode as E
 from ecert.verify import VerificationStatus as S
-from tests.conftest import EPOCH, FakeClock, RegistryFactory, issue_business_licence
+from tests.support import EPOCH, FakeClock, Published, RegistryFactory, issue_business_licence
 
-Published = tuple[ecert.Registry, ecert.Certificate, Path]
 DAY = 86_400
 
 
