@@ -708,9 +708,9 @@ def test_open_sees_the_same_registry(registry: ecert.Registry, clock: FakeClock)
 
 
 def test_publish_writes_the_bundle(
-    published: tuple[ecert.Registry, ecert.Certificate, Path]
+    published_copy: tuple[ecert.Registry, ecert.Certificate, Path]
 ) -> None:
-    registry, cert, bundle = published
+    registry, cert, bundle = published_copy
     expected = {"anchor.json", "trustlist.jwt", ".well-known/jwks.json", "status/1.jwt"}
     for name in expected:
         assert (bundle / name).is_file(), name
@@ -741,9 +741,9 @@ def test_publish_sequence_increases(registry: ecert.Registry, tmp_path: Path,
 
 
 def test_publish_jwks_has_public_keys_only(
-    published: tuple[ecert.Registry, ecert.Certificate, Path]
+    published_copy: tuple[ecert.Registry, ecert.Certificate, Path]
 ) -> None:
-    registry, _cert, bundle = published
+    registry, _cert, bundle = published_copy
     jwks = json.loads((bundle / ".well-known/jwks.json").read_text())
     published_kids = [k["kid"] for k in jwks["keys"]]
     by_role: dict[ecert.KeyRole, set[str]] = {}
