@@ -110,9 +110,19 @@ def make_registry(tmp_path: Path, clock: FakeClock) -> Iterator[RegistryFactory]
 
 
 @pytest.fixture
-def registry(make_registry: RegistryFactory) -> ecert.Registry:
-    """The GD sample registry with its types and agencies."""
-    return make_registry("GD")
+def registry(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+             ) -> Iterator[ecert.Registry]:
+    """The GD sample registry with its types and agencies, on the test clock: on SQLite a
+    copy of the golden one before it issued anything, on PostgreSQL built afresh."""
+    if PG_URL:
+        make_registry: RegistryFactory = request.getfixturevalue("make_registry")
+        yield make_registry("GD")
+        return
+    golden: Golden = request.getfixturevalue("golden")
+    assert golden.populated is not None
+    home = copy_tree(golden.populated, tmp_path / "home-golden")
+    with open_registry(home, database_url=None, clock=clock) as registry:
+        yield registry
 
 
 # -- the golden bundle ---------------------------------------------------------------------------
@@ -181,7 +191,7 @@ def published(golden: Golden, tmp_path: Path, clock: FakeClock,
         registry.publish(bundle)
         yield registry, cert, bundle
         return
-    home = copy_tree(golden.home, tmp_path / "home-golden")
+    home = copy_tree(golden.home, tmp_path / "home-golden-published")
     with open_registry(home, database_url=None, clock=clock) as registry:
         yield registry, golden.cert, copy_tree(golden.bundle, tmp_path / "bundle")
 

@@ -8,6 +8,9 @@ bundle is built once per session; tests get copies:
 * on SQLite, the whole home directory (database and keys), copied and opened, for tests
   that change the registry. On PostgreSQL the database is a schema of its own, so such
   tests build a fresh registry instead.
+
+On SQLite the home is also kept as it was before the licence was issued (``populated``):
+a copy of it is the ``registry`` fixture, the sample registry with types and agencies.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ecert import keys as ecert_keys
 from tests.support.clock import FakeClock
 from tests.support.constants import FAST_KDF_ROUNDS
 from tests.support.issuing import issue_business_licence
-from tests.support.registries import create_registry
+from tests.support.registries import create_registry, open_registry
 
 
 @dataclass(frozen=True)
@@ -39,22 +42,30 @@ class Golden:
     database_url: str | None
     #: The business licence it issued and published.
     cert: ecert.Certificate
+    #: SQLite only: the home with its sample types and agencies, before the licence.
+    populated: Path | None
 
 
 def build_golden(root: Path, database_url: str | None) -> Golden:
     """Create the GD sample registry in ``root``, issue the reference business licence at
     the start of the test clock, publish it to ``root / 'bundle'`` and close the registry."""
     home, bundle = root / "home", root / "bundle"
+    populated: Path | None = None
+    clock = FakeClock()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ecert_keys, "DEFAULT_KDF_ROUNDS", FAST_KDF_ROUNDS)
         registry = create_registry(home, region="GD", database_url=database_url,
-                                   clock=FakeClock(), populate=True)
+                                   clock=clock, populate=True)
         try:
+            if database_url is None:  # snapshot the closed SQLite home, then go on
+                registry.close()
+                populated = copy_tree(home, root / "populated")
+                registry = open_registry(home, database_url=None, clock=clock)
             cert = issue_business_licence(registry)
             registry.publish(bundle)
         finally:
             registry.close()
-    return Golden(home, bundle, database_url, cert)
+    return Golden(home, bundle, database_url, cert, populated)
 
 
 def copy_tree(source: Path, destination: Path) -> Path:
