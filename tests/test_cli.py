@@ -30,29 +30,18 @@ import ecert.registry
 import ecert.verify
 from ecert import _samples
 from ecert_cli import cli
-from tests.conftest import PASSPHRASE, FakeClock
+from tests.support import PASSPHRASE, FakeClock
+from tests.support.cli import CATALOG, DATA, agency_args, assert_no_traceback, type_args
 
-DATA = Path(ecert.__file__).parent / "_data"
 OPERATOR = "clerk-li"
 BL = "cn.business-licence"
 PQ = "cn.professional-qualification"
 BL_CLAIMS = _samples.claims("business-licence-gd")
 PQ_CLAIMS = _samples.claims("professional-qualification-gd")
 GD = _samples.region("GD")
-#: catalog.json entries; ``schema`` is the path of the schema file under ``DATA``.
-CATALOG = {entry["code"]: entry
-           for entry in json.loads((DATA / "catalog.json").read_text("utf-8"))["types"]}
 
 
 # -- harness -------------------------------------------------------------------------------
-
-
-def assert_no_traceback(result: Result) -> None:
-    assert "Traceback" not in result.stdout
-    assert "Traceback" not in result.stderr
-    assert "Traceback" not in result.output
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"uncaught {result.exception!r}") from result.exception
 
 
 def collect_leaked_connections() -> None:
@@ -122,22 +111,6 @@ def run(tmp_path: Path, database_url: str | None) -> Cli:
 
 def init(run: Cli) -> Result:
     return run.ok("init", "--region", "GD", "--name", GD["name"], "--base-url", GD["base_url"])
-
-
-def type_args(code: str) -> list[str]:
-    entry = CATALOG[code]
-    args = ["type", "add", code, "--name", entry["name"], "--schema", str(DATA / entry["schema"]),
-            "--national-code", entry["national_type_code"],
-            "--qr-claims", ",".join(entry["qr_claims"])]
-    if entry["validity_days"] is not None:
-        args += ["--validity-days", str(entry["validity_days"])]
-    return args
-
-
-def agency_args(code: str) -> list[str]:
-    agency = next(a for a in GD["agencies"] if a["code"] == code)
-    return ["agency", "add", code, "--name", agency["name"], "--uscc", agency["uscc"],
-            "--types", ",".join(agency["types"])]
 
 
 @pytest.fixture

@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import hashlib
-import http.server
-import io
 import json
-import threading
-import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,111 +31,33 @@ from ecert.mirror import sync
 from ecert.trust import MAX_TRUST_LIST_BYTES, TrustAnchor, verify_trust_list
 from ecert.verify import ErrorCode as E
 from ecert.verify import VerificationStatus as S
-from tests.conftest import EPOCH, PASSPHRASE, PG_URL, FakeClock, _pg_schema_url
+from tests.support import (
+    EPOCH,
+    FAST_KDF_ROUNDS,
+    PG_URL,
+    FakeClock,
+    LocalServer,
+    create_registry,
+    pg_schema_url,
+    serve,
+)
+from tests.support.regions import (
+    BL,
+    CLAIMS,
+    DL,
+    FBL,
+    HOLDER,
+    PQ,
+    REGIONS,
+    SPJY,
+    mapping,
+    recognitions,
+)
 
 DAY = 86_400
-REGIONS = ("GD", "ZJ", "SH")
-BL, FBL, DL, PQ, SPJY = ("cn.business-licence", "cn.food-business-licence",
-                         "cn.driving-licence", "cn.professional-qualification", "zj.spjyxkz")
-#: Sample claims per type, and the claims naming the holder (id, name).
-CLAIMS = {BL: "business-licence-gd", DL: "driving-licence-zj", FBL: "food-business-licence-sh",
-          SPJY: "food-business-licence-sh", PQ: "professional-qualification-gd"}
-HOLDER = {"business-licence-gd": ("uscc", "name"),
-          "driving-licence-zj": ("licence_number", "name"),
-          "food-business-licence-sh": ("uscc", "operator_name"),
-          "professional-qualification-gd": ("id_number", "name")}
 
 
-def recognitions() -> list[dict[str, Any]]:
-    return list(_samples.regions()["recognitions"])
-
-
-def mapping(verifier: str, issuer: str) -> dict[str, str] | None:
-    """regions.json: the types ``verifier`` accepts from ``issuer`` (theirs -> ours)."""
-    for entry in recognitions():
-        if entry["verifier_region"] == verifier and entry["recognizes"] == issuer:
-            return dict(entry["types"])
-    return None
-
-
-# -- a real HTTP server ------------------------------------------------------------------------
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Static files with a content ETag (answers 304), 503 for paths marked down."""
-
-    server: LocalServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def send_head(self) -> io.BytesIO | None:  # type: ignore[override]
-        path = urllib.parse.urlsplit(self.path).path
-        if any(path.startswith(prefix) for prefix in self.server.down):
-            self.server.log.append((path, 503))
-            self.send_error(503, "down for maintenance")
-            return None
-        file = Path(self.translate_path(self.path))
-        if not file.is_file():
-            self.server.log.append((path, 404))
-            self.send_error(404, "not found")
-            return None
-        data = file.read_bytes()
-        etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
-        if self.headers.get("If-None-Match") == etag:
-            self.server.log.append((path, 304))
-            self.send_response(304)
-            self.send_header("ETag", etag)
-            self.end_headers()
-            return None
-        self.server.log.append((path, 200))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("ETag", etag)
-        self.end_headers()
-        return io.BytesIO(data)
-
-
-class LocalServer(http.server.ThreadingHTTPServer):
-    """Serves ``root`` on 127.0.0.1 (an ephemeral port) from a daemon thread."""
-
-    daemon_threads = True
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.down: set[str] = set()
-        self.log: list[tuple[str, int]] = []
-
-        def handler(*args: Any) -> _Handler:
-            return _Handler(*args, directory=str(root))
-
-        super().__init__(("127.0.0.1", 0), handler)
-        self.port = self.server_address[1]
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
-        self._thread.start()
-        self._stopped = False
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
-
-    def stop(self) -> None:
-        """Stop serving: connections are then refused. Idempotent."""
-        if not self._stopped:
-            self._stopped = True
-            self.shutdown()
-            self.server_close()
-            self._thread.join(5)
-
-
-def serve(root: Path) -> Iterator[LocalServer]:
-    root.mkdir(parents=True, exist_ok=True)
-    server = LocalServer(root)
-    try:
-        yield server
-    finally:
-        server.stop()
+# -- the HTTP server (tests/support/http.py) --------------------------------------------------
 
 
 @pytest.fixture(autouse=True)
@@ -152,8 +69,8 @@ def _collect_garbage() -> Iterator[None]:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LocalServer]:
-    yield from serve(tmp_path / "www")
+def server(http_server: LocalServer) -> LocalServer:
+    return http_server
 
 
 # -- three regions -----------------------------------------------------------------------------
@@ -230,14 +147,13 @@ def build_world(server: LocalServer, tmp: Path, clock: FakeClock,
     for code in REGIONS:
         url: str | None = None
         if PG_URL:
-            gen = _pg_schema_url()
+            gen = pg_schema_url()
             url = next(gen)
             schemas.append(gen)
-        sample = _samples.region(code)
-        registry = ecert.Registry.init(
-            tmp / f"home-{code.lower()}", region=code, name=sample["name"],
-            base_url=server.url(code.lower()), passphrase=PASSPHRASE, database_url=url,
-            clock=clock, operator=f"clerk-{code.lower()}", kdf_rounds=1_000)
+        registry = create_registry(
+            tmp / f"home-{code.lower()}", region=code, base_url=server.url(code.lower()),
+            database_url=url, clock=clock, operator=f"clerk-{code.lower()}",
+            kdf_rounds=FAST_KDF_ROUNDS)
         sites[code] = Site(code, registry, server.root / code.lower())
         _samples.populate(registry)
         # The local types our agreements map onto (GD reads ZJ driving licences).

@@ -3,7 +3,7 @@
 The three sample regions of ``regions.json`` are set up only with CLI commands (``init``,
 ``type add``, ``agency add``, ``trust export-anchor``, ``publish``, ``trust recognize``,
 ``issue``), each with its own home (and, with ``ECERT_TEST_DATABASE_URL``, its own
-PostgreSQL schema), served over real HTTP by the server of ``test_recognition``. The
+PostgreSQL schema), served over real HTTP by ``tests/support/http.py``. The
 clock is the system's. Exit codes: 0 valid (or done), 1 not valid, 2 input error, with
 one ``ecert: error:`` line and never a traceback.
 """
@@ -21,13 +21,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-import ecert
 from ecert import _samples
 from ecert import keys as ecert_keys
 from ecert_cli import cli
-from tests.conftest import PASSPHRASE, PG_URL, _pg_schema_url
-from tests.test_cli import type_args
-from tests.test_recognition import (
+from tests.support import FAST_KDF_ROUNDS, PASSPHRASE, PG_URL, LocalServer, pg_schema_url, serve
+from tests.support.cli import DATA, assert_no_traceback, type_args
+from tests.support.regions import (
     BL,
     CLAIMS,
     DL,
@@ -36,26 +35,15 @@ from tests.test_recognition import (
     PQ,
     REGIONS,
     SPJY,
-    LocalServer,
     mapping,
     recognitions,
-    serve,
 )
 
-DATA = Path(ecert.__file__).parent / "_data"
-CATALOG = {e["code"]: e for e in json.loads((DATA / "catalog.json").read_text("utf-8"))["types"]}
 ENV: dict[str, str | None] = {"ECERT_PASSPHRASE": PASSPHRASE, "ECERT_OPERATOR": "clerk-cli",
                               "ECERT_HOME": None, "ECERT_DATABASE_URL": None}
 
 
 # -- harness -----------------------------------------------------------------------------------
-
-
-def assert_no_traceback(result: Result) -> None:
-    assert "Traceback" not in result.output
-    assert "Traceback" not in result.stderr
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"uncaught {result.exception!r}") from result.exception
 
 
 def invoke(*args: str, input: str | None = None) -> Result:
@@ -143,7 +131,7 @@ def build_net(server: LocalServer, tmp: Path, schemas: list[Iterator[str]]) -> N
     for code in REGIONS:
         url: str | None = None
         if PG_URL:
-            gen = _pg_schema_url()
+            gen = pg_schema_url()
             url = next(gen)
             schemas.append(gen)
         low = code.lower()
@@ -211,16 +199,15 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     """Three regions for the tests that change nothing (failing commands, verifications)."""
     tmp = tmp_path_factory.mktemp("cli-shared")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ecert_keys, "DEFAULT_KDF_ROUNDS", 1_000)
+        mp.setattr(ecert_keys, "DEFAULT_KDF_ROUNDS", FAST_KDF_ROUNDS)
         for server in serve(tmp / "www"):
             yield from _nets(server, tmp)
 
 
 @pytest.fixture
-def net(tmp_path: Path) -> Iterator[Net]:
+def net(http_server: LocalServer, tmp_path: Path) -> Iterator[Net]:
     """Three regions of the test's own."""
-    for server in serve(tmp_path / "www"):
-        yield from _nets(server, tmp_path)
+    yield from _nets(http_server, tmp_path)
 
 
 # -- setup and the expectations of regions.json ------------------------------------------------
