@@ -12,10 +12,11 @@ Registries come from :mod:`tests.support.registries` only, through ``make_regist
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine
 
@@ -25,6 +26,8 @@ from ecert import keys as ecert_keys
 from tests.support import (
     FAST_KDF_ROUNDS,
     OPERATOR,
+    OPERATOR_PASSPHRASE,
+    PASSPHRASE,
     PG_URL,
     FakeClock,
     Golden,
@@ -34,12 +37,14 @@ from tests.support import (
     build_golden,
     copy_tree,
     create_registry,
+    database_url_of,
     digest_tree,
     issue_business_licence,
     open_registry,
     pg_schema_url,
     serve,
 )
+from tests.support.cli import Cli
 from tests.support.pg import check_reachable
 
 settings.register_profile(
@@ -97,7 +102,7 @@ def make_registry(tmp_path: Path, clock: FakeClock) -> Iterator[RegistryFactory]
     default_clock = clock
 
     def factory(code: str = "GD", *, populate: bool = True, clock: FakeClock | None = None,
-                operator: str | None = OPERATOR) -> ecert.Registry:
+                operator: str = OPERATOR) -> ecert.Registry:
         url: str | None = None
         if PG_URL:
             gen = pg_schema_url()
@@ -229,3 +234,16 @@ def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Engine]]:
     yield created
     for engine in created:
         engine.dispose()
+
+
+@pytest.fixture
+def cli_as_admin(clock: FakeClock) -> Callable[..., Result]:
+    """Run ``ecert ARGS…`` against an existing registry, as its first admin."""
+
+    def run(registry: ecert.Registry, *args: str) -> Result:
+        return Cli(registry.home, database_url_of(registry), env={
+            "ECERT_PASSPHRASE": PASSPHRASE, "ECERT_OPERATOR": OPERATOR,
+            "ECERT_OPERATOR_PASSPHRASE": OPERATOR_PASSPHRASE,
+            "ECERT_HOME": None, "ECERT_DATABASE_URL": None}, clock=clock)(*args)
+
+    return run

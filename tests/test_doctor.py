@@ -19,7 +19,7 @@ import ecert
 from ecert import doctor
 from ecert._formats import bundle as _bundle
 from ecert_cli import cli
-from tests.conftest import EPOCH, PASSPHRASE, FakeClock, RegistryFactory
+from tests.support import EPOCH, PASSPHRASE, FakeClock, RegistryFactory
 
 Published = tuple[ecert.Registry, ecert.Certificate, Path]
 T0 = int(EPOCH.timestamp())

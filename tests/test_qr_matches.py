@@ -18,7 +18,7 @@ import pytest
 import ecert
 from ecert import qr as ecert_qr
 from ecert._formats import qr as qr_format
-from tests.conftest import FakeClock, issue_business_licence
+from tests.support import FakeClock, issue_business_licence
 
 Published = tuple[ecert.Registry, ecert.Certificate, Path]
 Payload = dict[str, Any]

@@ -25,7 +25,7 @@ from ecert import _samples
 from ecert import qr as ecert_qr
 from ecert.verify import ErrorCode as E
 from ecert.verify import VerificationStatus as S
-from tests.conftest import PASSPHRASE, PG_URL, FakeClock, _pg_schema_url
+from tests.support import PG_URL, FakeClock, create_registry, pg_schema_url
 
 REGIONS = ("GD", "ZJ", "SH")
 BL, FBL, DL, PQ, SPJY = ("cn.business-licence", "cn.food-business-licence",
@@ -88,14 +88,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         for code in REGIONS:
             url: str | None = None
             if PG_URL:
-                gen = _pg_schema_url()
+                gen = pg_schema_url()
                 url = next(gen)
                 schemas.append(gen)
-            sample = _samples.region(code)
-            registry = ecert.Registry.init(
-                tmp / f"home-{code}", region=code, name=sample["name"],
-                base_url=f"http://127.0.0.1:{port}/{code.lower()}", passphrase=PASSPHRASE,
-                database_url=url, clock=clock, operator="clerk-test", kdf_rounds=1_000)
+            registry = create_registry(
+                tmp / f"home-{code}", region=code,
+                base_url=f"http://127.0.0.1:{port}/{code.lower()}", database_url=url,
+                clock=clock, kdf_rounds=1_000)
             registries[code] = registry
             _samples.populate(registry)
             have = {t.code for t in registry.types()}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,10 +35,13 @@ from ecert.verify import VerificationStatus as S
 from tests.support import (
     EPOCH,
     FAST_KDF_ROUNDS,
+    OPERATOR,
+    PASSPHRASE,
     PG_URL,
     FakeClock,
     LocalServer,
     create_registry,
+    credential,
     pg_schema_url,
     serve,
 )
@@ -1268,7 +1272,8 @@ def test_registries_refuse_urls_ecert_would_not_fetch(shared: World, tmp_path: P
     for host in BAD_HOSTS:
         with pytest.raises(ecert.InputError) as caught:
             ecert.Registry.init(tmp_path / "home", region="GD", name="广东省",
-                                base_url=f"https://{host}", passphrase=PASSPHRASE)
+                                base_url=f"https://{host}", passphrase=PASSPHRASE,
+                                admin=credential(OPERATOR))
         assert caught.value.code == "invalid_url"
         assert not (tmp_path / "home").exists()
         registry = shared["GD"].registry

@@ -9,16 +9,26 @@ from pathlib import Path
 
 import ecert
 from tests.support.clock import FakeClock
-from tests.support.constants import EPOCH, FAST_KDF_ROUNDS, OPERATOR, PASSPHRASE, PG_URL
+from tests.support.constants import (
+    EPOCH,
+    FAST_KDF_ROUNDS,
+    OPERATOR,
+    OPERATOR_PASSPHRASE,
+    PASSPHRASE,
+    PG_URL,
+)
 from tests.support.golden import Golden, build_golden, copy_tree, digest_tree
 from tests.support.http import LocalServer, serve
 from tests.support.issuing import issue_business_licence
 from tests.support.pg import pg_schema_url
 from tests.support.registries import (
     RegistryFactory,
+    as_operator,
     create_registry,
+    credential,
     database_url_of,
     open_registry,
+    plant_operator,
 )
 
 #: What the ``published`` fixtures give: the registry, its licence, the bundle directory.
@@ -28,6 +38,7 @@ __all__ = [
     "EPOCH",
     "FAST_KDF_ROUNDS",
     "OPERATOR",
+    "OPERATOR_PASSPHRASE",
     "PASSPHRASE",
     "PG_URL",
     "FakeClock",
@@ -35,13 +46,16 @@ __all__ = [
     "LocalServer",
     "Published",
     "RegistryFactory",
+    "as_operator",
     "build_golden",
     "copy_tree",
     "create_registry",
+    "credential",
     "database_url_of",
     "digest_tree",
     "issue_business_licence",
     "open_registry",
     "pg_schema_url",
+    "plant_operator",
     "serve",
 ]
