@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 #: Redirects followed per download (each within the same origin).
 MAX_REDIRECTS = 3
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Fetched documents held awaiting verification (each caller verifies at once).
+_MAX_PENDING = 16
 
 
 class DocumentSource(Protocol):
@@ -403,7 +405,10 @@ class HttpSource:
             raise OSError(f"HTTP {status} for {uri}")
         if len(data) > max_bytes:
             raise FormatError(f"{uri} exceeds {max_bytes} bytes", code="too_large")
+        self._pending.pop(uri, None)
         self._pending[uri] = (data, new_etag)
+        while len(self._pending) > _MAX_PENDING:  # never verified: forget the oldest
+            del self._pending[next(iter(self._pending))]
         return data
 
     def verified(self, uri: str, data: bytes) -> None:

@@ -140,8 +140,11 @@ class TrustState:
         with self._locked():
             regions = self._read()
             entry = regions.get(pinned.region)
-            if (isinstance(entry, dict) and entry["pinned_kid"] == pinned.kid
-                    and entry["sequence"] > sequence):
+            # Never lower a sequence seen for this pin, nor one seen under the same root
+            # in force (reached through another pin of the same line).
+            if isinstance(entry, dict) and entry["sequence"] > sequence and (
+                    pinned.kid == entry["pinned_kid"]
+                    or current.kid == entry["root_key"]["kid"]):
                 self._regions = regions
                 return
             regions[pinned.region] = {"pinned_kid": pinned.kid, "sequence": sequence,

@@ -71,6 +71,20 @@ def test_a_dripping_tls_handshake_is_cut_off_at_the_deadline() -> None:
     assert took < PROMPTLY, took
 
 
+def test_https_works_and_a_slow_body_over_tls_is_cut_off(tmp_path: Path) -> None:
+    with net.tls_server(tmp_path, respond(200, {"ETag": '"v1"'}, b"over tls")) as (server,
+                                                                                context):
+        source = HttpSource(timeout=DEADLINE, ssl_context=context)
+        assert source.fetch(server.url(scheme="https"), max_bytes=100) == b"over tls"
+        with pytest.raises(OSError):  # the system CAs do not know this certificate
+            HttpSource(timeout=DEADLINE).fetch(server.url(scheme="https"), max_bytes=100)
+    with net.tls_server(tmp_path, net.drip_body) as (server, context):
+        outcome, took = timed_fetch(HttpSource(timeout=DEADLINE, ssl_context=context),
+                                    server.url(scheme="https"))
+    assert isinstance(outcome, OSError), outcome
+    assert took < PROMPTLY, took
+
+
 def test_verifier_construction_is_bounded_by_the_deadline() -> None:
     """What the review saw: a verifier blocked for minutes by a dripping trust list."""
     with raw_server(net.drip_body) as server:

@@ -543,3 +543,20 @@ def test_corrupt_trust_state_then_reset_state(shared: Net) -> None:
     assert out["regions_forgotten"] == 1
     shared.verify_json(shared.tokens["ZJ", DL], "--anchor", zj_anchor, home=home)
     assert "--anchor" in one_line_error(invoke("--home", str(home), "trust", "reset-state"))
+
+
+def test_urls_ecert_would_not_fetch_are_one_line_errors(shared: Net) -> None:
+    long_label = "https://" + "a" * 64 + ".example"
+    result = invoke("--home", str(shared.tmp / "bad-url-home"), "init", "--region", "GD",
+                    "--name", "广东省", "--base-url", long_label, "--json")
+    message = one_line_error(result)
+    assert "invalid host" in message
+    assert json.loads(result.stdout)["error"]["code"] == "invalid_url"
+    anchor = json.loads(shared.anchors["GD"].read_text("utf-8"))
+    for url in ("http://../trustlist.jwt", long_label + "/trustlist.jwt"):
+        bad = shared.tmp / "bad-url.anchor.json"
+        bad.write_text(json.dumps({**anchor, "trust_list": url}), "utf-8")
+        message = one_line_error(shared.verify(shared.tokens["GD", BL], "--anchor", str(bad)))
+        assert message.startswith("anchor is malformed: URL"), message
+        assert "anchor is malformed" in shared["GD"].fails(
+            "trust", "recognize", "ZJ", "--anchor", str(bad), "--map", f"{DL}={DL}")
