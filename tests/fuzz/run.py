@@ -34,6 +34,7 @@ from pathlib import Path
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 _EXECUTED = re.compile(r"stat::number_of_executed_units:\s*(\d+)")
+_RATE = re.compile(r"stat::average_exec_per_sec:\s*(\d+)")
 _ARTIFACT = re.compile(r"Test unit written to (\S+)")
 
 
@@ -42,6 +43,8 @@ class Outcome:
     name: str
     returncode: int
     executions: int
+    #: libFuzzer's own rate, over its fuzzing time (start-up and world building excluded).
+    rate: int
     seconds: float
     artifacts: tuple[Path, ...]
     log: Path
@@ -115,10 +118,10 @@ def _run_one(name: str, args: argparse.Namespace, work: Path) -> Outcome:
             returncode = -1
     elapsed = time.monotonic() - started
     text = log.read_text("utf-8", "replace")
-    executed = _EXECUTED.findall(text)
+    executed, rate = _EXECUTED.findall(text), _RATE.findall(text)
     artifacts = tuple(Path(p) for p in _ARTIFACT.findall(text))
-    return Outcome(name, returncode, int(executed[-1]) if executed else 0, elapsed,
-                   artifacts, log)
+    return Outcome(name, returncode, int(executed[-1]) if executed else 0,
+                   int(rate[-1]) if rate else 0, elapsed, artifacts, log)
 
 
 def _report(outcome: Outcome) -> None:
@@ -173,10 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             outcomes = list(pool.map(lambda n: _run_one(n, args, work), chosen))
-        print(f"{'harness':28} {'executions':>11} {'seconds':>8} {'exec/s':>8}  result")
+        print(f"{'harness':28} {'executions':>11} {'exec/s':>8} {'wall s':>7}  result")
         for o in outcomes:
-            rate = o.executions / o.seconds if o.seconds else 0.0
-            print(f"{o.name:28} {o.executions:11d} {o.seconds:8.1f} {rate:8.0f}  "
+            print(f"{o.name:28} {o.executions:11d} {o.rate:8d} {o.seconds:7.1f}  "
                   f"{'ok' if o.returncode == 0 else 'FAIL'}")
         failed = [o for o in outcomes if o.returncode != 0]
         for o in failed:
