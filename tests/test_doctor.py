@@ -238,8 +238,8 @@ def test_report_json_shape(registry: ecert.Registry, monkeypatch: pytest.MonkeyP
 
 def _env(registry: ecert.Registry, home: Path | None = None) -> dict[str, str]:
     env = {"ECERT_HOME": str(home or registry.home), "ECERT_PASSPHRASE": PASSPHRASE}
-    if registry._engine.url.drivername.startswith("postgresql"):
-        env["ECERT_DATABASE_URL"] = registry._engine.url.render_as_string(hide_password=False)
+    if registry.engine.url.drivername.startswith("postgresql"):
+        env["ECERT_DATABASE_URL"] = registry.engine.url.render_as_string(hide_password=False)
     return env
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
 import segno
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFilter
@@ -17,8 +17,8 @@ import ecert
 from ecert import card as ecert_card
 from ecert import qr as ecert_qr
 from ecert._formats import qr as qr_format
-from ecert_cli import cli
-from tests.support import PASSPHRASE, FakeClock, Published
+from tests.support import FakeClock, Published
+from tests.support.issuing import write_card_of
 
 
 def _verifier(bundle: Path, clock: FakeClock) -> ecert.Verifier:
@@ -31,7 +31,7 @@ def _verifier(bundle: Path, clock: FakeClock) -> ecert.Verifier:
 def test_qr_text_verifies_with_qr_claims_and_digest(published_copy: Published,
                                                     clock: FakeClock) -> None:
     registry, cert, bundle = published_copy
-    text = ecert_qr.qr_text(registry, cert.id)
+    text = ecert_qr.qr_text(registry.qr_token(cert.id))
     result = _verifier(bundle, clock).verify(text)
     assert result.valid, result.messages
     assert result.qr and result.digest_bound
@@ -47,7 +47,8 @@ def test_qr_text_verifies_with_qr_claims_and_digest(published_copy: Published,
 
 def test_full_qr_carries_every_claim(published_copy: Published, clock: FakeClock) -> None:
     registry, cert, bundle = published_copy
-    result = _verifier(bundle, clock).verify(ecert_qr.qr_text(registry, cert.id, full=True))
+    text = ecert_qr.qr_text(registry.qr_token(cert.id, full=True))
+    result = _verifier(bundle, clock).verify(text)
     assert result.valid and not result.digest_bound
     assert result.certificate is not None
     assert dict(result.certificate.claims) == dict(cert.claims)
@@ -55,8 +56,8 @@ def test_full_qr_carries_every_claim(published_copy: Published, clock: FakeClock
 
 def test_size_targets_on_the_reference_business_licence(published_copy: Published) -> None:
     registry, cert, _ = published_copy
-    short = ecert_qr.make_qr(ecert_qr.qr_text(registry, cert.id), ec="Q")
-    full = ecert_qr.make_qr(ecert_qr.qr_text(registry, cert.id, full=True), ec="Q")
+    short = ecert_qr.make_qr(ecert_qr.qr_text(registry.qr_token(cert.id)), ec="Q")
+    full = ecert_qr.make_qr(ecert_qr.qr_text(registry.qr_token(cert.id, full=True)), ec="Q")
     assert short.version <= 17
     assert full.version <= 25
 
@@ -79,7 +80,7 @@ def test_unwrapped_jws_verifies_with_pyjwt_and_the_published_jwks(
 def test_revoked_and_tampered_qr_do_not_verify(published: Published, clock: FakeClock,
                                                tmp_path: Path) -> None:
     registry, cert, bundle = published
-    text = ecert_qr.qr_text(registry, cert.id)
+    text = ecert_qr.qr_text(registry.qr_token(cert.id))
     data = bytearray(qr_format.b45decode(text[4:]))
     data[10] ^= 1  # inside the signature
     tampered = _verifier(bundle, clock).verify("EC1:" + qr_format.b45encode(bytes(data)))
@@ -93,7 +94,7 @@ def test_revoked_and_tampered_qr_do_not_verify(published: Published, clock: Fake
 def test_qr_error_codes(published_copy: Published, clock: FakeClock) -> None:
     registry, cert, bundle = published_copy
     verifier = _verifier(bundle, clock)
-    text = ecert_qr.qr_text(registry, cert.id)
+    text = ecert_qr.qr_text(registry.qr_token(cert.id))
     assert verifier.verify("EC9:" + text[4:]).errors == (ecert.ErrorCode.QR_UNKNOWN_VERSION,)
     assert verifier.verify("EC1:%%%").errors == (ecert.ErrorCode.QR_MALFORMED,)
     data = bytearray(qr_format.b45decode(text[4:]))
@@ -110,7 +111,7 @@ def test_qr_made_after_key_rotation_verifies(published: Published, clock: FakeCl
     clock.advance(days=30)
     registry.rotate_agency_key(cert.agency_code)
     registry.publish(bundle)
-    result = _verifier(bundle, clock).verify(ecert_qr.qr_text(registry, cert.id))
+    result = _verifier(bundle, clock).verify(ecert_qr.qr_text(registry.qr_token(cert.id)))
     assert result.valid, result.messages
     assert result.issuer is not None and result.issuer.kid != cert.kid
 
@@ -145,7 +146,7 @@ def test_segno_encodes_zero_runs_and_any_text(text: str) -> None:
 @pytest.fixture
 def qr_png(published_copy: Published, tmp_path: Path) -> tuple[Path, str, Published]:
     registry, cert, _ = published_copy
-    text = ecert_qr.qr_text(registry, cert.id)
+    text = ecert_qr.qr_text(registry.qr_token(cert.id))
     path = ecert_qr.write_qr(ecert_qr.make_qr(text), tmp_path / "qr.png", scale=6)
     return path, text, published_copy
 
@@ -206,7 +207,7 @@ def test_card_png_decodes_and_verifies(published_copy: Published, clock: FakeClo
     registry, cert, bundle = published_copy
     if ecert_card.find_cjk_font() is None:
         pytest.skip("no CJK font installed (fonts-noto-cjk)")
-    written = ecert_card.write_card(registry, cert.id, tmp_path / "card.png")
+    written = write_card_of(registry, cert, tmp_path / "card.png")
     assert written.qr_version <= 17
     result = _verifier(bundle, clock).verify(ecert_qr.decode_qr_image(written.path))
     assert result.valid and result.certificate is not None
@@ -215,7 +216,7 @@ def test_card_png_decodes_and_verifies(published_copy: Published, clock: FakeClo
 
 def test_card_svg_has_the_text(published_copy: Published, tmp_path: Path) -> None:
     registry, cert, _ = published_copy
-    svg = ecert_card.write_card(registry, cert.id, tmp_path / "card.svg").path
+    svg = write_card_of(registry, cert, tmp_path / "card.svg").path
     text = svg.read_text("utf-8")
     for expected in ("营业执照", cert.holder_name, "陈晓明", "广东省", cert.id, "Noto Sans CJK SC"):
         assert expected in text
@@ -226,32 +227,26 @@ def test_png_card_without_font_is_refused_clearly(published_copy: Published, tmp
     registry, cert, _ = published_copy
     monkeypatch.setattr(ecert_card, "find_cjk_font", lambda: None)
     with pytest.raises(ecert_card.CjkFontMissing, match="fonts-noto-cjk"):
-        ecert_card.write_card(registry, cert.id, tmp_path / "card.png")
+        write_card_of(registry, cert, tmp_path / "card.png")
 
 
 # -- CLI -------------------------------------------------------------------------------------
 
 
-def test_cli_qr_and_verify_image(published: Published, tmp_path: Path, clock: FakeClock,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_qr_and_verify_image(published: Published, tmp_path: Path,
+                                 cli_as_admin: Any) -> None:
     registry, cert, bundle = published
-    monkeypatch.setattr(ecert.registry, "_system_clock", clock)
-    monkeypatch.setattr(ecert.verify, "_system_clock", clock)
-    env = {"ECERT_HOME": str(registry.home), "ECERT_PASSPHRASE": PASSPHRASE}
-    if registry._engine.url.drivername.startswith("postgresql"):
-        env["ECERT_DATABASE_URL"] = registry._engine.url.render_as_string(hide_password=False)
-    runner = CliRunner()
     out = tmp_path / "c.png"
-    result = runner.invoke(cli, ["qr", cert.id, "-o", str(out), "--json"], env=env)
+    result = cli_as_admin(registry, "qr", cert.id, "-o", str(out), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["version"] <= 17
-    result = runner.invoke(cli, ["verify", "--image", str(out), "--bundle", str(bundle),
-                                 "--json"], env=env)
+    result = cli_as_admin(registry, "verify", "--image", str(out), "--bundle", str(bundle),
+                          "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["qr"]["digest_bound"] is True
-    result = runner.invoke(cli, ["qr", cert.id, "-o", str(tmp_path / "f.svg"), "--full",
-                                 "--ec", "H"], env=env)
+    result = cli_as_admin(registry, "qr", cert.id, "-o", str(tmp_path / "f.svg"), "--full",
+                          "--ec", "H")
     assert result.exit_code == 2
     assert len(result.stderr.splitlines()) == 1 and "--ec L" in result.stderr
-    result = runner.invoke(cli, ["card", cert.id, "-o", str(tmp_path / "card.svg")], env=env)
+    result = cli_as_admin(registry, "card", cert.id, "-o", str(tmp_path / "card.svg"))
     assert result.exit_code == 0, result.output

@@ -31,7 +31,7 @@ def _signed_qr(registry: ecert.Registry, cert: ecert.Certificate, *, full: bool,
     payload = qr_format.qr_payload(
         qr_format.parse_token_payload(cert.token), cert.token,
         registry.get_type(cert.type_code).qr_claims, base_url,
-        int(registry._clock().timestamp()), full=full)
+        registry._now(), full=full)
     change(payload)
     active = next(k for k in registry.keys(cert.agency_code) if k.retired_at is None)
     return qr_format.wrap(qr_format.sign_qr_token(payload, registry.keystore.signer(active.kid)))
@@ -98,7 +98,7 @@ def test_faithful_qr_matches_only_its_token(published: Published, clock: FakeClo
     registry, cert, bundle = published
     verifier = ecert.Verifier.from_bundle(bundle, clock=clock)
     for text in (_signed_qr(registry, cert, full=full, change=_unchanged),
-                 ecert_qr.qr_text(registry, cert.id, full=full)):
+                 ecert_qr.qr_text(registry.qr_token(cert.id, full=full))):
         result = verifier.verify(text)
         assert result.valid, result.messages
         assert result.qr_matches(cert.token)

@@ -14,9 +14,13 @@ import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 from sqlalchemy import Engine
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
 import ecert
 from ecert import _samples
 from ecert._formats.jose import public_jwk
+from ecert._formats.log import token_hash
 from ecert._formats.statuslist import StatusList
 from ecert.identifiers import CertificateId
 from ecert.registry import Passphrase
@@ -25,6 +29,7 @@ from tests.support import (
     OPERATOR,
     PASSPHRASE,
     FakeClock,
+    as_operator,
     create_registry,
     database_url_of,
     issue_business_licence,
@@ -305,7 +310,7 @@ def test_holder_is_a_pseudonym(registry: ecert.Registry) -> None:
     assert cert.holder != holder_id and holder_id not in cert.holder
     assert cert.holder == registry.holder_pseudonym(holder_id)
     # Nor does the database keep it: certificates and the event record hold the pseudonym.
-    with registry._engine.connect() as conn:
+    with registry.engine.connect() as conn:
         from sqlalchemy import text as sql
 
         rows = [*conn.execute(sql("SELECT * FROM certificates")).all(),
@@ -492,7 +497,8 @@ def test_transitions_append_events(registry: ecert.Registry, clock: FakeClock) -
     clock.advance(hours=1)
     registry.suspend(cert.id)
     clock.advance(hours=1)
-    with _reopen(registry, operator="clerk-two", clock=clock) as other:
+    registry.add_operator("clerk-two", roles=["clerk"], passphrase="clerk two")
+    with as_operator(registry, "clerk-two", "clerk two", clock) as other:
         other.reinstate(cert.id)
     clock.advance(hours=1)
     registry.revoke(cert.id, "affiliation-changed")
@@ -504,13 +510,13 @@ def test_transitions_append_events(registry: ecert.Registry, clock: FakeClock) -
         ("certificate.revoke", "clerk-test", cert.id, EPOCH + timedelta(hours=3)),
     ]
     issue, suspend, reinstate, revoke = (dict(e.details) for e in events)
-    assert issue["type"] == BUSINESS and issue["agency"] == "gd-amr"
-    assert issue["kid"] == cert.kid and issue["status_index"] == cert.status_index
-    assert suspend == {"from": "valid", "to": "suspended", "reason": None}
-    assert reinstate == {"from": "suspended", "to": "valid", "reason": None}
-    assert revoke == {"from": "valid", "to": "revoked", "reason": "affiliation-changed"}
-    ids = [e.id for e in registry.events()]
-    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    slot = {"agency": "gd-amr", "type": BUSINESS, "list": 1, "idx": cert.status_index}
+    assert issue == {**slot, "kid": cert.kid, "token": token_hash(cert.token)}
+    assert suspend == {**slot, "status": 2}
+    assert reinstate == {**slot, "status": 0}
+    assert revoke == {**slot, "status": 1, "reason": "affiliation-changed"}
+    seqs = [e.seq for e in registry.events()]
+    assert seqs == list(range(len(seqs)))
     # Refused transitions leave no trace.
     with pytest.raises(ecert.InvalidTransition):
         registry.reinstate(cert.id)
@@ -535,8 +541,12 @@ def test_key_rotation(registry: ecert.Registry, clock: FakeClock, tmp_path: Path
     after = issue_business_licence(registry)
     assert after.kid == new.kid and _header(after.token)["kid"] == new.kid
     assert registry.get(before.id).kid == old.kid
-    (event,) = [e for e in registry.events("gd-amr") if e.action == "agency.rotate_key"]
-    assert dict(event.details) == {"retired": old.kid, "kid": new.kid}
+    (event,) = [e for e in registry.events("gd-amr") if e.action == "key.rotate"]
+    assert dict(event.details) == {"retired": old.kid}
+    (retired,) = [e for e in registry.events(old.kid) if e.action == "key.retire"]
+    (created,) = registry.events(new.kid)
+    assert retired.seq == event.seq + 1 and created.seq == event.seq + 2
+    assert created.action == "key.create" and created.details["jwk"] == dict(new.public_jwk)
     # Other agencies keep their key.
     assert all(k.retired_at is None for k in registry.keys("gd-hrss"))
     # Both keys are published: the old one still verifies what it signed.
@@ -554,7 +564,7 @@ def test_private_key_files_are_encrypted(registry: ecert.Registry) -> None:
     assert stat.S_IMODE(keys_dir.stat().st_mode) == 0o700
     all_keys = registry.keys()
     kids = [k.kid for k in all_keys]
-    assert len(kids) == 4  # root, status, gd-amr, gd-hrss
+    assert len(kids) == 6  # root, status, log, witness, gd-amr, gd-hrss
     files = sorted(keys_dir.iterdir())
     assert {f"{kid}.p12" for kid in kids} <= {f.name for f in files}
     for path in files:
@@ -571,7 +581,13 @@ def test_private_key_files_are_encrypted(registry: ecert.Registry) -> None:
         blob = (keys_dir / f"{kid}.p12").read_bytes()
         key, _cert, _extra = pkcs12.load_key_and_certificates(blob, PASSPHRASE.encode())
         assert key is not None and public_jwk(key)["kid"] == kid
-        secret = key.private_numbers().private_value.to_bytes(32, "big")  # type: ignore[union-attr]
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            secret = key.private_bytes(serialization.Encoding.Raw,
+                                       serialization.PrivateFormat.Raw,
+                                       serialization.NoEncryption())
+        else:
+            secret = key.private_numbers().private_value.to_bytes(  # type: ignore[union-attr]
+                32, "big")
         assert secret not in blob
 
 
@@ -670,7 +686,7 @@ def test_failed_open_and_init_release_their_connections(
             _init(home, database_url, clock)
         with pytest.raises(ecert.InputError):
             open_registry(home, database_url=database_url, clock=None, status_list_size=1024)
-        failed = [e for e in engines if e is not registry._engine]
+        failed = [e for e in engines if e is not registry.engine]
         assert len(failed) == (3 if database_url else 2)
         still_open = [e.pool.checkedin() for e in failed]
     assert still_open == [0] * len(failed), "engines of failed open/init keep connections"
@@ -686,8 +702,11 @@ def test_init_twice(tmp_path: Path, database_url: str | None, clock: FakeClock,
         with pytest.raises(ecert.AlreadyExists):
             _init(home, database_url, clock)
         assert first.anchor() == anchor
-        assert len(first.keys()) == 2
-        assert [e.action for e in first.events()] == ["registry.init"]
+        roles = {k.role.value for k in first.keys(agency_code=None)}
+        assert roles == {"root", "status", "log", "witness"}
+        assert [e.action for e in first.events()] == [
+            "registry.init", "operator.add", "key.create", "key.create", "key.create",
+            "key.create"]
         with open_registry(home, database_url=database_url, clock=None) as again:
             assert again.region == first.region
         assert sorted(p.name for p in (home / "keys").iterdir()) == key_files
@@ -711,11 +730,14 @@ def test_publish_writes_the_bundle(
     published_copy: tuple[ecert.Registry, ecert.Certificate, Path]
 ) -> None:
     registry, cert, bundle = published_copy
-    expected = {"anchor.json", "trustlist.jwt", ".well-known/jwks.json", "status/1.jwt"}
+    expected = {"anchor.json", "trustlist.jwt", ".well-known/jwks.json", "status/1.jwt",
+                "log/checkpoint"}
     for name in expected:
         assert (bundle / name).is_file(), name
     files = {str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file()}
-    assert files == expected
+    size = ecert.Verifier.from_bundle(bundle, clock=lambda: registry.events()[-1].at
+                                      ).trust_list.log.size  # type: ignore[union-attr]
+    assert files == expected | {f"log/tile/0/000.p/{size}", f"log/tile/entries/000.p/{size}"}
     anchor = json.loads((bundle / "anchor.json").read_text())
     assert anchor["region"] == "GD"
     assert anchor["root_key"] == dict(registry.anchor().root_jwk)
@@ -734,7 +756,7 @@ def test_publish_sequence_increases(registry: ecert.Registry, tmp_path: Path,
         clock.advance(minutes=5)
     assert sequences == [1, 2, 3]
     assert set(report.files) == {"anchor.json", "trustlist.jwt", ".well-known/jwks.json",
-                                 "status/1.jwt"}
+                                 "status/1.jwt", "log/checkpoint"}
     assert report.status_lists == 1 and report.certificates == 1
     assert [e.details["sequence"] for e in registry.events("GD")
             if e.action == "registry.publish"] == [1, 2, 3]
@@ -775,6 +797,7 @@ def test_status_list_has_131072_entries_and_the_statuses(
     assert len(status_list) == STATUS_LIST_SIZE == 131_072
     assert status_list.bits == 2
     assert status_list[cert.status_index] == 0
+    assert [i for i in range(len(status_list)) if status_list[i] != 1] == [cert.status_index]
     registry.suspend(cert.id)
     clock.advance(minutes=1)
     registry.publish(bundle)
@@ -784,7 +807,8 @@ def test_status_list_has_131072_entries_and_the_statuses(
     registry.publish(bundle)
     status_list = read_list()
     assert status_list[cert.status_index] == 1
-    assert sum(status_list[i] != 0 for i in range(len(status_list))) == 1
+    # Every index the log never allocated reads invalid too: nothing reads valid now.
+    assert all(status_list[i] == 1 for i in range(len(status_list)))
 
 
 def test_status_indices_are_distinct_and_spread(registry: ecert.Registry) -> None:

@@ -58,7 +58,7 @@ def _payload(token: str) -> dict[str, Any]:
 
 
 def _scalar(registry: ecert.Registry, sql: str, **params: Any) -> Any:
-    with registry._engine.connect() as conn:
+    with registry.engine.connect() as conn:
         return conn.execute(text(sql), params).scalar_one()
 
 
@@ -135,7 +135,7 @@ def test_events_are_append_only(registry: ecert.Registry, statement: str) -> Non
     issue_business_licence(registry)
     before = registry.events()
     assert len(before) >= 5
-    with pytest.raises(DBAPIError, match="append-only"), registry._engine.begin() as conn:
+    with pytest.raises(DBAPIError, match="append-only"), registry.engine.begin() as conn:
         conn.execute(text(statement))
     assert registry.events() == before
     # Appending still works.
@@ -179,7 +179,7 @@ CRASH_POINTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
 def _counters(registry: ecert.Registry) -> tuple[int, int, list[tuple[int, int]]]:
     serial = _scalar(registry, "SELECT value FROM counters WHERE name = 'serial:gd-amr'")
     list_id = _scalar(registry, "SELECT value FROM counters WHERE name = 'status_list_id'")
-    with registry._engine.connect() as conn:
+    with registry.engine.connect() as conn:
         lists = [(int(r[0]), int(r[1])) for r in conn.execute(
             text("SELECT id, allocated FROM status_lists ORDER BY id"))]
     return int(serial), int(list_id), lists
@@ -394,7 +394,7 @@ def test_status_list_size_larger_power_of_two_is_used(
 def test_full_status_list_rolls_over(registry: ecert.Registry, tmp_path: Path) -> None:
     first = issue_business_licence(registry)
     assert first.status_list_uri.endswith("/status/1.jwt")
-    with registry._engine.begin() as conn:
+    with registry.engine.begin() as conn:
         conn.execute(text("UPDATE status_lists SET allocated = size - 1 WHERE id = 1"))
     last_on_one = issue_business_licence(registry)
     first_on_two = issue_business_licence(registry)
@@ -405,7 +405,7 @@ def test_full_status_list_rolls_over(registry: ecert.Registry, tmp_path: Path) -
     assert token_status == {"idx": first_on_two.status_index,
                             "uri": "https://ecert.gd.example/status/2.jwt"}
     assert registry.get(first_on_two.id).status_list_uri.endswith("/status/2.jwt")
-    with registry._engine.connect() as conn:
+    with registry.engine.connect() as conn:
         lists = [tuple(r) for r in conn.execute(
             text("SELECT id, size, allocated FROM status_lists ORDER BY id"))]
     assert lists == [(1, STATUS_LIST_SIZE, STATUS_LIST_SIZE), (2, STATUS_LIST_SIZE, 1)]

@@ -87,10 +87,11 @@ def _b64encode(data: bytes) -> str:
 
 
 def valid_name(name: str) -> bool:
-    """Key names are non-empty, without Unicode spaces, ``+`` or control characters."""
+    """Key names are non-empty, without Unicode spaces, ``+``, control characters or lone
+    surrogates (which are no characters and cannot be UTF-8: found by fuzzing)."""
     return (
         isinstance(name, str) and name != "" and "+" not in name
-        and not any(c.isspace() or c < " " for c in name)
+        and not any(c.isspace() or c < " " or "\ud800" <= c <= "\udfff" for c in name)
     )
 
 

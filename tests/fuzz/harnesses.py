@@ -21,12 +21,15 @@ documents) and returns the inputs the fuzzer starts from.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ecert._formats import jose
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from ecert._formats import jose, merkle, note, tiles
 from ecert._formats import qr as qrf
 from ecert._formats.bundle import TRUST_LIST_PATH
 from ecert._formats.certificate import CERTIFICATE_TYP, MAX_TOKEN_BYTES, CertificateClaims
@@ -38,6 +41,7 @@ from ecert._formats.statuslist import (
 )
 from ecert._formats.trustlist import TRUST_LIST_TYP, TrustList
 from ecert.errors import EcertError, FormatError, TrustListError
+from ecert.keys import LocalSigner
 from ecert.trust import TrustAnchor, verify_trust_list
 from ecert.verify import ErrorCode, VerificationResult, VerificationStatus
 from tests.fuzz.world import VERIFIED_AT, World, world
@@ -453,3 +457,136 @@ def fuzz_verify_foreign_trust_list(data: bytes) -> None:
     verifier = w.verifier({("ZJ", TRUST_LIST_PATH): data})
     check_result(verifier.verify(w.tokens["ZJ"]),
                  lambda: _genuine_document(w, "ZJ", TRUST_LIST_PATH, data))
+
+
+# -- transparency log formats (ecert._formats.note, tiles, merkle) ---------------------------
+
+_LOG_TIME = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
+def _ed25519(label: str) -> LocalSigner:
+    # Fixed keys, so a saved input replays against the same keys in every session.
+    return LocalSigner(ed25519.Ed25519PrivateKey.from_private_bytes(
+        hashlib.sha256(b"ecert fuzz log\x00" + label.encode()).digest()))
+
+
+_LOG_SIGNER = note.NoteSigner("log.ecert.example", _ed25519("log"))
+_WITNESS = note.NoteSigner.cosigner("witness.example", _ed25519("witness"))
+_LOG_KEYS = (_LOG_SIGNER.verifier_key, _WITNESS.verifier_key)
+_LEAVES = [merkle.leaf_hash(b"entry %d" % i) for i in range(37)]
+_CHECKPOINT = note.Checkpoint("log.ecert.example", 37, merkle.root(_LEAVES))
+_SIGNED_CHECKPOINT = note.sign_note(_CHECKPOINT.encode(), [_LOG_SIGNER, _WITNESS],
+                                    timestamp=_LOG_TIME)
+
+
+@harness("note", seeds=lambda w: [_SIGNED_CHECKPOINT])
+def fuzz_note(data: bytes) -> None:
+    try:
+        parsed = note.parse_note(data)
+    except FormatError as e:
+        _refusal(e)
+        return
+    assert parsed.text.endswith("\n") and parsed.signatures
+    assert note.parse_note(parsed.encode()) == parsed
+
+
+@harness("checkpoint", seeds=lambda w: [_CHECKPOINT.encode().encode()])
+def fuzz_checkpoint(data: bytes) -> None:
+    body = text(data)
+    try:
+        checkpoint = note.Checkpoint.parse(body)
+    except FormatError as e:
+        _refusal(e)
+        return
+    assert checkpoint.encode() == body  # canonical: one spelling per checkpoint
+
+
+@harness("vkey", seeds=lambda w: [k.encode().encode() for k in _LOG_KEYS])
+def fuzz_vkey(data: bytes) -> None:
+    vkey = text(data)
+    try:
+        key = note.VerifierKey.parse(vkey)
+    except FormatError as e:
+        _refusal(e)
+        return
+    assert key.encode() == vkey
+
+
+@harness("signed_checkpoint", seeds=lambda w: [_SIGNED_CHECKPOINT])
+def fuzz_signed_checkpoint(data: bytes) -> None:
+    try:
+        checkpoint, verified = note.open_checkpoint(data, _LOG_KEYS,
+                                                    origin="log.ecert.example")
+    except FormatError as e:
+        _refusal(e)
+        return
+    # Signatures of unknown keys may be added, but the signed text cannot change.
+    assert checkpoint == _CHECKPOINT and verified.text == _CHECKPOINT.encode()
+    stamps = note.cosignature_timestamps(verified)
+    assert set(stamps) <= {"witness.example"}
+    assert all(t == _LOG_TIME for t in stamps.values())
+
+
+@harness("tile_path", seeds=lambda w: [tiles.tile_path(0, 1_234_067).encode(),
+                                       tiles.entries_path(5, 17).encode()])
+def fuzz_tile_path(data: bytes) -> None:
+    path = text(data)
+    try:
+        parsed = tiles.parse_tile_path(path)
+    except FormatError as e:
+        _refusal(e)
+        return
+    assert parsed.path() == path
+
+
+@harness("entry_bundle", seeds=lambda w: [tiles.encode_entry_bundle(
+    [b"entry %d" % i for i in range(37)])])
+def fuzz_entry_bundle(data: bytes) -> None:
+    try:
+        entries = tiles.decode_entry_bundle(data)
+    except FormatError as e:
+        _refusal(e)
+        return
+    assert 1 <= len(entries) <= tiles.TILE_WIDTH
+    assert tiles.encode_entry_bundle(entries) == data
+
+
+@harness("hash_tile", seeds=lambda w: [b"".join(_LEAVES)], max_len=tiles.TILE_WIDTH * 32 + 32)
+def fuzz_hash_tile(data: bytes) -> None:
+    width = max(1, len(data) // merkle.HASH_SIZE)
+    try:
+        hashes = tiles.decode_hash_tile(data, width)
+    except FormatError as e:
+        _refusal(e)
+        return
+    assert len(hashes) == width and b"".join(hashes) == data
+
+
+def _inclusion_seed(index: int) -> bytes:
+    proof = merkle.inclusion_proof(index, len(_LEAVES), _LEAVES)
+    return index.to_bytes(8, "big") + _LEAVES[index] + b"".join(proof)
+
+
+@harness("merkle_inclusion", seeds=lambda w: [_inclusion_seed(i) for i in (0, 17, 36)])
+def fuzz_merkle_inclusion(data: bytes) -> None:
+    # index (8 bytes) || leaf hash || proof hashes, against the genuine 37-leaf tree.
+    index, leaf = int.from_bytes(data[:8], "big"), data[8:40]
+    proof = [data[i:i + 32] for i in range(40, len(data), 32)]
+    ok = merkle.verify_inclusion(leaf, index, len(_LEAVES), proof, _CHECKPOINT.root)
+    assert isinstance(ok, bool)
+    assert ok is False or (index < len(_LEAVES) and leaf == _LEAVES[index])
+
+
+def _consistency_seed(m: int) -> bytes:
+    proof = merkle.consistency_proof(m, len(_LEAVES), _LEAVES)
+    return m.to_bytes(8, "big") + merkle.root(_LEAVES[:m]) + b"".join(proof)
+
+
+@harness("merkle_consistency", seeds=lambda w: [_consistency_seed(m) for m in (1, 16, 20, 37)])
+def fuzz_merkle_consistency(data: bytes) -> None:
+    # m (8 bytes) || root of the first m leaves || proof hashes, to the genuine tree.
+    m, root_m = int.from_bytes(data[:8], "big"), data[8:40]
+    proof = [data[i:i + 32] for i in range(40, len(data), 32)]
+    ok = merkle.verify_consistency(m, len(_LEAVES), proof, root_m, _CHECKPOINT.root)
+    assert isinstance(ok, bool)
+    assert ok is False or (0 < m <= len(_LEAVES) and root_m == merkle.root(_LEAVES[:m]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import ecert
@@ -16,3 +17,13 @@ def issue_business_licence(registry: ecert.Registry, **overrides: Any) -> ecert.
     }
     args.update(overrides)
     return registry.issue("cn.business-licence", "gd-amr", **args)
+
+
+def write_card_of(registry: ecert.Registry, cert: ecert.Certificate, path: Path,
+                  **options: Any) -> Any:
+    """``ecert.card.write_card`` for a registry's certificate, as ``ecert card`` does."""
+    from ecert import card
+
+    return card.write_card(cert, registry.get_type(cert.type_code),
+                           registry.get_agency(cert.agency_code), registry.qr_token(cert.id),
+                           path, **options)
