@@ -34,16 +34,20 @@ class SyncReport:
 
 
 class _Recorder:
-    """Remembers the bytes of every document fetched through it."""
+    """Remembers the bytes of every document that verified after it was fetched."""
 
     def __init__(self, inner: DocumentSource) -> None:
         self.inner = inner
         self.seen: dict[str, bytes] = {}
 
     def fetch(self, uri: str, *, max_bytes: int) -> bytes:
-        data = self.inner.fetch(uri, max_bytes=max_bytes)
+        """Fetch from the inner source."""
+        return self.inner.fetch(uri, max_bytes=max_bytes)
+
+    def verified(self, uri: str, data: bytes) -> None:
+        """Record ``data`` for the mirror (and tell the inner source)."""
+        self.inner.verified(uri, data)
         self.seen[uri] = data
-        return data
 
 
 def sync(

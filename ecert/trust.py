@@ -23,6 +23,7 @@ from ecert._formats.jose import (
     verify_signature,
 )
 from ecert._formats.trustlist import ROOT_ROTATION_TYP, TRUST_LIST_TYP, Agreement, TrustList
+from ecert._formats.url import check_http_url
 from ecert._sources import BundleDirectory, DocumentSource, HttpSource
 from ecert.errors import FormatError, TrustListError
 
@@ -199,16 +200,22 @@ def fetch_and_verify(
 ) -> tuple[TrustList, TrustAnchor]:
     """Fetch ``anchor``'s trust list from ``source`` and verify it (see :func:`verify_trust_list`).
 
-    A list that cannot be fetched raises :class:`TrustListError` ``trust_list_unavailable``.
+    A list that cannot be fetched, or whose URL is not one ecert fetches (see
+    :func:`ecert._formats.url.check_http_url`), raises :class:`TrustListError`
+    ``trust_list_unavailable``. Only a list that verified is reported to
+    ``source.verified`` (so only such a list reaches a cache).
     """
+    url = anchor.trust_list_url
     try:
-        data = source.fetch(anchor.trust_list_url, max_bytes=MAX_TRUST_LIST_BYTES)
+        check_http_url(url)
+        data = source.fetch(url, max_bytes=MAX_TRUST_LIST_BYTES)
     except (OSError, FormatError) as e:
         raise TrustListError(f"cannot fetch the trust list of {anchor.region} from "
-                             f"{anchor.trust_list_url}: {e}",
-                             code="trust_list_unavailable") from e
-    return verify_trust_list(data.decode("ascii", "replace"), anchor, now=now, grace=grace,
-                             seen_sequence=seen_sequence)
+                             f"{url[:200]!r}: {e}", code="trust_list_unavailable") from e
+    verified = verify_trust_list(data.decode("ascii", "replace"), anchor, now=now,
+                                 grace=grace, seen_sequence=seen_sequence)
+    source.verified(url, data)
+    return verified
 
 
 def fetch_trust_list(anchor: TrustAnchor, *, bundle: str | Path | None = None,

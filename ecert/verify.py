@@ -20,10 +20,7 @@ stable :class:`ErrorCode` values. The checks, in order (each fails closed):
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +34,7 @@ from ecert._formats import qr as _qr
 from ecert._formats.certificate import CERTIFICATE_TYP, MAX_TOKEN_BYTES, CertificateClaims
 from ecert._formats.jose import (
     PublicKey,
+    canonical_json,
     check_header,
     parse_compact,
     strict_json_loads,
@@ -58,6 +56,7 @@ from ecert._sources import (
     MirrorSource,
     RoutedSource,
 )
+from ecert._state import STATE_FILE, TrustState
 from ecert.errors import (
     EcertError,
     FormatError,
@@ -196,18 +195,44 @@ class VerificationResult:
     qr_digest: str | None = None
 
     def qr_matches(self, token: str) -> bool:
-        """Whether a full certificate token (verified separately) is the one this QR binds."""
-        if not self.qr or self.qr_digest is None or self.certificate is None:
+        """Whether a full certificate token (verified separately) is the one this QR binds.
+
+        Every field the QR asserts must agree with the token: the certificate id (type,
+        agency, serial and id version), the type version, region and issuer, the holder
+        name, the issue, start and expiry times, the status list and index, each claim the
+        QR carries (and, for a QR carrying every claim, no other claim), and the digest of
+        the token's payload. A QR is signed separately from its certificate, perhaps by
+        another key of the agency, so the digest alone is not taken on trust.
+        """
+        cert = self.certificate if self.qr else None
+        if cert is None or self.qr_digest is None or self.issuer is None:
             return False
         try:
-            payload = _qr.parse_token_payload(token)
             digest = _qr.token_digest(token)
-        except (FormatError, ValueError, IndexError):
+            full = CertificateClaims.from_payload(_qr.parse_token_payload(token))
+        except (FormatError, ValueError, IndexError, TypeError, AttributeError):
             return False
-        claims = payload.get("claims")
-        return digest == self.qr_digest and payload.get("jti") == self.certificate.id and (
-            isinstance(claims, dict) and all(
-                claims.get(k) == v for k, v in self.certificate.claims.items()))
+        carried = dict(cert.claims)
+        claims_agree = all(
+            name in full.claims and _same_json(full.claims[name], value)
+            for name, value in carried.items()
+        ) and (self.digest_bound or set(full.claims) == set(carried))
+        expiry = None if cert.valid_until is None else int(cert.valid_until.timestamp())
+        return (
+            digest == self.qr_digest  # public values: no constant-time need
+            and full.jti == cert.id
+            and full.vct == cert.type_code
+            and full.vct_version == cert.type_version
+            and full.region == cert.region
+            and full.iss == self.issuer.uri
+            and full.holder_name == cert.holder_name
+            and full.iat == int(cert.issued_at.timestamp())
+            and full.nbf == int(cert.valid_from.timestamp())
+            and full.exp == expiry
+            and full.status_list_uri == cert.status_list_uri
+            and full.status_index == cert.status_index
+            and claims_agree
+        )
 
     @cached_property
     def certificate(self) -> Certificate | None:
@@ -386,6 +411,7 @@ class _RegionTrust:
             raise _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_LIST_UNAVAILABLE,
                            f"status list {uri} is unavailable: {e}") from e
         token = self._check_status_list(data, uri, now)
+        self.source.verified(uri, data)  # only now may a cache keep it
         # ttl counts from when we fetched the list; never cache past its expiry.
         refresh_at = now + (token.ttl or 300)
         expires_at = token.expires_at
@@ -540,7 +566,7 @@ class Verifier:
                      cache_dir: str | Path | None) -> Verifier:
         limits = limits or VerificationLimits()
         clock = clock or _system_clock
-        state = TrustState(Path(cache_dir) / "trust-state.json") if cache_dir else None
+        state = TrustState(Path(cache_dir) / STATE_FILE, anchor) if cache_dir else None
         trust_list, current = _load_region(anchor, source, _now(clock), limits, state,
                                            min_sequence)
         verifier = cls(trust_list, source, clock=clock, limits=limits,
@@ -632,7 +658,8 @@ class Verifier:
         agreement: Agreement | None = None
         agency_key = home.agency_keys.get(kid)
         if agency_key is None:
-            claimed = parsed.payload.get("region")
+            # A QR payload names its region under "r", a certificate token under "region".
+            claimed = parsed.payload.get("r" if expected_typ == _qr.QR_TYP else "region")
             if not isinstance(claimed, str) or claimed == home.trust_list.region:
                 raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
                                f"key {kid!r} is not a trusted key of region "
@@ -720,21 +747,24 @@ class Verifier:
         )
 
     def _unwrap_qr(self, text: str, now: int) -> str:
-        """The exact compact JWS inside QR text; its kid resolved through the trust lists."""
+        """The exact compact JWS inside QR text; its kid resolved through the trust lists.
+
+        The container carries only the first bytes of the kid, so the key is looked up in
+        the trust list of the region the payload names (``r``): ours, or one we recognize.
+        Choosing the region first means a foreign key whose reference happens to collide
+        with one of ours cannot shadow it. The signature itself is checked later.
+        """
         unwrapped = _qr.unwrap(text)
         region = self._home
+        claimed = strict_json_loads(unwrapped.payload)
+        claimed = claimed.get("r") if isinstance(claimed, dict) else None
+        if isinstance(claimed, str) and claimed != region.trust_list.region:
+            region = self._recognized(claimed, now)[1]
         candidates = [k for k in region.agency_keys if _qr.kid_ref(k) == unwrapped.kid_ref]
-        if not candidates:
-            claimed = strict_json_loads(unwrapped.payload)
-            claimed = claimed.get("r") if isinstance(claimed, dict) else None
-            if isinstance(claimed, str) and claimed != region.trust_list.region:
-                region = self._recognized(claimed, now)[1]
-                candidates = [k for k in region.agency_keys
-                              if _qr.kid_ref(k) == unwrapped.kid_ref]
         if not candidates:
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
                            f"the QR key reference {unwrapped.kid_ref.hex()} names no trusted "
-                           "agency key")
+                           f"agency key of region {region.trust_list.region}")
         if len(candidates) == 1:  # the usual case: the signature is checked once, later
             return unwrapped.compact(candidates[0])
         for kid in candidates[:8]:  # a 4-byte reference: more than one match is rare
@@ -832,59 +862,16 @@ def _qr_claims(qr: _qr.QrClaims, agency: TrustedAgency, region: _RegionTrust
     )
 
 
+def _same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON values: ``1``, ``1.0`` and ``true`` differ, as they do on the wire."""
+    try:
+        return canonical_json(a) == canonical_json(b)
+    except (TypeError, ValueError):
+        return False
+
+
 def _pins_same_root(trust: _RegionTrust, agreement: Agreement) -> bool:
     return trust.pinned_kid == agreement.root_jwk["kid"]
-
-
-class TrustState:
-    """What a verifier has seen, kept across runs: sequences (rollback) and followed roots."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._regions = self._read()
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            data = strict_json_loads(self.path.read_bytes()) if self.path.exists() else {}
-        except (OSError, FormatError):
-            data = {}
-        regions = data.get("regions", {}) if isinstance(data, dict) else {}
-        return regions if isinstance(regions, dict) else {}
-
-    def pinned(self, anchor: TrustAnchor) -> tuple[TrustAnchor, int | None]:
-        """The anchor to use (a followed rotation of this pin) and the sequence seen."""
-        self._regions = self._read()  # another verifier sharing the cache may know more
-        entry = self._regions.get(anchor.region)
-        if not isinstance(entry, dict) or entry.get("pinned_kid") != anchor.kid:
-            return anchor, None
-        sequence = entry.get("sequence")
-        root = entry.get("root_key")
-        current = anchor
-        if isinstance(root, dict) and root.get("kid") != anchor.kid:
-            current = TrustAnchor(anchor.region, anchor.name, dict(root), anchor.trust_list_url)
-        return current, sequence if type(sequence) is int else None
-
-    def record(self, pinned: TrustAnchor, current: TrustAnchor, sequence: int) -> None:
-        """Remember the newest sequence and root for the region pinned by ``pinned``.
-
-        Read, merge and write happen under an exclusive lock, and a sequence never goes
-        down: verifiers sharing one cache cannot undo what another has seen.
-        """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            regions = self._read()
-            entry = regions.get(pinned.region)
-            if (isinstance(entry, dict) and entry.get("pinned_kid") == pinned.kid
-                    and type(entry.get("sequence")) is int and entry["sequence"] > sequence):
-                self._regions = regions
-                return
-            regions[pinned.region] = {"pinned_kid": pinned.kid, "sequence": sequence,
-                                      "root_key": dict(current.root_jwk)}
-            temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
-            temporary.write_text(json.dumps({"regions": regions}, indent=2), "utf-8")
-            os.replace(temporary, self.path)
-            self._regions = regions
 
 
 def _load_region(anchor: TrustAnchor, source: DocumentSource, now: int,

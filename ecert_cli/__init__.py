@@ -6,6 +6,7 @@ from ecert_cli import (  # noqa: F401
     _catalog,
     _certificates,
     _demo,
+    _doctor,
     _operators,
     _qr,
     _registry,

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 import ecert
+from ecert._state import STATE_FILE, TrustState
 from ecert.mirror import sync
 from ecert.trust import fetch_trust_list
 from ecert_cli._app import cli, emit, json_mode, json_option, settings
@@ -150,6 +151,33 @@ def trust_sync(anchor_file: Path | None, bundle: Path | None, out: Path) -> None
           "documents": report.documents, "problems": list(report.problems)},
          f"mirrored {report.documents} document(s) of {', '.join(report.regions)} to "
          f"{report.directory}" + "".join(f"\nwarning: {p}" for p in report.problems))
+
+
+@trust_group.command("reset-state")
+@click.option("--anchor", "anchor_file", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The home anchor the verifier cache is to belong to.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def reset_state(anchor_file: Path, yes: bool) -> None:
+    """Forget the verifier's rollback memory (HOME/verifier-cache/trust-state.json).
+
+    For a trust state that is corrupt or belongs to another anchor: the file is
+    replaced by an empty one for --anchor. Until the verifier has seen lists again, it
+    is open to rollbacks to any list still within its validity.
+    """
+    anchor = ecert.TrustAnchor.load(anchor_file)
+    path = settings().home / "verifier-cache" / STATE_FILE
+    if not yes:
+        click.confirm(f"Forget the trust list sequences and root rotations remembered in "
+                      f"{path}, and start it afresh for the anchor of {anchor.region} "
+                      f"(root {anchor.kid})?", abort=True, err=True)
+    forgotten = TrustState.reset(path, anchor)
+    emit({"file": str(path), "region": anchor.region, "root_kid": anchor.kid,
+          "regions_forgotten": forgotten},
+         f"trust state {path} started afresh for {anchor.region} (root {anchor.kid}); "
+         + ("the old file was corrupt" if forgotten is None
+            else f"{forgotten} region(s) forgotten"))
 
 
 @cli.group("root")

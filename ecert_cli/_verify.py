@@ -12,7 +12,10 @@ from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
 from ecert_cli._render import last_day
 
 # Trust list errors that mean "you pointed me at the wrong place" (exit 2), not "not valid".
-_INPUT_PROBLEMS = frozenset({"anchor_unreadable", "anchor_malformed", "trust_list_unavailable"})
+# A trust state file that is corrupt or of another anchor needs a person (exit 2).
+_INPUT_PROBLEMS = frozenset({"anchor_unreadable", "anchor_malformed", "trust_list_unavailable",
+                             "trust_state_corrupt", "trust_state_wrong_anchor",
+                             "trust_state_unwritable"})
 
 
 @cli.command("verify")

@@ -1,33 +1,51 @@
-"""Shared fixtures.
+"""Shared fixtures and hooks; the machinery they are built on lives in ``tests/support``.
 
 The registry runs on real databases only: SQLite in a temporary home by default, and
 PostgreSQL when ``ECERT_TEST_DATABASE_URL`` is set (each test then gets a schema of its
 own, dropped afterwards). If that URL is set but the server cannot be reached, the run
 stops with an error instead of silently skipping.
+
+Registries come from :mod:`tests.support.registries` only, through ``make_registry``,
+``registry`` and the golden-bundle fixtures below.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
+import gc
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+from click.testing import Result
 from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine
 
 import ecert
 import ecert.registry as registry_module
-from ecert import _samples
 from ecert import keys as ecert_keys
-
-PG_URL = os.environ.get("ECERT_TEST_DATABASE_URL", "")
-PASSPHRASE = "correct horse battery staple"
-#: 2026-01-01T00:00:00Z, the start of every test clock.
-EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+from tests.support import (
+    FAST_KDF_ROUNDS,
+    OPERATOR,
+    OPERATOR_PASSPHRASE,
+    PASSPHRASE,
+    PG_URL,
+    FakeClock,
+    Golden,
+    LocalServer,
+    Published,
+    RegistryFactory,
+    build_golden,
+    copy_tree,
+    create_registry,
+    database_url_of,
+    digest_tree,
+    issue_business_licence,
+    open_registry,
+    pg_schema_url,
+    serve,
+)
+from tests.support.cli import Cli
+from tests.support.pg import check_reachable
 
 settings.register_profile(
     "ecert", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -41,36 +59,24 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if PG_URL:
-        import sqlalchemy
-
-        try:
-            engine = sqlalchemy.create_engine(PG_URL)
-            with engine.connect() as conn:
-                conn.execute(sqlalchemy.text("select 1"))
-            engine.dispose()
-        except Exception as e:  # pragma: no cover - environment failure
-            pytest.exit(f"ECERT_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}",
+        error = check_reachable()
+        if error is not None:  # pragma: no cover - environment failure
+            pytest.exit(f"ECERT_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {error}",
                         returncode=3)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Tests call gc.collect() to blame a leaked connection on the test that leaked it; each
+    # call walks every tracked object. Objects alive before the first test (modules, test
+    # items) are moved out of the collector's way; what tests create is collected as before.
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)
 def _fast_key_files(monkeypatch: pytest.MonkeyPatch) -> None:
     """Key files keep their real format; only PBKDF2 iterations are lowered for speed."""
-    monkeypatch.setattr(ecert_keys, "DEFAULT_KDF_ROUNDS", 1_000)
-
-
-class FakeClock:
-    """A settable UTC clock: ``clock()`` returns now, ``clock.advance(...)`` moves it."""
-
-    def __init__(self, now: datetime = EPOCH) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
+    monkeypatch.setattr(ecert_keys, "DEFAULT_KDF_ROUNDS", FAST_KDF_ROUNDS)
 
 
 @pytest.fixture
@@ -84,52 +90,30 @@ def database_url(tmp_path: Path) -> Iterator[str | None]:
     if not PG_URL:
         yield None
         return
-    yield from _pg_schema_url()
-
-
-def _pg_schema_url() -> Iterator[str]:
-    import sqlalchemy
-
-    schema = f"t_{secrets.token_hex(6)}"
-    engine = sqlalchemy.create_engine(PG_URL)
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
-
-
-RegistryFactory = Callable[..., ecert.Registry]
+    yield from pg_schema_url()
 
 
 @pytest.fixture
-def make_registry(
-    tmp_path: Path, clock: FakeClock, request: pytest.FixtureRequest
-) -> Iterator[RegistryFactory]:
-    """Create registries for sample regions: ``make_registry("GD")``, populated by default."""
+def make_registry(tmp_path: Path, clock: FakeClock) -> Iterator[RegistryFactory]:
+    """Create registries for sample regions: ``make_registry("GD")``, populated by default,
+    on the test clock as ``clerk-test`` unless told otherwise; closed after the test."""
     created: list[ecert.Registry] = []
     schemas: list[Iterator[str]] = []
+    default_clock = clock
 
-    def factory(code: str = "GD", *, populate: bool = True, **kwargs: Any) -> ecert.Registry:
-        sample = _samples.region(code)
+    def factory(code: str = "GD", *, populate: bool = True, clock: FakeClock | None = None,
+                operator: str = OPERATOR) -> ecert.Registry:
         url: str | None = None
         if PG_URL:
-            gen = _pg_schema_url()
+            gen = pg_schema_url()
             url = next(gen)
             schemas.append(gen)
-        registry = ecert.Registry.init(
-            tmp_path / f"home-{code}-{len(created)}", region=code, name=sample["name"],
-            base_url=sample["base_url"], passphrase=PASSPHRASE, database_url=url,
-            clock=kwargs.pop("clock", clock), operator=kwargs.pop("operator", "clerk-test"),
-            **kwargs,
+        registry = create_registry(
+            tmp_path / f"home-{code}-{len(created)}", region=code, database_url=url,
+            clock=default_clock if clock is None else clock, operator=operator,
+            populate=populate,
         )
         created.append(registry)
-        if populate:
-            _samples.populate(registry)
         return registry
 
     yield factory
@@ -140,29 +124,99 @@ def make_registry(
 
 
 @pytest.fixture
-def registry(make_registry: RegistryFactory) -> ecert.Registry:
-    """The GD sample registry with its types and agencies."""
-    return make_registry("GD")
+def registry(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+             ) -> Iterator[ecert.Registry]:
+    """The GD sample registry with its types and agencies, on the test clock: on SQLite a
+    copy of the golden one before it issued anything, on PostgreSQL built afresh."""
+    if PG_URL:
+        make_registry: RegistryFactory = request.getfixturevalue("make_registry")
+        yield make_registry("GD")
+        return
+    golden: Golden = request.getfixturevalue("golden")
+    assert golden.populated is not None
+    home = copy_tree(golden.populated, tmp_path / "home-golden")
+    with open_registry(home, database_url=None, clock=clock) as registry:
+        yield registry
 
 
-def issue_business_licence(registry: ecert.Registry, **overrides: Any) -> ecert.Certificate:
-    """Issue the reference GD business licence."""
-    claims = _samples.claims("business-licence-gd")
-    args: dict[str, Any] = {
-        "holder_id": claims["uscc"], "holder_name": claims["name"], "claims": claims,
-    }
-    args.update(overrides)
-    return registry.issue("cn.business-licence", "gd-amr", **args)
+# -- the golden bundle ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def golden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Golden]:
+    """The GD sample registry with one business licence, built and published once per session
+    (on PostgreSQL in a schema of its own). Tests use the fixtures below, never this directly
+    to write."""
+    root = tmp_path_factory.mktemp("golden")
+    if not PG_URL:
+        yield build_golden(root, None)
+        return
+    schema = pg_schema_url()
+    try:
+        yield build_golden(root, next(schema))
+    finally:
+        next(schema, None)
+
+
+@pytest.fixture(scope="session")
+def golden_registry(golden: Golden, tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[ecert.Registry]:
+    """The golden registry opened once, for tests that only read it (keys, anchor, events)."""
+    home = golden.home
+    if golden.database_url is None:  # the database is in the home: leave the original closed
+        home = copy_tree(golden.home, tmp_path_factory.mktemp("golden-shared") / "home")
+    registry = open_registry(home, database_url=golden.database_url, clock=FakeClock())
+    yield registry
+    registry.close()
+
+
+def _untouched(golden: Golden, registry: ecert.Registry) -> tuple[str, int]:
+    return digest_tree(golden.bundle), len(registry.events())
 
 
 @pytest.fixture
-def published(registry: ecert.Registry, tmp_path: Path, clock: FakeClock
-              ) -> tuple[ecert.Registry, ecert.Certificate, Path]:
-    """A GD registry with one business licence, published to ``tmp_path / 'bundle'``."""
-    cert = issue_business_licence(registry)
-    bundle = tmp_path / "bundle"
-    registry.publish(bundle)
-    return registry, cert, bundle
+def shared_published(golden: Golden, golden_registry: ecert.Registry) -> Iterator[Published]:
+    """The golden registry, licence and bundle, shared by every test that uses them: the test
+    must change neither the registry nor the bundle (checked afterwards)."""
+    before = _untouched(golden, golden_registry)
+    yield golden_registry, golden.cert, golden.bundle
+    assert _untouched(golden, golden_registry) == before, (
+        "a test changed the shared golden registry or bundle: use published_copy or published")
+
+
+@pytest.fixture
+def published_copy(shared_published: Published, tmp_path: Path) -> Published:
+    """The shared golden registry and licence (read only) with a copy of the bundle in
+    ``tmp_path / 'bundle'`` that the test may change."""
+    registry, cert, bundle = shared_published
+    return registry, cert, copy_tree(bundle, tmp_path / "bundle")
+
+
+@pytest.fixture
+def published(golden: Golden, tmp_path: Path, clock: FakeClock,
+              make_registry: RegistryFactory) -> Iterator[Published]:
+    """A GD registry of the test's own with one business licence, published to
+    ``tmp_path / 'bundle'``, on the test clock: on SQLite a copy of the golden home and
+    bundle, on PostgreSQL built afresh in a schema of its own."""
+    if golden.database_url is not None:
+        registry = make_registry("GD")
+        cert = issue_business_licence(registry)
+        bundle = tmp_path / "bundle"
+        registry.publish(bundle)
+        yield registry, cert, bundle
+        return
+    home = copy_tree(golden.home, tmp_path / "home-golden-published")
+    with open_registry(home, database_url=None, clock=clock) as registry:
+        yield registry, golden.cert, copy_tree(golden.bundle, tmp_path / "bundle")
+
+
+# -- other fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[LocalServer]:
+    """A real HTTP server on 127.0.0.1 serving ``tmp_path / 'www'``; stopped afterwards."""
+    yield from serve(tmp_path / "www")
 
 
 @pytest.fixture
@@ -180,3 +234,16 @@ def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Engine]]:
     yield created
     for engine in created:
         engine.dispose()
+
+
+@pytest.fixture
+def cli_as_admin(clock: FakeClock) -> Callable[..., Result]:
+    """Run ``ecert ARGS…`` against an existing registry, as its first admin."""
+
+    def run(registry: ecert.Registry, *args: str) -> Result:
+        return Cli(registry.home, database_url_of(registry), env={
+            "ECERT_PASSPHRASE": PASSPHRASE, "ECERT_OPERATOR": OPERATOR,
+            "ECERT_OPERATOR_PASSPHRASE": OPERATOR_PASSPHRASE,
+            "ECERT_HOME": None, "ECERT_DATABASE_URL": None}, clock=clock)(*args)
+
+    return run

@@ -11,13 +11,11 @@ valid), exactly one line ``ecert: error: …`` on stderr, and never a traceback.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,114 +28,42 @@ import ecert.registry
 import ecert.verify
 from ecert import _samples
 from ecert_cli import cli
-from tests.conftest import PASSPHRASE, FakeClock
+from tests.support import OPERATOR_PASSPHRASE, PASSPHRASE, FakeClock
+from tests.support.cli import (
+    CATALOG,
+    DATA,
+    Cli,
+    agency_args,
+    assert_no_traceback,
+    assert_one_line_error,
+    collect_leaked_connections,
+    type_args,
+)
 
-DATA = Path(ecert.__file__).parent / "_data"
 OPERATOR = "clerk-li"
 BL = "cn.business-licence"
 PQ = "cn.professional-qualification"
 BL_CLAIMS = _samples.claims("business-licence-gd")
 PQ_CLAIMS = _samples.claims("professional-qualification-gd")
 GD = _samples.region("GD")
-#: catalog.json entries; ``schema`` is the path of the schema file under ``DATA``.
-CATALOG = {entry["code"]: entry
-           for entry in json.loads((DATA / "catalog.json").read_text("utf-8"))["types"]}
 
 
 # -- harness -------------------------------------------------------------------------------
 
 
-def assert_no_traceback(result: Result) -> None:
-    assert "Traceback" not in result.stdout
-    assert "Traceback" not in result.stderr
-    assert "Traceback" not in result.output
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"uncaught {result.exception!r}") from result.exception
-
-
-def collect_leaked_connections() -> None:
-    """Run the garbage collector now, so that a database connection a failed command left
-    open (a ResourceWarning, an error under ``filterwarnings = error``; psycopg warns,
-    sqlite3 does not) is blamed on this test and not on whichever test runs next."""
-    gc.collect()
-
-
-def assert_one_line_error(result: Result, exit_code: int = 2) -> str:
-    """The CLI error contract; returns the message after ``ecert: error:``."""
-    assert_no_traceback(result)
-    assert result.exit_code == exit_code, (result.exit_code, result.output)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].strip(), result.stderr
-    assert lines[0].startswith("ecert: error: "), lines[0]
-    return lines[0].removeprefix("ecert: error: ")
-
-
-@dataclass
-class Cli:
-    """Runs ``ecert --home HOME [--database-url URL] ARGS…`` in-process."""
-
-    home: Path
-    database_url: str | None
-    env: dict[str, str | None] = field(default_factory=dict)
-    runner: CliRunner = field(default_factory=CliRunner)
-
-    def __call__(self, *args: str, input: str | None = None,
-                 env: dict[str, str | None] | None = None) -> Result:
-        root = ["--home", str(self.home)]
-        if self.database_url:
-            root += ["--database-url", self.database_url]
-        result = self.runner.invoke(cli, [*root, *args], input=input,
-                                    env={**self.env, **(env or {})}, prog_name="ecert")
-        assert_no_traceback(result)
-        return result
-
-    def ok(self, *args: str, **kwargs: Any) -> Result:
-        result = self(*args, **kwargs)
-        assert result.exit_code == 0, result.output
-        return result
-
-    def json(self, *args: str, **kwargs: Any) -> Any:
-        return json.loads(self.ok(*args, "--json", **kwargs).stdout)
-
-    def fails(self, *args: str, exit_code: int = 2, **kwargs: Any) -> str:
-        return assert_one_line_error(self(*args, **kwargs), exit_code)
-
-
-@pytest.fixture(autouse=True)
-def _pinned_clock(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> None:
-    """Registry and verifier read the test clock (2026-01-01), so dates are deterministic."""
-    monkeypatch.setattr(ecert.registry, "_system_clock", clock)
-    monkeypatch.setattr(ecert.verify, "_system_clock", clock)
-
-
 @pytest.fixture
-def run(tmp_path: Path, database_url: str | None) -> Cli:
-    """An ``ecert`` with a passphrase and an operator, on an empty home."""
+def run(tmp_path: Path, database_url: str | None, clock: FakeClock) -> Cli:
+    """An ``ecert`` with a passphrase and an operator, on an empty home, on the test clock
+    (2026-01-01, injected at the CLI's composition root), so dates are deterministic."""
     return Cli(tmp_path / "home", database_url, env={
         "ECERT_PASSPHRASE": PASSPHRASE, "ECERT_OPERATOR": OPERATOR,
+        "ECERT_OPERATOR_PASSPHRASE": OPERATOR_PASSPHRASE,
         "ECERT_HOME": None, "ECERT_DATABASE_URL": None,
-    })
+    }, clock=clock)
 
 
 def init(run: Cli) -> Result:
     return run.ok("init", "--region", "GD", "--name", GD["name"], "--base-url", GD["base_url"])
-
-
-def type_args(code: str) -> list[str]:
-    entry = CATALOG[code]
-    args = ["type", "add", code, "--name", entry["name"], "--schema", str(DATA / entry["schema"]),
-            "--national-code", entry["national_type_code"],
-            "--qr-claims", ",".join(entry["qr_claims"])]
-    if entry["validity_days"] is not None:
-        args += ["--validity-days", str(entry["validity_days"])]
-    return args
-
-
-def agency_args(code: str) -> list[str]:
-    agency = next(a for a in GD["agencies"] if a["code"] == code)
-    return ["agency", "add", code, "--name", agency["name"], "--uscc", agency["uscc"],
-            "--types", ",".join(agency["types"])]
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from ecert.keys import LocalSigner, generate_private_key
 from ecert.models import KeyRole
 from ecert.verify import ErrorCode as E
 from ecert.verify import VerificationResult, VerificationStatus, Verifier
-from tests.conftest import FakeClock
+from tests.support import FakeClock, Published
 
 S = VerificationStatus
 P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
@@ -112,7 +112,22 @@ class Env:
 
 
 @pytest.fixture
-def env(published: tuple[ecert.Registry, ecert.Certificate, Path], clock: FakeClock) -> Env:
+def env(shared_published: Published, clock: FakeClock) -> Env:
+    """The golden registry and bundle, shared: the test only reads them (checked)."""
+    registry, cert, bundle = shared_published
+    return Env(registry, cert, bundle, clock, registry.keystore.signer(cert.kid))
+
+
+@pytest.fixture
+def files_env(published_copy: Published, clock: FakeClock) -> Env:
+    """The golden registry (read only) with a copy of the bundle the test changes."""
+    registry, cert, bundle = published_copy
+    return Env(registry, cert, bundle, clock, registry.keystore.signer(cert.kid))
+
+
+@pytest.fixture
+def own_env(published: Published, clock: FakeClock) -> Env:
+    """A registry of the test's own, for the tests that issue and publish."""
     registry, cert, bundle = published
     return Env(registry, cert, bundle, clock, registry.keystore.signer(cert.kid))
 
@@ -222,7 +237,8 @@ def _ed25519_licence(env: Env) -> tuple[ecert.Certificate, LocalSigner]:
     return cert, registry.keystore.signer(cert.kid)
 
 
-def test_ed25519_token_with_header_alg_es256(env: Env) -> None:
+def test_ed25519_token_with_header_alg_es256(own_env: Env) -> None:
+    env = own_env  # issues and publishes: a registry of its own
     cert, signer = _ed25519_licence(env)
     assert signer.alg == "Ed25519"
     assert env.verify(cert.token).valid is True
@@ -237,7 +253,8 @@ def test_ed25519_token_with_header_alg_es256(env: Env) -> None:
             E.ALG_KEY_MISMATCH)
 
 
-def test_es256_signature_under_ed25519_agency_kid(env: Env) -> None:
+def test_es256_signature_under_ed25519_agency_kid(own_env: Env) -> None:
+    env = own_env  # issues and publishes: a registry of its own
     cert, _ = _ed25519_licence(env)
     header = {**decode_part(cert.token, 0), "alg": "ES256"}
     refused(env.verify(sign_raw(header, decode_part(cert.token, 1), env.agency)), S.INVALID,
@@ -450,7 +467,8 @@ def test_der_encoded_signature(env: Env) -> None:
     refused(env.verify(_with_signature(env, der)), S.INVALID, E.BAD_SIGNATURE)
 
 
-def test_signature_of_another_token_spliced_in(env: Env) -> None:
+def test_signature_of_another_token_spliced_in(own_env: Env) -> None:
+    env = own_env  # issues and publishes: a registry of its own
     other = env.registry.issue(
         "cn.business-licence", "gd-amr", holder_id="91440300MA5F3K2L8G",
         holder_name="Other Ltd", claims=_samples.claims("business-licence-gd"))
@@ -704,19 +722,22 @@ def test_status_index_out_of_range(env: Env, idx: int) -> None:
     refused(env.verify(_with_status(env, idx=idx)), S.INVALID, E.STATUS_INDEX_OUT_OF_RANGE)
 
 
-def test_missing_status_list_file(env: Env) -> None:
+def test_missing_status_list_file(files_env: Env) -> None:
+    env = files_env  # changes bundle files: a copy of its own
     verifier = env.verifier()
     env.status_file.unlink()
     refused(verifier.verify(env.cert.token), S.INVALID, E.STATUS_LIST_UNAVAILABLE)
 
 
-def test_status_list_path_is_a_directory(env: Env) -> None:
+def test_status_list_path_is_a_directory(files_env: Env) -> None:
+    env = files_env  # changes bundle files: a copy of its own
     env.status_file.unlink()
     env.status_file.mkdir()
     refused(env.verify(env.cert.token), S.INVALID, E.STATUS_LIST_UNAVAILABLE)
 
 
-def test_tampered_status_list_file(env: Env) -> None:
+def test_tampered_status_list_file(files_env: Env) -> None:
+    env = files_env  # changes bundle files: a copy of its own
     header, _, signature = env.status_file.read_text().strip().split(".")
     content = decode_part(env.status_file.read_text(), 1)
     content["status_list"] = StatusList(LIST_SIZE, 2).encode()
@@ -730,12 +751,14 @@ def test_tampered_status_list_file(env: Env) -> None:
     [b"", b"garbage", b"\xff\xfe", b"a.b.c", b"x" * 1000],
     ids=["empty", "garbage", "binary", "dots", "long"],
 )
-def test_garbage_status_list_file(env: Env, content: bytes) -> None:
+def test_garbage_status_list_file(files_env: Env, content: bytes) -> None:
+    env = files_env  # changes bundle files: a copy of its own
     env.status_file.write_bytes(content)
     refused(env.verify(env.cert.token), S.INVALID, E.STATUS_LIST_INVALID)
 
 
-def test_truncated_status_list_file(env: Env) -> None:
+def test_truncated_status_list_file(files_env: Env) -> None:
+    env = files_env  # changes bundle files: a copy of its own
     data = env.status_file.read_bytes()
     env.status_file.write_bytes(data[: len(data) // 2])
     refused(env.verify(env.cert.token), S.INVALID, E.STATUS_LIST_INVALID)
@@ -750,18 +773,21 @@ def test_status_list_larger_than_the_limit(env: Env) -> None:
         env.cert.token).valid is True
 
 
-def test_status_list_signed_by_the_agency_key(env: Env) -> None:
+def test_status_list_signed_by_the_agency_key(files_env: Env) -> None:
+    env = files_env  # changes bundle files: a copy of its own
     # A revocation-hiding list signed by a real key of the region, but not a status key.
     env.write_status_list(env.agency)
     refused(env.verify(env.cert.token), S.INVALID, E.STATUS_LIST_INVALID)
 
 
-def test_status_list_signed_by_the_root_key(env: Env) -> None:
+def test_status_list_signed_by_the_root_key(files_env: Env) -> None:
+    env = files_env  # changes bundle files: a copy of its own
     env.write_status_list(env.key(KeyRole.ROOT))
     refused(env.verify(env.cert.token), S.INVALID, E.STATUS_LIST_INVALID)
 
 
-def test_status_list_signed_by_attacker_under_status_kid(env: Env) -> None:
+def test_status_list_signed_by_attacker_under_status_kid(files_env: Env) -> None:
+    env = files_env  # changes bundle files: a copy of its own
     status_kid = env.key(KeyRole.STATUS).kid
     attacker = _attacker()
     content = decode_part(env.status_file.read_text(), 1)
@@ -770,7 +796,8 @@ def test_status_list_signed_by_attacker_under_status_kid(env: Env) -> None:
     refused(env.verify(env.cert.token), S.INVALID, E.STATUS_LIST_INVALID)
 
 
-def test_status_list_with_embedded_key(env: Env) -> None:
+def test_status_list_with_embedded_key(files_env: Env) -> None:
+    env = files_env  # changes bundle files: a copy of its own
     attacker = _attacker()
     content = decode_part(env.status_file.read_text(), 1)
     header = {"alg": "ES256", "kid": attacker.kid, "typ": "statuslist+jwt",
@@ -779,7 +806,8 @@ def test_status_list_with_embedded_key(env: Env) -> None:
     refused(env.verify(env.cert.token), S.INVALID, E.STATUS_LIST_INVALID)
 
 
-def test_status_list_with_wrong_typ(env: Env) -> None:
+def test_status_list_with_wrong_typ(files_env: Env) -> None:
+    env = files_env  # changes bundle files: a copy of its own
     status = env.key(KeyRole.STATUS)
     content = decode_part(env.status_file.read_text(), 1)
     header = {"alg": "ES256", "kid": status.kid, "typ": "JWT"}
@@ -787,25 +815,29 @@ def test_status_list_with_wrong_typ(env: Env) -> None:
     refused(env.verify(env.cert.token), S.INVALID, E.STATUS_LIST_INVALID)
 
 
-def test_status_list_for_another_uri(env: Env) -> None:
+def test_status_list_for_another_uri(files_env: Env) -> None:
+    env = files_env  # changes bundle files: a copy of its own
     # Genuinely signed by the status key, but it is the list of another URI.
     env.write_status_list(env.key(KeyRole.STATUS), uri="https://ecert.gd.example/status/2.jwt")
     refused(env.verify(env.cert.token), S.INVALID, E.STATUS_LIST_INVALID)
 
 
-def test_status_list_issued_in_the_future(env: Env) -> None:
+def test_status_list_issued_in_the_future(files_env: Env) -> None:
+    env = files_env  # changes bundle files: a copy of its own
     now = int(env.clock().timestamp())
     env.write_status_list(env.key(KeyRole.STATUS), issued_at=now + 3600,
                           expires_at=now + 2 * DAY)
     refused(env.verify(env.cert.token), S.INVALID, E.STATUS_LIST_INVALID)
 
 
-def test_status_list_with_unknown_status_value(env: Env) -> None:
+def test_status_list_with_unknown_status_value(files_env: Env) -> None:
+    env = files_env  # changes bundle files: a copy of its own
     env.write_status_list(env.key(KeyRole.STATUS), statuses={env.cert.status_index: 3})
     refused(env.verify(env.cert.token), S.INVALID, E.STATUS_UNKNOWN_VALUE)
 
 
-def test_status_list_genuinely_resigned_is_honoured(env: Env) -> None:
+def test_status_list_genuinely_resigned_is_honoured(files_env: Env) -> None:
+    env = files_env  # changes bundle files: a copy of its own
     # Control for the tests above: a list written by the status key is read as such.
     env.write_status_list(env.key(KeyRole.STATUS), statuses={env.cert.status_index: 1})
     lifecycle(env.verify(env.cert.token), S.REVOKED, E.REVOKED)
@@ -842,7 +874,8 @@ def test_expired_trust_list(env: Env) -> None:
     assert info.value.code == "trust_list_expired"
 
 
-def test_expired_certificate(env: Env) -> None:
+def test_expired_certificate(own_env: Env) -> None:
+    env = own_env  # issues and publishes: a registry of its own
     cert = issue_short_lived(env, valid_until=env.clock.now + timedelta(hours=1))
     env.clock.advance(hours=2)
     result = env.verify(cert.token)
@@ -850,7 +883,8 @@ def test_expired_certificate(env: Env) -> None:
     assert result.certificate is not None and result.certificate.id == cert.id
 
 
-def test_not_yet_valid_certificate(env: Env) -> None:
+def test_not_yet_valid_certificate(own_env: Env) -> None:
+    env = own_env  # issues and publishes: a registry of its own
     cert = issue_short_lived(env, valid_from=env.clock.now + timedelta(days=1))
     result = env.verify(cert.token)
     lifecycle(result, S.NOT_YET_VALID, E.NOT_YET_VALID)

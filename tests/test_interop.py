@@ -16,9 +16,7 @@ from jwt.algorithms import OKPAlgorithm
 
 import ecert
 from ecert import _samples
-from tests.conftest import FakeClock, issue_business_licence
-
-Published = tuple[ecert.Registry, ecert.Certificate, Path]
+from tests.support import FakeClock, Published, issue_business_licence
 
 #: Time claims are checked by ecert against its injected clock; PyJWT would use the wall
 #: clock, so the tests leave those three to ecert and check every other claim.
@@ -35,8 +33,8 @@ def b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def test_jwks_document_is_public_and_complete(published: Published) -> None:
-    registry, cert, bundle = published
+def test_jwks_document_is_public_and_complete(published_copy: Published) -> None:
+    registry, cert, bundle = published_copy
     keys = jwks(bundle)
     infos = registry.keys()
     assert set(keys) == {k.kid for k in infos}
@@ -49,8 +47,8 @@ def test_jwks_document_is_public_and_complete(published: Published) -> None:
         assert parsed.key_id == kid
 
 
-def test_pyjwt_verifies_es256_certificate(published: Published) -> None:
-    _, cert, bundle = published
+def test_pyjwt_verifies_es256_certificate(published_copy: Published) -> None:
+    _, cert, bundle = published_copy
     header = jwt.get_unverified_header(cert.token)
     assert header == {"alg": "ES256", "kid": cert.kid, "typ": "ecert+jwt"}
     key = jwt.PyJWK(jwks(bundle)[header["kid"]])
@@ -71,8 +69,8 @@ def test_pyjwt_verifies_es256_certificate(published: Published) -> None:
                                                 "uri": cert.status_list_uri}}
 
 
-def test_pyjwt_refuses_tampered_certificate(published: Published) -> None:
-    _, cert, bundle = published
+def test_pyjwt_refuses_tampered_certificate(published_copy: Published) -> None:
+    _, cert, bundle = published_copy
     key = jwt.PyJWK(jwks(bundle)[cert.kid])
     header, payload, signature = cert.token.split(".")
     content = json.loads(b64decode(payload))
@@ -170,8 +168,8 @@ def test_pyjwt_verifies_status_list_token(published: Published) -> None:
     assert sum(bin(b).count("1") for b in raw) == 2
 
 
-def test_pyjwt_verifies_trust_list_with_the_anchor_key(published: Published) -> None:
-    _, cert, bundle = published
+def test_pyjwt_verifies_trust_list_with_the_anchor_key(published_copy: Published) -> None:
+    _, cert, bundle = published_copy
     anchor = json.loads((bundle / "anchor.json").read_text("utf-8"))
     token = (bundle / "trustlist.jwt").read_text().strip()
     header = jwt.get_unverified_header(token)
@@ -185,8 +183,8 @@ def test_pyjwt_verifies_trust_list_with_the_anchor_key(published: Published) -> 
     assert "cn.business-licence" in agencies["gd-amr"]["types"]
 
 
-def test_ecert_verifies_token_signed_by_pyjwt(published: Published, clock: FakeClock) -> None:
-    registry, cert, bundle = published
+def test_ecert_verifies_token_signed_by_pyjwt(published_copy: Published, clock: FakeClock) -> None:
+    registry, cert, bundle = published_copy
     private_key = registry.keystore.load(cert.kid)
     claims = jwt.decode(cert.token, options={"verify_signature": False})
     token = jwt.encode(claims, private_key, algorithm="ES256",
@@ -199,8 +197,8 @@ def test_ecert_verifies_token_signed_by_pyjwt(published: Published, clock: FakeC
     assert result.certificate is not None and result.certificate.id == cert.id
 
 
-def test_pyjwt_none_token_refused_by_ecert(published: Published, clock: FakeClock) -> None:
-    _, cert, bundle = published
+def test_pyjwt_none_token_refused_by_ecert(published_copy: Published, clock: FakeClock) -> None:
+    _, cert, bundle = published_copy
     claims = jwt.decode(cert.token, options={"verify_signature": False})
     token = jwt.encode(claims, None, algorithm="none",
                        headers={"kid": cert.kid, "typ": "ecert+jwt"})
@@ -208,7 +206,7 @@ def test_pyjwt_none_token_refused_by_ecert(published: Published, clock: FakeCloc
     assert result.valid is False and result.status is ecert.VerificationStatus.INVALID
 
 
-def test_sample_claims_are_what_was_signed(published: Published) -> None:
-    _, cert, _ = published
+def test_sample_claims_are_what_was_signed(published_copy: Published) -> None:
+    _, cert, _ = published_copy
     claims = jwt.decode(cert.token, options={"verify_signature": False})
     assert claims["claims"] == _samples.claims("business-licence-gd")

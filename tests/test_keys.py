@@ -10,7 +10,7 @@ import pytest
 import ecert
 from ecert import _samples
 from ecert.keys import KeyProvider, LocalSigner, generate_private_key
-from tests.conftest import PG_URL, FakeClock, issue_business_licence
+from tests.support import PG_URL, FakeClock, create_registry, issue_business_licence
 
 
 class MemoryKeyProvider:
@@ -53,10 +53,9 @@ def test_registry_signs_through_a_key_provider(tmp_path: Path, clock: FakeClock,
                                                database_url: str | None) -> None:
     provider = MemoryKeyProvider()
     assert isinstance(provider, KeyProvider)
-    sample = _samples.region("GD")
-    with ecert.Registry.init(tmp_path / "home", region="GD", name=sample["name"],
-                             base_url=sample["base_url"], database_url=database_url,
-                             clock=clock, key_provider=provider) as registry:
+    with create_registry(tmp_path / "home", region="GD", database_url=database_url,
+                         clock=clock, passphrase=None, operator=None,
+                         key_provider=provider) as registry:
         _samples.populate(registry)
         cert = issue_business_licence(registry)
         registry.publish(tmp_path / "bundle")

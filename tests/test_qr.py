@@ -18,9 +18,7 @@ from ecert import card as ecert_card
 from ecert import qr as ecert_qr
 from ecert._formats import qr as qr_format
 from ecert_cli import cli
-from tests.conftest import PASSPHRASE, FakeClock
-
-Published = tuple[ecert.Registry, ecert.Certificate, Path]
+from tests.support import PASSPHRASE, FakeClock, Published
 
 
 def _verifier(bundle: Path, clock: FakeClock) -> ecert.Verifier:
@@ -30,9 +28,9 @@ def _verifier(bundle: Path, clock: FakeClock) -> ecert.Verifier:
 # -- QR text and verification ----------------------------------------------------------------
 
 
-def test_qr_text_verifies_with_qr_claims_and_digest(published: Published,
+def test_qr_text_verifies_with_qr_claims_and_digest(published_copy: Published,
                                                     clock: FakeClock) -> None:
-    registry, cert, bundle = published
+    registry, cert, bundle = published_copy
     text = ecert_qr.qr_text(registry, cert.id)
     result = _verifier(bundle, clock).verify(text)
     assert result.valid, result.messages
@@ -47,24 +45,26 @@ def test_qr_text_verifies_with_qr_claims_and_digest(published: Published,
     assert result.to_json()["qr"]["digest_bound"] is True
 
 
-def test_full_qr_carries_every_claim(published: Published, clock: FakeClock) -> None:
-    registry, cert, bundle = published
+def test_full_qr_carries_every_claim(published_copy: Published, clock: FakeClock) -> None:
+    registry, cert, bundle = published_copy
     result = _verifier(bundle, clock).verify(ecert_qr.qr_text(registry, cert.id, full=True))
     assert result.valid and not result.digest_bound
     assert result.certificate is not None
     assert dict(result.certificate.claims) == dict(cert.claims)
 
 
-def test_size_targets_on_the_reference_business_licence(published: Published) -> None:
-    registry, cert, _ = published
+def test_size_targets_on_the_reference_business_licence(published_copy: Published) -> None:
+    registry, cert, _ = published_copy
     short = ecert_qr.make_qr(ecert_qr.qr_text(registry, cert.id), ec="Q")
     full = ecert_qr.make_qr(ecert_qr.qr_text(registry, cert.id, full=True), ec="Q")
     assert short.version <= 17
     assert full.version <= 25
 
 
-def test_unwrapped_jws_verifies_with_pyjwt_and_the_published_jwks(published: Published) -> None:
-    registry, cert, bundle = published
+def test_unwrapped_jws_verifies_with_pyjwt_and_the_published_jwks(
+    published_copy: Published,
+) -> None:
+    registry, cert, bundle = published_copy
     token = registry.qr_token(cert.id)
     unwrapped = qr_format.unwrap(qr_format.wrap(token))
     header = jwt.get_unverified_header(token)
@@ -90,8 +90,8 @@ def test_revoked_and_tampered_qr_do_not_verify(published: Published, clock: Fake
     assert result.status is ecert.VerificationStatus.REVOKED
 
 
-def test_qr_error_codes(published: Published, clock: FakeClock) -> None:
-    registry, cert, bundle = published
+def test_qr_error_codes(published_copy: Published, clock: FakeClock) -> None:
+    registry, cert, bundle = published_copy
     verifier = _verifier(bundle, clock)
     text = ecert_qr.qr_text(registry, cert.id)
     assert verifier.verify("EC9:" + text[4:]).errors == (ecert.ErrorCode.QR_UNKNOWN_VERSION,)
@@ -143,11 +143,11 @@ def test_segno_encodes_zero_runs_and_any_text(text: str) -> None:
 
 
 @pytest.fixture
-def qr_png(published: Published, tmp_path: Path) -> tuple[Path, str, Published]:
-    registry, cert, _ = published
+def qr_png(published_copy: Published, tmp_path: Path) -> tuple[Path, str, Published]:
+    registry, cert, _ = published_copy
     text = ecert_qr.qr_text(registry, cert.id)
     path = ecert_qr.write_qr(ecert_qr.make_qr(text), tmp_path / "qr.png", scale=6)
-    return path, text, published
+    return path, text, published_copy
 
 
 def _transforms(image: Image.Image) -> dict[str, Image.Image]:
@@ -201,9 +201,9 @@ def test_image_without_code(tmp_path: Path) -> None:
 # -- card ------------------------------------------------------------------------------------
 
 
-def test_card_png_decodes_and_verifies(published: Published, clock: FakeClock,
+def test_card_png_decodes_and_verifies(published_copy: Published, clock: FakeClock,
                                        tmp_path: Path) -> None:
-    registry, cert, bundle = published
+    registry, cert, bundle = published_copy
     if ecert_card.find_cjk_font() is None:
         pytest.skip("no CJK font installed (fonts-noto-cjk)")
     written = ecert_card.write_card(registry, cert.id, tmp_path / "card.png")
@@ -213,17 +213,17 @@ def test_card_png_decodes_and_verifies(published: Published, clock: FakeClock,
     assert result.certificate.id == cert.id
 
 
-def test_card_svg_has_the_text(published: Published, tmp_path: Path) -> None:
-    registry, cert, _ = published
+def test_card_svg_has_the_text(published_copy: Published, tmp_path: Path) -> None:
+    registry, cert, _ = published_copy
     svg = ecert_card.write_card(registry, cert.id, tmp_path / "card.svg").path
     text = svg.read_text("utf-8")
     for expected in ("营业执照", cert.holder_name, "陈晓明", "广东省", cert.id, "Noto Sans CJK SC"):
         assert expected in text
 
 
-def test_png_card_without_font_is_refused_clearly(published: Published, tmp_path: Path,
+def test_png_card_without_font_is_refused_clearly(published_copy: Published, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    registry, cert, _ = published
+    registry, cert, _ = published_copy
     monkeypatch.setattr(ecert_card, "find_cjk_font", lambda: None)
     with pytest.raises(ecert_card.CjkFontMissing, match="fonts-noto-cjk"):
         ecert_card.write_card(registry, cert.id, tmp_path / "card.png")

@@ -19,12 +19,16 @@ from ecert import _samples
 from ecert._formats.jose import public_jwk
 from ecert._formats.statuslist import StatusList
 from ecert.identifiers import CertificateId
-from tests.conftest import (
+from ecert.registry import Passphrase
+from tests.support import (
     EPOCH,
+    OPERATOR,
     PASSPHRASE,
-    PG_URL,
     FakeClock,
+    create_registry,
+    database_url_of,
     issue_business_licence,
+    open_registry,
 )
 
 BUSINESS = "cn.business-licence"
@@ -77,23 +81,16 @@ def _header(token: str) -> dict[str, Any]:
     return _b64json(token.split(".")[0])
 
 
-def _url(registry: ecert.Registry) -> str | None:
-    """The database URL to re-open ``registry`` with (None: the SQLite file in its home)."""
-    if not PG_URL:
-        return None
-    return registry._engine.url.render_as_string(hide_password=False)
-
-
-def _reopen(registry: ecert.Registry, **kwargs: Any) -> ecert.Registry:
-    kwargs.setdefault("passphrase", PASSPHRASE)
-    return ecert.Registry.open(registry.home, database_url=_url(registry), **kwargs)
+def _reopen(registry: ecert.Registry, *, clock: FakeClock | None = None,
+            passphrase: Passphrase | None = PASSPHRASE, operator: str = OPERATOR
+            ) -> ecert.Registry:
+    """Another Registry object on the same home and database."""
+    return open_registry(registry.home, database_url=database_url_of(registry), clock=clock,
+                         passphrase=passphrase, operator=operator)
 
 
 def _init(home: Path, database_url: str | None, clock: FakeClock) -> ecert.Registry:
-    sample = _samples.region("GD")
-    return ecert.Registry.init(home, region="GD", name=sample["name"],
-                               base_url=sample["base_url"], passphrase=PASSPHRASE,
-                               database_url=database_url, clock=clock, operator="clerk-test")
+    return create_registry(home, region="GD", database_url=database_url, clock=clock)
 
 
 def _issue_qualification(registry: ecert.Registry, **overrides: Any) -> ecert.Certificate:
@@ -653,7 +650,7 @@ def test_open_without_registry(tmp_path: Path, database_url: str | None,
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ecert.StorageError) as info:
-        ecert.Registry.open(empty, passphrase=PASSPHRASE, database_url=database_url)
+        open_registry(empty, database_url=database_url, clock=None)
     assert info.value.code == "not_initialized"
     if database_url is None:
         assert list(empty.iterdir()) == []  # no database file left behind
@@ -667,13 +664,12 @@ def test_failed_open_and_init_release_their_connections(
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ecert.StorageError):
-        ecert.Registry.open(empty, passphrase=PASSPHRASE, database_url=database_url)
+        open_registry(empty, database_url=database_url, clock=None)
     with _init(home, database_url, clock) as registry:
         with pytest.raises(ecert.AlreadyExists):
             _init(home, database_url, clock)
         with pytest.raises(ecert.InputError):
-            ecert.Registry.open(home, passphrase=PASSPHRASE, database_url=database_url,
-                                status_list_size=1024)
+            open_registry(home, database_url=database_url, clock=None, status_list_size=1024)
         failed = [e for e in engines if e is not registry._engine]
         assert len(failed) == (3 if database_url else 2)
         still_open = [e.pool.checkedin() for e in failed]
@@ -692,7 +688,7 @@ def test_init_twice(tmp_path: Path, database_url: str | None, clock: FakeClock,
         assert first.anchor() == anchor
         assert len(first.keys()) == 2
         assert [e.action for e in first.events()] == ["registry.init"]
-        with ecert.Registry.open(home, passphrase=PASSPHRASE, database_url=database_url) as again:
+        with open_registry(home, database_url=database_url, clock=None) as again:
             assert again.region == first.region
         assert sorted(p.name for p in (home / "keys").iterdir()) == key_files
     finally:
@@ -712,9 +708,9 @@ def test_open_sees_the_same_registry(registry: ecert.Registry, clock: FakeClock)
 
 
 def test_publish_writes_the_bundle(
-    published: tuple[ecert.Registry, ecert.Certificate, Path]
+    published_copy: tuple[ecert.Registry, ecert.Certificate, Path]
 ) -> None:
-    registry, cert, bundle = published
+    registry, cert, bundle = published_copy
     expected = {"anchor.json", "trustlist.jwt", ".well-known/jwks.json", "status/1.jwt"}
     for name in expected:
         assert (bundle / name).is_file(), name
@@ -745,9 +741,9 @@ def test_publish_sequence_increases(registry: ecert.Registry, tmp_path: Path,
 
 
 def test_publish_jwks_has_public_keys_only(
-    published: tuple[ecert.Registry, ecert.Certificate, Path]
+    published_copy: tuple[ecert.Registry, ecert.Certificate, Path]
 ) -> None:
-    registry, _cert, bundle = published
+    registry, _cert, bundle = published_copy
     jwks = json.loads((bundle / ".well-known/jwks.json").read_text())
     published_kids = [k["kid"] for k in jwks["keys"]]
     by_role: dict[ecert.KeyRole, set[str]] = {}

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import ecert
-from tests.conftest import FakeClock, issue_business_licence
+from tests.support import FakeClock, issue_business_licence
 
 
 def test_lifecycle(registry: ecert.Registry, tmp_path: Path, clock: FakeClock) -> None:

@@ -32,16 +32,21 @@ from ecert._storage.repository import Repository
 from ecert._storage.schema import metadata
 from ecert.identifiers import CertificateId
 from ecert.keys import FileKeyStore
-from tests.conftest import EPOCH, PASSPHRASE, PG_URL, FakeClock, issue_business_licence
+from tests.support import (
+    EPOCH,
+    FakeClock,
+    create_registry,
+    database_url_of,
+    issue_business_licence,
+    open_registry,
+)
 
 STATUS_LIST_SIZE = 131_072
 
 
 def _url(registry: ecert.Registry) -> str | None:
     """The database URL to re-open ``registry`` with (None: the SQLite file in its home)."""
-    if not PG_URL:
-        return None
-    return registry._engine.url.render_as_string(hide_password=False)
+    return database_url_of(registry)
 
 
 def _payload(token: str) -> dict[str, Any]:
@@ -241,8 +246,8 @@ def test_first_use_of_the_pseudonym_secret_is_race_free(
 
     def work(number: int) -> None:
         try:
-            with ecert.Registry.open(registry.home, passphrase=PASSPHRASE,
-                                     database_url=_url(registry), clock=clock) as mine:
+            with open_registry(registry.home, database_url=_url(registry),
+                               clock=clock) as mine:
                 issued[number] = issue_business_licence(mine, holder_id="HOLDER-RACE")
         except BaseException as e:
             errors.append(e)
@@ -274,9 +279,8 @@ def test_concurrent_threads(registry: ecert.Registry, clock: FakeClock) -> None:
 
     def work(number: int) -> None:
         try:
-            with ecert.Registry.open(registry.home, passphrase=PASSPHRASE,
-                                     database_url=_url(registry), clock=clock,
-                                     operator=f"thread-{number}") as mine:
+            with open_registry(registry.home, database_url=_url(registry), clock=clock,
+                               operator=f"thread-{number}") as mine:
                 barrier.wait(timeout=60)
                 for _ in range(per_thread):
                     cert = issue_business_licence(mine)
@@ -303,8 +307,8 @@ def _issue_in_child(home: str, database_url: str | None, count: int, number: int
     """Runs in a spawned process: open the registry and issue ``count`` certificates."""
     try:
         ecert.keys.DEFAULT_KDF_ROUNDS = 1_000
-        with ecert.Registry.open(home, passphrase=PASSPHRASE, database_url=database_url,
-                                 clock=FakeClock(EPOCH), operator=f"process-{number}") as mine:
+        with open_registry(Path(home), database_url=database_url, clock=FakeClock(EPOCH),
+                           operator=f"process-{number}") as mine:
             barrier.wait(timeout=60)
             ids = [issue_business_licence(mine).id for _ in range(count)]
         results.put((number, ids, None))
@@ -350,12 +354,10 @@ def test_concurrent_processes(registry: ecert.Registry) -> None:
 # -- status lists --------------------------------------------------------------------------------
 
 
-def _init(home: Path, database_url: str | None, clock: FakeClock, **kwargs: Any
-          ) -> ecert.Registry:
-    sample = _samples.region("GD")
-    return ecert.Registry.init(home, region="GD", name=sample["name"],
-                               base_url=sample["base_url"], passphrase=PASSPHRASE,
-                               database_url=database_url, clock=clock, **kwargs)
+def _init(home: Path, database_url: str | None, clock: FakeClock,
+          status_list_size: int = STATUS_LIST_SIZE) -> ecert.Registry:
+    return create_registry(home, region="GD", database_url=database_url, clock=clock,
+                           status_list_size=status_list_size)
 
 
 def test_status_list_size_must_be_a_large_power_of_two(
@@ -370,10 +372,10 @@ def test_status_list_size_must_be_a_large_power_of_two(
         assert registry.region.code == "GD"
         for size in refused:
             with pytest.raises(ecert.InputError, match="power of two"):
-                ecert.Registry.open(home, passphrase=PASSPHRASE, database_url=database_url,
-                                    status_list_size=size)
-        ecert.Registry.open(home, passphrase=PASSPHRASE, database_url=database_url,
-                            status_list_size=2**20).close()
+                open_registry(home, database_url=database_url, clock=None,
+                              status_list_size=size)
+        open_registry(home, database_url=database_url, clock=None,
+                      status_list_size=2**20).close()
 
 
 def test_status_list_size_larger_power_of_two_is_used(

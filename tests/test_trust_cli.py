@@ -3,7 +3,7 @@
 The three sample regions of ``regions.json`` are set up only with CLI commands (``init``,
 ``type add``, ``agency add``, ``trust export-anchor``, ``publish``, ``trust recognize``,
 ``issue``), each with its own home (and, with ``ECERT_TEST_DATABASE_URL``, its own
-PostgreSQL schema), served over real HTTP by the server of ``test_recognition``. The
+PostgreSQL schema), served over real HTTP by ``tests/support/http.py``. The
 clock is the system's. Exit codes: 0 valid (or done), 1 not valid, 2 input error, with
 one ``ecert: error:`` line and never a traceback.
 """
@@ -21,13 +21,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-import ecert
 from ecert import _samples
 from ecert import keys as ecert_keys
 from ecert_cli import cli
-from tests.conftest import PASSPHRASE, PG_URL, _pg_schema_url
-from tests.test_cli import type_args
-from tests.test_recognition import (
+from tests.support import FAST_KDF_ROUNDS, PASSPHRASE, PG_URL, LocalServer, pg_schema_url, serve
+from tests.support.cli import DATA, assert_no_traceback, type_args
+from tests.support.regions import (
     BL,
     CLAIMS,
     DL,
@@ -36,26 +35,15 @@ from tests.test_recognition import (
     PQ,
     REGIONS,
     SPJY,
-    LocalServer,
     mapping,
     recognitions,
-    serve,
 )
 
-DATA = Path(ecert.__file__).parent / "_data"
-CATALOG = {e["code"]: e for e in json.loads((DATA / "catalog.json").read_text("utf-8"))["types"]}
 ENV: dict[str, str | None] = {"ECERT_PASSPHRASE": PASSPHRASE, "ECERT_OPERATOR": "clerk-cli",
                               "ECERT_HOME": None, "ECERT_DATABASE_URL": None}
 
 
 # -- harness -----------------------------------------------------------------------------------
-
-
-def assert_no_traceback(result: Result) -> None:
-    assert "Traceback" not in result.output
-    assert "Traceback" not in result.stderr
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"uncaught {result.exception!r}") from result.exception
 
 
 def invoke(*args: str, input: str | None = None) -> Result:
@@ -143,7 +131,7 @@ def build_net(server: LocalServer, tmp: Path, schemas: list[Iterator[str]]) -> N
     for code in REGIONS:
         url: str | None = None
         if PG_URL:
-            gen = _pg_schema_url()
+            gen = pg_schema_url()
             url = next(gen)
             schemas.append(gen)
         low = code.lower()
@@ -211,16 +199,15 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     """Three regions for the tests that change nothing (failing commands, verifications)."""
     tmp = tmp_path_factory.mktemp("cli-shared")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ecert_keys, "DEFAULT_KDF_ROUNDS", 1_000)
+        mp.setattr(ecert_keys, "DEFAULT_KDF_ROUNDS", FAST_KDF_ROUNDS)
         for server in serve(tmp / "www"):
             yield from _nets(server, tmp)
 
 
 @pytest.fixture
-def net(tmp_path: Path) -> Iterator[Net]:
+def net(http_server: LocalServer, tmp_path: Path) -> Iterator[Net]:
     """Three regions of the test's own."""
-    for server in serve(tmp_path / "www"):
-        yield from _nets(server, tmp_path)
+    yield from _nets(http_server, tmp_path)
 
 
 # -- setup and the expectations of regions.json ------------------------------------------------
@@ -515,3 +502,61 @@ def test_deleted_foreign_bundle(net: Net) -> None:
                               "--auto")
     assert "not signed by its pinned root key" in message
     assert [a["region"] for a in net["GD"].json("trust", "show")["agreements"]] == ["ZJ"]
+
+
+# -- the verifier's trust state ----------------------------------------------------------------
+
+
+def test_corrupt_trust_state_then_reset_state(shared: Net) -> None:
+    gd_anchor, zj_anchor = str(shared.anchors["GD"]), str(shared.anchors["ZJ"])
+    token = shared.tokens["GD", BL]
+    home = shared.tmp / "state-verifier"
+    shared.verify_json(token, "--anchor", gd_anchor, home=home)
+    state = home / "verifier-cache" / "trust-state.json"
+    assert state.stat().st_mode & 0o777 == 0o600
+    state.write_text('{"regions": ', "utf-8")
+    message = one_line_error(shared.verify(token, "--anchor", gd_anchor, home=home))
+    assert "ecert trust reset-state --anchor FILE" in message
+    result = shared.verify(token, "--anchor", gd_anchor, "--json", home=home)
+    one_line_error(result)
+    assert json.loads(result.stdout)["error"]["code"] == "trust_state_corrupt"
+
+    reset = ["--home", str(home), "trust", "reset-state", "--anchor", gd_anchor]
+    declined = invoke(*reset, input="n\n")
+    assert declined.exit_code == 2
+    prompt, error = declined.stderr.splitlines()  # the question, then one error line
+    assert prompt.startswith("Forget the trust list sequences")
+    assert error == "ecert: error: aborted"
+    assert state.read_text("utf-8") == '{"regions": '
+    confirmed = invoke(*reset, input="y\n")
+    assert confirmed.exit_code == 0, confirmed.output
+    assert "started afresh for GD" in confirmed.stdout
+    shared.verify_json(token, "--anchor", gd_anchor, home=home)
+
+    # The state now belongs to GD's anchor: ZJ's is refused until reset for it.
+    message = one_line_error(shared.verify(shared.tokens["ZJ", DL], "--anchor", zj_anchor,
+                                           home=home))
+    assert "belongs to the anchor of region GD" in message
+    out = json.loads(invoke("--home", str(home), "trust", "reset-state", "--anchor",
+                            zj_anchor, "--yes", "--json").stdout)
+    assert out["region"] == "ZJ"
+    assert out["regions_forgotten"] == 1
+    shared.verify_json(shared.tokens["ZJ", DL], "--anchor", zj_anchor, home=home)
+    assert "--anchor" in one_line_error(invoke("--home", str(home), "trust", "reset-state"))
+
+
+def test_urls_ecert_would_not_fetch_are_one_line_errors(shared: Net) -> None:
+    long_label = "https://" + "a" * 64 + ".example"
+    result = invoke("--home", str(shared.tmp / "bad-url-home"), "init", "--region", "GD",
+                    "--name", "广东省", "--base-url", long_label, "--json")
+    message = one_line_error(result)
+    assert "invalid host" in message
+    assert json.loads(result.stdout)["error"]["code"] == "invalid_url"
+    anchor = json.loads(shared.anchors["GD"].read_text("utf-8"))
+    for url in ("http://../trustlist.jwt", long_label + "/trustlist.jwt"):
+        bad = shared.tmp / "bad-url.anchor.json"
+        bad.write_text(json.dumps({**anchor, "trust_list": url}), "utf-8")
+        message = one_line_error(shared.verify(shared.tokens["GD", BL], "--anchor", str(bad)))
+        assert message.startswith("anchor is malformed: URL"), message
+        assert "anchor is malformed" in shared["GD"].fails(
+            "trust", "recognize", "ZJ", "--anchor", str(bad), "--map", f"{DL}={DL}")

@@ -18,9 +18,8 @@ from ecert.models import KeyRole
 from ecert.trust import load_trust_list
 from ecert.verify import ErrorCode as E
 from ecert.verify import VerificationStatus as S
-from tests.conftest import EPOCH, FakeClock, RegistryFactory, issue_business_licence
+from tests.support import EPOCH, FakeClock, Published, RegistryFactory, issue_business_licence
 
-Published = tuple[ecert.Registry, ecert.Certificate, Path]
 DAY = 86_400
 
 
@@ -43,8 +42,8 @@ def issue(registry: ecert.Registry, bundle: Path, **kwargs: Any) -> ecert.Certif
 # -- the valid path ---------------------------------------------------------------------------
 
 
-def test_valid_result(published: Published, clock: FakeClock) -> None:
-    _, cert, bundle = published
+def test_valid_result(published_copy: Published, clock: FakeClock) -> None:
+    _, cert, bundle = published_copy
     result = ecert.Verifier.from_bundle(bundle, clock=clock).verify(cert.token)
     assert result
     assert result.valid is True
@@ -53,8 +52,8 @@ def test_valid_result(published: Published, clock: FakeClock) -> None:
     assert result.messages == ()
 
 
-def test_valid_result_issuer(published: Published, clock: FakeClock) -> None:
-    _, cert, bundle = published
+def test_valid_result_issuer(published_copy: Published, clock: FakeClock) -> None:
+    _, cert, bundle = published_copy
     result = ecert.Verifier.from_bundle(bundle, clock=clock).verify(cert.token)
     assert result.issuer == ecert.Issuer(
         region="GD", agency_code="gd-amr", agency_name="广东省市场监督管理局",
@@ -62,9 +61,9 @@ def test_valid_result_issuer(published: Published, clock: FakeClock) -> None:
     )
 
 
-def test_valid_result_certificate_equals_the_issued_one(published: Published,
+def test_valid_result_certificate_equals_the_issued_one(published_copy: Published,
                                                         clock: FakeClock) -> None:
-    registry, cert, bundle = published
+    registry, cert, bundle = published_copy
     result = ecert.Verifier.from_bundle(bundle, clock=clock).verify(cert.token)
     got = result.certificate
     assert got is not None
@@ -88,8 +87,8 @@ def test_valid_result_certificate_equals_the_issued_one(published: Published,
     assert got == cert
 
 
-def test_valid_result_to_json(published: Published, clock: FakeClock) -> None:
-    _, cert, bundle = published
+def test_valid_result_to_json(published_copy: Published, clock: FakeClock) -> None:
+    _, cert, bundle = published_copy
     out = ecert.Verifier.from_bundle(bundle, clock=clock).verify(cert.token).to_json()
     assert json.loads(json.dumps(out, ensure_ascii=False)) == out
     assert out["valid"] is True
@@ -109,8 +108,8 @@ def test_valid_result_to_json(published: Published, clock: FakeClock) -> None:
                              "uri": "https://ecert.gd.example/agencies/gd-amr", "kid": cert.kid}
 
 
-def test_refusal_to_json(published: Published, clock: FakeClock) -> None:
-    _, _, bundle = published
+def test_refusal_to_json(published_copy: Published, clock: FakeClock) -> None:
+    _, _, bundle = published_copy
     result = ecert.Verifier.from_bundle(bundle, clock=clock).verify("not a token")
     assert not result
     out = result.to_json()
@@ -121,8 +120,8 @@ def test_refusal_to_json(published: Published, clock: FakeClock) -> None:
     assert "certificate" not in out and "issuer" not in out
 
 
-def test_surrounding_whitespace_is_tolerated(published: Published, clock: FakeClock) -> None:
-    _, cert, bundle = published
+def test_surrounding_whitespace_is_tolerated(published_copy: Published, clock: FakeClock) -> None:
+    _, cert, bundle = published_copy
     verifier = ecert.Verifier.from_bundle(bundle, clock=clock)
     assert verifier.verify(f"  {cert.token}\r\n").valid is True
     assert verifier.verify(f"{cert.token}\n".encode()).valid is True
@@ -243,8 +242,8 @@ def test_leeway_around_nbf(registry: ecert.Registry, tmp_path: Path, clock: Fake
     assert verifier.verify(cert.token).valid is True
 
 
-def test_leeway_around_issued_at(published: Published, clock: FakeClock) -> None:
-    registry, cert, bundle = published
+def test_leeway_around_issued_at(published_copy: Published, clock: FakeClock) -> None:
+    registry, cert, bundle = published_copy
     signer = registry.keystore.signer(cert.kid)
     now = int(clock().timestamp())
     strict = ecert.Verifier.from_bundle(bundle, clock=clock,
@@ -387,8 +386,8 @@ def test_new_key_cannot_vouch_for_earlier_issuance(published: Published,
 # -- anchors and the trust list ------------------------------------------------------------------
 
 
-def test_pinned_anchor_of_this_registry(published: Published, clock: FakeClock) -> None:
-    registry, cert, bundle = published
+def test_pinned_anchor_of_this_registry(published_copy: Published, clock: FakeClock) -> None:
+    registry, cert, bundle = published_copy
     verifier = ecert.Verifier.from_bundle(bundle, anchor=registry.anchor(), clock=clock)
     assert verifier.verify(cert.token).valid is True
     loaded = ecert.TrustAnchor.load(bundle / "anchor.json")
@@ -396,9 +395,9 @@ def test_pinned_anchor_of_this_registry(published: Published, clock: FakeClock) 
 
 
 @pytest.mark.parametrize("region", ["GD", "ZJ"])
-def test_pinned_anchor_of_another_registry(published: Published, clock: FakeClock,
+def test_pinned_anchor_of_another_registry(published_copy: Published, clock: FakeClock,
                                            make_registry: RegistryFactory, region: str) -> None:
-    _, _, bundle = published
+    _, _, bundle = published_copy
     other = make_registry(region, populate=False)
     with pytest.raises(ecert.TrustListError) as info:
         ecert.Verifier.from_bundle(bundle, anchor=other.anchor(), clock=clock)
@@ -410,8 +409,8 @@ def _resign_trust_list(registry: ecert.Registry, bundle: Path, payload: dict[str
     (bundle / "trustlist.jwt").write_text(jose.sign_compact(payload, root, TRUST_LIST_TYP))
 
 
-def test_tampered_trust_list_refused(published: Published, clock: FakeClock) -> None:
-    _, _, bundle = published
+def test_tampered_trust_list_refused(published_copy: Published, clock: FakeClock) -> None:
+    _, _, bundle = published_copy
     header, payload, signature = (bundle / "trustlist.jwt").read_text().strip().split(".")
     content = json.loads(jose.b64url_decode(payload))
     content["agencies"][0]["types"].append("cn.professional-qualification")
@@ -422,16 +421,16 @@ def test_tampered_trust_list_refused(published: Published, clock: FakeClock) -> 
     assert info.value.code == "trust_list_bad_signature"
 
 
-def test_garbage_trust_list_refused(published: Published, clock: FakeClock) -> None:
-    _, _, bundle = published
+def test_garbage_trust_list_refused(published_copy: Published, clock: FakeClock) -> None:
+    _, _, bundle = published_copy
     (bundle / "trustlist.jwt").write_text("garbage")
     with pytest.raises(ecert.TrustListError) as info:
         ecert.Verifier.from_bundle(bundle, clock=clock)
     assert info.value.code == "trust_list_malformed"
 
 
-def test_missing_bundle_files(published: Published, clock: FakeClock, tmp_path: Path) -> None:
-    _, _, bundle = published
+def test_missing_bundle_files(published_copy: Published, clock: FakeClock, tmp_path: Path) -> None:
+    _, _, bundle = published_copy
     with pytest.raises(ecert.TrustListError) as info:
         ecert.Verifier.from_bundle(tmp_path / "nowhere", clock=clock)
     assert info.value.code == "anchor_unreadable"
@@ -441,8 +440,8 @@ def test_missing_bundle_files(published: Published, clock: FakeClock, tmp_path: 
     assert info.value.code == "trust_list_unavailable"
 
 
-def test_trust_list_for_another_region_refused(published: Published, clock: FakeClock) -> None:
-    registry, _, bundle = published
+def test_trust_list_for_another_region_refused(published_copy: Published, clock: FakeClock) -> None:
+    registry, _, bundle = published_copy
     content = payload_of((bundle / "trustlist.jwt").read_text())
     content["region"]["code"] = "ZJ"
     _resign_trust_list(registry, bundle, content)
@@ -452,11 +451,11 @@ def test_trust_list_for_another_region_refused(published: Published, clock: Fake
 
 
 @pytest.mark.parametrize("status", [["active"], {"active": True}, 1, None])
-def test_root_signed_trust_list_with_malformed_key_status(published: Published,
+def test_root_signed_trust_list_with_malformed_key_status(published_copy: Published,
                                                           clock: FakeClock, status: Any) -> None:
     # Even a document signed by the pinned root is parsed strictly: a malformed entry is
     # a TrustListError, never a stray TypeError.
-    registry, _, bundle = published
+    registry, _, bundle = published_copy
     content = payload_of((bundle / "trustlist.jwt").read_text())
     content["agencies"][0]["keys"][0]["status"] = status
     _resign_trust_list(registry, bundle, content)
@@ -478,8 +477,8 @@ def test_trust_list_rollback_refused(published: Published, clock: FakeClock) -> 
     assert info.value.code == "trust_list_rollback"
 
 
-def test_trust_list_freshness_at_construction(published: Published, clock: FakeClock) -> None:
-    _, _, bundle = published
+def test_trust_list_freshness_at_construction(published_copy: Published, clock: FakeClock) -> None:
+    _, _, bundle = published_copy
     grace = ecert.VerificationLimits().trust_list_grace_seconds
     clock.advance(days=7, seconds=grace)
     ecert.Verifier.from_bundle(bundle, clock=clock)  # at next_update + grace: accepted

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ecert._formats.jose import canonical_json, jwk_thumbprint, key_from_jwk, strict_json_loads
+from ecert._formats.url import check_http_url
 from ecert.errors import FormatError
 
 ANCHOR_FILE = "anchor.json"
@@ -45,6 +46,7 @@ def relative_path(base_url: str, uri: str) -> str:
 
 def encode_anchor(region: str, name: str, root_jwk: dict[str, str], base_url: str) -> bytes:
     """The ``anchor.json`` document handed to verifiers and other regions."""
+    check_http_url(base_url, base=True)
     return canonical_json(
         {"region": region, "name": name, "root_key": root_jwk,
          "trust_list": trust_list_url(base_url), "version": 1}
@@ -62,6 +64,14 @@ def decode_anchor(data: bytes) -> dict[str, Any]:
     if not (isinstance(region, str) and isinstance(name, str) and isinstance(url, str)
             and isinstance(jwk, dict)):
         raise FormatError("anchor needs region, name, trust_list and root_key", code="malformed")
+    check_http_url(url)
+    # The anchor names its region's bundle: the trust list is always at base/trustlist.jwt
+    # (TrustAnchor.to_bytes rebuilds it so; any other URL would not survive a round trip).
+    base, _, name = url.rpartition("/")
+    if name != TRUST_LIST_PATH:
+        raise FormatError(f"anchor trust_list must be <base URL>/{TRUST_LIST_PATH}",
+                          code="malformed")
+    check_http_url(base, base=True)
     key_from_jwk(jwk)
     if jwk.get("kid") != jwk_thumbprint(jwk):
         raise FormatError("anchor root key kid is not its thumbprint", code="malformed")

@@ -121,14 +121,34 @@ _STRICT_DECODER = json.JSONDecoder(
 
 
 def strict_json_loads(data: bytes | str) -> Any:
-    """Parse UTF-8 JSON refusing duplicate members, NaN/Infinity, and pathological nesting."""
+    """Parse UTF-8 JSON refusing duplicate members, NaN/Infinity, pathological nesting,
+    and escapes of lone UTF-16 surrogates (no Unicode character: RFC 7493 I-JSON)."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
-        return _STRICT_DECODER.decode(text)
+        value = _STRICT_DECODER.decode(text)
     except FormatError:
         raise
     except (ValueError, RecursionError, UnicodeDecodeError) as e:
         raise FormatError("invalid JSON", code="malformed") from e
+    # Only an escape can produce a surrogate (raw ones are not UTF-8): look only then.
+    if ("\\ud" in text or "\\uD" in text) and _has_surrogate(value):
+        raise FormatError("JSON escapes a lone surrogate", code="malformed")
+    return value
+
+
+def _has_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= c <= "\udfff" for c in item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def canonical_json(value: Any) -> bytes:

@@ -18,6 +18,7 @@ from ecert._formats.jose import (
     key_from_jwk,
     sign_compact,
 )
+from ecert._formats.url import check_http_url
 from ecert.errors import FormatError
 
 TRUST_LIST_TYP = "ecert-trustlist+jwt"
@@ -264,7 +265,12 @@ class TrustList:
         }
 
     def sign(self, signer: SignerLike) -> str:
-        """Sign with the region root key."""
+        """Sign with the region root key; refuse URLs ecert would not fetch."""
+        check_http_url(self.base_url, base=True)
+        for uri in self.status_lists:
+            check_http_url(uri)
+        for agreement in self.agreements:
+            check_http_url(agreement.trust_list_url)
         return sign_compact(self.to_payload(), signer, TRUST_LIST_TYP)
 
     @classmethod
@@ -288,6 +294,12 @@ class TrustList:
         status_lists = payload.get("status_lists", [])
         _require(isinstance(status_lists, list) and all(isinstance(u, str) for u in status_lists),
                  "status_lists is a list of URIs")
+        # A region's own URLs must be fetchable; a bad one makes this list malformed
+        # (and so only this region fails). An agreement's URL is
+        # checked when it is fetched: one bad agreement fails only that region.
+        check_http_url(base, base=True)
+        for uri in status_lists:
+            check_http_url(uri)
         rotations = payload.get("root_rotations", [])
         _require(isinstance(rotations, list) and all(isinstance(r, str) for r in rotations),
                  "root_rotations is a list of compact JWS")

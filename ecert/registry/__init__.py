@@ -28,8 +28,10 @@ from ecert._formats.statuslist import MIN_LIST_SIZE
 from ecert._formats.trustlist import Agreement, TrustList
 from ecert._storage.database import make_engine, migrate, schema_is_current, sqlite_url
 from ecert._storage.repository import Repository
+from ecert._formats.url import check_http_url
 from ecert.errors import (
     AlreadyExists,
+    FormatError,
     InputError,
     InvalidCertificateId,
     NotFound,
@@ -113,9 +115,10 @@ class Registry:
             raise InputError(f"region code {region!r} must be 1 to 16 letters or digits",
                              code="invalid_code")
         base_url = base_url.rstrip("/")
-        if not base_url.startswith(("https://", "http://")) or " " in base_url:
-            raise InputError(f"base URL {base_url!r} must be an http(s) URL",
-                             code="invalid_url")
+        try:
+            check_http_url(base_url, base=True)
+        except FormatError as e:
+            raise InputError(f"base URL: {e.message}", code="invalid_url") from e
         _operators.check_operator_name(admin.name)
         home_path = Path(home)
         home_path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -616,6 +619,11 @@ class Registry:
         for theirs, ours in types.items():
             if not theirs or not ours:
                 raise InputError(f"bad mapping {theirs!r}={ours!r}", code="invalid_agreement")
+        try:
+            check_http_url(anchor.trust_list_url)
+        except FormatError as e:
+            raise InputError(f"the anchor's trust list URL: {e.message}",
+                             code="invalid_url") from e
         start = self._now() if valid_from is None else to_seconds(valid_from, "valid_from")
         if isinstance(valid_until, datetime):
             end: int | None = to_seconds(valid_until, "valid_until")

@@ -1,0 +1,70 @@
+"""``ecert doctor``: report what is wrong with the home, the keys, a bundle and the verifier state.
+
+Reports only, changes nothing (see :mod:`ecert.doctor` for why orphan key files are not
+removed automatically). Exit 0 healthy, 1 problems found, 2 usage.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+import ecert
+from ecert import doctor
+from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
+
+
+def _key_rows() -> tuple[set[str] | None, set[str] | None, list[doctor.Finding]]:
+    """Known and active kids from the registry, or why they could not be read.
+
+    A missing registry is not a problem for a verifier-only machine: doctor still checks
+    the bundle and the verifier state.
+    """
+    where = settings()
+    try:
+        with where.open_registry() as registry:
+            keys = registry.keys()
+    except ecert.EcertError as e:
+        missing = e.code == "not_initialized"
+        return None, None, [doctor.Finding(
+            "registry_unavailable",
+            doctor.Severity.INFO if missing else doctor.Severity.WARNING,
+            str(where.home),
+            "no registry here: only files were checked" if missing
+            else f"cannot open the registry ({e.code}): {e.message.splitlines()[0]}")]
+    known = {k.kid for k in keys}
+    active = {k.kid for k in keys if k.status is ecert.KeyStatus.ACTIVE}
+    return known, active, []
+
+
+@cli.command("doctor")
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Also check this published bundle (trust list and status "
+                                 "lists valid, not expired, not expiring within 24 h or "
+                                 "half their lifetime).")
+@click.option("--anchor", "anchor_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Verify the bundle's trust list against this anchor "
+                                 "instead of the bundle's own anchor.json.")
+@json_option
+def doctor_command(bundle: Path | None, anchor_file: Path | None) -> None:
+    """Check the registry home, its key files and modes, a bundle and the verifier state.
+
+    Reports only; changes nothing. Exit 0 if healthy, 1 if problems were found.
+    """
+    if anchor_file is not None and bundle is None:
+        raise click.UsageError("--anchor checks a bundle: give --bundle DIR too")
+    known, active, extra = _key_rows()
+    report = doctor.diagnose(settings().home, bundle=bundle, anchor=anchor_file,
+                             known_kids=known, active_kids=active, extra=extra)
+
+    def human() -> None:
+        for f in report.findings:
+            click.echo(f"{f.severity.value}: {f.code}: {f.subject}: {f.message}")
+        problems = sum(f.severity is not doctor.Severity.INFO for f in report.findings)
+        click.echo("healthy" if report.healthy else f"{problems} problem(s) found")
+
+    emit(report.to_json(), human)
+    if not report.healthy:
+        sys.exit(EXIT_NOT_VALID)

@@ -1,0 +1,94 @@
+"""A real HTTP server on 127.0.0.1 serving published bundle directories.
+
+Static files with a content ETag (answers 304); a path prefix can be marked down (503) and
+the server stopped (connections refused). Started and stopped by the ``http_server``
+fixture, or by :func:`serve` for wider scopes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Static files with a content ETag (answers 304), 503 for paths marked down."""
+
+    server: LocalServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def send_head(self) -> io.BytesIO | None:  # type: ignore[override]
+        path = urllib.parse.urlsplit(self.path).path
+        if any(path.startswith(prefix) for prefix in self.server.down):
+            self.server.log.append((path, 503))
+            self.send_error(503, "down for maintenance")
+            return None
+        file = Path(self.translate_path(self.path))
+        if not file.is_file():
+            self.server.log.append((path, 404))
+            self.send_error(404, "not found")
+            return None
+        data = file.read_bytes()
+        etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
+        if self.headers.get("If-None-Match") == etag:
+            self.server.log.append((path, 304))
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            return None
+        self.server.log.append((path, 200))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("ETag", etag)
+        self.end_headers()
+        return io.BytesIO(data)
+
+
+class LocalServer(http.server.ThreadingHTTPServer):
+    """Serves ``root`` on 127.0.0.1 (an ephemeral port) from a daemon thread."""
+
+    daemon_threads = True
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.down: set[str] = set()
+        self.log: list[tuple[str, int]] = []
+
+        def handler(*args: Any) -> _Handler:
+            return _Handler(*args, directory=str(root))
+
+        super().__init__(("127.0.0.1", 0), handler)
+        self.port = self.server_address[1]
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
+        self._thread.start()
+        self._stopped = False
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def stop(self) -> None:
+        """Stop serving: connections are then refused. Idempotent."""
+        if not self._stopped:
+            self._stopped = True
+            self.shutdown()
+            self.server_close()
+            self._thread.join(5)
+
+
+def serve(root: Path) -> Iterator[LocalServer]:
+    root.mkdir(parents=True, exist_ok=True)
+    server = LocalServer(root)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,168 @@
+"""``audit verify``: an insider with the database open changes something; the audit says
+what and where. One kind of tampering per test, on SQLite and PostgreSQL, including after
+dropping the append-only triggers (issues 7 and 8)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+import ecert
+from tests.support import issue_business_licence
+
+
+def sql(registry: ecert.Registry, statement: str, **params: object) -> None:
+    with registry.engine.begin() as conn:
+        conn.execute(text(statement), params)
+
+
+def drop_triggers(registry: ecert.Registry) -> None:
+    """What an owner of the database can always do."""
+    if registry.engine.dialect.name == "postgresql":
+        for table in ("log_entries", "checkpoints"):
+            for suffix in ("append_only", "no_truncate"):
+                sql(registry, f"DROP TRIGGER {table}_{suffix} ON {table}")
+    else:
+        for name in ("log_entries_no_update", "log_entries_no_delete",
+                     "checkpoints_no_update", "checkpoints_no_delete"):
+            sql(registry, f"DROP TRIGGER {name}")
+
+
+def kinds(report: ecert.AuditReport) -> set[str]:
+    return {f.kind for f in report.findings}
+
+
+@pytest.fixture
+def setup(registry: ecert.Registry, tmp_path: Path) -> tuple[ecert.Registry, ecert.Certificate,
+                                                               ecert.Certificate, Path]:
+    first = issue_business_licence(registry)
+    second = issue_business_licence(registry)
+    registry.suspend(second.id)
+    bundle = tmp_path / "bundle"
+    registry.publish(bundle)
+    assert registry.audit(bundle=bundle).intact
+    return registry, first, second, bundle
+
+
+def test_intact_registry_audits_clean_with_its_bundle(setup) -> None:
+    registry, _first, _second, bundle = setup
+    report = registry.audit(bundle=bundle)
+    assert report.intact and report.to_json()["findings"] == []
+    assert report.log_size == len(registry.events(limit=100_000))
+
+
+def test_the_log_tables_refuse_update_and_delete(setup) -> None:
+    registry = setup[0]
+    for statement in ("UPDATE log_entries SET action = 'x' WHERE seq = 0",
+                      "DELETE FROM log_entries WHERE seq = 0",
+                      "UPDATE checkpoints SET size = 0",
+                      "DELETE FROM checkpoints"):
+        with pytest.raises(Exception, match="append-only"):
+            sql(registry, statement)
+    if registry.engine.dialect.name == "postgresql":
+        for table in ("log_entries", "checkpoints", "events"):
+            with pytest.raises(Exception, match="append-only"):
+                sql(registry, f"TRUNCATE {table}")
+
+
+Tamper = Callable[[ecert.Registry, ecert.Certificate, ecert.Certificate], None]
+
+CASES: dict[str, tuple[Tamper, str]] = {
+    "status reinstated": (lambda r, a, b: sql(
+        r, "UPDATE certificates SET status = 'valid' WHERE id = :id", id=b.id),
+        "status_mismatch"),
+    "status revoked": (lambda r, a, b: sql(
+        r, "UPDATE certificates SET status = 'revoked' WHERE id = :id", id=a.id),
+        "status_mismatch"),
+    "token replaced": (lambda r, a, b: sql(
+        r, "UPDATE certificates SET token = :t WHERE id = :id", t=b.token, id=a.id),
+        "certificate_modified"),
+    "holder name edited": (lambda r, a, b: sql(
+        r, "UPDATE certificates SET holder_name = 'someone else' WHERE id = :id", id=a.id),
+        "certificate_row_mismatch"),
+    "expiry extended": (lambda r, a, b: sql(
+        r, "UPDATE certificates SET valid_until = 253402300799 WHERE id = :id", id=a.id),
+        "certificate_row_mismatch"),
+    "row deleted": (lambda r, a, b: sql(
+        r, "DELETE FROM certificates WHERE id = :id", id=a.id), "certificate_missing"),
+    "key row changed": (lambda r, a, b: sql(
+        r, "UPDATE keys SET role = 'status' WHERE kid = :kid", kid=a.kid), "key_modified"),
+    "operator widened": (lambda r, a, b: sql(
+        r, "UPDATE operators SET grants = :g",
+        g='[{"role": "officer", "agencies": null, "types": null}]'), "operator_modified"),
+    "agency type added": (lambda r, a, b: sql(
+        r, "INSERT INTO agency_types (agency_code, type_code) VALUES ('gd-hrss', "
+           "'cn.business-licence')"), "record_modified"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_out_of_band_changes_are_found(setup, case: str) -> None:
+    registry, first, second, _bundle = setup
+    tamper, kind = CASES[case]
+    tamper(registry, first, second)
+    report = registry.audit()
+    assert not report.intact
+    assert kind in kinds(report), report.findings
+
+
+def test_an_unlogged_certificate_row_is_found(setup) -> None:
+    registry, first, _second, _bundle = setup
+    with registry.engine.begin() as conn:
+        row = conn.execute(text("SELECT * FROM certificates WHERE id = :id"),
+                           {"id": first.id}).mappings().one()
+        forged = dict(row, id=first.id.replace(".00000001.", ".00000099."), serial="00000099",
+                      status_index=int(row["status_index"]) + 1)
+        conn.execute(text(f"INSERT INTO certificates ({', '.join(forged)}) VALUES "
+                          f"({', '.join(':' + k for k in forged)})"), forged)
+    assert "certificate_unlogged" in kinds(registry.audit())
+
+
+@pytest.mark.parametrize("edit", ["delete", "modify", "insert", "reorder"])
+def test_log_rewritten_after_dropping_the_triggers(setup, edit: str) -> None:
+    registry, first, _second, _bundle = setup
+    drop_triggers(registry)
+    target = next(e for e in registry.events(first.id) if e.action == "certificate.issue")
+    if edit == "delete":
+        sql(registry, "DELETE FROM log_entries WHERE seq = :s", s=target.seq)
+    elif edit == "modify":
+        forged = target.leaf.replace(b'"idx":', b'"idx":1', 1)
+        sql(registry, "UPDATE log_entries SET leaf = :l WHERE seq = :s", l=forged, s=target.seq)
+    elif edit == "insert":
+        sql(registry, "UPDATE log_entries SET seq = seq + 1000 WHERE seq >= :s", s=target.seq)
+    else:
+        other = target.seq + 1
+        sql(registry, "UPDATE log_entries SET seq = -1 WHERE seq = :s", s=target.seq)
+        sql(registry, "UPDATE log_entries SET seq = :t WHERE seq = :s", t=target.seq, s=other)
+        sql(registry, "UPDATE log_entries SET seq = :t WHERE seq = -1", t=other)
+    found = kinds(registry.audit())
+    assert "trigger_missing" in found
+    assert found & {"checkpoint_mismatch", "entry_deleted", "entry_inserted", "bad_signature",
+                    "entry_malformed"}, found
+
+
+def test_a_published_status_bit_that_differs_from_the_log(setup, tmp_path: Path) -> None:
+    registry, _first, second, bundle = setup
+    # The insider reinstates in the database and republishes: the bundle now says valid.
+    sql(registry, "UPDATE certificates SET status = 'valid' WHERE id = :id", id=second.id)
+    registry.publish(bundle)
+    found = kinds(registry.audit(bundle=bundle))
+    assert {"status_mismatch", "published_status_mismatch"} <= found
+
+
+def test_an_operator_planted_in_the_database_gains_nothing(setup, clock) -> None:
+    from tests.support import as_operator, plant_operator
+
+    registry, _first, _second, bundle = setup
+    plant_operator(registry, "mole", "mole pass", roles=["key-admin"])
+    with as_operator(registry, "mole", "mole pass", clock) as mole:
+        planted = mole.rotate_agency_key("gd-amr")  # the runtime trusts the table...
+    report = registry.publish(bundle)  # ...publication does not
+    assert not report.ok
+    assert any(planted.kid in alert for alert in report.alerts)
+    keys = ecert.Verifier.from_bundle(bundle, clock=clock).trust_list.agencies
+    assert planted.kid not in {k.kid for a in keys for k in a.keys}
+    assert {"operator_unlogged", "unknown_operator"} <= kinds(registry.audit())
