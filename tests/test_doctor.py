@@ -45,15 +45,17 @@ def key_rows(registry: ecert.Registry) -> dict[str, Any]:
 def killed_rotation(registry: ecert.Registry, monkeypatch: pytest.MonkeyPatch) -> str:
     """Rotate gd-amr's key, dying after the new key file is written but before the
     transaction commits (as a killed ``rotate-key`` does); return the lost kid."""
-    created: list[str] = []
-    real_new_key = registry._new_key
+    from ecert.registry._core import Unit
 
-    def new_key(*args: Any, **kwargs: Any) -> ecert.KeyInfo:
-        info = real_new_key(*args, **kwargs)
+    created: list[str] = []
+    real_new_key = Unit.new_key
+
+    def new_key(self: Unit, *args: Any, **kwargs: Any) -> ecert.KeyInfo:
+        info = real_new_key(self, *args, **kwargs)
         created.append(info.kid)
         raise KeyboardInterrupt  # the process dies here: the transaction rolls back
 
-    monkeypatch.setattr(registry, "_new_key", new_key)
+    monkeypatch.setattr(Unit, "new_key", new_key)
     with pytest.raises(KeyboardInterrupt):
         registry.rotate_agency_key("gd-amr")
     monkeypatch.undo()

@@ -54,13 +54,13 @@ def test_registry_signs_through_a_key_provider(tmp_path: Path, clock: FakeClock,
     provider = MemoryKeyProvider()
     assert isinstance(provider, KeyProvider)
     with create_registry(tmp_path / "home", region="GD", database_url=database_url,
-                         clock=clock, passphrase=None, operator=None,
-                         key_provider=provider) as registry:
+                         clock=clock, passphrase=None, key_provider=provider) as registry:
         _samples.populate(registry)
         cert = issue_business_licence(registry)
         registry.publish(tmp_path / "bundle")
-        # root + status + two agencies, no file keys, and every signature went through it
-        assert len(provider.keys) == 4
+        # root + status + log + witness + two agencies, no file keys, and every signature
+        # went through it
+        assert len(provider.keys) == 6
         assert not (tmp_path / "home" / "keys").exists()
         assert provider.signatures >= 3  # certificate, status list, trust list
         result = ecert.Verifier.from_bundle(tmp_path / "bundle", clock=clock).verify(cert.token)
@@ -86,9 +86,10 @@ def test_compromised_key_invalidates_signatures_from_then_on(
     assert len(new_key) == 1 and new_key[0].kid != before.kid
     with pytest.raises(ecert.KeyStoreError):
         registry.keystore.signer(before.kid)
-    event = registry.events("gd-amr")[-1]
-    assert event.action == "key.compromised"
-    assert event.details["affected_certificates"] == 1
+    compromise = registry.events(before.kid)[-1]
+    assert compromise.action == "key.compromise"
+    assert compromise.details == {"since": int(compromised_at.timestamp()), "agency": "gd-amr",
+                                  "affected": 1}
 
     registry.publish(tmp_path / "bundle")
     verifier = ecert.Verifier.from_bundle(tmp_path / "bundle", clock=clock)

@@ -23,12 +23,13 @@ from sqlalchemy import Column, Engine, Integer, MetaData, text
 from sqlalchemy.exc import DBAPIError
 
 import ecert
-import ecert.registry as registry_module
+import ecert.registry._core as core_module
+import ecert.registry._issuance as issuance_module
 from ecert import _samples
 from ecert._formats.certificate import CertificateClaims
 from ecert._formats.statuslist import StatusList
 from ecert._storage.database import make_engine, migrate, schema_is_current, sqlite_url
-from ecert._storage.repository import Repository
+from ecert._storage.repository import WriteRepository
 from ecert._storage.schema import metadata
 from ecert.identifiers import CertificateId
 from ecert.keys import FileKeyStore
@@ -126,13 +127,17 @@ def test_migrate_twice_is_a_no_op(migrated: Engine) -> None:
 
 
 @pytest.mark.parametrize("statement", [
-    "UPDATE events SET operator = 'mallory'",
-    "UPDATE events SET action = 'certificate.issue' WHERE id = (SELECT MIN(id) FROM events)",
-    "DELETE FROM events",
-    "DELETE FROM events WHERE id = (SELECT MAX(id) FROM events)",
+    "UPDATE log_entries SET operator = 'mallory'",
+    "UPDATE log_entries SET leaf = leaf WHERE seq = (SELECT MIN(seq) FROM log_entries)",
+    "DELETE FROM log_entries",
+    "DELETE FROM log_entries WHERE seq = (SELECT MAX(seq) FROM log_entries)",
+    "UPDATE checkpoints SET size = size + 1",
+    "DELETE FROM checkpoints",
 ])
-def test_events_are_append_only(registry: ecert.Registry, statement: str) -> None:
+def test_the_log_is_append_only(registry: ecert.Registry, statement: str,
+                                tmp_path: Path) -> None:
     issue_business_licence(registry)
+    registry.publish(tmp_path / "bundle")  # a checkpoint too
     before = registry.events()
     assert len(before) >= 5
     with pytest.raises(DBAPIError, match="append-only"), registry.engine.begin() as conn:
@@ -147,6 +152,9 @@ def test_events_are_append_only(registry: ecert.Registry, statement: str) -> Non
 # -- atomic issuance -----------------------------------------------------------------------------
 
 
+CLERK_PASS = "clerk passphrase"
+
+
 class Crash(Exception):
     """A simulated crash inside the issuing transaction."""
 
@@ -155,24 +163,13 @@ def _boom(*_args: Any, **_kwargs: Any) -> Any:
     raise Crash("simulated crash")
 
 
-def _crash_in_record(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = Repository.record
-
-    def record(self: Repository, now: int, operator: str, action: str, subject: str,
-               details: dict[str, Any]) -> None:
-        if action == "certificate.issue":
-            raise Crash("simulated crash")
-        real(self, now, operator, action, subject, details)
-
-    monkeypatch.setattr(Repository, "record", record)
-
-
 #: Places called inside the issuing transaction after the serial and slot are allocated.
 CRASH_POINTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
-    "permutation": lambda mp: mp.setattr(registry_module, "permuted_index", _boom),
+    "permutation": lambda mp: mp.setattr(issuance_module, "permuted_index", _boom),
     "signer": lambda mp: mp.setattr(CertificateClaims, "sign", _boom),
-    "add_certificate": lambda mp: mp.setattr(Repository, "add_certificate", _boom),
-    "event": _crash_in_record,
+    "add_certificate": lambda mp: mp.setattr(WriteRepository, "add_certificate", _boom),
+    "operator signature": lambda mp: mp.setattr(core_module, "sign_unit", _boom),
+    "log append": lambda mp: mp.setattr(WriteRepository, "append_log", _boom),
 }
 
 
@@ -269,9 +266,15 @@ def _create_pseudonym_secret(registry: ecert.Registry) -> None:
     assert (registry.home / "keys" / "holder-pseudonym.p12").is_file()
 
 
+def _clerks(registry: ecert.Registry, prefix: str, count: int) -> None:
+    for number in range(count):
+        registry.add_operator(f"{prefix}-{number}", roles=["clerk"], passphrase=CLERK_PASS)
+
+
 def test_concurrent_threads(registry: ecert.Registry, clock: FakeClock) -> None:
     threads_count, per_thread = 4, 25
     _create_pseudonym_secret(registry)
+    _clerks(registry, "thread", threads_count)
     barrier = threading.Barrier(threads_count)
     issued: list[ecert.Certificate] = []
     errors: list[BaseException] = []
@@ -280,7 +283,8 @@ def test_concurrent_threads(registry: ecert.Registry, clock: FakeClock) -> None:
     def work(number: int) -> None:
         try:
             with open_registry(registry.home, database_url=_url(registry), clock=clock,
-                               operator=f"thread-{number}") as mine:
+                               operator=f"thread-{number}",
+                               operator_passphrase=CLERK_PASS) as mine:
                 barrier.wait(timeout=60)
                 for _ in range(per_thread):
                     cert = issue_business_licence(mine)
@@ -308,7 +312,7 @@ def _issue_in_child(home: str, database_url: str | None, count: int, number: int
     try:
         ecert.keys.DEFAULT_KDF_ROUNDS = 1_000
         with open_registry(Path(home), database_url=database_url, clock=FakeClock(EPOCH),
-                           operator=f"process-{number}") as mine:
+                           operator=f"process-{number}", operator_passphrase=CLERK_PASS) as mine:
             barrier.wait(timeout=60)
             ids = [issue_business_licence(mine).id for _ in range(count)]
         results.put((number, ids, None))
@@ -321,6 +325,7 @@ def _issue_in_child(home: str, database_url: str | None, count: int, number: int
 def test_concurrent_processes(registry: ecert.Registry) -> None:
     processes_count, per_process = 3, 20
     _create_pseudonym_secret(registry)
+    _clerks(registry, "process", processes_count)
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(processes_count)
     results = context.Queue()

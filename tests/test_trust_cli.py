@@ -24,7 +24,15 @@ from click.testing import CliRunner, Result
 from ecert import _samples
 from ecert import keys as ecert_keys
 from ecert_cli import cli
-from tests.support import FAST_KDF_ROUNDS, PASSPHRASE, PG_URL, LocalServer, pg_schema_url, serve
+from tests.support import (
+    FAST_KDF_ROUNDS,
+    OPERATOR_PASSPHRASE,
+    PASSPHRASE,
+    PG_URL,
+    LocalServer,
+    pg_schema_url,
+    serve,
+)
 from tests.support.cli import DATA, assert_no_traceback, type_args
 from tests.support.regions import (
     BL,
@@ -40,6 +48,7 @@ from tests.support.regions import (
 )
 
 ENV: dict[str, str | None] = {"ECERT_PASSPHRASE": PASSPHRASE, "ECERT_OPERATOR": "clerk-cli",
+                              "ECERT_OPERATOR_PASSPHRASE": OPERATOR_PASSPHRASE,
                               "ECERT_HOME": None, "ECERT_DATABASE_URL": None}
 
 
