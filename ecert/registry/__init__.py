@@ -26,9 +26,9 @@ from ecert._formats import bundle as _bundle
 from ecert._formats.log import commitment, commitment_opening
 from ecert._formats.statuslist import MIN_LIST_SIZE
 from ecert._formats.trustlist import Agreement, TrustList
+from ecert._formats.url import check_http_url
 from ecert._storage.database import make_engine, migrate, schema_is_current, sqlite_url
 from ecert._storage.repository import Repository
-from ecert._formats.url import check_http_url
 from ecert.errors import (
     AlreadyExists,
     FormatError,

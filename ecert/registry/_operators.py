@@ -7,6 +7,7 @@ from typing import Any
 
 from ecert._authority import ALL_ROLES, GUARDED, Action, Resource, grants_from_json
 from ecert._clock import from_seconds
+from ecert._formats.log import commitment
 from ecert.errors import (
     AlreadyExists,
     InputError,
@@ -23,7 +24,6 @@ from ecert.registry._core import (
     _Context,
     register,
 )
-from ecert._formats.log import commitment
 from ecert.registry._rules import check_code
 
 
