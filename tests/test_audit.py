@@ -8,9 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 import ecert
+from ecert._storage.schema import certificates
 from tests.support import issue_business_licence
 
 
@@ -116,8 +117,7 @@ def test_an_unlogged_certificate_row_is_found(setup) -> None:
                            {"id": first.id}).mappings().one()
         forged = dict(row, id=first.id.replace(".00000001.", ".00000099."), serial="00000099",
                       status_index=int(row["status_index"]) + 1)
-        conn.execute(text(f"INSERT INTO certificates ({', '.join(forged)}) VALUES "
-                          f"({', '.join(':' + k for k in forged)})"), forged)
+        conn.execute(insert(certificates).values(**forged))
     assert "certificate_unlogged" in kinds(registry.audit())
 
 
