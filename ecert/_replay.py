@@ -52,7 +52,6 @@ class FindingKind:
     BAD_GENESIS = "bad_genesis"
     BACKDATED = "backdated"
     INVALID_TRANSITION = "invalid_transition"
-    UNPROVEN_KEY = "unproven_key"
 
 
 @dataclass(frozen=True, slots=True)

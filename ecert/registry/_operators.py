@@ -50,6 +50,15 @@ def parse_grants(roles: Iterable[str], agencies: Iterable[str] | None,
     return tuple(grants)
 
 
+def _digest(value: str) -> str:
+    # The reason may name people: the log keeps its hash, the registry the text.
+    from hashlib import sha256
+
+    from ecert._formats.jose import b64url_encode
+
+    return b64url_encode(sha256(value.encode("utf-8")).digest())
+
+
 def _operator_details(op: Operator) -> dict[str, Any]:
     return {"key": dict(op.public_jwk), "grants": [g.to_json() for g in op.grants]}
 
@@ -195,7 +204,8 @@ def _decide(approve: bool) -> Callable[[Unit, Mapping[str, Any]], ApprovalReques
             repo.update_request(request.id, status=RequestStatus.REJECTED,
                                 approved_by=request.approved_by, decided_by=me,
                                 reason=p.get("reason"))
-            unit.log(Action.REQUEST_REJECT, request.subject, {"request": request.id},
+            unit.log(Action.REQUEST_REJECT, request.subject,
+                     {"request": request.id, "reason": _digest(str(p.get("reason", "")))},
                      private=OPERATIONS[action].private)
         else:
             approved = (*request.approved_by, me)
@@ -307,6 +317,27 @@ def adopt(ctx: _Context, unit: Unit, legacy_events: Any) -> None:
         unit.log(Action.ROOT_ROTATE, old.kid, {"kid": "", "statement": statement})
     for agreement in repo.list_agreements():
         unit.log(Action.AGREEMENT_ADD, agreement.region, {"agreement": agreement.to_json()})
+    # Certificates issued before the log: recorded as they stand, with their status, so
+    # the audit and monitors account for them from here on.
+    from ecert._formats.log import token_hash
+    from ecert.registry._lifecycle import STATUS_VALUES
+
+    transition = {"suspended": Action.CERT_SUSPEND, "revoked": Action.CERT_REVOKE}
+    for row in repo.certificate_facts():
+        slot = {"agency": row.agency_code, "type": row.type_code, "list": int(row.status_list_id),
+                "idx": int(row.status_index)}
+        unit.log(Action.CERT_ISSUE, row.id,
+                 {**slot, "kid": row.kid,
+                  "token": token_hash(row.token) if row.token else row.token_hash},
+                 private=True)
+        if row.status in transition:
+            from ecert.models import CertificateStatus
+
+            details: dict[str, Any] = {
+                **slot, "status": STATUS_VALUES[CertificateStatus(row.status)]}
+            if row.revocation_reason:
+                details["reason"] = row.revocation_reason
+            unit.log(transition[row.status], row.id, details, private=True)
     # A registry made before 0.2 has no log or witness key: give it both now.
     if repo.active_key(KeyRole.LOG) is None:
         unit.new_key(KeyRole.LOG, None, "Ed25519")
