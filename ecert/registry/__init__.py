@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ecert._authority import ALL_ROLES
-from ecert._clock import Clock, end_of_day, from_seconds, now_seconds, to_seconds
+from ecert._clock import Clock, from_seconds, to_seconds
 from ecert._formats import bundle as _bundle
 from ecert._formats.log import commitment, commitment_opening
 from ecert._formats.statuslist import MIN_LIST_SIZE
@@ -38,7 +38,7 @@ from ecert.errors import (
     StorageError,
 )
 from ecert.identifiers import CertificateId
-from ecert.keys import KeyProvider
+from ecert.keys import KeyProvider, Signer
 from ecert.models import (
     Agency,
     ApprovalRequest,
@@ -73,6 +73,7 @@ from ecert.registry._core import (
     operator_keys,
 )
 from ecert.registry._publication import PublishReport, log_origin
+from ecert.registry._rules import until_seconds
 from ecert.trust import TrustAnchor
 
 __all__ = ["AuditReport", "History", "OperatorCredential", "PublishReport", "Registry"]
@@ -138,13 +139,9 @@ class Registry:
                 if repo.get_region() is not None:
                     where = str(home_path) if database_url is None else "that database"
                     raise AlreadyExists(f"a registry exists already in {where}")
-            ctx.keystore  # noqa: B018 - asks for (and proves) the passphrase before any key
-            signer = admin.signer or new_operator_key(home_path, admin.name,
-                                                      _resolve(admin.passphrase), kdf_rounds)
-            first = Operator(admin.name, signer.kid, signer.public_jwk, ALL_ROLES, True,
-                             from_seconds(now_seconds(ctx.clock)))
+            first, signer = _first_admin(ctx, admin)
             with ctx._write() as repo:
-                unit = Unit(ctx, repo, first, now_seconds(ctx.clock))
+                unit = Unit(ctx, repo, first, ctx.now())
                 _operators.genesis(ctx, unit, value, log_origin(value))
                 unit.seal(signer)
             return cls(ctx)
@@ -212,11 +209,7 @@ class Registry:
                 if repo.counter("log_size") or repo.list_operators():
                     raise AlreadyExists("this registry has a log and operators already")
                 legacy = repo.list_events(None, 10_000_000)
-            ctx.keystore  # noqa: B018 - proves the registry passphrase first
-            signer = admin.signer or new_operator_key(ctx.home, admin.name,
-                                                      _resolve(admin.passphrase), kdf_rounds)
-            first = Operator(admin.name, signer.kid, signer.public_jwk, ALL_ROLES, True,
-                             from_seconds(ctx.now()))
+            first, signer = _first_admin(ctx, admin)
             with ctx._write() as repo:
                 unit = Unit(ctx, repo, first, ctx.now())
                 _operators.adopt(ctx, unit, legacy)
@@ -455,12 +448,7 @@ class Registry:
         if not holder_name.strip():
             raise InputError("holder name is empty")
         start = None if valid_from is None else to_seconds(valid_from, "valid_from")
-        if isinstance(valid_until, datetime):
-            end: int | None = to_seconds(valid_until, "valid_until")
-        elif isinstance(valid_until, date):
-            end = end_of_day(valid_until)
-        else:
-            end = None
+        end = until_seconds(valid_until)
         return self._ctx.execute(_issuance.ISSUE, {
             "type": type_code, "agency": agency_code,
             "holder": self.holder_pseudonym(holder_id), "holder_name": holder_name.strip(),
@@ -625,12 +613,7 @@ class Registry:
             raise InputError(f"the anchor's trust list URL: {e.message}",
                              code="invalid_url") from e
         start = self._now() if valid_from is None else to_seconds(valid_from, "valid_from")
-        if isinstance(valid_until, datetime):
-            end: int | None = to_seconds(valid_until, "valid_until")
-        elif isinstance(valid_until, date):
-            end = end_of_day(valid_until)
-        else:
-            end = None
+        end = until_seconds(valid_until)
         if end is not None and end <= start:
             raise InputError("the agreement must end after it starts", code="invalid_agreement")
         value = Agreement(anchor.region, anchor.name, dict(anchor.root_jwk),
@@ -673,6 +656,16 @@ class Registry:
                                     trust_list_validity=trust_list_validity,
                                     status_list_validity=status_list_validity,
                                     status_list_ttl=status_list_ttl, progress=progress)
+
+
+def _first_admin(ctx: _Context, admin: OperatorCredential) -> tuple[Operator, Signer]:
+    """The first admin (every role) and their signer; the registry passphrase is asked for
+    and proven before any key is made under it."""
+    ctx.keystore  # noqa: B018
+    signer = admin.signer or new_operator_key(ctx.home, admin.name, _resolve(admin.passphrase),
+                                              ctx.kdf_rounds)
+    return Operator(admin.name, signer.kid, signer.public_jwk, ALL_ROLES, True,
+                    from_seconds(ctx.now())), signer
 
 
 def _checked_list_size(size: int) -> int:

@@ -28,20 +28,14 @@ def schema_digest(schema: Mapping[str, Any]) -> str:
     return b64url_encode(hashlib.sha256(canonical_json(dict(schema))).digest())
 
 
-def end_time(start: int, valid_until: datetime | date | None,
-             validity_days: int | None) -> int | None:
-    """When something valid from ``start`` ends: a time, the end of a day, or a default."""
+def until_seconds(valid_until: datetime | date | None) -> int | None:
+    """When something ends: an aware time as is, a date typed by a person through the end
+    of that day (UTC), None for "not given"."""
     if isinstance(valid_until, datetime):
-        end: int | None = to_seconds(valid_until, "valid_until")
-    elif isinstance(valid_until, date):
-        end = end_of_day(valid_until)
-    elif validity_days is not None:
-        end = start + validity_days * 86_400
-    else:
-        end = None
-    if end is not None and end <= start:
-        raise InputError("valid-until must be after valid-from")
-    return end
+        return to_seconds(valid_until, "valid_until")
+    if isinstance(valid_until, date):
+        return end_of_day(valid_until)
+    return None
 
 
 def list_id_of(status_list_uri: str) -> int:
