@@ -161,7 +161,10 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Golden]:
 @pytest.fixture(scope="session")
 def golden_registry(golden: Golden, tmp_path_factory: pytest.TempPathFactory
                     ) -> Iterator[ecert.Registry]:
-    """The golden registry opened once, for tests that only read it (keys, anchor, events)."""
+    """The golden registry opened once, for tests that only read it (keys, anchor, events).
+
+    Its clock stays at ``EPOCH``: tests that advance their ``clock`` must not expect the
+    shared registry to follow (the verifier they build does)."""
     home = golden.home
     if golden.database_url is None:  # the database is in the home: leave the original closed
         home = copy_tree(golden.home, tmp_path_factory.mktemp("golden-shared") / "home")
