@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+import ecert
 from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
 
 
@@ -41,21 +42,34 @@ def audit_verify(bundle: Path | None) -> None:
 
 
 @audit_group.command("history")
-@click.argument("cert_id", metavar="ID")
+@click.argument("cert_id", metavar="ID", required=False)
+@click.option("--holder-id", default=None,
+              help="Every certificate of this holder (found through the keyed pseudonym).")
 @json_option
-def audit_history(cert_id: str) -> None:
-    """Who did what to certificate ID, when, with inclusion proofs."""
+def audit_history(cert_id: str | None, holder_id: str | None) -> None:
+    """Who did what to certificate ID (or to every certificate of a holder), when, with
+    inclusion proofs."""
+    if (cert_id is None) == (holder_id is None):
+        raise ecert.InputError("give a certificate ID or --holder-id, not both")
     with settings().open_registry() as registry:
-        found = registry.history(cert_id)
+        ids = [cert_id] if cert_id is not None else [
+            c.id for c in registry.find(holder_id=holder_id, limit=10_000)]
+        found = [registry.history(i) for i in ids]
 
     def human() -> None:
-        click.echo(f"{found.subject}  (published as {found.commitment})")
-        for e in found.entries:
-            proven = "proven" if e.seq in found.proofs else "not yet in a checkpoint"
-            click.echo(f"{e.seq:>6}  {e.at.isoformat()}  {e.operator:<12} {e.action:<22} "
-                       f"{proven}")
+        if not found:
+            click.echo("no certificates of that holder")
+        for one in found:
+            click.echo(f"{one.subject}  (published as {one.commitment})")
+            for e in one.entries:
+                proven = "proven" if e.seq in one.proofs else "not yet in a checkpoint"
+                click.echo(f"{e.seq:>6}  {e.at.isoformat()}  {e.operator:<12} {e.action:<22} "
+                           f"{proven}")
 
-    emit(found.to_json(), human)
+    if cert_id is not None:
+        emit(found[0].to_json(), human)
+    else:
+        emit({"certificates": [h.to_json() for h in found]}, human)
 
 
 @audit_group.command("prove")

@@ -120,6 +120,9 @@ def test_audit_verify_exit_codes(gd: Cli, tmp_path: Path, database_url: str | No
     report = gd.json("audit", "verify", "--bundle", str(tmp_path / "public"))
     assert report == {"intact": True, "log_size": report["log_size"], "findings": []}
     assert gd.json("audit", "history", cert_id)["entries"][0]["action"] == "certificate.issue"
+    by_holder = gd.json("audit", "history", "--holder-id", CLAIMS["uscc"].lower())
+    assert [h["subject"] for h in by_holder["certificates"]] == [cert_id]
+    assert gd.fails("audit", "history")
     proof = gd.json("audit", "prove", cert_id)
     assert proof["entries"][0]["inclusion_proof"] is not None and proof["opening"]
     if database_url is not None:
