@@ -212,8 +212,12 @@ def _roots_at(hashes: Sequence[bytes], sizes: Sequence[int]) -> dict[int, bytes]
 def _check_triggers(repo: Repository, find: Any) -> None:
     conn = repo.conn
     if conn.dialect.name == "postgresql":
+        # Only the registry's own schema: other schemas may hold triggers of the same name.
         found = {r[0]: r[1] for r in conn.execute(text(
-            "SELECT tgname, tgenabled FROM pg_trigger WHERE NOT tgisinternal"))}
+            "SELECT t.tgname, t.tgenabled FROM pg_trigger t "
+            "JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE NOT t.tgisinternal AND n.nspname = current_schema()"))}
         role = conn.execute(text("SHOW session_replication_role")).scalar()
         if role != "origin":
             find("trigger_bypassed", "session_replication_role", None,
