@@ -700,6 +700,8 @@ class Monitor:
                     edge: Mapping[tuple[int, int], bytes], find: Any) -> list[bytes] | None:
         leaves: list[bytes] = []
         width_full = merkle.TILE_WIDTH
+        if n == m:
+            return leaves
         for index in range(m // width_full, (n + width_full - 1) // width_full):
             start = index * width_full
             width = min(width_full, n - start)

@@ -142,3 +142,35 @@ def audit_monitor(anchor_file: Path | None, bundle: Path | None, state_dir: Path
     emit(value, human)
     if not report.consistent:
         sys.exit(EXIT_NOT_VALID)
+
+
+@audit_group.command("witness")
+@click.argument("region")
+@click.option("--bundle", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Our published bundle directory: the cosigned checkpoint is written to "
+                   "DIR/witness/REGION at once.")
+@json_option
+def audit_witness(region: str, bundle: Path | None) -> None:
+    """Cosign the checkpoint of REGION (a region we recognize) after proving it consistent
+    with the last one we cosigned; exit 1 if it is not (service or trust-admin role)."""
+    from ecert.monitor import LogUnreachable
+    from ecert.registry._witness import WitnessRefused, witness
+
+    with settings().open_registry() as registry:
+        try:
+            method = getattr(registry, "witness", None)
+            report = (method(region, bundle=bundle) if method is not None
+                      else witness(registry._ctx, region, bundle=bundle))
+        except WitnessRefused as e:
+            from ecert_cli._app import fail
+
+            fail(e.message, e.code, EXIT_NOT_VALID)
+        except LogUnreachable as e:
+            from ecert_cli._app import fail
+
+            fail(e.message, e.code, EXIT_UNREACHABLE)
+    emit(report.to_json(), lambda: click.echo(
+        f"cosigned the checkpoint of {report.region} at {report.size} entries ("
+        + ("first cosignature" if report.previous is None
+           else f"consistent with {report.previous}") + ")"
+        + (f"; written to {report.written}" if report.written else "")))
