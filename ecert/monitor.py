@@ -26,7 +26,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +35,15 @@ from typing import Any
 from ecert._authority import grants_from_json
 from ecert._formats import bundle as _bundle
 from ecert._formats import merkle, tiles
-from ecert._formats.jose import b64url_decode, b64url_encode, canonical_json, parse_compact
+from ecert._formats.jose import (
+    b64url_decode,
+    b64url_encode,
+    canonical_json,
+    key_from_jwk,
+    parse_compact,
+    verify_signature,
+)
+from ecert._formats.log import Entry, unit_message, verify_unit
 from ecert._formats.note import (
     SIG_COSIGNATURE_V1,
     SIG_ED25519,
@@ -506,6 +514,81 @@ def _edge(known: Mapping[tuple[int, int], bytes], size: int) -> dict[tuple[int, 
     return edge
 
 
+# -- checking unit signatures ahead, in parallel -----------------------------------------
+
+
+#: Below this many new units, signatures are checked in the replay itself.
+PARALLEL_MIN_UNITS = 512
+_CHUNK_UNITS = 256
+
+
+def _verify_batch(items: list[tuple[dict[str, str], bytes, str]]) -> list[bool]:
+    """Worker: Ed25519/ECDSA checks of ``(jwk, message, signature)``."""
+    results = []
+    for jwk, message, signature in items:
+        try:
+            alg, key = key_from_jwk(jwk)
+            results.append(verify_signature(alg, key, message, b64url_decode(signature)))
+        except FormatError:
+            results.append(False)
+    return results
+
+
+class _AheadOfReplay:
+    """Checks every new unit's signature in worker processes, with the key its operator
+    id names, while the replay runs; the replay then asks :meth:`__call__` instead of
+    checking itself. An answer is used only for the same key, message and signature;
+    anything else is checked on the spot, so the outcome is the replay's own."""
+
+    def __init__(self, leaves: Sequence[bytes], keys: Mapping[str, Mapping[str, str]],
+                 workers: int) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        keys = dict(keys)
+        items: list[tuple[dict[str, str], bytes, str]] = []
+        unit: list[Entry] = []
+        for leaf in leaves:
+            try:
+                entry = Entry.decode(leaf)
+            except FormatError:
+                unit = []
+                continue
+            if entry.action in ("operator.add", "operator.rotate_key", "operator.reset"):
+                key = entry.details.get("key")
+                if isinstance(key, dict) and isinstance(key.get("kid"), str):
+                    keys[key["kid"]] = key
+            unit.append(entry)
+            if entry.sig is not None:
+                jwk = keys.get(entry.operator)
+                if jwk is not None:
+                    items.append((dict(jwk), unit_message(unit), entry.sig))
+                unit = []
+        self._pool = ProcessPoolExecutor(max_workers=workers)
+        self._answers: dict[tuple[str, bytes, str], Any] = {}
+        for start in range(0, len(items), _CHUNK_UNITS):
+            chunk = items[start:start + _CHUNK_UNITS]
+            future = self._pool.submit(_verify_batch, chunk)
+            for offset, (jwk, message, signature) in enumerate(chunk):
+                self._answers[(signature, message, _jwk_text(jwk))] = (future, offset)
+
+    def __call__(self, entries: Sequence[Entry], jwk: Mapping[str, str]) -> bool:
+        last = entries[-1] if entries else None
+        found = None if last is None or last.sig is None else self._answers.get(
+            (last.sig, unit_message(entries), _jwk_text(jwk)))
+        if found is None or any(e.sig for e in entries[:-1]) or any(
+                e.operator != entries[0].operator for e in entries):
+            return verify_unit(entries, jwk)
+        future, offset = found
+        return bool(future.result()[offset])
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _jwk_text(jwk: Mapping[str, str]) -> str:
+    return canonical_json(dict(jwk)).decode("utf-8")
+
+
 # -- the report ------------------------------------------------------------------------------
 
 
@@ -555,7 +638,8 @@ class Monitor:
     def __init__(self, anchor: TrustAnchor, source: DocumentSource, *,
                  state_dir: str | Path | None = None,
                  clock: Callable[[], datetime] | None = None,
-                 witnesses: WitnessPolicy | int = 0, grace: int = 86_400) -> None:
+                 witnesses: WitnessPolicy | int = 0, grace: int = 86_400,
+                 workers: int | None = None) -> None:
         self.anchor = anchor
         self.source = source
         self.state_dir = None if state_dir is None else Path(state_dir)
@@ -563,6 +647,8 @@ class Monitor:
         self.policy = witnesses if isinstance(witnesses, WitnessPolicy) else WitnessPolicy(
             witnesses)
         self.grace = grace
+        #: Worker processes that check unit signatures ahead of a large replay.
+        self.workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
 
     @classmethod
     def from_bundle(cls, path: str | Path, *, anchor: TrustAnchor | None = None,
@@ -643,19 +729,29 @@ class Monitor:
         leaves = self._new_leaves(published_log, m, n, state.edge, find)
         if leaves is None:
             return MonitorReport(n, 0, tuple(findings))
-        for stop in stops:
-            if stop > done:
-                chunk = leaves[done - m:stop - m]
-                result = merkle.integrate(done, [merkle.leaf_hash(leaf) for leaf in chunk],
-                                          reader)
-                known.update(result.tiles)
-                replay.apply_leaves(zip(range(done, stop), chunk, strict=True))
-                done, roots[stop] = stop, result.root
-            if stop == log.size:
-                self._compare_trust_list(trust_list, replay, roots[stop], find)
-            for p in published:
-                if p.size == stop:
-                    self._compare_list(p, replay, roots[stop], find)
+        ahead = None
+        if self.workers > 1 and sum(b'"sig":' in leaf for leaf in leaves) >= PARALLEL_MIN_UNITS:
+            ahead = _AheadOfReplay(leaves, {o.kid: o.jwk for o in replay.operators.values()},
+                                   self.workers)
+            replay.verify_unit = ahead
+        try:
+            for stop in stops:
+                if stop > done:
+                    chunk = leaves[done - m:stop - m]
+                    result = merkle.integrate(
+                        done, [merkle.leaf_hash(leaf) for leaf in chunk], reader)
+                    known.update(result.tiles)
+                    replay.apply_leaves(zip(range(done, stop), chunk, strict=True))
+                    done, roots[stop] = stop, result.root
+                if stop == log.size:
+                    self._compare_trust_list(trust_list, replay, roots[stop], find)
+                for p in published:
+                    if p.size == stop:
+                        self._compare_list(p, replay, roots[stop], find)
+        finally:
+            if ahead is not None:
+                ahead.close()
+                del replay.verify_unit
         if roots[n] != checkpoint.root:
             find(FindingKind.CHECKPOINT_MISMATCH, "checkpoint", n,
                  "the published entries do not hash to the checkpoint's root: an entry "

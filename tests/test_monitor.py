@@ -628,3 +628,25 @@ def test_http_source_is_what_the_monitor_uses(world: World) -> None:
     monitor = world.monitor()
     assert isinstance(monitor.source, HttpSource)
     assert _witness.witness_name(world["GD"].registry._ctx).endswith("/gd/witness")
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_monitor_checks_every_unit_signature(world: World, parallel: bool,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import ecert.monitor
+
+    if parallel:  # signatures checked ahead in worker processes, as for a large batch
+        monkeypatch.setattr(ecert.monitor, "PARALLEL_MIN_UNITS", 1)
+    gd = world["GD"]
+    good = world.monitor(state=f"good-{parallel}", workers=2).run()
+    assert good.consistent, good.findings
+    # The log key signs a tree whose last entry was edited after its operator signed it.
+    size = good.log_size
+    fork_log(gd, size)
+    report = world.monitor(state=f"forged-{parallel}", workers=2).run()
+    assert "bad_signature" in kinds(report)
+    bad = next(f for f in report.findings if f.kind == "bad_signature")
+    assert bad.seq == size - 1
+    # The documents name the root of the log they were built from, not of this one.
+    assert kinds(report) - {"bad_signature"} <= {"published_status_mismatch",
+                                                 "trust_list_mismatch"}
