@@ -650,3 +650,15 @@ def test_monitor_checks_every_unit_signature(world: World, parallel: bool,
     # The documents name the root of the log they were built from, not of this one.
     assert kinds(report) - {"bad_signature"} <= {"published_status_mismatch",
                                                  "trust_list_mismatch"}
+
+
+def test_publish_serves_the_newest_cosignature_of_each_witness(world: World) -> None:
+    zj, gd = world["ZJ"], world["GD"]
+    witness(zj.registry._ctx, "GD", bundle=zj.www)
+    assert collect_cosignatures(gd.registry._ctx) == ["ZJ"]
+    gd.issue(holder="-5")
+    gd.publish()
+    newer = witness(zj.registry._ctx, "GD", bundle=zj.www)
+    assert collect_cosignatures(gd.registry._ctx) == ["ZJ"]
+    gd.publish()
+    assert (gd.www / "log" / "witness" / "ZJ").read_text() == newer.note
