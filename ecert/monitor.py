@@ -547,6 +547,8 @@ class _AheadOfReplay:
         keys = dict(keys)
         items: list[tuple[dict[str, str], bytes, str]] = []
         unit: list[Entry] = []
+        self._pool = ProcessPoolExecutor(max_workers=workers)
+        self._answers: dict[tuple[str, bytes, str], Any] = {}
         for leaf in leaves:
             try:
                 entry = Entry.decode(leaf)
@@ -562,14 +564,17 @@ class _AheadOfReplay:
                 jwk = keys.get(entry.operator)
                 if jwk is not None:
                     items.append((dict(jwk), unit_message(unit), entry.sig))
+                    if len(items) == _CHUNK_UNITS:  # the workers start at once
+                        self._submit(items)
+                        items = []
                 unit = []
-        self._pool = ProcessPoolExecutor(max_workers=workers)
-        self._answers: dict[tuple[str, bytes, str], Any] = {}
-        for start in range(0, len(items), _CHUNK_UNITS):
-            chunk = items[start:start + _CHUNK_UNITS]
-            future = self._pool.submit(_verify_batch, chunk)
-            for offset, (jwk, message, signature) in enumerate(chunk):
-                self._answers[(signature, message, _jwk_text(jwk))] = (future, offset)
+        if items:
+            self._submit(items)
+
+    def _submit(self, chunk: list[tuple[dict[str, str], bytes, str]]) -> None:
+        future = self._pool.submit(_verify_batch, chunk)
+        for offset, (jwk, message, signature) in enumerate(chunk):
+            self._answers[(signature, message, _jwk_text(jwk))] = (future, offset)
 
     def __call__(self, entries: Sequence[Entry], jwk: Mapping[str, str]) -> bool:
         last = entries[-1] if entries else None
@@ -783,7 +788,8 @@ class Monitor:
         if self.policy.required:
             tally = self._witnesses(trust_list, reader, n, checkpoint.root, now)
             judge_witnesses(tally, self.policy, find, warnings, "the checkpoint")
-        if self.state_dir is not None:
+        if self.state_dir is not None and (n != m or trust_list.sequence != (
+                state.trust_sequence or 0) or not (self.state_dir / "state.json").exists()):
             save_state(self.state_dir, _State(log.origin, n, checkpoint.root,
                                               max(trust_list.sequence,
                                                   state.trust_sequence or 0),
