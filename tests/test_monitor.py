@@ -662,3 +662,30 @@ def test_publish_serves_the_newest_cosignature_of_each_witness(world: World) -> 
     assert collect_cosignatures(gd.registry._ctx) == ["ZJ"]
     gd.publish()
     assert (gd.www / "log" / "witness" / "ZJ").read_text() == newer.note
+
+
+def test_monitor_flags_a_role_widened_with_raw_sql(world: World) -> None:
+    from sqlalchemy import update
+
+    from ecert._storage.schema import operators
+
+    gd = world["GD"]
+    gd.registry.add_operator("gd-clerk", roles=["clerk"], passphrase="clerk passphrase")
+    cert = gd.registry.find()[0]
+    # An insider makes the clerk an officer in the database: no admin signed that.
+    with gd.registry.engine.begin() as conn:
+        conn.execute(update(operators).where(operators.c.name == "gd-clerk").values(
+            grants=[{"role": "officer", "agencies": None, "types": None}]))
+    clerk = ecert.Registry.open(
+        gd.home, operator=ecert.OperatorCredential("gd-clerk", passphrase="clerk passphrase"),
+        passphrase=PASSPHRASE, database_url=_url(gd) if PG_URL else None, clock=world.clock)
+    with clerk:
+        clerk.revoke(cert.id, "privilege-withdrawn")
+    gd.publish()
+    report = world.monitor().run()
+    denied = [f for f in report.findings if f.kind == "no_authority"]
+    assert len(denied) == 1, report.findings
+    assert denied[0].seq is not None
+    # The revocation the log does not accept shows in the status list too.
+    assert any(f.kind == "published_status_mismatch"
+               and f.subject.endswith(f"#{cert.status_index}") for f in report.findings)
