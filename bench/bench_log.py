@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
+import resource
 import shutil
 import tempfile
 import time
@@ -36,6 +38,8 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=10_000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--keep", type=Path, default=None)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="signature worker processes (default: the CPUs, 1: none)")
     args = parser.parse_args()
     now = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -46,7 +50,8 @@ def main() -> None:
         root = args.keep or Path(scratch)
         if (root / "built").exists():
             shutil.rmtree(root / "state", ignore_errors=True)
-            time_monitor(root, clock, args.profile, "(registry kept from an earlier run)")
+            time_monitor(root, clock, args.profile, "(registry kept from an earlier run)",
+                         args.workers)
             return
         sample = _samples.region("GD")
         registry = ecert.Registry.init(
@@ -79,17 +84,19 @@ def main() -> None:
             (root / "built").write_text("ok")
         time_monitor(root, clock, args.profile,
                      f"setup: {n} certificates issued and published in {setup:.1f} s "
-                     f"(log of {report.log_size} entries)")
+                     f"(log of {report.log_size} entries)", args.workers)
 
 
 def time_monitor(root: Path, clock: Callable[[], datetime], profiling: bool,
-                 setup: str) -> None:
+                 setup: str, workers: int | None = None) -> None:
     """Time the incremental run from the state of the first publication."""
     state = root / "state"
     shutil.rmtree(state, ignore_errors=True)
     shutil.copytree(root / "state-0", state)
-    monitor = Monitor.from_bundle(root / "www", state_dir=state, clock=clock)
+    monitor = Monitor.from_bundle(root / "www", state_dir=state, clock=clock, workers=workers)
     profile = cProfile.Profile() if profiling else None
+    cpu = time.process_time()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     if profile is not None:
         profile.enable()
@@ -97,12 +104,17 @@ def time_monitor(root: Path, clock: Callable[[], datetime], profiling: bool,
     if profile is not None:
         profile.disable()
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     assert second.consistent, second.findings
     state_bytes = sum(p.stat().st_size for p in state.rglob("*") if p.is_file())
     print(setup)
     print(f"audit monitor: {second.new_entries} new entries in {elapsed:.2f} s "
           f"({elapsed / max(second.new_entries, 1) * 1e6:.0f} us/entry, "
-          f"{monitor.workers} signature worker(s)); state {state_bytes / 1024:.0f} KiB")
+          f"{monitor.workers} signature worker(s)); CPU {cpu:.2f} s in the monitor "
+          f"+ {workers_cpu:.2f} s in workers; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs; state {state_bytes / 1024:.0f} KiB")
     start = time.perf_counter()
     third = Monitor.from_bundle(root / "www", state_dir=state, clock=clock).run()
     print(f"audit monitor again (nothing new): {third.new_entries} new entries in "
