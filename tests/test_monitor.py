@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import ast
 import gc
-import http.server
 import json
-import threading
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,57 +35,21 @@ from ecert.registry import _witness
 from ecert.registry._witness import WitnessRefused, collect_cosignatures, witness
 from ecert_cli import cli
 from ecert_cli._app import Runtime
-from tests.conftest import PASSPHRASE, PG_URL, FakeClock, _pg_schema_url
+from tests.support import (
+    FAST_KDF_ROUNDS,
+    PASSPHRASE,
+    PG_URL,
+    FakeClock,
+    LocalServer,
+    as_operator,
+    create_registry,
+    database_url_of,
+    pg_schema_url,
+    plant_operator,
+)
 
 REGIONS = ("GD", "ZJ", "SH")
 ADMIN_PASSPHRASE = "the admin's own passphrase"
-
-
-# -- a real HTTP server on 127.0.0.1 ---------------------------------------------------------
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def send_head(self) -> Any:
-        path = urllib.parse.urlsplit(self.path).path
-        self.server.log.append(path)
-        if any(path.startswith(prefix) for prefix in self.server.down):
-            self.send_error(503, "down")
-            return None
-        return super().send_head()
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.down: set[str] = set()
-        self.log: list[str] = []
-
-        def handler(*args: Any) -> _Handler:
-            return _Handler(*args, directory=str(root))
-
-        super().__init__(("127.0.0.1", 0), handler)
-        self.port = self.server_address[1]
-        self._thread = threading.Thread(target=self.serve_forever,
-                                        kwargs={"poll_interval": 0.02}, daemon=True)
-        self._thread.start()
-        self._stopped = False
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
-
-    def stop(self) -> None:
-        if not self._stopped:
-            self._stopped = True
-            self.shutdown()
-            self.server_close()
-            self._thread.join(5)
 
 
 @dataclass
@@ -131,7 +92,7 @@ def _holder_fields(claims: dict[str, Any]) -> tuple[str, str]:
 
 @dataclass
 class World:
-    server: _Server
+    server: LocalServer
     clock: FakeClock
     tmp: Path
     sites: dict[str, Site] = field(default_factory=dict)
@@ -170,7 +131,7 @@ def _collect_garbage() -> Iterator[None]:
 def world(tmp_path: Path, clock: FakeClock) -> Iterator[World]:
     www = tmp_path / "www"
     www.mkdir()
-    server = _Server(www)
+    server = LocalServer(www)
     schemas: list[Iterator[str]] = []
     built = World(server, clock, tmp_path)
     try:
@@ -178,18 +139,16 @@ def world(tmp_path: Path, clock: FakeClock) -> Iterator[World]:
         for code in REGIONS:
             url: str | None = None
             if PG_URL:
-                gen = _pg_schema_url()
+                gen = pg_schema_url()
                 url = next(gen)
                 schemas.append(gen)
-            sample = _samples.region(code)
             home = tmp_path / f"home-{code.lower()}"
-            registry = ecert.Registry.init(
-                home, region=code, name=sample["name"], base_url=server.url(code.lower()),
-                admin=ecert.OperatorCredential(f"admin-{code.lower()}",
-                                               passphrase=ADMIN_PASSPHRASE),
-                passphrase=PASSPHRASE, database_url=url, clock=clock, kdf_rounds=1_000)
+            registry = create_registry(
+                home, region=code, base_url=server.url(code.lower()), database_url=url,
+                clock=clock, operator=f"admin-{code.lower()}",
+                operator_passphrase=ADMIN_PASSPHRASE, kdf_rounds=FAST_KDF_ROUNDS,
+                populate=True)
             built.sites[code] = Site(code, registry, www / code.lower(), home)
-            _samples.populate(registry)
             have = {t.code for t in registry.types()}
             for entry in recognitions:
                 if entry["verifier_region"] == code:
@@ -254,7 +213,7 @@ def test_monitor_is_consistent_then_checks_only_new_entries(world: World) -> Non
     world.server.log.clear()
     again = world.monitor().run()
     assert again.consistent and again.new_entries == 0
-    assert not [p for p in world.server.log if "/tile/" in p]
+    assert not [p for p, _code in world.server.log if "/tile/" in p]
     cert = gd.issue(holder="-2")
     gd.registry.suspend(cert.id)
     report = gd.publish()
@@ -264,7 +223,7 @@ def test_monitor_is_consistent_then_checks_only_new_entries(world: World) -> Non
     assert second.log_size == report.log_size
     assert second.new_entries == report.log_size - first.log_size == 3
     # Cost grows with the new entries only: one entry bundle, the tiles they changed.
-    bundles = [p for p in world.server.log if "/tile/entries/" in p]
+    bundles = [p for p, _code in world.server.log if "/tile/entries/" in p]
     assert len(bundles) == 1
     assert json.loads((world.tmp / "state" / "GD" / "state.json").read_text())["size"] == (
         report.log_size)
@@ -363,21 +322,9 @@ def test_monitor_detects_a_status_list_that_differs_from_the_log(world: World) -
 
 
 def test_monitor_flags_entries_by_an_operator_added_with_raw_sql(world: World) -> None:
-    from sqlalchemy import insert
-
-    from ecert._storage.schema import operators
-    from ecert.registry._core import new_operator_key
-
     gd = world["GD"]
-    signer = new_operator_key(gd.home, "mallory", "mallory's passphrase", 1_000)
-    with gd.registry.engine.begin() as conn:
-        conn.execute(insert(operators).values(
-            name="mallory", kid=signer.kid, public_jwk=dict(signer.public_jwk),
-            grants=[{"role": "clerk", "agencies": None, "types": None}], active=1,
-            created_at=0))
-    mallory = ecert.Registry.open(
-        gd.home, operator=ecert.OperatorCredential("mallory", passphrase="mallory's passphrase"),
-        passphrase=PASSPHRASE, database_url=_url(gd) if PG_URL else None, clock=world.clock)
+    plant_operator(gd.registry, "mallory", "mallory's passphrase", ["clerk"])
+    mallory = as_operator(gd.registry, "mallory", "mallory's passphrase", world.clock)
     with mallory:
         planted = Site("GD", mallory, gd.www, gd.home).issue(holder="-planted")
     gd.publish()
@@ -386,7 +333,7 @@ def test_monitor_flags_entries_by_an_operator_added_with_raw_sql(world: World) -
     assert "unknown_operator" in kinds(report)
     assert "published_status_mismatch" in kinds(report)
     unknown = next(f for f in report.findings if f.kind == "unknown_operator")
-    assert signer.kid in unknown.detail
+    assert mallory_kid(gd) in unknown.detail
     mismatch = next(f for f in report.findings if f.kind == "published_status_mismatch")
     assert mismatch.subject.endswith(f"#{planted.status_index}")
 
@@ -426,7 +373,13 @@ def test_witness_cosigns_and_follows_a_growing_log(world: World) -> None:
 
 
 def _url(site: Site) -> str:
-    return site.registry.engine.url.render_as_string(hide_password=False)
+    url = database_url_of(site.registry)
+    assert url is not None
+    return url
+
+
+def mallory_kid(site: Site) -> str:
+    return next(o.kid for o in site.registry.operators() if o.name == "mallory")
 
 
 def test_witness_refuses_a_fork_and_a_rollback(world: World) -> None:
@@ -497,9 +450,7 @@ def test_witness_refuses_regions_it_does_not_recognize_and_itself(world: World) 
 def test_witnessing_needs_the_service_or_trust_admin_role(world: World) -> None:
     zj = world["ZJ"]
     zj.registry.add_operator("zj-clerk", roles=["clerk"], passphrase="clerk passphrase")
-    clerk = ecert.Registry.open(
-        zj.home, operator=ecert.OperatorCredential("zj-clerk", passphrase="clerk passphrase"),
-        passphrase=PASSPHRASE, database_url=_url(zj) if PG_URL else None, clock=world.clock)
+    clerk = as_operator(zj.registry, "zj-clerk", "clerk passphrase", world.clock)
     with clerk, pytest.raises(ecert.PermissionDenied):
         witness(clerk._ctx, "GD")
 
@@ -676,9 +627,7 @@ def test_monitor_flags_a_role_widened_with_raw_sql(world: World) -> None:
     with gd.registry.engine.begin() as conn:
         conn.execute(update(operators).where(operators.c.name == "gd-clerk").values(
             grants=[{"role": "officer", "agencies": None, "types": None}]))
-    clerk = ecert.Registry.open(
-        gd.home, operator=ecert.OperatorCredential("gd-clerk", passphrase="clerk passphrase"),
-        passphrase=PASSPHRASE, database_url=_url(gd) if PG_URL else None, clock=world.clock)
+    clerk = as_operator(gd.registry, "gd-clerk", "clerk passphrase", world.clock)
     with clerk:
         clerk.revoke(cert.id, "privilege-withdrawn")
     gd.publish()
