@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--keep", type=Path, default=None)
     parser.add_argument("--workers", type=int, default=None,
-                        help="signature worker processes (default: the CPUs, 1: none)")
+                        help="signature worker processes (default: the CPUs but one; 1: none)")
     args = parser.parse_args()
     now = datetime(2026, 1, 1, tzinfo=UTC)
 

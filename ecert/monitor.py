@@ -652,8 +652,10 @@ class Monitor:
         self.policy = witnesses if isinstance(witnesses, WitnessPolicy) else WitnessPolicy(
             witnesses)
         self.grace = grace
-        #: Worker processes that check unit signatures ahead of a large replay.
-        self.workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+        #: Worker processes that check unit signatures ahead of a large replay (by
+        #: default one CPU is left to the replay itself: on two CPUs, none).
+        self.workers = workers if workers is not None else max(
+            1, min((os.cpu_count() or 1) - 1, 8))
 
     @classmethod
     def from_bundle(cls, path: str | Path, *, anchor: TrustAnchor | None = None,
