@@ -638,3 +638,34 @@ def test_monitor_flags_a_role_widened_with_raw_sql(world: World) -> None:
     # The revocation the log does not accept shows in the status list too.
     assert any(f.kind == "published_status_mismatch"
                and f.subject.endswith(f"#{cert.status_index}") for f in report.findings)
+
+
+def test_saved_replay_state_is_the_replay_of_the_whole_log(world: World) -> None:
+    from ecert._replay import Replay
+    from ecert.monitor import _replay_json, load_state
+
+    gd = world["GD"]
+    assert world.monitor().run().consistent
+    cert = gd.issue(holder="-6")
+    gd.registry.suspend(cert.id)
+    gd.registry.add_operator("gd-officer", roles=["officer"], passphrase="officer passphrase")
+    gd.registry.set_policy("certificate.revoke", approvals=2)
+    gd.publish()
+    report = world.monitor().run()
+    assert report.consistent, report.findings
+    saved = load_state(world.tmp / "state" / "GD")
+    fresh = Replay()
+    leaves: list[bytes] = []
+    for index in range((report.log_size + 255) // 256):
+        width = min(256, report.log_size - index * 256)
+        leaves += tiles.decode_entry_bundle(
+            (gd.www / "log" / tiles.entries_path(index, width)).read_bytes(), width)
+    fresh.apply_leaves(enumerate(leaves))
+    assert _replay_json(saved.replay) == _replay_json(fresh)
+    assert saved.replay.statuses == fresh.statuses
+    # Every field of the replay is saved: a new one must be added to the monitor's state.
+    known = {"track_certificates", "size", "region", "origin", "base_url", "operators",
+             "operator_kids", "policies", "requests", "types", "agencies", "keys",
+             "agreements", "root_rotations", "certificates", "statuses", "cosigned",
+             "publications", "findings", "_last_time", "_genesis"}
+    assert set(vars(Replay())) == known
