@@ -505,6 +505,15 @@ class Verifier:
         """The home region's verified trust list."""
         return self._home.trust_list
 
+    @property
+    def source(self) -> DocumentSource:
+        """Where the verifier reads published documents (also the logs' tiles)."""
+        return self._source
+
+    def now(self) -> int:
+        """The verifier's clock, in POSIX seconds."""
+        return _now(self._clock)
+
     # -- construction ------------------------------------------------------------------------
 
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -29,9 +30,23 @@ _INPUT_PROBLEMS = frozenset({"anchor_unreadable", "anchor_malformed", "trust_lis
                                  "trust list lives (with --bundle: pins the bundle).")
 @click.option("--offline", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Offline mirror made by 'ecert trust sync': no network.")
+@click.option("--require-inclusion", is_flag=True,
+              help="Also require the certificate's issue in its region's public log.")
+@click.option("--proof", "proof_file", type=click.Path(exists=True, dir_okay=False,
+                                                       path_type=Path), default=None,
+              help="The JSON of 'ecert audit prove ID --json' (or {\"index\": N}).")
+@click.option("--leaf-index", type=click.IntRange(0), default=None,
+              help="The issue entry's leaf index (the proof is computed from the tiles).")
+@click.option("--witnesses", type=click.IntRange(0, 100), default=0, show_default=True,
+              help="With --require-inclusion: cosignatures required from witnesses the "
+                   "home region trusts.")
+@click.option("--witness-outage", type=click.Choice(["warn", "refuse"]), default="warn",
+              show_default=True, help="When too few witnesses can be reached: warn or refuse.")
 @json_option
 def verify(token: str | None, image: Path | None, bundle: Path | None,
-           anchor_file: Path | None, offline: Path | None) -> None:
+           anchor_file: Path | None, offline: Path | None, require_inclusion: bool,
+           proof_file: Path | None, leaf_index: int | None, witnesses: int,
+           witness_outage: str) -> None:
     """Verify TOKEN or QR text ('-' reads it from stdin), or the QR code in --image.
     Exit 0 if valid, 1 if not.
 
@@ -72,8 +87,19 @@ def verify(token: str | None, image: Path | None, bundle: Path | None,
              f"NOT VALID ({ecert.VerificationStatus.UNTRUSTED.value}): {e.message}")
         sys.exit(EXIT_NOT_VALID)
     result = verifier.verify(token)
+    inclusion = None
+    if require_inclusion:
+        inclusion = _inclusion(verifier, token, result, proof_file, leaf_index, witnesses,
+                               witness_outage)
+    elif proof_file is not None or leaf_index is not None or witnesses:
+        raise ecert.InputError("--proof, --leaf-index and --witnesses go with "
+                               "--require-inclusion")
+    valid = result.valid and (inclusion is None or inclusion.included)
 
     def human() -> None:
+        if result.valid and inclusion is not None and not inclusion.included:
+            click.echo(f"NOT VALID (not_logged): {'; '.join(inclusion.messages)}")
+            return
         if result.valid and result.certificate and result.issuer:
             cert, issuer = result.certificate, result.issuer
             until = last_day(cert.valid_until)
@@ -84,6 +110,13 @@ def verify(token: str | None, image: Path | None, bundle: Path | None,
                 click.echo(f"recognized under the agreement with {result.agreement.region} "
                            f"as {result.local_type}")
             click.echo(f"valid:  {cert.valid_from.date().isoformat()} to {until}")
+            if inclusion is not None:
+                click.echo(f"logged: entry {inclusion.leaf_index} of {inclusion.region}'s log "
+                           f"(checkpoint {inclusion.checkpoint_size})"
+                           + (f", cosigned by {', '.join(inclusion.witnesses.covering(0))}"
+                              if inclusion.witnesses is not None else ""))
+                for warning in inclusion.warnings:
+                    click.echo(f"warning: {warning}")
             if result.qr:
                 click.echo(f"QR claims: {', '.join(result.claims_present)}"
                            + ("; the others are bound by digest" if result.digest_bound
@@ -92,6 +125,30 @@ def verify(token: str | None, image: Path | None, bundle: Path | None,
             detail = "; ".join(result.messages) or ", ".join(result.errors)
             click.echo(f"NOT VALID ({result.status.value}): {detail}")
 
-    emit(result.to_json(), human)
-    if not result.valid:
+    value = result.to_json()
+    if inclusion is not None:
+        value["inclusion"] = inclusion.to_json()
+        value["valid"] = valid
+    emit(value, human)
+    if not valid:
         sys.exit(EXIT_NOT_VALID)
+
+
+def _inclusion(verifier: ecert.Verifier, token: str, result: ecert.VerificationResult,
+               proof_file: Path | None, leaf_index: int | None, witnesses: int,
+               outage: str) -> Any:
+    import json
+
+    from ecert.inclusion import InclusionPolicy, check_inclusion
+    from ecert.monitor import WitnessPolicy
+
+    proof = None
+    if proof_file is not None:
+        try:
+            proof = json.loads(proof_file.read_text("utf-8"))
+        except (OSError, ValueError) as e:
+            raise ecert.InputError(f"cannot read the proof {proof_file}: {e}") from e
+        if not isinstance(proof, dict):
+            raise ecert.InputError(f"the proof {proof_file} is not a JSON object")
+    return check_inclusion(verifier, token, proof=proof, leaf_index=leaf_index, result=result,
+                           policy=InclusionPolicy(WitnessPolicy(witnesses, outage)))

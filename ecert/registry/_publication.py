@@ -181,8 +181,10 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
         ctx.keystore.signer(witness.kid)).verifier_key.encode()
     lists = [(list_id, list_size, bits, list(repo.allocated_slots(list_id)))
              for list_id, list_size, bits, _allocated in repo.list_status_lists()]
-    cosigned = {witness_region: note for _o, witness_region, cs, _r, note, _t
-                in repo.cosignatures_for(origin=origin) if cs <= size}
+    cosigned: dict[str, str] = {}
+    for _o, witness_region, cs, _r, note, _t in repo.cosignatures_for(origin=origin):
+        if cs <= size and witness_region not in cosigned:  # newest first: keep the newest
+            cosigned[witness_region] = note
     repo.add_publication(sequence, now, size, root, p["directory"])
     unit.log(Action.REGISTRY_PUBLISH, ctx.region.code,
              {"sequence": sequence, "size": size, "root": b64url_encode(root),
