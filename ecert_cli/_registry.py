@@ -45,8 +45,11 @@ def init(region: str, name: str, base_url: str, admin: str | None) -> None:
               help="Days until verifiers must fetch a new trust list.")
 @click.option("--status-list-hours", type=click.IntRange(1, 24 * 31), default=24,
               show_default=True, help="Hours until the status lists expire.")
+@click.option("--no-collect", is_flag=True,
+              help="Do not fetch other regions' cosignatures of our log first (offline).")
 @json_option
-def publish(directory: Path, trust_list_days: int, status_list_hours: int) -> None:
+def publish(directory: Path, trust_list_days: int, status_list_hours: int,
+            no_collect: bool) -> None:
     """Write the public verification bundle to DIRECTORY (static files for any web server)."""
     from datetime import timedelta
 
@@ -62,11 +65,12 @@ def publish(directory: Path, trust_list_days: int, status_list_hours: int) -> No
                                           trust_list_validity=timedelta(days=trust_list_days),
                                           status_list_validity=timedelta(
                                               hours=status_list_hours),
-                                          progress=progress)
+                                          progress=progress, collect=not no_collect)
         else:
             report = registry.publish(directory,
                                       trust_list_validity=timedelta(days=trust_list_days),
-                                      status_list_validity=timedelta(hours=status_list_hours))
+                                      status_list_validity=timedelta(hours=status_list_hours),
+                                      collect=not no_collect)
     emit({"directory": str(report.directory), "sequence": report.sequence,
           "issued_at": report.issued_at.isoformat(), "next_update": report.next_update.isoformat(),
           "files": list(report.files), "status_lists": report.status_lists,

@@ -62,6 +62,7 @@ from ecert.registry import (
     _operators,
     _publication,
     _recognition,
+    _witness,  # also registers the witness.cosign operation
 )
 from ecert.registry._audit import AuditReport, History
 from ecert.registry._core import (
@@ -74,9 +75,11 @@ from ecert.registry._core import (
 )
 from ecert.registry._publication import PublishReport, log_origin
 from ecert.registry._rules import until_seconds
+from ecert.registry._witness import CosignReport
 from ecert.trust import TrustAnchor
 
-__all__ = ["AuditReport", "History", "OperatorCredential", "PublishReport", "Registry"]
+__all__ = ["AuditReport", "CosignReport", "History", "OperatorCredential", "PublishReport",
+           "Registry"]
 
 _DB_FILE = "registry.db"
 
@@ -630,6 +633,18 @@ class Registry:
         with self._ctx.read() as repo:
             return repo.list_agreements()
 
+    # -- witnessing -------------------------------------------------------------------------
+
+    def witness(self, region_code: str, *, bundle: str | Path | None = None) -> CosignReport:
+        """Cosign a recognized region's checkpoint after proving it consistent with the last
+        one we cosigned (an operator with the service or trust-admin role)."""
+        return _witness.witness(self._ctx, region_code, bundle=bundle)
+
+    def collect_cosignatures(self) -> list[str]:
+        """Fetch, verify and keep the cosignatures recognized regions made on our
+        checkpoints (publication serves them beside the checkpoint)."""
+        return _witness.collect_cosignatures(self._ctx)
+
     # -- publication -------------------------------------------------------------------------
 
     def anchor(self) -> TrustAnchor:
@@ -645,13 +660,19 @@ class Registry:
                 trust_list_validity: timedelta = timedelta(days=7),
                 status_list_validity: timedelta = timedelta(days=1),
                 status_list_ttl: timedelta = timedelta(hours=1),
-                progress: Callable[[int, int], None] | None = None) -> PublishReport:
+                progress: Callable[[int, int], None] | None = None,
+                collect: bool = True) -> PublishReport:
         """Write the public verification bundle and the log's tiles as static files.
 
         Only what the log proves is published; anything else is left out and named in
         ``report.alerts``. The trust list gets a new sequence number (taken durably first)
-        and is re-verified, with every status list, before any file is written.
+        and is re-verified, with every status list, before any file is written. With
+        ``collect`` (the default) the cosignatures recognized regions made on our
+        checkpoints are fetched first (over the network; each bounded by its deadline).
         """
+        # Cosignatures other regions made on our checkpoints are served beside them.
+        if collect:
+            self.collect_cosignatures()
         return _publication.publish(self._ctx, directory,
                                     trust_list_validity=trust_list_validity,
                                     status_list_validity=status_list_validity,
