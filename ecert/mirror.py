@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
+from ecert._clock import Clock, system_clock
+from ecert._formats.bundle import ANCHOR_FILE
 from ecert._sources import BundleDirectory, DocumentSource, HttpSource, MirrorSource, RoutedSource
 from ecert.errors import EcertError
 from ecert.trust import TrustAnchor
-from ecert.verify import Clock, VerificationLimits, Verifier
+from ecert.verify import VerificationLimits, Verifier
 
 __all__ = ["SyncReport", "sync"]
 
-ANCHOR_FILE = "anchor.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ def sync(
     A recognized region that cannot be fetched or verified is reported in ``problems``
     and left out; the home region failing raises :class:`ecert.errors.TrustListError`.
     """
-    now = clock or (lambda: datetime.now(UTC))
+    now = clock or system_clock
     base_url = anchor.trust_list_url.rsplit("/", 1)[0]
     upstream: DocumentSource = HttpSource()
     if bundle is not None:

@@ -8,12 +8,12 @@ pinned root signed it, it is for that region, it is not older than one already s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ecert._clock import now_seconds, system_clock
 from ecert._formats import bundle as _bundle
 from ecert._formats.jose import (
     check_header,
@@ -224,5 +224,5 @@ def fetch_trust_list(anchor: TrustAnchor, *, bundle: str | Path | None = None,
     base_url = anchor.trust_list_url.rsplit("/", 1)[0]
     source: DocumentSource = (BundleDirectory(Path(bundle), base_url) if bundle is not None
                               else HttpSource())
-    return fetch_and_verify(anchor, source, now=int(time.time()) if now is None else now,
+    return fetch_and_verify(anchor, source, now=now_seconds(system_clock) if now is None else now,
                             grace=grace)[0]

@@ -29,6 +29,7 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
+from ecert._clock import Clock, now_seconds, system_clock
 from ecert._formats import bundle as _bundle
 from ecert._formats import qr as _qr
 from ecert._formats.certificate import CERTIFICATE_TYP, MAX_TOKEN_BYTES, CertificateClaims
@@ -60,7 +61,6 @@ from ecert._state import STATE_FILE, TrustState
 from ecert.errors import (
     EcertError,
     FormatError,
-    InputError,
     InvalidCertificateId,
     TrustListError,
     VerificationFailed,
@@ -80,11 +80,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-
-
-def _system_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 class VerificationStatus(StrEnum):
@@ -302,11 +297,7 @@ class _AgencyKey:
     issuer: Issuer
 
 
-def _now(clock: Clock) -> int:
-    now = clock()
-    if now.tzinfo is None:
-        raise InputError("the verifier clock must return timezone-aware datetimes")
-    return int(now.timestamp())
+_now = now_seconds
 
 
 def _certificate(claims: CertificateClaims, agency_code: str, kid: str, token: str,
@@ -414,9 +405,7 @@ class _RegionTrust:
         self.source.verified(uri, data)  # only now may a cache keep it
         # ttl counts from when we fetched the list; never cache past its expiry.
         refresh_at = now + (token.ttl or 300)
-        expires_at = token.expires_at
-        if expires_at is None and token.ttl is not None:
-            expires_at = token.issued_at + token.ttl
+        expires_at = token.expires
         if expires_at is not None:
             refresh_at = min(refresh_at, expires_at)
         self.status_lists[uri] = (token, max(refresh_at, now + 1))
@@ -448,19 +437,14 @@ class _RegionTrust:
         if token.uri != uri:
             raise bad("its sub does not match the certificate's status URI")
         leeway = self.limits.leeway_seconds
-        compromised_since = key_entry.compromised_since
-        if compromised_since is not None and token.issued_at >= compromised_since - leeway:
+        refused = key_entry.refuses(token.issued_at, leeway)
+        if refused == "compromised":
             raise bad("signed with a compromised key")
-        if token.issued_at < key_entry.valid_from - leeway or (
-            key_entry.valid_until is not None and token.issued_at > key_entry.valid_until
-        ):
+        if refused is not None:
             raise bad("its key was not valid when the list was issued")
         if token.issued_at > now + leeway:
             raise bad("issued in the future")
-        # Without exp, ttl bounds how old a list may be: fail closed rather than trust forever.
-        expires_at = token.expires_at
-        if expires_at is None and token.ttl is not None:
-            expires_at = token.issued_at + token.ttl
+        expires_at = token.expires
         if expires_at is not None and now >= expires_at + leeway:
             raise _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_LIST_EXPIRED,
                            f"status list {uri} expired: the issuer must republish it")
@@ -485,7 +469,7 @@ class Verifier:
         anchor: TrustAnchor | None = None,
         state: TrustState | None = None,
     ) -> None:
-        self._clock = clock or _system_clock
+        self._clock = clock or system_clock
         self.limits = limits or VerificationLimits()
         self._home = _RegionTrust(trust_list, anchor, source, self.limits)
         self._source = source
@@ -574,7 +558,7 @@ class Verifier:
                      limits: VerificationLimits | None, min_sequence: int | None,
                      cache_dir: str | Path | None) -> Verifier:
         limits = limits or VerificationLimits()
-        clock = clock or _system_clock
+        clock = clock or system_clock
         state = TrustState(Path(cache_dir) / STATE_FILE, anchor) if cache_dir else None
         trust_list, current = _load_region(anchor, source, _now(clock), limits, state,
                                            min_sequence)
@@ -708,15 +692,11 @@ class Verifier:
         # 6. key validity at issuance
         entry = agency_key.entry
         signed_at = claims.iat if qr is None else qr.signed_at  # a QR is signed when made
-        # The leeway that tolerates clock skew must not open a window before the compromise.
-        if entry.compromised_since is not None and (
-            signed_at >= entry.compromised_since - leeway
-        ):
+        refused = entry.refuses(signed_at, leeway)
+        if refused == "compromised":
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.KEY_COMPROMISED,
                            "signed with a key compromised at or before its issue time")
-        if signed_at < entry.valid_from - leeway or (
-            entry.valid_until is not None and signed_at > entry.valid_until
-        ):
+        if refused is not None:
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.KEY_NOT_VALID_AT_IAT,
                            "the key was not valid when the token says it was issued")
         # 7-8. lifecycle: time and status; gather all, report the gravest

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 import ecert
+from ecert._formats.bundle import ANCHOR_FILE
 from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
 
 
@@ -124,7 +125,7 @@ def audit_monitor(anchor_file: Path | None, bundle: Path | None, state_dir: Path
     s = settings()
     anchor = ecert.TrustAnchor.load(anchor_file) if anchor_file is not None else None
     region = anchor.region if anchor is not None else ecert.TrustAnchor.load(
-        bundle / "anchor.json").region  # type: ignore[operator]
+        bundle / ANCHOR_FILE).region  # type: ignore[operator]
     state = state_dir or s.home / "monitor" / region
     policy = WitnessPolicy(witnesses, witness_outage)
     if bundle is not None:

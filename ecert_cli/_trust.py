@@ -112,7 +112,7 @@ def show() -> None:
         click.echo(f"trust list {anchor.trust_list_url}")
         if not agreements:
             click.echo("no recognition agreements")
-        now = datetime.now(UTC).timestamp()
+        now = settings().clock().timestamp()
         for a in agreements:
             until = "open-ended" if a.valid_until is None else (
                 f"until {datetime.fromtimestamp(a.valid_until, UTC).isoformat()}")

@@ -38,6 +38,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from ecert._formats.bundle import STATUS_DIR, status_list_uri
 from ecert._formats.jose import (
     ED25519,
     ES256,
@@ -434,7 +435,7 @@ def token_digest(token: str) -> str:
 
 
 def _status_ref(uri: str, base_url: str) -> int | str:
-    prefix = f"{base_url}/status/"
+    prefix = f"{base_url}/{STATUS_DIR}/"
     rest = uri[len(prefix):-len(".jwt")] if uri.startswith(prefix) and uri.endswith(
         ".jwt") else ""
     if rest.isdigit() and rest.isascii() and str(int(rest)) == rest:
@@ -444,7 +445,7 @@ def _status_ref(uri: str, base_url: str) -> int | str:
 
 def status_uri(ref: int | str, base_url: str) -> str:
     """The status list URI a QR payload refers to."""
-    return f"{base_url}/status/{ref}.jwt" if isinstance(ref, int) else ref
+    return status_list_uri(base_url, ref) if isinstance(ref, int) else ref
 
 
 def qr_payload(token_payload: Mapping[str, Any], token: str, qr_claims: Sequence[str],

@@ -124,6 +124,14 @@ class StatusListToken:
     ttl: int | None
     status_list: StatusList
 
+    @property
+    def expires(self) -> int | None:
+        """When the list stops being usable: ``exp``, or without it ``iat + ttl`` (a list
+        is never trusted forever)."""
+        if self.expires_at is None and self.ttl is not None:
+            return self.issued_at + self.ttl
+        return self.expires_at
+
 
 def make_status_list_token(
     uri: str,

@@ -54,6 +54,21 @@ class TrustedKey:
         """``(alg, key)``."""
         return key_from_jwk(self.jwk)
 
+    def refuses(self, signed_at: int, leeway: int) -> str | None:
+        """Why a signature made at ``signed_at`` must not be trusted, or None.
+
+        ``"compromised"`` when made at or after the compromise (the leeway that tolerates
+        clock skew never opens a window before it); ``"outside"`` when made before the key
+        was valid (less the leeway) or after it was retired. The one copy of this rule, for
+        certificates, QR codes and status lists alike.
+        """
+        if self.compromised_since is not None and signed_at >= self.compromised_since - leeway:
+            return "compromised"
+        if signed_at < self.valid_from - leeway or (
+                self.valid_until is not None and signed_at > self.valid_until):
+            return "outside"
+        return None
+
     def to_json(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"jwk": dict(self.jwk), "valid_from": self.valid_from,
                                  "status": self.status}

@@ -40,4 +40,4 @@ def until_seconds(valid_until: datetime | date | None) -> int | None:
 
 def list_id_of(status_list_uri: str) -> int:
     """The list number of one of our status list URIs (``…/status/<n>.jwt``)."""
-    return int(status_list_uri.rsplit("/", 1)[1].split(".", 1)[0])
+    return int(status_list_uri.rsplit("/", 1)[1].removesuffix(".jwt"))
