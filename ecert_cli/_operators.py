@@ -78,14 +78,28 @@ def operator_group() -> None:
 @click.option("--types", "types", multiple=True, metavar="T[,T]",
               help="Limit clerk/officer roles to these types.")
 @_PASS_FILE
+@click.option("--public-key", "public_key_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="A JWK file: the operator's key is held elsewhere (smart "
+                                 "card, HSM); no key file is made.")
 @json_option
 def operator_add(name: str, roles: tuple[str, ...], agencies: tuple[str, ...],
-                 types: tuple[str, ...], passphrase_file: Path | None) -> None:
-    """Add operator NAME with a new personal key (encrypted under their passphrase)."""
-    passphrase = new_passphrase(passphrase_file, name)
+                 types: tuple[str, ...], passphrase_file: Path | None,
+                 public_key_file: Path | None) -> None:
+    """Add operator NAME with a new personal key (encrypted under their passphrase), or
+    with the public key of a key they hold elsewhere."""
+    from ecert_cli._catalog import read_json_file
+
+    jwk = None
+    passphrase = None
+    if public_key_file is not None:
+        jwk = read_json_file(str(public_key_file))
+        if not isinstance(jwk, dict):
+            raise ecert.InputError(f"{public_key_file} must hold a JWK object")
+    else:
+        passphrase = new_passphrase(passphrase_file, name)
     with settings().open_registry() as registry:
         op = registry.add_operator(name, roles=_split(roles), agencies=_scope(agencies),
-                                   types=_scope(types), passphrase=passphrase)
+                                   types=_scope(types), passphrase=passphrase, public_jwk=jwk)
     emit(operator_json(op), f"added operator {op.name} ({_describe(op)}), key {op.kid}")
 
 

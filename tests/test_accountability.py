@@ -18,6 +18,7 @@ from ecert._formats.log import Entry, verify_unit
 from ecert._replay import Replay
 from tests.support import (
     OPERATOR,
+    PASSPHRASE,
     FakeClock,
     as_operator,
     issue_business_licence,
@@ -268,3 +269,32 @@ def test_published_log_checkpoint_verifies_and_matches_the_tiles(
         (bundle / "log" / tiles.entries_path(0, checkpoint.size)).read_bytes())
     assert [merkle.leaf_hash(b) for b in bundled] == [
         merkle.leaf_hash(leaf) for _seq, leaf in leaves(registry)[:checkpoint.size]]
+
+
+def test_an_operator_whose_key_is_held_elsewhere(registry: ecert.Registry,
+                                                 clock: FakeClock) -> None:
+    """A smart card or HSM: the registry only ever sees the public key and signatures."""
+    from ecert.keys import LocalSigner, generate_private_key
+    from tests.support import database_url_of
+
+    card = LocalSigner(generate_private_key("Ed25519"))  # stands in for the card
+    with pytest.raises(ecert.InputError):
+        registry.add_operator("officer-card", roles=["officer"])  # neither key nor passphrase
+    added = registry.add_operator("officer-card", roles=["officer"],
+                                  public_jwk=card.public_jwk)
+    assert added.kid == card.kid
+    assert not (registry.home / "operators" / "officer-card").exists()
+    cert = issue_business_licence(registry)
+    with ecert.Registry.open(registry.home, database_url=database_url_of(registry),
+                             passphrase=PASSPHRASE,
+                             clock=clock,
+                             operator=ecert.OperatorCredential("officer-card",
+                                                               signer=card)) as other:
+        other.revoke(cert.id, "unspecified")
+    forged = LocalSigner(generate_private_key("Ed25519"))
+    with ecert.Registry.open(registry.home, database_url=database_url_of(registry),
+                             clock=clock, operator=ecert.OperatorCredential(
+                                 "officer-card", signer=forged)) as other, \
+            pytest.raises(ecert.NotAuthenticated):
+        other.whoami()
+    assert replay(registry).findings == []

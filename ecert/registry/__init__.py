@@ -274,17 +274,28 @@ class Registry:
 
     def add_operator(self, name: str, *, roles: Iterable[str],
                      agencies: Iterable[str] | None = None, types: Iterable[str] | None = None,
-                     passphrase: bytes | str) -> Operator:
-        """Add an operator with a new personal key encrypted under ``passphrase``."""
+                     passphrase: bytes | str | None = None,
+                     public_jwk: Mapping[str, str] | None = None) -> Operator:
+        """Add an operator with a new personal key encrypted under ``passphrase``, or with
+        the public key (``public_jwk``) of a key held elsewhere — a smart card, an HSM, a
+        key bound to the deployment's single sign-on — whose holder then acts with
+        ``OperatorCredential(name, signer=...)``."""
         _operators.check_operator_name(name)
         grants = _operators.parse_grants(roles, agencies, types)
+        if (passphrase is None) == (public_jwk is None):
+            raise InputError("give the new operator a passphrase (a key file is made) or "
+                             "the public key of a key they hold elsewhere, not both",
+                             code="missing_passphrase")
         with self._ctx.read() as repo:
             if repo.get_operator(name) is not None:
                 raise AlreadyExists(f"operator {name} exists already")
-        signer = new_operator_key(self.home, name, passphrase, self._ctx.kdf_rounds)
+        if public_jwk is not None:
+            jwk = _operators.checked_public_jwk(public_jwk)
+        else:
+            assert passphrase is not None  # noqa: S101 - checked above
+            jwk = new_operator_key(self.home, name, passphrase, self._ctx.kdf_rounds).public_jwk
         return self._ctx.execute(_operators.ADD_OPERATOR, {
-            "name": name, "jwk": dict(signer.public_jwk),
-            "grants": [g.to_json() for g in grants]})
+            "name": name, "jwk": dict(jwk), "grants": [g.to_json() for g in grants]})
 
     def disable_operator(self, name: str) -> Operator:
         """Disable an operator for good (their past entries stay attributable)."""

@@ -32,6 +32,21 @@ def check_operator_name(name: str) -> str:
     return check_code("operator", name, 64)
 
 
+def checked_public_jwk(jwk: Mapping[str, Any]) -> dict[str, str]:
+    """A public JWK an operator signs with: a valid public key, its kid its thumbprint."""
+    from ecert._formats.jose import jwk_thumbprint, key_from_jwk
+    from ecert.errors import FormatError
+
+    try:
+        alg, _key = key_from_jwk(jwk)
+        thumbprint = jwk_thumbprint(jwk)
+    except FormatError as e:
+        raise InputError(f"the operator's public key is not usable: {e.message}",
+                         code="invalid_key") from e
+    return {**{k: str(v) for k, v in jwk.items() if k in ("kty", "crv", "x", "y")},
+            "kid": thumbprint, "alg": alg, "use": "sig"}
+
+
 def parse_grants(roles: Iterable[str], agencies: Iterable[str] | None,
                  types: Iterable[str] | None) -> tuple[OperatorGrant, ...]:
     """Grants from role names and optional agency and type scopes."""
