@@ -122,7 +122,7 @@ def inputs(name: str) -> st.SearchStrategy[bytes]:
 
 
 @pytest.mark.parametrize("name", sorted(HARNESSES))
-@settings(max_examples=200, deadline=None,
+@settings(max_examples=75, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(data=st.data())
