@@ -460,19 +460,3 @@ def _policy_action(action: Action) -> Action:
 def _update_of(action: str) -> str:
     # A recognition request may turn into an update of an existing agreement.
     return Action.AGREEMENT_UPDATE.value if action == Action.AGREEMENT_ADD.value else action
-
-
-def role_names(grants: Iterable[OperatorGrant]) -> list[str]:
-    """For messages."""
-    return [g.role.value for g in grants]
-
-
-def unit_sizes(leaves: Sequence[bytes]) -> list[int]:  # pragma: no cover - debugging aid
-    """How many entries each unit holds (for diagnostics)."""
-    sizes, count = [], 0
-    for leaf in leaves:
-        count += 1
-        if b'"sig":' in leaf:
-            sizes.append(count)
-            count = 0
-    return sizes

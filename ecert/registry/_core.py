@@ -30,8 +30,14 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from ecert._authority import ADMIN_CHANGES, Action, Resource, approvals_needed, permits
-from ecert._clock import Clock, now_seconds, system_clock
-from ecert._formats.jose import ED25519, key_from_jwk, verify_signature
+from ecert._clock import Clock, from_seconds, now_seconds, system_clock
+from ecert._formats.jose import (
+    ED25519,
+    b64url_encode,
+    canonical_json,
+    key_from_jwk,
+    verify_signature,
+)
 from ecert._formats.log import Entry, commitment, sign_unit
 from ecert._storage.database import WRITE
 from ecert._storage.repository import Repository, WriteRepository
@@ -175,7 +181,7 @@ class Unit:
         # which ``ecert doctor`` reports.
         signer = self.ctx.keystore.create(alg)
         info = KeyInfo(kid=signer.kid, alg=signer.alg, role=role, public_jwk=signer.public_jwk,
-                       created_at=_utc(self.now), agency_code=agency_code)
+                       created_at=from_seconds(self.now), agency_code=agency_code)
         self.repo.add_key(info)
         self.log(Action.KEY_CREATE, info.kid,
                  {"role": role.value, "agency": agency_code, "jwk": dict(info.public_jwk)})
@@ -422,15 +428,8 @@ class _Context:
 
 
 def _params_hash(params: Mapping[str, Any]) -> str:
-    from ecert._formats.jose import b64url_encode, canonical_json
-
+    """What a request's log entry says of its parameters (which may name people)."""
     return b64url_encode(hashlib.sha256(canonical_json(dict(params))).digest())
-
-
-def _utc(seconds: int) -> Any:
-    from ecert._clock import from_seconds
-
-    return from_seconds(seconds)
 
 
 def new_operator_key(home: Path, name: str, passphrase: bytes | str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ecert._authority import ALL_ROLES, GUARDED, Action, Resource, grants_from_json
+from ecert._authority import GUARDED, Action, Resource, grants_from_json
 from ecert._clock import from_seconds
 from ecert._formats.log import commitment
 from ecert.errors import (
@@ -264,9 +264,6 @@ def genesis(ctx: _Context, unit: Unit, region: Region, origin: str) -> None:
     unit.new_key(KeyRole.LOG, None, "Ed25519")
     unit.new_key(KeyRole.WITNESS, None, "Ed25519")
     ctx.keystore.secret("holder-pseudonym")
-
-
-FIRST_ADMIN_GRANTS = ALL_ROLES
 
 
 def adopt(ctx: _Context, unit: Unit, legacy_events: Any) -> None:

@@ -45,7 +45,7 @@ from ecert._replay import KeyState, Replay
 from ecert._sources import MemorySource
 from ecert._storage.repository import Repository
 from ecert.errors import EcertError, PublishError, StorageError
-from ecert.models import KeyRole, Region
+from ecert.models import CertificateStatus, KeyRole, Region
 from ecert.registry._core import Operation, Target, Unit, _Context
 from ecert.registry._lifecycle import STATUS_VALUES
 from ecert.trust import TrustAnchor, load_trust_list
@@ -173,7 +173,8 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
     origin = log_origin(ctx.region)
     log_signer = NoteSigner(origin, ctx.keystore.signer(active["log"].kid))
     checkpoint = sign_note(Checkpoint(origin, size, root).encode(), [log_signer])
-    if repo.latest_checkpoint() is None or repo.latest_checkpoint()[0] != size:  # type: ignore[index]
+    latest = repo.latest_checkpoint()
+    if latest is None or latest[0] != size:
         repo.add_checkpoint(size, root, checkpoint.decode("utf-8"), now)
     witness = active.get("witness")
     witness_key = None if witness is None else NoteSigner.cosigner(
@@ -249,7 +250,7 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
         # registry with a stolen key points at an index that reads invalid.
         status_list = StatusList.filled(size, bits, INVALID)
         for index, status in slots:
-            status_list[index] = STATUS_VALUES[_status(status)]
+            status_list[index] = STATUS_VALUES[CertificateStatus(status)]
         uri = _bundle.status_list_uri(region.base_url, list_id)
         documents[_bundle.relative_path(region.base_url, uri)] = make_status_list_token(
             uri, status_list, status_signer, issued_at=now,
@@ -311,12 +312,6 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
                          from_seconds(trust_list.next_update),
                          tuple(sorted(documents)), len(snap.lists), snap.certificates,
                          snap.size, tuple(snap.alerts))
-
-
-def _status(value: str) -> Any:
-    from ecert.models import CertificateStatus
-
-    return CertificateStatus(value)
 
 
 def _our_cosignatures(repo: Repository, us: str) -> dict[str, str]:
