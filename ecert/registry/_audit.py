@@ -11,6 +11,7 @@ implies with every certificate, key, operator, agency and agreement row.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -36,7 +37,14 @@ from ecert._formats.jose import (
     strict_json_loads,
     verify_signature,
 )
-from ecert._formats.log import LEGACY_OPERATOR, Entry, commitment, token_hash, verify_unit
+from ecert._formats.log import (
+    LEGACY_OPERATOR,
+    Entry,
+    commit,
+    commitment,
+    token_hash,
+    verify_unit,
+)
 from ecert._formats.statuslist import read_status_list_payload
 from ecert._replay import Finding, FindingKind, Replay
 from ecert._storage.repository import Repository
@@ -517,7 +525,9 @@ def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any) -
     status_values = {s.value: v for s, v in STATUS_VALUES.items()}
     matched = 0
     for row in repo.certificate_facts():
-        logged = logged_certificates.get(commitment(key, row.id))
+        # commitment(key, row.id), with the one-shot HMAC
+        logged = logged_certificates.get(commit(
+            hmac.digest(key, row.id.encode("utf-8"), "sha256")[:16], row.id))
         if logged is None:
             find("certificate_unlogged", row.id, None,
                  "a certificate row no log entry issued")
