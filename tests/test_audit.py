@@ -166,3 +166,45 @@ def test_an_operator_planted_in_the_database_gains_nothing(setup, clock) -> None
     keys = ecert.Verifier.from_bundle(bundle, clock=clock).trust_list.agencies
     assert planted.kid not in {k.kid for a in keys for k in a.keys}
     assert {"operator_unlogged", "unknown_operator"} <= kinds(registry.audit())
+
+
+def test_a_bad_signature_deep_in_a_large_log_is_found_at_its_seq(registry, monkeypatch) -> None:
+    """Unit signatures are checked in worker processes, chunk by chunk, ahead of the
+    replay: a unit signed with another key, deep in 2,000 entries, is still the one
+    bad_signature finding, at its seq, exactly as when the replay checks everything."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from ecert._formats.log import Entry, sign_unit
+    from ecert._storage.schema import counters, log_entries
+    from ecert.registry import _audit
+
+    class Forger:
+        alg, kid = "Ed25519", "forger"
+        key = ed25519.Ed25519PrivateKey.generate()
+
+        def sign(self, message: bytes) -> bytes:
+            return self.key.sign(message)
+
+    ctx = registry._ctx
+    operator, signer = ctx.authenticate()
+    start = len(registry.events(limit=100_000))
+    count = 2_000
+    bad = start + 1_733
+    rows = []
+    for seq in range(start, start + count):
+        entry = Entry(ctx.now(), "access.refused", "certificate.issue", operator.kid,
+                      {"action": "certificate.issue", "code": "permission_denied"})
+        [signed] = sign_unit([entry], Forger() if seq == bad else signer)
+        rows.append({"seq": seq, "leaf": signed.encode(), "action": entry.action,
+                     "subject": entry.subject, "plain_subject": entry.subject,
+                     "operator": operator.name, "unit": seq, "at": entry.time})
+    with registry.engine.begin() as conn:
+        conn.execute(insert(log_entries), rows)
+        conn.execute(counters.update().where(counters.c.name == "log_size")
+                     .values(value=start + count))
+    monkeypatch.setattr(_audit, "_CHUNK_ROWS", 64)  # many batches, over both workers
+    parallel = _audit.verify(ctx, None, workers=2)
+    serial = _audit.verify(ctx, None, workers=0)
+    assert registry.audit().findings == parallel.findings == serial.findings
+    assert [(f.kind, f.seq) for f in parallel.findings] == [("bad_signature", bad)]
+    assert parallel.log_size == start + count
