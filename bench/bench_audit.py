@@ -27,12 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench_core import _scratch_schema  # the scripts of bench/ run from that folder
 from sqlalchemy import insert, select, update
 
 import ecert
@@ -277,21 +278,6 @@ def _bench(n: int, args: argparse.Namespace, database_url: str | None) -> dict[s
         return result
 
 
-@contextlib.contextmanager
-def _scratch_schema(url: str) -> Iterator[str]:
-    """A throw-away PostgreSQL schema, so the benchmark leaves the database as it was."""
-    import sqlalchemy
-
-    schema = f"bench_{secrets.token_hex(4)}"
-    engine = sqlalchemy.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
 
 
 def main() -> None:

@@ -313,6 +313,14 @@ class Repository:
             query = query.limit(limit)
         return self.conn.execute(query).all()
 
+    def units_without_prefix(self, prefix: str, end: int) -> list[int]:
+        """The units (below ``end``) holding an entry whose action does not start with
+        ``prefix``: found by the database, so no leaf is read."""
+        return sorted(int(u) for u in self.conn.execute(
+            select(log_entries.c.unit).distinct()
+            .where(log_entries.c.seq < end, ~log_entries.c.action.startswith(prefix))
+        ).scalars())
+
     def log_rows_of_units(self, units: Sequence[int]) -> Sequence[Row[Any]]:
         if not units:
             return []

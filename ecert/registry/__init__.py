@@ -57,6 +57,7 @@ from ecert.registry import (
     _agencies,
     _audit,
     _catalog,
+    _core,
     _issuance,
     _lifecycle,
     _operators,
@@ -708,7 +709,7 @@ def _checked_list_size(size: int) -> int:
 
 
 def _resolve(passphrase: Passphrase | None) -> bytes | str:
-    value = passphrase() if callable(passphrase) else passphrase
+    value = _core._resolve(passphrase)
     if not value:
         raise InputError("the operator needs a passphrase for their key "
                          "(ECERT_OPERATOR_PASSPHRASE)", code="missing_passphrase")

@@ -137,9 +137,7 @@ def integrate(repo: Any) -> tuple[int, bytes]:
 
 def _trust_replay(repo: Repository, size: int) -> Replay:
     """Replay every unit that touches the trust list (not the certificates)."""
-    units = sorted({int(r.unit) for r in repo.log_rows(0, size)
-                    if not str(r.action).startswith(_CERTIFICATE_PREFIX)})
-    rows = repo.log_rows_of_units(units)
+    rows = repo.log_rows_of_units(repo.units_without_prefix(_CERTIFICATE_PREFIX, size))
     replay = Replay(certificates=False)
     replay.apply_leaves((int(r.seq), bytes(r.leaf)) for r in rows if r.seq < size)
     return replay
