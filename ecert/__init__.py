@@ -19,6 +19,7 @@ from ecert._clock import Clock
 from ecert.errors import (
     AccessError,
     AlreadyExists,
+    CertificateNotValid,
     ClaimsInvalid,
     Conflict,
     EcertError,
@@ -86,6 +87,7 @@ __all__ = [
     "AuditReport",
     "Certificate",
     "CertificateId",
+    "CertificateNotValid",
     "CertificateStatus",
     "CertificateType",
     "ClaimsInvalid",

@@ -57,6 +57,8 @@ class Action(StrEnum):
     CERT_REINSTATE = "certificate.reinstate"
     CERT_REVOKE = "certificate.revoke"
     CERT_REDACT = "certificate.redact"
+    #: A QR code of a certificate was signed (``Registry.qr_token``, ``ecert qr``/``card``).
+    CERT_QR = "certificate.qr"
     WITNESS_COSIGN = "witness.cosign"
     LEGACY = "legacy"
 
@@ -83,6 +85,8 @@ _PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.CERT_REINSTATE: frozenset({Role.CLERK}),
     Action.CERT_REVOKE: frozenset({Role.OFFICER}),
     Action.CERT_REDACT: frozenset({Role.OFFICER}),
+    # Printing a QR or card is desk work: whoever issues or revokes for the agency and type.
+    Action.CERT_QR: frozenset({Role.CLERK, Role.OFFICER}),
     Action.WITNESS_COSIGN: frozenset({Role.SERVICE, Role.TRUST_ADMIN}),
 }
 
@@ -94,7 +98,8 @@ ADMIN_CHANGES = frozenset({Action.OPERATOR_ADD, Action.OPERATOR_GRANT, Action.OP
                            Action.OPERATOR_DISABLE, Action.POLICY_SET})
 
 #: Actions a four-eyes policy may be set on.
-GUARDED = frozenset(_PERMISSIONS) - {Action.REGISTRY_PUBLISH, Action.WITNESS_COSIGN}
+GUARDED = frozenset(_PERMISSIONS) - {Action.REGISTRY_PUBLISH, Action.WITNESS_COSIGN,
+                                     Action.CERT_QR}
 
 
 @dataclass(frozen=True, slots=True)

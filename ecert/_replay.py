@@ -415,6 +415,16 @@ class Replay:
         if entry.action == Action.CERT_REDACT.value:
             cert.redacted = True
             return
+        if entry.action == Action.CERT_QR.value:
+            # A QR signed as "valid" while the log says otherwise was an unmarked print of
+            # a certificate nobody may rely on.
+            if cert.redacted:
+                raise ValueError("a QR code of a redacted certificate")
+            if d["standing"] == "valid" and cert.status != VALID:
+                self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,
+                           f"{entry.action} signed as valid for a certificate whose status "
+                           f"is {cert.status}")
+            return
         allowed, value = _TRANSITIONS[entry.action]
         if cert.status not in allowed:
             self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,

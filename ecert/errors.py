@@ -27,6 +27,8 @@ raising variant and raises :class:`VerificationFailed`.
     │   └── Conflict                a concurrent change won; try again
     ├── FormatError                 a signed document or encoded value is malformed
     ├── RecordTampered              a stored record does not verify (CLI exit code 1)
+    ├── CertificateNotValid         a QR or card of a revoked, suspended, expired or
+    │                               not-yet-valid certificate was refused (CLI exit code 1)
     ├── TrustListError              a trust list or anchor cannot be accepted (``code`` says why)
     ├── PublishError                the bundle could not be written
     └── VerificationFailed          raised by ``verify_or_raise``; carries the result
@@ -42,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "AccessError",
     "AlreadyExists",
+    "CertificateNotValid",
     "ClaimsInvalid",
     "Conflict",
     "EcertError",
@@ -180,6 +183,20 @@ class RecordTampered(EcertError):
     """A record in the registry's storage does not verify (changed out of band)."""
 
     code = "record_tampered"
+
+
+class CertificateNotValid(EcertError):
+    """A QR code or card was refused: the certificate is not valid now.
+
+    ``standing`` says why (``revoked``, ``suspended``, ``expired`` or ``not_yet_valid``);
+    pass ``allow_invalid=True`` to produce it marked as such instead.
+    """
+
+    code = "certificate_not_valid"
+
+    def __init__(self, message: str, standing: str) -> None:
+        super().__init__(message)
+        self.standing = standing
 
 
 class TrustListError(EcertError):

@@ -178,7 +178,7 @@ class EcertGroup(click.Group):
         except ecert.AccessError as e:
             fail(e.message.splitlines()[0] if e.message else type(e).__name__, e.code,
                  EXIT_DENIED)
-        except ecert.RecordTampered as e:
+        except (ecert.RecordTampered, ecert.CertificateNotValid) as e:
             fail(e.message, e.code, EXIT_NOT_VALID)
         except ecert.EcertError as e:
             fail(e.message.splitlines()[0] if e.message else type(e).__name__, e.code)

@@ -53,6 +53,7 @@ from ecert.models import (
     RequestStatus,
     RevocationReason,
 )
+from ecert.qr import Standing
 from ecert.registry import (
     _agencies,
     _audit,
@@ -61,6 +62,7 @@ from ecert.registry import (
     _issuance,
     _lifecycle,
     _operators,
+    _printing,
     _publication,
     _recognition,
     _witness,  # also registers the witness.cosign operation
@@ -523,24 +525,25 @@ class Registry:
         with self._ctx.read() as repo:
             return repo.count_certificates()
 
-    def qr_token(self, id_or_serial: str, *, full: bool = False) -> str:
+    def qr_token(self, id_or_serial: str, *, full: bool = False,
+                 allow_invalid: bool = False) -> str:
         """The QR token (``typ: ecert-qr+jwt``) of a certificate, signed now by its agency's
         active key — only after the stored token verified against its key and the log
-        (an edited row never comes out as a validly signed QR)."""
-        from ecert._formats import qr as _qr
+        (an edited row never comes out as a validly signed QR).
 
-        cert = self.get(id_or_serial)
-        cert_type = self.get_type(cert.type_code)
-        with self._ctx.read() as repo:
-            key = repo.active_key(KeyRole.AGENCY, cert.agency_code)
-            _audit.check_stored_token(self._ctx, repo, cert)
-        if key is None:
-            raise InputError(f"agency {cert.agency_code} has no active signing key",
-                             code="not_authorized")
-        payload = _qr.qr_payload(_qr.parse_token_payload(cert.token), cert.token,
-                                 cert_type.qr_claims, self.region.base_url, self._now(),
-                                 full=full)
-        return _qr.sign_qr_token(payload, self._ctx.keystore.signer(key.kid))
+        Signing is a change: it needs an operator allowed ``certificate.qr`` for the
+        certificate's agency and type (clerk or officer) and is logged. A revoked,
+        suspended, expired or not-yet-valid certificate is refused
+        (:class:`ecert.CertificateNotValid`) unless ``allow_invalid``; then print it marked
+        (:func:`ecert.qr.standing` says how).
+        """
+        return self.sign_qr(id_or_serial, full=full, allow_invalid=allow_invalid)[0]
+
+    def sign_qr(self, id_or_serial: str, *, full: bool = False,
+                allow_invalid: bool = False) -> tuple[str, Standing]:
+        """:meth:`qr_token` and the certificate's standing when it was signed."""
+        return self._ctx.execute(_printing.SIGN_QR, {
+            "id": self.resolve_id(id_or_serial), "full": full, "allow_invalid": allow_invalid})
 
     # -- status changes ----------------------------------------------------------------------
 
