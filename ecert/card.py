@@ -130,7 +130,13 @@ def _font(path: str, index: int, size: int) -> ImageFont.FreeTypeFont:
     # Cached: the packaged WOFF2 takes a third of a second to open, once per size.
     from PIL import ImageFont
 
-    return ImageFont.truetype(path, max(1, size), index=index)
+    try:
+        return ImageFont.truetype(path, max(1, size), index=index)
+    except OSError as e:  # e.g. a FreeType built without Brotli cannot read WOFF2
+        raise CjkFontMissing(
+            "cannot read the card font {path}: {error}; install fonts-noto-cjk or set "
+            "ECERT_CJK_FONT to a .ttf/.otf/.ttc with Chinese glyphs".format(
+                **{"path": path, "error": e})) from e
 
 
 @functools.lru_cache(maxsize=4096)
