@@ -2,8 +2,8 @@
 
 A QR token is a new signature by the agency's key over what a certificate says, handed
 to whoever holds the paper; like issuing, it is recorded (``certificate.qr``, its subject
-published only as a commitment) so that ``ecert history`` shows who printed a licence,
-and when. A certificate that is not valid at that moment is refused unless the caller
+published only as a commitment) so that ``ecert audit history`` shows who printed a
+licence, and when. A certificate that is not valid at that moment is refused unless the caller
 asks for a visibly marked print (``allow_invalid``); the entry records which it was.
 """
 
