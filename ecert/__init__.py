@@ -56,10 +56,12 @@ from ecert.models import (
     RequestStatus,
     RevocationReason,
     Role,
+    TypeWindow,
 )
 from ecert.qr import QrTooLarge
 from ecert.registry import (
     AuditReport,
+    CatalogImport,
     History,
     OperatorCredential,
     PublishReport,
@@ -84,6 +86,7 @@ __all__ = [
     "AlreadyExists",
     "ApprovalRequest",
     "AuditReport",
+    "CatalogImport",
     "Certificate",
     "CertificateId",
     "CertificateStatus",
@@ -128,6 +131,7 @@ __all__ = [
     "StorageError",
     "TrustAnchor",
     "TrustListError",
+    "TypeWindow",
     "VerificationFailed",
     "VerificationLimits",
     "VerificationResult",
