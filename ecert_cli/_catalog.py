@@ -216,6 +216,10 @@ def agency_list() -> None:
         for agency, keys in agencies:
             click.echo(f"{agency.code:<20} {agency.uscc}  {agency.name}")
             click.echo(f"{'':<20} types: {', '.join(agency.types)}")
+            for w in agency.windows:
+                click.echo("{pad:<20} {code}: from {start} until {end}".format(  # noqa: UP032
+                    pad="", code=w.code, start=w.start.isoformat() if w.start else "the start",
+                    end=w.end.isoformat() if w.end else "further notice"))
             for key in keys:
                 click.echo(f"{'':<20} key {key.kid} {key.alg} {key.status.value}")
 
