@@ -217,7 +217,7 @@ def agency_list() -> None:
             click.echo(f"{agency.code:<20} {agency.uscc}  {agency.name}")
             click.echo(f"{'':<20} types: {', '.join(agency.types)}")
             for w in agency.windows:
-                click.echo("{pad:<20} {code}: from {start} until {end}".format(  # noqa: UP032
+                click.echo("{pad:<20} {code}: from {start} until {end}".format(
                     pad="", code=w.code, start=w.start.isoformat() if w.start else "the start",
                     end=w.end.isoformat() if w.end else "further notice"))
             for key in keys:
