@@ -446,6 +446,9 @@ class Replay:
             slots[d["idx"]] = VALID
             self.certificates[entry.subject] = CertificateState(
                 d["agency"], d["type"], d["list"], d["idx"], d["token"])
+            if not self.agency_may_issue(d["agency"], d["type"], entry.time):
+                self._find(FindingKind.NO_AUTHORITY, entry.subject, seq,
+                           f"agency {d['agency']} was not given {d['type']} at that time")
             return
         cert = self.certificates.get(entry.subject)
         if cert is None:

@@ -344,3 +344,17 @@ def test_cli_upkeep(registry: ecert.Registry, cli_as_admin: Any, tmp_path: Path)
                        "--deny-type", "cn.business-licence")
     assert bad.exit_code == 2 and "not a date" in bad.stderr
     assert cli_as_admin(registry, "agency", "update", "gd-amr").exit_code == 2
+
+
+def test_audit_finds_issuance_outside_a_window_planted_in_the_database(
+        registry: ecert.Registry, clock: FakeClock) -> None:
+    registry.update_agency("gd-amr", deny_types=["cn.business-licence"])
+    with registry.engine.begin() as conn:  # someone removes the denial behind the log's back
+        conn.execute(text("DELETE FROM agency_type_windows"))
+    cert = issue_business_licence(registry)
+    findings = replay(registry).findings
+    assert [f.kind for f in findings] == ["no_authority"]
+    assert "not given cn.business-licence" in findings[0].detail
+    kinds = {f.kind for f in registry.audit().findings}
+    assert {"record_modified", "no_authority"} <= kinds, kinds
+    assert cert.type_code == "cn.business-licence"
