@@ -358,3 +358,22 @@ def test_audit_finds_issuance_outside_a_window_planted_in_the_database(
     kinds = {f.kind for f in registry.audit().findings}
     assert {"record_modified", "no_authority"} <= kinds, kinds
     assert cert.type_code == "cn.business-licence"
+
+
+def test_an_edited_export_becomes_the_next_version_and_a_stale_one_changes_nothing(
+        make_registry: Any, tmp_path: Path) -> None:
+    registry = make_registry("GD", populate=False)
+    registry.import_catalog(catalog_copy(tmp_path))
+    stale = registry.export_catalog()
+    edited = json.loads(json.dumps(stale))
+    edited["types"][0]["schema"]["title"] = "edited"
+    assert edited["types"][0]["version"] == 1
+    assert registry.import_catalog(edited).updated == (("cn.business-licence", 2),)
+    # An export from before that version describes version 1 as stored: nothing to do.
+    assert not registry.import_catalog(stale).changed
+    assert registry.get_type("cn.business-licence").schema["title"] == "edited"
+    # An old version edited is refused: it would silently undo version 2.
+    stale["types"][0]["schema"]["title"] = "other"
+    with pytest.raises(ecert.InputError) as refused:
+        registry.import_catalog(stale)
+    assert refused.value.code == "invalid_version"

@@ -443,7 +443,7 @@ class Registry:
                                        t["schema"], t["validity_days"], t["qr_claims"],
                                        t["version"], t["extra"]) for t in types]
         with self._ctx.read() as repo:
-            plan = _catalog.plan_import(repo, params)
+            plan, _steps = _catalog.plan_import(repo, params)
         if dry_run or not plan.changed:
             return plan
         return self._ctx.execute(_catalog.IMPORT_CATALOG, {"types": params})

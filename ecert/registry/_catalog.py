@@ -139,34 +139,57 @@ ADD_TYPE = register(Operation(Action.TYPE_ADD, _type_target, _add))
 UPDATE_TYPE = register(Operation(Action.TYPE_UPDATE, _type_target, _update))
 
 
-def plan_import(repo: Any, types: Sequence[Mapping[str, Any]]) -> CatalogImport:
-    """What importing ``types`` changes (checks every definition first)."""
-    added, updated, unchanged = [], [], []
-    for p in types:
-        current = repo.get_type(p["code"])
-        if current is None:
-            added.append(p["code"])
-            continue
-        value = plan_update(current, p)
-        if value is None:
-            unchanged.append(p["code"])
-        else:
+def _import_step(repo: Any, p: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """What importing one definition does: ``("add" | "update" | "unchanged", params)``.
+
+    A definition stating the type's current version but differing from it is an edited
+    export: it becomes the next version. One stating an older version is left alone if
+    it is that version as stored (a stale export), and refused otherwise.
+    """
+    current = repo.get_type(p["code"])
+    if current is None:
+        return "add", p
+    version = p["version"]
+    if version is not None and version < current.version:
+        stored = repo.get_type_version(p["code"], version)
+        if stored is not None and _definition(stored) == _definition(_value(p, version)):
+            return "unchanged", p
+        raise InputError(f"the catalog describes version {version} of {p['code']}, which "
+                         f"differs from it, while the registry is at version "
+                         f"{current.version}: give a newer version", code="invalid_version")
+    if version == current.version:
+        p = {**p, "version": None}
+    return ("unchanged", p) if plan_update(current, p) is None else ("update", p)
+
+
+def plan_import(repo: Any, types: Sequence[Mapping[str, Any]]
+                ) -> tuple[CatalogImport, list[tuple[str, Mapping[str, Any]]]]:
+    """What importing ``types`` changes (checks every definition first), and the steps."""
+    steps = [_import_step(repo, p) for p in types]
+    added = tuple(p["code"] for kind, p in steps if kind == "add")
+    unchanged = tuple(p["code"] for kind, p in steps if kind == "unchanged")
+    updated = []
+    for kind, p in steps:
+        if kind == "update":
+            current = repo.get_type(p["code"])
+            value = plan_update(current, p)
+            assert value is not None  # noqa: S101 - an update step changes the type
             updated.append((value.code, value.version))
-    return CatalogImport(tuple(added), tuple(updated), tuple(unchanged))
+    return CatalogImport(added, tuple(updated), unchanged), steps
 
 
 def _import(unit: Unit, p: Mapping[str, Any]) -> CatalogImport:
     types = p["types"]
-    plan = plan_import(unit.repo, types)
+    plan, steps = plan_import(unit.repo, types)
     unit.log(Action.CATALOG_IMPORT, CATALOG_SUBJECT,
              {"digest": schema_digest({"types": types}), "added": list(plan.added),
               "updated": [code for code, _v in plan.updated],
               "unchanged": len(plan.unchanged)})
-    by_code = {t["code"]: t for t in types}
-    for code in plan.added:
-        _add(unit, by_code[code])
-    for code, _version in plan.updated:
-        _update(unit, by_code[code])
+    for kind, params in steps:
+        if kind == "add":
+            _add(unit, params)
+        elif kind == "update":
+            _update(unit, params)
     return plan
 
 
