@@ -347,7 +347,7 @@ def test_cli_upkeep(registry: ecert.Registry, cli_as_admin: Any, tmp_path: Path)
 
 
 def test_audit_finds_issuance_outside_a_window_planted_in_the_database(
-        registry: ecert.Registry, clock: FakeClock) -> None:
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
     registry.update_agency("gd-amr", deny_types=["cn.business-licence"])
     with registry.engine.begin() as conn:  # someone removes the denial behind the log's back
         conn.execute(text("DELETE FROM agency_type_windows"))
@@ -357,7 +357,14 @@ def test_audit_finds_issuance_outside_a_window_planted_in_the_database(
     assert "not given cn.business-licence" in findings[0].detail
     kinds = {f.kind for f in registry.audit().findings}
     assert {"record_modified", "no_authority"} <= kinds, kinds
-    assert cert.type_code == "cn.business-licence"
+    # Publication goes by the log: the window is published, and verifiers refuse the
+    # certificate, as a token and as a QR code.
+    report = registry.publish(tmp_path / "bundle")
+    assert any("gd-amr" in alert for alert in report.alerts)
+    verifier = ecert.Verifier.from_bundle(tmp_path / "bundle", clock=clock)
+    for presented in (cert.token, qr_text(registry.qr_token(cert.id))):
+        result = verifier.verify(presented)
+        assert result.errors == (ecert.ErrorCode.TYPE_NOT_AUTHORIZED_AT_IAT,), result.messages
 
 
 def test_an_edited_export_becomes_the_next_version_and_a_stale_one_changes_nothing(
