@@ -384,3 +384,13 @@ def test_an_edited_export_becomes_the_next_version_and_a_stale_one_changes_nothi
     with pytest.raises(ecert.InputError) as refused:
         registry.import_catalog(stale)
     assert refused.value.code == "invalid_version"
+
+
+@given(st.none() | st.lists(st.lists(st.none() | st.integers(-3, 3) | st.text(max_size=1),
+                                     max_size=3), max_size=3) | st.integers())
+def test_logged_windows_parse_or_refuse(value: Any) -> None:
+    try:
+        windows = _windows.parse(value)
+    except ValueError:
+        return
+    assert _windows.to_json(windows) == value
