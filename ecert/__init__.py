@@ -57,10 +57,12 @@ from ecert.models import (
     RequestStatus,
     RevocationReason,
     Role,
+    TypeWindow,
 )
 from ecert.qr import QrTooLarge
 from ecert.registry import (
     AuditReport,
+    CatalogImport,
     History,
     OperatorCredential,
     PublishReport,
@@ -85,6 +87,7 @@ __all__ = [
     "AlreadyExists",
     "ApprovalRequest",
     "AuditReport",
+    "CatalogImport",
     "Certificate",
     "CertificateId",
     "CertificateNotValid",
@@ -130,6 +133,7 @@ __all__ = [
     "StorageError",
     "TrustAnchor",
     "TrustListError",
+    "TypeWindow",
     "VerificationFailed",
     "VerificationLimits",
     "VerificationResult",

@@ -43,7 +43,12 @@ class Action(StrEnum):
     REQUEST_REJECT = "request.reject"
     ACCESS_REFUSED = "access.refused"
     TYPE_ADD = "type.add"
+    TYPE_UPDATE = "type.update"
+    CATALOG_IMPORT = "catalog.import"
     AGENCY_ADD = "agency.add"
+    AGENCY_RENAME = "agency.rename"
+    AGENCY_ALLOW_TYPE = "agency.allow_type"
+    AGENCY_DENY_TYPE = "agency.deny_type"
     KEY_CREATE = "key.create"
     KEY_ROTATE = "key.rotate"
     KEY_RETIRE = "key.retire"
@@ -73,7 +78,12 @@ _PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.OPERATOR_RESET: frozenset({Role.ADMIN}),
     Action.POLICY_SET: frozenset({Role.ADMIN}),
     Action.TYPE_ADD: frozenset({Role.TRUST_ADMIN}),
+    Action.TYPE_UPDATE: frozenset({Role.TRUST_ADMIN}),
+    Action.CATALOG_IMPORT: frozenset({Role.TRUST_ADMIN}),
     Action.AGENCY_ADD: frozenset({Role.TRUST_ADMIN}),
+    Action.AGENCY_RENAME: frozenset({Role.TRUST_ADMIN}),
+    Action.AGENCY_ALLOW_TYPE: frozenset({Role.TRUST_ADMIN}),
+    Action.AGENCY_DENY_TYPE: frozenset({Role.TRUST_ADMIN}),
     Action.AGREEMENT_ADD: frozenset({Role.TRUST_ADMIN}),
     Action.AGREEMENT_UPDATE: frozenset({Role.TRUST_ADMIN}),
     Action.AGREEMENT_WITHDRAW: frozenset({Role.TRUST_ADMIN}),

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ecert import _windows
 from ecert._authority import (
     ALL_ROLES,
     Action,
@@ -362,10 +363,26 @@ class Replay:
             elif action == Action.REQUEST_REJECT.value:
                 self.requests[d["request"]].open = False
             elif action == Action.TYPE_ADD.value:
+                if entry.subject in self.types:
+                    raise ValueError("type added twice")
                 self.types[entry.subject] = dict(d)
+            elif action == Action.TYPE_UPDATE.value:
+                previous = self.types[entry.subject]
+                if d["version"] <= previous["version"] or (
+                        d["national_type_code"] != previous["national_type_code"]):
+                    raise ValueError("a type update needs a newer version of the same type")
+                self.types[entry.subject] = dict(d)
+            elif action == Action.CATALOG_IMPORT.value:
+                pass  # its type.add / type.update entries follow in the same unit
             elif action == Action.AGENCY_ADD.value:
                 self.agencies[entry.subject] = {"name": d["name"], "uscc": d["uscc"],
-                                                "types": tuple(d["types"])}
+                                                "types": tuple(d["types"]), "windows": {}}
+            elif action == Action.AGENCY_RENAME.value:
+                if not isinstance(d["name"], str):
+                    raise ValueError("an agency name is a string")
+                self.agencies[entry.subject]["name"] = d["name"]
+            elif action in (Action.AGENCY_ALLOW_TYPE.value, Action.AGENCY_DENY_TYPE.value):
+                self._agency_type(entry.subject, d)
             elif action == Action.KEY_CREATE.value:
                 jwk = d["jwk"]
                 key_from_jwk(jwk)
@@ -397,6 +414,27 @@ class Replay:
             self._find(FindingKind.MALFORMED, entry.subject, seq,
                        f"{action} entry cannot be applied: {e}")
 
+    def _agency_type(self, code: str, d: Mapping[str, Any]) -> None:
+        agency = self.agencies[code]
+        type_code = d["type"]
+        if not isinstance(type_code, str) or type_code not in self.types:
+            raise ValueError(f"no type {type_code!r}")
+        windows = _windows.parse(d["windows"])
+        all_windows = dict(agency.get("windows") or {})
+        if windows is None:
+            all_windows.pop(type_code, None)
+        else:
+            all_windows[type_code] = windows
+        agency["windows"] = all_windows
+        agency["types"] = tuple(sorted({*agency["types"], type_code}))
+
+    def agency_may_issue(self, code: str, type_code: str, at: int) -> bool:
+        """Whether the log gave agency ``code`` the type at time ``at``."""
+        agency = self.agencies.get(code)
+        if agency is None or type_code not in agency["types"]:
+            return False
+        return _windows.covers((agency.get("windows") or {}).get(type_code), at)
+
     def _certificate(self, seq: int, entry: Entry) -> None:
         d = entry.details
         if entry.action == Action.CERT_ISSUE.value:
@@ -408,6 +446,9 @@ class Replay:
             slots[d["idx"]] = VALID
             self.certificates[entry.subject] = CertificateState(
                 d["agency"], d["type"], d["list"], d["idx"], d["token"])
+            if not self.agency_may_issue(d["agency"], d["type"], entry.time):
+                self._find(FindingKind.NO_AUTHORITY, entry.subject, seq,
+                           f"agency {d['agency']} was not given {d['type']} at that time")
             return
         cert = self.certificates.get(entry.subject)
         if cert is None:
@@ -453,8 +494,13 @@ def _resource(entry: Entry) -> Resource:
     action = entry.action
     if action.startswith("certificate."):
         return Resource(d.get("agency"), d.get("type"))
-    if action in (Action.AGENCY_ADD.value, Action.KEY_ROTATE.value):
+    if action in (Action.AGENCY_ADD.value, Action.KEY_ROTATE.value,
+                  Action.AGENCY_RENAME.value):
         return Resource(agency=entry.subject)
+    if action in (Action.AGENCY_ALLOW_TYPE.value, Action.AGENCY_DENY_TYPE.value):
+        return Resource(agency=entry.subject, type=d.get("type"))
+    if action == Action.TYPE_UPDATE.value:
+        return Resource(type=entry.subject)
     if action == Action.KEY_COMPROMISE.value:
         return Resource(agency=d.get("agency"))
     if action == Action.TYPE_ADD.value:

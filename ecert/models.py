@@ -24,6 +24,7 @@ __all__ = [
     "RequestStatus",
     "RevocationReason",
     "Role",
+    "TypeWindow",
 ]
 
 
@@ -91,16 +92,48 @@ class CertificateType:
     version: int = 1
     validity_days: int | None = None
     qr_claims: tuple[str, ...] = ()
+    #: Catalog fields ecert itself does not interpret (kept with the type's version and
+    #: written back by ``catalog export``), e.g. ``holder_id_scheme``, ``holder_claims``.
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TypeWindow:
+    """When an agency may issue a type: from ``start`` (inclusive) until ``end`` (exclusive).
+
+    ``None`` is an open end. Certificates are judged by the window in force at their
+    issue time, so denying a type from a date on leaves what was issued before valid.
+    """
+
+    code: str
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def covers(self, at: datetime) -> bool:
+        """Whether a certificate issued at ``at`` falls inside the window."""
+        return (self.start is None or self.start <= at) and (self.end is None or at < self.end)
 
 
 @dataclass(frozen=True, slots=True)
 class Agency:
-    """An issuing agency and the types it may issue."""
+    """An issuing agency and the types it may issue.
+
+    ``types`` names every type the agency was ever given; a type with ``windows`` may be
+    issued only inside one of them, any other type without limit in time.
+    """
 
     code: str
     name: str
     uscc: str
     types: tuple[str, ...]
+    windows: tuple[TypeWindow, ...] = ()
+
+    def may_issue(self, type_code: str, at: datetime) -> bool:
+        """Whether the agency may issue ``type_code`` at ``at``."""
+        if type_code not in self.types:
+            return False
+        limits = [w for w in self.windows if w.code == type_code]
+        return not limits or any(w.covers(at) for w in limits)
 
 
 @dataclass(frozen=True, slots=True)

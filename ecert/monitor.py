@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ecert import _windows
 from ecert._authority import grants_from_json
 from ecert._formats import bundle as _bundle
 from ecert._formats import merkle, tiles
@@ -899,8 +900,11 @@ class Monitor:
                      + "; proven but not published: " + (", ".join(missing) or "none"))
 
         differ("agencies",
-               {(a.code, a.name, a.uscc, tuple(a.types)) for a in trust_list.agencies},
-               {(c, a["name"], a["uscc"], tuple(a["types"])) for c, a in replay.agencies.items()})
+               {(a.code, a.name, a.uscc, tuple(a.types),
+                 tuple((w.code, (w.start, w.end)) for w in a.windows))
+                for a in trust_list.agencies},
+               {(c, a["name"], a["uscc"], *_published_agency(a))
+                for c, a in replay.agencies.items()})
         differ("types", {(t.code, t.version, t.name, t.national_type_code)
                          for t in trust_list.types},
                {(c, t.get("version"), t.get("name"), t.get("national_type_code"))
@@ -1005,3 +1009,6 @@ def _agreement_text(agreement: Agreement) -> str:
     return canonical_json(agreement.to_json()).decode("utf-8")
 
 
+def _published_agency(logged: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    unlimited, limited = _windows.published(logged)
+    return unlimited, tuple(limited)

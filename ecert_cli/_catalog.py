@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -65,6 +66,52 @@ def type_add(code: str, name: str, schema_file: str, national_code: str,
                            f"{value.national_type_code}")
 
 
+@type_group.command("update")
+@click.argument("code")
+@click.option("--schema", "schema_file", required=True, metavar="FILE",
+              help="JSON Schema of the claims of the new version.")
+@click.option("--version", "type_version", type=click.IntRange(min=1), default=None,
+              help="Number of the new version (default: the next one).")
+@click.option("--name", default=None, help="New display name (default: unchanged).")
+@click.option("--validity-days", type=click.IntRange(min=1), default=None,
+              help="New default validity (default: unchanged).")
+@click.option("--qr-claims", default=None, metavar="A,B,…",
+              help="New QR claims (default: unchanged).")
+@json_option
+def type_update(code: str, schema_file: str, type_version: int | None, name: str | None,
+                validity_days: int | None, qr_claims: str | None) -> None:
+    """Add a new version of type CODE; issued certificates keep their version."""
+    schema = read_json_file(schema_file)
+    if not isinstance(schema, dict):
+        raise ecert.InputError("{file} must hold a JSON Schema object".format(file=schema_file))  # noqa: UP032
+    with settings().open_registry() as registry:
+        kwargs: dict[str, Any] = {}
+        if validity_days is not None:
+            kwargs["validity_days"] = validity_days
+        value = registry.update_type(code, schema=schema, name=name, version=type_version,
+                                     qr_claims=None if qr_claims is None else _split(qr_claims),
+                                     **kwargs)
+    emit(type_json(value), "type {code} is at version {version} now: new certificates use it; "  # noqa: UP032
+                           "run 'ecert publish' to announce it".format(code=value.code,
+                                                                      version=value.version))
+
+
+@type_group.command("versions")
+@click.argument("code")
+@json_option
+def type_versions(code: str) -> None:
+    """List every version of type CODE."""
+    with settings().open_registry() as registry:
+        versions = registry.type_versions(code)
+
+    def human() -> None:
+        for t in versions:
+            click.echo("v{version}  {name}  qr: {qr}".format(
+                version=t.version, name=t.name, qr=", ".join(t.qr_claims) or "-"))
+
+    emit([type_json(t) for t in versions], human)
+
+
 @type_group.command("list")
 @json_option
 def type_list() -> None:
@@ -108,6 +155,54 @@ def agency_add(code: str, name: str, uscc: str, type_codes: str, alg: str) -> No
          f"key {keys[-1].kid}")
 
 
+def _deny_from(value: str | None) -> datetime | date | None:
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value)
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ecert.InputError("--from {value!r} is not a date (2027-01-01) or an ISO 8601 "  # noqa: UP032
+                               "time".format(value=value), code="invalid_date") from e
+    if when.tzinfo is None:
+        raise ecert.InputError("--from needs a zone, e.g. 2027-01-01T00:00+08:00",
+                               code="invalid_date")
+    return when
+
+
+@agency_group.command("update")
+@click.argument("code")
+@click.option("--name", default=None, help="New agency name.")
+@click.option("--allow-type", "allow", multiple=True, metavar="T",
+              help="Give the agency type T (repeatable).")
+@click.option("--deny-type", "deny", multiple=True, metavar="T",
+              help="Deny the agency type T (repeatable); what it issued before stays valid.")
+@click.option("--from", "deny_from", default=None, metavar="DATE",
+              help="Deny from this date (its start, UTC) or ISO 8601 time on; default now.")
+@json_option
+def agency_update(code: str, name: str | None, allow: tuple[str, ...], deny: tuple[str, ...],
+                  deny_from: str | None) -> None:
+    """Rename agency CODE, or give or deny it types (each change is logged)."""
+    with settings().open_registry() as registry:
+        value = registry.update_agency(code, name=name, allow_types=allow, deny_types=deny,
+                                       deny_from=_deny_from(deny_from))
+        keys = registry.keys(code)
+
+    def human() -> None:
+        click.echo("agency {code} ({name}) updated; run 'ecert publish' to announce it".format(  # noqa: UP032
+            code=value.code, name=value.name))
+        now = datetime.now(UTC)
+        current = [t for t in value.types if value.may_issue(t, now)]
+        click.echo("  issues now: {types}".format(types=", ".join(current) or "nothing"))
+        for w in value.windows:
+            click.echo("  {code}: from {start} until {end}".format(
+                code=w.code, start=w.start.isoformat() if w.start else "the start",
+                end=w.end.isoformat() if w.end else "further notice"))
+
+    emit(agency_json(value, keys), human)
+
+
 @agency_group.command("list")
 @json_option
 def agency_list() -> None:
@@ -121,6 +216,10 @@ def agency_list() -> None:
         for agency, keys in agencies:
             click.echo(f"{agency.code:<20} {agency.uscc}  {agency.name}")
             click.echo(f"{'':<20} types: {', '.join(agency.types)}")
+            for w in agency.windows:
+                click.echo("{pad:<20} {code}: from {start} until {end}".format(
+                    pad="", code=w.code, start=w.start.isoformat() if w.start else "the start",
+                    end=w.end.isoformat() if w.end else "further notice"))
             for key in keys:
                 click.echo(f"{'':<20} key {key.kid} {key.alg} {key.status.value}")
 
@@ -160,3 +259,74 @@ def agency_compromise_key(kid: str, since: str | None) -> None:
          f"key {kid} of {key.agency_code} is compromised since "
          f"{cutoff.isoformat() if cutoff else '?'}; {count} certificate(s) signed since then "
          "will stop verifying: reissue them, then run 'ecert publish'")
+
+
+@cli.group("catalog")
+def catalog_group() -> None:
+    """The whole catalog at once: import and export catalog files."""
+
+
+@catalog_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Only say what would change.")
+@json_option
+def catalog_import(file: str, dry_run: bool) -> None:
+    """Load the catalog FILE (schema paths relative to it) in one step.
+
+    New types are added; a type whose definition differs gets a new version; importing
+    the same catalog again changes nothing.
+    """
+    with settings().open_registry() as registry:
+        report = registry.import_catalog(file, dry_run=dry_run)
+    data = {"added": list(report.added),
+            "updated": [{"code": c, "version": v} for c, v in report.updated],
+            "unchanged": list(report.unchanged), "changed": report.changed,
+            "dry_run": dry_run}
+
+    def human() -> None:
+        for code in report.added:
+            click.echo("added {code}".format(code=code))  # noqa: UP032
+        for code, version in report.updated:
+            click.echo("updated {code} to version {version}".format(code=code, version=version))  # noqa: UP032
+        if not report.changed:
+            click.echo("nothing to change: the registry has this catalog already "  # noqa: UP032
+                       "({count} types)".format(count=len(report.unchanged)))
+        elif dry_run:
+            click.echo("dry run: nothing was changed")
+        else:
+            click.echo("{count} type(s) unchanged; run 'ecert publish' to announce the "  # noqa: UP032
+                       "changes".format(count=len(report.unchanged)))
+
+    emit(data, human)
+
+
+@catalog_group.command("export")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--split", is_flag=True,
+              help="Write each schema to types/CODE.schema.json beside FILE.")
+@json_option
+def catalog_export(file: str | None, split: bool) -> None:
+    """Write the catalog (as 'catalog import' reads it) to FILE, or print it."""
+    if split and file is None:
+        raise ecert.InputError("--split needs a FILE to write the schemas beside",
+                               code="usage")
+    with settings().open_registry() as registry:
+        document = registry.export_catalog()
+    if file is None:
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+        return
+    target = Path(file)
+    try:
+        if split:
+            (target.parent / "types").mkdir(parents=True, exist_ok=True)
+            for entry in document["types"]:
+                ref = "types/{code}.schema.json".format(code=entry["code"])
+                (target.parent / ref).write_text(
+                    json.dumps(entry["schema"], ensure_ascii=False, indent=2) + "\n", "utf-8")
+                entry["schema"] = ref
+        target.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    except OSError as e:
+        raise ecert.InputError("cannot write {file}: {why}".format(file=file, why=e.strerror),  # noqa: UP032
+                               code="unwritable") from e
+    emit({"file": str(target), "types": len(document["types"]), "split": split},
+         "wrote {count} type(s) to {file}".format(count=len(document["types"]), file=file))

@@ -80,8 +80,12 @@ def type_json(value: ecert.CertificateType) -> dict[str, Any]:
 
 
 def agency_json(value: ecert.Agency, keys: list[ecert.KeyInfo]) -> dict[str, Any]:
-    return {"code": value.code, "name": value.name, "uscc": value.uscc,
+    data = {"code": value.code, "name": value.name, "uscc": value.uscc,
             "types": list(value.types), "keys": [key_json(k) for k in keys]}
+    if value.windows:  # types given only for a time
+        data["type_windows"] = [{"code": w.code, "from": _when(w.start),
+                                 "until": _when(w.end)} for w in value.windows]
+    return data
 
 
 def key_json(key: ecert.KeyInfo) -> dict[str, Any]:

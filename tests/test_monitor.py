@@ -15,6 +15,7 @@ import gc
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -669,3 +670,19 @@ def test_saved_replay_state_is_the_replay_of_the_whole_log(world: World) -> None
              "agreements", "root_rotations", "certificates", "statuses", "cosigned",
              "publications", "findings", "_last_time", "_genesis"}
     assert set(vars(Replay())) == known
+
+
+def test_monitor_follows_catalog_and_agency_upkeep(world: World) -> None:
+    gd = world["GD"]
+    assert world.monitor().run().consistent  # state saved: the next run starts from it
+    registry = gd.registry
+    code = registry.types()[0].code
+    schema = dict(registry.get_type(code).schema)
+    registry.update_type(code, schema={**schema, "title": "v2"})
+    agency = registry.agencies()[0]
+    registry.update_agency(agency.code, name=agency.name + "(新)",
+                           deny_types=[agency.types[0]],
+                           deny_from=world.clock() + timedelta(days=30))
+    gd.publish()
+    report = world.monitor().run()
+    assert report.consistent, report.findings

@@ -13,8 +13,10 @@ from ecert._formats.log import token_hash
 from ecert._formats.trustlist import Agreement
 from ecert._storage.schema import (
     agencies,
+    agency_type_windows,
     agency_types,
     agreements,
+    cert_type_versions,
     cert_types,
     certificates,
     checkpoints,
@@ -44,6 +46,7 @@ from ecert.models import (
     Region,
     RequestStatus,
     RevocationReason,
+    TypeWindow,
 )
 
 
@@ -73,12 +76,24 @@ class Repository:
         rows = self.conn.execute(select(cert_types).order_by(cert_types.c.code))
         return [self._type(row) for row in rows]
 
+    def get_type_version(self, code: str, version: int) -> CertificateType | None:
+        """One version of a type (the one a certificate was issued under)."""
+        row = self.conn.execute(select(cert_type_versions).where(
+            cert_type_versions.c.code == code, cert_type_versions.c.version == version)).first()
+        return None if row is None else self._type(row)
+
+    def list_type_versions(self, code: str) -> list[CertificateType]:
+        """Every stored version of a type, oldest first."""
+        rows = self.conn.execute(select(cert_type_versions).where(
+            cert_type_versions.c.code == code).order_by(cert_type_versions.c.version))
+        return [self._type(row) for row in rows]
+
     @staticmethod
     def _type(row: Row[Any]) -> CertificateType:
         return CertificateType(
             code=row.code, name=row.name, national_type_code=row.national_type_code,
             schema=row.schema, version=row.version, validity_days=row.validity_days,
-            qr_claims=tuple(row.qr_claims),
+            qr_claims=tuple(row.qr_claims), extra=dict(row.extra or {}),
         )
 
     def get_agency(self, code: str) -> Agency | None:
@@ -98,7 +113,13 @@ class Repository:
             select(agency_types.c.type_code).where(agency_types.c.agency_code == row.code)
             .order_by(agency_types.c.type_code)
         ).scalars().all()
-        return Agency(row.code, row.name, row.uscc, tuple(types))
+        windows = self.conn.execute(
+            select(agency_type_windows).where(agency_type_windows.c.agency_code == row.code)
+            .order_by(agency_type_windows.c.type_code, agency_type_windows.c.id)
+        ).all()
+        return Agency(row.code, row.name, row.uscc, tuple(types),
+                      tuple(TypeWindow(w.type_code, _dt(w.valid_from), _dt(w.valid_until))
+                            for w in windows))
 
     def get_key(self, kid: str) -> KeyInfo | None:
         row = self.conn.execute(select(keys).where(keys.c.kid == kid)).first()
@@ -387,11 +408,42 @@ class WriteRepository(Repository):
         return int(value)
 
     def add_type(self, value: CertificateType, now: int) -> None:
-        self.conn.execute(insert(cert_types).values(
-            code=value.code, version=value.version, name=value.name,
-            national_type_code=value.national_type_code, schema=dict(value.schema),
-            validity_days=value.validity_days, qr_claims=list(value.qr_claims), created_at=now,
-        ))
+        row = {"code": value.code, "version": value.version, "name": value.name,
+               "national_type_code": value.national_type_code, "schema": dict(value.schema),
+               "validity_days": value.validity_days, "qr_claims": list(value.qr_claims),
+               "extra": dict(value.extra) or None, "created_at": now}
+        self.conn.execute(insert(cert_types).values(**row))
+        self.conn.execute(insert(cert_type_versions).values(**row))
+
+    def add_type_version(self, value: CertificateType, now: int) -> None:
+        """Store a new version of a type and make it the one new certificates use."""
+        row = {"version": value.version, "name": value.name,
+               "national_type_code": value.national_type_code, "schema": dict(value.schema),
+               "validity_days": value.validity_days, "qr_claims": list(value.qr_claims),
+               "extra": dict(value.extra) or None}
+        self.conn.execute(update(cert_types).where(cert_types.c.code == value.code)
+                          .values(**row))
+        self.conn.execute(insert(cert_type_versions).values(code=value.code, created_at=now,
+                                                            **row))
+
+    def rename_agency(self, code: str, name: str) -> None:
+        self.conn.execute(update(agencies).where(agencies.c.code == code).values(name=name))
+
+    def set_agency_type(self, code: str, type_code: str,
+                        windows: Sequence[tuple[int | None, int | None]] | None) -> None:
+        """Give ``code`` the type, without limit in time (``None``) or in ``windows``."""
+        if self.conn.execute(select(agency_types.c.type_code).where(
+                agency_types.c.agency_code == code,
+                agency_types.c.type_code == type_code)).first() is None:
+            self.conn.execute(insert(agency_types).values(agency_code=code,
+                                                          type_code=type_code))
+        self.conn.execute(delete(agency_type_windows).where(
+            agency_type_windows.c.agency_code == code,
+            agency_type_windows.c.type_code == type_code))
+        if windows:
+            self.conn.execute(insert(agency_type_windows), [
+                {"agency_code": code, "type_code": type_code, "valid_from": start,
+                 "valid_until": end} for start, end in windows])
 
     def add_agency(self, value: Agency, now: int) -> None:
         self.conn.execute(insert(agencies).values(code=value.code, name=value.name,

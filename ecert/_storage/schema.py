@@ -51,6 +51,24 @@ cert_types = Table(
     Column("validity_days", Integer, nullable=True),
     Column("qr_claims", JSON, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # Catalog fields ecert does not interpret (holder_id_scheme, …), kept for export.
+    Column("extra", JSON, nullable=True),
+)
+
+# Every version of every type (the latest is also in cert_types): a certificate keeps the
+# version it was issued under, and what it was issued under can always be looked up.
+cert_type_versions = Table(
+    "cert_type_versions",
+    metadata,
+    Column("code", String(100), ForeignKey("cert_types.code"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("national_type_code", String(21), nullable=False),
+    Column("schema", JSON, nullable=False),
+    Column("validity_days", Integer, nullable=True),
+    Column("qr_claims", JSON, nullable=False),
+    Column("extra", JSON, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
 )
 
 agencies = Table(
@@ -67,6 +85,20 @@ agency_types = Table(
     metadata,
     Column("agency_code", String(100), ForeignKey("agencies.code"), primary_key=True),
     Column("type_code", String(100), ForeignKey("cert_types.code"), primary_key=True),
+)
+
+# When an agency may issue a type, for types it may issue only for a time (a type of
+# agency_types without rows here may be issued without limit in time). [valid_from,
+# valid_until), either end open (NULL).
+agency_type_windows = Table(
+    "agency_type_windows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agency_code", String(100), ForeignKey("agencies.code"), nullable=False),
+    Column("type_code", String(100), ForeignKey("cert_types.code"), nullable=False),
+    Column("valid_from", BigInteger, nullable=True),
+    Column("valid_until", BigInteger, nullable=True),
+    Index("ix_agency_type_windows_agency", "agency_code", "type_code"),
 )
 
 keys = Table(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ecert._authority import ALL_ROLES
 from ecert._clock import Clock, from_seconds, to_seconds
 from ecert._formats import bundle as _bundle
+from ecert._formats.catalog import catalog_document
 from ecert._formats.log import commitment, commitment_opening
 from ecert._formats.statuslist import MIN_LIST_SIZE
 from ecert._formats.trustlist import Agreement, TrustList
@@ -68,6 +69,7 @@ from ecert.registry import (
     _witness,  # also registers the witness.cosign operation
 )
 from ecert.registry._audit import AuditReport, History
+from ecert.registry._catalog import CatalogImport
 from ecert.registry._core import (
     OperatorCredential,
     Passphrase,
@@ -81,8 +83,15 @@ from ecert.registry._rules import until_seconds
 from ecert.registry._witness import CosignReport
 from ecert.trust import TrustAnchor
 
-__all__ = ["AuditReport", "CosignReport", "History", "OperatorCredential", "PublishReport",
-           "Registry"]
+
+class Unset:
+    """The type of :data:`UNSET`: an argument not given (where ``None`` means something)."""
+
+
+UNSET = Unset()
+
+__all__ = ["AuditReport", "CatalogImport", "CosignReport", "History", "OperatorCredential",
+           "PublishReport", "Registry"]
 
 _DB_FILE = "registry.db"
 
@@ -373,26 +382,80 @@ class Registry:
 
     def add_type(self, code: str, *, name: str, national_type_code: str,
                  schema: Mapping[str, Any], validity_days: int | None = None,
-                 qr_claims: Iterable[str] = (), version: int = 1) -> CertificateType:
-        """Add a certificate type to the catalog; its JSON Schema is checked first."""
-        _catalog.check_type(code, name, national_type_code, schema, validity_days)
-        return self._ctx.execute(_catalog.ADD_TYPE, {
-            "code": code, "name": name, "national_type_code": national_type_code,
-            "schema": dict(schema), "version": version, "validity_days": validity_days,
-            "qr_claims": list(qr_claims)})
+                 qr_claims: Iterable[str] = (), version: int = 1,
+                 extra: Mapping[str, Any] | None = None) -> CertificateType:
+        """Add a certificate type to the catalog; its JSON Schema is checked first.
 
-    def get_type(self, code: str) -> CertificateType:
-        """The catalog entry of ``code``."""
+        ``extra`` keeps catalog fields ecert does not interpret (written back on export).
+        """
+        return self._ctx.execute(_catalog.ADD_TYPE, _catalog.type_params(
+            code, name, national_type_code, schema, validity_days, qr_claims, version, extra))
+
+    def update_type(self, code: str, *, schema: Mapping[str, Any] | None = None,
+                    name: str | None = None, validity_days: int | Unset | None = UNSET,
+                    qr_claims: Iterable[str] | None = None, version: int | None = None,
+                    extra: Mapping[str, Any] | None = None) -> CertificateType:
+        """Add a new version of type ``code``; what is not given stays as it is.
+
+        New certificates use the new version; issued ones keep theirs and still verify.
+        ``version`` defaults to the next one. The national type code cannot change.
+        """
+        current = self.get_type(code)
+        return self._ctx.execute(_catalog.UPDATE_TYPE, _catalog.type_params(
+            code, current.name if name is None else name, current.national_type_code,
+            current.schema if schema is None else schema,
+            current.validity_days if isinstance(validity_days, Unset) else validity_days,
+            current.qr_claims if qr_claims is None else qr_claims, version,
+            current.extra if extra is None else extra))
+
+    def get_type(self, code: str, *, version: int | None = None) -> CertificateType:
+        """The catalog entry of ``code``: its latest version, or ``version``."""
         with self._ctx.read() as repo:
-            value = repo.get_type(code)
+            value = repo.get_type(code) if version is None else repo.get_type_version(code,
+                                                                                      version)
         if value is None:
-            raise NotFound(f"no certificate type {code!r}")
+            raise NotFound(f"no certificate type {code!r}"
+                           + ("" if version is None else f" version {version}"))
         return value
 
+    def type_versions(self, code: str) -> list[CertificateType]:
+        """Every version of type ``code``, oldest first."""
+        with self._ctx.read() as repo:
+            values = repo.list_type_versions(code)
+        if not values:
+            raise NotFound(f"no certificate type {code!r}")
+        return values
+
     def types(self) -> list[CertificateType]:
-        """All catalog types."""
+        """All catalog types (their latest versions)."""
         with self._ctx.read() as repo:
             return repo.list_types()
+
+    def import_catalog(self, catalog: str | Path | Mapping[str, Any], *,
+                       dry_run: bool = False) -> CatalogImport:
+        """Load a catalog file (or parsed document) in one unit of work, idempotently.
+
+        New types are added; a type whose definition differs becomes a new version; the
+        same catalog imported again changes nothing (and logs nothing). Schema paths are
+        relative to the file (a parsed document must embed its schemas). With
+        ``dry_run``, only says what would change.
+        """
+        types = _catalog.read_catalog(catalog)
+        params = [_catalog.type_params(t["code"], t["name"], t["national_type_code"],
+                                       t["schema"], t["validity_days"], t["qr_claims"],
+                                       t["version"], t["extra"]) for t in types]
+        with self._ctx.read() as repo:
+            plan, _steps = _catalog.plan_import(repo, params)
+        if dry_run or not plan.changed:
+            return plan
+        return self._ctx.execute(_catalog.IMPORT_CATALOG, {"types": params})
+
+    def export_catalog(self) -> dict[str, Any]:
+        """The catalog as ``import_catalog`` reads it, schemas embedded."""
+        return catalog_document(
+            {"code": t.code, "name": t.name, "national_type_code": t.national_type_code,
+             "version": t.version, "schema": t.schema, "validity_days": t.validity_days,
+             "qr_claims": t.qr_claims, "extra": t.extra} for t in self.types())
 
     # -- agencies and keys -------------------------------------------------------------------
 
@@ -414,6 +477,42 @@ class Registry:
         """All agencies."""
         with self._ctx.read() as repo:
             return repo.list_agencies()
+
+    def update_agency(self, code: str, *, name: str | None = None,
+                      allow_types: Iterable[str] = (), deny_types: Iterable[str] = (),
+                      deny_from: datetime | date | None = None) -> Agency:
+        """Rename agency ``code``, give it types, or deny it types from ``deny_from`` on.
+
+        Each change is its own logged operation (so four-eyes policies on
+        ``agency.rename``, ``agency.allow_type`` and ``agency.deny_type`` hold each one),
+        carried out in the order name, given types, denied types. Denying a type takes
+        effect from ``deny_from`` (default: when the change is carried out; a date means
+        its start, UTC) and never earlier: what the agency issued before keeps verifying,
+        as the next trust list gives the type a validity window.
+        """
+        allow, deny = list(dict.fromkeys(allow_types)), list(dict.fromkeys(deny_types))
+        if name is None and not allow and not deny:
+            raise InputError("nothing to change: give a new name, types to allow or to deny",
+                             code="missing_change")
+        if set(allow) & set(deny):
+            raise InputError("a type cannot be given and denied at once", code="invalid_change")
+        if deny_from is not None and not deny:
+            raise InputError("a date to deny from needs types to deny", code="invalid_change")
+        since = None
+        if isinstance(deny_from, datetime):
+            since = to_seconds(deny_from, "deny_from")
+        elif deny_from is not None:
+            since = to_seconds(datetime(deny_from.year, deny_from.month, deny_from.day,
+                                        tzinfo=UTC), "deny_from")
+        agency = self.get_agency(code)
+        if name is not None:
+            agency = self._ctx.execute(_agencies.RENAME_AGENCY, {"agency": code, "name": name})
+        for type_code in allow:
+            agency = self._ctx.execute(_agencies.ALLOW_TYPE, {"agency": code, "type": type_code})
+        for type_code in deny:
+            agency = self._ctx.execute(_agencies.DENY_TYPE,
+                                       {"agency": code, "type": type_code, "since": since})
+        return agency
 
     def keys(self, agency_code: str | None = None) -> list[KeyInfo]:
         """Signing keys, optionally of one agency."""

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
+from ecert import _windows
 from ecert._authority import Action
 from ecert._clock import from_seconds
 from ecert._formats import bundle as _bundle
@@ -583,15 +584,15 @@ def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any) -
             find("operator_modified", operator.name, None,
                  "the operator's key, roles or status differ from the log")
     for agency in repo.list_agencies():
-        logged_agency = replay.agencies.get(agency.code)
-        if logged_agency is None or (logged_agency["name"], logged_agency["uscc"],
-                                     tuple(logged_agency["types"])) != (
-                agency.name, agency.uscc, agency.types):
+        if not _windows.matches(agency, replay.agencies.get(agency.code)):
             find("record_modified", f"agency {agency.code}", None,
                  "the agency row (or its types) differs from the log")
     for cert_type in repo.list_types():
         if cert_type.code not in replay.types:
             find("record_modified", f"type {cert_type.code}", None, "a type the log never added")
+        elif replay.types[cert_type.code].get("version") != cert_type.version:
+            find("record_modified", f"type {cert_type.code}", None,
+                 "the type's current version differs from the log")
     for agreement in repo.list_agreements():
         if replay.agreements.get(agreement.region) != agreement:
             find("record_modified", f"agreement {agreement.region}", None,

@@ -127,6 +127,9 @@ class Operation(Generic[T]):
     self_authorizing: bool = False
     #: Whether its subject is published only as a commitment (certificates, operators).
     private: bool = False
+    #: The other (action, type) pairs it logs, whose four-eyes policies hold it too (a
+    #: catalog import logs ``type.add``/``type.update`` entries).
+    covers: Callable[[Mapping[str, Any]], list[tuple[Action, str | None]]] | None = None
 
 
 @dataclass
@@ -397,6 +400,8 @@ class _Context:
             admins = sum(1 for o in repo.list_operators()
                          if o.active and Role.ADMIN in o.roles)
         needed = approvals_needed(policies, operation.action, target.resource.type, admins)
+        for action, type_code in operation.covers(params) if operation.covers else ():
+            needed = max(needed, approvals_needed(policies, action, type_code, admins))
         if needed <= 1:
             return None
         expires = unit.now + REQUEST_TTL_SECONDS

@@ -82,9 +82,10 @@ def _issue(unit: Unit, p: Mapping[str, Any]) -> Certificate:
         raise NotFound(f"no certificate type {p['type']!r}")
     if agency is None:
         raise NotFound(f"no agency {p['agency']!r}")
-    if cert_type.code not in agency.types:
+    if not agency.may_issue(cert_type.code, from_seconds(now)):
+        allowed = [t for t in agency.types if agency.may_issue(t, from_seconds(now))]
         raise NotAuthorized(f"agency {agency.code} may not issue {cert_type.code} "
-                            f"(it issues: {', '.join(agency.types) or 'nothing'})")
+                            f"(it issues: {', '.join(allowed) or 'nothing'})")
     claims = p["claims"]
     validate_claims(cert_type, claims)
     start = p["valid_from"] if p["valid_from"] is not None else now

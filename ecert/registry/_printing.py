@@ -35,7 +35,8 @@ def _sign_qr(unit: Unit, p: Mapping[str, Any]) -> tuple[str, Standing]:
     cert = repo.get_certificate(p["id"])
     if cert is None:
         raise NotFound(f"no certificate {p['id']}")
-    cert_type = repo.get_type(cert.type_code)
+    # The version it was issued under: its claims fit that version's QR claims.
+    cert_type = repo.get_type_version(cert.type_code, cert.type_version)
     if cert_type is None:
         raise NotFound(f"no type {cert.type_code}")
     key = repo.active_key(KeyRole.AGENCY, cert.agency_code)

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ecert import _windows
 from ecert._authority import Action, Resource
 from ecert._clock import from_seconds
 from ecert._formats import bundle as _bundle
@@ -40,6 +41,7 @@ from ecert._formats.trustlist import (
     TrustedKey,
     TrustList,
     TypeEntry,
+    TypeWindow,
 )
 from ecert._replay import KeyState, Replay
 from ecert._sources import MemorySource
@@ -154,9 +156,7 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
     alerts = [f"log: {f.kind} at entry {f.seq}: {f.detail}" for f in replay.findings]
     keys_out = _proven_keys(repo, ctx, replay, alerts)
     for agency in repo.list_agencies():
-        logged = replay.agencies.get(agency.code)
-        if logged is None or (logged["name"], logged["uscc"], tuple(logged["types"])) != (
-                agency.name, agency.uscc, agency.types):
+        if not _windows.matches(agency, replay.agencies.get(agency.code)):
             alerts.append(f"agency {agency.code}: the database differs from the log "
                           "(published as the log has it)")
     for agreement in repo.list_agreements():
@@ -191,6 +191,13 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
     return _Snapshot(sequence, now, size, root, checkpoint, replay, keys_out, alerts, lists,
                      repo.count_certificates(), active["root"].kid, active["status"].kid,
                      log_signer.verifier_key.encode(), witness_key, cosigned)
+
+
+def _trusted_agency(code: str, logged: Mapping[str, Any], uri: str,
+                    keys: tuple[TrustedKey, ...]) -> TrustedAgency:
+    unlimited, limited = _windows.published(logged)
+    return TrustedAgency(code, logged["name"], logged["uscc"], uri, unlimited, keys,
+                         tuple(TypeWindow(c, s, e) for c, (s, e) in limited))
 
 
 def _proven_keys(repo: Repository, ctx: _Context, replay: Replay,
@@ -266,10 +273,9 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
         region=region.code, name=region.name, base_url=region.base_url,
         sequence=snap.sequence, issued_at=now,
         next_update=now + int(trust_list_validity.total_seconds()),
-        agencies=tuple(
-            TrustedAgency(code, a["name"], a["uscc"], region.agency_uri(code),
-                          tuple(a["types"]), tuple(keys_by_agency.get(code, ())))
-            for code, a in sorted(trust.agencies.items())),
+        agencies=tuple(_trusted_agency(code, a, region.agency_uri(code),
+                                       tuple(keys_by_agency.get(code, ())))
+                       for code, a in sorted(trust.agencies.items())),
         status_keys=tuple(_trusted(k) for k in snap.keys_out if k.role == KeyRole.STATUS),
         types=tuple(TypeEntry(code, t["version"], t["name"], t["national_type_code"])
                     for code, t in sorted(trust.types.items())),
