@@ -57,6 +57,9 @@ class Action(StrEnum):
     CERT_REINSTATE = "certificate.reinstate"
     CERT_REVOKE = "certificate.revoke"
     CERT_REDACT = "certificate.redact"
+    #: The revocation (reason ``superseded``) of a renewed or reissued certificate, in the
+    #: unit that issues its successor; authorized by the permission to issue that one.
+    CERT_SUPERSEDE = "certificate.supersede"
     WITNESS_COSIGN = "witness.cosign"
     LEGACY = "legacy"
 

@@ -100,6 +100,13 @@ class CertificateState:
     token: str
     status: int = VALID
     redacted: bool = False
+    #: A revocation scheduled by a renewal's ``at_start``: the status reads INVALID from
+    #: this time on (the status stays as last set, as in the database).
+    revoke_at: int | None = None
+
+    def status_at(self, time: int) -> int:
+        """The status in effect at ``time``."""
+        return INVALID if self.revoke_at is not None and time >= self.revoke_at else self.status
 
 
 @dataclass
@@ -124,6 +131,7 @@ _TRANSITIONS = {
     Action.CERT_SUSPEND.value: ({VALID}, SUSPENDED),
     Action.CERT_REINSTATE.value: ({SUSPENDED}, VALID),
     Action.CERT_REVOKE.value: ({VALID, SUSPENDED}, INVALID),
+    Action.CERT_SUPERSEDE.value: ({VALID}, INVALID),
 }
 
 
@@ -152,6 +160,11 @@ class Replay:
         self.certificates: dict[str, CertificateState] = {}
         #: list id -> {index: status value}; only indices the log allocated.
         self.statuses: dict[int, dict[int, int]] = {}
+        #: list id -> {index: time}: scheduled revocations not overtaken by another one.
+        self.scheduled: dict[int, dict[int, int]] = {}
+        #: certificate subject -> (agency, type) of the successor issued in the current
+        #: unit (an issue entry's ``replaces``), which its certificate.supersede must match.
+        self._replacing: dict[str, tuple[str, str]] = {}
         self.cosigned: dict[str, tuple[int, str]] = {}
         self.publications: list[dict[str, Any]] = []
         self.findings: list[Finding] = []
@@ -204,8 +217,10 @@ class Replay:
             return
         if not self._authorized(operator, unit):
             return
+        self._replacing = {}
         for seq, entry in unit:
             self._effect(seq, entry, operator)
+        self._replacing = {}
 
     # -- authority -----------------------------------------------------------------------
 
@@ -250,6 +265,10 @@ class Replay:
                 continue
             if entry_action in (Action.REGISTRY_INIT, Action.REGISTRY_ADOPT):
                 return self._deny(entry, entry_seq, "a second genesis")
+            if entry_action is Action.CERT_SUPERSEDE:
+                # Authorized by the issue of its successor in the same unit (checked on
+                # that entry); the pairing is checked where the effect is applied.
+                continue
             resource = _resource(entry)
             if not permits(operator.grants, entry_action, resource):
                 return self._deny(entry, entry_seq, f"may not {entry.action}")
@@ -408,6 +427,9 @@ class Replay:
             slots[d["idx"]] = VALID
             self.certificates[entry.subject] = CertificateState(
                 d["agency"], d["type"], d["list"], d["idx"], d["token"])
+            replaces = d.get("replaces")
+            if replaces is not None:
+                self._replacing[str(replaces)] = (d["agency"], d["type"])
             return
         cert = self.certificates.get(entry.subject)
         if cert is None:
@@ -415,12 +437,33 @@ class Replay:
         if entry.action == Action.CERT_REDACT.value:
             cert.redacted = True
             return
+        if entry.action == Action.CERT_SUPERSEDE.value:
+            if self._replacing.pop(entry.subject, None) != (cert.agency, cert.type):
+                self._find(FindingKind.NO_AUTHORITY, entry.subject, seq,
+                           "superseded without a successor of its agency and type issued "
+                           "in the same unit")
+                return
+            if cert.revoke_at is not None:
+                self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,
+                           "superseded twice")
         allowed, value = _TRANSITIONS[entry.action]
-        if cert.status not in allowed:
+        status = cert.status_at(entry.time)
+        if status not in allowed:
             self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,
-                       f"{entry.action} of a certificate whose status is {cert.status}")
+                       f"{entry.action} of a certificate whose status is {status}")
+        at = d.get("at") if entry.action == Action.CERT_SUPERSEDE.value else None
+        if at is not None:
+            if type(at) is not int:
+                raise ValueError("a scheduled revocation's time is not an integer")
+            if at > entry.time:
+                cert.revoke_at = at
+                self.scheduled.setdefault(cert.list, {})[cert.idx] = at
+                return
         cert.status = value
         self.statuses[cert.list][cert.idx] = value
+        if value == INVALID and cert.revoke_at is not None:
+            cert.revoke_at = None  # revoked now: nothing left scheduled
+            self.scheduled.get(cert.list, {}).pop(cert.idx, None)
 
     def _legacy(self, seq: int, entry: Entry) -> None:
         if self._genesis:
@@ -433,9 +476,20 @@ class Replay:
 
     # -- output ----------------------------------------------------------------------------
 
-    def status_value(self, list_id: int, index: int) -> int:
-        """What a published status list must say at an index: unallocated ones are invalid."""
+    def status_value(self, list_id: int, index: int, at: int | None = None) -> int:
+        """What a published status list must say at an index: unallocated ones are invalid;
+        with ``at`` (the list's ``iat``), scheduled revocations due by then read invalid."""
+        if at is not None and self.scheduled.get(list_id, {}).get(index, at + 1) <= at:
+            return INVALID
         return self.statuses.get(list_id, {}).get(index, INVALID)
+
+    def statuses_at(self, list_id: int, at: int) -> dict[int, int]:
+        """The allocated indices of a list and their status at ``at`` (a list's ``iat``)."""
+        slots = dict(self.statuses.get(list_id, {}))
+        for index, when in self.scheduled.get(list_id, {}).items():
+            if when <= at:
+                slots[index] = INVALID
+        return slots
 
 
 def _resource(entry: Entry) -> Resource:
