@@ -15,6 +15,7 @@ import gc
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,24 @@ def test_monitor_is_consistent_then_checks_only_new_entries(world: World) -> Non
     assert len(bundles) == 1
     assert json.loads((world.tmp / "state" / "GD" / "state.json").read_text())["size"] == (
         report.log_size)
+
+
+def test_monitor_follows_a_scheduled_supersession_across_runs(world: World) -> None:
+    """A renewal's at-start revocation: lists published before the successor's start say
+    valid, the first one after says revoked, and the monitor — resuming from its saved
+    state in between — agrees with both."""
+    gd = world["GD"]
+    cert = gd.issue(holder="-renew")
+    gd.registry.renew(cert.id, at_start=True,
+                      valid_from=world.clock() + timedelta(days=2))
+    gd.publish()
+    before = world.monitor().run()
+    assert before.consistent, before.findings
+    world.clock.advance(days=3)
+    gd.publish()
+    after = world.monitor().run()
+    assert after.consistent, after.findings
+    assert gd.registry.get(cert.id).status is ecert.CertificateStatus.REVOKED
 
 
 def test_monitor_cli_json_and_exit_codes(world: World) -> None:

@@ -334,3 +334,22 @@ def test_claims_print_nested_and_escaped() -> None:
         "  none: -",
         "  evil: x\\u000aissuer: fake",
     ]
+
+
+def test_a_four_eyes_policy_on_issue_holds_renewals(registry: ecert.Registry,
+                                                     clock: FakeClock, tmp_path: Path) -> None:
+    old = issue_business_licence(registry)
+    registry.set_policy("certificate.issue", approvals=2, type_code=BL)
+    registry.add_operator("clerk-2", roles=["clerk"], passphrase=CLERK_PASS)
+    with pytest.raises(ecert.PendingApproval) as pending:
+        registry.renew(old.id, at_start=True, valid_from=clock() + timedelta(days=3))
+    request = pending.value.request
+    assert request.action == "certificate.issue"
+    assert registry.get(old.id).revoke_at is None and registry.count() == 1
+    with as_operator(registry, "clerk-2", CLERK_PASS, clock) as second:
+        second.approve(request.id)
+    assert registry.count() == 2
+    assert registry.get(old.id).revoke_at is not None
+    clock.advance(days=4)
+    assert published_status(registry, tmp_path / "www", old) == INVALID
+    intact(registry, tmp_path / "www")
