@@ -6,7 +6,18 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from ecert._authority import grants_from_json
 from ecert._formats.log import token_hash
@@ -193,8 +204,9 @@ class Repository:
         if name_prefix is not None:
             conditions.extend(_prefix_conditions(self.conn.dialect.name, name_prefix))
         if after is not None:
-            conditions.append(or_(c.issued_at > after[0],
-                                  and_(c.issued_at == after[0], c.id > after[1])))
+            # A row-value comparison: one range scan of ix_certificates_issued on both
+            # databases (the equivalent OR form makes PostgreSQL filter instead).
+            conditions.append(tuple_(c.issued_at, c.id) > tuple_(after[0], after[1]))
         query = self._cert_query()
         if conditions:
             query = query.where(and_(*conditions))
