@@ -16,6 +16,7 @@ Verifying side (no database)::
 """
 
 from ecert._clock import Clock
+from ecert._pagination import Page
 from ecert.errors import (
     AccessError,
     AlreadyExists,
@@ -118,6 +119,7 @@ __all__ = [
     "Operator",
     "OperatorCredential",
     "OperatorGrant",
+    "Page",
     "PendingApproval",
     "PermissionDenied",
     "PublishError",

@@ -64,6 +64,9 @@ class Action(StrEnum):
     CERT_REDACT = "certificate.redact"
     #: A QR code of a certificate was signed (``Registry.qr_token``, ``ecert qr``/``card``).
     CERT_QR = "certificate.qr"
+    #: The revocation (reason ``superseded``) of a renewed or reissued certificate, in the
+    #: unit that issues its successor; authorized by the permission to issue that one.
+    CERT_SUPERSEDE = "certificate.supersede"
     WITNESS_COSIGN = "witness.cosign"
     LEGACY = "legacy"
 

@@ -101,6 +101,13 @@ class CertificateState:
     token: str
     status: int = VALID
     redacted: bool = False
+    #: A revocation scheduled by a renewal's ``at_start``: the status reads INVALID from
+    #: this time on (the status stays as last set, as in the database).
+    revoke_at: int | None = None
+
+    def status_at(self, time: int) -> int:
+        """The status in effect at ``time``."""
+        return INVALID if self.revoke_at is not None and time >= self.revoke_at else self.status
 
 
 @dataclass
@@ -125,6 +132,7 @@ _TRANSITIONS = {
     Action.CERT_SUSPEND.value: ({VALID}, SUSPENDED),
     Action.CERT_REINSTATE.value: ({SUSPENDED}, VALID),
     Action.CERT_REVOKE.value: ({VALID, SUSPENDED}, INVALID),
+    Action.CERT_SUPERSEDE.value: ({VALID}, INVALID),
 }
 
 
@@ -153,6 +161,11 @@ class Replay:
         self.certificates: dict[str, CertificateState] = {}
         #: list id -> {index: status value}; only indices the log allocated.
         self.statuses: dict[int, dict[int, int]] = {}
+        #: list id -> {index: time}: scheduled revocations not overtaken by another one.
+        self.scheduled: dict[int, dict[int, int]] = {}
+        #: certificate subject -> (agency, type) of the successor issued in the current
+        #: unit (an issue entry's ``replaces``), which its certificate.supersede must match.
+        self._replacing: dict[str, tuple[str, str]] = {}
         self.cosigned: dict[str, tuple[int, str]] = {}
         self.publications: list[dict[str, Any]] = []
         self.findings: list[Finding] = []
@@ -205,8 +218,10 @@ class Replay:
             return
         if not self._authorized(operator, unit):
             return
+        self._replacing = {}
         for seq, entry in unit:
             self._effect(seq, entry, operator)
+        self._replacing = {}
 
     # -- authority -----------------------------------------------------------------------
 
@@ -251,6 +266,10 @@ class Replay:
                 continue
             if entry_action in (Action.REGISTRY_INIT, Action.REGISTRY_ADOPT):
                 return self._deny(entry, entry_seq, "a second genesis")
+            if entry_action is Action.CERT_SUPERSEDE:
+                # Authorized by the issue of its successor in the same unit (checked on
+                # that entry); the pairing is checked where the effect is applied.
+                continue
             resource = _resource(entry)
             if not permits(operator.grants, entry_action, resource):
                 return self._deny(entry, entry_seq, f"may not {entry.action}")
@@ -449,6 +468,9 @@ class Replay:
             if not self.agency_may_issue(d["agency"], d["type"], entry.time):
                 self._find(FindingKind.NO_AUTHORITY, entry.subject, seq,
                            f"agency {d['agency']} was not given {d['type']} at that time")
+            replaces = d.get("replaces")
+            if replaces is not None:
+                self._replacing[str(replaces)] = (d["agency"], d["type"])
             return
         cert = self.certificates.get(entry.subject)
         if cert is None:
@@ -461,17 +483,38 @@ class Replay:
             # a certificate nobody may rely on.
             if cert.redacted:
                 raise ValueError("a QR code of a redacted certificate")
-            if d["standing"] == "valid" and cert.status != VALID:
+            if d["standing"] == "valid" and cert.status_at(entry.time) != VALID:
                 self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,
                            f"{entry.action} signed as valid for a certificate whose status "
-                           f"is {cert.status}")
+                           f"is {cert.status_at(entry.time)}")
             return
+        if entry.action == Action.CERT_SUPERSEDE.value:
+            if self._replacing.pop(entry.subject, None) != (cert.agency, cert.type):
+                self._find(FindingKind.NO_AUTHORITY, entry.subject, seq,
+                           "superseded without a successor of its agency and type issued "
+                           "in the same unit")
+                return
+            if cert.revoke_at is not None:
+                self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,
+                           "superseded twice")
         allowed, value = _TRANSITIONS[entry.action]
-        if cert.status not in allowed:
+        status = cert.status_at(entry.time)
+        if status not in allowed:
             self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,
-                       f"{entry.action} of a certificate whose status is {cert.status}")
+                       f"{entry.action} of a certificate whose status is {status}")
+        at = d.get("at") if entry.action == Action.CERT_SUPERSEDE.value else None
+        if at is not None:
+            if type(at) is not int:
+                raise ValueError("a scheduled revocation's time is not an integer")
+            if at > entry.time:
+                cert.revoke_at = at
+                self.scheduled.setdefault(cert.list, {})[cert.idx] = at
+                return
         cert.status = value
         self.statuses[cert.list][cert.idx] = value
+        if value == INVALID and cert.revoke_at is not None:
+            cert.revoke_at = None  # revoked now: nothing left scheduled
+            self.scheduled.get(cert.list, {}).pop(cert.idx, None)
 
     def _legacy(self, seq: int, entry: Entry) -> None:
         if self._genesis:
@@ -484,9 +527,20 @@ class Replay:
 
     # -- output ----------------------------------------------------------------------------
 
-    def status_value(self, list_id: int, index: int) -> int:
-        """What a published status list must say at an index: unallocated ones are invalid."""
+    def status_value(self, list_id: int, index: int, at: int | None = None) -> int:
+        """What a published status list must say at an index: unallocated ones are invalid;
+        with ``at`` (the list's ``iat``), scheduled revocations due by then read invalid."""
+        if at is not None and self.scheduled.get(list_id, {}).get(index, at + 1) <= at:
+            return INVALID
         return self.statuses.get(list_id, {}).get(index, INVALID)
+
+    def statuses_at(self, list_id: int, at: int) -> dict[int, int]:
+        """The allocated indices of a list and their status at ``at`` (a list's ``iat``)."""
+        slots = dict(self.statuses.get(list_id, {}))
+        for index, when in self.scheduled.get(list_id, {}).items():
+            if when <= at:
+                slots[index] = INVALID
+        return slots
 
 
 def _resource(entry: Entry) -> Resource:

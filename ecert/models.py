@@ -181,6 +181,11 @@ class Certificate:
     type_version: int = 1
     revocation_reason: RevocationReason | None = None
     supersedes: str | None = None
+    #: When a scheduled revocation (a renewal's ``at_start``) takes effect; once that
+    #: instant passed, ``status`` reads revoked (reason ``superseded``).
+    revoke_at: datetime | None = None
+    #: The free-text reason given with the latest suspension or reinstatement.
+    status_note: str | None = None
 
 
 class Role(StrEnum):
@@ -275,3 +280,5 @@ class LogEntry:
     subject: str
     details: Mapping[str, Any]
     leaf: bytes = field(repr=False, default=b"")
+    #: The entry's free-text reason (kept by the registry; the log has its keyed hash).
+    note: str | None = None

@@ -408,6 +408,10 @@ def _replay_json(r: Replay) -> dict[str, Any]:
         "root_rotations": list(r.root_rotations),
         "certificates": {c: [s.list, s.idx, s.agency, s.type, s.redacted]
                          for c, s in r.certificates.items()},
+        "scheduled": {str(list_id): {str(i): at for i, at in slots.items()}
+                      for list_id, slots in r.scheduled.items()},
+        "revoke_at": {c: s.revoke_at for c, s in r.certificates.items()
+                      if s.revoke_at is not None},
         "cosigned": {o: list(v) for o, v in r.cosigned.items()},
         "publications": len(r.publications),
         "findings": [f.to_json() for f in r.findings],
@@ -436,6 +440,11 @@ def _replay_from_json(v: Mapping[str, Any], statuses: dict[int, dict[int, int]])
     for c, (list_id, idx, agency, type_, redacted) in v["certificates"].items():
         r.certificates[c] = CertificateState(agency, type_, list_id, idx, "",
                                              statuses[list_id][idx], redacted)
+    # Scheduled revocations (absent from states written before renewals existed).
+    r.scheduled = {int(list_id): {int(i): int(at) for i, at in slots.items()}
+                   for list_id, slots in v.get("scheduled", {}).items()}
+    for c, at in v.get("revoke_at", {}).items():
+        r.certificates[c].revoke_at = int(at)
     r.cosigned = {o: (s, root) for o, (s, root) in v["cosigned"].items()}
     r.publications = [{} for _ in range(int(v["publications"]))]
     r.findings = [Finding(f["kind"], f["subject"], f["seq"], f["detail"])
@@ -636,6 +645,7 @@ class _Published:
     size: int  #: the log size it names
     root: str
     status_list: StatusList
+    issued_at: int = 0  #: its ``iat``: scheduled revocations due by then read invalid
 
 
 class Monitor:
@@ -854,7 +864,8 @@ class Monitor:
                 find(FindingKind.STATUS_LIST_INVALID, uri, None,
                      getattr(e, "message", str(e)))
                 continue
-            found.append(_Published(uri, list_id, size, root, token.status_list))
+            found.append(_Published(uri, list_id, size, root, token.status_list,
+                                    token.issued_at))
         return found
 
     @staticmethod
@@ -865,7 +876,7 @@ class Monitor:
             return
         lst = p.status_list
         expected = StatusList.filled(lst.size, lst.bits, INVALID)
-        slots = replay.statuses.get(p.list_id, {})
+        slots = replay.statuses_at(p.list_id, p.issued_at)
         for index, value in slots.items():
             if index >= lst.size:
                 find(FindingKind.STATUS_MISMATCH, f"{p.uri}#{index}", p.size,

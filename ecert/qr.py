@@ -101,6 +101,8 @@ def standing(cert: Certificate, at: datetime) -> Standing:
 
     if cert.status is CertificateStatus.REVOKED:
         return Standing.REVOKED
+    if cert.revoke_at is not None and at >= cert.revoke_at:
+        return Standing.REVOKED  # a renewal's scheduled supersession has taken effect
     if cert.status is CertificateStatus.SUSPENDED:
         return Standing.SUSPENDED
     if at < cert.valid_from:

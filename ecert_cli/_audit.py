@@ -10,6 +10,8 @@ import click
 import ecert
 from ecert._formats.bundle import ANCHOR_FILE
 from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
+from ecert_cli._paging import emit_page, page_options
+from ecert_cli._render import safe_text
 
 
 @cli.group("audit")
@@ -46,31 +48,37 @@ def audit_verify(bundle: Path | None) -> None:
 @click.argument("cert_id", metavar="ID", required=False)
 @click.option("--holder-id", default=None,
               help="Every certificate of this holder (found through the keyed pseudonym).")
+@page_options()
 @json_option
-def audit_history(cert_id: str | None, holder_id: str | None) -> None:
-    """Who did what to certificate ID (or to every certificate of a holder), when, with
-    inclusion proofs."""
+def audit_history(cert_id: str | None, holder_id: str | None, limit: int,
+                  after: str | None) -> None:
+    """Who did what to certificate ID (or to every certificate of a holder, a page of
+    certificates at a time), when, with inclusion proofs."""
     if (cert_id is None) == (holder_id is None):
         raise ecert.InputError("give a certificate ID or --holder-id, not both")
     with settings().open_registry() as registry:
-        ids = [cert_id] if cert_id is not None else [
-            c.id for c in registry.find(holder_id=holder_id, limit=10_000)]
-        found = [registry.history(i) for i in ids]
+        if cert_id is not None:
+            page = ecert.Page((registry.history(cert_id),), False, None)
+        else:
+            certs = registry.find_page(holder_id=holder_id, limit=limit, after=after)
+            page = ecert.Page(tuple(registry.history(c.id) for c in certs.items), certs.more,
+                              certs.next)
 
     def human() -> None:
-        if not found:
+        if not page.items:
             click.echo("no certificates of that holder")
-        for one in found:
+        for one in page.items:
             click.echo(f"{one.subject}  (published as {one.commitment})")
             for e in one.entries:
                 proven = "proven" if e.seq in one.proofs else "not yet in a checkpoint"
+                note = f"  ({safe_text(e.note)})" if e.note else ""
                 click.echo(f"{e.seq:>6}  {e.at.isoformat()}  {e.operator:<12} {e.action:<22} "
-                           f"{proven}")
+                           f"{proven}{note}")
 
     if cert_id is not None:
-        emit(found[0].to_json(), human)
+        emit(page.items[0].to_json(), human)
     else:
-        emit({"certificates": [h.to_json() for h in found]}, human)
+        emit_page(page, lambda h: h.to_json(), human)
 
 
 @audit_group.command("prove")

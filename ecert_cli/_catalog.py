@@ -11,7 +11,9 @@ from typing import Any
 import click
 
 import ecert
+from ecert._pagination import page_in_memory
 from ecert_cli._app import cli, emit, json_option, settings
+from ecert_cli._paging import emit_page, page_options
 from ecert_cli._render import agency_json, key_json, type_json
 
 
@@ -113,11 +115,13 @@ def type_versions(code: str) -> None:
 
 
 @type_group.command("list")
+@page_options()
 @json_option
-def type_list() -> None:
-    """List the catalog."""
+def type_list(limit: int, after: str | None) -> None:
+    """List the catalog, by code."""
     with settings().open_registry() as registry:
-        types = registry.types()
+        page = page_in_memory(registry.types(), limit, after, lambda t: (t.code,), (str,))
+    types = page.items
 
     def human() -> None:
         if not types:
@@ -127,7 +131,7 @@ def type_list() -> None:
             click.echo(f"{t.code:<32} v{t.version}  {t.national_type_code}  {validity:<10}  "
                        f"{t.name}")
 
-    emit([type_json(t) for t in types], human)
+    emit_page(page, type_json, human)
 
 
 @cli.group("agency")
@@ -204,11 +208,15 @@ def agency_update(code: str, name: str | None, allow: tuple[str, ...], deny: tup
 
 
 @agency_group.command("list")
+@page_options()
 @json_option
-def agency_list() -> None:
-    """List agencies with their types and keys."""
+def agency_list(limit: int, after: str | None) -> None:
+    """List agencies with their types and keys, by code."""
     with settings().open_registry() as registry:
-        agencies = [(a, registry.keys(a.code)) for a in registry.agencies()]
+        shown = page_in_memory(registry.agencies(), limit, after, lambda a: (a.code,), (str,))
+        page = ecert.Page(tuple((a, registry.keys(a.code)) for a in shown.items), shown.more,
+                          shown.next)
+    agencies = page.items
 
     def human() -> None:
         if not agencies:
@@ -223,7 +231,7 @@ def agency_list() -> None:
             for key in keys:
                 click.echo(f"{'':<20} key {key.kid} {key.alg} {key.status.value}")
 
-    emit([agency_json(a, k) for a, k in agencies], human)
+    emit_page(page, lambda p: agency_json(*p), human)
 
 
 @agency_group.command("rotate-key")

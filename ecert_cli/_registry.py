@@ -9,6 +9,8 @@ import click
 
 import ecert
 from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_mode, json_option, settings
+from ecert_cli._paging import emit_page, page_options
+from ecert_cli._render import safe_text
 
 
 @cli.command("init")
@@ -87,20 +89,22 @@ def publish(directory: Path, trust_list_days: int, status_list_hours: int,
 
 @cli.command("events")
 @click.argument("subject", required=False)
-@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@page_options(default_limit=1000, maximum=100_000)
 @json_option
-def events(subject: str | None, limit: int) -> None:
+def events(subject: str | None, limit: int, after: str | None) -> None:
     """Show the log (who did what, when), optionally for one SUBJECT."""
     with settings().open_registry() as registry:
         if subject is not None and subject.startswith("1.2.156"):
             subject = registry.resolve_id(subject)
-        entries = registry.events(subject, limit)
+        page = registry.events_page(subject, limit=limit, after=after)
 
     def human() -> None:
-        for e in entries:
+        for e in page.items:
+            note = f"  ({safe_text(e.note)})" if e.note else ""
             click.echo(f"{e.seq:>6}  {e.at.isoformat()}  {e.operator:<12} {e.action:<22} "
-                       f"{e.subject}")
+                       f"{e.subject}{note}")
 
-    emit([{"seq": e.seq, "at": e.at.isoformat(), "operator": e.operator,
-           "operator_kid": e.operator_kid, "action": e.action, "subject": e.subject,
-           "details": dict(e.details)} for e in entries], human)
+    emit_page(page, lambda e: {
+        "seq": e.seq, "at": e.at.isoformat(), "operator": e.operator,
+        "operator_kid": e.operator_kid, "action": e.action, "subject": e.subject,
+        "details": dict(e.details), "note": e.note}, human)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +39,8 @@ def certificate_json(cert: ecert.Certificate, *, token: bool = True) -> dict[str
         "status_list": {"uri": cert.status_list_uri, "idx": cert.status_index},
         "kid": cert.kid,
         "supersedes": cert.supersedes,
+        "revoke_at": _when(cert.revoke_at),
+        "status_note": cert.status_note,
         "claims": dict(cert.claims),
     }
     if token:
@@ -53,19 +56,76 @@ def print_certificate(cert: ecert.Certificate, *, claims: bool = True) -> None:
     rows = [
         ("id", cert.id),
         ("type", cert.type_code),
-        ("holder", f"{cert.holder_name}  [pseudonym {cert.holder}]"),
+        ("holder", f"{safe_text(cert.holder_name)}  [pseudonym {cert.holder}]"),
         ("issuer", f"{cert.agency_code} ({cert.region})"),
         ("valid", f"{cert.valid_from.date().isoformat()} to {until}"),
         ("status", status),
     ]
+    if cert.revoke_at is not None and cert.status is not ecert.CertificateStatus.REVOKED:
+        rows.append(("revocation", f"scheduled at {_when(cert.revoke_at)} (superseded)"))
+    if cert.status_note:
+        rows.append(("reason", safe_text(cert.status_note)))
     if cert.supersedes:
         rows.append(("supersedes", cert.supersedes))
     for label, value in rows:
         click.echo(f"{label + ':':<12} {value}")
     if claims:
         click.echo("claims:")
-        for name, value in cert.claims.items():
-            click.echo(f"  {name}: {value if value is not None else '-'}")
+        for line in claim_lines(cert.claims, indent=1):
+            click.echo(line)
+
+
+def claim_lines(value: Any, indent: int = 0) -> list[str]:
+    """Claims as indented lines: objects as ``name: value`` (nested ones indented
+    below their name), arrays as ``- item`` lines; text escaped so it cannot fake a line."""
+    pad = "  " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        if not value:
+            return [f"{pad}{{}}"]
+        for name, item in value.items():
+            label = f"{pad}{safe_text(str(name))}:"
+            if isinstance(item, dict | list) and item:
+                lines.append(label)
+                lines.extend(claim_lines(item, indent + 1))
+            else:
+                lines.append(f"{label} {_scalar(item)}")
+        return lines
+    if isinstance(value, list):
+        if not value:
+            return [f"{pad}[]"]
+        for item in value:
+            if isinstance(item, dict | list) and item:
+                nested = claim_lines(item, indent + 1)
+                # The first line of a nested member follows the dash.
+                lines.append(f"{pad}- {nested[0].lstrip()}")
+                lines.extend(nested[1:])
+            else:
+                lines.append(f"{pad}- {_scalar(item)}")
+        return lines
+    return [f"{pad}{_scalar(value)}"]
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict | list):
+        return "{}" if isinstance(value, dict) else "[]"
+    return safe_text(str(value))
+
+
+def safe_text(text: str) -> str:
+    """``text`` on one line: control, line-separating and bidi-override characters are
+    shown as ``\\u`` escapes, so a stored value cannot fake an output line."""
+    return "".join(
+        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+        or ch in _BIDI_CONTROLS else ch for ch in text)
+
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+                           "\u200e\u200f\u061c")
 
 
 def certificate_row(cert: ecert.Certificate) -> str:

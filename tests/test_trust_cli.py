@@ -382,7 +382,7 @@ def test_withdraw_then_recognize_again_with_auto(net: Net) -> None:
     gd.ok("publish", str(gd.www))
     out = net.verify_json(net.tokens["ZJ", SPJY], "--anchor", str(net.anchors["GD"]))
     assert out["local_type"] == FBL
-    actions = [e["action"] for e in gd.json("events", "ZJ")]
+    actions = [e["action"] for e in gd.json("events", "ZJ")["items"]]
     assert actions == ["agreement.add", "agreement.withdraw", "agreement.add"]
 
 

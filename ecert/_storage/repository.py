@@ -6,7 +6,18 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from ecert._authority import grants_from_json
 from ecert._formats.log import token_hash
@@ -190,26 +201,40 @@ class Repository:
 
     def find_certificates(
         self, *, holder: str | None, type_code: str | None, status: CertificateStatus | None,
-        agency_code: str | None, kid: str | None = None, limit: int, offset: int,
+        agency_code: str | None, kid: str | None = None, limit: int, offset: int = 0,
+        name_prefix: str | None = None, after: tuple[int, str] | None = None,
+        now: int | None = None,
     ) -> list[Certificate]:
-        conditions = []
+        """Certificates in ``(issued_at, id)`` order, after the keyset cursor ``after``.
+
+        ``status`` is the effective status at ``now``: a scheduled revocation that fell
+        due reads revoked.
+        """
+        c = certificates.c
+        conditions: list[Any] = []
         if holder is not None:
-            conditions.append(certificates.c.holder == holder)
+            conditions.append(c.holder == holder)
         if type_code is not None:
-            conditions.append(certificates.c.type_code == type_code)
+            conditions.append(c.type_code == type_code)
         if status is not None:
-            conditions.append(certificates.c.status == status.value)
+            conditions.append(_status_condition(status, now))
         if agency_code is not None:
-            conditions.append(certificates.c.agency_code == agency_code)
+            conditions.append(c.agency_code == agency_code)
         if kid is not None:
-            conditions.append(certificates.c.kid == kid)
+            conditions.append(c.kid == kid)
+        if name_prefix is not None:
+            conditions.extend(_prefix_conditions(self.conn.dialect.name, name_prefix))
+        if after is not None:
+            # A row-value comparison: one range scan of ix_certificates_issued on both
+            # databases (the equivalent OR form makes PostgreSQL filter instead).
+            conditions.append(tuple_(c.issued_at, c.id) > tuple_(after[0], after[1]))
         query = self._cert_query()
         if conditions:
             query = query.where(and_(*conditions))
-        rows = self.conn.execute(
-            query.order_by(certificates.c.issued_at, certificates.c.id).limit(limit).offset(offset)
-        )
-        return [self._certificate(row) for row in rows]
+        query = query.order_by(c.issued_at, c.id).limit(limit)
+        if offset:
+            query = query.offset(offset)
+        return [self._certificate(row) for row in self.conn.execute(query)]
 
     def count_certificates(self) -> int:
         return int(self.conn.execute(select(func.count()).select_from(certificates)).scalar_one())
@@ -235,7 +260,8 @@ class Repository:
             type_version=row.type_version,
             revocation_reason=(None if row.revocation_reason is None
                                else RevocationReason(row.revocation_reason)),
-            supersedes=row.supersedes,
+            supersedes=row.supersedes, revoke_at=_dt(row.revoke_at),
+            status_note=row.status_note,
         )
 
     def get_agreement(self, region_code: str) -> Agreement | None:
@@ -302,11 +328,17 @@ class Repository:
             return None
         return self._request(row), dict(row.params), row.agency_code, row.type_code
 
-    def list_requests(self, *, status: RequestStatus | None = None, limit: int = 100
+    def list_requests(self, *, status: RequestStatus | None = None, limit: int = 100,
+                      before_id: int | None = None, unexpired_at: int | None = None
                       ) -> list[ApprovalRequest]:
+        """Requests, newest first, below ``before_id`` (the keyset cursor)."""
         query = select(requests)
         if status is not None:
             query = query.where(requests.c.status == status.value)
+        if before_id is not None:
+            query = query.where(requests.c.id < before_id)
+        if unexpired_at is not None:
+            query = query.where(requests.c.expires_at > unexpired_at)
         rows = self.conn.execute(query.order_by(requests.c.id.desc()).limit(limit))
         return [self._request(r) for r in rows]
 
@@ -374,13 +406,18 @@ class Repository:
         return [(r.origin, r.witness, int(r.size), bytes(r.root), r.note, int(r.created_at))
                 for r in rows]
 
-    def allocated_slots(self, list_id: int) -> Iterator[tuple[int, str]]:
-        """``(index, status)`` of every certificate on a list."""
+    def allocated_slots(self, list_id: int, now: int | None = None
+                        ) -> Iterator[tuple[int, str]]:
+        """``(index, status)`` of every certificate on a list; with ``now``, the status in
+        effect then (a scheduled revocation that fell due reads revoked)."""
         rows = self.conn.execute(
-            select(certificates.c.status_index, certificates.c.status)
+            select(certificates.c.status_index, certificates.c.status,
+                   certificates.c.revoke_at)
             .where(certificates.c.status_list_id == list_id))
+        revoked = CertificateStatus.REVOKED.value
         for row in rows:
-            yield int(row.status_index), str(row.status)
+            due = now is not None and row.revoke_at is not None and row.revoke_at <= now
+            yield int(row.status_index), revoked if due else str(row.status)
 
     def certificate_facts(self) -> Iterator[Row[Any]]:
         """Every certificate row, with the columns an audit compares against the log."""
@@ -503,9 +540,20 @@ class WriteRepository(Repository):
         ))
 
     def set_status(self, cert_id: str, status: CertificateStatus,
-                   reason: RevocationReason | None) -> None:
-        self.conn.execute(update(certificates).where(certificates.c.id == cert_id).values(
-            status=status.value, revocation_reason=None if reason is None else reason.value))
+                   reason: RevocationReason | None = None, note: str | None = None) -> None:
+        values: dict[str, Any] = {
+            "status": status.value,
+            "revocation_reason": None if reason is None else reason.value,
+            "status_note": note}
+        if status is CertificateStatus.REVOKED:
+            values["revoke_at"] = None  # revoked now: nothing left to schedule
+        self.conn.execute(update(certificates).where(certificates.c.id == cert_id)
+                          .values(**values))
+
+    def schedule_revocation(self, cert_id: str, at: int) -> None:
+        """Revoke ``cert_id`` (reason superseded) from ``at`` on, with nobody acting then."""
+        self.conn.execute(update(certificates).where(certificates.c.id == cert_id)
+                          .values(revoke_at=at))
 
     def put_agreement(self, value: Agreement, now: int) -> None:
         """Create or replace the agreement with ``value.region``."""
@@ -610,3 +658,29 @@ class WriteRepository(Repository):
     def redact_certificate(self, cert_id: str, now: int) -> None:
         self.conn.execute(update(certificates).where(certificates.c.id == cert_id).values(
             holder_name="", claims={}, token="", redacted_at=now))
+
+
+def _status_condition(status: CertificateStatus, now: int | None) -> Any:
+    """SQL for "the effective status at ``now`` is ``status``"."""
+    c = certificates.c
+    if now is None:
+        return c.status == status.value
+    due = and_(c.revoke_at.is_not(None), c.revoke_at <= now)
+    if status is CertificateStatus.REVOKED:
+        return or_(c.status == status.value, due)
+    return and_(c.status == status.value, or_(c.revoke_at.is_(None), c.revoke_at > now))
+
+
+def _prefix_conditions(dialect: str, prefix: str) -> list[Any]:
+    """Holder names starting with ``prefix`` (case as typed), in a form an index serves.
+
+    PostgreSQL: ``LIKE 'prefix%'`` (escaped), served by the ``varchar_pattern_ops`` index
+    whatever the database collation. SQLite: the same range on its binary collation
+    (UTF-8 byte order is code point order), which its plain index serves; LIKE there is
+    case-insensitive for ASCII, so the range also makes the match exact.
+    """
+    c = certificates.c
+    conditions = [c.holder_name.startswith(prefix, autoescape=True)]
+    if dialect == "sqlite":
+        conditions += [c.holder_name >= prefix, c.holder_name < prefix + "\U0010ffff"]
+    return conditions

@@ -159,12 +159,19 @@ certificates = Table(
     # Kept when a lawful erasure removes the token and personal data (``redacted_at``).
     Column("token_hash", String(64), nullable=True),
     Column("redacted_at", BigInteger, nullable=True),
+    # A revocation scheduled by a renewal with ``--at-start`` (see _lifecycle.effective).
+    Column("revoke_at", BigInteger, nullable=True),
+    Column("status_note", Text, nullable=True),  # reason of the latest suspend/reinstate
     UniqueConstraint("status_list_id", "status_index", name="uq_certificates_status_slot"),
     UniqueConstraint("agency_code", "serial", name="uq_certificates_agency_serial"),
     Index("ix_certificates_holder", "holder"),
     Index("ix_certificates_serial", "serial"),
     Index("ix_certificates_type_status", "type_code", "status"),
     Index("ix_certificates_status_list", "status_list_id", "status"),
+    Index("ix_certificates_holder_name", "holder_name",
+          postgresql_ops={"holder_name": "varchar_pattern_ops"}),
+    Index("ix_certificates_issued", "issued_at", "id"),
+    Index("ix_certificates_revoke_at", "revoke_at"),
 )
 
 # Append-only record of every state change: what, who, when. Triggers refuse UPDATE/DELETE.
@@ -263,6 +270,7 @@ log_entries = Table(
     Column("operator", String(64), nullable=False),
     Column("unit", BigInteger, nullable=False),
     Column("at", BigInteger, nullable=False),
+    Column("note", Text, nullable=True),  # an entry's free-text reason, in clear
     Index("ix_log_entries_plain_subject", "plain_subject"),
     Index("ix_log_entries_action", "action"),
 )

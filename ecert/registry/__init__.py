@@ -12,6 +12,7 @@ agencies and keys, issuance, lifecycle, recognition, operators, publication, aud
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,8 @@ from ecert._formats.log import commitment, commitment_opening
 from ecert._formats.statuslist import MIN_LIST_SIZE
 from ecert._formats.trustlist import Agreement, TrustList
 from ecert._formats.url import check_http_url
+from ecert._merge_patch import merge_patch
+from ecert._pagination import Page, decode_cursor, page_of
 from ecert._storage.database import make_engine, migrate, schema_is_current, sqlite_url
 from ecert._storage.repository import Repository
 from ecert.errors import (
@@ -35,6 +38,7 @@ from ecert.errors import (
     FormatError,
     InputError,
     InvalidCertificateId,
+    InvalidTransition,
     NotFound,
     StorageError,
 )
@@ -360,13 +364,22 @@ class Registry:
 
     def requests(self, *, pending: bool = False, limit: int = 100) -> list[ApprovalRequest]:
         """Four-eyes requests, newest first (``pending``: only those still waiting)."""
+        return list(self.requests_page(pending=pending, limit=limit).items)
+
+    def requests_page(self, *, pending: bool = False, limit: int = 100,
+                      after: str | None = None) -> Page[ApprovalRequest]:
+        """One page of four-eyes requests, newest first (``after``: a ``next`` cursor)."""
+        if limit < 1:
+            raise InputError("limit must be at least 1")
+        before = None if after is None else int(decode_cursor(after, (int,))[0])
         now = self._now()
         with self._ctx.read() as repo:
             found = repo.list_requests(
-                status=RequestStatus.PENDING if pending else None, limit=limit)
-        return [r if r.status is not RequestStatus.PENDING
-                or now < int(r.expires_at.timestamp()) else _expired(r)
-                for r in found if not pending or now < int(r.expires_at.timestamp())]
+                status=RequestStatus.PENDING if pending else None, limit=limit + 1,
+                before_id=before, unexpired_at=now if pending else None)
+        found = [r if r.status is not RequestStatus.PENDING
+                 or now < int(r.expires_at.timestamp()) else _expired(r) for r in found]
+        return page_of(found, limit, lambda r: (r.id,))
 
     def approve(self, request_id: int) -> ApprovalRequest:
         """Approve a request; the last approval needed carries the change out."""
@@ -601,12 +614,40 @@ class Registry:
             cert = repo.get_certificate(cert_id)
         if cert is None:
             raise NotFound(f"no certificate {cert_id}")
-        return cert
+        return _lifecycle.effective(cert, self._now())
 
     def find(self, *, holder_id: str | None = None, type_code: str | None = None,
              status: CertificateStatus | str | None = None, agency_code: str | None = None,
-             kid: str | None = None, limit: int = 100, offset: int = 0) -> list[Certificate]:
-        """Certificates matching every given filter, oldest first."""
+             kid: str | None = None, limit: int = 100, offset: int = 0,
+             name: str | None = None) -> list[Certificate]:
+        """Certificates matching every given filter, oldest first (see :meth:`find_page`)."""
+        return list(self._find(holder_id=holder_id, type_code=type_code, status=status,
+                               agency_code=agency_code, kid=kid, name=name, limit=limit,
+                               offset=offset, after=None))
+
+    def find_page(self, *, holder_id: str | None = None, type_code: str | None = None,
+                  status: CertificateStatus | str | None = None,
+                  agency_code: str | None = None, kid: str | None = None,
+                  name: str | None = None, limit: int = 100,
+                  after: str | None = None) -> Page[Certificate]:
+        """One page of certificates matching every filter, oldest first.
+
+        ``name`` matches holder names that start with it (as typed: case and width are
+        kept). ``after`` is the ``next`` cursor of the previous page. ``status`` is the
+        status in effect now (a scheduled revocation that fell due reads revoked).
+        """
+        if limit < 1:
+            raise InputError("limit must be at least 1")
+        key = None if after is None else decode_cursor(after, (int, str))
+        rows = self._find(holder_id=holder_id, type_code=type_code, status=status,
+                          agency_code=agency_code, kid=kid, name=name, limit=limit + 1,
+                          offset=0, after=key)
+        return page_of(rows, limit, lambda c: (to_seconds(c.issued_at), c.id))
+
+    def _find(self, *, holder_id: str | None, type_code: str | None,
+              status: CertificateStatus | str | None, agency_code: str | None,
+              kid: str | None, name: str | None, limit: int, offset: int,
+              after: tuple[Any, ...] | None) -> list[Certificate]:
         holder = None if holder_id is None else self.holder_pseudonym(holder_id)
         if status is not None:
             try:
@@ -614,10 +655,16 @@ class Registry:
             except ValueError as e:
                 raise InputError(f"unknown status {status!r}: use valid, suspended or revoked"
                                  ) from e
+        if name is not None and not name.strip():
+            raise InputError("the name to search for is empty")
+        now = self._now()
         with self._ctx.read() as repo:
-            return repo.find_certificates(holder=holder, type_code=type_code, status=status,
-                                          agency_code=agency_code, kid=kid, limit=limit,
-                                          offset=offset)
+            found = repo.find_certificates(
+                holder=holder, type_code=type_code, status=status, agency_code=agency_code,
+                kid=kid, limit=limit, offset=offset,
+                name_prefix=None if name is None else name.strip(),
+                after=None if after is None else (int(after[0]), str(after[1])), now=now)
+        return [_lifecycle.effective(c, now) for c in found]
 
     def count(self) -> int:
         """How many certificates were issued."""
@@ -657,13 +704,68 @@ class Registry:
         return self._ctx.execute(_lifecycle.REVOKE, {"id": self.resolve_id(id_or_serial),
                                                      "reason": reason.value})
 
-    def suspend(self, id_or_serial: str) -> Certificate:
-        """Suspend a valid certificate (reversible)."""
-        return self._ctx.execute(_lifecycle.SUSPEND, {"id": self.resolve_id(id_or_serial)})
+    def suspend(self, id_or_serial: str, reason: str | None = None) -> Certificate:
+        """Suspend a valid certificate (reversible). ``reason`` is free text, kept with
+        the certificate and its log entry (the public log shows only its keyed hash)."""
+        return self._ctx.execute(_lifecycle.SUSPEND, {"id": self.resolve_id(id_or_serial),
+                                                      "note": _note(reason)})
 
-    def reinstate(self, id_or_serial: str) -> Certificate:
-        """Lift a suspension."""
-        return self._ctx.execute(_lifecycle.REINSTATE, {"id": self.resolve_id(id_or_serial)})
+    def reinstate(self, id_or_serial: str, reason: str | None = None) -> Certificate:
+        """Lift a suspension (``reason`` as for :meth:`suspend`)."""
+        return self._ctx.execute(_lifecycle.REINSTATE, {"id": self.resolve_id(id_or_serial),
+                                                        "note": _note(reason)})
+
+    def renew(self, id_or_serial: str, *, valid_from: datetime | None = None,
+              valid_until: datetime | date | None = None,
+              claims_patch: Mapping[str, Any] | None = None,
+              at_start: bool = False) -> tuple[Certificate, Certificate]:
+        """Issue the successor of a certificate from its stored claims (with an RFC 7396
+        merge patch applied, if given) and revoke the old one (reason ``superseded``),
+        both in one unit of work. Returns ``(successor, predecessor)``.
+
+        The successor has the same type (its latest version), agency, holder and holder
+        name; it starts at ``valid_from`` (default now) and ends at ``valid_until`` (default:
+        the type's validity from its start). The predecessor is revoked at once, or — with
+        ``at_start`` and a successor starting later — from the successor's start on, which
+        the next publication after that instant shows with nobody acting. Needs only the
+        permission to issue the successor (a clerk of the agency and type).
+        """
+        return self._replace(id_or_serial, valid_from, valid_until, claims_patch, at_start,
+                             keep_end=False)
+
+    def reissue(self, id_or_serial: str, *, claims_patch: Mapping[str, Any],
+                valid_from: datetime | None = None,
+                at_start: bool = False) -> tuple[Certificate, Certificate]:
+        """Like :meth:`renew`, for corrected claims: the successor keeps the predecessor's
+        end of validity. Returns ``(successor, predecessor)``."""
+        return self._replace(id_or_serial, valid_from, None, claims_patch, at_start,
+                             keep_end=True)
+
+    def _replace(self, id_or_serial: str, valid_from: datetime | None,
+                 valid_until: datetime | date | None,
+                 claims_patch: Mapping[str, Any] | None, at_start: bool, *,
+                 keep_end: bool) -> tuple[Certificate, Certificate]:
+        old = self.get(id_or_serial)
+        if not old.token:
+            raise InvalidTransition(f"cannot replace certificate {old.id}: it was redacted")
+        claims: Any = dict(old.claims)
+        if claims_patch is not None:
+            if not isinstance(claims_patch, Mapping):
+                raise InputError("a claims patch is a JSON object (RFC 7396 merge patch)")
+            claims = merge_patch(claims, _issuance.plain_claims(claims_patch))
+        start = None if valid_from is None else to_seconds(valid_from, "valid_from")
+        if keep_end:
+            end = None if old.valid_until is None else to_seconds(old.valid_until)
+        else:
+            end = until_seconds(valid_until)
+        new = self._ctx.execute(_issuance.ISSUE, {
+            "type": old.type_code, "agency": old.agency_code, "holder": old.holder,
+            "holder_name": old.holder_name, "claims": _issuance.plain_claims(claims),
+            "valid_from": start, "valid_until": end,
+            "default_validity": end is None and not keep_end,
+            "supersedes": None, "replaces": old.id, "at_start": bool(at_start),
+        })
+        return new, self.get(old.id)
 
     def redact(self, id_or_serial: str) -> Certificate:
         """Lawful erasure of a revoked certificate's personal data (token, name, claims).
@@ -678,6 +780,15 @@ class Registry:
     def events(self, subject: str | None = None, limit: int = 1000) -> list[LogEntry]:
         """The log as the registry sees it (subjects in clear), oldest first."""
         return _audit.entries(self._ctx, subject, limit)
+
+    def events_page(self, subject: str | None = None, *, limit: int = 1000,
+                    after: str | None = None) -> Page[LogEntry]:
+        """One page of :meth:`events` (``after``: the previous page's ``next`` cursor)."""
+        if limit < 1:
+            raise InputError("limit must be at least 1")
+        start = 0 if after is None else int(decode_cursor(after, (int,))[0]) + 1
+        found = _audit.entries(self._ctx, subject, limit + 1, start=start)
+        return page_of(found, limit, lambda e: (e.seq,))
 
     def audit(self, *, bundle: str | Path | None = None) -> AuditReport:
         """Replay the whole log against the database (and a published ``bundle``).
@@ -822,3 +933,20 @@ def _expired(request: ApprovalRequest) -> ApprovalRequest:
     from dataclasses import replace
 
     return replace(request, status=RequestStatus.EXPIRED)
+
+
+#: Longest free-text reason kept with a suspension or reinstatement.
+MAX_NOTE_CHARS = 500
+
+
+def _note(reason: str | None) -> str | None:
+    """A suspend/reinstate reason: one line of text, or None."""
+    if reason is None or not reason.strip():
+        return None
+    text = " ".join(reason.split())
+    if len(text) > MAX_NOTE_CHARS:
+        raise InputError(f"the reason is longer than {MAX_NOTE_CHARS} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\u200d\ufe0f"
+           for ch in text):
+        raise InputError("the reason holds control or formatting characters")
+    return text

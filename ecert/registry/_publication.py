@@ -178,7 +178,7 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
     witness_key = None if witness is None else NoteSigner.cosigner(
         origin.rsplit("/", 1)[0] + "/witness",
         ctx.keystore.signer(witness.kid)).verifier_key.encode()
-    lists = [(list_id, list_size, bits, list(repo.allocated_slots(list_id)))
+    lists = [(list_id, list_size, bits, list(repo.allocated_slots(list_id, now)))
              for list_id, list_size, bits, _allocated in repo.list_status_lists()]
     cosigned: dict[str, str] = {}
     for _o, witness_region, cs, _r, note, _t in repo.cosignatures_for(origin=origin):
