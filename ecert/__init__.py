@@ -27,6 +27,7 @@ from ecert.errors import (
     InvalidCertificateId,
     InvalidTransition,
     KeyStoreError,
+    LeaseHeld,
     NotAuthenticated,
     NotAuthorized,
     NotFound,
@@ -49,6 +50,7 @@ from ecert.models import (
     KeyInfo,
     KeyRole,
     KeyStatus,
+    Lease,
     LogEntry,
     Operator,
     OperatorGrant,
@@ -64,6 +66,8 @@ from ecert.registry import (
     OperatorCredential,
     PublishReport,
     Registry,
+    WatchCycle,
+    WatchOutcome,
 )
 from ecert.trust import Agreement, TrustAnchor
 from ecert.verify import (
@@ -105,6 +109,8 @@ __all__ = [
     "KeyRole",
     "KeyStatus",
     "KeyStoreError",
+    "Lease",
+    "LeaseHeld",
     "LocalSigner",
     "LogEntry",
     "NotAuthenticated",
@@ -133,5 +139,7 @@ __all__ = [
     "VerificationResult",
     "VerificationStatus",
     "Verifier",
+    "WatchCycle",
+    "WatchOutcome",
     "__version__",
 ]

@@ -46,8 +46,11 @@ __all__ = [
     "diagnose",
 ]
 
-#: Warn when a published trust list or status list expires within this many seconds.
-EXPIRY_WARNING_SECONDS = 86_400
+#: Warn when a published trust list or status list expires within this many seconds (at
+#: most half its lifetime). ``ecert publish --watch`` republishes when a third of the
+#: lifetime is left (eight hours of a day's status list), so under a working watcher this
+#: never fires; it fires when the watcher has been failing or stopped for hours.
+EXPIRY_WARNING_SECONDS = 6 * 3600
 #: Key-store entries that are secrets, not keys: no key row names them. This is the name
 #: the registry keeps its holder-pseudonym secret under (``<name>.p12``).
 DEFAULT_SECRET_NAMES = frozenset({"holder-pseudonym", "log-commitment"})
@@ -415,13 +418,15 @@ def diagnose(
     active_kids: Collection[str] | None = None,
     extra: Iterable[Finding] = (),
     now: int | None = None,
+    warn_within: int = EXPIRY_WARNING_SECONDS,
 ) -> Report:
-    """Every check that applies: the home (keys, modes, verifier state) and the bundle."""
+    """Every check that applies: the home (keys, modes, verifier state) and the bundle
+    (warning when a document expires within ``warn_within`` seconds)."""
     findings = list(extra)
     if home is not None:
         findings += check_home(home, known_kids=known_kids, active_kids=active_kids)
         findings += check_verifier_state(home)
     if bundle is not None:
-        findings += check_bundle(bundle, anchor=anchor, now=now)
+        findings += check_bundle(bundle, anchor=anchor, now=now, warn_within=warn_within)
     return Report(tuple(findings))
 

@@ -12,6 +12,7 @@ agencies and keys, issuance, lifecycle, recognition, operators, publication, aud
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -47,6 +48,7 @@ from ecert.models import (
     CertificateType,
     KeyInfo,
     KeyRole,
+    Lease,
     LogEntry,
     Operator,
     Region,
@@ -63,6 +65,7 @@ from ecert.registry import (
     _operators,
     _publication,
     _recognition,
+    _watch,
     _witness,  # also registers the witness.cosign operation
 )
 from ecert.registry._audit import AuditReport, History
@@ -76,11 +79,12 @@ from ecert.registry._core import (
 )
 from ecert.registry._publication import PublishReport, log_origin
 from ecert.registry._rules import until_seconds
+from ecert.registry._watch import WatchCycle, WatchOutcome
 from ecert.registry._witness import CosignReport
 from ecert.trust import TrustAnchor
 
 __all__ = ["AuditReport", "CosignReport", "History", "OperatorCredential", "PublishReport",
-           "Registry"]
+           "Registry", "WatchCycle", "WatchOutcome"]
 
 _DB_FILE = "registry.db"
 
@@ -689,6 +693,50 @@ class Registry:
                                     trust_list_validity=trust_list_validity,
                                     status_list_validity=status_list_validity,
                                     status_list_ttl=status_list_ttl, progress=progress)
+
+
+    def watch(self, directory: str | Path, *, every: timedelta = timedelta(minutes=10),
+              wait: bool = False, trust_list_validity: timedelta = timedelta(days=7),
+              status_list_validity: timedelta = timedelta(days=1),
+              status_list_ttl: timedelta = timedelta(hours=1), collect: bool = True,
+              sleep: Callable[[float], None] = time.sleep,
+              should_stop: Callable[[], bool] = lambda: False,
+              on_cycle: Callable[[WatchCycle], None] | None = None) -> None:
+        """Keep ``directory`` published until ``should_stop()`` says so.
+
+        Every ``every`` it publishes (as :meth:`publish` does) when the log changed since
+        its last publication, and before anything published expires: when less than a
+        third of the shortest lifetime is left (status lists by default; the trust list
+        lives longer). Its first cycle always publishes. Each cycle is reported to
+        ``on_cycle`` (a :class:`WatchCycle`). A failed cycle (database down, disk full)
+        is retried with backoff; :class:`ecert.errors.AccessError` ends the watch.
+
+        One watcher per registry: it holds the database's publication lease while it
+        runs (renewed every cycle, released on return, expiring if its holder dies).
+        If another holds it, :class:`ecert.errors.LeaseHeld` is raised, or with
+        ``wait`` the watcher waits for it. Time is the registry's clock; ``sleep`` waits
+        (tests pass one that advances a fake clock).
+        """
+        out = Path(directory)
+        self.whoami()  # a wrong operator or passphrase fails now, not in the first cycle
+        self._ctx.keystore  # noqa: B018 - so does a wrong registry passphrase
+
+        def publish(holder: str) -> PublishReport:
+            if collect:
+                self.collect_cosignatures()
+            return _publication.publish(self._ctx, out, trust_list_validity=trust_list_validity,
+                                        status_list_validity=status_list_validity,
+                                        status_list_ttl=status_list_ttl, progress=None,
+                                        lease=holder)
+
+        _watch.watch(self._ctx, out, publish=publish, every=every,
+                     lifetime=min(trust_list_validity, status_list_validity), wait=wait,
+                     sleep=sleep, should_stop=should_stop, on_cycle=on_cycle)
+
+    def publication_lease(self) -> Lease | None:
+        """Who holds the publication lease (an ``ecert publish --watch``), if anyone; it may
+        have expired (its holder stopped without releasing it)."""
+        return _watch.current_lease(self._ctx)
 
 
 def _first_admin(ctx: _Context, admin: OperatorCredential) -> tuple[Operator, Signer]:

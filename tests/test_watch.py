@@ -1,0 +1,375 @@
+"""``ecert publish DIR --watch``: publication that keeps itself fresh.
+
+The loop runs on the test's clock: its ``sleep`` advances the fake clock (no test sleeps in
+real time), so days of service are simulated in a moment. The lease is tested between two
+registries opened on the same database (the SQLite file, or PostgreSQL), and between two
+real processes.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+import ecert
+from ecert import doctor
+from ecert.registry import _core, _publication, _watch
+from ecert_cli import cli
+from ecert_cli._app import Runtime
+from tests.support import (
+    OPERATOR,
+    OPERATOR_PASSPHRASE,
+    PASSPHRASE,
+    FakeClock,
+    as_operator,
+    database_url_of,
+    issue_business_licence,
+)
+from tests.support.cli import assert_no_traceback, assert_one_line_error
+
+MINUTE = 60
+HOUR = 3600
+DAY = 86_400
+
+
+def seconds(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+class Loop:
+    """Drives :meth:`ecert.Registry.watch` on a fake clock.
+
+    ``sleep`` advances the clock and runs the actions scheduled meanwhile; the watch stops
+    once the clock reaches ``until`` (or after ``cycles`` reports).
+    """
+
+    def __init__(self, clock: FakeClock, *, until: timedelta | None = None,
+                 cycles: int | None = None) -> None:
+        self.clock = clock
+        self.start = clock.now
+        self.until = None if until is None else clock.now + until
+        self.max_cycles = cycles
+        self.cycles: list[ecert.WatchCycle] = []
+        self.sleeps: list[float] = []
+        self.actions: list[tuple[datetime, Callable[[], None]]] = []
+        #: Called after every sleep with the new time (e.g. to judge the bundle then).
+        self.observe: Callable[[], None] | None = None
+
+    def at(self, offset: timedelta, action: Callable[[], None]) -> None:
+        self.actions.append((self.start + offset, action))
+        self.actions.sort(key=lambda a: a[0])
+
+    def on_cycle(self, cycle: ecert.WatchCycle) -> None:
+        self.cycles.append(cycle)
+
+    def sleep(self, duration: float) -> None:
+        assert duration > 0
+        self.sleeps.append(duration)
+        end = self.clock.now + timedelta(seconds=duration)
+        while self.actions and self.actions[0][0] <= end:
+            when, action = self.actions.pop(0)
+            self.clock.now = max(self.clock.now, when)
+            action()
+        self.clock.now = max(self.clock.now, end)  # an action may move the clock on
+        if self.observe is not None:
+            self.observe()
+
+    def should_stop(self) -> bool:
+        if self.max_cycles is not None and len(self.cycles) >= self.max_cycles:
+            return True
+        return self.until is not None and self.clock.now >= self.until
+
+    def run(self, registry: ecert.Registry, directory: Path, **options: Any) -> None:
+        registry.watch(directory, sleep=self.sleep, should_stop=self.should_stop,
+                       on_cycle=self.on_cycle, collect=False, **options)
+
+    def outcomes(self) -> list[str]:
+        return [c.outcome.value for c in self.cycles]
+
+    def published(self) -> list[tuple[str | None, int]]:
+        """(reason, seconds since the start) of every publication."""
+        return [(c.reason, seconds(c.at) - seconds(self.start)) for c in self.cycles
+                if c.outcome is ecert.WatchOutcome.PUBLISHED]
+
+
+def not_lapsing(bundle: Path, clock: FakeClock) -> None:
+    """The bundle is valid now and doctor (default threshold) sees nothing near expiry."""
+    findings = doctor.check_bundle(bundle, now=seconds(clock.now))
+    assert [f.code for f in findings if f.severity is not doctor.Severity.INFO] == [], findings
+
+
+# -- the loop ------------------------------------------------------------------------------------
+
+
+def test_watch_publishes_on_change_and_before_expiry_for_three_days(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    loop = Loop(clock, until=timedelta(days=3))
+    issued: list[ecert.Certificate] = []
+    loop.at(timedelta(hours=1, minutes=3), lambda: issued.append(issue_business_licence(registry)))
+    loop.at(timedelta(hours=30), lambda: registry.revoke(issued[0].id, "cessation-of-operation"))
+    loop.observe = lambda: not_lapsing(bundle, clock)
+    loop.run(registry, bundle, every=timedelta(minutes=10))
+
+    # Start; the licence issued at 1:03 at the next cycle (1:10); then every 16 hours (a
+    # third of the status lists' day left) unless a change came first (the revocation).
+    assert loop.published() == [
+        ("start", 0), ("changed", HOUR + 10 * MINUTE),
+        ("expiring", 17 * HOUR + 10 * MINUTE), ("changed", 30 * HOUR),
+        ("expiring", 46 * HOUR), ("expiring", 62 * HOUR)]
+    assert max(loop.sleeps) <= 10 * MINUTE
+    assert set(loop.outcomes()) == {"lease_taken", "published", "unchanged"}
+    assert loop.outcomes()[:2] == ["lease_taken", "published"]
+    assert len(loop.cycles) > 400  # one per ten minutes
+    # What verifiers see at the end: the revocation.
+    verifier = ecert.Verifier.from_bundle(bundle, clock=clock)
+    assert verifier.verify(issued[0].token).status == "revoked"
+    assert registry.publication_lease() is None  # released on the way out
+
+
+def test_a_long_interval_still_republishes_before_expiry(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    loop = Loop(clock, until=timedelta(days=2))
+    loop.observe = lambda: not_lapsing(bundle, clock)
+    loop.run(registry, bundle, every=timedelta(days=1),
+             status_list_validity=timedelta(hours=6))
+    # Status lists live six hours: republished every four, whatever --every says.
+    assert [r for r, _ in loop.published()] == ["start"] + ["expiring"] * 11
+    assert all(t % (4 * HOUR) == 0 for _, t in loop.published())
+    assert max(loop.sleeps) <= 4 * HOUR
+
+
+def test_cycle_json_and_interval_checks(registry: ecert.Registry, clock: FakeClock,
+                                        tmp_path: Path) -> None:
+    loop = Loop(clock, cycles=3)
+    loop.run(registry, tmp_path / "bundle", every=timedelta(minutes=5))
+    taken, first, second = (c.to_json() for c in loop.cycles)
+    assert taken["outcome"] == "lease_taken"
+    assert first["outcome"] == "published" and first["reason"] == "start"
+    assert first["sequence"] >= 1 and first["alerts"] == []
+    assert first["expires_at"] == (clock.now - timedelta(minutes=5)
+                                   + timedelta(days=1)).isoformat()
+    assert second["outcome"] == "unchanged" and "sequence" not in second
+    for every in (timedelta(0), timedelta(milliseconds=500)):
+        with pytest.raises(ecert.InputError):
+            registry.watch(tmp_path / "x", every=every, should_stop=lambda: True)
+
+
+# -- failures: retried with backoff, never fatal unless access is refused ------------------------
+
+
+def test_a_failing_cycle_is_retried_with_backoff(registry: ecert.Registry, clock: FakeClock,
+                                                 tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = tmp_path / "bundle"
+    real_write = _publication.write_bundle
+    real_enter = _core._Transaction.__enter__
+    state = {"disk_full": 2, "db_down": 0}
+
+    def write_bundle(out: Path, documents: Any) -> None:
+        if state["disk_full"]:
+            state["disk_full"] -= 1
+            raise ecert.PublishError(f"cannot write bundle to {out}: No space left on device")
+        real_write(out, documents)
+
+    def enter(self: Any) -> Any:
+        if state["db_down"]:
+            state["db_down"] -= 1
+            raise ecert.StorageError("database unavailable: connection refused")
+        return real_enter(self)
+
+    monkeypatch.setattr(_publication, "write_bundle", write_bundle)
+    monkeypatch.setattr(_core._Transaction, "__enter__", enter)
+    loop = Loop(clock, until=timedelta(days=1))
+    # The database goes away for three attempts shortly before the refresh is due.
+    loop.at(timedelta(hours=15, minutes=55), lambda: state.update(db_down=3))
+    loop.run(registry, bundle, every=timedelta(minutes=10))
+
+    failed = [c for c in loop.cycles if c.outcome is ecert.WatchOutcome.FAILED]
+    assert [(c.error.code, c.failures) for c in failed if c.error] == [
+        ("publish_failed", 1), ("publish_failed", 2),
+        ("storage_error", 1), ("storage_error", 2), ("storage_error", 3)]
+    # Backoff doubles from five seconds.
+    assert [seconds(c.next_at) - seconds(c.at) for c in failed] == [5, 10, 5, 10, 20]
+    assert "No space left" in failed[0].error.message  # type: ignore[union-attr]
+    # Published once the disk had room (5 + 10 s), and when the database was back at the
+    # refresh point (5 + 10 + 20 s after it).
+    assert loop.published()[:2] == [("start", 15), ("expiring", 16 * HOUR + 15 + 35)]
+    assert loop.outcomes()[-1] == "unchanged"
+    not_lapsing(bundle, clock)
+
+
+def test_backoff_is_bounded_by_the_interval() -> None:
+    assert [_watch.backoff(n, 600) for n in (1, 2, 3, 6, 7, 50)] == [5, 10, 20, 160, 300, 300]
+    assert _watch.backoff(9, 30) == 30
+    assert _watch.backoff(1, 1) == 1
+
+
+def test_disk_full_leaves_the_old_bundle_and_no_temporaries(
+        published: tuple[ecert.Registry, ecert.Certificate, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    registry, _, bundle = published
+    before = {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
+    real_fsync = os.fsync
+    calls = {"n": 0}
+
+    def fsync(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(ecert.PublishError, match="No space left on device"):
+        registry.publish(bundle, collect=False)
+    monkeypatch.undo()
+    files = [p for p in bundle.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.name.endswith(".tmp")]
+    # The trust list is written last: still the old one, naming files that exist.
+    trust_list = bundle / "trustlist.jwt"
+    assert trust_list.read_bytes() == before[trust_list]
+    assert doctor.check_bundle(bundle, now=seconds(registry._ctx.clock())) == []
+    registry.publish(bundle, collect=False)
+    assert trust_list.read_bytes() != before[trust_list]
+
+
+def test_a_refused_operator_ends_the_watch(registry: ecert.Registry, clock: FakeClock,
+                                           tmp_path: Path) -> None:
+    registry.add_operator("svc", roles=["service"], passphrase="svc passphrase")
+    service = as_operator(registry, "svc", "svc passphrase", clock)
+    loop = Loop(clock, until=timedelta(days=1))
+    loop.at(timedelta(minutes=15), lambda: registry.disable_operator("svc"))
+    with service, pytest.raises(ecert.NotAuthenticated):
+        loop.run(service, tmp_path / "bundle", every=timedelta(minutes=10))
+    assert loop.outcomes() == ["lease_taken", "published", "unchanged"]
+    assert registry.publication_lease() is None  # released on the way out
+    # An operator without the right never takes the lease.
+    registry.add_operator("clerk2", roles=["clerk"], passphrase="clerk passphrase")
+    with as_operator(registry, "clerk2", "clerk passphrase", clock) as clerk:
+        loop = Loop(clock, until=timedelta(hours=1))
+        with pytest.raises(ecert.PermissionDenied):
+            loop.run(clerk, tmp_path / "bundle", every=timedelta(minutes=10))
+    assert registry.publication_lease() is None
+    with as_operator(registry, "svc", "wrong", clock) as wrong, pytest.raises(
+            ecert.NotAuthenticated):
+        wrong.watch(tmp_path / "bundle", should_stop=lambda: False)
+
+
+# -- the lease -----------------------------------------------------------------------------------
+
+
+def plant_lease(registry: ecert.Registry, *, holder: str = "dead", host: str = "old-host",
+                pid: int = 4242, ttl: int = 300) -> int:
+    """A lease left by a watcher that crashed (it will never renew or release it)."""
+    now = seconds(registry._ctx.clock())
+    with registry._ctx._write() as repo:
+        assert repo.take_lease("publish", holder, host=host, pid=pid, directory="/srv/old",
+                               now=now, expires_at=now + ttl)
+    return now + ttl
+
+
+def test_second_registry_on_the_same_database_refuses_while_the_first_watches(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    second = as_operator(registry, OPERATOR, OPERATOR_PASSPHRASE, clock)
+    refused: list[ecert.LeaseHeld] = []
+
+    def try_second() -> None:
+        with pytest.raises(ecert.LeaseHeld) as caught:
+            second.watch(tmp_path / "other", should_stop=lambda: False)
+        refused.append(caught.value)
+
+    loop = Loop(clock, until=timedelta(minutes=30))
+    loop.at(timedelta(minutes=5), try_second)
+    with second:
+        loop.run(registry, tmp_path / "bundle", every=timedelta(minutes=10))
+        assert len(refused) == 1
+        lease = refused[0].lease
+        assert isinstance(lease, ecert.Lease)
+        assert (lease.host, lease.pid) == (socket.gethostname(), os.getpid())
+        assert lease.directory == str((tmp_path / "bundle").resolve())
+        assert lease.acquired_at == loop.start
+        assert lease.expires_at == loop.start + timedelta(minutes=30)  # three cycles
+        assert refused[0].code == "lease_held"
+        assert "--wait" in refused[0].message
+        # Released when the first stopped: the second takes it at once.
+        assert second.publication_lease() is None
+        Loop(clock, cycles=2).run(second, tmp_path / "other")
+
+
+def test_a_crashed_holders_lease_expires(registry: ecert.Registry, clock: FakeClock,
+                                         tmp_path: Path) -> None:
+    expires = plant_lease(registry)
+    with pytest.raises(ecert.LeaseHeld, match="old-host"):
+        registry.watch(tmp_path / "bundle", should_stop=lambda: False)
+    held = registry.publication_lease()
+    assert held is not None and (held.holder, held.pid) == ("dead", 4242)
+    loop = Loop(clock, until=timedelta(minutes=20))
+    loop.run(registry, tmp_path / "bundle", every=timedelta(minutes=1), wait=True)
+    # It polls every cycle (a minute) and takes the lease once it expired (five minutes).
+    assert loop.outcomes()[:8] == ["waiting"] * 5 + ["lease_taken", "published", "unchanged"]
+    waiting, taken = loop.cycles[0], loop.cycles[5]
+    assert waiting.lease is not None and waiting.lease.host == "old-host"
+    assert seconds(waiting.next_at) == seconds(loop.start) + MINUTE
+    assert seconds(taken.at) == expires
+    clock.advance(hours=1)  # an expired lease no one released: anyone may take it
+    plant_lease(registry, ttl=60)
+    clock.advance(seconds=61)
+    Loop(clock, cycles=2).run(registry, tmp_path / "bundle")
+
+
+def test_a_watcher_that_lost_its_lease_stops_or_waits(registry: ecert.Registry,
+                                                      clock: FakeClock, tmp_path: Path) -> None:
+    def take_over() -> None:
+        # This watcher paused (a suspended VM) past its lease; another took over.
+        clock.advance(hours=1)
+        plant_lease(registry, holder="newer", host="other-host", ttl=15 * MINUTE)
+
+    loop = Loop(clock, until=timedelta(hours=3))
+    loop.at(timedelta(minutes=5), take_over)
+    with pytest.raises(ecert.LeaseHeld, match="lost the publication lease"):
+        loop.run(registry, tmp_path / "bundle", every=timedelta(minutes=10))
+    assert loop.outcomes() == ["lease_taken", "published"]
+    # With wait it goes back to waiting, and takes over when the other lease expires.
+    clock.advance(minutes=20)
+    loop = Loop(clock, until=timedelta(hours=3))
+    loop.at(timedelta(minutes=5), take_over)
+    loop.run(registry, tmp_path / "bundle2", every=timedelta(minutes=10), wait=True)
+    assert loop.outcomes()[:5] == ["lease_taken", "published", "lease_lost", "waiting",
+                                   "lease_taken"]
+    lost = loop.cycles[2]
+    assert lost.lease is not None and lost.lease.host == "other-host"
+    assert lost.next_at == min(lost.at + timedelta(minutes=10), lost.lease.expires_at)
+
+
+def test_publication_checks_the_lease_in_its_own_transaction(
+        registry: ecert.Registry, tmp_path: Path) -> None:
+    """A watcher publishes only while it holds the lease, checked where the sequence
+    number is taken: one that lost it cannot publish in between."""
+    ctx = registry._ctx
+    options: dict[str, Any] = {
+        "trust_list_validity": timedelta(days=7), "status_list_validity": timedelta(days=1),
+        "status_list_ttl": timedelta(hours=1), "progress": None}
+    events = len(registry.events())
+    with pytest.raises(ecert.LeaseHeld):
+        _publication.publish(ctx, tmp_path / "b", lease="not-held", **options)
+    plant_lease(registry, holder="someone")
+    with pytest.raises(ecert.LeaseHeld, match="old-host"):
+        _publication.publish(ctx, tmp_path / "b", lease="mine", **options)
+    assert len(registry.events()) == events  # nothing logged, no sequence taken
+    assert not (tmp_path / "b").exists()
+    report = _publication.publish(ctx, tmp_path / "b", lease="someone", **options)
+    assert report.ok
