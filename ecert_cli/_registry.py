@@ -212,8 +212,12 @@ def _watch(directory: Path, trust_list_validity: timedelta, status_list_validity
             signal.signal(signum, handler)
     name = "SIGINT" if stop.signal == signal.SIGINT else "SIGTERM"
     at = _local(s.clock())
-    emit({"at": s.clock().isoformat(), "outcome": "stopped", "signal": name},
-         "{at} stopped ({signal}); publication lease released".format(at=at, signal=name))  # noqa: UP032 - a message for gettext
+    if as_json:  # one JSON object per line, as every cycle
+        click.echo(json.dumps({"at": s.clock().isoformat(), "outcome": "stopped",
+                               "signal": name}))
+    else:
+        click.echo("{at} stopped ({signal}); publication lease released".format(  # noqa: UP032
+            at=at, signal=name))
     if stop.signal == signal.SIGINT:
         sys.exit(EXIT_INTERRUPTED)
 

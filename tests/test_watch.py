@@ -373,3 +373,207 @@ def test_publication_checks_the_lease_in_its_own_transaction(
     assert not (tmp_path / "b").exists()
     report = _publication.publish(ctx, tmp_path / "b", lease="someone", **options)
     assert report.ok
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+class Stopper:
+    """The CLI's injected sleep: advances the fake clock, and after ``calls`` sleeps sends
+    this process ``signum`` (as systemd or Ctrl-C would)."""
+
+    def __init__(self, clock: FakeClock, calls: int, signum: int = signal.SIGTERM) -> None:
+        self.clock, self.calls, self.signum = clock, calls, signum
+        self.slept: list[float] = []
+
+    def __call__(self, duration: float) -> None:
+        self.slept.append(duration)
+        self.clock.advance(seconds=duration)
+        if len(self.slept) == self.calls:
+            os.kill(os.getpid(), self.signum)
+
+
+def run_cli(registry: ecert.Registry, clock: FakeClock, *args: str,
+            sleep: Callable[[float], None] | None = None,
+            env: dict[str, str | None] | None = None) -> Result:
+    root = ["--home", str(registry.home)]
+    url = database_url_of(registry)
+    if url:
+        root += ["--database-url", url]
+    base: dict[str, str | None] = {
+        "ECERT_PASSPHRASE": PASSPHRASE, "ECERT_OPERATOR": OPERATOR,
+        "ECERT_OPERATOR_PASSPHRASE": OPERATOR_PASSPHRASE, "ECERT_HOME": None,
+        "ECERT_DATABASE_URL": None, "ECERT_PASSPHRASE_FILE": None,
+        "ECERT_OPERATOR_PASSPHRASE_FILE": None}
+    result = CliRunner().invoke(cli, [*root, *args], env={**base, **(env or {})},
+                                prog_name="ecert", obj=Runtime(clock, sleep))
+    assert_no_traceback(result)
+    return result
+
+
+LOCAL_TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d:\d\d"
+
+
+@pytest.fixture
+def shanghai(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's local time zone is Asia/Shanghai (UTC+8, no daylight saving)."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_cli_watch_one_line_per_cycle_until_sigterm(registry: ecert.Registry,
+                                                    clock: FakeClock, tmp_path: Path,
+                                                    shanghai: None) -> None:
+    import re
+
+    handlers = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))
+    stopper = Stopper(clock, 3)
+    result = run_cli(registry, clock, "publish", str(tmp_path / "www"), "--watch",
+                     "--every", "10m", "--no-collect", sleep=stopper)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5, lines  # taken, published, unchanged twice, stopped
+    assert all(re.match(LOCAL_TIME + " ", line) for line in lines), lines
+    # Local time: the clock starts at midnight UTC, eight in the morning in Shanghai.
+    assert lines[0].startswith("2026-01-01 08:00:00+08:00 ")
+    assert lines[4].startswith("2026-01-01 08:30:00+08:00 ")
+    assert " watching " in lines[0] and f"as {OPERATOR} " in lines[0]
+    assert f"pid {os.getpid()}" in lines[0]
+    assert re.search(r"published trust list #\d+ \(start\): 0 status list\(s\), log size \d+; "
+                     "valid until " + LOCAL_TIME + "; next check " + LOCAL_TIME, lines[1])
+    assert all(" nothing to publish; valid until " in line for line in lines[2:4])
+    assert lines[4].endswith(" stopped (SIGTERM); publication lease released")
+    assert stopper.slept == [600.0] * 3
+    assert result.stderr == ""
+    assert registry.publication_lease() is None
+    # The command put the signal handlers back as they were.
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers
+    assert doctor.check_bundle(tmp_path / "www", now=seconds(clock.now)) == []
+
+
+def test_cli_watch_ctrl_c_and_json(registry: ecert.Registry, clock: FakeClock,
+                                   tmp_path: Path) -> None:
+    result = run_cli(registry, clock, "publish", str(tmp_path / "www"), "--watch",
+                     "--no-collect", "--json", sleep=Stopper(clock, 1, signal.SIGINT))
+    assert result.exit_code == 130, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["outcome"] for line in lines] == ["lease_taken", "published", "stopped"]
+    assert lines[1]["reason"] == "start" and lines[1]["status_lists"] == 0
+    assert lines[-1]["signal"] == "SIGINT"
+    assert registry.publication_lease() is None
+
+
+def test_cli_watch_refuses_a_second_watcher(registry: ecert.Registry, clock: FakeClock,
+                                            tmp_path: Path) -> None:
+    plant_lease(registry, host="pub-1.example", pid=777)
+    result = run_cli(registry, clock, "publish", str(tmp_path / "www"), "--watch",
+                     "--no-collect")
+    message = assert_one_line_error(result, exit_code=4)
+    assert "held by another watcher on pub-1.example (pid 777" in message
+    assert "--wait" in message
+    result = run_cli(registry, clock, "publish", str(tmp_path / "www"), "--watch",
+                     "--no-collect", "--json")
+    assert result.exit_code == 4
+    assert json.loads(result.stdout)["error"]["code"] == "lease_held"
+    # --wait waits (here: until the lease expired, five minutes later), then publishes.
+    result = run_cli(registry, clock, "publish", str(tmp_path / "www"), "--watch",
+                     "--no-collect", "--every", "1m", "--wait", sleep=Stopper(clock, 7))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [" waiting: " in line for line in lines[:5]] == [True] * 5
+    assert "pub-1.example (pid 777) until" in lines[0]
+    assert " watching " in lines[5] and " published trust list " in lines[6]
+
+
+def test_cli_watch_usage_errors(registry: ecert.Registry, clock: FakeClock,
+                                tmp_path: Path) -> None:
+    www = str(tmp_path / "www")
+    for args in (["--every", "10m"], ["--wait"], ["--watch", "--every", "0s"],
+                 ["--watch", "--every", "ten minutes"], ["--watch", "--every", "-5m"]):
+        message = assert_one_line_error(run_cli(registry, clock, "publish", www, *args))
+        assert "--every" in message or "--watch" in message, message
+    assert not (tmp_path / "www").exists()
+
+
+def test_passphrases_from_files(registry: ecert.Registry, clock: FakeClock,
+                                tmp_path: Path) -> None:
+    """systemd's LoadCredential= hands secrets over as files: ``*_PASSPHRASE_FILE``."""
+    secrets_dir = tmp_path / "credentials"
+    secrets_dir.mkdir(mode=0o700)
+    (secrets_dir / "registry").write_text(PASSPHRASE + "\n", "utf-8")
+    (secrets_dir / "operator").write_text(OPERATOR_PASSPHRASE, "utf-8")
+    env: dict[str, str | None] = {
+        "ECERT_PASSPHRASE": None, "ECERT_OPERATOR_PASSPHRASE": None,
+        "ECERT_PASSPHRASE_FILE": str(secrets_dir / "registry"),
+        "ECERT_OPERATOR_PASSPHRASE_FILE": str(secrets_dir / "operator")}
+    result = run_cli(registry, clock, "publish", str(tmp_path / "www"), "--no-collect",
+                     env=env)
+    assert result.exit_code == 0, result.output
+    missing = run_cli(registry, clock, "publish", str(tmp_path / "www"), "--no-collect",
+                      env={**env, "ECERT_OPERATOR_PASSPHRASE_FILE": str(secrets_dir / "none")})
+    message = assert_one_line_error(missing, exit_code=4)  # not authenticated
+    assert "cannot read ECERT_OPERATOR_PASSPHRASE_FILE" in message and "none" in message
+    (secrets_dir / "empty").write_text("\n", "utf-8")
+    empty = run_cli(registry, clock, "publish", str(tmp_path / "www"), "--no-collect",
+                    env={**env, "ECERT_PASSPHRASE_FILE": str(secrets_dir / "empty")})
+    assert "is empty" in assert_one_line_error(empty)
+
+
+# -- two real processes --------------------------------------------------------------------------
+
+
+def _lines(proc: subprocess.Popen[str]) -> Iterator[str]:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        yield line.rstrip("\n")
+
+
+def test_two_processes_one_lease(registry: ecert.Registry, clock: FakeClock,
+                                 tmp_path: Path) -> None:
+    """A real ``ecert publish --watch`` process holds the lease in the database (the SQLite
+    file, or PostgreSQL); another process is refused with exit 4, and SIGTERM stops the
+    first with exit 0, releasing the lease."""
+    root = ["--home", str(registry.home)]
+    url = database_url_of(registry)
+    if url:
+        root += ["--database-url", url]
+    env = {**os.environ, "ECERT_PASSPHRASE": PASSPHRASE, "ECERT_OPERATOR": OPERATOR,
+           "ECERT_OPERATOR_PASSPHRASE": OPERATOR_PASSPHRASE, "PYTHONUNBUFFERED": "1"}
+    for name in ("ECERT_HOME", "ECERT_DATABASE_URL", "ECERT_PASSPHRASE_FILE",
+                 "ECERT_OPERATOR_PASSPHRASE_FILE"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "ecert_cli", *root, "publish"]
+    first = subprocess.Popen([*command, str(tmp_path / "a"), "--watch", "--every", "1s",
+                              "--no-collect"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120, first.kill)  # never hang the suite
+    watchdog.start()
+    try:
+        lines = _lines(first)
+        assert " watching " in next(lines)
+        assert " published trust list " in next(lines)
+        second = subprocess.run([*command, str(tmp_path / "b"), "--watch", "--no-collect"],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 4, (second.stdout, second.stderr)
+        assert second.stderr.count("\n") == 1
+        assert f"(pid {first.pid}, publishing to {(tmp_path / 'a').resolve()})" in second.stderr
+        assert next(lines)  # it goes on: a cycle a second
+        first.send_signal(signal.SIGTERM)
+        rest = list(lines)
+        assert first.wait(timeout=60) == 0
+        assert rest[-1].endswith(" stopped (SIGTERM); publication lease released"), rest
+        assert first.stderr is not None and "Traceback" not in first.stderr.read()
+    finally:
+        watchdog.cancel()
+        if first.poll() is None:
+            first.kill()
+        first.wait()
+        for stream in (first.stdout, first.stderr):
+            if stream is not None:
+                stream.close()
+    assert registry.publication_lease() is None
