@@ -32,6 +32,7 @@ from ecert._formats.jose import check_header, parse_compact, verify_signature
 from ecert._formats.statuslist import STATUS_LIST_TYP, read_status_list_payload
 from ecert._formats.trustlist import TrustList
 from ecert.errors import FormatError, TrustListError
+from ecert.models import Lease
 from ecert.trust import MAX_TRUST_LIST_BYTES, TrustAnchor, verify_trust_list
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "Severity",
     "check_bundle",
     "check_home",
+    "check_lease",
     "check_verifier_state",
     "diagnose",
 ]
@@ -407,6 +409,31 @@ def check_bundle(
     for uri in trust_list.status_lists:
         findings += _status_list(bundle, trust_list, uri, now, warn_within)
     return findings
+
+
+# -- the publication watcher -----------------------------------------------------------------
+
+
+def check_lease(lease: Lease | None, now: int | None = None) -> list[Finding]:
+    """Judge the registry's publication lease (``Registry.publication_lease()``).
+
+    Held and current: an ``ecert publish --watch`` runs (``info``). Held but expired: its
+    holder stopped renewing without releasing it — it crashed, was killed, or lost the
+    database — and nothing keeps the bundle fresh any more (``warning``). Nobody holding
+    it says nothing: publishing by hand or from cron is a choice, not a fault.
+    """
+    if lease is None:
+        return []
+    now = _now() if now is None else now
+    until = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(int(lease.expires_at.timestamp())))
+    where = f"{lease.host} (pid {lease.pid}) publishing to {lease.directory}"
+    if int(lease.expires_at.timestamp()) <= now:
+        return [Finding("publish_watcher_stopped", Severity.WARNING, lease.directory,
+                        f"the publish watcher on {where} stopped renewing its lease at "
+                        f"{until}: it crashed or lost the database; start it again "
+                        "(ecert publish DIR --watch)")]
+    return [Finding("publish_watcher", Severity.INFO, lease.directory,
+                    f"ecert publish --watch runs on {where}, lease until {until}")]
 
 
 def diagnose(

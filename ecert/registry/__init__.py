@@ -733,6 +733,13 @@ class Registry:
                      lifetime=min(trust_list_validity, status_list_validity), wait=wait,
                      sleep=sleep, should_stop=should_stop, on_cycle=on_cycle)
 
+    def published_directory(self) -> Path | None:
+        """The directory the newest completed publication was written to, if any (it may
+        be on another machine)."""
+        with self._ctx.read() as repo:
+            latest = repo.latest_publication()
+        return None if latest is None else Path(latest[3])
+
     def publication_lease(self) -> Lease | None:
         """Who holds the publication lease (an ``ecert publish --watch``), if anyone; it may
         have expired (its holder stopped without releasing it)."""
