@@ -613,19 +613,26 @@ class Registry:
 
     def recognize(self, anchor: TrustAnchor, types: Mapping[str, str], *,
                   valid_from: datetime | None = None,
-                  valid_until: datetime | date | None = None) -> Agreement:
+                  valid_until: datetime | date | None = None,
+                  theirs: TrustList | None = None, force: bool = False) -> Agreement:
         """Recognize ``anchor``'s region for the mapped types (their code -> our code).
 
-        Replaces any agreement with that region. Takes effect at the next :meth:`publish`.
+        Every one of our types must exist in our catalog. With ``theirs`` (their trust
+        list, verified against ``anchor``, e.g. by :func:`ecert.trust.fetch_trust_list`)
+        every one of their types must exist there too, and a pair whose national type
+        codes differ is refused (``national_code_mismatch``) unless ``force``, which the
+        log then records. Replaces any agreement with that region. Takes effect at the
+        next :meth:`publish`.
         """
         if anchor.region == self.region.code:
             raise InputError("a region does not recognize itself", code="invalid_agreement")
         if not types:
             raise InputError("an agreement maps at least one type (--map THEIRS=OURS)",
                              code="invalid_agreement")
-        for theirs, ours in types.items():
-            if not theirs or not ours:
-                raise InputError(f"bad mapping {theirs!r}={ours!r}", code="invalid_agreement")
+        for their_code, our_code in types.items():
+            if not their_code or not our_code:
+                raise InputError(f"bad mapping {their_code!r}={our_code!r}",
+                                 code="invalid_agreement")
         try:
             check_http_url(anchor.trust_list_url)
         except FormatError as e:
@@ -637,8 +644,21 @@ class Registry:
             raise InputError("the agreement must end after it starts", code="invalid_agreement")
         value = Agreement(anchor.region, anchor.name, dict(anchor.root_jwk),
                           anchor.trust_list_url, start, end, dict(sorted(types.items())))
-        return self._ctx.execute(_recognition.RECOGNIZE,
-                                 {"region": anchor.region, "agreement": value.to_json()})
+        params: dict[str, Any] = {"region": anchor.region, "agreement": value.to_json()}
+        if theirs is not None:
+            if theirs.region != anchor.region:
+                raise InputError(f"the trust list given is {theirs.region}'s, not "
+                                 f"{anchor.region}'s", code="invalid_agreement")
+            listed = {t.code: t.national_type_code for t in theirs.types}
+            missing = sorted(set(types) - set(listed))
+            if missing:
+                raise NotFound(f"{anchor.region}'s trust list has no type "
+                               f"{', '.join(missing)} (it lists "
+                               f"{', '.join(sorted(listed)) or 'none'})",
+                               code="unknown_type")
+            params["their_types"] = {code: listed[code] for code in sorted(types)}
+            params["force"] = force
+        return self._ctx.execute(_recognition.RECOGNIZE, params)
 
     def withdraw(self, region_code: str) -> None:
         """Withdraw the agreement with ``region_code``; verifiers stop at the next trust list."""
