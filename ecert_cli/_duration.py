@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import timedelta
 from typing import Any
 
 import click
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-_PATTERN = re.compile(r"(\d{1,7})([smhd]?)")
+_PATTERN = re.compile(r"(\d{1,7})([smhd]?)", re.ASCII)
 
 
 def parse_duration(text: str) -> timedelta:
-    """``90``, ``90s``, ``10m``, ``6h``, ``2d`` or a sum such as ``1h30m``; ValueError if not."""
-    value = text.strip().lower()
+    """``90``, ``90s``, ``10m``, ``6h``, ``2d`` or a sum such as ``1h30m``; ValueError if not.
+
+    Full-width digits and letters (a Chinese keyboard's ``１０ｍ``) read as ASCII.
+    """
+    value = unicodedata.normalize("NFKC", text).strip().lower()
     if not value:
         raise ValueError(text)
     seconds, at = 0, 0

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,12 +24,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import ecert
 from ecert import doctor
 from ecert.registry import _core, _publication, _watch
 from ecert_cli import cli
 from ecert_cli._app import Runtime
+from ecert_cli._duration import parse_duration
 from tests.support import (
     OPERATOR,
     OPERATOR_PASSPHRASE,
@@ -577,3 +581,36 @@ def test_two_processes_one_lease(registry: ecert.Registry, clock: FakeClock,
             if stream is not None:
                 stream.close()
     assert registry.publication_lease() is None
+
+
+# -- durations as typed (--every, --warn-before) -------------------------------------------------
+
+
+@given(st.lists(st.tuples(st.integers(0, 9_999_999), st.sampled_from(["", "s", "m", "h", "d"])),
+                min_size=1, max_size=4))
+def test_parse_duration_reads_what_it_is_given(parts: list[tuple[int, str]]) -> None:
+    text = "".join(f"{n}{unit}" for n, unit in parts)
+    assume(all(unit for _, unit in parts[:-1]))  # "1 2" would run into one number
+    size = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+    assert parse_duration(text) == timedelta(seconds=sum(n * size[u] for n, u in parts))
+    assert parse_duration(f" {text.upper()} ") == parse_duration(text)
+
+
+@given(st.text(max_size=40))
+def test_parse_duration_refuses_anything_else_with_value_error(text: str) -> None:
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        return
+    assert isinstance(value, timedelta) and value >= timedelta(0)
+    assert unicodedata.normalize("NFKC", text).strip()[:1] in "0123456789"
+
+
+def test_parse_duration_examples() -> None:
+    assert parse_duration("10m") == timedelta(minutes=10)
+    assert parse_duration("1h30m") == timedelta(minutes=90)
+    assert parse_duration("90") == timedelta(seconds=90)
+    assert parse_duration("１０ｍ") == timedelta(minutes=10)  # a Chinese keyboard's
+    for bad in ("", "m", "10 m", "-5m", "1.5h", "10q", "1h 30m", "٣m", "10mm"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
