@@ -29,6 +29,7 @@ from ecert.errors import (
     InvalidCertificateId,
     InvalidTransition,
     KeyStoreError,
+    LeaseHeld,
     NotAuthenticated,
     NotAuthorized,
     NotFound,
@@ -51,6 +52,7 @@ from ecert.models import (
     KeyInfo,
     KeyRole,
     KeyStatus,
+    Lease,
     LogEntry,
     Operator,
     OperatorGrant,
@@ -68,6 +70,8 @@ from ecert.registry import (
     OperatorCredential,
     PublishReport,
     Registry,
+    WatchCycle,
+    WatchOutcome,
 )
 from ecert.trust import Agreement, TrustAnchor
 from ecert.verify import (
@@ -111,6 +115,8 @@ __all__ = [
     "KeyRole",
     "KeyStatus",
     "KeyStoreError",
+    "Lease",
+    "LeaseHeld",
     "LocalSigner",
     "LogEntry",
     "NotAuthenticated",
@@ -141,5 +147,7 @@ __all__ = [
     "VerificationResult",
     "VerificationStatus",
     "Verifier",
+    "WatchCycle",
+    "WatchOutcome",
     "__version__",
 ]

@@ -20,7 +20,8 @@ raising variant and raises :class:`VerificationFailed`.
     │   └── InvalidTransition       e.g. reinstating a revoked certificate
     ├── AccessError                 the acting operator may not do this (CLI exit code 4)
     │   ├── NotAuthenticated        unknown or disabled operator, wrong passphrase or key
-    │   └── PermissionDenied        authenticated, but no role permits this action here
+    │   ├── PermissionDenied        authenticated, but no role permits this action here
+    │   └── LeaseHeld               another ``publish --watch`` holds the registry's lease
     ├── PendingApproval             not an error: the change awaits a second operator
     ├── KeyStoreError               missing key file or wrong passphrase
     ├── StorageError                database unreachable or registry not initialised
@@ -53,6 +54,7 @@ __all__ = [
     "InvalidCertificateId",
     "InvalidTransition",
     "KeyStoreError",
+    "LeaseHeld",
     "NotAuthenticated",
     "NotAuthorized",
     "NotFound",
@@ -141,6 +143,20 @@ class PermissionDenied(AccessError):
     """The operator is who they say, but no role of theirs permits this action here."""
 
     code = "permission_denied"
+
+
+class LeaseHeld(AccessError):
+    """Another instance holds the registry's publication lease (``ecert publish --watch``).
+
+    ``lease`` is the :class:`ecert.models.Lease` found (who holds it, where, until when).
+    """
+
+    code = "lease_held"
+
+    def __init__(self, message: str, *, lease: Any = None) -> None:
+        super().__init__(message)
+        #: The :class:`ecert.models.Lease` held by the other instance.
+        self.lease = lease
 
 
 class PendingApproval(EcertError):

@@ -282,3 +282,29 @@ class LogEntry:
     leaf: bytes = field(repr=False, default=b"")
     #: The entry's free-text reason (kept by the registry; the log has its keyed hash).
     note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who holds a registry-wide lease (today only ``publish``: ``ecert publish --watch``).
+
+    ``holder`` is a random id per running instance; ``host`` and ``pid`` say where it
+    runs. The holder renews it every cycle; past ``expires_at`` (a crashed holder) anyone
+    may take it.
+    """
+
+    name: str
+    holder: str
+    host: str
+    pid: int
+    directory: str
+    acquired_at: datetime
+    renewed_at: datetime
+    expires_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``--json`` prints of a lease."""
+        return {"name": self.name, "holder": self.holder, "host": self.host, "pid": self.pid,
+                "directory": self.directory, "acquired_at": self.acquired_at.isoformat(),
+                "renewed_at": self.renewed_at.isoformat(),
+                "expires_at": self.expires_at.isoformat()}

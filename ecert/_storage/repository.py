@@ -10,6 +10,7 @@ from sqlalchemy import (
     Connection,
     Row,
     and_,
+    case,
     delete,
     func,
     insert,
@@ -35,6 +36,7 @@ from ecert._storage.schema import (
     counters,
     events,
     keys,
+    leases,
     log_entries,
     log_tiles,
     operators,
@@ -53,6 +55,7 @@ from ecert.models import (
     CertificateType,
     KeyInfo,
     KeyRole,
+    Lease,
     Operator,
     Region,
     RequestStatus,
@@ -419,6 +422,31 @@ class Repository:
             due = now is not None and row.revoke_at is not None and row.revoke_at <= now
             yield int(row.status_index), revoked if due else str(row.status)
 
+    def get_lease(self, name: str) -> Lease | None:
+        """The lease ``name`` if someone holds it (expired or not); None if nobody does."""
+        row = self.conn.execute(select(leases).where(leases.c.name == name)).one_or_none()
+        if row is None or row.holder is None:
+            return None
+        return Lease(name, row.holder, row.host or "", int(row.pid or 0), row.directory or "",
+                     _dt_required(row.acquired_at or 0), _dt_required(row.renewed_at or 0),
+                     _dt_required(row.expires_at))
+
+    def latest_publication(self) -> tuple[int, int, int, str] | None:
+        """``(sequence, started_at, log_size, directory)`` of the newest written publication."""
+        row = self.conn.execute(
+            select(publications.c.sequence, publications.c.started_at,
+                   publications.c.log_size, publications.c.directory)
+            .where(publications.c.status == "written")
+            .order_by(publications.c.sequence.desc()).limit(1)).one_or_none()
+        return None if row is None else (int(row[0]), int(row[1]), int(row[2]), str(row[3]))
+
+    def logged_since(self, seq: int, *, except_action: str) -> bool:
+        """Whether the log has an entry at or after ``seq`` of another action."""
+        return self.conn.execute(
+            select(log_entries.c.seq)
+            .where(log_entries.c.seq >= seq, log_entries.c.action != except_action)
+            .limit(1)).first() is not None
+
     def certificate_facts(self) -> Iterator[Row[Any]]:
         """Every certificate row, with the columns an audit compares against the log."""
         yield from self.conn.execute(select(certificates).order_by(certificates.c.id))
@@ -654,6 +682,36 @@ class WriteRepository(Repository):
         self.conn.execute(insert(cosignatures).values(origin=origin, witness=witness,
                                                       size=size, root=root, note=note,
                                                       created_at=now))
+
+    def take_lease(self, name: str, holder: str, *, host: str, pid: int, directory: str,
+                   now: int, expires_at: int) -> bool:
+        """Take or renew lease ``name`` for ``holder``: one conditional UPDATE, so two
+        instances racing (on any host) cannot both win. True if ``holder`` has it now."""
+        taken = self.conn.execute(
+            update(leases)
+            .where(leases.c.name == name,
+                   or_(leases.c.holder.is_(None), leases.c.holder == holder,
+                       leases.c.expires_at <= now))
+            .values(holder=holder, host=host, pid=pid, directory=directory,
+                    acquired_at=case((leases.c.holder == holder, leases.c.acquired_at),
+                                     else_=now),
+                    renewed_at=now, expires_at=expires_at))
+        if taken.rowcount:
+            return True
+        if self.conn.execute(select(leases.c.name).where(leases.c.name == name)).first():
+            return False
+        # A lease name the migration did not create: the primary key settles a race.
+        self.conn.execute(insert(leases).values(
+            name=name, holder=holder, host=host, pid=pid, directory=directory,
+            acquired_at=now, renewed_at=now, expires_at=expires_at))
+        return True
+
+    def release_lease(self, name: str, holder: str, now: int) -> bool:
+        """Give up lease ``name`` if ``holder`` has it (others may take it at once)."""
+        return bool(self.conn.execute(
+            update(leases).where(leases.c.name == name, leases.c.holder == holder)
+            .values(holder=None, host=None, pid=None, directory=None, acquired_at=None,
+                    renewed_at=now, expires_at=now)).rowcount)
 
     def redact_certificate(self, cert_id: str, now: int) -> None:
         self.conn.execute(update(certificates).where(certificates.c.id == cert_id).values(

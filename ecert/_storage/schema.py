@@ -321,3 +321,17 @@ cosignatures = Table(
     Column("created_at", BigInteger, nullable=False),
     Index("ix_cosignatures_origin_witness", "origin", "witness"),
 )
+
+# Leases: who runs ``ecert publish --watch`` (one row per lease name, made by the migration).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=True),  # a random id per running instance
+    Column("host", String(255), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("directory", Text, nullable=True),
+    Column("acquired_at", BigInteger, nullable=True),
+    Column("renewed_at", BigInteger, nullable=True),
+    Column("expires_at", BigInteger, nullable=False),
+)

@@ -12,6 +12,7 @@ agencies and keys, issuance, lifecycle, recognition, operators, publication, aud
 from __future__ import annotations
 
 import os
+import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -52,6 +53,7 @@ from ecert.models import (
     CertificateType,
     KeyInfo,
     KeyRole,
+    Lease,
     LogEntry,
     Operator,
     Region,
@@ -70,6 +72,7 @@ from ecert.registry import (
     _printing,
     _publication,
     _recognition,
+    _watch,
     _witness,  # also registers the witness.cosign operation
 )
 from ecert.registry._audit import AuditReport, History
@@ -84,6 +87,7 @@ from ecert.registry._core import (
 )
 from ecert.registry._publication import PublishReport, log_origin
 from ecert.registry._rules import until_seconds
+from ecert.registry._watch import WatchCycle, WatchOutcome
 from ecert.registry._witness import CosignReport
 from ecert.trust import TrustAnchor
 
@@ -95,7 +99,7 @@ class Unset:
 UNSET = Unset()
 
 __all__ = ["AuditReport", "CatalogImport", "CosignReport", "History", "OperatorCredential",
-           "PublishReport", "Registry"]
+           "PublishReport", "Registry", "WatchCycle", "WatchOutcome"]
 
 _DB_FILE = "registry.db"
 
@@ -822,19 +826,26 @@ class Registry:
 
     def recognize(self, anchor: TrustAnchor, types: Mapping[str, str], *,
                   valid_from: datetime | None = None,
-                  valid_until: datetime | date | None = None) -> Agreement:
+                  valid_until: datetime | date | None = None,
+                  theirs: TrustList | None = None, force: bool = False) -> Agreement:
         """Recognize ``anchor``'s region for the mapped types (their code -> our code).
 
-        Replaces any agreement with that region. Takes effect at the next :meth:`publish`.
+        Every one of our types must exist in our catalog. With ``theirs`` (their trust
+        list, verified against ``anchor``, e.g. by :func:`ecert.trust.fetch_trust_list`)
+        every one of their types must exist there too, and a pair whose national type
+        codes differ is refused (``national_code_mismatch``) unless ``force``, which the
+        log then records. Replaces any agreement with that region. Takes effect at the
+        next :meth:`publish`.
         """
         if anchor.region == self.region.code:
             raise InputError("a region does not recognize itself", code="invalid_agreement")
         if not types:
             raise InputError("an agreement maps at least one type (--map THEIRS=OURS)",
                              code="invalid_agreement")
-        for theirs, ours in types.items():
-            if not theirs or not ours:
-                raise InputError(f"bad mapping {theirs!r}={ours!r}", code="invalid_agreement")
+        for their_code, our_code in types.items():
+            if not their_code or not our_code:
+                raise InputError(f"bad mapping {their_code!r}={our_code!r}",
+                                 code="invalid_agreement")
         try:
             check_http_url(anchor.trust_list_url)
         except FormatError as e:
@@ -846,8 +857,21 @@ class Registry:
             raise InputError("the agreement must end after it starts", code="invalid_agreement")
         value = Agreement(anchor.region, anchor.name, dict(anchor.root_jwk),
                           anchor.trust_list_url, start, end, dict(sorted(types.items())))
-        return self._ctx.execute(_recognition.RECOGNIZE,
-                                 {"region": anchor.region, "agreement": value.to_json()})
+        params: dict[str, Any] = {"region": anchor.region, "agreement": value.to_json()}
+        if theirs is not None:
+            if theirs.region != anchor.region:
+                raise InputError(f"the trust list given is {theirs.region}'s, not "
+                                 f"{anchor.region}'s", code="invalid_agreement")
+            listed = {t.code: t.national_type_code for t in theirs.types}
+            missing = sorted(set(types) - set(listed))
+            if missing:
+                raise NotFound(f"{anchor.region}'s trust list has no type "
+                               f"{', '.join(missing)} (it lists "
+                               f"{', '.join(sorted(listed)) or 'none'})",
+                               code="unknown_type")
+            params["their_types"] = {code: listed[code] for code in sorted(types)}
+            params["force"] = force
+        return self._ctx.execute(_recognition.RECOGNIZE, params)
 
     def withdraw(self, region_code: str) -> None:
         """Withdraw the agreement with ``region_code``; verifiers stop at the next trust list."""
@@ -902,6 +926,57 @@ class Registry:
                                     trust_list_validity=trust_list_validity,
                                     status_list_validity=status_list_validity,
                                     status_list_ttl=status_list_ttl, progress=progress)
+
+
+    def watch(self, directory: str | Path, *, every: timedelta = timedelta(minutes=10),
+              wait: bool = False, trust_list_validity: timedelta = timedelta(days=7),
+              status_list_validity: timedelta = timedelta(days=1),
+              status_list_ttl: timedelta = timedelta(hours=1), collect: bool = True,
+              sleep: Callable[[float], None] = time.sleep,
+              should_stop: Callable[[], bool] = lambda: False,
+              on_cycle: Callable[[WatchCycle], None] | None = None) -> None:
+        """Keep ``directory`` published until ``should_stop()`` says so.
+
+        Every ``every`` it publishes (as :meth:`publish` does) when the log changed since
+        its last publication, and before anything published expires: when less than a
+        third of the shortest lifetime is left (status lists by default; the trust list
+        lives longer). Its first cycle always publishes. Each cycle is reported to
+        ``on_cycle`` (a :class:`WatchCycle`). A failed cycle (database down, disk full)
+        is retried with backoff; :class:`ecert.errors.AccessError` ends the watch.
+
+        One watcher per registry: it holds the database's publication lease while it
+        runs (renewed every cycle, released on return, expiring if its holder dies).
+        If another holds it, :class:`ecert.errors.LeaseHeld` is raised, or with
+        ``wait`` the watcher waits for it. Time is the registry's clock; ``sleep`` waits
+        (tests pass one that advances a fake clock).
+        """
+        out = Path(directory)
+        self.whoami()  # a wrong operator or passphrase fails now, not in the first cycle
+        self._ctx.keystore  # noqa: B018 - so does a wrong registry passphrase
+
+        def publish(holder: str) -> PublishReport:
+            if collect:
+                self.collect_cosignatures()
+            return _publication.publish(self._ctx, out, trust_list_validity=trust_list_validity,
+                                        status_list_validity=status_list_validity,
+                                        status_list_ttl=status_list_ttl, progress=None,
+                                        lease=holder)
+
+        _watch.watch(self._ctx, out, publish=publish, every=every,
+                     lifetime=min(trust_list_validity, status_list_validity), wait=wait,
+                     sleep=sleep, should_stop=should_stop, on_cycle=on_cycle)
+
+    def published_directory(self) -> Path | None:
+        """The directory the newest completed publication was written to, if any (it may
+        be on another machine)."""
+        with self._ctx.read() as repo:
+            latest = repo.latest_publication()
+        return None if latest is None else Path(latest[3])
+
+    def publication_lease(self) -> Lease | None:
+        """Who holds the publication lease (an ``ecert publish --watch``), if anyone; it may
+        have expired (its holder stopped without releasing it)."""
+        return _watch.current_lease(self._ctx)
 
 
 def _first_admin(ctx: _Context, admin: OperatorCredential) -> tuple[Operator, Signer]:

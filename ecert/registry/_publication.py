@@ -16,6 +16,7 @@ every status list lapse).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ from typing import Any
 
 from ecert import _windows
 from ecert._authority import Action, Resource
-from ecert._clock import from_seconds
+from ecert._clock import from_seconds, to_seconds
 from ecert._formats import bundle as _bundle
 from ecert._formats import merkle, tiles
 from ecert._formats.jose import b64url_encode
@@ -46,7 +47,7 @@ from ecert._formats.trustlist import (
 from ecert._replay import KeyState, Replay
 from ecert._sources import MemorySource
 from ecert._storage.repository import Repository
-from ecert.errors import EcertError, PublishError, StorageError
+from ecert.errors import EcertError, LeaseHeld, PublishError, StorageError
 from ecert.models import CertificateStatus, KeyRole, Region
 from ecert.registry._core import Operation, Target, Unit, _Context
 from ecert.registry._lifecycle import STATUS_VALUES
@@ -56,6 +57,8 @@ from ecert.verify import Verifier
 log = logging.getLogger("ecert.registry")
 
 LOG_DIR = "log"
+#: The lease ``ecert publish --watch`` holds (one watcher per registry).
+LEASE_NAME = "publish"
 WITNESS_DIR = "witness"
 #: Actions whose entries shape the trust list (every other one is about certificates).
 _CERTIFICATE_PREFIX = "certificate."
@@ -147,6 +150,8 @@ def _trust_replay(repo: Repository, size: int) -> Replay:
 
 def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
     repo, ctx, now = unit.repo, unit.ctx, unit.now
+    if p.get("lease") is not None:
+        _check_lease(repo, p["lease"], now)
     # Taking the log's counter row lock first: no unit can append (nor commit a change)
     # until this one commits, so what is read below is one consistent state.
     repo.add_to_counter("log_size", 0)
@@ -200,6 +205,16 @@ def _trusted_agency(code: str, logged: Mapping[str, Any], uri: str,
                          tuple(TypeWindow(c, s, e) for c, (s, e) in limited))
 
 
+def _check_lease(repo: Repository, holder: str, now: int) -> None:
+    """A watcher publishes only while it holds the lease (checked in the publication's own
+    transaction, so one that lost it while paused cannot take a sequence number)."""
+    lease = repo.get_lease(LEASE_NAME)
+    if lease is None or lease.holder != holder or to_seconds(lease.expires_at) <= now:
+        raise LeaseHeld("this watcher lost the publication lease"
+                        + ("" if lease is None or lease.holder == holder else
+                           f" to {lease.host} (pid {lease.pid})"), lease=lease)
+
+
 def _proven_keys(repo: Repository, ctx: _Context, replay: Replay,
                  alerts: list[str]) -> list[KeyState]:
     """Keys the log proves (and, for active local keys, the key store agrees with)."""
@@ -240,10 +255,12 @@ def _trusted(key: KeyState) -> TrustedKey:
 
 def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timedelta,
             status_list_validity: timedelta, status_list_ttl: timedelta,
-            progress: Callable[[int, int], None] | None) -> PublishReport:
-    """See :meth:`ecert.Registry.publish`."""
+            progress: Callable[[int, int], None] | None,
+            lease: str | None = None) -> PublishReport:
+    """See :meth:`ecert.Registry.publish`; ``lease`` is the holder id of a watcher, which
+    publishes only while it holds the publication lease."""
     out = Path(directory)
-    snap = ctx.execute(PUBLISH, {"directory": str(out.resolve())})
+    snap = ctx.execute(PUBLISH, {"directory": str(out.resolve()), "lease": lease})
     for alert in snap.alerts:
         log.error("publication alert: %s", alert)
     region, now = ctx.region, snap.now
@@ -353,7 +370,13 @@ def _log_files(repo: Repository, out: Path, size: int) -> dict[str, bytes]:
 
 
 def write_bundle(out: Path, documents: Mapping[str, bytes]) -> None:
-    """Write each file atomically; the trust list last, so it never names a missing file."""
+    """Write each file atomically; the trust list last, so it never names a missing file.
+
+    Each file is written to a temporary beside it, flushed to disk and renamed over the
+    old one: a reader (a web server, a verifier) sees the old file or the new one, never
+    part of one, and a crash or a full disk leaves the old bundle standing. A failed
+    write removes its temporary, so a watcher retrying on a full disk does not fill it.
+    """
     order = sorted(documents, key=lambda p: (p == _bundle.TRUST_LIST_PATH, p))
     try:
         for relative in order:
@@ -361,8 +384,17 @@ def write_bundle(out: Path, documents: Mapping[str, bytes]) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "wb") as f:
-                f.write(documents[relative])
-            os.replace(temporary, path)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(documents[relative])
+                    f.flush()
+                    # On disk before the rename: after a power cut the name never points
+                    # at an empty file.
+                    os.fsync(f.fileno())
+                os.replace(temporary, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
+                raise
     except OSError as e:
-        raise PublishError(f"cannot write bundle to {out}: {e.strerror}") from e
+        raise PublishError(f"cannot write bundle to {out}: {e.strerror or e}") from e

@@ -2,7 +2,7 @@
 validity windows of agencies.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-02
 
 Existing types become version rows of their current version; existing agency types stay
