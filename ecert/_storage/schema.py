@@ -51,6 +51,8 @@ cert_types = Table(
     Column("validity_days", Integer, nullable=True),
     Column("qr_claims", JSON, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # {"holder_id_scheme": …, "holder_claims": {…}}; NULL for types declaring neither.
+    Column("input_rules", JSON, nullable=True),
 )
 
 agencies = Table(

@@ -12,6 +12,7 @@ agencies and keys, issuance, lifecycle, recognition, operators, publication, aud
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -31,12 +32,14 @@ from ecert._storage.database import make_engine, migrate, schema_is_current, sql
 from ecert._storage.repository import Repository
 from ecert.errors import (
     AlreadyExists,
+    ClaimsInvalid,
     FormatError,
     InputError,
     InvalidCertificateId,
     NotFound,
     StorageError,
 )
+from ecert.holder_ids import normalize_id, parse_scheme
 from ecert.identifiers import CertificateId
 from ecert.keys import KeyProvider, Signer
 from ecert.models import (
@@ -75,7 +78,7 @@ from ecert.registry._core import (
     operator_keys,
 )
 from ecert.registry._publication import PublishReport, log_origin
-from ecert.registry._rules import until_seconds
+from ecert.registry._rules import is_no_end, until_seconds
 from ecert.registry._witness import CosignReport
 from ecert.trust import TrustAnchor
 
@@ -83,6 +86,14 @@ __all__ = ["AuditReport", "CosignReport", "History", "OperatorCredential", "Publ
            "Registry"]
 
 _DB_FILE = "registry.db"
+
+
+def _code_text(code: str) -> str:
+    """A type or agency code as typed: NFKC (full-width letters), no outer white space,
+    lower case (the case of every ecert code)."""
+    if not isinstance(code, str):
+        raise InputError("a type or agency code must be text", code="invalid_code")
+    return unicodedata.normalize("NFKC", code).strip().lower()
 
 
 class Registry:
@@ -371,13 +382,28 @@ class Registry:
 
     def add_type(self, code: str, *, name: str, national_type_code: str,
                  schema: Mapping[str, Any], validity_days: int | None = None,
-                 qr_claims: Iterable[str] = (), version: int = 1) -> CertificateType:
-        """Add a certificate type to the catalog; its JSON Schema is checked first."""
-        _catalog.check_type(code, name, national_type_code, schema, validity_days)
-        return self._ctx.execute(_catalog.ADD_TYPE, {
+                 qr_claims: Iterable[str] = (), version: int = 1,
+                 holder_id_scheme: str | None = None,
+                 holder_claims: Mapping[str, str] | None = None) -> CertificateType:
+        """Add a certificate type to the catalog; its JSON Schema is checked first.
+
+        ``holder_id_scheme`` (``resident-id``, ``uscc`` or ``pattern:<regex>``, see
+        :mod:`ecert.holder_ids`) is the scheme its holders' ids must follow;
+        ``holder_claims`` (``{"holder_id": claim, "holder_name": claim}``) the claims that
+        must agree with the holder id and name at issuance. Without them, any id is taken.
+        """
+        national_type_code = normalize_id(national_type_code)
+        _catalog.check_type(code, name, national_type_code, schema, validity_days,
+                            holder_id_scheme, holder_claims)
+        params: dict[str, Any] = {
             "code": code, "name": name, "national_type_code": national_type_code,
             "schema": dict(schema), "version": version, "validity_days": validity_days,
-            "qr_claims": list(qr_claims)})
+            "qr_claims": list(qr_claims)}
+        if holder_id_scheme is not None:
+            params["holder_id_scheme"] = str(parse_scheme(holder_id_scheme))
+        if holder_claims:
+            params["holder_claims"] = dict(holder_claims)
+        return self._ctx.execute(_catalog.ADD_TYPE, params)
 
     def get_type(self, code: str) -> CertificateType:
         """The catalog entry of ``code``."""
@@ -459,11 +485,29 @@ class Registry:
               claims: Mapping[str, Any], valid_from: datetime | None = None,
               valid_until: datetime | date | None = None,
               supersedes: str | None = None) -> Certificate:
-        """Issue and sign a certificate. All of it happens in one transaction, or none."""
-        if not holder_name.strip():
-            raise InputError("holder name is empty")
+        """Issue and sign a certificate. All of it happens in one transaction, or none.
+
+        The input rules of the type apply (docs/holder-ids.md): the holder id is normalised
+        (NFKC, upper case) and checked against the type's ``holder_id_scheme``; it and
+        ``holder_name`` must agree with the type's ``holder_claims``; names and claim
+        strings may hold no control, line-breaking or bidi-override characters; the short
+        QR form must fit a printable code. ``valid_until`` 9999-12-31 (长期) means no end.
+        Every refusal is an :class:`ecert.errors.InputError` with a stable ``code``.
+        """
+        if not isinstance(holder_name, str) or not holder_name.strip():
+            raise InputError("holder name is empty", code="text_empty")
+        if not isinstance(claims, Mapping):
+            raise ClaimsInvalid("claims must be a JSON object", field="$.claims")
+        type_code, agency_code = _code_text(type_code), _code_text(agency_code)
+        holder_id = normalize_id(holder_id)
+        scheme = self._holder_id_scheme(type_code)
+        if scheme is not None:
+            # Here, where the raw id is known: the unit of work sees only its pseudonym.
+            holder_id = parse_scheme(scheme).check(holder_id, today=from_seconds(
+                self._now()).date())
         start = None if valid_from is None else to_seconds(valid_from, "valid_from")
-        end = until_seconds(valid_until)
+        no_end = is_no_end(valid_until)
+        end = None if no_end else until_seconds(valid_until)
         return self._ctx.execute(_issuance.ISSUE, {
             "type": type_code, "agency": agency_code,
             "holder": self.holder_pseudonym(holder_id), "holder_name": holder_name.strip(),
@@ -472,11 +516,17 @@ class Registry:
             "supersedes": None if supersedes is None else str(CertificateId.parse(supersedes)),
         })
 
+    def _holder_id_scheme(self, type_code: str) -> str | None:
+        with self._ctx.read() as repo:
+            cert_type = repo.get_type(type_code)
+        # An unknown type is refused by the issuance itself, after authorization.
+        return None if cert_type is None else cert_type.holder_id_scheme
+
     # -- lookup ------------------------------------------------------------------------------
 
     def resolve_id(self, id_or_serial: str) -> str:
         """A full certificate id from an id, or from a serial when that is unambiguous."""
-        text = id_or_serial.strip()
+        text = normalize_id(id_or_serial)  # full-width digits typed on a Chinese keyboard
         if text.startswith("1.2.156"):
             return str(CertificateId.parse(text))
         if not text.isalnum() or len(text) > 32:

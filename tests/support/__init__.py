@@ -19,7 +19,7 @@ from tests.support.constants import (
 )
 from tests.support.golden import Golden, build_golden, copy_tree, digest_tree
 from tests.support.http import LocalServer, serve
-from tests.support.issuing import issue_business_licence
+from tests.support.issuing import issue_business_licence, uscc
 from tests.support.pg import pg_schema_url
 from tests.support.registries import (
     RegistryFactory,
@@ -54,6 +54,7 @@ __all__ = [
     "database_url_of",
     "digest_tree",
     "issue_business_licence",
+    "uscc",
     "open_registry",
     "pg_schema_url",
     "plant_operator",
