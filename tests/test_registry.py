@@ -199,10 +199,10 @@ INVALID_USCCS = [
 
 def test_add_agency_refuses_invalid_uscc(registry: ecert.Registry) -> None:
     keys_before = len(registry.keys())
-    for uscc in INVALID_USCCS:
+    for code in INVALID_USCCS:
         with pytest.raises(ecert.InputError) as info:
-            registry.add_agency("gd-new", name="New", uscc=uscc, types=[BUSINESS])
-        assert info.value.code == "invalid_uscc", uscc
+            registry.add_agency("gd-new", name="New", uscc=code, types=[BUSINESS])
+        assert info.value.code == "invalid_uscc", code
     with pytest.raises(ecert.NotFound):
         registry.get_agency("gd-new")
     assert len(registry.keys()) == keys_before

@@ -24,6 +24,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
@@ -60,8 +61,15 @@ def _is_noncharacter(cp: int) -> bool:
     return 0xFDD0 <= cp <= 0xFDEF or (cp & 0xFFFE) == 0xFFFE
 
 
+_NONCHARACTERS = re.compile("[\ufdd0-\ufdef" + "".join(
+    f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(17)) + "]")
+
+
 def bad_character(text: str) -> tuple[int, str, str] | None:
     """The first refused character: ``(index, code, what)``, or None if all are fine."""
+    if text.isprintable() and _NONCHARACTERS.search(text) is None:
+        # The common case, at C speed: printable text has no Cc, Cf, Cs, Zl or Zp.
+        return None
     for index, char in enumerate(text):
         if char.isprintable() and char not in _ALLOWED_FORMAT:
             # Fast path: printable characters are neither Cc, Cf, Cs, Zl nor Zp.

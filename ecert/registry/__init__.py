@@ -26,6 +26,7 @@ from ecert._clock import Clock, from_seconds, to_seconds
 from ecert._formats import bundle as _bundle
 from ecert._formats.log import commitment, commitment_opening
 from ecert._formats.statuslist import MIN_LIST_SIZE
+from ecert._formats.text import TextInvalid
 from ecert._formats.trustlist import Agreement, TrustList
 from ecert._formats.url import check_http_url
 from ecert._storage.database import make_engine, migrate, schema_is_current, sqlite_url
@@ -495,7 +496,7 @@ class Registry:
         Every refusal is an :class:`ecert.errors.InputError` with a stable ``code``.
         """
         if not isinstance(holder_name, str) or not holder_name.strip():
-            raise InputError("holder name is empty", code="text_empty")
+            raise TextInvalid("holder name is empty", code="text_empty")
         if not isinstance(claims, Mapping):
             raise ClaimsInvalid("claims must be a JSON object", field="$.claims")
         type_code, agency_code = _code_text(type_code), _code_text(agency_code)

@@ -54,9 +54,9 @@ __all__ = [
     "database_url_of",
     "digest_tree",
     "issue_business_licence",
-    "uscc",
     "open_registry",
     "pg_schema_url",
     "plant_operator",
     "serve",
+    "uscc",
 ]
