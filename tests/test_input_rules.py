@@ -342,3 +342,42 @@ def test_cli_issue_exits_cleanly_on_any_input(gd_cli: Any, tmp_path: Path, holde
                     "--valid-until", until)
     assert_no_traceback(result)
     assert result.exit_code in (0, 2), result.output
+
+
+# -- file encodings (the one helper every CLI file read goes through) ------------------------
+
+
+def test_decode_text_detects_bom_utf8_and_gb18030() -> None:
+    from ecert_cli._files import decode_text
+
+    text = "营业执照 深圳市前海星河数字科技有限公司"
+    assert decode_text(b"\xef\xbb\xbf" + text.encode(), "f") == text
+    assert decode_text(text.encode(), "f") == text
+    assert decode_text(text.encode("gbk"), "f") == text
+    assert decode_text(text.encode("gb18030"), "f") == text
+    assert decode_text(text.encode("gbk"), "f", "GBK") == text
+    assert decode_text(b"\xef\xbb\xbfabc", "f", "utf-8") == "abc"
+    for data, encoding, code in ((text.encode("gbk"), "utf-8", "invalid_encoding"),
+                                 (b"abc", "no-such-codec", "unknown_encoding"),
+                                 (b"\x81\x30\x81", None, "invalid_encoding")):
+        with pytest.raises(ecert.InputError) as info:
+            decode_text(data, "f", encoding)
+        assert info.value.code == code
+
+
+@given(st.binary(max_size=64), st.sampled_from([None, "utf-8", "gb18030", "latin-1", "x"]))
+def test_decode_text_gives_text_or_an_input_error(data: bytes, encoding: str | None) -> None:
+    from ecert_cli._files import decode_text
+
+    try:
+        assert isinstance(decode_text(data, "f", encoding), str)
+    except ecert.InputError as e:
+        assert e.code in ("invalid_encoding", "unknown_encoding")
+
+
+def test_a_passphrase_file_with_a_bom(tmp_path: Path) -> None:
+    from ecert_cli._operators import new_passphrase
+
+    path = tmp_path / "pass.txt"
+    path.write_bytes("\ufeff口令 one two\r\n".encode())
+    assert new_passphrase(path, "clerk") == "口令 one two"
