@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from ecert.errors import InputError
+from ecert.errors import HolderIdInvalid, InputError
 
 __all__ = [
     "CLAIM_FORMATS",
@@ -73,17 +73,6 @@ _EARLIEST_BIRTH = date(1900, 1, 1)
 _USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_INDEX = {c: i for i, c in enumerate(_USCC_ALPHABET)}
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-
-
-class HolderIdInvalid(InputError):
-    """A holder id (or a claim holding such a code) breaks its declared scheme.
-
-    ``code`` says why: ``holder_id_empty``, ``holder_id_length``, ``holder_id_characters``,
-    ``holder_id_region``, ``holder_id_birth_date``, ``holder_id_check`` or
-    ``holder_id_pattern``.
-    """
-
-    code = "holder_id_invalid"
 
 
 def normalize_id(value: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -208,11 +207,9 @@ def test_the_issued_short_form_is_what_qr_makes(registry: ecert.Registry) -> Non
     cert_type = registry.get_type(BL)
     key = registry.keys("gd-amr")[-1]
     made = qr_text(registry.qr_token(cert.id))
-    start = time.perf_counter()
     length = _issuance.check_short_form(cert_type, cert.token, registry.region.base_url,
                                         int(cert.issued_at.timestamp()), key.alg, key.kid)
-    assert time.perf_counter() - start >= 0  # cost is measured in docs, not asserted
-    assert length == len(made)
+    assert length == len(made)  # the probe is exactly as long as the signed QR
 
 
 def test_long_term_means_no_end(registry: ecert.Registry) -> None:

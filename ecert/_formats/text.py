@@ -29,7 +29,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from ecert.errors import InputError
+from ecert.errors import TextInvalid
 
 __all__ = ["MAX_CLAIM_DEPTH", "MAX_CLAIM_TEXT", "MAX_NAME", "TextInvalid", "bad_character",
            "check_claims_text", "check_text"]
@@ -43,18 +43,6 @@ MAX_CLAIM_DEPTH = 16
 
 _ALLOWED_FORMAT = frozenset("\u200c\u200d\u180e\u200e\u200f\u061c")
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-class TextInvalid(InputError):
-    """A text field holds a character that could fake output, or is too long.
-
-    ``code``: ``text_control`` (control, line or paragraph separator),
-    ``text_bidi`` (bidirectional override or isolate), ``text_format`` (another invisible
-    format character), ``text_noncharacter`` (surrogate or noncharacter),
-    ``text_too_long``, ``text_empty``, ``claims_too_deep``.
-    """
-
-    code = "text_invalid"
 
 
 def _is_noncharacter(cp: int) -> bool:
