@@ -166,8 +166,13 @@ def check_short_form(cert_type: CertificateType, token: str, base_url: str, now:
 
 
 def plain_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
-    """Plain JSON values, detached from the caller's objects."""
-    value: dict[str, Any] = json.loads(canonical_json(dict(claims)))
+    """Plain JSON values, detached from the caller's objects; :class:`ClaimsInvalid` for
+    what JSON cannot carry (infinities, NaN, non-text keys, other objects, deep nesting)."""
+    try:
+        value: dict[str, Any] = json.loads(canonical_json(dict(claims)))
+    except (ValueError, TypeError, RecursionError) as e:
+        raise ClaimsInvalid(f"claims are not plain JSON: {type(e).__name__}: "
+                            f"{str(e)[:100]}", field="$.claims") from e
     return value
 
 
