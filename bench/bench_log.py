@@ -71,7 +71,7 @@ def main() -> None:
             n = 0
             while logged < target:
                 cert = registry.issue("cn.business-licence", "gd-amr",
-                                      holder_id=f"{claims['uscc']}-{n}",
+                                      holder_id=claims["uscc"],
                                       holder_name=claims["name"], claims=claims)
                 logged += 1
                 if n % 10 == 9 and logged < target:

@@ -79,7 +79,8 @@ def main() -> None:
         if type_code not in reg.get_agency(agency).types:
             continue
         claims = _samples.claims(claims_name)
-        holder_id = claims.get("uscc") or claims.get("id_number") or "X"
+        # The id the type binds to its holder (catalog holder_claims).
+        holder_id = claims.get("uscc") or claims.get("id_number") or claims["licence_number"]
         holder_name = claims.get("name") or claims.get("operator_name") or "X"
         cert = reg.issue(type_code, agency, holder_id=holder_id, holder_name=holder_name,
                          claims=claims)

@@ -55,6 +55,8 @@ def populate(registry: Registry) -> None:
                 entry["code"], name=entry["name"],
                 national_type_code=entry["national_type_code"], schema=entry["schema"],
                 validity_days=entry["validity_days"], qr_claims=entry["qr_claims"],
+                holder_id_scheme=entry.get("holder_id_scheme"),
+                holder_claims=entry.get("holder_claims"),
             )
     for agency in sample["agencies"]:
         registry.add_agency(agency["code"], name=agency["name"], uscc=agency["uscc"],

@@ -14,6 +14,8 @@ raising variant and raises :class:`VerificationFailed`.
     ├── InputError                  bad input from the caller (CLI exit code 2)
     │   ├── InvalidCertificateId    malformed id or wrong check character
     │   ├── ClaimsInvalid           claims violate the type's JSON Schema (names the field)
+    │   ├── HolderIdInvalid         a holder id or code claim breaks its scheme (says why)
+    │   ├── TextInvalid             a name or claim string could fake output, or is too long
     │   ├── NotFound                unknown type, agency or certificate
     │   ├── AlreadyExists           duplicate type, agency or registry
     │   ├── NotAuthorized           agency not authorized for that certificate type
@@ -50,6 +52,7 @@ __all__ = [
     "Conflict",
     "EcertError",
     "FormatError",
+    "HolderIdInvalid",
     "InputError",
     "InvalidCertificateId",
     "InvalidTransition",
@@ -63,6 +66,7 @@ __all__ = [
     "PublishError",
     "RecordTampered",
     "StorageError",
+    "TextInvalid",
     "TrustListError",
     "VerificationFailed",
 ]
@@ -101,6 +105,29 @@ class ClaimsInvalid(InputError):
         super().__init__(message)
         #: JSON path of the offending field, e.g. ``$.claims.uscc``.
         self.field = field
+
+
+class HolderIdInvalid(InputError):
+    """A holder id (or a claim holding such a code) breaks its declared scheme.
+
+    ``code`` says why: ``holder_id_empty``, ``holder_id_length``, ``holder_id_characters``,
+    ``holder_id_region``, ``holder_id_birth_date``, ``holder_id_check`` or
+    ``holder_id_pattern`` (see :mod:`ecert.holder_ids`).
+    """
+
+    code = "holder_id_invalid"
+
+
+class TextInvalid(InputError):
+    """A text field holds a character that could fake output, or is too long.
+
+    ``code``: ``text_control`` (control, line or paragraph separator),
+    ``text_bidi`` (bidirectional override or isolate), ``text_format`` (another invisible
+    format character), ``text_noncharacter`` (surrogate or noncharacter),
+    ``text_too_long``, ``text_empty``, ``text_invalid`` (not text), ``claims_too_deep``.
+    """
+
+    code = "text_invalid"
 
 
 class NotFound(InputError):

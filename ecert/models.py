@@ -92,8 +92,14 @@ class CertificateType:
     version: int = 1
     validity_days: int | None = None
     qr_claims: tuple[str, ...] = ()
+    #: Scheme holder ids must follow: ``resident-id``, ``uscc``, ``pattern:<regex>``, or
+    #: None (any id). See :mod:`ecert.holder_ids`.
+    holder_id_scheme: str | None = None
+    #: Which claims name the holder: ``{"holder_id": claim, "holder_name": claim}`` (either
+    #: may be left out); issuance refuses holder ids and names that disagree with them.
+    holder_claims: Mapping[str, str] = field(default_factory=dict)
     #: Catalog fields ecert itself does not interpret (kept with the type's version and
-    #: written back by ``catalog export``), e.g. ``holder_id_scheme``, ``holder_claims``.
+    #: written back by ``catalog export``).
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "EC_LEVELS",
+    "MAX_TEXT_AT_DEFAULT",
     "MAX_VERSION",
     "QrCode",
     "QrTooLarge",
@@ -46,6 +47,10 @@ __all__ = [
 #: Largest QR version ecert prints: denser codes do not scan reliably from print.
 MAX_VERSION = 25
 EC_LEVELS = ("L", "M", "Q", "H")
+#: Characters of QR text (alphanumeric mode: base45 and ``EC1:``) a version-25 code holds
+#: at level Q, the default of ``ecert qr`` and ``card``. Issuance refuses a certificate
+#: whose short form would be longer (checked against segno by the tests).
+MAX_TEXT_AT_DEFAULT = 1041
 
 
 class QrTooLarge(InputError):

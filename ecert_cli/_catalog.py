@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import click
 import ecert
 from ecert._pagination import page_in_memory
 from ecert_cli._app import cli, emit, json_option, settings
+from ecert_cli._files import read_text_file
 from ecert_cli._paging import emit_page, page_options
 from ecert_cli._render import agency_json, key_json, type_json
 
@@ -21,18 +21,18 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def read_json_file(path: str) -> object:
-    """A JSON document from a file or ``-`` (stdin), errors as one clear line."""
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text("utf-8")
-    except OSError as e:
-        raise ecert.InputError(f"cannot read {path}: {e.strerror}") from e
-    except UnicodeDecodeError as e:
-        raise ecert.InputError(f"{path} is not UTF-8 text") from e
+def read_json_file(path: str, encoding: str | None = None) -> object:
+    """A JSON document from a file or ``-`` (stdin), errors as one clear line.
+
+    UTF-8 (with or without BOM) or GB 18030 is detected, or ``encoding`` given.
+    """
+    text = read_text_file(path, encoding)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ecert.InputError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}") from e
+    except RecursionError as e:
+        raise ecert.InputError(f"{path} nests too deeply") from e
 
 
 @cli.group("type")
@@ -53,17 +53,35 @@ def type_group() -> None:
               help="Claims a verifier must see offline (carried in QR codes).")
 @click.option("--version", "type_version", type=click.IntRange(min=1), default=1,
               show_default=True, help="Type version.")
+@click.option("--holder-id-scheme", default=None, metavar="SCHEME",
+              help="Scheme of holder ids: resident-id, uscc or pattern:REGEX.")
+@click.option("--holder-claim", "holder_claims", multiple=True, metavar="KEY=CLAIM",
+              help="Claim that must equal the holder id or name: holder_id=CLAIM or "
+                   "holder_name=CLAIM (repeatable).")
+@click.option("--encoding", default=None, help="Encoding of the schema file (default: "
+              "UTF-8 or GB 18030, detected).")
 @json_option
 def type_add(code: str, name: str, schema_file: str, national_code: str,
-             validity_days: int | None, qr_claims: str | None, type_version: int) -> None:
+             validity_days: int | None, qr_claims: str | None, type_version: int,
+             holder_id_scheme: str | None, holder_claims: tuple[str, ...],
+             encoding: str | None) -> None:
     """Add certificate type CODE to the catalog."""
-    schema = read_json_file(schema_file)
+    schema = read_json_file(schema_file, encoding)
     if not isinstance(schema, dict):
         raise ecert.InputError(f"{schema_file} must hold a JSON Schema object")
+    bound: dict[str, str] = {}
+    for item in holder_claims:
+        key, sep, claim = item.partition("=")
+        if not sep or not key.strip() or not claim.strip():
+            raise ecert.InputError(f"--holder-claim {item!r} is not KEY=CLAIM",
+                                   code="invalid_holder_claims")
+        bound[key.strip()] = claim.strip()
     with settings().open_registry() as registry:
         value = registry.add_type(code, name=name, national_type_code=national_code,
                                   schema=schema, validity_days=validity_days,
-                                  qr_claims=_split(qr_claims), version=type_version)
+                                  qr_claims=_split(qr_claims), version=type_version,
+                                  holder_id_scheme=holder_id_scheme,
+                                  holder_claims=bound or None)
     emit(type_json(value), f"added type {value.code} ({value.name}), national code "
                            f"{value.national_type_code}")
 

@@ -36,13 +36,17 @@ def _parse_until(value: str | None) -> date | datetime | None:
 @click.option("--claims", "claims_file", required=True, metavar="FILE",
               help="JSON file with the type's claims ('-' for stdin).")
 @click.option("--valid-until", default=None, metavar="DATE",
-              help="Last valid day (YYYY-MM-DD, UTC); default from the type.")
+              help="Last valid day (YYYY-MM-DD, UTC; 9999-12-31 for no end, 长期); default "
+                   "from the type.")
 @click.option("--supersedes", default=None, metavar="ID", help="Id this certificate replaces.")
+@click.option("--encoding", default=None, help="Encoding of the claims file (default: "
+              "UTF-8 or GB 18030, detected).")
 @json_option
 def issue(type_code: str, agency_code: str, holder_id: str, holder_name: str,
-          claims_file: str, valid_until: str | None, supersedes: str | None) -> None:
+          claims_file: str, valid_until: str | None, supersedes: str | None,
+          encoding: str | None) -> None:
     """Issue and sign a certificate."""
-    claims = read_json_file(claims_file)
+    claims = read_json_file(claims_file, encoding)
     if not isinstance(claims, dict):
         raise ecert.InputError(f"{claims_file} must hold a JSON object of claims")
     until = _parse_until(valid_until)

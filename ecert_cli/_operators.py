@@ -26,10 +26,10 @@ def _scope(values: tuple[str, ...]) -> list[str] | None:
 def new_passphrase(passphrase_file: Path | None, who: str) -> str:
     """A new operator passphrase: from a file (first line), or asked twice at a terminal."""
     if passphrase_file is not None:
-        try:
-            value = passphrase_file.read_text("utf-8").splitlines()[0:1]
-        except (OSError, UnicodeDecodeError) as e:
-            raise ecert.InputError(f"cannot read {passphrase_file}: {e}") from e
+        from ecert_cli._files import read_text_file
+
+        # UTF-8 (a BOM Notepad wrote is not part of the passphrase) or GB 18030.
+        value = read_text_file(str(passphrase_file)).splitlines()[0:1]
         if not value or not value[0]:
             raise ecert.InputError(f"{passphrase_file} holds no passphrase on its first line")
         return value[0]

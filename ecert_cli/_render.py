@@ -136,7 +136,9 @@ def certificate_row(cert: ecert.Certificate) -> str:
 def type_json(value: ecert.CertificateType) -> dict[str, Any]:
     return {"code": value.code, "version": value.version, "name": value.name,
             "national_type_code": value.national_type_code,
-            "validity_days": value.validity_days, "qr_claims": list(value.qr_claims)}
+            "validity_days": value.validity_days, "qr_claims": list(value.qr_claims),
+            "holder_id_scheme": value.holder_id_scheme,
+            "holder_claims": dict(value.holder_claims)}
 
 
 def agency_json(value: ecert.Agency, keys: list[ecert.KeyInfo]) -> dict[str, Any]:

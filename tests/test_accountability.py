@@ -117,7 +117,7 @@ def test_roles_are_scoped_to_agencies_and_refusals_are_logged(
     cert = issue_business_licence(clerk)
     assert cert.agency_code == "gd-amr"
     with pytest.raises(ecert.PermissionDenied, match="gd-hrss"):
-        clerk.issue("cn.professional-qualification", "gd-hrss", holder_id="x",
+        clerk.issue("cn.professional-qualification", "gd-hrss", holder_id="440106199502281567",
                     holder_name="y", claims={})
     with pytest.raises(ecert.PermissionDenied, match="revoke"):
         clerk.revoke(cert.id, "unspecified")
@@ -133,7 +133,8 @@ def test_roles_are_scoped_to_agencies_and_refusals_are_logged(
 def test_an_agency_not_allowed_a_type_stays_an_input_error(
         staff: dict[str, ecert.Registry]) -> None:
     with pytest.raises(ecert.NotAuthorized) as caught:
-        staff["clerk"].issue("cn.professional-qualification", "gd-amr", holder_id="x",
+        staff["clerk"].issue("cn.professional-qualification", "gd-amr",
+                             holder_id="440106199502281567",
                              holder_name="y", claims={})
     assert isinstance(caught.value, ecert.InputError)
     assert not isinstance(caught.value, ecert.AccessError)

@@ -28,7 +28,7 @@ import ecert.registry
 import ecert.verify
 from ecert import _samples
 from ecert_cli import cli
-from tests.support import OPERATOR_PASSPHRASE, PASSPHRASE, FakeClock
+from tests.support import OPERATOR_PASSPHRASE, PASSPHRASE, FakeClock, uscc
 from tests.support.cli import (
     CATALOG,
     DATA,
@@ -158,7 +158,8 @@ def test_type_add_from_sample_schema_files_and_list(run: Cli) -> None:
     out = run.json(*type_args(BL))
     assert out == {"code": BL, "version": 1, "name": "营业执照",
                    "national_type_code": "11100000MB0143028R001", "validity_days": 3650,
-                   "qr_claims": CATALOG[BL]["qr_claims"]}
+                   "qr_claims": CATALOG[BL]["qr_claims"], "holder_id_scheme": "uscc",
+                   "holder_claims": {"holder_id": "uscc", "holder_name": "name"}}
     result = run.ok(*type_args(PQ))
     assert f"added type {PQ}" in result.stdout
     listed = run.items("type", "list")
@@ -192,7 +193,7 @@ def test_type_add_errors(run: Cli, tmp_path: Path) -> None:
     for bad in ("11100000MB0143028R00X", "11100000MB0143028X001", "short"):
         message = run.fails("type", "add", "x.t", "--name", "x", "--schema", schema,
                             "--national-code", bad)
-        assert bad[:18] in message
+        assert bad[:18].upper() in message  # national codes are upper-cased first
     run.fails("type", "add", "x.t", "--name", "x", "--schema", schema,
               "--national-code", national, "--validity-days", "0")
     assert run.items("type", "list") == []
@@ -256,7 +257,7 @@ def test_issue_json_has_id_and_token(gd: Cli, tmp_path: Path) -> None:
     assert out["valid_until"] == "2035-12-30T00:00:00Z"  # 3650 days, the type's default
 
     human = gd.ok("issue", "--type", BL, "--agency", "gd-amr", "--holder-id",
-                  BL_CLAIMS["uscc"], "--holder-name", "x", "--claims",
+                  BL_CLAIMS["uscc"], "--holder-name", BL_CLAIMS["name"], "--claims",
                   str(DATA / "claims" / "business-licence-gd.json")).stdout
     assert human.startswith("issued 1.2.156.3005.2.")
     assert "token:" in human
@@ -365,7 +366,7 @@ def test_show_by_id_serial_and_mistyped_id(gd: Cli, tmp_path: Path) -> None:
 def test_list_with_filters(gd: Cli, tmp_path: Path) -> None:
     assert "no certificates match" in gd.ok("list").stdout
     first = issue_bl(gd, tmp_path)
-    other_holder = issue_bl(gd, tmp_path, uscc="91110108MA01ABCD4X")
+    other_holder = issue_bl(gd, tmp_path, uscc=uscc(1234567, "91110108MA"))
     qualification = issue_pq(gd)
     gd.ok("suspend", other_holder["id"])
 
@@ -592,8 +593,9 @@ def test_events_record_the_operator_of_every_action(gd: Cli, tmp_path: Path) -> 
 
 def test_json_errors_are_an_object_on_stdout(gd: Cli, tmp_path: Path) -> None:
     path = write_json(tmp_path / "claims.json", {**BL_CLAIMS, "uscc": "x"})
-    result = gd("issue", "--type", BL, "--agency", "gd-amr", "--holder-id", "x",
-                "--holder-name", "x", "--claims", path, "--json")
+    result = gd("issue", "--type", BL, "--agency", "gd-amr", "--holder-id",
+                BL_CLAIMS["uscc"], "--holder-name", BL_CLAIMS["name"], "--claims", path,
+                "--json")
     message = assert_one_line_error(result)
     error = json.loads(result.stdout)["error"]
     assert error["code"] == "claims_invalid"

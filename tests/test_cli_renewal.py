@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tests.support.cli import Cli
 from tests.support.clock import FakeClock
+from tests.support.issuing import uscc
 from tests.test_cli import gd, issue_bl, run, write_json
 
 __all__ = ["gd", "run"]
@@ -50,7 +51,7 @@ def test_suspend_reason_shows_in_show_and_history(gd: Cli, tmp_path: Path) -> No
 
 def test_list_by_name_and_pages_in_human_output(gd: Cli, tmp_path: Path) -> None:
     a = issue_bl(gd, tmp_path)
-    b = issue_bl(gd, tmp_path, uscc="91110108MA01ABCD4X", name="深圳市前海另一家公司")
+    b = issue_bl(gd, tmp_path, uscc=uscc(4242, "91110108MA"), name="深圳市前海另一家公司")
     assert [c["id"] for c in gd.items("list", "--name", "深圳市前海")] == [a["id"], b["id"]]
     assert [c["id"] for c in gd.items("list", "--name", "深圳市前海另")] == [b["id"]]
     out = gd.ok("list", "--name", "深圳", "--limit", "1").stdout

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text
 
 import ecert
+from ecert import _samples
 from ecert._formats.certificate import CertificateClaims
 from ecert._formats.jose import parse_compact
 from ecert.keys import LocalSigner, generate_private_key
@@ -68,8 +69,8 @@ def test_the_cli_publish_exits_1_with_a_loud_alert(registry: ecert.Registry, tmp
 @pytest.mark.parametrize("edit", ["holder", "expiry", "signature", "token-of-another"])
 def test_qr_refuses_an_edited_stored_token(registry: ecert.Registry, edit: str) -> None:
     cert = issue_business_licence(registry)
-    other = issue_business_licence(registry, holder_id="91440300MA5F3K2L8G",
-                                   holder_name="另一家公司")
+    other_claims = {**_samples.claims("business-licence-gd"), "name": "另一家公司"}
+    other = issue_business_licence(registry, holder_name="另一家公司", claims=other_claims)
     if edit == "holder":
         sql(registry, "UPDATE certificates SET holder_name = 'x' WHERE id = :id", id=cert.id)
     elif edit == "expiry":

@@ -471,7 +471,8 @@ def test_signature_of_another_token_spliced_in(own_env: Env) -> None:
     env = own_env  # issues and publishes: a registry of its own
     other = env.registry.issue(
         "cn.business-licence", "gd-amr", holder_id="91440300MA5F3K2L8G",
-        holder_name="Other Ltd", claims=_samples.claims("business-licence-gd"))
+        holder_name="Other Ltd",
+        claims={**_samples.claims("business-licence-gd"), "name": "Other Ltd"})
     env.registry.publish(env.bundle)
     assert env.verify(other.token).valid is True
     header, payload, _ = env.cert.token.split(".")

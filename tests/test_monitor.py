@@ -45,6 +45,7 @@ from tests.support import (
     as_operator,
     create_registry,
     database_url_of,
+    distinct_holder,
     pg_schema_url,
     plant_operator,
 )
@@ -70,9 +71,11 @@ class Site:
         entry = next(e for e in _samples.catalog() if e["code"] == type_code)
         claims = _samples.claims(_sample_claims(type_code))
         del entry
+        if holder:  # another holder: the type binds the holder id to a claim
+            claims = distinct_holder(claims, holder)
         id_field, name_field = _holder_fields(claims)
         return self.registry.issue(type_code, agency["code"],
-                                   holder_id=str(claims[id_field]) + holder,
+                                   holder_id=str(claims[id_field]),
                                    holder_name=str(claims[name_field]), claims=claims)
 
 

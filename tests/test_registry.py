@@ -33,6 +33,7 @@ from tests.support import (
     database_url_of,
     issue_business_licence,
     open_registry,
+    uscc,
 )
 
 BUSINESS = "cn.business-licence"
@@ -105,8 +106,13 @@ def _issue_qualification(registry: ecert.Registry, **overrides: Any) -> ecert.Ce
     return registry.issue(QUALIFICATION, "gd-hrss", **args)
 
 
+HOLDER_A, HOLDER_B = uscc(1), uscc(2)
+
+
 def _issue_food(registry: ecert.Registry, **overrides: Any) -> ecert.Certificate:
     claims = _samples.claims("food-business-licence-sh")
+    if "holder_id" in overrides and "claims" not in overrides:
+        claims["uscc"] = overrides["holder_id"]  # the type binds it to the holder id
     args: dict[str, Any] = {"holder_id": claims["uscc"], "holder_name": claims["operator_name"],
                             "claims": claims}
     args.update(overrides)
@@ -132,7 +138,6 @@ BAD_NATIONAL_TYPE_CODES = [
     "11100000MB0143028R0001",  # 22 characters
     "11100000MB0143028RABC",  # sequence part is not digits
     "11100000MB0143028X001",  # authority USCC with a wrong check character
-    "11100000MB0143028r001",  # lower case USCC
 ]
 
 INVALID_SCHEMAS: list[dict[str, Any]] = [
@@ -194,10 +199,10 @@ INVALID_USCCS = [
 
 def test_add_agency_refuses_invalid_uscc(registry: ecert.Registry) -> None:
     keys_before = len(registry.keys())
-    for uscc in INVALID_USCCS:
+    for code in INVALID_USCCS:
         with pytest.raises(ecert.InputError) as info:
-            registry.add_agency("gd-new", name="New", uscc=uscc, types=[BUSINESS])
-        assert info.value.code == "invalid_uscc", uscc
+            registry.add_agency("gd-new", name="New", uscc=code, types=[BUSINESS])
+        assert info.value.code == "invalid_uscc", code
     with pytest.raises(ecert.NotFound):
         registry.get_agency("gd-new")
     assert len(registry.keys()) == keys_before
@@ -254,10 +259,11 @@ def test_validate_claims_accepts_the_sample(registry: ecert.Registry) -> None:
 
 def test_issue_refuses_agency_not_authorized(registry: ecert.Registry) -> None:
     with pytest.raises(ecert.NotAuthorized):
-        registry.issue(BUSINESS, "gd-hrss", holder_id="HOLDER-1", holder_name="Someone",
+        registry.issue(BUSINESS, "gd-hrss", holder_id=HOLDER_A, holder_name="Someone",
                        claims=_samples.claims("business-licence-gd"))
     with pytest.raises(ecert.NotAuthorized):
-        registry.issue(QUALIFICATION, "gd-amr", holder_id="HOLDER-1", holder_name="Someone",
+        registry.issue(QUALIFICATION, "gd-amr", holder_id="440106199502281567",
+                       holder_name="Someone",
                        claims=_samples.claims("professional-qualification-gd"))
     assert registry.count() == 0
     assert not [e for e in registry.events() if e.action == "certificate.issue"]
@@ -268,7 +274,8 @@ def test_issue_refuses_unknown_type_or_agency(registry: ecert.Registry) -> None:
     with pytest.raises(ecert.NotFound):
         registry.issue("cn.nope", "gd-amr", holder_id="H", holder_name="N", claims=claims)
     with pytest.raises(ecert.NotFound):
-        registry.issue(BUSINESS, "gd-nope", holder_id="H", holder_name="N", claims=claims)
+        registry.issue(BUSINESS, "gd-nope", holder_id=claims["uscc"], holder_name="N",
+                       claims=claims)
     assert registry.count() == 0
 
 
@@ -298,35 +305,38 @@ def test_independent_check_character_matches_the_iso7064_example() -> None:
 
 
 def test_holder_is_a_pseudonym(registry: ecert.Registry) -> None:
-    holder_id = "HOLDER-ID-5521-QX"
+    # The business licence binds the holder id to its uscc claim, so the id is in the
+    # claims by design; everywhere else only its pseudonym is kept.
+    holder_id = uscc(5521)
     cert = issue_business_licence(registry, holder_id=holder_id)
-    text = _payload_text(cert.token)
-    assert holder_id not in text
-    assert holder_id.lower() not in text.lower()
-    assert holder_id not in json.dumps(_header(cert.token))
     payload = _payload(cert.token)
+    assert payload["claims"]["uscc"] == holder_id
+    outside = {k: v for k, v in payload.items() if k != "claims"}
+    assert holder_id not in json.dumps(outside)
+    assert holder_id not in json.dumps(_header(cert.token))
     assert payload["sub"] == cert.holder
     assert cert.holder != holder_id and holder_id not in cert.holder
     assert cert.holder == registry.holder_pseudonym(holder_id)
-    # Nor does the database keep it: certificates and the event record hold the pseudonym.
+    # Nor does the database keep it outside the claims: certificates and events hold the
+    # pseudonym.
     with registry.engine.connect() as conn:
         from sqlalchemy import text as sql
 
-        rows = [*conn.execute(sql("SELECT * FROM certificates")).all(),
+        rows = [*conn.execute(sql("SELECT id, holder, holder_name FROM certificates")).all(),
                 *conn.execute(sql("SELECT * FROM events")).all()]
     assert rows and all(holder_id not in repr(tuple(row)) for row in rows)
 
 
 def test_same_holder_same_pseudonym(registry: ecert.Registry) -> None:
-    first = issue_business_licence(registry, holder_id="HOLDER-A")
-    second = _issue_food(registry, holder_id="HOLDER-A")
-    other = issue_business_licence(registry, holder_id="HOLDER-B")
+    first = issue_business_licence(registry, holder_id=HOLDER_A)
+    second = _issue_food(registry, holder_id=HOLDER_A)
+    other = issue_business_licence(registry, holder_id=HOLDER_B)
     assert first.holder == second.holder
     assert first.holder != other.holder
     assert _payload(first.token)["sub"] == _payload(second.token)["sub"]
     # The same id reopened through another Registry object gives the same pseudonym.
     with _reopen(registry) as again:
-        assert again.holder_pseudonym("HOLDER-A") == first.holder
+        assert again.holder_pseudonym(HOLDER_A) == first.holder
 
 
 def test_valid_until_from_validity_days(registry: ecert.Registry, clock: FakeClock) -> None:
@@ -411,27 +421,27 @@ def test_mistyped_id_is_refused(registry: ecert.Registry) -> None:
 
 
 def test_find_by_holder_type_and_status(registry: ecert.Registry, clock: FakeClock) -> None:
-    a_business = issue_business_licence(registry, holder_id="HOLDER-A")
+    a_business = issue_business_licence(registry, holder_id=HOLDER_A)
     clock.advance(seconds=1)
-    a_food = _issue_food(registry, holder_id="HOLDER-A")
+    a_food = _issue_food(registry, holder_id=HOLDER_A)
     clock.advance(seconds=1)
-    b_business = issue_business_licence(registry, holder_id="HOLDER-B")
+    b_business = issue_business_licence(registry, holder_id=HOLDER_B)
     registry.suspend(a_food.id)
 
     def ids(found: list[ecert.Certificate]) -> list[str]:
         return [c.id for c in found]
 
-    assert ids(registry.find(holder_id="HOLDER-A")) == [a_business.id, a_food.id]
-    assert ids(registry.find(holder_id="HOLDER-B")) == [b_business.id]
-    assert registry.find(holder_id="HOLDER-C") == []
+    assert ids(registry.find(holder_id=HOLDER_A)) == [a_business.id, a_food.id]
+    assert ids(registry.find(holder_id=HOLDER_B)) == [b_business.id]
+    assert registry.find(holder_id=uscc(3)) == []
     assert ids(registry.find(type_code=BUSINESS)) == [a_business.id, b_business.id]
     assert ids(registry.find(type_code=FOOD)) == [a_food.id]
     assert ids(registry.find(status="suspended")) == [a_food.id]
     assert ids(registry.find(status=ecert.CertificateStatus.VALID)) == [
         a_business.id, b_business.id]
     assert registry.find(status="revoked") == []
-    assert ids(registry.find(holder_id="HOLDER-A", type_code=BUSINESS)) == [a_business.id]
-    assert ids(registry.find(holder_id="HOLDER-A", status="valid")) == [a_business.id]
+    assert ids(registry.find(holder_id=HOLDER_A, type_code=BUSINESS)) == [a_business.id]
+    assert ids(registry.find(holder_id=HOLDER_A, status="valid")) == [a_business.id]
     assert ids(registry.find()) == [a_business.id, a_food.id, b_business.id]
     assert ids(registry.find(limit=1, offset=1)) == [a_food.id]
     with pytest.raises(ecert.InputError):

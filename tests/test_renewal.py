@@ -24,6 +24,7 @@ from ecert.registry._rules import list_id_of
 from ecert_cli._render import claim_lines
 from tests.support import issue_business_licence
 from tests.support.clock import FakeClock
+from tests.support.issuing import uscc
 from tests.support.registries import as_operator
 
 BL = "cn.business-licence"
@@ -223,7 +224,7 @@ def test_scheduled_predecessor_can_still_be_revoked_or_suspended(
     assert published_status(registry, tmp_path / "a", old) == INVALID
     intact(registry, tmp_path / "a")
 
-    other = issue_business_licence(registry, holder_id="91110108MA01ABCD4X")
+    other = issue_business_licence(registry, holder_id=uscc(4242, "91110108MA"))
     registry.renew(other.id, valid_from=clock() + timedelta(days=5), at_start=True)
     revoked = registry.revoke(other.id, "key-compromise")  # at once, overtaking the schedule
     assert revoked.revocation_reason is ecert.RevocationReason.KEY_COMPROMISE
@@ -297,7 +298,7 @@ def test_find_pages_by_keyset_and_by_name_prefix(registry: ecert.Registry,
     for i, name in enumerate(names):
         clock.advance(seconds=1)
         ids.append(issue_business_licence(registry, holder_name=name,
-                                          holder_id=f"91440300MA5F3K2L{i}X").id)
+                                          holder_id=uscc(9000 + i)).id)
     first = registry.find_page(limit=3)
     assert [c.id for c in first.items] == ids[:3] and first.more and first.next
     second = registry.find_page(limit=3, after=first.next)

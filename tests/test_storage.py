@@ -40,9 +40,12 @@ from tests.support import (
     database_url_of,
     issue_business_licence,
     open_registry,
+    uscc,
 )
 
 STATUS_LIST_SIZE = 131_072
+
+RACE_HOLDER = uscc(7)
 
 
 def _url(registry: ecert.Registry) -> str | None:
@@ -245,7 +248,7 @@ def test_first_use_of_the_pseudonym_secret_is_race_free(
         try:
             with open_registry(registry.home, database_url=_url(registry),
                                clock=clock) as mine:
-                issued[number] = issue_business_licence(mine, holder_id="HOLDER-RACE")
+                issued[number] = issue_business_licence(mine, holder_id=RACE_HOLDER)
         except BaseException as e:
             errors.append(e)
 
@@ -255,7 +258,7 @@ def test_first_use_of_the_pseudonym_secret_is_race_free(
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    assert issued[0].holder == issued[1].holder == registry.holder_pseudonym("HOLDER-RACE")
+    assert issued[0].holder == issued[1].holder == registry.holder_pseudonym(RACE_HOLDER)
     assert sorted(_serial(c.id) for c in issued.values()) == [1, 2]
 
 

@@ -69,9 +69,10 @@ def test_catalog_import_is_one_unit_and_idempotent(make_registry: Any, tmp_path:
                              {"s": before}).all()
     assert len(units) == 1
     business = registry.get_type("cn.business-licence")
-    # Fields ecert does not interpret are kept with the type.
-    assert business.extra == {"holder_id_scheme": "uscc",
-                              "holder_claims": {"holder_id": "uscc", "holder_name": "name"}}
+    # The catalog's input rules become the type's own.
+    assert business.holder_id_scheme == "uscc"
+    assert business.holder_claims == {"holder_id": "uscc", "holder_name": "name"}
+    assert business.extra == {}
     assert business.schema["title"].startswith("营业执照")
     again = registry.import_catalog(catalog_copy(tmp_path / "again"))
     assert not again.changed and sorted(again.unchanged) == TYPES
@@ -133,7 +134,8 @@ def test_catalog_import_refuses_bad_files(make_registry: Any, tmp_path: Path) ->
                     lambda inner: st.lists(inner, max_size=4)
                     | st.dictionaries(st.sampled_from(
                         ["types", "code", "name", "national_type_code", "schema",
-                         "validity_days", "qr_claims", "version", "x"]), inner, max_size=6),
+                         "validity_days", "qr_claims", "version", "holder_id_scheme",
+                         "holder_claims", "x"]), inner, max_size=6),
                     max_leaves=30))
 def test_parse_catalog_accepts_or_refuses_cleanly(document: Any) -> None:
     try:

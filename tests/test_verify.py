@@ -132,8 +132,8 @@ def test_ed25519_agency_certificate_verifies(registry: ecert.Registry, tmp_path:
     registry.add_agency("gd-ed", name="Ed25519 agency", uscc="91440300MA5F3K2L8G",
                         types=["cn.food-business-licence"], alg="Ed25519")
     claims = _samples.claims("food-business-licence-sh")
-    cert = registry.issue("cn.food-business-licence", "gd-ed", holder_id="91440300MA5F3K2L8G",
-                          holder_name="Ed holder", claims=claims)
+    cert = registry.issue("cn.food-business-licence", "gd-ed", holder_id=claims["uscc"],
+                          holder_name=claims["operator_name"], claims=claims)
     registry.publish(tmp_path / "b")
     header = json.loads(jose.b64url_decode(cert.token.split(".")[0]))
     assert header == {"alg": "Ed25519", "kid": cert.kid, "typ": "ecert+jwt"}

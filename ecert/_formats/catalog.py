@@ -24,7 +24,8 @@ __all__ = ["KNOWN_MEMBERS", "catalog_document", "parse_catalog"]
 
 #: Members of a type entry ecert interprets; every other member is kept in ``extra``.
 KNOWN_MEMBERS = frozenset({"code", "name", "national_type_code", "schema", "validity_days",
-                           "qr_claims", "version"})
+                           "qr_claims", "version", "holder_id_scheme",
+                           "holder_claims"})
 #: A catalog larger than this is refused before anything is read from it.
 MAX_TYPES = 10_000
 
@@ -79,8 +80,25 @@ def parse_catalog(document: Any, load_schema: Callable[[str], Any]) -> list[dict
             "code": code, "name": name, "national_type_code": ntc, "schema": schema,
             "validity_days": validity, "qr_claims": list(qr_claims), "version": version,
             "extra": {k: v for k, v in entry.items() if k not in KNOWN_MEMBERS},
+            "holder_id_scheme": _scheme(entry.get("holder_id_scheme"), where),
+            "holder_claims": _holder_claims(entry.get("holder_claims"), where),
         })
     return result
+
+
+def _scheme(value: Any, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise _bad(f"{where}: holder_id_scheme is a string")
+    return value
+
+
+def _holder_claims(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise _bad(f"{where}: holder_claims maps holder_id/holder_name to claim names")
+    return dict(value)
 
 
 def catalog_document(types: Iterable[Mapping[str, Any]],
@@ -99,6 +117,10 @@ def catalog_document(types: Iterable[Mapping[str, Any]],
             "schema": schema_ref(t["code"], t["schema"]) if schema_ref else dict(t["schema"]),
             "validity_days": t["validity_days"], "qr_claims": list(t["qr_claims"]),
         }
+        if t.get("holder_id_scheme") is not None:
+            entry["holder_id_scheme"] = t["holder_id_scheme"]
+        if t.get("holder_claims"):
+            entry["holder_claims"] = dict(t["holder_claims"])
         for key, value in sorted(dict(t.get("extra") or {}).items()):
             if key not in KNOWN_MEMBERS:
                 entry[key] = value

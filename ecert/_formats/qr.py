@@ -481,6 +481,24 @@ def qr_payload(token_payload: Mapping[str, Any], token: str, qr_claims: Sequence
     return payload
 
 
+def probe_text(payload: Mapping[str, Any], alg: str, kid: str) -> str:
+    """The QR text a QR token with ``payload`` will have, without signing it.
+
+    Signatures have a fixed size (64 bytes for ES256 and Ed25519), so a zero signature
+    gives the exact length. The text is unwrapped again and must give back the payload
+    byte for byte: issuance uses this to refuse a certificate whose QR could not be
+    printed and read (``qr_unencodable``).
+    """
+    body = canonical_json(dict(payload))
+    header = canonical_json({"alg": alg, "kid": kid, "typ": QR_TYP})
+    token = ".".join((b64url_encode(header), b64url_encode(body),
+                      b64url_encode(bytes(SIGNATURE_BYTES))))
+    text = wrap(token)
+    if unwrap(text).payload != body:
+        raise FormatError("the QR code would not read back as signed", code="qr_unencodable")
+    return text
+
+
 def sign_qr_token(payload: Mapping[str, Any], signer: SignerLike) -> str:
     """Sign a QR payload as a compact JWS ``{alg, kid, typ: "ecert-qr+jwt"}``."""
     return sign_compact(payload, signer, QR_TYP)
@@ -545,7 +563,7 @@ def parse_token_payload(token: str) -> dict[str, Any]:
 
 __all__ = [
     "CONTAINER_VERSION", "PREFIX", "QR_TYP", "QrClaims", "QrFormatError", "Unwrapped",
-    "b45decode", "b45encode", "decode_value", "encode_value", "inflate", "is_qr_text",
+    "b45decode", "b45encode", "decode_value", "encode_value", "inflate", "is_qr_text", "probe_text",
     "qr_payload", "read_qr_payload", "sign_qr_token", "status_uri", "token_digest", "unwrap",
     "wrap",
 ]

@@ -72,6 +72,16 @@ def _dt_required(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+def input_rules(value: CertificateType) -> dict[str, Any] | None:
+    """The ``input_rules`` column of a type: its holder id scheme and holder claims."""
+    rules: dict[str, Any] = {}
+    if value.holder_id_scheme is not None:
+        rules["holder_id_scheme"] = value.holder_id_scheme
+    if value.holder_claims:
+        rules["holder_claims"] = dict(value.holder_claims)
+    return rules or None
+
+
 class Repository:
     """Typed reads of the registry tables. The caller owns the transaction."""
 
@@ -108,6 +118,8 @@ class Repository:
             code=row.code, name=row.name, national_type_code=row.national_type_code,
             schema=row.schema, version=row.version, validity_days=row.validity_days,
             qr_claims=tuple(row.qr_claims), extra=dict(row.extra or {}),
+            holder_id_scheme=(row.input_rules or {}).get("holder_id_scheme"),
+            holder_claims=dict((row.input_rules or {}).get("holder_claims") or {}),
         )
 
     def get_agency(self, code: str) -> Agency | None:
@@ -476,7 +488,8 @@ class WriteRepository(Repository):
         row = {"code": value.code, "version": value.version, "name": value.name,
                "national_type_code": value.national_type_code, "schema": dict(value.schema),
                "validity_days": value.validity_days, "qr_claims": list(value.qr_claims),
-               "extra": dict(value.extra) or None, "created_at": now}
+               "extra": dict(value.extra) or None, "input_rules": input_rules(value),
+               "created_at": now}
         self.conn.execute(insert(cert_types).values(**row))
         self.conn.execute(insert(cert_type_versions).values(**row))
 
@@ -485,7 +498,7 @@ class WriteRepository(Repository):
         row = {"version": value.version, "name": value.name,
                "national_type_code": value.national_type_code, "schema": dict(value.schema),
                "validity_days": value.validity_days, "qr_claims": list(value.qr_claims),
-               "extra": dict(value.extra) or None}
+               "extra": dict(value.extra) or None, "input_rules": input_rules(value)}
         self.conn.execute(update(cert_types).where(cert_types.c.code == value.code)
                           .values(**row))
         self.conn.execute(insert(cert_type_versions).values(code=value.code, created_at=now,

@@ -51,6 +51,8 @@ cert_types = Table(
     Column("validity_days", Integer, nullable=True),
     Column("qr_claims", JSON, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # {"holder_id_scheme": …, "holder_claims": {…}}; NULL for types declaring neither.
+    Column("input_rules", JSON, nullable=True),
     # Catalog fields ecert does not interpret (holder_id_scheme, …), kept for export.
     Column("extra", JSON, nullable=True),
 )
@@ -68,6 +70,7 @@ cert_type_versions = Table(
     Column("validity_days", Integer, nullable=True),
     Column("qr_claims", JSON, nullable=False),
     Column("extra", JSON, nullable=True),
+    Column("input_rules", JSON, nullable=True),
     Column("created_at", BigInteger, nullable=False),
 )
 

@@ -28,6 +28,7 @@ from ecert._formats import bundle as _bundle
 from ecert._formats.catalog import catalog_document
 from ecert._formats.log import commitment, commitment_opening
 from ecert._formats.statuslist import MIN_LIST_SIZE
+from ecert._formats.text import TextInvalid
 from ecert._formats.trustlist import Agreement, TrustList
 from ecert._formats.url import check_http_url
 from ecert._merge_patch import merge_patch
@@ -36,6 +37,7 @@ from ecert._storage.database import make_engine, migrate, schema_is_current, sql
 from ecert._storage.repository import Repository
 from ecert.errors import (
     AlreadyExists,
+    ClaimsInvalid,
     FormatError,
     InputError,
     InvalidCertificateId,
@@ -43,6 +45,7 @@ from ecert.errors import (
     NotFound,
     StorageError,
 )
+from ecert.holder_ids import normalize_id, parse_scheme
 from ecert.identifiers import CertificateId
 from ecert.keys import KeyProvider, Signer
 from ecert.models import (
@@ -86,7 +89,7 @@ from ecert.registry._core import (
     operator_keys,
 )
 from ecert.registry._publication import PublishReport, log_origin
-from ecert.registry._rules import until_seconds
+from ecert.registry._rules import is_no_end, until_seconds
 from ecert.registry._watch import WatchCycle, WatchOutcome
 from ecert.registry._witness import CosignReport
 from ecert.trust import TrustAnchor
@@ -102,6 +105,14 @@ __all__ = ["AuditReport", "CatalogImport", "CosignReport", "History", "OperatorC
            "PublishReport", "Registry", "WatchCycle", "WatchOutcome"]
 
 _DB_FILE = "registry.db"
+
+
+def _code_text(code: str) -> str:
+    """A type or agency code as typed: NFKC (full-width letters), no outer white space,
+    lower case (the case of every ecert code)."""
+    if not isinstance(code, str):
+        raise InputError("a type or agency code must be text", code="invalid_code")
+    return unicodedata.normalize("NFKC", code).strip().lower()
 
 
 class Registry:
@@ -400,18 +411,28 @@ class Registry:
     def add_type(self, code: str, *, name: str, national_type_code: str,
                  schema: Mapping[str, Any], validity_days: int | None = None,
                  qr_claims: Iterable[str] = (), version: int = 1,
-                 extra: Mapping[str, Any] | None = None) -> CertificateType:
+                 extra: Mapping[str, Any] | None = None,
+                 holder_id_scheme: str | None = None,
+                 holder_claims: Mapping[str, str] | None = None) -> CertificateType:
         """Add a certificate type to the catalog; its JSON Schema is checked first.
+
+        ``holder_id_scheme`` (``resident-id``, ``uscc`` or ``pattern:<regex>``, see
+        :mod:`ecert.holder_ids`) is the scheme its holders' ids must follow;
+        ``holder_claims`` (``{"holder_id": claim, "holder_name": claim}``) the claims that
+        must agree with the holder id and name at issuance. Without them, any id is taken.
 
         ``extra`` keeps catalog fields ecert does not interpret (written back on export).
         """
         return self._ctx.execute(_catalog.ADD_TYPE, _catalog.type_params(
-            code, name, national_type_code, schema, validity_days, qr_claims, version, extra))
+            code, name, national_type_code, schema, validity_days, qr_claims, version, extra,
+            holder_id_scheme, holder_claims))
 
     def update_type(self, code: str, *, schema: Mapping[str, Any] | None = None,
                     name: str | None = None, validity_days: int | Unset | None = UNSET,
                     qr_claims: Iterable[str] | None = None, version: int | None = None,
-                    extra: Mapping[str, Any] | None = None) -> CertificateType:
+                    extra: Mapping[str, Any] | None = None,
+                    holder_id_scheme: str | Unset | None = UNSET,
+                    holder_claims: Mapping[str, str] | None = None) -> CertificateType:
         """Add a new version of type ``code``; what is not given stays as it is.
 
         New certificates use the new version; issued ones keep theirs and still verify.
@@ -423,7 +444,10 @@ class Registry:
             current.schema if schema is None else schema,
             current.validity_days if isinstance(validity_days, Unset) else validity_days,
             current.qr_claims if qr_claims is None else qr_claims, version,
-            current.extra if extra is None else extra))
+            current.extra if extra is None else extra,
+            current.holder_id_scheme if isinstance(holder_id_scheme, Unset)
+            else holder_id_scheme,
+            current.holder_claims if holder_claims is None else holder_claims))
 
     def get_type(self, code: str, *, version: int | None = None) -> CertificateType:
         """The catalog entry of ``code``: its latest version, or ``version``."""
@@ -460,7 +484,8 @@ class Registry:
         types = _catalog.read_catalog(catalog)
         params = [_catalog.type_params(t["code"], t["name"], t["national_type_code"],
                                        t["schema"], t["validity_days"], t["qr_claims"],
-                                       t["version"], t["extra"]) for t in types]
+                                       t["version"], t["extra"], t["holder_id_scheme"],
+                                       t["holder_claims"]) for t in types]
         with self._ctx.read() as repo:
             plan, _steps = _catalog.plan_import(repo, params)
         if dry_run or not plan.changed:
@@ -472,7 +497,9 @@ class Registry:
         return catalog_document(
             {"code": t.code, "name": t.name, "national_type_code": t.national_type_code,
              "version": t.version, "schema": t.schema, "validity_days": t.validity_days,
-             "qr_claims": t.qr_claims, "extra": t.extra} for t in self.types())
+             "qr_claims": t.qr_claims, "extra": t.extra,
+             "holder_id_scheme": t.holder_id_scheme, "holder_claims": dict(t.holder_claims)}
+            for t in self.types())
 
     # -- agencies and keys -------------------------------------------------------------------
 
@@ -577,11 +604,29 @@ class Registry:
               claims: Mapping[str, Any], valid_from: datetime | None = None,
               valid_until: datetime | date | None = None,
               supersedes: str | None = None) -> Certificate:
-        """Issue and sign a certificate. All of it happens in one transaction, or none."""
-        if not holder_name.strip():
-            raise InputError("holder name is empty")
+        """Issue and sign a certificate. All of it happens in one transaction, or none.
+
+        The input rules of the type apply (docs/holder-ids.md): the holder id is normalised
+        (NFKC, upper case) and checked against the type's ``holder_id_scheme``; it and
+        ``holder_name`` must agree with the type's ``holder_claims``; names and claim
+        strings may hold no control, line-breaking or bidi-override characters; the short
+        QR form must fit a printable code. ``valid_until`` 9999-12-31 (长期) means no end.
+        Every refusal is an :class:`ecert.errors.InputError` with a stable ``code``.
+        """
+        if not isinstance(holder_name, str) or not holder_name.strip():
+            raise TextInvalid("holder name is empty", code="text_empty")
+        if not isinstance(claims, Mapping):
+            raise ClaimsInvalid("claims must be a JSON object", field="$.claims")
+        type_code, agency_code = _code_text(type_code), _code_text(agency_code)
+        holder_id = normalize_id(holder_id)
+        scheme = self._holder_id_scheme(type_code)
+        if scheme is not None:
+            # Here, where the raw id is known: the unit of work sees only its pseudonym.
+            holder_id = parse_scheme(scheme).check(holder_id, today=from_seconds(
+                self._now()).date())
         start = None if valid_from is None else to_seconds(valid_from, "valid_from")
-        end = until_seconds(valid_until)
+        no_end = is_no_end(valid_until)
+        end = None if no_end else until_seconds(valid_until)
         return self._ctx.execute(_issuance.ISSUE, {
             "type": type_code, "agency": agency_code,
             "holder": self.holder_pseudonym(holder_id), "holder_name": holder_name.strip(),
@@ -590,11 +635,17 @@ class Registry:
             "supersedes": None if supersedes is None else str(CertificateId.parse(supersedes)),
         })
 
+    def _holder_id_scheme(self, type_code: str) -> str | None:
+        with self._ctx.read() as repo:
+            cert_type = repo.get_type(type_code)
+        # An unknown type is refused by the issuance itself, after authorization.
+        return None if cert_type is None else cert_type.holder_id_scheme
+
     # -- lookup ------------------------------------------------------------------------------
 
     def resolve_id(self, id_or_serial: str) -> str:
         """A full certificate id from an id, or from a serial when that is unambiguous."""
-        text = id_or_serial.strip()
+        text = normalize_id(id_or_serial)  # full-width digits typed on a Chinese keyboard
         if text.startswith("1.2.156"):
             return str(CertificateId.parse(text))
         if not text.isalnum() or len(text) > 32:

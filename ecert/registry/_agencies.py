@@ -9,6 +9,7 @@ from ecert import _windows
 from ecert._authority import Action, Resource
 from ecert._formats.trustlist import sign_root_rotation
 from ecert.errors import AlreadyExists, InputError, InvalidTransition, NotFound, StorageError
+from ecert.holder_ids import normalize_id
 from ecert.identifiers import validate_uscc
 from ecert.models import Agency, KeyInfo, KeyRole
 from ecert.registry._core import Operation, Target, Unit, register
@@ -19,6 +20,7 @@ def agency_params(code: str, name: str, uscc: str, types: Iterable[str],
                   alg: str) -> dict[str, Any]:
     """Checked parameters of a new agency."""
     check_code("agency", code)
+    uscc = normalize_id(uscc)  # full-width or lower-case as typed on a Chinese keyboard
     validate_uscc(uscc)
     if not name.strip():
         raise InputError("an agency needs a name", code="invalid_name")

@@ -13,7 +13,10 @@ from jsonschema.exceptions import SchemaError
 from ecert._authority import Action, Resource
 from ecert._formats.catalog import parse_catalog
 from ecert._formats.jose import canonical_json, strict_json_loads
+from ecert._formats.text import check_text
+from ecert._storage.repository import input_rules
 from ecert.errors import AlreadyExists, FormatError, InputError, InvalidTransition, NotFound
+from ecert.holder_ids import check_holder_claims, normalize_id, parse_scheme
 from ecert.identifiers import validate_national_type_code
 from ecert.models import CertificateType
 from ecert.registry._core import Operation, Target, Unit, register
@@ -36,11 +39,15 @@ class CatalogImport:
 
 
 def check_type(code: str, name: str, national_type_code: str, schema: Mapping[str, Any],
-               validity_days: int | None) -> None:
+               validity_days: int | None, holder_id_scheme: str | None = None,
+               holder_claims: Mapping[str, str] | None = None) -> None:
     """Refuse a type definition that could never issue anything (pure checks)."""
     check_code("type", code)
-    if not name.strip():
+    if not isinstance(name, str) or not name.strip():
         raise InputError("a type needs a name", code="invalid_name")
+    check_text(name, label="type name", max_length=200)
+    if not isinstance(schema, Mapping):
+        raise InputError("a claims schema is a JSON object", code="invalid_schema")
     validate_national_type_code(national_type_code)
     if validity_days is not None and validity_days <= 0:
         raise InputError("validity days must be positive")
@@ -51,31 +58,51 @@ def check_type(code: str, name: str, national_type_code: str, schema: Mapping[st
                          code="invalid_schema") from e
     if schema.get("type") != "object":
         raise InputError("a claims schema must describe an object", code="invalid_schema")
+    if holder_id_scheme is not None:
+        parse_scheme(holder_id_scheme)
+    if holder_claims:
+        check_holder_claims(holder_claims, schema)
+
+
+def type_input_rules(value: CertificateType) -> dict[str, Any]:
+    """What a type's log entry says of its input rules (nothing when it declares none, so
+    entries of types without them read as before)."""
+    return input_rules(value) or {}
 
 
 def type_params(code: str, name: str, national_type_code: str, schema: Mapping[str, Any],
                 validity_days: int | None, qr_claims: Any, version: int | None,
-                extra: Mapping[str, Any] | None) -> dict[str, Any]:
+                extra: Mapping[str, Any] | None, holder_id_scheme: str | None = None,
+                holder_claims: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Checked parameters of a type definition (plain JSON, as a request stores them)."""
-    check_type(code, name, national_type_code, schema, validity_days)
+    if isinstance(national_type_code, str):
+        national_type_code = normalize_id(national_type_code)
+    check_type(code, name, national_type_code, schema, validity_days, holder_id_scheme,
+               holder_claims)
     if version is not None and version < 1:
         raise InputError("a type version is a positive integer", code="invalid_version")
     return {"code": code, "name": name, "national_type_code": national_type_code,
             "schema": dict(schema), "version": version, "validity_days": validity_days,
-            "qr_claims": list(qr_claims), "extra": dict(extra or {})}
+            "qr_claims": list(qr_claims), "extra": dict(extra or {}),
+            "holder_id_scheme": (None if holder_id_scheme is None
+                                 else str(parse_scheme(holder_id_scheme))),
+            "holder_claims": dict(holder_claims or {})}
 
 
 def _value(p: Mapping[str, Any], version: int) -> CertificateType:
     return CertificateType(p["code"], p["name"], p["national_type_code"], dict(p["schema"]),
                            version, p["validity_days"], tuple(p["qr_claims"]),
-                           dict(p.get("extra") or {}))
+                           extra=dict(p.get("extra") or {}),
+                           holder_id_scheme=p.get("holder_id_scheme"),
+                           holder_claims=dict(p.get("holder_claims") or {}))
 
 
 def _definition(value: CertificateType) -> bytes:
     """What makes two versions of a type the same definition (the version number aside)."""
     return canonical_json({"name": value.name, "ntc": value.national_type_code,
                            "schema": dict(value.schema), "validity": value.validity_days,
-                           "qr": list(value.qr_claims), "extra": dict(value.extra)})
+                           "qr": list(value.qr_claims), "extra": dict(value.extra),
+                           "rules": type_input_rules(value)})
 
 
 def _details(value: CertificateType) -> dict[str, Any]:
@@ -84,6 +111,7 @@ def _details(value: CertificateType) -> dict[str, Any]:
                "qr_claims": list(value.qr_claims), "schema": schema_digest(value.schema)}
     if value.extra:
         details["extra"] = schema_digest(value.extra)
+    details.update(type_input_rules(value))
     return details
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from hashlib import sha256
 from typing import Any
 
@@ -15,12 +17,23 @@ from ecert._allocation import permuted_index
 from ecert._authority import Action, Resource
 from ecert._clock import from_seconds
 from ecert._formats import bundle as _bundle
+from ecert._formats import qr as _qr
 from ecert._formats.certificate import CertificateClaims
 from ecert._formats.jose import b64url_encode, canonical_json
 from ecert._formats.log import commitment, token_hash
+from ecert._formats.text import MAX_NAME, check_claims_text, check_text
 from ecert.errors import ClaimsInvalid, InputError, InvalidTransition, NotAuthorized, NotFound
+from ecert.holder_ids import (
+    CLAIM_FORMATS,
+    HolderIdInvalid,
+    HolderIdScheme,
+    normalize_claims,
+    normalize_id,
+    parse_scheme,
+)
 from ecert.identifiers import CertificateId
 from ecert.models import Certificate, CertificateStatus, CertificateType, KeyRole
+from ecert.qr import MAX_TEXT_AT_DEFAULT, QrTooLarge
 from ecert.registry._core import Operation, Retry, Target, Unit, register
 from ecert.registry._lifecycle import effective, supersede
 
@@ -30,8 +43,12 @@ _validators: dict[tuple[str, int], tuple[Mapping[str, Any], jsonschema.protocols
 
 
 def holder_pseudonym(key: bytes, holder_id: str) -> str:
-    """The keyed pseudonym of a holder id: stable per registry, unlinkable across regions."""
-    normalized = "".join(holder_id.split()).upper()
+    """The keyed pseudonym of a holder id: stable per registry, unlinkable across regions.
+
+    The id is normalised first (NFKC, no white space, upper case), so an id typed with
+    full-width digits finds the same holder.
+    """
+    normalized = normalize_id(holder_id)
     if not normalized:
         raise InputError("holder id is empty")
     return b64url_encode(hmac.new(key, normalized.encode(), sha256).digest()[:16])
@@ -45,9 +62,14 @@ def validate_claims(cert_type: CertificateType, claims: Mapping[str, Any]) -> No
         validator = cached[1]
     else:
         cls = jsonschema.validators.validator_for(cert_type.schema)
-        validator = cls(cert_type.schema, format_checker=cls.FORMAT_CHECKER)
+        validator = cls(cert_type.schema, format_checker=_format_checker(cls))
         _validators[cache_key] = (cert_type.schema, validator)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(claims))
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(claims))
+    except (RecursionError, re.error, OverflowError) as e:
+        # A hostile schema or value (deep nesting, a pattern Python cannot run).
+        raise ClaimsInvalid(f"claims of {cert_type.code} cannot be checked: "
+                            f"{type(e).__name__}", field="$.claims") from e
     if error is None:
         return
     path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
@@ -61,13 +83,97 @@ def validate_claims(cert_type: CertificateType, claims: Mapping[str, Any]) -> No
         extra = sorted(n for n in instance if n not in known)
         path += f".{extra[0]}" if extra else ""
     field = f"$.claims{path}"
-    raise ClaimsInvalid(f"claims of {cert_type.code} invalid at {field}: {error.message}",
+    # A code format names the reason (wrong length, check character…), not only the format.
+    reason = error.cause.message if isinstance(error.cause, HolderIdInvalid) else error.message
+    raise ClaimsInvalid(f"claims of {cert_type.code} invalid at {field}: {reason}",
                         field=field)
 
 
+def _format_checker(cls: Any) -> jsonschema.FormatChecker:
+    """The draft's format checker plus ecert's code formats (``uscc``, ``cn-resident-id``):
+    their check characters are checked, not only their pattern."""
+    checker = jsonschema.FormatChecker(formats=list(cls.FORMAT_CHECKER.checkers))
+    for name, scheme in CLAIM_FORMATS.items():
+        checker.checks(name, raises=HolderIdInvalid)(_code_check(scheme))
+    return checker
+
+
+def _code_check(scheme: str) -> Any:
+    rule = HolderIdScheme(scheme)
+
+    def check(value: object) -> bool:
+        if isinstance(value, str):
+            rule.check(value, label="code")
+        return True
+
+    return check
+
+
+def check_input(cert_type: CertificateType, holder: str, holder_name: str,
+                claims: Mapping[str, Any], pseudonym_key: bytes, today: date) -> dict[str, Any]:
+    """The claims to sign, after every input rule of ``cert_type`` (see docs/holder-ids.md).
+
+    Code claims are normalised; names and claim strings must be text a certificate may
+    carry; claims must fit the schema (code formats checked); the claims that name the
+    holder must agree with the holder id (compared through its pseudonym ``holder``, as
+    the raw id never reaches the unit of work) and the holder name.
+    """
+    check_text(holder_name, label="holder name", max_length=MAX_NAME, required=True)
+    if not isinstance(claims, Mapping):
+        raise ClaimsInvalid("claims must be a JSON object", field="$.claims")
+    claims = normalize_claims(cert_type.schema, claims)
+    check_claims_text(claims)
+    validate_claims(cert_type, claims)
+    id_claim = cert_type.holder_claims.get("holder_id")
+    if id_claim is not None:
+        value = claims.get(id_claim)
+        if not isinstance(value, str):
+            raise ClaimsInvalid(f"claim {id_claim}, which names the holder, is missing",
+                                field=f"$.claims.{id_claim}")
+        if cert_type.holder_id_scheme is not None:
+            parse_scheme(cert_type.holder_id_scheme).check(
+                value, today=today, label=f"claim {id_claim}")
+        if holder_pseudonym(pseudonym_key, value) != holder:
+            raise InputError(f"the holder id differs from claim {id_claim}, which names the "
+                             "holder of this type", code="holder_id_mismatch")
+    name_claim = cert_type.holder_claims.get("holder_name")
+    if name_claim is not None:
+        value = claims.get(name_claim)
+        if not isinstance(value, str):
+            raise ClaimsInvalid(f"claim {name_claim}, which names the holder, is missing",
+                                field=f"$.claims.{name_claim}")
+        if value.strip() != holder_name.strip():
+            raise InputError(f"the holder name differs from claim {name_claim} "
+                             f"({value[:60]!r})", code="holder_name_mismatch")
+    return claims
+
+
+def check_short_form(cert_type: CertificateType, token: str, base_url: str, now: int,
+                     alg: str, kid: str) -> int:
+    """The length of the certificate's short QR text; :class:`QrTooLarge` above what a
+    version-25 code holds at level Q (a certificate whose QR could not be printed and
+    read is never issued)."""
+    payload = _qr.qr_payload(_qr.parse_token_payload(token), token, cert_type.qr_claims,
+                             base_url, now)
+    length = len(_qr.probe_text(payload, alg, kid))
+    if length > MAX_TEXT_AT_DEFAULT:
+        raise QrTooLarge(
+            f"the QR code of this certificate (holder name and the claims "
+            f"{', '.join(cert_type.qr_claims) or 'none'}) would need {length} characters, "
+            f"more than the {MAX_TEXT_AT_DEFAULT} a printable code holds: shorten the holder "
+            "name or those claims (long claims belong outside the type's qr_claims)",
+            code="qr_short_form_too_large")
+    return length
+
+
 def plain_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
-    """Plain JSON values, detached from the caller's objects."""
-    value: dict[str, Any] = json.loads(canonical_json(dict(claims)))
+    """Plain JSON values, detached from the caller's objects; :class:`ClaimsInvalid` for
+    what JSON cannot carry (infinities, NaN, non-text keys, other objects, deep nesting)."""
+    try:
+        value: dict[str, Any] = json.loads(canonical_json(dict(claims)))
+    except (ValueError, TypeError, RecursionError) as e:
+        raise ClaimsInvalid(f"claims are not plain JSON: {type(e).__name__}: "
+                            f"{str(e)[:100]}", field="$.claims") from e
     return value
 
 
@@ -87,8 +193,8 @@ def _issue(unit: Unit, p: Mapping[str, Any]) -> Certificate:
         allowed = [t for t in agency.types if agency.may_issue(t, from_seconds(now))]
         raise NotAuthorized(f"agency {agency.code} may not issue {cert_type.code} "
                             f"(it issues: {', '.join(allowed) or 'nothing'})")
-    claims = p["claims"]
-    validate_claims(cert_type, claims)
+    claims = check_input(cert_type, p["holder"], p["holder_name"], p["claims"],
+                         unit.ctx.pseudonym_key, datetime.fromtimestamp(now, UTC).date())
     start = p["valid_from"] if p["valid_from"] is not None else now
     end = p["valid_until"]
     if end is None and p["default_validity"] and cert_type.validity_days is not None:
@@ -129,6 +235,7 @@ def _issue(unit: Unit, p: Mapping[str, Any]) -> Certificate:
         holder_name=p["holder_name"], claims=claims, status_list_uri=status_uri,
         status_index=index, supersedes=supersedes,
     ).sign(signer)
+    check_short_form(cert_type, token, region.base_url, now, key.alg, key.kid)
     cert = Certificate(
         id=cert_id, type_code=cert_type.code, agency_code=agency.code, region=region.code,
         holder=p["holder"], holder_name=p["holder_name"], claims=claims,

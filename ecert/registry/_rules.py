@@ -38,6 +38,16 @@ def until_seconds(valid_until: datetime | date | None) -> int | None:
     return None
 
 
+#: The end date clerks write for 长期 (no end): ``--valid-until 9999-12-31``.
+NO_END = date(9999, 12, 31)
+
+
+def is_no_end(valid_until: datetime | date | None) -> bool:
+    """Whether ``valid_until`` is 9999-12-31, the usual way to write 长期: no end."""
+    return isinstance(valid_until, date) and (
+        valid_until.year, valid_until.month, valid_until.day) == (9999, 12, 31)
+
+
 def list_id_of(status_list_uri: str) -> int:
     """The list number of one of our status list URIs (``…/status/<n>.jwt``)."""
     return int(status_list_uri.rsplit("/", 1)[1].removesuffix(".jwt"))

@@ -19,7 +19,7 @@ from tests.support.constants import (
 )
 from tests.support.golden import Golden, build_golden, copy_tree, digest_tree
 from tests.support.http import LocalServer, serve
-from tests.support.issuing import issue_business_licence
+from tests.support.issuing import distinct_holder, issue_business_licence, resident_id, uscc
 from tests.support.pg import pg_schema_url
 from tests.support.registries import (
     RegistryFactory,
@@ -53,9 +53,12 @@ __all__ = [
     "credential",
     "database_url_of",
     "digest_tree",
+    "distinct_holder",
     "issue_business_licence",
     "open_registry",
     "pg_schema_url",
     "plant_operator",
+    "resident_id",
     "serve",
+    "uscc",
 ]

@@ -32,6 +32,10 @@ def type_args(code: str) -> list[str]:
             "--qr-claims", ",".join(entry["qr_claims"])]
     if entry["validity_days"] is not None:
         args += ["--validity-days", str(entry["validity_days"])]
+    if entry.get("holder_id_scheme"):
+        args += ["--holder-id-scheme", entry["holder_id_scheme"]]
+    for key, claim in entry.get("holder_claims", {}).items():
+        args += ["--holder-claim", f"{key}={claim}"]
     return args
 
 
