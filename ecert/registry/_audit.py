@@ -221,7 +221,7 @@ def verify(ctx: _Context, bundle: Path | None, *, workers: int | None = None) ->
             findings.append(Finding(
                 "published_status_mismatch", path, None,
                 f"built from a log of {list_size} entries; this log has {leaves}"))
-    return AuditReport(leaves, tuple(findings), SIGNATURE_BACKEND)
+    return AuditReport(leaves, tuple(findings), signature_backend())
 
 
 #: From this many log entries on, unit signatures are checked in worker processes.
@@ -261,7 +261,12 @@ def _ed25519_backend() -> tuple[str, Any]:
     return "pynacl", crypto_sign_open
 
 
-SIGNATURE_BACKEND, _SODIUM_VERIFY = _ed25519_backend()
+_BACKEND, _SODIUM_VERIFY = _ed25519_backend()
+
+
+def signature_backend() -> str:
+    """``"pynacl"`` when libsodium checks Ed25519 signatures, else ``"cryptography"``."""
+    return _BACKEND if _SODIUM_VERIFY is not None else "cryptography"
 
 
 class _Verifier:
