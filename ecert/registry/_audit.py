@@ -151,12 +151,15 @@ def _require_auditor(ctx: _Context) -> None:
 def verify(ctx: _Context, bundle: Path | None, *, workers: int | None = None) -> AuditReport:
     """See :meth:`ecert.Registry.audit`.
 
-    One pass over the log, streamed in seq order: each leaf is decoded once; the tree is
-    integrated chunk by chunk (its root taken at every checkpoint's size); every unit's
-    operator signature is checked in ``workers`` processes (by default one per CPU once
-    the log holds :data:`PARALLEL_MIN_ENTRIES` entries) a few chunks ahead of the
-    replay, which takes each answer from them instead of checking again. Findings, and
-    their order, are those of a replay that checks everything itself.
+    One pass over the log, streamed in seq order through one read transaction: the main
+    process reads the rows and checks the sequence; ``workers`` processes (by default one
+    per CPU once the log holds :data:`PARALLEL_MIN_ENTRIES` entries) hash and decode each
+    leaf once, compare its lookup columns and check the unit signatures, a few chunks
+    ahead; the main process integrates the tree (its root taken at every checkpoint's
+    size) and replays, taking each signature's verdict from them instead of checking
+    again. Certificate rows are then compared with their tokens in the workers and with
+    the replayed state in the main process. Findings, and their order, are those of a
+    replay that checks everything itself.
     """
     _require_auditor(ctx)
     early: list[Finding] = []  # triggers, the sequence, the rows' lookup columns
