@@ -237,6 +237,7 @@ def audit_only(home: str, database_url: str | None) -> None:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({"intact": report.intact, "log_size": report.log_size,
                       "findings": [f.to_json() for f in report.findings[:5]],
+                      "signature_backend": report.signature_backend,
                       "seconds": elapsed, "cpu": cpu,
                       "workers_cpu": children.ru_utime + children.ru_stime,
                       "rss_mib": _peak_rss_mib(), "workers_rss_mib": _children_peak_rss_mib()}))
@@ -308,8 +309,10 @@ def main() -> None:
         print(f"... {n}: audit {r['seconds']:.1f} s", file=sys.stderr, flush=True)
     backend = "PostgreSQL" if args.database_url else "SQLite"
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    signatures = results[-1]["signature_backend"] if results else "?"
     print(f"ecert audit verify benchmark, {backend}, {os.cpu_count()} CPUs, "
-          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {load}")
+          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {load}, "
+          f"Ed25519 through {signatures}")
     print(f"{'entries':>9} {'log size':>9} {'generate s':>10} {'publish s':>9} {'audit s':>8} "
           f"{'entries/s':>9} {'audit CPU s':>11} {'workers CPU s':>13} {'peak RSS MiB':>12} "
           f"{'worker RSS MiB':>14}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from ecert import _windows
 from ecert._authority import (
@@ -123,15 +123,58 @@ class RequestState:
     open: bool = True
 
 
+# The replay compares every entry's action with many of these: plain strings, because an
+# enum member's ``.value`` is a descriptor call (about 30 per certificate entry).
+_V_AGENCY_ADD: Final = Action.AGENCY_ADD.value
+_V_AGREEMENT_ADD: Final = Action.AGREEMENT_ADD.value
+_V_AGREEMENT_UPDATE: Final = Action.AGREEMENT_UPDATE.value
+_V_AGREEMENT_WITHDRAW: Final = Action.AGREEMENT_WITHDRAW.value
+_V_CERT_ISSUE: Final = Action.CERT_ISSUE.value
+_V_CERT_REDACT: Final = Action.CERT_REDACT.value
+_V_CERT_REINSTATE: Final = Action.CERT_REINSTATE.value
+_V_CERT_REVOKE: Final = Action.CERT_REVOKE.value
+_V_CERT_SUSPEND: Final = Action.CERT_SUSPEND.value
+_V_KEY_COMPROMISE: Final = Action.KEY_COMPROMISE.value
+_V_KEY_CREATE: Final = Action.KEY_CREATE.value
+_V_KEY_RETIRE: Final = Action.KEY_RETIRE.value
+_V_KEY_ROTATE: Final = Action.KEY_ROTATE.value
+_V_OPERATOR_ADD: Final = Action.OPERATOR_ADD.value
+_V_OPERATOR_DISABLE: Final = Action.OPERATOR_DISABLE.value
+_V_OPERATOR_GRANT: Final = Action.OPERATOR_GRANT.value
+_V_OPERATOR_RESET: Final = Action.OPERATOR_RESET.value
+_V_OPERATOR_ROTATE_KEY: Final = Action.OPERATOR_ROTATE_KEY.value
+_V_POLICY_SET: Final = Action.POLICY_SET.value
+_V_REGISTRY_ADOPT: Final = Action.REGISTRY_ADOPT.value
+_V_REGISTRY_INIT: Final = Action.REGISTRY_INIT.value
+_V_REGISTRY_PUBLISH: Final = Action.REGISTRY_PUBLISH.value
+_V_REQUEST_APPROVE: Final = Action.REQUEST_APPROVE.value
+_V_REQUEST_CREATE: Final = Action.REQUEST_CREATE.value
+_V_REQUEST_REJECT: Final = Action.REQUEST_REJECT.value
+_V_ROOT_ROTATE: Final = Action.ROOT_ROTATE.value
+_V_TYPE_ADD: Final = Action.TYPE_ADD.value
+_V_WITNESS_COSIGN: Final = Action.WITNESS_COSIGN.value
+_ACTIONS: Final = {a.value: a for a in Action}
+
+
+def _action(value: str) -> Action:
+    """``Action(value)``, without the enum machinery (the same ValueError)."""
+    try:
+        return _ACTIONS[value]
+    except (KeyError, TypeError):
+        raise ValueError(f"{value!r} is not a valid Action") from None
+
+
 _KEY_MAKERS = frozenset({Action.REGISTRY_INIT, Action.REGISTRY_ADOPT, Action.AGENCY_ADD,
                          Action.KEY_ROTATE, Action.KEY_COMPROMISE, Action.ROOT_ROTATE})
 _EFFECTS = frozenset({Action.KEY_CREATE, Action.KEY_RETIRE})
 _SELF_SERVICE = frozenset({Action.OPERATOR_ROTATE_KEY, Action.OPERATOR_PASSWD})
 _NO_AUTHORITY_NEEDED = frozenset({Action.ACCESS_REFUSED})
+_KEY_MAKER_VALUES: Final = frozenset(a.value for a in _KEY_MAKERS)
+_EFFECT_VALUES: Final = frozenset(a.value for a in _EFFECTS)
 _TRANSITIONS = {
-    Action.CERT_SUSPEND.value: ({VALID}, SUSPENDED),
-    Action.CERT_REINSTATE.value: ({SUSPENDED}, VALID),
-    Action.CERT_REVOKE.value: ({VALID, SUSPENDED}, INVALID),
+    _V_CERT_SUSPEND: ({VALID}, SUSPENDED),
+    _V_CERT_REINSTATE: ({SUSPENDED}, VALID),
+    _V_CERT_REVOKE: ({VALID, SUSPENDED}, INVALID),
     Action.CERT_SUPERSEDE.value: ({VALID}, INVALID),
 }
 
@@ -228,7 +271,7 @@ class Replay:
     def _authorized(self, operator: OperatorState, unit: Sequence[tuple[int, Entry]]) -> bool:
         seq, first = unit[0]
         try:
-            action = Action(first.action)
+            action = _action(first.action)
         except ValueError:
             self._find(FindingKind.MALFORMED, first.subject, seq, f"unknown action {first.action}")
             return False
@@ -245,17 +288,17 @@ class Replay:
         if action is Action.REQUEST_CREATE:
             details = first.details
             try:
-                requested = Action(str(details.get("action")))
+                requested = _action(str(details.get("action")))
             except ValueError:
                 return self._deny(first, seq, "request for an unknown action")
             resource = Resource(details.get("agency"), details.get("type"))
             if not permits(operator.grants, requested, resource):
                 return self._deny(first, seq, f"may not request {requested.value}")
             return True
-        makes_keys = any(e.action in {a.value for a in _KEY_MAKERS} for _, e in unit)
+        makes_keys = any(e.action in _KEY_MAKER_VALUES for _, e in unit)
         for entry_seq, entry in unit:
             try:
-                entry_action = Action(entry.action)
+                entry_action = _action(entry.action)
             except ValueError:
                 self._find(FindingKind.MALFORMED, entry.subject, entry_seq,
                            f"unknown action {entry.action}")
@@ -293,7 +336,7 @@ class Replay:
         if operator.subject == request.requester or operator.subject in request.approvals:
             return self._deny(first, seq, "an operator approved their own request")
         try:
-            requested = Action(request.action)
+            requested = _action(request.action)
         except ValueError:
             return self._deny(first, seq, "request for an unknown action")
         if not permits(operator.grants, requested, Resource(request.agency, request.type)):
@@ -303,13 +346,13 @@ class Replay:
                 return self._deny(first, seq, "a rejection that changes something")
             return True
         final = len(request.approvals) + 2 >= request.needed
-        effects = [e for _, e in unit[1:] if e.action not in {a.value for a in _EFFECTS}]
+        effects = [e for _, e in unit[1:] if e.action not in _EFFECT_VALUES]
         if not final and effects:
             return self._deny(first, seq, "carried out a request before enough approvals")
         if final and (not effects or effects[0].action not in (request.action,
                                                                   _update_of(request.action))
                       or (effects[0].subject != request.subject
-                          and request.action != Action.CERT_ISSUE.value)):
+                          and request.action != _V_CERT_ISSUE)):
             return self._deny(first, seq, "carried out something other than the request")
         return True
 
@@ -321,11 +364,11 @@ class Replay:
 
     def _apply_genesis(self, unit: Sequence[tuple[int, Entry]]) -> None:
         seq, first = unit[0]
-        if first.action not in (Action.REGISTRY_INIT.value, Action.REGISTRY_ADOPT.value):
+        if first.action not in (_V_REGISTRY_INIT, _V_REGISTRY_ADOPT):
             self._find(FindingKind.BAD_GENESIS, first.subject, seq,
                        "the log does not start with registry.init or registry.adopt")
             return
-        admins = [e for _, e in unit if e.action == Action.OPERATOR_ADD.value]
+        admins = [e for _, e in unit if e.action == _V_OPERATOR_ADD]
         admin = admins[0] if admins else None
         key = admin.details.get("key") if admin else None
         if admin is None or not isinstance(key, dict) or key.get("kid") != first.operator:
@@ -348,40 +391,44 @@ class Replay:
         d = entry.details
         action = entry.action
         try:
-            if action == Action.OPERATOR_ADD.value:
+            # The commonest entries first (no other branch matches a certificate action).
+            if action.startswith("certificate."):
+                if self.track_certificates:
+                    self._certificate(seq, entry)
+            elif action == _V_OPERATOR_ADD:
                 jwk = d["key"]
                 key_from_jwk(jwk)
                 state = OperatorState(entry.subject, jwk["kid"], jwk, grants_from_json(d["grants"]))
                 self.operators[entry.subject] = state
                 self.operator_kids[state.kid] = entry.subject
-            elif action in (Action.OPERATOR_ROTATE_KEY.value, Action.OPERATOR_RESET.value):
+            elif action in (_V_OPERATOR_ROTATE_KEY, _V_OPERATOR_RESET):
                 target = self.operators[entry.subject]
                 key_from_jwk(d["key"])
                 self.operator_kids.pop(target.kid, None)
                 target.kid, target.jwk = d["key"]["kid"], d["key"]
                 self.operator_kids[target.kid] = entry.subject
-            elif action == Action.OPERATOR_GRANT.value:
+            elif action == _V_OPERATOR_GRANT:
                 self.operators[entry.subject].grants = grants_from_json(d["grants"])
-            elif action == Action.OPERATOR_DISABLE.value:
+            elif action == _V_OPERATOR_DISABLE:
                 self.operators[entry.subject].active = False
-            elif action == Action.POLICY_SET.value:
+            elif action == _V_POLICY_SET:
                 key = (entry.subject, d.get("type") or "")
                 if d["approvals"] > 1:
                     self.policies[key] = d["approvals"]
                 else:
                     self.policies.pop(key, None)
-            elif action == Action.REQUEST_CREATE.value:
+            elif action == _V_REQUEST_CREATE:
                 self.requests[d["request"]] = RequestState(
                     d["action"], entry.subject, d.get("agency"), d.get("type"),
                     operator.subject, d["approvals"], d["expires"])
-            elif action == Action.REQUEST_APPROVE.value:
+            elif action == _V_REQUEST_APPROVE:
                 request = self.requests[d["request"]]
                 request.approvals.add(operator.subject)
                 if d.get("final"):
                     request.open = False
-            elif action == Action.REQUEST_REJECT.value:
+            elif action == _V_REQUEST_REJECT:
                 self.requests[d["request"]].open = False
-            elif action == Action.TYPE_ADD.value:
+            elif action == _V_TYPE_ADD:
                 if entry.subject in self.types:
                     raise ValueError("type added twice")
                 self.types[entry.subject] = dict(d)
@@ -393,7 +440,7 @@ class Replay:
                 self.types[entry.subject] = dict(d)
             elif action == Action.CATALOG_IMPORT.value:
                 pass  # its type.add / type.update entries follow in the same unit
-            elif action == Action.AGENCY_ADD.value:
+            elif action == _V_AGENCY_ADD:
                 self.agencies[entry.subject] = {"name": d["name"], "uscc": d["uscc"],
                                                 "types": tuple(d["types"]), "windows": {}}
             elif action == Action.AGENCY_RENAME.value:
@@ -402,33 +449,31 @@ class Replay:
                 self.agencies[entry.subject]["name"] = d["name"]
             elif action in (Action.AGENCY_ALLOW_TYPE.value, Action.AGENCY_DENY_TYPE.value):
                 self._agency_type(entry.subject, d)
-            elif action == Action.KEY_CREATE.value:
+            elif action == _V_KEY_CREATE:
                 jwk = d["jwk"]
                 key_from_jwk(jwk)
                 if jwk.get("kid") != jwk_thumbprint(jwk) or jwk["kid"] != entry.subject:
                     raise ValueError("key id is not the key's thumbprint")
                 self.keys[entry.subject] = KeyState(entry.subject, d["role"], d.get("agency"),
                                                     jwk, entry.time)
-            elif action == Action.KEY_RETIRE.value:
+            elif action == _V_KEY_RETIRE:
                 self.keys[entry.subject].retired_at = entry.time
-            elif action == Action.KEY_COMPROMISE.value:
+            elif action == _V_KEY_COMPROMISE:
                 compromised = self.keys[entry.subject]
                 compromised.compromised_since = d["since"]
                 if compromised.retired_at is None:
                     compromised.retired_at = entry.time
-            elif action == Action.ROOT_ROTATE.value:
+            elif action == _V_ROOT_ROTATE:
                 self.keys[entry.subject].retired_at = entry.time
                 self.root_rotations.append(d["statement"])
-            elif action in (Action.AGREEMENT_ADD.value, Action.AGREEMENT_UPDATE.value):
+            elif action in (_V_AGREEMENT_ADD, _V_AGREEMENT_UPDATE):
                 self.agreements[entry.subject] = Agreement.from_json(d["agreement"])
-            elif action == Action.AGREEMENT_WITHDRAW.value:
+            elif action == _V_AGREEMENT_WITHDRAW:
                 self.agreements.pop(entry.subject, None)
-            elif action == Action.WITNESS_COSIGN.value:
+            elif action == _V_WITNESS_COSIGN:
                 self.cosigned[d["origin"]] = (d["size"], d["root"])
-            elif action == Action.REGISTRY_PUBLISH.value:
+            elif action == _V_REGISTRY_PUBLISH:
                 self.publications.append(dict(d))
-            elif action.startswith("certificate.") and self.track_certificates:
-                self._certificate(seq, entry)
         except (KeyError, TypeError, ValueError, FormatError) as e:
             self._find(FindingKind.MALFORMED, entry.subject, seq,
                        f"{action} entry cannot be applied: {e}")
@@ -456,7 +501,7 @@ class Replay:
 
     def _certificate(self, seq: int, entry: Entry) -> None:
         d = entry.details
-        if entry.action == Action.CERT_ISSUE.value:
+        if entry.action == _V_CERT_ISSUE:
             if entry.subject in self.certificates:
                 raise ValueError("issued twice")
             slots = self.statuses.setdefault(d["list"], {})
@@ -475,7 +520,7 @@ class Replay:
         cert = self.certificates.get(entry.subject)
         if cert is None:
             raise ValueError("a certificate the log never issued")
-        if entry.action == Action.CERT_REDACT.value:
+        if entry.action == _V_CERT_REDACT:
             cert.redacted = True
             return
         if entry.action == Action.CERT_QR.value:
@@ -548,16 +593,16 @@ def _resource(entry: Entry) -> Resource:
     action = entry.action
     if action.startswith("certificate."):
         return Resource(d.get("agency"), d.get("type"))
-    if action in (Action.AGENCY_ADD.value, Action.KEY_ROTATE.value,
+    if action in (_V_AGENCY_ADD, _V_KEY_ROTATE,
                   Action.AGENCY_RENAME.value):
         return Resource(agency=entry.subject)
     if action in (Action.AGENCY_ALLOW_TYPE.value, Action.AGENCY_DENY_TYPE.value):
         return Resource(agency=entry.subject, type=d.get("type"))
     if action == Action.TYPE_UPDATE.value:
         return Resource(type=entry.subject)
-    if action == Action.KEY_COMPROMISE.value:
+    if action == _V_KEY_COMPROMISE:
         return Resource(agency=d.get("agency"))
-    if action == Action.TYPE_ADD.value:
+    if action == _V_TYPE_ADD:
         return Resource(type=entry.subject)
     return Resource()
 
@@ -569,4 +614,4 @@ def _policy_action(action: Action) -> Action:
 
 def _update_of(action: str) -> str:
     # A recognition request may turn into an update of an existing agreement.
-    return Action.AGREEMENT_UPDATE.value if action == Action.AGREEMENT_ADD.value else action
+    return _V_AGREEMENT_UPDATE if action == _V_AGREEMENT_ADD else action

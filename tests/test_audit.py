@@ -208,3 +208,61 @@ def test_a_bad_signature_deep_in_a_large_log_is_found_at_its_seq(registry, monke
     assert registry.audit().findings == parallel.findings == serial.findings
     assert [(f.kind, f.seq) for f in parallel.findings] == [("bad_signature", bad)]
     assert parallel.log_size == start + count
+
+
+def test_rows_compared_in_workers_give_the_findings_of_the_main_process(
+        setup, monkeypatch) -> None:
+    """Certificate rows and leaves are checked in worker processes, chunk by chunk: every
+    kind of out-of-band change is found there exactly as (and in the order) the main
+    process alone finds it."""
+    from ecert.registry import _audit
+
+    registry, first, second, _bundle = setup
+    third = issue_business_licence(registry)
+    drop_triggers(registry)
+    sql(registry, "UPDATE certificates SET holder_name = 'someone else' WHERE id = :id",
+        id=first.id)
+    sql(registry, "UPDATE certificates SET status = 'valid' WHERE id = :id", id=second.id)
+    sql(registry, "UPDATE certificates SET token = :t WHERE id = :id", t=first.token,
+        id=third.id)
+    sql(registry, "UPDATE log_entries SET at = at + 1 WHERE seq = 3")
+    with registry.engine.begin() as conn:
+        row = conn.execute(text("SELECT * FROM certificates WHERE id = :id"),
+                           {"id": first.id}).mappings().one()
+        conn.execute(insert(certificates).values(**dict(
+            row, id=first.id.replace(".00000001.", ".00000099."), serial="00000099",
+            status_index=int(row["status_index"]) + 7)))
+    monkeypatch.setattr(_audit, "_CHUNK_ROWS", 2)  # many chunks, over both workers
+    parallel = _audit.verify(registry._ctx, None, workers=2)
+    serial = _audit.verify(registry._ctx, None, workers=0)
+    assert parallel.findings == serial.findings
+    found = {(f.kind, f.subject) for f in parallel.findings}
+    assert {("certificate_row_mismatch", first.id), ("status_mismatch", second.id),
+            ("certificate_modified", third.id), ("certificate_row_mismatch", third.id),
+            ("certificate_unlogged", first.id.replace(".00000001.", ".00000099."))} <= found
+    assert ("entry_modified", 3) in {(f.kind, f.seq) for f in parallel.findings}
+
+
+def test_signatures_libsodium_refuses_are_judged_by_openssl(setup, monkeypatch) -> None:
+    """libsodium (PyNaCl, the ``audit`` extra) only speeds the check up: what it refuses
+    is checked again with ``cryptography``, whose verdict stands; without it the audit
+    uses ``cryptography`` alone and says so."""
+    from ecert.registry import _audit
+
+    registry = setup[0]
+
+    def refuse(signed: bytes, key: bytes) -> bytes:
+        raise ValueError("refused")
+
+    monkeypatch.setattr(_audit, "_SODIUM_VERIFY", refuse)
+    report = registry.audit()
+    assert report.intact and report.signature_backend == _audit._BACKEND
+    monkeypatch.setattr(_audit, "_SODIUM_VERIFY", None)
+    report = registry.audit()
+    assert report.intact and report.to_json()["signature_backend"] == "cryptography"
+
+
+def test_the_audit_uses_libsodium_when_pynacl_is_installed(setup) -> None:
+    pytest.importorskip("nacl")
+    report = setup[0].audit()
+    assert report.intact and report.to_json()["signature_backend"] == "pynacl"

@@ -15,13 +15,13 @@ import hmac
 import json
 import os
 import re
-from collections import deque
+from collections import deque, namedtuple
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Text, select, text, type_coerce
 
 from ecert import _windows
 from ecert._authority import Action
@@ -30,6 +30,7 @@ from ecert._formats import bundle as _bundle
 from ecert._formats import merkle
 from ecert._formats.certificate import CertificateClaims
 from ecert._formats.jose import (
+    ED25519,
     b64url_decode,
     b64url_encode,
     canonical_json,
@@ -44,7 +45,6 @@ from ecert._formats.log import (
     commit,
     commitment,
     token_hash,
-    verify_unit,
 )
 from ecert._formats.statuslist import read_status_list_payload
 from ecert._replay import Finding, FindingKind, Replay
@@ -70,6 +70,9 @@ class AuditReport:
 
     log_size: int
     findings: tuple[Finding, ...]
+    #: Which library checked the operators' Ed25519 signatures: ``"pynacl"`` (libsodium,
+    #: with the ``audit`` extra installed) or ``"cryptography"`` (OpenSSL).
+    signature_backend: str = "cryptography"
 
     @property
     def intact(self) -> bool:
@@ -82,7 +85,8 @@ class AuditReport:
     def to_json(self) -> dict[str, Any]:
         """What ``ecert audit verify --json`` prints."""
         return {"intact": self.intact, "log_size": self.log_size,
-                "findings": [f.to_json() for f in self.findings]}
+                "findings": [f.to_json() for f in self.findings],
+                "signature_backend": self.signature_backend}
 
 
 @dataclass(frozen=True)
@@ -149,12 +153,15 @@ def _require_auditor(ctx: _Context) -> None:
 def verify(ctx: _Context, bundle: Path | None, *, workers: int | None = None) -> AuditReport:
     """See :meth:`ecert.Registry.audit`.
 
-    One pass over the log, streamed in seq order: each leaf is decoded once; the tree is
-    integrated chunk by chunk (its root taken at every checkpoint's size); every unit's
-    operator signature is checked in ``workers`` processes (by default one per CPU once
-    the log holds :data:`PARALLEL_MIN_ENTRIES` entries) a few chunks ahead of the
-    replay, which takes each answer from them instead of checking again. Findings, and
-    their order, are those of a replay that checks everything itself.
+    One pass over the log, streamed in seq order through one read transaction: the main
+    process reads the rows and checks the sequence; ``workers`` processes (by default one
+    per CPU once the log holds :data:`PARALLEL_MIN_ENTRIES` entries) hash and decode each
+    leaf once, compare its lookup columns and check the unit signatures, a few chunks
+    ahead; the main process integrates the tree (its root taken at every checkpoint's
+    size) and replays, taking each signature's verdict from them instead of checking
+    again. Certificate rows are then compared with their tokens in the workers and with
+    the replayed state in the main process. Findings, and their order, are those of a
+    replay that checks everything itself.
     """
     _require_auditor(ctx)
     early: list[Finding] = []  # triggers, the sequence, the rows' lookup columns
@@ -176,45 +183,50 @@ def verify(ctx: _Context, bundle: Path | None, *, workers: int | None = None) ->
         if workers is None:
             workers = (os.cpu_count() or 1) if size >= PARALLEL_MIN_ENTRIES else 0
         replay = Replay()
-        ahead = _Signatures(workers)
-        if ahead.pool is not None:
-            replay.verify_unit = ahead
+        signatures = _Signatures()
+        replay.verify_unit = signatures
+        pool: Any = None
+        if workers > 0:
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(max_workers=workers)
         try:
-            walk = _Walk(replay, ahead, find, sorted({c[0] for c in checkpoints}),
+            walk = _Walk(replay, signatures, pool, find, sorted({c[0] for c in checkpoints}),
                          sorted({p[0] for p in published}))
             # 1. the sequence: no entry deleted, inserted out of turn or reordered;
             # 2. the tree; 3. authority, signatures and the state the log implies
             walk.run(repo, lambda list_size: _compare_list(
                 replay, walk.roots, published, list_size, find_later))
+            findings: list[Finding] = []
+            rows, leaves, roots = walk.rows, walk.leaves, walk.roots
+            if rows != size and not early:
+                find("entry_deleted", "", rows,
+                     f"the log counter says {size} entries, the table holds {rows}")
+            findings.extend(early)
+            # 2. the tree against every checkpoint the log key signed
+            for cp_size, cp_root, _note in checkpoints:
+                if roots.get(cp_size) != cp_root:
+                    findings.append(Finding(
+                        "checkpoint_mismatch", "", cp_size,
+                        f"the entries no longer hash to the checkpoint of size {cp_size}: "
+                        "an entry was changed, deleted, inserted or reordered"))
+            findings.extend(later)
+            findings.extend(replay.findings)
+
+            def find_state(kind: str, subject: str, seq: int | None, detail: str) -> None:
+                findings.append(Finding(kind, subject, seq, detail))
+
+            _compare_state(ctx, repo, replay, find_state, pool)
         finally:
-            ahead.close()
-            if ahead.pool is not None:
-                del replay.verify_unit
-        rows, leaves, roots = walk.rows, walk.leaves, walk.roots
-        if rows != size and not early:
-            find("entry_deleted", "", rows,
-                 f"the log counter says {size} entries, the table holds {rows}")
-        findings = list(early)
-        # 2. the tree against every checkpoint the log key signed
-        for cp_size, cp_root, _note in checkpoints:
-            if roots.get(cp_size) != cp_root:
-                findings.append(Finding(
-                    "checkpoint_mismatch", "", cp_size,
-                    f"the entries no longer hash to the checkpoint of size {cp_size}: an "
-                    "entry was changed, deleted, inserted or reordered"))
-        findings.extend(later)
-        findings.extend(replay.findings)
-
-        def find_state(kind: str, subject: str, seq: int | None, detail: str) -> None:
-            findings.append(Finding(kind, subject, seq, detail))
-
-        _compare_state(ctx, repo, replay, find_state)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            del replay.verify_unit
     for list_size, _list_id, path, _lst, _root, _iat in published:
         if list_size > leaves:
             findings.append(Finding(
                 "published_status_mismatch", path, None,
                 f"built from a log of {list_size} entries; this log has {leaves}"))
-    return AuditReport(leaves, tuple(findings))
+    return AuditReport(leaves, tuple(findings), signature_backend())
 
 
 #: From this many log entries on, unit signatures are checked in worker processes.
@@ -244,203 +256,329 @@ def _content_hash(entry: Entry, leaf: bytes) -> bytes:
     return entry.content_hash()  # pragma: no cover - canonical leaves always end so
 
 
-def _verify_batch(jwks: Mapping[str, Mapping[str, str]],
-                  items: Sequence[tuple[str, bytes, str]]) -> list[bool]:
-    """Worker: ``verify_unit``'s checks of ``(operator kid, unit message, signature)``."""
-    keys: dict[str, Any] = {}
-    results = []
-    for kid, message, signature in items:
+def _ed25519_backend() -> tuple[str, Any]:
+    """Which library checks Ed25519 unit signatures: libsodium through PyNaCl when it is
+    installed (``pip install 'ecert[audit]'``; about twice as fast), else ``cryptography``."""
+    try:
+        from nacl.bindings import crypto_sign_open
+    except ImportError:
+        return "cryptography", None
+    return "pynacl", crypto_sign_open
+
+
+_BACKEND, _SODIUM_VERIFY = _ed25519_backend()
+
+
+def signature_backend() -> str:
+    """``"pynacl"`` when libsodium checks Ed25519 signatures, else ``"cryptography"``."""
+    return _BACKEND if _SODIUM_VERIFY is not None else "cryptography"
+
+
+class _Verifier:
+    """``verify_signature`` with a key cache, through libsodium when it can.
+
+    libsodium is stricter than OpenSSL (it also refuses small-order keys and ``R``
+    values), so what it accepts OpenSSL accepts too; what it refuses is checked again
+    with ``cryptography``, so the outcome is always ``cryptography``'s and only a bad
+    signature pays for two checks.
+    """
+
+    def __init__(self) -> None:
+        self._keys: dict[str, tuple[Mapping[str, str], Any, Any, bytes | None]] = {}
+
+    def __call__(self, jwk: Mapping[str, str], message: bytes, signature: str) -> bool:
+        kid = jwk.get("kid")
+        cached = self._keys.get(kid) if isinstance(kid, str) else None
+        if cached is None or cached[0] != jwk:
+            try:
+                alg, key = key_from_jwk(jwk)
+            except FormatError:
+                return False
+            raw = None
+            if alg == ED25519 and _SODIUM_VERIFY is not None:
+                raw = b64url_decode(str(jwk.get("x")))  # key_from_jwk checked it
+            cached = (dict(jwk), alg, key, raw)
+            if isinstance(kid, str) and len(self._keys) < 4_096:
+                self._keys[kid] = cached
+        _jwk, alg, key, raw = cached
         try:
-            if kid not in keys:
-                keys[kid] = key_from_jwk(jwks[kid])
-            alg, key = keys[kid]
-            results.append(verify_signature(alg, key, message, b64url_decode(signature)))
+            sig = b64url_decode(signature)
         except FormatError:
-            results.append(False)
-    return results
+            return False
+        if raw is not None and len(sig) == 64:
+            try:
+                _SODIUM_VERIFY(sig + message, raw)  # the message if the signature verifies
+                return True
+            except Exception:  # noqa: S110 - refused: OpenSSL's verdict is the reference
+                pass
+        return verify_signature(alg, key, message, sig)
+
+
+def _verify_unit_fast(verifier: _Verifier, entries: Sequence[Entry],
+                      jwk: Mapping[str, str]) -> bool:
+    """:func:`ecert._formats.log.verify_unit`, through ``verifier``."""
+    if not entries or entries[-1].sig is None or any(e.sig for e in entries[:-1]):
+        return False
+    if any(e.operator != entries[0].operator for e in entries):
+        return False
+    message = _UNIT_CONTEXT + b"".join(e.content_hash() for e in entries)
+    return verifier(jwk, message, entries[-1].sig)
+
+
+# -- worker processes ------------------------------------------------------------------------
+
+_WORKER_VERIFIER: _Verifier | None = None
+
+
+def _worker_verifier() -> _Verifier:
+    global _WORKER_VERIFIER
+    if _WORKER_VERIFIER is None:
+        _WORKER_VERIFIER = _Verifier()
+    return _WORKER_VERIFIER
+
+
+_Row = tuple[int, bytes, str, int, str | None]  # seq, leaf, action, at, plain subject
+#: Per leaf: the decoded entry's fields (or the decoding error's text).
+_Decoded = tuple[int, str, str, str, Mapping[str, Any], str | None] | str
+
+
+def _decode_chunk(keys: Mapping[str, Mapping[str, str]], rows: Sequence[_Row]
+                  ) -> tuple[bytes, list[_Decoded], list[tuple[int, str | None]],
+                             dict[int, tuple[int, Mapping[str, str], bool]]]:
+    """Worker (or the main process, with no workers): the per-leaf work of the pass.
+
+    Returns the leaf hashes (concatenated), each leaf decoded, the entries whose lookup
+    columns disagree with them, and, for each unit that lies whole in the chunk and whose
+    operator's key is known (from ``keys`` or an earlier entry of the chunk), whether its
+    signature verifies under that key: ``{last seq: (first seq, key, verdict)}``.
+    """
+    verifier = _worker_verifier()
+    known = dict(keys)
+    leaf_hash = merkle.leaf_hash
+    hashes: list[bytes] = []
+    decoded: list[_Decoded] = []
+    modified: list[tuple[int, str | None]] = []
+    verdicts: dict[int, tuple[int, Mapping[str, str], bool]] = {}
+    unit: list[tuple[int, Entry, bytes]] = []
+    for seq, leaf, action, at, plain in rows:
+        hashes.append(leaf_hash(leaf))
+        try:
+            entry = Entry.decode(leaf)
+        except FormatError as e:
+            decoded.append(e.message)
+            unit = []
+            continue
+        decoded.append((entry.time, entry.action, entry.subject, entry.operator,
+                        entry.details, entry.sig))
+        if entry.action != action or entry.time != at:
+            modified.append((seq, plain))
+        if entry.operator == LEGACY_OPERATOR:
+            continue
+        if entry.action in _KEY_ACTIONS:
+            key = entry.details.get("key")
+            if isinstance(key, dict) and isinstance(key.get("kid"), str):
+                known[key["kid"]] = key
+        unit.append((seq, entry, leaf))
+        if entry.sig is None:
+            continue
+        operator, sig = unit[0][1].operator, entry.sig
+        jwk = known.get(operator)
+        if jwk is not None and all(e.operator == operator for _, e, _ in unit):
+            message = _UNIT_CONTEXT + b"".join(_content_hash(e, b) for _, e, b in unit)
+            verdicts[seq] = (unit[0][0], jwk, verifier(jwk, message, sig))
+        unit = []
+    return b"".join(hashes), decoded, modified, verdicts
 
 
 class _Signatures:
-    """Unit signatures checked in worker processes ahead of the replay.
+    """The replay's ``verify_unit``: answers from what :func:`_decode_chunk` checked.
 
-    Each complete unit is checked with the key its operator id last named in an
-    ``operator.add``, ``operator.rotate_key`` or ``operator.reset`` entry (whatever the
-    authority of that entry: the replay judges authority). The replay then calls this
-    object instead of :func:`verify_unit`; it answers from a worker only for the very
-    entries and the same key that were checked, and checks anything else on the spot, so
-    the outcome is always the replay's own.
+    Each unit whole in a chunk was checked with the key its operator id last received in
+    an ``operator.add``, ``operator.rotate_key`` or ``operator.reset`` entry (whatever
+    the authority of that entry: the replay judges authority). The answer is used only
+    for the very entries and the same key the replay asks about; anything else is
+    checked on the spot, so the outcome is always the replay's own.
     """
 
-    def __init__(self, workers: int) -> None:
-        self.pool: Any = None
-        if workers > 0:
-            from concurrent.futures import ProcessPoolExecutor
+    def __init__(self) -> None:
+        self.verifier = _Verifier()
+        #: id of a unit's first entry -> (number of entries, id of the last, key, verdict)
+        self._answers: dict[int, tuple[int, int, Mapping[str, str], bool]] = {}
 
-            self.pool = ProcessPoolExecutor(max_workers=workers)
-        self._keys: dict[str, Mapping[str, str]] = {}
-        self._batch: list[tuple[str, bytes, str]] = []
-        self._units: list[tuple[tuple[Entry, ...], Mapping[str, str]]] = []
-        #: id of a unit's last entry -> (its entries, the key, future, offset)
-        self._answers: dict[int, tuple[tuple[Entry, ...], Mapping[str, str], Any, int]] = {}
-
-    def saw(self, entry: Entry) -> None:
-        """Note the keys operators are given, in log order."""
-        if self.pool is not None and entry.action in _KEY_ACTIONS:
-            key = entry.details.get("key")
-            if isinstance(key, dict) and isinstance(key.get("kid"), str):
-                self._keys[key["kid"]] = key
-
-    def unit(self, unit: Sequence[tuple[int, Entry, bytes]]) -> None:
-        """Queue a complete unit (its last entry carries the signature)."""
-        if self.pool is None:
-            return
-        entries = tuple(e for _, e, _ in unit)
-        operator, sig = entries[0].operator, entries[-1].sig
-        jwk = self._keys.get(operator)
-        if jwk is None or sig is None or any(e.operator != operator for e in entries):
-            return  # checked on the spot, if the replay gets that far
-        message = _UNIT_CONTEXT + b"".join(_content_hash(e, leaf) for _, e, leaf in unit)
-        self._batch.append((operator, message, sig))
-        self._units.append((entries, jwk))
-
-    def flush(self) -> None:
-        """Send the queued units to a worker."""
-        if not self._batch:
-            return
-        jwks = {kid: self._keys[kid] for kid in {kid for kid, _, _ in self._batch}}
-        try:
-            future = self.pool.submit(_verify_batch, jwks, self._batch)
-        except Exception:  # a broken pool: the replay checks these itself
-            future = None
-        if future is not None:
-            for offset, (entries, jwk) in enumerate(self._units):
-                self._answers[id(entries[-1])] = (entries, jwk, future, offset)
-        self._batch, self._units = [], []
+    def answer(self, first: Entry, count: int, last: Entry, jwk: Mapping[str, str],
+               verdict: bool) -> None:
+        self._answers[id(first)] = (count, id(last), jwk, verdict)
 
     def __call__(self, entries: Sequence[Entry], jwk: Mapping[str, str]) -> bool:
-        found = self._answers.pop(id(entries[-1]), None) if entries else None
+        found = self._answers.pop(id(entries[0]), None) if entries else None
         if found is not None:
-            checked, checked_jwk, future, offset = found
-            if (len(checked) == len(entries)
-                    and all(a is b for a, b in zip(checked, entries, strict=True))
-                    and checked_jwk == jwk):
-                answer = _result(future, offset)
-                if answer is not None:
-                    return answer
-        return verify_unit(entries, jwk)
+            count, last, checked_jwk, verdict = found
+            if count == len(entries) and last == id(entries[-1]) and checked_jwk == jwk:
+                return verdict
+        return _verify_unit_fast(self.verifier, entries, jwk)
 
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+    def forget(self) -> None:
         self._answers.clear()
 
 
-def _result(future: Any, offset: int) -> bool | None:
-    """A worker's answer, or None if it died (the replay then checks on the spot)."""
-    try:
-        return bool(future.result()[offset])
-    except Exception:
-        return None
-
-
 class _Walk:
-    """The one pass over the log rows: sequence, lookup columns, tree, replay."""
+    """The one pass over the log rows: sequence, lookup columns, tree, replay.
 
-    def __init__(self, replay: Replay, ahead: _Signatures, find: Any,
+    The main process reads the rows and checks the sequence; the per-leaf work (hash,
+    strict decoding, lookup columns, content hashes, unit signatures) runs in the
+    workers, a few chunks ahead; the main process takes their answers in order,
+    integrates the tree and replays.
+    """
+
+    def __init__(self, replay: Replay, signatures: _Signatures, pool: Any, find: Any,
                  checkpoint_sizes: Sequence[int], list_sizes: Sequence[int]) -> None:
         self.replay = replay
-        self.ahead = ahead
+        self.signatures = signatures
+        self.pool = pool
         self.find = find
         self.checkpoint_sizes = set(checkpoint_sizes)
-        self.stops = sorted(set(checkpoint_sizes) | set(list_sizes))
         self.list_sizes = set(list_sizes)
+        self._stops = iter(sorted(set(checkpoint_sizes) | set(list_sizes)))
+        self._stop = next(self._stops, None)
         self.rows = 0  #: rows in the table
         self.leaves = 0  #: entries before the first gap in the sequence
+        self.taken = 0  #: leaves integrated and replayed
         #: The tree's root at each checkpoint's size (that the log reaches).
         self.roots: dict[int, bytes] = {}
         self._tiles: dict[tuple[int, int], bytes] = {}
-        self._hashes: list[bytes] = []
         self._tree = 0  # leaves integrated
         self._root = merkle.EMPTY_ROOT
-        self._unit: list[tuple[int, Entry, bytes]] = []
-        #: Decoded chunks waiting for the replay: (seq, entry or error text).
-        self._queue: deque[list[tuple[int, Entry | str]]] = deque()
-        self._chunk: list[tuple[int, Entry | str]] = []
+        #: Operator keys as the entries taken so far gave them (a hint for the workers).
+        self._keys: dict[str, Mapping[str, str]] = {}
+        self._pending: deque[Any] = deque()
         #: The replay's unit in progress (as Replay.apply_leaves groups them).
         self._pending_unit: list[tuple[int, Entry]] = []
+        self._gap: tuple[str, str | None, int, str] | None = None
 
     def read_tile(self, level: int, index: int, width: int) -> bytes:
         return self._tiles[(level, index)][:width * merkle.HASH_SIZE]
 
     def run(self, repo: Repository, compare_list: Any) -> None:
+        self._compare_list = compare_list
         query = select(log_entries.c.seq, log_entries.c.leaf, log_entries.c.action,
                        log_entries.c.at, log_entries.c.plain_subject
                        ).order_by(log_entries.c.seq).execution_options(yield_per=_CHUNK_ROWS)
-        stops = iter(self.stops)
-        stop = next(stops, None)
+        batch: list[_Row] = []
         broken = False
-        for row in repo.conn.execute(query):
+        expected = 0
+        for seq, leaf, action, at, plain in repo.conn.execute(query):
             self.rows += 1
             if broken:
                 continue
-            expected = self.leaves
-            seq = int(row.seq)
             if seq != expected:
-                self.find("entry_deleted" if seq > expected else "entry_inserted",
-                          row.plain_subject, expected,
-                          f"entry {expected} is missing; the next one is {row.seq}")
+                self._gap = ("entry_deleted" if seq > expected else "entry_inserted", plain,
+                             expected, f"entry {expected} is missing; the next one is {seq}")
                 broken = True
                 continue
-            while stop is not None and stop == expected:
-                self._reach(stop, compare_list)
-                stop = next(stops, None)
-            self._leaf(row, bytes(row.leaf))
-            if len(self._hashes) >= _CHUNK_ROWS:
-                self._integrate()
-                self._end_chunk()
-        while stop is not None and stop <= self.leaves:
-            self._reach(stop, compare_list)
-            stop = next(stops, None)
-        self._integrate()
-        self._end_chunk()
-        self._drain()
+            expected += 1
+            batch.append((seq, bytes(leaf), action, int(at), plain))
+            if len(batch) >= _CHUNK_ROWS:
+                self._submit(batch)
+                batch = []
+        self.leaves = expected
+        if batch:
+            self._submit(batch)
+        while self._pending:
+            self._take(self._pending.popleft())
+        self._integrate_to(self.leaves, b"")
+        while self._stop is not None and self._stop <= self.leaves:
+            self._reach(self._stop)
+            self._stop = next(self._stops, None)
         self._unfinished()
+        if self._gap is not None:
+            self.find(*self._gap)
 
-    def _unfinished(self) -> None:
-        """As Replay.apply_leaves ends: a unit left open is reported."""
-        if self._pending_unit:
-            first_seq, first = self._pending_unit[0]
-            self.replay._find(FindingKind.MALFORMED, first.subject, first_seq,
-                              "a unit of work without its signature (truncated or edited)")
-        self._pending_unit, self._unit = [], []
+    def _submit(self, batch: list[_Row]) -> None:
+        future = None
+        if self.pool is not None:
+            try:
+                future = self.pool.submit(_decode_chunk, dict(self._keys), batch)
+            except Exception:  # a broken pool: the main process does the work itself
+                future = None
+        self._pending.append((batch, future))
+        while len(self._pending) > (_AHEAD_CHUNKS if self.pool is not None else 0):
+            self._take(self._pending.popleft())
 
-    def _leaf(self, row: Any, leaf: bytes) -> None:
-        seq = self.leaves
-        self.leaves += 1
-        self._hashes.append(merkle.leaf_hash(leaf))
-        try:
-            entry = Entry.decode(leaf)
-        except FormatError as e:
-            self._chunk.append((seq, e.message))  # the replay reports it
-            return
-        if entry.action != row.action or entry.time != int(row.at):
-            self.find("entry_modified", row.plain_subject, seq,
+    def _take(self, pending: tuple[list[_Row], Any]) -> None:
+        batch, future = pending
+        result = None
+        if future is not None:
+            try:
+                result = future.result()
+            except Exception:  # a worker died: the main process does the work itself
+                result = None
+        if result is None:
+            result = _decode_chunk(dict(self._keys), batch)
+        hashes, decoded, modified, verdicts = result
+        for seq, plain in modified:
+            self.find("entry_modified", plain, seq,
                       "the entry's lookup columns disagree with its signed content")
-        self._chunk.append((seq, entry))
-        if entry.operator == LEGACY_OPERATOR:
-            return
-        self.ahead.saw(entry)
-        self._unit.append((seq, entry, leaf))
-        if entry.sig is not None:
-            self.ahead.unit(self._unit)
-            self._unit = []
+        base = batch[0][0]
+        n = len(batch)
+        pos = 0
+        while self._stop is not None and self._stop <= base + n:
+            k = self._stop - base
+            self._consume(base, hashes, decoded, verdicts, pos, k)
+            pos = k
+            self._reach(self._stop)
+            self._stop = next(self._stops, None)
+        self._consume(base, hashes, decoded, verdicts, pos, n)
 
-    def _integrate(self) -> None:
-        if not self._hashes:
+    def _consume(self, base: int, hashes: bytes, decoded: Sequence[_Decoded],
+                 verdicts: Mapping[int, tuple[int, Mapping[str, str], bool]],
+                 start: int, stop: int) -> None:
+        """Integrate and replay leaves ``start:stop`` of a chunk taken from a worker."""
+        if start >= stop:
             return
-        result = merkle.integrate(self._tree, self._hashes, self)
+        size = merkle.HASH_SIZE
+        self._integrate_to(base + stop, hashes[start * size:stop * size])
+        replay = self.replay
+        unit = self._pending_unit
+        firsts: dict[int, Entry] = {}
+        for i in range(start, stop):
+            seq = base + i
+            item = decoded[i]
+            if isinstance(item, str):
+                replay._find(FindingKind.MALFORMED, "", seq, item)
+                continue
+            entry = Entry(*item)
+            if entry.operator == LEGACY_OPERATOR:
+                replay._legacy(seq, entry)
+                continue
+            if entry.action in _KEY_ACTIONS:
+                key = entry.details.get("key")
+                if isinstance(key, dict) and isinstance(key.get("kid"), str):
+                    self._keys[key["kid"]] = key
+            if entry.sig is None:
+                firsts[seq] = entry
+            unit.append((seq, entry))
+            if entry.sig is not None:
+                checked = verdicts.get(seq)
+                if checked is not None:
+                    first_seq, jwk, verdict = checked
+                    first = entry if first_seq == seq else firsts.get(first_seq)
+                    if first is not None:
+                        self.signatures.answer(first, seq - first_seq + 1, entry, jwk, verdict)
+                replay.apply_unit(unit)
+                self.signatures.forget()
+                unit = []
+                firsts.clear()
+        self._pending_unit = unit
+        self.taken = base + stop
+
+    def _integrate_to(self, size: int, hashes: bytes) -> None:
+        if not hashes:
+            return
+        step = merkle.HASH_SIZE
+        leaf_hashes = [hashes[i:i + step] for i in range(0, len(hashes), step)]
+        result = merkle.integrate(self._tree, leaf_hashes, self)
         self._tiles.update(result.tiles)
-        self._tree, self._hashes = result.new_size, []
+        self._tree = result.new_size
         self._root = result.root
         # Only the rightmost tile of each level is read again.
         last: dict[int, int] = {}
@@ -449,49 +587,22 @@ class _Walk:
         for key in [k for k in self._tiles if k[1] != last[k[0]]]:
             del self._tiles[key]
 
-    def _end_chunk(self) -> None:
-        self.ahead.flush()
-        if self._chunk:
-            self._queue.append(self._chunk)
-            self._chunk = []
-        while len(self._queue) > _AHEAD_CHUNKS:
-            self._apply(self._queue.popleft())
+    def _unfinished(self) -> None:
+        """As Replay.apply_leaves ends: a unit left open is reported."""
+        if self._pending_unit:
+            first_seq, first = self._pending_unit[0]
+            self.replay._find(FindingKind.MALFORMED, first.subject, first_seq,
+                              "a unit of work without its signature (truncated or edited)")
+        self._pending_unit = []
 
-    def _drain(self) -> None:
-        self.ahead.flush()
-        if self._chunk:
-            self._queue.append(self._chunk)
-            self._chunk = []
-        while self._queue:
-            self._apply(self._queue.popleft())
-
-    def _reach(self, size: int, compare_list: Any) -> None:
+    def _reach(self, size: int) -> None:
         """The log has ``size`` entries: take the root; compare a list published then."""
-        self._integrate()
         if size in self.checkpoint_sizes:
             self.roots[size] = self._root if self._tree else merkle.EMPTY_ROOT
         if size in self.list_sizes:
             # The replay groups each stretch between published lists on its own.
-            self._drain()
             self._unfinished()
-            compare_list(size)
-
-    def _apply(self, chunk: Sequence[tuple[int, Entry | str]]) -> None:
-        """What :meth:`Replay.apply_leaves` does with decoded entries."""
-        replay = self.replay
-        unit = self._pending_unit
-        for seq, entry in chunk:
-            if isinstance(entry, str):
-                replay._find(FindingKind.MALFORMED, "", seq, entry)
-                continue
-            if entry.operator == LEGACY_OPERATOR:
-                replay._legacy(seq, entry)
-                continue
-            unit.append((seq, entry))
-            if entry.sig is not None:
-                replay.apply_unit(unit)
-                unit = []
-        self._pending_unit = unit
+            self._compare_list(size)
 
 
 def _check_triggers(repo: Repository, find: Any) -> None:
@@ -520,43 +631,124 @@ def _check_triggers(repo: Repository, find: Any) -> None:
                 find("trigger_missing", name, None, f"trigger {name} was dropped")
 
 
-def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any) -> None:
-    key = ctx.commitment_key
-    matches = _TokenRows(ctx)
+_CERT_COLUMNS = tuple(c.name for c in certificates.columns)
+_CertRow = namedtuple("_CertRow", _CERT_COLUMNS)  # type: ignore[misc]
+#: What a worker says of a certificate row: (id, commitment, hash of its stored token (or
+#: the kept hash), the token_hash column, list, index, status, redacted, row findings).
+_CertFacts = tuple[str, str, str | None, str | None, int, int, str, bool, int | None,
+                   list[tuple[str, str]]]
+
+
+class _Collect:
+    """A ``find`` that keeps ``(kind, detail)``."""
+
+    def __init__(self, into: list[tuple[str, str]]) -> None:
+        self.into = into
+
+    def __call__(self, kind: str, _subject: str, _seq: int | None, detail: str) -> None:
+        self.into.append((kind, detail))
+
+
+def _certificate_facts(key: bytes, base_url: str, region: str,
+                       rows: Sequence[tuple[Any, ...]]) -> list[_CertFacts]:
+    """Worker (or the main process): the per-row work of comparing certificates."""
+    matches = _TokenRows(base_url, region)
+    facts: list[_CertFacts] = []
+    for values in rows:
+        row: Any = _CertRow(*values)
+        if isinstance(row.claims, str | bytes):
+            row = row._replace(claims=json.loads(row.claims))
+        # commitment(key, row.id), with the one-shot HMAC
+        public = commit(hmac.digest(key, row.id.encode("utf-8"), "sha256")[:16], row.id)
+        found: list[tuple[str, str]] = []
+        if row.token and row.redacted_at is None and not matches(row):
+            try:
+                _check_row_against_token(row, _Collect(found))
+            except (TypeError, ValueError):  # reported only if the log issued the row
+                found.append(("certificate_row_mismatch",
+                              "the row's columns cannot be compared with its signed token"))
+        facts.append((row.id, public, token_hash(row.token) if row.token else row.token_hash,
+                      row.token_hash, int(row.status_list_id), int(row.status_index),
+                      row.status, row.redacted_at is not None, row.revoke_at, found))
+    return facts
+
+
+def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any,
+                   pool: Any = None) -> None:
     logged_certificates = replay.certificates
     status_values = {s.value: v for s, v in STATUS_VALUES.items()}
     matched = 0
-    for row in repo.certificate_facts():
-        # commitment(key, row.id), with the one-shot HMAC
-        logged = logged_certificates.get(commit(
-            hmac.digest(key, row.id.encode("utf-8"), "sha256")[:16], row.id))
+    columns = [type_coerce(c, Text).label(c.name) if c.name == "claims" else c
+               for c in certificates.columns]
+    query = select(*columns).order_by(certificates.c.id).execution_options(
+        yield_per=_CHUNK_ROWS)
+    args = (ctx.commitment_key, ctx.region.base_url, ctx.region.code)
+    pending: deque[tuple[list[tuple[Any, ...]], Any]] = deque()
+
+    def take() -> list[_CertFacts]:
+        batch, future = pending.popleft()
+        result = None
+        if future is not None:
+            try:
+                result = list(future.result())
+            except Exception:  # a worker died: the main process does the work itself
+                result = None
+        return _certificate_facts(*args, batch) if result is None else result
+
+    def chunks() -> Any:
+        batch: list[tuple[Any, ...]] = []
+        for row in repo.conn.execute(query):
+            batch.append(tuple(row))
+            if len(batch) >= _CHUNK_ROWS:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def all_facts() -> Any:
+        for batch in chunks():
+            future = None
+            if pool is not None:
+                try:
+                    future = pool.submit(_certificate_facts, *args, batch)
+                except Exception:  # a broken pool: the main process does the work itself
+                    future = None
+            pending.append((batch, future))
+            while len(pending) > (_AHEAD_CHUNKS if pool is not None else 0):
+                yield from take()
+        while pending:
+            yield from take()
+
+    for (cert_id, public, stored_hash, hash_column, list_id, index, row_status, redacted,
+         revoke_at, row_findings) in all_facts():
+        logged = logged_certificates.get(public)
         if logged is None:
-            find("certificate_unlogged", row.id, None,
+            find("certificate_unlogged", cert_id, None,
                  "a certificate row no log entry issued")
             continue
         matched += 1
-        stored_hash = token_hash(row.token) if row.token else row.token_hash
-        if stored_hash != logged.token or (row.token_hash and row.token_hash != logged.token):
-            find("certificate_modified", row.id, None,
+        if stored_hash != logged.token or (hash_column and hash_column != logged.token):
+            find("certificate_modified", cert_id, None,
                  "the stored token is not the one the log recorded at issue")
-        if (int(row.status_list_id), int(row.status_index)) != (logged.list, logged.idx):
-            find("certificate_modified", row.id, None, "its status-list slot was changed")
-        status = status_values.get(row.status)
+        if (list_id, index) != (logged.list, logged.idx):
+            find("certificate_modified", cert_id, None, "its status-list slot was changed")
+        status = status_values.get(row_status)
         if status is None:
-            status = STATUS_VALUES[CertificateStatus(row.status)]
+            status = STATUS_VALUES[CertificateStatus(row_status)]
         if status != logged.status:
-            find("status_mismatch", row.id, None,
-                 f"the database says {row.status}, the log says {logged.status}")
-        if row.revoke_at != logged.revoke_at:
-            find("status_mismatch", row.id, None,
-                 f"the database schedules its revocation at {row.revoke_at}, "
+            find("status_mismatch", cert_id, None,
+                 f"the database says {row_status}, the log says {logged.status}")
+        if revoke_at != logged.revoke_at:
+            find("status_mismatch", cert_id, None,
+                 f"the database schedules its revocation at {revoke_at}, "
                  f"the log at {logged.revoke_at}")
-        if (row.redacted_at is not None) != logged.redacted:
-            find("certificate_modified", row.id, None,
+        if redacted != logged.redacted:
+            find("certificate_modified", cert_id, None,
                  "redacted in the database without a logged redaction"
-                 if row.redacted_at is not None else "a logged redaction was undone")
-        if row.token and row.redacted_at is None and not matches(row):
-            _check_row_against_token(row, find)
+                 if redacted else "a logged redaction was undone")
+        for kind, detail in row_findings:
+            find(kind, cert_id, None, detail)
+    key = ctx.commitment_key
     if matched != len(logged_certificates):
         # Rows have distinct ids, so distinct commitments: some logged one has no row.
         seen = {commitment(key, cert_id) for cert_id in repo.conn.execute(
@@ -619,9 +811,9 @@ class _TokenRows:
     token (another shape, an adopted one, a changed row) is compared the slow way.
     """
 
-    def __init__(self, ctx: _Context) -> None:
-        self.base_url = ctx.region.base_url
-        self.region = ctx.region.code
+    def __init__(self, base_url: str, region: str) -> None:
+        self.base_url = base_url
+        self.region = region
         self.headers: set[str] = set()  # header segments seen to parse
 
     def __call__(self, row: Any) -> bool:
