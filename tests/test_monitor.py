@@ -171,21 +171,22 @@ def _close(built: World) -> None:
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHost]:
+def server_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHost]:
     """The port of this module's worlds: base URLs name it (tests/support/worlds.py)."""
-    host = ServerHost(tmp_path_factory.mktemp("host") / "www")
-    yield host
-    host.close()
+    server_host = ServerHost(tmp_path_factory.mktemp("host") / "www")
+    yield server_host
+    server_host.close()
 
 
 @pytest.fixture(scope="module")
-def template(host: ServerHost, tmp_path_factory: pytest.TempPathFactory) -> World | None:
+def template(server_host: ServerHost, tmp_path_factory: pytest.TempPathFactory
+             ) -> World | None:
     """SQLite: the ``world`` of every test, built once and closed; tests get copies.
     PostgreSQL: ``None`` (each test builds its own)."""
     if PG_URL:
         return None
     root = tmp_path_factory.mktemp("template")
-    server = host.serve(root / "www")
+    server = server_host.serve(root / "www")
     assert server is not None  # the host's first server has not been stopped
     built = World(server, FakeClock(), root)
     try:
@@ -198,11 +199,11 @@ def template(host: ServerHost, tmp_path_factory: pytest.TempPathFactory) -> Worl
 
 
 @pytest.fixture
-def world(host: ServerHost, template: World | None, tmp_path: Path, clock: FakeClock
+def world(server_host: ServerHost, template: World | None, tmp_path: Path, clock: FakeClock
           ) -> Iterator[World]:
     """GD, ZJ and SH, each with a certificate issued and published, served. Each test gets
     its own: a copy of the template (SQLite), else built afresh."""
-    served = host.serve(tmp_path / "www")
+    served = server_host.serve(tmp_path / "www")
     own = None
     if served is None:  # the port was lost after a test stopped the server
         own = served = LocalServer(tmp_path / "www")

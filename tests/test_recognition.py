@@ -193,21 +193,22 @@ def _worlds(server: LocalServer, tmp: Path, clock: FakeClock) -> Iterator[World]
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHost]:
+def server_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHost]:
     """The port of this module's ``world``s: base URLs name it (tests/support/worlds.py)."""
-    host = ServerHost(tmp_path_factory.mktemp("host") / "www")
-    yield host
-    host.close()
+    server_host = ServerHost(tmp_path_factory.mktemp("host") / "www")
+    yield server_host
+    server_host.close()
 
 
 @pytest.fixture(scope="module")
-def template(host: ServerHost, tmp_path_factory: pytest.TempPathFactory) -> World | None:
+def template(server_host: ServerHost, tmp_path_factory: pytest.TempPathFactory
+             ) -> World | None:
     """SQLite: the ``world`` of every test, built once and closed; tests get copies.
     PostgreSQL: ``None`` (each test builds its own)."""
     if PG_URL:
         return None
     root = tmp_path_factory.mktemp("template")
-    server = host.serve(root / "www")
+    server = server_host.serve(root / "www")
     assert server is not None  # the host's first server has not been stopped
     sites: dict[str, Site] = {}
     try:
@@ -237,12 +238,12 @@ def _copied(template: World, server: LocalServer, tmp: Path, clock: FakeClock
 
 
 @pytest.fixture
-def world(request: pytest.FixtureRequest, host: ServerHost, template: World | None,
+def world(request: pytest.FixtureRequest, server_host: ServerHost, template: World | None,
           tmp_path: Path, clock: FakeClock) -> Iterator[World]:
     """GD, ZJ and SH with their sample types, agencies, agreements and certificates,
     everything published and served. Each test gets its own: a copy of the template
     (SQLite), else built afresh."""
-    server = host.serve(tmp_path / "www")
+    server = server_host.serve(tmp_path / "www")
     if server is not None and template is not None:
         yield from _copied(template, server, tmp_path, clock)
         return
@@ -252,12 +253,34 @@ def world(request: pytest.FixtureRequest, host: ServerHost, template: World | No
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """The same three regions, built once for the tests that only read (never change
-    registries, served files or the clock)."""
+def _shared(server_host: ServerHost, template: World | None,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("shared")
-    for server in serve(tmp / "www"):
+    server = server_host.serve(tmp / "www")
+    if server is not None and template is not None:
+        yield from _copied(template, server, tmp, FakeClock())
+    elif server is not None:
         yield from _worlds(server, tmp, FakeClock())
+    else:  # the port was lost after a test stopped the server
+        for own in serve(tmp / "www"):
+            yield from _worlds(own, tmp, FakeClock())
+
+
+@pytest.fixture
+def shared(request: pytest.FixtureRequest, server_host: ServerHost, _shared: World
+           ) -> Iterator[World]:
+    """The same three regions, made once for the tests that only read (never change
+    registries, served files or the clock): on SQLite a copy of the template."""
+    if _shared.server.port != server_host.port:  # built on a server of its own
+        yield _shared
+        return
+    server = server_host.serve(_shared.tmp / "www")
+    if server is None:  # the port was lost after a test stopped the server
+        yield from _worlds(request.getfixturevalue("http_server"),
+                           request.getfixturevalue("tmp_path"), FakeClock())
+        return
+    _shared.server = server
+    yield _shared
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -217,22 +217,23 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHost]:
+def server_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHost]:
     """The port of this module's ``net``s: base URLs name it (tests/support/worlds.py)."""
-    host = ServerHost(tmp_path_factory.mktemp("host") / "www")
-    yield host
-    host.close()
+    server_host = ServerHost(tmp_path_factory.mktemp("host") / "www")
+    yield server_host
+    server_host.close()
 
 
 @pytest.fixture(scope="module")
-def template(host: ServerHost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net | None]:
+def template(server_host: ServerHost, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[Net | None]:
     """SQLite: the ``net`` of every test, built once through the CLI; tests get copies.
     PostgreSQL: ``None`` (each test builds its own)."""
     if PG_URL:
         yield None
         return
     root = tmp_path_factory.mktemp("cli-template")
-    server = host.serve(root / "www")
+    server = server_host.serve(root / "www")
     assert server is not None  # the host's first server has not been stopped
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ecert_keys, "DEFAULT_KDF_ROUNDS", FAST_KDF_ROUNDS)
@@ -240,10 +241,10 @@ def template(host: ServerHost, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture
-def net(request: pytest.FixtureRequest, host: ServerHost, template: Net | None,
+def net(request: pytest.FixtureRequest, server_host: ServerHost, template: Net | None,
         tmp_path: Path) -> Iterator[Net]:
     """Three regions of the test's own: a copy of the template (SQLite), else built afresh."""
-    server = host.serve(tmp_path / "www")
+    server = server_host.serve(tmp_path / "www")
     if server is not None and template is not None:
         copy_template(template.tmp, tmp_path)
 
