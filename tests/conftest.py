@@ -12,6 +12,7 @@ Registries come from :mod:`tests.support.registries` only, through ``make_regist
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -53,6 +54,30 @@ settings.register_profile(
 settings.load_profile("ecert")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Run on every core by default (``-n auto --dist worksteal``) when pytest-xdist is there.
+
+    Not in ``addopts``: there ``-n`` would break ``-p no:xdist``. ``-n0`` (or ``-n N``, or
+    ``-p no:xdist``) is obeyed; ``--pdb``/``--trace`` and ``--collect-only`` stay serial.
+    Works whether it runs before or after xdist's own hook: it sets the workers itself."""
+    option = config.option
+    if (not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput")
+            or "PYTEST_XDIST_WORKER" in os.environ
+            or getattr(option, "numprocesses", 0) is not None
+            or option.usepdb or option.trace or option.collectonly):
+        return
+    workers = config.hook.pytest_xdist_auto_num_workers(config=config)
+    if workers <= 1:
+        return
+    option.numprocesses = workers
+    if option.dist == "no":
+        # worksteal: a few long tests (three-region worlds, a subprocess) do not leave one
+        # worker busy after the other ran out of work.
+        option.dist = "worksteal"
+    option.tx = ["popen"] * workers
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"ecert registry database: {'PostgreSQL ' + PG_URL if PG_URL else 'SQLite'}"
 
@@ -71,6 +96,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # items) are moved out of the collector's way; what tests create is collected as before.
     gc.collect()
     gc.freeze()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The CLI's default home (``platformdirs.user_data_dir``, where ``ecert verify`` keeps its
+    cache) in this session's temporary directory: parallel workers, other runs and the
+    user's own ``ecert`` data never share it."""
+    root = tmp_path_factory.mktemp("xdg")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+            mp.setenv(name, str(root / name.lower()))
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -24,11 +24,20 @@ import pytest
 from click.testing import CliRunner, Result
 
 import ecert
+import ecert.keys
 import ecert.registry
 import ecert.verify
 from ecert import _samples
 from ecert_cli import cli
-from tests.support import OPERATOR_PASSPHRASE, PASSPHRASE, FakeClock, uscc
+from tests.support import (
+    FAST_KDF_ROUNDS,
+    OPERATOR_PASSPHRASE,
+    PASSPHRASE,
+    PG_URL,
+    FakeClock,
+    copy_tree,
+    uscc,
+)
 from tests.support.cli import (
     CATALOG,
     DATA,
@@ -51,29 +60,54 @@ GD = _samples.region("GD")
 # -- harness -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def run(tmp_path: Path, database_url: str | None, clock: FakeClock) -> Cli:
-    """An ``ecert`` with a passphrase and an operator, on an empty home, on the test clock
-    (2026-01-01, injected at the CLI's composition root), so dates are deterministic."""
-    return Cli(tmp_path / "home", database_url, env={
+def cli_at(home: Path, database_url: str | None, clock: FakeClock) -> Cli:
+    return Cli(home, database_url, env={
         "ECERT_PASSPHRASE": PASSPHRASE, "ECERT_OPERATOR": OPERATOR,
         "ECERT_OPERATOR_PASSPHRASE": OPERATOR_PASSPHRASE,
         "ECERT_HOME": None, "ECERT_DATABASE_URL": None,
     }, clock=clock)
 
 
+@pytest.fixture
+def run(tmp_path: Path, database_url: str | None, clock: FakeClock) -> Cli:
+    """An ``ecert`` with a passphrase and an operator, on an empty home, on the test clock
+    (2026-01-01, injected at the CLI's composition root), so dates are deterministic."""
+    return cli_at(tmp_path / "home", database_url, clock)
+
+
 def init(run: Cli) -> Result:
     return run.ok("init", "--region", "GD", "--name", GD["name"], "--base-url", GD["base_url"])
 
 
-@pytest.fixture
-def gd(run: Cli) -> Cli:
-    """The GD sample registry, set up through the CLI: types and agencies."""
+def set_up_gd(run: Cli) -> None:
     init(run)
     for code in (BL, "cn.food-business-licence", PQ):
         run.ok(*type_args(code))
     for code in ("gd-amr", "gd-hrss"):
         run.ok(*agency_args(code))
+
+
+@pytest.fixture(scope="module")
+def gd_home(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """SQLite: the home ``gd`` sets up, made once (closed) for the tests to copy.
+    PostgreSQL: ``None`` (each test sets up its own schema)."""
+    if PG_URL:
+        return None
+    home = tmp_path_factory.mktemp("gd-template") / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ecert.keys, "DEFAULT_KDF_ROUNDS", FAST_KDF_ROUNDS)
+        set_up_gd(cli_at(home, None, FakeClock()))
+    return home
+
+
+@pytest.fixture
+def gd(run: Cli, gd_home: Path | None) -> Cli:
+    """The GD sample registry, set up through the CLI (types and agencies), on the test
+    clock: on SQLite a copy of the home set up once per module."""
+    if gd_home is None:
+        set_up_gd(run)
+    else:
+        copy_tree(gd_home, run.home)
     return run
 
 

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 
 import ecert
 from ecert import _samples
+from ecert import keys as ecert_keys
 from ecert._formats import merkle, tiles
 from ecert._formats.jose import b64url_encode, parse_compact
 from ecert._formats.log import Entry
@@ -46,9 +47,12 @@ from tests.support import (
     create_registry,
     database_url_of,
     distinct_holder,
+    open_registry,
     pg_schema_url,
     plant_operator,
 )
+from tests.support.http import ServerHost
+from tests.support.worlds import copy_template
 
 REGIONS = ("GD", "ZJ", "SH")
 ADMIN_PASSPHRASE = "the admin's own passphrase"
@@ -131,47 +135,103 @@ def _collect_garbage() -> Iterator[None]:
     gc.collect()
 
 
-@pytest.fixture
-def world(tmp_path: Path, clock: FakeClock) -> Iterator[World]:
-    www = tmp_path / "www"
-    www.mkdir()
-    server = LocalServer(www)
-    schemas: list[Iterator[str]] = []
-    built = World(server, clock, tmp_path)
-    try:
-        recognitions = _samples.regions()["recognitions"]
-        for code in REGIONS:
-            url: str | None = None
-            if PG_URL:
-                gen = pg_schema_url()
-                url = next(gen)
-                schemas.append(gen)
-            home = tmp_path / f"home-{code.lower()}"
-            registry = create_registry(
-                home, region=code, base_url=server.url(code.lower()), database_url=url,
-                clock=clock, operator=f"admin-{code.lower()}",
-                operator_passphrase=ADMIN_PASSPHRASE, kdf_rounds=FAST_KDF_ROUNDS,
-                populate=True)
-            built.sites[code] = Site(code, registry, www / code.lower(), home)
-            have = {t.code for t in registry.types()}
-            for entry in recognitions:
-                if entry["verifier_region"] == code:
-                    for ours in entry["types"].values():
-                        if ours not in have:
-                            _add_type(registry, ours)
-                            have.add(ours)
-        built.anchors = {code: site.registry.anchor() for code, site in built.sites.items()}
+def build_world(built: World, schemas: list[Iterator[str]]) -> None:
+    """Create, populate, link, issue and publish the three regions into ``built`` (filled as
+    it goes, so the caller can close what was created even if this fails half-way)."""
+    server, tmp, clock = built.server, built.tmp, built.clock
+    recognitions = _samples.regions()["recognitions"]
+    for code in REGIONS:
+        url: str | None = None
+        if PG_URL:
+            gen = pg_schema_url()
+            url = next(gen)
+            schemas.append(gen)
+        home = tmp / f"home-{code.lower()}"
+        registry = create_registry(
+            home, region=code, base_url=server.url(code.lower()), database_url=url,
+            clock=clock, operator=f"admin-{code.lower()}",
+            operator_passphrase=ADMIN_PASSPHRASE, kdf_rounds=FAST_KDF_ROUNDS,
+            populate=True)
+        built.sites[code] = Site(code, registry, server.root / code.lower(), home)
+        have = {t.code for t in registry.types()}
         for entry in recognitions:
-            built[entry["verifier_region"]].registry.recognize(
-                built.anchors[entry["recognizes"]], entry["types"])
-        for site in built.sites.values():
-            site.issue()
-            site.publish()
+            if entry["verifier_region"] == code:
+                for ours in entry["types"].values():
+                    if ours not in have:
+                        _add_type(registry, ours)
+                        have.add(ours)
+    built.anchors = {code: site.registry.anchor() for code, site in built.sites.items()}
+    for entry in recognitions:
+        built[entry["verifier_region"]].registry.recognize(
+            built.anchors[entry["recognizes"]], entry["types"])
+    for site in built.sites.values():
+        site.issue()
+        site.publish()
+
+
+def _close(built: World) -> None:
+    for site in built.sites.values():
+        site.registry.close()
+
+
+@pytest.fixture(scope="module")
+def server_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHost]:
+    """The port of this module's worlds: base URLs name it (tests/support/worlds.py)."""
+    server_host = ServerHost(tmp_path_factory.mktemp("host") / "www")
+    yield server_host
+    server_host.close()
+
+
+@pytest.fixture(scope="module")
+def template(server_host: ServerHost, tmp_path_factory: pytest.TempPathFactory
+             ) -> World | None:
+    """SQLite: the ``world`` of every test, built once and closed; tests get copies.
+    PostgreSQL: ``None`` (each test builds its own)."""
+    if PG_URL:
+        return None
+    root = tmp_path_factory.mktemp("template")
+    server = server_host.serve(root / "www")
+    assert server is not None  # the host's first server has not been stopped
+    built = World(server, FakeClock(), root)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(ecert_keys, "DEFAULT_KDF_ROUNDS", FAST_KDF_ROUNDS)
+            build_world(built, [])
+    finally:
+        _close(built)
+    return built
+
+
+@pytest.fixture
+def world(server_host: ServerHost, template: World | None, tmp_path: Path, clock: FakeClock
+          ) -> Iterator[World]:
+    """GD, ZJ and SH, each with a certificate issued and published, served. Each test gets
+    its own: a copy of the template (SQLite), else built afresh."""
+    served = server_host.serve(tmp_path / "www")
+    own = None
+    if served is None:  # the port was lost after a test stopped the server
+        own = served = LocalServer(tmp_path / "www")
+    built = World(served, clock, tmp_path)
+    schemas: list[Iterator[str]] = []
+    try:
+        if template is not None and own is None:
+            copy_template(template.tmp, tmp_path)
+            built.anchors = dict(template.anchors)
+            for code, site in template.sites.items():
+                registry = open_registry(tmp_path / site.home.name,
+                                         database_url=None, clock=clock,
+                                         operator=f"admin-{code.lower()}",
+                                         operator_passphrase=ADMIN_PASSPHRASE,
+                                         kdf_rounds=FAST_KDF_ROUNDS)
+                built.sites[code] = Site(code, registry, served.root / code.lower(),
+                                         tmp_path / site.home.name)
+        else:
+            build_world(built, schemas)
         yield built
     finally:
-        for site in built.sites.values():
-            site.registry.close()
-        server.stop()
+        _close(built)
+        if own is not None:
+            own.stop()
         for gen in schemas:
             next(gen, None)
 

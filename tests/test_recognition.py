@@ -25,6 +25,7 @@ import pytest
 
 import ecert
 from ecert import _samples
+from ecert import keys as ecert_keys
 from ecert._formats import jose
 from ecert._formats.trustlist import TrustedAgency, TrustList, sign_root_rotation
 from ecert.keys import LocalSigner, generate_private_key
@@ -42,9 +43,11 @@ from tests.support import (
     LocalServer,
     create_registry,
     credential,
+    open_registry,
     pg_schema_url,
     serve,
 )
+from tests.support.http import ServerHost
 from tests.support.regions import (
     BL,
     CLAIMS,
@@ -57,6 +60,7 @@ from tests.support.regions import (
     mapping,
     recognitions,
 )
+from tests.support.worlds import copy_template
 
 DAY = 86_400
 
@@ -70,11 +74,6 @@ def _collect_garbage() -> Iterator[None]:
     ResourceWarning, an error here) is blamed on the test that leaked it."""
     yield
     gc.collect()
-
-
-@pytest.fixture
-def server(http_server: LocalServer) -> LocalServer:
-    return http_server
 
 
 # -- three regions -----------------------------------------------------------------------------
@@ -193,20 +192,95 @@ def _worlds(server: LocalServer, tmp: Path, clock: FakeClock) -> Iterator[World]
             next(gen, None)
 
 
+@pytest.fixture(scope="module")
+def server_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHost]:
+    """The port of this module's ``world``s: base URLs name it (tests/support/worlds.py)."""
+    server_host = ServerHost(tmp_path_factory.mktemp("host") / "www")
+    yield server_host
+    server_host.close()
+
+
+@pytest.fixture(scope="module")
+def template(server_host: ServerHost, tmp_path_factory: pytest.TempPathFactory
+             ) -> World | None:
+    """SQLite: the ``world`` of every test, built once and closed; tests get copies.
+    PostgreSQL: ``None`` (each test builds its own)."""
+    if PG_URL:
+        return None
+    root = tmp_path_factory.mktemp("template")
+    server = server_host.serve(root / "www")
+    assert server is not None  # the host's first server has not been stopped
+    sites: dict[str, Site] = {}
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(ecert_keys, "DEFAULT_KDF_ROUNDS", FAST_KDF_ROUNDS)
+            return build_world(server, root, FakeClock(), [], sites)
+    finally:
+        for site in sites.values():
+            site.registry.close()
+
+
+def _copied(template: World, server: LocalServer, tmp: Path, clock: FakeClock
+            ) -> Iterator[World]:
+    """The template's registries reopened from copies of their homes in ``tmp``."""
+    copy_template(template.tmp, tmp)
+    sites: dict[str, Site] = {}
+    try:
+        for code, site in template.sites.items():
+            registry = open_registry(tmp / site.registry.home.name, database_url=None,
+                                     clock=clock, operator=f"clerk-{code.lower()}",
+                                     kdf_rounds=FAST_KDF_ROUNDS)
+            sites[code] = Site(code, registry, server.root / code.lower())
+        yield World(server, clock, tmp, sites, dict(template.anchors), dict(template.certs))
+    finally:
+        for site in sites.values():
+            site.registry.close()
+
+
 @pytest.fixture
-def world(server: LocalServer, tmp_path: Path, clock: FakeClock) -> Iterator[World]:
+def world(request: pytest.FixtureRequest, server_host: ServerHost, template: World | None,
+          tmp_path: Path, clock: FakeClock) -> Iterator[World]:
     """GD, ZJ and SH with their sample types, agencies, agreements and certificates,
-    everything published and served. Each test gets its own."""
+    everything published and served. Each test gets its own: a copy of the template
+    (SQLite), else built afresh."""
+    server = server_host.serve(tmp_path / "www")
+    if server is not None and template is not None:
+        yield from _copied(template, server, tmp_path, clock)
+        return
+    if server is None:  # the port was lost after a test stopped the server
+        server = request.getfixturevalue("http_server")
     yield from _worlds(server, tmp_path, clock)
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """The same three regions, built once for the tests that only read (never change
-    registries, served files or the clock)."""
+def _shared(server_host: ServerHost, template: World | None,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("shared")
-    for server in serve(tmp / "www"):
+    server = server_host.serve(tmp / "www")
+    if server is not None and template is not None:
+        yield from _copied(template, server, tmp, FakeClock())
+    elif server is not None:
         yield from _worlds(server, tmp, FakeClock())
+    else:  # the port was lost after a test stopped the server
+        for own in serve(tmp / "www"):
+            yield from _worlds(own, tmp, FakeClock())
+
+
+@pytest.fixture
+def shared(request: pytest.FixtureRequest, server_host: ServerHost, _shared: World
+           ) -> Iterator[World]:
+    """The same three regions, made once for the tests that only read (never change
+    registries, served files or the clock): on SQLite a copy of the template."""
+    if _shared.server.port != server_host.port:  # built on a server of its own
+        yield _shared
+        return
+    server = server_host.serve(_shared.tmp / "www")
+    if server is None:  # the port was lost after a test stopped the server
+        yield from _worlds(request.getfixturevalue("http_server"),
+                           request.getfixturevalue("tmp_path"), FakeClock())
+        return
+    _shared.server = server
+    yield _shared
 
 
 # -- helpers -----------------------------------------------------------------------------------

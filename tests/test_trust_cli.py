@@ -10,6 +10,7 @@ one ``ecert: error:`` line and never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import shutil
@@ -34,6 +35,7 @@ from tests.support import (
     serve,
 )
 from tests.support.cli import DATA, assert_no_traceback, type_args
+from tests.support.http import ServerHost
 from tests.support.regions import (
     BL,
     CLAIMS,
@@ -46,6 +48,7 @@ from tests.support.regions import (
     mapping,
     recognitions,
 )
+from tests.support.worlds import copy_template
 
 ENV: dict[str, str | None] = {"ECERT_PASSPHRASE": PASSPHRASE, "ECERT_OPERATOR": "clerk-cli",
                               "ECERT_OPERATOR_PASSPHRASE": OPERATOR_PASSPHRASE,
@@ -213,10 +216,51 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             yield from _nets(server, tmp)
 
 
+@pytest.fixture(scope="module")
+def server_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHost]:
+    """The port of this module's ``net``s: base URLs name it (tests/support/worlds.py)."""
+    server_host = ServerHost(tmp_path_factory.mktemp("host") / "www")
+    yield server_host
+    server_host.close()
+
+
+@pytest.fixture(scope="module")
+def template(server_host: ServerHost, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[Net | None]:
+    """SQLite: the ``net`` of every test, built once through the CLI; tests get copies.
+    PostgreSQL: ``None`` (each test builds its own)."""
+    if PG_URL:
+        yield None
+        return
+    root = tmp_path_factory.mktemp("cli-template")
+    server = server_host.serve(root / "www")
+    assert server is not None  # the host's first server has not been stopped
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ecert_keys, "DEFAULT_KDF_ROUNDS", FAST_KDF_ROUNDS)
+        yield from _nets(server, root)
+
+
 @pytest.fixture
-def net(http_server: LocalServer, tmp_path: Path) -> Iterator[Net]:
-    """Three regions of the test's own."""
-    yield from _nets(http_server, tmp_path)
+def net(request: pytest.FixtureRequest, server_host: ServerHost, template: Net | None,
+        tmp_path: Path) -> Iterator[Net]:
+    """Three regions of the test's own: a copy of the template (SQLite), else built afresh."""
+    server = server_host.serve(tmp_path / "www")
+    if server is not None and template is not None:
+        copy_template(template.tmp, tmp_path)
+
+        def moved(path: Path) -> Path:
+            return tmp_path / path.relative_to(template.tmp)
+
+        nodes = {code: dataclasses.replace(node, home=moved(node.home), www=moved(node.www),
+                                           anchor_file=moved(node.anchor_file))
+                 for code, node in template.nodes.items()}
+        yield Net(server, tmp_path, nodes, dict(template.tokens), dict(template.ids),
+                  {code: moved(path) for code, path in template.anchors.items()})
+        gc.collect()
+        return
+    if server is None:  # the port was lost after a test stopped the server
+        server = request.getfixturevalue("http_server")
+    yield from _nets(server, tmp_path)
 
 
 # -- setup and the expectations of regions.json ------------------------------------------------

@@ -3,6 +3,10 @@
 Static files with a content ETag (answers 304); a path prefix can be marked down (503) and
 the server stopped (connections refused). Started and stopped by the ``http_server``
 fixture, or by :func:`serve` for wider scopes.
+
+Registries bake their base URL, port included, into what they sign. :class:`ServerHost`
+keeps one port for a whole module and serves each test's own directory in turn, so a world
+of registries built once per module can be copied for every test (``tests/support/worlds.py``).
 """
 
 from __future__ import annotations
@@ -58,15 +62,16 @@ class LocalServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, port: int = 0) -> None:
         self.root = root
         self.down: set[str] = set()
         self.log: list[tuple[str, int]] = []
 
-        def handler(*args: Any) -> _Handler:
-            return _Handler(*args, directory=str(root))
+        def handler(request: Any, client: Any, server: LocalServer) -> _Handler:
+            # The root of the moment: a ServerHost points the server at each test in turn.
+            return _Handler(request, client, server, directory=str(server.root))
 
-        super().__init__(("127.0.0.1", 0), handler)
+        super().__init__(("127.0.0.1", port), handler)
         self.port = self.server_address[1]
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02},
                                         daemon=True)
@@ -76,6 +81,10 @@ class LocalServer(http.server.ThreadingHTTPServer):
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
     def stop(self) -> None:
         """Stop serving: connections are then refused. Idempotent."""
         if not self._stopped:
@@ -83,6 +92,41 @@ class LocalServer(http.server.ThreadingHTTPServer):
             self.shutdown()
             self.server_close()
             self._thread.join(5)
+
+
+class ServerHost:
+    """One port for many tests: serves one directory at a time with a :class:`LocalServer`.
+
+    :meth:`serve` points the server at a test's directory (marks and request log cleared).
+    A test may stop the server (connections refused); the next :meth:`serve` listens on the
+    same port again, or returns ``None`` if the port was taken meanwhile (the caller then
+    builds what it needs on a server of its own)."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.server: LocalServer | None = LocalServer(root)
+        self.port = self.server.port
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def serve(self, root: Path) -> LocalServer | None:
+        root.mkdir(parents=True, exist_ok=True)
+        if self.server is not None and self.server.stopped:
+            try:
+                self.server = LocalServer(root, self.port)
+            except OSError:  # somebody else listens there now
+                self.server = None
+        if self.server is None:
+            return None
+        self.server.root = root
+        self.server.down.clear()
+        self.server.log.clear()
+        return self.server
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
 
 
 def serve(root: Path) -> Iterator[LocalServer]:
