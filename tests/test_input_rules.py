@@ -88,7 +88,7 @@ def test_holder_id_and_name_must_agree_with_the_claims(registry: ecert.Registry)
     other = uscc(42)
     refused(lambda: issue_business_licence(registry, holder_id=other, claims=BL_CLAIMS),
             "holder_id_mismatch")
-    refused(lambda: issue_business_licence(registry, holder_name="另一家公司"),
+    refused(lambda: issue_business_licence(registry, holder_name="另一家公司", claims=BL_CLAIMS),
             "holder_name_mismatch")
     missing = {k: v for k, v in BL_CLAIMS.items() if k != "uscc"}
     refused(lambda: issue_business_licence(registry, claims=missing), "claims_invalid")

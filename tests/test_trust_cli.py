@@ -456,7 +456,7 @@ def test_withdraw_then_recognize_again_with_auto(net: Net) -> None:
     assert result.stderr == (f"warning: ZJ's {DL} (11100000MB01750230001) is accepted as our "
                              f"{BL} (11100000MB0143028R001) although their national type "
                              "codes differ\n")
-    logged = gd.json("events", "ZJ")[-1]
+    logged = gd.json("events", "ZJ")["items"][-1]
     assert logged["action"] == "agreement.update"
     assert logged["details"]["national_codes_differ"] == out["national_codes_differ"]
 
