@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.support.cli import Cli
 from tests.support.clock import FakeClock
 from tests.support.issuing import uscc
-from tests.test_cli import gd, issue_bl, run, write_json
+from tests.test_cli import gd, gd_home, issue_bl, run, write_json  # noqa: F401 - fixtures
 
 __all__ = ["gd", "run"]
 
