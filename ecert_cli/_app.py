@@ -9,8 +9,10 @@ traceback. The clock is chosen here, at the composition root (tests inject their
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +24,11 @@ import platformdirs
 
 import ecert
 from ecert._clock import system_clock
+from ecert_cli._errors import error_text, localized
+from ecert_cli._i18n import N_, _, is_chinese, translate_click
+from ecert_cli._render import fmt, safe, use_registry_zone
+
+translate_click()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,12 +60,13 @@ class Settings:
         value = os.environ.get("ECERT_OPERATOR_PASSPHRASE")
         if value:
             return value
-        who = name or self.operator or "the operator"
+        who = name or self.operator or _("the operator")
         if sys.stdin.isatty():
-            return str(click.prompt(f"Passphrase of operator {who}", hide_input=True,
-                                    confirmation_prompt=confirm, err=True))
-        raise ecert.NotAuthenticated(f"set ECERT_OPERATOR_PASSPHRASE: {who}'s key is "
-                                     "encrypted and no terminal is there to ask")
+            return str(click.prompt(fmt("Passphrase of operator {who}", who=who),
+                                    hide_input=True, confirmation_prompt=confirm, err=True))
+        raise localized(ecert.NotAuthenticated(fmt(
+            "set ECERT_OPERATOR_PASSPHRASE: {who}'s key is encrypted and no terminal is "
+            "there to ask", who=who)))
 
     def credential(self) -> ecert.OperatorCredential | None:
         """Who acts (ECERT_OPERATOR); their passphrase is asked only when a change needs it."""
@@ -72,16 +80,27 @@ class Settings:
         if value:
             return value
         if sys.stdin.isatty():
-            return str(click.prompt("Passphrase for the registry's private keys",
+            return str(click.prompt(_("Passphrase for the registry's private keys"),
                                     hide_input=True, confirmation_prompt=confirm, err=True))
-        raise ecert.KeyStoreError("set ECERT_PASSPHRASE: the registry's private keys are "
-                                  "encrypted and no terminal is there to ask")
+        raise localized(ecert.KeyStoreError(_(
+            "set ECERT_PASSPHRASE: the registry's private keys are encrypted and no terminal "
+            "is there to ask")))
 
     def open_registry(self) -> ecert.Registry:
-        """Open the registry; the passphrase is asked only if a private key is needed."""
-        return ecert.Registry.open(self.home, passphrase=self.passphrase,
-                                   database_url=self.database_url, operator=self.credential(),
-                                   clock=self.clock)
+        """Open the registry; the passphrase is asked only if a private key is needed.
+        Its time zone becomes the one of this command's output (unless ECERT_TZ)."""
+        registry = ecert.Registry.open(self.home, passphrase=self.passphrase,
+                                       database_url=self.database_url,
+                                       operator=self.credential(), clock=self.clock)
+        use_registry_zone(registry.region.tz)
+        return registry
+
+
+def input_error(message: str, /, code: str | None = None, **values: object) -> ecert.InputError:
+    """An :class:`ecert.InputError` with ``message`` translated (values escaped)."""
+    error = ecert.InputError(fmt(message, **values), code=code)
+    localized(error)
+    return error
 
 
 def settings() -> Settings:
@@ -102,7 +121,7 @@ def json_option(func: F) -> F:
 
     return click.option("--json", "as_json", is_flag=True, expose_value=False,
                         callback=set_json, is_eager=True,
-                        help="Print machine-readable JSON.")(func)
+                        help=N_("Print machine-readable JSON."))(func)
 
 
 def json_mode() -> bool:
@@ -123,17 +142,83 @@ def emit(data: Any, human: Callable[[], None] | str) -> None:
 
 def fail(message: str, code: str = "error", exit_code: int = EXIT_ERROR, *,
          json_output: bool | None = None) -> NoReturn:
-    """Print one error line (and JSON under ``--json``) and exit."""
-    message = " ".join(message.split())  # one line, whatever the message held
+    """Print one error line (and JSON under ``--json``) and exit.
+
+    ``message`` is already in the current language; under ``--json`` the ``code`` is
+    what programs read (the message is for people).
+    """
+    message = safe(" ".join(message.split()))  # one line, whatever the message held
     if json_output if json_output is not None else json_mode():
         click.echo(json.dumps({"error": {"code": code, "message": message}},
                               ensure_ascii=False))
-    click.echo(f"ecert: error: {message}", err=True)
+    click.echo(_("ecert: error: {message}").format(message=message), err=True)
     sys.exit(exit_code)
 
 
-class EcertGroup(click.Group):
+def interrupted(json_output: bool | None = None) -> NoReturn:
+    """Ctrl-C: one line, exit 130."""
+    fail(_("interrupted"), "interrupted", 130, json_output=json_output)
+
+
+def _translated_help(text: str | None) -> str | None:
+    """A help text (a docstring or an option's help) in the current language."""
+    if not text:
+        return text
+    return _(inspect.cleandoc(text).partition("\f")[0])
+
+
+def _short_help(text: str, limit: int) -> str:
+    """The first sentence of a (translated) help text, for the list of commands."""
+    first = text.split("\n\n", 1)[0]
+    if is_chinese():
+        first = first.replace("\n", "")
+        sentence = first.split("。", 1)[0]
+        return sentence if len(sentence) <= limit else sentence[:limit - 1] + "…"
+    # As click's default: the first sentence, without its full stop, cut at ``limit``.
+    words: list[str] = []
+    for word in first.split():
+        words.append(word.removesuffix("."))
+        if word.endswith("."):
+            break
+    text = " ".join(words)
+    return text if len(text) <= limit else text[:limit - 3].rsplit(" ", 1)[0] + "..."
+
+
+class TranslatedCommand(click.Command):
+    """A command whose help, short help and options' help are shown translated (their
+    English text, as written in the source, is the message id)."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        saved = self.help
+        self.help = _translated_help(saved)
+        try:
+            super().format_help_text(ctx, formatter)
+        finally:
+            self.help = saved
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        text = _translated_help(self.short_help or self.help)
+        return _short_help(text, limit) if text else ""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        saved = [(p, p.help, p.show_default) for p in self.get_params(ctx)
+                 if isinstance(p, click.Option)]
+        for param, text, shown in saved:
+            param.help = _translated_help(text)
+            if isinstance(shown, str):
+                param.show_default = _(shown)
+        try:
+            super().format_options(ctx, formatter)
+        finally:
+            for param, text, shown in saved:
+                param.help, param.show_default = text, shown
+
+
+class EcertGroup(TranslatedCommand, click.Group):
     """A group whose commands turn every error into one line and exit code 2."""
+
+    command_class = TranslatedCommand
+    group_class = type  # subgroups are EcertGroups too
 
     def main(self, args: Any = None, prog_name: str | None = None,  # type: ignore[override]
              complete_var: str | None = None, standalone_mode: bool = True,
@@ -142,16 +227,21 @@ class EcertGroup(click.Group):
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as e:
-            fail(f"missing command (see '{e.ctx.command_path} --help')", "usage_error",
-                 json_output="--json" in argv)
+            fail(fmt("missing command (see '{command} --help')", command=e.ctx.command_path),
+                 "usage_error", json_output="--json" in argv)
         except click.ClickException as e:
-            hint = f" (see '{e.ctx.command_path} --help')" if isinstance(
+            hint = fmt(" (see '{command} --help')", command=e.ctx.command_path) if isinstance(
                 e, click.UsageError) and e.ctx is not None else ""
             # Parsing failed, perhaps before --json was seen: honour it from argv.
             fail(e.format_message() + hint, "usage_error", e.exit_code,
                  json_output="--json" in argv)
-        except click.exceptions.Abort:
-            fail("aborted", "aborted")
+        except KeyboardInterrupt:
+            interrupted(json_output="--json" in argv)
+        except click.exceptions.Abort as e:
+            # click turns Ctrl-C at a prompt into Abort: that is an interruption too.
+            if isinstance(e.__cause__ or e.__context__, KeyboardInterrupt):
+                interrupted(json_output="--json" in argv)
+            fail(_("aborted"), "aborted")
         except BrokenPipeError:
             # The reader went away (e.g. `ecert list | head`): not an error worth a line.
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -166,54 +256,68 @@ class EcertGroup(click.Group):
             return super().invoke(ctx)
         except ecert.PendingApproval as e:
             request = e.request
+            from ecert_cli._render import local_time
+
             emit({"pending": True, "request": {
                 "id": request.id, "action": request.action, "subject": request.subject,
                 "requested_by": request.requested_by,
                 "expires_at": request.expires_at.isoformat()}},
-                f"waiting for approval: request {request.id} ({request.action} of "
-                f"{request.subject}) needs {request.approvals_needed - 1} more operator(s) "
-                f"to run 'ecert approve {request.id}' before "
-                f"{request.expires_at.isoformat()}")
+                fmt("waiting for approval: request {id} ({action} of {subject}) needs {more} "
+                    "more operator(s) to run 'ecert approve {id}' before {expires}",
+                    id=request.id, action=request.action, subject=request.subject,
+                    more=request.approvals_needed - 1, expires=local_time(request.expires_at)))
             sys.exit(EXIT_OK)
         except ecert.AccessError as e:
-            fail(e.message.splitlines()[0] if e.message else type(e).__name__, e.code,
-                 EXIT_DENIED)
+            fail(error_text(e), e.code, EXIT_DENIED)
         except ecert.RecordTampered as e:
-            fail(e.message, e.code, EXIT_NOT_VALID)
+            fail(error_text(e, first_line=False), e.code, EXIT_NOT_VALID)
         except ecert.EcertError as e:
-            fail(e.message.splitlines()[0] if e.message else type(e).__name__, e.code)
+            fail(error_text(e), e.code)
         except BrokenPipeError:
             raise
         except OSError as e:
-            fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e), "os_error")
+            fail(fmt("{reason}: {file}", reason=e.strerror or e, file=e.filename)
+                 if e.filename else str(e), "os_error")
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
-            fail("interrupted", "interrupted", 130)
+            interrupted()
         except Exception as e:  # never a traceback for a clerk; say what happened
-            fail(f"internal error ({type(e).__name__}): {e}", "internal_error")
+            fail(fmt("internal error ({kind}): {error}", kind=type(e).__name__, error=e),
+                 "internal_error")
 
 
 @click.group(cls=EcertGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="ECERT_HOME",
               default=lambda: platformdirs.user_data_dir("ecert"), show_default="per-user dir",
-              help="Registry home: encrypted keys and the embedded database. [env ECERT_HOME]")
+              help=N_("Registry home: encrypted keys and the embedded database. "
+                      "[env ECERT_HOME]"))
 @click.option("--database-url", envvar="ECERT_DATABASE_URL", default=None,
-              help="SQLAlchemy URL instead of the embedded SQLite, e.g. "
-                   "postgresql+psycopg://user@host/db. [env ECERT_DATABASE_URL]")
+              help=N_("SQLAlchemy URL instead of the embedded SQLite, e.g. "
+                      "postgresql+psycopg://user@host/db. [env ECERT_DATABASE_URL]"))
 @click.option("--operator", envvar="ECERT_OPERATOR", default=None,
-              help="Who acts: an operator account (its key's passphrase comes from "
-                   "ECERT_OPERATOR_PASSPHRASE or a prompt). [env ECERT_OPERATOR]")
+              help=N_("Who acts: an operator account (its key's passphrase comes from "
+                      "ECERT_OPERATOR_PASSPHRASE or a prompt). [env ECERT_OPERATOR]"))
 @json_option
 @click.version_option(ecert.__version__, prog_name="ecert")
 @click.pass_context
 def cli(ctx: click.Context, home: Path, database_url: str | None, operator: str | None) -> None:
-    """Issue, sign, verify, suspend and revoke electronic certificates."""
+    """Issue, sign, verify, suspend and revoke electronic certificates.
+
+    Messages are in Chinese when ECERT_LANG (or LC_ALL, LC_MESSAGES, LANG) starts with
+    zh; times are shown in the registry's time zone (or ECERT_TZ).
+    """
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime()
     ctx.obj = Settings(home=home, database_url=database_url or None, operator=operator,
                        clock=runtime.clock)
 
 
-def main() -> None:
-    """Console entry point."""
-    cli(prog_name="ecert")
+def run(sigint: Any = signal.default_int_handler) -> None:
+    """Run the command line (after :func:`ecert_cli.main` has imported it)."""
+    try:
+        # From here on Ctrl-C raises KeyboardInterrupt, so that open transactions roll
+        # back; it ends in the same one line and exit code 130.
+        signal.signal(signal.SIGINT, sigint)
+        cli(prog_name="ecert")
+    except KeyboardInterrupt:  # between click's handlers, e.g. while it exits
+        interrupted(json_output="--json" in sys.argv[1:])

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-import ecert
-from ecert_cli._app import cli, emit, json_option, settings
-from ecert_cli._render import agency_json, key_json, type_json
+from ecert_cli._app import cli, emit, input_error, json_option, settings
+from ecert_cli._i18n import _, ngettext
+from ecert_cli._render import agency_json, fmt, key_json, local_time, safe, say, type_json
 
 
 def _split(value: str | None) -> list[str]:
@@ -23,13 +23,14 @@ def read_json_file(path: str) -> object:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text("utf-8")
     except OSError as e:
-        raise ecert.InputError(f"cannot read {path}: {e.strerror}") from e
+        raise input_error("cannot read {file}: {error}", file=path, error=e.strerror) from e
     except UnicodeDecodeError as e:
-        raise ecert.InputError(f"{path} is not UTF-8 text") from e
+        raise input_error("{file} is not UTF-8 text", file=path) from e
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise ecert.InputError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}") from e
+        raise input_error("{file} is not valid JSON: {error} at line {line}", file=path,
+                          error=e.msg, line=e.lineno) from e
 
 
 @cli.group("type")
@@ -56,13 +57,14 @@ def type_add(code: str, name: str, schema_file: str, national_code: str,
     """Add certificate type CODE to the catalog."""
     schema = read_json_file(schema_file)
     if not isinstance(schema, dict):
-        raise ecert.InputError(f"{schema_file} must hold a JSON Schema object")
+        raise input_error("{file} must hold a JSON Schema object", file=schema_file)
     with settings().open_registry() as registry:
         value = registry.add_type(code, name=name, national_type_code=national_code,
                                   schema=schema, validity_days=validity_days,
                                   qr_claims=_split(qr_claims), version=type_version)
-    emit(type_json(value), f"added type {value.code} ({value.name}), national code "
-                           f"{value.national_type_code}")
+    emit(type_json(value), fmt("added type {code} ({name}), national code {national}",
+                               code=value.code, name=value.name,
+                               national=value.national_type_code))
 
 
 @type_group.command("list")
@@ -74,11 +76,12 @@ def type_list() -> None:
 
     def human() -> None:
         if not types:
-            click.echo("no types yet: add one with 'ecert type add'")
+            say("no types yet: add one with 'ecert type add'")
         for t in types:
-            validity = f"{t.validity_days} days" if t.validity_days else "no expiry"
-            click.echo(f"{t.code:<32} v{t.version}  {t.national_type_code}  {validity:<10}  "
-                       f"{t.name}")
+            validity = (ngettext("{days} day", "{days} days", t.validity_days).format(
+                days=t.validity_days) if t.validity_days else _("no expiry"))
+            click.echo(f"{safe(t.code):<32} v{t.version}  {safe(t.national_type_code)}  "
+                       f"{validity:<10}  {safe(t.name)}")
 
     emit([type_json(t) for t in types], human)
 
@@ -104,8 +107,8 @@ def agency_add(code: str, name: str, uscc: str, type_codes: str, alg: str) -> No
                                     alg=alg)
         keys = registry.keys(code)
     emit(agency_json(value, keys),
-         f"added agency {value.code} ({value.name}) for {', '.join(value.types)}; "
-         f"key {keys[-1].kid}")
+         fmt("added agency {code} ({name}) for {types}; key {kid}", code=value.code,
+             name=value.name, types=", ".join(value.types), kid=keys[-1].kid))
 
 
 @agency_group.command("list")
@@ -117,12 +120,13 @@ def agency_list() -> None:
 
     def human() -> None:
         if not agencies:
-            click.echo("no agencies yet: add one with 'ecert agency add'")
+            say("no agencies yet: add one with 'ecert agency add'")
         for agency, keys in agencies:
-            click.echo(f"{agency.code:<20} {agency.uscc}  {agency.name}")
-            click.echo(f"{'':<20} types: {', '.join(agency.types)}")
+            click.echo(f"{safe(agency.code):<20} {safe(agency.uscc)}  {safe(agency.name)}")
+            click.echo(f"{'':<20} " + fmt("types: {types}", types=", ".join(agency.types)))
             for key in keys:
-                click.echo(f"{'':<20} key {key.kid} {key.alg} {key.status.value}")
+                click.echo(f"{'':<20} " + fmt("key {kid} {alg} {status}", kid=key.kid,
+                                              alg=key.alg, status=key.status.value))
 
     emit([agency_json(a, k) for a, k in agencies], human)
 
@@ -134,7 +138,8 @@ def agency_rotate_key(code: str) -> None:
     """Give agency CODE a new signing key; the old key keeps verifying what it signed."""
     with settings().open_registry() as registry:
         key = registry.rotate_agency_key(code)
-    emit(key_json(key), f"agency {code} now signs with key {key.kid}; publish to announce it")
+    emit(key_json(key), fmt("agency {code} now signs with key {kid}; publish to announce it",
+                            code=code, kid=key.kid))
 
 
 @agency_group.command("compromise-key")
@@ -149,14 +154,16 @@ def agency_compromise_key(kid: str, since: str | None) -> None:
         try:
             when = datetime.fromisoformat(since.replace("Z", "+00:00"))
         except ValueError as e:
-            raise ecert.InputError(f"--since {since!r} is not an ISO 8601 time") from e
+            raise input_error("--since {value} is not an ISO 8601 time",
+                              value=repr(since)) from e
         if when.tzinfo is None:
-            raise ecert.InputError("--since needs a zone, e.g. 2026-05-01T08:00+08:00")
+            raise input_error("--since needs a zone, e.g. 2026-05-01T08:00+08:00")
     with settings().open_registry() as registry:
         key = registry.mark_key_compromised(kid, since=when)
         cutoff = key.compromised_since
         count = registry.signed_count(kid, since=cutoff)
     emit({**key_json(key), "affected_certificates": count},
-         f"key {kid} of {key.agency_code} is compromised since "
-         f"{cutoff.isoformat() if cutoff else '?'}; {count} certificate(s) signed since then "
-         "will stop verifying: reissue them, then run 'ecert publish'")
+         fmt("key {kid} of {agency} is compromised since {since}; {count} certificate(s) "
+             "signed since then will stop verifying: reissue them, then run 'ecert publish'",
+             kid=kid, agency=key.agency_code, since=local_time(cutoff) if cutoff else "?",
+             count=count))

@@ -7,23 +7,38 @@ from datetime import date, datetime
 import click
 
 import ecert
-from ecert_cli._app import cli, emit, json_option, settings
+from ecert_cli._app import cli, emit, input_error, json_option, settings
 from ecert_cli._catalog import read_json_file
-from ecert_cli._render import certificate_json, certificate_row, print_certificate
+from ecert_cli._i18n import N_
+from ecert_cli._render import (
+    certificate_json,
+    certificate_row,
+    day_instant,
+    fmt,
+    label,
+    pgettext,
+    print_certificate,
+    say,
+    status_text,
+)
 
 
-def _parse_until(value: str | None) -> date | datetime | None:
+def _parse_until(value: str | None, option: str = "--valid-until") -> date | datetime | None:
+    """A typed end: a date (its end in the registry's zone, see :func:`day_instant`) or
+    an ISO 8601 time with a zone."""
     if value is None:
         return None
     try:
         if "T" in value:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
             if parsed.tzinfo is None:
-                raise ecert.InputError("--valid-until with a time needs a zone, e.g. +08:00")
+                raise input_error("{option} with a time needs a zone, e.g. +08:00",
+                                  option=option)
             return parsed
         return date.fromisoformat(value)
     except ValueError as e:
-        raise ecert.InputError(f"--valid-until {value!r} is not a date (YYYY-MM-DD)") from e
+        raise input_error("{option} {value} is not a date (YYYY-MM-DD)", option=option,
+                          value=repr(value)) from e
 
 
 @cli.command("issue")
@@ -35,7 +50,8 @@ def _parse_until(value: str | None) -> date | datetime | None:
 @click.option("--claims", "claims_file", required=True, metavar="FILE",
               help="JSON file with the type's claims ('-' for stdin).")
 @click.option("--valid-until", default=None, metavar="DATE",
-              help="Last valid day (YYYY-MM-DD, UTC); default from the type.")
+              help="Last valid day (YYYY-MM-DD, through its end in the registry's time "
+                   "zone); default from the type.")
 @click.option("--supersedes", default=None, metavar="ID", help="Id this certificate replaces.")
 @json_option
 def issue(type_code: str, agency_code: str, holder_id: str, holder_name: str,
@@ -43,17 +59,18 @@ def issue(type_code: str, agency_code: str, holder_id: str, holder_name: str,
     """Issue and sign a certificate."""
     claims = read_json_file(claims_file)
     if not isinstance(claims, dict):
-        raise ecert.InputError(f"{claims_file} must hold a JSON object of claims")
+        raise input_error("{file} must hold a JSON object of claims", file=claims_file)
     until = _parse_until(valid_until)
     with settings().open_registry() as registry:
         cert = registry.issue(type_code, agency_code, holder_id=holder_id,
-                              holder_name=holder_name, claims=claims, valid_until=until,
+                              holder_name=holder_name, claims=claims,
+                              valid_until=day_instant(until, end=True),
                               supersedes=supersedes)
 
     def human() -> None:
-        click.echo(f"issued {cert.id}")
+        say("issued {id}", id=cert.id)
         print_certificate(cert, claims=False)
-        click.echo(f"token:      {cert.token}")
+        click.echo(f"{label(pgettext('label', 'token'))}{cert.token}")
 
     emit(certificate_json(cert), human)
 
@@ -91,16 +108,16 @@ def list_certificates(holder_id: str | None, type_code: str | None, agency_code:
 
     def human() -> None:
         if not certs:
-            click.echo("no certificates match")
+            say("no certificates match")
         for cert in certs:
             click.echo(certificate_row(cert))
 
     emit([certificate_json(c, token=False) for c in certs], human)
 
 
-def _status_change(action: str, cert: ecert.Certificate) -> None:
+def _status_change(message: str, cert: ecert.Certificate) -> None:
     emit(certificate_json(cert, token=False),
-         f"{action} {cert.id}: now {cert.status.value}; run 'ecert publish' so verifiers see it")
+         fmt(message, id=cert.id, status=status_text(cert.status.value)))
 
 
 @cli.command("revoke")
@@ -112,7 +129,9 @@ def _status_change(action: str, cert: ecert.Certificate) -> None:
 def revoke(cert_id: str, reason: str) -> None:
     """Revoke certificate ID for good."""
     with settings().open_registry() as registry:
-        _status_change("revoked", registry.revoke(cert_id, reason))
+        _status_change(
+            N_("revoked {id}: now {status}; run 'ecert publish' so verifiers see it"),
+            registry.revoke(cert_id, reason))
 
 
 @cli.command("suspend")
@@ -121,7 +140,9 @@ def revoke(cert_id: str, reason: str) -> None:
 def suspend(cert_id: str) -> None:
     """Suspend certificate ID until it is reinstated."""
     with settings().open_registry() as registry:
-        _status_change("suspended", registry.suspend(cert_id))
+        _status_change(
+            N_("suspended {id}: now {status}; run 'ecert publish' so verifiers see it"),
+            registry.suspend(cert_id))
 
 
 @cli.command("reinstate")
@@ -130,7 +151,9 @@ def suspend(cert_id: str) -> None:
 def reinstate(cert_id: str) -> None:
     """Lift the suspension of certificate ID."""
     with settings().open_registry() as registry:
-        _status_change("reinstated", registry.reinstate(cert_id))
+        _status_change(
+            N_("reinstated {id}: now {status}; run 'ecert publish' so verifiers see it"),
+            registry.reinstate(cert_id))
 
 
 @cli.command("redact")
@@ -140,5 +163,6 @@ def redact(cert_id: str) -> None:
     """Erase the personal data of revoked certificate ID (lawful erasure; hashes stay)."""
     with settings().open_registry() as registry:
         cert = registry.redact(cert_id)
-    emit(certificate_json(cert, token=False), f"redacted {cert.id}: its token, holder name and "
-                                              "claims are erased; the log keeps their hashes")
+    emit(certificate_json(cert, token=False),
+         fmt("redacted {id}: its token, holder name and claims are erased; the log keeps "
+             "their hashes", id=cert.id))

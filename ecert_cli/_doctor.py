@@ -14,6 +14,8 @@ import click
 import ecert
 from ecert import doctor
 from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
+from ecert_cli._i18n import _
+from ecert_cli._render import fmt, safe
 
 
 def _key_rows() -> tuple[set[str] | None, set[str] | None, list[doctor.Finding]]:
@@ -32,8 +34,9 @@ def _key_rows() -> tuple[set[str] | None, set[str] | None, list[doctor.Finding]]
             "registry_unavailable",
             doctor.Severity.INFO if missing else doctor.Severity.WARNING,
             str(where.home),
-            "no registry here: only files were checked" if missing
-            else f"cannot open the registry ({e.code}): {e.message.splitlines()[0]}")]
+            _("no registry here: only files were checked") if missing
+            else fmt("cannot open the registry ({code}): {error}", code=e.code,
+                     error=e.message.splitlines()[0]))]
     known = {k.kid for k in keys}
     active = {k.kid for k in keys if k.status is ecert.KeyStatus.ACTIVE}
     return known, active, []
@@ -54,16 +57,17 @@ def doctor_command(bundle: Path | None, anchor_file: Path | None) -> None:
     Reports only; changes nothing. Exit 0 if healthy, 1 if problems were found.
     """
     if anchor_file is not None and bundle is None:
-        raise click.UsageError("--anchor checks a bundle: give --bundle DIR too")
+        raise click.UsageError(_("--anchor checks a bundle: give --bundle DIR too"))
     known, active, extra = _key_rows()
     report = doctor.diagnose(settings().home, bundle=bundle, anchor=anchor_file,
                              known_kids=known, active_kids=active, extra=extra)
 
     def human() -> None:
         for f in report.findings:
-            click.echo(f"{f.severity.value}: {f.code}: {f.subject}: {f.message}")
+            click.echo(f"{f.severity.value}: {f.code}: {safe(f.subject)}: {safe(f.message)}")
         problems = sum(f.severity is not doctor.Severity.INFO for f in report.findings)
-        click.echo("healthy" if report.healthy else f"{problems} problem(s) found")
+        click.echo(_("healthy") if report.healthy
+                   else fmt("{count} problem(s) found", count=problems))
 
     emit(report.to_json(), human)
     if not report.healthy:

@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 import ecert
-from ecert_cli._app import cli, emit, json_option, settings
+from ecert_cli._app import cli, emit, input_error, json_option, settings
+from ecert_cli._i18n import _
+from ecert_cli._render import fmt, local_time, safe
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -27,18 +29,20 @@ def new_passphrase(passphrase_file: Path | None, who: str) -> str:
         try:
             value = passphrase_file.read_text("utf-8").splitlines()[0:1]
         except (OSError, UnicodeDecodeError) as e:
-            raise ecert.InputError(f"cannot read {passphrase_file}: {e}") from e
+            raise input_error("cannot read {file}: {error}", file=passphrase_file,
+                              error=e) from e
         if not value or not value[0]:
-            raise ecert.InputError(f"{passphrase_file} holds no passphrase on its first line")
+            raise input_error("{file} holds no passphrase on its first line",
+                              file=passphrase_file)
         return value[0]
     if sys.stdin.isatty():
-        return str(click.prompt(f"New passphrase for operator {who}", hide_input=True,
-                                confirmation_prompt=True, err=True))
+        return str(click.prompt(fmt("New passphrase for operator {who}", who=who),
+                                hide_input=True, confirmation_prompt=True, err=True))
     value_env = os.environ.get("ECERT_NEW_OPERATOR_PASSPHRASE")
     if value_env:
         return value_env
-    raise ecert.InputError("give --passphrase-file FILE (or ECERT_NEW_OPERATOR_PASSPHRASE): "
-                           "no terminal is there to ask")
+    raise input_error("give --passphrase-file FILE (or ECERT_NEW_OPERATOR_PASSPHRASE): no "
+                      "terminal is there to ask")
 
 
 def operator_json(op: ecert.Operator) -> dict[str, object]:
@@ -52,9 +56,9 @@ def _describe(op: ecert.Operator) -> str:
     for g in op.grants:
         scope = []
         if g.agencies is not None:
-            scope.append("agencies " + ",".join(g.agencies))
+            scope.append(fmt("agencies {codes}", codes=",".join(g.agencies)))
         if g.types is not None:
-            scope.append("types " + ",".join(g.types))
+            scope.append(fmt("types {codes}", codes=",".join(g.types)))
         parts.append(g.role.value + (f" ({'; '.join(scope)})" if scope else ""))
     return ", ".join(parts)
 
@@ -94,13 +98,14 @@ def operator_add(name: str, roles: tuple[str, ...], agencies: tuple[str, ...],
     if public_key_file is not None:
         jwk = read_json_file(str(public_key_file))
         if not isinstance(jwk, dict):
-            raise ecert.InputError(f"{public_key_file} must hold a JWK object")
+            raise input_error("{file} must hold a JWK object", file=public_key_file)
     else:
         passphrase = new_passphrase(passphrase_file, name)
     with settings().open_registry() as registry:
         op = registry.add_operator(name, roles=_split(roles), agencies=_scope(agencies),
                                    types=_scope(types), passphrase=passphrase, public_jwk=jwk)
-    emit(operator_json(op), f"added operator {op.name} ({_describe(op)}), key {op.kid}")
+    emit(operator_json(op), fmt("added operator {name} ({roles}), key {kid}", name=op.name,
+                                roles=_describe(op), kid=op.kid))
 
 
 @operator_group.command("list")
@@ -112,8 +117,8 @@ def operator_list() -> None:
 
     def human() -> None:
         for op in ops:
-            state = "" if op.active else "  [disabled]"
-            click.echo(f"{op.name:<20} {_describe(op)}{state}")
+            state = "" if op.active else "  " + _("[disabled]")
+            click.echo(f"{safe(op.name):<20} {safe(_describe(op))}{state}")
 
     emit([operator_json(o) for o in ops], human)
 
@@ -124,7 +129,7 @@ def operator_whoami() -> None:
     """Authenticate as ECERT_OPERATOR and show the roles held."""
     with settings().open_registry() as registry:
         op = registry.whoami()
-    emit(operator_json(op), f"{op.name}: {_describe(op)}")
+    emit(operator_json(op), fmt("{name}: {roles}", name=op.name, roles=_describe(op)))
 
 
 @operator_group.command("disable")
@@ -134,7 +139,7 @@ def operator_disable(name: str) -> None:
     """Disable operator NAME (their past entries stay attributable)."""
     with settings().open_registry() as registry:
         op = registry.disable_operator(name)
-    emit(operator_json(op), f"operator {op.name} disabled")
+    emit(operator_json(op), fmt("operator {name} disabled", name=op.name))
 
 
 @operator_group.command("grant")
@@ -149,7 +154,8 @@ def operator_grant(name: str, roles: tuple[str, ...], agencies: tuple[str, ...],
     with settings().open_registry() as registry:
         op = registry.grant(name, roles=_split(roles), agencies=_scope(agencies),
                             types=_scope(types))
-    emit(operator_json(op), f"operator {op.name} now: {_describe(op)}")
+    emit(operator_json(op), fmt("operator {name} now: {roles}", name=op.name,
+                                roles=_describe(op)))
 
 
 @operator_group.command("reset")
@@ -161,7 +167,8 @@ def operator_reset(name: str, passphrase_file: Path | None) -> None:
     passphrase = new_passphrase(passphrase_file, name)
     with settings().open_registry() as registry:
         op = registry.reset_operator(name, passphrase=passphrase)
-    emit(operator_json(op), f"operator {op.name} has a new key {op.kid}")
+    emit(operator_json(op), fmt("operator {name} has a new key {kid}", name=op.name,
+                                kid=op.kid))
 
 
 @operator_group.command("rotate-key")
@@ -170,10 +177,11 @@ def operator_reset(name: str, passphrase_file: Path | None) -> None:
 def operator_rotate_key(passphrase_file: Path | None) -> None:
     """Give yourself (ECERT_OPERATOR) a new personal key."""
     s = settings()
-    passphrase = new_passphrase(passphrase_file, s.operator or "you")
+    passphrase = new_passphrase(passphrase_file, s.operator or _("you"))
     with s.open_registry() as registry:
         op = registry.rotate_operator_key(passphrase=passphrase)
-    emit(operator_json(op), f"operator {op.name} now signs with key {op.kid}")
+    emit(operator_json(op), fmt("operator {name} now signs with key {kid}", name=op.name,
+                                kid=op.kid))
 
 
 @operator_group.command("passwd")
@@ -182,10 +190,11 @@ def operator_rotate_key(passphrase_file: Path | None) -> None:
 def operator_passwd(passphrase_file: Path | None) -> None:
     """Change your own (ECERT_OPERATOR's) passphrase."""
     s = settings()
-    passphrase = new_passphrase(passphrase_file, s.operator or "you")
+    passphrase = new_passphrase(passphrase_file, s.operator or _("you"))
     with s.open_registry() as registry:
         registry.change_passphrase(passphrase)
-    emit({"name": s.operator, "changed": True}, f"passphrase of {s.operator} changed")
+    emit({"name": s.operator, "changed": True},
+         fmt("passphrase of {name} changed", name=s.operator))
 
 
 @cli.group("policy")
@@ -204,8 +213,10 @@ def policy_set(action: str, approvals: int, type_code: str | None) -> None:
     with settings().open_registry() as registry:
         registry.set_policy(action, approvals=approvals, type_code=type_code)
     emit({"action": action, "type": type_code, "approvals": approvals},
-         f"{action}" + (f" of {type_code}" if type_code else "")
-         + f" now needs {approvals} operator(s)")
+         fmt("{action} of {type} now needs {approvals} operator(s)", action=action,
+             type=type_code, approvals=approvals) if type_code else
+         fmt("{action} now needs {approvals} operator(s)", action=action,
+             approvals=approvals))
 
 
 @policy_group.command("list")
@@ -215,15 +226,19 @@ def policy_list() -> None:
     with settings().open_registry() as registry:
         found = registry.policies()
     emit([{"action": a, "type": t or None, "approvals": n} for (a, t), n in sorted(found.items())],
-         "\n".join(f"{a}{' of ' + t if t else ''}: {n} operators"
-                   for (a, t), n in sorted(found.items())) or "no policies: one operator "
-                                                               "suffices for everything")
+         "\n".join(fmt("{action} of {type}: {approvals} operators", action=a, type=t,
+                       approvals=n) if t else
+                   fmt("{action}: {approvals} operators", action=a, approvals=n)
+                   for (a, t), n in sorted(found.items()))
+         or _("no policies: one operator suffices for everything"))
 
 
 def request_line(r: ecert.ApprovalRequest) -> str:
-    return (f"#{r.id:<5} {r.status.value:<9} {r.action:<22} {r.subject}  by {r.requested_by}"
-            f"  until {r.expires_at.isoformat()}"
-            + (f"  approved by {', '.join(r.approved_by)}" if r.approved_by else ""))
+    return (f"#{r.id:<5} {r.status.value:<9} {r.action:<22} "
+            + fmt("{subject}  by {operator}  until {until}", subject=r.subject,
+                  operator=r.requested_by, until=local_time(r.expires_at))
+            + (fmt("  approved by {operators}", operators=", ".join(r.approved_by))
+               if r.approved_by else ""))
 
 
 @cli.command("requests")
@@ -235,7 +250,7 @@ def requests_command(pending: bool, limit: int) -> None:
     with settings().open_registry() as registry:
         found = registry.requests(pending=pending, limit=limit)
     emit([r.to_json() for r in found],
-         "\n".join(request_line(r) for r in found) or "no requests")
+         "\n".join(request_line(r) for r in found) or _("no requests"))
 
 
 @cli.command("approve")
@@ -245,8 +260,9 @@ def approve(request_id: int) -> None:
     """Approve request REQ (never your own); the last approval carries it out."""
     with settings().open_registry() as registry:
         request = registry.approve(request_id)
-    emit(request.to_json(), f"request {request.id}: {request.status.value} "
-                            f"({request.action} of {request.subject})")
+    emit(request.to_json(), fmt("request {id}: {status} ({action} of {subject})",
+                                id=request.id, status=request.status.value,
+                                action=request.action, subject=request.subject))
 
 
 @cli.command("reject")
@@ -257,7 +273,7 @@ def reject(request_id: int, reason: str) -> None:
     """Reject request REQ."""
     with settings().open_registry() as registry:
         request = registry.reject(request_id, reason=reason)
-    emit(request.to_json(), f"request {request.id} rejected")
+    emit(request.to_json(), fmt("request {id} rejected", id=request.id))
 
 
 @operator_group.command("bootstrap")
@@ -269,11 +285,12 @@ def operator_bootstrap(admin: str | None) -> None:
     s = settings()
     admin = admin or s.operator
     if not admin:
-        raise ecert.InputError("name the first admin: --admin NAME (or ECERT_OPERATOR)")
+        raise input_error("name the first admin: --admin NAME (or ECERT_OPERATOR)")
     credential = ecert.OperatorCredential(
         admin, passphrase=s.operator_passphrase(confirm=True, name=admin))
     with ecert.Registry.adopt(s.home, admin=credential, passphrase=s.passphrase,
                               database_url=s.database_url, clock=s.clock) as registry:
         entries = len(registry.events(limit=10_000_000))
     emit({"admin": admin, "log_size": entries},
-         f"{admin} is the first admin; the registry's history is {entries} log entries")
+         fmt("{admin} is the first admin; the registry's history is {entries} log entries",
+             admin=admin, entries=entries))

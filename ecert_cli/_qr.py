@@ -8,6 +8,7 @@ import click
 
 from ecert import qr as ecert_qr
 from ecert_cli._app import cli, emit, json_option, settings
+from ecert_cli._render import fmt
 
 
 @cli.command("qr")
@@ -30,8 +31,8 @@ def qr(cert_id: str, output: Path, ec: str, scale: int, full: bool) -> None:
     ecert_qr.write_qr(code, output, scale=scale)
     emit({"file": str(output), "version": code.version, "error": code.error,
           "characters": len(text), "full": full, "text": text},
-         f"wrote {output}: QR version {code.version}, level {code.error}, "
-         f"{len(text)} characters")
+         fmt("wrote {file}: QR version {version}, level {level}, {characters} characters",
+             file=output, version=code.version, level=code.error, characters=len(text)))
 
 
 @cli.command("card")
@@ -52,4 +53,5 @@ def card(cert_id: str, output: Path, ec: str) -> None:
                                         registry.qr_token(cert.id), output, ec=ec)
     emit({"file": str(written.path), "qr_version": written.qr_version,
           "font": written.font},
-         f"wrote {written.path} (QR version {written.qr_version})")
+         fmt("wrote {file} (QR version {version})", file=written.path,
+             version=written.qr_version))

@@ -8,7 +8,17 @@ from pathlib import Path
 import click
 
 import ecert
-from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_mode, json_option, settings
+from ecert_cli._app import (
+    EXIT_NOT_VALID,
+    cli,
+    emit,
+    input_error,
+    json_mode,
+    json_option,
+    settings,
+)
+from ecert_cli._i18n import _
+from ecert_cli._render import DEFAULT_TZ, fmt, load_zone, local_time, safe
 
 
 @cli.command("init")
@@ -19,24 +29,31 @@ from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_mode, json_option, se
 @click.option("--admin", default=None, metavar="NAME",
               help="The first operator, holding every role (default: ECERT_OPERATOR); their "
                    "key's passphrase is ECERT_OPERATOR_PASSPHRASE or asked twice.")
+@click.option("--tz", default=DEFAULT_TZ, show_default=True, metavar="ZONE",
+              help="The registry's time zone (IANA name): dates typed by clerks end at "
+                   "midnight there, and times are shown in it (ECERT_TZ overrides the "
+                   "display).")
 @json_option
-def init(region: str, name: str, base_url: str, admin: str | None) -> None:
+def init(region: str, name: str, base_url: str, admin: str | None, tz: str) -> None:
     """Create a registry for a region: its keys, its log, and its first admin."""
     s = settings()
     admin = admin or s.operator
     if not admin:
-        raise ecert.InputError("name the first admin: --admin NAME (or ECERT_OPERATOR)")
+        raise input_error("name the first admin: --admin NAME (or ECERT_OPERATOR)")
+    load_zone(tz)  # refused before any passphrase is asked
     credential = ecert.OperatorCredential(
         admin, passphrase=s.operator_passphrase(confirm=True, name=admin))
     registry = ecert.Registry.init(s.home, region=region, name=name, base_url=base_url,
                                    admin=credential, passphrase=s.passphrase(confirm=True),
-                                   database_url=s.database_url, clock=s.clock)
+                                   database_url=s.database_url, clock=s.clock, tz=tz)
     with registry:
         anchor = registry.anchor()
     emit({"region": anchor.region, "name": anchor.name, "home": str(s.home),
-          "root_kid": anchor.kid, "trust_list": anchor.trust_list_url, "admin": admin},
-         f"initialised region {anchor.region} ({anchor.name}) in {s.home}\n"
-         f"root key {anchor.kid}; first admin {admin} (every role)")
+          "root_kid": anchor.kid, "trust_list": anchor.trust_list_url, "admin": admin,
+          "tz": tz},
+         fmt("initialised region {region} ({name}) in {home}\nroot key {kid}; first admin "
+             "{admin} (every role); time zone {tz}", region=anchor.region, name=anchor.name,
+             home=s.home, kid=anchor.kid, admin=admin, tz=tz))
 
 
 @cli.command("publish")
@@ -55,7 +72,7 @@ def publish(directory: Path, trust_list_days: int, status_list_hours: int,
 
     with settings().open_registry() as registry:
         if sys.stderr.isatty() and not json_mode():
-            with click.progressbar(length=1, label="signing status lists",
+            with click.progressbar(length=1, label=_("signing status lists"),
                                    file=sys.stderr) as bar:
                 def progress(done: int, total: int) -> None:
                     bar.length = total
@@ -76,11 +93,14 @@ def publish(directory: Path, trust_list_days: int, status_list_hours: int,
           "files": list(report.files), "status_lists": report.status_lists,
           "certificates": report.certificates, "log_size": report.log_size,
           "ok": report.ok, "alerts": list(report.alerts)},
-         f"published trust list #{report.sequence} with {report.status_lists} status list(s) "
-         f"for {report.certificates} certificate(s) to {report.directory}\n"
-         f"log: {report.log_size} entries; next update due {report.next_update.isoformat()}")
+         fmt("published trust list #{sequence} with {lists} status list(s) for {certificates} "
+             "certificate(s) to {directory}\nlog: {entries} entries; next update due {next}",
+             sequence=report.sequence, lists=report.status_lists,
+             certificates=report.certificates, directory=report.directory,
+             entries=report.log_size, next=local_time(report.next_update)))
     for alert in report.alerts:
-        click.secho(f"ALERT: {' '.join(alert.split())}", fg="red", bold=True, err=True)
+        click.secho(fmt("ALERT: {alert}", alert=" ".join(alert.split())), fg="red", bold=True,
+                    err=True)
     if not report.ok:
         sys.exit(EXIT_NOT_VALID)
 
@@ -98,8 +118,8 @@ def events(subject: str | None, limit: int) -> None:
 
     def human() -> None:
         for e in entries:
-            click.echo(f"{e.seq:>6}  {e.at.isoformat()}  {e.operator:<12} {e.action:<22} "
-                       f"{e.subject}")
+            click.echo(f"{e.seq:>6}  {local_time(e.at)}  {safe(e.operator):<12} "
+                       f"{e.action:<22} {safe(e.subject)}")
 
     emit([{"seq": e.seq, "at": e.at.isoformat(), "operator": e.operator,
            "operator_kid": e.operator_kid, "action": e.action, "subject": e.subject,

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ecert._authority import ALL_ROLES
-from ecert._clock import Clock, from_seconds, to_seconds
+from ecert._clock import DEFAULT_TZ, Clock, from_seconds, to_seconds, zone
 from ecert._formats import bundle as _bundle
 from ecert._formats.log import commitment, commitment_opening
 from ecert._formats.statuslist import MIN_LIST_SIZE
@@ -113,9 +113,12 @@ class Registry:
         kdf_rounds: int | None = None,
         status_list_size: int = MIN_LIST_SIZE,
         key_provider: KeyProvider | None = None,
+        tz: str = DEFAULT_TZ,
     ) -> Registry:
         """Create a registry for ``region``, its first admin (holding every role), and its
-        root, status-list, log and witness keys — the first unit of its log."""
+        root, status-list, log and witness keys — the first unit of its log. ``tz`` (an
+        IANA name) is where its clerks are: a date they give ends at local midnight."""
+        zone(tz)  # an unknown zone is refused before anything is made
         if not region.isascii() or not region.isalnum() or len(region) > 16:
             raise InputError(f"region code {region!r} must be 1 to 16 letters or digits",
                              code="invalid_code")
@@ -135,7 +138,7 @@ class Registry:
         engine = make_engine(database_url or sqlite_url(home_path / _DB_FILE))
         try:
             migrate(engine)
-            value = Region(region.upper(), name, base_url)
+            value = Region(region.upper(), name, base_url, tz)
             ctx = _Context(home_path, engine, value, passphrase=passphrase, clock=clock,
                            operator=admin, kdf_rounds=kdf_rounds, key_provider=key_provider,
                            status_list_size=_checked_list_size(status_list_size))
@@ -463,7 +466,7 @@ class Registry:
         if not holder_name.strip():
             raise InputError("holder name is empty")
         start = None if valid_from is None else to_seconds(valid_from, "valid_from")
-        end = until_seconds(valid_until)
+        end = until_seconds(valid_until, self._ctx.region.tz)
         return self._ctx.execute(_issuance.ISSUE, {
             "type": type_code, "agency": agency_code,
             "holder": self.holder_pseudonym(holder_id), "holder_name": holder_name.strip(),
@@ -628,7 +631,7 @@ class Registry:
             raise InputError(f"the anchor's trust list URL: {e.message}",
                              code="invalid_url") from e
         start = self._now() if valid_from is None else to_seconds(valid_from, "valid_from")
-        end = until_seconds(valid_until)
+        end = until_seconds(valid_until, self._ctx.region.tz)
         if end is not None and end <= start:
             raise InputError("the agreement must end after it starts", code="invalid_agreement")
         value = Agreement(anchor.region, anchor.name, dict(anchor.root_jwk),
