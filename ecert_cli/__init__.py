@@ -48,9 +48,18 @@ def _interrupted_while_starting(_signum: int, _frame: FrameType | None) -> None:
     os._exit(130)
 
 
+# Run as the ``ecert`` program (not imported by a test or an application): take Ctrl-C
+# from this first line on, before main() is even called. What comes before it is the
+# interpreter's own start-up.
+if os.path.basename(sys.argv[0] if sys.argv else "") in ("ecert", "ecert.exe", "ecert-script.py"):
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+
 def main() -> None:
     """Console entry point."""
     previous = signal.getsignal(signal.SIGINT)
+    if previous is _interrupted_while_starting:  # installed above
+        previous = signal.default_int_handler
     signal.signal(signal.SIGINT, _interrupted_while_starting)
     _load()
     from ecert_cli._app import run
