@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import ecert
-from ecert.verify import VerificationLimits
 from ecert._clock import end_of_day, start_of_day
+from ecert.verify import VerificationLimits
 from tests.support.cli import Cli, agency_args, type_args
 from tests.support.clock import FakeClock
 
