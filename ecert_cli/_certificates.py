@@ -70,7 +70,7 @@ def issue(type_code: str, agency_code: str, holder_id: str, holder_name: str,
     def human() -> None:
         say("issued {id}", id=cert.id)
         print_certificate(cert, claims=False)
-        click.echo(f"{label(pgettext('label', 'token'))}{cert.token}")
+        click.echo(label(pgettext("label", "token")) + cert.token)
 
     emit(certificate_json(cert), human)
 

@@ -208,5 +208,15 @@ def test_no_module_level_translation_in_the_cli() -> None:
     assert not offenders
 
 
+def test_no_translation_inside_f_strings() -> None:
+    """Extraction cannot see a ``_("…")`` inside an f-string: its message would never
+    reach the catalog (and stay English without any test noticing)."""
+    pattern = re.compile(r"""f["'].*\{[^}]*\b(?:_|N_|fmt|say|pgettext|ngettext)\(["']""")
+    offenders = [f"{p.name}:{n}" for p in (ROOT / "ecert_cli").glob("*.py")
+                 for n, line in enumerate(p.read_text("utf-8").splitlines(), 1)
+                 if pattern.search(line)]
+    assert not offenders
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
