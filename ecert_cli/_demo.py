@@ -12,7 +12,7 @@ import click
 import ecert
 from ecert import _samples
 from ecert_cli._app import cli, emit, json_mode, json_option, settings
-from ecert_cli._i18n import N_, _
+from ecert_cli._i18n import N_, _, is_chinese
 from ecert_cli._render import fmt, local_day, safe
 
 
@@ -61,7 +61,8 @@ def demo(keep: Path | None) -> None:
             for name, value in facts.items():
                 shown = value.shown() if isinstance(value, Msg) else (
                     _("yes") if value is True else _("no") if value is False else safe(value))
-                click.echo(f"   {_(_FACTS.get(name, name))}: {shown}")
+                click.echo(f"   {_(_FACTS.get(name, name))}{'：' if is_chinese() else ': '}"
+                           f"{shown}")
 
     with tempfile.TemporaryDirectory(prefix="ecert-demo-") as scratch:
         root = keep or Path(scratch)
@@ -102,7 +103,7 @@ def demo(keep: Path | None) -> None:
                 step(title, published=Msg("trust list #{sequence} and {entries} log entries "
                                           "to {bundle}", sequence=report.sequence,
                                           entries=report.log_size, bundle=bundle),
-                     verified=result.status.value,
+                     verified=_Status(result.status.value),
                      errors=", ".join(result.errors) or Msg("none"))
                 return result
 
@@ -122,7 +123,7 @@ def demo(keep: Path | None) -> None:
                                           "republished, verified"))
             tampered = cert.token[:-8] + ("A" * 8 if not cert.token.endswith("A" * 8) else "B" * 8)
             forged = ecert.Verifier.from_bundle(bundle, clock=clock).verify(tampered)
-            step(N_("a tampered token"), verified=forged.status.value,
+            step(N_("a tampered token"), verified=_Status(forged.status.value),
                  errors=", ".join(forged.errors))
             step(N_("the log of this certificate"), entries="; ".join(
                 f"#{e.seq} {e.operator} {e.action}" for e in registry.events(cert.id)))
@@ -140,6 +141,21 @@ def demo(keep: Path | None) -> None:
           "tampering_detected": not report.intact},
          "\n" + (fmt("demo finished: registry and bundle kept in {directory}", directory=keep)
                  if keep else _("demo finished")))
+
+
+class _Status(Msg):
+    """A verification status: its code in the JSON, in words on a Chinese terminal."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__("{status}", status=status)
+
+    def english(self) -> str:
+        return str(self.values["status"])
+
+    def shown(self) -> str:
+        from ecert_cli._verify import status_words
+
+        return status_words(self.values["status"])
 
 
 class _LastDay(Msg):

@@ -20,11 +20,15 @@ _STATUS = {"valid": N_("valid"), "revoked": N_("revoked"), "suspended": N_("susp
            "malformed": N_("malformed"), "not_logged": N_("not in the public log")}
 
 
+def status_words(status: str) -> str:
+    """A verification status for people: its code in English, words in Chinese."""
+    return _(_STATUS[status]) if is_chinese() and status in _STATUS else status
+
+
 def _not_valid(status: str, detail: str) -> str:
-    """The NOT VALID line: the status (its code in English, words in Chinese), then the
-    verifier's detail (English: it names codes and values)."""
-    shown = _(_STATUS[status]) if is_chinese() and status in _STATUS else status
-    return fmt("NOT VALID ({status}): {detail}", status=shown, detail=detail)
+    """The NOT VALID line: the status, then the verifier's detail (English: it names
+    codes and values)."""
+    return fmt("NOT VALID ({status}): {detail}", status=status_words(status), detail=detail)
 
 # Trust list errors that mean "you pointed me at the wrong place" (exit 2), not "not valid".
 # A trust state file that is corrupt or of another anchor needs a person (exit 2).
