@@ -40,8 +40,9 @@ def _interrupted_while_starting(_signum: int, _frame: FrameType | None) -> None:
     if "--json" in argv:
         import json
 
-        sys.stdout.write(json.dumps({"error": {"code": "interrupted", "message": message}},
-                                    ensure_ascii=False) + "\n")
+        # JSON is the same in every language.
+        sys.stdout.write(json.dumps({"error": {"code": "interrupted",
+                                               "message": "interrupted"}}) + "\n")
         sys.stdout.flush()
     sys.stderr.write(_("ecert: error: {message}").format(message=message) + "\n")
     sys.stderr.flush()

@@ -24,8 +24,8 @@ import platformdirs
 
 import ecert
 from ecert._clock import system_clock
-from ecert_cli._errors import error_text, localized
-from ecert_cli._i18n import N_, _, is_chinese, translate_click
+from ecert_cli._errors import english_text, error_text, localized
+from ecert_cli._i18n import N_, _, in_english, is_chinese, translate_click
 from ecert_cli._render import fmt, safe, use_registry_zone
 
 translate_click()
@@ -64,9 +64,11 @@ class Settings:
         if sys.stdin.isatty():
             return str(click.prompt(fmt("Passphrase of operator {who}", who=who),
                                     hide_input=True, confirmation_prompt=confirm, err=True))
-        raise localized(ecert.NotAuthenticated(fmt(
-            "set ECERT_OPERATOR_PASSPHRASE: {who}'s key is encrypted and no terminal is "
-            "there to ask", who=who)))
+        message = ("set ECERT_OPERATOR_PASSPHRASE: {who}'s key is encrypted and no terminal "
+                   "is there to ask")
+        with in_english():
+            english = fmt(message, who=who)
+        raise localized(ecert.NotAuthenticated(fmt(message, who=who)), english)
 
     def credential(self) -> ecert.OperatorCredential | None:
         """Who acts (ECERT_OPERATOR); their passphrase is asked only when a change needs it."""
@@ -82,9 +84,9 @@ class Settings:
         if sys.stdin.isatty():
             return str(click.prompt(_("Passphrase for the registry's private keys"),
                                     hide_input=True, confirmation_prompt=confirm, err=True))
-        raise localized(ecert.KeyStoreError(_(
-            "set ECERT_PASSPHRASE: the registry's private keys are encrypted and no terminal "
-            "is there to ask")))
+        message = ("set ECERT_PASSPHRASE: the registry's private keys are encrypted and no "
+                   "terminal is there to ask")
+        raise localized(ecert.KeyStoreError(_(message)), message)
 
     def open_registry(self) -> ecert.Registry:
         """Open the registry; the passphrase is asked only if a private key is needed.
@@ -98,8 +100,10 @@ class Settings:
 
 def input_error(message: str, /, code: str | None = None, **values: object) -> ecert.InputError:
     """An :class:`ecert.InputError` with ``message`` translated (values escaped)."""
+    with in_english():
+        english = fmt(message, **values)
     error = ecert.InputError(fmt(message, **values), code=code)
-    localized(error)
+    localized(error, english)
     return error
 
 
@@ -141,15 +145,16 @@ def emit(data: Any, human: Callable[[], None] | str) -> None:
 
 
 def fail(message: str, code: str = "error", exit_code: int = EXIT_ERROR, *,
-         json_output: bool | None = None) -> NoReturn:
+         json_output: bool | None = None, english: str | None = None) -> NoReturn:
     """Print one error line (and JSON under ``--json``) and exit.
 
-    ``message`` is already in the current language; under ``--json`` the ``code`` is
-    what programs read (the message is for people).
+    ``message`` is in the current language; the JSON error carries ``english`` (the same
+    message in English, when it differs), so that JSON does not depend on the language.
     """
     message = safe(" ".join(message.split()))  # one line, whatever the message held
     if json_output if json_output is not None else json_mode():
-        click.echo(json.dumps({"error": {"code": code, "message": message}},
+        plain = message if english is None else safe(" ".join(english.split()))
+        click.echo(json.dumps({"error": {"code": code, "message": plain}},
                               ensure_ascii=False))
     click.echo(_("ecert: error: {message}").format(message=message), err=True)
     sys.exit(exit_code)
@@ -157,7 +162,8 @@ def fail(message: str, code: str = "error", exit_code: int = EXIT_ERROR, *,
 
 def interrupted(json_output: bool | None = None) -> NoReturn:
     """Ctrl-C: one line, exit 130."""
-    fail(_("interrupted"), "interrupted", 130, json_output=json_output)
+    fail(_("interrupted"), "interrupted", 130, json_output=json_output,
+         english="interrupted")
 
 
 def _translated_help(text: str | None) -> str | None:
@@ -214,6 +220,12 @@ class TranslatedCommand(click.Command):
                 param.help, param.show_default = text, shown
 
 
+def _usage_text(e: click.ClickException) -> str:
+    hint = fmt(" (see '{command} --help')", command=e.ctx.command_path) if (
+        isinstance(e, click.UsageError) and e.ctx is not None) else ""
+    return e.format_message() + hint
+
+
 class EcertGroup(TranslatedCommand, click.Group):
     """A group whose commands turn every error into one line and exit code 2."""
 
@@ -227,21 +239,27 @@ class EcertGroup(TranslatedCommand, click.Group):
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as e:
+            with in_english():
+                english = fmt("missing command (see '{command} --help')",
+                              command=e.ctx.command_path)
             fail(fmt("missing command (see '{command} --help')", command=e.ctx.command_path),
-                 "usage_error", json_output="--json" in argv)
+                 "usage_error", json_output="--json" in argv, english=english)
         except click.ClickException as e:
-            hint = fmt(" (see '{command} --help')", command=e.ctx.command_path) if isinstance(
-                e, click.UsageError) and e.ctx is not None else ""
+            english = self._english_usage_error(argv, prog_name) if (
+                is_chinese() and "--json" in argv) else None
+            if english is None:
+                with in_english():  # as far as click builds its message when asked
+                    english = _usage_text(e)
             # Parsing failed, perhaps before --json was seen: honour it from argv.
-            fail(e.format_message() + hint, "usage_error", e.exit_code,
-                 json_output="--json" in argv)
+            fail(_usage_text(e), "usage_error", e.exit_code, json_output="--json" in argv,
+                 english=english)
         except KeyboardInterrupt:
             interrupted(json_output="--json" in argv)
         except click.exceptions.Abort as e:
             # click turns Ctrl-C at a prompt into Abort: that is an interruption too.
             if isinstance(e.__cause__ or e.__context__, KeyboardInterrupt):
                 interrupted(json_output="--json" in argv)
-            fail(_("aborted"), "aborted")
+            fail(_("aborted"), "aborted", english="aborted")
         except BrokenPipeError:
             # The reader went away (e.g. `ecert list | head`): not an error worth a line.
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -250,6 +268,26 @@ class EcertGroup(TranslatedCommand, click.Group):
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+    def _english_usage_error(self, argv: list[str], prog_name: str | None) -> str | None:
+        """The usage error of ``argv`` as click words it in English (click translates
+        some messages when it raises them): parse again, invoking nothing."""
+        with in_english():
+            try:
+                ctx = self.make_context(prog_name or "ecert", list(argv))
+                while isinstance(ctx.command, click.Group):
+                    args = [*getattr(ctx, "_protected_args", []), *ctx.args]
+                    if not args:  # click raises this one when it invokes the group
+                        return _usage_text(click.UsageError(_("Missing command."), ctx))
+                    name, command, rest = ctx.command.resolve_command(ctx, args)
+                    if command is None or name is None:
+                        break
+                    ctx = command.make_context(name, rest, parent=ctx)
+            except click.ClickException as again:
+                return _usage_text(again)
+            except Exception:  # noqa: S110 - best effort; the caller has a fallback
+                pass
+        return None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -268,11 +306,12 @@ class EcertGroup(TranslatedCommand, click.Group):
                     more=request.approvals_needed - 1, expires=local_time(request.expires_at)))
             sys.exit(EXIT_OK)
         except ecert.AccessError as e:
-            fail(error_text(e), e.code, EXIT_DENIED)
+            fail(error_text(e), e.code, EXIT_DENIED, english=english_text(e))
         except ecert.RecordTampered as e:
-            fail(error_text(e, first_line=False), e.code, EXIT_NOT_VALID)
+            fail(error_text(e, first_line=False), e.code, EXIT_NOT_VALID,
+                 english=english_text(e, first_line=False))
         except ecert.EcertError as e:
-            fail(error_text(e), e.code)
+            fail(error_text(e), e.code, english=english_text(e))
         except BrokenPipeError:
             raise
         except OSError as e:
@@ -283,8 +322,11 @@ class EcertGroup(TranslatedCommand, click.Group):
         except KeyboardInterrupt:
             interrupted()
         except Exception as e:  # never a traceback for a clerk; say what happened
+            with in_english():
+                english = fmt("internal error ({kind}): {error}", kind=type(e).__name__,
+                              error=e)
             fail(fmt("internal error ({kind}): {error}", kind=type(e).__name__, error=e),
-                 "internal_error")
+                 "internal_error", english=english)
 
 
 @click.group(cls=EcertGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -105,10 +105,13 @@ SUMMARIES: dict[str, str] = {
 }
 
 
-def localized(error: ecert.EcertError) -> ecert.EcertError:
+def localized(error: ecert.EcertError, english: str | None = None) -> ecert.EcertError:
     """Mark an error whose message the CLI wrote (and translated) itself: it is printed
-    as is, without the summary of its code that library messages get in Chinese."""
+    as is, without the summary of its code that library messages get in Chinese;
+    ``english`` is the same message in English, for the JSON error."""
     error.localized = True  # type: ignore[attr-defined]
+    if english is not None:
+        error.english = english  # type: ignore[attr-defined]
     return error
 
 
@@ -121,6 +124,17 @@ def summary(error: ecert.EcertError) -> str:
         if isinstance(code, str) and code in SUMMARIES:
             return SUMMARIES[code]
     return SUMMARIES["error"]
+
+
+def english_text(error: ecert.EcertError, *, first_line: bool = True) -> str:
+    """The line of ``error`` in English, for the JSON error (same in every language)."""
+    english = getattr(error, "english", None)
+    if isinstance(english, str):
+        return english
+    message = error.message or type(error).__name__
+    if first_line:
+        message = message.splitlines()[0] if message.strip() else type(error).__name__
+    return message
 
 
 def error_text(error: ecert.EcertError, *, first_line: bool = True) -> str:

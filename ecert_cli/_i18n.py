@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import gettext
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -28,8 +30,24 @@ LOCALE_DIR = Path(__file__).parent / "locale"
 _CHINESE = "zh_CN"
 
 
+_forced: list[str] = []
+
+
+@contextmanager
+def in_english() -> Iterator[None]:
+    """Messages in English within the block (for the ``message`` of a JSON error, which
+    is the same whatever the reader's language)."""
+    _forced.append("en")
+    try:
+        yield
+    finally:
+        _forced.pop()
+
+
 def language() -> str:
     """``"zh"`` or ``"en"``, from ``ECERT_LANG``, ``LC_ALL``, ``LC_MESSAGES``, ``LANG``."""
+    if _forced:
+        return _forced[-1]
     for name in ("ECERT_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
         value = os.environ.get(name, "").strip()
         if value:

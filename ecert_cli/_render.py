@@ -94,9 +94,19 @@ def load_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as e:
-        raise localized(ecert.InputError(fmt("unknown time zone {name} (an IANA name such "
-                                             "as Asia/Shanghai)", name=name),
-                                         code="invalid_tz")) from e
+        raise _input_error("unknown time zone {name} (an IANA name such as Asia/Shanghai)",
+                           code="invalid_tz", name=name) from e
+
+
+def _input_error(message: str, /, code: str | None = None,
+                 **values: object) -> ecert.InputError:
+    from ecert_cli._i18n import in_english
+
+    with in_english():
+        english = fmt(message, **values)
+    error = ecert.InputError(fmt(message, **values), code=code)
+    localized(error, english)
+    return error
 
 
 def day_text(value: date) -> str:
@@ -130,8 +140,7 @@ def day_instant(value: date | datetime | None, *, end: bool) -> datetime | None:
     try:
         return from_seconds((end_of_day if end else start_of_day)(value, zone()))
     except (OverflowError, ValueError, OSError) as e:
-        raise localized(ecert.InputError(fmt("{day} is out of range",
-                                             day=value.isoformat()))) from e
+        raise _input_error("{day} is out of range", day=value.isoformat()) from e
 
 
 def _when(value: datetime | None) -> str | None:
