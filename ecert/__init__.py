@@ -16,9 +16,11 @@ Verifying side (no database)::
 """
 
 from ecert._clock import Clock
+from ecert._pagination import Page
 from ecert.errors import (
     AccessError,
     AlreadyExists,
+    CertificateNotValid,
     ClaimsInvalid,
     Conflict,
     EcertError,
@@ -27,6 +29,7 @@ from ecert.errors import (
     InvalidCertificateId,
     InvalidTransition,
     KeyStoreError,
+    LeaseHeld,
     NotAuthenticated,
     NotAuthorized,
     NotFound,
@@ -49,6 +52,7 @@ from ecert.models import (
     KeyInfo,
     KeyRole,
     KeyStatus,
+    Lease,
     LogEntry,
     Operator,
     OperatorGrant,
@@ -56,14 +60,18 @@ from ecert.models import (
     RequestStatus,
     RevocationReason,
     Role,
+    TypeWindow,
 )
 from ecert.qr import QrTooLarge
 from ecert.registry import (
     AuditReport,
+    CatalogImport,
     History,
     OperatorCredential,
     PublishReport,
     Registry,
+    WatchCycle,
+    WatchOutcome,
 )
 from ecert.trust import Agreement, TrustAnchor
 from ecert.verify import (
@@ -84,8 +92,10 @@ __all__ = [
     "AlreadyExists",
     "ApprovalRequest",
     "AuditReport",
+    "CatalogImport",
     "Certificate",
     "CertificateId",
+    "CertificateNotValid",
     "CertificateStatus",
     "CertificateType",
     "ClaimsInvalid",
@@ -105,6 +115,8 @@ __all__ = [
     "KeyRole",
     "KeyStatus",
     "KeyStoreError",
+    "Lease",
+    "LeaseHeld",
     "LocalSigner",
     "LogEntry",
     "NotAuthenticated",
@@ -113,6 +125,7 @@ __all__ = [
     "Operator",
     "OperatorCredential",
     "OperatorGrant",
+    "Page",
     "PendingApproval",
     "PermissionDenied",
     "PublishError",
@@ -128,10 +141,13 @@ __all__ = [
     "StorageError",
     "TrustAnchor",
     "TrustListError",
+    "TypeWindow",
     "VerificationFailed",
     "VerificationLimits",
     "VerificationResult",
     "VerificationStatus",
     "Verifier",
+    "WatchCycle",
+    "WatchOutcome",
     "__version__",
 ]

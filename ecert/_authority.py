@@ -43,7 +43,12 @@ class Action(StrEnum):
     REQUEST_REJECT = "request.reject"
     ACCESS_REFUSED = "access.refused"
     TYPE_ADD = "type.add"
+    TYPE_UPDATE = "type.update"
+    CATALOG_IMPORT = "catalog.import"
     AGENCY_ADD = "agency.add"
+    AGENCY_RENAME = "agency.rename"
+    AGENCY_ALLOW_TYPE = "agency.allow_type"
+    AGENCY_DENY_TYPE = "agency.deny_type"
     KEY_CREATE = "key.create"
     KEY_ROTATE = "key.rotate"
     KEY_RETIRE = "key.retire"
@@ -57,6 +62,11 @@ class Action(StrEnum):
     CERT_REINSTATE = "certificate.reinstate"
     CERT_REVOKE = "certificate.revoke"
     CERT_REDACT = "certificate.redact"
+    #: A QR code of a certificate was signed (``Registry.qr_token``, ``ecert qr``/``card``).
+    CERT_QR = "certificate.qr"
+    #: The revocation (reason ``superseded``) of a renewed or reissued certificate, in the
+    #: unit that issues its successor; authorized by the permission to issue that one.
+    CERT_SUPERSEDE = "certificate.supersede"
     WITNESS_COSIGN = "witness.cosign"
     LEGACY = "legacy"
 
@@ -71,7 +81,12 @@ _PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.OPERATOR_RESET: frozenset({Role.ADMIN}),
     Action.POLICY_SET: frozenset({Role.ADMIN}),
     Action.TYPE_ADD: frozenset({Role.TRUST_ADMIN}),
+    Action.TYPE_UPDATE: frozenset({Role.TRUST_ADMIN}),
+    Action.CATALOG_IMPORT: frozenset({Role.TRUST_ADMIN}),
     Action.AGENCY_ADD: frozenset({Role.TRUST_ADMIN}),
+    Action.AGENCY_RENAME: frozenset({Role.TRUST_ADMIN}),
+    Action.AGENCY_ALLOW_TYPE: frozenset({Role.TRUST_ADMIN}),
+    Action.AGENCY_DENY_TYPE: frozenset({Role.TRUST_ADMIN}),
     Action.AGREEMENT_ADD: frozenset({Role.TRUST_ADMIN}),
     Action.AGREEMENT_UPDATE: frozenset({Role.TRUST_ADMIN}),
     Action.AGREEMENT_WITHDRAW: frozenset({Role.TRUST_ADMIN}),
@@ -83,6 +98,8 @@ _PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.CERT_REINSTATE: frozenset({Role.CLERK}),
     Action.CERT_REVOKE: frozenset({Role.OFFICER}),
     Action.CERT_REDACT: frozenset({Role.OFFICER}),
+    # Printing a QR or card is desk work: whoever issues or revokes for the agency and type.
+    Action.CERT_QR: frozenset({Role.CLERK, Role.OFFICER}),
     Action.WITNESS_COSIGN: frozenset({Role.SERVICE, Role.TRUST_ADMIN}),
 }
 
@@ -94,7 +111,8 @@ ADMIN_CHANGES = frozenset({Action.OPERATOR_ADD, Action.OPERATOR_GRANT, Action.OP
                            Action.OPERATOR_DISABLE, Action.POLICY_SET})
 
 #: Actions a four-eyes policy may be set on.
-GUARDED = frozenset(_PERMISSIONS) - {Action.REGISTRY_PUBLISH, Action.WITNESS_COSIGN}
+GUARDED = frozenset(_PERMISSIONS) - {Action.REGISTRY_PUBLISH, Action.WITNESS_COSIGN,
+                                     Action.CERT_QR}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ecert import _windows
 from ecert._authority import (
     ALL_ROLES,
     Action,
@@ -100,6 +101,13 @@ class CertificateState:
     token: str
     status: int = VALID
     redacted: bool = False
+    #: A revocation scheduled by a renewal's ``at_start``: the status reads INVALID from
+    #: this time on (the status stays as last set, as in the database).
+    revoke_at: int | None = None
+
+    def status_at(self, time: int) -> int:
+        """The status in effect at ``time``."""
+        return INVALID if self.revoke_at is not None and time >= self.revoke_at else self.status
 
 
 @dataclass
@@ -124,6 +132,7 @@ _TRANSITIONS = {
     Action.CERT_SUSPEND.value: ({VALID}, SUSPENDED),
     Action.CERT_REINSTATE.value: ({SUSPENDED}, VALID),
     Action.CERT_REVOKE.value: ({VALID, SUSPENDED}, INVALID),
+    Action.CERT_SUPERSEDE.value: ({VALID}, INVALID),
 }
 
 
@@ -152,6 +161,11 @@ class Replay:
         self.certificates: dict[str, CertificateState] = {}
         #: list id -> {index: status value}; only indices the log allocated.
         self.statuses: dict[int, dict[int, int]] = {}
+        #: list id -> {index: time}: scheduled revocations not overtaken by another one.
+        self.scheduled: dict[int, dict[int, int]] = {}
+        #: certificate subject -> (agency, type) of the successor issued in the current
+        #: unit (an issue entry's ``replaces``), which its certificate.supersede must match.
+        self._replacing: dict[str, tuple[str, str]] = {}
         self.cosigned: dict[str, tuple[int, str]] = {}
         self.publications: list[dict[str, Any]] = []
         self.findings: list[Finding] = []
@@ -204,8 +218,10 @@ class Replay:
             return
         if not self._authorized(operator, unit):
             return
+        self._replacing = {}
         for seq, entry in unit:
             self._effect(seq, entry, operator)
+        self._replacing = {}
 
     # -- authority -----------------------------------------------------------------------
 
@@ -250,6 +266,10 @@ class Replay:
                 continue
             if entry_action in (Action.REGISTRY_INIT, Action.REGISTRY_ADOPT):
                 return self._deny(entry, entry_seq, "a second genesis")
+            if entry_action is Action.CERT_SUPERSEDE:
+                # Authorized by the issue of its successor in the same unit (checked on
+                # that entry); the pairing is checked where the effect is applied.
+                continue
             resource = _resource(entry)
             if not permits(operator.grants, entry_action, resource):
                 return self._deny(entry, entry_seq, f"may not {entry.action}")
@@ -362,10 +382,26 @@ class Replay:
             elif action == Action.REQUEST_REJECT.value:
                 self.requests[d["request"]].open = False
             elif action == Action.TYPE_ADD.value:
+                if entry.subject in self.types:
+                    raise ValueError("type added twice")
                 self.types[entry.subject] = dict(d)
+            elif action == Action.TYPE_UPDATE.value:
+                previous = self.types[entry.subject]
+                if d["version"] <= previous["version"] or (
+                        d["national_type_code"] != previous["national_type_code"]):
+                    raise ValueError("a type update needs a newer version of the same type")
+                self.types[entry.subject] = dict(d)
+            elif action == Action.CATALOG_IMPORT.value:
+                pass  # its type.add / type.update entries follow in the same unit
             elif action == Action.AGENCY_ADD.value:
                 self.agencies[entry.subject] = {"name": d["name"], "uscc": d["uscc"],
-                                                "types": tuple(d["types"])}
+                                                "types": tuple(d["types"]), "windows": {}}
+            elif action == Action.AGENCY_RENAME.value:
+                if not isinstance(d["name"], str):
+                    raise ValueError("an agency name is a string")
+                self.agencies[entry.subject]["name"] = d["name"]
+            elif action in (Action.AGENCY_ALLOW_TYPE.value, Action.AGENCY_DENY_TYPE.value):
+                self._agency_type(entry.subject, d)
             elif action == Action.KEY_CREATE.value:
                 jwk = d["jwk"]
                 key_from_jwk(jwk)
@@ -397,6 +433,27 @@ class Replay:
             self._find(FindingKind.MALFORMED, entry.subject, seq,
                        f"{action} entry cannot be applied: {e}")
 
+    def _agency_type(self, code: str, d: Mapping[str, Any]) -> None:
+        agency = self.agencies[code]
+        type_code = d["type"]
+        if not isinstance(type_code, str) or type_code not in self.types:
+            raise ValueError(f"no type {type_code!r}")
+        windows = _windows.parse(d["windows"])
+        all_windows = dict(agency.get("windows") or {})
+        if windows is None:
+            all_windows.pop(type_code, None)
+        else:
+            all_windows[type_code] = windows
+        agency["windows"] = all_windows
+        agency["types"] = tuple(sorted({*agency["types"], type_code}))
+
+    def agency_may_issue(self, code: str, type_code: str, at: int) -> bool:
+        """Whether the log gave agency ``code`` the type at time ``at``."""
+        agency = self.agencies.get(code)
+        if agency is None or type_code not in agency["types"]:
+            return False
+        return _windows.covers((agency.get("windows") or {}).get(type_code), at)
+
     def _certificate(self, seq: int, entry: Entry) -> None:
         d = entry.details
         if entry.action == Action.CERT_ISSUE.value:
@@ -408,6 +465,12 @@ class Replay:
             slots[d["idx"]] = VALID
             self.certificates[entry.subject] = CertificateState(
                 d["agency"], d["type"], d["list"], d["idx"], d["token"])
+            if not self.agency_may_issue(d["agency"], d["type"], entry.time):
+                self._find(FindingKind.NO_AUTHORITY, entry.subject, seq,
+                           f"agency {d['agency']} was not given {d['type']} at that time")
+            replaces = d.get("replaces")
+            if replaces is not None:
+                self._replacing[str(replaces)] = (d["agency"], d["type"])
             return
         cert = self.certificates.get(entry.subject)
         if cert is None:
@@ -415,12 +478,43 @@ class Replay:
         if entry.action == Action.CERT_REDACT.value:
             cert.redacted = True
             return
+        if entry.action == Action.CERT_QR.value:
+            # A QR signed as "valid" while the log says otherwise was an unmarked print of
+            # a certificate nobody may rely on.
+            if cert.redacted:
+                raise ValueError("a QR code of a redacted certificate")
+            if d["standing"] == "valid" and cert.status_at(entry.time) != VALID:
+                self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,
+                           f"{entry.action} signed as valid for a certificate whose status "
+                           f"is {cert.status_at(entry.time)}")
+            return
+        if entry.action == Action.CERT_SUPERSEDE.value:
+            if self._replacing.pop(entry.subject, None) != (cert.agency, cert.type):
+                self._find(FindingKind.NO_AUTHORITY, entry.subject, seq,
+                           "superseded without a successor of its agency and type issued "
+                           "in the same unit")
+                return
+            if cert.revoke_at is not None:
+                self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,
+                           "superseded twice")
         allowed, value = _TRANSITIONS[entry.action]
-        if cert.status not in allowed:
+        status = cert.status_at(entry.time)
+        if status not in allowed:
             self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,
-                       f"{entry.action} of a certificate whose status is {cert.status}")
+                       f"{entry.action} of a certificate whose status is {status}")
+        at = d.get("at") if entry.action == Action.CERT_SUPERSEDE.value else None
+        if at is not None:
+            if type(at) is not int:
+                raise ValueError("a scheduled revocation's time is not an integer")
+            if at > entry.time:
+                cert.revoke_at = at
+                self.scheduled.setdefault(cert.list, {})[cert.idx] = at
+                return
         cert.status = value
         self.statuses[cert.list][cert.idx] = value
+        if value == INVALID and cert.revoke_at is not None:
+            cert.revoke_at = None  # revoked now: nothing left scheduled
+            self.scheduled.get(cert.list, {}).pop(cert.idx, None)
 
     def _legacy(self, seq: int, entry: Entry) -> None:
         if self._genesis:
@@ -433,9 +527,20 @@ class Replay:
 
     # -- output ----------------------------------------------------------------------------
 
-    def status_value(self, list_id: int, index: int) -> int:
-        """What a published status list must say at an index: unallocated ones are invalid."""
+    def status_value(self, list_id: int, index: int, at: int | None = None) -> int:
+        """What a published status list must say at an index: unallocated ones are invalid;
+        with ``at`` (the list's ``iat``), scheduled revocations due by then read invalid."""
+        if at is not None and self.scheduled.get(list_id, {}).get(index, at + 1) <= at:
+            return INVALID
         return self.statuses.get(list_id, {}).get(index, INVALID)
+
+    def statuses_at(self, list_id: int, at: int) -> dict[int, int]:
+        """The allocated indices of a list and their status at ``at`` (a list's ``iat``)."""
+        slots = dict(self.statuses.get(list_id, {}))
+        for index, when in self.scheduled.get(list_id, {}).items():
+            if when <= at:
+                slots[index] = INVALID
+        return slots
 
 
 def _resource(entry: Entry) -> Resource:
@@ -443,8 +548,13 @@ def _resource(entry: Entry) -> Resource:
     action = entry.action
     if action.startswith("certificate."):
         return Resource(d.get("agency"), d.get("type"))
-    if action in (Action.AGENCY_ADD.value, Action.KEY_ROTATE.value):
+    if action in (Action.AGENCY_ADD.value, Action.KEY_ROTATE.value,
+                  Action.AGENCY_RENAME.value):
         return Resource(agency=entry.subject)
+    if action in (Action.AGENCY_ALLOW_TYPE.value, Action.AGENCY_DENY_TYPE.value):
+        return Resource(agency=entry.subject, type=d.get("type"))
+    if action == Action.TYPE_UPDATE.value:
+        return Resource(type=entry.subject)
     if action == Action.KEY_COMPROMISE.value:
         return Resource(agency=d.get("agency"))
     if action == Action.TYPE_ADD.value:

@@ -1,34 +1,48 @@
-"""A printable certificate card (SVG or PNG): type, holder, key claims, validity, issuer,
-certificate id and the QR code.
+"""A printable certificate card (PNG or SVG) at a stated physical size and resolution.
 
-Chinese text needs a CJK font. SVG cards name the fonts (Noto Sans CJK SC, Source Han
-Sans SC, WenQuanYi Zen Hei, then the viewer's sans-serif) and need none here. PNG cards
-are drawn with Pillow from a font file: ``ECERT_CJK_FONT`` if set, else the first of
-Debian's ``fonts-noto-cjk`` or ``fonts-wqy-zenhei`` (or what ``fc-match`` finds for
-Chinese). Without one, a PNG card is refused with a clear message (never drawn with
-empty boxes); SVG still works.
+Sizes: ISO/IEC 7810 ID-1 (85.60 × 53.98 mm, a bank card) and A5 landscape (210 × 148 mm),
+at ``dpi`` dots per inch (300 by default: ID-1 is then 1011 × 638 pixels). The card shows
+the type, holder, the type's ``qr_claims``, validity, issuer, certificate id, the QR code
+and a "扫码核验 scan to verify" line with the region's verifier address. Long names and
+values wrap; what still does not fit ends in "…" and the card says that the full text is
+in the QR code (the short form carries the holder name and every claim on the card). A
+certificate that is not valid gets a red band with its status ("已吊销 REVOKED") and a red
+frame; it is refused unless ``allow_invalid``.
+
+Fonts. PNG cards are drawn with Pillow from, in order: ``ECERT_CJK_FONT`` (``path`` or
+``path#face``), a system CJK font (Debian's ``fonts-noto-cjk`` or ``fonts-wqy-zenhei``,
+or what ``fc-match`` finds for Chinese), else the font packaged with ecert (a WOFF2
+subset of Noto Sans CJK SC, renamed "ecert Card Sans SC", SIL OFL 1.1: GB 2312 and all of
+U+4E00–U+9FFF; ``tools/make_card_font.py`` rebuilds it). A character the font cannot draw
+(a rare name character beyond it) never blocks a card: a box □ is drawn in its place and
+the card says which code point it could not draw ("未能显示 not drawn: U+2A6A5"). SVG cards
+name fonts for the viewer and are laid out with the same metrics.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
+from ecert._clock import DEFAULT_TZ, zone
 from ecert.errors import InputError
-from ecert.qr import QrCode, make_qr, qr_text
+from ecert.qr import QrCode, Standing, make_qr, qr_text, refusal, standing
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import ImageFont
 
     from ecert.models import Agency, Certificate, CertificateType
 
-__all__ = ["CardWritten", "CjkFontMissing", "find_cjk_font", "render_png", "render_svg",
+__all__ = ["PACKAGED_FONT", "SIZES", "CardWritten", "CjkFontMissing", "find_cjk_font",
            "write_card"]
 
 #: Font files tried in order (path, face index in a collection: 2 is Simplified Chinese).
@@ -38,16 +52,22 @@ FONT_CANDIDATES: tuple[tuple[str, int], ...] = (
     ("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc", 0),
     ("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", 0),
 )
+#: The font shipped with ecert (see tools/make_card_font.py and its LICENSE beside it).
+PACKAGED_FONT = Path(__file__).parent / "_data" / "fonts" / "EcertCardSansSC-Regular.woff2"
 SVG_FONTS = ("'Noto Sans CJK SC', 'Source Han Sans SC', 'WenQuanYi Zen Hei', "
              "'Microsoft YaHei', 'PingFang SC', sans-serif")
 
-WIDTH, HEIGHT = 1200, 720
-_MARGIN = 48
-_QR_SIZE = 400
+#: Card sizes in millimetres (width, height), landscape.
+SIZES: dict[str, tuple[float, float]] = {"id1": (85.60, 53.98), "a5": (210.0, 148.0)}
+_BASE_WIDTH, _BASE_HEIGHT = SIZES["id1"]
+_MIN_DPI, _MAX_DPI = 72, 1200
+_RED = "#c00000"
+_FRAME = "#8b1a1a"
+_MORE = "…完整内容见二维码 full text in the QR code"
 
 
 class CjkFontMissing(InputError):
-    """No CJK font file to draw a PNG card with."""
+    """No CJK font file to draw a PNG card with (only when the packaged one was removed)."""
 
     code = "cjk_font_missing"
 
@@ -59,24 +79,33 @@ class CardWritten:
     path: Path
     qr_version: int
     font: str | None
+    size: str = "id1"
+    dpi: int = 300
+    width_px: int = 0
+    height_px: int = 0
+    standing: Standing = Standing.VALID
+    #: Whether some text ended in "…" (its full value is in the QR code).
+    truncated: bool = False
+    #: Code points the font could not draw ("U+2A6A5"), drawn as □ and listed on the card.
+    missing: tuple[str, ...] = field(default=())
 
 
-@dataclass(frozen=True)
-class _Card:
-    title: str
-    holder: str
-    rows: list[tuple[str, str]]
-    cert_id: str
-    qr: QrCode
-
-
-def find_cjk_font() -> tuple[str, int] | None:
-    """``(path, face index)`` of a font with Chinese glyphs, or None."""
+def find_cjk_font(*, system: bool = True) -> tuple[str, int] | None:
+    """``(path, face index)`` of a font with Chinese glyphs: ``ECERT_CJK_FONT``, a system
+    font (unless ``system`` is false), else the packaged subset."""
     configured = os.environ.get("ECERT_CJK_FONT")
     if configured:
         path, _, index = configured.partition("#")
         if Path(path).is_file():
             return path, int(index) if index.isdigit() else 0
+    if system:
+        found = _system_font()
+        if found is not None:
+            return found
+    return (str(PACKAGED_FONT), 0) if PACKAGED_FONT.is_file() else None
+
+
+def _system_font() -> tuple[str, int] | None:
     for candidate in FONT_CANDIDATES:
         if Path(candidate[0]).is_file():
             return candidate
@@ -92,6 +121,56 @@ def find_cjk_font() -> tuple[str, int] | None:
         if found_path and Path(found_path).is_file() and "DejaVu" not in found_path:
             return found_path, int(found_index or 0) if found_index.isdigit() else 0
     return None
+
+
+# -- fonts and glyphs ---------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def _font(path: str, index: int, size: int) -> ImageFont.FreeTypeFont:
+    # Cached: the packaged WOFF2 takes a third of a second to open, once per size.
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.truetype(path, max(1, size), index=index)
+    except OSError as e:  # e.g. a FreeType built without Brotli cannot read WOFF2
+        raise CjkFontMissing(
+            "cannot read the card font {path}: {error}; install fonts-noto-cjk or set "
+            "ECERT_CJK_FONT to a .ttf/.otf/.ttc with Chinese glyphs".format(
+                **{"path": path, "error": e})) from e
+
+
+@functools.lru_cache(maxsize=4096)
+def _drawable(path: str, index: int, char: str) -> bool:
+    """Whether the font has a glyph for ``char`` (what it draws differs from .notdef)."""
+    face = _font(path, index, 48)
+    notdef = _mask(face, "\U0010fffd")  # a private-use code point no CJK font maps
+    return _mask(face, char) != notdef
+
+
+def _mask(face: ImageFont.FreeTypeFont, char: str) -> tuple[Any, bytes]:
+    mask = face.getmask(char)
+    return mask.size, bytes(mask)
+
+
+def _invisible(char: str) -> bool:
+    # Joiners and variation selectors shape their neighbours; on their own they draw nothing.
+    return unicodedata.category(char) == "Cf" or 0xFE00 <= ord(char) <= 0xFE0F or (
+        0xE0100 <= ord(char) <= 0xE01EF)
+
+
+# -- content ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Card:
+    title: str
+    holder: str
+    rows: list[tuple[str, str]]
+    cert_id: str
+    qr: QrCode
+    standing: Standing
+    verify_url: str | None
 
 
 def _label(cert_type: CertificateType, name: str) -> str:
@@ -112,139 +191,343 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _date(value: datetime | None, *, end: bool = False) -> str:
+def _date(value: datetime | None, tz: tzinfo, *, end: bool = False) -> str:
+    """The day of ``value`` as the holder lives it (``tz``, the registry's time zone)."""
     if value is None:
         return "长期"
     if end:  # valid until the end of the previous day
         value = value - timedelta(seconds=1)
-    return value.date().isoformat()
+    return value.astimezone(tz).date().isoformat()
 
 
 def _card(cert: Certificate, cert_type: CertificateType, issuer: Agency, qr_token: str,
-          ec: str) -> _Card:
-    agency = issuer
+          ec: str, state: Standing, verify_url: str | None,
+          tz: tzinfo | None = None) -> _Card:
+    tz = tz or zone(DEFAULT_TZ)
     rows = [(_label(cert_type, n), _value(cert.claims.get(n)))
             for n in cert_type.qr_claims if n in cert.claims]
-    rows.append(("有效期", f"{_date(cert.valid_from)} 至 {_date(cert.valid_until, end=True)}"))
-    rows.append(("发证机关", f"{agency.name}"))
+    rows.append(("有效期", f"{_date(cert.valid_from, tz)} 至 "
+                         f"{_date(cert.valid_until, tz, end=True)}"))
+    rows.append(("发证机关", f"{issuer.name}"))
     code = make_qr(qr_text(qr_token), ec=ec)
-    return _Card(cert_type.name, cert.holder_name, rows, cert.id, code)
+    return _Card(cert_type.name, cert.holder_name, rows, cert.id, code, state, verify_url)
 
 
-def _wrap(text: str, width: int, measure: Any) -> list[str]:
-    lines, line = [], ""
+# -- layout -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Text:
+    x: float
+    y: float  #: baseline
+    size: int
+    text: str
+    color: str = "#000"
+    anchor: str = "ls"
+
+
+@dataclass
+class _Layout:
+    width: int
+    height: int
+    texts: list[_Text] = field(default_factory=list)
+    rects: list[tuple[float, float, float, float, str, str | None]] = field(
+        default_factory=list)  #: x, y, w, h, fill, outline
+    qr: tuple[int, int, int] = (0, 0, 1)  #: x, y, pixels per module
+    truncated: bool = False
+    missing: list[str] = field(default_factory=list)
+
+
+class _Measure:
+    """Widths with the card font; characters it cannot draw are measured as □."""
+
+    def __init__(self, font: tuple[str, int]) -> None:
+        self.font = font
+        self.missing: list[str] = []
+
+    def visible(self, text: str) -> str:
+        out = []
+        for char in text:
+            if _invisible(char):
+                continue
+            if char.isspace() or _drawable(self.font[0], self.font[1], char):
+                out.append(char)
+            else:
+                code = f"U+{ord(char):04X}"
+                if code not in self.missing:
+                    self.missing.append(code)
+                out.append("\u25a1")
+        return "".join(out)
+
+    def width(self, text: str, size: int) -> float:
+        return float(_font(self.font[0], self.font[1], size).getlength(text))
+
+    def at(self, size: int) -> Callable[[str], float]:
+        """The width function at one font size."""
+        return functools.partial(self._width_at, size)
+
+    def _width_at(self, size: int, text: str) -> float:
+        return self.width(text, size)
+
+
+def _wrap(text: str, width: float, measure: Callable[[str], float]) -> list[str]:
+    """Lines of ``text`` no wider than ``width``, broken between characters (Chinese
+    text has no spaces; a long Latin word is broken too rather than clipped)."""
+    lines: list[str] = []
+    line = ""
     for char in text:
         if line and measure(line + char) > width:
             lines.append(line)
-            line = char
+            line = "" if char == " " else char
         else:
             line += char
-    return [*lines, line] if line else lines
+    return [*lines, line] if line else lines or [""]
 
 
-def render_svg(card: _Card) -> str:
-    """The card as SVG text."""
-    qr_x = WIDTH - _MARGIN - _QR_SIZE
-    text_width = qr_x - 2 * _MARGIN
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="{SVG_FONTS}">',
-        f'<rect x="4" y="4" width="{WIDTH - 8}" height="{HEIGHT - 8}" rx="16" fill="#fff" '
-        'stroke="#8b1a1a" stroke-width="6"/>',
-        f'<text x="{WIDTH // 2}" y="{_MARGIN + 44}" font-size="52" font-weight="bold" '
-        f'text-anchor="middle" fill="#8b1a1a">{escape(card.title)}</text>',
-    ]
-    y = _MARGIN + 120
-    out.append(f'<text x="{_MARGIN}" y="{y}" font-size="30" font-weight="bold">'
-               f'{escape(card.holder)}</text>')
-    y += 52
-    for label, value in card.rows:
-        lines = _wrap(f"{label}：{value}", text_width, lambda s: _approx_width(s, 22))
-        for line in lines[:2]:
-            out.append(f'<text x="{_MARGIN}" y="{y}" font-size="22">{escape(line)}</text>')
-            y += 32
-        y += 6
-    out.append(f'<text x="{_MARGIN}" y="{HEIGHT - _MARGIN}" font-size="16" '
-               f'font-family="monospace" fill="#444">{escape(card.cert_id)}</text>')
+def _ellipsize(line: str, width: float, measure: Callable[[str], float]) -> str:
+    while line and measure(line + "…") > width:
+        line = line[:-1]
+    return line + "…"
+
+
+def _layout(card: _Card, size: str, dpi: int, font: tuple[str, int]) -> _Layout:
+    width_mm, height_mm = SIZES[size]
+    px = dpi / 25.4  # pixels per millimetre
+    k = min(width_mm / _BASE_WIDTH, height_mm / _BASE_HEIGHT)  # scale against ID-1
+    width, height = round(width_mm * px), round(height_mm * px)
+    out = _Layout(width, height)
+    measure = _Measure(font)
+
+    def mm(value: float) -> float:
+        return value * k * px
+
+    def size_px(value_mm: float) -> int:
+        return max(6, round(mm(value_mm)))
+
+    margin = mm(3.0)
+    invalid = card.standing is not Standing.VALID
+    out.rects.append((mm(0.6), mm(0.6), width - 2 * mm(0.6), height - 2 * mm(0.6), "#fff",
+                      _RED if invalid else _FRAME))
+    top = margin
+    if invalid:
+        band = mm(6.0)
+        out.rects.append((0, mm(2.4), width, band, _RED, None))
+        label_size = size_px(3.8)
+        out.texts.append(_Text(width / 2, mm(2.4) + band / 2 + label_size * 0.36, label_size,
+                               card.standing.label, "#fff", "ms"))
+        top = mm(2.4) + band + mm(1.5)
+
+    # Everything the card says, as the font can draw it (missing glyphs become □).
+    title = measure.visible(card.title)
+    items = [(measure.visible(card.holder), 1.2)] + [
+        (measure.visible(f"{label}：{value}"), 1.0) for label, value in card.rows]
+
+    # Footer, full width: the verifier address and the certificate id.
+    small = size_px(1.7)
+    full_width = width - 2 * margin
+    footer = (f"扫码核验 scan to verify: {card.verify_url}" if card.verify_url
+              else "扫码核验 scan to verify")
+    footer_lines = _wrap(measure.visible(footer), full_width,
+                         measure.at(small))
+    id_lines = _wrap(f"证书编号 ID {card.cert_id}", full_width,
+                     measure.at(small))
+    line_gap = small * 1.3
+    # Room for the notes: the glyphs not drawn (known now), and "…" (known after layout).
+    reserve_notes = (2 if measure.missing else 1) * line_gap
+    footer_height = (len(footer_lines) + len(id_lines)) * line_gap
+
+    # The QR code at the top right; integer pixels per module keep it sharp.
+    qr_space = min(height - margin - footer_height - reserve_notes - top - mm(1.0),
+                   width * 0.42)
     modules = card.qr.modules + 8
-    module = _QR_SIZE / modules
-    qr_y = (HEIGHT - _QR_SIZE) // 2 + 30
+    module = max(1, int(qr_space // modules))
+    qr_side = module * modules
+    qr_x = round(width - margin - qr_side)
+    qr_y = round(top)
+    out.qr = (qr_x, qr_y, module)
+
+    # The title heads the text column (two lines at most).
+    column_x = margin
+    column_width = qr_x - mm(2.0) - column_x
+    title_size = size_px(3.4)
+    title_lines = _wrap(title, column_width, measure.at(title_size))
+    if len(title_lines) > 2:
+        title_lines = [title_lines[0], _ellipsize(title_lines[1], column_width,
+                                                  measure.at(title_size))]
+        out.truncated = True
+    y = top
+    for line in title_lines:
+        y += title_size * 1.2
+        out.texts.append(_Text(column_x, y, title_size, line, _FRAME))
+    column_top = y + mm(1.0)
+    column_bottom = height - margin - footer_height - reserve_notes
+
+    # The text column: holder and rows, shrunk to fit, then ellipsized.
+    placed: list[_Text] = []
+    for factor in (1.0, 0.9, 0.8):
+        body = size_px(2.3 * factor)
+        placed, y, limited = [], column_top, False
+        for text, weight in items:
+            font_size = round(body * weight)
+            lines = _wrap(text, column_width, measure.at(font_size))
+            for line in lines:
+                y += font_size * 1.25
+                placed.append(_Text(column_x, y, font_size, line))
+            y += font_size * 0.2
+        if y <= column_bottom:
+            break
+    else:
+        # Still too tall at the smallest size: cap each item's lines, longest first.
+        body = size_px(2.3 * 0.8)
+        wrapped = [(w, _wrap(t, column_width, measure.at(round(body * w)))) for t, w in items]
+        caps = [len(lines) for _, lines in wrapped]
+        sizes = [round(body * w) for w, _ in wrapped]
+        while sum(c * n * 1.25 + n * 0.2 for c, n in zip(caps, sizes, strict=True)) > (
+                column_bottom - column_top) and max(caps) > 1:
+            # The longest row gives way first; the holder's name only when no row can.
+            rows = [i for i in range(1, len(caps)) if caps[i] > 1] or [0]
+            longest = max(rows, key=lambda i: caps[i])
+            caps[longest] -= 1
+        placed, y = [], column_top
+        for cap, (weight, lines) in zip(caps, wrapped, strict=True):
+            font_size = round(body * weight)
+            shown = lines[:cap]
+            if cap < len(lines):
+                shown[-1] = _ellipsize(shown[-1], column_width,
+                                       measure.at(font_size))
+                limited = True
+            for line in shown:
+                y += font_size * 1.25
+                placed.append(_Text(column_x, y, font_size, line))
+            y += font_size * 0.2
+        out.truncated = out.truncated or limited
+    out.texts.extend(placed)
+
+    # Notes and footer, bottom-up.
+    y = height - margin
+    for line in reversed(id_lines):
+        out.texts.append(_Text(margin, y, small, line, "#444"))
+        y -= line_gap
+    for line in reversed(footer_lines):
+        out.texts.append(_Text(margin, y, small, line, "#000"))
+        y -= line_gap
+    notes = []
+    if measure.missing:
+        notes.append("未能显示 not drawn: " + " ".join(measure.missing))
+    if out.truncated:
+        notes.append(_MORE)
+    # One line each, in the room reserved below the QR code.
+    notes = notes[:round(reserve_notes / line_gap)]
+    for note in reversed(notes):
+        if measure.width(note, small) > full_width:
+            note = _ellipsize(note, full_width, measure.at(small))
+        out.texts.append(_Text(margin, y, small, note, _RED))
+        y -= line_gap
+    out.missing = measure.missing
+    return out
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def _png(card: _Card, layout: _Layout, font: tuple[str, int]) -> Any:
+    from PIL import Image, ImageDraw
+
+    from ecert.qr import to_image
+
+    image = Image.new("RGB", (layout.width, layout.height), "white")
+    draw = ImageDraw.Draw(image)
+    for x, y, w, h, fill, outline in layout.rects:
+        box = (round(x), round(y), round(x + w) - 1, round(y + h) - 1)
+        if outline:
+            draw.rectangle(box, fill=fill, outline=outline,
+                           width=max(2, layout.width // 250))
+        else:
+            draw.rectangle(box, fill=fill)
+    qr_x, qr_y, module = layout.qr
+    image.paste(to_image(card.qr, scale=module).convert("RGB"), (qr_x, qr_y))
+    for t in layout.texts:
+        draw.text((t.x, t.y), t.text, font=_font(font[0], font[1], t.size), fill=t.color,
+                  anchor=t.anchor)
+    return image
+
+
+def _svg(card: _Card, layout: _Layout, size: str) -> str:
+    width_mm, height_mm = SIZES[size]
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width_mm}mm" height="{height_mm}mm" '
+        f'viewBox="0 0 {layout.width} {layout.height}" font-family="{SVG_FONTS}">',
+    ]
+    for x, y, w, h, fill, outline in layout.rects:
+        stroke = (f' stroke={quoteattr(outline)} stroke-width="{max(2, layout.width // 250)}"'
+                  if outline else "")
+        out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
+                   f'fill={quoteattr(fill)}{stroke}/>')
+    for t in layout.texts:
+        anchor = "middle" if t.anchor == "ms" else "start"
+        out.append(f'<text x="{t.x:.1f}" y="{t.y:.1f}" font-size="{t.size}" '
+                   f'text-anchor="{anchor}" fill={quoteattr(t.color)}>{escape(t.text)}</text>')
+    qr_x, qr_y, module = layout.qr
+    modules = card.qr.modules + 8
     path = []
     for row_index, row in enumerate(card.qr.symbol.matrix_iter(scale=1, border=4)):
         for col, dark in enumerate(row):
             if dark:
                 path.append(f"M{col} {row_index}h1v1h-1z")
-    out.append(f'<g transform="translate({qr_x} {qr_y}) scale({module:.5f})">'
+    out.append(f'<g transform="translate({qr_x} {qr_y}) scale({module})">'
                f'<rect width="{modules}" height="{modules}" fill="#fff"/>'
                f'<path d="{"".join(path)}" fill="#000"/></g>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
 
-def _approx_width(text: str, size: int) -> float:
-    return sum(size if ord(c) > 0x2E7F else size * 0.55 for c in text)
-
-
-def render_png(card: _Card, font: tuple[str, int], scale: int = 1) -> Any:
-    """The card as a Pillow RGB image drawn with ``font`` (path, face index)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from ecert.qr import to_image
-
-    def f(size: int) -> ImageFont.FreeTypeFont:
-        return ImageFont.truetype(font[0], size * scale, index=font[1])
-
-    image = Image.new("RGB", (WIDTH * scale, HEIGHT * scale), "white")
-    draw = ImageDraw.Draw(image)
-    s = scale
-    draw.rounded_rectangle((4 * s, 4 * s, (WIDTH - 4) * s, (HEIGHT - 4) * s), radius=16 * s,
-                           outline="#8b1a1a", width=6 * s)
-    draw.text((WIDTH // 2 * s, (_MARGIN + 44) * s), card.title, font=f(52), fill="#8b1a1a",
-              anchor="ms")
-    y = _MARGIN + 120
-    draw.text((_MARGIN * s, y * s), card.holder, font=f(30), fill="black", anchor="ls")
-    y += 52
-    qr_x = WIDTH - _MARGIN - _QR_SIZE
-    body = f(22)
-    for label, value in card.rows:
-        lines = _wrap(f"{label}：{value}", (qr_x - 2 * _MARGIN) * s, body.getlength)
-        for line in lines[:2]:
-            draw.text((_MARGIN * s, y * s), line, font=body, fill="black", anchor="ls")
-            y += 32
-        y += 6
-    draw.text((_MARGIN * s, (HEIGHT - _MARGIN) * s), card.cert_id, font=f(16), fill="#444",
-              anchor="ls")
-    modules = card.qr.modules + 8
-    pixels = max(1, (_QR_SIZE * s) // modules)
-    qr_image = to_image(card.qr, scale=pixels).convert("RGB")
-    qr_y = (HEIGHT - _QR_SIZE) // 2 + 30
-    image.paste(qr_image, (qr_x * s, qr_y * s))
-    return image
-
-
 def write_card(cert: Certificate, cert_type: CertificateType, issuer: Agency, qr_token: str,
-               path: str | Path, *, ec: str = "Q", scale: int = 1) -> CardWritten:
-    """Write the card of a certificate as .svg or .png (by extension).
+               path: str | Path, *, ec: str = "Q", size: str = "id1", dpi: int = 300,
+               state: Standing | None = None, at: datetime | None = None,
+               allow_invalid: bool = False, verify_url: str | None = None,
+               font: tuple[str, int] | None = None,
+               tz: tzinfo | str = DEFAULT_TZ) -> CardWritten:
+    """Write the card of a certificate as .png or .svg (by extension).
 
-    ``qr_token`` is the certificate's signed QR token (:meth:`ecert.Registry.qr_token`,
-    which verifies the stored certificate before signing it).
+    ``qr_token`` is the certificate's signed QR token (:meth:`ecert.Registry.sign_qr`
+    gives it with ``state``, the certificate's :class:`ecert.qr.Standing` when signed;
+    without ``state`` it is judged at ``at``, by default now). A certificate that is not
+    valid raises :class:`ecert.CertificateNotValid` unless ``allow_invalid``, and is then
+    drawn with its status in a red band. ``size`` is ``id1`` or ``a5``; the PNG records
+    ``dpi``. ``verify_url`` is the region's verifier page (its base URL + ``/verify/``).
+    ``font`` (path, face) overrides :func:`find_cjk_font`. Dates are the days in ``tz``
+    (the registry's time zone: ``Region.tz``), where the holder reads them.
     """
     out = Path(path)
     kind = out.suffix.lower()
     if kind not in (".svg", ".png"):
         raise InputError(f"write the card to a .svg or .png file, not {out.name!r}",
                          code="invalid_output")
-    font = find_cjk_font() if kind == ".png" else None
-    if kind == ".png" and font is None:
-        raise CjkFontMissing(
-            "no CJK font to draw a PNG card: install fonts-noto-cjk (Debian/Ubuntu) or set "
-            "ECERT_CJK_FONT to a .ttf/.ttc with Chinese glyphs, or write an .svg card")
+    if size not in SIZES:
+        raise InputError(f"card size {size!r} is not one of {', '.join(SIZES)}",
+                         code="invalid_size")
+    if not _MIN_DPI <= dpi <= _MAX_DPI:
+        raise InputError(f"dpi {dpi} is not between {_MIN_DPI} and {_MAX_DPI}",
+                         code="invalid_dpi")
     if cert.type_code != cert_type.code or cert.agency_code != issuer.code:
         raise InputError("the type and issuer given are not the certificate's",
                          code="invalid_card")
-    card = _card(cert, cert_type, issuer, qr_token, ec)
+    if state is None:
+        state = standing(cert, at or datetime.now(UTC))
+    if state is not Standing.VALID and not allow_invalid:
+        raise refusal(cert.id, state)
+    chosen = font or find_cjk_font()
+    if chosen is None:
+        raise CjkFontMissing(
+            "no CJK font to draw the card: the font packaged with ecert is missing; "
+            "reinstall ecert or set ECERT_CJK_FONT to a .ttf/.otf/.ttc with Chinese glyphs")
+    where = zone(tz) if isinstance(tz, str) else tz
+    card = _card(cert, cert_type, issuer, qr_token, ec, state, verify_url, where)
+    layout = _layout(card, size, dpi, chosen)
     if kind == ".svg":
-        out.write_text(render_svg(card), "utf-8")
-    elif font is not None:
-        render_png(card, font, scale).save(out)
-    return CardWritten(out, card.qr.version, None if font is None else font[0])
+        out.write_text(_svg(card, layout, size), "utf-8")
+    else:
+        _png(card, layout, chosen).save(out, dpi=(dpi, dpi))
+    return CardWritten(out, card.qr.version, chosen[0], size, dpi, layout.width, layout.height,
+                       state, layout.truncated, tuple(layout.missing))
+

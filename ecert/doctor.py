@@ -32,6 +32,7 @@ from ecert._formats.jose import check_header, parse_compact, verify_signature
 from ecert._formats.statuslist import STATUS_LIST_TYP, read_status_list_payload
 from ecert._formats.trustlist import TrustList
 from ecert.errors import FormatError, TrustListError
+from ecert.models import Lease
 from ecert.trust import MAX_TRUST_LIST_BYTES, TrustAnchor, verify_trust_list
 
 __all__ = [
@@ -42,12 +43,16 @@ __all__ = [
     "Severity",
     "check_bundle",
     "check_home",
+    "check_lease",
     "check_verifier_state",
     "diagnose",
 ]
 
-#: Warn when a published trust list or status list expires within this many seconds.
-EXPIRY_WARNING_SECONDS = 86_400
+#: Warn when a published trust list or status list expires within this many seconds (at
+#: most half its lifetime). ``ecert publish --watch`` republishes when a third of the
+#: lifetime is left (eight hours of a day's status list), so under a working watcher this
+#: never fires; it fires when the watcher has been failing or stopped for hours.
+EXPIRY_WARNING_SECONDS = 6 * 3600
 #: Key-store entries that are secrets, not keys: no key row names them. This is the name
 #: the registry keeps its holder-pseudonym secret under (``<name>.p12``).
 DEFAULT_SECRET_NAMES = frozenset({"holder-pseudonym", "log-commitment"})
@@ -406,6 +411,31 @@ def check_bundle(
     return findings
 
 
+# -- the publication watcher -----------------------------------------------------------------
+
+
+def check_lease(lease: Lease | None, now: int | None = None) -> list[Finding]:
+    """Judge the registry's publication lease (``Registry.publication_lease()``).
+
+    Held and current: an ``ecert publish --watch`` runs (``info``). Held but expired: its
+    holder stopped renewing without releasing it — it crashed, was killed, or lost the
+    database — and nothing keeps the bundle fresh any more (``warning``). Nobody holding
+    it says nothing: publishing by hand or from cron is a choice, not a fault.
+    """
+    if lease is None:
+        return []
+    now = _now() if now is None else now
+    until = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(int(lease.expires_at.timestamp())))
+    where = f"{lease.host} (pid {lease.pid}) publishing to {lease.directory}"
+    if int(lease.expires_at.timestamp()) <= now:
+        return [Finding("publish_watcher_stopped", Severity.WARNING, lease.directory,
+                        f"the publish watcher on {where} stopped renewing its lease at "
+                        f"{until}: it crashed or lost the database; start it again "
+                        "(ecert publish DIR --watch)")]
+    return [Finding("publish_watcher", Severity.INFO, lease.directory,
+                    f"ecert publish --watch runs on {where}, lease until {until}")]
+
+
 def diagnose(
     home: str | Path | None,
     *,
@@ -415,13 +445,15 @@ def diagnose(
     active_kids: Collection[str] | None = None,
     extra: Iterable[Finding] = (),
     now: int | None = None,
+    warn_within: int = EXPIRY_WARNING_SECONDS,
 ) -> Report:
-    """Every check that applies: the home (keys, modes, verifier state) and the bundle."""
+    """Every check that applies: the home (keys, modes, verifier state) and the bundle
+    (warning when a document expires within ``warn_within`` seconds)."""
     findings = list(extra)
     if home is not None:
         findings += check_home(home, known_kids=known_kids, active_kids=active_kids)
         findings += check_verifier_state(home)
     if bundle is not None:
-        findings += check_bundle(bundle, anchor=anchor, now=now)
+        findings += check_bundle(bundle, anchor=anchor, now=now, warn_within=warn_within)
     return Report(tuple(findings))
 

@@ -20,13 +20,16 @@ raising variant and raises :class:`VerificationFailed`.
     │   └── InvalidTransition       e.g. reinstating a revoked certificate
     ├── AccessError                 the acting operator may not do this (CLI exit code 4)
     │   ├── NotAuthenticated        unknown or disabled operator, wrong passphrase or key
-    │   └── PermissionDenied        authenticated, but no role permits this action here
+    │   ├── PermissionDenied        authenticated, but no role permits this action here
+    │   └── LeaseHeld               another ``publish --watch`` holds the registry's lease
     ├── PendingApproval             not an error: the change awaits a second operator
     ├── KeyStoreError               missing key file or wrong passphrase
     ├── StorageError                database unreachable or registry not initialised
     │   └── Conflict                a concurrent change won; try again
     ├── FormatError                 a signed document or encoded value is malformed
     ├── RecordTampered              a stored record does not verify (CLI exit code 1)
+    ├── CertificateNotValid         a QR or card of a revoked, suspended, expired or
+    │                               not-yet-valid certificate was refused (CLI exit code 1)
     ├── TrustListError              a trust list or anchor cannot be accepted (``code`` says why)
     ├── PublishError                the bundle could not be written
     └── VerificationFailed          raised by ``verify_or_raise``; carries the result
@@ -42,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "AccessError",
     "AlreadyExists",
+    "CertificateNotValid",
     "ClaimsInvalid",
     "Conflict",
     "EcertError",
@@ -50,6 +54,7 @@ __all__ = [
     "InvalidCertificateId",
     "InvalidTransition",
     "KeyStoreError",
+    "LeaseHeld",
     "NotAuthenticated",
     "NotAuthorized",
     "NotFound",
@@ -140,6 +145,20 @@ class PermissionDenied(AccessError):
     code = "permission_denied"
 
 
+class LeaseHeld(AccessError):
+    """Another instance holds the registry's publication lease (``ecert publish --watch``).
+
+    ``lease`` is the :class:`ecert.models.Lease` found (who holds it, where, until when).
+    """
+
+    code = "lease_held"
+
+    def __init__(self, message: str, *, lease: Any = None) -> None:
+        super().__init__(message)
+        #: The :class:`ecert.models.Lease` held by the other instance.
+        self.lease = lease
+
+
 class PendingApproval(EcertError):
     """Nothing failed: the change was recorded as a request that another operator must
     approve (four-eyes). ``request`` describes it; nothing else changed yet."""
@@ -180,6 +199,20 @@ class RecordTampered(EcertError):
     """A record in the registry's storage does not verify (changed out of band)."""
 
     code = "record_tampered"
+
+
+class CertificateNotValid(EcertError):
+    """A QR code or card was refused: the certificate is not valid now.
+
+    ``standing`` says why (``revoked``, ``suspended``, ``expired`` or ``not_yet_valid``);
+    pass ``allow_invalid=True`` to produce it marked as such instead.
+    """
+
+    code = "certificate_not_valid"
+
+    def __init__(self, message: str, standing: str) -> None:
+        super().__init__(message)
+        self.standing = standing
 
 
 class TrustListError(EcertError):

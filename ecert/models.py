@@ -24,6 +24,7 @@ __all__ = [
     "RequestStatus",
     "RevocationReason",
     "Role",
+    "TypeWindow",
 ]
 
 
@@ -94,16 +95,48 @@ class CertificateType:
     version: int = 1
     validity_days: int | None = None
     qr_claims: tuple[str, ...] = ()
+    #: Catalog fields ecert itself does not interpret (kept with the type's version and
+    #: written back by ``catalog export``), e.g. ``holder_id_scheme``, ``holder_claims``.
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TypeWindow:
+    """When an agency may issue a type: from ``start`` (inclusive) until ``end`` (exclusive).
+
+    ``None`` is an open end. Certificates are judged by the window in force at their
+    issue time, so denying a type from a date on leaves what was issued before valid.
+    """
+
+    code: str
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def covers(self, at: datetime) -> bool:
+        """Whether a certificate issued at ``at`` falls inside the window."""
+        return (self.start is None or self.start <= at) and (self.end is None or at < self.end)
 
 
 @dataclass(frozen=True, slots=True)
 class Agency:
-    """An issuing agency and the types it may issue."""
+    """An issuing agency and the types it may issue.
+
+    ``types`` names every type the agency was ever given; a type with ``windows`` may be
+    issued only inside one of them, any other type without limit in time.
+    """
 
     code: str
     name: str
     uscc: str
     types: tuple[str, ...]
+    windows: tuple[TypeWindow, ...] = ()
+
+    def may_issue(self, type_code: str, at: datetime) -> bool:
+        """Whether the agency may issue ``type_code`` at ``at``."""
+        if type_code not in self.types:
+            return False
+        limits = [w for w in self.windows if w.code == type_code]
+        return not limits or any(w.covers(at) for w in limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +184,11 @@ class Certificate:
     type_version: int = 1
     revocation_reason: RevocationReason | None = None
     supersedes: str | None = None
+    #: When a scheduled revocation (a renewal's ``at_start``) takes effect; once that
+    #: instant passed, ``status`` reads revoked (reason ``superseded``).
+    revoke_at: datetime | None = None
+    #: The free-text reason given with the latest suspension or reinstatement.
+    status_note: str | None = None
 
 
 class Role(StrEnum):
@@ -245,3 +283,31 @@ class LogEntry:
     subject: str
     details: Mapping[str, Any]
     leaf: bytes = field(repr=False, default=b"")
+    #: The entry's free-text reason (kept by the registry; the log has its keyed hash).
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who holds a registry-wide lease (today only ``publish``: ``ecert publish --watch``).
+
+    ``holder`` is a random id per running instance; ``host`` and ``pid`` say where it
+    runs. The holder renews it every cycle; past ``expires_at`` (a crashed holder) anyone
+    may take it.
+    """
+
+    name: str
+    holder: str
+    host: str
+    pid: int
+    directory: str
+    acquired_at: datetime
+    renewed_at: datetime
+    expires_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``--json`` prints of a lease."""
+        return {"name": self.name, "holder": self.holder, "host": self.host, "pid": self.pid,
+                "directory": self.directory, "acquired_at": self.acquired_at.isoformat(),
+                "renewed_at": self.renewed_at.isoformat(),
+                "expires_at": self.expires_at.isoformat()}

@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ecert import _windows
 from ecert._authority import grants_from_json
 from ecert._formats import bundle as _bundle
 from ecert._formats import merkle, tiles
@@ -407,6 +408,10 @@ def _replay_json(r: Replay) -> dict[str, Any]:
         "root_rotations": list(r.root_rotations),
         "certificates": {c: [s.list, s.idx, s.agency, s.type, s.redacted]
                          for c, s in r.certificates.items()},
+        "scheduled": {str(list_id): {str(i): at for i, at in slots.items()}
+                      for list_id, slots in r.scheduled.items()},
+        "revoke_at": {c: s.revoke_at for c, s in r.certificates.items()
+                      if s.revoke_at is not None},
         "cosigned": {o: list(v) for o, v in r.cosigned.items()},
         "publications": len(r.publications),
         "findings": [f.to_json() for f in r.findings],
@@ -435,6 +440,11 @@ def _replay_from_json(v: Mapping[str, Any], statuses: dict[int, dict[int, int]])
     for c, (list_id, idx, agency, type_, redacted) in v["certificates"].items():
         r.certificates[c] = CertificateState(agency, type_, list_id, idx, "",
                                              statuses[list_id][idx], redacted)
+    # Scheduled revocations (absent from states written before renewals existed).
+    r.scheduled = {int(list_id): {int(i): int(at) for i, at in slots.items()}
+                   for list_id, slots in v.get("scheduled", {}).items()}
+    for c, at in v.get("revoke_at", {}).items():
+        r.certificates[c].revoke_at = int(at)
     r.cosigned = {o: (s, root) for o, (s, root) in v["cosigned"].items()}
     r.publications = [{} for _ in range(int(v["publications"]))]
     r.findings = [Finding(f["kind"], f["subject"], f["seq"], f["detail"])
@@ -635,6 +645,7 @@ class _Published:
     size: int  #: the log size it names
     root: str
     status_list: StatusList
+    issued_at: int = 0  #: its ``iat``: scheduled revocations due by then read invalid
 
 
 class Monitor:
@@ -853,7 +864,8 @@ class Monitor:
                 find(FindingKind.STATUS_LIST_INVALID, uri, None,
                      getattr(e, "message", str(e)))
                 continue
-            found.append(_Published(uri, list_id, size, root, token.status_list))
+            found.append(_Published(uri, list_id, size, root, token.status_list,
+                                    token.issued_at))
         return found
 
     @staticmethod
@@ -864,7 +876,7 @@ class Monitor:
             return
         lst = p.status_list
         expected = StatusList.filled(lst.size, lst.bits, INVALID)
-        slots = replay.statuses.get(p.list_id, {})
+        slots = replay.statuses_at(p.list_id, p.issued_at)
         for index, value in slots.items():
             if index >= lst.size:
                 find(FindingKind.STATUS_MISMATCH, f"{p.uri}#{index}", p.size,
@@ -899,8 +911,11 @@ class Monitor:
                      + "; proven but not published: " + (", ".join(missing) or "none"))
 
         differ("agencies",
-               {(a.code, a.name, a.uscc, tuple(a.types)) for a in trust_list.agencies},
-               {(c, a["name"], a["uscc"], tuple(a["types"])) for c, a in replay.agencies.items()})
+               {(a.code, a.name, a.uscc, tuple(a.types),
+                 tuple((w.code, (w.start, w.end)) for w in a.windows))
+                for a in trust_list.agencies},
+               {(c, a["name"], a["uscc"], *_published_agency(a))
+                for c, a in replay.agencies.items()})
         differ("types", {(t.code, t.version, t.name, t.national_type_code)
                          for t in trust_list.types},
                {(c, t.get("version"), t.get("name"), t.get("national_type_code"))
@@ -1005,3 +1020,6 @@ def _agreement_text(agreement: Agreement) -> str:
     return canonical_json(agreement.to_json()).decode("utf-8")
 
 
+def _published_agency(logged: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    unlimited, limited = _windows.published(logged)
+    return unlimited, tuple(limited)

@@ -9,15 +9,19 @@ unlike qrcode 8.2) and read back with zxing-cpp.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ecert._formats.qr import is_qr_text, unwrap, wrap
-from ecert.errors import InputError
+from ecert.errors import CertificateNotValid, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import segno
     from PIL import Image
+
+    from ecert.models import Certificate
 
 
 __all__ = [
@@ -25,11 +29,14 @@ __all__ = [
     "MAX_VERSION",
     "QrCode",
     "QrTooLarge",
+    "Standing",
     "decode_image",
     "decode_qr_image",
     "is_qr_text",
     "make_qr",
     "qr_text",
+    "refusal",
+    "standing",
     "to_image",
     "unwrap",
     "wrap",
@@ -60,6 +67,70 @@ class QrCode:
     def modules(self) -> int:
         """Modules per side (without the quiet zone)."""
         return 17 + 4 * self.version
+
+
+class Standing(StrEnum):
+    """Whether a certificate may be relied on at a given time, and if not, why."""
+
+    VALID = "valid"
+    REVOKED = "revoked"
+    SUSPENDED = "suspended"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+
+    @property
+    def label(self) -> str:
+        """How a card or a QR caption marks it: Chinese, then English."""
+        return _LABELS[self]
+
+
+_LABELS = {
+    Standing.VALID: "有效 VALID",
+    Standing.REVOKED: "已吊销 REVOKED",
+    Standing.SUSPENDED: "已暂停 SUSPENDED",
+    Standing.EXPIRED: "已过期 EXPIRED",
+    Standing.NOT_YET_VALID: "尚未生效 NOT YET VALID",
+}
+
+
+def standing(cert: Certificate, at: datetime) -> Standing:
+    """The standing of ``cert`` at ``at``: its registry status first (a revoked certificate
+    is revoked whatever its dates), then its validity period (``valid_until`` is the
+    first second it is no longer valid)."""
+    from ecert.models import CertificateStatus
+
+    if cert.status is CertificateStatus.REVOKED:
+        return Standing.REVOKED
+    if cert.revoke_at is not None and at >= cert.revoke_at:
+        return Standing.REVOKED  # a renewal's scheduled supersession has taken effect
+    if cert.status is CertificateStatus.SUSPENDED:
+        return Standing.SUSPENDED
+    if at < cert.valid_from:
+        return Standing.NOT_YET_VALID
+    if cert.valid_until is not None and at >= cert.valid_until:
+        return Standing.EXPIRED
+    return Standing.VALID
+
+
+_REFUSAL = {
+    Standing.REVOKED: (
+        "certificate {id} is revoked: no QR code or card is made; use --allow-invalid to "
+        "print it marked as such"),
+    Standing.SUSPENDED: (
+        "certificate {id} is suspended: no QR code or card is made; use --allow-invalid to "
+        "print it marked as such"),
+    Standing.EXPIRED: (
+        "certificate {id} has expired: no QR code or card is made; use --allow-invalid to "
+        "print it marked as such"),
+    Standing.NOT_YET_VALID: (
+        "certificate {id} is not valid yet: no QR code or card is made; use --allow-invalid to "
+        "print it marked as such"),
+}
+
+
+def refusal(cert_id: str, state: Standing) -> CertificateNotValid:
+    """The one-line error for a QR code or card of a certificate that is not valid."""
+    return CertificateNotValid(_REFUSAL[state].format(id=cert_id), state.value)
 
 
 def qr_text(qr_token: str) -> str:
@@ -94,8 +165,13 @@ def make_qr(text: str, *, ec: str = "Q", max_version: int = MAX_VERSION) -> QrCo
     return QrCode(text, version, level, symbol)
 
 
-def write_qr(code: QrCode, path: str | Path, *, scale: int = 8, border: int = 4) -> Path:
-    """Write ``code`` as PNG or SVG, chosen by the file extension."""
+def write_qr(code: QrCode, path: str | Path, *, scale: int = 8, border: int = 4,
+             caption: str | None = None) -> Path:
+    """Write ``code`` as PNG or SVG, chosen by the file extension.
+
+    ``caption`` (e.g. ``Standing.REVOKED.label``) is printed in red under the code, for a
+    QR of a certificate that is not valid: nobody should take it for a good one.
+    """
     out = Path(path)
     kind = out.suffix.lower()
     if kind not in (".png", ".svg"):
@@ -103,26 +179,67 @@ def write_qr(code: QrCode, path: str | Path, *, scale: int = 8, border: int = 4)
                          code="invalid_output")
     if not 1 <= scale <= 100:
         raise InputError("scale is 1 to 100 pixels per module", code="invalid_scale")
-    code.symbol.save(str(out), kind=kind[1:], scale=scale, border=border)
+    if caption is None:
+        code.symbol.save(str(out), kind=kind[1:], scale=scale, border=border)
+    elif kind == ".png":
+        _captioned_png(code, caption, scale, border).save(out)
+    else:
+        out.write_text(_captioned_svg(code, caption, scale, border), "utf-8")
     return out
+
+
+def _caption_height(side: int) -> int:
+    return max(24, side // 6)
+
+
+def _captioned_png(code: QrCode, caption: str, scale: int, border: int) -> Image.Image:
+    from PIL import Image, ImageDraw
+
+    from ecert.card import _font as card_font
+    from ecert.card import find_cjk_font
+
+    qr = to_image(code, scale=scale, border=border).convert("RGB")
+    band = _caption_height(qr.width)
+    image = Image.new("RGB", (qr.width, qr.height + band), "#c00000")
+    image.paste(qr, (0, 0))
+    font = find_cjk_font()
+    if font is not None:
+        face = card_font(font[0], font[1], int(band * 0.55))
+        while face.size > 8 and face.getlength(caption) > qr.width * 0.94:
+            face = card_font(font[0], font[1], face.size - 2)
+        ImageDraw.Draw(image).text((qr.width / 2, qr.height + band / 2), caption, font=face,
+                                   fill="white", anchor="mm")
+    return image
+
+
+def _captioned_svg(code: QrCode, caption: str, scale: int, border: int) -> str:
+    from xml.sax.saxutils import escape
+
+    side = (code.modules + 2 * border) * scale
+    band = _caption_height(side)
+    path = "".join(f"M{x} {y}h1v1h-1z"
+                   for y, row in enumerate(code.symbol.matrix_iter(scale=1, border=border))
+                   for x, dark in enumerate(row) if dark)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{side}" height="{side + band}" '
+            f'viewBox="0 0 {side} {side + band}">\n'
+            f'<rect width="{side}" height="{side}" fill="#fff"/>\n'
+            f'<path transform="scale({scale})" d="{path}" fill="#000"/>\n'
+            f'<rect y="{side}" width="{side}" height="{band}" fill="#c00000"/>\n'
+            f'<text x="{side / 2}" y="{side + band * 0.68:.1f}" font-size="{int(band * 0.5)}" '
+            'text-anchor="middle" fill="#fff" font-family="\'Noto Sans CJK SC\', '
+            f'\'Source Han Sans SC\', sans-serif">{escape(caption)}</text>\n</svg>\n')
 
 
 def to_image(code: QrCode, *, scale: int = 8, border: int = 4) -> Image.Image:
     """The code as a Pillow image (1 bit, black on white)."""
     from PIL import Image
 
-    size = (code.modules + 2 * border) * scale
-    image = Image.new("1", (size, size), 1)
-    pixels = image.load()
-    if pixels is None:  # pragma: no cover - a new in-memory image always loads
-        raise InputError("cannot draw the QR image")
-    for y, row in enumerate(code.symbol.matrix_iter(scale=1, border=border)):
-        for x, dark in enumerate(row):
-            if dark:
-                for dy in range(scale):
-                    for dx in range(scale):
-                        pixels[x * scale + dx, y * scale + dy] = 0
-    return image
+    side = code.modules + 2 * border
+    # One pixel per module, then scaled up without smoothing: fast at any size.
+    small = Image.new("1", (side, side), 1)
+    small.putdata([0 if dark else 1
+                   for row in code.symbol.matrix_iter(scale=1, border=border) for dark in row])
+    return small.resize((side * scale, side * scale), Image.Resampling.NEAREST)
 
 
 def decode_image(image: str | Path | Any) -> list[str]:

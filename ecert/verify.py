@@ -110,6 +110,8 @@ class ErrorCode(StrEnum):
     ISSUER_MISMATCH = "issuer_mismatch"
     REGION_MISMATCH = "region_mismatch"
     TYPE_NOT_AUTHORIZED = "type_not_authorized"
+    #: The agency may issue the type, but not at the certificate's issue time (denied).
+    TYPE_NOT_AUTHORIZED_AT_IAT = "type_not_authorized_at_iat"
     BAD_CERTIFICATE_ID = "bad_certificate_id"
     KEY_NOT_VALID_AT_IAT = "key_not_valid_at_iat"
     KEY_COMPROMISED = "key_compromised"
@@ -341,7 +343,7 @@ class _RegionTrust:
         # Ids each agency may issue, by type: prefix and check-character state precomputed.
         self.id_prefixes: dict[tuple[str, str], CertificateIdPrefix] = {}
         for agency in trust_list.agencies:
-            for type_code in agency.types:
+            for type_code in agency.type_codes:
                 type_entry = self.types.get(type_code)
                 if type_entry is None:
                     continue
@@ -371,9 +373,10 @@ class _RegionTrust:
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.REGION_MISMATCH,
                            f"region {claims.region!r} is not {region!r}")
         type_entry = self.types.get(claims.vct)
-        if claims.vct not in agency.types or type_entry is None:
+        if not agency.authorizes(claims.vct) or type_entry is None:
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.TYPE_NOT_AUTHORIZED,
                            f"agency {agency.code} is not authorized to issue {claims.vct}")
+        _check_window(agency, claims.vct, claims.iat)
         if not 1 <= claims.vct_version <= type_entry.version:
             raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CLAIMS,
                            f"type version {claims.vct_version} of {claims.vct} is unknown")
@@ -827,13 +830,22 @@ class Verifier:
         self._foreign.clear()  # agreements may have changed
 
 
+def _check_window(agency: TrustedAgency, type_code: str, issued_at: int) -> None:
+    """Judge a certificate by the agency's window for its type in force at its ``iat``."""
+    if not agency.authorizes(type_code, issued_at):
+        raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.TYPE_NOT_AUTHORIZED_AT_IAT,
+                       f"agency {agency.code} was not authorized to issue {type_code} when "
+                       "this certificate was issued")
+
+
 def _qr_claims(qr: _qr.QrClaims, agency: TrustedAgency, region: _RegionTrust
                ) -> CertificateClaims:
     """The certificate claims a QR token states, ids and URIs rebuilt from the trust list."""
     type_entry = region.types.get(qr.vct)
-    if type_entry is None or qr.vct not in agency.types:
+    if type_entry is None or not agency.authorizes(qr.vct):
         raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.TYPE_NOT_AUTHORIZED,
                        f"agency {agency.code} is not authorized to issue {qr.vct}")
+    _check_window(agency, qr.vct, qr.iat)
     if qr.signed_at < qr.iat:
         raise FormatError("QR signed before its certificate was issued", code="bad_claims")
     try:

@@ -41,9 +41,32 @@ _JSON_KEY = "ecert.json"
 
 @dataclass(frozen=True)
 class Runtime:
-    """What the composition root injects: the clock (tests pass ``obj=Runtime(clock)``)."""
+    """What the composition root injects: the clock (tests pass ``obj=Runtime(clock)``),
+    and how ``publish --watch`` waits (None: real time, woken by SIGTERM or Ctrl-C)."""
 
     clock: ecert.Clock = system_clock
+    sleep: Callable[[float], None] | None = None
+
+
+def env_secret(name: str) -> str | None:
+    """A secret from the environment: ``NAME`` itself, or the file ``NAME_FILE`` names
+    (e.g. a systemd credential, ``%d/passphrase``), without its final line break."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    path = os.environ.get(f"{name}_FILE")
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(64 * 1024)
+    except (OSError, UnicodeDecodeError) as e:
+        raise input_error("cannot read {name}_FILE {path}: {why}", name=name, path=path,
+                          why=getattr(e, "strerror", None) or e) from e
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise input_error("{name}_FILE {path} is empty", name=name, path=path)
+    return text
 
 
 @dataclass
@@ -54,10 +77,12 @@ class Settings:
     database_url: str | None
     operator: str | None
     clock: ecert.Clock = system_clock
+    sleep: Callable[[float], None] | None = None
 
     def operator_passphrase(self, *, confirm: bool = False, name: str | None = None) -> str:
-        """ECERT_OPERATOR_PASSPHRASE, or a prompt when a person is at the terminal."""
-        value = os.environ.get("ECERT_OPERATOR_PASSPHRASE")
+        """ECERT_OPERATOR_PASSPHRASE (or the file ECERT_OPERATOR_PASSPHRASE_FILE names),
+        or a prompt when a person is at the terminal."""
+        value = env_secret("ECERT_OPERATOR_PASSPHRASE")
         if value:
             return value
         who = name or self.operator or _("the operator")
@@ -77,8 +102,9 @@ class Settings:
         return ecert.OperatorCredential(self.operator, passphrase=self.operator_passphrase)
 
     def passphrase(self, *, confirm: bool = False) -> str:
-        """ECERT_PASSPHRASE, or a prompt when a person is at the terminal."""
-        value = os.environ.get("ECERT_PASSPHRASE")
+        """ECERT_PASSPHRASE (or the file ECERT_PASSPHRASE_FILE names), or a prompt when a
+        person is at the terminal."""
+        value = env_secret("ECERT_PASSPHRASE")
         if value:
             return value
         if sys.stdin.isatty():
@@ -307,7 +333,7 @@ class EcertGroup(TranslatedCommand, click.Group):
             sys.exit(EXIT_OK)
         except ecert.AccessError as e:
             fail(error_text(e), e.code, EXIT_DENIED, english=english_text(e))
-        except ecert.RecordTampered as e:
+        except (ecert.RecordTampered, ecert.CertificateNotValid) as e:
             fail(error_text(e, first_line=False), e.code, EXIT_NOT_VALID,
                  english=english_text(e, first_line=False))
         except ecert.EcertError as e:
@@ -351,7 +377,7 @@ def cli(ctx: click.Context, home: Path, database_url: str | None, operator: str 
     """
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime()
     ctx.obj = Settings(home=home, database_url=database_url or None, operator=operator,
-                       clock=runtime.clock)
+                       clock=runtime.clock, sleep=runtime.sleep)
 
 
 def run(sigint: Any = signal.default_int_handler) -> None:

@@ -11,6 +11,7 @@ import ecert
 from ecert._formats.bundle import ANCHOR_FILE
 from ecert_cli._app import EXIT_NOT_VALID, cli, emit, input_error, json_option, settings
 from ecert_cli._i18n import _
+from ecert_cli._paging import emit_page, page_options
 from ecert_cli._render import fmt, local_time, safe, say
 
 
@@ -47,32 +48,38 @@ def audit_verify(bundle: Path | None) -> None:
 @click.argument("cert_id", metavar="ID", required=False)
 @click.option("--holder-id", default=None,
               help="Every certificate of this holder (found through the keyed pseudonym).")
+@page_options()
 @json_option
-def audit_history(cert_id: str | None, holder_id: str | None) -> None:
-    """Who did what to certificate ID (or to every certificate of a holder), when, with
-    inclusion proofs."""
+def audit_history(cert_id: str | None, holder_id: str | None, limit: int,
+                  after: str | None) -> None:
+    """Who did what to certificate ID (or to every certificate of a holder, a page of
+    certificates at a time), when, with inclusion proofs."""
     if (cert_id is None) == (holder_id is None):
         raise input_error("give a certificate ID or --holder-id, not both")
     with settings().open_registry() as registry:
-        ids = [cert_id] if cert_id is not None else [
-            c.id for c in registry.find(holder_id=holder_id, limit=10_000)]
-        found = [registry.history(i) for i in ids]
+        if cert_id is not None:
+            page = ecert.Page((registry.history(cert_id),), False, None)
+        else:
+            certs = registry.find_page(holder_id=holder_id, limit=limit, after=after)
+            page = ecert.Page(tuple(registry.history(c.id) for c in certs.items), certs.more,
+                              certs.next)
 
     def human() -> None:
-        if not found:
+        if not page.items:
             say("no certificates of that holder")
-        for one in found:
+        for one in page.items:
             say("{subject}  (published as {commitment})", subject=one.subject,
                 commitment=one.commitment)
             for e in one.entries:
                 proven = _("proven") if e.seq in one.proofs else _("not yet in a checkpoint")
+                note = f"  ({safe(e.note)})" if e.note else ""
                 click.echo(f"{e.seq:>6}  {local_time(e.at)}  {safe(e.operator):<12} "
-                           f"{e.action:<22} {proven}")
+                           f"{e.action:<22} {proven}{note}")
 
     if cert_id is not None:
-        emit(found[0].to_json(), human)
+        emit(page.items[0].to_json(), human)
     else:
-        emit({"certificates": [h.to_json() for h in found]}, human)
+        emit_page(page, lambda h: h.to_json(), human)
 
 
 @audit_group.command("prove")

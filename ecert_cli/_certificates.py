@@ -10,12 +10,14 @@ import ecert
 from ecert_cli._app import cli, emit, input_error, json_option, settings
 from ecert_cli._catalog import read_json_file
 from ecert_cli._i18n import N_
+from ecert_cli._paging import emit_page, page_options
 from ecert_cli._render import (
     certificate_json,
     certificate_row,
     day_instant,
     fmt,
     label,
+    local_time,
     pgettext,
     print_certificate,
     say,
@@ -91,28 +93,31 @@ def show(cert_id: str, token_only: bool) -> None:
 
 @cli.command("list")
 @click.option("--holder-id", default=None, help="Only this holder's certificates.")
+@click.option("--name", default=None, metavar="TEXT",
+              help="Only holders whose name starts with TEXT (as typed).")
 @click.option("--type", "type_code", default=None, help="Only this type.")
 @click.option("--agency", "agency_code", default=None, help="Only this agency's.")
 @click.option("--kid", default=None, help="Only those signed with this key.")
 @click.option("--status", type=click.Choice([s.value for s in ecert.CertificateStatus]),
-              default=None, help="Only this status.")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
-@click.option("--offset", type=click.IntRange(min=0), default=0)
+              default=None, help="Only this status (as in effect now).")
+@page_options()
 @json_option
-def list_certificates(holder_id: str | None, type_code: str | None, agency_code: str | None,
-                      kid: str | None, status: str | None, limit: int, offset: int) -> None:
+def list_certificates(holder_id: str | None, name: str | None, type_code: str | None,
+                      agency_code: str | None, kid: str | None, status: str | None,
+                      limit: int, after: str | None) -> None:
     """List certificates, oldest first."""
     with settings().open_registry() as registry:
-        certs = registry.find(holder_id=holder_id, type_code=type_code, status=status,
-                              agency_code=agency_code, kid=kid, limit=limit, offset=offset)
+        page = registry.find_page(holder_id=holder_id, name=name, type_code=type_code,
+                                  status=status, agency_code=agency_code, kid=kid,
+                                  limit=limit, after=after)
 
     def human() -> None:
-        if not certs:
+        if not page.items:
             say("no certificates match")
-        for cert in certs:
+        for cert in page.items:
             click.echo(certificate_row(cert))
 
-    emit([certificate_json(c, token=False) for c in certs], human)
+    emit_page(page, lambda c: certificate_json(c, token=False), human)
 
 
 def _status_change(message: str, cert: ecert.Certificate) -> None:
@@ -136,24 +141,105 @@ def revoke(cert_id: str, reason: str) -> None:
 
 @cli.command("suspend")
 @click.argument("cert_id", metavar="ID")
+@click.option("--reason", default=None, metavar="TEXT",
+              help="Why (kept with the certificate and in its history).")
 @json_option
-def suspend(cert_id: str) -> None:
+def suspend(cert_id: str, reason: str | None) -> None:
     """Suspend certificate ID until it is reinstated."""
     with settings().open_registry() as registry:
         _status_change(
             N_("suspended {id}: now {status}; run 'ecert publish' so verifiers see it"),
-            registry.suspend(cert_id))
+            registry.suspend(cert_id, reason=reason))
 
 
 @cli.command("reinstate")
 @click.argument("cert_id", metavar="ID")
+@click.option("--reason", default=None, metavar="TEXT",
+              help="Why (kept with the certificate and in its history).")
 @json_option
-def reinstate(cert_id: str) -> None:
+def reinstate(cert_id: str, reason: str | None) -> None:
     """Lift the suspension of certificate ID."""
     with settings().open_registry() as registry:
         _status_change(
             N_("reinstated {id}: now {status}; run 'ecert publish' so verifiers see it"),
-            registry.reinstate(cert_id))
+            registry.reinstate(cert_id, reason=reason))
+
+
+def _read_patch(path: str | None) -> dict[str, object] | None:
+    if path is None:
+        return None
+    patch = read_json_file(path)
+    if not isinstance(patch, dict):
+        raise input_error("{file} must hold a JSON object (an RFC 7396 merge patch)",
+                          file=path)
+    return patch
+
+
+def _parse_from(value: str | None) -> datetime | None:
+    """A typed start: a date means its first second in the registry's zone (call it once
+    the registry is open)."""
+    return day_instant(_parse_until(value, "--valid-from"), end=False)
+
+
+def _replaced(message: str, new: ecert.Certificate, old: ecert.Certificate) -> None:
+    def human() -> None:
+        say(message, old=old.id, new=new.id)
+        print_certificate(new, claims=False)
+        if old.revoke_at is not None and old.status is ecert.CertificateStatus.VALID:
+            say("{id} stays valid until {at}, then is revoked (superseded)", id=old.id,
+                at=local_time(old.revoke_at))
+        else:
+            say("{id} is now revoked (superseded)", id=old.id)
+        say("run 'ecert publish' so verifiers see both")
+
+    emit({"certificate": certificate_json(new),
+          "replaced": certificate_json(old, token=False)}, human)
+
+
+@cli.command("renew")
+@click.argument("cert_id", metavar="ID")
+@click.option("--valid-from", default=None, metavar="DATE",
+              help="First valid day of the successor (YYYY-MM-DD, from its start in the "
+                   "registry's time zone); default now.")
+@click.option("--valid-until", default=None, metavar="DATE",
+              help="Last valid day of the successor (YYYY-MM-DD, through its end in the "
+                   "registry's time zone); default from the type.")
+@click.option("--claims-patch", "patch_file", default=None, metavar="FILE",
+              help="RFC 7396 JSON merge patch applied to the stored claims.")
+@click.option("--at-start", is_flag=True,
+              help="Revoke ID at the successor's start instead of at once.")
+@json_option
+def renew(cert_id: str, valid_from: str | None, valid_until: str | None,
+          patch_file: str | None, at_start: bool) -> None:
+    """Issue the successor of certificate ID from its stored claims and revoke ID
+    (reason superseded), in one step."""
+    patch = _read_patch(patch_file)
+    with settings().open_registry() as registry:
+        new, old = registry.renew(
+            cert_id, valid_from=_parse_from(valid_from),
+            valid_until=day_instant(_parse_until(valid_until), end=True), claims_patch=patch,
+            at_start=at_start)
+    _replaced(N_("renewed {old}: successor {new}"), new, old)
+
+
+@cli.command("reissue")
+@click.argument("cert_id", metavar="ID")
+@click.option("--claims-patch", "patch_file", required=True, metavar="FILE",
+              help="RFC 7396 JSON merge patch applied to the stored claims.")
+@click.option("--valid-from", default=None, metavar="DATE",
+              help="First valid day of the successor (YYYY-MM-DD, from its start in the "
+                   "registry's time zone); default now.")
+@click.option("--at-start", is_flag=True,
+              help="Revoke ID at the successor's start instead of at once.")
+@json_option
+def reissue(cert_id: str, patch_file: str, valid_from: str | None, at_start: bool) -> None:
+    """Issue a corrected successor of certificate ID (same end of validity) and revoke ID
+    (reason superseded), in one step."""
+    patch = _read_patch(patch_file)
+    with settings().open_registry() as registry:
+        new, old = registry.reissue(cert_id, claims_patch=patch or {},
+                                    valid_from=_parse_from(valid_from), at_start=at_start)
+    _replaced(N_("reissued {old}: successor {new}"), new, old)
 
 
 @cli.command("redact")

@@ -9,9 +9,11 @@ from pathlib import Path
 import click
 
 import ecert
+from ecert._pagination import page_in_memory
 from ecert_cli._app import cli, emit, input_error, json_option, settings
 from ecert_cli._i18n import _
-from ecert_cli._render import fmt, local_time, safe
+from ecert_cli._paging import emit_page, page_options
+from ecert_cli._render import fmt, local_time, safe, say
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -109,18 +111,19 @@ def operator_add(name: str, roles: tuple[str, ...], agencies: tuple[str, ...],
 
 
 @operator_group.command("list")
+@page_options()
 @json_option
-def operator_list() -> None:
-    """List operators with their roles."""
+def operator_list(limit: int, after: str | None) -> None:
+    """List operators with their roles, by name."""
     with settings().open_registry() as registry:
-        ops = registry.operators()
+        page = page_in_memory(registry.operators(), limit, after, lambda o: (o.name,), (str,))
 
     def human() -> None:
-        for op in ops:
+        for op in page.items:
             state = "" if op.active else "  " + _("[disabled]")
             click.echo(f"{safe(op.name):<20} {safe(_describe(op))}{state}")
 
-    emit([operator_json(o) for o in ops], human)
+    emit_page(page, operator_json, human)
 
 
 @operator_group.command("whoami")
@@ -220,17 +223,25 @@ def policy_set(action: str, approvals: int, type_code: str | None) -> None:
 
 
 @policy_group.command("list")
+@page_options()
 @json_option
-def policy_list() -> None:
+def policy_list(limit: int, after: str | None) -> None:
     """List four-eyes policies."""
     with settings().open_registry() as registry:
         found = registry.policies()
-    emit([{"action": a, "type": t or None, "approvals": n} for (a, t), n in sorted(found.items())],
-         "\n".join(fmt("{action} of {type}: {approvals} operators", action=a, type=t,
-                       approvals=n) if t else
-                   fmt("{action}: {approvals} operators", action=a, approvals=n)
-                   for (a, t), n in sorted(found.items()))
-         or _("no policies: one operator suffices for everything"))
+    page = page_in_memory(list(found.items()), limit, after, lambda p: p[0], (str, str))
+
+    def human() -> None:
+        if not page.items:
+            say("no policies: one operator suffices for everything")
+        for (a, t), n in page.items:
+            if t:
+                say("{action} of {type}: {approvals} operators", action=a, type=t, approvals=n)
+            else:
+                say("{action}: {approvals} operators", action=a, approvals=n)
+
+    emit_page(page, lambda p: {"action": p[0][0], "type": p[0][1] or None,
+                               "approvals": p[1]}, human)
 
 
 def request_line(r: ecert.ApprovalRequest) -> str:
@@ -243,14 +254,17 @@ def request_line(r: ecert.ApprovalRequest) -> str:
 
 @cli.command("requests")
 @click.option("--pending", is_flag=True, help="Only requests still waiting.")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@page_options()
 @json_option
-def requests_command(pending: bool, limit: int) -> None:
+def requests_command(pending: bool, limit: int, after: str | None) -> None:
     """List four-eyes requests, newest first."""
     with settings().open_registry() as registry:
-        found = registry.requests(pending=pending, limit=limit)
-    emit([r.to_json() for r in found],
-         "\n".join(request_line(r) for r in found) or _("no requests"))
+        page = registry.requests_page(pending=pending, limit=limit, after=after)
+
+    def human() -> None:
+        click.echo("\n".join(request_line(r) for r in page.items) or _("no requests"))
+
+    emit_page(page, lambda r: r.to_json(), human)
 
 
 @cli.command("approve")

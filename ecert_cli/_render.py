@@ -172,6 +172,8 @@ def certificate_json(cert: ecert.Certificate, *, token: bool = True) -> dict[str
         "status_list": {"uri": cert.status_list_uri, "idx": cert.status_index},
         "kid": cert.kid,
         "supersedes": cert.supersedes,
+        "revoke_at": _when(cert.revoke_at),
+        "status_note": cert.status_note,
         "claims": dict(cert.claims),
     }
     if token:
@@ -217,14 +219,60 @@ def print_certificate(cert: ecert.Certificate, *, claims: bool = True) -> None:
                                          end=until)),
         (pgettext("label", "status"), status),
     ]
+    if cert.revoke_at is not None and cert.status is not ecert.CertificateStatus.REVOKED:
+        rows.append((pgettext("label", "revocation"),
+                     fmt("scheduled at {when} (superseded)", when=local_time(cert.revoke_at))))
+    if cert.status_note:
+        rows.append((pgettext("label", "reason"), safe(cert.status_note)))
     if cert.supersedes:
         rows.append((pgettext("label", "supersedes"), safe(cert.supersedes)))
     for name, value in rows:
         click.echo(f"{label(name)}{value}")
     if claims:
         click.echo(label(pgettext("label", "claims"), 0).rstrip())
-        for name, value in cert.claims.items():
-            click.echo(f"  {safe(name)}: {safe(value) if value is not None else '-'}")
+        for line in claim_lines(cert.claims, indent=1):
+            click.echo(line)
+
+
+def claim_lines(value: Any, indent: int = 0) -> list[str]:
+    """Claims as indented lines: objects as ``name: value`` (nested ones indented
+    below their name), arrays as ``- item`` lines; text escaped so it cannot fake a line."""
+    pad = "  " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        if not value:
+            return [f"{pad}{{}}"]
+        for name, item in value.items():
+            label = f"{pad}{safe(str(name))}:"
+            if isinstance(item, dict | list) and item:
+                lines.append(label)
+                lines.extend(claim_lines(item, indent + 1))
+            else:
+                lines.append(f"{label} {_scalar(item)}")
+        return lines
+    if isinstance(value, list):
+        if not value:
+            return [f"{pad}[]"]
+        for item in value:
+            if isinstance(item, dict | list) and item:
+                nested = claim_lines(item, indent + 1)
+                # The first line of a nested member follows the dash.
+                lines.append(f"{pad}- {nested[0].lstrip()}")
+                lines.extend(nested[1:])
+            else:
+                lines.append(f"{pad}- {_scalar(item)}")
+        return lines
+    return [f"{pad}{_scalar(value)}"]
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return _("yes") if value else _("no")
+    if isinstance(value, dict | list):
+        return "{}" if isinstance(value, dict) else "[]"
+    return safe(str(value))
 
 
 def certificate_row(cert: ecert.Certificate) -> str:
@@ -239,8 +287,12 @@ def type_json(value: ecert.CertificateType) -> dict[str, Any]:
 
 
 def agency_json(value: ecert.Agency, keys: list[ecert.KeyInfo]) -> dict[str, Any]:
-    return {"code": value.code, "name": value.name, "uscc": value.uscc,
+    data = {"code": value.code, "name": value.name, "uscc": value.uscc,
             "types": list(value.types), "keys": [key_json(k) for k in keys]}
+    if value.windows:  # types given only for a time
+        data["type_windows"] = [{"code": w.code, "from": _when(w.start),
+                                 "until": _when(w.end)} for w in value.windows]
+    return data
 
 
 def key_json(key: ecert.KeyInfo) -> dict[str, Any]:

@@ -9,8 +9,10 @@ from pathlib import Path
 import click
 
 import ecert
+from ecert._clock import now_seconds
 from ecert._state import STATE_FILE, TrustState
 from ecert.mirror import sync
+from ecert.registry._recognition import national_code_mismatches
 from ecert.trust import fetch_trust_list
 from ecert_cli._app import cli, emit, input_error, json_mode, json_option, settings
 from ecert_cli._i18n import _, ngettext
@@ -64,10 +66,16 @@ def _parse_maps(maps: tuple[str, ...]) -> dict[str, str]:
 @click.option("--their-bundle", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Read their trust list from this bundle, not their URL.")
 @click.option("--until", default=None, metavar="DATE", help="Last day the agreement holds.")
+@click.option("--force", is_flag=True,
+              help="Map types whose national type codes differ (refused otherwise).")
 @json_option
 def recognize(region: str, anchor_file: Path, maps: tuple[str, ...], auto: bool,
-              their_bundle: Path | None, until: str | None) -> None:
-    """Recognize REGION's certificates for the mapped types (effective at next publish)."""
+              their_bundle: Path | None, until: str | None, force: bool) -> None:
+    """Recognize REGION's certificates for the mapped types (effective at next publish).
+
+    Their verified trust list (from their URL, or --their-bundle) must list every type
+    mapped, and each pair must carry the same national type code unless --force.
+    """
     anchor = ecert.TrustAnchor.load(anchor_file)
     if anchor.region != region.upper():
         raise input_error("the anchor is for region {anchor_region}, not {region}",
@@ -80,21 +88,36 @@ def recognize(region: str, anchor_file: Path, maps: tuple[str, ...], auto: bool,
         except ValueError as e:
             raise input_error("{option} {value} is not a date (YYYY-MM-DD)", option="--until",
                               value=repr(until)) from e
-    with settings().open_registry() as registry:
-        if auto:
-            theirs = fetch_trust_list(anchor, bundle=their_bundle)
-            for code, ours in registry.suggest_mapping(theirs).items():
-                mapping.setdefault(code, ours)
+    s = settings()
+    with s.open_registry() as registry:
+        theirs = None
+        differ: list[dict[str, str]] = []
+        if (mapping or auto) and anchor.region != registry.region.code:
+            theirs = fetch_trust_list(anchor, bundle=their_bundle, now=now_seconds(s.clock))
+        if theirs is not None:
+            if auto:
+                for code, ours in registry.suggest_mapping(theirs).items():
+                    mapping.setdefault(code, ours)
+            differ = national_code_mismatches(
+                mapping, {t.code: t.national_type_code for t in theirs.types},
+                {t.code: t.national_type_code for t in registry.types()})
         from ecert_cli._render import day_instant
 
-        agreement = registry.recognize(anchor, mapping,
-                                       valid_until=day_instant(end, end=True))
+        agreement = registry.recognize(anchor, mapping, valid_until=day_instant(end, end=True),
+                                       theirs=theirs, force=force)
     emit({"region": agreement.region, "root_kid": agreement.root_jwk["kid"],
-          "types": dict(agreement.types), "valid_until": agreement.valid_until},
+          "types": dict(agreement.types), "valid_until": agreement.valid_until,
+          "national_codes_differ": differ},
          fmt("{region} now recognizes {other}: {types}; run 'ecert publish' to put it in the "
              "trust list", region=registry.region.code, other=agreement.region,
              types=", ".join(fmt("{theirs} as {ours}", theirs=t, ours=o)
                              for t, o in agreement.types.items())))
+    for d in differ:  # only reached with --force
+        click.echo(fmt("warning: {region}'s {theirs} ({their_code}) is accepted as our {ours} "
+                       "({our_code}) although their national type codes differ",
+                       region=agreement.region, theirs=d["theirs"],
+                       their_code=d["their_national_code"], ours=d["ours"],
+                       our_code=d["our_national_code"]), err=True)
 
 
 @trust_group.command("withdraw")

@@ -196,6 +196,12 @@ def shared_published(golden: Golden, golden_registry: ecert.Registry) -> Iterato
 
 
 @pytest.fixture
+def shared_qr(golden: Golden) -> tuple[str, str]:
+    """The golden licence's QR tokens (short, full), signed when the golden was built."""
+    return golden.qr_tokens
+
+
+@pytest.fixture
 def published_copy(shared_published: Published, tmp_path: Path) -> Published:
     """The shared golden registry and licence (read only) with a copy of the bundle in
     ``tmp_path / 'bundle'`` that the test may change."""

@@ -154,14 +154,14 @@ def test_commands_need_an_initialised_registry(run: Cli) -> None:
 def test_type_add_from_sample_schema_files_and_list(run: Cli) -> None:
     init(run)
     assert "no types yet" in run.ok("type", "list").stdout
-    assert run.json("type", "list") == []
+    assert run.items("type", "list") == []
     out = run.json(*type_args(BL))
     assert out == {"code": BL, "version": 1, "name": "营业执照",
                    "national_type_code": "11100000MB0143028R001", "validity_days": 3650,
                    "qr_claims": CATALOG[BL]["qr_claims"]}
     result = run.ok(*type_args(PQ))
     assert f"added type {PQ}" in result.stdout
-    listed = run.json("type", "list")
+    listed = run.items("type", "list")
     assert [t["code"] for t in listed] == sorted([BL, PQ])
     assert {t["code"]: t["validity_days"] for t in listed} == {BL: 3650, PQ: None}
     human = run.ok("type", "list").stdout
@@ -195,7 +195,7 @@ def test_type_add_errors(run: Cli, tmp_path: Path) -> None:
         assert bad[:18] in message
     run.fails("type", "add", "x.t", "--name", "x", "--schema", schema,
               "--national-code", national, "--validity-days", "0")
-    assert run.json("type", "list") == []
+    assert run.items("type", "list") == []
 
 
 def test_agency_add_list_rotate_key(run: Cli) -> None:
@@ -229,7 +229,7 @@ def test_agency_add_list_rotate_key(run: Cli) -> None:
     assert rotated["status"] == "active"
     assert "gd-nope" in run.fails("agency", "rotate-key", "gd-nope")
 
-    listed = {a["code"]: a for a in run.json("agency", "list")}
+    listed = {a["code"]: a for a in run.items("agency", "list")}
     assert set(listed) == {"gd-amr", "gd-ed"}
     keys = {k["kid"]: k["status"] for k in listed["gd-amr"]["keys"]}
     assert keys[rotated["kid"]] == "active"
@@ -278,7 +278,7 @@ def test_issue_claims_from_stdin(gd: Cli) -> None:
     ecert.CertificateId.parse(out["id"])
     assert "not valid JSON" in gd.fails(*base, input="{nope")
     assert "JSON object" in gd.fails(*base, input="[1]")
-    assert len(gd.json("list")) == 1
+    assert len(gd.items("list")) == 1
 
 
 def test_issue_claims_violating_the_schema(gd: Cli, tmp_path: Path) -> None:
@@ -294,7 +294,7 @@ def test_issue_claims_violating_the_schema(gd: Cli, tmp_path: Path) -> None:
         message = gd.fails("issue", "--type", BL, "--agency", "gd-amr", "--holder-id",
                            BL_CLAIMS["uscc"], "--holder-name", "x", "--claims", path)
         assert json_path in message, (json_path, message)
-    assert gd.json("list") == []
+    assert gd.items("list") == []
 
 
 def test_issue_input_errors(gd: Cli, tmp_path: Path) -> None:
@@ -319,7 +319,7 @@ def test_issue_input_errors(gd: Cli, tmp_path: Path) -> None:
     gd.fails(*base, "--type", BL, "--agency", "gd-amr", "--claims", claims,
              "--valid-until", "2020-01-01")
     gd.fails("issue", "--type", BL)  # missing required options
-    assert gd.json("list") == []
+    assert gd.items("list") == []
 
 
 def test_valid_until_is_reflected_in_show_json(gd: Cli, tmp_path: Path) -> None:
@@ -371,7 +371,7 @@ def test_list_with_filters(gd: Cli, tmp_path: Path) -> None:
     gd.ok("suspend", other_holder["id"])
 
     def ids(*args: str) -> list[str]:
-        rows = gd.json("list", *args)
+        rows = gd.items("list", *args)
         assert all("token" not in row for row in rows)
         return [row["id"] for row in rows]
 
@@ -385,7 +385,14 @@ def test_list_with_filters(gd: Cli, tmp_path: Path) -> None:
     assert ids("--status", "suspended") == [other_holder["id"]]
     assert ids("--status", "valid", "--type", BL) == [first["id"]]
     assert ids("--status", "revoked") == []
-    assert ids("--limit", "1", "--offset", "1") == [other_holder["id"]]
+    first_page = gd.json("list", "--limit", "1")
+    assert first_page["more"] is True and len(first_page["items"]) == 1
+    assert ids("--limit", "1", "--after", first_page["next"]) == [other_holder["id"]]
+    last = gd.json("list", "--limit", "5")
+    assert last["more"] is False and last["next"] is None and len(last["items"]) == 3
+    shown = gd.ok("list", "--limit", "2").stdout
+    assert "2 shown, more: use --after " in shown
+    gd.fails("list", "--after", "not-a-cursor")
     human = gd.ok("list", "--status", "suspended").stdout
     assert other_holder["id"] in human and "suspended" in human
     gd.fails("list", "--status", "lost")
@@ -556,7 +563,7 @@ def test_events_record_the_operator_of_every_action(gd: Cli, tmp_path: Path) -> 
     gd.ok("--operator", "clerk-wang", "revoke", cert_id, "--reason", "superseded",
           env={"ECERT_OPERATOR_PASSPHRASE": "officer wang"})
 
-    events = gd.json("events")
+    events = gd.items("events")
     actions = [e["action"] for e in events]
     for action in ("registry.init", "operator.add", "type.add", "agency.add", "key.create",
                    "key.rotate", "key.retire", "certificate.issue", "certificate.suspend",
@@ -566,14 +573,14 @@ def test_events_record_the_operator_of_every_action(gd: Cli, tmp_path: Path) -> 
     assert all(e["at"].startswith("2026-01-01T00:00:00") for e in events)
     assert [e["seq"] for e in events] == list(range(len(events)))
 
-    mine = gd.json("events", cert_id)
+    mine = gd.items("events", cert_id)
     assert [(e["action"], e["operator"]) for e in mine] == [
         ("certificate.issue", OPERATOR), ("certificate.suspend", OPERATOR),
         ("certificate.reinstate", OPERATOR), ("certificate.revoke", "clerk-wang")]
     assert mine[-1]["details"]["reason"] == "superseded"
     assert {e["subject"] for e in mine} == {cert_id}
-    assert gd.json("events", cert_id.lower()) == mine
-    assert len(gd.json("events", "--limit", "2")) == 2
+    assert gd.items("events", cert_id.lower()) == mine
+    assert len(gd.items("events", "--limit", "2")) == 2
 
     human = gd.ok("events", cert_id).stdout.splitlines()
     assert len(human) == 4
@@ -629,8 +636,8 @@ def test_missing_passphrase_when_a_key_is_needed(gd: Cli, tmp_path: Path) -> Non
         assert "ECERT_PASSPHRASE" in message
     assert "ECERT_PASSPHRASE" in gd.fails(*args, env={"ECERT_PASSPHRASE": ""})
     # Nothing more was issued; reading and status changes need no private key.
-    assert [c["id"] for c in gd.json("list", env=no_passphrase)] == [cert_id]
-    assert len(gd.json("type", "list", env=no_passphrase)) == 3
+    assert [c["id"] for c in gd.items("list", env=no_passphrase)] == [cert_id]
+    assert len(gd.items("type", "list", env=no_passphrase)) == 3
     # A status change is logged under a commitment keyed by a registry secret: it needs
     # the passphrase too now (an insider with only the database changes nothing).
     assert "ECERT_PASSPHRASE" in gd.fails("suspend", cert_id, env=no_passphrase)
@@ -645,7 +652,7 @@ def test_wrong_passphrase_is_one_line(gd: Cli, tmp_path: Path) -> None:
     claims = write_json(tmp_path / "claims.json", BL_CLAIMS)
     gd.fails("issue", "--type", BL, "--agency", "gd-amr", "--holder-id", BL_CLAIMS["uscc"],
              "--holder-name", "x", "--claims", claims, env={"ECERT_PASSPHRASE": "wrong"})
-    assert gd.json("list") == []
+    assert gd.items("list") == []
 
 
 @pytest.mark.parametrize("path", list(all_command_paths()), ids=lambda p: " ".join(p) or "ecert")

@@ -58,7 +58,7 @@ def test_init_needs_a_first_admin(tmp_path: Path, clock: FakeClock) -> None:
     out = run.json("init", "--region", "GD", "--name", "x", "--base-url", GD["base_url"],
                    "--admin", "li.ming", env={"ECERT_OPERATOR_PASSPHRASE": "li ming"})
     assert out["admin"] == "li.ming"
-    listed = run.json("operator", "list")
+    listed = run.items("operator", "list")
     assert [o["name"] for o in listed] == ["li.ming"]
     assert {g["role"] for g in listed[0]["grants"]} == {
         "admin", "key-admin", "trust-admin", "clerk", "officer", "auditor", "service"}
@@ -79,7 +79,7 @@ def test_operators_roles_and_exit_code_4(gd: Cli, tmp_path: Path) -> None:
     gd.ok("operator", "disable", "clerk-zhang")
     gd.fails("suspend", cert_id, env=zhang, exit_code=4)
     assert gd.json("show", cert_id)["status"] == "valid"
-    refusals = [e for e in gd.json("events") if e["action"] == "access.refused"]
+    refusals = [e for e in gd.items("events") if e["action"] == "access.refused"]
     assert [(e["operator"], e["details"]["action"]) for e in refusals] == [
         ("clerk-zhang", "certificate.revoke")]
     error = json.loads(gd("revoke", cert_id, "--reason", "unspecified", "--json",
@@ -92,7 +92,7 @@ def test_four_eyes_through_the_cli(gd: Cli, tmp_path: Path) -> None:
         gd.ok("operator", "add", name, "--role", "officer",
               "--passphrase-file", passfile(tmp_path, name, f"{name} pass"))
     gd.ok("policy", "set", "certificate.revoke", "--approvals", "2")
-    assert gd.json("policy", "list") == [
+    assert gd.items("policy", "list") == [
         {"action": "certificate.revoke", "type": None, "approvals": 2}]
     cert_id = issue(gd, tmp_path)
     a, b = as_("officer-a", "officer-a pass"), as_("officer-b", "officer-b pass")
@@ -105,13 +105,13 @@ def test_four_eyes_through_the_cli(gd: Cli, tmp_path: Path) -> None:
     human = gd.ok("revoke", cert_id, "--reason", "superseded", env=a).stdout
     assert "waiting for approval" in human
     assert gd.json("show", cert_id)["status"] == "valid"
-    assert len(gd.json("requests", "--pending")) == 2
+    assert len(gd.items("requests", "--pending")) == 2
     gd.fails("approve", str(request["id"]), env=a, exit_code=4)
     gd.ok("reject", str(request["id"] + 1), "--reason", "duplicate", env=b)
     done = gd.json("approve", str(request["id"]), env=b)
     assert done["status"] == "approved" and done["approved_by"] == ["officer-b"]
     assert gd.json("show", cert_id)["status"] == "revoked"
-    assert gd.json("requests", "--pending") == []
+    assert gd.items("requests", "--pending") == []
 
 
 def test_audit_verify_exit_codes(gd: Cli, tmp_path: Path, database_url: str | None) -> None:
@@ -120,8 +120,8 @@ def test_audit_verify_exit_codes(gd: Cli, tmp_path: Path, database_url: str | No
     report = gd.json("audit", "verify", "--bundle", str(tmp_path / "public"))
     assert report == {"intact": True, "log_size": report["log_size"], "findings": []}
     assert gd.json("audit", "history", cert_id)["entries"][0]["action"] == "certificate.issue"
-    by_holder = gd.json("audit", "history", "--holder-id", CLAIMS["uscc"].lower())
-    assert [h["subject"] for h in by_holder["certificates"]] == [cert_id]
+    by_holder = gd.items("audit", "history", "--holder-id", CLAIMS["uscc"].lower())
+    assert [h["subject"] for h in by_holder] == [cert_id]
     assert gd.fails("audit", "history")
     proof = gd.json("audit", "prove", cert_id)
     assert proof["entries"][0]["inclusion_proof"] is not None and proof["opening"]

@@ -19,7 +19,13 @@ import ecert
 from ecert import doctor
 from ecert._formats import bundle as _bundle
 from ecert_cli import cli
-from tests.support import EPOCH, PASSPHRASE, FakeClock, RegistryFactory
+from tests.support import (
+    EPOCH,
+    PASSPHRASE,
+    FakeClock,
+    RegistryFactory,
+    issue_business_licence,
+)
 
 Published = tuple[ecert.Registry, ecert.Certificate, Path]
 T0 = int(EPOCH.timestamp())
@@ -156,8 +162,16 @@ def test_fresh_bundle_is_healthy(published: Published) -> None:
 
 def test_bundle_near_expiry_and_expired(published: Published) -> None:
     _, _, bundle = published
-    soon = doctor.check_bundle(bundle, now=T0 + 13 * HOUR)
+    # By default "soon" is six hours (publish --watch republishes with eight left).
+    assert doctor.check_bundle(bundle, now=T0 + 17 * HOUR) == []
+    soon = doctor.check_bundle(bundle, now=T0 + 19 * HOUR)
     assert problems(soon) == [("status_list_expiring", "1.jwt")]
+    assert "(in 5.0 h)" in soon[0].message
+    # A threshold of one's own, still at most half the lifetime.
+    assert problems(doctor.check_bundle(bundle, now=T0 + 13 * HOUR,
+                                        warn_within=12 * HOUR)) == [
+        ("status_list_expiring", "1.jwt")]
+    assert doctor.check_bundle(bundle, now=T0 + 11 * HOUR, warn_within=48 * HOUR) == []
     week = 7 * 24 * HOUR
     both = doctor.check_bundle(bundle, now=T0 + week - 2 * HOUR)
     assert problems(both) == [("trust_list_expiring", "trustlist.jwt"),
@@ -291,3 +305,67 @@ def test_cli_doctor_without_a_registry_still_checks_the_bundle(
                               "--anchor", str(bundle / "anchor.json")], env=env)
     assert bad.exit_code == 1
     assert "error: trust_list_invalid: " in bad.stdout
+
+
+# -- the publication watcher and the bundle it keeps -------------------------------------------
+
+
+def _lease(expires_at: int) -> ecert.Lease:
+    from datetime import UTC, datetime
+
+    def at(seconds: int) -> datetime:
+        return datetime.fromtimestamp(seconds, UTC)
+
+    return ecert.Lease("publish", "abc", "pub-1.example", 77, "/srv/www", at(T0), at(T0),
+                       at(expires_at))
+
+
+def test_check_lease() -> None:
+    assert doctor.check_lease(None, now=T0) == []
+    running = doctor.check_lease(_lease(T0 + 1800), now=T0)
+    assert [(f.code, f.severity) for f in running] == [("publish_watcher", doctor.Severity.INFO)]
+    assert "pub-1.example (pid 77) publishing to /srv/www" in running[0].message
+    stopped = doctor.check_lease(_lease(T0 + 1800), now=T0 + 1800)
+    assert [(f.code, f.severity, f.subject) for f in stopped] == [
+        ("publish_watcher_stopped", doctor.Severity.WARNING, "/srv/www")]
+    assert "stopped renewing its lease at 2026-01-01 00:30:00Z" in stopped[0].message
+
+
+def test_cli_doctor_checks_the_last_published_bundle_and_the_watcher(
+        registry: ecert.Registry, clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    bundle = tmp_path / "www"
+    issue_business_licence(registry)
+    registry.publish(bundle, collect=False)
+    env = _env(registry)
+    runner = CliRunner()
+
+    def run(*args: str) -> tuple[int, list[tuple[str, str]]]:
+        result = runner.invoke(cli, ["doctor", *args, "--json"], env=env)
+        assert "Traceback" not in result.output
+        return result.exit_code, [(f["code"], f["severity"])
+                                  for f in json.loads(result.stdout)["findings"]
+                                  if f["code"] != "verifier_state_missing"]
+
+    monkeypatch.setattr(doctor, "_now", lambda: T0 + 3 * HOUR)
+    assert run() == (0, [])
+    monkeypatch.setattr(doctor, "_now", lambda: T0 + 19 * HOUR)
+    # No --bundle: the directory the registry last published to.
+    assert run() == (1, [("status_list_expiring", "warning")])
+    assert run("--warn-before", "4h") == (0, [])
+    assert run("--warn-before", "0") == (0, [])
+    monkeypatch.setattr(doctor, "_now", lambda: T0 + 25 * HOUR)
+    assert run("--warn-before", "4h") == (1, [("status_list_expired", "error")])
+    human = runner.invoke(cli, ["doctor", "--warn-before", "soon"], env=env)
+    assert human.exit_code == 2 and "--warn-before" in human.stderr
+    # A watcher that died without releasing its lease.
+    with registry._ctx._write() as repo:
+        repo.take_lease("publish", "gone", host="pub-1.example", pid=77, directory=str(bundle),
+                        now=T0, expires_at=T0 + 1800)
+    monkeypatch.setattr(doctor, "_now", lambda: T0 + HOUR)
+    assert run() == (1, [("publish_watcher_stopped", "warning")])
+    monkeypatch.setattr(doctor, "_now", lambda: T0 + 600)
+    assert run() == (0, [("publish_watcher", "info")])
+    # Published elsewhere (another machine): said, not judged.
+    shutil.rmtree(bundle)
+    assert run() == (0, [("publish_watcher", "info"), ("bundle_elsewhere", "info")])

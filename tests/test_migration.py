@@ -113,6 +113,14 @@ def test_a_registry_from_before_the_log_is_adopted(tmp_path: Path, clock: FakeCl
             assert result.status is ecert.VerificationStatus.SUSPENDED
             registry.reinstate(cert_id)
             assert registry.audit(bundle=tmp_path / "bundle").intact
+            # Migration 0005 made the type's one version a version row; a new version
+            # leaves the old certificate verifying.
+            assert [t.version for t in registry.type_versions("cn.business-licence")] == [1]
+            schema = dict(registry.get_type("cn.business-licence").schema)
+            registry.update_type("cn.business-licence", schema={**schema, "title": "v2"})
+            registry.publish(tmp_path / "bundle2")
+            result = ecert.Verifier.from_bundle(tmp_path / "bundle2", clock=clock).verify(token)
+            assert result.valid, result.messages
             # Adoption happens once.
         try:
             ecert.Registry.adopt(home, admin=admin, passphrase=PASSPHRASE, database_url=url,

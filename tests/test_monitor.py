@@ -15,6 +15,7 @@ import gc
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,24 @@ def test_monitor_is_consistent_then_checks_only_new_entries(world: World) -> Non
     assert len(bundles) == 1
     assert json.loads((world.tmp / "state" / "GD" / "state.json").read_text())["size"] == (
         report.log_size)
+
+
+def test_monitor_follows_a_scheduled_supersession_across_runs(world: World) -> None:
+    """A renewal's at-start revocation: lists published before the successor's start say
+    valid, the first one after says revoked, and the monitor — resuming from its saved
+    state in between — agrees with both."""
+    gd = world["GD"]
+    cert = gd.issue(holder="-renew")
+    gd.registry.renew(cert.id, at_start=True,
+                      valid_from=world.clock() + timedelta(days=2))
+    gd.publish()
+    before = world.monitor().run()
+    assert before.consistent, before.findings
+    world.clock.advance(days=3)
+    gd.publish()
+    after = world.monitor().run()
+    assert after.consistent, after.findings
+    assert gd.registry.get(cert.id).status is ecert.CertificateStatus.REVOKED
 
 
 def test_monitor_cli_json_and_exit_codes(world: World) -> None:
@@ -667,5 +686,22 @@ def test_saved_replay_state_is_the_replay_of_the_whole_log(world: World) -> None
     known = {"track_certificates", "size", "region", "origin", "base_url", "operators",
              "operator_kids", "policies", "requests", "types", "agencies", "keys",
              "agreements", "root_rotations", "certificates", "statuses", "cosigned",
-             "publications", "findings", "_last_time", "_genesis"}
+             "publications", "findings", "_last_time", "_genesis", "scheduled",
+             "_replacing"}  # _replacing lives within one unit: empty between runs
     assert set(vars(Replay())) == known
+
+
+def test_monitor_follows_catalog_and_agency_upkeep(world: World) -> None:
+    gd = world["GD"]
+    assert world.monitor().run().consistent  # state saved: the next run starts from it
+    registry = gd.registry
+    code = registry.types()[0].code
+    schema = dict(registry.get_type(code).schema)
+    registry.update_type(code, schema={**schema, "title": "v2"})
+    agency = registry.agencies()[0]
+    registry.update_agency(agency.code, name=agency.name + "(新)",
+                           deny_types=[agency.types[0]],
+                           deny_from=world.clock() + timedelta(days=30))
+    gd.publish()
+    report = world.monitor().run()
+    assert report.consistent, report.findings

@@ -455,6 +455,45 @@ def test_recognize_refuses_itself_and_empty_mappings(shared: World) -> None:
     assert registry.agreements() == before
 
 
+def test_recognize_checks_their_types_against_their_trust_list(world: World) -> None:
+    """Every mapped source type must be in their verified trust list, every target type in
+    our catalog, and a pair's national type codes must agree unless forced."""
+    gd = world["GD"].registry
+    zj_list = world.verifier("GD").foreign_trust_list("ZJ")
+    sh_list = world.verifier("ZJ").foreign_trust_list("SH")
+    before = gd.agreements()
+    with pytest.raises(ecert.NotFound, match=r"ZJ's trust list has no type zj\.nonesuch") as caught:
+        gd.recognize(world.anchors["ZJ"], {DL: DL, "zj.nonesuch": BL}, theirs=zj_list)
+    assert caught.value.code == "unknown_type"
+    assert f"it lists {BL}, {DL}, {SPJY}" in caught.value.message
+    with pytest.raises(ecert.NotFound, match=r"our catalog has no type gd\.nonesuch"):
+        gd.recognize(world.anchors["ZJ"], {DL: "gd.nonesuch"}, theirs=zj_list)
+    with pytest.raises(ecert.InputError, match="SH's, not ZJ's"):
+        gd.recognize(world.anchors["ZJ"], {DL: DL}, theirs=sh_list)
+    # Their driving licence is not our business licence: both national codes are named.
+    codes = {t.code: t.national_type_code for t in zj_list.types}
+    with pytest.raises(ecert.InputError) as caught:
+        gd.recognize(world.anchors["ZJ"], {DL: BL, SPJY: FBL}, theirs=zj_list)
+    assert caught.value.code == "national_code_mismatch"
+    assert (f"ZJ's {DL} is {codes[DL]}, our {BL} is {codes[BL]}" in caught.value.message)
+    assert SPJY not in caught.value.message  # same national code: the same licence
+    assert "--force" in caught.value.message
+    assert gd.agreements() == before
+    # Forced: recognized, and the log says so (and who did it).
+    agreement = gd.recognize(world.anchors["ZJ"], {DL: BL, SPJY: FBL}, theirs=zj_list,
+                             force=True)
+    assert dict(agreement.types) == {DL: BL, SPJY: FBL}
+    entry = gd.events("ZJ")[-1]
+    assert entry.action == "agreement.update"
+    assert entry.details["national_codes_differ"] == [
+        {"theirs": DL, "their_national_code": codes[DL], "ours": BL,
+         "our_national_code": codes[BL]}]
+    # Matching codes need no force and leave no such note; audit replays both entries.
+    gd.recognize(world.anchors["ZJ"], mapping("GD", "ZJ") or {}, theirs=zj_list)
+    assert "national_codes_differ" not in gd.events("ZJ")[-1].details
+    assert gd.audit().intact
+
+
 def test_recognize_replaces_the_agreement(world: World) -> None:
     registry = world["GD"].registry
     registry.recognize(world.anchors["ZJ"], {DL: DL})

@@ -327,6 +327,17 @@ def test_recognize_input_errors(shared: Net) -> None:
                                              str(garbage), "--map", f"{BL}={BL}")
     assert "no-such-type" in gd.fails("trust", "recognize", "SH", "--anchor", sh_anchor,
                                       "--map", f"{FBL}=no-such-type")
+    # Their side is read from their verified trust list: SH issues no driving licences.
+    message = gd.fails("trust", "recognize", "SH", "--anchor", sh_anchor, "--map", f"{BL}={BL}",
+                       "--map", f"{DL}={DL}")
+    assert f"SH's trust list has no type {DL} (it lists {BL}, {FBL})" in message
+    message = gd.fails("trust", "recognize", "SH", "--anchor", sh_anchor, "--map",
+                       f"{FBL}={BL}", "--their-bundle", str(shared["SH"].www))
+    assert f"SH's {FBL} is 11100000MB0143028R002, our {BL} is 11100000MB0143028R001" in message
+    result = gd("trust", "recognize", "SH", "--anchor", sh_anchor, "--map", f"{FBL}={BL}",
+                "--json")
+    one_line_error(result)
+    assert json.loads(result.stdout)["error"]["code"] == "national_code_mismatch"
     assert "itself" in gd.fails("trust", "recognize", "GD", "--anchor",
                                 str(shared.anchors["GD"]), "--map", f"{BL}={BL}")
     assert "at least one type" in gd.fails("trust", "recognize", "SH", "--anchor", sh_anchor)
@@ -382,8 +393,28 @@ def test_withdraw_then_recognize_again_with_auto(net: Net) -> None:
     gd.ok("publish", str(gd.www))
     out = net.verify_json(net.tokens["ZJ", SPJY], "--anchor", str(net.anchors["GD"]))
     assert out["local_type"] == FBL
-    actions = [e["action"] for e in gd.json("events", "ZJ")]
+    actions = [e["action"] for e in gd.json("events", "ZJ")["items"]]
     assert actions == ["agreement.add", "agreement.withdraw", "agreement.add"]
+    # Their driving licence as our business licence: national codes differ, --force needed.
+    zj_anchor = str(net.anchors["ZJ"])
+    message = gd.fails("trust", "recognize", "ZJ", "--anchor", zj_anchor, "--map",
+                       f"{DL}={BL}")
+    assert f"ZJ's {DL} is 11100000MB01750230001, our {BL} is 11100000MB0143028R001" in message
+    assert "--force" in message
+    result = gd("trust", "recognize", "ZJ", "--anchor", zj_anchor, "--map", f"{DL}={BL}",
+                "--force", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["types"] == {DL: BL}
+    assert out["national_codes_differ"] == [
+        {"theirs": DL, "their_national_code": "11100000MB01750230001", "ours": BL,
+         "our_national_code": "11100000MB0143028R001"}]
+    assert result.stderr == (f"warning: ZJ's {DL} (11100000MB01750230001) is accepted as our "
+                             f"{BL} (11100000MB0143028R001) although their national type "
+                             "codes differ\n")
+    logged = gd.json("events", "ZJ")["items"][-1]
+    assert logged["action"] == "agreement.update"
+    assert logged["details"]["national_codes_differ"] == out["national_codes_differ"]
 
 
 def test_root_rotation_followed_by_old_anchors(net: Net) -> None:

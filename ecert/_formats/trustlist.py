@@ -98,8 +98,50 @@ class TrustedKey:
 
 
 @dataclass(frozen=True, slots=True)
+class TypeWindow:
+    """A type an agency may issue only for a time: ``[start, end)``, ``None`` open.
+
+    Published in an agency's ``type_windows`` (format 1.1): a verifier judges a
+    certificate by the window in force at its ``iat``.
+    """
+
+    code: str
+    start: int | None = None
+    end: int | None = None
+
+    def covers(self, at: int) -> bool:
+        """Whether something issued at ``at`` falls inside the window."""
+        return (self.start is None or self.start <= at) and (self.end is None or at < self.end)
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"code": self.code}
+        if self.start is not None:
+            entry["from"] = self.start
+        if self.end is not None:
+            entry["until"] = self.end
+        return entry
+
+    @classmethod
+    def from_json(cls, value: Any) -> TypeWindow:
+        _require(isinstance(value, dict), "a type window is an object")
+        code, start, end = value.get("code"), value.get("from"), value.get("until")
+        _require(isinstance(code, str), "a type window names its type")
+        _require((start is None or type(start) is int) and (end is None or type(end) is int),
+                 "type window times are integers")
+        _require(start is None or end is None or end > start,
+                 "a type window ends after it starts")
+        _require(start is not None or end is not None, "a type window is limited in time")
+        return cls(code, start, end)
+
+
+@dataclass(frozen=True, slots=True)
 class TrustedAgency:
-    """An agency as the trust list describes it."""
+    """An agency as the trust list describes it.
+
+    ``types`` it may issue without limit in time; ``windows`` the types it may issue only
+    for a time (a type is in one or the other, never both). Old verifiers, which read only
+    ``types``, so refuse every certificate of a type limited in time: they fail closed.
+    """
 
     code: str
     name: str
@@ -107,10 +149,26 @@ class TrustedAgency:
     uri: str
     types: tuple[str, ...]
     keys: tuple[TrustedKey, ...]
+    windows: tuple[TypeWindow, ...] = ()
+
+    @property
+    def type_codes(self) -> tuple[str, ...]:
+        """Every type the agency may issue at some time."""
+        return tuple(dict.fromkeys((*self.types, *(w.code for w in self.windows))))
+
+    def authorizes(self, type_code: str, issued_at: int | None = None) -> bool:
+        """Whether the agency may issue ``type_code`` at ``issued_at`` (None: at some time)."""
+        if type_code in self.types:
+            return True
+        return any(w.code == type_code and (issued_at is None or w.covers(issued_at))
+                   for w in self.windows)
 
     def to_json(self) -> dict[str, Any]:
-        return {"code": self.code, "name": self.name, "uscc": self.uscc, "uri": self.uri,
-                "types": list(self.types), "keys": [k.to_json() for k in self.keys]}
+        entry = {"code": self.code, "name": self.name, "uscc": self.uscc, "uri": self.uri,
+                 "types": list(self.types), "keys": [k.to_json() for k in self.keys]}
+        if self.windows:  # absent otherwise: such lists stay byte for byte as before 1.1
+            entry["type_windows"] = [w.to_json() for w in self.windows]
+        return entry
 
     @classmethod
     def from_json(cls, value: Any) -> TrustedAgency:
@@ -122,8 +180,13 @@ class TrustedAgency:
         _require(isinstance(types, list) and all(isinstance(t, str) for t in types),
                  "agency types are a list of strings")
         _require(isinstance(keys, list), "agency keys are a list")
+        windows = value.get("type_windows", [])
+        _require(isinstance(windows, list), "agency type_windows are a list")
+        parsed = tuple(TypeWindow.from_json(w) for w in windows)
+        _require(not {w.code for w in parsed} & set(types),
+                 "a type is either unlimited (types) or limited in time (type_windows)")
         return cls(code, name, uscc, uri, tuple(types),
-                   tuple(TrustedKey.from_json(k) for k in keys))
+                   tuple(TrustedKey.from_json(k) for k in keys), parsed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,15 +6,29 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from ecert._authority import grants_from_json
 from ecert._formats.log import token_hash
 from ecert._formats.trustlist import Agreement
 from ecert._storage.schema import (
     agencies,
+    agency_type_windows,
     agency_types,
     agreements,
+    cert_type_versions,
     cert_types,
     certificates,
     checkpoints,
@@ -22,6 +36,7 @@ from ecert._storage.schema import (
     counters,
     events,
     keys,
+    leases,
     log_entries,
     log_tiles,
     operators,
@@ -40,10 +55,12 @@ from ecert.models import (
     CertificateType,
     KeyInfo,
     KeyRole,
+    Lease,
     Operator,
     Region,
     RequestStatus,
     RevocationReason,
+    TypeWindow,
 )
 
 
@@ -73,12 +90,24 @@ class Repository:
         rows = self.conn.execute(select(cert_types).order_by(cert_types.c.code))
         return [self._type(row) for row in rows]
 
+    def get_type_version(self, code: str, version: int) -> CertificateType | None:
+        """One version of a type (the one a certificate was issued under)."""
+        row = self.conn.execute(select(cert_type_versions).where(
+            cert_type_versions.c.code == code, cert_type_versions.c.version == version)).first()
+        return None if row is None else self._type(row)
+
+    def list_type_versions(self, code: str) -> list[CertificateType]:
+        """Every stored version of a type, oldest first."""
+        rows = self.conn.execute(select(cert_type_versions).where(
+            cert_type_versions.c.code == code).order_by(cert_type_versions.c.version))
+        return [self._type(row) for row in rows]
+
     @staticmethod
     def _type(row: Row[Any]) -> CertificateType:
         return CertificateType(
             code=row.code, name=row.name, national_type_code=row.national_type_code,
             schema=row.schema, version=row.version, validity_days=row.validity_days,
-            qr_claims=tuple(row.qr_claims),
+            qr_claims=tuple(row.qr_claims), extra=dict(row.extra or {}),
         )
 
     def get_agency(self, code: str) -> Agency | None:
@@ -98,7 +127,13 @@ class Repository:
             select(agency_types.c.type_code).where(agency_types.c.agency_code == row.code)
             .order_by(agency_types.c.type_code)
         ).scalars().all()
-        return Agency(row.code, row.name, row.uscc, tuple(types))
+        windows = self.conn.execute(
+            select(agency_type_windows).where(agency_type_windows.c.agency_code == row.code)
+            .order_by(agency_type_windows.c.type_code, agency_type_windows.c.id)
+        ).all()
+        return Agency(row.code, row.name, row.uscc, tuple(types),
+                      tuple(TypeWindow(w.type_code, _dt(w.valid_from), _dt(w.valid_until))
+                            for w in windows))
 
     def get_key(self, kid: str) -> KeyInfo | None:
         row = self.conn.execute(select(keys).where(keys.c.kid == kid)).first()
@@ -169,26 +204,40 @@ class Repository:
 
     def find_certificates(
         self, *, holder: str | None, type_code: str | None, status: CertificateStatus | None,
-        agency_code: str | None, kid: str | None = None, limit: int, offset: int,
+        agency_code: str | None, kid: str | None = None, limit: int, offset: int = 0,
+        name_prefix: str | None = None, after: tuple[int, str] | None = None,
+        now: int | None = None,
     ) -> list[Certificate]:
-        conditions = []
+        """Certificates in ``(issued_at, id)`` order, after the keyset cursor ``after``.
+
+        ``status`` is the effective status at ``now``: a scheduled revocation that fell
+        due reads revoked.
+        """
+        c = certificates.c
+        conditions: list[Any] = []
         if holder is not None:
-            conditions.append(certificates.c.holder == holder)
+            conditions.append(c.holder == holder)
         if type_code is not None:
-            conditions.append(certificates.c.type_code == type_code)
+            conditions.append(c.type_code == type_code)
         if status is not None:
-            conditions.append(certificates.c.status == status.value)
+            conditions.append(_status_condition(status, now))
         if agency_code is not None:
-            conditions.append(certificates.c.agency_code == agency_code)
+            conditions.append(c.agency_code == agency_code)
         if kid is not None:
-            conditions.append(certificates.c.kid == kid)
+            conditions.append(c.kid == kid)
+        if name_prefix is not None:
+            conditions.extend(_prefix_conditions(self.conn.dialect.name, name_prefix))
+        if after is not None:
+            # A row-value comparison: one range scan of ix_certificates_issued on both
+            # databases (the equivalent OR form makes PostgreSQL filter instead).
+            conditions.append(tuple_(c.issued_at, c.id) > tuple_(after[0], after[1]))
         query = self._cert_query()
         if conditions:
             query = query.where(and_(*conditions))
-        rows = self.conn.execute(
-            query.order_by(certificates.c.issued_at, certificates.c.id).limit(limit).offset(offset)
-        )
-        return [self._certificate(row) for row in rows]
+        query = query.order_by(c.issued_at, c.id).limit(limit)
+        if offset:
+            query = query.offset(offset)
+        return [self._certificate(row) for row in self.conn.execute(query)]
 
     def count_certificates(self) -> int:
         return int(self.conn.execute(select(func.count()).select_from(certificates)).scalar_one())
@@ -214,7 +263,8 @@ class Repository:
             type_version=row.type_version,
             revocation_reason=(None if row.revocation_reason is None
                                else RevocationReason(row.revocation_reason)),
-            supersedes=row.supersedes,
+            supersedes=row.supersedes, revoke_at=_dt(row.revoke_at),
+            status_note=row.status_note,
         )
 
     def get_agreement(self, region_code: str) -> Agreement | None:
@@ -281,11 +331,17 @@ class Repository:
             return None
         return self._request(row), dict(row.params), row.agency_code, row.type_code
 
-    def list_requests(self, *, status: RequestStatus | None = None, limit: int = 100
+    def list_requests(self, *, status: RequestStatus | None = None, limit: int = 100,
+                      before_id: int | None = None, unexpired_at: int | None = None
                       ) -> list[ApprovalRequest]:
+        """Requests, newest first, below ``before_id`` (the keyset cursor)."""
         query = select(requests)
         if status is not None:
             query = query.where(requests.c.status == status.value)
+        if before_id is not None:
+            query = query.where(requests.c.id < before_id)
+        if unexpired_at is not None:
+            query = query.where(requests.c.expires_at > unexpired_at)
         rows = self.conn.execute(query.order_by(requests.c.id.desc()).limit(limit))
         return [self._request(r) for r in rows]
 
@@ -353,13 +409,43 @@ class Repository:
         return [(r.origin, r.witness, int(r.size), bytes(r.root), r.note, int(r.created_at))
                 for r in rows]
 
-    def allocated_slots(self, list_id: int) -> Iterator[tuple[int, str]]:
-        """``(index, status)`` of every certificate on a list."""
+    def allocated_slots(self, list_id: int, now: int | None = None
+                        ) -> Iterator[tuple[int, str]]:
+        """``(index, status)`` of every certificate on a list; with ``now``, the status in
+        effect then (a scheduled revocation that fell due reads revoked)."""
         rows = self.conn.execute(
-            select(certificates.c.status_index, certificates.c.status)
+            select(certificates.c.status_index, certificates.c.status,
+                   certificates.c.revoke_at)
             .where(certificates.c.status_list_id == list_id))
+        revoked = CertificateStatus.REVOKED.value
         for row in rows:
-            yield int(row.status_index), str(row.status)
+            due = now is not None and row.revoke_at is not None and row.revoke_at <= now
+            yield int(row.status_index), revoked if due else str(row.status)
+
+    def get_lease(self, name: str) -> Lease | None:
+        """The lease ``name`` if someone holds it (expired or not); None if nobody does."""
+        row = self.conn.execute(select(leases).where(leases.c.name == name)).one_or_none()
+        if row is None or row.holder is None:
+            return None
+        return Lease(name, row.holder, row.host or "", int(row.pid or 0), row.directory or "",
+                     _dt_required(row.acquired_at or 0), _dt_required(row.renewed_at or 0),
+                     _dt_required(row.expires_at))
+
+    def latest_publication(self) -> tuple[int, int, int, str] | None:
+        """``(sequence, started_at, log_size, directory)`` of the newest written publication."""
+        row = self.conn.execute(
+            select(publications.c.sequence, publications.c.started_at,
+                   publications.c.log_size, publications.c.directory)
+            .where(publications.c.status == "written")
+            .order_by(publications.c.sequence.desc()).limit(1)).one_or_none()
+        return None if row is None else (int(row[0]), int(row[1]), int(row[2]), str(row[3]))
+
+    def logged_since(self, seq: int, *, except_action: str) -> bool:
+        """Whether the log has an entry at or after ``seq`` of another action."""
+        return self.conn.execute(
+            select(log_entries.c.seq)
+            .where(log_entries.c.seq >= seq, log_entries.c.action != except_action)
+            .limit(1)).first() is not None
 
     def certificate_facts(self) -> Iterator[Row[Any]]:
         """Every certificate row, with the columns an audit compares against the log."""
@@ -388,11 +474,42 @@ class WriteRepository(Repository):
         return int(value)
 
     def add_type(self, value: CertificateType, now: int) -> None:
-        self.conn.execute(insert(cert_types).values(
-            code=value.code, version=value.version, name=value.name,
-            national_type_code=value.national_type_code, schema=dict(value.schema),
-            validity_days=value.validity_days, qr_claims=list(value.qr_claims), created_at=now,
-        ))
+        row = {"code": value.code, "version": value.version, "name": value.name,
+               "national_type_code": value.national_type_code, "schema": dict(value.schema),
+               "validity_days": value.validity_days, "qr_claims": list(value.qr_claims),
+               "extra": dict(value.extra) or None, "created_at": now}
+        self.conn.execute(insert(cert_types).values(**row))
+        self.conn.execute(insert(cert_type_versions).values(**row))
+
+    def add_type_version(self, value: CertificateType, now: int) -> None:
+        """Store a new version of a type and make it the one new certificates use."""
+        row = {"version": value.version, "name": value.name,
+               "national_type_code": value.national_type_code, "schema": dict(value.schema),
+               "validity_days": value.validity_days, "qr_claims": list(value.qr_claims),
+               "extra": dict(value.extra) or None}
+        self.conn.execute(update(cert_types).where(cert_types.c.code == value.code)
+                          .values(**row))
+        self.conn.execute(insert(cert_type_versions).values(code=value.code, created_at=now,
+                                                            **row))
+
+    def rename_agency(self, code: str, name: str) -> None:
+        self.conn.execute(update(agencies).where(agencies.c.code == code).values(name=name))
+
+    def set_agency_type(self, code: str, type_code: str,
+                        windows: Sequence[tuple[int | None, int | None]] | None) -> None:
+        """Give ``code`` the type, without limit in time (``None``) or in ``windows``."""
+        if self.conn.execute(select(agency_types.c.type_code).where(
+                agency_types.c.agency_code == code,
+                agency_types.c.type_code == type_code)).first() is None:
+            self.conn.execute(insert(agency_types).values(agency_code=code,
+                                                          type_code=type_code))
+        self.conn.execute(delete(agency_type_windows).where(
+            agency_type_windows.c.agency_code == code,
+            agency_type_windows.c.type_code == type_code))
+        if windows:
+            self.conn.execute(insert(agency_type_windows), [
+                {"agency_code": code, "type_code": type_code, "valid_from": start,
+                 "valid_until": end} for start, end in windows])
 
     def add_agency(self, value: Agency, now: int) -> None:
         self.conn.execute(insert(agencies).values(code=value.code, name=value.name,
@@ -452,9 +569,20 @@ class WriteRepository(Repository):
         ))
 
     def set_status(self, cert_id: str, status: CertificateStatus,
-                   reason: RevocationReason | None) -> None:
-        self.conn.execute(update(certificates).where(certificates.c.id == cert_id).values(
-            status=status.value, revocation_reason=None if reason is None else reason.value))
+                   reason: RevocationReason | None = None, note: str | None = None) -> None:
+        values: dict[str, Any] = {
+            "status": status.value,
+            "revocation_reason": None if reason is None else reason.value,
+            "status_note": note}
+        if status is CertificateStatus.REVOKED:
+            values["revoke_at"] = None  # revoked now: nothing left to schedule
+        self.conn.execute(update(certificates).where(certificates.c.id == cert_id)
+                          .values(**values))
+
+    def schedule_revocation(self, cert_id: str, at: int) -> None:
+        """Revoke ``cert_id`` (reason superseded) from ``at`` on, with nobody acting then."""
+        self.conn.execute(update(certificates).where(certificates.c.id == cert_id)
+                          .values(revoke_at=at))
 
     def put_agreement(self, value: Agreement, now: int) -> None:
         """Create or replace the agreement with ``value.region``."""
@@ -556,6 +684,62 @@ class WriteRepository(Repository):
                                                       size=size, root=root, note=note,
                                                       created_at=now))
 
+    def take_lease(self, name: str, holder: str, *, host: str, pid: int, directory: str,
+                   now: int, expires_at: int) -> bool:
+        """Take or renew lease ``name`` for ``holder``: one conditional UPDATE, so two
+        instances racing (on any host) cannot both win. True if ``holder`` has it now."""
+        taken = self.conn.execute(
+            update(leases)
+            .where(leases.c.name == name,
+                   or_(leases.c.holder.is_(None), leases.c.holder == holder,
+                       leases.c.expires_at <= now))
+            .values(holder=holder, host=host, pid=pid, directory=directory,
+                    acquired_at=case((leases.c.holder == holder, leases.c.acquired_at),
+                                     else_=now),
+                    renewed_at=now, expires_at=expires_at))
+        if taken.rowcount:
+            return True
+        if self.conn.execute(select(leases.c.name).where(leases.c.name == name)).first():
+            return False
+        # A lease name the migration did not create: the primary key settles a race.
+        self.conn.execute(insert(leases).values(
+            name=name, holder=holder, host=host, pid=pid, directory=directory,
+            acquired_at=now, renewed_at=now, expires_at=expires_at))
+        return True
+
+    def release_lease(self, name: str, holder: str, now: int) -> bool:
+        """Give up lease ``name`` if ``holder`` has it (others may take it at once)."""
+        return bool(self.conn.execute(
+            update(leases).where(leases.c.name == name, leases.c.holder == holder)
+            .values(holder=None, host=None, pid=None, directory=None, acquired_at=None,
+                    renewed_at=now, expires_at=now)).rowcount)
+
     def redact_certificate(self, cert_id: str, now: int) -> None:
         self.conn.execute(update(certificates).where(certificates.c.id == cert_id).values(
             holder_name="", claims={}, token="", redacted_at=now))
+
+
+def _status_condition(status: CertificateStatus, now: int | None) -> Any:
+    """SQL for "the effective status at ``now`` is ``status``"."""
+    c = certificates.c
+    if now is None:
+        return c.status == status.value
+    due = and_(c.revoke_at.is_not(None), c.revoke_at <= now)
+    if status is CertificateStatus.REVOKED:
+        return or_(c.status == status.value, due)
+    return and_(c.status == status.value, or_(c.revoke_at.is_(None), c.revoke_at > now))
+
+
+def _prefix_conditions(dialect: str, prefix: str) -> list[Any]:
+    """Holder names starting with ``prefix`` (case as typed), in a form an index serves.
+
+    PostgreSQL: ``LIKE 'prefix%'`` (escaped), served by the ``varchar_pattern_ops`` index
+    whatever the database collation. SQLite: the same range on its binary collation
+    (UTF-8 byte order is code point order), which its plain index serves; LIKE there is
+    case-insensitive for ASCII, so the range also makes the match exact.
+    """
+    c = certificates.c
+    conditions = [c.holder_name.startswith(prefix, autoescape=True)]
+    if dialect == "sqlite":
+        conditions += [c.holder_name >= prefix, c.holder_name < prefix + "\U0010ffff"]
+    return conditions

@@ -53,6 +53,24 @@ cert_types = Table(
     Column("validity_days", Integer, nullable=True),
     Column("qr_claims", JSON, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # Catalog fields ecert does not interpret (holder_id_scheme, …), kept for export.
+    Column("extra", JSON, nullable=True),
+)
+
+# Every version of every type (the latest is also in cert_types): a certificate keeps the
+# version it was issued under, and what it was issued under can always be looked up.
+cert_type_versions = Table(
+    "cert_type_versions",
+    metadata,
+    Column("code", String(100), ForeignKey("cert_types.code"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("national_type_code", String(21), nullable=False),
+    Column("schema", JSON, nullable=False),
+    Column("validity_days", Integer, nullable=True),
+    Column("qr_claims", JSON, nullable=False),
+    Column("extra", JSON, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
 )
 
 agencies = Table(
@@ -69,6 +87,20 @@ agency_types = Table(
     metadata,
     Column("agency_code", String(100), ForeignKey("agencies.code"), primary_key=True),
     Column("type_code", String(100), ForeignKey("cert_types.code"), primary_key=True),
+)
+
+# When an agency may issue a type, for types it may issue only for a time (a type of
+# agency_types without rows here may be issued without limit in time). [valid_from,
+# valid_until), either end open (NULL).
+agency_type_windows = Table(
+    "agency_type_windows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agency_code", String(100), ForeignKey("agencies.code"), nullable=False),
+    Column("type_code", String(100), ForeignKey("cert_types.code"), nullable=False),
+    Column("valid_from", BigInteger, nullable=True),
+    Column("valid_until", BigInteger, nullable=True),
+    Index("ix_agency_type_windows_agency", "agency_code", "type_code"),
 )
 
 keys = Table(
@@ -129,12 +161,19 @@ certificates = Table(
     # Kept when a lawful erasure removes the token and personal data (``redacted_at``).
     Column("token_hash", String(64), nullable=True),
     Column("redacted_at", BigInteger, nullable=True),
+    # A revocation scheduled by a renewal with ``--at-start`` (see _lifecycle.effective).
+    Column("revoke_at", BigInteger, nullable=True),
+    Column("status_note", Text, nullable=True),  # reason of the latest suspend/reinstate
     UniqueConstraint("status_list_id", "status_index", name="uq_certificates_status_slot"),
     UniqueConstraint("agency_code", "serial", name="uq_certificates_agency_serial"),
     Index("ix_certificates_holder", "holder"),
     Index("ix_certificates_serial", "serial"),
     Index("ix_certificates_type_status", "type_code", "status"),
     Index("ix_certificates_status_list", "status_list_id", "status"),
+    Index("ix_certificates_holder_name", "holder_name",
+          postgresql_ops={"holder_name": "varchar_pattern_ops"}),
+    Index("ix_certificates_issued", "issued_at", "id"),
+    Index("ix_certificates_revoke_at", "revoke_at"),
 )
 
 # Append-only record of every state change: what, who, when. Triggers refuse UPDATE/DELETE.
@@ -233,6 +272,7 @@ log_entries = Table(
     Column("operator", String(64), nullable=False),
     Column("unit", BigInteger, nullable=False),
     Column("at", BigInteger, nullable=False),
+    Column("note", Text, nullable=True),  # an entry's free-text reason, in clear
     Index("ix_log_entries_plain_subject", "plain_subject"),
     Index("ix_log_entries_action", "action"),
 )
@@ -282,4 +322,18 @@ cosignatures = Table(
     Column("note", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_cosignatures_origin_witness", "origin", "witness"),
+)
+
+# Leases: who runs ``ecert publish --watch`` (one row per lease name, made by the migration).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=True),  # a random id per running instance
+    Column("host", String(255), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("directory", Text, nullable=True),
+    Column("acquired_at", BigInteger, nullable=True),
+    Column("renewed_at", BigInteger, nullable=True),
+    Column("expires_at", BigInteger, nullable=False),
 )

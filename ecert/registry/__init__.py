@@ -12,6 +12,8 @@ agencies and keys, issuance, lifecycle, recognition, operators, publication, aud
 from __future__ import annotations
 
 import os
+import time
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -21,12 +23,15 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ecert._authority import ALL_ROLES
-from ecert._clock import DEFAULT_TZ, Clock, from_seconds, to_seconds, zone
+from ecert._clock import DEFAULT_TZ, Clock, from_seconds, start_of_day, to_seconds, zone
 from ecert._formats import bundle as _bundle
+from ecert._formats.catalog import catalog_document
 from ecert._formats.log import commitment, commitment_opening
 from ecert._formats.statuslist import MIN_LIST_SIZE
 from ecert._formats.trustlist import Agreement, TrustList
 from ecert._formats.url import check_http_url
+from ecert._merge_patch import merge_patch
+from ecert._pagination import Page, decode_cursor, page_of
 from ecert._storage.database import make_engine, migrate, schema_is_current, sqlite_url
 from ecert._storage.repository import Repository
 from ecert.errors import (
@@ -34,6 +39,7 @@ from ecert.errors import (
     FormatError,
     InputError,
     InvalidCertificateId,
+    InvalidTransition,
     NotFound,
     StorageError,
 )
@@ -47,12 +53,14 @@ from ecert.models import (
     CertificateType,
     KeyInfo,
     KeyRole,
+    Lease,
     LogEntry,
     Operator,
     Region,
     RequestStatus,
     RevocationReason,
 )
+from ecert.qr import Standing
 from ecert.registry import (
     _agencies,
     _audit,
@@ -61,11 +69,14 @@ from ecert.registry import (
     _issuance,
     _lifecycle,
     _operators,
+    _printing,
     _publication,
     _recognition,
+    _watch,
     _witness,  # also registers the witness.cosign operation
 )
 from ecert.registry._audit import AuditReport, History
+from ecert.registry._catalog import CatalogImport
 from ecert.registry._core import (
     OperatorCredential,
     Passphrase,
@@ -76,11 +87,19 @@ from ecert.registry._core import (
 )
 from ecert.registry._publication import PublishReport, log_origin
 from ecert.registry._rules import until_seconds
+from ecert.registry._watch import WatchCycle, WatchOutcome
 from ecert.registry._witness import CosignReport
 from ecert.trust import TrustAnchor
 
-__all__ = ["AuditReport", "CosignReport", "History", "OperatorCredential", "PublishReport",
-           "Registry"]
+
+class Unset:
+    """The type of :data:`UNSET`: an argument not given (where ``None`` means something)."""
+
+
+UNSET = Unset()
+
+__all__ = ["AuditReport", "CatalogImport", "CosignReport", "History", "OperatorCredential",
+           "PublishReport", "Registry", "WatchCycle", "WatchOutcome"]
 
 _DB_FILE = "registry.db"
 
@@ -352,13 +371,22 @@ class Registry:
 
     def requests(self, *, pending: bool = False, limit: int = 100) -> list[ApprovalRequest]:
         """Four-eyes requests, newest first (``pending``: only those still waiting)."""
+        return list(self.requests_page(pending=pending, limit=limit).items)
+
+    def requests_page(self, *, pending: bool = False, limit: int = 100,
+                      after: str | None = None) -> Page[ApprovalRequest]:
+        """One page of four-eyes requests, newest first (``after``: a ``next`` cursor)."""
+        if limit < 1:
+            raise InputError("limit must be at least 1")
+        before = None if after is None else int(decode_cursor(after, (int,))[0])
         now = self._now()
         with self._ctx.read() as repo:
             found = repo.list_requests(
-                status=RequestStatus.PENDING if pending else None, limit=limit)
-        return [r if r.status is not RequestStatus.PENDING
-                or now < int(r.expires_at.timestamp()) else _expired(r)
-                for r in found if not pending or now < int(r.expires_at.timestamp())]
+                status=RequestStatus.PENDING if pending else None, limit=limit + 1,
+                before_id=before, unexpired_at=now if pending else None)
+        found = [r if r.status is not RequestStatus.PENDING
+                 or now < int(r.expires_at.timestamp()) else _expired(r) for r in found]
+        return page_of(found, limit, lambda r: (r.id,))
 
     def approve(self, request_id: int) -> ApprovalRequest:
         """Approve a request; the last approval needed carries the change out."""
@@ -374,26 +402,80 @@ class Registry:
 
     def add_type(self, code: str, *, name: str, national_type_code: str,
                  schema: Mapping[str, Any], validity_days: int | None = None,
-                 qr_claims: Iterable[str] = (), version: int = 1) -> CertificateType:
-        """Add a certificate type to the catalog; its JSON Schema is checked first."""
-        _catalog.check_type(code, name, national_type_code, schema, validity_days)
-        return self._ctx.execute(_catalog.ADD_TYPE, {
-            "code": code, "name": name, "national_type_code": national_type_code,
-            "schema": dict(schema), "version": version, "validity_days": validity_days,
-            "qr_claims": list(qr_claims)})
+                 qr_claims: Iterable[str] = (), version: int = 1,
+                 extra: Mapping[str, Any] | None = None) -> CertificateType:
+        """Add a certificate type to the catalog; its JSON Schema is checked first.
 
-    def get_type(self, code: str) -> CertificateType:
-        """The catalog entry of ``code``."""
+        ``extra`` keeps catalog fields ecert does not interpret (written back on export).
+        """
+        return self._ctx.execute(_catalog.ADD_TYPE, _catalog.type_params(
+            code, name, national_type_code, schema, validity_days, qr_claims, version, extra))
+
+    def update_type(self, code: str, *, schema: Mapping[str, Any] | None = None,
+                    name: str | None = None, validity_days: int | Unset | None = UNSET,
+                    qr_claims: Iterable[str] | None = None, version: int | None = None,
+                    extra: Mapping[str, Any] | None = None) -> CertificateType:
+        """Add a new version of type ``code``; what is not given stays as it is.
+
+        New certificates use the new version; issued ones keep theirs and still verify.
+        ``version`` defaults to the next one. The national type code cannot change.
+        """
+        current = self.get_type(code)
+        return self._ctx.execute(_catalog.UPDATE_TYPE, _catalog.type_params(
+            code, current.name if name is None else name, current.national_type_code,
+            current.schema if schema is None else schema,
+            current.validity_days if isinstance(validity_days, Unset) else validity_days,
+            current.qr_claims if qr_claims is None else qr_claims, version,
+            current.extra if extra is None else extra))
+
+    def get_type(self, code: str, *, version: int | None = None) -> CertificateType:
+        """The catalog entry of ``code``: its latest version, or ``version``."""
         with self._ctx.read() as repo:
-            value = repo.get_type(code)
+            value = repo.get_type(code) if version is None else repo.get_type_version(code,
+                                                                                      version)
         if value is None:
-            raise NotFound(f"no certificate type {code!r}")
+            raise NotFound(f"no certificate type {code!r}"
+                           + ("" if version is None else f" version {version}"))
         return value
 
+    def type_versions(self, code: str) -> list[CertificateType]:
+        """Every version of type ``code``, oldest first."""
+        with self._ctx.read() as repo:
+            values = repo.list_type_versions(code)
+        if not values:
+            raise NotFound(f"no certificate type {code!r}")
+        return values
+
     def types(self) -> list[CertificateType]:
-        """All catalog types."""
+        """All catalog types (their latest versions)."""
         with self._ctx.read() as repo:
             return repo.list_types()
+
+    def import_catalog(self, catalog: str | Path | Mapping[str, Any], *,
+                       dry_run: bool = False) -> CatalogImport:
+        """Load a catalog file (or parsed document) in one unit of work, idempotently.
+
+        New types are added; a type whose definition differs becomes a new version; the
+        same catalog imported again changes nothing (and logs nothing). Schema paths are
+        relative to the file (a parsed document must embed its schemas). With
+        ``dry_run``, only says what would change.
+        """
+        types = _catalog.read_catalog(catalog)
+        params = [_catalog.type_params(t["code"], t["name"], t["national_type_code"],
+                                       t["schema"], t["validity_days"], t["qr_claims"],
+                                       t["version"], t["extra"]) for t in types]
+        with self._ctx.read() as repo:
+            plan, _steps = _catalog.plan_import(repo, params)
+        if dry_run or not plan.changed:
+            return plan
+        return self._ctx.execute(_catalog.IMPORT_CATALOG, {"types": params})
+
+    def export_catalog(self) -> dict[str, Any]:
+        """The catalog as ``import_catalog`` reads it, schemas embedded."""
+        return catalog_document(
+            {"code": t.code, "name": t.name, "national_type_code": t.national_type_code,
+             "version": t.version, "schema": t.schema, "validity_days": t.validity_days,
+             "qr_claims": t.qr_claims, "extra": t.extra} for t in self.types())
 
     # -- agencies and keys -------------------------------------------------------------------
 
@@ -415,6 +497,41 @@ class Registry:
         """All agencies."""
         with self._ctx.read() as repo:
             return repo.list_agencies()
+
+    def update_agency(self, code: str, *, name: str | None = None,
+                      allow_types: Iterable[str] = (), deny_types: Iterable[str] = (),
+                      deny_from: datetime | date | None = None) -> Agency:
+        """Rename agency ``code``, give it types, or deny it types from ``deny_from`` on.
+
+        Each change is its own logged operation (so four-eyes policies on
+        ``agency.rename``, ``agency.allow_type`` and ``agency.deny_type`` hold each one),
+        carried out in the order name, given types, denied types. Denying a type takes
+        effect from ``deny_from`` (default: when the change is carried out; a date means
+        its start in the registry's time zone) and never earlier: what the agency issued
+        before keeps verifying, as the next trust list gives the type a validity window.
+        """
+        allow, deny = list(dict.fromkeys(allow_types)), list(dict.fromkeys(deny_types))
+        if name is None and not allow and not deny:
+            raise InputError("nothing to change: give a new name, types to allow or to deny",
+                             code="missing_change")
+        if set(allow) & set(deny):
+            raise InputError("a type cannot be given and denied at once", code="invalid_change")
+        if deny_from is not None and not deny:
+            raise InputError("a date to deny from needs types to deny", code="invalid_change")
+        since = None
+        if isinstance(deny_from, datetime):
+            since = to_seconds(deny_from, "deny_from")
+        elif deny_from is not None:  # that day's start in the registry's time zone
+            since = start_of_day(deny_from, zone(self._ctx.region.tz))
+        agency = self.get_agency(code)
+        if name is not None:
+            agency = self._ctx.execute(_agencies.RENAME_AGENCY, {"agency": code, "name": name})
+        for type_code in allow:
+            agency = self._ctx.execute(_agencies.ALLOW_TYPE, {"agency": code, "type": type_code})
+        for type_code in deny:
+            agency = self._ctx.execute(_agencies.DENY_TYPE,
+                                       {"agency": code, "type": type_code, "since": since})
+        return agency
 
     def keys(self, agency_code: str | None = None) -> list[KeyInfo]:
         """Signing keys, optionally of one agency."""
@@ -503,12 +620,40 @@ class Registry:
             cert = repo.get_certificate(cert_id)
         if cert is None:
             raise NotFound(f"no certificate {cert_id}")
-        return cert
+        return _lifecycle.effective(cert, self._now())
 
     def find(self, *, holder_id: str | None = None, type_code: str | None = None,
              status: CertificateStatus | str | None = None, agency_code: str | None = None,
-             kid: str | None = None, limit: int = 100, offset: int = 0) -> list[Certificate]:
-        """Certificates matching every given filter, oldest first."""
+             kid: str | None = None, limit: int = 100, offset: int = 0,
+             name: str | None = None) -> list[Certificate]:
+        """Certificates matching every given filter, oldest first (see :meth:`find_page`)."""
+        return list(self._find(holder_id=holder_id, type_code=type_code, status=status,
+                               agency_code=agency_code, kid=kid, name=name, limit=limit,
+                               offset=offset, after=None))
+
+    def find_page(self, *, holder_id: str | None = None, type_code: str | None = None,
+                  status: CertificateStatus | str | None = None,
+                  agency_code: str | None = None, kid: str | None = None,
+                  name: str | None = None, limit: int = 100,
+                  after: str | None = None) -> Page[Certificate]:
+        """One page of certificates matching every filter, oldest first.
+
+        ``name`` matches holder names that start with it (as typed: case and width are
+        kept). ``after`` is the ``next`` cursor of the previous page. ``status`` is the
+        status in effect now (a scheduled revocation that fell due reads revoked).
+        """
+        if limit < 1:
+            raise InputError("limit must be at least 1")
+        key = None if after is None else decode_cursor(after, (int, str))
+        rows = self._find(holder_id=holder_id, type_code=type_code, status=status,
+                          agency_code=agency_code, kid=kid, name=name, limit=limit + 1,
+                          offset=0, after=key)
+        return page_of(rows, limit, lambda c: (to_seconds(c.issued_at), c.id))
+
+    def _find(self, *, holder_id: str | None, type_code: str | None,
+              status: CertificateStatus | str | None, agency_code: str | None,
+              kid: str | None, name: str | None, limit: int, offset: int,
+              after: tuple[Any, ...] | None) -> list[Certificate]:
         holder = None if holder_id is None else self.holder_pseudonym(holder_id)
         if status is not None:
             try:
@@ -516,34 +661,41 @@ class Registry:
             except ValueError as e:
                 raise InputError(f"unknown status {status!r}: use valid, suspended or revoked"
                                  ) from e
+        if name is not None and not name.strip():
+            raise InputError("the name to search for is empty")
+        now = self._now()
         with self._ctx.read() as repo:
-            return repo.find_certificates(holder=holder, type_code=type_code, status=status,
-                                          agency_code=agency_code, kid=kid, limit=limit,
-                                          offset=offset)
+            found = repo.find_certificates(
+                holder=holder, type_code=type_code, status=status, agency_code=agency_code,
+                kid=kid, limit=limit, offset=offset,
+                name_prefix=None if name is None else name.strip(),
+                after=None if after is None else (int(after[0]), str(after[1])), now=now)
+        return [_lifecycle.effective(c, now) for c in found]
 
     def count(self) -> int:
         """How many certificates were issued."""
         with self._ctx.read() as repo:
             return repo.count_certificates()
 
-    def qr_token(self, id_or_serial: str, *, full: bool = False) -> str:
+    def qr_token(self, id_or_serial: str, *, full: bool = False,
+                 allow_invalid: bool = False) -> str:
         """The QR token (``typ: ecert-qr+jwt``) of a certificate, signed now by its agency's
         active key — only after the stored token verified against its key and the log
-        (an edited row never comes out as a validly signed QR)."""
-        from ecert._formats import qr as _qr
+        (an edited row never comes out as a validly signed QR).
 
-        cert = self.get(id_or_serial)
-        cert_type = self.get_type(cert.type_code)
-        with self._ctx.read() as repo:
-            key = repo.active_key(KeyRole.AGENCY, cert.agency_code)
-            _audit.check_stored_token(self._ctx, repo, cert)
-        if key is None:
-            raise InputError(f"agency {cert.agency_code} has no active signing key",
-                             code="not_authorized")
-        payload = _qr.qr_payload(_qr.parse_token_payload(cert.token), cert.token,
-                                 cert_type.qr_claims, self.region.base_url, self._now(),
-                                 full=full)
-        return _qr.sign_qr_token(payload, self._ctx.keystore.signer(key.kid))
+        Signing is a change: it needs an operator allowed ``certificate.qr`` for the
+        certificate's agency and type (clerk or officer) and is logged. A revoked,
+        suspended, expired or not-yet-valid certificate is refused
+        (:class:`ecert.CertificateNotValid`) unless ``allow_invalid``; then print it marked
+        (:func:`ecert.qr.standing` says how).
+        """
+        return self.sign_qr(id_or_serial, full=full, allow_invalid=allow_invalid)[0]
+
+    def sign_qr(self, id_or_serial: str, *, full: bool = False,
+                allow_invalid: bool = False) -> tuple[str, Standing]:
+        """:meth:`qr_token` and the certificate's standing when it was signed."""
+        return self._ctx.execute(_printing.SIGN_QR, {
+            "id": self.resolve_id(id_or_serial), "full": full, "allow_invalid": allow_invalid})
 
     # -- status changes ----------------------------------------------------------------------
 
@@ -558,13 +710,68 @@ class Registry:
         return self._ctx.execute(_lifecycle.REVOKE, {"id": self.resolve_id(id_or_serial),
                                                      "reason": reason.value})
 
-    def suspend(self, id_or_serial: str) -> Certificate:
-        """Suspend a valid certificate (reversible)."""
-        return self._ctx.execute(_lifecycle.SUSPEND, {"id": self.resolve_id(id_or_serial)})
+    def suspend(self, id_or_serial: str, reason: str | None = None) -> Certificate:
+        """Suspend a valid certificate (reversible). ``reason`` is free text, kept with
+        the certificate and its log entry (the public log shows only its keyed hash)."""
+        return self._ctx.execute(_lifecycle.SUSPEND, {"id": self.resolve_id(id_or_serial),
+                                                      "note": _note(reason)})
 
-    def reinstate(self, id_or_serial: str) -> Certificate:
-        """Lift a suspension."""
-        return self._ctx.execute(_lifecycle.REINSTATE, {"id": self.resolve_id(id_or_serial)})
+    def reinstate(self, id_or_serial: str, reason: str | None = None) -> Certificate:
+        """Lift a suspension (``reason`` as for :meth:`suspend`)."""
+        return self._ctx.execute(_lifecycle.REINSTATE, {"id": self.resolve_id(id_or_serial),
+                                                        "note": _note(reason)})
+
+    def renew(self, id_or_serial: str, *, valid_from: datetime | None = None,
+              valid_until: datetime | date | None = None,
+              claims_patch: Mapping[str, Any] | None = None,
+              at_start: bool = False) -> tuple[Certificate, Certificate]:
+        """Issue the successor of a certificate from its stored claims (with an RFC 7396
+        merge patch applied, if given) and revoke the old one (reason ``superseded``),
+        both in one unit of work. Returns ``(successor, predecessor)``.
+
+        The successor has the same type (its latest version), agency, holder and holder
+        name; it starts at ``valid_from`` (default now) and ends at ``valid_until`` (default:
+        the type's validity from its start). The predecessor is revoked at once, or — with
+        ``at_start`` and a successor starting later — from the successor's start on, which
+        the next publication after that instant shows with nobody acting. Needs only the
+        permission to issue the successor (a clerk of the agency and type).
+        """
+        return self._replace(id_or_serial, valid_from, valid_until, claims_patch, at_start,
+                             keep_end=False)
+
+    def reissue(self, id_or_serial: str, *, claims_patch: Mapping[str, Any],
+                valid_from: datetime | None = None,
+                at_start: bool = False) -> tuple[Certificate, Certificate]:
+        """Like :meth:`renew`, for corrected claims: the successor keeps the predecessor's
+        end of validity. Returns ``(successor, predecessor)``."""
+        return self._replace(id_or_serial, valid_from, None, claims_patch, at_start,
+                             keep_end=True)
+
+    def _replace(self, id_or_serial: str, valid_from: datetime | None,
+                 valid_until: datetime | date | None,
+                 claims_patch: Mapping[str, Any] | None, at_start: bool, *,
+                 keep_end: bool) -> tuple[Certificate, Certificate]:
+        old = self.get(id_or_serial)
+        if not old.token:
+            raise InvalidTransition(f"cannot replace certificate {old.id}: it was redacted")
+        claims: Any = dict(old.claims)
+        if claims_patch is not None:
+            if not isinstance(claims_patch, Mapping):
+                raise InputError("a claims patch is a JSON object (RFC 7396 merge patch)")
+            claims = merge_patch(claims, _issuance.plain_claims(claims_patch))
+        start = None if valid_from is None else to_seconds(valid_from, "valid_from")
+        if keep_end:
+            end = None if old.valid_until is None else to_seconds(old.valid_until)
+        else:
+            end = until_seconds(valid_until, self._ctx.region.tz)
+        new = self._ctx.execute(_issuance.ISSUE, {
+            "type": old.type_code, "agency": old.agency_code, "holder": old.holder,
+            "holder_name": old.holder_name, "claims": _issuance.plain_claims(claims),
+            "valid_from": start, "valid_until": end,
+            "default_validity": end is None and not keep_end,
+            "supersedes": None, "replaces": old.id, "at_start": bool(at_start),
+        })
+        return new, self.get(old.id)
 
     def redact(self, id_or_serial: str) -> Certificate:
         """Lawful erasure of a revoked certificate's personal data (token, name, claims).
@@ -579,6 +786,15 @@ class Registry:
     def events(self, subject: str | None = None, limit: int = 1000) -> list[LogEntry]:
         """The log as the registry sees it (subjects in clear), oldest first."""
         return _audit.entries(self._ctx, subject, limit)
+
+    def events_page(self, subject: str | None = None, *, limit: int = 1000,
+                    after: str | None = None) -> Page[LogEntry]:
+        """One page of :meth:`events` (``after``: the previous page's ``next`` cursor)."""
+        if limit < 1:
+            raise InputError("limit must be at least 1")
+        start = 0 if after is None else int(decode_cursor(after, (int,))[0]) + 1
+        found = _audit.entries(self._ctx, subject, limit + 1, start=start)
+        return page_of(found, limit, lambda e: (e.seq,))
 
     def audit(self, *, bundle: str | Path | None = None) -> AuditReport:
         """Replay the whole log against the database (and a published ``bundle``).
@@ -612,19 +828,26 @@ class Registry:
 
     def recognize(self, anchor: TrustAnchor, types: Mapping[str, str], *,
                   valid_from: datetime | None = None,
-                  valid_until: datetime | date | None = None) -> Agreement:
+                  valid_until: datetime | date | None = None,
+                  theirs: TrustList | None = None, force: bool = False) -> Agreement:
         """Recognize ``anchor``'s region for the mapped types (their code -> our code).
 
-        Replaces any agreement with that region. Takes effect at the next :meth:`publish`.
+        Every one of our types must exist in our catalog. With ``theirs`` (their trust
+        list, verified against ``anchor``, e.g. by :func:`ecert.trust.fetch_trust_list`)
+        every one of their types must exist there too, and a pair whose national type
+        codes differ is refused (``national_code_mismatch``) unless ``force``, which the
+        log then records. Replaces any agreement with that region. Takes effect at the
+        next :meth:`publish`.
         """
         if anchor.region == self.region.code:
             raise InputError("a region does not recognize itself", code="invalid_agreement")
         if not types:
             raise InputError("an agreement maps at least one type (--map THEIRS=OURS)",
                              code="invalid_agreement")
-        for theirs, ours in types.items():
-            if not theirs or not ours:
-                raise InputError(f"bad mapping {theirs!r}={ours!r}", code="invalid_agreement")
+        for their_code, our_code in types.items():
+            if not their_code or not our_code:
+                raise InputError(f"bad mapping {their_code!r}={our_code!r}",
+                                 code="invalid_agreement")
         try:
             check_http_url(anchor.trust_list_url)
         except FormatError as e:
@@ -636,8 +859,21 @@ class Registry:
             raise InputError("the agreement must end after it starts", code="invalid_agreement")
         value = Agreement(anchor.region, anchor.name, dict(anchor.root_jwk),
                           anchor.trust_list_url, start, end, dict(sorted(types.items())))
-        return self._ctx.execute(_recognition.RECOGNIZE,
-                                 {"region": anchor.region, "agreement": value.to_json()})
+        params: dict[str, Any] = {"region": anchor.region, "agreement": value.to_json()}
+        if theirs is not None:
+            if theirs.region != anchor.region:
+                raise InputError(f"the trust list given is {theirs.region}'s, not "
+                                 f"{anchor.region}'s", code="invalid_agreement")
+            listed = {t.code: t.national_type_code for t in theirs.types}
+            missing = sorted(set(types) - set(listed))
+            if missing:
+                raise NotFound(f"{anchor.region}'s trust list has no type "
+                               f"{', '.join(missing)} (it lists "
+                               f"{', '.join(sorted(listed)) or 'none'})",
+                               code="unknown_type")
+            params["their_types"] = {code: listed[code] for code in sorted(types)}
+            params["force"] = force
+        return self._ctx.execute(_recognition.RECOGNIZE, params)
 
     def withdraw(self, region_code: str) -> None:
         """Withdraw the agreement with ``region_code``; verifiers stop at the next trust list."""
@@ -694,6 +930,57 @@ class Registry:
                                     status_list_ttl=status_list_ttl, progress=progress)
 
 
+    def watch(self, directory: str | Path, *, every: timedelta = timedelta(minutes=10),
+              wait: bool = False, trust_list_validity: timedelta = timedelta(days=7),
+              status_list_validity: timedelta = timedelta(days=1),
+              status_list_ttl: timedelta = timedelta(hours=1), collect: bool = True,
+              sleep: Callable[[float], None] = time.sleep,
+              should_stop: Callable[[], bool] = lambda: False,
+              on_cycle: Callable[[WatchCycle], None] | None = None) -> None:
+        """Keep ``directory`` published until ``should_stop()`` says so.
+
+        Every ``every`` it publishes (as :meth:`publish` does) when the log changed since
+        its last publication, and before anything published expires: when less than a
+        third of the shortest lifetime is left (status lists by default; the trust list
+        lives longer). Its first cycle always publishes. Each cycle is reported to
+        ``on_cycle`` (a :class:`WatchCycle`). A failed cycle (database down, disk full)
+        is retried with backoff; :class:`ecert.errors.AccessError` ends the watch.
+
+        One watcher per registry: it holds the database's publication lease while it
+        runs (renewed every cycle, released on return, expiring if its holder dies).
+        If another holds it, :class:`ecert.errors.LeaseHeld` is raised, or with
+        ``wait`` the watcher waits for it. Time is the registry's clock; ``sleep`` waits
+        (tests pass one that advances a fake clock).
+        """
+        out = Path(directory)
+        self.whoami()  # a wrong operator or passphrase fails now, not in the first cycle
+        self._ctx.keystore  # noqa: B018 - so does a wrong registry passphrase
+
+        def publish(holder: str) -> PublishReport:
+            if collect:
+                self.collect_cosignatures()
+            return _publication.publish(self._ctx, out, trust_list_validity=trust_list_validity,
+                                        status_list_validity=status_list_validity,
+                                        status_list_ttl=status_list_ttl, progress=None,
+                                        lease=holder)
+
+        _watch.watch(self._ctx, out, publish=publish, every=every,
+                     lifetime=min(trust_list_validity, status_list_validity), wait=wait,
+                     sleep=sleep, should_stop=should_stop, on_cycle=on_cycle)
+
+    def published_directory(self) -> Path | None:
+        """The directory the newest completed publication was written to, if any (it may
+        be on another machine)."""
+        with self._ctx.read() as repo:
+            latest = repo.latest_publication()
+        return None if latest is None else Path(latest[3])
+
+    def publication_lease(self) -> Lease | None:
+        """Who holds the publication lease (an ``ecert publish --watch``), if anyone; it may
+        have expired (its holder stopped without releasing it)."""
+        return _watch.current_lease(self._ctx)
+
+
 def _first_admin(ctx: _Context, admin: OperatorCredential) -> tuple[Operator, Signer]:
     """The first admin (every role) and their signer; the registry passphrase is asked for
     and proven before any key is made under it."""
@@ -723,3 +1010,20 @@ def _expired(request: ApprovalRequest) -> ApprovalRequest:
     from dataclasses import replace
 
     return replace(request, status=RequestStatus.EXPIRED)
+
+
+#: Longest free-text reason kept with a suspension or reinstatement.
+MAX_NOTE_CHARS = 500
+
+
+def _note(reason: str | None) -> str | None:
+    """A suspend/reinstate reason: one line of text, or None."""
+    if reason is None or not reason.strip():
+        return None
+    text = " ".join(reason.split())
+    if len(text) > MAX_NOTE_CHARS:
+        raise InputError(f"the reason is longer than {MAX_NOTE_CHARS} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\u200d\ufe0f"
+           for ch in text):
+        raise InputError("the reason holds control or formatting characters")
+    return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ecert import _windows
 from ecert._authority import Action, Resource
 from ecert._formats.trustlist import sign_root_rotation
 from ecert.errors import AlreadyExists, InputError, InvalidTransition, NotFound, StorageError
@@ -125,3 +126,64 @@ def _root_target(repo: Any, _p: Mapping[str, Any]) -> Target:
 
 
 ROTATE_ROOT = register(Operation(Action.ROOT_ROTATE, _root_target, _rotate_root))
+
+
+# -- upkeep: rename, give and deny types ------------------------------------------------------
+
+
+def _existing(unit: Unit, code: str) -> Agency:
+    agency = unit.repo.get_agency(code)
+    if agency is None:
+        raise NotFound(f"no agency {code!r}")
+    return agency
+
+
+def _rename(unit: Unit, p: Mapping[str, Any]) -> Agency:
+    agency = _existing(unit, p["agency"])
+    name = p["name"]
+    if not name.strip():
+        raise InputError("an agency needs a name", code="invalid_name")
+    if name == agency.name:
+        raise InvalidTransition(f"agency {agency.code} is named {name} already", code="unchanged")
+    unit.repo.rename_agency(agency.code, name)
+    unit.log(Action.AGENCY_RENAME, agency.code, {"name": name, "previous": agency.name})
+    return _existing(unit, agency.code)
+
+
+def _allow(unit: Unit, p: Mapping[str, Any]) -> Agency:
+    agency = _existing(unit, p["agency"])
+    type_code = p["type"]
+    if unit.repo.get_type(type_code) is None:
+        raise NotFound(f"no certificate type {type_code!r}")
+    windows = _windows.allow(_windows.of_type(agency.windows, type_code), unit.now,
+                             type_code in agency.types)
+    unit.repo.set_agency_type(agency.code, type_code, windows)
+    unit.log(Action.AGENCY_ALLOW_TYPE, agency.code,
+             {"type": type_code, "windows": _windows.to_json(windows)})
+    return _existing(unit, agency.code)
+
+
+def _deny(unit: Unit, p: Mapping[str, Any]) -> Agency:
+    agency = _existing(unit, p["agency"])
+    type_code = p["type"]
+    if type_code not in agency.types:
+        raise InvalidTransition(f"agency {agency.code} was never given {type_code}",
+                                code="not_authorized")
+    # No date: from when the change is carried out (after approval, under four eyes).
+    since = unit.now if p["since"] is None else p["since"]
+    windows = _windows.deny(_windows.of_type(agency.windows, type_code), since, unit.now)
+    unit.repo.set_agency_type(agency.code, type_code, windows)
+    unit.log(Action.AGENCY_DENY_TYPE, agency.code,
+             {"type": type_code, "from": since, "windows": _windows.to_json(windows)})
+    return _existing(unit, agency.code)
+
+
+RENAME_AGENCY = register(Operation(
+    Action.AGENCY_RENAME, lambda _repo, p: Target(Resource(agency=p["agency"]), p["agency"]),
+    _rename))
+ALLOW_TYPE = register(Operation(
+    Action.AGENCY_ALLOW_TYPE,
+    lambda _repo, p: Target(Resource(agency=p["agency"], type=p["type"]), p["agency"]), _allow))
+DENY_TYPE = register(Operation(
+    Action.AGENCY_DENY_TYPE,
+    lambda _repo, p: Target(Resource(agency=p["agency"], type=p["type"]), p["agency"]), _deny))

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
+from ecert import _windows
 from ecert._authority import Action
 from ecert._clock import from_seconds
 from ecert._formats import bundle as _bundle
@@ -108,7 +109,7 @@ def _entry_json(entry: LogEntry, proof: Sequence[str] | None) -> dict[str, Any]:
     return {"seq": entry.seq, "at": entry.at.isoformat(), "operator": entry.operator,
             "operator_kid": entry.operator_kid, "action": entry.action,
             "subject": entry.subject, "details": dict(entry.details),
-            "leaf": entry.leaf.decode("utf-8"),
+            "leaf": entry.leaf.decode("utf-8"), "note": entry.note,
             "inclusion_proof": None if proof is None else list(proof)}
 
 
@@ -121,13 +122,14 @@ def _log_entry(row: Any) -> LogEntry:
     except FormatError:
         kid, details = None, {}
     return LogEntry(int(row.seq), from_seconds(int(row.at)), row.operator, kid, row.action,
-                    row.plain_subject, details, leaf)
+                    row.plain_subject, details, leaf, getattr(row, "note", None))
 
 
-def entries(ctx: _Context, subject: str | None, limit: int) -> list[LogEntry]:
-    """Log entries, oldest first, optionally about one subject (in clear)."""
+def entries(ctx: _Context, subject: str | None, limit: int, *, start: int = 0
+            ) -> list[LogEntry]:
+    """Log entries from ``start`` on, oldest first, optionally about one subject."""
     with ctx.read() as repo:
-        rows = repo.log_rows(plain_subject=subject, limit=limit)
+        rows = repo.log_rows(start, plain_subject=subject, limit=limit)
     return [_log_entry(r) for r in rows]
 
 
@@ -207,7 +209,7 @@ def verify(ctx: _Context, bundle: Path | None, *, workers: int | None = None) ->
             findings.append(Finding(kind, subject, seq, detail))
 
         _compare_state(ctx, repo, replay, find_state)
-    for list_size, _list_id, path, _lst, _root in published:
+    for list_size, _list_id, path, _lst, _root, _iat in published:
         if list_size > leaves:
             findings.append(Finding(
                 "published_status_mismatch", path, None,
@@ -545,6 +547,10 @@ def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any) -
         if status != logged.status:
             find("status_mismatch", row.id, None,
                  f"the database says {row.status}, the log says {logged.status}")
+        if row.revoke_at != logged.revoke_at:
+            find("status_mismatch", row.id, None,
+                 f"the database schedules its revocation at {row.revoke_at}, "
+                 f"the log at {logged.revoke_at}")
         if (row.redacted_at is not None) != logged.redacted:
             find("certificate_modified", row.id, None,
                  "redacted in the database without a logged redaction"
@@ -583,15 +589,15 @@ def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any) -
             find("operator_modified", operator.name, None,
                  "the operator's key, roles or status differ from the log")
     for agency in repo.list_agencies():
-        logged_agency = replay.agencies.get(agency.code)
-        if logged_agency is None or (logged_agency["name"], logged_agency["uscc"],
-                                     tuple(logged_agency["types"])) != (
-                agency.name, agency.uscc, agency.types):
+        if not _windows.matches(agency, replay.agencies.get(agency.code)):
             find("record_modified", f"agency {agency.code}", None,
                  "the agency row (or its types) differs from the log")
     for cert_type in repo.list_types():
         if cert_type.code not in replay.types:
             find("record_modified", f"type {cert_type.code}", None, "a type the log never added")
+        elif replay.types[cert_type.code].get("version") != cert_type.version:
+            find("record_modified", f"type {cert_type.code}", None,
+                 "the type's current version differs from the log")
     for agreement in repo.list_agreements():
         if replay.agreements.get(agreement.region) != agreement:
             find("record_modified", f"agreement {agreement.region}", None,
@@ -665,11 +671,11 @@ def _check_row_against_token(row: Any, find: Any) -> None:
              "the row's holder, name, claims, dates or slot differ from its signed token")
 
 
-_Published = tuple[int, int, str, Any, str]
+_Published = tuple[int, int, str, Any, str, int]
 
 
 def _published_lists(bundle: Path, find: Any) -> list[_Published]:
-    """``(log size, list id, file, status list, log root)`` of each published list."""
+    """``(log size, list id, file, status list, log root, iat)`` of each published list."""
     found: list[_Published] = []
     status_dir = bundle / "status"
     for path in sorted(status_dir.glob("*.jwt")) if status_dir.is_dir() else []:
@@ -687,20 +693,21 @@ def _published_lists(bundle: Path, find: Any) -> list[_Published]:
         if type(size) is not int or not isinstance(root, str):
             find("published_status_mismatch", path.name, None, "names no log tree")
             continue
-        found.append((size, list_id, path.name, token.status_list, root))
+        found.append((size, list_id, path.name, token.status_list, root, token.issued_at))
     return found
 
 
 def _compare_list(replay: Replay, roots: Mapping[int, bytes], published: Sequence[_Published],
                   size: int, find: Any) -> None:
-    for list_size, list_id, name, lst, root in published:
+    for list_size, list_id, name, lst, root, issued_at in published:
         if list_size != size:
             continue
         known = roots.get(size)
         if known is not None and b64url_encode(known) != root:
             find("published_status_mismatch", name, None,
                  "the list names a log root this log never had at that size")
-        expected = replay.statuses.get(list_id, {})
+        # What the log says at the list's iat: scheduled revocations due by then count.
+        expected = replay.statuses_at(list_id, issued_at)
         for index in range(lst.size):
             want = expected.get(index, 1)
             if lst[index] != want:

@@ -127,6 +127,9 @@ class Operation(Generic[T]):
     self_authorizing: bool = False
     #: Whether its subject is published only as a commitment (certificates, operators).
     private: bool = False
+    #: The other (action, type) pairs it logs, whose four-eyes policies hold it too (a
+    #: catalog import logs ``type.add``/``type.update`` entries).
+    covers: Callable[[Mapping[str, Any]], list[tuple[Action, str | None]]] | None = None
 
 
 @dataclass
@@ -135,6 +138,7 @@ class _Pending:
     subject: str
     public: str
     details: dict[str, Any]
+    note: str | None = None
 
 
 class Unit:
@@ -157,10 +161,17 @@ class Unit:
         return self.ctx.region
 
     def log(self, action: Action, subject: str, details: Mapping[str, Any] | None = None,
-            *, private: bool = False) -> None:
-        """Append an entry; a ``private`` subject is published only as a commitment."""
+            *, private: bool = False, note: str | None = None) -> None:
+        """Append an entry; a ``private`` subject is published only as a commitment.
+
+        A free-text ``note`` (a reason typed by a clerk, which may name people) is kept in
+        clear beside the entry; the published entry carries only its keyed hash.
+        """
         public = commitment(self.ctx.commitment_key, subject) if private else subject
-        self._entries.append(_Pending(action, subject, public, dict(details or {})))
+        details = dict(details or {})
+        if note is not None:
+            details["note"] = commitment(self.ctx.commitment_key, note)
+        self._entries.append(_Pending(action, subject, public, details, note))
 
     def after_commit(self, step: Callable[[], None]) -> None:
         """Run ``step`` once the transaction committed (never if it rolled back)."""
@@ -199,7 +210,7 @@ class Unit:
         self.repo.append_log([
             {"seq": start + i, "leaf": entry.encode(), "action": p.action.value,
              "subject": p.public, "plain_subject": p.subject, "operator": self.operator.name,
-             "unit": start, "at": self.now}
+             "unit": start, "at": self.now, "note": p.note}
             for i, (entry, p) in enumerate(zip(entries, self._entries, strict=True))
         ])
         return entries
@@ -397,6 +408,8 @@ class _Context:
             admins = sum(1 for o in repo.list_operators()
                          if o.active and Role.ADMIN in o.roles)
         needed = approvals_needed(policies, operation.action, target.resource.type, admins)
+        for action, type_code in operation.covers(params) if operation.covers else ():
+            needed = max(needed, approvals_needed(policies, action, type_code, admins))
         if needed <= 1:
             return None
         expires = unit.now + REQUEST_TTL_SECONDS

@@ -17,11 +17,12 @@ from ecert._clock import from_seconds
 from ecert._formats import bundle as _bundle
 from ecert._formats.certificate import CertificateClaims
 from ecert._formats.jose import b64url_encode, canonical_json
-from ecert._formats.log import token_hash
-from ecert.errors import ClaimsInvalid, InputError, NotAuthorized, NotFound
+from ecert._formats.log import commitment, token_hash
+from ecert.errors import ClaimsInvalid, InputError, InvalidTransition, NotAuthorized, NotFound
 from ecert.identifiers import CertificateId
 from ecert.models import Certificate, CertificateStatus, CertificateType, KeyRole
 from ecert.registry._core import Operation, Retry, Target, Unit, register
+from ecert.registry._lifecycle import effective, supersede
 
 # (code, version) -> (the schema it was compiled from, validator); the schema is compared,
 # so a type changed under the same version (tests, migrations) never uses a stale one.
@@ -82,9 +83,10 @@ def _issue(unit: Unit, p: Mapping[str, Any]) -> Certificate:
         raise NotFound(f"no certificate type {p['type']!r}")
     if agency is None:
         raise NotFound(f"no agency {p['agency']!r}")
-    if cert_type.code not in agency.types:
+    if not agency.may_issue(cert_type.code, from_seconds(now)):
+        allowed = [t for t in agency.types if agency.may_issue(t, from_seconds(now))]
         raise NotAuthorized(f"agency {agency.code} may not issue {cert_type.code} "
-                            f"(it issues: {', '.join(agency.types) or 'nothing'})")
+                            f"(it issues: {', '.join(allowed) or 'nothing'})")
     claims = p["claims"]
     validate_claims(cert_type, claims)
     start = p["valid_from"] if p["valid_from"] is not None else now
@@ -94,6 +96,10 @@ def _issue(unit: Unit, p: Mapping[str, Any]) -> Certificate:
     if end is not None and end <= start:
         raise InputError("valid-until must be after valid-from")
     supersedes = p["supersedes"]
+    replaces = p.get("replaces")
+    old = None if replaces is None else _predecessor(unit, p, replaces)
+    if old is not None:
+        supersedes = old.id
     key = repo.active_key(KeyRole.AGENCY, agency.code)
     if key is None:
         raise NotAuthorized(f"agency {agency.code} has no active signing key")
@@ -132,10 +138,34 @@ def _issue(unit: Unit, p: Mapping[str, Any]) -> Certificate:
         kid=key.kid, token=token, type_version=cert_type.version, supersedes=supersedes,
     )
     repo.add_certificate(cert, serial, list_id)
-    unit.log(Action.CERT_ISSUE, cert_id,
-             {"agency": agency.code, "type": cert_type.code, "kid": key.kid, "list": list_id,
-              "idx": index, "token": token_hash(token)}, private=True)
+    details: dict[str, Any] = {"agency": agency.code, "type": cert_type.code, "kid": key.kid,
+                               "list": list_id, "idx": index, "token": token_hash(token)}
+    if old is not None:
+        # The replay pairs the predecessor's certificate.supersede entry with this.
+        details["replaces"] = commitment(unit.ctx.commitment_key, old.id)
+    unit.log(Action.CERT_ISSUE, cert_id, details, private=True)
+    if old is not None:
+        supersede(unit, old, start if p.get("at_start") else None)
     return cert
+
+
+def _predecessor(unit: Unit, p: Mapping[str, Any], old_id: str) -> Certificate:
+    """The certificate a renewal or reissue replaces, locked; refused unless it is valid
+    (or merely expired), not yet superseded, of the same agency, type and holder."""
+    old = unit.repo.get_certificate(old_id, for_update=True)
+    if old is None:
+        raise NotFound(f"no certificate {old_id}")
+    if (old.agency_code, old.type_code, old.holder) != (p["agency"], p["type"], p["holder"]):
+        raise InputError(f"a successor of {old_id} must have its agency, type and holder")
+    status = effective(old, unit.now).status
+    if status is not CertificateStatus.VALID:
+        raise InvalidTransition(f"cannot replace certificate {old_id}: it is {status.value}")
+    if old.revoke_at is not None:
+        raise InvalidTransition(f"cannot replace certificate {old_id}: it is superseded "
+                                "already (revocation scheduled)")
+    if not old.token:
+        raise InvalidTransition(f"cannot replace certificate {old_id}: it was redacted")
+    return old
 
 
 ISSUE = register(Operation(Action.CERT_ISSUE, _target, _issue, private=True))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ecert._authority import Action, Resource
+from ecert._clock import to_seconds
 from ecert._formats.statuslist import INVALID, SUSPENDED, VALID
 from ecert.errors import InvalidTransition, NotFound
 from ecert.models import Certificate, CertificateStatus, RevocationReason
@@ -27,6 +29,20 @@ _TARGET = {Action.CERT_REVOKE: CertificateStatus.REVOKED,
            Action.CERT_REINSTATE: CertificateStatus.VALID}
 
 
+def effective(cert: Certificate, now: int) -> Certificate:
+    """``cert`` as it stands at ``now``: a scheduled revocation that fell due reads revoked.
+
+    The row keeps the status last set by an action and the scheduled instant
+    (``revoke_at``); nothing needs to run at that instant, because every reader (this,
+    the status lists publication builds, the log replay) computes the same.
+    """
+    if (cert.revoke_at is not None and cert.status is not CertificateStatus.REVOKED
+            and to_seconds(cert.revoke_at) <= now):
+        return replace(cert, status=CertificateStatus.REVOKED,
+                       revocation_reason=RevocationReason.SUPERSEDED)
+    return cert
+
+
 def _target(repo: Any, p: Mapping[str, Any]) -> Target:
     cert = repo.get_certificate(p["id"])
     if cert is None:
@@ -38,9 +54,10 @@ def _locked(unit: Unit, action: Action, cert_id: str) -> Certificate:
     cert = unit.repo.get_certificate(cert_id, for_update=True)
     if cert is None:
         raise NotFound(f"no certificate {cert_id}")
-    if cert.status not in _ALLOWED[action]:
+    status = effective(cert, unit.now).status
+    if status not in _ALLOWED[action]:
         verb = action.value.split(".")[1]
-        raise InvalidTransition(f"cannot {verb} certificate {cert_id}: it is {cert.status.value}")
+        raise InvalidTransition(f"cannot {verb} certificate {cert_id}: it is {status.value}")
     return cert
 
 
@@ -50,18 +67,19 @@ def _transition(action: Action) -> Operation[Certificate]:
     def apply(unit: Unit, p: Mapping[str, Any]) -> Certificate:
         cert = _locked(unit, action, p["id"])
         reason = RevocationReason(p["reason"]) if p.get("reason") else None
-        unit.repo.set_status(cert.id, target_status, reason)
+        note = p.get("note") or None
+        unit.repo.set_status(cert.id, target_status, reason, note)
         details: dict[str, Any] = {
             "agency": cert.agency_code, "type": cert.type_code,
             "list": list_id_of(cert.status_list_uri), "idx": cert.status_index,
             "status": STATUS_VALUES[target_status]}
         if reason is not None:
             details["reason"] = reason.value
-        unit.log(action, cert.id, details, private=True)
+        unit.log(action, cert.id, details, private=True, note=note)
         updated = unit.repo.get_certificate(cert.id)
         if updated is None:  # pragma: no cover - the row was locked above
             raise NotFound(f"no certificate {cert.id}")
-        return updated
+        return effective(updated, unit.now)
 
     return register(Operation(action, _target, apply, private=True))
 
@@ -84,3 +102,18 @@ def _redact(unit: Unit, p: Mapping[str, Any]) -> Certificate:
 
 
 REDACT = register(Operation(Action.CERT_REDACT, _target, _redact, private=True))
+
+
+def supersede(unit: Unit, old: Certificate, at: int | None) -> None:
+    """Revoke ``old`` (reason superseded) for the successor this unit issued: now, or —
+    when ``at`` lies ahead — from ``at`` on, with nobody acting then."""
+    details: dict[str, Any] = {
+        "agency": old.agency_code, "type": old.type_code,
+        "list": list_id_of(old.status_list_uri), "idx": old.status_index,
+        "status": INVALID, "reason": RevocationReason.SUPERSEDED.value}
+    if at is not None and at > unit.now:
+        unit.repo.schedule_revocation(old.id, at)
+        details["at"] = at
+    else:
+        unit.repo.set_status(old.id, CertificateStatus.REVOKED, RevocationReason.SUPERSEDED)
+    unit.log(Action.CERT_SUPERSEDE, old.id, details, private=True)

@@ -16,6 +16,7 @@ every status list lapse).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,8 +27,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ecert import _windows
 from ecert._authority import Action, Resource
-from ecert._clock import from_seconds
+from ecert._clock import from_seconds, to_seconds
 from ecert._formats import bundle as _bundle
 from ecert._formats import merkle, tiles
 from ecert._formats.jose import b64url_encode
@@ -40,11 +42,12 @@ from ecert._formats.trustlist import (
     TrustedKey,
     TrustList,
     TypeEntry,
+    TypeWindow,
 )
 from ecert._replay import KeyState, Replay
 from ecert._sources import MemorySource
 from ecert._storage.repository import Repository
-from ecert.errors import EcertError, PublishError, StorageError
+from ecert.errors import EcertError, LeaseHeld, PublishError, StorageError
 from ecert.models import CertificateStatus, KeyRole, Region
 from ecert.registry._core import Operation, Target, Unit, _Context
 from ecert.registry._lifecycle import STATUS_VALUES
@@ -54,6 +57,8 @@ from ecert.verify import Verifier
 log = logging.getLogger("ecert.registry")
 
 LOG_DIR = "log"
+#: The lease ``ecert publish --watch`` holds (one watcher per registry).
+LEASE_NAME = "publish"
 WITNESS_DIR = "witness"
 #: Actions whose entries shape the trust list (every other one is about certificates).
 _CERTIFICATE_PREFIX = "certificate."
@@ -145,6 +150,8 @@ def _trust_replay(repo: Repository, size: int) -> Replay:
 
 def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
     repo, ctx, now = unit.repo, unit.ctx, unit.now
+    if p.get("lease") is not None:
+        _check_lease(repo, p["lease"], now)
     # Taking the log's counter row lock first: no unit can append (nor commit a change)
     # until this one commits, so what is read below is one consistent state.
     repo.add_to_counter("log_size", 0)
@@ -154,9 +161,7 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
     alerts = [f"log: {f.kind} at entry {f.seq}: {f.detail}" for f in replay.findings]
     keys_out = _proven_keys(repo, ctx, replay, alerts)
     for agency in repo.list_agencies():
-        logged = replay.agencies.get(agency.code)
-        if logged is None or (logged["name"], logged["uscc"], tuple(logged["types"])) != (
-                agency.name, agency.uscc, agency.types):
+        if not _windows.matches(agency, replay.agencies.get(agency.code)):
             alerts.append(f"agency {agency.code}: the database differs from the log "
                           "(published as the log has it)")
     for agreement in repo.list_agreements():
@@ -178,7 +183,7 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
     witness_key = None if witness is None else NoteSigner.cosigner(
         origin.rsplit("/", 1)[0] + "/witness",
         ctx.keystore.signer(witness.kid)).verifier_key.encode()
-    lists = [(list_id, list_size, bits, list(repo.allocated_slots(list_id)))
+    lists = [(list_id, list_size, bits, list(repo.allocated_slots(list_id, now)))
              for list_id, list_size, bits, _allocated in repo.list_status_lists()]
     cosigned: dict[str, str] = {}
     for _o, witness_region, cs, _r, note, _t in repo.cosignatures_for(origin=origin):
@@ -191,6 +196,23 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
     return _Snapshot(sequence, now, size, root, checkpoint, replay, keys_out, alerts, lists,
                      repo.count_certificates(), active["root"].kid, active["status"].kid,
                      log_signer.verifier_key.encode(), witness_key, cosigned)
+
+
+def _trusted_agency(code: str, logged: Mapping[str, Any], uri: str,
+                    keys: tuple[TrustedKey, ...]) -> TrustedAgency:
+    unlimited, limited = _windows.published(logged)
+    return TrustedAgency(code, logged["name"], logged["uscc"], uri, unlimited, keys,
+                         tuple(TypeWindow(c, s, e) for c, (s, e) in limited))
+
+
+def _check_lease(repo: Repository, holder: str, now: int) -> None:
+    """A watcher publishes only while it holds the lease (checked in the publication's own
+    transaction, so one that lost it while paused cannot take a sequence number)."""
+    lease = repo.get_lease(LEASE_NAME)
+    if lease is None or lease.holder != holder or to_seconds(lease.expires_at) <= now:
+        raise LeaseHeld("this watcher lost the publication lease"
+                        + ("" if lease is None or lease.holder == holder else
+                           f" to {lease.host} (pid {lease.pid})"), lease=lease)
 
 
 def _proven_keys(repo: Repository, ctx: _Context, replay: Replay,
@@ -233,10 +255,12 @@ def _trusted(key: KeyState) -> TrustedKey:
 
 def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timedelta,
             status_list_validity: timedelta, status_list_ttl: timedelta,
-            progress: Callable[[int, int], None] | None) -> PublishReport:
-    """See :meth:`ecert.Registry.publish`."""
+            progress: Callable[[int, int], None] | None,
+            lease: str | None = None) -> PublishReport:
+    """See :meth:`ecert.Registry.publish`; ``lease`` is the holder id of a watcher, which
+    publishes only while it holds the publication lease."""
     out = Path(directory)
-    snap = ctx.execute(PUBLISH, {"directory": str(out.resolve())})
+    snap = ctx.execute(PUBLISH, {"directory": str(out.resolve()), "lease": lease})
     for alert in snap.alerts:
         log.error("publication alert: %s", alert)
     region, now = ctx.region, snap.now
@@ -266,10 +290,9 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
         region=region.code, name=region.name, base_url=region.base_url,
         sequence=snap.sequence, issued_at=now,
         next_update=now + int(trust_list_validity.total_seconds()),
-        agencies=tuple(
-            TrustedAgency(code, a["name"], a["uscc"], region.agency_uri(code),
-                          tuple(a["types"]), tuple(keys_by_agency.get(code, ())))
-            for code, a in sorted(trust.agencies.items())),
+        agencies=tuple(_trusted_agency(code, a, region.agency_uri(code),
+                                       tuple(keys_by_agency.get(code, ())))
+                       for code, a in sorted(trust.agencies.items())),
         status_keys=tuple(_trusted(k) for k in snap.keys_out if k.role == KeyRole.STATUS),
         types=tuple(TypeEntry(code, t["version"], t["name"], t["national_type_code"])
                     for code, t in sorted(trust.types.items())),
@@ -347,7 +370,13 @@ def _log_files(repo: Repository, out: Path, size: int) -> dict[str, bytes]:
 
 
 def write_bundle(out: Path, documents: Mapping[str, bytes]) -> None:
-    """Write each file atomically; the trust list last, so it never names a missing file."""
+    """Write each file atomically; the trust list last, so it never names a missing file.
+
+    Each file is written to a temporary beside it, flushed to disk and renamed over the
+    old one: a reader (a web server, a verifier) sees the old file or the new one, never
+    part of one, and a crash or a full disk leaves the old bundle standing. A failed
+    write removes its temporary, so a watcher retrying on a full disk does not fill it.
+    """
     order = sorted(documents, key=lambda p: (p == _bundle.TRUST_LIST_PATH, p))
     try:
         for relative in order:
@@ -355,8 +384,17 @@ def write_bundle(out: Path, documents: Mapping[str, bytes]) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "wb") as f:
-                f.write(documents[relative])
-            os.replace(temporary, path)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(documents[relative])
+                    f.flush()
+                    # On disk before the rename: after a power cut the name never points
+                    # at an empty file.
+                    os.fsync(f.fileno())
+                os.replace(temporary, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
+                raise
     except OSError as e:
-        raise PublishError(f"cannot write bundle to {out}: {e.strerror}") from e
+        raise PublishError(f"cannot write bundle to {out}: {e.strerror or e}") from e

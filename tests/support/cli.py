@@ -98,5 +98,12 @@ class Cli:
     def json(self, *args: str, **kwargs: Any) -> Any:
         return json.loads(self.ok(*args, "--json", **kwargs).stdout)
 
+    def items(self, *args: str, **kwargs: Any) -> Any:
+        """The ``items`` of a listing's ``--json`` page (checking the page's shape)."""
+        page = self.json(*args, **kwargs)
+        assert set(page) == {"items", "more", "next"}, page
+        assert (page["next"] is not None) == page["more"]
+        return page["items"]
+
     def fails(self, *args: str, exit_code: int = 2, **kwargs: Any) -> str:
         return assert_one_line_error(self(*args, **kwargs), exit_code)

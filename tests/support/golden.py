@@ -44,6 +44,9 @@ class Golden:
     cert: ecert.Certificate
     #: SQLite only: the home with its sample types and agencies, before the licence.
     populated: Path | None
+    #: The licence's QR tokens (short form, full form), signed once at build: signing one
+    #: is logged, so tests of the shared registry must not sign their own.
+    qr_tokens: tuple[str, str] = ("", "")
 
 
 def build_golden(root: Path, database_url: str | None) -> Golden:
@@ -62,10 +65,11 @@ def build_golden(root: Path, database_url: str | None) -> Golden:
                 populated = copy_tree(home, root / "populated")
                 registry = open_registry(home, database_url=None, clock=clock)
             cert = issue_business_licence(registry)
+            qr_tokens = (registry.qr_token(cert.id), registry.qr_token(cert.id, full=True))
             registry.publish(bundle)
         finally:
             registry.close()
-    return Golden(home, bundle, database_url, cert, populated)
+    return Golden(home, bundle, database_url, cert, populated, qr_tokens)
 
 
 def copy_tree(source: Path, destination: Path) -> Path:

@@ -24,6 +24,9 @@ def write_card_of(registry: ecert.Registry, cert: ecert.Certificate, path: Path,
     """``ecert.card.write_card`` for a registry's certificate, as ``ecert card`` does."""
     from ecert import card
 
+    allow_invalid = bool(options.get("allow_invalid"))
+    token, state = registry.sign_qr(cert.id, allow_invalid=allow_invalid)
+    options.setdefault("verify_url", registry.region.base_url + "/verify/")
     return card.write_card(cert, registry.get_type(cert.type_code),
-                           registry.get_agency(cert.agency_code), registry.qr_token(cert.id),
-                           path, **options)
+                           registry.get_agency(cert.agency_code), token, path, state=state,
+                           **options)
