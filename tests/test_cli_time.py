@@ -132,3 +132,43 @@ def test_an_unknown_zone_is_refused(tmp_path: Path, database_url: str | None,
                             base_url="https://ecert.gd.example",
                             admin=ecert.OperatorCredential("admin", passphrase="a"),
                             passphrase="p", tz="Not/AZone")
+
+
+def test_newer_commands_read_and_show_days_in_the_registry_zone(
+        tmp_path: Path, database_url: str | None, clock: FakeClock) -> None:
+    """renew/reissue, agency update --from, the card and the watcher's lines all use the
+    registry's zone (Europe/Berlin here), not UTC nor the machine's."""
+    run = _cli(tmp_path, database_url, clock, "--tz", "Europe/Berlin")
+    cert = _issue(run)
+    renewed = run.json("renew", cert["id"], "--valid-from", "2031-01-10", "--valid-until",
+                       "2031-06-30", "--at-start")["certificate"]
+    assert renewed["valid_from"] == "2031-01-09T23:00:00Z"  # midnight in Berlin (CET)
+    assert renewed["valid_until"] == "2031-06-30T22:00:00Z"  # end of 06-30 in CEST
+    assert run.json("show", cert["id"])["revoke_at"] == "2031-01-09T23:00:00Z"
+    agency = run.json("agency", "update", "gd-amr", "--deny-type",
+                      BL, "--from", "2031-02-01")
+    assert agency["type_windows"][0]["until"] == "2031-01-31T23:00:00Z"
+    listed = run.ok("agency", "list").stdout
+    assert "until 2031-02-01 00:00" in listed  # shown in the registry's zone
+
+
+def test_card_dates_are_days_in_the_given_zone() -> None:
+    from ecert.card import _date
+
+    end = datetime(2030, 12, 31, 16, tzinfo=UTC)  # the end of 12-31 in Beijing
+    assert _date(end, SHANGHAI, end=True) == "2030-12-31"
+    assert _date(datetime(2030, 12, 30, 16, tzinfo=UTC), SHANGHAI) == "2030-12-31"
+    assert _date(datetime(2030, 12, 30, 16, tzinfo=UTC), UTC) == "2030-12-30"
+    assert _date(None, SHANGHAI) == "长期"
+
+
+def test_watch_lines_use_the_registry_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+
+    from ecert_cli._registry import _local
+
+    monkeypatch.setenv("ECERT_TZ", "Asia/Shanghai")
+    monkeypatch.setenv("TZ", "America/New_York")  # the machine's zone does not count
+    with click.Context(click.Command("x")):
+        assert _local(datetime(2030, 12, 30, 16, 30, tzinfo=UTC)) == \
+            "2030-12-31 00:30:00+08:00"
