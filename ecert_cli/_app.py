@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import signal
 import sys
@@ -27,6 +28,11 @@ from ecert._clock import system_clock
 from ecert_cli._errors import english_text, error_text, localized
 from ecert_cli._i18n import N_, _, in_english, is_chinese, translate_click
 from ecert_cli._render import fmt, safe, use_registry_zone
+
+# SQLAlchemy logs (with a traceback, through logging's last-resort handler on standard
+# error) when closing a pooled connection is interrupted, e.g. by Ctrl-C, before it
+# re-raises: the clerk gets our one line instead.
+logging.getLogger("sqlalchemy").addHandler(logging.NullHandler())
 
 translate_click()
 
