@@ -172,7 +172,7 @@ def _cycle_line(cycle: ecert.WatchCycle, directory: Path, operator: str | None) 
     if outcome is ecert.WatchOutcome.FAILED and cycle.error is not None:
         return fmt("{at} FAILED ({code}): {message}; attempt {failures}, next try {next}",
                    at=at, code=cycle.error.code,
-                   message=" ".join(error_text(cycle.error).split()),
+                   message=" ".join(error_text(cycle.error, first_line=False).split()),
                    failures=cycle.failures, next=next_at)
     lease = cycle.lease
     holder = (_("another watcher") if lease is None else
