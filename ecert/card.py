@@ -28,11 +28,12 @@ import subprocess
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape, quoteattr
 
+from ecert._clock import DEFAULT_TZ, zone
 from ecert.errors import InputError
 from ecert.qr import QrCode, Standing, make_qr, qr_text, refusal, standing
 
@@ -190,19 +191,23 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _date(value: datetime | None, *, end: bool = False) -> str:
+def _date(value: datetime | None, tz: tzinfo, *, end: bool = False) -> str:
+    """The day of ``value`` as the holder lives it (``tz``, the registry's time zone)."""
     if value is None:
         return "长期"
     if end:  # valid until the end of the previous day
         value = value - timedelta(seconds=1)
-    return value.date().isoformat()
+    return value.astimezone(tz).date().isoformat()
 
 
 def _card(cert: Certificate, cert_type: CertificateType, issuer: Agency, qr_token: str,
-          ec: str, state: Standing, verify_url: str | None) -> _Card:
+          ec: str, state: Standing, verify_url: str | None,
+          tz: tzinfo | None = None) -> _Card:
+    tz = tz or zone(DEFAULT_TZ)
     rows = [(_label(cert_type, n), _value(cert.claims.get(n)))
             for n in cert_type.qr_claims if n in cert.claims]
-    rows.append(("有效期", f"{_date(cert.valid_from)} 至 {_date(cert.valid_until, end=True)}"))
+    rows.append(("有效期", f"{_date(cert.valid_from, tz)} 至 "
+                         f"{_date(cert.valid_until, tz, end=True)}"))
     rows.append(("发证机关", f"{issuer.name}"))
     code = make_qr(qr_text(qr_token), ec=ec)
     return _Card(cert_type.name, cert.holder_name, rows, cert.id, code, state, verify_url)
@@ -480,7 +485,8 @@ def write_card(cert: Certificate, cert_type: CertificateType, issuer: Agency, qr
                path: str | Path, *, ec: str = "Q", size: str = "id1", dpi: int = 300,
                state: Standing | None = None, at: datetime | None = None,
                allow_invalid: bool = False, verify_url: str | None = None,
-               font: tuple[str, int] | None = None) -> CardWritten:
+               font: tuple[str, int] | None = None,
+               tz: tzinfo | str = DEFAULT_TZ) -> CardWritten:
     """Write the card of a certificate as .png or .svg (by extension).
 
     ``qr_token`` is the certificate's signed QR token (:meth:`ecert.Registry.sign_qr`
@@ -489,7 +495,8 @@ def write_card(cert: Certificate, cert_type: CertificateType, issuer: Agency, qr
     valid raises :class:`ecert.CertificateNotValid` unless ``allow_invalid``, and is then
     drawn with its status in a red band. ``size`` is ``id1`` or ``a5``; the PNG records
     ``dpi``. ``verify_url`` is the region's verifier page (its base URL + ``/verify/``).
-    ``font`` (path, face) overrides :func:`find_cjk_font`.
+    ``font`` (path, face) overrides :func:`find_cjk_font`. Dates are the days in ``tz``
+    (the registry's time zone: ``Region.tz``), where the holder reads them.
     """
     out = Path(path)
     kind = out.suffix.lower()
@@ -514,7 +521,8 @@ def write_card(cert: Certificate, cert_type: CertificateType, issuer: Agency, qr
         raise CjkFontMissing(
             "no CJK font to draw the card: the font packaged with ecert is missing; "
             "reinstall ecert or set ECERT_CJK_FONT to a .ttf/.otf/.ttc with Chinese glyphs")
-    card = _card(cert, cert_type, issuer, qr_token, ec, state, verify_url)
+    where = zone(tz) if isinstance(tz, str) else tz
+    card = _card(cert, cert_type, issuer, qr_token, ec, state, verify_url, where)
     layout = _layout(card, size, dpi, chosen)
     if kind == ".svg":
         out.write_text(_svg(card, layout, size), "utf-8")

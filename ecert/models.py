@@ -75,6 +75,9 @@ class Region:
     code: str
     name: str
     base_url: str
+    #: IANA time zone of the people using it: dates they type (``valid_until``) end at
+    #: local midnight, and the CLI shows times in it.
+    tz: str = "Asia/Shanghai"
 
     def agency_uri(self, agency_code: str) -> str:
         """The ``iss`` of certificates signed by ``agency_code``."""

@@ -1,18 +1,74 @@
-"""The ``ecert`` command line: a thin layer that parses, calls the library once, and prints."""
+"""The ``ecert`` command line: a thin layer that parses, calls the library once, and prints.
 
-# Each module registers its commands on ``cli``.
-from ecert_cli import (  # noqa: F401
-    _audit,
-    _catalog,
-    _certificates,
-    _demo,
-    _doctor,
-    _operators,
-    _qr,
-    _registry,
-    _trust,
-    _verify,
-)
-from ecert_cli._app import cli, main
+Importing this package is cheap: the commands (and the library, cryptography, SQLAlchemy…)
+are imported by :func:`main`, under a Ctrl-C handler that ends the program with one line
+and exit code 130 even while those imports run, or on first use of :data:`cli`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any
 
 __all__ = ["cli", "main"]
+
+_COMMANDS = ("_audit", "_catalog", "_certificates", "_demo", "_doctor", "_operators", "_qr",
+             "_registry", "_trust", "_verify")
+
+
+def _load() -> Any:
+    """Import the commands (each module registers its own on ``cli``); return ``cli``."""
+    import importlib
+
+    for name in _COMMANDS:
+        importlib.import_module(f"ecert_cli.{name}")
+    from ecert_cli._app import cli
+
+    return cli
+
+
+def _interrupted_while_starting(_signum: int, _frame: FrameType | None) -> None:
+    # Nothing is open yet: say it in one line and leave at once (no exception, so no
+    # traceback from whichever import was running).
+    from ecert_cli._i18n import _
+
+    argv = sys.argv[1:]
+    message = _("interrupted")
+    if "--json" in argv:
+        import json
+
+        # JSON is the same in every language.
+        sys.stdout.write(json.dumps({"error": {"code": "interrupted",
+                                               "message": "interrupted"}}) + "\n")
+        sys.stdout.flush()
+    sys.stderr.write(_("ecert: error: {message}").format(message=message) + "\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
+# Run as the ``ecert`` program (not imported by a test or an application): take Ctrl-C
+# from this first line on, before main() is even called. What comes before it is the
+# interpreter's own start-up.
+if os.path.basename(sys.argv[0] if sys.argv else "") in ("ecert", "ecert.exe", "ecert-script.py"):
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+
+def main() -> None:
+    """Console entry point."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is _interrupted_while_starting:  # installed above
+        previous = signal.default_int_handler
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+    _load()
+    from ecert_cli._app import run
+
+    run(previous)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "cli":
+        return _load()
+    raise AttributeError(name)

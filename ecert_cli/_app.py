@@ -9,8 +9,11 @@ traceback. The clock is chosen here, at the composition root (tests inject their
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +25,16 @@ import platformdirs
 
 import ecert
 from ecert._clock import system_clock
+from ecert_cli._errors import english_text, error_text, localized
+from ecert_cli._i18n import N_, _, in_english, is_chinese, translate_click
+from ecert_cli._render import fmt, safe, use_registry_zone
+
+# SQLAlchemy logs (with a traceback, through logging's last-resort handler on standard
+# error) when closing a pooled connection is interrupted, e.g. by Ctrl-C, before it
+# re-raises: the clerk gets our one line instead.
+logging.getLogger("sqlalchemy").addHandler(logging.NullHandler())
+
+translate_click()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,11 +67,11 @@ def env_secret(name: str) -> str | None:
         with open(path, encoding="utf-8") as f:
             text = f.read(64 * 1024)
     except (OSError, UnicodeDecodeError) as e:
-        raise ecert.InputError("cannot read {name}_FILE {path}: {why}".format(
-            name=name, path=path, why=getattr(e, "strerror", None) or e)) from e
+        raise input_error("cannot read {name}_FILE {path}: {why}", name=name, path=path,
+                          why=getattr(e, "strerror", None) or e) from e
     text = text.removesuffix("\n").removesuffix("\r")
     if not text:
-        raise ecert.InputError("{name}_FILE {path} is empty".format(name=name, path=path))  # noqa: UP032 - a message for gettext
+        raise input_error("{name}_FILE {path} is empty", name=name, path=path)
     return text
 
 
@@ -78,12 +91,15 @@ class Settings:
         value = env_secret("ECERT_OPERATOR_PASSPHRASE")
         if value:
             return value
-        who = name or self.operator or "the operator"
+        who = name or self.operator or _("the operator")
         if sys.stdin.isatty():
-            return str(click.prompt(f"Passphrase of operator {who}", hide_input=True,
-                                    confirmation_prompt=confirm, err=True))
-        raise ecert.NotAuthenticated(f"set ECERT_OPERATOR_PASSPHRASE: {who}'s key is "
-                                     "encrypted and no terminal is there to ask")
+            return str(click.prompt(fmt("Passphrase of operator {who}", who=who),
+                                    hide_input=True, confirmation_prompt=confirm, err=True))
+        message = ("set ECERT_OPERATOR_PASSPHRASE: {who}'s key is encrypted and no terminal "
+                   "is there to ask")
+        with in_english():
+            english = fmt(message, who=who)
+        raise localized(ecert.NotAuthenticated(fmt(message, who=who)), english)
 
     def credential(self) -> ecert.OperatorCredential | None:
         """Who acts (ECERT_OPERATOR); their passphrase is asked only when a change needs it."""
@@ -98,16 +114,29 @@ class Settings:
         if value:
             return value
         if sys.stdin.isatty():
-            return str(click.prompt("Passphrase for the registry's private keys",
+            return str(click.prompt(_("Passphrase for the registry's private keys"),
                                     hide_input=True, confirmation_prompt=confirm, err=True))
-        raise ecert.KeyStoreError("set ECERT_PASSPHRASE: the registry's private keys are "
-                                  "encrypted and no terminal is there to ask")
+        message = ("set ECERT_PASSPHRASE: the registry's private keys are encrypted and no "
+                   "terminal is there to ask")
+        raise localized(ecert.KeyStoreError(_(message)), message)
 
     def open_registry(self) -> ecert.Registry:
-        """Open the registry; the passphrase is asked only if a private key is needed."""
-        return ecert.Registry.open(self.home, passphrase=self.passphrase,
-                                   database_url=self.database_url, operator=self.credential(),
-                                   clock=self.clock)
+        """Open the registry; the passphrase is asked only if a private key is needed.
+        Its time zone becomes the one of this command's output (unless ECERT_TZ)."""
+        registry = ecert.Registry.open(self.home, passphrase=self.passphrase,
+                                       database_url=self.database_url,
+                                       operator=self.credential(), clock=self.clock)
+        use_registry_zone(registry.region.tz)
+        return registry
+
+
+def input_error(message: str, /, code: str | None = None, **values: object) -> ecert.InputError:
+    """An :class:`ecert.InputError` with ``message`` translated (values escaped)."""
+    with in_english():
+        english = fmt(message, **values)
+    error = ecert.InputError(fmt(message, **values), code=code)
+    localized(error, english)
+    return error
 
 
 def settings() -> Settings:
@@ -128,7 +157,7 @@ def json_option(func: F) -> F:
 
     return click.option("--json", "as_json", is_flag=True, expose_value=False,
                         callback=set_json, is_eager=True,
-                        help="Print machine-readable JSON.")(func)
+                        help=N_("Print machine-readable JSON."))(func)
 
 
 def json_mode() -> bool:
@@ -148,18 +177,92 @@ def emit(data: Any, human: Callable[[], None] | str) -> None:
 
 
 def fail(message: str, code: str = "error", exit_code: int = EXIT_ERROR, *,
-         json_output: bool | None = None) -> NoReturn:
-    """Print one error line (and JSON under ``--json``) and exit."""
-    message = " ".join(message.split())  # one line, whatever the message held
+         json_output: bool | None = None, english: str | None = None) -> NoReturn:
+    """Print one error line (and JSON under ``--json``) and exit.
+
+    ``message`` is in the current language; the JSON error carries ``english`` (the same
+    message in English, when it differs), so that JSON does not depend on the language.
+    """
+    message = safe(" ".join(message.split()))  # one line, whatever the message held
     if json_output if json_output is not None else json_mode():
-        click.echo(json.dumps({"error": {"code": code, "message": message}},
+        plain = message if english is None else safe(" ".join(english.split()))
+        click.echo(json.dumps({"error": {"code": code, "message": plain}},
                               ensure_ascii=False))
-    click.echo(f"ecert: error: {message}", err=True)
+    click.echo(_("ecert: error: {message}").format(message=message), err=True)
     sys.exit(exit_code)
 
 
-class EcertGroup(click.Group):
+def interrupted(json_output: bool | None = None) -> NoReturn:
+    """Ctrl-C: one line, exit 130."""
+    fail(_("interrupted"), "interrupted", 130, json_output=json_output,
+         english="interrupted")
+
+
+def _translated_help(text: str | None) -> str | None:
+    """A help text (a docstring or an option's help) in the current language."""
+    if not text:
+        return text
+    return _(inspect.cleandoc(text).partition("\f")[0])
+
+
+def _short_help(text: str, limit: int) -> str:
+    """The first sentence of a (translated) help text, for the list of commands."""
+    first = text.split("\n\n", 1)[0]
+    if is_chinese():
+        first = first.replace("\n", "")
+        sentence = first.split("。", 1)[0]
+        return sentence if len(sentence) <= limit else sentence[:limit - 1] + "…"
+    # As click's default: the first sentence, without its full stop, cut at ``limit``.
+    words: list[str] = []
+    for word in first.split():
+        words.append(word.removesuffix("."))
+        if word.endswith("."):
+            break
+    text = " ".join(words)
+    return text if len(text) <= limit else text[:limit - 3].rsplit(" ", 1)[0] + "..."
+
+
+class TranslatedCommand(click.Command):
+    """A command whose help, short help and options' help are shown translated (their
+    English text, as written in the source, is the message id)."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        saved = self.help
+        self.help = _translated_help(saved)
+        try:
+            super().format_help_text(ctx, formatter)
+        finally:
+            self.help = saved
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        text = _translated_help(self.short_help or self.help)
+        return _short_help(text, limit) if text else ""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        saved = [(p, p.help, p.show_default) for p in self.get_params(ctx)
+                 if isinstance(p, click.Option)]
+        for param, text, shown in saved:
+            param.help = _translated_help(text)
+            if isinstance(shown, str):
+                param.show_default = _(shown)
+        try:
+            super().format_options(ctx, formatter)
+        finally:
+            for param, text, shown in saved:
+                param.help, param.show_default = text, shown
+
+
+def _usage_text(e: click.ClickException) -> str:
+    hint = fmt(" (see '{command} --help')", command=e.ctx.command_path) if (
+        isinstance(e, click.UsageError) and e.ctx is not None) else ""
+    return e.format_message() + hint
+
+
+class EcertGroup(TranslatedCommand, click.Group):
     """A group whose commands turn every error into one line and exit code 2."""
+
+    command_class = TranslatedCommand
+    group_class = type  # subgroups are EcertGroups too
 
     def main(self, args: Any = None, prog_name: str | None = None,  # type: ignore[override]
              complete_var: str | None = None, standalone_mode: bool = True,
@@ -168,16 +271,27 @@ class EcertGroup(click.Group):
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as e:
-            fail(f"missing command (see '{e.ctx.command_path} --help')", "usage_error",
-                 json_output="--json" in argv)
+            with in_english():
+                english = fmt("missing command (see '{command} --help')",
+                              command=e.ctx.command_path)
+            fail(fmt("missing command (see '{command} --help')", command=e.ctx.command_path),
+                 "usage_error", json_output="--json" in argv, english=english)
         except click.ClickException as e:
-            hint = f" (see '{e.ctx.command_path} --help')" if isinstance(
-                e, click.UsageError) and e.ctx is not None else ""
+            english = self._english_usage_error(argv, prog_name) if (
+                is_chinese() and "--json" in argv) else None
+            if english is None:
+                with in_english():  # as far as click builds its message when asked
+                    english = _usage_text(e)
             # Parsing failed, perhaps before --json was seen: honour it from argv.
-            fail(e.format_message() + hint, "usage_error", e.exit_code,
-                 json_output="--json" in argv)
-        except click.exceptions.Abort:
-            fail("aborted", "aborted")
+            fail(_usage_text(e), "usage_error", e.exit_code, json_output="--json" in argv,
+                 english=english)
+        except KeyboardInterrupt:
+            interrupted(json_output="--json" in argv)
+        except click.exceptions.Abort as e:
+            # click turns Ctrl-C at a prompt into Abort: that is an interruption too.
+            if isinstance(e.__cause__ or e.__context__, KeyboardInterrupt):
+                interrupted(json_output="--json" in argv)
+            fail(_("aborted"), "aborted", english="aborted")
         except BrokenPipeError:
             # The reader went away (e.g. `ecert list | head`): not an error worth a line.
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -187,59 +301,97 @@ class EcertGroup(click.Group):
             return rv
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
 
+    def _english_usage_error(self, argv: list[str], prog_name: str | None) -> str | None:
+        """The usage error of ``argv`` as click words it in English (click translates
+        some messages when it raises them): parse again, invoking nothing."""
+        with in_english():
+            try:
+                ctx = self.make_context(prog_name or "ecert", list(argv))
+                while isinstance(ctx.command, click.Group):
+                    args = [*getattr(ctx, "_protected_args", []), *ctx.args]
+                    if not args:  # click raises this one when it invokes the group
+                        return _usage_text(click.UsageError(_("Missing command."), ctx))
+                    name, command, rest = ctx.command.resolve_command(ctx, args)
+                    if command is None or name is None:
+                        break
+                    ctx = command.make_context(name, rest, parent=ctx)
+            except click.ClickException as again:
+                return _usage_text(again)
+            except Exception:  # noqa: S110 - best effort; the caller has a fallback
+                pass
+        return None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ecert.PendingApproval as e:
             request = e.request
+            from ecert_cli._render import local_time
+
             emit({"pending": True, "request": {
                 "id": request.id, "action": request.action, "subject": request.subject,
                 "requested_by": request.requested_by,
                 "expires_at": request.expires_at.isoformat()}},
-                f"waiting for approval: request {request.id} ({request.action} of "
-                f"{request.subject}) needs {request.approvals_needed - 1} more operator(s) "
-                f"to run 'ecert approve {request.id}' before "
-                f"{request.expires_at.isoformat()}")
+                fmt("waiting for approval: request {id} ({action} of {subject}) needs {more} "
+                    "more operator(s) to run 'ecert approve {id}' before {expires}",
+                    id=request.id, action=request.action, subject=request.subject,
+                    more=request.approvals_needed - 1, expires=local_time(request.expires_at)))
             sys.exit(EXIT_OK)
         except ecert.AccessError as e:
-            fail(e.message.splitlines()[0] if e.message else type(e).__name__, e.code,
-                 EXIT_DENIED)
+            fail(error_text(e), e.code, EXIT_DENIED, english=english_text(e))
         except (ecert.RecordTampered, ecert.CertificateNotValid) as e:
-            fail(e.message, e.code, EXIT_NOT_VALID)
+            fail(error_text(e, first_line=False), e.code, EXIT_NOT_VALID,
+                 english=english_text(e, first_line=False))
         except ecert.EcertError as e:
-            fail(e.message.splitlines()[0] if e.message else type(e).__name__, e.code)
+            fail(error_text(e), e.code, english=english_text(e))
         except BrokenPipeError:
             raise
         except OSError as e:
-            fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e), "os_error")
+            fail(fmt("{reason}: {file}", reason=e.strerror or e, file=e.filename)
+                 if e.filename else str(e), "os_error")
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
-            fail("interrupted", "interrupted", 130)
+            interrupted()
         except Exception as e:  # never a traceback for a clerk; say what happened
-            fail(f"internal error ({type(e).__name__}): {e}", "internal_error")
+            with in_english():
+                english = fmt("internal error ({kind}): {error}", kind=type(e).__name__,
+                              error=e)
+            fail(fmt("internal error ({kind}): {error}", kind=type(e).__name__, error=e),
+                 "internal_error", english=english)
 
 
 @click.group(cls=EcertGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="ECERT_HOME",
               default=lambda: platformdirs.user_data_dir("ecert"), show_default="per-user dir",
-              help="Registry home: encrypted keys and the embedded database. [env ECERT_HOME]")
+              help=N_("Registry home: encrypted keys and the embedded database. "
+                      "[env ECERT_HOME]"))
 @click.option("--database-url", envvar="ECERT_DATABASE_URL", default=None,
-              help="SQLAlchemy URL instead of the embedded SQLite, e.g. "
-                   "postgresql+psycopg://user@host/db. [env ECERT_DATABASE_URL]")
+              help=N_("SQLAlchemy URL instead of the embedded SQLite, e.g. "
+                      "postgresql+psycopg://user@host/db. [env ECERT_DATABASE_URL]"))
 @click.option("--operator", envvar="ECERT_OPERATOR", default=None,
-              help="Who acts: an operator account (its key's passphrase comes from "
-                   "ECERT_OPERATOR_PASSPHRASE or a prompt). [env ECERT_OPERATOR]")
+              help=N_("Who acts: an operator account (its key's passphrase comes from "
+                      "ECERT_OPERATOR_PASSPHRASE or a prompt). [env ECERT_OPERATOR]"))
 @json_option
 @click.version_option(ecert.__version__, prog_name="ecert")
 @click.pass_context
 def cli(ctx: click.Context, home: Path, database_url: str | None, operator: str | None) -> None:
-    """Issue, sign, verify, suspend and revoke electronic certificates."""
+    """Issue, sign, verify, suspend and revoke electronic certificates.
+
+    Messages are in Chinese when ECERT_LANG (or LC_ALL, LC_MESSAGES, LANG) starts with
+    zh; times are shown in the registry's time zone (or ECERT_TZ).
+    """
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime()
     ctx.obj = Settings(home=home, database_url=database_url or None, operator=operator,
                        clock=runtime.clock, sleep=runtime.sleep)
 
 
-def main() -> None:
-    """Console entry point."""
-    cli(prog_name="ecert")
+def run(sigint: Any = signal.default_int_handler) -> None:
+    """Run the command line (after :func:`ecert_cli.main` has imported it)."""
+    try:
+        # From here on Ctrl-C raises KeyboardInterrupt, so that open transactions roll
+        # back; it ends in the same one line and exit code 130.
+        signal.signal(signal.SIGINT, sigint)
+        cli(prog_name="ecert")
+    except KeyboardInterrupt:  # between click's handlers, e.g. while it exits
+        interrupted(json_output="--json" in sys.argv[1:])

@@ -9,9 +9,10 @@ import click
 
 import ecert
 from ecert._formats.bundle import ANCHOR_FILE
-from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
+from ecert_cli._app import EXIT_NOT_VALID, cli, emit, input_error, json_option, settings
+from ecert_cli._i18n import _
 from ecert_cli._paging import emit_page, page_options
-from ecert_cli._render import safe_text
+from ecert_cli._render import fmt, local_time, safe, say
 
 
 @cli.group("audit")
@@ -30,14 +31,13 @@ def audit_verify(bundle: Path | None) -> None:
 
     def human() -> None:
         if report.intact:
-            click.echo(f"intact: {report.log_size} log entries account for the registry")
+            say("intact: {entries} log entries account for the registry",
+                entries=report.log_size)
             return
-        click.echo(f"TAMPERED: {len(report.findings)} finding(s) over {report.log_size} "
-                   "log entries")
-        for f in report.findings:
-            where = "" if f.seq is None else f" (entry {f.seq})"
-            click.echo(f"  {f.kind}: {' '.join(f.subject.split())}{where}: "
-                       f"{' '.join(f.detail.split())}")
+        say("TAMPERED: {findings} finding(s) over {entries} log entries",
+            findings=len(report.findings), entries=report.log_size)
+        _print_findings([{"kind": f.kind, "subject": f.subject, "seq": f.seq,
+                          "detail": f.detail} for f in report.findings])
 
     emit(report.to_json(), human)
     if not report.intact:
@@ -55,7 +55,7 @@ def audit_history(cert_id: str | None, holder_id: str | None, limit: int,
     """Who did what to certificate ID (or to every certificate of a holder, a page of
     certificates at a time), when, with inclusion proofs."""
     if (cert_id is None) == (holder_id is None):
-        raise ecert.InputError("give a certificate ID or --holder-id, not both")
+        raise input_error("give a certificate ID or --holder-id, not both")
     with settings().open_registry() as registry:
         if cert_id is not None:
             page = ecert.Page((registry.history(cert_id),), False, None)
@@ -66,14 +66,15 @@ def audit_history(cert_id: str | None, holder_id: str | None, limit: int,
 
     def human() -> None:
         if not page.items:
-            click.echo("no certificates of that holder")
+            say("no certificates of that holder")
         for one in page.items:
-            click.echo(f"{one.subject}  (published as {one.commitment})")
+            say("{subject}  (published as {commitment})", subject=one.subject,
+                commitment=one.commitment)
             for e in one.entries:
-                proven = "proven" if e.seq in one.proofs else "not yet in a checkpoint"
-                note = f"  ({safe_text(e.note)})" if e.note else ""
-                click.echo(f"{e.seq:>6}  {e.at.isoformat()}  {e.operator:<12} {e.action:<22} "
-                           f"{proven}{note}")
+                proven = _("proven") if e.seq in one.proofs else _("not yet in a checkpoint")
+                note = f"  ({safe(e.note)})" if e.note else ""
+                click.echo(f"{e.seq:>6}  {local_time(e.at)}  {safe(e.operator):<12} "
+                           f"{e.action:<22} {proven}{note}")
 
     if cert_id is not None:
         emit(page.items[0].to_json(), human)
@@ -92,9 +93,10 @@ def audit_prove(cert_id: str) -> None:
     from ecert._formats.jose import b64url_encode
 
     data = {**found.to_json(), "opening": b64url_encode(opening)}
-    emit(data, lambda: click.echo(
-        f"{len(found.proofs)} of {len(found.entries)} entries proven against checkpoint "
-        f"{found.checkpoint_size} ({found.checkpoint_root}); commitment {commitment}"))
+    emit(data, lambda: say(
+        "{proven} of {entries} entries proven against checkpoint {size} ({root}); "
+        "commitment {commitment}", proven=len(found.proofs), entries=len(found.entries),
+        size=found.checkpoint_size, root=found.checkpoint_root, commitment=commitment))
 
 
 EXIT_UNREACHABLE = 3
@@ -102,9 +104,9 @@ EXIT_UNREACHABLE = 3
 
 def _print_findings(findings: list[dict[str, object]]) -> None:
     for f in findings:
-        where = "" if f["seq"] is None else f" (entry {f['seq']})"
-        click.echo(f"  {f['kind']}: {' '.join(str(f['subject']).split())}{where}: "
-                   f"{' '.join(str(f['detail']).split())}")
+        where = "" if f["seq"] is None else fmt(" (entry {seq})", seq=f["seq"])
+        click.echo(f"  {safe(f['kind'])}: {safe(' '.join(str(f['subject']).split()))}{where}: "
+                   f"{safe(' '.join(str(f['detail']).split()))}")
 
 
 @audit_group.command("monitor")
@@ -125,11 +127,10 @@ def audit_monitor(anchor_file: Path | None, bundle: Path | None, state_dir: Path
                   witnesses: int, witness_outage: str) -> None:
     """Check a region's public log with no database: exit 0 consistent, 1 inconsistent,
     3 log unreachable (anyone may run it)."""
-    import ecert
     from ecert.monitor import LogUnreachable, Monitor, WitnessPolicy
 
     if anchor_file is None and bundle is None:
-        raise ecert.InputError("give --anchor FILE or --bundle DIR")
+        raise input_error("give --anchor FILE or --bundle DIR")
     s = settings()
     anchor = ecert.TrustAnchor.load(anchor_file) if anchor_file is not None else None
     region = anchor.region if anchor is not None else ecert.TrustAnchor.load(
@@ -153,14 +154,15 @@ def audit_monitor(anchor_file: Path | None, bundle: Path | None, state_dir: Path
 
     def human() -> None:
         if report.consistent:
-            click.echo(f"consistent: {report.log_size} log entries "
-                       f"({report.new_entries} new) account for what {region} publishes")
+            say("consistent: {entries} log entries ({new} new) account for what {region} "
+                "publishes", entries=report.log_size, new=report.new_entries, region=region)
         else:
-            click.echo(f"INCONSISTENT: {len(report.findings)} finding(s) over "
-                       f"{report.log_size} log entries ({report.new_entries} new)")
+            say("INCONSISTENT: {findings} finding(s) over {entries} log entries ({new} new)",
+                findings=len(report.findings), entries=report.log_size,
+                new=report.new_entries)
             _print_findings(value["findings"])
         for warning in report.warnings:
-            click.echo(f"  warning: {warning}")
+            click.echo("  " + fmt("warning: {warning}", warning=warning))
 
     emit(value, human)
     if not report.consistent:
@@ -192,8 +194,16 @@ def audit_witness(region: str, bundle: Path | None) -> None:
             from ecert_cli._app import fail
 
             fail(e.message, e.code, EXIT_UNREACHABLE)
-    emit(report.to_json(), lambda: click.echo(
-        f"cosigned the checkpoint of {report.region} at {report.size} entries ("
-        + ("first cosignature" if report.previous is None
-           else f"consistent with {report.previous}") + ")"
-        + (f"; written to {report.written}" if report.written else "")))
+    def human() -> None:
+        if report.previous is None:
+            text = fmt("cosigned the checkpoint of {region} at {size} entries (first "
+                       "cosignature)", region=report.region, size=report.size)
+        else:
+            text = fmt("cosigned the checkpoint of {region} at {size} entries (consistent "
+                       "with {previous})", region=report.region, size=report.size,
+                       previous=report.previous)
+        if report.written:
+            text += fmt("; written to {file}", file=report.written)
+        click.echo(text)
+
+    emit(report.to_json(), human)

@@ -11,10 +11,20 @@ import click
 
 import ecert
 from ecert._pagination import page_in_memory
-from ecert_cli._app import cli, emit, json_option, settings
+from ecert_cli._app import cli, emit, input_error, json_option, settings
 from ecert_cli._files import read_text_file
+from ecert_cli._i18n import _, ngettext
 from ecert_cli._paging import emit_page, page_options
-from ecert_cli._render import agency_json, key_json, type_json
+from ecert_cli._render import (
+    agency_json,
+    day_instant,
+    fmt,
+    key_json,
+    local_time,
+    safe,
+    say,
+    type_json,
+)
 
 
 def _split(value: str | None) -> list[str]:
@@ -30,9 +40,10 @@ def read_json_file(path: str, encoding: str | None = None) -> object:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise ecert.InputError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}") from e
+        raise input_error("{file} is not valid JSON: {error} at line {line}", file=path,
+                          error=e.msg, line=e.lineno) from e
     except RecursionError as e:
-        raise ecert.InputError(f"{path} nests too deeply") from e
+        raise input_error("{file} nests too deeply", file=path) from e
 
 
 @cli.group("type")
@@ -68,13 +79,13 @@ def type_add(code: str, name: str, schema_file: str, national_code: str,
     """Add certificate type CODE to the catalog."""
     schema = read_json_file(schema_file, encoding)
     if not isinstance(schema, dict):
-        raise ecert.InputError(f"{schema_file} must hold a JSON Schema object")
+        raise input_error("{file} must hold a JSON Schema object", file=schema_file)
     bound: dict[str, str] = {}
     for item in holder_claims:
         key, sep, claim = item.partition("=")
         if not sep or not key.strip() or not claim.strip():
-            raise ecert.InputError(f"--holder-claim {item!r} is not KEY=CLAIM",
-                                   code="invalid_holder_claims")
+            raise input_error("--holder-claim {item} is not KEY=CLAIM", item=repr(item),
+                              code="invalid_holder_claims")
         bound[key.strip()] = claim.strip()
     with settings().open_registry() as registry:
         value = registry.add_type(code, name=name, national_type_code=national_code,
@@ -82,8 +93,9 @@ def type_add(code: str, name: str, schema_file: str, national_code: str,
                                   qr_claims=_split(qr_claims), version=type_version,
                                   holder_id_scheme=holder_id_scheme,
                                   holder_claims=bound or None)
-    emit(type_json(value), f"added type {value.code} ({value.name}), national code "
-                           f"{value.national_type_code}")
+    emit(type_json(value), fmt("added type {code} ({name}), national code {national}",
+                               code=value.code, name=value.name,
+                               national=value.national_type_code))
 
 
 @type_group.command("update")
@@ -103,7 +115,7 @@ def type_update(code: str, schema_file: str, type_version: int | None, name: str
     """Add a new version of type CODE; issued certificates keep their version."""
     schema = read_json_file(schema_file)
     if not isinstance(schema, dict):
-        raise ecert.InputError("{file} must hold a JSON Schema object".format(file=schema_file))  # noqa: UP032
+        raise input_error("{file} must hold a JSON Schema object", file=schema_file)
     with settings().open_registry() as registry:
         kwargs: dict[str, Any] = {}
         if validity_days is not None:
@@ -111,9 +123,9 @@ def type_update(code: str, schema_file: str, type_version: int | None, name: str
         value = registry.update_type(code, schema=schema, name=name, version=type_version,
                                      qr_claims=None if qr_claims is None else _split(qr_claims),
                                      **kwargs)
-    emit(type_json(value), "type {code} is at version {version} now: new certificates use it; "  # noqa: UP032
-                           "run 'ecert publish' to announce it".format(code=value.code,
-                                                                      version=value.version))
+    emit(type_json(value), fmt("type {code} is at version {version} now: new certificates use "
+                               "it; run 'ecert publish' to announce it", code=value.code,
+                               version=value.version))
 
 
 @type_group.command("versions")
@@ -126,8 +138,8 @@ def type_versions(code: str) -> None:
 
     def human() -> None:
         for t in versions:
-            click.echo("v{version}  {name}  qr: {qr}".format(
-                version=t.version, name=t.name, qr=", ".join(t.qr_claims) or "-"))
+            say("v{version}  {name}  qr: {qr}", version=t.version, name=t.name,
+                qr=", ".join(t.qr_claims) or "-")
 
     emit([type_json(t) for t in versions], human)
 
@@ -143,11 +155,12 @@ def type_list(limit: int, after: str | None) -> None:
 
     def human() -> None:
         if not types:
-            click.echo("no types yet: add one with 'ecert type add'")
+            say("no types yet: add one with 'ecert type add'")
         for t in types:
-            validity = f"{t.validity_days} days" if t.validity_days else "no expiry"
-            click.echo(f"{t.code:<32} v{t.version}  {t.national_type_code}  {validity:<10}  "
-                       f"{t.name}")
+            validity = (ngettext("{days} day", "{days} days", t.validity_days).format(
+                days=t.validity_days) if t.validity_days else _("no expiry"))
+            click.echo(f"{safe(t.code):<32} v{t.version}  {safe(t.national_type_code)}  "
+                       f"{validity:<10}  {safe(t.name)}")
 
     emit_page(page, type_json, human)
 
@@ -173,8 +186,8 @@ def agency_add(code: str, name: str, uscc: str, type_codes: str, alg: str) -> No
                                     alg=alg)
         keys = registry.keys(code)
     emit(agency_json(value, keys),
-         f"added agency {value.code} ({value.name}) for {', '.join(value.types)}; "
-         f"key {keys[-1].kid}")
+         fmt("added agency {code} ({name}) for {types}; key {kid}", code=value.code,
+             name=value.name, types=", ".join(value.types), kid=keys[-1].kid))
 
 
 def _deny_from(value: str | None) -> datetime | date | None:
@@ -185,12 +198,19 @@ def _deny_from(value: str | None) -> datetime | date | None:
             return date.fromisoformat(value)
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as e:
-        raise ecert.InputError("--from {value!r} is not a date (2027-01-01) or an ISO 8601 "  # noqa: UP032
-                               "time".format(value=value), code="invalid_date") from e
+        raise input_error("--from {value} is not a date (2027-01-01) or an ISO 8601 time",
+                          code="invalid_date", value=repr(value)) from e
     if when.tzinfo is None:
-        raise ecert.InputError("--from needs a zone, e.g. 2027-01-01T00:00+08:00",
-                               code="invalid_date")
+        raise input_error("--from needs a zone, e.g. 2027-01-01T00:00+08:00",
+                          code="invalid_date")
     return when
+
+
+def _window_text(w: ecert.TypeWindow) -> str:
+    """A type window as a clerk reads it, in the registry's time zone."""
+    return fmt("{code}: from {start} until {end}", code=w.code,
+               start=local_time(w.start) if w.start else _("the start"),
+               end=local_time(w.end) if w.end else _("further notice"))
 
 
 @agency_group.command("update")
@@ -201,26 +221,26 @@ def _deny_from(value: str | None) -> datetime | date | None:
 @click.option("--deny-type", "deny", multiple=True, metavar="T",
               help="Deny the agency type T (repeatable); what it issued before stays valid.")
 @click.option("--from", "deny_from", default=None, metavar="DATE",
-              help="Deny from this date (its start, UTC) or ISO 8601 time on; default now.")
+              help="Deny from this date (its start in the registry's time zone) or ISO 8601 "
+                   "time on; default now.")
 @json_option
 def agency_update(code: str, name: str | None, allow: tuple[str, ...], deny: tuple[str, ...],
                   deny_from: str | None) -> None:
     """Rename agency CODE, or give or deny it types (each change is logged)."""
     with settings().open_registry() as registry:
-        value = registry.update_agency(code, name=name, allow_types=allow, deny_types=deny,
-                                       deny_from=_deny_from(deny_from))
+        value = registry.update_agency(
+            code, name=name, allow_types=allow, deny_types=deny,
+            deny_from=day_instant(_deny_from(deny_from), end=False))
         keys = registry.keys(code)
 
     def human() -> None:
-        click.echo("agency {code} ({name}) updated; run 'ecert publish' to announce it".format(  # noqa: UP032
-            code=value.code, name=value.name))
+        say("agency {code} ({name}) updated; run 'ecert publish' to announce it",
+            code=value.code, name=value.name)
         now = datetime.now(UTC)
         current = [t for t in value.types if value.may_issue(t, now)]
-        click.echo("  issues now: {types}".format(types=", ".join(current) or "nothing"))
+        say("  issues now: {types}", types=", ".join(current) or _("nothing"))
         for w in value.windows:
-            click.echo("  {code}: from {start} until {end}".format(
-                code=w.code, start=w.start.isoformat() if w.start else "the start",
-                end=w.end.isoformat() if w.end else "further notice"))
+            click.echo("  " + _window_text(w))
 
     emit(agency_json(value, keys), human)
 
@@ -238,16 +258,15 @@ def agency_list(limit: int, after: str | None) -> None:
 
     def human() -> None:
         if not agencies:
-            click.echo("no agencies yet: add one with 'ecert agency add'")
+            say("no agencies yet: add one with 'ecert agency add'")
         for agency, keys in agencies:
-            click.echo(f"{agency.code:<20} {agency.uscc}  {agency.name}")
-            click.echo(f"{'':<20} types: {', '.join(agency.types)}")
+            click.echo(f"{safe(agency.code):<20} {safe(agency.uscc)}  {safe(agency.name)}")
+            click.echo(f"{'':<20} " + fmt("types: {types}", types=", ".join(agency.types)))
             for w in agency.windows:
-                click.echo("{pad:<20} {code}: from {start} until {end}".format(
-                    pad="", code=w.code, start=w.start.isoformat() if w.start else "the start",
-                    end=w.end.isoformat() if w.end else "further notice"))
+                click.echo(f"{'':<20} " + _window_text(w))
             for key in keys:
-                click.echo(f"{'':<20} key {key.kid} {key.alg} {key.status.value}")
+                click.echo(f"{'':<20} " + fmt("key {kid} {alg} {status}", kid=key.kid,
+                                              alg=key.alg, status=key.status.value))
 
     emit_page(page, lambda p: agency_json(*p), human)
 
@@ -259,7 +278,8 @@ def agency_rotate_key(code: str) -> None:
     """Give agency CODE a new signing key; the old key keeps verifying what it signed."""
     with settings().open_registry() as registry:
         key = registry.rotate_agency_key(code)
-    emit(key_json(key), f"agency {code} now signs with key {key.kid}; publish to announce it")
+    emit(key_json(key), fmt("agency {code} now signs with key {kid}; publish to announce it",
+                            code=code, kid=key.kid))
 
 
 @agency_group.command("compromise-key")
@@ -274,17 +294,19 @@ def agency_compromise_key(kid: str, since: str | None) -> None:
         try:
             when = datetime.fromisoformat(since.replace("Z", "+00:00"))
         except ValueError as e:
-            raise ecert.InputError(f"--since {since!r} is not an ISO 8601 time") from e
+            raise input_error("--since {value} is not an ISO 8601 time",
+                              value=repr(since)) from e
         if when.tzinfo is None:
-            raise ecert.InputError("--since needs a zone, e.g. 2026-05-01T08:00+08:00")
+            raise input_error("--since needs a zone, e.g. 2026-05-01T08:00+08:00")
     with settings().open_registry() as registry:
         key = registry.mark_key_compromised(kid, since=when)
         cutoff = key.compromised_since
         count = registry.signed_count(kid, since=cutoff)
     emit({**key_json(key), "affected_certificates": count},
-         f"key {kid} of {key.agency_code} is compromised since "
-         f"{cutoff.isoformat() if cutoff else '?'}; {count} certificate(s) signed since then "
-         "will stop verifying: reissue them, then run 'ecert publish'")
+         fmt("key {kid} of {agency} is compromised since {since}; {count} certificate(s) "
+             "signed since then will stop verifying: reissue them, then run 'ecert publish'",
+             kid=kid, agency=key.agency_code, since=local_time(cutoff) if cutoff else "?",
+             count=count))
 
 
 @cli.group("catalog")
@@ -311,17 +333,17 @@ def catalog_import(file: str, dry_run: bool) -> None:
 
     def human() -> None:
         for code in report.added:
-            click.echo("added {code}".format(code=code))  # noqa: UP032
+            say("added {code}", code=code)
         for code, version in report.updated:
-            click.echo("updated {code} to version {version}".format(code=code, version=version))  # noqa: UP032
+            say("updated {code} to version {version}", code=code, version=version)
         if not report.changed:
-            click.echo("nothing to change: the registry has this catalog already "  # noqa: UP032
-                       "({count} types)".format(count=len(report.unchanged)))
+            say("nothing to change: the registry has this catalog already ({count} types)",
+                count=len(report.unchanged))
         elif dry_run:
-            click.echo("dry run: nothing was changed")
+            say("dry run: nothing was changed")
         else:
-            click.echo("{count} type(s) unchanged; run 'ecert publish' to announce the "  # noqa: UP032
-                       "changes".format(count=len(report.unchanged)))
+            say("{count} type(s) unchanged; run 'ecert publish' to announce the changes",
+                count=len(report.unchanged))
 
     emit(data, human)
 
@@ -334,8 +356,7 @@ def catalog_import(file: str, dry_run: bool) -> None:
 def catalog_export(file: str | None, split: bool) -> None:
     """Write the catalog (as 'catalog import' reads it) to FILE, or print it."""
     if split and file is None:
-        raise ecert.InputError("--split needs a FILE to write the schemas beside",
-                               code="usage")
+        raise input_error("--split needs a FILE to write the schemas beside", code="usage")
     with settings().open_registry() as registry:
         document = registry.export_catalog()
     if file is None:
@@ -352,7 +373,7 @@ def catalog_export(file: str | None, split: bool) -> None:
                 entry["schema"] = ref
         target.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", "utf-8")
     except OSError as e:
-        raise ecert.InputError("cannot write {file}: {why}".format(file=file, why=e.strerror),  # noqa: UP032
-                               code="unwritable") from e
+        raise input_error("cannot write {file}: {why}", code="unwritable", file=file,
+                          why=e.strerror) from e
     emit({"file": str(target), "types": len(document["types"]), "split": split},
-         "wrote {count} type(s) to {file}".format(count=len(document["types"]), file=file))
+         fmt("wrote {count} type(s) to {file}", count=len(document["types"]), file=file))

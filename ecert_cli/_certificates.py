@@ -2,29 +2,45 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import click
 
 import ecert
-from ecert_cli._app import cli, emit, json_option, settings
+from ecert_cli._app import cli, emit, input_error, json_option, settings
 from ecert_cli._catalog import read_json_file
+from ecert_cli._i18n import N_
 from ecert_cli._paging import emit_page, page_options
-from ecert_cli._render import certificate_json, certificate_row, print_certificate
+from ecert_cli._render import (
+    certificate_json,
+    certificate_row,
+    day_instant,
+    fmt,
+    label,
+    local_time,
+    pgettext,
+    print_certificate,
+    say,
+    status_text,
+)
 
 
-def _parse_until(value: str | None) -> date | datetime | None:
+def _parse_until(value: str | None, option: str = "--valid-until") -> date | datetime | None:
+    """A typed end: a date (its end in the registry's zone, see :func:`day_instant`) or
+    an ISO 8601 time with a zone."""
     if value is None:
         return None
     try:
         if "T" in value:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
             if parsed.tzinfo is None:
-                raise ecert.InputError("--valid-until with a time needs a zone, e.g. +08:00")
+                raise input_error("{option} with a time needs a zone, e.g. +08:00",
+                                  option=option)
             return parsed
         return date.fromisoformat(value)
     except ValueError as e:
-        raise ecert.InputError(f"--valid-until {value!r} is not a date (YYYY-MM-DD)") from e
+        raise input_error("{option} {value} is not a date (YYYY-MM-DD)", option=option,
+                          value=repr(value)) from e
 
 
 @cli.command("issue")
@@ -36,8 +52,8 @@ def _parse_until(value: str | None) -> date | datetime | None:
 @click.option("--claims", "claims_file", required=True, metavar="FILE",
               help="JSON file with the type's claims ('-' for stdin).")
 @click.option("--valid-until", default=None, metavar="DATE",
-              help="Last valid day (YYYY-MM-DD, UTC; 9999-12-31 for no end, 长期); default "
-                   "from the type.")
+              help="Last valid day (YYYY-MM-DD, through its end in the registry's time "
+                   "zone; 9999-12-31 for no end, 长期); default from the type.")
 @click.option("--supersedes", default=None, metavar="ID", help="Id this certificate replaces.")
 @click.option("--encoding", default=None, help="Encoding of the claims file (default: "
               "UTF-8 or GB 18030, detected).")
@@ -48,17 +64,18 @@ def issue(type_code: str, agency_code: str, holder_id: str, holder_name: str,
     """Issue and sign a certificate."""
     claims = read_json_file(claims_file, encoding)
     if not isinstance(claims, dict):
-        raise ecert.InputError(f"{claims_file} must hold a JSON object of claims")
+        raise input_error("{file} must hold a JSON object of claims", file=claims_file)
     until = _parse_until(valid_until)
     with settings().open_registry() as registry:
         cert = registry.issue(type_code, agency_code, holder_id=holder_id,
-                              holder_name=holder_name, claims=claims, valid_until=until,
+                              holder_name=holder_name, claims=claims,
+                              valid_until=day_instant(until, end=True),
                               supersedes=supersedes)
 
     def human() -> None:
-        click.echo(f"issued {cert.id}")
+        say("issued {id}", id=cert.id)
         print_certificate(cert, claims=False)
-        click.echo(f"token:      {cert.token}")
+        click.echo(label(pgettext("label", "token")) + cert.token)
 
     emit(certificate_json(cert), human)
 
@@ -99,16 +116,16 @@ def list_certificates(holder_id: str | None, name: str | None, type_code: str | 
 
     def human() -> None:
         if not page.items:
-            click.echo("no certificates match")
+            say("no certificates match")
         for cert in page.items:
             click.echo(certificate_row(cert))
 
     emit_page(page, lambda c: certificate_json(c, token=False), human)
 
 
-def _status_change(action: str, cert: ecert.Certificate) -> None:
+def _status_change(message: str, cert: ecert.Certificate) -> None:
     emit(certificate_json(cert, token=False),
-         f"{action} {cert.id}: now {cert.status.value}; run 'ecert publish' so verifiers see it")
+         fmt(message, id=cert.id, status=status_text(cert.status.value)))
 
 
 @cli.command("revoke")
@@ -120,7 +137,9 @@ def _status_change(action: str, cert: ecert.Certificate) -> None:
 def revoke(cert_id: str, reason: str) -> None:
     """Revoke certificate ID for good."""
     with settings().open_registry() as registry:
-        _status_change("revoked", registry.revoke(cert_id, reason))
+        _status_change(
+            N_("revoked {id}: now {status}; run 'ecert publish' so verifiers see it"),
+            registry.revoke(cert_id, reason))
 
 
 @cli.command("suspend")
@@ -131,7 +150,9 @@ def revoke(cert_id: str, reason: str) -> None:
 def suspend(cert_id: str, reason: str | None) -> None:
     """Suspend certificate ID until it is reinstated."""
     with settings().open_registry() as registry:
-        _status_change("suspended", registry.suspend(cert_id, reason=reason))
+        _status_change(
+            N_("suspended {id}: now {status}; run 'ecert publish' so verifiers see it"),
+            registry.suspend(cert_id, reason=reason))
 
 
 @cli.command("reinstate")
@@ -142,7 +163,9 @@ def suspend(cert_id: str, reason: str | None) -> None:
 def reinstate(cert_id: str, reason: str | None) -> None:
     """Lift the suspension of certificate ID."""
     with settings().open_registry() as registry:
-        _status_change("reinstated", registry.reinstate(cert_id, reason=reason))
+        _status_change(
+            N_("reinstated {id}: now {status}; run 'ecert publish' so verifiers see it"),
+            registry.reinstate(cert_id, reason=reason))
 
 
 def _read_patch(path: str | None) -> dict[str, object] | None:
@@ -150,28 +173,27 @@ def _read_patch(path: str | None) -> dict[str, object] | None:
         return None
     patch = read_json_file(path)
     if not isinstance(patch, dict):
-        raise ecert.InputError(f"{path} must hold a JSON object (an RFC 7396 merge patch)"
-                               )
+        raise input_error("{file} must hold a JSON object (an RFC 7396 merge patch)",
+                          file=path)
     return patch
 
 
 def _parse_from(value: str | None) -> datetime | None:
-    parsed = _parse_until(value)
-    if parsed is None or isinstance(parsed, datetime):
-        return parsed
-    return datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC)
+    """A typed start: a date means its first second in the registry's zone (call it once
+    the registry is open)."""
+    return day_instant(_parse_until(value, "--valid-from"), end=False)
 
 
-def _replaced(action: str, new: ecert.Certificate, old: ecert.Certificate) -> None:
+def _replaced(message: str, new: ecert.Certificate, old: ecert.Certificate) -> None:
     def human() -> None:
-        click.echo(f"{action} {old.id}: successor {new.id}")
+        say(message, old=old.id, new=new.id)
         print_certificate(new, claims=False)
         if old.revoke_at is not None and old.status is ecert.CertificateStatus.VALID:
-            at = old.revoke_at.isoformat()
-            click.echo(f"{old.id} stays valid until {at}, then is revoked (superseded)")
+            say("{id} stays valid until {at}, then is revoked (superseded)", id=old.id,
+                at=local_time(old.revoke_at))
         else:
-            click.echo(f"{old.id} is now revoked (superseded)")
-        click.echo("run 'ecert publish' so verifiers see both")
+            say("{id} is now revoked (superseded)", id=old.id)
+        say("run 'ecert publish' so verifiers see both")
 
     emit({"certificate": certificate_json(new),
           "replaced": certificate_json(old, token=False)}, human)
@@ -180,9 +202,11 @@ def _replaced(action: str, new: ecert.Certificate, old: ecert.Certificate) -> No
 @cli.command("renew")
 @click.argument("cert_id", metavar="ID")
 @click.option("--valid-from", default=None, metavar="DATE",
-              help="First valid day of the successor (YYYY-MM-DD, UTC); default now.")
+              help="First valid day of the successor (YYYY-MM-DD, from its start in the "
+                   "registry's time zone); default now.")
 @click.option("--valid-until", default=None, metavar="DATE",
-              help="Last valid day of the successor; default from the type.")
+              help="Last valid day of the successor (YYYY-MM-DD, through its end in the "
+                   "registry's time zone); default from the type.")
 @click.option("--claims-patch", "patch_file", default=None, metavar="FILE",
               help="RFC 7396 JSON merge patch applied to the stored claims.")
 @click.option("--at-start", is_flag=True,
@@ -194,10 +218,11 @@ def renew(cert_id: str, valid_from: str | None, valid_until: str | None,
     (reason superseded), in one step."""
     patch = _read_patch(patch_file)
     with settings().open_registry() as registry:
-        new, old = registry.renew(cert_id, valid_from=_parse_from(valid_from),
-                                  valid_until=_parse_until(valid_until), claims_patch=patch,
-                                  at_start=at_start)
-    _replaced("renewed", new, old)
+        new, old = registry.renew(
+            cert_id, valid_from=_parse_from(valid_from),
+            valid_until=day_instant(_parse_until(valid_until), end=True), claims_patch=patch,
+            at_start=at_start)
+    _replaced(N_("renewed {old}: successor {new}"), new, old)
 
 
 @cli.command("reissue")
@@ -205,7 +230,8 @@ def renew(cert_id: str, valid_from: str | None, valid_until: str | None,
 @click.option("--claims-patch", "patch_file", required=True, metavar="FILE",
               help="RFC 7396 JSON merge patch applied to the stored claims.")
 @click.option("--valid-from", default=None, metavar="DATE",
-              help="First valid day of the successor (YYYY-MM-DD, UTC); default now.")
+              help="First valid day of the successor (YYYY-MM-DD, from its start in the "
+                   "registry's time zone); default now.")
 @click.option("--at-start", is_flag=True,
               help="Revoke ID at the successor's start instead of at once.")
 @json_option
@@ -216,7 +242,7 @@ def reissue(cert_id: str, patch_file: str, valid_from: str | None, at_start: boo
     with settings().open_registry() as registry:
         new, old = registry.reissue(cert_id, claims_patch=patch or {},
                                     valid_from=_parse_from(valid_from), at_start=at_start)
-    _replaced("reissued", new, old)
+    _replaced(N_("reissued {old}: successor {new}"), new, old)
 
 
 @cli.command("redact")
@@ -226,5 +252,6 @@ def redact(cert_id: str) -> None:
     """Erase the personal data of revoked certificate ID (lawful erasure; hashes stay)."""
     with settings().open_registry() as registry:
         cert = registry.redact(cert_id)
-    emit(certificate_json(cert, token=False), f"redacted {cert.id}: its token, holder name and "
-                                              "claims are erased; the log keeps their hashes")
+    emit(certificate_json(cert, token=False),
+         fmt("redacted {id}: its token, holder name and claims are erased; the log keeps "
+             "their hashes", id=cert.id))

@@ -16,6 +16,8 @@ import ecert
 from ecert import doctor
 from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
 from ecert_cli._duration import Duration
+from ecert_cli._i18n import _
+from ecert_cli._render import fmt, safe
 
 
 def _registry_facts() -> tuple[set[str] | None, set[str] | None, list[doctor.Finding],
@@ -38,8 +40,9 @@ def _registry_facts() -> tuple[set[str] | None, set[str] | None, list[doctor.Fin
             "registry_unavailable",
             doctor.Severity.INFO if missing else doctor.Severity.WARNING,
             str(where.home),
-            "no registry here: only files were checked" if missing
-            else f"cannot open the registry ({e.code}): {e.message.splitlines()[0]}")], None
+            _("no registry here: only files were checked") if missing
+            else fmt("cannot open the registry ({code}): {error}", code=e.code,
+                     error=e.message.splitlines()[0]))], None
     known = {k.kid for k in keys}
     active = {k.kid for k in keys if k.status is ecert.KeyStatus.ACTIVE}
     return known, active, doctor.check_lease(lease), published
@@ -65,7 +68,7 @@ def doctor_command(bundle: Path | None, anchor_file: Path | None,
     Reports only; changes nothing. Exit 0 if healthy, 1 if problems were found.
     """
     if anchor_file is not None and bundle is None:
-        raise click.UsageError("--anchor checks a bundle: give --bundle DIR too")
+        raise click.UsageError(_("--anchor checks a bundle: give --bundle DIR too"))
     known, active, extra, published = _registry_facts()
     if bundle is None and published is not None:
         if published.is_dir():
@@ -73,17 +76,18 @@ def doctor_command(bundle: Path | None, anchor_file: Path | None,
         else:
             extra.append(doctor.Finding(
                 "bundle_elsewhere", doctor.Severity.INFO, str(published),
-                "the registry last published to this directory, which is not on this "
-                "machine: check it where it is (ecert doctor --bundle DIR)"))
+                _("the registry last published to this directory, which is not on this "
+                  "machine: check it where it is (ecert doctor --bundle DIR)")))
     report = doctor.diagnose(settings().home, bundle=bundle, anchor=anchor_file,
                              known_kids=known, active_kids=active, extra=extra,
                              warn_within=int(warn_before.total_seconds()))
 
     def human() -> None:
         for f in report.findings:
-            click.echo(f"{f.severity.value}: {f.code}: {f.subject}: {f.message}")
+            click.echo(f"{f.severity.value}: {f.code}: {safe(f.subject)}: {safe(f.message)}")
         problems = sum(f.severity is not doctor.Severity.INFO for f in report.findings)
-        click.echo("healthy" if report.healthy else f"{problems} problem(s) found")
+        click.echo(_("healthy") if report.healthy
+                   else fmt("{count} problem(s) found", count=problems))
 
     emit(report.to_json(), human)
     if not report.healthy:

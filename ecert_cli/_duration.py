@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from ecert_cli._render import fmt
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 _PATTERN = re.compile(r"(\d{1,7})([smhd]?)", re.ASCII)
 
@@ -47,9 +49,9 @@ class Duration(click.ParamType[timedelta, Any]):
         try:
             parsed = parse_duration(str(value))
         except ValueError:
-            self.fail("{value!r} is not a duration such as 30s, 10m, 6h or 1d".format(  # noqa: UP032 - a message for gettext
-                value=value), param, ctx)
+            self.fail(fmt("{value} is not a duration such as 30s, 10m, 6h or 1d",
+                          value=repr(value)), param, ctx)
         if parsed < self.minimum:
-            self.fail("{value!r} is shorter than {minimum} s".format(  # noqa: UP032 - a message for gettext
-                value=value, minimum=int(self.minimum.total_seconds())), param, ctx)
+            self.fail(fmt("{value} is shorter than {minimum} s", value=repr(value),
+                          minimum=int(self.minimum.total_seconds())), param, ctx)
         return parsed

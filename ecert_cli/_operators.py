@@ -10,8 +10,10 @@ import click
 
 import ecert
 from ecert._pagination import page_in_memory
-from ecert_cli._app import cli, emit, json_option, settings
+from ecert_cli._app import cli, emit, input_error, json_option, settings
+from ecert_cli._i18n import _
 from ecert_cli._paging import emit_page, page_options
+from ecert_cli._render import fmt, local_time, safe, say
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -31,16 +33,17 @@ def new_passphrase(passphrase_file: Path | None, who: str) -> str:
         # UTF-8 (a BOM Notepad wrote is not part of the passphrase) or GB 18030.
         value = read_text_file(str(passphrase_file)).splitlines()[0:1]
         if not value or not value[0]:
-            raise ecert.InputError(f"{passphrase_file} holds no passphrase on its first line")
+            raise input_error("{file} holds no passphrase on its first line",
+                              file=passphrase_file)
         return value[0]
     if sys.stdin.isatty():
-        return str(click.prompt(f"New passphrase for operator {who}", hide_input=True,
-                                confirmation_prompt=True, err=True))
+        return str(click.prompt(fmt("New passphrase for operator {who}", who=who),
+                                hide_input=True, confirmation_prompt=True, err=True))
     value_env = os.environ.get("ECERT_NEW_OPERATOR_PASSPHRASE")
     if value_env:
         return value_env
-    raise ecert.InputError("give --passphrase-file FILE (or ECERT_NEW_OPERATOR_PASSPHRASE): "
-                           "no terminal is there to ask")
+    raise input_error("give --passphrase-file FILE (or ECERT_NEW_OPERATOR_PASSPHRASE): no "
+                      "terminal is there to ask")
 
 
 def operator_json(op: ecert.Operator) -> dict[str, object]:
@@ -54,9 +57,9 @@ def _describe(op: ecert.Operator) -> str:
     for g in op.grants:
         scope = []
         if g.agencies is not None:
-            scope.append("agencies " + ",".join(g.agencies))
+            scope.append(fmt("agencies {codes}", codes=",".join(g.agencies)))
         if g.types is not None:
-            scope.append("types " + ",".join(g.types))
+            scope.append(fmt("types {codes}", codes=",".join(g.types)))
         parts.append(g.role.value + (f" ({'; '.join(scope)})" if scope else ""))
     return ", ".join(parts)
 
@@ -96,13 +99,14 @@ def operator_add(name: str, roles: tuple[str, ...], agencies: tuple[str, ...],
     if public_key_file is not None:
         jwk = read_json_file(str(public_key_file))
         if not isinstance(jwk, dict):
-            raise ecert.InputError(f"{public_key_file} must hold a JWK object")
+            raise input_error("{file} must hold a JWK object", file=public_key_file)
     else:
         passphrase = new_passphrase(passphrase_file, name)
     with settings().open_registry() as registry:
         op = registry.add_operator(name, roles=_split(roles), agencies=_scope(agencies),
                                    types=_scope(types), passphrase=passphrase, public_jwk=jwk)
-    emit(operator_json(op), f"added operator {op.name} ({_describe(op)}), key {op.kid}")
+    emit(operator_json(op), fmt("added operator {name} ({roles}), key {kid}", name=op.name,
+                                roles=_describe(op), kid=op.kid))
 
 
 @operator_group.command("list")
@@ -115,8 +119,8 @@ def operator_list(limit: int, after: str | None) -> None:
 
     def human() -> None:
         for op in page.items:
-            state = "" if op.active else "  [disabled]"
-            click.echo(f"{op.name:<20} {_describe(op)}{state}")
+            state = "" if op.active else "  " + _("[disabled]")
+            click.echo(f"{safe(op.name):<20} {safe(_describe(op))}{state}")
 
     emit_page(page, operator_json, human)
 
@@ -127,7 +131,7 @@ def operator_whoami() -> None:
     """Authenticate as ECERT_OPERATOR and show the roles held."""
     with settings().open_registry() as registry:
         op = registry.whoami()
-    emit(operator_json(op), f"{op.name}: {_describe(op)}")
+    emit(operator_json(op), fmt("{name}: {roles}", name=op.name, roles=_describe(op)))
 
 
 @operator_group.command("disable")
@@ -137,7 +141,7 @@ def operator_disable(name: str) -> None:
     """Disable operator NAME (their past entries stay attributable)."""
     with settings().open_registry() as registry:
         op = registry.disable_operator(name)
-    emit(operator_json(op), f"operator {op.name} disabled")
+    emit(operator_json(op), fmt("operator {name} disabled", name=op.name))
 
 
 @operator_group.command("grant")
@@ -152,7 +156,8 @@ def operator_grant(name: str, roles: tuple[str, ...], agencies: tuple[str, ...],
     with settings().open_registry() as registry:
         op = registry.grant(name, roles=_split(roles), agencies=_scope(agencies),
                             types=_scope(types))
-    emit(operator_json(op), f"operator {op.name} now: {_describe(op)}")
+    emit(operator_json(op), fmt("operator {name} now: {roles}", name=op.name,
+                                roles=_describe(op)))
 
 
 @operator_group.command("reset")
@@ -164,7 +169,8 @@ def operator_reset(name: str, passphrase_file: Path | None) -> None:
     passphrase = new_passphrase(passphrase_file, name)
     with settings().open_registry() as registry:
         op = registry.reset_operator(name, passphrase=passphrase)
-    emit(operator_json(op), f"operator {op.name} has a new key {op.kid}")
+    emit(operator_json(op), fmt("operator {name} has a new key {kid}", name=op.name,
+                                kid=op.kid))
 
 
 @operator_group.command("rotate-key")
@@ -173,10 +179,11 @@ def operator_reset(name: str, passphrase_file: Path | None) -> None:
 def operator_rotate_key(passphrase_file: Path | None) -> None:
     """Give yourself (ECERT_OPERATOR) a new personal key."""
     s = settings()
-    passphrase = new_passphrase(passphrase_file, s.operator or "you")
+    passphrase = new_passphrase(passphrase_file, s.operator or _("you"))
     with s.open_registry() as registry:
         op = registry.rotate_operator_key(passphrase=passphrase)
-    emit(operator_json(op), f"operator {op.name} now signs with key {op.kid}")
+    emit(operator_json(op), fmt("operator {name} now signs with key {kid}", name=op.name,
+                                kid=op.kid))
 
 
 @operator_group.command("passwd")
@@ -185,10 +192,11 @@ def operator_rotate_key(passphrase_file: Path | None) -> None:
 def operator_passwd(passphrase_file: Path | None) -> None:
     """Change your own (ECERT_OPERATOR's) passphrase."""
     s = settings()
-    passphrase = new_passphrase(passphrase_file, s.operator or "you")
+    passphrase = new_passphrase(passphrase_file, s.operator or _("you"))
     with s.open_registry() as registry:
         registry.change_passphrase(passphrase)
-    emit({"name": s.operator, "changed": True}, f"passphrase of {s.operator} changed")
+    emit({"name": s.operator, "changed": True},
+         fmt("passphrase of {name} changed", name=s.operator))
 
 
 @cli.group("policy")
@@ -207,8 +215,10 @@ def policy_set(action: str, approvals: int, type_code: str | None) -> None:
     with settings().open_registry() as registry:
         registry.set_policy(action, approvals=approvals, type_code=type_code)
     emit({"action": action, "type": type_code, "approvals": approvals},
-         f"{action}" + (f" of {type_code}" if type_code else "")
-         + f" now needs {approvals} operator(s)")
+         fmt("{action} of {type} now needs {approvals} operator(s)", action=action,
+             type=type_code, approvals=approvals) if type_code else
+         fmt("{action} now needs {approvals} operator(s)", action=action,
+             approvals=approvals))
 
 
 @policy_group.command("list")
@@ -222,18 +232,23 @@ def policy_list(limit: int, after: str | None) -> None:
 
     def human() -> None:
         if not page.items:
-            click.echo("no policies: one operator suffices for everything")
+            say("no policies: one operator suffices for everything")
         for (a, t), n in page.items:
-            click.echo(f"{a}{' of ' + t if t else ''}: {n} operators")
+            if t:
+                say("{action} of {type}: {approvals} operators", action=a, type=t, approvals=n)
+            else:
+                say("{action}: {approvals} operators", action=a, approvals=n)
 
     emit_page(page, lambda p: {"action": p[0][0], "type": p[0][1] or None,
                                "approvals": p[1]}, human)
 
 
 def request_line(r: ecert.ApprovalRequest) -> str:
-    return (f"#{r.id:<5} {r.status.value:<9} {r.action:<22} {r.subject}  by {r.requested_by}"
-            f"  until {r.expires_at.isoformat()}"
-            + (f"  approved by {', '.join(r.approved_by)}" if r.approved_by else ""))
+    return (f"#{r.id:<5} {r.status.value:<9} {r.action:<22} "
+            + fmt("{subject}  by {operator}  until {until}", subject=r.subject,
+                  operator=r.requested_by, until=local_time(r.expires_at))
+            + (fmt("  approved by {operators}", operators=", ".join(r.approved_by))
+               if r.approved_by else ""))
 
 
 @cli.command("requests")
@@ -246,7 +261,7 @@ def requests_command(pending: bool, limit: int, after: str | None) -> None:
         page = registry.requests_page(pending=pending, limit=limit, after=after)
 
     def human() -> None:
-        click.echo("\n".join(request_line(r) for r in page.items) or "no requests")
+        click.echo("\n".join(request_line(r) for r in page.items) or _("no requests"))
 
     emit_page(page, lambda r: r.to_json(), human)
 
@@ -258,8 +273,9 @@ def approve(request_id: int) -> None:
     """Approve request REQ (never your own); the last approval carries it out."""
     with settings().open_registry() as registry:
         request = registry.approve(request_id)
-    emit(request.to_json(), f"request {request.id}: {request.status.value} "
-                            f"({request.action} of {request.subject})")
+    emit(request.to_json(), fmt("request {id}: {status} ({action} of {subject})",
+                                id=request.id, status=request.status.value,
+                                action=request.action, subject=request.subject))
 
 
 @cli.command("reject")
@@ -270,7 +286,7 @@ def reject(request_id: int, reason: str) -> None:
     """Reject request REQ."""
     with settings().open_registry() as registry:
         request = registry.reject(request_id, reason=reason)
-    emit(request.to_json(), f"request {request.id} rejected")
+    emit(request.to_json(), fmt("request {id} rejected", id=request.id))
 
 
 @operator_group.command("bootstrap")
@@ -282,11 +298,12 @@ def operator_bootstrap(admin: str | None) -> None:
     s = settings()
     admin = admin or s.operator
     if not admin:
-        raise ecert.InputError("name the first admin: --admin NAME (or ECERT_OPERATOR)")
+        raise input_error("name the first admin: --admin NAME (or ECERT_OPERATOR)")
     credential = ecert.OperatorCredential(
         admin, passphrase=s.operator_passphrase(confirm=True, name=admin))
     with ecert.Registry.adopt(s.home, admin=credential, passphrase=s.passphrase,
                               database_url=s.database_url, clock=s.clock) as registry:
         entries = len(registry.events(limit=10_000_000))
     emit({"admin": admin, "log_size": entries},
-         f"{admin} is the first admin; the registry's history is {entries} log entries")
+         fmt("{admin} is the first admin; the registry's history is {entries} log entries",
+             admin=admin, entries=entries))

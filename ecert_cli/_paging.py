@@ -10,6 +10,7 @@ import click
 
 import ecert
 from ecert_cli._app import emit
+from ecert_cli._render import say
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -33,6 +34,7 @@ def emit_page(page: ecert.Page[T], item_json: Callable[[T], Any],
     def human() -> None:
         lines()
         if page.more:
-            click.echo(f"{len(page.items)} shown, more: use --after {page.next}")
+            say("{count} shown, more: use --after {cursor}", count=len(page.items),
+                cursor=page.next)
 
     emit(page.to_json(item_json), human)

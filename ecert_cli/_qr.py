@@ -8,6 +8,8 @@ import click
 
 from ecert import qr as ecert_qr
 from ecert_cli._app import cli, emit, json_option, settings
+from ecert_cli._i18n import _
+from ecert_cli._render import fmt, zone
 
 
 @cli.command("qr")
@@ -40,11 +42,12 @@ def qr(cert_id: str, output: Path, ec: str, scale: int, full: bool,
     ecert_qr.write_qr(code, output, scale=scale, caption=caption)
     emit({"file": str(output), "version": code.version, "error": code.error,
           "characters": len(text), "full": full, "text": text, "standing": state.value},
-         ("wrote {output}: QR version {version}, level {level}, {characters} characters"
-          if caption is None else
-          "wrote {output}: QR version {version}, level {level}, {characters} characters, "
-          "marked {caption}").format(output=output, version=code.version, level=code.error,
-                                     characters=len(text), caption=caption))
+         fmt("wrote {file}: QR version {version}, level {level}, {characters} characters",
+             file=output, version=code.version, level=code.error, characters=len(text))
+         if caption is None else
+         fmt("wrote {file}: QR version {version}, level {level}, {characters} characters, "
+             "marked {caption}", file=output, version=code.version, level=code.error,
+             characters=len(text), caption=caption))
 
 
 @cli.command("card")
@@ -72,7 +75,7 @@ def card(cert_id: str, output: Path, ec: str, size: str, dpi: int,
     from ecert import card as ecert_card
 
     if output.suffix.lower() not in (".png", ".svg"):  # before anything is signed
-        raise click.BadParameter("write the card to a .png or .svg file",
+        raise click.BadParameter(_("write the card to a .png or .svg file"),
                                  param_hint="'-o'")
     with settings().open_registry() as registry:
         cert = registry.get(cert_id)
@@ -80,12 +83,12 @@ def card(cert_id: str, output: Path, ec: str, size: str, dpi: int,
         written = ecert_card.write_card(
             cert, registry.get_type(cert.type_code), registry.get_agency(cert.agency_code),
             token, output, ec=ec, size=size.lower(), dpi=dpi, state=state,
-            allow_invalid=allow_invalid, verify_url=registry.region.base_url + "/verify/")
+            allow_invalid=allow_invalid, verify_url=registry.region.base_url + "/verify/",
+            tz=zone())
     emit({"file": str(written.path), "qr_version": written.qr_version,
           "font": written.font, "size": written.size, "dpi": written.dpi,
           "pixels": [written.width_px, written.height_px], "standing": written.standing.value,
           "truncated": written.truncated, "missing_glyphs": list(written.missing)},
-         "wrote {path} ({size} at {dpi} dpi, {width}x{height} px, QR version {version})"
-         .format(**{"path": written.path, "size": written.size, "dpi": written.dpi,
-                    "width": written.width_px, "height": written.height_px,
-                    "version": written.qr_version}))
+         fmt("wrote {file} ({size} at {dpi} dpi, {width}x{height} px, QR version {version})",
+             file=written.path, size=written.size, dpi=written.dpi, width=written.width_px,
+             height=written.height_px, version=written.qr_version))

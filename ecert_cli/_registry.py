@@ -15,10 +15,20 @@ import click
 from click.core import ParameterSource
 
 import ecert
-from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_mode, json_option, settings
+from ecert_cli._app import (
+    EXIT_NOT_VALID,
+    cli,
+    emit,
+    input_error,
+    json_mode,
+    json_option,
+    settings,
+)
 from ecert_cli._duration import Duration
+from ecert_cli._errors import error_text
+from ecert_cli._i18n import _, pgettext
 from ecert_cli._paging import emit_page, page_options
-from ecert_cli._render import safe_text
+from ecert_cli._render import DEFAULT_TZ, fmt, load_zone, local_time, safe, say, zone
 
 #: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -32,24 +42,31 @@ EXIT_INTERRUPTED = 130
 @click.option("--admin", default=None, metavar="NAME",
               help="The first operator, holding every role (default: ECERT_OPERATOR); their "
                    "key's passphrase is ECERT_OPERATOR_PASSPHRASE or asked twice.")
+@click.option("--tz", default=DEFAULT_TZ, show_default=True, metavar="ZONE",
+              help="The registry's time zone (IANA name): dates typed by clerks end at "
+                   "midnight there, and times are shown in it (ECERT_TZ overrides the "
+                   "display).")
 @json_option
-def init(region: str, name: str, base_url: str, admin: str | None) -> None:
+def init(region: str, name: str, base_url: str, admin: str | None, tz: str) -> None:
     """Create a registry for a region: its keys, its log, and its first admin."""
     s = settings()
     admin = admin or s.operator
     if not admin:
-        raise ecert.InputError("name the first admin: --admin NAME (or ECERT_OPERATOR)")
+        raise input_error("name the first admin: --admin NAME (or ECERT_OPERATOR)")
+    load_zone(tz)  # refused before any passphrase is asked
     credential = ecert.OperatorCredential(
         admin, passphrase=s.operator_passphrase(confirm=True, name=admin))
     registry = ecert.Registry.init(s.home, region=region, name=name, base_url=base_url,
                                    admin=credential, passphrase=s.passphrase(confirm=True),
-                                   database_url=s.database_url, clock=s.clock)
+                                   database_url=s.database_url, clock=s.clock, tz=tz)
     with registry:
         anchor = registry.anchor()
     emit({"region": anchor.region, "name": anchor.name, "home": str(s.home),
-          "root_kid": anchor.kid, "trust_list": anchor.trust_list_url, "admin": admin},
-         f"initialised region {anchor.region} ({anchor.name}) in {s.home}\n"
-         f"root key {anchor.kid}; first admin {admin} (every role)")
+          "root_kid": anchor.kid, "trust_list": anchor.trust_list_url, "admin": admin,
+          "tz": tz},
+         fmt("initialised region {region} ({name}) in {home}\nroot key {kid}; first admin "
+             "{admin} (every role); time zone {tz}", region=anchor.region, name=anchor.name,
+             home=s.home, kid=anchor.kid, admin=admin, tz=tz))
 
 
 @cli.command("publish")
@@ -79,14 +96,14 @@ def publish(directory: Path, trust_list_days: int, status_list_hours: int,
     for name in ("every", "wait_for_lease"):
         source = ctx.get_parameter_source(name)
         if not watch and source is not None and source is not ParameterSource.DEFAULT:
-            raise click.UsageError("--every and --wait go with --watch")
+            raise click.UsageError(_("--every and --wait go with --watch"))
     if watch:
         _watch(directory, timedelta(days=trust_list_days), timedelta(hours=status_list_hours),
                collect=not no_collect, every=every, wait=wait_for_lease)
         return
     with settings().open_registry() as registry:
         if sys.stderr.isatty() and not json_mode():
-            with click.progressbar(length=1, label="signing status lists",
+            with click.progressbar(length=1, label=_("signing status lists"),
                                    file=sys.stderr) as bar:
                 def progress(done: int, total: int) -> None:
                     bar.length = total
@@ -107,9 +124,11 @@ def publish(directory: Path, trust_list_days: int, status_list_hours: int,
           "files": list(report.files), "status_lists": report.status_lists,
           "certificates": report.certificates, "log_size": report.log_size,
           "ok": report.ok, "alerts": list(report.alerts)},
-         f"published trust list #{report.sequence} with {report.status_lists} status list(s) "
-         f"for {report.certificates} certificate(s) to {report.directory}\n"
-         f"log: {report.log_size} entries; next update due {report.next_update.isoformat()}")
+         fmt("published trust list #{sequence} with {lists} status list(s) for {certificates} "
+             "certificate(s) to {directory}\nlog: {entries} entries; next update due {next}",
+             sequence=report.sequence, lists=report.status_lists,
+             certificates=report.certificates, directory=report.directory,
+             entries=report.log_size, next=local_time(report.next_update)))
     _alerts(report.alerts)
     if not report.ok:
         sys.exit(EXIT_NOT_VALID)
@@ -117,15 +136,16 @@ def publish(directory: Path, trust_list_days: int, status_list_hours: int,
 
 def _alerts(alerts: tuple[str, ...]) -> None:
     for alert in alerts:
-        click.secho("ALERT: {alert}".format(alert=" ".join(alert.split())), fg="red",
-                    bold=True, err=True)
+        click.secho(fmt("ALERT: {alert}", alert=" ".join(alert.split())), fg="red", bold=True,
+                    err=True)
 
 
 def _local(moment: datetime | None) -> str:
-    """A time in this machine's time zone, as a service log shows it."""
+    """A time in the registry's time zone (or ECERT_TZ), to the second with its offset, as
+    a service log shows it: the clerks' zone, whatever zone the server runs in."""
     if moment is None:
         return "-"
-    return moment.astimezone().isoformat(sep=" ", timespec="seconds")
+    return moment.astimezone(zone()).isoformat(sep=" ", timespec="seconds")
 
 
 def _cycle_line(cycle: ecert.WatchCycle, directory: Path, operator: str | None) -> str:
@@ -133,32 +153,36 @@ def _cycle_line(cycle: ecert.WatchCycle, directory: Path, operator: str | None) 
     at, next_at = _local(cycle.at), _local(cycle.next_at)
     outcome = cycle.outcome
     if outcome is ecert.WatchOutcome.LEASE_TAKEN:
-        return "{at} watching {directory} as {operator} (host {host}, pid {pid})".format(  # noqa: UP032 - a message for gettext
-            at=at, directory=directory, operator=operator, host=socket.gethostname(),
-            pid=os.getpid())
+        return fmt("{at} watching {directory} as {operator} (host {host}, pid {pid})",
+                   at=at, directory=directory, operator=operator, host=socket.gethostname(),
+                   pid=os.getpid())
     if outcome is ecert.WatchOutcome.PUBLISHED and cycle.report is not None:
-        return ("{at} published trust list #{sequence} ({reason}): {lists} status list(s), "  # noqa: UP032 - a message for gettext
-                "log size {size}; valid until {expires}; next check {next}").format(
-            at=at, sequence=cycle.report.sequence, reason=cycle.reason,
-            lists=cycle.report.status_lists, size=cycle.report.log_size,
-            expires=_local(cycle.expires_at), next=next_at)
+        reasons = {"start": pgettext("publish reason", "start"),
+                   "expiring": pgettext("publish reason", "expiring"),
+                   "changed": pgettext("publish reason", "changed")}
+        return fmt("{at} published trust list #{sequence} ({reason}): {lists} status list(s), "
+                   "log size {size}; valid until {expires}; next check {next}",
+                   at=at, sequence=cycle.report.sequence,
+                   reason=reasons.get(cycle.reason or "", cycle.reason or "-"),
+                   lists=cycle.report.status_lists, size=cycle.report.log_size,
+                   expires=_local(cycle.expires_at), next=next_at)
     if outcome is ecert.WatchOutcome.UNCHANGED:
-        return "{at} nothing to publish; valid until {expires}; next check {next}".format(  # noqa: UP032 - a message for gettext
-            at=at, expires=_local(cycle.expires_at), next=next_at)
+        return fmt("{at} nothing to publish; valid until {expires}; next check {next}",
+                   at=at, expires=_local(cycle.expires_at), next=next_at)
     if outcome is ecert.WatchOutcome.FAILED and cycle.error is not None:
-        return ("{at} FAILED ({code}): {message}; attempt {failures}, "
-                "next try {next}").format(
-            at=at, code=cycle.error.code, message=" ".join(cycle.error.message.split()),
-            failures=cycle.failures, next=next_at)
+        return fmt("{at} FAILED ({code}): {message}; attempt {failures}, next try {next}",
+                   at=at, code=cycle.error.code,
+                   message=" ".join(error_text(cycle.error, first_line=False).split()),
+                   failures=cycle.failures, next=next_at)
     lease = cycle.lease
-    holder = ("another watcher" if lease is None else
-              "host {host} (pid {pid})".format(host=lease.host, pid=lease.pid))  # noqa: UP032 - a message for gettext
+    holder = (_("another watcher") if lease is None else
+              fmt("host {host} (pid {pid})", host=lease.host, pid=lease.pid))
     until = "-" if lease is None else _local(lease.expires_at)
     if outcome is ecert.WatchOutcome.LEASE_LOST:
-        return "{at} lost the publication lease to {holder}; waiting".format(  # noqa: UP032 - a message for gettext
-            at=at, holder=holder)
-    return ("{at} waiting: the publication lease is held by {holder} until {until}; "  # noqa: UP032 - a message for gettext
-            "next try {next}").format(at=at, holder=holder, until=until, next=next_at)
+        return fmt("{at} lost the publication lease to {holder}; waiting", at=at,
+                   holder=holder)
+    return fmt("{at} waiting: the publication lease is held by {holder} until {until}; "
+               "next try {next}", at=at, holder=holder, until=until, next=next_at)
 
 
 class _Stop:
@@ -218,8 +242,7 @@ def _watch(directory: Path, trust_list_validity: timedelta, status_list_validity
         click.echo(json.dumps({"at": s.clock().isoformat(), "outcome": "stopped",
                                "signal": name}))
     else:
-        click.echo("{at} stopped ({signal}); publication lease released".format(  # noqa: UP032
-            at=at, signal=name))
+        say("{at} stopped ({signal}); publication lease released", at=at, signal=name)
     if stop.signal == signal.SIGINT:
         sys.exit(EXIT_INTERRUPTED)
 
@@ -237,9 +260,9 @@ def events(subject: str | None, limit: int, after: str | None) -> None:
 
     def human() -> None:
         for e in page.items:
-            note = f"  ({safe_text(e.note)})" if e.note else ""
-            click.echo(f"{e.seq:>6}  {e.at.isoformat()}  {e.operator:<12} {e.action:<22} "
-                       f"{e.subject}{note}")
+            note = f"  ({safe(e.note)})" if e.note else ""
+            click.echo(f"{e.seq:>6}  {local_time(e.at)}  {safe(e.operator):<12} "
+                       f"{e.action:<22} {safe(e.subject)}{note}")
 
     emit_page(page, lambda e: {
         "seq": e.seq, "at": e.at.isoformat(), "operator": e.operator,

@@ -14,7 +14,9 @@ from ecert._state import STATE_FILE, TrustState
 from ecert.mirror import sync
 from ecert.registry._recognition import national_code_mismatches
 from ecert.trust import fetch_trust_list
-from ecert_cli._app import cli, emit, json_mode, json_option, settings
+from ecert_cli._app import cli, emit, input_error, json_mode, json_option, settings
+from ecert_cli._i18n import _, ngettext
+from ecert_cli._render import fmt, local_time, safe, say
 
 
 @cli.group("trust")
@@ -34,7 +36,8 @@ def export_anchor(output: Path | None) -> None:
     if output is not None:
         output.write_bytes(data)
         emit({"region": anchor.region, "file": str(output), "root_kid": anchor.kid},
-             f"anchor of {anchor.region} written to {output} (root key {anchor.kid})")
+             fmt("anchor of {region} written to {file} (root key {kid})", region=anchor.region,
+                 file=output, kid=anchor.kid))
     else:
         click.echo(data.decode("utf-8"), nl=False)
 
@@ -44,8 +47,8 @@ def _parse_maps(maps: tuple[str, ...]) -> dict[str, str]:
     for item in maps:
         theirs, sep, ours = item.partition("=")
         if not sep or not theirs.strip() or not ours.strip():
-            raise ecert.InputError(f"--map {item!r}: write THEIRS=OURS, e.g. "
-                                   "zj.spjyxkz=cn.food-business-licence")
+            raise input_error("--map {item}: write THEIRS=OURS, e.g. "
+                              "zj.spjyxkz=cn.food-business-licence", item=repr(item))
         mapping[theirs.strip()] = ours.strip()
     return mapping
 
@@ -75,14 +78,16 @@ def recognize(region: str, anchor_file: Path, maps: tuple[str, ...], auto: bool,
     """
     anchor = ecert.TrustAnchor.load(anchor_file)
     if anchor.region != region.upper():
-        raise ecert.InputError(f"the anchor is for region {anchor.region}, not {region}")
+        raise input_error("the anchor is for region {anchor_region}, not {region}",
+                          anchor_region=anchor.region, region=region)
     mapping = _parse_maps(maps)
     end = None
     if until is not None:
         try:
             end = date.fromisoformat(until)
         except ValueError as e:
-            raise ecert.InputError(f"--until {until!r} is not a date (YYYY-MM-DD)") from e
+            raise input_error("{option} {value} is not a date (YYYY-MM-DD)", option="--until",
+                              value=repr(until)) from e
     s = settings()
     with s.open_registry() as registry:
         theirs = None
@@ -96,17 +101,20 @@ def recognize(region: str, anchor_file: Path, maps: tuple[str, ...], auto: bool,
             differ = national_code_mismatches(
                 mapping, {t.code: t.national_type_code for t in theirs.types},
                 {t.code: t.national_type_code for t in registry.types()})
-        agreement = registry.recognize(anchor, mapping, valid_until=end, theirs=theirs,
-                                       force=force)
+        from ecert_cli._render import day_instant
+
+        agreement = registry.recognize(anchor, mapping, valid_until=day_instant(end, end=True),
+                                       theirs=theirs, force=force)
     emit({"region": agreement.region, "root_kid": agreement.root_jwk["kid"],
           "types": dict(agreement.types), "valid_until": agreement.valid_until,
           "national_codes_differ": differ},
-         f"{registry.region.code} now recognizes {agreement.region}: "
-         + ", ".join(f"{t} as {o}" for t, o in agreement.types.items())
-         + "; run 'ecert publish' to put it in the trust list")
+         fmt("{region} now recognizes {other}: {types}; run 'ecert publish' to put it in the "
+             "trust list", region=registry.region.code, other=agreement.region,
+             types=", ".join(fmt("{theirs} as {ours}", theirs=t, ours=o)
+                             for t, o in agreement.types.items())))
     for d in differ:  # only reached with --force
-        click.echo("warning: {region}'s {theirs} ({their_code}) is accepted as our {ours} "
-                   "({our_code}) although their national type codes differ".format(
+        click.echo(fmt("warning: {region}'s {theirs} ({their_code}) is accepted as our {ours} "
+                       "({our_code}) although their national type codes differ",
                        region=agreement.region, theirs=d["theirs"],
                        their_code=d["their_national_code"], ours=d["ours"],
                        our_code=d["our_national_code"]), err=True)
@@ -120,7 +128,7 @@ def withdraw(region: str) -> None:
     with settings().open_registry() as registry:
         registry.withdraw(region)
     emit({"region": region.upper(), "withdrawn": True},
-         f"agreement with {region.upper()} withdrawn; run 'ecert publish'")
+         fmt("agreement with {region} withdrawn; run 'ecert publish'", region=region.upper()))
 
 
 @trust_group.command("show")
@@ -132,19 +140,21 @@ def show() -> None:
         agreements = registry.agreements()
 
     def human() -> None:
-        click.echo(f"region {anchor.region} ({anchor.name}), root key {anchor.kid}")
-        click.echo(f"trust list {anchor.trust_list_url}")
+        say("region {region} ({name}), root key {kid}", region=anchor.region, name=anchor.name,
+            kid=anchor.kid)
+        say("trust list {url}", url=anchor.trust_list_url)
         if not agreements:
-            click.echo("no recognition agreements")
+            say("no recognition agreements")
         now = settings().clock().timestamp()
         for a in agreements:
-            until = "open-ended" if a.valid_until is None else (
-                f"until {datetime.fromtimestamp(a.valid_until, UTC).isoformat()}")
-            lapsed = " (LAPSED)" if a.valid_until is not None and a.valid_until <= now else ""
-            click.echo(f"recognizes {a.region} ({a.name}), root {a.root_jwk['kid']}, "
-                       f"{until}{lapsed}")
+            until = _("open-ended") if a.valid_until is None else fmt(
+                "until {time}", time=local_time(datetime.fromtimestamp(a.valid_until, UTC)))
+            lapsed = " " + _("(LAPSED)") if a.valid_until is not None and a.valid_until <= now \
+                else ""
+            say("recognizes {region} ({name}), root {kid}, {until}", region=a.region,
+                name=a.name, kid=a.root_jwk["kid"], until=until + lapsed)
             for theirs, ours in a.types.items():
-                click.echo(f"    {theirs} -> {ours}")
+                click.echo(f"    {safe(theirs)} -> {safe(ours)}")
 
     emit({"region": anchor.region, "root_kid": anchor.kid,
           "trust_list": anchor.trust_list_url,
@@ -162,19 +172,21 @@ def show() -> None:
 def trust_sync(anchor_file: Path | None, bundle: Path | None, out: Path) -> None:
     """Mirror everything a verifier needs offline (verified before it is written)."""
     if (anchor_file is None) == (bundle is None):
-        raise ecert.InputError("give exactly one of --anchor FILE or --bundle DIR")
+        raise input_error("give exactly one of --anchor FILE or --bundle DIR")
     anchor = ecert.TrustAnchor.load(anchor_file or Path(str(bundle)) / "anchor.json")
     show_progress = sys.stderr.isatty() and not json_mode()
 
     def progress(uri: str) -> None:
         if show_progress:
-            click.echo(f"  fetching {uri}", err=True)
+            click.echo("  " + fmt("fetching {uri}", uri=uri), err=True)
 
     report = sync(anchor, out, bundle=bundle, progress=progress)
     emit({"directory": str(report.directory), "regions": list(report.regions),
           "documents": report.documents, "problems": list(report.problems)},
-         f"mirrored {report.documents} document(s) of {', '.join(report.regions)} to "
-         f"{report.directory}" + "".join(f"\nwarning: {p}" for p in report.problems))
+         fmt("mirrored {documents} document(s) of {regions} to {directory}",
+             documents=report.documents, regions=", ".join(report.regions),
+             directory=report.directory)
+         + "".join("\n" + fmt("warning: {warning}", warning=p) for p in report.problems))
 
 
 @trust_group.command("reset-state")
@@ -193,15 +205,18 @@ def reset_state(anchor_file: Path, yes: bool) -> None:
     anchor = ecert.TrustAnchor.load(anchor_file)
     path = settings().home / "verifier-cache" / STATE_FILE
     if not yes:
-        click.confirm(f"Forget the trust list sequences and root rotations remembered in "
-                      f"{path}, and start it afresh for the anchor of {anchor.region} "
-                      f"(root {anchor.kid})?", abort=True, err=True)
+        click.confirm(fmt("Forget the trust list sequences and root rotations remembered in "
+                          "{file}, and start it afresh for the anchor of {region} (root "
+                          "{kid})?", file=path, region=anchor.region, kid=anchor.kid),
+                      abort=True, err=True)
     forgotten = TrustState.reset(path, anchor)
     emit({"file": str(path), "region": anchor.region, "root_kid": anchor.kid,
           "regions_forgotten": forgotten},
-         f"trust state {path} started afresh for {anchor.region} (root {anchor.kid}); "
-         + ("the old file was corrupt" if forgotten is None
-            else f"{forgotten} region(s) forgotten"))
+         fmt("trust state {file} started afresh for {region} (root {kid}); ", file=path,
+             region=anchor.region, kid=anchor.kid)
+         + (_("the old file was corrupt") if forgotten is None
+            else ngettext("{count} region forgotten", "{count} regions forgotten",
+                          forgotten).format(count=forgotten)))
 
 
 @cli.group("root")
@@ -216,5 +231,5 @@ def root_rotate() -> None:
     with settings().open_registry() as registry:
         key = registry.rotate_root()
     emit({"kid": key.kid},
-         f"new root key {key.kid}; run 'ecert publish' and hand out the new anchor "
-         "('ecert trust export-anchor'): existing verifiers follow the rotation")
+         fmt("new root key {kid}; run 'ecert publish' and hand out the new anchor ('ecert "
+             "trust export-anchor'): existing verifiers follow the rotation", kid=key.kid))

@@ -9,8 +9,26 @@ from typing import Any
 import click
 
 import ecert
-from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
-from ecert_cli._render import last_day
+from ecert_cli._app import EXIT_NOT_VALID, cli, emit, input_error, json_option, settings
+from ecert_cli._i18n import N_, _, is_chinese
+from ecert_cli._render import fmt, last_day, local_day, safe, say
+
+# Verification statuses as a person reads them (the JSON and exit code keep the codes).
+_STATUS = {"valid": N_("valid"), "revoked": N_("revoked"), "suspended": N_("suspended"),
+           "expired": N_("expired"), "not_yet_valid": N_("not yet valid"),
+           "invalid": N_("invalid"), "untrusted": N_("untrusted issuer"),
+           "malformed": N_("malformed"), "not_logged": N_("not in the public log")}
+
+
+def status_words(status: str) -> str:
+    """A verification status for people: its code in English, words in Chinese."""
+    return _(_STATUS[status]) if is_chinese() and status in _STATUS else status
+
+
+def _not_valid(status: str, detail: str) -> str:
+    """The NOT VALID line: the status, then the verifier's detail (English: it names
+    codes and values)."""
+    return fmt("NOT VALID ({status}): {detail}", status=status_words(status), detail=detail)
 
 # Trust list errors that mean "you pointed me at the wrong place" (exit 2), not "not valid".
 # A trust state file that is corrupt or of another anchor needs a person (exit 2).
@@ -54,16 +72,16 @@ def verify(token: str | None, image: Path | None, bundle: Path | None,
     """
     if image is not None:
         if token is not None:
-            raise ecert.InputError("give TOKEN or --image, not both")
+            raise input_error("give TOKEN or --image, not both")
         from ecert.qr import decode_qr_image
 
         token = decode_qr_image(image)
     if token is None:
-        raise ecert.InputError("give TOKEN (or '-' for stdin), or --image FILE")
+        raise input_error("give TOKEN (or '-' for stdin), or --image FILE")
     if token == "-":  # noqa: S105 - "-" means stdin
         token = sys.stdin.read(1024 * 1024).strip()
     if bundle is None and anchor_file is None and offline is None:
-        raise ecert.InputError("give --anchor FILE (and --offline DIR), or --bundle DIR")
+        raise input_error("give --anchor FILE (and --offline DIR), or --bundle DIR")
     s = settings()
     cache = s.home / "verifier-cache"
     try:
@@ -77,14 +95,14 @@ def verify(token: str | None, image: Path | None, bundle: Path | None,
             verifier = ecert.Verifier.from_anchor(anchor, offline=offline, cache_dir=cache,
                                                   clock=s.clock)
         else:  # pragma: no cover - excluded above
-            raise ecert.InputError("give --anchor FILE")
+            raise input_error("give --anchor FILE")
     except ecert.TrustListError as e:
         if e.code in _INPUT_PROBLEMS:
             raise
         # A trust list that is stale, rolled back or wrongly signed makes nothing valid.
         emit({"valid": False, "status": ecert.VerificationStatus.UNTRUSTED.value,
               "errors": [e.code], "messages": [e.message]},
-             f"NOT VALID ({ecert.VerificationStatus.UNTRUSTED.value}): {e.message}")
+             _not_valid(ecert.VerificationStatus.UNTRUSTED.value, e.message))
         sys.exit(EXIT_NOT_VALID)
     result = verifier.verify(token)
     inclusion = None
@@ -92,38 +110,47 @@ def verify(token: str | None, image: Path | None, bundle: Path | None,
         inclusion = _inclusion(verifier, token, result, proof_file, leaf_index, witnesses,
                                witness_outage)
     elif proof_file is not None or leaf_index is not None or witnesses:
-        raise ecert.InputError("--proof, --leaf-index and --witnesses go with "
-                               "--require-inclusion")
+        raise input_error("--proof, --leaf-index and --witnesses go with --require-inclusion")
     valid = result.valid and (inclusion is None or inclusion.included)
 
     def human() -> None:
+        # Every value from the token goes through fmt/safe: a holder name with a line
+        # break or a bidi override cannot print as an "issuer:" line of its own.
         if result.valid and inclusion is not None and not inclusion.included:
-            click.echo(f"NOT VALID (not_logged): {'; '.join(inclusion.messages)}")
+            click.echo(_not_valid("not_logged", "; ".join(inclusion.messages)))
             return
         if result.valid and result.certificate and result.issuer:
             cert, issuer = result.certificate, result.issuer
             until = last_day(cert.valid_until)
-            click.echo(f"VALID  {cert.type_code}  {cert.id}")
-            click.echo(f"holder: {cert.holder_name}")
-            click.echo(f"issuer: {issuer.agency_name} ({issuer.agency_code}, {issuer.region})")
+            say("VALID  {type}  {id}", type=cert.type_code, id=cert.id)
+            say("holder: {name}", name=cert.holder_name)
+            say("issuer: {agency_name} ({agency}, {region})", agency_name=issuer.agency_name,
+                agency=issuer.agency_code, region=issuer.region)
             if result.agreement is not None:
-                click.echo(f"recognized under the agreement with {result.agreement.region} "
-                           f"as {result.local_type}")
-            click.echo(f"valid:  {cert.valid_from.date().isoformat()} to {until}")
+                say("recognized under the agreement with {region} as {type}",
+                    region=result.agreement.region, type=result.local_type)
+            say("valid:  {start} to {end}", start=local_day(cert.valid_from), end=until)
             if inclusion is not None:
-                click.echo(f"logged: entry {inclusion.leaf_index} of {inclusion.region}'s log "
-                           f"(checkpoint {inclusion.checkpoint_size})"
-                           + (f", cosigned by {', '.join(inclusion.witnesses.covering(0))}"
-                              if inclusion.witnesses is not None else ""))
+                if inclusion.witnesses is not None:
+                    say("logged: entry {index} of {region}'s log (checkpoint {size}), "
+                        "cosigned by {witnesses}", index=inclusion.leaf_index,
+                        region=inclusion.region, size=inclusion.checkpoint_size,
+                        witnesses=", ".join(inclusion.witnesses.covering(0)))
+                else:
+                    say("logged: entry {index} of {region}'s log (checkpoint {size})",
+                        index=inclusion.leaf_index, region=inclusion.region,
+                        size=inclusion.checkpoint_size)
                 for warning in inclusion.warnings:
-                    click.echo(f"warning: {warning}")
+                    say("warning: {warning}", warning=warning)
             if result.qr:
-                click.echo(f"QR claims: {', '.join(result.claims_present)}"
-                           + ("; the others are bound by digest" if result.digest_bound
-                              else "; complete"))
+                if result.digest_bound:
+                    say("QR claims: {claims}; the others are bound by digest",
+                        claims=", ".join(result.claims_present))
+                else:
+                    say("QR claims: {claims}; complete", claims=", ".join(result.claims_present))
         else:
             detail = "; ".join(result.messages) or ", ".join(result.errors)
-            click.echo(f"NOT VALID ({result.status.value}): {detail}")
+            click.echo(_not_valid(result.status.value, safe(detail)))
 
     value = result.to_json()
     if inclusion is not None:
@@ -147,8 +174,9 @@ def _inclusion(verifier: ecert.Verifier, token: str, result: ecert.VerificationR
         try:
             proof = json.loads(proof_file.read_text("utf-8"))
         except (OSError, ValueError) as e:
-            raise ecert.InputError(f"cannot read the proof {proof_file}: {e}") from e
+            raise input_error("cannot read the proof {file}: {error}", file=proof_file,
+                              error=e) from e
         if not isinstance(proof, dict):
-            raise ecert.InputError(f"the proof {proof_file} is not a JSON object")
+            raise input_error("the proof {file} is not a JSON object", file=proof_file)
     return check_inclusion(verifier, token, proof=proof, leaf_index=leaf_index, result=result,
                            policy=InclusionPolicy(WitnessPolicy(witnesses, outage)))

@@ -116,6 +116,14 @@ def _fast_key_files(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ecert_keys, "DEFAULT_KDF_ROUNDS", FAST_KDF_ROUNDS)
 
 
+@pytest.fixture(autouse=True)
+def _english_in_the_registry_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite reads English messages whatever the machine's locale (tests of Chinese
+    set ECERT_LANG=zh themselves), and times in the registry's zone unless ECERT_TZ."""
+    monkeypatch.setenv("ECERT_LANG", "en")
+    monkeypatch.delenv("ECERT_TZ", raising=False)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

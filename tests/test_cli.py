@@ -360,8 +360,9 @@ def test_issue_input_errors(gd: Cli, tmp_path: Path) -> None:
 def test_valid_until_is_reflected_in_show_json(gd: Cli, tmp_path: Path) -> None:
     out = issue_bl(gd, tmp_path, "--valid-until", "2030-12-31")
     shown = gd.json("show", out["id"])
-    # A date is the last valid day: the certificate expires at the end of it (UTC).
-    assert shown["valid_until"] == "2031-01-01T00:00:00Z"
+    # A date is the last valid day: the certificate expires at the end of it in the
+    # registry's time zone (Asia/Shanghai by default, UTC+8); JSON stays UTC.
+    assert shown["valid_until"] == "2030-12-31T16:00:00Z"
     assert shown["valid_until"] == out["valid_until"]
     assert shown["valid_from"] == "2026-01-01T00:00:00Z"
     with_time = issue_bl(gd, tmp_path, "--valid-until", "2030-06-30T12:00:00+08:00")

@@ -20,17 +20,18 @@ def test_renew_and_reissue(gd: Cli, tmp_path: Path, clock: FakeClock) -> None:
     assert old["id"] == first["id"] and old["status"] == "revoked"
     assert old["revocation_reason"] == "superseded"
     assert new["supersedes"] == first["id"] and new["claims"] == first["claims"]
-    assert new["valid_until"] == "2032-01-01T00:00:00Z"
+    # Dates are days in the registry's time zone (Asia/Shanghai): through the end of 12-31.
+    assert new["valid_until"] == "2031-12-31T16:00:00Z"
 
     patch = write_json(tmp_path / "patch.json", {"address": "广州市天河区1号"})
     human = gd.ok("reissue", new["id"], "--claims-patch", patch, "--valid-from", "2026-03-01",
                   "--at-start").stdout
-    assert f"{new['id']} stays valid until 2026-03-01T00:00:00+00:00" in human
+    assert f"{new['id']} stays valid until 2026-03-01 00:00," in human  # local time
     third = gd.items("list", "--status", "valid")
     assert next(c["id"] for c in third) == new["id"] and len(third) == 2
     assert third[1]["claims"]["address"] == "广州市天河区1号"
     assert third[1]["valid_until"] == new["valid_until"]
-    assert gd.json("show", new["id"])["revoke_at"] == "2026-03-01T00:00:00Z"
+    assert gd.json("show", new["id"])["revoke_at"] == "2026-02-28T16:00:00Z"
     assert "scheduled at 2026-03-01" in gd.ok("show", new["id"]).stdout
     bad = write_json(tmp_path / "bad.json", ["not", "an", "object"])
     assert "merge patch" in gd.fails("reissue", third[1]["id"], "--claims-patch", bad)

@@ -350,9 +350,10 @@ def test_valid_until_from_validity_days(registry: ecert.Registry, clock: FakeClo
 
 
 def test_valid_until_explicit_date_is_end_of_that_day(registry: ecert.Registry) -> None:
+    # The end of that day in the registry's time zone (Asia/Shanghai unless init says).
     cert = issue_business_licence(registry, valid_until=date(2027, 6, 30))
-    assert cert.valid_until == datetime(2027, 7, 1, tzinfo=UTC)
-    assert _payload(cert.token)["exp"] == int(datetime(2027, 7, 1, tzinfo=UTC).timestamp())
+    assert cert.valid_until == datetime(2027, 6, 30, 16, tzinfo=UTC)
+    assert _payload(cert.token)["exp"] == int(datetime(2027, 6, 30, 16, tzinfo=UTC).timestamp())
 
 
 def test_valid_until_explicit_datetime(registry: ecert.Registry) -> None:

@@ -333,7 +333,7 @@ def test_claims_print_nested_and_escaped() -> None:
         "    city: 广州",
         "    lines: []",
         "  none: -",
-        "  evil: x\\u000aissuer: fake",
+        "  evil: x\\nissuer: fake",
     ]
 
 

@@ -90,7 +90,7 @@ class Repository:
 
     def get_region(self) -> Region | None:
         row = self.conn.execute(select(region).where(region.c.id == 1)).first()
-        return None if row is None else Region(row.code, row.name, row.base_url)
+        return None if row is None else Region(row.code, row.name, row.base_url, row.tz)
 
     def get_type(self, code: str) -> CertificateType | None:
         row = self.conn.execute(select(cert_types).where(cert_types.c.code == code)).first()
@@ -469,7 +469,8 @@ class WriteRepository(Repository):
 
     def create_region(self, value: Region, now: int) -> None:
         self.conn.execute(insert(region).values(id=1, code=value.code, name=value.name,
-                                                base_url=value.base_url, created_at=now))
+                                                base_url=value.base_url, created_at=now,
+                                                tz=value.tz))
 
     def create_counter(self, name: str, value: int = 0) -> None:
         self.conn.execute(insert(counters).values(name=name, value=value))

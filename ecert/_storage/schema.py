@@ -38,6 +38,8 @@ region = Table(
     Column("name", String(200), nullable=False),
     Column("base_url", String(500), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # IANA time zone: how dates typed by clerks are read and times shown (0004).
+    Column("tz", String(64), nullable=False, server_default="Asia/Shanghai"),
 )
 
 cert_types = Table(

@@ -15,7 +15,7 @@ import os
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ecert._authority import ALL_ROLES
-from ecert._clock import Clock, from_seconds, to_seconds
+from ecert._clock import DEFAULT_TZ, Clock, from_seconds, start_of_day, to_seconds, zone
 from ecert._formats import bundle as _bundle
 from ecert._formats.catalog import catalog_document
 from ecert._formats.log import commitment, commitment_opening
@@ -143,9 +143,12 @@ class Registry:
         kdf_rounds: int | None = None,
         status_list_size: int = MIN_LIST_SIZE,
         key_provider: KeyProvider | None = None,
+        tz: str = DEFAULT_TZ,
     ) -> Registry:
         """Create a registry for ``region``, its first admin (holding every role), and its
-        root, status-list, log and witness keys — the first unit of its log."""
+        root, status-list, log and witness keys — the first unit of its log. ``tz`` (an
+        IANA name) is where its clerks are: a date they give ends at local midnight."""
+        zone(tz)  # an unknown zone is refused before anything is made
         if not region.isascii() or not region.isalnum() or len(region) > 16:
             raise InputError(f"region code {region!r} must be 1 to 16 letters or digits",
                              code="invalid_code")
@@ -165,7 +168,7 @@ class Registry:
         engine = make_engine(database_url or sqlite_url(home_path / _DB_FILE))
         try:
             migrate(engine)
-            value = Region(region.upper(), name, base_url)
+            value = Region(region.upper(), name, base_url, tz)
             ctx = _Context(home_path, engine, value, passphrase=passphrase, clock=clock,
                            operator=admin, kdf_rounds=kdf_rounds, key_provider=key_provider,
                            status_list_size=_checked_list_size(status_list_size))
@@ -531,8 +534,8 @@ class Registry:
         ``agency.rename``, ``agency.allow_type`` and ``agency.deny_type`` hold each one),
         carried out in the order name, given types, denied types. Denying a type takes
         effect from ``deny_from`` (default: when the change is carried out; a date means
-        its start, UTC) and never earlier: what the agency issued before keeps verifying,
-        as the next trust list gives the type a validity window.
+        its start in the registry's time zone) and never earlier: what the agency issued
+        before keeps verifying, as the next trust list gives the type a validity window.
         """
         allow, deny = list(dict.fromkeys(allow_types)), list(dict.fromkeys(deny_types))
         if name is None and not allow and not deny:
@@ -545,9 +548,8 @@ class Registry:
         since = None
         if isinstance(deny_from, datetime):
             since = to_seconds(deny_from, "deny_from")
-        elif deny_from is not None:
-            since = to_seconds(datetime(deny_from.year, deny_from.month, deny_from.day,
-                                        tzinfo=UTC), "deny_from")
+        elif deny_from is not None:  # that day's start in the registry's time zone
+            since = start_of_day(deny_from, zone(self._ctx.region.tz))
         agency = self.get_agency(code)
         if name is not None:
             agency = self._ctx.execute(_agencies.RENAME_AGENCY, {"agency": code, "name": name})
@@ -626,7 +628,7 @@ class Registry:
                 self._now()).date())
         start = None if valid_from is None else to_seconds(valid_from, "valid_from")
         no_end = is_no_end(valid_until)
-        end = None if no_end else until_seconds(valid_until)
+        end = None if no_end else until_seconds(valid_until, self._ctx.region.tz)
         return self._ctx.execute(_issuance.ISSUE, {
             "type": type_code, "agency": agency_code,
             "holder": self.holder_pseudonym(holder_id), "holder_name": holder_name.strip(),
@@ -812,7 +814,7 @@ class Registry:
         if keep_end:
             end = None if old.valid_until is None else to_seconds(old.valid_until)
         else:
-            end = until_seconds(valid_until)
+            end = until_seconds(valid_until, self._ctx.region.tz)
         new = self._ctx.execute(_issuance.ISSUE, {
             "type": old.type_code, "agency": old.agency_code, "holder": old.holder,
             "holder_name": old.holder_name, "claims": _issuance.plain_claims(claims),
@@ -903,7 +905,7 @@ class Registry:
             raise InputError(f"the anchor's trust list URL: {e.message}",
                              code="invalid_url") from e
         start = self._now() if valid_from is None else to_seconds(valid_from, "valid_from")
-        end = until_seconds(valid_until)
+        end = until_seconds(valid_until, self._ctx.region.tz)
         if end is not None and end <= start:
             raise InputError("the agreement must end after it starts", code="invalid_agreement")
         value = Agreement(anchor.region, anchor.name, dict(anchor.root_jwk),

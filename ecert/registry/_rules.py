@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from ecert._clock import end_of_day, to_seconds
+from ecert._clock import DEFAULT_TZ, end_of_day, to_seconds, zone
 from ecert._formats.jose import b64url_encode, canonical_json
 from ecert.errors import InputError
 
@@ -28,13 +28,13 @@ def schema_digest(schema: Mapping[str, Any]) -> str:
     return b64url_encode(hashlib.sha256(canonical_json(dict(schema))).digest())
 
 
-def until_seconds(valid_until: datetime | date | None) -> int | None:
+def until_seconds(valid_until: datetime | date | None, tz: str = DEFAULT_TZ) -> int | None:
     """When something ends: an aware time as is, a date typed by a person through the end
-    of that day (UTC), None for "not given"."""
+    of that day in the registry's time zone ``tz``, None for "not given"."""
     if isinstance(valid_until, datetime):
         return to_seconds(valid_until, "valid_until")
     if isinstance(valid_until, date):
-        return end_of_day(valid_until)
+        return end_of_day(valid_until, zone(tz))
     return None
 
 

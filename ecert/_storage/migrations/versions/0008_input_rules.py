@@ -1,7 +1,7 @@
 """Input rules of a certificate type: its holder id scheme and the claims naming the holder.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-02
 
 One nullable JSON column on the type and on each of its versions, ``{"holder_id_scheme": …, "holder_claims": {…}}``: types added
@@ -11,8 +11,8 @@ before keep NULL and issue as they did (any holder id, no binding).
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

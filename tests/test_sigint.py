@@ -1,0 +1,103 @@
+"""Ctrl-C at any moment — while the program imports, while it works — ends ``ecert`` with
+one line on stderr and exit code 130, never a traceback.
+
+A real process gets a real SIGINT. ``-X importtime`` (PYTHONPROFILEIMPORTTIME) makes the
+interpreter report each import as it finishes, so the signal can be sent at chosen
+moments of the start-up rather than after guessed delays.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ECERT = Path(sys.executable).parent / "ecert"
+
+pytestmark = pytest.mark.skipif(not ECERT.exists() or os.name != "posix",
+                                reason="needs the installed ecert script and POSIX signals")
+
+
+def _reader(stream: object, into: queue.Queue[str | None]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        into.put(line)
+    into.put(None)
+
+
+def _interrupt(args: list[str], when: str, tmp_path: Path, *, lang: str = "en",
+               stream: str = "stderr") -> tuple[int, list[str], str]:
+    """Run ``ecert ARGS``, send SIGINT once a line containing ``when`` appears on
+    ``stream`` (an import line on stderr, or output on stdout); return the exit code, the
+    stderr lines that are not import timings, and stdout."""
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1", "ECERT_LANG": lang,
+           "ECERT_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
+    env.pop("ECERT_TZ", None)
+    with subprocess.Popen([str(ECERT), *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env) as process:
+        return _watch(process, when, stream)
+
+
+def _watch(process: subprocess.Popen[str], when: str,
+           stream: str) -> tuple[int, list[str], str]:
+    lines: queue.Queue[str | None] = queue.Queue()
+    watched = process.stderr if stream == "stderr" else process.stdout
+    other = process.stdout if stream == "stderr" else process.stderr
+    seen: list[str] = []
+    other_lines: queue.Queue[str | None] = queue.Queue()
+    threads = [threading.Thread(target=_reader, args=(watched, lines), daemon=True),
+               threading.Thread(target=_reader, args=(other, other_lines), daemon=True)]
+    for t in threads:
+        t.start()
+    sent = False
+    while True:
+        line = lines.get(timeout=120)
+        if line is None:
+            break
+        seen.append(line)
+        if not sent and (line.rsplit("|", 1)[-1].strip() == when if stream == "stderr"
+                         and line.startswith("import time:") else when in line):
+            process.send_signal(signal.SIGINT)
+            sent = True
+    code = process.wait(timeout=120)
+    for t in threads:
+        t.join(timeout=10)
+    rest: list[str] = []
+    while not other_lines.empty():
+        item = other_lines.get()
+        if item is not None:
+            rest.append(item)
+    assert sent, f"never saw {when!r}: the moment to interrupt did not come"
+    stderr = seen if stream == "stderr" else rest
+    stdout = "".join(rest if stream == "stderr" else seen)
+    return code, [s.rstrip("\n") for s in stderr
+                  if not s.startswith("import time:") and s.strip()], stdout
+
+
+# Moments of the start-up: our package itself, then what main() imports behind it.
+@pytest.mark.parametrize("module", ["ecert_cli", "click", "cryptography", "sqlalchemy",
+                                    "ecert_cli._app"])
+def test_ctrl_c_while_starting(module: str, tmp_path: Path) -> None:
+    code, errors, _ = _interrupt(["demo"], module, tmp_path)
+    assert code == 130, errors
+    assert errors == ["ecert: error: interrupted"]
+
+
+def test_ctrl_c_while_starting_in_chinese_with_json(tmp_path: Path) -> None:
+    code, errors, stdout = _interrupt(["--json", "demo"], "sqlalchemy", tmp_path,
+                                      lang="zh")
+    assert code == 130
+    assert errors == ["ecert: 错误：已中断"]
+    assert '"code": "interrupted"' in stdout
+
+
+@pytest.mark.parametrize("step", ["== 1.", "== 3."])
+def test_ctrl_c_while_working(step: str, tmp_path: Path) -> None:
+    code, errors, _ = _interrupt(["demo"], step, tmp_path, stream="stdout")
+    assert code == 130, errors
+    assert errors == ["ecert: error: interrupted"]
