@@ -46,6 +46,7 @@ from tests.support import (
     serve,
 )
 from tests.support.cli import Cli
+from tests.support.http import ServerHost
 from tests.support.pg import check_reachable
 
 settings.register_profile(
@@ -301,3 +302,12 @@ def cli_as_admin(clock: FakeClock) -> Callable[..., Result]:
             "ECERT_HOME": None, "ECERT_DATABASE_URL": None}, clock=clock)(*args)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def server_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHost]:
+    """One port per test module for the worlds it builds once and copies per test: their
+    base URLs name it (tests/support/worlds.py)."""
+    host = ServerHost(tmp_path_factory.mktemp("host") / "www")
+    yield host
+    host.close()

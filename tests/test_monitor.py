@@ -175,14 +175,6 @@ def _close(built: World) -> None:
 
 
 @pytest.fixture(scope="module")
-def server_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHost]:
-    """The port of this module's worlds: base URLs name it (tests/support/worlds.py)."""
-    server_host = ServerHost(tmp_path_factory.mktemp("host") / "www")
-    yield server_host
-    server_host.close()
-
-
-@pytest.fixture(scope="module")
 def template(server_host: ServerHost, tmp_path_factory: pytest.TempPathFactory
              ) -> World | None:
     """SQLite: the ``world`` of every test, built once and closed; tests get copies.

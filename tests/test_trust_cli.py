@@ -217,14 +217,6 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
 
 
 @pytest.fixture(scope="module")
-def server_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHost]:
-    """The port of this module's ``net``s: base URLs name it (tests/support/worlds.py)."""
-    server_host = ServerHost(tmp_path_factory.mktemp("host") / "www")
-    yield server_host
-    server_host.close()
-
-
-@pytest.fixture(scope="module")
 def template(server_host: ServerHost, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[Net | None]:
     """SQLite: the ``net`` of every test, built once through the CLI; tests get copies.
