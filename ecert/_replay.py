@@ -29,6 +29,7 @@ from ecert._authority import (
     grants_from_json,
     permits,
 )
+from ecert._clock import DEFAULT_TZ
 from ecert._formats.jose import jwk_thumbprint, key_from_jwk
 from ecert._formats.log import LEGACY_OPERATOR, Entry, verify_unit
 from ecert._formats.statuslist import INVALID, SUSPENDED, VALID
@@ -192,6 +193,10 @@ class Replay:
         self.region: str | None = None
         self.origin: str | None = None
         self.base_url: str | None = None
+        self.region_name: str | None = None
+        #: The registry's time zone as the genesis unit set it (logs from before the zone
+        #: was logged: the default every older registry was given).
+        self.tz: str = DEFAULT_TZ
         self.operators: dict[str, OperatorState] = {}  # by subject
         self.operator_kids: dict[str, str] = {}  # current kid -> subject
         self.policies: dict[tuple[str, str], int] = {}
@@ -383,6 +388,8 @@ class Replay:
         self.region = first.subject
         self.origin = first.details.get("origin")
         self.base_url = first.details.get("base_url")
+        self.region_name = first.details.get("name")
+        self.tz = str(first.details.get("tz", DEFAULT_TZ))
         operator = OperatorState(admin.subject, first.operator, key, ALL_ROLES)
         for entry_seq, entry in unit:
             self._effect(entry_seq, entry, operator)

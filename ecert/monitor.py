@@ -394,7 +394,7 @@ def _key_json(k: KeyState) -> list[Any]:
 def _replay_json(r: Replay) -> dict[str, Any]:
     return {
         "size": r.size, "region": r.region, "origin": r.origin, "base_url": r.base_url,
-        "genesis": r._genesis, "last_time": r._last_time,
+        "region_name": r.region_name, "tz": r.tz, "genesis": r._genesis, "last_time": r._last_time,
         "operators": {s: [o.kid, dict(o.jwk), _grant_json(o.grants), o.active]
                       for s, o in r.operators.items()},
         "policies": [[a, t, n] for (a, t), n in sorted(r.policies.items())],
@@ -421,6 +421,8 @@ def _replay_json(r: Replay) -> dict[str, Any]:
 def _replay_from_json(v: Mapping[str, Any], statuses: dict[int, dict[int, int]]) -> Replay:
     r = Replay()
     r.size, r.region, r.origin, r.base_url = v["size"], v["region"], v["origin"], v["base_url"]
+    # States saved before these were kept: the genesis defaults.
+    r.region_name, r.tz = v.get("region_name"), str(v.get("tz", r.tz))
     r._genesis, r._last_time = bool(v["genesis"]), int(v["last_time"])
     for subject, (kid, jwk, grants, active) in v["operators"].items():
         r.operators[subject] = OperatorState(subject, kid, jwk, grants_from_json(grants), active)

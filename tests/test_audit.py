@@ -97,6 +97,11 @@ CASES: dict[str, tuple[Tamper, str]] = {
     "agency type added": (lambda r, a, b: sql(
         r, "INSERT INTO agency_types (agency_code, type_code) VALUES ('gd-hrss', "
            "'cn.business-licence')"), "record_modified"),
+    # The zone typed dates are read in: moving it would shift every date a clerk types.
+    "time zone moved": (lambda r, a, b: sql(r, "UPDATE region SET tz = 'UTC'"),
+                        "record_modified"),
+    "region renamed": (lambda r, a, b: sql(r, "UPDATE region SET name = 'elsewhere'"),
+                       "record_modified"),
 }
 
 

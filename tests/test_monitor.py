@@ -738,7 +738,8 @@ def test_saved_replay_state_is_the_replay_of_the_whole_log(world: World) -> None
     assert _replay_json(saved.replay) == _replay_json(fresh)
     assert saved.replay.statuses == fresh.statuses
     # Every field of the replay is saved: a new one must be added to the monitor's state.
-    known = {"track_certificates", "size", "region", "origin", "base_url", "operators",
+    known = {"track_certificates", "size", "region", "origin", "base_url", "region_name", "tz",
+             "operators",
              "operator_kids", "policies", "requests", "types", "agencies", "keys",
              "agreements", "root_rotations", "certificates", "statuses", "cosigned",
              "publications", "findings", "_last_time", "_genesis", "scheduled",

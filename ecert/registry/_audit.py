@@ -780,6 +780,12 @@ def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any,
                                                                 for g in operator.grants]:
             find("operator_modified", operator.name, None,
                  "the operator's key, roles or status differ from the log")
+    region = repo.get_region()
+    if region is not None and replay.region == region.code and (
+            region.name, region.base_url, region.tz) != (
+            replay.region_name, replay.base_url, replay.tz):
+        find("record_modified", f"region {region.code}", None,
+             "the region's name, base URL or time zone differs from the log")
     for agency in repo.list_agencies():
         if not _windows.matches(agency, replay.agencies.get(agency.code)):
             find("record_modified", f"agency {agency.code}", None,

@@ -256,7 +256,8 @@ def genesis(ctx: _Context, unit: Unit, region: Region, origin: str) -> None:
         unit.repo.create_counter(counter)
     unit.repo.put_operator(unit.operator, unit.now)
     unit.log(Action.REGISTRY_INIT, region.code,
-             {"name": region.name, "base_url": region.base_url, "origin": origin})
+             {"name": region.name, "base_url": region.base_url, "origin": origin,
+              "tz": region.tz})
     unit.log(Action.OPERATOR_ADD, unit.operator.name, _operator_details(unit.operator),
              private=True)
     unit.new_key(KeyRole.ROOT, None)
@@ -296,7 +297,8 @@ def adopt(ctx: _Context, unit: Unit, legacy_events: Any) -> None:
     repo.put_operator(unit.operator, unit.now)
     unit.log(Action.REGISTRY_ADOPT, region.code,
              {"name": region.name, "base_url": region.base_url,
-              "origin": region.base_url.split("://", 1)[1] + "/log", "legacy": len(rows)})
+              "origin": region.base_url.split("://", 1)[1] + "/log", "legacy": len(rows),
+              "tz": region.tz})
     unit.log(Action.OPERATOR_ADD, unit.operator.name, _operator_details(unit.operator),
              private=True)
     keys = repo.list_keys()
