@@ -32,6 +32,7 @@ from datetime import date
 from typing import Any
 
 from ecert.errors import HolderIdInvalid, InputError
+from ecert.identifiers import _USCC_INDEX, is_valid_uscc
 
 __all__ = [
     "CLAIM_FORMATS",
@@ -70,9 +71,6 @@ _PROVINCES = frozenset(
      "65", "71", "81", "82", "83"])
 _EARLIEST_BIRTH = date(1900, 1, 1)
 
-_USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-_USCC_INDEX = {c: i for i, c in enumerate(_USCC_ALPHABET)}
-_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 
 
 def normalize_id(value: str) -> str:
@@ -145,8 +143,7 @@ def check_uscc(value: str, *, label: str = "unified social credit code") -> str:
     if not _ascii_digits(text[2:8]):
         raise HolderIdInvalid(f"{what} must have the 6-digit region code at positions 3-8",
                               code="holder_id_region")
-    total = sum(_USCC_INDEX[c] * w for c, w in zip(text[:17], _USCC_WEIGHTS, strict=True))
-    if _USCC_ALPHABET[(31 - total % 31) % 31] != text[17]:
+    if not is_valid_uscc(text):  # the one GB 32100 check, shared with certificate ids
         raise HolderIdInvalid(f"{what}: the check character does not match (GB 32100); a "
                               "character is mistyped: compare it with the document",
                               code="holder_id_check")
