@@ -202,6 +202,8 @@ class Replay:
         self.policies: dict[tuple[str, str], int] = {}
         self.requests: dict[int, RequestState] = {}
         self.types: dict[str, dict[str, Any]] = {}
+        #: Every logged version of every type: ``(code, version) -> details``.
+        self.type_versions: dict[tuple[str, int], dict[str, Any]] = {}
         self.agencies: dict[str, dict[str, Any]] = {}
         self.keys: dict[str, KeyState] = {}
         self.agreements: dict[str, Agreement] = {}
@@ -439,12 +441,14 @@ class Replay:
                 if entry.subject in self.types:
                     raise ValueError("type added twice")
                 self.types[entry.subject] = dict(d)
+                self.type_versions[(entry.subject, d["version"])] = dict(d)
             elif action == Action.TYPE_UPDATE.value:
                 previous = self.types[entry.subject]
                 if d["version"] <= previous["version"] or (
                         d["national_type_code"] != previous["national_type_code"]):
                     raise ValueError("a type update needs a newer version of the same type")
                 self.types[entry.subject] = dict(d)
+                self.type_versions[(entry.subject, d["version"])] = dict(d)
             elif action == Action.CATALOG_IMPORT.value:
                 pass  # its type.add / type.update entries follow in the same unit
             elif action == _V_AGENCY_ADD:

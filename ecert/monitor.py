@@ -401,7 +401,10 @@ def _replay_json(r: Replay) -> dict[str, Any]:
         "requests": {str(i): [q.action, q.subject, q.agency, q.type, q.requester, q.needed,
                               q.expires, sorted(q.approvals), q.open]
                      for i, q in r.requests.items()},
-        "types": r.types, "agencies": {c: {**a, "types": list(a["types"])}
+        "types": r.types,
+        "type_versions": [[code, version, d] for (code, version), d in
+                          sorted(r.type_versions.items())],
+        "agencies": {c: {**a, "types": list(a["types"])}
                                        for c, a in r.agencies.items()},
         "keys": {kid: _key_json(k) for kid, k in r.keys.items()},
         "agreements": {c: a.to_json() for c, a in r.agreements.items()},
@@ -433,6 +436,12 @@ def _replay_from_json(v: Mapping[str, Any], statuses: dict[int, dict[int, int]])
         r.requests[int(i)] = RequestState(action, subject, agency, type_, requester, needed,
                                           expires, set(approvals), is_open)
     r.types = dict(v["types"])
+    # States saved before every version was kept know only the current one of each type.
+    saved_versions = v.get("type_versions")
+    if saved_versions is None:
+        r.type_versions = {(c, int(d["version"])): dict(d) for c, d in r.types.items()}
+    else:
+        r.type_versions = {(str(c), int(n)): dict(d) for c, n, d in saved_versions}
     r.agencies = {c: {**a, "types": tuple(a["types"])} for c, a in v["agencies"].items()}
     for kid, (role, agency, jwk, created, retired, compromised) in v["keys"].items():
         r.keys[kid] = KeyState(kid, role, agency, jwk, created, retired, compromised)

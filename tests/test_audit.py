@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import delete, insert, select, text, update
 
 import ecert
-from ecert._storage.schema import certificates
+from ecert._storage.schema import cert_type_versions, cert_types, certificates
 from tests.support import issue_business_licence
 
 
@@ -103,6 +103,59 @@ CASES: dict[str, tuple[Tamper, str]] = {
     "region renamed": (lambda r, a, b: sql(r, "UPDATE region SET name = 'elsewhere'"),
                        "record_modified"),
 }
+
+
+
+def change_type(registry: ecert.Registry, *, versions: bool, **values: object) -> None:
+    """Edit the business licence's definition in place (current row or version rows)."""
+    table = cert_type_versions if versions else cert_types
+    with registry.engine.begin() as conn:
+        conn.execute(update(table).where(table.c.code == "cn.business-licence").values(**values))
+
+
+def add_forged_version(registry: ecert.Registry) -> None:
+    with registry.engine.begin() as conn:
+        row = conn.execute(select(cert_type_versions).where(
+            cert_type_versions.c.code == "cn.business-licence")).mappings().first()
+        assert row is not None
+        conn.execute(insert(cert_type_versions).values(**dict(row, version=99,
+                                                              input_rules=None)))
+
+
+def delete_versions(registry: ecert.Registry) -> None:
+    with registry.engine.begin() as conn:
+        conn.execute(delete(cert_type_versions).where(
+            cert_type_versions.c.code == "cn.business-licence"))
+
+
+# A type loosened in place would let unchecked data be issued under a definition the log
+# never saw: every member of every stored version is compared with its logged entry.
+TYPE_CASES: dict[str, Callable[[ecert.Registry], None]] = {
+    "input rules nulled": lambda r: change_type(r, versions=False, input_rules=None),
+    "version input rules nulled": lambda r: change_type(r, versions=True, input_rules=None),
+    "holder id scheme swapped": lambda r: change_type(
+        r, versions=True, input_rules={"holder_id_scheme": "pattern:.*"}),
+    "schema widened": lambda r: change_type(r, versions=False, schema={"type": "object"}),
+    "version schema widened": lambda r: change_type(r, versions=True,
+                                                    schema={"type": "object"}),
+    "qr claims changed": lambda r: change_type(r, versions=True, qr_claims=[]),
+    "renamed": lambda r: change_type(r, versions=False, name="营业执照（副本）"),
+    "validity changed": lambda r: change_type(r, versions=True, validity_days=99_999),
+    "extra added": lambda r: change_type(r, versions=False, extra={"x-note": "forged"}),
+    "version forged": add_forged_version,
+    "versions deleted": delete_versions,
+}
+
+
+@pytest.mark.parametrize("case", sorted(TYPE_CASES))
+def test_a_type_definition_changed_out_of_band_is_found(setup, case: str) -> None:
+    registry = setup[0]
+    assert registry.get_type("cn.business-licence").holder_id_scheme == "uscc"
+    TYPE_CASES[case](registry)
+    report = registry.audit()
+    found = [f for f in report.findings if f.kind == "record_modified"]
+    assert found and all(f.subject.startswith("type cn.business-licence") for f in found), \
+        report.findings
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

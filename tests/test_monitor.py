@@ -740,7 +740,7 @@ def test_saved_replay_state_is_the_replay_of_the_whole_log(world: World) -> None
     # Every field of the replay is saved: a new one must be added to the monitor's state.
     known = {"track_certificates", "size", "region", "origin", "base_url", "region_name", "tz",
              "operators",
-             "operator_kids", "policies", "requests", "types", "agencies", "keys",
+             "operator_kids", "policies", "requests", "types", "type_versions", "agencies", "keys",
              "agreements", "root_rotations", "certificates", "statuses", "cosigned",
              "publications", "findings", "_last_time", "_genesis", "scheduled",
              "_replacing"}  # _replacing lives within one unit: empty between runs

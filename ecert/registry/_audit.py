@@ -790,12 +790,7 @@ def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any,
         if not _windows.matches(agency, replay.agencies.get(agency.code)):
             find("record_modified", f"agency {agency.code}", None,
                  "the agency row (or its types) differs from the log")
-    for cert_type in repo.list_types():
-        if cert_type.code not in replay.types:
-            find("record_modified", f"type {cert_type.code}", None, "a type the log never added")
-        elif replay.types[cert_type.code].get("version") != cert_type.version:
-            find("record_modified", f"type {cert_type.code}", None,
-                 "the type's current version differs from the log")
+    _compare_types(repo, replay, find)
     for agreement in repo.list_agreements():
         if replay.agreements.get(agreement.region) != agreement:
             find("record_modified", f"agreement {agreement.region}", None,
@@ -974,3 +969,56 @@ def history(ctx: _Context, cert_id: str) -> History:
                             int(row.seq), size, reader))
     return History(cert_id, commitment(ctx.commitment_key, cert_id), size,
                    b64url_encode(root), tuple(_log_entry(r) for r in rows), proofs)
+
+
+def _compare_types(repo: Repository, replay: Replay, find: Any) -> None:
+    """Every type and every stored version of it against its logged definition.
+
+    Comparing the whole definition, not just which version is current, is what stops an
+    insider from loosening a type in place: nulling its holder id scheme, widening its
+    schema or changing its QR claims by raw SQL would let unchecked data be issued under a
+    definition the log never saw.
+    """
+    from ecert.registry._catalog import type_details
+
+    stored_versions: set[tuple[str, int]] = set()
+    for cert_type in repo.list_types():
+        subject = f"type {cert_type.code}"
+        logged = replay.types.get(cert_type.code)
+        if logged is None:
+            find("record_modified", subject, None, "a type the log never added")
+            continue
+        if logged.get("version") != cert_type.version:
+            find("record_modified", subject, None,
+                 "the type's current version differs from the log")
+        elif not _same_definition(type_details(cert_type), logged):
+            find("record_modified", subject, None,
+                 "the type's current definition (name, schema, QR claims, validity or input "
+                 "rules) differs from the log")
+        for version in repo.list_type_versions(cert_type.code):
+            stored_versions.add((version.code, version.version))
+            logged_version = replay.type_versions.get((version.code, version.version))
+            if logged_version is None:
+                find("record_modified", f"{subject} version {version.version}", None,
+                     "a type version the log never added")
+            elif not _same_definition(type_details(version), logged_version):
+                find("record_modified", f"{subject} version {version.version}", None,
+                     "the stored version's definition differs from the log")
+    for code, version_number in sorted(set(replay.type_versions) - stored_versions):
+        find("record_modified", f"type {code} version {version_number}", None,
+             "a type version the log added is missing from the database")
+
+
+def _same_definition(stored: Mapping[str, Any], logged: Mapping[str, Any]) -> bool:
+    # Compare what a definition states, both ways: a member dropped from the row (input
+    # rules nulled) is as much a change as one altered.
+    return _definition(stored) == _definition(logged)
+
+
+def _definition(details: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in details.items() if key in _DEFINITION_KEYS}
+
+
+_DEFINITION_KEYS = frozenset({"name", "national_type_code", "version", "validity_days",
+                              "qr_claims", "schema", "extra", "holder_id_scheme",
+                              "holder_claims"})

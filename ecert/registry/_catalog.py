@@ -105,7 +105,10 @@ def _definition(value: CertificateType) -> bytes:
                            "rules": type_input_rules(value)})
 
 
-def _details(value: CertificateType) -> dict[str, Any]:
+def type_details(value: CertificateType) -> dict[str, Any]:
+    """What a type's ``type.add``/``type.update`` entry says of one version: everything
+    that decides what may be issued under it (the schema and extra members by digest).
+    ``audit verify`` compares every stored version with this."""
     details = {"name": value.name, "national_type_code": value.national_type_code,
                "version": value.version, "validity_days": value.validity_days,
                "qr_claims": list(value.qr_claims), "schema": schema_digest(value.schema)}
@@ -120,7 +123,7 @@ def _add(unit: Unit, p: Mapping[str, Any]) -> CertificateType:
     if unit.repo.get_type(value.code) is not None:
         raise AlreadyExists(f"type {value.code} exists already")
     unit.repo.add_type(value, unit.now)
-    unit.log(Action.TYPE_ADD, value.code, _details(value))
+    unit.log(Action.TYPE_ADD, value.code, type_details(value))
     return value
 
 
@@ -155,7 +158,7 @@ def _update(unit: Unit, p: Mapping[str, Any]) -> CertificateType:
         raise InvalidTransition(f"type {current.code} version {current.version} has this "
                                 "definition already", code="unchanged")
     unit.repo.add_type_version(value, unit.now)
-    unit.log(Action.TYPE_UPDATE, value.code, _details(value))
+    unit.log(Action.TYPE_UPDATE, value.code, type_details(value))
     return value
 
 

@@ -305,14 +305,15 @@ def adopt(ctx: _Context, unit: Unit, legacy_events: Any) -> None:
     for key in keys:
         unit.log(Action.KEY_CREATE, key.kid, {"role": key.role.value, "agency": key.agency_code,
                                               "jwk": dict(key.public_jwk)})
-    for cert_type in repo.list_types():
-        from ecert.registry._rules import schema_digest
+    from ecert.registry._catalog import type_details
 
-        unit.log(Action.TYPE_ADD, cert_type.code,
-                 {"name": cert_type.name, "national_type_code": cert_type.national_type_code,
-                  "version": cert_type.version, "validity_days": cert_type.validity_days,
-                  "qr_claims": list(cert_type.qr_claims),
-                  "schema": schema_digest(cert_type.schema)})
+    for cert_type in repo.list_types():
+        # Every stored version, oldest first, so that audit can compare each of them and
+        # certificates issued under an older version name a logged definition.
+        versions = repo.list_type_versions(cert_type.code) or [cert_type]
+        for i, version in enumerate(versions):
+            unit.log(Action.TYPE_ADD if i == 0 else Action.TYPE_UPDATE, cert_type.code,
+                     type_details(version))
     for agency in repo.list_agencies():
         unit.log(Action.AGENCY_ADD, agency.code, {"name": agency.name, "uscc": agency.uscc,
                                                   "types": list(agency.types)})
