@@ -58,6 +58,13 @@ class KeyRole(StrEnum):
     AGENCY = "agency"  #: certificates of one agency
     LOG = "log"  #: checkpoints of the region's public log (Ed25519)
     WITNESS = "witness"  #: cosignatures on other regions' checkpoints (Ed25519)
+    #: purpose-bound copies (``ecert-copy+jwt``) the sharing service hands out; a registry
+    #: key, never an agency's, so a copy can never pass for the certificate itself
+    SHARING = "sharing"
+    #: HTTP message signatures (RFC 9421) of one agency's requests to other registries'
+    #: sharing services; separate from the agency key, so case-handling systems hold no
+    #: key that signs certificates
+    REQUESTER = "requester"
 
 
 class KeyStatus(StrEnum):

@@ -22,6 +22,7 @@ from ecert._formats import jose
 from ecert._formats.certificate import CertificateClaims
 from ecert._formats.trustlist import (
     Agreement,
+    Entitlement,
     TrustedAgency,
     TrustedKey,
     TrustList,
@@ -558,7 +559,8 @@ def _trust_list() -> TrustList:
             TrustedAgency("gd-amr", "广东省市场监督管理局", "11440000MB2C01234R",
                           "https://ecert.gd.example/agencies/gd-amr",
                           ("cn.business-licence", "cn.food-business-licence"),
-                          (agency_key, retired, compromised)),
+                          (agency_key, retired, compromised),
+                          requester_keys=(TrustedKey(jose.public_jwk(ed_key(6)), 1_000),)),
             TrustedAgency("gd-hrss", "人社厅", "11440000MB2D05678G",
                           "https://ecert.gd.example/agencies/gd-hrss", (), ()),
         ),
@@ -568,6 +570,13 @@ def _trust_list() -> TrustList:
                               "https://ecert.zj.example/trustlist.jwt", 1_000, 5_000,
                               {"zj.spjyxkz": "cn.food-business-licence"}),),
         status_lists=("https://ecert.gd.example/status/1.jwt",),
+        sharing_keys=(TrustedKey(jose.public_jwk(ec_key(7)), valid_from=1_000),),
+        entitlements=(
+            Entitlement("zj-amr-licensing", "ZJ/zj-amr", ("cn.business-licence",),
+                        ("企业开办",), ("name", "uscc"), False, 1_000),
+            Entitlement("zj-by-statute", "ZJ", ("cn.business-licence",), ("市场监管执法",),
+                        None, True, 1_000, 5_000),
+        ),
     )
 
 
@@ -579,6 +588,41 @@ def test_trust_list_round_trip() -> None:
     assert TrustList.from_payload(wire) == trust_list
     assert wire["iss"] == "https://ecert.gd.example"
     assert wire["seq"] == 3 and wire["next_update"] == 3_000
+
+
+def test_trust_list_one_key_one_role() -> None:
+    """A key that signs certificates never also signs copies or requests (format 1.2)."""
+    payload = _trust_list().to_payload()
+    signing = payload["agencies"][0]["keys"][0]
+    for path in (("sharing_keys",), ("agencies", 0, "requester_keys")):
+        with pytest.raises(FormatError, match="not also"):
+            TrustList.from_payload(_mutated(payload, path, [signing]))
+
+
+def test_trust_lists_without_sharing_are_unchanged() -> None:
+    """Lists of regions that share nothing carry none of the 1.2 members."""
+    bare = _trust_list().to_payload()
+    for member in ("sharing_keys", "entitlements"):
+        bare.pop(member)
+    del bare["agencies"][0]["requester_keys"]
+    parsed = TrustList.from_payload(bare)
+    assert parsed.to_payload() == bare
+    assert parsed.sharing_keys == () and parsed.entitlements == ()
+
+
+@pytest.mark.parametrize(("requester", "type_code", "purpose", "at", "covered"), [
+    ("ZJ/zj-amr", "cn.business-licence", "企业开办", 1_000, True),
+    ("ZJ/zj-other", "cn.business-licence", "企业开办", 1_000, False),
+    ("ZJ/zj-other", "cn.business-licence", "市场监管执法", 4_999, True),  # region-wide
+    ("ZJ/zj-other", "cn.business-licence", "市场监管执法", 5_000, False),  # ended
+    ("ZJ/zj-amr", "cn.business-licence", "企业开办", 999, False),  # not yet
+    ("ZJ/zj-amr", "cn.food-business-licence", "企业开办", 1_000, False),
+    ("SH/zj-amr", "cn.business-licence", "企业开办", 1_000, False),
+])
+def test_entitlement_covers(requester: str, type_code: str, purpose: str, at: int,
+                            covered: bool) -> None:
+    entitlements = _trust_list().entitlements
+    assert any(e.covers(requester, type_code, purpose, at) for e in entitlements) is covered
 
 
 def _mutated(payload: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
@@ -635,6 +679,21 @@ _DELETE = object()
         (("types", 0, "version"), "1"),
         (("types", 0, "version"), True),
         (("types", 0, "national_type_code"), None),
+        (("sharing_keys",), {}),
+        (("sharing_keys", 0, "valid_from"), None),
+        (("agencies", 0, "requester_keys"), None),
+        (("agencies", 0, "requester_keys", 0, "jwk", "kid"), "not-the-thumbprint"),
+        (("entitlements",), {}),
+        (("entitlements", 0, "id"), "Has Spaces"),
+        (("entitlements", 1, "id"), "zj-amr-licensing"),  # ids are distinct
+        (("entitlements", 0, "requester"), "zj/zj-amr"),
+        (("entitlements", 0, "requester"), "ZJ/"),
+        (("entitlements", 0, "types"), []),
+        (("entitlements", 0, "purposes"), ["企业开办", "企业开办"]),
+        (("entitlements", 0, "claims"), [""]),
+        (("entitlements", 0, "without_consent"), 0),
+        (("entitlements", 0, "valid_from"), _DELETE),
+        (("entitlements", 1, "valid_until"), 1_000),
     ],
 )
 def test_trust_list_refuses(path: tuple[Any, ...], value: Any) -> None:

@@ -7,6 +7,7 @@ types, the keys that sign status lists, the type catalog, and recognition agreem
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -150,6 +151,9 @@ class TrustedAgency:
     types: tuple[str, ...]
     keys: tuple[TrustedKey, ...]
     windows: tuple[TypeWindow, ...] = ()
+    #: Keys that sign the agency's requests to sharing services (format 1.2); they sign
+    #: no certificate.
+    requester_keys: tuple[TrustedKey, ...] = ()
 
     @property
     def type_codes(self) -> tuple[str, ...]:
@@ -168,6 +172,8 @@ class TrustedAgency:
                  "types": list(self.types), "keys": [k.to_json() for k in self.keys]}
         if self.windows:  # absent otherwise: such lists stay byte for byte as before 1.1
             entry["type_windows"] = [w.to_json() for w in self.windows]
+        if self.requester_keys:  # likewise before 1.2
+            entry["requester_keys"] = [k.to_json() for k in self.requester_keys]
         return entry
 
     @classmethod
@@ -185,8 +191,14 @@ class TrustedAgency:
         parsed = tuple(TypeWindow.from_json(w) for w in windows)
         _require(not {w.code for w in parsed} & set(types),
                  "a type is either unlimited (types) or limited in time (type_windows)")
-        return cls(code, name, uscc, uri, tuple(types),
-                   tuple(TrustedKey.from_json(k) for k in keys), parsed)
+        requester_keys = value.get("requester_keys", [])
+        _require(isinstance(requester_keys, list), "agency requester_keys are a list")
+        signing = tuple(TrustedKey.from_json(k) for k in keys)
+        requesting = tuple(TrustedKey.from_json(k) for k in requester_keys)
+        # One key, one role: a key that signs certificates must never authenticate requests.
+        _require(not {k.kid for k in signing} & {k.kid for k in requesting},
+                 "a requester key is not also a signing key")
+        return cls(code, name, uscc, uri, tuple(types), signing, parsed, requesting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +275,84 @@ class Agreement:
         return self.valid_from <= now and (self.valid_until is None or now < self.valid_until)
 
 
+_ENTITLEMENT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+_REQUESTER = re.compile(r"[A-Z]{2,8}(/[a-z0-9][a-z0-9.-]{0,99})?")
+
+
+def check_requester(value: Any) -> str:
+    """A requester name: ``REGION/agency-code`` (one agency) or ``REGION`` (all of it)."""
+    _require(isinstance(value, str) and _REQUESTER.fullmatch(value) is not None,
+             "a requester is REGION or REGION/agency-code")
+    return value  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Entitlement:
+    """What a requesting agency (or every agency of a region) may fetch (用证清单).
+
+    Published in the trust list (format 1.2) so that everyone sees who may receive what:
+    ``types`` it may ask for, ``purposes`` it may state, ``claims`` it may receive (None:
+    all of the type's claims), and whether it may fetch without the holder's consent (by
+    statute, 依职能用证 — such an entitlement needed four-eyes approval).
+    """
+
+    id: str
+    requester: str
+    types: tuple[str, ...]
+    purposes: tuple[str, ...]
+    claims: tuple[str, ...] | None
+    without_consent: bool
+    valid_from: int
+    valid_until: int | None = None
+
+    def covers(self, requester: str, type_code: str, purpose: str, at: int) -> bool:
+        """Whether this entitlement lets ``requester`` (``REGION/agency``) fetch
+        ``type_code`` for ``purpose`` at ``at``."""
+        region = requester.split("/", 1)[0]
+        return (self.requester in (requester, region) and type_code in self.types
+                and purpose in self.purposes and self.in_force(at))
+
+    def in_force(self, at: int) -> bool:
+        """Whether it holds at ``at``."""
+        return self.valid_from <= at and (self.valid_until is None or at < self.valid_until)
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"id": self.id, "requester": self.requester,
+                                 "types": list(self.types), "purposes": list(self.purposes),
+                                 "without_consent": self.without_consent,
+                                 "valid_from": self.valid_from}
+        if self.claims is not None:
+            entry["claims"] = list(self.claims)
+        if self.valid_until is not None:
+            entry["valid_until"] = self.valid_until
+        return entry
+
+    @classmethod
+    def from_json(cls, value: Any) -> Entitlement:
+        _require(isinstance(value, dict), "an entitlement is an object")
+        ident, types, purposes = value.get("id"), value.get("types"), value.get("purposes")
+        claims, without = value.get("claims"), value.get("without_consent")
+        valid_from, valid_until = value.get("valid_from"), value.get("valid_until")
+        _require(isinstance(ident, str) and _ENTITLEMENT_ID.fullmatch(ident) is not None,
+                 "an entitlement has an id")
+        requester = check_requester(value.get("requester"))
+
+        def strings(v: Any) -> bool:
+            return isinstance(v, list) and bool(v) and all(
+                isinstance(x, str) and x for x in v) and len(set(v)) == len(v)
+
+        _require(strings(types) and strings(purposes),
+                 "an entitlement names its types and purposes (distinct, non-empty)")
+        _require(claims is None or strings(claims), "entitlement claims are distinct names")
+        _require(type(without) is bool, "without_consent is true or false")
+        _require(type(valid_from) is int, "an entitlement needs valid_from")
+        _require(valid_until is None or (type(valid_until) is int and valid_until > valid_from),
+                 "entitlement valid_until is an integer after valid_from")
+        return cls(ident, requester, tuple(types), tuple(purposes),
+                   None if claims is None else tuple(claims), without, valid_from,
+                   valid_until)
+
+
 @dataclass(frozen=True, slots=True)
 class LogInfo:
     """The region's public log as a trust list names it.
@@ -318,6 +408,11 @@ class TrustList:
     root_rotations: tuple[str, ...] = ()
     #: The region's public log and the tree this list was built from.
     log: LogInfo | None = None
+    #: Keys that sign purpose-bound copies (``ecert-copy+jwt``) of the region's
+    #: certificates (format 1.2).
+    sharing_keys: tuple[TrustedKey, ...] = ()
+    #: Who may fetch the region's certificates through its sharing service (format 1.2).
+    entitlements: tuple[Entitlement, ...] = ()
 
     def agreement_with(self, region: str) -> Agreement | None:
         """Our agreement recognizing ``region``, if any."""
@@ -340,6 +435,11 @@ class TrustList:
             "status_lists": list(self.status_lists),
             "root_rotations": list(self.root_rotations),
             **({"log": self.log.to_json()} if self.log is not None else {}),
+            # Absent when empty: lists without sharing stay byte for byte as before 1.2.
+            **({"sharing_keys": [k.to_json() for k in self.sharing_keys]}
+               if self.sharing_keys else {}),
+            **({"entitlements": [e.to_json() for e in self.entitlements]}
+               if self.entitlements else {}),
         }
 
     def sign(self, signer: SignerLike) -> str:
@@ -384,16 +484,30 @@ class TrustList:
         parsed_agreements = tuple(Agreement.from_json(a) for a in agreements)
         _require(len({a.region for a in parsed_agreements}) == len(parsed_agreements),
                  "at most one agreement per region")
+        sharing_keys, entitlements = (payload.get("sharing_keys", []),
+                                      payload.get("entitlements", []))
+        _require(isinstance(sharing_keys, list) and isinstance(entitlements, list),
+                 "sharing_keys and entitlements are lists")
+        parsed_entitlements = tuple(Entitlement.from_json(e) for e in entitlements)
+        _require(len({e.id for e in parsed_entitlements}) == len(parsed_entitlements),
+                 "entitlement ids are distinct")
+        parsed_agencies = tuple(TrustedAgency.from_json(a) for a in agencies)
+        parsed_sharing = tuple(TrustedKey.from_json(k) for k in sharing_keys)
+        signing = {k.kid for a in parsed_agencies for k in a.keys}
+        _require(not signing & {k.kid for k in parsed_sharing},
+                 "a sharing key is not also an agency key")
         return cls(
             region=code, name=name, base_url=base, sequence=seq, issued_at=iat,
             next_update=nxt,
-            agencies=tuple(TrustedAgency.from_json(a) for a in agencies),
+            agencies=parsed_agencies,
             status_keys=tuple(TrustedKey.from_json(k) for k in status_keys),
             types=tuple(TypeEntry.from_json(t) for t in types),
             agreements=parsed_agreements,
             status_lists=tuple(status_lists),
             root_rotations=tuple(rotations),
             log=None if payload.get("log") is None else LogInfo.from_json(payload["log"]),
+            sharing_keys=parsed_sharing,
+            entitlements=parsed_entitlements,
         )
 
 
