@@ -878,3 +878,56 @@ def test_permuted_index_on_full_list_size() -> None:
 def test_permuted_index_refuses_counter_outside_the_list(counter: int, size: int) -> None:
     with pytest.raises(ValueError):
         permuted_index(b"k", counter, size)
+
+
+# -- purpose-bound copy ------------------------------------------------------------------------
+
+
+def _copy() -> Any:
+    from ecert._formats.copy import CopyClaims, OriginalRef
+
+    return CopyClaims(
+        iss="https://ecert.gd.example", jti="c-1", iat=2_000, exp=2_000 + 86_400,
+        region="GD", aud="ZJ/zj-amr", purpose="企业开办", case="ZJ-2026-0001",
+        copy_of="GD.11440000MB2C01234R.11100000MB0143028R001.00000001.K",
+        original=OriginalRef("https://ecert.gd.example/agencies/gd-amr",
+                             "cn.business-licence", 1, 1_000, 1_000, None),
+        claims={"name": "某某有限公司"}, status_list_uri="https://ecert.gd.example/status/1.jwt",
+        status_index=7)
+
+
+def test_copy_round_trip() -> None:
+    from ecert._formats.copy import CopyClaims
+
+    copy_claims = _copy()
+    wire = jose.strict_json_loads(jose.canonical_json(copy_claims.to_payload()))
+    assert "vct" not in wire and wire["original"]["vct"] == "cn.business-licence"
+    assert CopyClaims.from_payload(wire) == copy_claims
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("vct",), "cn.business-licence"),  # the certificate's shape
+    (("aud",), ""),
+    (("purpose",), _DELETE),
+    (("purpose",), "x" * 201),
+    (("exp",), 2_000),
+    (("exp",), 2_000 + 8 * 86_400),
+    (("original",), "GD"),
+    (("original", "vct_version"), "1"),
+    (("status", "status_list", "idx"), -1),
+    (("claims",), []),
+])
+def test_copy_refuses(path: tuple[Any, ...], value: Any) -> None:
+    from ecert._formats.copy import CopyClaims
+
+    with pytest.raises(FormatError) as info:
+        CopyClaims.from_payload(_mutated(_copy().to_payload(), path, value))
+    assert info.value.code == "bad_claims"
+
+
+@given(json_objects)
+def test_copy_random_objects_only_raise_format_error(payload: dict[str, Any]) -> None:
+    from ecert._formats.copy import CopyClaims
+
+    with pytest.raises(FormatError):
+        CopyClaims.from_payload(payload)
