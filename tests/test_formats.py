@@ -931,3 +931,58 @@ def test_copy_random_objects_only_raise_format_error(payload: dict[str, Any]) ->
 
     with pytest.raises(FormatError):
         CopyClaims.from_payload(payload)
+
+
+# -- canonical JSON: orjson's verdicts are the stdlib's -------------------------------------
+
+
+def _stdlib_verdict(data: bytes) -> tuple[Any, bool] | str:
+    try:
+        value = jose.strict_json_loads(data)
+    except FormatError:
+        return "refused"
+    return value, jose.canonical_json(value) == data
+
+
+def _fast_verdict(data: bytes) -> tuple[Any, bool] | str:
+    try:
+        return jose.parse_canonical(data)
+    except FormatError:
+        return "refused"
+
+
+def test_orjson_is_installed_for_the_fast_path() -> None:
+    """The test extra installs it (through "audit"), so the fast path is what runs here."""
+    assert jose._orjson is not None
+
+
+def test_every_code_point_encodes_alike() -> None:
+    assert jose._orjson is not None
+    for start in range(0, 0x110000, 0x800):
+        text = "".join(chr(c) for c in range(start, start + 0x800)
+                       if not 0xD800 <= c <= 0xDFFF)
+        assert jose._orjson.dumps(text) == jose.canonical_json(text)
+
+
+@pytest.mark.parametrize("data", [
+    b'{"a":1,"b":[true,false,null,{}]}',
+    b'{"b":1,"a":2}',  # not sorted
+    b'{"a":1,"a":1}',  # duplicate member
+    b'{"a":1.5}', b'{"a":1e+16}', b'{"a":1e16}', b'{"a":10000000000000000000000000000000}',
+    b'{"a":18446744073709551616}', b'{"a":-9223372036854775809}',
+    b'{"a":"\\ud800"}', b'{"a":"\\ud83d\\ude00"}', "{\"a\":\"\U0001F600\"}".encode(),
+    b'{"a":"\\u001f"}', b'{"a":"\\u001F"}', b'{"a":"\\n"}', b'{"a":"\\/"}',
+    b'{"a":NaN}', b'{"a":1} ', b'\xef\xbb\xbf{"a":1}', b'{"a":"\xff"}', b"[" * 2000 + b"]" * 2000,
+])
+def test_parse_canonical_agrees_with_the_stdlib(data: bytes) -> None:
+    assert _fast_verdict(data) == _stdlib_verdict(data)
+
+
+@settings(max_examples=300)
+@given(json_values)
+def test_parse_canonical_agrees_on_random_documents(value: Any) -> None:
+    for data in (jose.canonical_json(value),
+                 json.dumps(value, ensure_ascii=True).encode(),
+                 json.dumps(value, sort_keys=True, separators=(",", ":"),
+                            ensure_ascii=False).encode()):
+        assert _fast_verdict(data) == _stdlib_verdict(data)

@@ -27,7 +27,7 @@ from ecert._formats.jose import (
     b64url_encode,
     canonical_json,
     key_from_jwk,
-    strict_json_loads,
+    parse_canonical,
     verify_signature,
 )
 from ecert.errors import FormatError
@@ -79,7 +79,7 @@ class Entry:
     def decode(cls, data: bytes) -> Entry:
         """Parse a leaf strictly; raise :class:`FormatError`."""
         _require(len(data) <= MAX_ENTRY_BYTES, "too large")
-        value = strict_json_loads(data)
+        value, canonical = parse_canonical(data)
         _require(isinstance(value, dict), "an entry is an object")
         _require(set(value) <= {"v", "t", "a", "s", "op", "d", "sig"}, "unknown member")
         _require(value.get("v") == VERSION and type(value.get("v")) is int, "version 1")
@@ -92,7 +92,7 @@ class Entry:
         sig = value.get("sig")
         _require(sig is None or isinstance(sig, str), "sig is base64url")
         entry = cls(t, a, s, op, d, sig)
-        _require(canonical_json(value) == bytes(data), "not canonical JSON")
+        _require(canonical, "not canonical JSON")
         return entry
 
 
