@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from ecert import _windows
 from ecert._authority import (
+    ADMIN_CHANGES,
     ALL_ROLES,
     Action,
     Resource,
@@ -282,8 +283,6 @@ class Replay:
         except ValueError:
             self._find(FindingKind.MALFORMED, first.subject, seq, f"unknown action {first.action}")
             return False
-        admins = sum(1 for o in self.operators.values()
-                     if o.active and any(g.role is Role.ADMIN for g in o.grants))
         if action in _NO_AUTHORITY_NEEDED:
             return True
         if action in _SELF_SERVICE:
@@ -323,6 +322,9 @@ class Replay:
             resource = _resource(entry)
             if not permits(operator.grants, entry_action, resource):
                 return self._deny(entry, entry_seq, f"may not {entry.action}")
+            # Only changes of the admins themselves depend on how many there are; counting
+            # them for every certificate would cost O(operators) per unit.
+            admins = self._admin_count() if entry_action in ADMIN_CHANGES else 0
             needed = approvals_needed(self.policies, _policy_action(entry_action),
                                       resource.type, admins)
             if needed > 1:
@@ -330,6 +332,10 @@ class Replay:
                            f"{entry.action} needs {needed} operators but was not approved")
                 return False
         return True
+
+    def _admin_count(self) -> int:
+        return sum(1 for o in self.operators.values()
+                   if o.active and any(g.role is Role.ADMIN for g in o.grants))
 
     def _decision(self, operator: OperatorState, unit: Sequence[tuple[int, Entry]],
                   action: Action) -> bool:

@@ -319,6 +319,33 @@ class Repository:
         row = self.conn.execute(select(operators).where(operators.c.kid == kid)).first()
         return None if row is None else self._operator(row)
 
+    def stream_tuples(self, statement: Any, chunk: int) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of a parameterless ``statement``, ``chunk`` plain tuples at a time.
+
+        Through the driver's own cursor on this connection (so inside its transaction and
+        snapshot; a server-side cursor on PostgreSQL, so memory stays flat): for passes
+        over millions of rows, where building a SQLAlchemy ``Row`` for each costs as much
+        as reading it. Values are the driver's (PostgreSQL's driver parses JSON columns,
+        SQLite's gives their text); columns must be of plain types.
+        """
+        sql = str(statement.compile(dialect=self.conn.dialect))
+        dbapi = self.conn.connection.dbapi_connection
+        if dbapi is None:  # pragma: no cover - an invalidated connection
+            raise RuntimeError("the connection is closed")
+        if self.conn.dialect.name == "postgresql":
+            cursor = dbapi.cursor(name="ecert_stream")
+        else:
+            cursor = dbapi.cursor()
+        try:
+            cursor.execute(sql)
+            while True:
+                rows = cursor.fetchmany(chunk)
+                if not rows:
+                    return
+                yield [tuple(row) for row in rows]
+        finally:
+            cursor.close()
+
     def list_operators(self) -> list[Operator]:
         rows = self.conn.execute(select(operators).order_by(operators.c.name))
         return [self._operator(row) for row in rows]
