@@ -359,6 +359,32 @@ def test_a_watcher_that_lost_its_lease_stops_or_waits(registry: ecert.Registry,
     assert lost.next_at == min(lost.at + timedelta(minutes=10), lost.lease.expires_at)
 
 
+def test_publishing_by_hand_takes_the_lease_and_gives_it_back(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-off publish while a watcher holds the lease would race it: refused (exit 4
+    in the CLI), nothing logged or written; otherwise it holds the lease while it runs."""
+    events = len(registry.events())
+    expires = plant_lease(registry, holder="watcher", host="watch-host")
+    with pytest.raises(ecert.LeaseHeld, match="watch-host") as caught:
+        registry.publish(tmp_path / "b")
+    assert caught.value.lease.holder == "watcher"
+    assert len(registry.events()) == events and not (tmp_path / "b").exists()
+    clock.advance(seconds=expires - seconds(clock()) + 1)  # the watcher died
+    seen: list[ecert.Lease | None] = []
+    real = _publication.publish
+
+    def publish(*args: Any, **kwargs: Any) -> Any:
+        seen.append(registry.publication_lease())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_publication, "publish", publish)
+    assert registry.publish(tmp_path / "b").ok
+    assert len(seen) == 1 and seen[0] is not None and seen[0].pid == os.getpid()
+    assert registry.publication_lease() is None  # released at the end
+    Loop(clock, cycles=2).run(registry, tmp_path / "b")  # so a watcher starts at once
+
+
 def test_publication_checks_the_lease_in_its_own_transaction(
         registry: ecert.Registry, tmp_path: Path) -> None:
     """A watcher publishes only while it holds the lease, checked where the sequence

@@ -971,14 +971,18 @@ class Registry:
         and is re-verified, with every status list, before any file is written. With
         ``collect`` (the default) the cosignatures recognized regions made on our
         checkpoints are fetched first (over the network; each bounded by its deadline).
+        Raises :class:`ecert.LeaseHeld` while a watcher (:meth:`watch`) holds the
+        publication lease: it keeps the bundle published, and two publishers would race.
         """
         # Cosignatures other regions made on our checkpoints are served beside them.
         if collect:
             self.collect_cosignatures()
-        return _publication.publish(self._ctx, directory,
-                                    trust_list_validity=trust_list_validity,
-                                    status_list_validity=status_list_validity,
-                                    status_list_ttl=status_list_ttl, progress=progress)
+        with _watch.one_off_lease(self._ctx, directory) as holder:
+            return _publication.publish(self._ctx, directory,
+                                        trust_list_validity=trust_list_validity,
+                                        status_list_validity=status_list_validity,
+                                        status_list_ttl=status_list_ttl, progress=progress,
+                                        lease=holder)
 
 
     def watch(self, directory: str | Path, *, every: timedelta = timedelta(minutes=10),

@@ -31,7 +31,8 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -243,6 +244,37 @@ def _held_message(lease: Lease, lost: bool) -> str:
     return (f"{what} another watcher on {lease.host} (pid {lease.pid}, publishing to "
             f"{lease.directory}) until {lease.expires_at.isoformat()}: one watcher per "
             "registry (--wait to wait for it)")
+
+
+#: How long a one-off ``publish`` holds the lease at most (released when it ends).
+ONE_OFF_LEASE_SECONDS = 3600
+
+
+@contextmanager
+def one_off_lease(ctx: _Context, directory: str | Path) -> Iterator[str]:
+    """The publication lease for one ``publish`` (not ``--watch``), released after it.
+
+    A publication by hand while a watcher runs would race it: two publications writing
+    one bundle, each with its own trust list sequence. So a one-off publication takes
+    the lease too, and is refused (:class:`LeaseHeld`, exit 4) while a watcher holds it.
+    """
+    holder = secrets.token_hex(8)
+    now = ctx.now()
+    with ctx._write() as repo:  # bookkeeping, not a change of the registry: not logged
+        taken = repo.take_lease(LEASE_NAME, holder, host=socket.gethostname()[:255],
+                                pid=os.getpid(), directory=str(Path(directory).resolve()),
+                                now=now, expires_at=now + ONE_OFF_LEASE_SECONDS)
+        other = None if taken else repo.get_lease(LEASE_NAME)
+    if other is not None:
+        raise LeaseHeld(
+            f"the publication lease is held by another publisher on {other.host} (pid "
+            f"{other.pid}, publishing to {other.directory}) until "
+            f"{other.expires_at.isoformat()}: it keeps the bundle published; stop it "
+            "first to publish by hand", lease=other)
+    try:
+        yield holder
+    finally:
+        _release(ctx, holder)
 
 
 def _release(ctx: _Context, holder: str) -> None:
