@@ -130,6 +130,20 @@ def test_roles_are_scoped_to_agencies_and_refusals_are_logged(
     assert replay(registry).findings == []
 
 
+@pytest.mark.parametrize("holder_id", ["440106199502281567", "not an id", "440106199502281568"])
+def test_a_refused_operator_is_refused_whatever_their_holder_id(
+        registry: ecert.Registry, staff: dict[str, ecert.Registry], holder_id: str) -> None:
+    """The holder id is checked after authorization: an operator who may not issue the
+    type learns nothing of the id's validity, and their attempt is logged as refused."""
+    with pytest.raises(ecert.PermissionDenied, match="gd-hrss"):
+        staff["clerk"].issue("cn.professional-qualification", "gd-hrss", holder_id=holder_id,
+                             holder_name="y", claims={})
+    refusals = [e for e in registry.events(limit=100_000) if e.action == "access.refused"]
+    assert [(e.operator, e.details["action"]) for e in refusals] == [
+        ("clerk-amr", "certificate.issue")]
+    assert replay(registry).findings == []
+
+
 def test_an_agency_not_allowed_a_type_stays_an_input_error(
         staff: dict[str, ecert.Registry]) -> None:
     with pytest.raises(ecert.NotAuthorized) as caught:

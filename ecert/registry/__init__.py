@@ -623,6 +623,9 @@ class Registry:
         holder_id = normalize_id(holder_id)
         scheme = self._holder_id_scheme(type_code)
         if scheme is not None:
+            # An operator who may not issue this is refused (and logged) as such, not told
+            # whether their holder id was well-formed.
+            self._ctx.precheck(_issuance.ISSUE, {"type": type_code, "agency": agency_code})
             # Here, where the raw id is known: the unit of work sees only its pseudonym.
             holder_id = parse_scheme(scheme).check(holder_id, today=from_seconds(
                 self._now()).date())

@@ -180,11 +180,7 @@ class Unit:
     def require(self, action: Action, resource: Resource) -> None:
         """Refuse unless the acting operator may ``action`` on ``resource``."""
         if not permits(self.operator.grants, action, resource):
-            raise PermissionDenied(
-                f"operator {self.operator.name} may not {action.value}"
-                + (f" for agency {resource.agency}" if resource.agency else "")
-                + (f" and type {resource.type}" if resource.type else "")
-                + f" (roles: {', '.join(self.operator.roles) or 'none'})")
+            raise _denied(self.operator, action, resource)
 
     def new_key(self, role: KeyRole, agency_code: str | None, alg: str = "ES256") -> KeyInfo:
         """Create a registry key and log its creation (the proof publication asks for)."""
@@ -367,6 +363,25 @@ class _Context:
                                        "try again", code="conflict") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def precheck(self, operation: Operation[Any], params: Mapping[str, Any]) -> None:
+        """Refuse, and log the refusal, as :meth:`execute` would, before input checks.
+
+        For checks that need what the unit of work may not see (a raw holder id, which
+        the unit gets only as a pseudonym): an operator who may not do the operation at
+        all is refused, and leaves their ``access.refused`` entry, whatever their input.
+        :meth:`execute` authorizes again inside its own transaction.
+        """
+        operator, signer = self.authenticate()
+        if operation.self_authorizing:
+            return
+        with self.read() as repo:
+            current = repo.get_operator(operator.name) or operator
+            target = operation.target(repo, params)
+        if not permits(current.grants, operation.action, target.resource):
+            refusal = _denied(current, operation.action, target.resource)
+            self._log_refusal(operator, signer, operation, target.subject, refusal)
+            raise refusal
+
     def _execute_once(self, operator: Operator, signer: Signer, operation: Operation[T],
                       params: Mapping[str, Any]) -> T:
         now = self.now()
@@ -438,6 +453,14 @@ class _Context:
                 unit.seal(signer)
         except EcertError as e:  # pragma: no cover - the refusal itself still stands
             log.warning("could not log a refusal: %s", e.message)
+
+
+def _denied(operator: Operator, action: Action, resource: Resource) -> PermissionDenied:
+    return PermissionDenied(
+        f"operator {operator.name} may not {action.value}"
+        + (f" for agency {resource.agency}" if resource.agency else "")
+        + (f" and type {resource.type}" if resource.type else "")
+        + f" (roles: {', '.join(operator.roles) or 'none'})")
 
 
 def _params_hash(params: Mapping[str, Any]) -> str:
