@@ -29,7 +29,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from ecert._formats import httpsig, jose, merkle, note, tiles
+from ecert._formats import httpsig, jose, merkle, note, sharing, tiles
 from ecert._formats import qr as qrf
 from ecert._formats.bundle import TRUST_LIST_PATH
 from ecert._formats.certificate import CERTIFICATE_TYP, MAX_TOKEN_BYTES, CertificateClaims
@@ -650,3 +650,45 @@ def fuzz_request_signature(data: bytes) -> None:
     # Whatever was accepted signs exactly the genuine request's parameters.
     genuine = httpsig.parse_signature(*_GENUINE_FIELDS.decode().split("\n"))
     assert parsed.params == genuine.params and parsed.signature == genuine.signature
+
+
+# -- sharing service documents ---------------------------------------------------------------
+
+_CONTEXT = sharing.CaseContext(purpose="跨省迁移登记", case="ZJ2026120100001",
+                               service_item="330000-SX-0001", staff_id="zj-0042",
+                               staff_role="受理员", consent="ABCD-EFGH-JKMN")
+_SHARE = sharing.ShareRequest("91440300MA5F3K2L8G", ("cn.business-licence",), _CONTEXT)
+_CHECK = sharing.CheckRequest("cn.business-licence", {"holder_id": "91440300MA5F3K2L8G"},
+                              _CONTEXT)
+
+
+@harness("share_request", seeds=lambda w: [_SHARE.to_json()], max_len=sharing.MAX_REQUEST_BYTES)
+def fuzz_share_request(data: bytes) -> None:
+    try:
+        request = sharing.ShareRequest.from_json(data)
+    except FormatError as e:
+        _refusal(e)
+        return
+    assert sharing.ShareRequest.from_json(request.to_json()) == request
+
+
+@harness("check_request", seeds=lambda w: [_CHECK.to_json()], max_len=sharing.MAX_REQUEST_BYTES)
+def fuzz_check_request(data: bytes) -> None:
+    try:
+        request = sharing.CheckRequest.from_json(data)
+    except FormatError as e:
+        _refusal(e)
+        return
+    assert any(key in request.values for key in sharing.CHECK_KEYS)
+    assert sharing.CheckRequest.from_json(request.to_json()) == request
+
+
+@harness("problem", seeds=lambda w: [sharing.Problem.of("not_entitled", "x").to_json()])
+def fuzz_problem(data: bytes) -> None:
+    try:
+        problem = sharing.Problem.from_json(data)
+    except FormatError as e:
+        _refusal(e)
+        return
+    assert 400 <= problem.status <= 599
+    assert sharing.Problem.from_json(problem.to_json()) == problem
