@@ -635,13 +635,13 @@ def sign_message(message: HttpMessage, signer: SignerLike, *,
 
 
 def sign_request(*, method: str, url: str, body: bytes, content_type: str,
-                 signer: SignerLike, created: int, nonce: str,
+                 signer: SignerLike, created: int, nonce: str, keyid: str | None = None,
                  expires: int | None = None, tag: str = SHARE_TAG,
                  label: str = DEFAULT_LABEL) -> list[tuple[str, str]]:
     """The header fields of a signed ecert request: ``Content-Type``, ``Content-Digest``,
     ``Signature-Input`` and ``Signature`` (the client adds ``Host`` as usual).
 
-    Covers :data:`SHARE_COMPONENTS`; ``keyid`` is the signer's ``kid``.
+    Covers :data:`SHARE_COMPONENTS`; ``keyid`` defaults to the signer's ``kid``.
     """
     if _NONCE.fullmatch(nonce) is None:
         raise _bad("a nonce has 16 to 128 URL-safe characters")
@@ -650,7 +650,7 @@ def sign_request(*, method: str, url: str, body: bytes, content_type: str,
     params: dict[str, int | str] = {"created": created}
     if expires is not None:
         params["expires"] = expires
-    params.update({"nonce": nonce, "keyid": signer.kid,
+    params.update({"nonce": nonce, "keyid": keyid or signer.kid,
                    "alg": _JWS_TO_HTTPSIG[signer.alg], "tag": tag})
     signature_input, signature = sign_message(message, signer, components=SHARE_COMPONENTS,
                                               params=params, label=label)

@@ -181,6 +181,32 @@ class CheckRequest:
                    context=CaseContext.from_json(body))
 
 
+# -- requester key ids ----------------------------------------------------------------------
+
+_KEYID = re.compile(r"([A-Z]{2,8})/([a-z0-9][a-z0-9.-]{0,99})#([A-Za-z0-9_-]{43})")
+
+
+def requester_keyid(requester: str, kid: str) -> str:
+    """The ``keyid`` of a sharing request: ``REGION/agency-code#kid``.
+
+    It names where the key is published (the agency's ``requester_keys`` in its region's
+    trust list), so a service looks in one trust list only; the name is believed only
+    because the key is found there.
+    """
+    keyid = f"{requester}#{kid}"
+    if _KEYID.fullmatch(keyid) is None:
+        raise _bad("a requester keyid is REGION/agency-code#kid")
+    return keyid
+
+
+def split_requester_keyid(keyid: str) -> tuple[str, str, str]:
+    """``(region, agency_code, kid)`` of a requester keyid; ``FormatError`` otherwise."""
+    match = _KEYID.fullmatch(keyid) if isinstance(keyid, str) else None
+    if match is None:
+        raise _bad("a requester keyid is REGION/agency-code#kid")
+    return match.group(1), match.group(2), match.group(3)
+
+
 # -- problem details (RFC 9457) --------------------------------------------------------------
 
 #: The refusals of a sharing request, in the order they are checked (issue 10).
