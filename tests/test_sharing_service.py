@@ -308,7 +308,8 @@ def test_not_found_method_and_openapi(service: ServiceHost) -> None:
 
 def test_the_openapi_document_in_docs_is_current() -> None:
     checked_in = json.loads((ROOT / "docs" / "sharing-openapi.json").read_text("utf-8"))
-    assert checked_in == openapi_document(), "python -m ecert.sharing._openapi > docs/sharing-openapi.json"
+    # Regenerate with: python -m ecert.sharing._openapi > docs/sharing-openapi.json
+    assert checked_in == openapi_document()
 
 
 # -- requester keys from trust lists ---------------------------------------------------------
