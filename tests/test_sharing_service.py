@@ -4,8 +4,10 @@ answered through a fake backend, and hostile clients refused without harm to oth
 from __future__ import annotations
 
 import json
+import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -206,6 +208,18 @@ def test_wrong_key_and_unknown_region(service: ServiceHost) -> None:
     assert (status_of(answer), _problem(answer)) == (403, "region_not_recognized")
 
 
+def _answered_meanwhile(service: ServiceHost, hostile: list[Callable[[], None]]) -> bool:
+    """Run the hostile clients in threads; whether a genuine request is answered while
+    they run."""
+    threads = [threading.Thread(target=target) for target in hostile]
+    for thread in threads:
+        thread.start()
+    good = send(service.url("/v1/copies"), FETCH, ZJ_KEY, "ZJ/zj-amr", clock=CLOCK)
+    for thread in threads:
+        thread.join()
+    return good.status == 200
+
+
 def test_a_flood_of_bad_signatures_leaves_the_service_answering(service: ServiceHost) -> None:
     bad = _tampered(service, "body")
     results: list[int] = []
@@ -214,13 +228,7 @@ def test_a_flood_of_bad_signatures_leaves_the_service_answering(service: Service
         for _ in range(25):
             results.append(status_of(raw_exchange(service.port, bad)))
 
-    threads = [threading.Thread(target=flood) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    good = send(service.url("/v1/copies"), FETCH, ZJ_KEY, "ZJ/zj-amr", clock=CLOCK)
-    for thread in threads:
-        thread.join()
-    assert good.status == 200
+    assert _answered_meanwhile(service, [flood] * 4)
     assert results == [401] * 100
 
 
@@ -279,16 +287,25 @@ def test_slow_clients_are_cut_off_and_others_are_answered(service: ServiceHost) 
         outcomes["headers"] = raw_exchange(service.port, head[:30], 0.4, head[30:60], 0.4,
                                            head[60:90])
 
-    threads = [threading.Thread(target=slow_body), threading.Thread(target=slow_headers)]
-    for thread in threads:
-        thread.start()
-    good = send(service.url("/v1/copies"), FETCH, ZJ_KEY, "ZJ/zj-amr", clock=CLOCK)
-    for thread in threads:
-        thread.join()
-    assert good.status == 200
+    assert _answered_meanwhile(service, [slow_body, slow_headers])
     assert (status_of(outcomes["body"]), _problem(outcomes["body"])) == \
         (408, "request_timeout")
     assert status_of(outcomes["headers"]) == 408
+
+
+def test_keep_alive_deadline_counts_from_each_request_s_first_byte(
+        service: ServiceHost) -> None:
+    """Idle time between two requests on one connection is not the second one's."""
+    first = _signed(service, FETCH.to_json())
+    second = _signed(service, FETCH.to_json())
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+        sock.sendall(first)
+        assert status_of(sock.recv(65536)) == 200
+        time.sleep(0.7)  # idle: below uvicorn's keep-alive, 0.7 of the 1 s deadline
+        sock.sendall(second[:40])
+        time.sleep(0.5)  # 1.2 s after the first response, 0.5 s into this request
+        sock.sendall(second[40:])
+        assert status_of(sock.recv(65536)) == 200
 
 
 def test_not_found_method_and_openapi(service: ServiceHost) -> None:

@@ -64,6 +64,22 @@ _REFUSALS = ("not_authenticated", "region_not_recognized", "not_entitled",
              "headers_too_large", "request_timeout", "unsupported_media_type")
 
 
+def _json(schema: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+
+
+def _operation(summary: str, request: str, answer: str, answer_schema: str
+               ) -> dict[str, Any]:
+    """A signed POST taking ``request`` and answering ``answer_schema`` or a problem."""
+    return {"post": {
+        "summary": summary,
+        "parameters": _SIGNATURE_HEADERS,
+        "requestBody": {"required": True, "content": _json(request)},
+        "responses": {"200": {"description": answer, "content": _json(answer_schema)},
+                      **_problems(*_REFUSALS)},
+    }}
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of the sharing service."""
     return {
@@ -73,30 +89,12 @@ def openapi_document() -> dict[str, Any]:
                                 "key (HTTP Message Signatures, RFC 9421); see "
                                 "docs/format.md and docs/sharing-api.md."},
         "paths": {
-            "/v1/copies": {"post": {
-                "summary": "Fetch a holder's certificates as purpose-bound copies",
-                "parameters": _SIGNATURE_HEADERS,
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/ShareRequest"}}}},
-                "responses": {
-                    "200": {"description": "The copies (possibly none)", "content": {
-                        "application/json": {"schema": {
-                            "$ref": "#/components/schemas/Copies"}}}},
-                    **_problems(*_REFUSALS),
-                },
-            }},
-            "/v1/checks": {"post": {
-                "summary": "Check (核验) whether values match a valid certificate",
-                "parameters": _SIGNATURE_HEADERS,
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/CheckRequest"}}}},
-                "responses": {
-                    "200": {"description": "Whether they match", "content": {
-                        "application/json": {"schema": {
-                            "$ref": "#/components/schemas/CheckResult"}}}},
-                    **_problems(*_REFUSALS),
-                },
-            }},
+            "/v1/copies": _operation(
+                "Fetch a holder's certificates as purpose-bound copies", "ShareRequest",
+                "The copies (possibly none)", "Copies"),
+            "/v1/checks": _operation(
+                "Check (核验) whether values match a valid certificate", "CheckRequest",
+                "Whether they match", "CheckResult"),
         },
         "components": {"schemas": {
             "ShareRequest": {

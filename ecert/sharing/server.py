@@ -3,10 +3,11 @@
 uvicorn bounds the size of a request's headers (``h11_max_incomplete_event_size``) but not
 the time a client takes to send them: a client sending one byte a second holds a
 connection for ever. :class:`DeadlineH11Protocol` starts a timer when a connection opens
-(and again after each response) and closes the connection if the request's headers are not
-complete within the deadline; when they are, it tells the application when the request
-began (the ASGI extension :data:`ecert.sharing.app.REQUEST_STARTED`), so the application's
-deadline on the body counts from the first byte, not from the last header.
+(so one that never sends is closed too) and again at the first byte of each request, and
+closes the connection if the request's headers are not complete within the deadline; when
+they are, it tells the application when the request began (the ASGI extension
+:data:`ecert.sharing.app.REQUEST_STARTED`), so the application's deadline on the body
+counts from the first byte, not from the last header.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ class DeadlineH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._started = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
+        self._awaiting_first_byte = False
 
     def _arm(self) -> None:
         self._disarm()
         self._started = time.monotonic()
+        self._awaiting_first_byte = True
         self._timer = self.loop.call_later(self.deadline_seconds, self._too_slow)
 
     def _disarm(self) -> None:
@@ -62,8 +65,19 @@ class DeadlineH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
-        self._arm()  # the next request on this connection gets a deadline of its own
+        # Idle between requests is uvicorn's timeout_keep_alive; the next request's
+        # deadline starts at its first byte.
+        self._disarm()
+        self._awaiting_first_byte = True
         super().on_response_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_first_byte:
+            # The request begins now: its deadline counts from here, not from the end of
+            # the previous response (idle keep-alive is uvicorn's timeout_keep_alive).
+            self._arm()
+            self._awaiting_first_byte = False
+        super().data_received(data)
 
     def handle_events(self) -> None:
         before = self.cycle
