@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ecert._clock import now_seconds
 from ecert._formats.jose import public_jwk
@@ -327,6 +329,41 @@ def test_the_openapi_document_in_docs_is_current() -> None:
     checked_in = json.loads((ROOT / "docs" / "sharing-openapi.json").read_text("utf-8"))
     # Regenerate with: python -m ecert.sharing._openapi > docs/sharing-openapi.json
     assert checked_in == openapi_document()
+
+
+# -- properties: whatever is sent, signed or not, the answer is never a 5xx ------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                 max_size=4),
+    max_leaves=12)
+_FIELDS = st.fixed_dictionaries({}, optional={
+    "holder_id": _JSON, "types": st.lists(st.text(max_size=12), max_size=3) | _JSON,
+    "type": st.text(max_size=20) | _JSON, "values": st.dictionaries(
+        st.sampled_from(["holder_id", "certificate_id", "name", "X"]), st.text(max_size=10)),
+    "purpose": st.text(max_size=30) | _JSON, "case": st.text(max_size=10),
+    "service_item": st.text(max_size=10), "staff_id": st.text(max_size=10),
+    "staff_role": st.text(max_size=10), "consent": st.text(max_size=10) | _JSON,
+    "other": _JSON})
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_FIELDS | _JSON, path=st.sampled_from(["/v1/copies", "/v1/checks"]),
+       signed=st.booleans())
+def test_no_body_gets_a_5xx(service: ServiceHost, body: object, path: str,
+                            signed: bool) -> None:
+    data = json.dumps(body).encode()
+    raw = _signed(service, data, path=path) if signed else request_bytes(
+        "POST", path, service.port, [("Content-Type", "application/json")], data)
+    answer = raw_exchange(service.port, raw)
+    status = status_of(answer)
+    assert status in (200, 400, 401, 403, 413), answer[:300]
+    if status != 200:
+        assert _problem(answer)
+    documented = openapi_document()["paths"][path]["post"]["responses"]
+    assert str(status) in documented
 
 
 # -- requester keys from trust lists ---------------------------------------------------------
