@@ -425,3 +425,14 @@ def test_trust_list_requester_keys() -> None:
     assert outcome("SH/sh-amr", zj_key, 1000) == "region_not_recognized"
     assert outcome("HK/hk-amr", zj_key, 1000) == "not_authenticated"
     assert isinstance(keys.resolve("not a keyid", 0), Problem)
+
+
+def test_the_requesting_side_needs_no_web_framework() -> None:
+    """``ecert.sharing`` and its client import without Starlette or uvicorn (the
+    ``server`` extra); only the application does."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ecert.sharing, ecert.sharing.client; "
+            "assert not {'starlette', 'uvicorn', 'anyio'} & set(sys.modules), sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
