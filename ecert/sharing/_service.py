@@ -48,8 +48,8 @@ class AuthenticatedRequest:
     created: int  #: the signature's ``created``
     received_at: int  #: the service's clock when the request was authenticated
     nonce: str
-    #: SHA-256 (hex) of the signature base and the signature: names this request in a
-    #: use record (the signature base covers the body through Content-Digest).
+    #: SHA-256 (hex) of the Signature-Input and Signature fields and the body, each line
+    #: as received (``input \n signature \n body``): names this request in a use record.
     request_hash: str
 
 

@@ -188,31 +188,29 @@ class _Service:
         field = message.field
         digest, sig_input, sig = (field("content-digest"), field("signature-input"),
                                   field("signature"))
-        unsigned = hashlib.sha256(body).hexdigest()
+        request_hash = hashlib.sha256(
+            f"{sig_input or ''}\n{sig or ''}\n".encode("latin-1") + body).hexdigest()
         if digest is None or sig_input is None or sig is None:
             return self.refuse(Problem.of("not_authenticated", "the request is not signed "
                                           "(Content-Digest, Signature-Input, Signature)"),
-                               None, unsigned)
+                               None, request_hash)
         try:
             httpsig.check_content_digest(digest, body)
             parsed = httpsig.parse_signature(sig_input, sig)
         except FormatError as e:
-            return self.refuse(Problem.of("not_authenticated", e.message), None, unsigned)
+            return self.refuse(Problem.of("not_authenticated", e.message), None, request_hash)
         params = parsed.params
-        request_hash = hashlib.sha256(sig.encode("ascii") + b"\n" + body).hexdigest()
         resolved = self.keys.resolve(params.keyid, params.created)
         if isinstance(resolved, Problem):
             return self.refuse(resolved, None, request_hash)
         now = now_seconds(self.clock)
         try:
             httpsig.verify_message(message, parsed, resolved.key)
-            base = httpsig.signature_base(message, params)
             httpsig.check_fresh(params, now, window=self.limits.freshness_window)
             nonce = httpsig.check_nonce(params.nonce)
         except FormatError as e:
             return self.refuse(Problem.of("not_authenticated", e.message),
                                resolved.requester, request_hash)
-        request_hash = hashlib.sha256(base + b"\n" + parsed.signature).hexdigest()
         # Kept until the request is stale anyway: a replay after that is refused as stale.
         expires_at = params.created + self.limits.freshness_window + 1
         if not self.nonces.remember(resolved.requester, nonce, expires_at):
