@@ -62,18 +62,21 @@ def raw_exchange(port: int, *parts: bytes | float, timeout: float = 20.0) -> byt
                     sock.sendall(part)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server hung up on us mid-request; read what it said
-        chunks: list[bytes] = []
-        try:
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                if b"\r\n\r\n" in b"".join(chunks) and _complete(b"".join(chunks)):
-                    break
-        except (ConnectionResetError, TimeoutError):
-            pass
-        return b"".join(chunks)
+        return read_response(sock)
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """Read one whole response (by its Content-Length), or until the server closes."""
+    data = b""
+    try:
+        while not (b"\r\n\r\n" in data and _complete(data)):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return data
 
 
 def _complete(data: bytes) -> bool:
