@@ -29,6 +29,7 @@ from ecert.trust import TrustAnchor
 from ecert.verify import ErrorCode
 from tests.fuzz.harnesses import HARNESSES
 from tests.fuzz.world import World, world
+from tests.support.mutation import mutated
 
 CORPUS = Path(__file__).parent / "fuzz" / "corpus"
 DOCS = Path(__file__).parents[1] / "docs"
@@ -97,28 +98,11 @@ def test_seeds_pass(name: str, fuzz_world: World) -> None:
         harness.target(seed)
 
 
-def _mutate(seed: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
-    data = bytearray(seed)
-    for position, kind, chunk in edits:
-        at = position % (len(data) + 1)
-        if kind == 0:
-            data[at:at + len(chunk)] = chunk  # overwrite
-        elif kind == 1:
-            data[at:at] = chunk  # insert
-        else:
-            del data[at:at + len(chunk)]  # delete
-    return bytes(data)
-
-
-_EDITS = st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 2),
-                            st.binary(min_size=1, max_size=6)), min_size=1, max_size=4)
-
-
 @cache
 def inputs(name: str) -> st.SearchStrategy[bytes]:
     """Random bytes, and real documents with a few bytes overwritten, inserted or cut."""
     seeds = list(HARNESSES[name].seeds(world()))
-    return st.binary(max_size=200) | st.builds(_mutate, st.sampled_from(seeds), _EDITS)
+    return st.binary(max_size=200) | mutated(seeds)
 
 
 @pytest.mark.parametrize("name", sorted(HARNESSES))

@@ -29,7 +29,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from ecert._formats import jose, merkle, note, tiles
+from ecert._formats import httpsig, jose, merkle, note, sharing, tiles
 from ecert._formats import qr as qrf
 from ecert._formats.bundle import TRUST_LIST_PATH
 from ecert._formats.certificate import CERTIFICATE_TYP, MAX_TOKEN_BYTES, CertificateClaims
@@ -590,3 +590,105 @@ def fuzz_merkle_consistency(data: bytes) -> None:
     ok = merkle.verify_consistency(m, len(_LEAVES), proof, root_m, _CHECKPOINT.root)
     assert isinstance(ok, bool)
     assert ok is False or (0 < m <= len(_LEAVES) and root_m == merkle.root(_LEAVES[:m]))
+
+
+# -- HTTP message signatures (RFC 9421) and Content-Digest (RFC 9530) ------------------------
+
+_REQUEST_KEY = _ed25519("requester")
+_REQUEST_PUBLIC = jose.key_from_jwk(_REQUEST_KEY.public_jwk)[1]
+_REQUEST_URL = "http://127.0.0.1:8000/v1/copies"
+_REQUEST_BODY = b'{"holder_id":"x"}'
+_REQUEST_HEADERS = dict(httpsig.sign_request(
+    method="POST", url=_REQUEST_URL, body=_REQUEST_BODY, content_type="application/json",
+    signer=_REQUEST_KEY, created=_LOG_TIME,
+    nonce="ZnV6ei1ub25jZS0wMDAx"))
+_GENUINE_FIELDS = (f"{_REQUEST_HEADERS['Signature-Input']}\n"
+                   f"{_REQUEST_HEADERS['Signature']}").encode()
+
+
+@harness("sf_dictionary", seeds=lambda w: [_GENUINE_FIELDS.replace(b"\n", b", "),
+                                           _REQUEST_HEADERS["Content-Digest"].encode()])
+def fuzz_sf_dictionary(data: bytes) -> None:
+    try:
+        parsed = httpsig.parse_dictionary(text(data))
+    except FormatError as e:
+        _refusal(e)
+        return
+    assert parsed and len(parsed) <= httpsig.MAX_MEMBERS
+    for member in parsed.values():
+        if isinstance(member, httpsig.InnerList):
+            # Strict parsing, so serializing an accepted inner list parses back to it.
+            again = httpsig.parse_dictionary("k=" + httpsig.serialize_inner_list(member))
+            assert again["k"] == member
+
+
+@harness("content_digest", seeds=lambda w: [_REQUEST_HEADERS["Content-Digest"].encode()])
+def fuzz_content_digest(data: bytes) -> None:
+    try:
+        httpsig.check_content_digest(text(data), _REQUEST_BODY)
+    except FormatError as e:
+        _refusal(e)
+        return
+    digests = httpsig.parse_content_digest(text(data))
+    assert digests.get("sha-256", hashlib.sha256(_REQUEST_BODY).digest()) == \
+        hashlib.sha256(_REQUEST_BODY).digest()
+
+
+@harness("request_signature", seeds=lambda w: [_GENUINE_FIELDS])
+def fuzz_request_signature(data: bytes) -> None:
+    signature_input, _, signature = text(data).partition("\n")
+    message = httpsig.HttpMessage(
+        (("Content-Type", "application/json"),
+         ("Content-Digest", _REQUEST_HEADERS["Content-Digest"])),
+        method="POST", target_uri=_REQUEST_URL)
+    try:
+        parsed = httpsig.parse_signature(signature_input, signature)
+        httpsig.verify_message(message, parsed, _REQUEST_PUBLIC)
+    except FormatError as e:
+        _refusal(e)
+        return
+    # Whatever was accepted signs exactly the genuine request's parameters.
+    genuine = httpsig.parse_signature(*_GENUINE_FIELDS.decode().split("\n"))
+    assert parsed.params == genuine.params and parsed.signature == genuine.signature
+
+
+# -- sharing service documents ---------------------------------------------------------------
+
+_CONTEXT = sharing.CaseContext(purpose="跨省迁移登记", case="ZJ2026120100001",
+                               service_item="330000-SX-0001", staff_id="zj-0042",
+                               staff_role="受理员", consent="ABCD-EFGH-JKMN")
+_SHARE = sharing.ShareRequest("91440300MA5F3K2L8G", ("cn.business-licence",), _CONTEXT)
+_CHECK = sharing.CheckRequest("cn.business-licence", {"holder_id": "91440300MA5F3K2L8G"},
+                              _CONTEXT)
+
+
+@harness("share_request", seeds=lambda w: [_SHARE.to_json()], max_len=sharing.MAX_REQUEST_BYTES)
+def fuzz_share_request(data: bytes) -> None:
+    try:
+        request = sharing.ShareRequest.from_json(data)
+    except FormatError as e:
+        _refusal(e)
+        return
+    assert sharing.ShareRequest.from_json(request.to_json()) == request
+
+
+@harness("check_request", seeds=lambda w: [_CHECK.to_json()], max_len=sharing.MAX_REQUEST_BYTES)
+def fuzz_check_request(data: bytes) -> None:
+    try:
+        request = sharing.CheckRequest.from_json(data)
+    except FormatError as e:
+        _refusal(e)
+        return
+    assert any(key in request.values for key in sharing.CHECK_KEYS)
+    assert sharing.CheckRequest.from_json(request.to_json()) == request
+
+
+@harness("problem", seeds=lambda w: [sharing.Problem.of("not_entitled", "x").to_json()])
+def fuzz_problem(data: bytes) -> None:
+    try:
+        problem = sharing.Problem.from_json(data)
+    except FormatError as e:
+        _refusal(e)
+        return
+    assert 400 <= problem.status <= 599
+    assert sharing.Problem.from_json(problem.to_json()) == problem

@@ -1,0 +1,144 @@
+"""The sharing service's OpenAPI 3.1 document (served at ``/openapi.json``; a copy is
+checked into ``docs/sharing-openapi.json`` and a test keeps the two equal)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ecert._formats.sharing import (
+    CHECK_KEYS,
+    MAX_CASE,
+    MAX_FIELD,
+    MAX_PURPOSE,
+    MAX_TYPES,
+    MAX_VALUES,
+    PROBLEMS,
+)
+
+_TEXT = {"type": "string", "minLength": 1}
+
+
+def _context() -> dict[str, Any]:
+    return {
+        "purpose": {**_TEXT, "maxLength": MAX_PURPOSE, "description": "用证事由"},
+        "case": {**_TEXT, "maxLength": MAX_CASE, "description": "业务流水号"},
+        "service_item": {**_TEXT, "maxLength": MAX_FIELD, "description": "事项编码"},
+        "staff_id": {**_TEXT, "maxLength": MAX_FIELD},
+        "staff_role": {**_TEXT, "maxLength": MAX_FIELD},
+        "consent": {"type": "string", "pattern": "^[A-Za-z0-9-]{4,64}$",
+                    "description": "用证码, where the entitlement needs the holder's consent"},
+    }
+
+
+_CODE = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,99}$"}
+_CONTEXT_REQUIRED = ["purpose", "case", "service_item", "staff_id", "staff_role"]
+
+_SIGNATURE_HEADERS = [
+    {"name": "Content-Digest", "in": "header", "required": True,
+     "description": "RFC 9530: sha-256 (or sha-512) of the body.",
+     "schema": {"type": "string"}},
+    {"name": "Signature-Input", "in": "header", "required": True,
+     "description": "RFC 9421: one signature tagged ecert-share covering @method, "
+                    "@target-uri, @authority, @path, @query, content-digest and "
+                    "content-type, with created, nonce and keyid (REGION/agency-code#kid).",
+     "schema": {"type": "string"}},
+    {"name": "Signature", "in": "header", "required": True,
+     "schema": {"type": "string"}},
+]
+
+
+def _problems(*codes: str) -> dict[str, Any]:
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(PROBLEMS[code][0], []).append(code)
+    return {str(status): {
+        "description": ", ".join(found),
+        "content": {"application/problem+json": {
+            "schema": {"$ref": "#/components/schemas/Problem"}}},
+    } for status, found in sorted(by_status.items())}
+
+
+_REFUSALS = ("not_authenticated", "region_not_recognized", "not_entitled",
+             "purpose_not_permitted", "consent_required", "consent_invalid", "replay",
+             "too_many_requests", "malformed_request", "payload_too_large",
+             "headers_too_large", "request_timeout", "unsupported_media_type")
+
+
+def _json(schema: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+
+
+def _operation(summary: str, request: str, answer: str, answer_schema: str
+               ) -> dict[str, Any]:
+    """A signed POST taking ``request`` and answering ``answer_schema`` or a problem."""
+    return {"post": {
+        "summary": summary,
+        "parameters": _SIGNATURE_HEADERS,
+        "requestBody": {"required": True, "content": _json(request)},
+        "responses": {"200": {"description": answer, "content": _json(answer_schema)},
+                      **_problems(*_REFUSALS)},
+    }}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 description of the sharing service."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ecert sharing service", "version": "1",
+                 "description": "Requests are signed with the requesting agency's requester "
+                                "key (HTTP Message Signatures, RFC 9421); see "
+                                "docs/format.md and docs/sharing-api.md."},
+        "paths": {
+            "/v1/copies": _operation(
+                "Fetch a holder's certificates as purpose-bound copies", "ShareRequest",
+                "The copies (possibly none)", "Copies"),
+            "/v1/checks": _operation(
+                "Check (核验) whether values match a valid certificate", "CheckRequest",
+                "Whether they match", "CheckResult"),
+        },
+        "components": {"schemas": {
+            "ShareRequest": {
+                "type": "object", "additionalProperties": False,
+                "required": ["holder_id", "types", *_CONTEXT_REQUIRED],
+                "properties": {
+                    "holder_id": {**_TEXT, "maxLength": MAX_FIELD},
+                    "types": {"type": "array", "items": _CODE, "minItems": 1,
+                              "maxItems": MAX_TYPES, "uniqueItems": True},
+                    **_context(),
+                },
+            },
+            "CheckRequest": {
+                "type": "object", "additionalProperties": False,
+                "required": ["type", "values", *_CONTEXT_REQUIRED],
+                "properties": {
+                    "type": _CODE,
+                    "values": {"type": "object", "minProperties": 1,
+                               "maxProperties": MAX_VALUES,
+                               "anyOf": [{"required": [key]} for key in CHECK_KEYS],
+                               "additionalProperties": {**_TEXT, "maxLength": MAX_FIELD * 10}},
+                    **_context(),
+                },
+            },
+            "Copies": {"type": "object", "required": ["copies"], "properties": {
+                "copies": {"type": "array", "items": {
+                    "type": "object", "required": ["token"], "properties": {
+                        "token": {"type": "string",
+                                  "description": "compact JWS, typ ecert-copy+jwt"}}}}}},
+            "CheckResult": {"type": "object", "required": ["match"],
+                            "properties": {"match": {"type": "boolean"}}},
+            "Problem": {
+                "type": "object", "required": ["type", "title", "status", "code"],
+                "properties": {
+                    "type": {"type": "string"}, "title": {"type": "string"},
+                    "status": {"type": "integer"}, "detail": {"type": "string"},
+                    "code": {"type": "string", "enum": list(PROBLEMS)},
+                },
+            },
+        }},
+    }
+
+
+if __name__ == "__main__":  # python -m ecert.sharing._openapi > docs/sharing-openapi.json
+    import json
+
+    print(json.dumps(openapi_document(), ensure_ascii=False, indent=1))
