@@ -931,11 +931,15 @@ class Monitor:
                          for t in trust_list.types},
                {(c, t.get("version"), t.get("name"), t.get("national_type_code"))
                 for c, t in replay.types.items()})
-        published_keys = {(a.code, _key_text(k)) for a in trust_list.agencies for k in a.keys}
-        published_keys |= {("status", _key_text(k)) for k in trust_list.status_keys}
-        proven_keys = {(k.agency if k.agency is not None else "status", _key_text(_trusted(k)))
+        published_keys = {(a.code, "agency", _key_text(k))
+                          for a in trust_list.agencies for k in a.keys}
+        published_keys |= {(a.code, "requester", _key_text(k))
+                           for a in trust_list.agencies for k in a.requester_keys}
+        published_keys |= {("", "status", _key_text(k)) for k in trust_list.status_keys}
+        published_keys |= {("", "sharing", _key_text(k)) for k in trust_list.sharing_keys}
+        proven_keys = {(k.agency or "", k.role, _key_text(_trusted(k)))
                        for k in replay.keys.values()
-                       if k.agency is not None or k.role == "status"}
+                       if k.agency is not None or k.role in ("status", "sharing")}
         differ("keys", published_keys, proven_keys)
         differ("agreements", {_agreement_text(a) for a in trust_list.agreements},
                {_agreement_text(a) for a in replay.agreements.values()

@@ -570,7 +570,46 @@ class Registry:
 
         The old private key is destroyed once the change is committed.
         """
-        return self._ctx.execute(_agencies.ROTATE_AGENCY_KEY, {"agency": code, "alg": alg})
+        return self._key_change(KeyRole.AGENCY, code, alg)
+
+    def _key_change(self, role: KeyRole, agency: str | None, alg: str = "ES256", *,
+                    replace: bool = True, create: bool = True) -> KeyInfo:
+        key = self._ctx.execute(_agencies.ROTATE_KEY, _agencies.rotate_params(
+            role, None if agency is None else _code_text(agency), alg, replace=replace,
+            create=create))
+        assert key is not None  # noqa: S101 - create is set
+        return key
+
+    def create_requester_key(self, code: str, *, alg: str = "ES256") -> KeyInfo:
+        """Give agency ``code`` its first requester key (RFC 9421 requests to other regions'
+        sharing services; never the key that signs its certificates). An agency that only
+        consumes has a registry home of its own where it is an agency without types."""
+        return self._key_change(KeyRole.REQUESTER, code, alg, replace=False)
+
+    def rotate_requester_key(self, code: str, *, alg: str = "ES256") -> KeyInfo:
+        """Replace agency ``code``'s requester key (the old one stops verifying requests
+        once the next trust list is published)."""
+        return self._key_change(KeyRole.REQUESTER, code, alg)
+
+    def retire_requester_key(self, code: str) -> None:
+        """Retire agency ``code``'s requester key without a successor."""
+        self._ctx.execute(_agencies.ROTATE_KEY, _agencies.rotate_params(
+            KeyRole.REQUESTER, _code_text(code), "ES256", create=False))
+
+    def rotate_sharing_key(self, *, alg: str = "ES256") -> KeyInfo:
+        """Replace the registry's sharing key (which signs purpose-bound copies), or give a
+        registry made before sharing existed its first one."""
+        return self._key_change(KeyRole.SHARING, None, alg)
+
+    def requester_signer(self, code: str) -> Signer:
+        """The signer of agency ``code``'s active requester key, for signing requests to
+        other regions' sharing services (``share fetch``)."""
+        with self._ctx.read() as repo:
+            key = repo.active_key(KeyRole.REQUESTER, _code_text(code))
+        if key is None:
+            raise NotFound(f"agency {code} has no active requester key: create one with "
+                           "'ecert key create-requester'", code="no_requester_key")
+        return self._ctx.signer(key.kid)
 
     def mark_key_compromised(self, kid: str, *, since: datetime | None = None) -> KeyInfo:
         """Declare an agency key compromised from ``since`` (default: now).

@@ -199,10 +199,12 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
 
 
 def _trusted_agency(code: str, logged: Mapping[str, Any], uri: str,
-                    keys: tuple[TrustedKey, ...]) -> TrustedAgency:
+                    keys: tuple[TrustedKey, ...],
+                    requester_keys: tuple[TrustedKey, ...]) -> TrustedAgency:
     unlimited, limited = _windows.published(logged)
     return TrustedAgency(code, logged["name"], logged["uscc"], uri, unlimited, keys,
-                         tuple(TypeWindow(c, s, e) for c, (s, e) in limited))
+                         tuple(TypeWindow(c, s, e) for c, (s, e) in limited),
+                         requester_keys=requester_keys)
 
 
 def _check_lease(repo: Repository, holder: str, now: int) -> None:
@@ -282,18 +284,21 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
         if progress is not None:
             progress(done, len(snap.lists))
     trust = snap.trust
-    keys_by_agency: dict[str, list[TrustedKey]] = {}
+    keys_by_agency: dict[tuple[str, str], list[TrustedKey]] = {}
     for key in snap.keys_out:
-        if key.agency is not None:
-            keys_by_agency.setdefault(key.agency, []).append(_trusted(key))
+        if key.agency is not None:  # agency keys, and the agency's requester keys
+            keys_by_agency.setdefault((key.agency, key.role), []).append(_trusted(key))
     trust_list = TrustList(
         region=region.code, name=region.name, base_url=region.base_url,
         sequence=snap.sequence, issued_at=now,
         next_update=now + int(trust_list_validity.total_seconds()),
-        agencies=tuple(_trusted_agency(code, a, region.agency_uri(code),
-                                       tuple(keys_by_agency.get(code, ())))
-                       for code, a in sorted(trust.agencies.items())),
+        agencies=tuple(_trusted_agency(
+            code, a, region.agency_uri(code),
+            tuple(keys_by_agency.get((code, KeyRole.AGENCY.value), ())),
+            tuple(keys_by_agency.get((code, KeyRole.REQUESTER.value), ())))
+            for code, a in sorted(trust.agencies.items())),
         status_keys=tuple(_trusted(k) for k in snap.keys_out if k.role == KeyRole.STATUS),
+        sharing_keys=tuple(_trusted(k) for k in snap.keys_out if k.role == KeyRole.SHARING),
         types=tuple(TypeEntry(code, t["version"], t["name"], t["national_type_code"])
                     for code, t in sorted(trust.types.items())),
         status_lists=tuple(_bundle.status_list_uri(region.base_url, list_id)
