@@ -55,7 +55,7 @@ from ecert._formats.note import (
     verify_note,
 )
 from ecert._formats.statuslist import INVALID, StatusList, read_status_list_payload
-from ecert._formats.trustlist import Agreement, TrustedKey, TrustList
+from ecert._formats.trustlist import Agreement, Entitlement, TrustedKey, TrustList
 from ecert._replay import (
     CertificateState,
     Finding,
@@ -408,6 +408,7 @@ def _replay_json(r: Replay) -> dict[str, Any]:
                                        for c, a in r.agencies.items()},
         "keys": {kid: _key_json(k) for kid, k in r.keys.items()},
         "agreements": {c: a.to_json() for c, a in r.agreements.items()},
+        "entitlements": {i: e.to_json() for i, e in r.entitlements.items()},
         "root_rotations": list(r.root_rotations),
         "certificates": {c: [s.list, s.idx, s.agency, s.type, s.redacted]
                          for c, s in r.certificates.items()},
@@ -446,6 +447,8 @@ def _replay_from_json(v: Mapping[str, Any], statuses: dict[int, dict[int, int]])
     for kid, (role, agency, jwk, created, retired, compromised) in v["keys"].items():
         r.keys[kid] = KeyState(kid, role, agency, jwk, created, retired, compromised)
     r.agreements = {c: Agreement.from_json(a) for c, a in v["agreements"].items()}
+    # Absent from states written before sharing existed.
+    r.entitlements = {i: Entitlement.from_json(e) for i, e in v.get("entitlements", {}).items()}
     r.root_rotations = list(v["root_rotations"])
     r.statuses = statuses
     for c, (list_id, idx, agency, type_, redacted) in v["certificates"].items():
@@ -941,6 +944,8 @@ class Monitor:
                        for k in replay.keys.values()
                        if k.agency is not None or k.role in ("status", "sharing")}
         differ("keys", published_keys, proven_keys)
+        differ("entitlements", {_agreement_text(e) for e in trust_list.entitlements},
+               {_agreement_text(e) for e in replay.entitlements_at(trust_list.issued_at)})
         differ("agreements", {_agreement_text(a) for a in trust_list.agreements},
                {_agreement_text(a) for a in replay.agreements.values()
                 if a.valid_until is None or a.valid_until > trust_list.issued_at})
@@ -1031,7 +1036,8 @@ def _key_text(key: TrustedKey) -> str:
     return canonical_json(key.to_json()).decode("utf-8")
 
 
-def _agreement_text(agreement: Agreement) -> str:
+def _agreement_text(agreement: Agreement | Entitlement) -> str:
+    """An agreement or entitlement as canonical JSON (comparable in a set)."""
     return canonical_json(agreement.to_json()).decode("utf-8")
 
 

@@ -1,11 +1,20 @@
-"""``ecert key …``: the registry's sharing key and agencies' requester keys."""
+"""``ecert key …``, ``ecert share …``, ``ecert consent …``: the registry side of sharing
+(sharing and requester keys, entitlements 用证清单, consent codes 用证码)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from ecert._formats.trustlist import Entitlement
 from ecert_cli._app import cli, emit, json_option, settings
-from ecert_cli._render import fmt, key_json
+from ecert_cli._paging import emit_page, page_options
+from ecert_cli._render import fmt, key_json, safe, say
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
 @cli.group("key")
@@ -54,3 +63,77 @@ def key_rotate_sharing() -> None:
         key = registry.rotate_sharing_key()
     emit(key_json(key), fmt("the registry now signs copies with key {kid}; publish to "
                             "announce it", kid=key.kid))
+
+
+# -- entitlements (用证清单) ---------------------------------------------------------------------
+
+
+def entitlement_json(value: Entitlement) -> dict[str, Any]:
+    """An entitlement as the trust list publishes it."""
+    return value.to_json()
+
+
+@cli.group("share")
+def share_group() -> None:
+    """Entitlements: who may fetch which certificates, for what (用证清单)."""
+
+
+@share_group.command("allow")
+@click.argument("requester")
+@click.option("--types", "types", required=True, metavar="T,…",
+              help="Certificate types the requester may fetch.")
+@click.option("--purposes", required=True, metavar="P,…",
+              help="Purposes (用证事由) it may state.")
+@click.option("--claims", default=None, metavar="A,…",
+              help="Only these claims are given (default: every claim of the type).")
+@click.option("--without-consent", is_flag=True,
+              help="By statute: no consent code needed (needs a second operator's "
+                   "approval).")
+@json_option
+def share_allow(requester: str, types: str, purposes: str, claims: str | None,
+                without_consent: bool) -> None:
+    """Let REQUESTER (REGION/agency-code, or REGION) fetch certificates of --types."""
+    with settings().open_registry() as registry:
+        value = registry.share_allow(
+            requester, _split(types), _split(purposes),
+            None if claims is None else _split(claims), without_consent)
+    emit(entitlement_json(value), fmt("entitlement {id}: {requester} may fetch {types}; "
+                                      "publish to announce it", id=value.id,
+                                      requester=value.requester,
+                                      types=", ".join(value.types)))
+
+
+@share_group.command("list")
+@click.option("--ended", is_flag=True, help="Also entitlements that were revoked or ended.")
+@page_options()
+@json_option
+def share_list(ended: bool, limit: int, after: str | None) -> None:
+    """The entitlements in force."""
+    with settings().open_registry() as registry:
+        page = registry.share_list(ended=ended, limit=limit, after=after)
+
+    def human() -> None:
+        if not page.items:
+            say("no entitlements")
+        for e in page.items:
+            consent = (fmt("without consent (by statute)") if e.without_consent
+                       else fmt("with the holder's consent"))
+            claims = ", ".join(e.claims) if e.claims is not None else fmt("all claims")
+            click.echo(f"{safe(e.id):<16} {safe(e.requester)}  {safe(', '.join(e.types))}")
+            click.echo(f"{'':<16} " + fmt("purposes: {purposes}",
+                                          purposes=safe("; ".join(e.purposes))))
+            click.echo(f"{'':<16} " + fmt("claims: {claims}; {consent}",
+                                          claims=safe(claims), consent=consent))
+
+    emit_page(page, entitlement_json, human)
+
+
+@share_group.command("revoke")
+@click.argument("entitlement_id", metavar="ID")
+@json_option
+def share_revoke(entitlement_id: str) -> None:
+    """End entitlement ID now."""
+    with settings().open_registry() as registry:
+        value = registry.share_revoke(entitlement_id)
+    emit(entitlement_json(value), fmt("entitlement {id} ended; publish to announce it",
+                                      id=value.id))

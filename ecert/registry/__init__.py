@@ -29,7 +29,7 @@ from ecert._formats.catalog import catalog_document
 from ecert._formats.log import commitment, commitment_opening
 from ecert._formats.statuslist import MIN_LIST_SIZE
 from ecert._formats.text import TextInvalid
-from ecert._formats.trustlist import Agreement, TrustList
+from ecert._formats.trustlist import Agreement, Entitlement, TrustList
 from ecert._formats.url import check_http_url
 from ecert._merge_patch import merge_patch
 from ecert._pagination import Page, decode_cursor, page_of
@@ -75,6 +75,7 @@ from ecert.registry import (
     _printing,
     _publication,
     _recognition,
+    _sharing,
     _watch,
     _witness,  # also registers the witness.cosign operation
 )
@@ -630,6 +631,40 @@ class Registry:
     def rotate_root(self, *, alg: str = "ES256") -> KeyInfo:
         """Replace the region root key; the old root signs a hand-over to the new one."""
         return self._ctx.execute(_agencies.ROTATE_ROOT, {"alg": alg})
+
+    # -- sharing: entitlements (用证清单) and consent codes (用证码) ----------------------------
+
+    def share_allow(self, requester: str, types: Iterable[str], purposes: Iterable[str],
+                    claims: Iterable[str] | None = None, without_consent: bool = False, *,
+                    valid_until: datetime | date | None = None) -> Entitlement:
+        """Let ``requester`` (``REGION/agency-code``, or ``REGION`` for all its agencies)
+        fetch certificates of ``types`` for ``purposes`` through the sharing service,
+        receiving only ``claims`` (None: all of the type's claims).
+
+        ``without_consent`` (依职能用证, by statute) lets it fetch without the holder's
+        consent code; such an entitlement always needs a second operator's approval
+        (:class:`ecert.errors.PendingApproval` until then), whatever the policies say.
+        Published in the next trust list, so everyone sees who may receive what.
+        """
+        end = None if valid_until is None else until_seconds(valid_until, self._ctx.region.tz)
+        return self._ctx.execute(_sharing.ALLOW, _sharing.entitlement_params(
+            requester, [_code_text(t) for t in types], purposes, claims, without_consent,
+            end))
+
+    def share_list(self, *, ended: bool = False, limit: int = 100,
+                   after: str | None = None) -> Page[Entitlement]:
+        """One page of entitlements by id (``ended``: also those revoked or expired)."""
+        if limit < 1:
+            raise InputError("limit must be at least 1")
+        start = None if after is None else str(decode_cursor(after, (str,))[0])
+        with self._ctx.read() as repo:
+            rows = repo.list_entitlements(in_force_at=None if ended else self._now(),
+                                          after=start, limit=limit + 1)
+        return page_of(rows, limit, lambda e: (e.id,))
+
+    def share_revoke(self, entitlement_id: str) -> Entitlement:
+        """End entitlement ``entitlement_id`` now."""
+        return self._ctx.execute(_sharing.REVOKE, {"id": entitlement_id})
 
     # -- issuing -----------------------------------------------------------------------------
 

@@ -168,6 +168,10 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
         if replay.agreements.get(agreement.region) != agreement:
             alerts.append(f"agreement with {agreement.region}: the database differs from the "
                           "log (published as the log has it)")
+    for entitlement in repo.list_entitlements():
+        if replay.entitlements.get(entitlement.id) != entitlement:
+            alerts.append(f"entitlement {entitlement.id}: the database differs from the log "
+                          "(published as the log has it)")
     active = {k.role: k for k in keys_out if k.retired_at is None and k.agency is None}
     missing = [r for r in ("root", "status", "log") if r not in active]
     if missing:
@@ -306,6 +310,7 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
         agreements=tuple(a for _r, a in sorted(trust.agreements.items())
                          if a.valid_until is None or a.valid_until > now),
         root_rotations=tuple(trust.root_rotations),
+        entitlements=trust.entitlements_at(now),
         log=LogInfo(log_origin(region), snap.log_key, snap.size, b64url_encode(snap.root),
                     snap.witness_key),
     )
