@@ -342,6 +342,10 @@ class Replay:
                 if not _scope_permitted(operator.grants, entry_action, entry.details):
                     return self._deny(entry, entry_seq, f"may not {entry.action} for every "
                                                         "agency and type of its scope")
+                if entry.details.get("channel") == "holder" and not any(
+                        g.role is Role.SERVICE for g in operator.grants):
+                    return self._deny(entry, entry_seq, "a holder's-channel consent not made "
+                                                        "by the service")
                 continue
             resource = _resource(entry)
             if not permits(operator.grants, entry_action, resource):

@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from ecert._formats.trustlist import Entitlement
 from ecert_cli._app import cli, emit, json_option, settings
+from ecert_cli._duration import Duration
 from ecert_cli._paging import emit_page, page_options
-from ecert_cli._render import fmt, key_json, safe, say
+from ecert_cli._render import fmt, key_json, local_time, safe, say
 
 
 def _split(value: str | None) -> list[str]:
@@ -137,3 +139,67 @@ def share_revoke(entitlement_id: str) -> None:
         value = registry.share_revoke(entitlement_id)
     emit(entitlement_json(value), fmt("entitlement {id} ended; publish to announce it",
                                       id=value.id))
+
+
+# -- consent codes (用证码) ----------------------------------------------------------------------
+
+
+@cli.group("consent")
+def consent_group() -> None:
+    """Consent codes (用证码): a holder lets one requester fetch, once, for a purpose."""
+
+
+@consent_group.command("grant")
+@click.option("--holder-id", required=True, help="The holder's id (as on the certificate).")
+@click.option("--to", "to", required=True, metavar="REGION/AGENCY",
+              help="The requesting agency the code is for.")
+@click.option("--types", "types", required=True, metavar="T,…",
+              help="Certificate types it may fetch.")
+@click.option("--purpose", required=True, help="The purpose (用证事由) it must state.")
+@click.option("--ttl", type=Duration(), default="1h", show_default=True,
+              help="How long the code holds (at most 30 days).")
+@json_option
+def consent_grant(holder_id: str, to: str, types: str, purpose: str, ttl: Any) -> None:
+    """Make a consent code on the holder's behalf (at the service window); print it once."""
+    with settings().open_registry() as registry:
+        made = registry.consent_grant(holder_id, to, _split(types), purpose, ttl)
+    emit({"code": made.code, "id": made.id, "expires_at": made.expires_at},
+         lambda: (click.echo(made.code),
+                  say("consent {id} for {to}, valid until {expires}; give the code to the "
+                      "holder, it is not shown again", id=made.id, to=to,
+                      expires=local_time(_instant(made.expires_at)))))
+
+
+@consent_group.command("revoke")
+@click.argument("consent_id", metavar="ID")
+@json_option
+def consent_revoke(consent_id: str) -> None:
+    """Revoke consent ID (not yet used)."""
+    with settings().open_registry() as registry:
+        registry.consent_revoke(consent_id)
+    emit({"id": consent_id, "revoked": True}, fmt("consent {id} revoked", id=consent_id))
+
+
+@consent_group.command("list")
+@click.option("--holder-id", required=True, help="The holder's id.")
+@json_option
+def consent_list(holder_id: str) -> None:
+    """The consents a holder gave, newest first (never the codes)."""
+    with settings().open_registry() as registry:
+        found = registry.consents(holder_id)
+
+    def human() -> None:
+        if not found:
+            say("no consents")
+        for c in found:
+            state = (fmt("revoked") if c.revoked_at is not None else
+                     fmt("used") if c.used_at is not None else fmt("open"))
+            click.echo(f"{safe(c.id)}  {safe(c.requester)}  {safe(', '.join(c.types))}  "
+                       f"{safe(c.purpose)}  {state}  "
+                       + local_time(_instant(c.expires_at)))
+
+    emit([c._asdict() for c in found], human)
+
+
+def _instant(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)

@@ -4,7 +4,9 @@ consent codes (用证码) — each logged, published, replayed by audit and the 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import ecert
 from ecert._formats import bundle as _bundle
 from ecert._formats.jose import key_from_jwk, verify_signature
 from ecert.monitor import Monitor
+from ecert.registry import _sharing
 from ecert.trust import load_trust_list
 from tests.support import FAST_KDF_ROUNDS, FakeClock, LocalServer, create_registry
 from tests.support.registries import as_operator
@@ -313,3 +316,143 @@ def test_share_cli(registry: ecert.Registry, cli_as_admin: CliRun) -> None:
     bad = cli_as_admin(registry, "share", "allow", "zj", "--types", "cn.business-licence",
                        "--purposes", "p")
     assert bad.exit_code == 2
+
+
+# -- consent codes (用证码) ----------------------------------------------------------------------
+
+HOLDER = "91440300MA5F3K2L8G"
+LICENCE = "cn.business-licence"
+CODE = re.compile(r"[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){3}")
+
+
+@pytest.fixture
+def desk(registry: ecert.Registry, clock: FakeClock) -> Iterator[ecert.Registry]:
+    """A clerk of gd-amr (which issues business licences), at the service window."""
+    registry.add_operator("clerk-amr", roles=["clerk"], agencies=["gd-amr"],
+                          passphrase="clerk amr passphrase")
+    with as_operator(registry, "clerk-amr", "clerk amr passphrase", clock) as clerk:
+        yield clerk
+
+
+def test_consent_codes_are_typeable_with_80_random_bits() -> None:
+    assert _sharing.CODE_CHARS * 5 == 80 and len(set(_sharing.ALPHABET)) == 32
+    codes = {_sharing.new_code() for _ in range(200)}
+    assert len(codes) == 200 and all(CODE.fullmatch(c) for c in codes)
+    code = next(iter(codes))
+    assert _sharing.normalize_code(code.lower().replace("-", " ")) == code
+    assert _sharing.normalize_code("O1IL-0000-0000-0000") == "0111-0000-0000-0000"
+    for bad in ("", "ABCD-EFGH", "UUUU-0000-0000-0000", "ABCD-EFGH-JKMN-PQRS-T", 7):
+        assert _sharing.normalize_code(bad) is None  # type: ignore[arg-type]
+
+
+def test_a_clerk_grants_a_consent_kept_only_as_a_keyed_hash(
+        registry: ecert.Registry, desk: ecert.Registry, clock: FakeClock) -> None:
+    made = desk.consent_grant(HOLDER.lower(), "ZJ/zj-amr", [LICENCE], "跨省迁移登记",
+                              timedelta(hours=1))
+    assert CODE.fullmatch(made.code)
+    assert made.expires_at == int(clock().timestamp()) + 3600
+    with registry.engine.begin() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(text("SELECT * FROM consents"))]
+        leaves = b"".join(bytes(r[0]) for r in conn.execute(text("SELECT leaf FROM log_entries")))
+    (row,) = rows
+    assert made.code not in json.dumps(rows, default=str) and len(row["code_hash"]) == 64
+    assert row["holder"] == registry.holder_pseudonym(HOLDER)  # normalised as typed
+    # The public entry shows neither the holder, nor the requester, nor the purpose.
+    for secret in (HOLDER, registry.holder_pseudonym(HOLDER), "zj-amr", made.id):
+        assert secret.encode() not in leaves
+    assert "跨省迁移登记".encode() not in leaves
+    (entry,) = [e for e in registry.events() if e.action == "consent.grant"]
+    assert entry.operator == "clerk-amr" and entry.details["channel"] == "clerk"
+    assert entry.details["scope"] == [["gd-amr", LICENCE]]
+    (listed,) = registry.consents(HOLDER)
+    assert (listed.id, listed.requester, listed.types, listed.used_at) == (
+        made.id, "ZJ/zj-amr", (LICENCE,), None)
+    assert registry.audit().intact
+
+
+def test_a_clerk_outside_the_types_agencies_is_refused(registry: ecert.Registry,
+                                                       clock: FakeClock) -> None:
+    registry.add_operator("clerk-hrss", roles=["clerk"], agencies=["gd-hrss"],
+                          passphrase="clerk hrss passphrase")
+    with as_operator(registry, "clerk-hrss", "clerk hrss passphrase", clock) as clerk:
+        with pytest.raises(ecert.PermissionDenied):
+            clerk.consent_grant(HOLDER, "ZJ/zj-amr", [LICENCE], "跨省迁移登记")
+        with pytest.raises(ecert.PermissionDenied):  # not the service
+            clerk.consent_grant_by_holder(HOLDER, "ZJ/zj-amr", [LICENCE], "跨省迁移登记")
+    assert registry.consents(HOLDER) == []
+    assert registry.events()[-1].action == "access.refused"
+    assert registry.audit().intact
+
+
+def test_the_holders_channel_grants_through_the_service(registry: ecert.Registry,
+                                                        clock: FakeClock) -> None:
+    registry.add_operator("svc", roles=["service"], passphrase="service passphrase")
+    with as_operator(registry, "svc", "service passphrase", clock) as service:
+        made = service.consent_grant_by_holder(HOLDER, "ZJ/zj-amr", LICENCE, "跨省迁移登记",
+                                               600)
+        service.consent_revoke(made.id, holder_id=HOLDER)
+        with pytest.raises(ecert.NotFound):  # another holder cannot revoke it
+            service.consent_revoke(made.id, holder_id="91440300MA5F3K2L9X")
+    (consent,) = registry.consents(HOLDER)
+    assert consent.channel == "holder" and consent.revoked_at is not None
+    assert registry.audit().intact
+
+
+def test_consents_are_revoked_once_and_checked(desk: ecert.Registry,
+                                               registry: ecert.Registry) -> None:
+    made = desk.consent_grant(HOLDER, "ZJ/zj-amr", [LICENCE], "跨省迁移登记")
+    desk.consent_revoke(made.id)
+    with pytest.raises(ecert.InvalidTransition) as again:
+        desk.consent_revoke(made.id)
+    assert again.value.code == "consent_not_open"
+    with pytest.raises(ecert.NotFound):
+        desk.consent_revoke("c-nothing")
+    for args, code in [
+        (("ZJ", [LICENCE], "p", 600), "invalid_requester"),
+        (("ZJ/zj-amr", [LICENCE], "p", 59), "invalid_ttl"),
+        (("ZJ/zj-amr", [LICENCE], "p", 31 * 86400), "invalid_ttl"),
+        (("ZJ/zj-amr", [LICENCE], " ", 600), "invalid_entitlement"),
+        (("ZJ/zj-amr", ["cn.none"], "p", 600), "not_found"),
+    ]:
+        with pytest.raises(ecert.InputError) as refused:
+            desk.consent_grant(HOLDER, *args)
+        assert refused.value.code == code, args
+    assert registry.audit().intact
+
+
+@pytest.mark.parametrize(("sql", "kind"), [
+    ("INSERT INTO consents (id, code_hash, holder, requester, types, purpose, channel, "
+     "created_at, expires_at) VALUES ('c-planted', 'x', 'h', 'ZJ/zj-amr', "
+     "'[\"cn.business-licence\"]', 'p', 'clerk', 0, 99999999999)", "consent_unlogged"),
+    ("UPDATE consents SET expires_at = expires_at + 86400", "record_modified"),
+    ("UPDATE consents SET requester = 'SH/sh-amr'", "record_modified"),
+    ("UPDATE consents SET types = '[\"cn.business-licence\", \"cn.food-business-licence\"]'",
+     "record_modified"),
+    ("UPDATE consents SET revoked_at = 1", "record_modified"),
+    ("DELETE FROM consents", "record_modified"),
+])
+def test_consents_tampered_with_are_found(desk: ecert.Registry, registry: ecert.Registry,
+                                          sql: str, kind: str) -> None:
+    desk.consent_grant(HOLDER, "ZJ/zj-amr", [LICENCE], "跨省迁移登记")
+    with registry.engine.begin() as conn:
+        conn.execute(text(sql))
+    assert kind in kinds(registry.audit())
+
+
+def test_consent_cli(desk: ecert.Registry, registry: ecert.Registry,
+                     cli_as_admin: CliRun) -> None:
+    made = cli_as_admin(registry, "--json", "consent", "grant", "--holder-id", HOLDER,
+                        "--to", "ZJ/zj-amr", "--types", LICENCE, "--purpose", "跨省迁移登记",
+                        "--ttl", "1h")
+    assert made.exit_code == 0, made.output
+    value = json.loads(made.stdout)
+    assert CODE.fullmatch(value["code"])
+    human = cli_as_admin(registry, "consent", "grant", "--holder-id", HOLDER, "--to",
+                         "ZJ/zj-amr", "--types", LICENCE, "--purpose", "跨省迁移登记")
+    assert human.exit_code == 0 and CODE.fullmatch(human.stdout.splitlines()[0])
+    listed = json.loads(cli_as_admin(registry, "--json", "consent", "list", "--holder-id",
+                                     HOLDER).stdout)
+    assert value["id"] in {c["id"] for c in listed}
+    assert cli_as_admin(registry, "consent", "revoke", value["id"]).exit_code == 0
+    again = cli_as_admin(registry, "--json", "consent", "revoke", value["id"])
+    assert again.exit_code == 2 and "consent_not_open" in again.stdout

@@ -505,6 +505,10 @@ class Repository:
             query = query.with_for_update()
         return self.conn.execute(query).first()
 
+    def consents_of(self, holder: str) -> Sequence[Row[Any]]:
+        return self.conn.execute(select(consents).where(consents.c.holder == holder)
+                                 .order_by(consents.c.created_at.desc(), consents.c.id)).all()
+
     def list_consents(self) -> Sequence[Row[Any]]:
         return self.conn.execute(select(consents).order_by(consents.c.id)).all()
 

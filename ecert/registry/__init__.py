@@ -91,6 +91,7 @@ from ecert.registry._core import (
 )
 from ecert.registry._publication import PublishReport, log_origin
 from ecert.registry._rules import is_no_end, until_seconds
+from ecert.registry._sharing import Consent, ConsentCode
 from ecert.registry._watch import WatchCycle, WatchOutcome
 from ecert.registry._witness import CosignReport
 from ecert.trust import TrustAnchor
@@ -102,8 +103,8 @@ class Unset:
 
 UNSET = Unset()
 
-__all__ = ["AuditReport", "CatalogImport", "CosignReport", "History", "OperatorCredential",
-           "PublishReport", "Registry", "WatchCycle", "WatchOutcome"]
+__all__ = ["AuditReport", "CatalogImport", "Consent", "ConsentCode", "CosignReport", "History",
+           "OperatorCredential", "PublishReport", "Registry", "WatchCycle", "WatchOutcome"]
 
 _DB_FILE = "registry.db"
 
@@ -665,6 +666,59 @@ class Registry:
     def share_revoke(self, entitlement_id: str) -> Entitlement:
         """End entitlement ``entitlement_id`` now."""
         return self._ctx.execute(_sharing.REVOKE, {"id": entitlement_id})
+
+    def consent_grant(self, holder_id: str, to: str, types: Iterable[str], purpose: str,
+                      ttl: timedelta | int = timedelta(hours=1)) -> ConsentCode:
+        """Make a consent code (用证码) at the service window, on the holder's behalf: it
+        lets requester ``to`` (``REGION/agency-code``) fetch the holder's certificates of
+        ``types`` once, for ``purpose``, within ``ttl`` (a minute to 30 days).
+
+        The acting clerk needs ``consent.grant`` for every type (within an agency that
+        issues it); the grant is logged with their identity, the holder only as a
+        commitment. The code is returned once: the registry keeps only its keyed hash.
+        """
+        return self._consent(holder_id, to, types, purpose, ttl, _sharing.CLERK_CHANNEL)
+
+    def consent_grant_by_holder(self, authenticated_holder_id: str, to: str,
+                                types: Iterable[str], purpose: str,
+                                ttl: timedelta | int = timedelta(hours=1)) -> ConsentCode:
+        """The holder's own channel: as :meth:`consent_grant`, for a holder the deployment's
+        identity hook (an OIDC login, …) has authenticated — this function trusts that id.
+        The acting operator must be the ``service`` operator; the log marks the grant
+        ``channel: holder``."""
+        return self._consent(authenticated_holder_id, to, types, purpose, ttl,
+                             _sharing.HOLDER_CHANNEL)
+
+    def _consent(self, holder_id: str, to: str, types: Iterable[str], purpose: str,
+                 ttl: timedelta | int, channel: str) -> ConsentCode:
+        seconds = int(ttl.total_seconds()) if isinstance(ttl, timedelta) else ttl
+        if not isinstance(seconds, int) or isinstance(seconds, bool):
+            raise InputError("ttl is a number of seconds or a timedelta", code="invalid_ttl")
+        if isinstance(types, str):
+            types = [types]
+        return self._ctx.execute(_sharing.GRANT_CONSENT, _sharing.consent_params(
+            self._holder(holder_id), to, [_code_text(t) for t in types], purpose, seconds,
+            channel))
+
+    def _holder(self, holder_id: str) -> str:
+        """A holder id as typed, normalised as issuance does, as its pseudonym."""
+        if not isinstance(holder_id, str) or not normalize_id(holder_id):
+            raise InputError("no holder id", code="holder_id_empty")
+        return self.holder_pseudonym(normalize_id(holder_id))
+
+    def consent_revoke(self, consent_id: str, *, holder_id: str | None = None) -> None:
+        """Revoke an unused consent (``holder_id``: only if it is that holder's, as the
+        holder's channel asks)."""
+        self._ctx.execute(_sharing.REVOKE_CONSENT, {
+            "id": consent_id,
+            "holder": None if holder_id is None else self._holder(holder_id)})
+
+    def consents(self, holder_id: str) -> list[Consent]:
+        """The consents a holder gave, newest first (to show the holder; never the codes)."""
+        holder = self._holder(holder_id)
+        with self._ctx.read() as repo:
+            rows = repo.consents_of(holder)
+        return [Consent.from_row(r) for r in rows]
 
     # -- issuing -----------------------------------------------------------------------------
 

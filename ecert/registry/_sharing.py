@@ -20,7 +20,7 @@ import hmac
 import secrets
 import unicodedata
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from ecert._authority import Action, Resource, permits
 from ecert._formats.copy import MAX_PURPOSE
@@ -35,6 +35,7 @@ from ecert.errors import (
     NotFound,
     PermissionDenied,
 )
+from ecert.models import Role
 from ecert.registry._core import Operation, Target, Unit, register
 
 #: Crockford's base32 alphabet (no I, L, O, U).
@@ -42,6 +43,8 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _READ_AS = {"O": "0", "I": "1", "L": "1"}
 #: 16 characters of 5 bits: 80 bits of randomness.
 CODE_CHARS = 16
+CLERK_CHANNEL = "clerk"
+HOLDER_CHANNEL = "holder"
 #: The longest a consent may live, and the shortest.
 MAX_CONSENT_TTL = 30 * 24 * 3600
 MIN_CONSENT_TTL = 60
@@ -219,7 +222,41 @@ def _require_types(unit: Unit, action: Action, types: Iterable[str]) -> list[lis
     return scope
 
 
-def _grant(unit: Unit, p: Mapping[str, Any]) -> tuple[str, str]:
+class ConsentCode(NamedTuple):
+    """A consent code as made: shown once (the registry keeps only its keyed hash)."""
+
+    id: str  #: the consent's id (in use records and to revoke it)
+    code: str  #: what the holder gives the requester: ``XXXX-XXXX-XXXX-XXXX``
+    expires_at: int
+
+
+class Consent(NamedTuple):
+    """A consent as the registry keeps it (never the code)."""
+
+    id: str
+    requester: str
+    types: tuple[str, ...]
+    purpose: str
+    channel: str  #: ``clerk`` (at the service window) or ``holder`` (their own channel)
+    created_at: int
+    expires_at: int
+    used_at: int | None
+    revoked_at: int | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Consent:
+        """From a ``consents`` row."""
+        return cls(row.id, row.requester, tuple(row.types), row.purpose, row.channel,
+                   int(row.created_at), int(row.expires_at),
+                   None if row.used_at is None else int(row.used_at),
+                   None if row.revoked_at is None else int(row.revoked_at))
+
+
+def _grant(unit: Unit, p: Mapping[str, Any]) -> ConsentCode:
+    if p["channel"] == HOLDER_CHANNEL and Role.SERVICE not in unit.operator.roles:
+        # The holder's channel is the service relaying the identity hook's holder.
+        raise PermissionDenied(f"operator {unit.operator.name} is not the service: only it "
+                               "grants consent for the holder's own channel")
     scope = _require_types(unit, Action.CONSENT_GRANT, p["types"])
     code = new_code()
     expires = unit.now + p["ttl"]
@@ -229,7 +266,7 @@ def _grant(unit: Unit, p: Mapping[str, Any]) -> tuple[str, str]:
         channel=p["channel"], created_at=unit.now, expires_at=expires)
     unit.log(Action.CONSENT_GRANT, p["id"], _consent_details(unit, p, expires, scope),
              private=True)
-    return p["id"], code
+    return ConsentCode(p["id"], code, expires)
 
 
 def _consent_details(unit: Unit, p: Mapping[str, Any], expires: int,
