@@ -123,6 +123,7 @@ class ConsentState:
     expires: int
     channel: str
     revoked_at: int | None = None
+    used_at: int | None = None
 
 
 @dataclass
@@ -225,6 +226,8 @@ class Replay:
         self.entitlements: dict[str, Entitlement] = {}
         #: Consent codes by the commitment the log shows (tracked with the certificates).
         self.consents: dict[str, ConsentState] = {}
+        #: Use records (``share.fetch`` details) by the commitment the log shows.
+        self.uses: dict[str, dict[str, Any]] = {}
         self.root_rotations: list[str] = []
         self.certificates: dict[str, CertificateState] = {}
         #: list id -> {index: status value}; only indices the log allocated.
@@ -533,6 +536,9 @@ class Replay:
             elif action == Action.CONSENT_REVOKE.value:
                 if self.track_certificates:
                     self.consents[entry.subject].revoked_at = entry.time
+            elif action == Action.SHARE_FETCH.value:
+                if self.track_certificates:
+                    self._fetch(seq, entry)
             elif action == _V_WITNESS_COSIGN:
                 self.cosigned[d["origin"]] = (d["size"], d["root"])
             elif action == _V_REGISTRY_PUBLISH:
@@ -540,6 +546,24 @@ class Replay:
         except (KeyError, TypeError, ValueError, FormatError) as e:
             self._find(FindingKind.MALFORMED, entry.subject, seq,
                        f"{action} entry cannot be applied: {e}")
+
+    def _fetch(self, seq: int, entry: Entry) -> None:
+        d = entry.details
+        if entry.subject in self.uses:
+            raise ValueError("a use recorded twice")
+        if d["outcome"] not in ("granted", "refused") or (
+                (d["outcome"] == "refused") != isinstance(d["problem"], str)):
+            raise ValueError("a use is granted, or refused with a problem code")
+        consent = d["consent"]
+        if d["outcome"] == "granted" and isinstance(consent, str) and consent != "by statute":
+            state = self.consents.get(consent)
+            if state is None or state.used_at is not None or state.revoked_at is not None \
+                    or entry.time >= state.expires:
+                self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,
+                           "a fetch granted on a consent that was not open")
+            else:
+                state.used_at = entry.time
+        self.uses[entry.subject] = dict(d)
 
     def _agency_type(self, code: str, d: Mapping[str, Any]) -> None:
         agency = self.agencies[code]

@@ -153,6 +153,8 @@ SUMMARIES: dict[str, str] = {
     "not_in_force": N_("the entitlement has ended already"),
     "invalid_ttl": N_("invalid lifetime of a consent code"),
     "consent_not_open": N_("the consent code is used, revoked or expired already"),
+    "invalid_request": N_("invalid sharing request"),
+    "no_sharing_key": N_("the registry has no sharing key"),
 }
 
 

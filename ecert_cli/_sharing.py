@@ -203,3 +203,34 @@ def consent_list(holder_id: str) -> None:
 
 def _instant(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
+
+
+# -- use records ---------------------------------------------------------------------------------
+
+
+@cli.command("uses")
+@click.option("--holder-id", required=True, help="The holder's id.")
+@page_options()
+@json_option
+def uses(holder_id: str, limit: int, after: str | None) -> None:
+    """Who fetched a holder's certificates through the sharing service, newest first."""
+    with settings().open_registry() as registry:
+        page = registry.uses(holder_id, limit=limit, after=after)
+
+    def human() -> None:
+        if not page.items:
+            say("no use records")
+        for u in page.items:
+            outcome = (fmt("granted") if u.problem is None
+                       else fmt("refused: {problem}", problem=u.problem))
+            consent = fmt("by statute") if u.consent == "by statute" else (u.consent or "-")
+            click.echo(f"{local_time(_instant(u.at))}  {safe(u.requester)}  "
+                       f"{safe(u.purpose)}  {outcome}")
+            click.echo("    " + fmt("staff {staff} ({role}), item {item}, case {case}, "
+                                    "consent {consent}", staff=safe(u.staff_id),
+                                    role=safe(u.staff_role), item=safe(u.service_item),
+                                    case=safe(u.case), consent=safe(consent)))
+            for cert_id in u.certificates:
+                click.echo("    " + safe(cert_id))
+
+    emit_page(page, lambda u: u.to_json(), human)

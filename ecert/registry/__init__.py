@@ -69,6 +69,7 @@ from ecert.registry import (
     _audit,
     _catalog,
     _core,
+    _fetch,
     _issuance,
     _lifecycle,
     _operators,
@@ -89,6 +90,7 @@ from ecert.registry._core import (
     new_operator_key,
     operator_keys,
 )
+from ecert.registry._fetch import FetchResult, UseRecord
 from ecert.registry._publication import PublishReport, log_origin
 from ecert.registry._rules import is_no_end, until_seconds
 from ecert.registry._sharing import Consent, ConsentCode
@@ -103,8 +105,9 @@ class Unset:
 
 UNSET = Unset()
 
-__all__ = ["AuditReport", "CatalogImport", "Consent", "ConsentCode", "CosignReport", "History",
-           "OperatorCredential", "PublishReport", "Registry", "WatchCycle", "WatchOutcome"]
+__all__ = ["AuditReport", "CatalogImport", "Consent", "ConsentCode", "CosignReport",
+           "FetchResult", "History", "OperatorCredential", "PublishReport", "Registry",
+           "UseRecord", "WatchCycle", "WatchOutcome"]
 
 _DB_FILE = "registry.db"
 
@@ -719,6 +722,55 @@ class Registry:
         with self._ctx.read() as repo:
             rows = repo.consents_of(holder)
         return [Consent.from_row(r) for r in rows]
+
+    # -- sharing: the fetch, use records, nonces --------------------------------------------
+
+    def share_fetch(self, requester: str, holder_id: str, types: Iterable[str], *,
+                    purpose: str, case: str, service_item: str, staff_id: str,
+                    staff_role: str, request_hash: str, consent: str | None = None,
+                    copy_ttl: timedelta = timedelta(hours=24)) -> FetchResult:
+        """Answer an authenticated requester's fetch (the sharing service calls this as
+        the ``service`` operator, after checking the request's signature, region and
+        nonce): purpose-bound copies of the holder's valid certificates of ``types``, or
+        the first problem (``not_entitled``, ``purpose_not_permitted``,
+        ``consent_required``, ``too_many_requests``, ``consent_invalid``) — see
+        :mod:`ecert.registry._fetch`. Granted or refused, the call is one use record and
+        one ``share.fetch`` log entry. A holder with no such certificate gets no copy.
+        """
+        if isinstance(types, str):
+            types = [types]
+        return self._ctx.execute(_fetch.FETCH, _fetch.fetch_params(
+            requester=requester, holder=self._holder(holder_id),
+            types=[_code_text(t) for t in types], purpose=purpose, case=case,
+            service_item=service_item, staff_id=staff_id, staff_role=staff_role,
+            consent=consent, request_hash=request_hash,
+            ttl=int(copy_ttl.total_seconds())))
+
+    def uses(self, holder_id: str, *, limit: int = 100,
+             after: str | None = None) -> Page[UseRecord]:
+        """One page of a holder's use records, newest first: who fetched their
+        certificates, when, for which case and purpose, on which consent."""
+        if limit < 1:
+            raise InputError("limit must be at least 1")
+        before = None if after is None else int(decode_cursor(after, (int,))[0])
+        holder = self._holder(holder_id)
+        with self._ctx.read() as repo:
+            rows = repo.list_uses(holder, before=before, limit=limit + 1)
+        return page_of([UseRecord.from_row(r) for r in rows], limit, lambda u: (u.id,))
+
+    def remember_nonce(self, requester: str, nonce: str, expires_at: int) -> bool:
+        """Keep a signed request's nonce until ``expires_at`` (epoch seconds); False if
+        ``requester`` used it before (a replay). Atomic between workers and hosts sharing
+        the database: the second insert of a key fails on its primary key."""
+        if not nonce or len(nonce) > 200 or not requester or len(requester) > 120:
+            raise InputError("a nonce is 1 to 200 characters", code="invalid_request")
+        with self._ctx._write() as repo:  # bookkeeping, no change of state to log
+            return repo.remember_nonce(requester, nonce, expires_at, self._now())
+
+    def forget_nonces(self) -> int:
+        """Drop the nonces whose time passed; how many."""
+        with self._ctx._write() as repo:
+            return repo.forget_nonces(self._now())
 
     # -- issuing -----------------------------------------------------------------------------
 

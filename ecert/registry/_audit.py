@@ -54,6 +54,7 @@ from ecert.errors import EcertError, FormatError, NotFound, RecordTampered
 from ecert.models import Certificate, CertificateStatus, LogEntry, Role
 from ecert.registry._core import _Context
 from ecert.registry._lifecycle import STATUS_VALUES
+from ecert.registry._sharing import use_details, use_subject
 
 __all__ = ["AuditReport", "History", "check_stored_token", "entries", "history", "verify"]
 
@@ -1058,8 +1059,24 @@ def _compare_sharing(ctx: _Context, repo: Repository, replay: Replay, find: Any)
             find("record_modified", f"consent {row.id}", None,
                  "the consent's holder, requester, types, purpose or expiry differ from "
                  "the log")
-        if (row.revoked_at is None) != (logged_consent.revoked_at is None):
+        if (row.revoked_at is None) != (logged_consent.revoked_at is None) or (
+                row.used_at is None) != (logged_consent.used_at is None):
             find("record_modified", f"consent {row.id}", None,
-                 "the consent's revocation differs from the log")
+                 "the consent's revocation or use differs from the log")
     for public in replay.consents.keys() - seen:
         find("record_modified", public, None, "a logged consent is missing from the database")
+    seen = set()
+    for use in repo.list_all_uses():
+        public = commitment(key, use_subject(int(use.id)))
+        seen.add(public)
+        logged_use = replay.uses.get(public)
+        if logged_use is None:
+            find("use_unlogged", f"use {use.id}", None, "a use record no signed entry made")
+            continue
+        expected = use_details(key, dict(use._mapping))
+        if expected != logged_use:
+            find("record_modified", f"use {use.id}", None,
+                 "the use record differs from its log entry")
+    for public in replay.uses.keys() - seen:
+        find("record_modified", public, None, "a logged use record is missing from the "
+                                              "database")

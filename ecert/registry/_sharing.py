@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from ecert._authority import Action, Resource, permits
 from ecert._formats.copy import MAX_PURPOSE
+from ecert._formats.jose import canonical_json
 from ecert._formats.log import commitment
 from ecert._formats.trustlist import Entitlement, check_requester
 from ecert._storage.repository import Repository
@@ -43,6 +44,8 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _READ_AS = {"O": "0", "I": "1", "L": "1"}
 #: 16 characters of 5 bits: 80 bits of randomness.
 CODE_CHARS = 16
+#: What a use record says in place of a consent id when the entitlement needs none.
+BY_STATUTE = "by statute"
 CLERK_CHANNEL = "clerk"
 HOLDER_CHANNEL = "holder"
 #: The longest a consent may live, and the shortest.
@@ -297,3 +300,34 @@ GRANT_CONSENT = register(Operation(Action.CONSENT_GRANT, _consent_target, _grant
 REVOKE_CONSENT = register(Operation(
     Action.CONSENT_REVOKE, lambda _repo, p: Target(Resource(), p["id"]), _withdraw,
     guarded=False, self_authorizing=True, private=True))
+
+
+# -- use records -------------------------------------------------------------------------------
+
+
+def use_subject(use_id: int) -> str:
+    """The subject of a use record's log entry (published as its commitment)."""
+    return f"use:{use_id}"
+
+
+def use_details(key: bytes, row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a ``share.fetch`` entry says of a ``uses`` row: commitments of everything that
+    would tell who fetched whose certificate (and, in ``record``, of the whole row: staff,
+    service item, case, purpose, time); the outcome, problem code and types in clear."""
+    fields = [row[name] for name in _USE_FIELDS]
+    return {"holder": commitment(key, row["holder"]),
+            "requester": commitment(key, row["requester"]),
+            "certificates": [commitment(key, c) for c in row["certificates"]],
+            "consent": BY_STATUTE if row["by_statute"] else (
+                None if row["consent"] is None else commitment(key, row["consent"])),
+            "outcome": row["outcome"], "problem": row["problem"], "types": list(row["types"]),
+            "request": commitment(key, row["request_hash"]),
+            "response": None if row["response_hash"] is None
+            else commitment(key, row["response_hash"]),
+            "record": commitment(key, canonical_json(fields).decode("utf-8"))}
+
+
+#: The columns of a use record ``record`` commits to, in this order.
+_USE_FIELDS = ("at", "holder", "requester", "staff_id", "staff_role", "service_item",
+               "case_no", "purpose", "types", "certificates", "consent", "by_statute",
+               "outcome", "problem", "request_hash", "response_hash")
