@@ -29,10 +29,7 @@ def key_group() -> None:
 @json_option
 def key_create_requester(agency: str) -> None:
     """Give AGENCY a requester key, which signs its requests to other regions."""
-    with settings().open_registry() as registry:
-        key = registry.create_requester_key(agency)
-    emit(key_json(key), fmt("agency {code} now has requester key {kid}; publish to announce "
-                            "it", code=agency, kid=key.kid))
+    _requester_key(agency, replace=False)
 
 
 @key_group.command("rotate-requester")
@@ -40,8 +37,13 @@ def key_create_requester(agency: str) -> None:
 @json_option
 def key_rotate_requester(agency: str) -> None:
     """Replace AGENCY's requester key."""
+    _requester_key(agency, replace=True)
+
+
+def _requester_key(agency: str, *, replace: bool) -> None:
     with settings().open_registry() as registry:
-        key = registry.rotate_requester_key(agency)
+        key = (registry.rotate_requester_key(agency) if replace
+               else registry.create_requester_key(agency))
     emit(key_json(key), fmt("agency {code} now has requester key {kid}; publish to announce "
                             "it", code=agency, kid=key.kid))
 

@@ -387,12 +387,13 @@ class Repository:
             query = query.limit(limit)
         return self.conn.execute(query).all()
 
-    def units_without_prefix(self, prefix: str, end: int) -> list[int]:
-        """The units (below ``end``) holding an entry whose action does not start with
-        ``prefix``: found by the database, so no leaf is read."""
+    def units_without_prefix(self, prefixes: Sequence[str], end: int) -> list[int]:
+        """The units (below ``end``) holding an entry whose action starts with none of
+        ``prefixes``: found by the database, so no leaf is read."""
         return sorted(int(u) for u in self.conn.execute(
             select(log_entries.c.unit).distinct()
-            .where(log_entries.c.seq < end, ~log_entries.c.action.startswith(prefix))
+            .where(log_entries.c.seq < end,
+                   *(~log_entries.c.action.startswith(prefix) for prefix in prefixes))
         ).scalars())
 
     def log_rows_of_units(self, units: Sequence[int]) -> Sequence[Row[Any]]:

@@ -43,8 +43,8 @@ from ecert._formats.copy import (
     OriginalRef,
 )
 from ecert._formats.jose import b64url_encode, canonical_json
-from ecert._formats.trustlist import Entitlement, check_requester
-from ecert.errors import FormatError, InputError, RecordTampered
+from ecert._formats.trustlist import Entitlement
+from ecert.errors import InputError, RecordTampered
 from ecert.models import Certificate, CertificateStatus, KeyRole
 from ecert.registry._audit import check_stored_token
 from ecert.registry._core import Operation, Target, Unit, register
@@ -54,6 +54,7 @@ from ecert.registry._sharing import (
     FAILURE_WINDOW,
     MAX_FAILURES_PER_HOLDER,
     MAX_FAILURES_PER_REQUESTER,
+    agency_requester,
     code_hash,
     covering,
     normalize_code,
@@ -146,14 +147,7 @@ def fetch_params(*, requester: str, holder: str, types: Sequence[str], purpose: 
                  case: str, service_item: str, staff_id: str, staff_role: str,
                  consent: str | None, request_hash: str, ttl: int) -> dict[str, Any]:
     """Checked parameters of ``share.fetch`` (``holder``: the holder's pseudonym)."""
-    try:
-        check_requester(requester)
-    except FormatError as e:
-        raise InputError(f"requester {requester!r}: REGION/agency-code",
-                         code="invalid_requester") from e
-    if "/" not in requester:
-        raise InputError("a requester is one agency: REGION/agency-code",
-                         code="invalid_requester")
+    agency_requester(requester)
     if not types or len(types) > 20:
         raise InputError("a fetch asks for 1 to 20 types", code="invalid_request")
     if not 0 < ttl <= MAX_COPY_TTL:

@@ -60,8 +60,9 @@ LOG_DIR = "log"
 #: The lease ``ecert publish --watch`` holds (one watcher per registry).
 LEASE_NAME = "publish"
 WITNESS_DIR = "witness"
-#: Actions whose entries shape the trust list (every other one is about certificates).
-_CERTIFICATE_PREFIX = "certificate."
+#: Actions whose entries never shape the trust list: about certificates, consent codes and
+#: fetches (the many entries of holders' business), which publication need not replay.
+_HOLDER_PREFIXES = ("certificate.", "consent.", "share.fetch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,7 @@ def integrate(repo: Any) -> tuple[int, bytes]:
 
 def _trust_replay(repo: Repository, size: int) -> Replay:
     """Replay every unit that touches the trust list (not the certificates)."""
-    rows = repo.log_rows_of_units(repo.units_without_prefix(_CERTIFICATE_PREFIX, size))
+    rows = repo.log_rows_of_units(repo.units_without_prefix(_HOLDER_PREFIXES, size))
     replay = Replay(certificates=False)
     replay.apply_leaves((int(r.seq), bytes(r.leaf)) for r in rows if r.seq < size)
     return replay

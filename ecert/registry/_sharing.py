@@ -182,17 +182,24 @@ def code_hash(key: bytes, code: str) -> str:
     return hmac.new(key, code.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def consent_params(holder: str, requester: str, types: Iterable[str], purpose: str,
-                   ttl: int, channel: str) -> dict[str, Any]:
-    """Checked parameters of ``consent.grant`` (``holder``: the holder's pseudonym)."""
+def agency_requester(requester: str) -> str:
+    """A requester that is one agency, ``REGION/agency-code`` (consents and fetches name
+    one; only entitlements may name a whole region)."""
     try:
-        requester = check_requester(requester)
+        check_requester(requester)
     except FormatError as e:
         raise InputError(f"requester {requester!r}: use REGION/agency-code",
                          code="invalid_requester") from e
     if "/" not in requester:
-        raise InputError("a consent is given to one agency: REGION/agency-code",
-                         code="invalid_requester")
+        raise InputError(f"requester {requester!r} is a region: name one agency, "
+                         "REGION/agency-code", code="invalid_requester")
+    return requester
+
+
+def consent_params(holder: str, requester: str, types: Iterable[str], purpose: str,
+                   ttl: int, channel: str) -> dict[str, Any]:
+    """Checked parameters of ``consent.grant`` (``holder``: the holder's pseudonym)."""
+    requester = agency_requester(requester)
     if not MIN_CONSENT_TTL <= ttl <= MAX_CONSENT_TTL:
         raise InputError(f"a consent lives from {MIN_CONSENT_TTL} seconds to "
                          f"{MAX_CONSENT_TTL // 86400} days", code="invalid_ttl")
