@@ -58,6 +58,7 @@ from ecert._formats.statuslist import INVALID, StatusList, read_status_list_payl
 from ecert._formats.trustlist import Agreement, Entitlement, TrustedKey, TrustList
 from ecert._replay import (
     CertificateState,
+    ConsentState,
     Finding,
     KeyState,
     OperatorState,
@@ -409,6 +410,10 @@ def _replay_json(r: Replay) -> dict[str, Any]:
         "keys": {kid: _key_json(k) for kid, k in r.keys.items()},
         "agreements": {c: a.to_json() for c, a in r.agreements.items()},
         "entitlements": {i: e.to_json() for i, e in r.entitlements.items()},
+        "consents": {c: [k.holder, k.requester, list(k.types), k.purpose, k.expires,
+                         k.channel, k.revoked_at, k.used_at] for c, k in r.consents.items()},
+        # Only which use records were seen (a second entry for one is malformed).
+        "uses": sorted(r.uses),
         "root_rotations": list(r.root_rotations),
         "certificates": {c: [s.list, s.idx, s.agency, s.type, s.redacted]
                          for c, s in r.certificates.items()},
@@ -449,6 +454,9 @@ def _replay_from_json(v: Mapping[str, Any], statuses: dict[int, dict[int, int]])
     r.agreements = {c: Agreement.from_json(a) for c, a in v["agreements"].items()}
     # Absent from states written before sharing existed.
     r.entitlements = {i: Entitlement.from_json(e) for i, e in v.get("entitlements", {}).items()}
+    r.consents = {c: ConsentState(h, q, tuple(t), p, e, ch, rv, u)
+                  for c, (h, q, t, p, e, ch, rv, u) in v.get("consents", {}).items()}
+    r.uses = {u: {} for u in v.get("uses", [])}
     r.root_rotations = list(v["root_rotations"])
     r.statuses = statuses
     for c, (list_id, idx, agency, type_, redacted) in v["certificates"].items():

@@ -702,3 +702,23 @@ def test_uses_cli(sharing: Sharing, registry: ecert.Registry, cli_as_admin: CliR
     assert set(value) == {"items", "more", "next"} and value["items"][0]["outcome"] == "granted"
     human = cli_as_admin(registry, "uses", "--holder-id", HOLDER)
     assert "ZJ/zj-amr" in human.stdout and "跨省迁移登记" in human.stdout
+
+
+def test_the_monitor_follows_consents_and_fetches_across_runs(
+        served: ecert.Registry, http_server: LocalServer, clock: FakeClock,
+        tmp_path: Path) -> None:
+    world = Sharing(served, clock)
+    try:
+        www = http_server.root / "gd"
+        consent = world.consent(ttl=7200)
+        served.publish(www)
+        monitor = Monitor.from_anchor(served.anchor(), state_dir=tmp_path / "state",
+                                      clock=clock)
+        assert not monitor.run().findings
+        clock.advance(minutes=5)
+        assert world.fetch(consent=consent.code).granted  # spends a consent logged before
+        assert world.fetch(purpose="市场营销").problem == "purpose_not_permitted"
+        served.publish(www)
+        assert not monitor.run().findings  # from its saved state
+    finally:
+        world.close()
