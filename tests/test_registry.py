@@ -716,7 +716,7 @@ def test_init_twice(tmp_path: Path, database_url: str | None, clock: FakeClock,
         assert roles == {"root", "status", "log", "witness", "sharing"}
         assert [e.action for e in first.events()] == [
             "registry.init", "operator.add", "key.create", "key.create", "key.create",
-            "key.create"]
+            "key.create", "key.create"]
         with open_registry(home, database_url=database_url, clock=None) as again:
             assert again.region == first.region
         assert sorted(p.name for p in (home / "keys").iterdir()) == key_files
