@@ -176,11 +176,12 @@ def _decide(unit: Unit, p: Mapping[str, Any]) -> _Decision:
     """The checks, in order (see the module's docstring)."""
     repo, now = unit.repo, unit.now
     requester, purpose = p["requester"], p["purpose"]
+    in_force = repo.list_entitlements(in_force_at=now)
     per_type: dict[str, list[Entitlement]] = {}
     for type_code in p["types"]:
-        if not covering(repo, requester, type_code, None, now):
+        if not covering(in_force, requester, type_code, None, now):
             return _Decision("not_entitled", {}, None, False)
-        per_type[type_code] = covering(repo, requester, type_code, purpose, now)
+        per_type[type_code] = covering(in_force, requester, type_code, purpose, now)
     if not all(per_type.values()):
         return _Decision("purpose_not_permitted", {}, None, False)
     claims = {t: _allowed_claims(es) for t, es in per_type.items()}

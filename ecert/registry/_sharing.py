@@ -144,12 +144,12 @@ REVOKE = register(Operation(Action.SHARE_REVOKE,
                             lambda _repo, p: Target(Resource(), p["id"]), _revoke))
 
 
-def covering(repo: Repository, requester: str, type_code: str, purpose: str | None,
-             at: int) -> list[Entitlement]:
-    """The entitlements in force that let ``requester`` fetch ``type_code`` (for
-    ``purpose``; None: for any purpose)."""
+def covering(entitlements: Iterable[Entitlement], requester: str, type_code: str,
+             purpose: str | None, at: int) -> list[Entitlement]:
+    """Those of ``entitlements`` that let ``requester`` fetch ``type_code`` at ``at``
+    (for ``purpose``; None: for any purpose)."""
     region = requester.split("/", 1)[0]
-    return [e for e in repo.list_entitlements(in_force_at=at)
+    return [e for e in entitlements
             if e.requester in (requester, region) and type_code in e.types
             and e.in_force(at) and (purpose is None or purpose in e.purposes)]
 
