@@ -189,6 +189,21 @@ def test_an_entitlement_is_logged_listed_and_revoked(registry: ecert.Registry,
     assert registry.audit().intact
 
 
+def test_an_entitlement_may_end_by_itself(registry: ecert.Registry, clock: FakeClock) -> None:
+    end = clock() + timedelta(days=2)
+    value = registry.share_allow("ZJ/zj-amr", "cn.business-licence", "跨省迁移登记",
+                                 valid_until=end)
+    assert (value.types, value.purposes) == (("cn.business-licence",), ("跨省迁移登记",))
+    assert value.valid_until == int(end.timestamp())
+    clock.advance(days=2)
+    assert registry.share_list().items == ()
+    with pytest.raises(ecert.InvalidTransition):
+        registry.share_revoke(value.id)
+    with pytest.raises(ecert.InputError):
+        registry.share_allow("ZJ", ["cn.business-licence"], ["p"], valid_until=clock())
+    assert registry.audit().intact
+
+
 def test_share_list_pages(registry: ecert.Registry) -> None:
     made = sorted((registry.share_allow("ZJ", ["cn.business-licence"], [f"事由{i}"])
                    for i in range(3)), key=lambda e: e.id)

@@ -651,6 +651,8 @@ class Registry:
         Published in the next trust list, so everyone sees who may receive what.
         """
         end = None if valid_until is None else until_seconds(valid_until, self._ctx.region.tz)
+        if isinstance(types, str):
+            types = [types]
         return self._ctx.execute(_sharing.ALLOW, _sharing.entitlement_params(
             requester, [_code_text(t) for t in types], purposes, claims, without_consent,
             end))

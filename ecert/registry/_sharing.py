@@ -63,6 +63,8 @@ MAX_FAILURES_PER_HOLDER = 5
 
 def _names(what: str, values: Iterable[str], *, limit: int = 100) -> list[str]:
     """Distinct, non-empty names as typed (NFC, no outer space), in the order given."""
+    if isinstance(values, str):  # one name, not its characters
+        values = [values]
     out: list[str] = []
     for value in values:
         if not isinstance(value, str):
