@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -737,3 +739,19 @@ def test_the_monitor_follows_consents_and_fetches_across_runs(
         assert not monitor.run().findings  # from its saved state
     finally:
         world.close()
+
+
+def test_a_nonce_is_taken_once_by_concurrent_workers(registry: ecert.Registry,
+                                                     clock: FakeClock) -> None:
+    """Stateless workers share the database: of simultaneous requests with one nonce,
+    exactly one gets through."""
+    expires = int(clock().timestamp()) + 300
+    barrier = threading.Barrier(6)
+
+    def worker(_: int) -> bool:
+        barrier.wait()
+        return registry.remember_nonce("ZJ/zj-amr", "same-nonce", expires)
+
+    with ThreadPoolExecutor(6) as pool:
+        taken = list(pool.map(worker, range(6)))
+    assert taken.count(True) == 1
