@@ -755,3 +755,33 @@ def test_a_nonce_is_taken_once_by_concurrent_workers(registry: ecert.Registry,
     with ThreadPoolExecutor(6) as pool:
         taken = list(pool.map(worker, range(6)))
     assert taken.count(True) == 1
+
+
+def test_a_consent_is_spent_once_by_concurrent_fetches(sharing: Sharing,
+                                                       registry: ecert.Registry) -> None:
+    code = sharing.consent().code
+    barrier = threading.Barrier(4)
+
+    def worker(i: int) -> str | None:
+        barrier.wait()
+        return sharing.fetch(consent=code, case=f"CASE-{i}").problem
+
+    with ThreadPoolExecutor(4) as pool:
+        problems = list(pool.map(worker, range(4)))
+    assert sorted(problems, key=str) == [None, "consent_invalid", "consent_invalid",
+                                         "consent_invalid"]
+    assert registry.audit().intact
+
+
+def test_concurrent_wrong_codes_are_each_counted(sharing: Sharing) -> None:
+    barrier = threading.Barrier(4)
+
+    def worker(i: int) -> str | None:
+        barrier.wait()
+        return sharing.fetch(consent=_sharing.new_code(), case=f"CASE-{i}").problem
+
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(worker, range(4))) == {"consent_invalid"}
+    with sharing.registry.engine.begin() as conn:
+        counts = sorted(r[0] for r in conn.execute(text("SELECT count FROM consent_failures")))
+    assert counts == [4, 4]  # the holder's and the requester's

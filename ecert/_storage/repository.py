@@ -828,12 +828,19 @@ class WriteRepository(Repository):
 
     def count_failure(self, scope: str, window: int) -> None:
         """One more failed consent code for ``scope`` in ``window``."""
-        done = self.conn.execute(update(consent_failures).where(
-            consent_failures.c.scope == scope, consent_failures.c.window == window)
-            .values(count=consent_failures.c.count + 1))
-        if done.rowcount == 0:
-            self.conn.execute(insert(consent_failures).values(scope=scope, window=window,
-                                                              count=1))
+        def add() -> int:
+            return int(self.conn.execute(update(consent_failures).where(
+                consent_failures.c.scope == scope, consent_failures.c.window == window)
+                .values(count=consent_failures.c.count + 1)).rowcount)
+
+        if add():
+            return
+        try:  # the first failure of the window; a concurrent one may insert it first
+            with self.conn.begin_nested():
+                self.conn.execute(insert(consent_failures).values(scope=scope, window=window,
+                                                                  count=1))
+        except IntegrityError:
+            add()
 
     def add_use(self, **row: Any) -> int:
         result = self.conn.execute(insert(uses).values(**row).returning(uses.c.id))
