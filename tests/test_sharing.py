@@ -785,3 +785,13 @@ def test_concurrent_wrong_codes_are_each_counted(sharing: Sharing) -> None:
     with sharing.registry.engine.begin() as conn:
         counts = sorted(r[0] for r in conn.execute(text("SELECT count FROM consent_failures")))
     assert counts == [4, 4]  # the holder's and the requester's
+
+
+def test_an_agency_that_only_consumes_has_a_requester_key_and_no_signing_use(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    registry.add_agency("gd-consumer", name="只用证的机构", uscc=uscc(77), types=[])
+    key = registry.create_requester_key("gd-consumer")
+    listed = trust_list(registry, tmp_path / "www", clock)
+    (agency,) = [a for a in listed.agencies if a.code == "gd-consumer"]
+    assert agency.types == () and [k.jwk["kid"] for k in agency.requester_keys] == [key.kid]
+    assert registry.audit().intact
