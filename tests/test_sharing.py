@@ -787,7 +787,7 @@ def test_concurrent_wrong_codes_are_each_counted(sharing: Sharing) -> None:
     assert counts == [4, 4]  # the holder's and the requester's
 
 
-def test_an_agency_that_only_consumes_has_a_requester_key_and_no_signing_use(
+def test_an_agency_that_only_consumes_has_a_requester_key(
         registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
     registry.add_agency("gd-consumer", name="只用证的机构", uscc=uscc(77), types=[])
     key = registry.create_requester_key("gd-consumer")
