@@ -795,3 +795,28 @@ def test_an_agency_that_only_consumes_has_a_requester_key(
     (agency,) = [a for a in listed.agencies if a.code == "gd-consumer"]
     assert agency.types == () and [k.jwk["kid"] for k in agency.requester_keys] == [key.kid]
     assert registry.audit().intact
+
+
+def test_refusals_of_the_service_are_recorded_too(sharing: Sharing,
+                                                  registry: ecert.Registry) -> None:
+    """What the HTTP layer refuses before asking (bad signature, unrecognized region,
+    replay, …) is a use record and a log entry like any other request."""
+    for problem in ("not_authenticated", "region_not_recognized", "replay",
+                    "too_many_requests", "bad_request"):
+        result = sharing.service.share_refused(
+            problem, requester="SH/sh-amr", holder_id=HOLDER, types=[LICENCE],
+            purpose="跨省迁移登记", case="SH-1", service_item="310000-SX-0001",
+            staff_id="sh-9", staff_role="受理", request_hash="h-sh")
+        assert (result.outcome, result.problem, result.copies) == ("refused", problem, ())
+    junk = sharing.service.share_refused("bad_request", requester="x\x00" * 200,
+                                         holder_id=None, types="\n", purpose=None, case=None,
+                                         service_item=None, staff_id=None, staff_role=None,
+                                         request_hash=None)
+    assert junk.problem == "bad_request"
+    with pytest.raises(ecert.InputError):
+        sharing.service.share_refused("granted", requester=None, holder_id=None)
+    records = registry.uses(HOLDER).items
+    assert [u.problem for u in records] == ["bad_request", "too_many_requests", "replay",
+                                            "region_not_recognized", "not_authenticated"]
+    assert records[0].requester == "SH/sh-amr" and records[0].case == "SH-1"
+    assert registry.audit().intact

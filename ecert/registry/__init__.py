@@ -738,6 +738,9 @@ class Registry:
         ``consent_required``, ``too_many_requests``, ``consent_invalid``) — see
         :mod:`ecert.registry._fetch`. Granted or refused, the call is one use record and
         one ``share.fetch`` log entry. A holder with no such certificate gets no copy.
+        Malformed parameters raise :class:`ecert.errors.InputError` (``invalid_request``,
+        ``invalid_requester``) before anything is decided: the service records such a
+        request with :meth:`share_refused` (``bad_request``).
         """
         if isinstance(types, str):
             types = [types]
@@ -747,6 +750,25 @@ class Registry:
             service_item=service_item, staff_id=staff_id, staff_role=staff_role,
             consent=consent, request_hash=request_hash,
             ttl=int(copy_ttl.total_seconds())))
+
+    def share_refused(self, problem: str, *, requester: str | None, holder_id: str | None,
+                      types: Iterable[str] | str | None = None, purpose: str | None = None,
+                      case: str | None = None, service_item: str | None = None,
+                      staff_id: str | None = None, staff_role: str | None = None,
+                      request_hash: str | None = None) -> FetchResult:
+        """Record a request the sharing service refused before asking the registry
+        (``not_authenticated``, ``region_not_recognized``, ``replay``,
+        ``too_many_requests``, ``bad_request``): a use record and a ``share.fetch`` entry,
+        like every other request. The fields are what the request *claimed* (it was not
+        authenticated, or not well formed); each is kept printable and cut to size."""
+        holder = "-"
+        if isinstance(holder_id, str) and normalize_id(holder_id):
+            holder = self.holder_pseudonym(normalize_id(holder_id))
+        return self._ctx.execute(_fetch.FETCH, _fetch.refusal_params(
+            problem, requester=requester, holder=holder,
+            types=list(types) if types is not None and not isinstance(types, str) else types,
+            purpose=purpose, case=case, service_item=service_item, staff_id=staff_id,
+            staff_role=staff_role, request_hash=request_hash))
 
     def uses(self, holder_id: str, *, limit: int = 100,
              after: str | None = None) -> Page[UseRecord]:

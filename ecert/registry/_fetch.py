@@ -165,6 +165,38 @@ def fetch_params(*, requester: str, holder: str, types: Sequence[str], purpose: 
     }
 
 
+#: Refusals the HTTP layer decides before the registry is asked (recorded all the same).
+SERVICE_PROBLEMS = frozenset({"not_authenticated", "region_not_recognized", "replay",
+                              "too_many_requests", "bad_request"})
+
+
+def _claimed(value: Any, limit: int) -> str:
+    """A field as an unauthenticated or malformed request claimed it, fit to record:
+    printable characters only, at most ``limit``, ``-`` when there is nothing."""
+    text = "".join(c for c in str(value if value is not None else "") if c.isprintable())
+    return text.strip()[:limit] or "-"
+
+
+def refusal_params(problem: str, *, requester: Any, holder: str, types: Any, purpose: Any,
+                   case: Any, service_item: Any, staff_id: Any, staff_role: Any,
+                   request_hash: Any) -> dict[str, Any]:
+    """Parameters of a ``share.fetch`` the HTTP layer refused with ``problem``: whatever
+    the request claimed, cut to size (it may come from anyone)."""
+    if problem not in SERVICE_PROBLEMS:
+        raise InputError(f"{problem!r} is not a refusal of the service: use one of "
+                         f"{', '.join(sorted(SERVICE_PROBLEMS))}", code="invalid_request")
+    listed = types if isinstance(types, list | tuple) else [types]
+    return {
+        "requester": _claimed(requester, 120), "holder": holder,
+        "types": list(dict.fromkeys(_claimed(t, MAX_FIELD) for t in listed[:20])) or ["-"],
+        "purpose": _claimed(purpose, MAX_PURPOSE), "case": _claimed(case, MAX_CASE),
+        "service_item": _claimed(service_item, MAX_FIELD),
+        "staff_id": _claimed(staff_id, MAX_FIELD), "staff_role": _claimed(staff_role, MAX_FIELD),
+        "consent": None, "request_hash": _claimed(request_hash, 128), "ttl": DEFAULT_COPY_TTL,
+        "refused": problem,
+    }
+
+
 class _Decision(NamedTuple):
     problem: str | None
     claims: dict[str, tuple[str, ...] | None]  #: per type: the claims allowed (None: all)
@@ -264,7 +296,8 @@ def _copies(unit: Unit, p: Mapping[str, Any],
 
 
 def _fetch(unit: Unit, p: Mapping[str, Any]) -> FetchResult:
-    decision = _decide(unit, p)
+    refused = p.get("refused")
+    decision = _Decision(refused, {}, None, False) if refused else _decide(unit, p)
     copies = [] if decision.problem else _copies(unit, p, decision.claims)
     outcome = REFUSED if decision.problem else GRANTED
     answer = response_hash([c.token for c in copies], decision.problem)
