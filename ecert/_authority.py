@@ -21,6 +21,7 @@ __all__ = [
     "Resource",
     "approvals_needed",
     "grants_from_json",
+    "minimum_approvals",
     "permits",
 ]
 
@@ -68,6 +69,15 @@ class Action(StrEnum):
     #: unit that issues its successor; authorized by the permission to issue that one.
     CERT_SUPERSEDE = "certificate.supersede"
     WITNESS_COSIGN = "witness.cosign"
+    #: An entitlement (用证清单 entry) was given; one ``without_consent`` always needed
+    #: four-eyes approval.
+    SHARE_ALLOW = "share.allow"
+    SHARE_REVOKE = "share.revoke"
+    #: A consent code (用证码) was made, by a clerk at the window or the holder's channel.
+    CONSENT_GRANT = "consent.grant"
+    CONSENT_REVOKE = "consent.revoke"
+    #: A requester's fetch through the sharing service, granted or refused (a use record).
+    SHARE_FETCH = "share.fetch"
     LEGACY = "legacy"
 
 
@@ -101,6 +111,13 @@ _PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     # Printing a QR or card is desk work: whoever issues or revokes for the agency and type.
     Action.CERT_QR: frozenset({Role.CLERK, Role.OFFICER}),
     Action.WITNESS_COSIGN: frozenset({Role.SERVICE, Role.TRUST_ADMIN}),
+    Action.SHARE_ALLOW: frozenset({Role.TRUST_ADMIN}),
+    Action.SHARE_REVOKE: frozenset({Role.TRUST_ADMIN}),
+    # A clerk at the window for the agencies and types of the consent; the service for the
+    # holder's own channel (the holder authenticated by the deployment's identity hook).
+    Action.CONSENT_GRANT: frozenset({Role.CLERK, Role.SERVICE}),
+    Action.CONSENT_REVOKE: frozenset({Role.CLERK, Role.SERVICE}),
+    Action.SHARE_FETCH: frozenset({Role.SERVICE}),
 }
 
 _SCOPED = frozenset({Role.CLERK, Role.OFFICER})
@@ -112,7 +129,8 @@ ADMIN_CHANGES = frozenset({Action.OPERATOR_ADD, Action.OPERATOR_GRANT, Action.OP
 
 #: Actions a four-eyes policy may be set on.
 GUARDED = frozenset(_PERMISSIONS) - {Action.REGISTRY_PUBLISH, Action.WITNESS_COSIGN,
-                                     Action.CERT_QR}
+                                     Action.CERT_QR, Action.CONSENT_GRANT,
+                                     Action.CONSENT_REVOKE, Action.SHARE_FETCH}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +171,15 @@ def approvals_needed(policies: Mapping[tuple[str, str], int], action: Action,
     if action in ADMIN_CHANGES and admin_count >= 2:
         needed = max(needed, 2)
     return needed
+
+
+def minimum_approvals(action: Action | str, details: Mapping[str, Any]) -> int:
+    """Operators a change needs whatever the policies say: an entitlement to fetch without
+    the holder's consent (by statute, 依职能用证) always needs two. ``details`` are the
+    operation's parameters or, in a replay, its logged details (both carry the flag)."""
+    if action == Action.SHARE_ALLOW and details.get("without_consent") is True:
+        return 2
+    return 1
 
 
 def grants_from_json(value: Any) -> tuple[OperatorGrant, ...]:

@@ -17,7 +17,7 @@ because none of it was signed by someone who held the authority at that point.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from ecert import _windows
@@ -28,13 +28,14 @@ from ecert._authority import (
     Resource,
     approvals_needed,
     grants_from_json,
+    minimum_approvals,
     permits,
 )
 from ecert._clock import DEFAULT_TZ
 from ecert._formats.jose import jwk_thumbprint, key_from_jwk
 from ecert._formats.log import LEGACY_OPERATOR, Entry, verify_unit
 from ecert._formats.statuslist import INVALID, SUSPENDED, VALID
-from ecert._formats.trustlist import Agreement
+from ecert._formats.trustlist import Agreement, Entitlement
 from ecert.errors import FormatError
 from ecert.models import OperatorGrant, Role
 
@@ -110,6 +111,20 @@ class CertificateState:
     def status_at(self, time: int) -> int:
         """The status in effect at ``time``."""
         return INVALID if self.revoke_at is not None and time >= self.revoke_at else self.status
+
+
+@dataclass
+class ConsentState:
+    """A consent code as the log has it (commitments where the entry has them)."""
+
+    holder: str  #: commitment to the holder's pseudonym
+    requester: str  #: commitment to the requester
+    types: tuple[str, ...]
+    purpose: str  #: commitment to the purpose
+    expires: int
+    channel: str
+    revoked_at: int | None = None
+    used_at: int | None = None
 
 
 @dataclass
@@ -208,6 +223,12 @@ class Replay:
         self.agencies: dict[str, dict[str, Any]] = {}
         self.keys: dict[str, KeyState] = {}
         self.agreements: dict[str, Agreement] = {}
+        #: Entitlements (用证清单) by id, ended ones included.
+        self.entitlements: dict[str, Entitlement] = {}
+        #: Consent codes by the commitment the log shows (tracked with the certificates).
+        self.consents: dict[str, ConsentState] = {}
+        #: Use records (``share.fetch`` details) by the commitment the log shows.
+        self.uses: dict[str, dict[str, Any]] = {}
         self.root_rotations: list[str] = []
         self.certificates: dict[str, CertificateState] = {}
         #: list id -> {index: status value}; only indices the log allocated.
@@ -319,14 +340,24 @@ class Replay:
                 # Authorized by the issue of its successor in the same unit (checked on
                 # that entry); the pairing is checked where the effect is applied.
                 continue
+            if entry_action in _SCOPED_BY_DETAILS:
+                if not _scope_permitted(operator.grants, entry_action, entry.details):
+                    return self._deny(entry, entry_seq, f"may not {entry.action} for every "
+                                                        "agency and type of its scope")
+                if entry.details.get("channel") == "holder" and not any(
+                        g.role is Role.SERVICE for g in operator.grants):
+                    return self._deny(entry, entry_seq, "a holder's-channel consent not made "
+                                                        "by the service")
+                continue
             resource = _resource(entry)
             if not permits(operator.grants, entry_action, resource):
                 return self._deny(entry, entry_seq, f"may not {entry.action}")
             # Only changes of the admins themselves depend on how many there are; counting
             # them for every certificate would cost O(operators) per unit.
             admins = self._admin_count() if entry_action in ADMIN_CHANGES else 0
-            needed = approvals_needed(self.policies, _policy_action(entry_action),
-                                      resource.type, admins)
+            needed = max(approvals_needed(self.policies, _policy_action(entry_action),
+                                          resource.type, admins),
+                         minimum_approvals(entry_action, entry.details))
             if needed > 1:
                 self._find(FindingKind.MISSING_APPROVAL, entry.subject, entry_seq,
                            f"{entry.action} needs {needed} operators but was not approved")
@@ -487,6 +518,33 @@ class Replay:
                 self.agreements[entry.subject] = Agreement.from_json(d["agreement"])
             elif action == _V_AGREEMENT_WITHDRAW:
                 self.agreements.pop(entry.subject, None)
+            elif action == Action.SHARE_ALLOW.value:
+                value = Entitlement.from_json(d["entitlement"])
+                if value.id != entry.subject or value.id in self.entitlements:
+                    raise ValueError("an entitlement is allowed once, under its own id")
+                if d["without_consent"] is not value.without_consent:
+                    raise ValueError("the entitlement's without_consent differs from the "
+                                     "entry's")
+                self.entitlements[value.id] = value
+            elif action == Action.SHARE_REVOKE.value:
+                value = self.entitlements[entry.subject]
+                until = d["valid_until"]
+                if type(until) is not int or until < value.valid_from:
+                    raise ValueError("an entitlement ends after it starts")
+                self.entitlements[value.id] = replace(value, valid_until=until)
+            elif action == Action.CONSENT_GRANT.value:
+                if self.track_certificates:
+                    if entry.subject in self.consents:
+                        raise ValueError("a consent granted twice")
+                    self.consents[entry.subject] = ConsentState(
+                        str(d["holder"]), str(d["requester"]), tuple(d["types"]),
+                        str(d["purpose"]), int(d["expires"]), str(d["channel"]))
+            elif action == Action.CONSENT_REVOKE.value:
+                if self.track_certificates:
+                    self.consents[entry.subject].revoked_at = entry.time
+            elif action == Action.SHARE_FETCH.value:
+                if self.track_certificates:
+                    self._fetch(seq, entry)
             elif action == _V_WITNESS_COSIGN:
                 self.cosigned[d["origin"]] = (d["size"], d["root"])
             elif action == _V_REGISTRY_PUBLISH:
@@ -494,6 +552,24 @@ class Replay:
         except (KeyError, TypeError, ValueError, FormatError) as e:
             self._find(FindingKind.MALFORMED, entry.subject, seq,
                        f"{action} entry cannot be applied: {e}")
+
+    def _fetch(self, seq: int, entry: Entry) -> None:
+        d = entry.details
+        if entry.subject in self.uses:
+            raise ValueError("a use recorded twice")
+        if d["outcome"] not in ("granted", "refused") or (
+                (d["outcome"] == "refused") != isinstance(d["problem"], str)):
+            raise ValueError("a use is granted, or refused with a problem code")
+        consent = d["consent"]
+        if d["outcome"] == "granted" and isinstance(consent, str) and consent != "by statute":
+            state = self.consents.get(consent)
+            if state is None or state.used_at is not None or state.revoked_at is not None \
+                    or entry.time >= state.expires:
+                self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,
+                           "a fetch granted on a consent that was not open")
+            else:
+                state.used_at = entry.time
+        self.uses[entry.subject] = dict(d)
 
     def _agency_type(self, code: str, d: Mapping[str, Any]) -> None:
         agency = self.agencies[code]
@@ -596,6 +672,13 @@ class Replay:
             return INVALID
         return self.statuses.get(list_id, {}).get(index, INVALID)
 
+    def entitlements_at(self, at: int) -> tuple[Entitlement, ...]:
+        """The entitlements a trust list issued at ``at`` carries: those not ended by then,
+        by id (publication and the monitor ask the same)."""
+        return tuple(sorted((e for e in self.entitlements.values()
+                             if e.valid_until is None or e.valid_until > at),
+                            key=lambda e: e.id))
+
     def statuses_at(self, list_id: int, at: int) -> dict[int, int]:
         """The allocated indices of a list and their status at ``at`` (a list's ``iat``)."""
         slots = dict(self.statuses.get(list_id, {}))
@@ -622,6 +705,25 @@ def _resource(entry: Entry) -> Resource:
     if action == _V_TYPE_ADD:
         return Resource(type=entry.subject)
     return Resource()
+
+
+#: Actions whose entries name the (agency, type) pairs that authorize them.
+_SCOPED_BY_DETAILS = frozenset({Action.CONSENT_GRANT, Action.CONSENT_REVOKE})
+
+
+def _scope_permitted(grants: Iterable[OperatorGrant], action: Action,
+                     details: Mapping[str, Any]) -> bool:
+    """Whether ``grants`` permit ``action`` on every ``[agency, type]`` of its scope."""
+    scope = details.get("scope")
+    if not isinstance(scope, list) or not scope:
+        return False
+    for pair in scope:
+        if not (isinstance(pair, list) and len(pair) == 2
+                and all(isinstance(v, str) for v in pair)):
+            return False
+        if not permits(grants, action, Resource(pair[0], pair[1])):
+            return False
+    return True
 
 
 def _policy_action(action: Action) -> Action:

@@ -55,7 +55,7 @@ __all__ = [
 EXPIRY_WARNING_SECONDS = 6 * 3600
 #: Key-store entries that are secrets, not keys: no key row names them. This is the name
 #: the registry keeps its holder-pseudonym secret under (``<name>.p12``).
-DEFAULT_SECRET_NAMES = frozenset({"holder-pseudonym", "log-commitment"})
+DEFAULT_SECRET_NAMES = frozenset({"holder-pseudonym", "log-commitment", "consent-code"})
 
 _KEYS_DIR = "keys"
 _DB_FILE = "registry.db"

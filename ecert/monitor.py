@@ -55,9 +55,10 @@ from ecert._formats.note import (
     verify_note,
 )
 from ecert._formats.statuslist import INVALID, StatusList, read_status_list_payload
-from ecert._formats.trustlist import Agreement, TrustedKey, TrustList
+from ecert._formats.trustlist import Agreement, Entitlement, TrustedKey, TrustList
 from ecert._replay import (
     CertificateState,
+    ConsentState,
     Finding,
     KeyState,
     OperatorState,
@@ -408,6 +409,11 @@ def _replay_json(r: Replay) -> dict[str, Any]:
                                        for c, a in r.agencies.items()},
         "keys": {kid: _key_json(k) for kid, k in r.keys.items()},
         "agreements": {c: a.to_json() for c, a in r.agreements.items()},
+        "entitlements": {i: e.to_json() for i, e in r.entitlements.items()},
+        "consents": {c: [k.holder, k.requester, list(k.types), k.purpose, k.expires,
+                         k.channel, k.revoked_at, k.used_at] for c, k in r.consents.items()},
+        # Only which use records were seen (a second entry for one is malformed).
+        "uses": sorted(r.uses),
         "root_rotations": list(r.root_rotations),
         "certificates": {c: [s.list, s.idx, s.agency, s.type, s.redacted]
                          for c, s in r.certificates.items()},
@@ -446,6 +452,11 @@ def _replay_from_json(v: Mapping[str, Any], statuses: dict[int, dict[int, int]])
     for kid, (role, agency, jwk, created, retired, compromised) in v["keys"].items():
         r.keys[kid] = KeyState(kid, role, agency, jwk, created, retired, compromised)
     r.agreements = {c: Agreement.from_json(a) for c, a in v["agreements"].items()}
+    # Absent from states written before sharing existed.
+    r.entitlements = {i: Entitlement.from_json(e) for i, e in v.get("entitlements", {}).items()}
+    r.consents = {c: ConsentState(h, q, tuple(t), p, e, ch, rv, u)
+                  for c, (h, q, t, p, e, ch, rv, u) in v.get("consents", {}).items()}
+    r.uses = {u: {} for u in v.get("uses", [])}
     r.root_rotations = list(v["root_rotations"])
     r.statuses = statuses
     for c, (list_id, idx, agency, type_, redacted) in v["certificates"].items():
@@ -931,12 +942,18 @@ class Monitor:
                          for t in trust_list.types},
                {(c, t.get("version"), t.get("name"), t.get("national_type_code"))
                 for c, t in replay.types.items()})
-        published_keys = {(a.code, _key_text(k)) for a in trust_list.agencies for k in a.keys}
-        published_keys |= {("status", _key_text(k)) for k in trust_list.status_keys}
-        proven_keys = {(k.agency if k.agency is not None else "status", _key_text(_trusted(k)))
+        published_keys = {(a.code, "agency", _key_text(k))
+                          for a in trust_list.agencies for k in a.keys}
+        published_keys |= {(a.code, "requester", _key_text(k))
+                           for a in trust_list.agencies for k in a.requester_keys}
+        published_keys |= {("", "status", _key_text(k)) for k in trust_list.status_keys}
+        published_keys |= {("", "sharing", _key_text(k)) for k in trust_list.sharing_keys}
+        proven_keys = {(k.agency or "", k.role, _key_text(_trusted(k)))
                        for k in replay.keys.values()
-                       if k.agency is not None or k.role == "status"}
+                       if k.agency is not None or k.role in ("status", "sharing")}
         differ("keys", published_keys, proven_keys)
+        differ("entitlements", {_agreement_text(e) for e in trust_list.entitlements},
+               {_agreement_text(e) for e in replay.entitlements_at(trust_list.issued_at)})
         differ("agreements", {_agreement_text(a) for a in trust_list.agreements},
                {_agreement_text(a) for a in replay.agreements.values()
                 if a.valid_until is None or a.valid_until > trust_list.issued_at})
@@ -1027,7 +1044,8 @@ def _key_text(key: TrustedKey) -> str:
     return canonical_json(key.to_json()).decode("utf-8")
 
 
-def _agreement_text(agreement: Agreement) -> str:
+def _agreement_text(agreement: Agreement | Entitlement) -> str:
+    """An agreement or entitlement as canonical JSON (comparable in a set)."""
     return canonical_json(agreement.to_json()).decode("utf-8")
 
 

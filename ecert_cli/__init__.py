@@ -16,7 +16,7 @@ from typing import Any
 __all__ = ["cli", "main"]
 
 _COMMANDS = ("_audit", "_catalog", "_certificates", "_demo", "_doctor", "_operators", "_qr",
-             "_registry", "_trust", "_verify")
+             "_registry", "_sharing", "_trust", "_verify")
 
 
 def _load() -> Any:

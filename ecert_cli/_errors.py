@@ -150,6 +150,15 @@ SUMMARIES: dict[str, str] = {
     "unknown_encoding": N_("unknown text encoding"),
     "holder_id_invalid": N_("invalid holder id"),
     "unwritable": N_("the file cannot be written"),
+    "no_requester_key": N_("the agency has no requester key"),
+    "no_active_key": N_("there is no active key of that kind"),
+    "invalid_requester": N_("invalid requester: use REGION or REGION/agency-code"),
+    "invalid_entitlement": N_("invalid entitlement"),
+    "not_in_force": N_("the entitlement has ended already"),
+    "invalid_ttl": N_("invalid lifetime of a consent code"),
+    "consent_not_open": N_("the consent code is used, revoked or expired already"),
+    "invalid_request": N_("invalid sharing request"),
+    "no_sharing_key": N_("the registry has no sharing key"),
 }
 
 

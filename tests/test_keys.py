@@ -58,9 +58,9 @@ def test_registry_signs_through_a_key_provider(tmp_path: Path, clock: FakeClock,
         _samples.populate(registry)
         cert = issue_business_licence(registry)
         registry.publish(tmp_path / "bundle")
-        # root + status + log + witness + two agencies, no file keys, and every signature
-        # went through it
-        assert len(provider.keys) == 6
+        # root + status + log + witness + sharing + two agencies, no file keys, and every
+        # signature went through it
+        assert len(provider.keys) == 7
         assert not (tmp_path / "home" / "keys").exists()
         assert provider.signatures >= 3  # certificate, status list, trust list
         result = ecert.Verifier.from_bundle(tmp_path / "bundle", clock=clock).verify(cert.token)

@@ -574,7 +574,7 @@ def test_private_key_files_are_encrypted(registry: ecert.Registry) -> None:
     assert stat.S_IMODE(keys_dir.stat().st_mode) == 0o700
     all_keys = registry.keys()
     kids = [k.kid for k in all_keys]
-    assert len(kids) == 6  # root, status, log, witness, gd-amr, gd-hrss
+    assert len(kids) == 7  # root, status, log, witness, sharing, gd-amr, gd-hrss
     files = sorted(keys_dir.iterdir())
     assert {f"{kid}.p12" for kid in kids} <= {f.name for f in files}
     for path in files:
@@ -713,10 +713,10 @@ def test_init_twice(tmp_path: Path, database_url: str | None, clock: FakeClock,
             _init(home, database_url, clock)
         assert first.anchor() == anchor
         roles = {k.role.value for k in first.keys(agency_code=None)}
-        assert roles == {"root", "status", "log", "witness"}
+        assert roles == {"root", "status", "log", "witness", "sharing"}
         assert [e.action for e in first.events()] == [
             "registry.init", "operator.add", "key.create", "key.create", "key.create",
-            "key.create"]
+            "key.create", "key.create"]
         with open_registry(home, database_url=database_url, clock=None) as again:
             assert again.region == first.region
         assert sorted(p.name for p in (home / "keys").iterdir()) == key_files

@@ -19,10 +19,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from ecert._authority import grants_from_json
 from ecert._formats.log import token_hash
-from ecert._formats.trustlist import Agreement
+from ecert._formats.trustlist import Agreement, Entitlement
 from ecert._storage.schema import (
     agencies,
     agency_type_windows,
@@ -32,13 +33,17 @@ from ecert._storage.schema import (
     cert_types,
     certificates,
     checkpoints,
+    consent_failures,
+    consents,
     cosignatures,
     counters,
+    entitlements,
     events,
     keys,
     leases,
     log_entries,
     log_tiles,
+    nonces,
     operators,
     policies,
     publications,
@@ -46,6 +51,7 @@ from ecert._storage.schema import (
     requests,
     root_rotations,
     status_lists,
+    uses,
 )
 from ecert.models import (
     Agency,
@@ -408,12 +414,13 @@ class Repository:
             query = query.limit(limit)
         return self.conn.execute(query).all()
 
-    def units_without_prefix(self, prefix: str, end: int) -> list[int]:
-        """The units (below ``end``) holding an entry whose action does not start with
-        ``prefix``: found by the database, so no leaf is read."""
+    def units_without_prefix(self, prefixes: Sequence[str], end: int) -> list[int]:
+        """The units (below ``end``) holding an entry whose action starts with none of
+        ``prefixes``: found by the database, so no leaf is read."""
         return sorted(int(u) for u in self.conn.execute(
             select(log_entries.c.unit).distinct()
-            .where(log_entries.c.seq < end, ~log_entries.c.action.startswith(prefix))
+            .where(log_entries.c.seq < end,
+                   *(~log_entries.c.action.startswith(prefix) for prefix in prefixes))
         ).scalars())
 
     def log_rows_of_units(self, units: Sequence[int]) -> Sequence[Row[Any]]:
@@ -489,6 +496,66 @@ class Repository:
     def certificate_facts(self) -> Iterator[Row[Any]]:
         """Every certificate row, with the columns an audit compares against the log."""
         yield from self.conn.execute(select(certificates).order_by(certificates.c.id))
+
+
+    # -- sharing -----------------------------------------------------------------------------
+
+    def get_entitlement(self, ident: str) -> Entitlement | None:
+        row = self.conn.execute(select(entitlements).where(entitlements.c.id == ident)).first()
+        return None if row is None else self._entitlement(row)
+
+    def list_entitlements(self, *, in_force_at: int | None = None, after: str | None = None,
+                          limit: int | None = None) -> list[Entitlement]:
+        """Entitlements by id; ``in_force_at``: only those not ended by then."""
+        query = select(entitlements).order_by(entitlements.c.id)
+        if in_force_at is not None:
+            query = query.where(or_(entitlements.c.valid_until.is_(None),
+                                    entitlements.c.valid_until > in_force_at))
+        if after is not None:
+            query = query.where(entitlements.c.id > after)
+        if limit is not None:
+            query = query.limit(limit)
+        return [self._entitlement(row) for row in self.conn.execute(query)]
+
+    @staticmethod
+    def _entitlement(row: Row[Any]) -> Entitlement:
+        return Entitlement(row.id, row.requester, tuple(row.types), tuple(row.purposes),
+                           None if row.claims is None else tuple(row.claims),
+                           bool(row.without_consent), int(row.valid_from),
+                           None if row.valid_until is None else int(row.valid_until))
+
+    def get_consent(self, ident: str) -> Row[Any] | None:
+        return self.conn.execute(select(consents).where(consents.c.id == ident)).first()
+
+    def consent_by_hash(self, code_hash: str, *, for_update: bool = False) -> Row[Any] | None:
+        query = select(consents).where(consents.c.code_hash == code_hash)
+        if for_update:
+            query = query.with_for_update()
+        return self.conn.execute(query).first()
+
+    def consents_of(self, holder: str) -> Sequence[Row[Any]]:
+        return self.conn.execute(select(consents).where(consents.c.holder == holder)
+                                 .order_by(consents.c.created_at.desc(), consents.c.id)).all()
+
+    def list_consents(self) -> Sequence[Row[Any]]:
+        return self.conn.execute(select(consents).order_by(consents.c.id)).all()
+
+    def failures(self, scopes: Sequence[str], window: int) -> int:
+        """The most failed consent codes of any of ``scopes`` in ``window``."""
+        value = self.conn.execute(select(func.max(consent_failures.c.count)).where(
+            consent_failures.c.scope.in_(list(scopes)),
+            consent_failures.c.window == window)).scalar_one_or_none()
+        return 0 if value is None else int(value)
+
+    def list_uses(self, holder: str, *, before: int | None, limit: int) -> Sequence[Row[Any]]:
+        """A holder's use records, newest first."""
+        query = select(uses).where(uses.c.holder == holder)
+        if before is not None:
+            query = query.where(uses.c.id < before)
+        return self.conn.execute(query.order_by(uses.c.id.desc()).limit(limit)).all()
+
+    def list_all_uses(self) -> Sequence[Row[Any]]:
+        return self.conn.execute(select(uses).order_by(uses.c.id)).all()
 
 
 class WriteRepository(Repository):
@@ -757,6 +824,73 @@ class WriteRepository(Repository):
     def redact_certificate(self, cert_id: str, now: int) -> None:
         self.conn.execute(update(certificates).where(certificates.c.id == cert_id).values(
             holder_name="", claims={}, token="", redacted_at=now))
+
+    # -- sharing -----------------------------------------------------------------------------
+
+    def add_entitlement(self, value: Entitlement) -> None:
+        self.conn.execute(insert(entitlements).values(
+            id=value.id, requester=value.requester, types=list(value.types),
+            purposes=list(value.purposes),
+            claims=None if value.claims is None else list(value.claims),
+            without_consent=int(value.without_consent), valid_from=value.valid_from,
+            valid_until=value.valid_until))
+
+    def end_entitlement(self, ident: str, at: int) -> None:
+        self.conn.execute(update(entitlements).where(entitlements.c.id == ident)
+                          .values(valid_until=at))
+
+    def add_consent(self, **row: Any) -> None:
+        self.conn.execute(insert(consents).values(**row))
+
+    def use_consent(self, ident: str, at: int) -> bool:
+        """Mark a consent used; False if another request used or revoked it first."""
+        done = self.conn.execute(update(consents).where(
+            consents.c.id == ident, consents.c.used_at.is_(None),
+            consents.c.revoked_at.is_(None)).values(used_at=at))
+        return done.rowcount == 1
+
+    def revoke_consent(self, ident: str, at: int) -> None:
+        self.conn.execute(update(consents).where(consents.c.id == ident)
+                          .values(revoked_at=at))
+
+    def count_failure(self, scope: str, window: int) -> None:
+        """One more failed consent code for ``scope`` in ``window``."""
+        def add() -> int:
+            return int(self.conn.execute(update(consent_failures).where(
+                consent_failures.c.scope == scope, consent_failures.c.window == window)
+                .values(count=consent_failures.c.count + 1)).rowcount)
+
+        if add():
+            return
+        try:  # the first failure of the window; a concurrent one may insert it first
+            with self.conn.begin_nested():
+                self.conn.execute(insert(consent_failures).values(scope=scope, window=window,
+                                                                  count=1))
+        except IntegrityError:
+            add()
+
+    def add_use(self, **row: Any) -> int:
+        result = self.conn.execute(insert(uses).values(**row).returning(uses.c.id))
+        return int(result.scalar_one())
+
+    def remember_nonce(self, requester: str, nonce: str, expires_at: int, now: int) -> bool:
+        """Keep ``nonce`` of ``requester`` until ``expires_at``; False if it was seen (the
+        primary key refuses the second insert, atomically between workers)."""
+        self.conn.execute(delete(nonces).where(nonces.c.requester == requester,
+                                               nonces.c.nonce == nonce,
+                                               nonces.c.expires_at <= now))
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(insert(nonces).values(requester=requester, nonce=nonce,
+                                                        expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True
+
+    def forget_nonces(self, now: int) -> int:
+        """Drop expired nonces; how many."""
+        return int(self.conn.execute(delete(nonces).where(nonces.c.expires_at <= now))
+                   .rowcount)
 
 
 def _status_condition(status: CertificateStatus, now: int | None) -> Any:

@@ -340,3 +340,79 @@ leases = Table(
     Column("renewed_at", BigInteger, nullable=True),
     Column("expires_at", BigInteger, nullable=False),
 )
+
+# Entitlements (用证清单): who may fetch which types, for which purposes, which claims (0009).
+entitlements = Table(
+    "entitlements",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("requester", String(120), nullable=False),  # REGION or REGION/agency-code
+    Column("types", JSON, nullable=False),
+    Column("purposes", JSON, nullable=False),
+    Column("claims", JSON, nullable=True),  # NULL: every claim of the type
+    Column("without_consent", Integer, nullable=False),
+    Column("valid_from", BigInteger, nullable=False),
+    Column("valid_until", BigInteger, nullable=True),
+)
+
+# Consent codes (用证码): only their keyed hash is kept (0009).
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("holder", String(64), nullable=False),  # the holder's pseudonym
+    Column("requester", String(120), nullable=False),
+    Column("types", JSON, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("channel", String(16), nullable=False),  # "clerk" or "holder"
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("used_at", BigInteger, nullable=True),
+    Column("revoked_at", BigInteger, nullable=True),
+    Index("ix_consents_holder", "holder"),
+)
+
+# Failed consent codes per scope (a requester, a holder) and fixed window (0009).
+consent_failures = Table(
+    "consent_failures",
+    metadata,
+    Column("scope", String(200), primary_key=True),
+    Column("window", BigInteger, primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+# Use records: every fetch through the sharing service, granted or refused (0009).
+uses = Table(
+    "uses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", BigInteger, nullable=False),
+    Column("holder", String(64), nullable=False),  # the holder's pseudonym
+    Column("requester", String(120), nullable=False),
+    Column("staff_id", String(100), nullable=False),
+    Column("staff_role", String(100), nullable=False),
+    Column("service_item", String(100), nullable=False),
+    Column("case_no", String(100), nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("types", JSON, nullable=False),
+    Column("certificates", JSON, nullable=False),
+    Column("consent", String(32), nullable=True),  # NULL: by statute (or refused before)
+    Column("by_statute", Integer, nullable=False),
+    Column("outcome", String(16), nullable=False),  # "granted" or "refused"
+    Column("problem", String(64), nullable=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("response_hash", String(64), nullable=True),
+    Column("log_seq", BigInteger, nullable=True),
+    Index("ix_uses_holder", "holder", "id"),
+)
+
+# Nonces of signed requests, shared by every worker: a replay fails the primary key (0009).
+nonces = Table(
+    "nonces",
+    metadata,
+    Column("requester", String(120), primary_key=True),
+    Column("nonce", String(200), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_nonces_expires", "expires_at"),
+)

@@ -29,7 +29,7 @@ from ecert._formats.catalog import catalog_document
 from ecert._formats.log import commitment, commitment_opening
 from ecert._formats.statuslist import MIN_LIST_SIZE
 from ecert._formats.text import TextInvalid
-from ecert._formats.trustlist import Agreement, TrustList
+from ecert._formats.trustlist import Agreement, Entitlement, TrustList
 from ecert._formats.url import check_http_url
 from ecert._merge_patch import merge_patch
 from ecert._pagination import Page, decode_cursor, page_of
@@ -69,12 +69,14 @@ from ecert.registry import (
     _audit,
     _catalog,
     _core,
+    _fetch,
     _issuance,
     _lifecycle,
     _operators,
     _printing,
     _publication,
     _recognition,
+    _sharing,
     _watch,
     _witness,  # also registers the witness.cosign operation
 )
@@ -88,8 +90,10 @@ from ecert.registry._core import (
     new_operator_key,
     operator_keys,
 )
+from ecert.registry._fetch import FetchResult, UseRecord
 from ecert.registry._publication import PublishReport, log_origin
 from ecert.registry._rules import is_no_end, until_seconds
+from ecert.registry._sharing import Consent, ConsentCode
 from ecert.registry._watch import WatchCycle, WatchOutcome
 from ecert.registry._witness import CosignReport
 from ecert.trust import TrustAnchor
@@ -101,8 +105,9 @@ class Unset:
 
 UNSET = Unset()
 
-__all__ = ["AuditReport", "CatalogImport", "CosignReport", "History", "OperatorCredential",
-           "PublishReport", "Registry", "WatchCycle", "WatchOutcome"]
+__all__ = ["AuditReport", "CatalogImport", "Consent", "ConsentCode", "CosignReport",
+           "FetchResult", "History", "OperatorCredential", "PublishReport", "Registry",
+           "UseRecord", "WatchCycle", "WatchOutcome"]
 
 _DB_FILE = "registry.db"
 
@@ -570,7 +575,46 @@ class Registry:
 
         The old private key is destroyed once the change is committed.
         """
-        return self._ctx.execute(_agencies.ROTATE_AGENCY_KEY, {"agency": code, "alg": alg})
+        return self._key_change(KeyRole.AGENCY, code, alg)
+
+    def _key_change(self, role: KeyRole, agency: str | None, alg: str = "ES256", *,
+                    replace: bool = True, create: bool = True) -> KeyInfo:
+        key = self._ctx.execute(_agencies.ROTATE_KEY, _agencies.rotate_params(
+            role, None if agency is None else _code_text(agency), alg, replace=replace,
+            create=create))
+        assert key is not None  # noqa: S101 - create is set
+        return key
+
+    def create_requester_key(self, code: str, *, alg: str = "ES256") -> KeyInfo:
+        """Give agency ``code`` its first requester key (RFC 9421 requests to other regions'
+        sharing services; never the key that signs its certificates). An agency that only
+        consumes has a registry home of its own where it is an agency without types."""
+        return self._key_change(KeyRole.REQUESTER, code, alg, replace=False)
+
+    def rotate_requester_key(self, code: str, *, alg: str = "ES256") -> KeyInfo:
+        """Replace agency ``code``'s requester key (the old one stops verifying requests
+        once the next trust list is published)."""
+        return self._key_change(KeyRole.REQUESTER, code, alg)
+
+    def retire_requester_key(self, code: str) -> None:
+        """Retire agency ``code``'s requester key without a successor."""
+        self._ctx.execute(_agencies.ROTATE_KEY, _agencies.rotate_params(
+            KeyRole.REQUESTER, _code_text(code), "ES256", create=False))
+
+    def rotate_sharing_key(self, *, alg: str = "ES256") -> KeyInfo:
+        """Replace the registry's sharing key (which signs purpose-bound copies), or give a
+        registry made before sharing existed its first one."""
+        return self._key_change(KeyRole.SHARING, None, alg)
+
+    def requester_signer(self, code: str) -> Signer:
+        """The signer of agency ``code``'s active requester key, for signing requests to
+        other regions' sharing services (``share fetch``)."""
+        with self._ctx.read() as repo:
+            key = repo.active_key(KeyRole.REQUESTER, _code_text(code))
+        if key is None:
+            raise NotFound(f"agency {code} has no active requester key: create one with "
+                           "'ecert key create-requester'", code="no_requester_key")
+        return self._ctx.signer(key.kid)
 
     def mark_key_compromised(self, kid: str, *, since: datetime | None = None) -> KeyInfo:
         """Declare an agency key compromised from ``since`` (default: now).
@@ -591,6 +635,166 @@ class Registry:
     def rotate_root(self, *, alg: str = "ES256") -> KeyInfo:
         """Replace the region root key; the old root signs a hand-over to the new one."""
         return self._ctx.execute(_agencies.ROTATE_ROOT, {"alg": alg})
+
+    # -- sharing: entitlements (用证清单) and consent codes (用证码) ----------------------------
+
+    def share_allow(self, requester: str, types: Iterable[str], purposes: Iterable[str],
+                    claims: Iterable[str] | None = None, without_consent: bool = False, *,
+                    valid_until: datetime | date | None = None) -> Entitlement:
+        """Let ``requester`` (``REGION/agency-code``, or ``REGION`` for all its agencies)
+        fetch certificates of ``types`` for ``purposes`` through the sharing service,
+        receiving only ``claims`` (None: all of the type's claims).
+
+        ``without_consent`` (依职能用证, by statute) lets it fetch without the holder's
+        consent code; such an entitlement always needs a second operator's approval
+        (:class:`ecert.errors.PendingApproval` until then), whatever the policies say.
+        Published in the next trust list, so everyone sees who may receive what.
+        """
+        end = None if valid_until is None else until_seconds(valid_until, self._ctx.region.tz)
+        if isinstance(types, str):
+            types = [types]
+        return self._ctx.execute(_sharing.ALLOW, _sharing.entitlement_params(
+            requester, [_code_text(t) for t in types], purposes, claims, without_consent,
+            end))
+
+    def share_list(self, *, ended: bool = False, limit: int = 100,
+                   after: str | None = None) -> Page[Entitlement]:
+        """One page of entitlements by id (``ended``: also those revoked or expired)."""
+        if limit < 1:
+            raise InputError("limit must be at least 1")
+        start = None if after is None else str(decode_cursor(after, (str,))[0])
+        with self._ctx.read() as repo:
+            rows = repo.list_entitlements(in_force_at=None if ended else self._now(),
+                                          after=start, limit=limit + 1)
+        return page_of(rows, limit, lambda e: (e.id,))
+
+    def share_revoke(self, entitlement_id: str) -> Entitlement:
+        """End entitlement ``entitlement_id`` now."""
+        return self._ctx.execute(_sharing.REVOKE, {"id": entitlement_id})
+
+    def consent_grant(self, holder_id: str, to: str, types: Iterable[str], purpose: str,
+                      ttl: timedelta | int = timedelta(hours=1)) -> ConsentCode:
+        """Make a consent code (用证码) at the service window, on the holder's behalf: it
+        lets requester ``to`` (``REGION/agency-code``) fetch the holder's certificates of
+        ``types`` once, for ``purpose``, within ``ttl`` (a minute to 30 days).
+
+        The acting clerk needs ``consent.grant`` for every type (within an agency that
+        issues it); the grant is logged with their identity, the holder only as a
+        commitment. The code is returned once: the registry keeps only its keyed hash.
+        """
+        return self._consent(holder_id, to, types, purpose, ttl, _sharing.CLERK_CHANNEL)
+
+    def consent_grant_by_holder(self, authenticated_holder_id: str, to: str,
+                                types: Iterable[str], purpose: str,
+                                ttl: timedelta | int = timedelta(hours=1)) -> ConsentCode:
+        """The holder's own channel: as :meth:`consent_grant`, for a holder the deployment's
+        identity hook (an OIDC login, …) has authenticated — this function trusts that id.
+        The acting operator must be the ``service`` operator; the log marks the grant
+        ``channel: holder``."""
+        return self._consent(authenticated_holder_id, to, types, purpose, ttl,
+                             _sharing.HOLDER_CHANNEL)
+
+    def _consent(self, holder_id: str, to: str, types: Iterable[str], purpose: str,
+                 ttl: timedelta | int, channel: str) -> ConsentCode:
+        seconds = int(ttl.total_seconds()) if isinstance(ttl, timedelta) else ttl
+        if not isinstance(seconds, int) or isinstance(seconds, bool):
+            raise InputError("ttl is a number of seconds or a timedelta", code="invalid_ttl")
+        if isinstance(types, str):
+            types = [types]
+        return self._ctx.execute(_sharing.GRANT_CONSENT, _sharing.consent_params(
+            self._holder(holder_id), to, [_code_text(t) for t in types], purpose, seconds,
+            channel))
+
+    def _holder(self, holder_id: str) -> str:
+        """A holder id as typed, normalised as issuance does, as its pseudonym."""
+        if not isinstance(holder_id, str) or not normalize_id(holder_id):
+            raise InputError("no holder id", code="holder_id_empty")
+        return self.holder_pseudonym(normalize_id(holder_id))
+
+    def consent_revoke(self, consent_id: str, *, holder_id: str | None = None) -> None:
+        """Revoke an unused consent (``holder_id``: only if it is that holder's, as the
+        holder's channel asks)."""
+        self._ctx.execute(_sharing.REVOKE_CONSENT, {
+            "id": consent_id,
+            "holder": None if holder_id is None else self._holder(holder_id)})
+
+    def consents(self, holder_id: str) -> list[Consent]:
+        """The consents a holder gave, newest first (to show the holder; never the codes)."""
+        holder = self._holder(holder_id)
+        with self._ctx.read() as repo:
+            rows = repo.consents_of(holder)
+        return [Consent.from_row(r) for r in rows]
+
+    # -- sharing: the fetch, use records, nonces --------------------------------------------
+
+    def share_fetch(self, requester: str, holder_id: str, types: Iterable[str], *,
+                    purpose: str, case: str, service_item: str, staff_id: str,
+                    staff_role: str, request_hash: str, consent: str | None = None,
+                    copy_ttl: timedelta = timedelta(hours=24)) -> FetchResult:
+        """Answer an authenticated requester's fetch (the sharing service calls this as
+        the ``service`` operator, after checking the request's signature, region and
+        nonce): purpose-bound copies of the holder's valid certificates of ``types``, or
+        the first problem (``not_entitled``, ``purpose_not_permitted``,
+        ``consent_required``, ``too_many_requests``, ``consent_invalid``) — see
+        :mod:`ecert.registry._fetch`. Granted or refused, the call is one use record and
+        one ``share.fetch`` log entry. A holder with no such certificate gets no copy.
+        Malformed parameters raise :class:`ecert.errors.InputError` (``invalid_request``,
+        ``invalid_requester``) before anything is decided: the service records such a
+        request with :meth:`share_refused` (``bad_request``).
+        """
+        if isinstance(types, str):
+            types = [types]
+        return self._ctx.execute(_fetch.FETCH, _fetch.fetch_params(
+            requester=requester, holder=self._holder(holder_id),
+            types=[_code_text(t) for t in types], purpose=purpose, case=case,
+            service_item=service_item, staff_id=staff_id, staff_role=staff_role,
+            consent=consent, request_hash=request_hash,
+            ttl=int(copy_ttl.total_seconds())))
+
+    def share_refused(self, problem: str, *, requester: str | None, holder_id: str | None,
+                      types: Iterable[str] | str | None = None, purpose: str | None = None,
+                      case: str | None = None, service_item: str | None = None,
+                      staff_id: str | None = None, staff_role: str | None = None,
+                      request_hash: str | None = None) -> FetchResult:
+        """Record a request the sharing service refused before asking the registry
+        (``not_authenticated``, ``region_not_recognized``, ``replay``,
+        ``too_many_requests``, ``bad_request``): a use record and a ``share.fetch`` entry,
+        like every other request. The fields are what the request *claimed* (it was not
+        authenticated, or not well formed); each is kept printable and cut to size."""
+        holder = "-"
+        if isinstance(holder_id, str) and normalize_id(holder_id):
+            holder = self.holder_pseudonym(normalize_id(holder_id))
+        return self._ctx.execute(_fetch.FETCH, _fetch.refusal_params(
+            problem, requester=requester, holder=holder,
+            types=list(types) if types is not None and not isinstance(types, str) else types,
+            purpose=purpose, case=case, service_item=service_item, staff_id=staff_id,
+            staff_role=staff_role, request_hash=request_hash))
+
+    def uses(self, holder_id: str, *, limit: int = 100,
+             after: str | None = None) -> Page[UseRecord]:
+        """One page of a holder's use records, newest first: who fetched their
+        certificates, when, for which case and purpose, on which consent."""
+        if limit < 1:
+            raise InputError("limit must be at least 1")
+        before = None if after is None else int(decode_cursor(after, (int,))[0])
+        holder = self._holder(holder_id)
+        with self._ctx.read() as repo:
+            rows = repo.list_uses(holder, before=before, limit=limit + 1)
+        return page_of([UseRecord.from_row(r) for r in rows], limit, lambda u: (u.id,))
+
+    def remember_nonce(self, requester: str, nonce: str, expires_at: int) -> bool:
+        """Keep a signed request's nonce until ``expires_at`` (epoch seconds); False if
+        ``requester`` used it before (a replay). Atomic between workers and hosts sharing
+        the database: the second insert of a key fails on its primary key."""
+        if not nonce or len(nonce) > 200 or not requester or len(requester) > 120:
+            raise InputError("a nonce is 1 to 200 characters", code="invalid_request")
+        with self._ctx._write() as repo:  # bookkeeping, no change of state to log
+            return repo.remember_nonce(requester, nonce, expires_at, self._now())
+
+    def forget_nonces(self) -> int:
+        """Drop the nonces whose time passed; how many."""
+        with self._ctx._write() as repo:
+            return repo.forget_nonces(self._now())
 
     # -- issuing -----------------------------------------------------------------------------
 

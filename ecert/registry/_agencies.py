@@ -52,23 +52,62 @@ ADD_AGENCY = register(Operation(
     Action.AGENCY_ADD, lambda _repo, p: Target(Resource(agency=p["code"]), p["code"]), _add))
 
 
-def _rotate(unit: Unit, p: Mapping[str, Any]) -> KeyInfo:
+#: The keys ``key.rotate`` makes: an agency's signing key, its requester key (RFC 9421
+#: requests to other regions' sharing services) and the registry's one sharing key.
+_ROTATABLE = (KeyRole.AGENCY, KeyRole.REQUESTER, KeyRole.SHARING)
+
+
+def rotate_params(role: KeyRole, agency: str | None, alg: str, *, replace: bool = True,
+                  create: bool = True) -> dict[str, Any]:
+    """Checked parameters of ``key.rotate``: ``create`` makes a new key, ``replace`` retires
+    the active one (both: a rotation; only ``create``: a first key; only ``replace``: a
+    retirement without successor, for requester keys)."""
+    if role not in _ROTATABLE:
+        raise InputError(f"{role.value} keys are not rotated this way", code="invalid_role")
+    if (role is KeyRole.SHARING) != (agency is None):
+        raise InputError("a sharing key belongs to the registry, every other key to an agency",
+                         code="invalid_role")
+    if alg not in ("ES256", "Ed25519"):
+        raise InputError(f"unsupported algorithm {alg!r}; use ES256 or Ed25519")
+    if not (create or replace) or (role is not KeyRole.REQUESTER and not create):
+        raise InputError("only a requester key is retired without a successor",
+                         code="invalid_change")
+    return {"agency": agency, "alg": alg, "role": role.value, "replace": replace,
+            "create": create}
+
+
+def _rotate_subject(p: Mapping[str, Any]) -> str:
+    return p["agency"] if p.get("agency") is not None else KeyRole.SHARING.value
+
+
+def _rotate(unit: Unit, p: Mapping[str, Any]) -> KeyInfo | None:
     repo = unit.repo
     code = p["agency"]
-    if repo.get_agency(code) is None:
+    role = KeyRole(p.get("role", KeyRole.AGENCY.value))  # requests made before 0009: agency
+    if code is not None and repo.get_agency(code) is None:
         raise NotFound(f"no agency {code!r}")
-    old = repo.active_key(KeyRole.AGENCY, code)
-    unit.log(Action.KEY_ROTATE, code, {"retired": old.kid if old else None})
-    if old is not None:
+    old = repo.active_key(role, code) if code is not None else repo.active_key(role)
+    replace, create = p.get("replace", True), p.get("create", True)
+    if old is not None and not replace:
+        raise AlreadyExists(f"{'agency ' + code if code else 'the registry'} has an active "
+                            f"{role.value} key already ({old.kid}): rotate it")
+    if old is None and not create:
+        raise InvalidTransition(f"agency {code} has no active {role.value} key",
+                                code="no_active_key")
+    details: dict[str, Any] = {"retired": old.kid if old else None}
+    if role is not KeyRole.AGENCY:  # absent for agency keys: their entries read as before
+        details["role"] = role.value
+    unit.log(Action.KEY_ROTATE, _rotate_subject(p), details)
+    if old is not None and replace:
         repo.retire_key(old.kid, unit.now)
         unit.log(Action.KEY_RETIRE, old.kid, {"role": old.role.value, "agency": code})
         unit.after_commit(lambda: unit.ctx.destroy_key(old.kid))
-    return unit.new_key(KeyRole.AGENCY, code, p["alg"])
+    return unit.new_key(role, code, p["alg"]) if create else None
 
 
-ROTATE_AGENCY_KEY = register(Operation(
-    Action.KEY_ROTATE, lambda _repo, p: Target(Resource(agency=p["agency"]), p["agency"]),
-    _rotate))
+ROTATE_KEY = register(Operation(
+    Action.KEY_ROTATE,
+    lambda _repo, p: Target(Resource(agency=p["agency"]), _rotate_subject(p)), _rotate))
 
 
 def _compromise_target(repo: Any, p: Mapping[str, Any]) -> Target:

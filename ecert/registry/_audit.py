@@ -55,6 +55,7 @@ from ecert.errors import EcertError, FormatError, NotFound, RecordTampered
 from ecert.models import Certificate, CertificateStatus, LogEntry, Role
 from ecert.registry._core import _Context
 from ecert.registry._lifecycle import STATUS_VALUES
+from ecert.registry._sharing import use_details, use_subject
 
 __all__ = ["AuditReport", "History", "check_stored_token", "entries", "history", "verify"]
 
@@ -803,6 +804,7 @@ def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any,
         if replay.agreements.get(agreement.region) != agreement:
             find("record_modified", f"agreement {agreement.region}", None,
                  "the agreement differs from the log")
+    _compare_sharing(ctx, repo, replay, find)
     for list_id, _size, _bits, allocated in repo.list_status_lists():
         logged_count = len(replay.statuses.get(list_id, {}))
         if allocated < logged_count:
@@ -1033,3 +1035,59 @@ def _definition(details: Mapping[str, Any]) -> dict[str, Any]:
 _DEFINITION_KEYS = frozenset({"name", "national_type_code", "version", "validity_days",
                               "qr_claims", "schema", "extra", "holder_id_scheme",
                               "holder_claims"})
+
+
+def _compare_sharing(ctx: _Context, repo: Repository, replay: Replay, find: Any) -> None:
+    """Entitlements and consent codes against the log: a row inserted, widened or
+    re-opened by raw SQL, or a logged one deleted, is a finding."""
+    stored = {e.id: e for e in repo.list_entitlements()}
+    for ident, value in stored.items():
+        logged = replay.entitlements.get(ident)
+        if logged is None:
+            find("entitlement_unlogged", ident, None,
+                 f"an entitlement of {value.requester} that no signed entry gave")
+        elif logged != value:
+            find("record_modified", f"entitlement {ident}", None,
+                 "the entitlement differs from the log (types, purposes, claims, consent "
+                 "or validity)")
+    for ident in replay.entitlements.keys() - stored.keys():
+        find("record_modified", f"entitlement {ident}", None,
+             "a logged entitlement is missing from the database")
+    key = ctx.commitment_key
+    seen: set[str] = set()
+    for row in repo.list_consents():
+        public = commitment(key, row.id)
+        seen.add(public)
+        logged_consent = replay.consents.get(public)
+        if logged_consent is None:
+            find("consent_unlogged", row.id, None, "a consent code no signed entry made")
+            continue
+        facts = (commitment(key, row.holder), commitment(key, row.requester),
+                 tuple(row.types), commitment(key, row.purpose), int(row.expires_at),
+                 row.channel)
+        if facts != (logged_consent.holder, logged_consent.requester, logged_consent.types,
+                     logged_consent.purpose, logged_consent.expires, logged_consent.channel):
+            find("record_modified", f"consent {row.id}", None,
+                 "the consent's holder, requester, types, purpose or expiry differ from "
+                 "the log")
+        if (row.revoked_at is None) != (logged_consent.revoked_at is None) or (
+                row.used_at is None) != (logged_consent.used_at is None):
+            find("record_modified", f"consent {row.id}", None,
+                 "the consent's revocation or use differs from the log")
+    for public in replay.consents.keys() - seen:
+        find("record_modified", public, None, "a logged consent is missing from the database")
+    seen = set()
+    for use in repo.list_all_uses():
+        public = commitment(key, use_subject(int(use.id)))
+        seen.add(public)
+        logged_use = replay.uses.get(public)
+        if logged_use is None:
+            find("use_unlogged", f"use {use.id}", None, "a use record no signed entry made")
+            continue
+        expected = use_details(key, dict(use._mapping))
+        if expected != logged_use:
+            find("record_modified", f"use {use.id}", None,
+                 "the use record differs from its log entry")
+    for public in replay.uses.keys() - seen:
+        find("record_modified", public, None, "a logged use record is missing from the "
+                                              "database")

@@ -29,7 +29,14 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from ecert._authority import ADMIN_CHANGES, Action, Resource, approvals_needed, permits
+from ecert._authority import (
+    ADMIN_CHANGES,
+    Action,
+    Resource,
+    approvals_needed,
+    minimum_approvals,
+    permits,
+)
 from ecert._clock import Clock, from_seconds, now_seconds, system_clock
 from ecert._formats.jose import (
     ED25519,
@@ -63,6 +70,7 @@ KEYS_DIR = "keys"
 OPERATORS_DIR = "operators"
 PSEUDONYM_SECRET = "holder-pseudonym"  # noqa: S105 - a key file name, not a secret
 COMMITMENT_SECRET = "log-commitment"  # noqa: S105 - a key file name, not a secret
+CONSENT_SECRET = "consent-code"  # noqa: S105 - a key file name, not a secret
 #: How long a four-eyes request waits for approval.
 REQUEST_TTL_SECONDS = 72 * 3600
 
@@ -297,6 +305,11 @@ class _Context:
     def commitment_key(self) -> bytes:
         return self._secret(COMMITMENT_SECRET, b"ecert log commitment v1\x00")
 
+    @property
+    def consent_key(self) -> bytes:
+        """The key of consent codes' hashes (a secret of the key store, made on first use)."""
+        return self._secret(CONSENT_SECRET, b"ecert consent code v1\x00")
+
     # -- authentication ----------------------------------------------------------------------
 
     def authenticate(self) -> tuple[Operator, Signer]:
@@ -425,6 +438,7 @@ class _Context:
         needed = approvals_needed(policies, operation.action, target.resource.type, admins)
         for action, type_code in operation.covers(params) if operation.covers else ():
             needed = max(needed, approvals_needed(policies, action, type_code, admins))
+        needed = max(needed, minimum_approvals(operation.action, params))
         if needed <= 1:
             return None
         expires = unit.now + REQUEST_TTL_SECONDS

@@ -264,6 +264,7 @@ def genesis(ctx: _Context, unit: Unit, region: Region, origin: str) -> None:
     unit.new_key(KeyRole.STATUS, None)
     unit.new_key(KeyRole.LOG, None, "Ed25519")
     unit.new_key(KeyRole.WITNESS, None, "Ed25519")
+    unit.new_key(KeyRole.SHARING, None)
     ctx.keystore.secret("holder-pseudonym")
 
 

@@ -60,8 +60,9 @@ LOG_DIR = "log"
 #: The lease ``ecert publish --watch`` holds (one watcher per registry).
 LEASE_NAME = "publish"
 WITNESS_DIR = "witness"
-#: Actions whose entries shape the trust list (every other one is about certificates).
-_CERTIFICATE_PREFIX = "certificate."
+#: Actions whose entries never shape the trust list: about certificates, consent codes and
+#: fetches (the many entries of holders' business), which publication need not replay.
+_HOLDER_PREFIXES = ("certificate.", "consent.", "share.fetch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,7 @@ def integrate(repo: Any) -> tuple[int, bytes]:
 
 def _trust_replay(repo: Repository, size: int) -> Replay:
     """Replay every unit that touches the trust list (not the certificates)."""
-    rows = repo.log_rows_of_units(repo.units_without_prefix(_CERTIFICATE_PREFIX, size))
+    rows = repo.log_rows_of_units(repo.units_without_prefix(_HOLDER_PREFIXES, size))
     replay = Replay(certificates=False)
     replay.apply_leaves((int(r.seq), bytes(r.leaf)) for r in rows if r.seq < size)
     return replay
@@ -168,6 +169,10 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
         if replay.agreements.get(agreement.region) != agreement:
             alerts.append(f"agreement with {agreement.region}: the database differs from the "
                           "log (published as the log has it)")
+    for entitlement in repo.list_entitlements():
+        if replay.entitlements.get(entitlement.id) != entitlement:
+            alerts.append(f"entitlement {entitlement.id}: the database differs from the log "
+                          "(published as the log has it)")
     active = {k.role: k for k in keys_out if k.retired_at is None and k.agency is None}
     missing = [r for r in ("root", "status", "log") if r not in active]
     if missing:
@@ -199,10 +204,12 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
 
 
 def _trusted_agency(code: str, logged: Mapping[str, Any], uri: str,
-                    keys: tuple[TrustedKey, ...]) -> TrustedAgency:
+                    keys: tuple[TrustedKey, ...],
+                    requester_keys: tuple[TrustedKey, ...]) -> TrustedAgency:
     unlimited, limited = _windows.published(logged)
     return TrustedAgency(code, logged["name"], logged["uscc"], uri, unlimited, keys,
-                         tuple(TypeWindow(c, s, e) for c, (s, e) in limited))
+                         tuple(TypeWindow(c, s, e) for c, (s, e) in limited),
+                         requester_keys=requester_keys)
 
 
 def _check_lease(repo: Repository, holder: str, now: int) -> None:
@@ -282,18 +289,21 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
         if progress is not None:
             progress(done, len(snap.lists))
     trust = snap.trust
-    keys_by_agency: dict[str, list[TrustedKey]] = {}
+    keys_by_agency: dict[tuple[str, str], list[TrustedKey]] = {}
     for key in snap.keys_out:
-        if key.agency is not None:
-            keys_by_agency.setdefault(key.agency, []).append(_trusted(key))
+        if key.agency is not None:  # agency keys, and the agency's requester keys
+            keys_by_agency.setdefault((key.agency, key.role), []).append(_trusted(key))
     trust_list = TrustList(
         region=region.code, name=region.name, base_url=region.base_url,
         sequence=snap.sequence, issued_at=now,
         next_update=now + int(trust_list_validity.total_seconds()),
-        agencies=tuple(_trusted_agency(code, a, region.agency_uri(code),
-                                       tuple(keys_by_agency.get(code, ())))
-                       for code, a in sorted(trust.agencies.items())),
+        agencies=tuple(_trusted_agency(
+            code, a, region.agency_uri(code),
+            tuple(keys_by_agency.get((code, KeyRole.AGENCY.value), ())),
+            tuple(keys_by_agency.get((code, KeyRole.REQUESTER.value), ())))
+            for code, a in sorted(trust.agencies.items())),
         status_keys=tuple(_trusted(k) for k in snap.keys_out if k.role == KeyRole.STATUS),
+        sharing_keys=tuple(_trusted(k) for k in snap.keys_out if k.role == KeyRole.SHARING),
         types=tuple(TypeEntry(code, t["version"], t["name"], t["national_type_code"])
                     for code, t in sorted(trust.types.items())),
         status_lists=tuple(_bundle.status_list_uri(region.base_url, list_id)
@@ -301,6 +311,7 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
         agreements=tuple(a for _r, a in sorted(trust.agreements.items())
                          if a.valid_until is None or a.valid_until > now),
         root_rotations=tuple(trust.root_rotations),
+        entitlements=trust.entitlements_at(now),
         log=LogInfo(log_origin(region), snap.log_key, snap.size, b64url_encode(snap.root),
                     snap.witness_key),
     )

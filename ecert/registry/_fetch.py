@@ -1,0 +1,323 @@
+"""The fetch: a requester's call to the sharing service, granted or refused, and its record.
+
+The HTTP layer authenticates the request (its signature by a requester key the trust
+lists publish, its region's recognition, its nonce) and then calls
+:meth:`ecert.Registry.share_fetch` as the ``service`` operator with the requester's
+name. This module checks, in this order, and answers the first problem:
+
+1. ``not_entitled`` — no entitlement in force lets the requester fetch one of the types;
+2. ``purpose_not_permitted`` — none of them for the stated purpose;
+3. ``consent_required`` — an entitlement needs the holder's consent and no code came;
+4. ``too_many_requests`` — the requester, or the holder, had too many wrong consent codes
+   in the current hour: any code is then refused *without being looked at*, so that a
+   guess past the limit learns nothing (this is the one place the order differs: a
+   guesser must not tell a right code from a wrong one);
+5. ``consent_invalid`` — the code is unknown, expired, used, revoked, or for another
+   holder, requester, type or purpose (one answer for all, and one more failure counted
+   for the requester and for the holder).
+
+Otherwise it signs a purpose-bound copy (``ecert-copy+jwt``, with the registry's sharing
+key) of each of the holder's certificates of those types that is valid now, carrying
+only the claims the entitlements allow. A holder with none gets an empty list.
+
+Every call is one unit of work: a ``uses`` row and a ``share.fetch`` log entry whose
+public form shows only keyed commitments (who fetched whose certificate is not public),
+plus the outcome and problem code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from ecert._authority import Action, Resource
+from ecert._formats.copy import (
+    DEFAULT_COPY_TTL,
+    MAX_CASE,
+    MAX_COPY_TTL,
+    MAX_PURPOSE,
+    CopyClaims,
+    OriginalRef,
+)
+from ecert._formats.jose import b64url_encode, canonical_json
+from ecert._formats.trustlist import Entitlement
+from ecert.errors import InputError, RecordTampered
+from ecert.models import Certificate, CertificateStatus, KeyRole
+from ecert.registry._audit import check_stored_token
+from ecert.registry._core import Operation, Target, Unit, register
+from ecert.registry._lifecycle import effective
+from ecert.registry._sharing import (
+    BY_STATUTE,
+    FAILURE_WINDOW,
+    MAX_FAILURES_PER_HOLDER,
+    MAX_FAILURES_PER_REQUESTER,
+    agency_requester,
+    code_hash,
+    covering,
+    normalize_code,
+    use_details,
+    use_subject,
+)
+
+log = logging.getLogger("ecert.registry")
+
+GRANTED = "granted"
+REFUSED = "refused"
+#: Longest staff id, staff role and service item code accepted.
+MAX_FIELD = 100
+
+
+class Copy(NamedTuple):
+    """One purpose-bound copy handed out."""
+
+    token: str  #: the signed ``ecert-copy+jwt``
+    copy_of: str  #: the original certificate's id
+    type: str
+    expires_at: int
+
+
+class FetchResult(NamedTuple):
+    """What the service answers (and what the use record says)."""
+
+    outcome: str  #: ``granted`` or ``refused``
+    problem: str | None  #: the problem code of a refusal
+    copies: tuple[Copy, ...]
+    use_id: int
+    #: The consent used, or ``"by statute"``; None for a refusal.
+    consent: str | None
+    response_hash: str
+
+    @property
+    def granted(self) -> bool:
+        """Whether the fetch was granted (possibly with no copy)."""
+        return self.outcome == GRANTED
+
+
+class UseRecord(NamedTuple):
+    """A use record, as the holder sees it (``Registry.uses``)."""
+
+    id: int
+    at: int
+    requester: str
+    staff_id: str
+    staff_role: str
+    service_item: str
+    case: str
+    purpose: str
+    types: tuple[str, ...]
+    certificates: tuple[str, ...]
+    consent: str | None  #: a consent id, ``"by statute"``, or None (refused)
+    outcome: str
+    problem: str | None
+    request_hash: str
+    response_hash: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> UseRecord:
+        """From a ``uses`` row."""
+        consent = BY_STATUTE if row.by_statute else row.consent
+        return cls(int(row.id), int(row.at), row.requester, row.staff_id, row.staff_role,
+                   row.service_item, row.case_no, row.purpose, tuple(row.types),
+                   tuple(row.certificates), consent, row.outcome, row.problem,
+                   row.request_hash, row.response_hash)
+
+    def to_json(self) -> dict[str, Any]:
+        """As ``ecert uses --json`` lists it."""
+        return self._asdict()
+
+
+def response_hash(copies: Sequence[str], problem: str | None) -> str:
+    """base64url SHA-256 of the canonical JSON of the answer: ``{"copies": [tokens]}`` or
+    ``{"problem": code}`` (the HTTP layer answers these documents)."""
+    body: dict[str, Any] = {"problem": problem} if problem else {"copies": list(copies)}
+    return b64url_encode(hashlib.sha256(canonical_json(body)).digest())
+
+
+def _text(what: str, value: Any, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > limit \
+            or not value.isprintable():
+        raise InputError(f"{what} is empty, too long or not printable", code="invalid_request")
+    return value.strip()
+
+
+def fetch_params(*, requester: str, holder: str, types: Sequence[str], purpose: str,
+                 case: str, service_item: str, staff_id: str, staff_role: str,
+                 consent: str | None, request_hash: str, ttl: int) -> dict[str, Any]:
+    """Checked parameters of ``share.fetch`` (``holder``: the holder's pseudonym)."""
+    agency_requester(requester)
+    if not types or len(types) > 20:
+        raise InputError("a fetch asks for 1 to 20 types", code="invalid_request")
+    if not 0 < ttl <= MAX_COPY_TTL:
+        raise InputError("a copy lives at most 7 days", code="invalid_ttl")
+    return {
+        "requester": requester, "holder": holder,
+        "types": list(dict.fromkeys(_text("type", t, MAX_FIELD) for t in types)),
+        "purpose": _text("purpose", purpose, MAX_PURPOSE),
+        "case": _text("case number", case, MAX_CASE),
+        "service_item": _text("service item", service_item, MAX_FIELD),
+        "staff_id": _text("staff id", staff_id, MAX_FIELD),
+        "staff_role": _text("staff role", staff_role, MAX_FIELD),
+        "consent": None if consent is None or not str(consent).strip() else str(consent),
+        "request_hash": _text("request hash", request_hash, 128), "ttl": ttl,
+    }
+
+
+#: Refusals the HTTP layer decides before the registry is asked (recorded all the same).
+SERVICE_PROBLEMS = frozenset({"not_authenticated", "region_not_recognized", "replay",
+                              "too_many_requests", "bad_request"})
+
+
+def _claimed(value: Any, limit: int) -> str:
+    """A field as an unauthenticated or malformed request claimed it, fit to record:
+    printable characters only, at most ``limit``, ``-`` when there is nothing."""
+    text = "".join(c for c in str(value if value is not None else "") if c.isprintable())
+    return text.strip()[:limit] or "-"
+
+
+def refusal_params(problem: str, *, requester: Any, holder: str, types: Any, purpose: Any,
+                   case: Any, service_item: Any, staff_id: Any, staff_role: Any,
+                   request_hash: Any) -> dict[str, Any]:
+    """Parameters of a ``share.fetch`` the HTTP layer refused with ``problem``: whatever
+    the request claimed, cut to size (it may come from anyone)."""
+    if problem not in SERVICE_PROBLEMS:
+        raise InputError(f"{problem!r} is not a refusal of the service: use one of "
+                         f"{', '.join(sorted(SERVICE_PROBLEMS))}", code="invalid_request")
+    listed = types if isinstance(types, list | tuple) else [types]
+    return {
+        "requester": _claimed(requester, 120), "holder": holder,
+        "types": list(dict.fromkeys(_claimed(t, MAX_FIELD) for t in listed[:20])) or ["-"],
+        "purpose": _claimed(purpose, MAX_PURPOSE), "case": _claimed(case, MAX_CASE),
+        "service_item": _claimed(service_item, MAX_FIELD),
+        "staff_id": _claimed(staff_id, MAX_FIELD), "staff_role": _claimed(staff_role, MAX_FIELD),
+        "consent": None, "request_hash": _claimed(request_hash, 128), "ttl": DEFAULT_COPY_TTL,
+        "refused": problem,
+    }
+
+
+class _Decision(NamedTuple):
+    problem: str | None
+    claims: dict[str, tuple[str, ...] | None]  #: per type: the claims allowed (None: all)
+    consent_id: str | None
+    by_statute: bool
+
+
+def _decide(unit: Unit, p: Mapping[str, Any]) -> _Decision:
+    """The checks, in order (see the module's docstring)."""
+    repo, now = unit.repo, unit.now
+    requester, purpose = p["requester"], p["purpose"]
+    in_force = repo.list_entitlements(in_force_at=now)
+    per_type: dict[str, list[Entitlement]] = {}
+    for type_code in p["types"]:
+        if not covering(in_force, requester, type_code, None, now):
+            return _Decision("not_entitled", {}, None, False)
+        per_type[type_code] = covering(in_force, requester, type_code, purpose, now)
+    if not all(per_type.values()):
+        return _Decision("purpose_not_permitted", {}, None, False)
+    claims = {t: _allowed_claims(es) for t, es in per_type.items()}
+    # By statute only where an entitlement for that type and purpose says so, for every
+    # type asked: one that needs consent makes the whole request need it.
+    if all(any(e.without_consent for e in es) for es in per_type.values()):
+        return _Decision(None, claims, None, True)
+    if p["consent"] is None:
+        return _Decision("consent_required", {}, None, False)
+    window = now - now % FAILURE_WINDOW
+    requester_scope, holder_scope = f"requester:{requester}", f"holder:{p['holder']}"
+    if (repo.failures([requester_scope], window) >= MAX_FAILURES_PER_REQUESTER
+            or repo.failures([holder_scope], window) >= MAX_FAILURES_PER_HOLDER):
+        return _Decision("too_many_requests", {}, None, False)
+    code = normalize_code(p["consent"])
+    row = None if code is None else repo.consent_by_hash(
+        code_hash(unit.ctx.consent_key, code), for_update=True)
+    if (row is None or row.holder != p["holder"] or row.requester != requester
+            or row.purpose != purpose or not set(p["types"]) <= set(row.types)
+            or row.expires_at <= now or row.used_at is not None
+            or row.revoked_at is not None or not repo.use_consent(row.id, now)):
+        repo.count_failure(requester_scope, window)
+        repo.count_failure(holder_scope, window)
+        return _Decision("consent_invalid", {}, None, False)
+    return _Decision(None, claims, str(row.id), False)
+
+
+def _allowed_claims(entitlements: Sequence[Entitlement]) -> tuple[str, ...] | None:
+    """The claims any of ``entitlements`` allows (None: all of them)."""
+    if any(e.claims is None for e in entitlements):
+        return None
+    return tuple(dict.fromkeys(c for e in entitlements for c in e.claims or ()))
+
+
+def _valid_now(cert: Certificate, now: int) -> bool:
+    return (cert.status is CertificateStatus.VALID
+            and int(cert.valid_from.timestamp()) <= now
+            and (cert.valid_until is None or now < int(cert.valid_until.timestamp())))
+
+
+def _copies(unit: Unit, p: Mapping[str, Any],
+            claims: Mapping[str, tuple[str, ...] | None]) -> list[Copy]:
+    repo, now, region = unit.repo, unit.now, unit.region
+    found: list[Certificate] = []
+    for type_code in p["types"]:
+        certs = repo.find_certificates(holder=p["holder"], type_code=type_code,
+                                       status=CertificateStatus.VALID, agency_code=None,
+                                       limit=100, now=now)
+        found += [c for c in (effective(c, now) for c in certs) if _valid_now(c, now)]
+    if not found:
+        return []
+    key = repo.active_key(KeyRole.SHARING)
+    if key is None:
+        raise InputError("this registry has no sharing key: run 'ecert key rotate-sharing'",
+                         code="no_sharing_key")
+    signer = unit.ctx.signer(key.kid)
+    out = []
+    for cert in found:
+        try:
+            check_stored_token(unit.ctx, repo, cert)
+        except RecordTampered as e:  # never sign a copy of an edited row
+            log.error("no copy of %s: %s", cert.id, e.message)
+            continue
+        allowed = claims[cert.type_code]
+        given = {k: v for k, v in cert.claims.items() if allowed is None or k in allowed}
+        exp = now + p["ttl"]
+        copy = CopyClaims(
+            iss=region.base_url, jti=secrets.token_urlsafe(16), iat=now, exp=exp,
+            region=region.code, aud=p["requester"], purpose=p["purpose"], case=p["case"],
+            copy_of=cert.id,
+            original=OriginalRef(region.agency_uri(cert.agency_code), cert.type_code,
+                                 cert.type_version, int(cert.issued_at.timestamp()),
+                                 int(cert.valid_from.timestamp()),
+                                 None if cert.valid_until is None
+                                 else int(cert.valid_until.timestamp())),
+            claims=given, status_list_uri=cert.status_list_uri,
+            status_index=cert.status_index)
+        out.append(Copy(copy.sign(signer), cert.id, cert.type_code, exp))
+    return out
+
+
+def _fetch(unit: Unit, p: Mapping[str, Any]) -> FetchResult:
+    refused = p.get("refused")
+    decision = _Decision(refused, {}, None, False) if refused else _decide(unit, p)
+    copies = [] if decision.problem else _copies(unit, p, decision.claims)
+    outcome = REFUSED if decision.problem else GRANTED
+    answer = response_hash([c.token for c in copies], decision.problem)
+    row: dict[str, Any] = {
+        "at": unit.now, "holder": p["holder"], "requester": p["requester"],
+        "staff_id": p["staff_id"], "staff_role": p["staff_role"],
+        "service_item": p["service_item"], "case_no": p["case"], "purpose": p["purpose"],
+        "types": list(p["types"]), "certificates": [c.copy_of for c in copies],
+        "consent": decision.consent_id, "by_statute": int(decision.by_statute),
+        "outcome": outcome, "problem": decision.problem, "request_hash": p["request_hash"],
+        "response_hash": answer}
+    use_id = unit.repo.add_use(**row)
+    unit.log(Action.SHARE_FETCH, use_subject(use_id),
+             use_details(unit.ctx.commitment_key, row), private=True)
+    consent = BY_STATUTE if decision.by_statute else decision.consent_id
+    return FetchResult(outcome, decision.problem, tuple(copies), use_id, consent, answer)
+
+
+FETCH = register(Operation(
+    Action.SHARE_FETCH, lambda _repo, _p: Target(Resource(), Action.SHARE_FETCH.value),
+    _fetch, guarded=False, private=True))
+
+__all__ = ["BY_STATUTE", "DEFAULT_COPY_TTL", "FETCH", "Copy", "FetchResult", "UseRecord"]

@@ -1,0 +1,238 @@
+"""``ecert key …``, ``ecert share …``, ``ecert consent …``: the registry side of sharing
+(sharing and requester keys, entitlements 用证清单, consent codes 用证码)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from ecert._formats.trustlist import Entitlement
+from ecert_cli._app import cli, emit, json_option, settings
+from ecert_cli._duration import Duration
+from ecert_cli._paging import emit_page, page_options
+from ecert_cli._render import fmt, key_json, local_time, safe, say
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@cli.group("key")
+def key_group() -> None:
+    """Sharing and requester keys (agency signing keys: 'ecert agency rotate-key')."""
+
+
+@key_group.command("create-requester")
+@click.argument("agency")
+@json_option
+def key_create_requester(agency: str) -> None:
+    """Give AGENCY a requester key, which signs its requests to other regions."""
+    _requester_key(agency, replace=False)
+
+
+@key_group.command("rotate-requester")
+@click.argument("agency")
+@json_option
+def key_rotate_requester(agency: str) -> None:
+    """Replace AGENCY's requester key."""
+    _requester_key(agency, replace=True)
+
+
+def _requester_key(agency: str, *, replace: bool) -> None:
+    with settings().open_registry() as registry:
+        key = (registry.rotate_requester_key(agency) if replace
+               else registry.create_requester_key(agency))
+    emit(key_json(key), fmt("agency {code} now has requester key {kid}; publish to announce "
+                            "it", code=agency, kid=key.kid))
+
+
+@key_group.command("retire-requester")
+@click.argument("agency")
+@json_option
+def key_retire_requester(agency: str) -> None:
+    """Retire AGENCY's requester key without a successor."""
+    with settings().open_registry() as registry:
+        registry.retire_requester_key(agency)
+    emit({"agency": agency, "retired": True},
+         fmt("agency {code} has no requester key now; publish to announce it", code=agency))
+
+
+@key_group.command("rotate-sharing")
+@json_option
+def key_rotate_sharing() -> None:
+    """Replace the registry's sharing key, which signs purpose-bound copies."""
+    with settings().open_registry() as registry:
+        key = registry.rotate_sharing_key()
+    emit(key_json(key), fmt("the registry now signs copies with key {kid}; publish to "
+                            "announce it", kid=key.kid))
+
+
+# -- entitlements (用证清单) ---------------------------------------------------------------------
+
+
+def entitlement_json(value: Entitlement) -> dict[str, Any]:
+    """An entitlement as the trust list publishes it."""
+    return value.to_json()
+
+
+@cli.group("share")
+def share_group() -> None:
+    """Entitlements: who may fetch which certificates, for what (用证清单)."""
+
+
+@share_group.command("allow")
+@click.argument("requester")
+@click.option("--types", "types", required=True, metavar="T,…",
+              help="Certificate types the requester may fetch.")
+@click.option("--purposes", required=True, metavar="P,…",
+              help="Purposes (用证事由) it may state.")
+@click.option("--claims", default=None, metavar="A,…",
+              help="Only these claims are given (default: every claim of the type).")
+@click.option("--without-consent", is_flag=True,
+              help="By statute: no consent code needed (needs a second operator's "
+                   "approval).")
+@json_option
+def share_allow(requester: str, types: str, purposes: str, claims: str | None,
+                without_consent: bool) -> None:
+    """Let REQUESTER (REGION/agency-code, or REGION) fetch certificates of --types."""
+    with settings().open_registry() as registry:
+        value = registry.share_allow(
+            requester, _split(types), _split(purposes),
+            None if claims is None else _split(claims), without_consent)
+    emit(entitlement_json(value), fmt("entitlement {id}: {requester} may fetch {types}; "
+                                      "publish to announce it", id=value.id,
+                                      requester=value.requester,
+                                      types=", ".join(value.types)))
+
+
+@share_group.command("list")
+@click.option("--ended", is_flag=True, help="Also entitlements that were revoked or ended.")
+@page_options()
+@json_option
+def share_list(ended: bool, limit: int, after: str | None) -> None:
+    """The entitlements in force."""
+    with settings().open_registry() as registry:
+        page = registry.share_list(ended=ended, limit=limit, after=after)
+
+    def human() -> None:
+        if not page.items:
+            say("no entitlements")
+        for e in page.items:
+            consent = (fmt("without consent (by statute)") if e.without_consent
+                       else fmt("with the holder's consent"))
+            claims = ", ".join(e.claims) if e.claims is not None else fmt("all claims")
+            click.echo(f"{safe(e.id):<16} {safe(e.requester)}  {safe(', '.join(e.types))}")
+            click.echo(f"{'':<16} " + fmt("purposes: {purposes}",
+                                          purposes=safe("; ".join(e.purposes))))
+            click.echo(f"{'':<16} " + fmt("claims: {claims}; {consent}",
+                                          claims=safe(claims), consent=consent))
+
+    emit_page(page, entitlement_json, human)
+
+
+@share_group.command("revoke")
+@click.argument("entitlement_id", metavar="ID")
+@json_option
+def share_revoke(entitlement_id: str) -> None:
+    """End entitlement ID now."""
+    with settings().open_registry() as registry:
+        value = registry.share_revoke(entitlement_id)
+    emit(entitlement_json(value), fmt("entitlement {id} ended; publish to announce it",
+                                      id=value.id))
+
+
+# -- consent codes (用证码) ----------------------------------------------------------------------
+
+
+@cli.group("consent")
+def consent_group() -> None:
+    """Consent codes (用证码): a holder lets one requester fetch, once, for a purpose."""
+
+
+@consent_group.command("grant")
+@click.option("--holder-id", required=True, help="The holder's id (as on the certificate).")
+@click.option("--to", "to", required=True, metavar="REGION/AGENCY",
+              help="The requesting agency the code is for.")
+@click.option("--types", "types", required=True, metavar="T,…",
+              help="Certificate types it may fetch.")
+@click.option("--purpose", required=True, help="The purpose (用证事由) it must state.")
+@click.option("--ttl", type=Duration(), default="1h", show_default=True,
+              help="How long the code holds (at most 30 days).")
+@json_option
+def consent_grant(holder_id: str, to: str, types: str, purpose: str, ttl: Any) -> None:
+    """Make a consent code on the holder's behalf (at the service window); print it once."""
+    with settings().open_registry() as registry:
+        made = registry.consent_grant(holder_id, to, _split(types), purpose, ttl)
+    emit({"code": made.code, "id": made.id, "expires_at": made.expires_at},
+         lambda: (click.echo(made.code),
+                  say("consent {id} for {to}, valid until {expires}; give the code to the "
+                      "holder, it is not shown again", id=made.id, to=to,
+                      expires=local_time(_instant(made.expires_at)))))
+
+
+@consent_group.command("revoke")
+@click.argument("consent_id", metavar="ID")
+@json_option
+def consent_revoke(consent_id: str) -> None:
+    """Revoke consent ID (not yet used)."""
+    with settings().open_registry() as registry:
+        registry.consent_revoke(consent_id)
+    emit({"id": consent_id, "revoked": True}, fmt("consent {id} revoked", id=consent_id))
+
+
+@consent_group.command("list")
+@click.option("--holder-id", required=True, help="The holder's id.")
+@json_option
+def consent_list(holder_id: str) -> None:
+    """The consents a holder gave, newest first (never the codes)."""
+    with settings().open_registry() as registry:
+        found = registry.consents(holder_id)
+
+    def human() -> None:
+        if not found:
+            say("no consents")
+        for c in found:
+            state = (fmt("revoked") if c.revoked_at is not None else
+                     fmt("used") if c.used_at is not None else fmt("open"))
+            click.echo(f"{safe(c.id)}  {safe(c.requester)}  {safe(', '.join(c.types))}  "
+                       f"{safe(c.purpose)}  {state}  "
+                       + local_time(_instant(c.expires_at)))
+
+    emit([c._asdict() for c in found], human)
+
+
+def _instant(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+# -- use records ---------------------------------------------------------------------------------
+
+
+@cli.command("uses")
+@click.option("--holder-id", required=True, help="The holder's id.")
+@page_options()
+@json_option
+def uses(holder_id: str, limit: int, after: str | None) -> None:
+    """Who fetched a holder's certificates through the sharing service, newest first."""
+    with settings().open_registry() as registry:
+        page = registry.uses(holder_id, limit=limit, after=after)
+
+    def human() -> None:
+        if not page.items:
+            say("no use records")
+        for u in page.items:
+            outcome = (fmt("granted") if u.problem is None
+                       else fmt("refused: {problem}", problem=u.problem))
+            consent = fmt("by statute") if u.consent == "by statute" else (u.consent or "-")
+            click.echo(f"{local_time(_instant(u.at))}  {safe(u.requester)}  "
+                       f"{safe(u.purpose)}  {outcome}")
+            click.echo("    " + fmt("staff {staff} ({role}), item {item}, case {case}, "
+                                    "consent {consent}", staff=safe(u.staff_id),
+                                    role=safe(u.staff_role), item=safe(u.service_item),
+                                    case=safe(u.case), consent=safe(consent)))
+            for cert_id in u.certificates:
+                click.echo("    " + safe(cert_id))
+
+    emit_page(page, lambda u: u.to_json(), human)
