@@ -146,6 +146,7 @@ SUMMARIES: dict[str, str] = {
     "unknown_encoding": N_("unknown text encoding"),
     "holder_id_invalid": N_("invalid holder id"),
     "unwritable": N_("the file cannot be written"),
+    "extra_missing": N_("an optional part of ecert is not installed"),
 }
 
 
