@@ -21,6 +21,7 @@ _PASSPHRASE = "ci only: throw-away registry"  # noqa: S105 - deleted with the CI
 
 
 def main(out: Path, base_url: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     sample = _samples.region("GD")
     admin = ecert.OperatorCredential("ci-admin", passphrase=_PASSPHRASE)
     with ecert.Registry.init(out / "home", region="GD", name=sample["name"],
