@@ -3,9 +3,10 @@
 A verifier-only install (``pip install ecert``) has what verification needs: tokens, QR
 text, trust lists, status lists and bundles over files and HTTP. The rest comes with an
 extra (pyproject.toml): ``registry`` (issuing: SQLAlchemy, Alembic, jsonschema, and segno
-and Pillow for QR codes and cards) and ``image`` (reading QR codes from photos: zxing-cpp
-and Pillow). Code that needs an extra imports its modules lazily, under :func:`needs`,
-so that their absence is an :class:`~ecert.errors.ExtraMissing` naming the extra.
+and Pillow for QR codes and cards), ``image`` (reading QR codes from photos: zxing-cpp
+and Pillow) and ``postgres`` (psycopg, for a registry on PostgreSQL). Code that needs an
+extra imports its modules lazily, under :func:`needs`, so that their absence is an
+:class:`~ecert.errors.ExtraMissing` naming the extra.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = ["EXTRAS", "needs"]
 EXTRAS: dict[str, frozenset[str]] = {
     "registry": frozenset({"sqlalchemy", "alembic", "jsonschema", "segno", "PIL"}),
     "image": frozenset({"zxingcpp", "PIL"}),
+    "postgres": frozenset({"psycopg"}),
 }
 
 

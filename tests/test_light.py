@@ -108,6 +108,17 @@ def test_a_command_needing_an_extra_says_which_in_one_line(
                           f"请运行 pip install 'ecert[{extra}]'\n")
 
 
+def test_a_postgresql_registry_without_psycopg_names_the_postgres_extra(
+        tmp_path: Path) -> None:
+    run = ecert_without_extras(
+        "--database-url", "postgresql+psycopg://ecert@127.0.0.1:9/none", "list",
+        tmp_path=tmp_path, now=EPOCH, blocked=("psycopg",))
+    assert run.returncode == 2
+    assert run.stderr == ("ecert: error: this command needs the 'postgres' extra of ecert: "
+                          "pip install 'ecert[postgres]'\n")
+    assert run.tried and all(m.startswith("psycopg") for m in run.tried)
+
+
 def test_the_json_error_names_the_extra(tmp_path: Path) -> None:
     run = ecert_without_extras("demo", "--json", tmp_path=tmp_path, now=EPOCH, lang="zh_CN")
     assert run.returncode == 2
