@@ -91,6 +91,21 @@ def test_ecert_verify_of_a_forgery_says_not_valid(golden: Golden, tmp_path: Path
     assert run.stdout.startswith("NOT VALID")
 
 
+def test_doctor_checks_a_bundle_without_the_registry_extra(golden: Golden,
+                                                          tmp_path: Path) -> None:
+    # A verifier's machine runs no registry: that is no problem, the bundle is checked.
+    # (doctor judges expiry on the real clock: the golden bundle's lists have expired.)
+    run = ecert_without_extras("doctor", "--bundle", str(golden.bundle), "--json",
+                               tmp_path=tmp_path, now=EPOCH)
+    findings = {f["code"]: f for f in json.loads(run.stdout)["findings"]}
+    assert run.stderr == ""
+    problems = {code for code, f in findings.items() if f["severity"] != "info"}
+    assert problems <= {"status_list_expired", "trust_list_expired"}, findings
+    assert run.returncode == (1 if problems else 0)
+    assert findings["registry_unavailable"]["severity"] == "info"
+    assert "'registry' extra is not installed" in findings["registry_unavailable"]["message"]
+
+
 @pytest.mark.parametrize(("args", "extra"), [
     (["demo"], "registry"),
     (["init", "--region", "GD", "--name", "广东省", "--base-url", "https://ecert.gd.example",
