@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-#: Import names of everything the optional extras install (registry, image, postgres,
-#: audit): a verifier-only install has none of them.
+#: Import names of what the optional extras install (registry, image, postgres, audit) and
+#: of web frameworks (a sharing service's): a verifier-only install has none of them.
 EXTRA_MODULES = ("sqlalchemy", "alembic", "jsonschema", "segno", "PIL", "zxingcpp",
-                 "psycopg", "nacl")
+                 "psycopg", "nacl", "starlette", "uvicorn")
 
 _PRELUDE = '''
 import atexit, json, os, sys
