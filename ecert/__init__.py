@@ -13,7 +13,14 @@ Verifying side (no database)::
     verifier = ecert.Verifier.from_bundle("public/")
     result = verifier.verify(cert.token)
     if result: ...
+
+Importing ecert loads only what verifying needs: the registry's names (``Registry``,
+``OperatorCredential`` …) are imported on first use (PEP 562), and need the ``registry``
+extra (``pip install 'ecert[registry]'``); without it they raise
+:class:`ExtraMissing`.
 """
+
+import typing as _typing
 
 from ecert._clock import Clock
 from ecert._pagination import Page
@@ -24,6 +31,7 @@ from ecert.errors import (
     ClaimsInvalid,
     Conflict,
     EcertError,
+    ExtraMissing,
     FormatError,
     HolderIdInvalid,
     InputError,
@@ -65,16 +73,6 @@ from ecert.models import (
     TypeWindow,
 )
 from ecert.qr import QrTooLarge
-from ecert.registry import (
-    AuditReport,
-    CatalogImport,
-    History,
-    OperatorCredential,
-    PublishReport,
-    Registry,
-    WatchCycle,
-    WatchOutcome,
-)
 from ecert.trust import Agreement, TrustAnchor
 from ecert.verify import (
     ErrorCode,
@@ -105,6 +103,7 @@ __all__ = [
     "Conflict",
     "EcertError",
     "ErrorCode",
+    "ExtraMissing",
     "FileKeyStore",
     "FormatError",
     "History",
@@ -155,3 +154,42 @@ __all__ = [
     "WatchOutcome",
     "__version__",
 ]
+
+
+#: Names imported on first use, with their module: the registry needs SQLAlchemy, Alembic
+#: and jsonschema (the "registry" extra), which a verifier-only install has not, and which
+#: verifying need not load.
+_LAZY = {
+    name: "ecert.registry"
+    for name in ("AuditReport", "CatalogImport", "History", "OperatorCredential",
+                 "PublishReport", "Registry", "WatchCycle", "WatchOutcome")
+}
+
+if _typing.TYPE_CHECKING:  # type checkers and IDEs see ordinary imports
+    from ecert.registry import (
+        AuditReport,
+        CatalogImport,
+        History,
+        OperatorCredential,
+        PublishReport,
+        Registry,
+        WatchCycle,
+        WatchOutcome,
+    )
+else:  # hidden from type checkers, which would let any ecert.<typo> through it
+    def __getattr__(name: str) -> object:
+        """Import a registry name on first use (PEP 562); ExtraMissing without the extra."""
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'ecert' has no attribute {name!r}")
+        import importlib
+
+        from ecert._extras import needs
+
+        with needs("registry"):
+            value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # from now on an ordinary attribute
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})

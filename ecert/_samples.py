@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ecert.registry import Registry
+if TYPE_CHECKING:  # the demo's registry extra is checked where the registry is opened
+    from ecert.registry import Registry
 
 
 def _read(name: str) -> Any:

@@ -12,7 +12,6 @@ deliberately. A deleted file cannot be told from a first run: back the file up.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import stat
@@ -189,6 +188,10 @@ class TrustState:
         try:
             with contextlib.suppress(OSError):  # not ours to change: leave it
                 os.fchmod(fd, 0o600)
+            # Imported where used: importing ecert.verify (which imports this module)
+            # must work where there is no fcntl (Windows).
+            import fcntl
+
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape, quoteattr
 
 from ecert._clock import DEFAULT_TZ, zone
+from ecert._extras import needs
 from ecert.errors import InputError
 from ecert.qr import QrCode, Standing, make_qr, qr_text, refusal, standing
 
@@ -129,7 +130,8 @@ def _system_font() -> tuple[str, int] | None:
 @functools.lru_cache(maxsize=64)
 def _font(path: str, index: int, size: int) -> ImageFont.FreeTypeFont:
     # Cached: the packaged WOFF2 takes a third of a second to open, once per size.
-    from PIL import ImageFont
+    with needs("registry"):
+        from PIL import ImageFont
 
     try:
         return ImageFont.truetype(path, max(1, size), index=index)
@@ -431,7 +433,8 @@ def _layout(card: _Card, size: str, dpi: int, font: tuple[str, int]) -> _Layout:
 
 
 def _png(card: _Card, layout: _Layout, font: tuple[str, int]) -> Any:
-    from PIL import Image, ImageDraw
+    with needs("registry"):
+        from PIL import Image, ImageDraw
 
     from ecert.qr import to_image
 

@@ -34,7 +34,9 @@ raising variant and raises :class:`VerificationFailed`.
     │                               not-yet-valid certificate was refused (CLI exit code 1)
     ├── TrustListError              a trust list or anchor cannot be accepted (``code`` says why)
     ├── PublishError                the bundle could not be written
-    └── VerificationFailed          raised by ``verify_or_raise``; carries the result
+    ├── VerificationFailed          raised by ``verify_or_raise``; carries the result
+    └── ExtraMissing                an optional extra is not installed (also an ImportError),
+                                    e.g. ``ecert.Registry`` in a verifier-only install
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ __all__ = [
     "ClaimsInvalid",
     "Conflict",
     "EcertError",
+    "ExtraMissing",
     "FormatError",
     "HolderIdInvalid",
     "InputError",
@@ -263,3 +266,23 @@ class VerificationFailed(EcertError):
         codes = ", ".join(result.errors) or result.status
         super().__init__(f"certificate is {result.status}: {codes}")
         self.result = result
+
+
+class ExtraMissing(EcertError, ImportError):
+    """What was asked for needs an optional extra of ecert that is not installed.
+
+    A verifier-only install (``pip install ecert``) verifies tokens and QR text; the
+    registry (``ecert.Registry``, issuing, QR codes and cards) needs ``ecert[registry]``
+    and reading QR codes from images needs ``ecert[image]``. ``extra`` names the extra
+    to install, ``name`` the module found missing. Also an :class:`ImportError`, so code
+    that treats a missing optional dependency as such keeps working.
+    """
+
+    code = "extra_missing"
+
+    def __init__(self, extra: str, module: str) -> None:
+        super().__init__(f"this needs the {extra!r} extra of ecert (module {module!r} is not "
+                         f"installed): pip install 'ecert[{extra}]'")
+        #: The extra to install: ``registry`` or ``image``.
+        self.extra = extra
+        self.name = module

@@ -3,7 +3,8 @@
 The text is ``EC1:`` + base45 of a compact container of a signed QR token (see
 :mod:`ecert._formats.qr` and docs/qr.md); :meth:`ecert.Verifier.verify` accepts it as
 it accepts a certificate token. Codes are drawn with segno (never fails on valid data,
-unlike qrcode 8.2) and read back with zxing-cpp.
+unlike qrcode 8.2) and read back with zxing-cpp, imported where used: the text needs
+neither (drawing needs the ``registry`` extra, reading images the ``image`` extra).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ecert._extras import needs
 from ecert._formats.qr import is_qr_text, unwrap, wrap
 from ecert.errors import CertificateNotValid, InputError
 
@@ -148,7 +150,8 @@ def make_qr(text: str, *, ec: str = "Q", max_version: int = MAX_VERSION) -> QrCo
 
     Raises :class:`QrTooLarge` (with the size and what to do) above ``max_version``.
     """
-    import segno
+    with needs("registry"):
+        import segno
 
     level = ec.upper()
     if level not in EC_LEVELS:
@@ -198,7 +201,8 @@ def _caption_height(side: int) -> int:
 
 
 def _captioned_png(code: QrCode, caption: str, scale: int, border: int) -> Image.Image:
-    from PIL import Image, ImageDraw
+    with needs("registry"):
+        from PIL import Image, ImageDraw
 
     from ecert.card import _font as card_font
     from ecert.card import find_cjk_font
@@ -237,7 +241,8 @@ def _captioned_svg(code: QrCode, caption: str, scale: int, border: int) -> str:
 
 def to_image(code: QrCode, *, scale: int = 8, border: int = 4) -> Image.Image:
     """The code as a Pillow image (1 bit, black on white)."""
-    from PIL import Image
+    with needs("registry"):
+        from PIL import Image
 
     side = code.modules + 2 * border
     # One pixel per module, then scaled up without smoothing: fast at any size.
@@ -253,8 +258,9 @@ def decode_image(image: str | Path | Any) -> list[str]:
     Uses zxing-cpp; a second pass on a sharpened, downscaled grey image helps with
     blurred or noisy photos.
     """
-    import zxingcpp
-    from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+    with needs("image"):
+        import zxingcpp
+        from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
     if isinstance(image, str | Path):
         try:

@@ -1,8 +1,10 @@
 """The ``ecert`` command line: a thin layer that parses, calls the library once, and prints.
 
-Importing this package is cheap: the commands (and the library, cryptography, SQLAlchemy…)
-are imported by :func:`main`, under a Ctrl-C handler that ends the program with one line
-and exit code 130 even while those imports run, or on first use of :data:`cli`.
+Importing this package is cheap: the commands (and the library, cryptography…) are
+imported by :func:`main`, under a Ctrl-C handler that ends the program with one line
+and exit code 130 even while those imports run, or on first use of :data:`cli`. The
+registry (SQLAlchemy, Alembic, jsonschema: the ``registry`` extra) is imported only by a
+command that opens one, so ``ecert verify`` works in a verifier-only install.
 """
 
 from __future__ import annotations

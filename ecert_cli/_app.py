@@ -339,6 +339,13 @@ class EcertGroup(TranslatedCommand, click.Group):
             sys.exit(EXIT_OK)
         except ecert.AccessError as e:
             fail(error_text(e), e.code, EXIT_DENIED, english=english_text(e))
+        except ecert.ExtraMissing as e:
+            # E.g. a registry command in a verifier-only install: which extra, in one line.
+            with in_english():
+                english = fmt("this command needs the '{extra}' extra of ecert: "
+                              "pip install 'ecert[{extra}]'", extra=e.extra)
+            fail(fmt("this command needs the '{extra}' extra of ecert: "
+                     "pip install 'ecert[{extra}]'", extra=e.extra), e.code, english=english)
         except (ecert.RecordTampered, ecert.CertificateNotValid) as e:
             fail(error_text(e, first_line=False), e.code, EXIT_NOT_VALID,
                  english=english_text(e, first_line=False))

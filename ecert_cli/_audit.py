@@ -179,9 +179,10 @@ def audit_witness(region: str, bundle: Path | None) -> None:
     """Cosign the checkpoint of REGION (a region we recognize) after proving it consistent
     with the last one we cosigned; exit 1 if it is not (service or trust-admin role)."""
     from ecert.monitor import LogUnreachable
-    from ecert.registry._witness import WitnessRefused, witness
 
-    with settings().open_registry() as registry:
+    with settings().open_registry() as registry:  # ExtraMissing without the registry extra
+        from ecert.registry._witness import WitnessRefused, witness
+
         try:
             method = getattr(registry, "witness", None)
             report = (method(region, bundle=bundle) if method is not None

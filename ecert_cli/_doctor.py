@@ -36,13 +36,18 @@ def _registry_facts() -> tuple[set[str] | None, set[str] | None, list[doctor.Fin
             published = registry.published_directory()
     except ecert.EcertError as e:
         missing = e.code == "not_initialized"
+        if isinstance(e, ecert.ExtraMissing):  # a verifier-only install: no registry runs here
+            why = fmt("the '{extra}' extra is not installed: only files were checked",
+                      extra=e.extra)
+        elif missing:
+            why = _("no registry here: only files were checked")
+        else:
+            why = fmt("cannot open the registry ({code}): {error}", code=e.code,
+                      error=e.message.splitlines()[0])
         return None, None, [doctor.Finding(
             "registry_unavailable",
-            doctor.Severity.INFO if missing else doctor.Severity.WARNING,
-            str(where.home),
-            _("no registry here: only files were checked") if missing
-            else fmt("cannot open the registry ({code}): {error}", code=e.code,
-                     error=e.message.splitlines()[0]))], None
+            doctor.Severity.INFO if missing or isinstance(e, ecert.ExtraMissing)
+            else doctor.Severity.WARNING, str(where.home), why)], None
     known = {k.kid for k in keys}
     active = {k.kid for k in keys if k.status is ecert.KeyStatus.ACTIVE}
     return known, active, doctor.check_lease(lease), published

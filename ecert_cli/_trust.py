@@ -12,7 +12,6 @@ import ecert
 from ecert._clock import now_seconds
 from ecert._state import STATE_FILE, TrustState
 from ecert.mirror import sync
-from ecert.registry._recognition import national_code_mismatches
 from ecert.trust import fetch_trust_list
 from ecert_cli._app import cli, emit, input_error, json_mode, json_option, settings
 from ecert_cli._i18n import _, ngettext
@@ -98,6 +97,10 @@ def recognize(region: str, anchor_file: Path, maps: tuple[str, ...], auto: bool,
             if auto:
                 for code, ours in registry.suggest_mapping(theirs).items():
                     mapping.setdefault(code, ours)
+            # Imported here: the registry (opened above) needs the registry extra, which
+            # the verifier's commands in this module do not.
+            from ecert.registry._recognition import national_code_mismatches
+
             differ = national_code_mismatches(
                 mapping, {t.code: t.national_type_code for t in theirs.types},
                 {t.code: t.national_type_code for t in registry.types()})

@@ -11,10 +11,13 @@ import ecert
 
 
 def public_names() -> set[str]:
-    """Names importable from ``ecert`` that are public: no underscore, not a submodule."""
+    """Names importable from ``ecert`` that are public: no underscore, not a submodule.
+
+    ``dir``, not ``vars``: the registry's names are imported on first use (PEP 562).
+    """
     return {
-        name for name, value in vars(ecert).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        name for name in dir(ecert)
+        if not name.startswith("_") and not isinstance(getattr(ecert, name), types.ModuleType)
     }
 
 

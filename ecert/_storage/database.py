@@ -12,7 +12,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
-from ecert.errors import StorageError
+from ecert._extras import needs
+from ecert.errors import ExtraMissing, StorageError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 #: Execution option that makes SQLite take its write lock when the transaction begins.
@@ -31,7 +32,10 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 60})
             _configure_sqlite(engine)
         else:
-            engine = create_engine(url, pool_pre_ping=True)
+            with needs("postgres"):  # psycopg, when the URL names it, is that extra's
+                engine = create_engine(url, pool_pre_ping=True)
+    except ExtraMissing:
+        raise
     except (SQLAlchemyError, ImportError, ValueError) as e:
         raise StorageError(f"cannot use database {_redact(url)}: {e}") from e
     return engine
