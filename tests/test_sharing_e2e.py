@@ -1,0 +1,307 @@
+"""The sharing service end to end over loopback HTTP: GD serves on a real uvicorn, ZJ's
+agencies fetch with their requester keys from ZJ's trust list, under the GD–ZJ agreement
+and GD's entitlements (tests/data/sharing.json). Every answer is checked, and every
+request is a use record and a ``share.fetch`` entry, granted or refused."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import text
+
+from ecert._formats.copy import COPY_TYP, CopyClaims
+from ecert._formats.jose import parse_compact
+from ecert._formats.sharing import ShareRequest
+from ecert.keys import LocalSigner, Signer
+from ecert.sharing.client import signed_headers
+from tests.support import serve
+from tests.support.cli import Cli
+from tests.support.constants import PASSPHRASE
+from tests.support.regions import BL, FBL
+from tests.support.sharing_service import body_of, raw_exchange, request_bytes, status_of
+from tests.support.sharing_world import (
+    SharingWorld,
+    build,
+    close,
+    context_of,
+    sample,
+    sample_request,
+    start_service,
+)
+
+GRANTED = sample_request("granted with consent")
+PURPOSE = GRANTED["purpose"]
+OTHER_PURPOSE = next(e for e in sample()["entitlements"]
+                     if e["requester"] == "ZJ/zj-amr")["purposes"][1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharingWorld]:
+    tmp = tmp_path_factory.mktemp("sharing-e2e")
+    schemas: list[Iterator[str]] = []
+    for static in serve(tmp / "www"):
+        value = build(tmp, static, schemas)
+        try:
+            start_service(value)
+            yield value
+        finally:
+            close(value)
+            for gen in schemas:
+                next(gen, None)
+
+
+def last_use(world: SharingWorld) -> Any:
+    """The newest use record, as stored (whoever it names)."""
+    with world["GD"].engine.connect() as conn:
+        return conn.execute(text("SELECT * FROM uses ORDER BY id DESC LIMIT 1")).one()
+
+
+def use_count(world: SharingWorld) -> int:
+    with world["GD"].engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM uses")).scalar_one())
+
+
+def assert_refused(world: SharingWorld, answer: Any, code: str, *, case: str | None) -> None:
+    """A problem document with ``code``, disclosing nothing, recorded as a use."""
+    assert answer.value is None and answer.problem is not None, answer
+    assert answer.problem.code == code, answer.problem
+    text_of_it = answer.problem.to_json().decode("utf-8")
+    for secret in (world.licence.id, world.licence.holder_name, "token"):
+        assert secret not in text_of_it
+    use = last_use(world)
+    assert (use.outcome, use.problem) == ("refused", code if code != "malformed_request"
+                                          else "bad_request")
+    certificates = use.certificates  # JSON: text on SQLite, decoded on PostgreSQL
+    assert (json.loads(certificates) if isinstance(certificates, str) else certificates) == []
+    if case is not None:
+        assert use.case_no == case
+    (entry,) = world["GD"].events(f"use:{use.id}")
+    assert entry.action == "share.fetch" and entry.details["problem"] == use.problem
+
+
+# -- granted -----------------------------------------------------------------------------------
+
+
+def test_a_zj_agency_fetches_a_copy_with_the_holders_consent(world: SharingWorld) -> None:
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code))
+    assert answer.status == 200 and answer.problem is None, answer
+    (item,) = answer.value["copies"]  # type: ignore[index]
+    parsed = parse_compact(item["token"], max_bytes=1 << 20)
+    assert parsed.header["typ"] == COPY_TYP
+    copy = CopyClaims.from_payload(parsed.payload)
+    assert (copy.copy_of, copy.aud, copy.purpose, copy.case) == (
+        world.licence.id, "ZJ/zj-amr", PURPOSE, GRANTED["case_no"])
+    assert sorted(copy.claims) == sorted(GRANTED["expect_claims"])
+    assert copy.exp - copy.iat == 24 * 3600
+    (use, *_) = world["GD"].uses(world.holder_id).items
+    assert (use.outcome, use.requester, use.consent, use.certificates) == (
+        "granted", "ZJ/zj-amr", consent.id, (world.licence.id,))
+    assert (use.staff_id, use.staff_role, use.service_item) == (
+        "zj-0042", "受理员", GRANTED["service_item"])
+
+
+def test_a_holder_without_such_a_certificate_gets_an_empty_list(world: SharingWorld) -> None:
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code),
+                         holder_id="91440300MA5F3K2L8X")
+    # Another holder's consent does not hold for this one: refused, not disclosed.
+    assert answer.problem is not None and answer.problem.code == "consent_invalid"
+
+
+# -- refused -----------------------------------------------------------------------------------
+
+
+def test_an_agency_without_an_entitlement_is_refused(world: SharingWorld) -> None:
+    entry = sample_request("consent for another requester")
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    answer = world.fetch(entry["requester"], context_of(entry, consent.code))
+    assert_refused(world, answer, "not_entitled", case=entry["case_no"])
+    assert last_use(world).requester == "ZJ/zj-psb-traffic"
+
+
+def test_a_type_outside_the_entitlement_is_refused(world: SharingWorld) -> None:
+    consent = world.consent("ZJ/zj-amr", PURPOSE, types=(FBL,))
+    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-T-1"),
+                         types=(FBL,))
+    assert_refused(world, answer, "not_entitled", case="ZJ-T-1")
+
+
+def test_an_unrecognized_region_is_refused(world: SharingWorld) -> None:
+    entry = sample_request("unrecognized region")
+    answer = world.fetch(entry["requester"], context_of(entry))
+    assert_refused(world, answer, "region_not_recognized", case=None)
+    assert last_use(world).requester == "-"  # not authenticated: nobody is named
+
+
+def test_no_consent_is_refused(world: SharingWorld) -> None:
+    entry = sample_request("no consent")
+    answer = world.fetch("ZJ/zj-amr", context_of(entry))
+    assert_refused(world, answer, "consent_required", case=entry["case_no"])
+
+
+def test_a_purpose_outside_the_entitlement_is_refused(world: SharingWorld) -> None:
+    entry = sample_request("purpose outside entitlement")
+    consent = world.consent("ZJ/zj-amr", entry["purpose"])
+    answer = world.fetch("ZJ/zj-amr", context_of(entry, consent.code))
+    assert_refused(world, answer, "purpose_not_permitted", case=entry["case_no"])
+
+
+def test_an_expired_consent_is_refused(world: SharingWorld) -> None:
+    consent = world.consent("ZJ/zj-amr", PURPOSE, ttl=60)
+    world.clock.advance(seconds=61)
+    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-E-1"))
+    assert_refused(world, answer, "consent_invalid", case="ZJ-E-1")
+
+
+def test_a_used_consent_is_refused(world: SharingWorld) -> None:
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    first = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-U-1"))
+    assert first.status == 200
+    again = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-U-2"))
+    assert_refused(world, again, "consent_invalid", case="ZJ-U-2")
+
+
+@pytest.mark.parametrize("to, purpose", [("ZJ/zj-psb-traffic", PURPOSE),
+                                         ("ZJ/zj-amr", OTHER_PURPOSE)],
+                         ids=["another requester", "another purpose"])
+def test_a_consent_for_another_requester_or_purpose_is_refused(
+        world: SharingWorld, to: str, purpose: str) -> None:
+    consent = world.consent(to, purpose)
+    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-O-1"))
+    assert_refused(world, answer, "consent_invalid", case="ZJ-O-1")
+
+
+def test_a_replayed_request_is_refused(world: SharingWorld) -> None:
+    assert world.service is not None
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    body = ShareRequest(world.holder_id, (BL,),
+                        context_of(GRANTED, consent.code, case="ZJ-R-1")).to_json()
+    headers = signed_headers(world.fetch_url, body, world.signer("ZJ/zj-amr"), "ZJ/zj-amr",
+                             clock=world.clock)
+    raw = request_bytes("POST", "/v1/copies", world.service.port, headers, body)
+    first = raw_exchange(world.service.port, raw)
+    assert status_of(first) == 200, first
+    before = use_count(world)
+    replayed = raw_exchange(world.service.port, raw)
+    assert status_of(replayed) == 401
+    problem = json.loads(body_of(replayed))
+    assert problem["code"] == "replay" and "copies" not in problem
+    assert use_count(world) == before + 1
+    use = last_use(world)
+    assert (use.requester, use.problem) == ("ZJ/zj-amr", "replay")
+
+
+class _Impostor:
+    """Signs with another key under zj-amr's key id."""
+
+    def __init__(self, real: Signer) -> None:
+        self._other = LocalSigner(ec.generate_private_key(ec.SECP256R1()))
+        self.kid, self.alg = real.kid, real.alg
+
+    def sign(self, data: bytes) -> bytes:
+        return self._other.sign(data)
+
+
+def test_a_wrong_key_is_refused(world: SharingWorld) -> None:
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    impostor: Any = _Impostor(world.signer("ZJ/zj-amr"))
+    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code), signer=impostor)
+    assert_refused(world, answer, "not_authenticated", case=None)
+    assert last_use(world).requester == "ZJ/zj-amr"  # its key was found, not its signature
+    # The consent was not touched: the right key still fetches with it.
+    assert world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code)).status == 200
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def zj_cli(world: SharingWorld) -> Cli:
+    return Cli(world["ZJ"].home, world.database_urls["ZJ"],
+               env={"ECERT_PASSPHRASE": PASSPHRASE, "ECERT_LANG": "en"}, clock=world.clock)
+
+
+def test_share_fetch_prints_the_copies(world: SharingWorld) -> None:
+    assert world.service is not None
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    cli = zj_cli(world)
+    args = ["share", "fetch", world.service.base_url, "--agency", "zj-amr", "--holder-id",
+            world.holder_id, "--type", BL, "--purpose", PURPOSE, "--case", "ZJ-C-1",
+            "--service-item", "330000-SX-0001", "--staff-id", "zj-0042"]
+    found = cli.json(*args, "--consent", consent.code)
+    (copy,) = found["copies"]
+    assert (copy["copy_of"], copy["type"], copy["purpose"], copy["case"], copy["audience"]) == (
+        world.licence.id, BL, PURPOSE, "ZJ-C-1", "ZJ/zj-amr")
+    assert copy["token"].count(".") == 2
+    # In Chinese, a summary per copy, then the token.
+    second = world.consent("ZJ/zj-amr", PURPOSE)
+    shown = cli.ok(*args, "--consent", second.code, env={"ECERT_LANG": "zh_CN"}).stdout
+    assert world.licence.id in shown and "ZJ-C-1" in shown and "加注件" in shown
+    # A refusal: exit 4, the problem's code in one line; --json: the problem document.
+    message = cli.fails(*args, exit_code=4)
+    assert "consent_required" in message
+    refused = cli(*args, "--json")
+    assert refused.exit_code == 4
+    assert json.loads(refused.stdout)["code"] == "consent_required"
+
+
+def test_share_fetch_says_when_the_service_cannot_be_reached(world: SharingWorld,
+                                                            tmp_path: Path) -> None:
+    for static in serve(tmp_path / "gone"):
+        port = static.port
+    message = zj_cli(world).fails(
+        "share", "fetch", f"http://127.0.0.1:{port}", "--agency", "zj-amr", "--holder-id",
+        world.holder_id, "--type", BL, "--purpose", PURPOSE, "--case", "ZJ-N-1")
+    assert f"127.0.0.1:{port}" in message
+
+
+# -- a long-running service --------------------------------------------------------------------
+
+
+def test_a_requester_key_published_later_is_used_without_a_restart(
+        world: SharingWorld) -> None:
+    assert world.keys is not None
+    entry = sample_request("consent for another requester")
+    world.ticks.now += 61  # whatever came before: the next request reloads the lists
+    world.fetch(entry["requester"], context_of(entry))
+    sequence = world.keys.sequence
+    world["ZJ"].rotate_requester_key("zj-psb-traffic")
+    world.publish("ZJ")
+    # At once: the service still has the old list, and does not reload on every miss.
+    answer = world.fetch(entry["requester"], context_of(entry))
+    assert answer.problem is not None and answer.problem.code == "not_authenticated"
+    world.ticks.now += 6  # a miss after 5 s reloads: the new key is found
+    answer = world.fetch(entry["requester"], context_of(entry))
+    assert answer.problem is not None and answer.problem.code == "not_entitled"
+    assert world.keys.sequence == sequence  # GD's own list had not changed
+    world["GD"].share_allow("ZJ/zj-psb-traffic", [BL], [PURPOSE])
+    world.publish("GD")
+    world.ticks.now += 61  # older than a minute: reloaded before the next request
+    world.fetch(entry["requester"], context_of(entry))
+    assert world.keys.sequence > sequence
+
+
+def test_a_flood_of_unsigned_requests_is_recorded_within_bounds(world: SharingWorld) -> None:
+    assert world.service is not None and world.backend is not None
+    limiter = world.backend.limiter
+    world.ticks.now += 120  # a fresh window
+    before = use_count(world)
+    raw = request_bytes("POST", "/v1/copies", world.service.port,
+                        [("Content-Type", "application/json")], b"{}")
+    for _ in range(limiter.burst + 7):
+        assert status_of(raw_exchange(world.service.port, raw)) == 401
+    assert use_count(world) == before + limiter.burst
+    world.ticks.now += limiter.window  # the window ended: the next refusal writes its summary
+    assert status_of(raw_exchange(world.service.port, raw)) == 401
+    assert use_count(world) == before + limiter.burst + 2
+    with world["GD"].engine.connect() as conn:
+        summary = conn.execute(text("SELECT * FROM uses WHERE service_item = 'summary' "
+                                    "ORDER BY id DESC LIMIT 1")).one()
+    assert (summary.problem, summary.requester) == ("not_authenticated", "-")
+    assert summary.case_no.startswith("7 more not_authenticated from ")
+    assert world["GD"].audit().intact
