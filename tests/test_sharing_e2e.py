@@ -6,7 +6,15 @@ request is a use record and a ``share.fetch`` entry, granted or refused."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +26,16 @@ from ecert._formats.copy import COPY_TYP, CopyClaims
 from ecert._formats.jose import parse_compact
 from ecert._formats.sharing import ShareRequest
 from ecert.keys import LocalSigner, Signer
-from ecert.sharing.client import signed_headers
+from ecert.sharing.client import send, signed_headers
 from tests.support import serve
 from tests.support.cli import Cli
 from tests.support.constants import PASSPHRASE
+from tests.support.extras import ecert_without_extras
 from tests.support.regions import BL, FBL
 from tests.support.sharing_service import body_of, raw_exchange, request_bytes, status_of
 from tests.support.sharing_world import (
+    SERVICE_OPERATOR,
+    SERVICE_PASSPHRASE,
     SharingWorld,
     build,
     close,
@@ -305,3 +316,90 @@ def test_a_flood_of_unsigned_requests_is_recorded_within_bounds(world: SharingWo
     assert (summary.problem, summary.requester) == ("not_authenticated", "-")
     assert summary.case_no.startswith("7 more not_authenticated from ")
     assert world["GD"].audit().intact
+
+
+# -- ecert serve (a real process) --------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Served:
+    """``ecert serve`` as GD's service operator, in a process of its own."""
+
+    def __init__(self, world: SharingWorld, *args: str, operator_passphrase: str =
+                 SERVICE_PASSPHRASE) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "ECERT_HOME": str(world["GD"].home), "ECERT_LANG": "en",
+               "ECERT_OPERATOR": SERVICE_OPERATOR, "ECERT_PASSPHRASE": PASSPHRASE,
+               "ECERT_OPERATOR_PASSPHRASE": operator_passphrase}
+        if world.database_urls["GD"]:
+            env["ECERT_DATABASE_URL"] = world.database_urls["GD"] or ""
+        ecert_program = Path(sys.executable).with_name("ecert")
+        self.process = subprocess.Popen(
+            [str(ecert_program), "serve", "--port", str(self.port), *args],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait_ready(self) -> None:
+        for _ in range(600):  # up to 30 s: workers start in fresh interpreters
+            if self.process.poll() is not None:
+                raise AssertionError(self.process.communicate())
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/openapi.json", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("ecert serve did not start")
+
+    def stop(self, signum: int) -> tuple[int, str, str]:
+        self.process.send_signal(signum)
+        out, err = self.process.communicate(timeout=30)
+        return self.process.returncode, out, err
+
+
+def test_ecert_serve_with_two_workers_serves_and_stops_on_sigterm(world: SharingWorld) -> None:
+    served = Served(world, "--workers", "2")
+    try:
+        served.wait_ready()
+        for case in ("ZJ-S-1", "ZJ-S-2", "ZJ-S-3"):  # whichever worker answers
+            consent = world.consent("ZJ/zj-amr", PURPOSE)
+            request = ShareRequest(world.holder_id, (BL,),
+                                   context_of(GRANTED, consent.code, case=case))
+            answer = send(f"{served.base_url}/v1/copies", request, world.signer("ZJ/zj-amr"),
+                          "ZJ/zj-amr", timeout=30)  # the process's clock: the system's
+            assert answer.status == 200, answer
+            assert last_use(world).case_no == case
+    finally:
+        code, out, err = served.stop(signal.SIGTERM)
+    assert code == 0, (out, err)
+    assert "serving the sharing service on " + served.base_url in out
+    assert out.strip().splitlines()[-1] == "stopped (SIGTERM)", out
+
+
+def test_ecert_serve_ends_on_ctrl_c_with_exit_130(world: SharingWorld) -> None:
+    served = Served(world)
+    try:
+        served.wait_ready()
+    finally:
+        code, out, err = served.stop(signal.SIGINT)
+    assert code == 130, (out, err)
+    assert err.strip() == "ecert: error: interrupted", err
+
+
+def test_ecert_serve_refuses_a_wrong_passphrase_at_once(world: SharingWorld) -> None:
+    served = Served(world, "--workers", "2", operator_passphrase="wrong")
+    out, err = served.process.communicate(timeout=60)
+    assert served.process.returncode == 4, (out, err)
+    assert len(err.strip().splitlines()) == 1 and "could not be authenticated" in err
+
+
+def test_ecert_serve_without_the_server_extra_says_so(tmp_path: Path) -> None:
+    run = ecert_without_extras("serve", "--port", "8080", tmp_path=tmp_path,
+                               now=datetime.now(UTC), blocked=("starlette", "uvicorn"))
+    assert run.returncode == 2, run
+    assert run.stderr.strip() == ("ecert: error: this command needs the 'server' extra of "
+                                  "ecert: pip install 'ecert[server]'"), run.stderr
