@@ -77,8 +77,10 @@ from ecert.registry import (
 )
 from ecert.trust import Agreement, TrustAnchor
 from ecert.verify import (
+    CopyInfo,
     ErrorCode,
     Issuer,
+    TokenKind,
     VerificationLimits,
     VerificationResult,
     VerificationStatus,
@@ -103,6 +105,7 @@ __all__ = [
     "ClaimsInvalid",
     "Clock",
     "Conflict",
+    "CopyInfo",
     "EcertError",
     "ErrorCode",
     "FileKeyStore",
@@ -143,6 +146,7 @@ __all__ = [
     "Signer",
     "StorageError",
     "TextInvalid",
+    "TokenKind",
     "TrustAnchor",
     "TrustListError",
     "TypeWindow",

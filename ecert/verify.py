@@ -21,19 +21,21 @@ stable :class:`ErrorCode` values. The checks, in order (each fails closed):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ecert._clock import Clock, now_seconds, system_clock
 from ecert._formats import bundle as _bundle
 from ecert._formats import qr as _qr
 from ecert._formats.certificate import CERTIFICATE_TYP, MAX_TOKEN_BYTES, CertificateClaims
+from ecert._formats.copy import COPY_TYP, CopyClaims
 from ecert._formats.jose import (
+    ParsedJws,
     PublicKey,
     canonical_json,
     check_header,
@@ -70,8 +72,10 @@ from ecert.models import Certificate, CertificateStatus
 from ecert.trust import TrustAnchor, fetch_and_verify
 
 __all__ = [
+    "CopyInfo",
     "ErrorCode",
     "Issuer",
+    "TokenKind",
     "VerificationLimits",
     "VerificationResult",
     "VerificationStatus",
@@ -133,6 +137,22 @@ class ErrorCode(StrEnum):
     QR_MALFORMED = "qr_malformed"  #: QR text that does not unwrap (bad base45, container)
     QR_UNKNOWN_VERSION = "qr_unknown_version"  #: a QR container version we do not read
     QR_TOO_LARGE = "qr_too_large"  #: a QR body that inflates past its bound
+    #: A purpose-bound copy verified without saying for whom (``audience``).
+    AUDIENCE_REQUIRED = "audience_required"
+    #: A copy made for another requester than the ``audience`` given.
+    WRONG_AUDIENCE = "wrong_audience"
+    #: A copy made for another purpose than the ``purpose`` given.
+    WRONG_PURPOSE = "wrong_purpose"
+    #: A copy past its own ``exp`` (its original may still be valid: fetch a new copy).
+    COPY_EXPIRED = "copy_expired"
+
+
+class TokenKind(StrEnum):
+    """What was presented: the certificate token, its QR form, or a purpose-bound copy."""
+
+    CERTIFICATE = "certificate"
+    QR = "qr"
+    COPY = "copy"
 
 
 _FORMAT_CODES = {c.value: c for c in ErrorCode}
@@ -163,6 +183,45 @@ class Issuer:
     kid: str
 
 
+@dataclass(frozen=True, slots=True)
+class CopyInfo:
+    """What a verified purpose-bound copy (加注件) says beyond its original's issuer.
+
+    A copy is not the certificate: it carries only the claims the requester is entitled
+    to, for one requester (``audience``), one purpose and one case, until ``expires_at``.
+    """
+
+    id: str  #: the copy's own id (``jti``)
+    copy_of: str  #: the original certificate's id
+    audience: str  #: the requester it was made for, ``REGION/agency-code``
+    purpose: str  #: the stated purpose (用证事由)
+    case: str  #: the requester's case number (业务流水号)
+    type_code: str  #: the original's type, in the issuing region
+    type_version: int
+    claims: Mapping[str, Any]  #: only the claims the requester's entitlement allows
+    issued_at: datetime  #: when the copy was made
+    expires_at: datetime  #: when the copy itself expires
+    original_valid_from: datetime
+    original_valid_until: datetime | None
+    original_issued_at: datetime
+    status_list_uri: str  #: the original's status list
+    status_index: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``copy`` member of :meth:`VerificationResult.to_json`."""
+        until = self.original_valid_until
+        return {
+            "id": self.id, "copy_of": self.copy_of, "audience": self.audience,
+            "purpose": self.purpose, "case": self.case, "type": self.type_code,
+            "type_version": self.type_version, "claims": dict(self.claims),
+            "issued_at": self.issued_at.isoformat(), "expires_at": self.expires_at.isoformat(),
+            "original": {"issued_at": self.original_issued_at.isoformat(),
+                         "valid_from": self.original_valid_from.isoformat(),
+                         "valid_until": until.isoformat() if until else None},
+            "status_list": {"uri": self.status_list_uri, "idx": self.status_index},
+        }
+
+
 @dataclass(frozen=True)
 class VerificationResult:
     """The outcome of :meth:`Verifier.verify`; truthy exactly when valid.
@@ -190,6 +249,12 @@ class VerificationResult:
     digest_bound: bool = False
     #: For QR text: base64url of the first 16 bytes of SHA-256 of the full token's payload.
     qr_digest: str | None = None
+    #: What was presented, once its header was read (None for input that got no further).
+    kind: TokenKind | None = field(default=None, compare=False)
+    #: For a purpose-bound copy that verified: what it says (``certificate`` is then None:
+    #: a copy is not the certificate). ``issuer`` is the original's issuing agency, with
+    #: the ``kid`` of the region's sharing key that signed the copy.
+    copy: CopyInfo | None = field(default=None, compare=False)
 
     def qr_matches(self, token: str) -> bool:
         """Whether a full certificate token (verified separately) is the one this QR binds.
@@ -268,6 +333,9 @@ class VerificationResult:
                 "supersedes": c.supersedes,
             }
         out["local_type"] = self.local_type
+        out["kind"] = None if self.kind is None else self.kind.value
+        if self.copy is not None:
+            out["copy"] = self.copy.to_json()
         if self.qr:
             out["qr"] = {"claims_present": list(self.claims_present),
                          "digest_bound": self.digest_bound, "digest": self.qr_digest}
@@ -288,6 +356,7 @@ class _Failure(Exception):
         self.status = status
         self.code = code
         self.message = message
+        self.kind: TokenKind | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +409,9 @@ class _RegionTrust:
                                 agency.uri, entry.kid)
                 self.agency_keys[entry.kid] = _AgencyKey(agency, entry, alg, key, issuer)
         self.status_keys = {k.kid: (k, *k.public_key()) for k in trust_list.status_keys}
+        #: Keys that sign copies: never agency keys, so the two never stand in for each other.
+        self.sharing_keys = {k.kid: (k, *k.public_key()) for k in trust_list.sharing_keys}
+        self.agencies_by_uri = {a.uri: a for a in trust_list.agencies}
         # Ids each agency may issue, by type: prefix and check-character state precomputed.
         self.id_prefixes: dict[tuple[str, str], CertificateIdPrefix] = {}
         for agency in trust_list.agencies:
@@ -372,21 +444,46 @@ class _RegionTrust:
         if claims.region != region:
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.REGION_MISMATCH,
                            f"region {claims.region!r} is not {region!r}")
-        type_entry = self.types.get(claims.vct)
-        if not agency.authorizes(claims.vct) or type_entry is None:
+        self.check_type(agency, claims.vct, claims.vct_version, claims.iat, claims.jti)
+
+    def check_type(self, agency: TrustedAgency, vct: str, vct_version: int, iat: int,
+                   jti: str) -> None:
+        """The agency may issue ``vct`` (at ``iat``), the version is known, and ``jti``
+        is a well-formed id naming the agency and the type."""
+        type_entry = self.types.get(vct)
+        if not agency.authorizes(vct) or type_entry is None:
             raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.TYPE_NOT_AUTHORIZED,
-                           f"agency {agency.code} is not authorized to issue {claims.vct}")
-        _check_window(agency, claims.vct, claims.iat)
-        if not 1 <= claims.vct_version <= type_entry.version:
+                           f"agency {agency.code} is not authorized to issue {vct}")
+        _check_window(agency, vct, iat)
+        if not 1 <= vct_version <= type_entry.version:
             raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CLAIMS,
-                           f"type version {claims.vct_version} of {claims.vct} is unknown")
-        id_prefix = self.id_prefixes.get((agency.code, claims.vct))
-        if id_prefix is None or not id_prefix.matches(claims.jti):
+                           f"type version {vct_version} of {vct} is unknown")
+        id_prefix = self.id_prefixes.get((agency.code, vct))
+        if id_prefix is None or not id_prefix.matches(jti):
             raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CERTIFICATE_ID,
                            "certificate id is malformed, has a wrong check character, or "
                            "does not name this agency and type")
 
-    def status_of(self, claims: CertificateClaims, now: int) -> int:
+    def check_copy(self, claims: CopyClaims) -> TrustedAgency:
+        """A copy is the region's (``iss``, ``region``), and names an original its agency
+        may have issued: returns that agency."""
+        region = self.trust_list.region
+        if claims.iss != self.trust_list.base_url:
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.ISSUER_MISMATCH,
+                           f"iss {claims.iss!r} is not the base URL of region {region}")
+        if claims.region != region:
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.REGION_MISMATCH,
+                           f"region {claims.region!r} is not {region!r}")
+        original = claims.original
+        agency = self.agencies_by_uri.get(original.iss)
+        if agency is None:
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.ISSUER_MISMATCH,
+                           f"the original's iss {original.iss!r} is no agency of {region}")
+        self.check_type(agency, original.vct, original.vct_version, original.iat,
+                        claims.copy_of)
+        return agency
+
+    def status_of(self, claims: CertificateClaims | CopyClaims, now: int) -> int:
         status_list = self.status_list(claims.status_list_uri, now)
         if claims.status_index >= status_list.status_list.size:
             raise _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_INDEX_OUT_OF_RANGE,
@@ -572,12 +669,21 @@ class Verifier:
 
     # -- verification ------------------------------------------------------------------------
 
-    def verify(self, token: str | bytes) -> VerificationResult:
-        """Verify ``token``; never raises on bad input."""
+    def verify(self, token: str | bytes, *, audience: str | None = None,
+               purpose: str | None = None) -> VerificationResult:
+        """Verify ``token``; never raises on bad input.
+
+        ``token`` is a certificate token, its QR text, or a purpose-bound copy
+        (``ecert-copy+jwt``). A copy is accepted only for the requester it was made for:
+        ``audience`` (``REGION/agency-code``) is required for a copy and must be its
+        ``aud`` (else ``audience_required``, ``wrong_audience``), and ``purpose``, when
+        given, must be its purpose (``wrong_purpose``). Certificates and QR codes are
+        bearer documents: they ignore both.
+        """
         try:
-            return self._verify(token)
+            return self._verify(token, audience, purpose)
         except _Failure as f:
-            return VerificationResult(f.status, (f.code,), messages=(f.message,))
+            return VerificationResult(f.status, (f.code,), messages=(f.message,), kind=f.kind)
         except Exception as e:  # fail closed on anything unforeseen, and say so
             log.exception("unexpected error while verifying a token")
             return VerificationResult(
@@ -585,9 +691,10 @@ class Verifier:
                 messages=(f"internal error: {type(e).__name__}",),
             )
 
-    def verify_or_raise(self, token: str | bytes) -> VerificationResult:
+    def verify_or_raise(self, token: str | bytes, *, audience: str | None = None,
+                        purpose: str | None = None) -> VerificationResult:
         """Like :meth:`verify`, but raise :class:`ecert.errors.VerificationFailed` unless valid."""
-        result = self.verify(token)
+        result = self.verify(token, audience=audience, purpose=purpose)
         if not result.valid:
             raise VerificationFailed(result)
         return result
@@ -623,9 +730,9 @@ class Verifier:
         except _Failure as f:
             raise TrustListError(f.message, code=f.code.value) from f
 
-    def _verify(self, token: str | bytes) -> VerificationResult:
+    def _verify(self, token: str | bytes, audience: str | None,
+                purpose: str | None) -> VerificationResult:
         now = _now(self._clock)
-        leeway = self.limits.leeway_seconds
         if now > self._home.trust_list.next_update:
             self._refresh_home(now)
         home = self._home
@@ -637,7 +744,6 @@ class Verifier:
                 raise _Failure(VerificationStatus.INVALID, ErrorCode.TOO_LARGE, "token too large")
             token = bytes(token).decode("ascii", "replace")
         # 1-2. structure and header policy (QR text: unwrapped to its exact JWS first)
-        qr: _qr.QrClaims | None = None
         expected_typ = CERTIFICATE_TYP
         try:
             if token[:1].isspace() or token[-1:].isspace():
@@ -645,26 +751,39 @@ class Verifier:
             if _qr.is_qr_text(token):
                 token, expected_typ = self._unwrap_qr(token, now), _qr.QR_TYP
             parsed = parse_compact(token, max_bytes=self.limits.max_token_bytes)
+            if expected_typ == CERTIFICATE_TYP and parsed.header.get("typ") == COPY_TYP:
+                expected_typ = COPY_TYP  # a copy: its own typ, its own keys, its own checks
             kid = check_header(parsed.header, expected_typ)
         except FormatError as e:
             raise _Failure(VerificationStatus.INVALID,
                            _FORMAT_CODES.get(e.code, ErrorCode.MALFORMED), e.message) from e
+        if expected_typ == COPY_TYP:
+            try:
+                return self._verify_copy(parsed.payload, parsed.header["alg"], kid,
+                                         parsed.signing_input, parsed.signature, now,
+                                         audience, purpose)
+            except _Failure as f:
+                f.kind = TokenKind.COPY
+                raise
+        kind = TokenKind.QR if expected_typ == _qr.QR_TYP else TokenKind.CERTIFICATE
+        try:
+            return self._verify_certificate(parsed, kid, kind, token, now)
+        except _Failure as f:
+            f.kind = kind
+            raise
+
+    def _verify_certificate(self, parsed: ParsedJws, kid: str, kind: TokenKind, token: str,
+                            now: int) -> VerificationResult:
+        """A certificate token or the QR form of one (format sections 10.2 and 14)."""
+        leeway = self.limits.leeway_seconds
+        home = self._home
+        qr: _qr.QrClaims | None = None
+        expected_typ = _qr.QR_TYP if kind is TokenKind.QR else CERTIFICATE_TYP
         # 3. the key: only ever from a trust list (ours, or one we recognize)
-        region = home
-        agreement: Agreement | None = None
-        agency_key = home.agency_keys.get(kid)
-        if agency_key is None:
-            # A QR payload names its region under "r", a certificate token under "region".
-            claimed = parsed.payload.get("r" if expected_typ == _qr.QR_TYP else "region")
-            if not isinstance(claimed, str) or claimed == home.trust_list.region:
-                raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
-                               f"key {kid!r} is not a trusted key of region "
-                               f"{home.trust_list.region}")
-            agreement, region = self._recognized(claimed, now)
-            agency_key = region.agency_keys.get(kid)
-            if agency_key is None:
-                raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
-                               f"key {kid!r} is not a trusted key of region {claimed}")
+        # A QR payload names its region under "r", a certificate token under "region".
+        agreement, region, agency_key = self._find_key(
+            kid, parsed.payload.get("r" if expected_typ == _qr.QR_TYP else "region"), now,
+            _agency_keys)
         if parsed.header["alg"] != agency_key.alg:
             raise _Failure(VerificationStatus.INVALID, ErrorCode.ALG_KEY_MISMATCH,
                            "alg does not match the key type")
@@ -736,7 +855,106 @@ class Verifier:
             qr=qr is not None, claims_present=tuple(sorted(claims.claims)) if qr else (),
             digest_bound=qr is not None and not qr.complete,
             qr_digest=qr.digest if qr else None,
+            kind=TokenKind.CERTIFICATE if qr is None else TokenKind.QR,
         )
+
+    def _find_key(self, kid: str, claimed: Any, now: int,
+                  keys: Callable[[_RegionTrust], Mapping[str, _K]]
+                  ) -> tuple[Agreement | None, _RegionTrust, _K]:
+        """The key ``kid`` among ``keys`` of the home region or, if the token names another
+        region (``claimed``, read before the signature only to choose the list), of that
+        region if we recognize it: with the agreement (None at home) and the region."""
+        home = self._home
+        found = keys(home).get(kid)
+        if found is not None:
+            return None, home, found
+        if not isinstance(claimed, str) or claimed == home.trust_list.region:
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
+                           f"key {kid!r} is not a trusted key of region "
+                           f"{home.trust_list.region}")
+        agreement, region = self._recognized(claimed, now)
+        found = keys(region).get(kid)
+        if found is None:
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.UNKNOWN_KID,
+                           f"key {kid!r} is not a trusted key of region {claimed}")
+        return agreement, region, found
+
+    def _verify_copy(self, payload: Mapping[str, Any], alg: str, kid: str,
+                     signing_input: bytes, signature: bytes, now: int,
+                     audience: str | None, purpose: str | None) -> VerificationResult:
+        """A purpose-bound copy (format section 16.2): a sharing key of its region, the
+        original's issuer, type and id as that region's trust list knows them, the audience
+        and purpose asked for, the original's status and validity, and the copy's expiry."""
+        leeway = self.limits.leeway_seconds
+        # C4. only a sharing key signs a copy (an agency key never does)
+        agreement, region, (entry, key_alg, key) = self._find_key(
+            kid, payload.get("region"), now, _sharing_keys)
+        if alg != key_alg:
+            raise _Failure(VerificationStatus.INVALID, ErrorCode.ALG_KEY_MISMATCH,
+                           "alg does not match the key type")
+        if not verify_signature(key_alg, key, signing_input, signature):
+            raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_SIGNATURE,
+                           "signature does not verify")
+        try:
+            claims = CopyClaims.from_payload(payload)
+        except FormatError as e:
+            raise _Failure(VerificationStatus.INVALID, ErrorCode.BAD_CLAIMS, e.message) from e
+        agency = region.check_copy(claims)
+        original = claims.original
+        local_type: str | None = original.vct
+        if agreement is not None:  # recognizing the region trusts its keys; map if we can
+            local_type = agreement.types.get(original.vct)
+        refused = entry.refuses(claims.iat, leeway)
+        if refused == "compromised":
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.KEY_COMPROMISED,
+                           "signed with a key compromised at or before the copy was made")
+        if refused is not None:
+            raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.KEY_NOT_VALID_AT_IAT,
+                           "the key was not valid when the copy says it was made")
+        if claims.iat > now + leeway:
+            raise _Failure(VerificationStatus.INVALID, ErrorCode.ISSUED_IN_FUTURE,
+                           "made in the future")
+        _check_use(claims, audience, purpose)
+        errors: list[ErrorCode] = []
+        messages: list[str] = []
+        status_value = region.status_of(claims, now)
+        if status_value == INVALID:
+            errors.append(ErrorCode.REVOKED)
+            messages.append("the original is revoked by its issuer")
+        elif status_value == SUSPENDED:
+            errors.append(ErrorCode.SUSPENDED)
+            messages.append("the original is suspended by its issuer")
+        elif status_value != VALID:
+            raise _Failure(VerificationStatus.INVALID, ErrorCode.STATUS_UNKNOWN_VALUE,
+                           f"unknown status value {status_value}")
+        if original.exp is not None and now >= original.exp + leeway:
+            errors.append(ErrorCode.EXPIRED)
+            messages.append("the original has expired")
+        if now >= claims.exp + leeway:
+            errors.append(ErrorCode.COPY_EXPIRED)
+            messages.append("the copy has expired")
+        if original.nbf > now + leeway:
+            errors.append(ErrorCode.NOT_YET_VALID)
+            messages.append("the original is not yet valid")
+        status = VerificationStatus.VALID
+        for code, verdict in _LIFECYCLE_PRIORITY:
+            if code in errors:
+                status = verdict
+                break
+        issuer = Issuer(region.trust_list.region, agency.code, agency.name, agency.uscc,
+                        agency.uri, kid)
+        info = CopyInfo(
+            id=claims.jti, copy_of=claims.copy_of, audience=claims.aud,
+            purpose=claims.purpose, case=claims.case, type_code=original.vct,
+            type_version=original.vct_version, claims=claims.claims,
+            issued_at=_ts(claims.iat), expires_at=_ts(claims.exp),
+            original_valid_from=_ts(original.nbf),
+            original_valid_until=None if original.exp is None else _ts(original.exp),
+            original_issued_at=_ts(original.iat), status_list_uri=claims.status_list_uri,
+            status_index=claims.status_index)
+        return VerificationResult(status, tuple(errors), issuer, tuple(messages),
+                                  local_type=local_type, agreement=agreement,
+                                  kind=TokenKind.COPY, copy=info)
 
     def _unwrap_qr(self, text: str, now: int) -> str:
         """The exact compact JWS inside QR text; its kid resolved through the trust lists.
@@ -830,6 +1048,33 @@ class Verifier:
         self._foreign.clear()  # agreements may have changed
 
 
+_K = TypeVar("_K")
+
+
+def _agency_keys(region: _RegionTrust) -> Mapping[str, _AgencyKey]:
+    return region.agency_keys
+
+
+def _sharing_keys(region: _RegionTrust) -> Mapping[str, tuple[TrustedKey, str, PublicKey]]:
+    return region.sharing_keys
+
+
+def _check_use(claims: CopyClaims, audience: str | None, purpose: str | None) -> None:
+    """The use a copy is verified for: its requester (always stated), and its purpose
+    when the caller states one. A copy is refused to anyone else."""
+    if audience is None:
+        raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.AUDIENCE_REQUIRED,
+                       "a copy is verified only for the requester it was made for: "
+                       "give the audience")
+    if claims.aud != audience:
+        raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.WRONG_AUDIENCE,
+                       f"the copy was made for {claims.aud}, not {audience}")
+    if purpose is not None and claims.purpose != purpose:
+        raise _Failure(VerificationStatus.UNTRUSTED, ErrorCode.WRONG_PURPOSE,
+                       f"the copy was made for the purpose {claims.purpose!r}, "
+                       f"not {purpose!r}")
+
+
 def _check_window(agency: TrustedAgency, type_code: str, issued_at: int) -> None:
     """Judge a certificate by the agency's window for its type in force at its ``iat``."""
     if not agency.authorizes(type_code, issued_at):
@@ -905,5 +1150,6 @@ _LIFECYCLE_PRIORITY = (
     (ErrorCode.REVOKED, VerificationStatus.REVOKED),
     (ErrorCode.SUSPENDED, VerificationStatus.SUSPENDED),
     (ErrorCode.EXPIRED, VerificationStatus.EXPIRED),
+    (ErrorCode.COPY_EXPIRED, VerificationStatus.EXPIRED),
     (ErrorCode.NOT_YET_VALID, VerificationStatus.NOT_YET_VALID),
 )
