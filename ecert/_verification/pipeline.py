@@ -67,9 +67,13 @@ def run(token: str | bytes, view: TrustView, limits: VerificationLimits, now: in
         # 4-8. key, signature, claims bound to the issuer: the format's decoder
         checked = decoder.decode(parsed, kid, token, view, now)
         # 8f-10 (C8g-C11). the policies, in order; the use is the caller's, per call
-        for policy in policies.for_kind(checked.kind):
-            policy.check(checked, now)
-        use.check(checked, now)
+        if checked.copy is None:
+            for policy in policies.certificate:
+                policy.check(checked, now)
+        else:
+            for policy in policies.copy:
+                policy.check(checked, now)
+            use.check(checked, now)
         # 11-12. the (original) certificate's status, then the lifecycle
         status_list = view.status_list(checked.region.code, checked.status_list_uri, now)
         if checked.status_index >= status_list.status_list.size:

@@ -168,7 +168,3 @@ class PolicySet:
         ``home`` with a clock leeway."""
         keys, future = KeyValidity(leeway), NotIssuedInFuture(leeway)
         return cls((TypeRecognition(home), keys, future), (keys, future), Lifecycle(leeway))
-
-    def for_kind(self, kind: TokenKind) -> tuple[Policy, ...]:
-        """The policies for ``kind``, before the per-call :class:`CopyUse`."""
-        return self.copy if kind is TokenKind.COPY else self.certificate

@@ -43,7 +43,8 @@ def find_key(view: TrustView, kid: str, claimed: Any, now: int,
              ) -> tuple[Agreement | None, RegionIndex, _K]:
     """The key ``kid`` among ``keys`` of the home region or, if the token names another
     region (``claimed``, read before the signature only to choose the list), of that
-    region if we recognize it: with the agreement (None at home) and the region."""
+    region if we recognize it: with the agreement (None at home) and the region.
+    ``keys`` picks the role: ``operator.attrgetter("agency_keys")``, for instance."""
     home = view.home
     found = keys(home).get(kid)
     if found is not None:
