@@ -292,9 +292,16 @@ def _result(outcome: pipeline.Outcome) -> VerificationResult:
     assert claims is not None  # noqa: S101 - every decoder but the copy's sets it
     certificate = partial(_certificate, claims, issuer.agency_code, issuer.kid,
                           checked.token, outcome.status_value)
-    if qr is None:  # the common case, built the fast way
-        return _certificate_result(outcome.status, outcome.errors, issuer, outcome.messages,
-                                   outcome.local_type, checked.agreement, certificate)
+    if qr is None:
+        # The common case, built the fast way: a frozen dataclass's __init__ sets each of
+        # its 14 members through object.__setattr__ (about 3 µs, a tenth of what a
+        # verifier spends beyond the signature); the same members are filled in at once.
+        result = object.__new__(VerificationResult)
+        result.__dict__.update(
+            _RESULT_DEFAULTS, status=outcome.status, errors=outcome.errors, issuer=issuer,
+            messages=outcome.messages, local_type=outcome.local_type,
+            agreement=checked.agreement, _certificate=certificate, kind=TokenKind.CERTIFICATE)
+        return result
     return VerificationResult(
         outcome.status, outcome.errors, issuer, outcome.messages,
         _certificate=certificate, qr=True, claims_present=tuple(sorted(claims.claims)),
@@ -306,22 +313,6 @@ def _result(outcome: pipeline.Outcome) -> VerificationResult:
 #: Every member of a result with its default.
 _RESULT_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(VerificationResult)
                                      if f.default is not MISSING}
-
-
-def _certificate_result(status: VerificationStatus, errors: tuple[ErrorCode, ...],
-                        issuer: Issuer, messages: tuple[str, ...], local_type: str | None,
-                        agreement: Agreement | None,
-                        certificate: Callable[[], Certificate]) -> VerificationResult:
-    """The result of a certificate token, the same as ``VerificationResult(...)`` would
-    make: a frozen dataclass's ``__init__`` sets each of its 14 members through
-    ``object.__setattr__`` (about 3 µs, a tenth of what a verifier spends beyond the
-    signature), so its members are filled in at once instead."""
-    result = object.__new__(VerificationResult)
-    result.__dict__.update(
-        _RESULT_DEFAULTS, status=status, errors=errors, issuer=issuer, messages=messages,
-        local_type=local_type, agreement=agreement, _certificate=certificate,
-        kind=TokenKind.CERTIFICATE)
-    return result
 
 
 class _Region:
@@ -372,14 +363,12 @@ class _Region:
 class _View:
     """The verifier's trust as the pipeline sees it (a :class:`TrustView`)."""
 
-    __slots__ = ("_verifier",)
+    __slots__ = ("_verifier", "home")
 
     def __init__(self, verifier: Verifier) -> None:
         self._verifier = verifier
-
-    @property
-    def home(self) -> RegionIndex:
-        return self._verifier._home.index
+        #: The home region's index: replaced with the home trust list (``_set_home``).
+        self.home = verifier._home.index
 
     def recognized(self, region: str, now: int) -> tuple[Agreement, RegionIndex]:
         agreement, trust = self._verifier._recognized(region, now)
@@ -413,7 +402,7 @@ class Verifier:
         self._clock = clock or system_clock
         self.limits = limits or VerificationLimits()
         self._home = _Region(trust_list, anchor, source, self.limits)
-        self._view = _View(self)
+        self._view = _View(self)  # after _home: it reads the home index
         self._policies = PolicySet.standard(trust_list.region, self.limits.leeway_seconds)
         self._source = source
         self._foreign: dict[str, _Region] = {}
@@ -642,6 +631,7 @@ class Verifier:
             return
         self._home = _Region(trust_list, current, self._source, self.limits)
         self._home.checked_at = now
+        self._view.home = self._home.index
         self._foreign.clear()  # agreements may have changed
 
 

@@ -18,7 +18,7 @@ from ecert._verification import decoders, pipeline
 from ecert._verification.policies import CopyUse, KeyValidity, PolicySet
 from ecert._verification.region import RegionIndex
 from ecert._verification.vocabulary import ErrorCode, Failure, TokenKind, VerificationLimits
-from ecert.verify import VerificationResult, VerificationStatus, _certificate_result
+from ecert.verify import VerificationResult, VerificationStatus, Verifier
 from tests.support import FakeClock, Published
 from tests.support.sharing import AUDIENCE, add_sharing_key, copy_of, read_trust_list
 
@@ -102,19 +102,16 @@ def test_the_decoders_know_their_format() -> None:
         (TokenKind.COPY, "ecert-copy+jwt")]
 
 
-def test_the_fast_certificate_result_is_the_dataclass_one() -> None:
-    issuer = ecert.Issuer("GD", "gd-amr", "name", "uscc", "uri", "kid")
-
-    def certificate() -> ecert.Certificate:
-        raise AssertionError("built only when asked for")
-
-    fast = _certificate_result(VerificationStatus.EXPIRED, (ErrorCode.EXPIRED,), issuer,
-                               ("expired",), "t", None, certificate)
-    slow = VerificationResult(VerificationStatus.EXPIRED, (ErrorCode.EXPIRED,), issuer,
-                              ("expired",), local_type="t", _certificate=certificate,
-                              kind=TokenKind.CERTIFICATE)
-    assert vars(fast) == vars(slow) and fast == slow
-    assert not fast and fast.status is VerificationStatus.EXPIRED
+def test_the_fast_certificate_result_is_the_dataclass_one(published_copy: Published,
+                                                          clock: FakeClock) -> None:
+    _, cert, bundle = published_copy
+    fast = Verifier.from_bundle(bundle, clock=clock).verify(cert.token)
+    slow = VerificationResult(fast.status, fast.errors, fast.issuer, fast.messages,
+                              local_type=fast.local_type, agreement=fast.agreement,
+                              _certificate=fast._certificate, kind=fast.kind)
+    assert vars(fast) == vars(slow) and fast == slow and fast.valid
+    assert fast.to_json() == slow.to_json()
+    assert fast.certificate == slow.certificate == cert
 
 
 def test_the_pipeline_imports_nothing_of_the_registry() -> None:

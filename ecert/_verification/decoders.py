@@ -76,8 +76,14 @@ class CertificateDecoder:
     def decode(self, parsed: ParsedJws, kid: str, token: str, view: TrustView,
                now: int) -> Checked:
         """Key, signature and claims bound to the issuer; raises a failure."""
-        agreement, region, agency_key = find_key(
-            view, kid, parsed.payload.get(self.region_claim), now, _agency_keys)
+        region = view.home
+        found = region.agency_keys.get(kid)
+        agreement: Agreement | None = None
+        if found is None:  # not ours: maybe of a region the token names
+            agreement, region, agency_key = find_key(
+                view, kid, parsed.payload.get(self.region_claim), now, _agency_keys)
+        else:
+            agency_key = found
         _signed(parsed.header["alg"], agency_key.alg, agency_key.key, parsed)
         claims, qr = self.claims(parsed.payload, agency_key.agency, region)
         region.check_issuer(claims, agency_key.agency)
