@@ -403,3 +403,22 @@ def test_ecert_serve_without_the_server_extra_says_so(tmp_path: Path) -> None:
     assert run.returncode == 2, run
     assert run.stderr.strip() == ("ecert: error: this command needs the 'server' extra of "
                                   "ecert: pip install 'ecert[server]'"), run.stderr
+
+
+def test_the_requester_verifies_its_copy_for_its_audience_and_purpose(
+        world: SharingWorld, tmp_path: Path) -> None:
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-V-1"))
+    (item,) = answer.value["copies"]  # type: ignore[index]
+    verify = Cli(tmp_path / "verifier", None, env={"ECERT_LANG": "en"}, clock=world.clock)
+    bundle = str(world.static.root / "zj")  # ZJ's own trust list, recognizing GD
+    accepted = verify.json("verify", item["token"], "--bundle", bundle,
+                           "--audience", "ZJ/zj-amr", "--purpose", PURPOSE)
+    assert accepted["valid"] is True, accepted
+    for args, code in ((["--audience", "ZJ/zj-psb-traffic", "--purpose", PURPOSE],
+                        "wrong_audience"),
+                       (["--audience", "ZJ/zj-amr", "--purpose", OTHER_PURPOSE],
+                        "wrong_purpose")):
+        refused = verify("verify", item["token"], "--bundle", bundle, *args, "--json")
+        assert refused.exit_code == 1, refused.output
+        assert code in json.loads(refused.stdout)["errors"], refused.stdout
