@@ -5,6 +5,7 @@ request is a use record and a ``share.fetch`` entry, granted or refused."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -24,8 +25,9 @@ from sqlalchemy import text
 
 from ecert._formats.copy import COPY_TYP, CopyClaims
 from ecert._formats.jose import parse_compact
-from ecert._formats.sharing import ShareRequest
+from ecert._formats.sharing import Problem, ShareRequest
 from ecert.keys import LocalSigner, Signer
+from ecert.sharing.backend import RefusalLimiter, RegistryBackend
 from ecert.sharing.client import send, signed_headers
 from tests.support import serve
 from tests.support.cli import Cli
@@ -422,3 +424,19 @@ def test_the_requester_verifies_its_copy_for_its_audience_and_purpose(
         refused = verify("verify", item["token"], "--bundle", bundle, *args, "--json")
         assert refused.exit_code == 1, refused.output
         assert code in json.loads(refused.stdout)["errors"], refused.stdout
+
+
+def test_a_stopping_worker_writes_the_summaries_it_holds(world: SharingWorld) -> None:
+    backend = RegistryBackend(world.service_registry,
+                              limiter=RefusalLimiter(burst=1, monotonic=world.ticks))
+    before = use_count(world)
+    for n in range(3):
+        backend.refused(None, Problem.of("replay"), f"{n:064x}")
+    assert use_count(world) == before + 1
+    backend.close()  # what the worker's lifespan shutdown does
+    assert use_count(world) == before + 2
+    summary = last_use(world)
+    assert (summary.service_item, summary.problem) == ("summary", "replay")
+    assert summary.case_no.startswith("2 more replay from ")
+    expected = hashlib.sha256(b"".join(f"{n:064x}\n".encode() for n in (1, 2))).hexdigest()
+    assert summary.request_hash == expected
