@@ -33,6 +33,7 @@ from tests.support import serve
 from tests.support.cli import Cli
 from tests.support.constants import PASSPHRASE
 from tests.support.extras import ecert_without_extras
+from tests.support.issuing import uscc
 from tests.support.regions import BL, FBL
 from tests.support.sharing_service import body_of, raw_exchange, request_bytes, status_of
 from tests.support.sharing_world import (
@@ -119,12 +120,31 @@ def test_a_zj_agency_fetches_a_copy_with_the_holders_consent(world: SharingWorld
         "zj-0042", "受理员", GRANTED["service_item"])
 
 
+def test_an_agency_of_the_region_fetches_by_statute_without_consent(
+        world: SharingWorld) -> None:
+    entry = sample_request("by statute, no consent")
+    answer = world.fetch(entry["requester"], context_of(entry))
+    (item,) = answer.value["copies"]  # type: ignore[index]
+    copy = CopyClaims.from_payload(parse_compact(item["token"], max_bytes=1 << 20).payload)
+    assert (copy.aud, copy.purpose) == ("GD/gd-hrss", entry["purpose"])
+    assert sorted(copy.claims) == sorted(entry["expect_claims"])
+    use = world["GD"].uses(world.holder_id).items[0]
+    assert (use.requester, use.consent, use.outcome) == ("GD/gd-hrss", "by statute",
+                                                        "granted")
+
+
 def test_a_holder_without_such_a_certificate_gets_an_empty_list(world: SharingWorld) -> None:
+    entry = sample_request("by statute, no consent")
+    answer = world.fetch(entry["requester"], context_of(entry, case="GD-EMPTY-1"),
+                         holder_id=uscc(4242))
+    assert answer.status == 200 and answer.value == {"copies": []}, answer
+    use = last_use(world)
+    assert (use.outcome, use.case_no) == ("granted", "GD-EMPTY-1")
+    # Another holder's consent does not hold for this one: refused, nothing disclosed.
     consent = world.consent("ZJ/zj-amr", PURPOSE)
-    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code),
-                         holder_id="91440300MA5F3K2L8X")
-    # Another holder's consent does not hold for this one: refused, not disclosed.
-    assert answer.problem is not None and answer.problem.code == "consent_invalid"
+    refused = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-H-1"),
+                          holder_id=uscc(4242))
+    assert_refused(world, refused, "consent_invalid", case="ZJ-H-1")
 
 
 # -- refused -----------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from tests.support.sharing_service import ServiceHost
 DATA = Path(__file__).resolve().parent.parent / "data" / "sharing.json"
 SERVICE_OPERATOR = "svc-gd"
 SERVICE_PASSPHRASE = "service operator passphrase"
+SECOND_PASSPHRASE = "second trust admin passphrase"
 
 
 def sample() -> dict[str, Any]:
@@ -146,10 +147,17 @@ def build(tmp: Path, static: LocalServer, schemas: list[Iterator[str]]) -> Shari
         for registry, agencies in ((zj, ("zj-amr", "zj-psb-traffic")), (sh, ("sh-amr",))):
             for agency in agencies:
                 registry.create_requester_key(agency)
+        gd.create_requester_key("gd-hrss")  # a requester of the serving region itself
+        gd.add_operator("trust-b", roles=["trust-admin"], passphrase=SECOND_PASSPHRASE)
         for entry in sample()["entitlements"]:
-            if entry["server_region"] == "GD" and not entry["without_consent"]:
+            if entry["server_region"] != "GD":
+                continue
+            try:
                 gd.share_allow(entry["requester"], entry["types"], entry["purposes"],
-                               entry["claims"])
+                               entry["claims"], entry["without_consent"])
+            except ecert.PendingApproval as pending:  # by statute: a second operator
+                with as_operator(gd, "trust-b", SECOND_PASSPHRASE, clock) as second:
+                    second.approve(pending.request.id)
         gd.add_operator(SERVICE_OPERATOR, roles=["service"], passphrase=SERVICE_PASSPHRASE)
         claims = _samples.claims("business-licence-gd")
         licence = gd.issue(BL, "gd-amr", holder_id=claims["uscc"], holder_name=claims["name"],
