@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,8 +27,9 @@ from sqlalchemy import text
 from ecert._formats.copy import COPY_TYP, CopyClaims
 from ecert._formats.jose import parse_compact
 from ecert._formats.sharing import Problem, ShareRequest
+from ecert.errors import TrustListError
 from ecert.keys import LocalSigner, Signer
-from ecert.sharing.backend import RefusalLimiter, RegistryBackend
+from ecert.sharing.backend import RefreshingRequesterKeys, RefusalLimiter, RegistryBackend
 from ecert.sharing.client import send, signed_headers
 from tests.support import serve
 from tests.support.cli import Cli
@@ -40,6 +42,7 @@ from tests.support.sharing_world import (
     SERVICE_OPERATOR,
     SERVICE_PASSPHRASE,
     SharingWorld,
+    Ticks,
     build,
     close,
     context_of,
@@ -460,3 +463,23 @@ def test_a_stopping_worker_writes_the_summaries_it_holds(world: SharingWorld) ->
     assert summary.case_no.startswith("2 more replay from ")
     expected = hashlib.sha256(b"".join(f"{n:064x}\n".encode() for n in (1, 2))).hexdigest()
     assert summary.request_hash == expected
+
+
+def test_a_reload_that_fails_or_goes_back_keeps_the_current_lists() -> None:
+    class Listed:
+        def __init__(self, sequence: int) -> None:
+            self.trust_list = SimpleNamespace(sequence=sequence)
+
+    made: Iterator[int | Exception] = iter([5, 4, TrustListError("unreachable"), 6])
+
+    def make() -> Any:
+        value = next(made)
+        if isinstance(value, Exception):
+            raise value
+        return Listed(value)
+
+    keys = RefreshingRequesterKeys(make, monotonic=Ticks())
+    assert keys.sequence == 5
+    assert not keys.refresh() and keys.sequence == 5  # an older list: a rollback
+    assert not keys.refresh() and keys.sequence == 5  # a failure: the current one stays
+    assert keys.refresh() and keys.sequence == 6

@@ -257,9 +257,13 @@ class RefreshingRequesterKeys:
         """The sequence number of the home trust list in use."""
         return self._verifier.trust_list.sequence
 
-    def refresh(self) -> bool:
-        """Make a new verifier now; whether it replaced the current one."""
-        with self._refreshing:
+    def refresh(self, *, wait: bool = True) -> bool:
+        """Make a new verifier now; whether it replaced the current one. ``wait=False``:
+        if another thread is refreshing already, return False at once (requests then go
+        on with the current lists instead of queueing behind one download)."""
+        if not self._refreshing.acquire(blocking=wait):
+            return False
+        try:
             self._loaded_at = self._monotonic()  # also after a failure: no retry storm
             try:
                 fresh = self._make()
@@ -274,16 +278,18 @@ class RefreshingRequesterKeys:
                 self._verifier = fresh
                 self._keys = TrustListRequesterKeys(fresh, leeway=self._leeway)
             return True
+        finally:
+            self._refreshing.release()
 
     def resolve(self, keyid: str, signed_at: int) -> ResolvedKey | Problem:
         """The key ``keyid`` names, valid at ``signed_at``, or the problem."""
         if self._monotonic() - self._loaded_at >= self.max_age:
-            self.refresh()
+            self.refresh(wait=False)
         with self._lock:
             answer = self._keys.resolve(keyid, signed_at)
         if (isinstance(answer, Problem) and answer.code == "not_authenticated"
                 and self._monotonic() - self._loaded_at >= self.retry_after_miss
-                and self.refresh()):
+                and self.refresh(wait=False)):
             with self._lock:
                 answer = self._keys.resolve(keyid, signed_at)
         return answer
