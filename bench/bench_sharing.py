@@ -42,7 +42,13 @@ from tests.support import PG_URL, serve
 from tests.support.constants import PASSPHRASE
 from tests.support.regions import BL
 from tests.support.registries import as_operator
-from tests.support.sharing_world import SERVICE_OPERATOR, SERVICE_PASSPHRASE, build, close
+from tests.support.sharing_world import (
+    SECOND_PASSPHRASE,
+    SERVICE_OPERATOR,
+    SERVICE_PASSPHRASE,
+    build,
+    close,
+)
 
 PURPOSE = "社会保险登记"  # the bench's by-statute purpose
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -89,12 +95,11 @@ def postgres_pids() -> list[int]:
 def by_statute(world: object, tmp: Path) -> None:
     """A without-consent entitlement for ZJ/zj-amr (needs a second operator)."""
     gd = world["GD"]  # type: ignore[index]
-    gd.add_operator("trust-b", roles=["trust-admin"], passphrase="b passphrase")
     try:
         gd.share_allow("ZJ/zj-amr", [BL], [PURPOSE], ["name", "uscc", "address"],
                        without_consent=True)
-    except ecert.PendingApproval as pending:
-        with as_operator(gd, "trust-b", "b passphrase", gd.clock) as other:
+    except ecert.PendingApproval as pending:  # the world's second trust admin approves
+        with as_operator(gd, "trust-b", SECOND_PASSPHRASE, gd.clock) as other:
             other.approve(pending.request.id)
     world.publish("GD")  # type: ignore[attr-defined]
 
