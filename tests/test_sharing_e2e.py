@@ -233,6 +233,21 @@ def test_a_replayed_request_is_refused(world: SharingWorld) -> None:
     assert (use.requester, use.problem) == ("ZJ/zj-amr", "replay")
 
 
+def test_a_malformed_body_from_an_authenticated_requester_is_recorded(
+        world: SharingWorld) -> None:
+    assert world.service is not None
+    body = b'{"holder_id": "91440300MA5F3K2L8G", "types": []}'
+    headers = signed_headers(world.fetch_url, body, world.signer("ZJ/zj-amr"), "ZJ/zj-amr",
+                             clock=world.clock)
+    answer = raw_exchange(world.service.port, request_bytes(
+        "POST", "/v1/copies", world.service.port, headers, body))
+    assert status_of(answer) == 400
+    assert json.loads(body_of(answer))["code"] == "malformed_request"
+    use = last_use(world)
+    assert (use.requester, use.problem, use.outcome) == ("ZJ/zj-amr", "bad_request",
+                                                         "refused")
+
+
 class _Impostor:
     """Signs with another key under zj-amr's key id."""
 
