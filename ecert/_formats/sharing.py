@@ -236,6 +236,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "not_found": (404, "No such resource"),
     "method_not_allowed": (405, "Method not allowed"),
     "internal_error": (500, "Internal error"),
+    "not_implemented": (501, "Not answered by this service yet"),
 }
 
 #: Where a problem's ``type`` points: a page on the service describing the code.
