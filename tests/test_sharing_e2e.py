@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import text
 
 from ecert._formats.copy import COPY_TYP, CopyClaims
-from ecert._formats.jose import parse_compact
+from ecert._formats.jose import b64url_encode, parse_compact
 from ecert._formats.sharing import Problem, ShareRequest
 from ecert.errors import TrustListError
 from ecert.keys import LocalSigner, Signer
@@ -119,6 +119,8 @@ def test_a_zj_agency_fetches_a_copy_with_the_holders_consent(world: SharingWorld
     (use, *_) = world["GD"].uses(world.holder_id).items
     assert (use.outcome, use.requester, use.consent, use.certificates) == (
         "granted", "ZJ/zj-amr", consent.id, (world.licence.id,))
+    # The record hashes the very bytes the requester received.
+    assert use.response_hash == b64url_encode(hashlib.sha256(answer.body).digest())
     assert (use.staff_id, use.staff_role, use.service_item) == (
         "zj-0042", "受理员", GRANTED["service_item"])
 
