@@ -26,11 +26,12 @@ import select
 import socket
 import ssl
 import stat
+import threading
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ecert._formats.bundle import relative_path
 from ecert._formats.url import check_host, check_http_url
@@ -290,12 +291,63 @@ class _DeadlineSocket:
         """Closed by :func:`_exchange`, once the body is read."""
 
 
+def _resolve(host: str, port: int, deadline: _Deadline) -> list[tuple[Any, ...]]:
+    """``getaddrinfo`` within the deadline.
+
+    The resolver has no timeout of its own (a hostile or broken DNS server can hold it
+    for the system's full retry schedule, tens of seconds), so it runs in a daemon thread
+    and is abandoned when the deadline passes: the thread ends when the resolver gives up,
+    and never holds the process open.
+    """
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            outcome.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except BaseException as e:  # handed to the caller
+            outcome.append(e)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name="ecert-resolve", daemon=True).start()
+    if not done.wait(deadline.remaining()):
+        deadline.remaining()  # raises once the deadline has passed
+        raise TimeoutError(f"resolving {host} took longer than the deadline")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return list(outcome[0])
+
+
 def _connect(parts: urllib.parse.SplitResult, deadline: _Deadline,
              context: ssl.SSLContext | None) -> socket.socket:
-    """A connected socket (TLS for https) to the URL's origin, within the deadline."""
+    """A connected socket (TLS for https) to the URL's origin, within the deadline.
+
+    Name resolution and every address tried share the one deadline
+    (``socket.create_connection`` would give each address the whole timeout again, and
+    the resolver none).
+    """
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    sock = socket.create_connection((host, port), timeout=deadline.remaining())
+    failure: OSError | None = None
+    sock: socket.socket | None = None
+    for family, kind, proto, _name, address in _resolve(host, port, deadline):
+        candidate = socket.socket(family, kind, proto)
+        try:
+            candidate.settimeout(deadline.remaining())
+            candidate.connect(address)
+        except OSError as e:
+            candidate.close()
+            failure = e
+            deadline.remaining()  # no time left: stop here, whatever addresses remain
+            continue
+        except BaseException:
+            candidate.close()
+            raise
+        sock = candidate
+        break
+    if sock is None:
+        raise failure or OSError(f"{host} has no address")
     if parts.scheme != "https":
         return sock
     try:

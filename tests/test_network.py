@@ -97,6 +97,48 @@ def test_verifier_construction_is_bounded_by_the_deadline() -> None:
     assert took < PROMPTLY, took
 
 
+def test_a_resolver_that_never_answers_is_cut_off_at_the_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """getaddrinfo has no timeout of its own: a broken or hostile DNS server could hold a
+    download for the system's whole retry schedule."""
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def hanging(*args: object, **kwargs: object) -> object:
+        release.wait(60)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    try:
+        outcome, took = timed_fetch(HttpSource(timeout=DEADLINE),
+                                    "https://ecert.gd.example/trustlist.jwt")
+    finally:
+        release.set()
+    assert isinstance(outcome, OSError) and "longer than" in str(outcome), outcome
+    assert DEADLINE * 0.9 < took < PROMPTLY, took
+
+
+def test_every_address_tried_shares_the_one_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """socket.create_connection gives each address the whole timeout again: three
+    unanswering addresses would take three deadlines."""
+    black_hole = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", 443))] * 3
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_a, **_k: black_hole)
+    connects: list[float] = []
+    real_connect = socket.socket.connect
+
+    def slow_connect(self: socket.socket, address: object) -> None:
+        connects.append(time.monotonic())
+        time.sleep(min(self.gettimeout() or DEADLINE, DEADLINE))
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(socket.socket, "connect", slow_connect)
+    outcome, took = timed_fetch(HttpSource(timeout=DEADLINE),
+                                "https://ecert.gd.example/trustlist.jwt")
+    monkeypatch.setattr(socket.socket, "connect", real_connect)
+    assert isinstance(outcome, OSError) and "longer than" in str(outcome), outcome
+    assert len(connects) == 1 and took < DEADLINE * 1.9, (connects, took)
+
+
 def test_the_deadline_leaves_a_verified_cached_copy_usable(tmp_path: Path) -> None:
     dripping = threading.Event()
     good = respond(200, {}, b"good")
