@@ -61,7 +61,8 @@ class InclusionResult:
     leaf_index: int | None = None
     checkpoint_size: int | None = None
     #: Stable codes: ``no_proof``, ``log_unreachable``, ``checkpoint_invalid``,
-    #: ``not_logged``, ``not_included``, ``witnesses_insufficient``, ``qr_form``.
+    #: ``not_logged``, ``not_included``, ``witnesses_insufficient``, ``qr_form``,
+    #: ``copy_form``.
     errors: tuple[str, ...] = ()
     messages: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -129,6 +130,10 @@ def check_inclusion(verifier: Verifier, token: str, *,
     def refuse(code: str, message: str, **facts: Any) -> InclusionResult:
         return InclusionResult(False, region, errors=(code,), messages=(message,), **facts)
 
+    if result.copy is not None:
+        # A copy is never a log entry of its own: its original's issue is.
+        return refuse("copy_form", "inclusion is proven for a certificate's own token, not "
+                      "a purpose-bound copy: check the original's")
     if region is None or result.certificate is None:
         return refuse("not_verified", "the token did not verify: nothing to look up")
     if result.qr:
