@@ -48,8 +48,10 @@ from ecert._storage.schema import (
     policies,
     publications,
     region,
+    request_counts,
     requests,
     root_rotations,
+    settings,
     status_lists,
     uses,
 )
@@ -557,6 +559,11 @@ class Repository:
     def list_all_uses(self) -> Sequence[Row[Any]]:
         return self.conn.execute(select(uses).order_by(uses.c.id)).all()
 
+    def setting(self, name: str) -> Any:
+        """The value of setting ``name`` (JSON), or None if it was never set."""
+        return self.conn.execute(select(settings.c.value).where(settings.c.name == name)
+                                 ).scalar_one_or_none()
+
 
 class WriteRepository(Repository):
     """Reads and writes; only a unit of work (``ecert.registry._uow``) hands one out."""
@@ -868,6 +875,37 @@ class WriteRepository(Repository):
                                                                   count=1))
         except IntegrityError:
             add()
+
+    def count_request(self, scope: str, window: int) -> int:
+        """One more request of ``scope`` in ``window``; how many there are now (the row
+        lock serializes concurrent callers, so each sees its own count)."""
+        def add() -> int | None:
+            value = self.conn.execute(update(request_counts).where(
+                request_counts.c.scope == scope, request_counts.c.window == window)
+                .values(count=request_counts.c.count + 1)
+                .returning(request_counts.c.count)).scalar_one_or_none()
+            return None if value is None else int(value)
+
+        counted = add()
+        if counted is not None:
+            return counted
+        try:  # the first request of the window; a concurrent one may insert it first
+            with self.conn.begin_nested():
+                self.conn.execute(insert(request_counts).values(scope=scope, window=window,
+                                                                count=1))
+            return 1
+        except IntegrityError:
+            return add() or 1
+
+    def forget_request_counts(self, before: int) -> int:
+        """Drop the counts of windows that started before ``before``; how many."""
+        return int(self.conn.execute(delete(request_counts).where(
+            request_counts.c.window < before)).rowcount)
+
+    def set_setting(self, name: str, value: Any) -> None:
+        if self.conn.execute(update(settings).where(settings.c.name == name)
+                             .values(value=value)).rowcount == 0:
+            self.conn.execute(insert(settings).values(name=name, value=value))
 
     def add_use(self, **row: Any) -> int:
         result = self.conn.execute(insert(uses).values(**row).returning(uses.c.id))
