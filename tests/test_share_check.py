@@ -4,11 +4,13 @@ database (shared by every worker)."""
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from click.testing import Result
 from sqlalchemy import text
 
 import ecert
@@ -22,6 +24,8 @@ from tests.support.sharing_world import HOLDER, LICENCE, Sharing
 STATUTE = "GD/gd-hrss"
 STATUTE_PURPOSE = "社会保险登记"
 NAME = "深圳市前海星河数字科技有限公司"
+
+CliRun = Callable[..., Result]
 
 
 @pytest.fixture
@@ -195,3 +199,20 @@ def test_concurrent_workers_share_one_count(sharing: Sharing, registry: ecert.Re
         problems = list(pool.map(worker, range(6)))
     assert problems.count(None) == 3 and problems.count("too_many_requests") == 3
     assert registry.audit().intact
+
+
+def test_limits_and_checks_on_the_cli(sharing: Sharing, registry: ecert.Registry,
+                                      cli_as_admin: CliRun) -> None:
+    shown = cli_as_admin(registry, "--json", "share", "limits")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout) == ecert.registry.ShareLimits().to_json()
+    changed = cli_as_admin(registry, "--json", "share", "limits", "--checks-per-subject", "4")
+    assert json.loads(changed.stdout)["checks_per_subject"] == 4
+    assert registry.share_limits().checks_per_subject == 4
+    assert cli_as_admin(registry, "share", "limits", "--fetches-per-hour", "-1").exit_code == 2
+    human = cli_as_admin(registry, "share", "limits")
+    assert "4 checks" in human.stdout
+    by_statute(sharing, {"holder_id": HOLDER})
+    listed = cli_as_admin(registry, "--json", "uses", "--holder-id", HOLDER)
+    assert json.loads(listed.stdout)["items"][0]["kind"] == "check"
+    assert "  check  " in cli_as_admin(registry, "uses", "--holder-id", HOLDER).stdout
