@@ -234,14 +234,12 @@ class Channel:
 
 
 @pytest.fixture
-def channel(registry: ecert.Registry, clock: FakeClock) -> Iterator[Channel]:
-    sharing = Sharing(registry, clock)
+def channel(sharing: Sharing, clock: FakeClock) -> Iterator[Channel]:
     world = Channel(sharing, clock)
     try:
         yield world
     finally:
         world.host.stop()
-        sharing.close()
 
 
 def test_the_holder_grants_a_code_that_works_once(channel: Channel,

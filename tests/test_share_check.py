@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -26,15 +26,6 @@ STATUTE_PURPOSE = "社会保险登记"
 NAME = "深圳市前海星河数字科技有限公司"
 
 CliRun = Callable[..., Result]
-
-
-@pytest.fixture
-def sharing(registry: ecert.Registry, clock: FakeClock) -> Iterator[Sharing]:
-    world = Sharing(registry, clock)
-    try:
-        yield world
-    finally:
-        world.close()
 
 
 def by_statute(sharing: Sharing, values: dict[str, str], **kwargs: str) -> _check.CheckOutcome:

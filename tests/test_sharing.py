@@ -472,15 +472,6 @@ def test_consent_cli(desk: ecert.Registry, registry: ecert.Registry,
 # -- the fetch and its use records -------------------------------------------------------------
 
 
-@pytest.fixture
-def sharing(registry: ecert.Registry, clock: FakeClock) -> Iterator[Sharing]:
-    world = Sharing(registry, clock)
-    try:
-        yield world
-    finally:
-        world.close()
-
-
 def copy_claims(registry: ecert.Registry, token: str) -> CopyClaims:
     parsed = parse_compact(token, max_bytes=1 << 16)
     assert parsed.header["typ"] == COPY_TYP

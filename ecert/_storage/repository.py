@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Row,
+    Table,
     and_,
     case,
     delete,
@@ -862,37 +863,28 @@ class WriteRepository(Repository):
 
     def count_failure(self, scope: str, window: int) -> None:
         """One more failed consent code for ``scope`` in ``window``."""
-        def add() -> int:
-            return int(self.conn.execute(update(consent_failures).where(
-                consent_failures.c.scope == scope, consent_failures.c.window == window)
-                .values(count=consent_failures.c.count + 1)).rowcount)
-
-        if add():
-            return
-        try:  # the first failure of the window; a concurrent one may insert it first
-            with self.conn.begin_nested():
-                self.conn.execute(insert(consent_failures).values(scope=scope, window=window,
-                                                                  count=1))
-        except IntegrityError:
-            add()
+        self._increment(consent_failures, scope, window)
 
     def count_request(self, scope: str, window: int) -> int:
-        """One more request of ``scope`` in ``window``; how many there are now (the row
-        lock serializes concurrent callers, so each sees its own count)."""
+        """One more request of ``scope`` in ``window``; how many there are now."""
+        return self._increment(request_counts, scope, window)
+
+    def _increment(self, table: Table, scope: str, window: int) -> int:
+        """Add one to the ``(scope, window)`` count of ``table``; the new count (the row
+        lock serializes concurrent callers, so each sees its own)."""
         def add() -> int | None:
-            value = self.conn.execute(update(request_counts).where(
-                request_counts.c.scope == scope, request_counts.c.window == window)
-                .values(count=request_counts.c.count + 1)
-                .returning(request_counts.c.count)).scalar_one_or_none()
+            value = self.conn.execute(update(table).where(
+                table.c.scope == scope, table.c.window == window)
+                .values(count=table.c.count + 1).returning(table.c.count)
+            ).scalar_one_or_none()
             return None if value is None else int(value)
 
         counted = add()
         if counted is not None:
             return counted
-        try:  # the first request of the window; a concurrent one may insert it first
+        try:  # the first of the window; a concurrent caller may insert it first
             with self.conn.begin_nested():
-                self.conn.execute(insert(request_counts).values(scope=scope, window=window,
-                                                                count=1))
+                self.conn.execute(insert(table).values(scope=scope, window=window, count=1))
             return 1
         except IntegrityError:
             return add() or 1
