@@ -267,6 +267,7 @@ def test_the_holder_revokes_only_their_own_open_consents(channel: Channel) -> No
     assert (status, problem["code"]) == (409, "consent_not_open")
     assert channel.sharing.fetch(consent=made["code"]).problem == "consent_invalid"
     assert channel.call("DELETE", "/v1/holder/consents/c-unknown")[0] == 404
+    channel.clock.advance(seconds=1)  # newest first
     clerk_made = channel.sharing.consent()  # at the window: the holder sees and revokes it
     status, _, listed = channel.call("GET", "/v1/holder/consents")
     assert [c["channel"] for c in listed["items"]] == ["clerk", "holder"]
