@@ -667,6 +667,7 @@ def test_the_monitor_follows_consents_and_fetches_across_runs(
     try:
         www = http_server.root / "gd"
         consent = world.consent(ttl=7200)
+        checked = world.consent(ttl=7200)
         served.publish(www)
         monitor = Monitor.from_anchor(served.anchor(), state_dir=tmp_path / "state",
                                       clock=clock)
@@ -674,6 +675,7 @@ def test_the_monitor_follows_consents_and_fetches_across_runs(
         clock.advance(minutes=5)
         assert world.fetch(consent=consent.code).granted  # spends a consent logged before
         assert world.fetch(purpose="市场营销").problem == "purpose_not_permitted"
+        assert world.check({"holder_id": HOLDER}, consent=checked.code).match  # a check too
         served.publish(www)
         assert not monitor.run().findings  # from its saved state
     finally:
