@@ -889,6 +889,13 @@ class WriteRepository(Repository):
         except IntegrityError:
             return add() or 1
 
+    def commit_lazily(self) -> None:
+        """Let this transaction's commit return before its WAL record reaches the disk
+        (PostgreSQL's ``synchronous_commit = off`` for this transaction only; SQLite has
+        no such choice). Only for bookkeeping whose loss in a crash is harmless."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
     def forget_request_counts(self, before: int) -> int:
         """Drop the counts of windows that started before ``before``; how many."""
         return int(self.conn.execute(delete(request_counts).where(

@@ -795,6 +795,9 @@ class Registry:
         request's unit of work, so concurrent requests hold the counter's row lock only
         for the increment."""
         with self._ctx._write() as repo:  # bookkeeping, no change of state to log
+            # A crash may forget the last counts (a few requests more that hour), which
+            # is harmless; waiting for the disk at each request is not (format 15.14).
+            repo.commit_lazily()
             limits = _limits.current_limits(repo)
             limit = limits.fetches_per_hour if kind == "fetch" else limits.checks_per_hour
             return _limits.take(repo, f"{kind}:{requester}", limit, self._now())
