@@ -38,7 +38,7 @@ def test_a_check_answers_whether_all_values_match(sharing: Sharing,
     matching = [
         {"holder_id": HOLDER.lower(), "name": NAME},  # the holder id as typed
         {"certificate_id": licence.id},
-        {"certificate_id": licence.id, "holder_id": HOLDER, "holder_name": f" {NAME} "},
+        {"certificate_id": licence.id, "holder_id": HOLDER},
         {"holder_id": HOLDER, "uscc": HOLDER, "address": licence.claims["address"]},
     ]
     for values in matching:
@@ -58,6 +58,14 @@ def test_a_check_answers_whether_all_values_match(sharing: Sharing,
     registry.revoke(licence.id, "unspecified")
     assert not by_statute(sharing, {"certificate_id": licence.id}).match  # not valid now
     assert registry.audit().intact
+
+
+def test_the_holders_name_needs_every_claim(sharing: Sharing, registry: ecert.Registry) -> None:
+    values = {"certificate_id": sharing.licence.id, "holder_name": f" {NAME} "}
+    assert by_statute(sharing, values).problem == "not_entitled"  # no copy carries it
+    registry.share_allow("ZJ", [LICENCE], ["核验"])  # every claim, with consent
+    code = sharing.consent(purpose="核验").code
+    assert sharing.check(values, purpose="核验", consent=code).match
 
 
 def test_a_check_is_refused_in_order(sharing: Sharing, registry: ecert.Registry) -> None:

@@ -771,9 +771,10 @@ class Registry:
         and claim names. The answer is one ``match`` for all of them, never which matched.
         Refusals, in order: ``too_many_requests`` (the requester's checks this hour),
         ``not_entitled``, ``purpose_not_permitted``, ``not_entitled`` (a claim the
-        entitlements do not hand out), ``too_many_requests`` (the subject's checks this
-        hour), then the consent as for a fetch — see :mod:`ecert.registry._check`. Every
-        call is a use record of kind ``check`` and a ``share.check`` log entry.
+        entitlements do not hand out; ``holder_name`` unless they hand out every claim),
+        ``too_many_requests`` (the subject's checks this hour), then the consent as for a
+        fetch — see :mod:`ecert.registry._check`. Every call is a use record of kind
+        ``check`` and a ``share.check`` log entry.
         :meth:`CheckOutcome.answer` is what a :class:`ecert.sharing.SharingBackend`'s
         ``check`` returns. Malformed parameters raise :class:`ecert.errors.InputError`.
         """

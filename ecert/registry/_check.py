@@ -9,8 +9,9 @@ unit of work, answering the first problem:
 1. ``not_entitled`` — no entitlement in force lets the requester have the type;
 2. ``purpose_not_permitted`` — none for the stated purpose;
 3. ``not_entitled`` — a submitted value names a claim the entitlements do not let the
-   requester receive (a check must not reveal, one bit at a time, what a fetch would
-   not hand out);
+   requester receive, or the holder's name (which no copy carries) where they do not
+   allow every claim: a check must not reveal, one bit at a time, what a fetch would
+   not hand out;
 4. ``too_many_requests`` — the subject (the certificate id, or else the holder) was
    checked ``checks_per_subject`` times this hour, by all requesters together: the
    bound on guessing one holder's low-entropy values;
@@ -169,7 +170,8 @@ def _check(unit: Unit, p: Mapping[str, Any]) -> CheckOutcome:
 
     def gate(claims: Mapping[str, tuple[str, ...] | None]) -> str | None:
         allowed = claims[type_code]
-        asked = set(values) - {CERTIFICATE_ID, HOLDER_NAME}
+        # The holder's name is in no copy: only an entitlement to every claim covers it.
+        asked = set(values) - {CERTIFICATE_ID}
         if allowed is not None and not asked <= set(allowed):
             return "not_entitled"
         limit = current_limits(repo).checks_per_subject
