@@ -150,20 +150,25 @@ def share_revoke(entitlement_id: str) -> None:
               help="Checks (核验) per requester and hour (0: none).")
 @click.option("--checks-per-subject", type=click.IntRange(0), default=None,
               help="Checks per certificate or holder and hour, all requesters together.")
+@click.option("--grants-per-holder", type=click.IntRange(0), default=None,
+              help="Consent codes a holder grants on their own channel per hour.")
 @json_option
 def share_limits(fetches_per_hour: int | None, checks_per_hour: int | None,
-                 checks_per_subject: int | None) -> None:
+                 checks_per_subject: int | None, grants_per_holder: int | None) -> None:
     """Show the sharing service's rate limits, or set those given (a trust admin)."""
-    changes = (fetches_per_hour, checks_per_hour, checks_per_subject)
+    changes = (fetches_per_hour, checks_per_hour, checks_per_subject, grants_per_holder)
     with settings().open_registry() as registry:
         value = registry.share_limits() if all(c is None for c in changes) else \
             registry.set_share_limits(fetches_per_hour=fetches_per_hour,
                                       checks_per_hour=checks_per_hour,
-                                      checks_per_subject=checks_per_subject)
+                                      checks_per_subject=checks_per_subject,
+                                      grants_per_holder=grants_per_holder)
     emit(value.to_json(), fmt("per requester and hour: {fetches} fetches, {checks} checks; "
-                              "per subject and hour: {subject} checks",
+                              "per subject and hour: {subject} checks; per holder and "
+                              "hour: {grants} consent codes of their own",
                               fetches=value.fetches_per_hour, checks=value.checks_per_hour,
-                              subject=value.checks_per_subject))
+                              subject=value.checks_per_subject,
+                              grants=value.grants_per_holder))
 
 
 # -- consent codes (用证码) ----------------------------------------------------------------------

@@ -294,6 +294,27 @@ def test_the_holder_pages_their_use_records(channel: Channel) -> None:
         assert (status, problem["code"]) == (400, "malformed_request")
 
 
+def test_a_holder_grants_a_bounded_number_of_codes(channel: Channel, registry: ecert.Registry,
+                                                   clock: FakeClock) -> None:
+    registry.set_share_limits(grants_per_holder=2)
+    channel.grant()
+    channel.grant()
+    body = {"to": "ZJ/zj-amr", "types": [LICENCE], "purpose": "跨省迁移登记"}
+    status, _, problem = channel.call("POST", "/v1/holder/consents", body)
+    assert (status, problem["code"]) == (429, "too_many_requests")
+    assert channel.call("POST", "/v1/holder/consents", body,
+                        holder="91440300MA5F3K2L9X")[0] == 201  # another holder's own
+    assert len(registry.consents(HOLDER)) == 2
+    clock.advance(hours=1)
+    assert channel.grant()["code"]
+    # At the window a clerk is not bound by it (the grant names the clerk).
+    registry.set_share_limits(grants_per_holder=0)
+    assert channel.sharing.consent().code
+    with pytest.raises(ecert.PermissionDenied) as refused:
+        channel.sharing.service.consent_grant_by_holder(HOLDER, "ZJ/zj-amr", [LICENCE], "p")
+    assert refused.value.code == "too_many_requests"
+
+
 def test_no_identity_no_channel(channel: Channel, clock: FakeClock) -> None:
     for method, path in (("GET", "/v1/holder/uses"), ("GET", "/v1/holder/consents"),
                          ("POST", "/v1/holder/consents"),

@@ -43,6 +43,7 @@ from ecert.errors import (
     InvalidCertificateId,
     InvalidTransition,
     NotFound,
+    PermissionDenied,
     StorageError,
 )
 from ecert.holder_ids import normalize_id, parse_scheme
@@ -694,7 +695,12 @@ class Registry:
         """The holder's own channel: as :meth:`consent_grant`, for a holder the deployment's
         identity hook (an OIDC login, …) has authenticated — this function trusts that id.
         The acting operator must be the ``service`` operator; the log marks the grant
-        ``channel: holder``."""
+        ``channel: holder``. At most ``ShareLimits.grants_per_holder`` an hour per holder
+        (then :class:`ecert.errors.PermissionDenied`, code ``too_many_requests``), so a
+        stolen login cannot mint codes without end."""
+        if not self._take_request("grant", self._holder(authenticated_holder_id)):
+            raise PermissionDenied("this holder granted too many consent codes this hour",
+                                   code="too_many_requests")
         return self._consent(authenticated_holder_id, to, types, purpose, ttl,
                              _sharing.HOLDER_CHANNEL)
 
@@ -790,18 +796,20 @@ class Registry:
             params["refused"] = "too_many_requests"
         return self._ctx.execute(_check.CHECK, params)
 
-    def _take_request(self, kind: str, requester: str) -> bool:
-        """Count one of ``requester``'s requests of ``kind`` (``fetch``, ``check``);
-        whether it is within the hourly limit. A short transaction of its own, before the
-        request's unit of work, so concurrent requests hold the counter's row lock only
-        for the increment."""
+    def _take_request(self, kind: str, who: str) -> bool:
+        """Count one request of ``kind`` (``fetch``, ``check``: by requester; ``grant``:
+        a holder's own consent, by the holder's pseudonym) by ``who``; whether it is
+        within the hourly limit. A short transaction of its own, before the request's
+        unit of work, so concurrent requests hold the counter's row lock only for the
+        increment."""
         with self._ctx._write() as repo:  # bookkeeping, no change of state to log
             # A crash may forget the last counts (a few requests more that hour), which
             # is harmless; waiting for the disk at each request is not (format 15.14).
             repo.commit_lazily()
             limits = _limits.current_limits(repo)
-            limit = limits.fetches_per_hour if kind == "fetch" else limits.checks_per_hour
-            return _limits.take(repo, f"{kind}:{requester}", limit, self._now())
+            limit = {"fetch": limits.fetches_per_hour, "check": limits.checks_per_hour,
+                     "grant": limits.grants_per_holder}[kind]
+            return _limits.take(repo, f"{kind}:{who}", limit, self._now())
 
     def share_limits(self) -> ShareLimits:
         """The sharing service's rate limits in force (:class:`ShareLimits`)."""
@@ -810,16 +818,19 @@ class Registry:
 
     def set_share_limits(self, *, fetches_per_hour: int | None = None,
                          checks_per_hour: int | None = None,
-                         checks_per_subject: int | None = None) -> ShareLimits:
+                         checks_per_subject: int | None = None,
+                         grants_per_holder: int | None = None) -> ShareLimits:
         """Set the sharing service's rate limits (those not given stay): requests per
-        requester and hour, and checks per subject and hour (0: none). A trust admin's
+        requester and hour, checks per subject and hour, and consent codes a holder
+        grants on their own channel per hour (0: none). A trust admin's
         logged ``share.limits`` change; every worker reads the new numbers at its next
         request."""
         with self._ctx.read() as repo:
             current = _limits.current_limits(repo)
         return self._ctx.execute(_limits.SET_LIMITS, _limits.limits_params(current, {
             "fetches_per_hour": fetches_per_hour, "checks_per_hour": checks_per_hour,
-            "checks_per_subject": checks_per_subject}))
+            "checks_per_subject": checks_per_subject,
+            "grants_per_holder": grants_per_holder}))
 
     def share_refused(self, problem: str, *, requester: str | None, holder_id: str | None,
                       types: Iterable[str] | str | None = None, purpose: str | None = None,

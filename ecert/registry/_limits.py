@@ -37,7 +37,8 @@ class ShareLimits:
     hour stays well within ``fetches_per_hour``; checks (核验) are fewer and each answers
     one bit, so fewer are allowed, and at most ``checks_per_subject`` per certificate or
     holder named (from all requesters together), which bounds guessing a low-entropy value
-    of one holder to that many tries an hour.
+    of one holder to that many tries an hour. A holder grants a few consent codes an hour;
+    ``grants_per_holder`` bounds what a stolen login can mint.
     """
 
     #: Fetches (``POST /v1/copies``) per requester.
@@ -46,6 +47,8 @@ class ShareLimits:
     checks_per_hour: int = 1_000
     #: Checks per subject: the certificate id, or else the holder, a check names.
     checks_per_subject: int = 10
+    #: Consent codes a holder grants on their own channel (the identity hook's holder).
+    grants_per_holder: int = 20
 
     def to_json(self) -> dict[str, int]:
         """As the setting and the ``share.limits`` entry keep it."""

@@ -91,8 +91,12 @@ def holder_routes(channel: HolderChannel) -> list[Route]:
             return _problem(Problem.of("malformed_request", e.message))
         except NotFound as e:
             return _problem(Problem.of("not_found", e.message))
-        except (InputError, AccessError) as e:
-            # AccessError: no agency issues the type, so the service may not consent to it.
+        except AccessError as e:
+            if e.code == "too_many_requests":
+                return _problem(Problem.of("too_many_requests", e.message))
+            # no agency issues the type, so the service may not consent to it
+            return _problem(Problem.of("malformed_request", e.message))
+        except InputError as e:
             return _problem(Problem.of("malformed_request", e.message))
 
     async def run(request: Request, act: Callable[[str], Response]) -> Response:

@@ -103,7 +103,7 @@ def _holder_paths() -> dict[str, Any]:
         "/v1/holder/consents": {
             **_holder("post", "The holder grants a consent code (用证码)",
                       ("201", "The code, shown once", "ConsentCode"),
-                      (*limits, "unsupported_media_type"),
+                      (*limits, "unsupported_media_type", "too_many_requests"),
                       requestBody={"required": True, "content": _json("ConsentGrant")}),
             **_holder("get", "The holder's consents, newest first (never the codes)",
                       ("200", "The consents", "Consents"), limits),
