@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from ecert._formats.jose import strict_json_loads
 from ecert._formats.sharing import PROBLEM_MEDIA_TYPE, Problem
-from ecert.errors import AccessError, FormatError, InputError, InvalidTransition, NotFound
+from ecert.errors import AccessError, EcertError, FormatError, InputError, NotFound
 from ecert.sharing.holder import HolderChannel
 
 #: The members of a grant's body.
@@ -71,6 +71,15 @@ def _grant_body(data: bytes) -> dict[str, Any]:
     return {"to": to, "types": types, "purpose": purpose, "ttl": ttl}
 
 
+def _code_of(error: EcertError) -> str:
+    """The problem code of the registry's refusal of a holder's request. An
+    :class:`AccessError` other than the rate limit means no agency issues the type, so
+    the service may not consent to it: the request is wrong."""
+    if error.code in ("consent_not_open", "too_many_requests"):
+        return error.code
+    return "not_found" if isinstance(error, NotFound) else "malformed_request"
+
+
 def holder_routes(channel: HolderChannel) -> list[Route]:
     """The routes of the holder's channel."""
     registry = channel.registry
@@ -83,21 +92,8 @@ def holder_routes(channel: HolderChannel) -> list[Route]:
             return _problem(holder)
         try:
             return act(holder)
-        except FormatError as e:
-            return _problem(Problem.of("malformed_request", e.message))
-        except InvalidTransition as e:
-            if e.code == "consent_not_open":
-                return _problem(Problem.of("consent_not_open", e.message))
-            return _problem(Problem.of("malformed_request", e.message))
-        except NotFound as e:
-            return _problem(Problem.of("not_found", e.message))
-        except AccessError as e:
-            if e.code == "too_many_requests":
-                return _problem(Problem.of("too_many_requests", e.message))
-            # no agency issues the type, so the service may not consent to it
-            return _problem(Problem.of("malformed_request", e.message))
-        except InputError as e:
-            return _problem(Problem.of("malformed_request", e.message))
+        except (FormatError, InputError, AccessError) as e:
+            return _problem(Problem.of(_code_of(e), e.message))
 
     async def run(request: Request, act: Callable[[str], Response]) -> Response:
         headers: dict[str, str] = {}
