@@ -75,8 +75,10 @@ from ecert.models import (
 from ecert.qr import QrTooLarge
 from ecert.trust import Agreement, TrustAnchor
 from ecert.verify import (
+    CopyInfo,
     ErrorCode,
     Issuer,
+    TokenKind,
     VerificationLimits,
     VerificationResult,
     VerificationStatus,
@@ -101,6 +103,7 @@ __all__ = [
     "ClaimsInvalid",
     "Clock",
     "Conflict",
+    "CopyInfo",
     "EcertError",
     "ErrorCode",
     "ExtraMissing",
@@ -142,6 +145,7 @@ __all__ = [
     "Signer",
     "StorageError",
     "TextInvalid",
+    "TokenKind",
     "TrustAnchor",
     "TrustListError",
     "TypeWindow",

@@ -4,7 +4,8 @@ A verifier-only install (``pip install ecert``) has what verification needs: tok
 text, trust lists, status lists and bundles over files and HTTP. The rest comes with an
 extra (pyproject.toml): ``registry`` (issuing: SQLAlchemy, Alembic, jsonschema, and segno
 and Pillow for QR codes and cards), ``image`` (reading QR codes from photos: zxing-cpp
-and Pillow) and ``postgres`` (psycopg, for a registry on PostgreSQL). Code that needs an
+and Pillow), ``postgres`` (psycopg, for a registry on PostgreSQL) and ``server`` (the
+sharing service: Starlette and uvicorn). Code that needs an
 extra imports its modules lazily, under :func:`needs`, so that their absence is an
 :class:`~ecert.errors.ExtraMissing` naming the extra.
 """
@@ -23,6 +24,7 @@ EXTRAS: dict[str, frozenset[str]] = {
     "registry": frozenset({"sqlalchemy", "alembic", "jsonschema", "segno", "PIL"}),
     "image": frozenset({"zxingcpp", "PIL"}),
     "postgres": frozenset({"psycopg"}),
+    "server": frozenset({"starlette", "uvicorn", "anyio", "h11"}),
 }
 
 

@@ -3,14 +3,25 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from ecert._formats.trustlist import Entitlement
-from ecert_cli._app import cli, emit, json_option, settings
+from ecert_cli._app import (
+    EXIT_DENIED,
+    EXIT_ERROR,
+    cli,
+    emit,
+    fail,
+    json_mode,
+    json_option,
+    settings,
+)
 from ecert_cli._duration import Duration
+from ecert_cli._i18n import N_, _, in_english
 from ecert_cli._paging import emit_page, page_options
 from ecert_cli._render import fmt, key_json, local_time, safe, say
 
@@ -266,3 +277,128 @@ def uses(holder_id: str, limit: int, after: str | None) -> None:
                 click.echo("    " + safe(cert_id))
 
     emit_page(page, lambda u: u.to_json(), human)
+
+
+# -- fetching from another region's sharing service ------------------------------------------
+
+#: Seconds ``share fetch`` waits for the whole exchange (connect, send, answer).
+FETCH_DEADLINE = 30.0
+
+
+def _copy_json(token: str) -> dict[str, Any]:
+    """What ``share fetch`` says of a copy (decoded, not verified: ``ecert verify`` it)."""
+    from ecert._formats.copy import CopyClaims
+    from ecert._formats.jose import parse_compact
+
+    claims = CopyClaims.from_payload(parse_compact(token, max_bytes=1 << 20).payload)
+    return {"token": token, "copy_of": claims.copy_of, "type": claims.original.vct,
+            "region": claims.region, "audience": claims.aud, "purpose": claims.purpose,
+            "case": claims.case, "claims": dict(claims.claims),
+            "expires_at": _instant(claims.exp).isoformat()}
+
+
+def _failed(message: str, code: str, **values: object) -> NoReturn:
+    """One line (``message`` translated), exit code 2; JSON in English."""
+    with in_english():
+        english = fmt(message, **values)
+    fail(fmt(message, **values), code, english=english)
+
+
+def _exchange(url: str, request: Any, signer: Any, requester: str) -> Any:
+    """Send ``request`` within :data:`FETCH_DEADLINE` seconds in all (a thread bounds the
+    whole exchange: a socket timeout alone bounds each read, not a server that drips)."""
+    import threading
+
+    from ecert.sharing.client import send
+
+    clock = settings().clock
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(send(url, request, signer, requester, clock=clock,
+                                timeout=FETCH_DEADLINE))
+        except Exception as e:  # handed to the caller's thread
+            outcome.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(FETCH_DEADLINE)
+    if not outcome:
+        raise TimeoutError(f"no answer within {FETCH_DEADLINE:g} s")
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
+
+
+@share_group.command("fetch")
+@click.argument("url")
+@click.option("--agency", required=True, help="The requesting agency (ours), whose "
+              "requester key signs the request.")
+@click.option("--holder-id", required=True, help="The holder's id.")
+@click.option("--type", "types", required=True, multiple=True, metavar="T",
+              help="A certificate type to fetch (repeatable).")
+@click.option("--purpose", required=True, help="The purpose (用证事由).")
+@click.option("--case", "case_no", required=True, help="The case number (业务流水号).")
+@click.option("--service-item", default="-", show_default=True,
+              help="The service item code (事项编码).")
+@click.option("--staff-id", default=None, help="Who handles the case (default: "
+              "ECERT_OPERATOR, else '-').")
+@click.option("--staff-role", default="-", show_default=True, help="Their role.")
+@click.option("--consent", default=None, help="The holder's consent code (用证码).")
+@json_option
+def share_fetch(url: str, agency: str, holder_id: str, types: tuple[str, ...], purpose: str,
+                case_no: str, service_item: str, staff_id: str | None, staff_role: str,
+                consent: str | None) -> None:
+    """Fetch a holder's certificates from another region's sharing service at URL (its
+    base URL, or its /v1/copies), as purpose-bound copies, signed with --agency's
+    requester key. Run in our own registry home."""
+    from ecert._formats.sharing import CaseContext, ShareRequest
+    from ecert.errors import FormatError
+
+    s = settings()
+    target = url.rstrip("/")
+    if not target.endswith("/v1/copies"):
+        target += "/v1/copies"
+    context = CaseContext(purpose=purpose, case=case_no, service_item=service_item,
+                          staff_id=staff_id or s.operator or "-", staff_role=staff_role,
+                          consent=consent)
+    request = ShareRequest(holder_id, tuple(types), context)
+    with s.open_registry() as registry:
+        signer = registry.requester_signer(agency)
+        requester = f"{registry.region.code}/{agency.strip().lower()}"
+    try:
+        answer = _exchange(target, request, signer, requester)
+    except FormatError as e:
+        _failed(N_("the service at {url} answered nonsense: {why}"), "bad_answer", url=target,
+                why=e.message)
+    except OSError as e:
+        _failed(N_("cannot reach {url}: {why}"), "network_error", url=target,
+                why=getattr(e, "reason", None) or e.strerror or e)
+    if answer.problem is not None:
+        problem = answer.problem
+        if json_mode():
+            click.echo(problem.to_json().decode("utf-8"))
+        refusal = problem.status in (401, 403, 429)
+        message = (N_("refused by {url}: {code} ({title})") if refusal
+                   else N_("the service at {url} answered {code} ({title})"))
+        click.echo(_("ecert: error: {message}").format(message=fmt(
+            message, url=target, code=problem.code, title=problem.title)), err=True)
+        sys.exit(EXIT_DENIED if refusal else EXIT_ERROR)
+    try:
+        copies = [_copy_json(item["token"]) for item in (answer.value or {}).get("copies", [])]
+    except (FormatError, KeyError, TypeError) as e:
+        _failed(N_("the service at {url} answered nonsense: {why}"), "bad_answer", url=target,
+                why=e)
+
+    def human() -> None:
+        if not copies:
+            say("no certificate of the holder matches: nothing was fetched")
+        for n, c in enumerate(copies, 1):
+            say("copy {n}: of certificate {id} ({type}), for the purpose {purpose}, case "
+                "{case}, valid until {expires}", n=n, id=c["copy_of"], type=c["type"],
+                purpose=c["purpose"], case=c["case"],
+                expires=local_time(datetime.fromisoformat(c["expires_at"])))
+            click.echo(c["token"])
+
+    emit({"copies": copies}, human)

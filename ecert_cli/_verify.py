@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,9 @@ import click
 
 import ecert
 from ecert_cli._app import EXIT_NOT_VALID, cli, emit, input_error, json_option, settings
+from ecert_cli._errors import SUMMARIES
 from ecert_cli._i18n import N_, _, is_chinese
-from ecert_cli._render import fmt, last_day, local_day, safe, say
+from ecert_cli._render import fmt, last_day, local_day, local_time, safe, say
 
 # Verification statuses as a person reads them (the JSON and exit code keep the codes).
 _STATUS = {"valid": N_("valid"), "revoked": N_("revoked"), "suspended": N_("suspended"),
@@ -60,13 +62,18 @@ _INPUT_PROBLEMS = frozenset({"anchor_unreadable", "anchor_malformed", "trust_lis
                    "home region trusts.")
 @click.option("--witness-outage", type=click.Choice(["warn", "refuse"]), default="warn",
               show_default=True, help="When too few witnesses can be reached: warn or refuse.")
+@click.option("--audience", default=None, metavar="REGION/AGENCY",
+              help="For a purpose-bound copy: the requester it must have been made for "
+                   "(required to accept a copy).")
+@click.option("--purpose", default=None,
+              help="For a purpose-bound copy: the purpose it must have been made for.")
 @json_option
 def verify(token: str | None, image: Path | None, bundle: Path | None,
            anchor_file: Path | None, offline: Path | None, require_inclusion: bool,
            proof_file: Path | None, leaf_index: int | None, witnesses: int,
-           witness_outage: str) -> None:
-    """Verify TOKEN or QR text ('-' reads it from stdin), or the QR code in --image.
-    Exit 0 if valid, 1 if not.
+           witness_outage: str, audience: str | None, purpose: str | None) -> None:
+    """Verify TOKEN or QR text ('-' reads it from stdin), or the QR code in --image,
+    or a purpose-bound copy for --audience. Exit 0 if valid, 1 if not.
 
     Needs no registry: --home only holds the verifier's cache.
     """
@@ -82,6 +89,9 @@ def verify(token: str | None, image: Path | None, bundle: Path | None,
         token = sys.stdin.read(1024 * 1024).strip()
     if bundle is None and anchor_file is None and offline is None:
         raise input_error("give --anchor FILE (and --offline DIR), or --bundle DIR")
+    if audience is not None and _AUDIENCE.fullmatch(audience) is None:
+        raise input_error("--audience is REGION/agency-code, e.g. ZJ/zj-amr: not {audience}",
+                          audience=audience)
     s = settings()
     cache = s.home / "verifier-cache"
     try:
@@ -104,7 +114,7 @@ def verify(token: str | None, image: Path | None, bundle: Path | None,
               "errors": [e.code], "messages": [e.message]},
              _not_valid(ecert.VerificationStatus.UNTRUSTED.value, e.message))
         sys.exit(EXIT_NOT_VALID)
-    result = verifier.verify(token)
+    result = verifier.verify(token, audience=audience, purpose=purpose)
     inclusion = None
     if require_inclusion:
         inclusion = _inclusion(verifier, token, result, proof_file, leaf_index, witnesses,
@@ -119,7 +129,9 @@ def verify(token: str | None, image: Path | None, bundle: Path | None,
         if result.valid and inclusion is not None and not inclusion.included:
             click.echo(_not_valid("not_logged", "; ".join(inclusion.messages)))
             return
-        if result.valid and result.certificate and result.issuer:
+        if result.valid and result.copy is not None and result.issuer is not None:
+            _show_copy(result.copy, result.issuer, result)
+        elif result.valid and result.certificate and result.issuer:
             cert, issuer = result.certificate, result.issuer
             until = last_day(cert.valid_until)
             say("VALID  {type}  {id}", type=cert.type_code, id=cert.id)
@@ -149,8 +161,16 @@ def verify(token: str | None, image: Path | None, bundle: Path | None,
                 else:
                     say("QR claims: {claims}; complete", claims=", ".join(result.claims_present))
         else:
-            detail = "; ".join(result.messages) or ", ".join(result.errors)
-            click.echo(_not_valid(result.status.value, safe(detail)))
+            detail = safe("; ".join(result.messages) or ", ".join(result.errors))
+            if is_chinese() and result.errors:
+                # The codes' summaries first in Chinese; the detail names values in English.
+                detail = _("{summary}: {detail}").format(summary="；".join(
+                    _(SUMMARIES.get(code, code)) for code in result.errors), detail=detail)
+            if result.kind is ecert.TokenKind.COPY:
+                click.echo(fmt("NOT VALID COPY ({status}): {detail}",
+                               status=status_words(result.status.value), detail=detail))
+            else:
+                click.echo(_not_valid(result.status.value, detail))
 
     value = result.to_json()
     if inclusion is not None:
@@ -159,6 +179,32 @@ def verify(token: str | None, image: Path | None, bundle: Path | None,
     emit(value, human)
     if not valid:
         sys.exit(EXIT_NOT_VALID)
+
+
+#: A requester named as an audience: one agency of a region (check_requester's shape).
+_AUDIENCE = re.compile(r"[A-Z]{2,8}/[a-z0-9][a-z0-9.-]{0,99}")
+
+
+def _show_copy(copy: ecert.CopyInfo, issuer: ecert.Issuer,
+               result: ecert.VerificationResult) -> None:
+    """A valid purpose-bound copy: what it is of, for whom, why, and until when."""
+    say("VALID COPY  {type}  of {id}", type=copy.type_code, id=copy.copy_of)
+    say("for:    {audience}, case {case}", audience=copy.audience, case=copy.case)
+    say("purpose: {purpose}", purpose=copy.purpose)
+    say("issuer: {agency_name} ({agency}, {region})", agency_name=issuer.agency_name,
+        agency=issuer.agency_code, region=issuer.region)
+    if result.agreement is not None:
+        if result.local_type is not None:
+            say("recognized under the agreement with {region} as {type}",
+                region=result.agreement.region, type=result.local_type)
+        else:
+            say("recognized under the agreement with {region}",
+                region=result.agreement.region)
+    say("original valid: {start} to {end}", start=local_day(copy.original_valid_from),
+        end=last_day(copy.original_valid_until))
+    say("copy expires: {time}", time=local_time(copy.expires_at))
+    for name, value in sorted(copy.claims.items()):
+        say("  {name}: {value}", name=name, value=value)
 
 
 def _inclusion(verifier: ecert.Verifier, token: str, result: ecert.VerificationResult,

@@ -31,8 +31,8 @@ from ecert.sharing.holder import (
 )
 from tests.support import FakeClock, LocalServer
 from tests.support.idp import AUDIENCE, HOLDER_CLAIM, ISSUER, TestIdp
+from tests.support.sharing_registry import HOLDER, LICENCE, Sharing
 from tests.support.sharing_service import ServiceHost
-from tests.support.sharing_world import HOLDER, LICENCE, Sharing
 
 SETTINGS = OidcSettings(ISSUER, AUDIENCE, holder_claim=HOLDER_CLAIM)
 

@@ -13,6 +13,7 @@ from types import ModuleType
 import pytest
 from click.testing import CliRunner
 
+from ecert.verify import ErrorCode
 from ecert_cli import cli
 from ecert_cli._i18n import LOCALE_DIR, language
 from tests.support.cli import Cli, assert_no_traceback
@@ -180,6 +181,13 @@ def test_every_library_error_code_has_a_summary() -> None:
     for path in (ROOT / "ecert").rglob("*.py"):
         codes |= set(re.findall(r'\bcode\s*=\s*"([a-z_]+)"', path.read_text("utf-8")))
     assert codes - set(SUMMARIES) == set()
+
+
+def test_every_verification_error_code_has_a_summary() -> None:
+    """``ecert verify`` puts the summary of each error code first in Chinese."""
+    from ecert_cli._errors import SUMMARIES
+
+    assert {c.value for c in ErrorCode} - set(SUMMARIES) == set()
 
 
 def test_demo_in_both_languages(run: Cli) -> None:

@@ -18,7 +18,7 @@ from ecert.registry import _check
 from ecert.sharing import CheckResult, Problem
 from tests.support import FakeClock
 from tests.support.registries import as_operator
-from tests.support.sharing_world import HOLDER, LICENCE, Sharing
+from tests.support.sharing_registry import HOLDER, LICENCE, Sharing
 
 #: The by-statute requester of the sample set-up (claims name, uscc, address).
 STATUTE = "GD/gd-hrss"

@@ -32,7 +32,7 @@ from tests.support import (
 )
 from tests.support.issuing import uscc
 from tests.support.registries import as_operator
-from tests.support.sharing_world import HOLDER, LICENCE, Sharing, allow_sample, sample
+from tests.support.sharing_registry import HOLDER, LICENCE, Sharing, allow_sample, sample
 
 CliRun = Callable[..., Result]
 

@@ -238,6 +238,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "not_found": (404, "No such resource"),
     "method_not_allowed": (405, "Method not allowed"),
     "internal_error": (500, "Internal error"),
+    "not_implemented": (501, "Not answered by this service yet"),
     "consent_not_open": (409, "The consent is used, revoked or expired already"),
 }
 

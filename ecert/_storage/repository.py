@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -913,6 +914,22 @@ class WriteRepository(Repository):
     def remember_nonce(self, requester: str, nonce: str, expires_at: int, now: int) -> bool:
         """Keep ``nonce`` of ``requester`` until ``expires_at``; False if it was seen (the
         primary key refuses the second insert, atomically between workers)."""
+        dialect = self.conn.dialect.name
+        if dialect == "postgresql" or (
+                dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)):  # RETURNING
+            # One statement (a request's round trips are its cost): insert, or take over
+            # an expired row; a live one makes the upsert's WHERE false and nothing is
+            # returned. On PostgreSQL a concurrent insert of the same key waits for the
+            # first to commit and then sees it live.
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            upsert: Any = (postgresql if dialect == "postgresql" else sqlite).insert(
+                nonces).values(requester=requester, nonce=nonce, expires_at=expires_at)
+            statement = upsert.on_conflict_do_update(
+                index_elements=[nonces.c.requester, nonces.c.nonce],
+                set_={"expires_at": upsert.excluded.expires_at},
+                where=nonces.c.expires_at <= now).returning(nonces.c.requester)
+            return self.conn.execute(statement).first() is not None
         self.conn.execute(delete(nonces).where(nonces.c.requester == requester,
                                                nonces.c.nonce == nonce,
                                                nonces.c.expires_at <= now))

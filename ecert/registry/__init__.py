@@ -288,6 +288,11 @@ class Registry:
         return self._ctx.region
 
     @property
+    def clock(self) -> Clock:
+        """The registry's clock (the system clock unless one was given)."""
+        return self._ctx.clock
+
+    @property
     def engine(self) -> Engine:
         """The database engine (for operations tooling and tests)."""
         return self._ctx.engine

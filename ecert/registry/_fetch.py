@@ -134,9 +134,12 @@ class UseRecord(NamedTuple):
 
 
 def response_hash(copies: Sequence[str], problem: str | None) -> str:
-    """base64url SHA-256 of the canonical JSON of the answer: ``{"copies": [tokens]}`` or
-    ``{"problem": code}`` (the HTTP layer answers these documents)."""
-    body: dict[str, Any] = {"problem": problem} if problem else {"copies": list(copies)}
+    """base64url SHA-256 of the canonical JSON of the answer: for granted copies
+    ``{"copies": [{"token": …}, …]}``, the very bytes the sharing service answers; for a
+    refusal ``{"problem": code}`` (the decision: the service's problem document adds
+    human text)."""
+    body: dict[str, Any] = ({"problem": problem} if problem
+                            else {"copies": [{"token": t} for t in copies]})
     return b64url_encode(hashlib.sha256(canonical_json(body)).digest())
 
 

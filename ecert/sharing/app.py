@@ -44,6 +44,7 @@ from starlette.routing import Route
 
 from ecert._clock import Clock, now_seconds, system_clock
 from ecert._formats import httpsig
+from ecert._formats.jose import canonical_json
 from ecert._formats.sharing import (
     FRESHNESS_WINDOW,
     MAX_REQUEST_BYTES,
@@ -249,7 +250,8 @@ class _Service:
             answer: dict[str, Any] = {"copies": [{"token": t} for t in result.copies]}
         else:
             answer = {"match": result.match}
-        return 200, json.dumps(answer, separators=(",", ":")).encode(), "application/json"
+        # Canonical JSON: for copies these are the bytes the registry's use record hashes.
+        return 200, canonical_json(answer), "application/json"
 
 
 def create_app(*, keys: RequesterKeys, nonces: NonceStore, backend: SharingBackend,

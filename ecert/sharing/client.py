@@ -50,11 +50,17 @@ def signed_headers(url: str, body: bytes, signer: SignerLike, requester: str, *,
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A service's answer: ``value`` (the JSON of a 200) or ``problem``."""
+    """A service's answer: ``value`` (the JSON of a 200) or ``problem``.
+
+    ``body`` is the answer's bytes as received: for granted copies, its SHA-256 is the
+    ``response_hash`` of the serving registry's use record (format section 15.14), so a
+    requester can keep what it was given and prove it later.
+    """
 
     status: int
     value: dict[str, Any] | None = None
     problem: Problem | None = None
+    body: bytes = b""
 
 
 def send(url: str, request: ShareRequest | CheckRequest, signer: SignerLike, requester: str,
@@ -79,8 +85,8 @@ def send(url: str, request: ShareRequest | CheckRequest, signer: SignerLike, req
         value = strict_json_loads(data)
         if not isinstance(value, dict):
             raise FormatError("the service's answer is not a JSON object", code="malformed")
-        return Answer(status, value=value)
+        return Answer(status, value=value, body=data)
     if media_type == PROBLEM_MEDIA_TYPE:
-        return Answer(status, problem=Problem.from_json(data))
+        return Answer(status, problem=Problem.from_json(data), body=data)
     raise FormatError(f"the service answered {status} {media_type}: "
                       f"{json.dumps(data[:100].decode('utf-8', 'replace'))}", code="malformed")

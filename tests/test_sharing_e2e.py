@@ -1,0 +1,534 @@
+"""The sharing service end to end over loopback HTTP: GD serves on a real uvicorn, ZJ's
+agencies fetch with their requester keys from ZJ's trust list, under the GD–ZJ agreement
+and GD's entitlements (tests/data/sharing.json). Every answer is checked, and every
+request is a use record and a ``share.fetch`` entry, granted or refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import text
+
+from ecert._formats.copy import COPY_TYP, CopyClaims
+from ecert._formats.jose import b64url_encode, parse_compact
+from ecert._formats.sharing import CheckRequest, Problem, ShareRequest
+from ecert.errors import TrustListError
+from ecert.keys import LocalSigner, Signer
+from ecert.sharing.backend import RefreshingRequesterKeys, RefusalLimiter, RegistryBackend
+from ecert.sharing.client import send, signed_headers
+from tests.support import serve
+from tests.support.cli import Cli
+from tests.support.constants import PASSPHRASE
+from tests.support.extras import ecert_without_extras
+from tests.support.issuing import uscc
+from tests.support.regions import BL, FBL
+from tests.support.sharing_service import body_of, raw_exchange, request_bytes, status_of
+from tests.support.sharing_world import (
+    SERVICE_OPERATOR,
+    SERVICE_PASSPHRASE,
+    SharingWorld,
+    Ticks,
+    build,
+    close,
+    context_of,
+    sample,
+    sample_request,
+    start_service,
+)
+
+GRANTED = sample_request("granted with consent")
+PURPOSE = GRANTED["purpose"]
+OTHER_PURPOSE = next(e for e in sample()["entitlements"]
+                     if e["requester"] == "ZJ/zj-amr")["purposes"][1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharingWorld]:
+    tmp = tmp_path_factory.mktemp("sharing-e2e")
+    schemas: list[Iterator[str]] = []
+    for static in serve(tmp / "www"):
+        value = build(tmp, static, schemas)
+        try:
+            start_service(value)
+            yield value
+        finally:
+            close(value)
+            for gen in schemas:
+                next(gen, None)
+
+
+def last_use(world: SharingWorld) -> Any:
+    """The newest use record, as stored (whoever it names)."""
+    with world["GD"].engine.connect() as conn:
+        return conn.execute(text("SELECT * FROM uses ORDER BY id DESC LIMIT 1")).one()
+
+
+def use_count(world: SharingWorld) -> int:
+    with world["GD"].engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM uses")).scalar_one())
+
+
+def assert_refused(world: SharingWorld, answer: Any, code: str, *, case: str | None) -> None:
+    """A problem document with ``code``, disclosing nothing, recorded as a use."""
+    assert answer.value is None and answer.problem is not None, answer
+    assert answer.problem.code == code, answer.problem
+    text_of_it = answer.problem.to_json().decode("utf-8")
+    for secret in (world.licence.id, world.licence.holder_name, "token"):
+        assert secret not in text_of_it
+    use = last_use(world)
+    assert (use.outcome, use.problem) == ("refused", code if code != "malformed_request"
+                                          else "bad_request")
+    certificates = use.certificates  # JSON: text on SQLite, decoded on PostgreSQL
+    assert (json.loads(certificates) if isinstance(certificates, str) else certificates) == []
+    if case is not None:
+        assert use.case_no == case
+    (entry,) = world["GD"].events(f"use:{use.id}")
+    assert entry.action == "share.fetch" and entry.details["problem"] == use.problem
+
+
+# -- granted -----------------------------------------------------------------------------------
+
+
+def test_a_zj_agency_fetches_a_copy_with_the_holders_consent(world: SharingWorld) -> None:
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code))
+    assert answer.status == 200 and answer.problem is None, answer
+    (item,) = answer.value["copies"]  # type: ignore[index]
+    parsed = parse_compact(item["token"], max_bytes=1 << 20)
+    assert parsed.header["typ"] == COPY_TYP
+    copy = CopyClaims.from_payload(parsed.payload)
+    assert (copy.copy_of, copy.aud, copy.purpose, copy.case) == (
+        world.licence.id, "ZJ/zj-amr", PURPOSE, GRANTED["case_no"])
+    assert sorted(copy.claims) == sorted(GRANTED["expect_claims"])
+    assert copy.exp - copy.iat == 24 * 3600
+    (use, *_) = world["GD"].uses(world.holder_id).items
+    assert (use.outcome, use.requester, use.consent, use.certificates) == (
+        "granted", "ZJ/zj-amr", consent.id, (world.licence.id,))
+    # The record hashes the very bytes the requester received.
+    assert use.response_hash == b64url_encode(hashlib.sha256(answer.body).digest())
+    assert (use.staff_id, use.staff_role, use.service_item) == (
+        "zj-0042", "受理员", GRANTED["service_item"])
+
+
+def test_an_agency_of_the_region_fetches_by_statute_without_consent(
+        world: SharingWorld) -> None:
+    entry = sample_request("by statute, no consent")
+    answer = world.fetch(entry["requester"], context_of(entry))
+    (item,) = answer.value["copies"]  # type: ignore[index]
+    copy = CopyClaims.from_payload(parse_compact(item["token"], max_bytes=1 << 20).payload)
+    assert (copy.aud, copy.purpose) == ("GD/gd-hrss", entry["purpose"])
+    assert sorted(copy.claims) == sorted(entry["expect_claims"])
+    use = world["GD"].uses(world.holder_id).items[0]
+    assert (use.requester, use.consent, use.outcome) == ("GD/gd-hrss", "by statute",
+                                                        "granted")
+
+
+def test_a_holder_without_such_a_certificate_gets_an_empty_list(world: SharingWorld) -> None:
+    entry = sample_request("by statute, no consent")
+    answer = world.fetch(entry["requester"], context_of(entry, case="GD-EMPTY-1"),
+                         holder_id=uscc(4242))
+    assert answer.status == 200 and answer.value == {"copies": []}, answer
+    use = last_use(world)
+    assert (use.outcome, use.case_no) == ("granted", "GD-EMPTY-1")
+    # Another holder's consent does not hold for this one: refused, nothing disclosed.
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    refused = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-H-1"),
+                          holder_id=uscc(4242))
+    assert_refused(world, refused, "consent_invalid", case="ZJ-H-1")
+
+
+# -- refused -----------------------------------------------------------------------------------
+
+
+def test_an_agency_without_an_entitlement_is_refused(world: SharingWorld) -> None:
+    entry = sample_request("consent for another requester")
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    answer = world.fetch(entry["requester"], context_of(entry, consent.code))
+    assert_refused(world, answer, "not_entitled", case=entry["case_no"])
+    assert last_use(world).requester == "ZJ/zj-psb-traffic"
+
+
+def test_a_type_outside_the_entitlement_is_refused(world: SharingWorld) -> None:
+    consent = world.consent("ZJ/zj-amr", PURPOSE, types=(FBL,))
+    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-T-1"),
+                         types=(FBL,))
+    assert_refused(world, answer, "not_entitled", case="ZJ-T-1")
+
+
+def test_an_unrecognized_region_is_refused(world: SharingWorld) -> None:
+    entry = sample_request("unrecognized region")
+    answer = world.fetch(entry["requester"], context_of(entry))
+    assert_refused(world, answer, "region_not_recognized", case=None)
+    assert last_use(world).requester == "-"  # not authenticated: nobody is named
+
+
+def test_no_consent_is_refused(world: SharingWorld) -> None:
+    entry = sample_request("no consent")
+    answer = world.fetch("ZJ/zj-amr", context_of(entry))
+    assert_refused(world, answer, "consent_required", case=entry["case_no"])
+
+
+def test_a_purpose_outside_the_entitlement_is_refused(world: SharingWorld) -> None:
+    entry = sample_request("purpose outside entitlement")
+    consent = world.consent("ZJ/zj-amr", entry["purpose"])
+    answer = world.fetch("ZJ/zj-amr", context_of(entry, consent.code))
+    assert_refused(world, answer, "purpose_not_permitted", case=entry["case_no"])
+
+
+def test_an_expired_consent_is_refused(world: SharingWorld) -> None:
+    consent = world.consent("ZJ/zj-amr", PURPOSE, ttl=60)
+    world.clock.advance(seconds=61)
+    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-E-1"))
+    assert_refused(world, answer, "consent_invalid", case="ZJ-E-1")
+
+
+def test_a_used_consent_is_refused(world: SharingWorld) -> None:
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    first = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-U-1"))
+    assert first.status == 200
+    again = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-U-2"))
+    assert_refused(world, again, "consent_invalid", case="ZJ-U-2")
+
+
+@pytest.mark.parametrize("to, purpose", [("ZJ/zj-psb-traffic", PURPOSE),
+                                         ("ZJ/zj-amr", OTHER_PURPOSE)],
+                         ids=["another requester", "another purpose"])
+def test_a_consent_for_another_requester_or_purpose_is_refused(
+        world: SharingWorld, to: str, purpose: str) -> None:
+    consent = world.consent(to, purpose)
+    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-O-1"))
+    assert_refused(world, answer, "consent_invalid", case="ZJ-O-1")
+
+
+def test_a_replayed_request_is_refused(world: SharingWorld) -> None:
+    assert world.service is not None
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    body = ShareRequest(world.holder_id, (BL,),
+                        context_of(GRANTED, consent.code, case="ZJ-R-1")).to_json()
+    headers = signed_headers(world.fetch_url, body, world.signer("ZJ/zj-amr"), "ZJ/zj-amr",
+                             clock=world.clock)
+    raw = request_bytes("POST", "/v1/copies", world.service.port, headers, body)
+    first = raw_exchange(world.service.port, raw)
+    assert status_of(first) == 200, first
+    before = use_count(world)
+    replayed = raw_exchange(world.service.port, raw)
+    assert status_of(replayed) == 401
+    problem = json.loads(body_of(replayed))
+    assert problem["code"] == "replay" and "copies" not in problem
+    assert use_count(world) == before + 1
+    use = last_use(world)
+    assert (use.requester, use.problem) == ("ZJ/zj-amr", "replay")
+
+
+def test_a_malformed_body_from_an_authenticated_requester_is_recorded(
+        world: SharingWorld) -> None:
+    assert world.service is not None
+    body = b'{"holder_id": "91440300MA5F3K2L8G", "types": []}'
+    headers = signed_headers(world.fetch_url, body, world.signer("ZJ/zj-amr"), "ZJ/zj-amr",
+                             clock=world.clock)
+    answer = raw_exchange(world.service.port, request_bytes(
+        "POST", "/v1/copies", world.service.port, headers, body))
+    assert status_of(answer) == 400
+    assert json.loads(body_of(answer))["code"] == "malformed_request"
+    use = last_use(world)
+    assert (use.requester, use.problem, use.outcome) == ("ZJ/zj-amr", "bad_request",
+                                                         "refused")
+
+
+class _Impostor:
+    """Signs with another key under zj-amr's key id."""
+
+    def __init__(self, real: Signer) -> None:
+        self._other = LocalSigner(ec.generate_private_key(ec.SECP256R1()))
+        self.kid, self.alg = real.kid, real.alg
+
+    def sign(self, data: bytes) -> bytes:
+        return self._other.sign(data)
+
+
+def test_a_wrong_key_is_refused(world: SharingWorld) -> None:
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    impostor: Any = _Impostor(world.signer("ZJ/zj-amr"))
+    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code), signer=impostor)
+    assert_refused(world, answer, "not_authenticated", case=None)
+    assert last_use(world).requester == "ZJ/zj-amr"  # its key was found, not its signature
+    # The consent was not touched: the right key still fetches with it.
+    assert world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code)).status == 200
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def zj_cli(world: SharingWorld) -> Cli:
+    return Cli(world["ZJ"].home, world.database_urls["ZJ"],
+               env={"ECERT_PASSPHRASE": PASSPHRASE, "ECERT_LANG": "en"}, clock=world.clock)
+
+
+def test_share_fetch_prints_the_copies(world: SharingWorld) -> None:
+    assert world.service is not None
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    cli = zj_cli(world)
+    args = ["share", "fetch", world.service.base_url, "--agency", "zj-amr", "--holder-id",
+            world.holder_id, "--type", BL, "--purpose", PURPOSE, "--case", "ZJ-C-1",
+            "--service-item", "330000-SX-0001", "--staff-id", "zj-0042"]
+    found = cli.json(*args, "--consent", consent.code)
+    (copy,) = found["copies"]
+    assert (copy["copy_of"], copy["type"], copy["purpose"], copy["case"], copy["audience"]) == (
+        world.licence.id, BL, PURPOSE, "ZJ-C-1", "ZJ/zj-amr")
+    assert copy["token"].count(".") == 2
+    # In Chinese, a summary per copy, then the token.
+    second = world.consent("ZJ/zj-amr", PURPOSE)
+    shown = cli.ok(*args, "--consent", second.code, env={"ECERT_LANG": "zh_CN"}).stdout
+    assert world.licence.id in shown and "ZJ-C-1" in shown and "加注件" in shown
+    # A refusal: exit 4, the problem's code in one line; --json: the problem document.
+    message = cli.fails(*args, exit_code=4)
+    assert "consent_required" in message
+    refused = cli(*args, "--json")
+    assert refused.exit_code == 4
+    assert json.loads(refused.stdout)["code"] == "consent_required"
+
+
+def test_share_fetch_says_when_the_service_cannot_be_reached(world: SharingWorld,
+                                                            tmp_path: Path) -> None:
+    for static in serve(tmp_path / "gone"):
+        port = static.port
+    message = zj_cli(world).fails(
+        "share", "fetch", f"http://127.0.0.1:{port}", "--agency", "zj-amr", "--holder-id",
+        world.holder_id, "--type", BL, "--purpose", PURPOSE, "--case", "ZJ-N-1")
+    assert f"127.0.0.1:{port}" in message
+
+
+# -- a long-running service --------------------------------------------------------------------
+
+
+def test_a_requester_key_published_later_is_used_without_a_restart(
+        world: SharingWorld) -> None:
+    assert world.keys is not None
+    entry = sample_request("consent for another requester")
+    world.ticks.now += 61  # whatever came before: the next request reloads the lists
+    world.fetch(entry["requester"], context_of(entry))
+    sequence = world.keys.sequence
+    world["ZJ"].rotate_requester_key("zj-psb-traffic")
+    world.publish("ZJ")
+    # At once: the service still has the old list, and does not reload on every miss.
+    answer = world.fetch(entry["requester"], context_of(entry))
+    assert answer.problem is not None and answer.problem.code == "not_authenticated"
+    world.ticks.now += 6  # a miss after 5 s reloads: the new key is found
+    answer = world.fetch(entry["requester"], context_of(entry))
+    assert answer.problem is not None and answer.problem.code == "not_entitled"
+    assert world.keys.sequence == sequence  # GD's own list had not changed
+    world["GD"].share_allow("ZJ/zj-psb-traffic", [BL], [PURPOSE])
+    world.publish("GD")
+    world.ticks.now += 61  # older than a minute: reloaded before the next request
+    world.fetch(entry["requester"], context_of(entry))
+    assert world.keys.sequence > sequence
+
+
+def test_a_flood_of_unsigned_requests_is_recorded_within_bounds(world: SharingWorld) -> None:
+    assert world.service is not None and world.backend is not None
+    limiter = world.backend.limiter
+    world.ticks.now += 120  # a fresh window
+    before = use_count(world)
+    raw = request_bytes("POST", "/v1/copies", world.service.port,
+                        [("Content-Type", "application/json")], b"{}")
+    for _ in range(limiter.burst + 7):
+        assert status_of(raw_exchange(world.service.port, raw)) == 401
+    assert use_count(world) == before + limiter.burst
+    world.ticks.now += limiter.window  # the window ended: the next refusal writes its summary
+    assert status_of(raw_exchange(world.service.port, raw)) == 401
+    assert use_count(world) == before + limiter.burst + 2
+    with world["GD"].engine.connect() as conn:
+        summary = conn.execute(text("SELECT * FROM uses WHERE service_item = 'summary' "
+                                    "ORDER BY id DESC LIMIT 1")).one()
+    assert (summary.problem, summary.requester) == ("not_authenticated", "-")
+    assert summary.case_no.startswith("7 more not_authenticated from ")
+    assert world["GD"].audit().intact
+
+
+# -- ecert serve (a real process) --------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Served:
+    """``ecert serve`` as GD's service operator, in a process of its own."""
+
+    def __init__(self, world: SharingWorld, *args: str, operator_passphrase: str =
+                 SERVICE_PASSPHRASE) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "ECERT_HOME": str(world["GD"].home), "ECERT_LANG": "en",
+               "ECERT_OPERATOR": SERVICE_OPERATOR, "ECERT_PASSPHRASE": PASSPHRASE,
+               "ECERT_OPERATOR_PASSPHRASE": operator_passphrase}
+        if world.database_urls["GD"]:
+            env["ECERT_DATABASE_URL"] = world.database_urls["GD"] or ""
+        ecert_program = Path(sys.executable).with_name("ecert")
+        self.process = subprocess.Popen(
+            [str(ecert_program), "serve", "--port", str(self.port), *args],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait_ready(self) -> None:
+        for _ in range(600):  # up to 30 s: workers start in fresh interpreters
+            if self.process.poll() is not None:
+                raise AssertionError(self.process.communicate())
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/openapi.json", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("ecert serve did not start")
+
+    def stop(self, signum: int) -> tuple[int, str, str]:
+        self.process.send_signal(signum)
+        out, err = self.process.communicate(timeout=30)
+        return self.process.returncode, out, err
+
+
+def test_ecert_serve_with_two_workers_serves_and_stops_on_sigterm(world: SharingWorld) -> None:
+    served = Served(world, "--workers", "2")
+    try:
+        served.wait_ready()
+        for case in ("ZJ-S-1", "ZJ-S-2", "ZJ-S-3"):  # whichever worker answers
+            consent = world.consent("ZJ/zj-amr", PURPOSE)
+            request = ShareRequest(world.holder_id, (BL,),
+                                   context_of(GRANTED, consent.code, case=case))
+            answer = send(f"{served.base_url}/v1/copies", request, world.signer("ZJ/zj-amr"),
+                          "ZJ/zj-amr", timeout=30)  # the process's clock: the system's
+            assert answer.status == 200, answer
+            assert last_use(world).case_no == case
+    finally:
+        code, out, err = served.stop(signal.SIGTERM)
+    assert code == 0, (out, err)
+    assert "serving the sharing service on " + served.base_url in out
+    assert out.strip().splitlines()[-1] == "stopped (SIGTERM)", out
+
+
+def test_ecert_serve_ends_on_ctrl_c_with_exit_130(world: SharingWorld) -> None:
+    served = Served(world)
+    try:
+        served.wait_ready()
+    finally:
+        code, out, err = served.stop(signal.SIGINT)
+    assert code == 130, (out, err)
+    assert err.strip() == "ecert: error: interrupted", err
+
+
+def test_ecert_serve_refuses_a_wrong_passphrase_at_once(world: SharingWorld) -> None:
+    served = Served(world, "--workers", "2", operator_passphrase="wrong")
+    out, err = served.process.communicate(timeout=60)
+    assert served.process.returncode == 4, (out, err)
+    assert len(err.strip().splitlines()) == 1 and "could not be authenticated" in err
+
+
+def test_ecert_serve_without_the_server_extra_says_so(tmp_path: Path) -> None:
+    run = ecert_without_extras("serve", "--port", "8080", tmp_path=tmp_path,
+                               now=datetime.now(UTC), blocked=("starlette", "uvicorn"))
+    assert run.returncode == 2, run
+    assert run.stderr.strip() == ("ecert: error: this command needs the 'server' extra of "
+                                  "ecert: pip install 'ecert[server]'"), run.stderr
+
+
+def test_the_requester_verifies_its_copy_for_its_audience_and_purpose(
+        world: SharingWorld, tmp_path: Path) -> None:
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-V-1"))
+    (item,) = answer.value["copies"]  # type: ignore[index]
+    verify = Cli(tmp_path / "verifier", None, env={"ECERT_LANG": "en"}, clock=world.clock)
+    bundle = str(world.static.root / "zj")  # ZJ's own trust list, recognizing GD
+    accepted = verify.json("verify", item["token"], "--bundle", bundle,
+                           "--audience", "ZJ/zj-amr", "--purpose", PURPOSE)
+    assert accepted["valid"] is True, accepted
+    for args, code in ((["--audience", "ZJ/zj-psb-traffic", "--purpose", PURPOSE],
+                        "wrong_audience"),
+                       (["--audience", "ZJ/zj-amr", "--purpose", OTHER_PURPOSE],
+                        "wrong_purpose")):
+        refused = verify("verify", item["token"], "--bundle", bundle, *args, "--json")
+        assert refused.exit_code == 1, refused.output
+        assert code in json.loads(refused.stdout)["errors"], refused.stdout
+
+
+def test_a_stopping_worker_writes_the_summaries_it_holds(world: SharingWorld) -> None:
+    backend = RegistryBackend(world.service_registry,
+                              limiter=RefusalLimiter(burst=1, monotonic=world.ticks))
+    before = use_count(world)
+    for n in range(3):
+        backend.refused(None, Problem.of("replay"), f"{n:064x}")
+    assert use_count(world) == before + 1
+    backend.close()  # what the worker's lifespan shutdown does
+    assert use_count(world) == before + 2
+    summary = last_use(world)
+    assert (summary.service_item, summary.problem) == ("summary", "replay")
+    assert summary.case_no.startswith("2 more replay from ")
+    expected = hashlib.sha256(b"".join(f"{n:064x}\n".encode() for n in (1, 2))).hexdigest()
+    assert summary.request_hash == expected
+
+
+def test_a_reload_that_fails_or_goes_back_keeps_the_current_lists() -> None:
+    class Listed:
+        def __init__(self, sequence: int) -> None:
+            self.trust_list = SimpleNamespace(sequence=sequence)
+
+    made: Iterator[int | Exception] = iter([5, 4, TrustListError("unreachable"), 6])
+
+    def make() -> Any:
+        value = next(made)
+        if isinstance(value, Exception):
+            raise value
+        return Listed(value)
+
+    keys = RefreshingRequesterKeys(make, monotonic=Ticks())
+    assert keys.sequence == 5
+    assert not keys.refresh() and keys.sequence == 5  # an older list: a rollback
+    assert not keys.refresh() and keys.sequence == 5  # a failure: the current one stays
+    assert keys.refresh() and keys.sequence == 6
+
+
+# -- checks (核验) -------------------------------------------------------------------------------
+
+
+def test_a_zj_agency_checks_values_over_http(world: SharingWorld) -> None:
+    assert world.service is not None
+    url = world.service.url("/v1/checks")
+    name = world.licence.holder_name
+
+    def check(values: dict[str, str], consent: str | None, case: str) -> Any:
+        request = CheckRequest(BL, values, context_of(GRANTED, consent, case=case))
+        return send(url, request, world.signer("ZJ/zj-amr"), "ZJ/zj-amr", clock=world.clock,
+                    timeout=30)
+
+    values = {"holder_id": world.holder_id, "name": name}
+    matched = check(values, world.consent("ZJ/zj-amr", PURPOSE).code, "ZJ-CHK-1")
+    assert (matched.status, matched.value) == (200, {"match": True}), matched
+    other = check({**values, "name": name + "X"}, world.consent("ZJ/zj-amr", PURPOSE).code,
+                  "ZJ-CHK-2")
+    assert (other.status, other.value) == (200, {"match": False}), other
+    (use, *_) = world["GD"].uses(world.holder_id).items
+    assert (use.kind, use.case, use.outcome, use.certificates) == (
+        "check", "ZJ-CHK-2", "granted", ())
+    (entry,) = world["GD"].events(f"use:{use.id}")
+    assert entry.action == "share.check"
+    refused = check(values, None, "ZJ-CHK-3")
+    assert refused.problem is not None and refused.problem.code == "consent_required"
+    hidden = check({**values, "registered_capital": "x"},
+                   world.consent("ZJ/zj-amr", PURPOSE).code, "ZJ-CHK-4")
+    assert hidden.problem is not None and hidden.problem.code == "not_entitled"
+    assert last_use(world).kind == "check"
