@@ -25,12 +25,12 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from ecert._formats.sharing import CheckRequest, Problem, ShareRequest
+from ecert._formats.sharing import CaseContext, CheckRequest, Problem, ShareRequest
 from ecert.errors import EcertError, InputError
 from ecert.sharing._keys import DEFAULT_LEEWAY, TrustListRequesterKeys
 from ecert.sharing._service import (
@@ -51,6 +51,8 @@ log = logging.getLogger("ecert.sharing")
 
 __all__ = ["RefreshingRequesterKeys", "RefusalLimiter", "RegistryBackend",
            "RegistryNonceStore", "registry_app"]
+
+_T = TypeVar("_T")
 
 #: Monotonic seconds (injectable for tests).
 Monotonic = Callable[[], float]
@@ -158,24 +160,16 @@ class RegistryBackend:
     def fetch(self, request: AuthenticatedRequest, body: ShareRequest
               ) -> FetchResult | Problem:
         """Copies of the holder's certificates, or the registry's problem (recorded)."""
-        self._write(self.limiter.flush())
         context = body.context
-        try:
-            result = self.registry.share_fetch(
-                request.requester, body.holder_id, body.types, purpose=context.purpose,
-                case=context.case, service_item=context.service_item,
-                staff_id=context.staff_id, staff_role=context.staff_role,
-                request_hash=request.request_hash, consent=context.consent,
-                copy_ttl=self.copy_ttl)
-        except InputError as e:
-            if e.code not in _REQUEST_FAULTS:
-                raise
-            self.registry.share_refused(
-                "bad_request", requester=request.requester, holder_id=body.holder_id,
-                types=body.types, purpose=context.purpose, case=context.case,
-                service_item=context.service_item, staff_id=context.staff_id,
-                staff_role=context.staff_role, request_hash=request.request_hash)
-            return Problem.of("malformed_request", e.message)
+        result = self._decide(request, context, body.holder_id, body.types,
+                              lambda: self.registry.share_fetch(
+            request.requester, body.holder_id, body.types, purpose=context.purpose,
+            case=context.case, service_item=context.service_item,
+            staff_id=context.staff_id, staff_role=context.staff_role,
+            request_hash=request.request_hash, consent=context.consent,
+            copy_ttl=self.copy_ttl))
+        if isinstance(result, Problem):
+            return result
         if not result.granted:
             return Problem.of(result.problem or "not_entitled")
         return FetchResult(tuple(c.token for c in result.copies))
@@ -184,26 +178,35 @@ class RegistryBackend:
               ) -> CheckResult | Problem:
         """Whether the values match a valid certificate (:meth:`ecert.Registry.share_check`),
         or the registry's problem; each call a use record of kind ``check``."""
-        self._write(self.limiter.flush())
         context = body.context
+        outcome = self._decide(request, context, body.values.get("holder_id"), [body.type],
+                               lambda: self.registry.share_check(
+            request.requester, body.type, body.values, purpose=context.purpose,
+            case=context.case, service_item=context.service_item,
+            staff_id=context.staff_id, staff_role=context.staff_role,
+            request_hash=request.request_hash, consent=context.consent))
+        if isinstance(outcome, Problem):
+            return outcome
+        answer: CheckResult | Problem = outcome.answer()
+        return answer
+
+    def _decide(self, request: AuthenticatedRequest, context: CaseContext,
+                holder_id: str | None, types: Sequence[str], call: Callable[[], _T]
+                ) -> _T | Problem:
+        """The registry's ``call``; a body it finds malformed is recorded as
+        ``bad_request`` (with what the request claimed) and answered ``malformed_request``."""
+        self._write(self.limiter.flush())
         try:
-            outcome = self.registry.share_check(
-                request.requester, body.type, body.values, purpose=context.purpose,
-                case=context.case, service_item=context.service_item,
-                staff_id=context.staff_id, staff_role=context.staff_role,
-                request_hash=request.request_hash, consent=context.consent)
+            return call()
         except InputError as e:
             if e.code not in _REQUEST_FAULTS:
                 raise
             self.registry.share_refused(
-                "bad_request", requester=request.requester,
-                holder_id=body.values.get("holder_id"), types=[body.type],
-                purpose=context.purpose, case=context.case,
+                "bad_request", requester=request.requester, holder_id=holder_id,
+                types=types, purpose=context.purpose, case=context.case,
                 service_item=context.service_item, staff_id=context.staff_id,
                 staff_role=context.staff_role, request_hash=request.request_hash)
             return Problem.of("malformed_request", e.message)
-        answer: CheckResult | Problem = outcome.answer()
-        return answer
 
     def refused(self, requester: str | None, problem: Problem, request_hash: str) -> None:
         """Record a refusal of the HTTP layer, within the limiter's bounds."""
