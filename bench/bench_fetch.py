@@ -1,4 +1,5 @@
-"""``Registry.share_fetch`` in-process: calls per second and latency, granted and refused.
+"""``Registry.share_fetch`` and ``share_check`` in-process: calls per second and latency,
+granted and refused, and the rate limit's count alone.
 
 Run: python bench/bench_fetch.py [N]   (SQLite in a scratch home)
      ECERT_TEST_DATABASE_URL=postgresql+psycopg://… python bench/bench_fetch.py [N]
@@ -7,7 +8,10 @@ Run: python bench/bench_fetch.py [N]   (SQLite in a scratch home)
 One process, one caller, no HTTP: what the sharing service's worker spends in the
 registry per request. A granted call verifies the stored certificate against its key and
 the log, signs one copy with the sharing key, writes a use record and signs its log
-entry; a refused one (no consent) only records. Then ``audit verify`` over the result.
+entry; a refused one (no consent) only records. A check compares the values with the
+holder's certificates and records. Every call first counts itself against the
+requester's hourly limit in a short transaction of its own (the last row: that alone).
+Then ``audit verify`` over the result.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -31,7 +36,7 @@ from tests.support import (
 from tests.support.registries import as_operator
 
 
-def timed(n: int, call: Callable[[int], FetchResult]) -> tuple[float, float, float]:
+def timed(n: int, call: Callable[[int], Any]) -> tuple[float, float, float]:
     latencies = []
     start = time.perf_counter()
     for i in range(n):
@@ -41,6 +46,15 @@ def timed(n: int, call: Callable[[int], FetchResult]) -> tuple[float, float, flo
     total = time.perf_counter() - start
     latencies.sort()
     return n / total, latencies[n // 2] * 1000, latencies[int(n * 0.99)] * 1000
+
+
+def check(service: ecert.Registry, holder: str) -> Callable[[int], Any]:
+    def call(i: int) -> Any:
+        return service.share_check(
+            "GD/gd-hrss", "cn.business-licence", {"holder_id": holder, "uscc": holder},
+            purpose="社会保险登记", case=f"CHK-{i}", service_item="440000-SB-0003",
+            staff_id="s-1", staff_role="受理", request_hash=f"c-{i}")
+    return call
 
 
 def main(n: int) -> None:
@@ -61,6 +75,8 @@ def main(n: int) -> None:
                     other.approve(pending.request.id)
             registry.share_allow("ZJ/zj-amr", ["cn.business-licence"], ["跨省迁移登记"])
             holder = str(cert.claims["uscc"])
+            registry.set_share_limits(fetches_per_hour=10 * n, checks_per_hour=10 * n,
+                                      checks_per_subject=10 * n)
             with as_operator(registry, "svc", "svc pass", None) as service:
                 def fetch(requester: str, purpose: str) -> Callable[[int], FetchResult]:
                     def call(i: int) -> FetchResult:
@@ -73,13 +89,16 @@ def main(n: int) -> None:
                 fetch("GD/gd-hrss", "社会保险登记")(0)  # warm: keys loaded, caches filled
                 db = "PostgreSQL" if url else "SQLite"
                 for label, call in (("granted (1 copy)", fetch("GD/gd-hrss", "社会保险登记")),
-                                    ("refused (no consent)", fetch("ZJ/zj-amr", "跨省迁移登记"))):
+                                    ("refused (no consent)", fetch("ZJ/zj-amr", "跨省迁移登记")),
+                                    ("check (matching)", check(service, holder)),
+                                    ("rate count alone", lambda i: service._take_request(
+                                        "fetch", "GD/gd-other"))):
                     rate, p50, p99 = timed(n, call)
                     print(f"{db:<10} {label:<22} {rate:7.0f}/s  p50 {p50:6.1f} ms  "
                           f"p99 {p99:6.1f} ms")
             began = time.perf_counter()
             report = registry.audit()
-            print(f"audit verify after {2 * n + 1} fetches: intact={report.intact} "
+            print(f"audit verify after {3 * n + 1} fetches and checks: intact={report.intact} "
                   f"in {time.perf_counter() - began:.2f} s")
         finally:
             registry.close()

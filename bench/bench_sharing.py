@@ -93,7 +93,8 @@ def postgres_pids() -> list[int]:
 
 
 def by_statute(world: object, tmp: Path) -> None:
-    """A without-consent entitlement for ZJ/zj-amr (needs a second operator)."""
+    """A without-consent entitlement for ZJ/zj-amr (needs a second operator), and a
+    fetch limit the load cannot reach."""
     gd = world["GD"]  # type: ignore[index]
     try:
         gd.share_allow("ZJ/zj-amr", [BL], [PURPOSE], ["name", "uscc", "address"],
@@ -101,6 +102,9 @@ def by_statute(world: object, tmp: Path) -> None:
     except ecert.PendingApproval as pending:  # the world's second trust admin approves
         with as_operator(gd, "trust-b", SECOND_PASSPHRASE, gd.clock) as other:
             other.approve(pending.request.id)
+    # One requester makes every request: past the default 10,000 fetches an hour it
+    # would be answered too_many_requests (docs/format.md, section 15.14).
+    gd.set_share_limits(fetches_per_hour=10_000_000)
     world.publish("GD")  # type: ignore[attr-defined]
 
 

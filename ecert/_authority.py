@@ -78,6 +78,11 @@ class Action(StrEnum):
     CONSENT_REVOKE = "consent.revoke"
     #: A requester's fetch through the sharing service, granted or refused (a use record).
     SHARE_FETCH = "share.fetch"
+    #: A requester's check (核验) through the sharing service, granted or refused (a use
+    #: record of kind ``check``).
+    SHARE_CHECK = "share.check"
+    #: The sharing service's rate limits were set (per requester and hour; per subject).
+    SHARE_LIMITS = "share.limits"
     LEGACY = "legacy"
 
 
@@ -118,6 +123,8 @@ _PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.CONSENT_GRANT: frozenset({Role.CLERK, Role.SERVICE}),
     Action.CONSENT_REVOKE: frozenset({Role.CLERK, Role.SERVICE}),
     Action.SHARE_FETCH: frozenset({Role.SERVICE}),
+    Action.SHARE_CHECK: frozenset({Role.SERVICE}),
+    Action.SHARE_LIMITS: frozenset({Role.TRUST_ADMIN}),
 }
 
 _SCOPED = frozenset({Role.CLERK, Role.OFFICER})
@@ -130,7 +137,8 @@ ADMIN_CHANGES = frozenset({Action.OPERATOR_ADD, Action.OPERATOR_GRANT, Action.OP
 #: Actions a four-eyes policy may be set on.
 GUARDED = frozenset(_PERMISSIONS) - {Action.REGISTRY_PUBLISH, Action.WITNESS_COSIGN,
                                      Action.CERT_QR, Action.CONSENT_GRANT,
-                                     Action.CONSENT_REVOKE, Action.SHARE_FETCH}
+                                     Action.CONSENT_REVOKE, Action.SHARE_FETCH,
+                                     Action.SHARE_CHECK}
 
 
 @dataclass(frozen=True, slots=True)

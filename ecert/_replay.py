@@ -542,7 +542,7 @@ class Replay:
             elif action == Action.CONSENT_REVOKE.value:
                 if self.track_certificates:
                     self.consents[entry.subject].revoked_at = entry.time
-            elif action == Action.SHARE_FETCH.value:
+            elif action in (Action.SHARE_FETCH.value, Action.SHARE_CHECK.value):
                 if self.track_certificates:
                     self._fetch(seq, entry)
             elif action == _V_WITNESS_COSIGN:
@@ -557,6 +557,8 @@ class Replay:
         d = entry.details
         if entry.subject in self.uses:
             raise ValueError("a use recorded twice")
+        if (entry.action == Action.SHARE_CHECK.value) != (d.get("kind", "fetch") == "check"):
+            raise ValueError("a check's use record is of kind check, a fetch's of none")
         if d["outcome"] not in ("granted", "refused") or (
                 (d["outcome"] == "refused") != isinstance(d["problem"], str)):
             raise ValueError("a use is granted, or refused with a problem code")

@@ -158,6 +158,8 @@ SUMMARIES: dict[str, str] = {
     "invalid_ttl": N_("invalid lifetime of a consent code"),
     "consent_not_open": N_("the consent code is used, revoked or expired already"),
     "invalid_request": N_("invalid sharing request"),
+    "invalid_limit": N_("invalid sharing rate limit"),
+    "too_many_requests": N_("too many requests this hour: try again later"),
     "no_sharing_key": N_("the registry has no sharing key"),
     "extra_missing": N_("an optional part of ecert is not installed"),
     # Verification results (ecert.ErrorCode): why a token did not verify.

@@ -154,6 +154,34 @@ def share_revoke(entitlement_id: str) -> None:
                                       id=value.id))
 
 
+@share_group.command("limits")
+@click.option("--fetches-per-hour", type=click.IntRange(0), default=None,
+              help="Fetches per requester and hour (0: none).")
+@click.option("--checks-per-hour", type=click.IntRange(0), default=None,
+              help="Checks (核验) per requester and hour (0: none).")
+@click.option("--checks-per-subject", type=click.IntRange(0), default=None,
+              help="Checks per certificate or holder and hour, all requesters together.")
+@click.option("--grants-per-holder", type=click.IntRange(0), default=None,
+              help="Consent codes a holder grants on their own channel per hour.")
+@json_option
+def share_limits(fetches_per_hour: int | None, checks_per_hour: int | None,
+                 checks_per_subject: int | None, grants_per_holder: int | None) -> None:
+    """Show the sharing service's rate limits, or set those given (a trust admin)."""
+    changes = (fetches_per_hour, checks_per_hour, checks_per_subject, grants_per_holder)
+    with settings().open_registry() as registry:
+        value = registry.share_limits() if all(c is None for c in changes) else \
+            registry.set_share_limits(fetches_per_hour=fetches_per_hour,
+                                      checks_per_hour=checks_per_hour,
+                                      checks_per_subject=checks_per_subject,
+                                      grants_per_holder=grants_per_holder)
+    emit(value.to_json(), fmt("per requester and hour: {fetches} fetches, {checks} checks; "
+                              "per subject and hour: {subject} checks; per holder and "
+                              "hour: {grants} consent codes of their own",
+                              fetches=value.fetches_per_hour, checks=value.checks_per_hour,
+                              subject=value.checks_per_subject,
+                              grants=value.grants_per_holder))
+
+
 # -- consent codes (用证码) ----------------------------------------------------------------------
 
 
@@ -226,7 +254,8 @@ def _instant(seconds: int) -> datetime:
 @page_options()
 @json_option
 def uses(holder_id: str, limit: int, after: str | None) -> None:
-    """Who fetched a holder's certificates through the sharing service, newest first."""
+    """Who fetched or checked a holder's certificates through the sharing service, newest
+    first."""
     with settings().open_registry() as registry:
         page = registry.uses(holder_id, limit=limit, after=after)
 
@@ -237,7 +266,8 @@ def uses(holder_id: str, limit: int, after: str | None) -> None:
             outcome = (fmt("granted") if u.problem is None
                        else fmt("refused: {problem}", problem=u.problem))
             consent = fmt("by statute") if u.consent == "by statute" else (u.consent or "-")
-            click.echo(f"{local_time(_instant(u.at))}  {safe(u.requester)}  "
+            kind = fmt("check") if u.kind == "check" else fmt("fetch")
+            click.echo(f"{local_time(_instant(u.at))}  {kind}  {safe(u.requester)}  "
                        f"{safe(u.purpose)}  {outcome}")
             click.echo("    " + fmt("staff {staff} ({role}), item {item}, case {case}, "
                                     "consent {consent}", staff=safe(u.staff_id),

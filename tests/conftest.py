@@ -48,6 +48,7 @@ from tests.support import (
 from tests.support.cli import Cli
 from tests.support.http import ServerHost
 from tests.support.pg import check_reachable
+from tests.support.sharing_registry import Sharing
 
 settings.register_profile(
     "ecert", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -311,3 +312,13 @@ def server_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHost
     host = ServerHost(tmp_path_factory.mktemp("host") / "www")
     yield host
     host.close()
+
+
+@pytest.fixture
+def sharing(registry: ecert.Registry, clock: FakeClock) -> Iterator[Sharing]:
+    """The GD side of the sample sharing set-up (tests/support/sharing_registry.py)."""
+    world = Sharing(registry, clock)
+    try:
+        yield world
+    finally:
+        world.close()

@@ -21,7 +21,7 @@ from ecert._formats import bundle as _bundle
 from ecert._formats.copy import COPY_TYP, CopyClaims
 from ecert._formats.jose import key_from_jwk, parse_compact, verify_signature
 from ecert.monitor import Monitor
-from ecert.registry import ConsentCode, FetchResult, UseRecord, _fetch, _sharing
+from ecert.registry import UseRecord, _fetch, _sharing
 from ecert.trust import load_trust_list
 from tests.support import (
     FAST_KDF_ROUNDS,
@@ -32,16 +32,11 @@ from tests.support import (
 )
 from tests.support.issuing import uscc
 from tests.support.registries import as_operator
+from tests.support.sharing_registry import HOLDER, LICENCE, Sharing, allow_sample, sample
 
 CliRun = Callable[..., Result]
 
-DATA = Path(__file__).parent / "data" / "sharing.json"
 ADMIN_PASSPHRASE = "operator passphrase for tests"
-
-
-def sample() -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(DATA.read_text(encoding="utf-8"))
-    return value
 
 
 def kinds(report: ecert.AuditReport) -> set[str]:
@@ -155,13 +150,6 @@ def test_a_planted_requester_key_is_found_and_left_out(registry: ecert.Registry,
 
 
 # -- entitlements (用证清单) ---------------------------------------------------------------------
-
-
-def allow_sample(registry: ecert.Registry, requester: str) -> ecert.Entitlement:
-    """The sample set-up's entitlement for ``requester`` (without consent: pending)."""
-    entry = next(e for e in sample()["entitlements"] if e["requester"] == requester)
-    return registry.share_allow(entry["requester"], entry["types"], entry["purposes"],
-                                entry["claims"], entry["without_consent"])
 
 
 @pytest.fixture
@@ -345,8 +333,6 @@ def test_share_cli(registry: ecert.Registry, cli_as_admin: CliRun) -> None:
 
 # -- consent codes (用证码) ----------------------------------------------------------------------
 
-HOLDER = "91440300MA5F3K2L8G"
-LICENCE = "cn.business-licence"
 CODE = re.compile(r"[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){3}")
 
 
@@ -484,53 +470,6 @@ def test_consent_cli(desk: ecert.Registry, registry: ecert.Registry,
 
 
 # -- the fetch and its use records -------------------------------------------------------------
-
-
-class Sharing:
-    """The GD side of the sample set-up: entitlements in force (the one without consent
-    approved by a second trust admin), a licence issued, a clerk and the service."""
-
-    def __init__(self, registry: ecert.Registry, clock: FakeClock) -> None:
-        self.registry, self.clock = registry, clock
-        registry.add_operator("trust-b", roles=["trust-admin"], passphrase="trust b pass")
-        registry.add_operator("svc", roles=["service"], passphrase="service passphrase")
-        registry.add_operator("clerk-amr", roles=["clerk"], agencies=["gd-amr"],
-                              passphrase="clerk amr passphrase")
-        self.licence = issue_business_licence(registry)
-        allow_sample(registry, "ZJ/zj-amr")
-        with pytest.raises(ecert.PendingApproval) as pending:
-            allow_sample(registry, "GD/gd-hrss")
-        with as_operator(registry, "trust-b", "trust b pass", clock) as other:
-            other.approve(pending.value.request.id)
-        self.service = as_operator(registry, "svc", "service passphrase", clock)
-        self.clerk = as_operator(registry, "clerk-amr", "clerk amr passphrase", clock)
-
-    def close(self) -> None:
-        self.service.close()
-        self.clerk.close()
-
-    def consent(self, to: str = "ZJ/zj-amr", purpose: str = "跨省迁移登记",
-                types: tuple[str, ...] = (LICENCE,), ttl: int = 3600,
-                holder: str = HOLDER) -> ConsentCode:
-        return self.clerk.consent_grant(holder, to, list(types), purpose, ttl)
-
-    def fetch(self, requester: str = "ZJ/zj-amr", *, holder: str = HOLDER,
-              types: tuple[str, ...] = (LICENCE,), purpose: str = "跨省迁移登记",
-              consent: str | None = None, case: str = "ZJ2026120100001"
-              ) -> FetchResult:
-        return self.service.share_fetch(
-            requester, holder, list(types), purpose=purpose, case=case,
-            service_item="330000-SX-0001", staff_id="zj-0042", staff_role="窗口受理",
-            request_hash="req-" + case, consent=consent)
-
-
-@pytest.fixture
-def sharing(registry: ecert.Registry, clock: FakeClock) -> Iterator[Sharing]:
-    world = Sharing(registry, clock)
-    try:
-        yield world
-    finally:
-        world.close()
 
 
 def copy_claims(registry: ecert.Registry, token: str) -> CopyClaims:
@@ -728,6 +667,7 @@ def test_the_monitor_follows_consents_and_fetches_across_runs(
     try:
         www = http_server.root / "gd"
         consent = world.consent(ttl=7200)
+        checked = world.consent(ttl=7200)
         served.publish(www)
         monitor = Monitor.from_anchor(served.anchor(), state_dir=tmp_path / "state",
                                       clock=clock)
@@ -735,6 +675,7 @@ def test_the_monitor_follows_consents_and_fetches_across_runs(
         clock.advance(minutes=5)
         assert world.fetch(consent=consent.code).granted  # spends a consent logged before
         assert world.fetch(purpose="市场营销").problem == "purpose_not_permitted"
+        assert world.check({"holder_id": HOLDER}, consent=checked.code).match  # a check too
         served.publish(www)
         assert not monitor.run().findings  # from its saved state
     finally:

@@ -26,7 +26,7 @@ from sqlalchemy import text
 
 from ecert._formats.copy import COPY_TYP, CopyClaims
 from ecert._formats.jose import b64url_encode, parse_compact
-from ecert._formats.sharing import Problem, ShareRequest
+from ecert._formats.sharing import CheckRequest, Problem, ShareRequest
 from ecert.errors import TrustListError
 from ecert.keys import LocalSigner, Signer
 from ecert.sharing.backend import RefreshingRequesterKeys, RefusalLimiter, RegistryBackend
@@ -500,3 +500,35 @@ def test_a_reload_that_fails_or_goes_back_keeps_the_current_lists() -> None:
     assert not keys.refresh() and keys.sequence == 5  # an older list: a rollback
     assert not keys.refresh() and keys.sequence == 5  # a failure: the current one stays
     assert keys.refresh() and keys.sequence == 6
+
+
+# -- checks (核验) -------------------------------------------------------------------------------
+
+
+def test_a_zj_agency_checks_values_over_http(world: SharingWorld) -> None:
+    assert world.service is not None
+    url = world.service.url("/v1/checks")
+    name = world.licence.holder_name
+
+    def check(values: dict[str, str], consent: str | None, case: str) -> Any:
+        request = CheckRequest(BL, values, context_of(GRANTED, consent, case=case))
+        return send(url, request, world.signer("ZJ/zj-amr"), "ZJ/zj-amr", clock=world.clock,
+                    timeout=30)
+
+    values = {"holder_id": world.holder_id, "name": name}
+    matched = check(values, world.consent("ZJ/zj-amr", PURPOSE).code, "ZJ-CHK-1")
+    assert (matched.status, matched.value) == (200, {"match": True}), matched
+    other = check({**values, "name": name + "X"}, world.consent("ZJ/zj-amr", PURPOSE).code,
+                  "ZJ-CHK-2")
+    assert (other.status, other.value) == (200, {"match": False}), other
+    (use, *_) = world["GD"].uses(world.holder_id).items
+    assert (use.kind, use.case, use.outcome, use.certificates) == (
+        "check", "ZJ-CHK-2", "granted", ())
+    (entry,) = world["GD"].events(f"use:{use.id}")
+    assert entry.action == "share.check"
+    refused = check(values, None, "ZJ-CHK-3")
+    assert refused.problem is not None and refused.problem.code == "consent_required"
+    hidden = check({**values, "registered_capital": "x"},
+                   world.consent("ZJ/zj-amr", PURPOSE).code, "ZJ-CHK-4")
+    assert hidden.problem is not None and hidden.problem.code == "not_entitled"
+    assert last_use(world).kind == "check"

@@ -217,6 +217,8 @@ PROBLEM_CODES = ("not_authenticated", "region_not_recognized", "not_entitled",
 TRANSPORT_CODES = ("malformed_request", "payload_too_large", "headers_too_large",
                    "request_timeout", "unsupported_media_type", "not_found",
                    "method_not_allowed", "internal_error")
+#: Refusals of the holder's channel (besides ``not_authenticated`` and the transport's).
+HOLDER_CODES = ("consent_not_open",)
 
 #: Status and title of every problem code.
 PROBLEMS: dict[str, tuple[int, str]] = {
@@ -237,6 +239,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "method_not_allowed": (405, "Method not allowed"),
     "internal_error": (500, "Internal error"),
     "not_implemented": (501, "Not answered by this service yet"),
+    "consent_not_open": (409, "The consent is used, revoked or expired already"),
 }
 
 #: Where a problem's ``type`` points: a page on the service describing the code.

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Row,
+    Table,
     and_,
     case,
     delete,
@@ -49,8 +50,10 @@ from ecert._storage.schema import (
     policies,
     publications,
     region,
+    request_counts,
     requests,
     root_rotations,
+    settings,
     status_lists,
     uses,
 )
@@ -558,6 +561,11 @@ class Repository:
     def list_all_uses(self) -> Sequence[Row[Any]]:
         return self.conn.execute(select(uses).order_by(uses.c.id)).all()
 
+    def setting(self, name: str) -> Any:
+        """The value of setting ``name`` (JSON), or None if it was never set."""
+        return self.conn.execute(select(settings.c.value).where(settings.c.name == name)
+                                 ).scalar_one_or_none()
+
 
 class WriteRepository(Repository):
     """Reads and writes; only a unit of work (``ecert.registry._uow``) hands one out."""
@@ -856,19 +864,48 @@ class WriteRepository(Repository):
 
     def count_failure(self, scope: str, window: int) -> None:
         """One more failed consent code for ``scope`` in ``window``."""
-        def add() -> int:
-            return int(self.conn.execute(update(consent_failures).where(
-                consent_failures.c.scope == scope, consent_failures.c.window == window)
-                .values(count=consent_failures.c.count + 1)).rowcount)
+        self._increment(consent_failures, scope, window)
 
-        if add():
-            return
-        try:  # the first failure of the window; a concurrent one may insert it first
+    def count_request(self, scope: str, window: int) -> int:
+        """One more request of ``scope`` in ``window``; how many there are now."""
+        return self._increment(request_counts, scope, window)
+
+    def _increment(self, table: Table, scope: str, window: int) -> int:
+        """Add one to the ``(scope, window)`` count of ``table``; the new count (the row
+        lock serializes concurrent callers, so each sees its own)."""
+        def add() -> int | None:
+            value = self.conn.execute(update(table).where(
+                table.c.scope == scope, table.c.window == window)
+                .values(count=table.c.count + 1).returning(table.c.count)
+            ).scalar_one_or_none()
+            return None if value is None else int(value)
+
+        counted = add()
+        if counted is not None:
+            return counted
+        try:  # the first of the window; a concurrent caller may insert it first
             with self.conn.begin_nested():
-                self.conn.execute(insert(consent_failures).values(scope=scope, window=window,
-                                                                  count=1))
+                self.conn.execute(insert(table).values(scope=scope, window=window, count=1))
+            return 1
         except IntegrityError:
-            add()
+            return add() or 1
+
+    def commit_lazily(self) -> None:
+        """Let this transaction's commit return before its WAL record reaches the disk
+        (PostgreSQL's ``synchronous_commit = off`` for this transaction only; SQLite has
+        no such choice). Only for bookkeeping whose loss in a crash is harmless."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+    def forget_request_counts(self, before: int) -> int:
+        """Drop the counts of windows that started before ``before``; how many."""
+        return int(self.conn.execute(delete(request_counts).where(
+            request_counts.c.window < before)).rowcount)
+
+    def set_setting(self, name: str, value: Any) -> None:
+        if self.conn.execute(update(settings).where(settings.c.name == name)
+                             .values(value=value)).rowcount == 0:
+            self.conn.execute(insert(settings).values(name=name, value=value))
 
     def add_use(self, **row: Any) -> int:
         result = self.conn.execute(insert(uses).values(**row).returning(uses.c.id))

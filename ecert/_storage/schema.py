@@ -404,6 +404,8 @@ uses = Table(
     Column("request_hash", String(64), nullable=False),
     Column("response_hash", String(64), nullable=True),
     Column("log_seq", BigInteger, nullable=True),
+    # "fetch" (share.fetch) or "check" (share.check, 核验) (0010).
+    Column("kind", String(16), nullable=False, server_default="fetch"),
     Index("ix_uses_holder", "holder", "id"),
 )
 
@@ -415,4 +417,23 @@ nonces = Table(
     Column("nonce", String(200), primary_key=True),
     Column("expires_at", BigInteger, nullable=False),
     Index("ix_nonces_expires", "expires_at"),
+)
+
+# Requests per scope (a requester's fetches or checks, a check's subject) and fixed window:
+# the sharing service's rate limits, shared by every worker and host (0010).
+request_counts = Table(
+    "request_counts",
+    metadata,
+    Column("scope", String(200), primary_key=True),
+    Column("window", BigInteger, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Index("ix_request_counts_window", "window"),
+)
+
+# The registry's settings by name (0010): the sharing limits (``share.limits``).
+settings = Table(
+    "settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
 )

@@ -43,6 +43,7 @@ from ecert.errors import (
     InvalidCertificateId,
     InvalidTransition,
     NotFound,
+    PermissionDenied,
     StorageError,
 )
 from ecert.holder_ids import normalize_id, parse_scheme
@@ -68,10 +69,12 @@ from ecert.registry import (
     _agencies,
     _audit,
     _catalog,
+    _check,
     _core,
     _fetch,
     _issuance,
     _lifecycle,
+    _limits,
     _operators,
     _printing,
     _publication,
@@ -82,6 +85,7 @@ from ecert.registry import (
 )
 from ecert.registry._audit import AuditReport, History
 from ecert.registry._catalog import CatalogImport
+from ecert.registry._check import CheckOutcome
 from ecert.registry._core import (
     OperatorCredential,
     Passphrase,
@@ -91,6 +95,7 @@ from ecert.registry._core import (
     operator_keys,
 )
 from ecert.registry._fetch import FetchResult, UseRecord
+from ecert.registry._limits import ShareLimits
 from ecert.registry._publication import PublishReport, log_origin
 from ecert.registry._rules import is_no_end, until_seconds
 from ecert.registry._sharing import Consent, ConsentCode
@@ -105,9 +110,9 @@ class Unset:
 
 UNSET = Unset()
 
-__all__ = ["AuditReport", "CatalogImport", "Consent", "ConsentCode", "CosignReport",
-           "FetchResult", "History", "OperatorCredential", "PublishReport", "Registry",
-           "UseRecord", "WatchCycle", "WatchOutcome"]
+__all__ = ["AuditReport", "CatalogImport", "CheckOutcome", "Consent", "ConsentCode",
+           "CosignReport", "FetchResult", "History", "OperatorCredential", "PublishReport",
+           "Registry", "ShareLimits", "UseRecord", "WatchCycle", "WatchOutcome"]
 
 _DB_FILE = "registry.db"
 
@@ -695,7 +700,12 @@ class Registry:
         """The holder's own channel: as :meth:`consent_grant`, for a holder the deployment's
         identity hook (an OIDC login, …) has authenticated — this function trusts that id.
         The acting operator must be the ``service`` operator; the log marks the grant
-        ``channel: holder``."""
+        ``channel: holder``. At most ``ShareLimits.grants_per_holder`` an hour per holder
+        (then :class:`ecert.errors.PermissionDenied`, code ``too_many_requests``), so a
+        stolen login cannot mint codes without end."""
+        if not self._take_request("grant", self._holder(authenticated_holder_id)):
+            raise PermissionDenied("this holder granted too many consent codes this hour",
+                                   code="too_many_requests")
         return self._consent(authenticated_holder_id, to, types, purpose, ttl,
                              _sharing.HOLDER_CHANNEL)
 
@@ -749,12 +759,83 @@ class Registry:
         """
         if isinstance(types, str):
             types = [types]
-        return self._ctx.execute(_fetch.FETCH, _fetch.fetch_params(
+        params = _fetch.fetch_params(
             requester=requester, holder=self._holder(holder_id),
             types=[_code_text(t) for t in types], purpose=purpose, case=case,
             service_item=service_item, staff_id=staff_id, staff_role=staff_role,
             consent=consent, request_hash=request_hash,
-            ttl=int(copy_ttl.total_seconds())))
+            ttl=int(copy_ttl.total_seconds()))
+        if not self._take_request("fetch", requester):
+            params["refused"] = "too_many_requests"
+        return self._ctx.execute(_fetch.FETCH, params)
+
+    def share_check(self, requester: str, type: str, values: Mapping[str, str], *,
+                    purpose: str, case: str, service_item: str, staff_id: str,
+                    staff_role: str, request_hash: str, consent: str | None = None
+                    ) -> CheckOutcome:
+        """Answer an authenticated requester's check (核验; the sharing service calls this
+        as the ``service`` operator, as it calls :meth:`share_fetch`): whether ``values``
+        match one certificate of type ``type`` valid now, and nothing else.
+
+        ``values`` are text by name: ``certificate_id`` or ``holder_id`` (one of them is
+        required, so a check is about a known subject, never a search), ``holder_name``,
+        and claim names. The answer is one ``match`` for all of them, never which matched.
+        Refusals, in order: ``too_many_requests`` (the requester's checks this hour),
+        ``not_entitled``, ``purpose_not_permitted``, ``not_entitled`` (a claim the
+        entitlements do not hand out; ``holder_name`` unless they hand out every claim),
+        ``too_many_requests`` (the subject's checks this hour), then the consent as for a
+        fetch — see :mod:`ecert.registry._check`. Every call is a use record of kind
+        ``check`` and a ``share.check`` log entry.
+        :meth:`CheckOutcome.answer` is what a :class:`ecert.sharing.SharingBackend`'s
+        ``check`` returns. Malformed parameters raise :class:`ecert.errors.InputError`.
+        """
+        if not isinstance(values, Mapping):
+            raise InputError("values are text by name", code="invalid_request")
+        holder_id = values.get(_check.HOLDER_ID)
+        holder = None if holder_id is None else self._holder(holder_id)
+        params = _check.check_params(
+            requester=requester, holder=holder, type_code=_code_text(type), values=values,
+            purpose=purpose, case=case, service_item=service_item, staff_id=staff_id,
+            staff_role=staff_role, consent=consent, request_hash=request_hash)
+        if not self._take_request("check", requester):
+            params["refused"] = "too_many_requests"
+        return self._ctx.execute(_check.CHECK, params)
+
+    def _take_request(self, kind: str, who: str) -> bool:
+        """Count one request of ``kind`` (``fetch``, ``check``: by requester; ``grant``:
+        a holder's own consent, by the holder's pseudonym) by ``who``; whether it is
+        within the hourly limit. A short transaction of its own, before the request's
+        unit of work, so concurrent requests hold the counter's row lock only for the
+        increment."""
+        with self._ctx._write() as repo:  # bookkeeping, no change of state to log
+            # A crash may forget the last counts (a few requests more that hour), which
+            # is harmless; waiting for the disk at each request is not (format 15.14).
+            repo.commit_lazily()
+            limits = _limits.current_limits(repo)
+            limit = {"fetch": limits.fetches_per_hour, "check": limits.checks_per_hour,
+                     "grant": limits.grants_per_holder}[kind]
+            return _limits.take(repo, f"{kind}:{who}", limit, self._now())
+
+    def share_limits(self) -> ShareLimits:
+        """The sharing service's rate limits in force (:class:`ShareLimits`)."""
+        with self._ctx.read() as repo:
+            return _limits.current_limits(repo)
+
+    def set_share_limits(self, *, fetches_per_hour: int | None = None,
+                         checks_per_hour: int | None = None,
+                         checks_per_subject: int | None = None,
+                         grants_per_holder: int | None = None) -> ShareLimits:
+        """Set the sharing service's rate limits (those not given stay): requests per
+        requester and hour, checks per subject and hour, and consent codes a holder
+        grants on their own channel per hour (0: none). A trust admin's
+        logged ``share.limits`` change; every worker reads the new numbers at its next
+        request."""
+        with self._ctx.read() as repo:
+            current = _limits.current_limits(repo)
+        return self._ctx.execute(_limits.SET_LIMITS, _limits.limits_params(current, {
+            "fetches_per_hour": fetches_per_hour, "checks_per_hour": checks_per_hour,
+            "checks_per_subject": checks_per_subject,
+            "grants_per_holder": grants_per_holder}))
 
     def share_refused(self, problem: str, *, requester: str | None, holder_id: str | None,
                       types: Iterable[str] | str | None = None, purpose: str | None = None,
@@ -797,9 +878,12 @@ class Registry:
             return repo.remember_nonce(requester, nonce, expires_at, self._now())
 
     def forget_nonces(self) -> int:
-        """Drop the nonces whose time passed; how many."""
+        """Drop the nonces whose time passed, and the request counts of windows before
+        the current one; how many nonces."""
+        now = self._now()
         with self._ctx._write() as repo:
-            return repo.forget_nonces(self._now())
+            repo.forget_request_counts(_limits.window_of(now))
+            return repo.forget_nonces(now)
 
     # -- issuing -----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ecert._authority import Action, Resource
@@ -51,7 +51,9 @@ from ecert.registry._core import Operation, Target, Unit, register
 from ecert.registry._lifecycle import effective
 from ecert.registry._sharing import (
     BY_STATUTE,
+    CHECK_KIND,
     FAILURE_WINDOW,
+    FETCH_KIND,
     MAX_FAILURES_PER_HOLDER,
     MAX_FAILURES_PER_REQUESTER,
     agency_requester,
@@ -114,6 +116,8 @@ class UseRecord(NamedTuple):
     problem: str | None
     request_hash: str
     response_hash: str | None
+    #: ``fetch`` (copies handed out) or ``check`` (核验: whether values matched)
+    kind: str = FETCH_KIND
 
     @classmethod
     def from_row(cls, row: Any) -> UseRecord:
@@ -122,7 +126,7 @@ class UseRecord(NamedTuple):
         return cls(int(row.id), int(row.at), row.requester, row.staff_id, row.staff_role,
                    row.service_item, row.case_no, row.purpose, tuple(row.types),
                    tuple(row.certificates), consent, row.outcome, row.problem,
-                   row.request_hash, row.response_hash)
+                   row.request_hash, row.response_hash, row.kind)
 
     def to_json(self) -> dict[str, Any]:
         """As ``ecert uses --json`` lists it."""
@@ -207,7 +211,12 @@ class _Decision(NamedTuple):
     by_statute: bool
 
 
-def _decide(unit: Unit, p: Mapping[str, Any]) -> _Decision:
+#: A further check between the purpose and the consent (a check's claims and subject
+#: limit): given the claims allowed per type, the problem code or None.
+Gate = Callable[[Mapping[str, "tuple[str, ...] | None"]], "str | None"]
+
+
+def _decide(unit: Unit, p: Mapping[str, Any], gate: Gate | None = None) -> _Decision:
     """The checks, in order (see the module's docstring)."""
     repo, now = unit.repo, unit.now
     requester, purpose = p["requester"], p["purpose"]
@@ -220,6 +229,9 @@ def _decide(unit: Unit, p: Mapping[str, Any]) -> _Decision:
     if not all(per_type.values()):
         return _Decision("purpose_not_permitted", {}, None, False)
     claims = {t: _allowed_claims(es) for t, es in per_type.items()}
+    problem = None if gate is None else gate(claims)
+    if problem is not None:
+        return _Decision(problem, {}, None, False)
     # By statute only where an entitlement for that type and purpose says so, for every
     # type asked: one that needs consent makes the whole request need it.
     if all(any(e.without_consent for e in es) for es in per_type.values()):
@@ -298,24 +310,33 @@ def _copies(unit: Unit, p: Mapping[str, Any],
     return out
 
 
+def record_use(unit: Unit, p: Mapping[str, Any], decision: _Decision,
+               certificates: Sequence[str], answer: str, *, holder: str,
+               kind: str = FETCH_KIND) -> int:
+    """The use record of a fetch or check and its log entry; the record's id."""
+    row: dict[str, Any] = {
+        "at": unit.now, "holder": holder, "requester": p["requester"],
+        "staff_id": p["staff_id"], "staff_role": p["staff_role"],
+        "service_item": p["service_item"], "case_no": p["case"], "purpose": p["purpose"],
+        "types": list(p["types"]), "certificates": list(certificates),
+        "consent": decision.consent_id, "by_statute": int(decision.by_statute),
+        "outcome": REFUSED if decision.problem else GRANTED, "problem": decision.problem,
+        "request_hash": p["request_hash"], "response_hash": answer, "kind": kind}
+    use_id = unit.repo.add_use(**row)
+    unit.log(Action.SHARE_CHECK if kind == CHECK_KIND else Action.SHARE_FETCH,
+             use_subject(use_id), use_details(unit.ctx.commitment_key, row), private=True)
+    return use_id
+
+
 def _fetch(unit: Unit, p: Mapping[str, Any]) -> FetchResult:
     refused = p.get("refused")
     decision = _Decision(refused, {}, None, False) if refused else _decide(unit, p)
     copies = [] if decision.problem else _copies(unit, p, decision.claims)
-    outcome = REFUSED if decision.problem else GRANTED
     answer = response_hash([c.token for c in copies], decision.problem)
-    row: dict[str, Any] = {
-        "at": unit.now, "holder": p["holder"], "requester": p["requester"],
-        "staff_id": p["staff_id"], "staff_role": p["staff_role"],
-        "service_item": p["service_item"], "case_no": p["case"], "purpose": p["purpose"],
-        "types": list(p["types"]), "certificates": [c.copy_of for c in copies],
-        "consent": decision.consent_id, "by_statute": int(decision.by_statute),
-        "outcome": outcome, "problem": decision.problem, "request_hash": p["request_hash"],
-        "response_hash": answer}
-    use_id = unit.repo.add_use(**row)
-    unit.log(Action.SHARE_FETCH, use_subject(use_id),
-             use_details(unit.ctx.commitment_key, row), private=True)
+    use_id = record_use(unit, p, decision, [c.copy_of for c in copies], answer,
+                        holder=p["holder"])
     consent = BY_STATUTE if decision.by_statute else decision.consent_id
+    outcome = REFUSED if decision.problem else GRANTED
     return FetchResult(outcome, decision.problem, tuple(copies), use_id, consent, answer)
 
 

@@ -60,9 +60,10 @@ LOG_DIR = "log"
 #: The lease ``ecert publish --watch`` holds (one watcher per registry).
 LEASE_NAME = "publish"
 WITNESS_DIR = "witness"
-#: Actions whose entries never shape the trust list: about certificates, consent codes and
-#: fetches (the many entries of holders' business), which publication need not replay.
-_HOLDER_PREFIXES = ("certificate.", "consent.", "share.fetch")
+#: Actions whose entries never shape the trust list: about certificates, consent codes,
+#: fetches and checks (the many entries of holders' business), which publication need not
+#: replay.
+_HOLDER_PREFIXES = ("certificate.", "consent.", "share.fetch", "share.check")
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,9 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _READ_AS = {"O": "0", "I": "1", "L": "1"}
 #: 16 characters of 5 bits: 80 bits of randomness.
 CODE_CHARS = 16
+#: The kinds of use record: a fetch (``share.fetch``) or a check (核验, ``share.check``).
+FETCH_KIND = "fetch"
+CHECK_KIND = "check"
 #: What a use record says in place of a consent id when the entitlement needs none.
 BY_STATUTE = "by statute"
 CLERK_CHANNEL = "clerk"
@@ -333,7 +336,9 @@ def use_details(key: bytes, row: Mapping[str, Any]) -> dict[str, Any]:
             "request": commitment(key, row["request_hash"]),
             "response": None if row["response_hash"] is None
             else commitment(key, row["response_hash"]),
-            "record": commitment(key, canonical_json(fields).decode("utf-8"))}
+            "record": commitment(key, canonical_json(fields).decode("utf-8")),
+            # Only a check says its kind (entries made before checks existed are fetches).
+            **({} if row.get("kind", FETCH_KIND) == FETCH_KIND else {"kind": row["kind"]})}
 
 
 #: The columns of a use record ``record`` commits to, in this order.

@@ -80,6 +80,102 @@ def _operation(summary: str, request: str, answer: str, answer_schema: str
     }}
 
 
+_HOLDER_AUTH: list[dict[str, list[str]]] = [{"holderBearer": []}]
+
+
+def _holder(method: str, summary: str, answer: tuple[str, str, str | None],
+            refusals: tuple[str, ...], **extra: Any) -> dict[str, Any]:
+    """An operation of the holder's channel: ``answer`` is (status, description, schema)."""
+    status, description, schema = answer
+    responses: dict[str, Any] = {status: {"description": description}}
+    if schema is not None:
+        responses[status]["content"] = _json(schema)
+    return {method: {
+        "summary": summary, "security": _HOLDER_AUTH,
+        "responses": {**responses, **_problems("not_authenticated", *refusals)}, **extra}}
+
+
+def _holder_paths() -> dict[str, Any]:
+    """The holder's channel (served when the deployment gives it an identity hook)."""
+    limits = ("malformed_request", "payload_too_large", "headers_too_large",
+              "request_timeout")
+    return {
+        "/v1/holder/consents": {
+            **_holder("post", "The holder grants a consent code (用证码)",
+                      ("201", "The code, shown once", "ConsentCode"),
+                      (*limits, "unsupported_media_type", "too_many_requests"),
+                      requestBody={"required": True, "content": _json("ConsentGrant")}),
+            **_holder("get", "The holder's consents, newest first (never the codes)",
+                      ("200", "The consents", "Consents"), limits),
+        },
+        "/v1/holder/consents/{consent_id}": _holder(
+            "delete", "The holder revokes an open consent", ("204", "Revoked", None),
+            (*limits, "not_found", "consent_not_open"),
+            parameters=[{"name": "consent_id", "in": "path", "required": True,
+                         "schema": {"type": "string"}}]),
+        "/v1/holder/uses": _holder(
+            "get", "Who used the holder's certificates (use records), newest first",
+            ("200", "One page of use records", "UsePage"), limits,
+            parameters=[{"name": "limit", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 100,
+                                    "default": 50}},
+                        {"name": "after", "in": "query", "required": False,
+                         "description": "the previous page's next",
+                         "schema": {"type": "string"}}]),
+    }
+
+
+def _holder_schemas() -> dict[str, Any]:
+    text_list = {"type": "array", "items": {"type": "string"}}
+    consent = {
+        "type": "object",
+        "required": ["id", "requester", "types", "purpose", "channel", "created_at",
+                     "expires_at", "used_at", "revoked_at"],
+        "properties": {
+            "id": {"type": "string"}, "requester": {"type": "string"}, "types": text_list,
+            "purpose": {"type": "string"},
+            "channel": {"type": "string", "enum": ["clerk", "holder"]},
+            "created_at": {"type": "integer"}, "expires_at": {"type": "integer"},
+            "used_at": {"type": ["integer", "null"]},
+            "revoked_at": {"type": ["integer", "null"]}}}
+    nullable = {"type": ["string", "null"]}
+    use = {
+        "type": "object",
+        "required": ["id", "at", "kind", "requester", "purpose", "outcome", "problem"],
+        "properties": {
+            "id": {"type": "integer"}, "at": {"type": "integer"},
+            "kind": {"type": "string", "enum": ["fetch", "check"]},
+            "requester": {"type": "string"}, "staff_id": {"type": "string"},
+            "staff_role": {"type": "string"}, "service_item": {"type": "string"},
+            "case": {"type": "string"}, "purpose": {"type": "string"}, "types": text_list,
+            "certificates": text_list,
+            "consent": {**nullable, "description": "a consent id, \"by statute\", or null"},
+            "outcome": {"type": "string", "enum": ["granted", "refused"]},
+            "problem": nullable, "request_hash": {"type": "string"},
+            "response_hash": nullable}}
+    return {
+        "ConsentGrant": {
+            "type": "object", "additionalProperties": False,
+            "required": ["to", "types", "purpose"],
+            "properties": {
+                "to": {"type": "string", "description": "REGION/agency-code"},
+                "types": {"type": "array", "items": _CODE, "minItems": 1},
+                "purpose": {**_TEXT, "maxLength": MAX_PURPOSE},
+                "ttl": {"type": "integer", "minimum": 60, "maximum": 30 * 86400,
+                        "default": 3600, "description": "seconds"}}},
+        "ConsentCode": {"type": "object", "required": ["id", "code", "expires_at"],
+                        "properties": {"id": {"type": "string"},
+                                       "code": {"type": "string",
+                                                "pattern": "^[0-9A-Z]{4}(-[0-9A-Z]{4}){3}$"},
+                                       "expires_at": {"type": "integer"}}},
+        "Consents": {"type": "object", "required": ["items"],
+                     "properties": {"items": {"type": "array", "items": consent}}},
+        "UsePage": {"type": "object", "required": ["items", "more", "next"],
+                    "properties": {"items": {"type": "array", "items": use},
+                                   "more": {"type": "boolean"}, "next": nullable}},
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of the sharing service."""
     return {
@@ -95,8 +191,14 @@ def openapi_document() -> dict[str, Any]:
             "/v1/checks": _operation(
                 "Check (核验) whether values match a valid certificate", "CheckRequest",
                 "Whether they match", "CheckResult"),
+            **_holder_paths(),
         },
-        "components": {"schemas": {
+        "components": {"securitySchemes": {"holderBearer": {
+            "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+            "description": "The holder's channel: what the deployment's identity hook "
+                           "accepts (the OIDC example: an ID token of the IdP)"}},
+        "schemas": {
+            **_holder_schemas(),
             "ShareRequest": {
                 "type": "object", "additionalProperties": False,
                 "required": ["holder_id", "types", *_CONTEXT_REQUIRED],

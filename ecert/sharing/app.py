@@ -56,6 +56,7 @@ from ecert._formats.sharing import (
     ShareRequest,
 )
 from ecert.errors import FormatError
+from ecert.sharing._holder_app import holder_routes
 from ecert.sharing._openapi import openapi_document
 from ecert.sharing._service import (
     AuthenticatedRequest,
@@ -64,6 +65,7 @@ from ecert.sharing._service import (
     RequesterKeys,
     SharingBackend,
 )
+from ecert.sharing.holder import HolderChannel
 
 log = logging.getLogger(__name__)
 
@@ -254,13 +256,14 @@ class _Service:
 
 def create_app(*, keys: RequesterKeys, nonces: NonceStore, backend: SharingBackend,
                base_url: str, clock: Clock = system_clock,
-               limits: Limits | None = None) -> ASGIApp:
+               limits: Limits | None = None, holder: HolderChannel | None = None) -> ASGIApp:
     """The sharing service as an ASGI application.
 
     ``base_url`` is the service's public base URL (scheme, host, port, any path prefix):
     the ``@target-uri`` and ``@authority`` a request signs are taken from it, never from
     the request's own Host header, so a request signed for another service does not
-    verify here.
+    verify here. ``holder``: also serve the holder's channel (``/v1/holder/…``, behind
+    its identity hook; :mod:`ecert.sharing.holder`).
     """
     limits = limits or Limits()
     httpsig.component_value(httpsig.HttpMessage((), method="GET", target_uri=base_url),
@@ -311,7 +314,8 @@ def create_app(*, keys: RequesterKeys, nonces: NonceStore, backend: SharingBacke
         routes=[Route("/v1/copies", copies, methods=["POST"]),
                 Route("/v1/checks", checks, methods=["POST"]),
                 Route("/openapi.json", openapi, methods=["GET"]),
-                Route("/problems/{code}", problem_page, methods=["GET"])],
+                Route("/problems/{code}", problem_page, methods=["GET"]),
+                *([] if holder is None else holder_routes(holder))],
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
     return _Guard(app, limits)

@@ -3,11 +3,11 @@
 ``service`` operator (the ``registry`` extra; :func:`registry_app` also the ``server`` one).
 
 - :class:`RegistryBackend` answers fetches with :meth:`ecert.Registry.share_fetch` and
-  records what the HTTP layer refused with :meth:`ecert.Registry.share_refused`. Refusals
-  are limited per requester (``None`` for the unauthenticated) and problem code
-  (:class:`RefusalLimiter`): the first ``burst`` of each window are use records one by
-  one, the rest of that window one summary record, so an anonymous flood cannot grow the
-  log without bound.
+  checks (核验) with :meth:`ecert.Registry.share_check`, and records what the HTTP layer
+  refused with :meth:`ecert.Registry.share_refused`. Refusals are limited per requester
+  (``None`` for the unauthenticated) and problem code (:class:`RefusalLimiter`): the
+  first ``burst`` of each window are use records one by one, the rest of that window one
+  summary record, so an anonymous flood cannot grow the log without bound.
 - :class:`RegistryNonceStore` keeps nonces in the registry's database, so stateless
   workers and hosts sharing it refuse a replay whichever of them saw the first request.
 - :class:`RefreshingRequesterKeys` resolves requester keys in the home trust list (and the
@@ -25,12 +25,12 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from ecert._formats.sharing import CheckRequest, Problem, ShareRequest
+from ecert._formats.sharing import CaseContext, CheckRequest, Problem, ShareRequest
 from ecert.errors import EcertError, InputError
 from ecert.sharing._keys import DEFAULT_LEEWAY, TrustListRequesterKeys
 from ecert.sharing._service import (
@@ -45,11 +45,14 @@ from ecert.verify import Verifier
 if TYPE_CHECKING:
     from ecert.registry import Registry
     from ecert.sharing.app import ASGIApp, Limits
+    from ecert.sharing.holder import HolderChannel
 
 log = logging.getLogger("ecert.sharing")
 
 __all__ = ["RefreshingRequesterKeys", "RefusalLimiter", "RegistryBackend",
            "RegistryNonceStore", "registry_app"]
+
+_T = TypeVar("_T")
 
 #: Monotonic seconds (injectable for tests).
 Monotonic = Callable[[], float]
@@ -157,33 +160,53 @@ class RegistryBackend:
     def fetch(self, request: AuthenticatedRequest, body: ShareRequest
               ) -> FetchResult | Problem:
         """Copies of the holder's certificates, or the registry's problem (recorded)."""
-        self._write(self.limiter.flush())
         context = body.context
-        try:
-            result = self.registry.share_fetch(
-                request.requester, body.holder_id, body.types, purpose=context.purpose,
-                case=context.case, service_item=context.service_item,
-                staff_id=context.staff_id, staff_role=context.staff_role,
-                request_hash=request.request_hash, consent=context.consent,
-                copy_ttl=self.copy_ttl)
-        except InputError as e:
-            if e.code not in _REQUEST_FAULTS:
-                raise
-            self.registry.share_refused(
-                "bad_request", requester=request.requester, holder_id=body.holder_id,
-                types=body.types, purpose=context.purpose, case=context.case,
-                service_item=context.service_item, staff_id=context.staff_id,
-                staff_role=context.staff_role, request_hash=request.request_hash)
-            return Problem.of("malformed_request", e.message)
+        result = self._decide(request, context, body.holder_id, body.types,
+                              lambda: self.registry.share_fetch(
+            request.requester, body.holder_id, body.types, purpose=context.purpose,
+            case=context.case, service_item=context.service_item,
+            staff_id=context.staff_id, staff_role=context.staff_role,
+            request_hash=request.request_hash, consent=context.consent,
+            copy_ttl=self.copy_ttl))
+        if isinstance(result, Problem):
+            return result
         if not result.granted:
             return Problem.of(result.problem or "not_entitled")
         return FetchResult(tuple(c.token for c in result.copies))
 
     def check(self, request: AuthenticatedRequest, body: CheckRequest
               ) -> CheckResult | Problem:
-        """Checks (核验) are not answered by this backend yet: ``not_implemented`` (501).
-        Nothing is decided and nothing disclosed, so no use record is made."""
-        return Problem.of("not_implemented", "this service does not answer checks yet")
+        """Whether the values match a valid certificate (:meth:`ecert.Registry.share_check`),
+        or the registry's problem; each call a use record of kind ``check``."""
+        context = body.context
+        outcome = self._decide(request, context, body.values.get("holder_id"), [body.type],
+                               lambda: self.registry.share_check(
+            request.requester, body.type, body.values, purpose=context.purpose,
+            case=context.case, service_item=context.service_item,
+            staff_id=context.staff_id, staff_role=context.staff_role,
+            request_hash=request.request_hash, consent=context.consent))
+        if isinstance(outcome, Problem):
+            return outcome
+        answer: CheckResult | Problem = outcome.answer()
+        return answer
+
+    def _decide(self, request: AuthenticatedRequest, context: CaseContext,
+                holder_id: str | None, types: Sequence[str], call: Callable[[], _T]
+                ) -> _T | Problem:
+        """The registry's ``call``; a body it finds malformed is recorded as
+        ``bad_request`` (with what the request claimed) and answered ``malformed_request``."""
+        self._write(self.limiter.flush())
+        try:
+            return call()
+        except InputError as e:
+            if e.code not in _REQUEST_FAULTS:
+                raise
+            self.registry.share_refused(
+                "bad_request", requester=request.requester, holder_id=holder_id,
+                types=types, purpose=context.purpose, case=context.case,
+                service_item=context.service_item, staff_id=context.staff_id,
+                staff_role=context.staff_role, request_hash=request.request_hash)
+            return Problem.of("malformed_request", e.message)
 
     def refused(self, requester: str | None, problem: Problem, request_hash: str) -> None:
         """Record a refusal of the HTTP layer, within the limiter's bounds."""
@@ -299,7 +322,8 @@ def registry_app(registry: Registry, *, base_url: str,
                  make_verifier: Callable[[], Verifier] | None = None,
                  keys: RequesterKeys | None = None, limits: Limits | None = None,
                  copy_ttl: timedelta = timedelta(hours=24), trust_max_age: float = 60.0,
-                 limiter: RefusalLimiter | None = None) -> tuple[ASGIApp, RegistryBackend]:
+                 limiter: RefusalLimiter | None = None,
+                 holder: HolderChannel | None = None) -> tuple[ASGIApp, RegistryBackend]:
     """The sharing service of ``registry`` (opened as the ``service`` operator), and its
     backend (call its ``close()`` at shutdown). Requester keys come from ``keys``, else
     from a :class:`RefreshingRequesterKeys` over ``make_verifier`` (default: a verifier
@@ -318,5 +342,5 @@ def registry_app(registry: Registry, *, base_url: str,
         keys = RefreshingRequesterKeys(make_verifier, max_age=trust_max_age)
     backend = RegistryBackend(registry, copy_ttl=copy_ttl, limiter=limiter)
     app = create_app(keys=keys, nonces=RegistryNonceStore(registry), backend=backend,
-                     base_url=base_url, clock=clock, limits=limits)
+                     base_url=base_url, clock=clock, limits=limits, holder=holder)
     return app, backend
