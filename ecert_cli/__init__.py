@@ -34,21 +34,28 @@ def _load() -> Any:
 
 def _interrupted_while_starting(_signum: int, _frame: FrameType | None) -> None:
     # Nothing is open yet: say it in one line and leave at once (no exception, so no
-    # traceback from whichever import was running).
-    from ecert_cli._i18n import _
+    # traceback from whichever import was running). The handler itself must never raise:
+    # the signal may come while the very modules it would use are half imported (the
+    # translations, json), so anything that fails falls back to plain English.
+    try:
+        if "--json" in sys.argv[1:]:
+            # JSON is the same in every language (written by hand: json may be half
+            # imported too).
+            sys.stdout.write('{"error": {"code": "interrupted", "message": "interrupted"}}\n')
+            sys.stdout.flush()
+    except BaseException:  # noqa: S110 - the exit code says it all the same
+        pass
+    try:
+        from ecert_cli._i18n import _
 
-    argv = sys.argv[1:]
-    message = _("interrupted")
-    if "--json" in argv:
-        import json
-
-        # JSON is the same in every language.
-        sys.stdout.write(json.dumps({"error": {"code": "interrupted",
-                                               "message": "interrupted"}}) + "\n")
-        sys.stdout.flush()
-    sys.stderr.write(_("ecert: error: {message}").format(message=message) + "\n")
-    sys.stderr.flush()
-    os._exit(130)
+        line = _("ecert: error: {message}").format(message=_("interrupted"))
+    except BaseException:
+        line = "ecert: error: interrupted"
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(130)
 
 
 # Run as the ``ecert`` program (not imported by a test or an application): take Ctrl-C

@@ -101,3 +101,32 @@ def test_ctrl_c_while_working(step: str, tmp_path: Path) -> None:
     code, errors, _ = _interrupt(["demo"], step, tmp_path, stream="stdout")
     assert code == 130, errors
     assert errors == ["ecert: error: interrupted"]
+
+
+@pytest.mark.parametrize("json_flag", [False, True])
+def test_the_handler_never_raises_while_its_own_modules_are_half_imported(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        json_flag: bool) -> None:
+    """The signal can come while the translations are being imported: the handler then
+    finds a half-initialized module and must still end with one line and 130 (it used to
+    raise ImportError there, and the program ended with a traceback and exit code 1)."""
+    import types
+
+    import ecert_cli
+
+    class Exited(Exception):
+        pass
+
+    def exit_(code: int) -> None:
+        raise Exited(code)
+
+    monkeypatch.setitem(sys.modules, "ecert_cli._i18n", types.ModuleType("ecert_cli._i18n"))
+    monkeypatch.setattr(sys, "argv", ["ecert", *(["--json"] if json_flag else []), "demo"])
+    monkeypatch.setattr(os, "_exit", exit_)
+    with pytest.raises(Exited) as exited:
+        ecert_cli._interrupted_while_starting(signal.SIGINT, None)
+    assert exited.value.args == (130,)
+    out, err = capsys.readouterr()
+    assert err == "ecert: error: interrupted\n"
+    assert out == ('{"error": {"code": "interrupted", "message": "interrupted"}}\n'
+                   if json_flag else "")
