@@ -84,7 +84,13 @@ OPERATIONS: dict[Action, Operation[Any]] = {}
 
 
 def register(operation: Operation[T]) -> Operation[T]:
-    """Make ``operation`` known by its action (for four-eyes requests)."""
+    """Make ``operation`` known by its action (for four-eyes requests).
+
+    One operation per action: an approved request is carried out by the operation its
+    action names, so a second registration would silently change what approvals do.
+    """
+    if operation.action in OPERATIONS and OPERATIONS[operation.action] is not operation:
+        raise RuntimeError(f"internal: a second operation for {operation.action.value}")
     OPERATIONS[operation.action] = operation
     return operation
 
