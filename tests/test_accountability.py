@@ -194,6 +194,37 @@ def test_four_eyes_revocation(registry: ecert.Registry, staff: dict[str, ecert.R
     assert replay(registry).findings == []
 
 
+def test_parameters_edited_after_the_request_are_never_approved(
+        registry: ecert.Registry, staff: dict[str, ecert.Registry]) -> None:
+    """An insider who edits a pending request's parameters in the database (another
+    reason, another certificate) cannot have the approver sign off what they never saw."""
+    from sqlalchemy import update
+
+    from ecert._storage.schema import requests
+
+    registry.set_policy("certificate.revoke", approvals=2, type_code="cn.business-licence")
+    cert = issue_business_licence(staff["clerk"])
+    other = issue_business_licence(staff["clerk"])
+    with pytest.raises(ecert.PendingApproval) as pending:
+        staff["officer1"].revoke(cert.id, "privilege-withdrawn")
+    request = pending.value.request
+    with registry.engine.begin() as conn:
+        params = dict(conn.execute(requests.select().where(
+            requests.c.id == request.id)).one().params)
+        conn.execute(update(requests).where(requests.c.id == request.id).values(
+            params={**params, "id": other.id}))
+    with pytest.raises(ecert.RecordTampered, match="parameters"):
+        staff["officer2"].approve(request.id)
+    assert {registry.get(c.id).status for c in (cert, other)} == {
+        ecert.CertificateStatus.VALID}
+    with registry.engine.begin() as conn:  # put back as logged: approvable again
+        conn.execute(update(requests).where(requests.c.id == request.id).values(
+            params=params))
+    assert staff["officer2"].approve(request.id).status is ecert.RequestStatus.APPROVED
+    assert registry.get(cert.id).status is ecert.CertificateStatus.REVOKED
+    assert registry.get(other.id).status is ecert.CertificateStatus.VALID
+
+
 def test_four_eyes_rejection_and_expiry(registry: ecert.Registry,
                                         staff: dict[str, ecert.Registry],
                                         clock: FakeClock) -> None:

@@ -456,7 +456,7 @@ class _Context:
         unit.log(Action.REQUEST_CREATE, target.subject,
                  {"request": request_id, "action": operation.action.value,
                   "agency": target.resource.agency, "type": target.resource.type,
-                  "params": _params_hash(params), "approvals": needed, "expires": expires},
+                  "params": params_hash(params), "approvals": needed, "expires": expires},
                  private=operation.private)
         found = repo.get_request(request_id)
         return None if found is None else found[0]
@@ -483,7 +483,7 @@ def _denied(operator: Operator, action: Action, resource: Resource) -> Permissio
         + f" (roles: {', '.join(operator.roles) or 'none'})")
 
 
-def _params_hash(params: Mapping[str, Any]) -> str:
+def params_hash(params: Mapping[str, Any]) -> str:
     """What a request's log entry says of its parameters (which may name people)."""
     return b64url_encode(hashlib.sha256(canonical_json(dict(params))).digest())
 

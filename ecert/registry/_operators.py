@@ -10,10 +10,12 @@ from ecert._clock import from_seconds
 from ecert._formats.log import commitment
 from ecert.errors import (
     AlreadyExists,
+    EcertError,
     InputError,
     InvalidTransition,
     NotFound,
     PermissionDenied,
+    RecordTampered,
 )
 from ecert.models import ApprovalRequest, Operator, OperatorGrant, Region, RequestStatus, Role
 from ecert.registry._core import (
@@ -22,6 +24,7 @@ from ecert.registry._core import (
     Target,
     Unit,
     _Context,
+    params_hash,
     register,
 )
 from ecert.registry._rules import check_code
@@ -215,6 +218,14 @@ def _decide(approve: bool) -> Callable[[Unit, Mapping[str, Any]], ApprovalReques
             raise PermissionDenied(f"operator {me} cannot decide a request they made or "
                                    "approved already: another operator must")
         unit.require(action, Resource(agency=agency, type=type_code))
+        if approve and _logged_params_hash(repo, request.id, request.subject) != params_hash(
+                params):
+            # What is carried out must be what was asked and logged: parameters edited in
+            # the database after the request (a wider entitlement, other claims) would make
+            # the approver sign off something they never saw.
+            raise RecordTampered(f"request {request.id}'s parameters in the database are not "
+                                 "those logged when it was made: nothing was approved; run "
+                                 "'ecert audit verify'")
         if not approve:
             repo.update_request(request.id, status=RequestStatus.REJECTED,
                                 approved_by=request.approved_by, decided_by=me,
@@ -239,6 +250,21 @@ def _decide(approve: bool) -> Callable[[Unit, Mapping[str, Any]], ApprovalReques
         return updated[0]
 
     return apply
+
+
+def _logged_params_hash(repo: Any, request_id: int, subject: str) -> str | None:
+    """The parameters' hash the ``request.create`` entry of ``request_id`` logged."""
+    from ecert._formats.log import Entry
+
+    for row in repo.log_rows(plain_subject=subject, actions=[Action.REQUEST_CREATE.value]):
+        try:
+            entry = Entry.decode(bytes(row.leaf))
+        except EcertError:
+            continue
+        if entry.details.get("request") == request_id:
+            found = entry.details.get("params")
+            return found if isinstance(found, str) else None
+    return None
 
 
 APPROVE = register(Operation(Action.REQUEST_APPROVE, _request_target, _decide(True),
