@@ -61,6 +61,10 @@ def decode_cursor(cursor: str, shape: Sequence[type]) -> tuple[Any, ...]:
     if not isinstance(value, list) or len(value) != len(shape) or not all(
             type(v) is t for v, t in zip(value, shape, strict=True)):
         raise bad()
+    # Every sort key is a database integer (64 bits) or text: a larger number would
+    # overflow in the query (a 500, not the input error it is).
+    if any(type(v) is int and not -(1 << 63) <= v < (1 << 63) for v in value):
+        raise bad()
     return tuple(value)
 
 

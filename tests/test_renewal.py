@@ -72,10 +72,19 @@ def test_merge_patch_is_idempotent(target: Any, patch: Any) -> None:
     assert merge_patch(once, patch) == once
 
 
-@given(st.lists(st.integers() | st.text(max_size=20), max_size=4))
+@given(st.lists(st.integers(-(1 << 63), (1 << 63) - 1) | st.text(max_size=20), max_size=4))
 def test_cursor_round_trip(key: list[Any]) -> None:
     shape = [type(v) for v in key]
     assert decode_cursor(encode_cursor(key), shape) == tuple(key)
+
+
+@pytest.mark.parametrize("value", [1 << 63, -(1 << 63) - 1, 10 ** 30])
+def test_a_cursor_beyond_64_bits_is_an_input_error(value: int) -> None:
+    """A database integer is 64 bits: a larger one would overflow in the query (a 500 on
+    the holder channel's listing) instead of being the bad input it is."""
+    with pytest.raises(ecert.InputError) as caught:
+        decode_cursor(encode_cursor([value]), (int,))
+    assert caught.value.code == "invalid_cursor"
 
 
 @given(st.text(max_size=200))

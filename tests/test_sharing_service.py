@@ -36,6 +36,7 @@ from ecert.sharing import (
 from ecert.sharing._openapi import openapi_document
 from ecert.sharing.app import Limits, create_app
 from ecert.sharing.client import send, signed_headers
+from ecert.verify import VerificationLimits
 from tests.support.clock import FakeClock
 from tests.support.sharing_service import (
     ServiceHost,
@@ -390,6 +391,11 @@ class _Verifier:
     def __init__(self, home: TrustList, foreign: dict[str, TrustList | str]) -> None:
         self.trust_list = home
         self.foreign = foreign
+        self.limits = VerificationLimits()
+        self.at = 0
+
+    def now(self) -> int:
+        return self.at
 
     def foreign_trust_list(self, region: str) -> TrustList:
         found = self.foreign.get(region, "region_not_recognized")
@@ -426,6 +432,13 @@ def test_trust_list_requester_keys() -> None:
     assert outcome("SH/sh-amr", zj_key, 1000) == "region_not_recognized"
     assert outcome("HK/hk-amr", zj_key, 1000) == "not_authenticated"
     assert isinstance(keys.resolve("not a keyid", 0), Problem)
+    # A home list past its next update and the grace: none of its keys is believed (one
+    # may have been retired or marked compromised since), while the verifier cannot
+    # fetch a newer one.
+    verifier.at = 2**31 + verifier.limits.trust_list_grace_seconds
+    assert outcome("GD/gd-amr", gd_key, 100) == "GD/gd-amr"
+    verifier.at += 1
+    assert outcome("GD/gd-amr", gd_key, 100) == "not_authenticated"
 
 
 def test_the_requesting_side_needs_no_web_framework() -> None:

@@ -28,6 +28,13 @@ class TrustListRequesterKeys:
     def _trust_list(self, region: str) -> TrustList | Problem:
         home = self._verifier.trust_list
         if region == home.region:
+            # The home list is held, not fetched per request: once it is past its next
+            # update (and the verifier's grace), a key it lists may have been retired or
+            # marked compromised since, so none of its keys is believed (as for tokens).
+            if self._verifier.now() > (home.next_update
+                                     + self._verifier.limits.trust_list_grace_seconds):
+                return Problem.of("not_authenticated", f"the trust list of {region} held by "
+                                  "this service is out of date")
             return home
         try:
             return self._verifier.foreign_trust_list(region)

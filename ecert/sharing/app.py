@@ -91,6 +91,10 @@ class Limits:
     deadline_seconds: float = 10.0
     #: Seconds a signature's ``created`` may be from the service's clock, either way.
     freshness_window: int = FRESHNESS_WINDOW
+    #: Connections (and requests in progress) one worker serves at a time; beyond, uvicorn
+    #: answers 503 at once. Each connection's time is bounded by the deadline, but not how
+    #: many there are: without this, a flood would exhaust the worker's file descriptors.
+    max_connections: int = 1000
 
 
 def _problem_response(problem: Problem, *, close: bool = False) -> Response:
@@ -209,6 +213,11 @@ class _Service:
         now = now_seconds(self.clock)
         try:
             httpsig.verify_message(message, parsed, resolved.key)
+        except FormatError as e:
+            # Not proven to come from the agency its keyid names: recorded as nobody's, or
+            # anyone could have refusals logged (and rate budgets spent) in any agency's name.
+            return self.refuse(Problem.of("not_authenticated", e.message), None, request_hash)
+        try:
             httpsig.check_fresh(params, now, window=self.limits.freshness_window)
             nonce = httpsig.check_nonce(params.nonce)
         except FormatError as e:

@@ -195,7 +195,9 @@ def serve(settings: ServiceSettings, *, host: str, port: int, workers: int,
                             port=port, workers=workers, http=DeadlineH11Protocol,
                             lifespan="on", **{"log_level": "warning",
                                               "h11_max_incomplete_event_size":
-                                              Limits().max_header_bytes + 1024, **options})
+                                              Limits().max_header_bytes + 1024,
+                                              "limit_concurrency": Limits().max_connections,
+                                              **options})
     supervisor = _Supervisor(config, sockets=[config.bind_socket()])
     if on_started is not None:
         on_started()

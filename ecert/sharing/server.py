@@ -97,5 +97,6 @@ def uvicorn_config(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0,
                     {"deadline_seconds": limits.deadline_seconds})
     options.setdefault("log_level", "warning")
     options.setdefault("h11_max_incomplete_event_size", limits.max_header_bytes + 1024)
+    options.setdefault("limit_concurrency", limits.max_connections)
     return uvicorn.Config(app, host=host, port=port, http=protocol, lifespan="off",
                           **options)
