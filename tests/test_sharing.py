@@ -551,6 +551,44 @@ def test_consent_is_single_use_and_bound(sharing: Sharing, clock: FakeClock,
     assert registry.audit().intact
 
 
+def test_rows_edited_in_the_database_release_nothing_even_before_an_audit(
+        sharing: Sharing, registry: ecert.Registry) -> None:
+    """An insider with the database: a forged by-statute entitlement, a real one widened
+    to another purpose, a consent re-bound to another requester. Each is refused at the
+    fetch itself (the log is the authority, the rows only its index), not only found by
+    an audit that may come after the rows were put back."""
+    from sqlalchemy import insert, update
+
+    from ecert._storage.schema import consents, entitlements
+
+    def sql(statement: Any) -> None:
+        with registry.engine.begin() as conn:
+            conn.execute(statement)
+
+    # A forged entitlement without consent for an agency that has none.
+    sql(insert(entitlements).values(
+        id="forged", requester="ZJ/zj-psb-traffic", types=[LICENCE], purposes=["跨省迁移登记"],
+        claims=None, without_consent=1, valid_from=0, valid_until=None))
+    assert sharing.fetch("ZJ/zj-psb-traffic").problem == "not_entitled"
+    # A real entitlement widened to a purpose it never had.
+    real = next(e for e in registry.share_list().items if e.requester == "ZJ/zj-amr")
+    sql(update(entitlements).where(entitlements.c.id == real.id).values(
+        purposes=[*real.purposes, "其他事由"]))
+    code = sharing.consent(purpose="其他事由").code
+    # The edited row is not believed at all (so not even its logged purposes count).
+    assert sharing.fetch(purpose="其他事由", consent=code).problem == "not_entitled"
+    sql(update(entitlements).where(entitlements.c.id == real.id).values(
+        purposes=list(real.purposes)))
+    # A consent the holder gave ZJ/zj-amr, re-bound in the database to another requester.
+    registry.share_allow("ZJ/zj-psb-traffic", [LICENCE], ["跨省迁移登记"])
+    given = sharing.consent()
+    sql(update(consents).where(consents.c.id == given.id).values(
+        requester="ZJ/zj-psb-traffic"))
+    assert sharing.fetch("ZJ/zj-psb-traffic", consent=given.code).problem == "consent_invalid"
+    sql(update(consents).where(consents.c.id == given.id).values(requester="ZJ/zj-amr"))
+    assert sharing.fetch(consent=given.code).granted  # as logged: it works, once
+
+
 def test_wrong_codes_are_bounded_per_holder_and_requester(sharing: Sharing, clock: FakeClock,
                                                           registry: ecert.Registry) -> None:
     good = sharing.consent(ttl=3 * 3600).code

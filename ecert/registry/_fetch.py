@@ -43,8 +43,9 @@ from ecert._formats.copy import (
     OriginalRef,
 )
 from ecert._formats.jose import b64url_encode, canonical_json
+from ecert._formats.log import Entry, commitment
 from ecert._formats.trustlist import Entitlement
-from ecert.errors import InputError, RecordTampered
+from ecert.errors import EcertError, InputError, RecordTampered
 from ecert.models import Certificate, CertificateStatus, KeyRole
 from ecert.registry._audit import check_stored_token
 from ecert.registry._core import Operation, Target, Unit, register
@@ -220,7 +221,12 @@ def _decide(unit: Unit, p: Mapping[str, Any], gate: Gate | None = None) -> _Deci
     """The checks, in order (see the module's docstring)."""
     repo, now = unit.repo, unit.now
     requester, purpose = p["requester"], p["purpose"]
-    in_force = repo.list_entitlements(in_force_at=now)
+    # Only entitlements whose row is what the log made of them count: one inserted or
+    # widened in the database (a without-consent flag, a purpose, a claim) releases
+    # nothing, even before an audit finds it.
+    in_force = [e for e in repo.list_entitlements(in_force_at=now)
+                if e.requester in (requester, requester.split("/", 1)[0])
+                and _as_logged(unit, e)]
     per_type: dict[str, list[Entitlement]] = {}
     for type_code in p["types"]:
         if not covering(in_force, requester, type_code, None, now):
@@ -246,7 +252,8 @@ def _decide(unit: Unit, p: Mapping[str, Any], gate: Gate | None = None) -> _Deci
     code = normalize_code(p["consent"])
     row = None if code is None else repo.consent_by_hash(
         code_hash(unit.ctx.consent_key, code), for_update=True)
-    if (row is None or row.holder != p["holder"] or row.requester != requester
+    if (row is None or not _consent_as_logged(unit, row)
+            or row.holder != p["holder"] or row.requester != requester
             or row.purpose != purpose or not set(p["types"]) <= set(row.types)
             or row.expires_at <= now or row.used_at is not None
             or row.revoked_at is not None or not repo.use_consent(row.id, now)):
@@ -254,6 +261,56 @@ def _decide(unit: Unit, p: Mapping[str, Any], gate: Gate | None = None) -> _Deci
         repo.count_failure(holder_scope, window)
         return _Decision("consent_invalid", {}, None, False)
     return _Decision(None, claims, str(row.id), False)
+
+
+def _as_logged(unit: Unit, entitlement: Entitlement) -> bool:
+    """Whether an entitlement row is the one its ``share.allow`` entry logged (ended, if
+    at all, by its ``share.revoke``): the log, signed by the operators who approved it,
+    is the authority; the row is only an index of it."""
+    key = canonical_json(entitlement.to_json())
+    verified = unit.ctx.verified_entitlements
+    if key in verified:  # this very content was checked against the log before
+        return True
+    logged: dict[str, Any] | None = None
+    for row in unit.repo.log_rows(plain_subject=entitlement.id,
+                                  actions=[Action.SHARE_ALLOW.value, Action.SHARE_REVOKE.value]):
+        try:
+            entry = Entry.decode(bytes(row.leaf))
+        except EcertError:
+            return False
+        if entry.action == Action.SHARE_ALLOW.value:
+            found = entry.details.get("entitlement")
+            if logged is not None or not isinstance(found, dict):
+                return False  # allowed twice, or not an entitlement: trust neither
+            logged = dict(found)
+        elif logged is not None and type(entry.details.get("valid_until")) is int:
+            logged["valid_until"] = entry.details["valid_until"]
+    if logged is None or logged != entitlement.to_json():
+        log.warning("entitlement %s in the database differs from the log: not used",
+                    entitlement.id)
+        return False
+    if len(verified) < 10_000:
+        verified.add(key)
+    return True
+
+
+def _consent_as_logged(unit: Unit, row: Any) -> bool:
+    """Whether a consent row binds what its ``consent.grant`` entry logged: the holder,
+    requester and purpose (as the log's commitments), the types and the expiry."""
+    key = unit.ctx.commitment_key
+    for logged in unit.repo.log_rows(plain_subject=str(row.id),
+                                     actions=[Action.CONSENT_GRANT.value]):
+        try:
+            d = Entry.decode(bytes(logged.leaf)).details
+        except EcertError:
+            return False
+        return bool(d.get("holder") == commitment(key, row.holder)
+                    and d.get("requester") == commitment(key, row.requester)
+                    and d.get("purpose") == commitment(key, row.purpose)
+                    and d.get("types") == list(row.types)
+                    and d.get("expires") == row.expires_at)
+    log.warning("consent %s has no logged grant: not used", row.id)
+    return False
 
 
 def _allowed_claims(entitlements: Sequence[Entitlement]) -> tuple[str, ...] | None:
