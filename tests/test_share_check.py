@@ -184,6 +184,22 @@ def test_limits_are_a_trust_admins_logged_setting(sharing: Sharing, registry: ec
     assert registry.audit().intact
 
 
+def test_limits_raised_in_the_database_change_nothing(sharing: Sharing,
+                                                      registry: ecert.Registry) -> None:
+    """The limits come from the newest share.limits entry of the log: a settings row an
+    insider raises (to lift the bound on guessing through checks) is not believed."""
+    from sqlalchemy import update
+
+    from ecert._storage.schema import settings
+
+    registry.set_share_limits(fetches_per_hour=0)
+    with registry.engine.begin() as conn:
+        conn.execute(update(settings).values(value={"fetches_per_hour": 10_000_000,
+                                                    "checks_per_hour": 10_000_000}))
+    assert registry.share_limits().fetches_per_hour == 0
+    assert sharing.fetch(STATUTE, purpose=STATUTE_PURPOSE).problem == "too_many_requests"
+
+
 def test_concurrent_workers_share_one_count(sharing: Sharing, registry: ecert.Registry) -> None:
     """Stateless workers share the database: of simultaneous fetches past the limit,
     exactly the limit get through."""
