@@ -657,6 +657,23 @@ def test_use_records_are_complete_private_in_the_log_and_paged(
                    code.id, "CASE-1", "req-CASE-1", "zj-0042"):
         assert secret.encode() not in leaves
 
+    # Nothing public links the two fetches of one holder by one requester to each other,
+    # to the consent's holder, or to the certificate's own issue entry: every commitment
+    # of a holder, requester or certificate is that record's alone.
+    consents = [e for e in registry.events() if e.action == "consent.grant"]
+    from ecert._formats.log import commitment
+
+    issue_subject = commitment(registry._ctx.commitment_key, sharing.licence.id)
+    grant_holders = {e.details["holder"] for e in consents}
+    for name in ("holder", "requester"):
+        assert len({e.details[name] for e in entries}) == len(entries), name
+    assert not {e.details["holder"] for e in entries} & grant_holders
+    assert entries[0].details["certificates"] and issue_subject not in entries[0].details[
+        "certificates"]
+    second = sharing.consent()
+    again = [e for e in registry.events() if e.action == "consent.grant"]
+    assert len({e.details["holder"] for e in again}) == 2 and second.id != code.id
+
 
 @pytest.mark.parametrize(("sql", "kind"), [
     ("INSERT INTO uses (at, holder, requester, staff_id, staff_role, service_item, case_no, "

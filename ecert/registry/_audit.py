@@ -55,7 +55,7 @@ from ecert.errors import EcertError, FormatError, NotFound, RecordTampered
 from ecert.models import Certificate, CertificateStatus, LogEntry, Role
 from ecert.registry._core import _Context
 from ecert.registry._lifecycle import STATUS_VALUES
-from ecert.registry._sharing import use_details, use_subject
+from ecert.registry._sharing import consent_commitments, use_details, use_subject
 
 __all__ = ["AuditReport", "History", "check_stored_token", "entries", "history", "verify"]
 
@@ -1062,8 +1062,9 @@ def _compare_sharing(ctx: _Context, repo: Repository, replay: Replay, find: Any)
         if logged_consent is None:
             find("consent_unlogged", row.id, None, "a consent code no signed entry made")
             continue
-        facts = (commitment(key, row.holder), commitment(key, row.requester),
-                 tuple(row.types), commitment(key, row.purpose), int(row.expires_at),
+        holder, requester, purpose = consent_commitments(key, str(row.id), row.holder,
+                                                         row.requester, row.purpose)
+        facts = (holder, requester, tuple(row.types), purpose, int(row.expires_at),
                  row.channel)
         if facts != (logged_consent.holder, logged_consent.requester, logged_consent.types,
                      logged_consent.purpose, logged_consent.expires, logged_consent.channel):
@@ -1084,7 +1085,7 @@ def _compare_sharing(ctx: _Context, repo: Repository, replay: Replay, find: Any)
         if logged_use is None:
             find("use_unlogged", f"use {use.id}", None, "a use record no signed entry made")
             continue
-        expected = use_details(key, dict(use._mapping))
+        expected = use_details(key, dict(use._mapping), use_subject(int(use.id)))
         if expected != logged_use:
             find("record_modified", f"use {use.id}", None,
                  "the use record differs from its log entry")

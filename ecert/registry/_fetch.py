@@ -43,7 +43,7 @@ from ecert._formats.copy import (
     OriginalRef,
 )
 from ecert._formats.jose import b64url_encode, canonical_json
-from ecert._formats.log import Entry, commitment
+from ecert._formats.log import Entry
 from ecert._formats.trustlist import Entitlement
 from ecert.errors import EcertError, InputError, RecordTampered
 from ecert.models import Certificate, CertificateStatus, KeyRole
@@ -59,6 +59,7 @@ from ecert.registry._sharing import (
     MAX_FAILURES_PER_REQUESTER,
     agency_requester,
     code_hash,
+    consent_commitments,
     covering,
     normalize_code,
     use_details,
@@ -304,10 +305,10 @@ def _consent_as_logged(unit: Unit, row: Any) -> bool:
             d = Entry.decode(bytes(logged.leaf)).details
         except EcertError:
             return False
-        return bool(d.get("holder") == commitment(key, row.holder)
-                    and d.get("requester") == commitment(key, row.requester)
-                    and d.get("purpose") == commitment(key, row.purpose)
-                    and d.get("types") == list(row.types)
+        holder, requester, purpose = consent_commitments(key, str(row.id), row.holder,
+                                                         row.requester, row.purpose)
+        return bool(d.get("holder") == holder and d.get("requester") == requester
+                    and d.get("purpose") == purpose and d.get("types") == list(row.types)
                     and d.get("expires") == row.expires_at)
     log.warning("consent %s has no logged grant: not used", row.id)
     return False
@@ -381,7 +382,8 @@ def record_use(unit: Unit, p: Mapping[str, Any], decision: _Decision,
         "request_hash": p["request_hash"], "response_hash": answer, "kind": kind}
     use_id = unit.repo.add_use(**row)
     unit.log(Action.SHARE_CHECK if kind == CHECK_KIND else Action.SHARE_FETCH,
-             use_subject(use_id), use_details(unit.ctx.commitment_key, row), private=True)
+             use_subject(use_id), use_details(unit.ctx.commitment_key, row,
+                                              use_subject(use_id)), private=True)
     return use_id
 
 

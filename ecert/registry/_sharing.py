@@ -284,14 +284,33 @@ def _grant(unit: Unit, p: Mapping[str, Any]) -> ConsentCode:
     return ConsentCode(p["id"], code, expires)
 
 
+def salted(key: bytes, salt: str, value: str) -> str:
+    """A commitment to ``value`` that is this record's alone (format section 15.3).
+
+    A plain keyed commitment of a holder or a requester is the same in every entry that
+    names them: the public log would show which consents and fetches concern one holder,
+    and link a refused fetch (which names the holder asked about) to a granted one. Salted
+    with the record's own subject, equal values give unrelated commitments; the registry,
+    which has the key, still checks them.
+    """
+    return commitment(key, f"{salt}\x00{value}")
+
+
+def consent_commitments(key: bytes, consent_id: str, holder: str, requester: str,
+                        purpose: str) -> tuple[str, str, str]:
+    """The holder, requester and purpose of a consent as its log entry commits to them."""
+    return (salted(key, consent_id, holder), salted(key, consent_id, requester),
+            salted(key, consent_id, purpose))
+
+
 def _consent_details(unit: Unit, p: Mapping[str, Any], expires: int,
                      scope: list[list[str]]) -> dict[str, Any]:
-    """What the log says of a consent: its terms, and the holder only as a commitment."""
-    return {"holder": commitment(unit.ctx.commitment_key, p["holder"]),
-            "requester": commitment(unit.ctx.commitment_key, p["requester"]),
-            "types": list(p["types"]), "purpose": commitment(unit.ctx.commitment_key,
-                                                              p["purpose"]),
-            "expires": expires, "channel": p["channel"], "scope": scope}
+    """What the log says of a consent: its terms, the holder, requester and purpose only
+    as this consent's own commitments."""
+    holder, requester, purpose = consent_commitments(
+        unit.ctx.commitment_key, str(p["id"]), p["holder"], p["requester"], p["purpose"])
+    return {"holder": holder, "requester": requester, "types": list(p["types"]),
+            "purpose": purpose, "expires": expires, "channel": p["channel"], "scope": scope}
 
 
 def _withdraw(unit: Unit, p: Mapping[str, Any]) -> str:
@@ -322,14 +341,16 @@ def use_subject(use_id: int) -> str:
     return f"use:{use_id}"
 
 
-def use_details(key: bytes, row: Mapping[str, Any]) -> dict[str, Any]:
+def use_details(key: bytes, row: Mapping[str, Any], salt: str) -> dict[str, Any]:
     """What a ``share.fetch`` entry says of a ``uses`` row: commitments of everything that
     would tell who fetched whose certificate (and, in ``record``, of the whole row: staff,
-    service item, case, purpose, time); the outcome, problem code and types in clear."""
+    service item, case, purpose, time); the outcome, problem code and types in clear. The
+    holder, requester and certificates are committed with ``salt`` (the entry's subject),
+    so that no two entries show equal values for them."""
     fields = [row[name] for name in _USE_FIELDS]
-    return {"holder": commitment(key, row["holder"]),
-            "requester": commitment(key, row["requester"]),
-            "certificates": [commitment(key, c) for c in row["certificates"]],
+    return {"holder": salted(key, salt, row["holder"]),
+            "requester": salted(key, salt, row["requester"]),
+            "certificates": [salted(key, salt, c) for c in row["certificates"]],
             "consent": BY_STATUTE if row["by_statute"] else (
                 None if row["consent"] is None else commitment(key, row["consent"])),
             "outcome": row["outcome"], "problem": row["problem"], "types": list(row["types"]),
