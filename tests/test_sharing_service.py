@@ -424,6 +424,13 @@ def test_trust_list_requester_keys() -> None:
     assert outcome("ZJ/zj-amr", zj_key, 989) == "not_authenticated"  # not yet valid
     assert outcome("ZJ/zj-amr", old, 400) == "ZJ/zj-amr"
     assert outcome("ZJ/zj-amr", old, 501) == "not_authenticated"  # retired
+    # A request claiming to be signed before the key's end, arriving after it: refused
+    # (created is the client's word; freshness would let it lie 300 s back).
+    verifier.at = 510
+    assert outcome("ZJ/zj-amr", old, 400) == "not_authenticated"
+    verifier.at = 800  # likewise a key compromised since 800, claiming 700
+    assert outcome("ZJ/zj-amr", bad, 700) == "not_authenticated"
+    verifier.at = 0
     assert outcome("ZJ/zj-amr", bad, 700) == "ZJ/zj-amr"
     assert outcome("ZJ/zj-amr", bad, 795) == "not_authenticated"  # compromised
     assert outcome("ZJ/zj-other", zj_key, 1000) == "not_authenticated"

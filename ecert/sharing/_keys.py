@@ -61,7 +61,11 @@ class TrustListRequesterKeys:
         if trusted is None:
             return Problem.of("not_authenticated",
                               f"no requester key {kid} of {region}/{agency_code}")
-        why = trusted.refuses(signed_at, self._leeway)
+        # Judged at the request's own ``created`` and at the service's now: ``created`` is
+        # the client's word (freshness lets it lie 300 s back), so a key retired or marked
+        # compromised a moment ago must not keep working for another five minutes.
+        why = trusted.refuses(signed_at, self._leeway) or trusted.refuses(
+            max(signed_at, self._verifier.now()), self._leeway)
         if why is not None:
             return Problem.of("not_authenticated", "the requester key was compromised"
                               if why == "compromised" else
