@@ -308,9 +308,12 @@ class Entitlement:
     def covers(self, requester: str, type_code: str, purpose: str, at: int) -> bool:
         """Whether this entitlement lets ``requester`` (``REGION/agency``) fetch
         ``type_code`` for ``purpose`` at ``at``."""
-        region = requester.split("/", 1)[0]
-        return (self.requester in (requester, region) and type_code in self.types
+        return (self.names(requester) and type_code in self.types
                 and purpose in self.purposes and self.in_force(at))
+
+    def names(self, requester: str) -> bool:
+        """Whether it is for ``requester`` (``REGION/agency``): by name, or its region's."""
+        return self.requester in (requester, requester.split("/", 1)[0])
 
     def in_force(self, at: int) -> bool:
         """Whether it holds at ``at``."""

@@ -153,9 +153,8 @@ def covering(entitlements: Iterable[Entitlement], requester: str, type_code: str
              purpose: str | None, at: int) -> list[Entitlement]:
     """Those of ``entitlements`` that let ``requester`` fetch ``type_code`` at ``at``
     (for ``purpose``; None: for any purpose)."""
-    region = requester.split("/", 1)[0]
     return [e for e in entitlements
-            if e.requester in (requester, region) and type_code in e.types
+            if e.names(requester) and type_code in e.types
             and e.in_force(at) and (purpose is None or purpose in e.purposes)]
 
 
