@@ -198,6 +198,8 @@ def test_limits_raised_in_the_database_change_nothing(sharing: Sharing,
                                                     "checks_per_hour": 10_000_000}))
     assert registry.share_limits().fetches_per_hour == 0
     assert sharing.fetch(STATUTE, purpose=STATUTE_PURPOSE).problem == "too_many_requests"
+    assert [f.subject for f in registry.audit().findings
+            if f.kind == "record_modified"] == ["setting share.limits"]
 
 
 def test_concurrent_workers_share_one_count(sharing: Sharing, registry: ecert.Registry) -> None:

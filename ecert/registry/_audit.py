@@ -1092,3 +1092,10 @@ def _compare_sharing(ctx: _Context, repo: Repository, replay: Replay, find: Any)
     for public in replay.uses.keys() - seen:
         find("record_modified", public, None, "a logged use record is missing from the "
                                               "database")
+    # The limits in force are read from the log, not from this row (registry/_limits.py):
+    # a row that differs changes nothing, but says someone wrote it out of band.
+    from ecert.registry._limits import SETTING, logged_limits
+
+    if repo.setting(SETTING) != logged_limits(repo):
+        find("record_modified", f"setting {SETTING}", None,
+             "the sharing limits in the database differ from the newest share.limits entry")

@@ -83,6 +83,20 @@ class Retry(Exception):
 OPERATIONS: dict[Action, Operation[Any]] = {}
 
 
+def logged_entries(repo: Repository, subject: str, actions: list[Action]
+                   ) -> list[Entry | None]:
+    """The log's entries about ``subject`` with one of ``actions``, oldest first, each
+    decoded (None for one that does not decode): for checking a row of the database
+    against what the log says of it, where the log is the authority."""
+    found: list[Entry | None] = []
+    for row in repo.log_rows(plain_subject=subject, actions=[a.value for a in actions]):
+        try:
+            found.append(Entry.decode(bytes(row.leaf)))
+        except EcertError:
+            found.append(None)
+    return found
+
+
 def register(operation: Operation[T]) -> Operation[T]:
     """Make ``operation`` known by its action (for four-eyes requests).
 

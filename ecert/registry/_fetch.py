@@ -43,12 +43,11 @@ from ecert._formats.copy import (
     OriginalRef,
 )
 from ecert._formats.jose import b64url_encode, canonical_json
-from ecert._formats.log import Entry
 from ecert._formats.trustlist import Entitlement
-from ecert.errors import EcertError, InputError, RecordTampered
+from ecert.errors import InputError, RecordTampered
 from ecert.models import Certificate, CertificateStatus, KeyRole
 from ecert.registry._audit import check_stored_token
-from ecert.registry._core import Operation, Target, Unit, register
+from ecert.registry._core import Operation, Target, Unit, logged_entries, register
 from ecert.registry._lifecycle import effective
 from ecert.registry._sharing import (
     BY_STATUTE,
@@ -226,8 +225,7 @@ def _decide(unit: Unit, p: Mapping[str, Any], gate: Gate | None = None) -> _Deci
     # widened in the database (a without-consent flag, a purpose, a claim) releases
     # nothing, even before an audit finds it.
     in_force = [e for e in repo.list_entitlements(in_force_at=now)
-                if e.requester in (requester, requester.split("/", 1)[0])
-                and _as_logged(unit, e)]
+                if e.names(requester) and _as_logged(unit, e)]
     per_type: dict[str, list[Entitlement]] = {}
     for type_code in p["types"]:
         if not covering(in_force, requester, type_code, None, now):
@@ -273,11 +271,9 @@ def _as_logged(unit: Unit, entitlement: Entitlement) -> bool:
     if key in verified:  # this very content was checked against the log before
         return True
     logged: dict[str, Any] | None = None
-    for row in unit.repo.log_rows(plain_subject=entitlement.id,
-                                  actions=[Action.SHARE_ALLOW.value, Action.SHARE_REVOKE.value]):
-        try:
-            entry = Entry.decode(bytes(row.leaf))
-        except EcertError:
+    for entry in logged_entries(unit.repo, entitlement.id,
+                                [Action.SHARE_ALLOW, Action.SHARE_REVOKE]):
+        if entry is None:
             return False
         if entry.action == Action.SHARE_ALLOW.value:
             found = entry.details.get("entitlement")
@@ -299,12 +295,10 @@ def _consent_as_logged(unit: Unit, row: Any) -> bool:
     """Whether a consent row binds what its ``consent.grant`` entry logged: the holder,
     requester and purpose (as the log's commitments), the types and the expiry."""
     key = unit.ctx.commitment_key
-    for logged in unit.repo.log_rows(plain_subject=str(row.id),
-                                     actions=[Action.CONSENT_GRANT.value]):
-        try:
-            d = Entry.decode(bytes(logged.leaf)).details
-        except EcertError:
+    for entry in logged_entries(unit.repo, str(row.id), [Action.CONSENT_GRANT]):
+        if entry is None:
             return False
+        d = entry.details
         holder, requester, purpose = consent_commitments(key, str(row.id), row.holder,
                                                          row.requester, row.purpose)
         return bool(d.get("holder") == holder and d.get("requester") == requester

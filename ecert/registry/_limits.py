@@ -14,17 +14,14 @@ workers read the same numbers at each request, and who changed them when is in t
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ecert._authority import Action, Resource
 from ecert._storage.repository import Repository, WriteRepository
-from ecert.errors import EcertError, InputError
-from ecert.registry._core import Operation, Target, Unit, register
-
-log = logging.getLogger("ecert.registry")
+from ecert.errors import InputError
+from ecert.registry._core import Operation, Target, Unit, logged_entries, register
 
 #: The fixed window the limits count in, in seconds.
 WINDOW = 3600
@@ -88,18 +85,15 @@ def current_limits(repo: Repository) -> ShareLimits:
     ``share.limits`` entry of the log says: the ``settings`` row is only its copy, and a
     row raised in the database (to lift the bound on guessing through checks) changes
     nothing."""
-    from ecert._formats.log import Entry
+    logged = logged_limits(repo)
+    return ShareLimits() if logged is None else ShareLimits.from_json(logged)
 
-    rows = repo.log_rows(plain_subject=SETTING, actions=[Action.SHARE_LIMITS.value])
-    if not rows:
-        return ShareLimits()
-    try:
-        logged = Entry.decode(bytes(rows[-1].leaf)).details
-    except EcertError:
-        return ShareLimits()  # an unreadable entry: the defaults, never a row's numbers
-    if repo.setting(SETTING) != logged:
-        log.warning("the sharing limits in the database differ from the log: the log's used")
-    return ShareLimits.from_json(logged)
+
+def logged_limits(repo: Repository) -> dict[str, Any] | None:
+    """The details of the newest ``share.limits`` entry; None when there is none (or it
+    does not decode: then the defaults hold, never a row's numbers)."""
+    entries = logged_entries(repo, SETTING, [Action.SHARE_LIMITS])
+    return None if not entries or entries[-1] is None else dict(entries[-1].details)
 
 
 def window_of(now: int) -> int:

@@ -10,7 +10,6 @@ from ecert._clock import from_seconds
 from ecert._formats.log import commitment
 from ecert.errors import (
     AlreadyExists,
-    EcertError,
     InputError,
     InvalidTransition,
     NotFound,
@@ -24,6 +23,7 @@ from ecert.registry._core import (
     Target,
     Unit,
     _Context,
+    logged_entries,
     params_hash,
     register,
 )
@@ -254,14 +254,8 @@ def _decide(approve: bool) -> Callable[[Unit, Mapping[str, Any]], ApprovalReques
 
 def _logged_params_hash(repo: Any, request_id: int, subject: str) -> str | None:
     """The parameters' hash the ``request.create`` entry of ``request_id`` logged."""
-    from ecert._formats.log import Entry
-
-    for row in repo.log_rows(plain_subject=subject, actions=[Action.REQUEST_CREATE.value]):
-        try:
-            entry = Entry.decode(bytes(row.leaf))
-        except EcertError:
-            continue
-        if entry.details.get("request") == request_id:
+    for entry in logged_entries(repo, subject, [Action.REQUEST_CREATE]):
+        if entry is not None and entry.details.get("request") == request_id:
             found = entry.details.get("params")
             return found if isinstance(found, str) else None
     return None
