@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from click.testing import Result
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 import ecert
@@ -354,6 +356,24 @@ def test_consent_codes_are_typeable_with_80_random_bits() -> None:
     assert _sharing.normalize_code("O1IL-0000-0000-0000") == "0111-0000-0000-0000"
     for bad in ("", "ABCD-EFGH", "UUUU-0000-0000-0000", "ABCD-EFGH-JKMN-PQRS-T", 7):
         assert _sharing.normalize_code(bad) is None  # type: ignore[arg-type]
+
+
+@given(st.text(max_size=40))
+def test_normalize_code_gives_a_canonical_code_or_nothing(text: str) -> None:
+    """Whatever is typed: None, or a code of the alphabet in groups that reads as itself."""
+    code = _sharing.normalize_code(text)
+    if code is not None:
+        assert CODE.fullmatch(code) and _sharing.normalize_code(code) == code
+
+
+@given(st.lists(st.sampled_from(_sharing.ALPHABET), min_size=16, max_size=16),
+       st.sampled_from(["", " ", "-"]), st.booleans())
+def test_normalize_code_reads_a_code_however_it_is_typed(chars: list[str], gap: str,
+                                                         lower: bool) -> None:
+    text = "".join(chars)
+    typed = gap.join(text[i:i + 4] for i in range(0, 16, 4))
+    expected = "-".join(text[i:i + 4] for i in range(0, 16, 4))
+    assert _sharing.normalize_code(typed.lower() if lower else typed) == expected
 
 
 def test_a_clerk_grants_a_consent_kept_only_as_a_keyed_hash(
