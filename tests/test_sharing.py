@@ -607,6 +607,14 @@ def test_rows_edited_in_the_database_release_nothing_even_before_an_audit(
     assert sharing.fetch("ZJ/zj-psb-traffic", consent=given.code).problem == "consent_invalid"
     sql(update(consents).where(consents.c.id == given.id).values(requester="ZJ/zj-amr"))
     assert sharing.fetch(consent=given.code).granted  # as logged: it works, once
+    # A revoked entitlement put back in the database as it was before its revocation
+    # (content this process already found as logged) stays revoked.
+    statute = next(e for e in registry.share_list().items if e.without_consent)
+    assert sharing.fetch(statute.requester, purpose=statute.purposes[0]).granted
+    registry.share_revoke(statute.id)
+    sql(update(entitlements).where(entitlements.c.id == statute.id).values(valid_until=None))
+    assert sharing.fetch(statute.requester, purpose=statute.purposes[0]).problem == \
+        "not_entitled"
 
 
 def test_wrong_codes_are_bounded_per_holder_and_requester(sharing: Sharing, clock: FakeClock,

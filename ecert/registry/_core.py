@@ -261,9 +261,6 @@ class _Context:
         self.credential = operator
         self.kdf_rounds = kdf_rounds
         self.status_list_size = status_list_size
-        #: Canonical JSON of entitlement rows found equal to their log entries (a row is
-        #: checked again whenever its content differs; see registry/_fetch.py).
-        self.verified_entitlements: set[bytes] = set()
         self._passphrase = passphrase
         self._keystore = key_provider
         self._authenticated: tuple[Operator, Signer] | None = None

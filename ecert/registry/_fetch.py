@@ -266,10 +266,8 @@ def _as_logged(unit: Unit, entitlement: Entitlement) -> bool:
     """Whether an entitlement row is the one its ``share.allow`` entry logged (ended, if
     at all, by its ``share.revoke``): the log, signed by the operators who approved it,
     is the authority; the row is only an index of it."""
-    key = canonical_json(entitlement.to_json())
-    verified = unit.ctx.verified_entitlements
-    if key in verified:  # this very content was checked against the log before
-        return True
+    # Checked every time, never cached by content: a revoked entitlement put back in the
+    # database as it was before its revocation has content checked once already.
     logged: dict[str, Any] | None = None
     for entry in logged_entries(unit.repo, entitlement.id,
                                 [Action.SHARE_ALLOW, Action.SHARE_REVOKE]):
@@ -286,8 +284,6 @@ def _as_logged(unit: Unit, entitlement: Entitlement) -> bool:
         log.warning("entitlement %s in the database differs from the log: not used",
                     entitlement.id)
         return False
-    if len(verified) < 10_000:
-        verified.add(key)
     return True
 
 
