@@ -32,6 +32,7 @@ SUMMARIES: dict[str, str] = {
     "storage_error": N_("database error"),
     "not_initialized": N_("no registry here"),
     "conflict": N_("another change got there first; try again"),
+    "replay": N_("this request was seen before"),
     "format_error": N_("malformed document"),
     "malformed": N_("malformed document"),
     "record_tampered": N_("a stored record has been tampered with"),
