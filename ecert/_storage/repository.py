@@ -154,9 +154,15 @@ def _with_issue_and_key(status: CertificateStatus, limit: int) -> Any:
     """:func:`_certificates_of_holder` with, in the same answer, the key each row names
     and the leaves of its ``cert.issue`` entries (one row per leaf)."""
     c, k, issue = certificates.c, keys.c, log_entries.c
+    sharing = keys.alias("sharing")
+    sharing_kid = (select(sharing.c.kid)
+                   .where(sharing.c.role == KeyRole.SHARING.value,
+                          sharing.c.retired_at.is_(None),
+                          sharing.c.compromised_since.is_(None))
+                   .order_by(sharing.c.created_at.desc()).limit(1).scalar_subquery())
     return (select(certificates, region.c.code.label("region_code"), region.c.base_url,
                    *(col.label(f"key_{col.name}") for col in keys.c),
-                   issue.leaf.label("issue_leaf"))
+                   issue.leaf.label("issue_leaf"), sharing_kid.label("sharing_kid"))
             .select_from(certificates.join(region, region.c.id == 1)
                          .outerjoin(keys, k.kid == c.kid)
                          .outerjoin(log_entries, and_(
@@ -183,6 +189,9 @@ class StoredCertificate(NamedTuple):
     certificate: Certificate
     key: KeyInfo | None  #: the key row the certificate row names (its ``kid``)
     issue_leaves: list[bytes]  #: the leaves of its issue entries, oldest first
+    #: The registry's active sharing key (as :meth:`Repository.active_key` finds it), read
+    #: in the same query: the key a copy of it is signed with.
+    sharing_kid: str | None = None
 
 
 class Repository:
@@ -369,7 +378,8 @@ class Repository:
         """A holder's certificates of one type with the effective ``status`` at ``now``,
         each with the key its row names and the leaves of its ``issue_action`` entries:
         what checking a stored token against its key and the log needs, in one round
-        trip (the sharing service asks this for every copy it makes)."""
+        trip (the sharing service asks this for every copy it makes), and the sharing
+        key to sign its copy with."""
         found: dict[str, StoredCertificate] = {}
         for row in self.conn.execute(_with_issue_and_key(status, limit), {
                 "holder": holder, "type_code": type_code, "now": now,
@@ -382,7 +392,8 @@ class Repository:
                     created_at=_dt_required(row.key_created_at),
                     retired_at=_dt(row.key_retired_at),
                     compromised_since=_dt(row.key_compromised_since))
-                known = found[row.id] = StoredCertificate(self._certificate(row), key, [])
+                known = found[row.id] = StoredCertificate(self._certificate(row), key, [],
+                                                          row.sharing_kid)
             if row.issue_leaf is not None:
                 known.issue_leaves.append(bytes(row.issue_leaf))
         return list(found.values())

@@ -46,7 +46,7 @@ from ecert._formats.jose import b64url_encode, canonical_json
 from ecert._formats.log import Entry
 from ecert._formats.trustlist import Entitlement
 from ecert.errors import InputError, RecordTampered, Replayed
-from ecert.models import Certificate, CertificateStatus, KeyRole
+from ecert.models import Certificate, CertificateStatus
 from ecert.registry._audit import check_stored_token
 from ecert.registry._core import Operation, Target, Unit, decoded, logged_entries, register
 from ecert.registry._lifecycle import effective
@@ -346,11 +346,11 @@ def _copies(unit: Unit, p: Mapping[str, Any],
             if _valid_now(effective(s.certificate, now), now)]
     if not found:
         return []
-    key = repo.active_key(KeyRole.SHARING)
-    if key is None:
+    kid = found[0].sharing_kid  # the active sharing key, read with the certificates
+    if kid is None:
         raise InputError("this registry has no sharing key: run 'ecert key rotate-sharing'",
                          code="no_sharing_key")
-    signer = unit.ctx.signer(key.kid)
+    signer = unit.ctx.signer(kid)
     out = []
     for stored in found:
         cert = effective(stored.certificate, now)
