@@ -72,6 +72,9 @@ log = logging.getLogger(__name__)
 #: The ASGI scope extension under which a server may put the ``time.monotonic()`` at which
 #: the request's first byte arrived (the whole-request deadline then counts from there).
 REQUEST_STARTED = "ecert.request_started"
+#: ASGI extension: the request's number on its connection (1 for the first), set by
+#: :class:`ecert.sharing.server.DeadlineH11Protocol`.
+REQUEST_NUMBER = "ecert.request_number"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -95,6 +98,11 @@ class Limits:
     #: answers 503 at once. Each connection's time is bounded by the deadline, but not how
     #: many there are: without this, a flood would exhaust the worker's file descriptors.
     max_connections: int = 1000
+    #: Requests one keep-alive connection may carry: the answer to the last says
+    #: ``Connection: close``, and the client's next connection may go to another worker
+    #: (each listens on its own socket and the kernel spreads new connections), so that
+    #: a few busy long-lived connections do not stay on one worker while another idles.
+    max_requests_per_connection: int = 100
 
 
 def _problem_response(problem: Problem, *, close: bool = False) -> Response:
@@ -103,6 +111,17 @@ def _problem_response(problem: Problem, *, close: bool = False) -> Response:
         headers["Connection"] = "close"
     return Response(problem.to_json(), status_code=problem.status, headers=headers,
                     media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _closing(send: Send) -> Send:
+    """``send``, with ``Connection: close`` added to the response's headers."""
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", [])
+                       if k.lower() != b"connection"]
+            message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await send(message)
+    return closing
 
 
 class _Guard:
@@ -121,6 +140,9 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         limits = self.limits
+        number = scope.get("extensions", {}).get(REQUEST_NUMBER)
+        if isinstance(number, int) and number >= limits.max_requests_per_connection:
+            send = _closing(send)
         started = scope.get("extensions", {}).get(REQUEST_STARTED)
         deadline = (started if isinstance(started, float) else time.monotonic()) \
             + limits.deadline_seconds
