@@ -720,9 +720,13 @@ def structure_cases(out: Catalogue, w: World, valid: Cert) -> None:
         add(f"structure/{case_id}", about, text, refused("invalid", "malformed", None))
 
     # Just over the limit, and validly signed: refused before anything is decoded.
-    filler = MAX_TOKEN_BYTES - len(token)
-    big = hostile.signed(header, {**payload, "claims": {**payload["claims"],
-                                                        "filler": "x" * filler}}, a1)
+    filler = (MAX_TOKEN_BYTES - len(token)) * 3 // 4
+    while True:
+        big = hostile.signed(header, {**payload, "claims": {**payload["claims"],
+                                                            "filler": "x" * filler}}, a1)
+        if len(big) > MAX_TOKEN_BYTES:
+            break
+        filler += 1
     add("structure/oversized", f"A validly signed token of {len(big)} characters, above "
         f"the limit of {MAX_TOKEN_BYTES}.", big, refused("invalid", "too_large", None))
     malformed("empty", "The empty string.", "")
