@@ -127,7 +127,7 @@ def _earlier_set(root: Path, files: Mapping[str, bytes]) -> list[Path]:
     if not root.exists():
         return []
     if not root.is_dir():
-        raise InputError(f"{root} is not a directory", code="invalid_output")
+        raise InputError(f"{root} is not a directory", code="output_in_use")
     entries = sorted(p.name for p in root.iterdir())
     if not entries:
         return []
@@ -135,12 +135,12 @@ def _earlier_set(root: Path, files: Mapping[str, bytes]) -> list[Path]:
         load_index(root)
     except (OSError, FormatError) as e:
         raise InputError(f"{root} is neither empty nor a set of conformance vectors: "
-                         "choose an empty directory", code="invalid_output") from e
+                         "choose an empty directory", code="output_in_use") from e
     foreign = [n for n in entries if n not in (INDEX_FILE, SCHEMA_FILE, *_OWNED)]
     if foreign:
         raise InputError(f"{root} holds {foreign[0]!r}, which is not part of a set of "
                          "conformance vectors: choose an empty directory",
-                         code="invalid_output")
+                         code="output_in_use")
     stale: list[Path] = []
     for owned in _OWNED:
         for top, _dirs, names in os.walk(root / owned):  # symlinks are not followed

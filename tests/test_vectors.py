@@ -71,12 +71,17 @@ def test_index_is_valid_by_its_schema(validator: jsonschema.Draft202012Validator
 
 
 def _case(index: dict[str, Any], case_id: str) -> dict[str, Any]:
-    (found,) = (c for c in index["cases"] if c["id"] == case_id)
-    return found
+    found: list[dict[str, Any]] = [c for c in index["cases"] if c["id"] == case_id]
+    assert len(found) == 1, case_id
+    return found[0]
 
 
 def _expected(case_id: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    return lambda index: _case(index, case_id)["expected"]
+    def expected(index: dict[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = _case(index, case_id)["expected"]
+        return found
+
+    return expected
 
 
 @pytest.mark.parametrize(("where", "member", "value"), [

@@ -204,14 +204,16 @@ def _qr_claims(code: str) -> list[str]:
     return list(entry["qr_claims"])
 
 
-_FOOD_GD = {"operator_name": "广州越秀食府餐饮有限公司", "uscc": "91440104MA59C3UX0G",
-            "legal_representative": "梁振华", "licence_number": "JY14401040234567",
-            "premises_address": "广州市越秀区中山五路219号", "main_business": "餐饮服务经营者",
-            "business_items": ["热食类食品制售"]}
-_FOOD_ZJ = {"operator_name": "杭州西子湖畔餐饮管理有限公司", "uscc": "91330106MA2H2Y7K3D",
-            "legal_representative": "周建平", "licence_number": "JY13301060345678",
-            "premises_address": "杭州市西湖区北山街84号", "main_business": "餐饮服务经营者",
-            "business_items": ["热食类食品制售", "冷食类食品制售"]}
+_FOOD_GD: dict[str, Any] = {
+    "operator_name": "广州越秀食府餐饮有限公司", "uscc": "91440104MA59C3UX0G",
+    "legal_representative": "梁振华", "licence_number": "JY14401040234567",
+    "premises_address": "广州市越秀区中山五路219号", "main_business": "餐饮服务经营者",
+    "business_items": ["热食类食品制售"]}
+_FOOD_ZJ: dict[str, Any] = {
+    "operator_name": "杭州西子湖畔餐饮管理有限公司", "uscc": "91330106MA2H2Y7K3D",
+    "legal_representative": "周建平", "licence_number": "JY13301060345678",
+    "premises_address": "杭州市西湖区北山街84号", "main_business": "餐饮服务经营者",
+    "business_items": ["热食类食品制售", "冷食类食品制售"]}
 _HOLDER_NAMES = {"cn.business-licence": "name", "cn.professional-qualification": "name",
                  "cn.driving-licence": "name"}
 
