@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from ecert._formats.jose import ED25519, ES256, PrivateKey, public_jwk
+from ecert._formats.jose import ED25519, ES256, PrivateKey
+from ecert.keys import LocalSigner
 
 #: The order of P-256: a derived scalar must lie in 1 … n−1.
 _P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
@@ -27,10 +28,11 @@ def derive(seed: bytes, label: str) -> bytes:
     return hmac.new(seed, label.encode("utf-8"), hashlib.sha256).digest()
 
 
-class SeededSigner:
-    """A signer (:class:`ecert.keys.Signer`) over a key derived from a seed."""
+class SeededSigner(LocalSigner):
+    """A signer (:class:`ecert.keys.Signer`) over a key derived from a seed, signing
+    deterministically."""
 
-    __slots__ = ("_alg", "_jwk", "_key")
+    __slots__ = ()
 
     def __init__(self, seed: bytes, label: str, alg: str) -> None:
         key: PrivateKey
@@ -46,24 +48,7 @@ class SeededSigner:
             key = ed25519.Ed25519PrivateKey.from_private_bytes(derive(seed, label))
         else:
             raise ValueError(f"unsupported algorithm {alg!r}")
-        self._key = key
-        self._alg = alg
-        self._jwk = public_jwk(key)
-
-    @property
-    def alg(self) -> str:
-        """``ES256`` or ``Ed25519``."""
-        return self._alg
-
-    @property
-    def kid(self) -> str:
-        """RFC 7638 thumbprint of the public key."""
-        return self._jwk["kid"]
-
-    @property
-    def public_jwk(self) -> dict[str, str]:
-        """The public JWK, with ``kid``, ``alg`` and ``use``."""
-        return dict(self._jwk)
+        super().__init__(key)
 
     @property
     def private_key(self) -> PrivateKey:

@@ -33,12 +33,11 @@ from ecert._formats.trustlist import (
     TypeWindow,
 )
 from ecert._vectors.keys import SeededSigner, derive
+from ecert.monitor import LOG_DIR
 from ecert.trust import TrustAnchor
 
 DAY = 86_400
 HOUR = 3_600
-#: Where the log lives in a bundle (as ``ecert publish`` writes it).
-LOG_DIR = "log"
 
 
 @dataclass(frozen=True, slots=True)
