@@ -66,6 +66,7 @@ SUMMARIES: dict[str, str] = {
     "invalid_name": N_("invalid name"),
     "invalid_national_type_code": N_("invalid national type code"),
     "invalid_output": N_("invalid output file"),
+    "output_in_use": N_("the output directory holds something else"),
     "invalid_policy": N_("invalid policy"),
     "invalid_reason": N_("invalid reason"),
     "invalid_role": N_("unknown role"),
