@@ -537,6 +537,13 @@ class Repository:
             query = query.with_for_update()
         return self.conn.execute(query).first()
 
+    def spends(self, consent_id: str) -> int:
+        """How many log entries say they spent consent ``consent_id`` (their ``ref``): one
+        indexed look-up, not a scan of the log."""
+        return int(self.conn.execute(
+            select(func.count()).select_from(log_entries)
+            .where(log_entries.c.ref == consent_id)).scalar_one())
+
     def consents_of(self, holder: str) -> Sequence[Row[Any]]:
         return self.conn.execute(select(consents).where(consents.c.holder == holder)
                                  .order_by(consents.c.created_at.desc(), consents.c.id)).all()

@@ -727,8 +727,9 @@ class Registry:
         return self.holder_pseudonym(normalize_id(holder_id))
 
     def consent_revoke(self, consent_id: str, *, holder_id: str | None = None) -> None:
-        """Revoke an unused consent (``holder_id``: only if it is that holder's, as the
-        holder's channel asks)."""
+        """Revoke an unused consent: at the window by a clerk within its agencies and
+        types, or (``holder_id``) on the holder's own channel by the ``service`` operator,
+        only if it is that holder's."""
         self._ctx.execute(_sharing.REVOKE_CONSENT, {
             "id": consent_id,
             "holder": None if holder_id is None else self._holder(holder_id)})

@@ -55,7 +55,7 @@ from ecert.errors import EcertError, FormatError, NotFound, RecordTampered
 from ecert.models import Certificate, CertificateStatus, LogEntry, Role
 from ecert.registry._core import _Context
 from ecert.registry._lifecycle import STATUS_VALUES
-from ecert.registry._sharing import consent_commitments, use_details, use_subject
+from ecert.registry._sharing import consent_commitments, scope_of, use_details, use_subject
 
 __all__ = ["AuditReport", "History", "check_stored_token", "entries", "history", "verify"]
 
@@ -1065,12 +1065,13 @@ def _compare_sharing(ctx: _Context, repo: Repository, replay: Replay, find: Any)
         holder, requester, purpose = consent_commitments(key, str(row.id), row.holder,
                                                          row.requester, row.purpose)
         facts = (holder, requester, tuple(row.types), purpose, int(row.expires_at),
-                 row.channel)
+                 row.channel, scope_of(row.scope))
         if facts != (logged_consent.holder, logged_consent.requester, logged_consent.types,
-                     logged_consent.purpose, logged_consent.expires, logged_consent.channel):
+                     logged_consent.purpose, logged_consent.expires, logged_consent.channel,
+                     logged_consent.scope):
             find("record_modified", f"consent {row.id}", None,
-                 "the consent's holder, requester, types, purpose or expiry differ from "
-                 "the log")
+                 "the consent's holder, requester, types, purpose, expiry or agencies "
+                 "differ from the log")
         if (row.revoked_at is None) != (logged_consent.revoked_at is None) or (
                 row.used_at is None) != (logged_consent.used_at is None):
             find("record_modified", f"consent {row.id}", None,
