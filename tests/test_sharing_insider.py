@@ -1,0 +1,209 @@
+"""The insider review of the sharing service (issue 10): an insider with the database, or
+with the ``service`` operator's key, tries to release more than the log allows.
+
+Each test names the defect it guards against; each refusal is at use time (the log is the
+authority, the rows only its cache), and ``audit verify`` reports the edit afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import text, update
+
+import ecert
+from ecert._storage.schema import consents, entitlements
+from ecert.registry import _sharing
+from tests.support import FakeClock
+from tests.support.registries import as_operator
+from tests.support.sharing_registry import (
+    HOLDER,
+    LICENCE,
+    SECOND_ISSUER,
+    Sharing,
+    licence_of_second_issuer,
+)
+
+OTHER_HOLDER = "91440300MA5F3K2L9X"
+PURPOSE = "跨省迁移登记"
+
+
+def kinds(report: ecert.AuditReport) -> set[str]:
+    return {f.kind for f in report.findings}
+
+
+def run(registry: ecert.Registry, statement: Any) -> None:
+    with registry.engine.begin() as conn:
+        conn.execute(statement)
+
+
+# -- 1. single use, revocation and every other term of a consent, by the log -------------------
+
+
+def test_a_spent_consent_whose_used_at_was_cleared_is_refused(
+        sharing: Sharing, registry: ecert.Registry) -> None:
+    given = sharing.consent()
+    assert sharing.fetch(consent=given.code).granted
+    run(registry, update(consents).where(consents.c.id == given.id).values(used_at=None))
+    # The row says open; the log holds its spend: refused, before any audit.
+    assert sharing.fetch(consent=given.code).problem == "consent_invalid"
+    # Even with the use record deleted too (the log's own index still names the consent).
+    run(registry, text("DELETE FROM uses"))
+    assert sharing.fetch(consent=given.code).problem == "consent_invalid"
+    assert "record_modified" in kinds(registry.audit())
+
+
+def test_a_revoked_consent_whose_revoked_at_was_cleared_is_refused(
+        sharing: Sharing, registry: ecert.Registry) -> None:
+    given = sharing.consent()
+    sharing.clerk.consent_revoke(given.id)
+    run(registry, update(consents).where(consents.c.id == given.id).values(revoked_at=None))
+    assert sharing.fetch(consent=given.code).problem == "consent_invalid"
+    # Nor can it be revoked "again" (which would log a second revocation).
+    with pytest.raises(ecert.InvalidTransition):
+        sharing.clerk.consent_revoke(given.id)
+    assert "record_modified" in kinds(registry.audit())
+
+
+def _other_holder(registry: ecert.Registry) -> str:
+    return registry.holder_pseudonym(OTHER_HOLDER)
+
+
+# (column edit, the fetch that the edit would release) for each term a consent binds.
+TERMS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("expires_at", {"expires_at": 99_999_999_999}, {}),
+    ("holder", {"holder": _other_holder}, {"holder": OTHER_HOLDER}),
+    ("requester", {"requester": "ZJ/zj-psb-traffic"}, {"requester": "ZJ/zj-psb-traffic"}),
+    ("types", {"types": [LICENCE, "cn.food-business-licence"]},
+     {"types": (LICENCE, "cn.food-business-licence")}),
+    ("purpose", {"purpose": "其他事由"}, {"purpose": "其他事由"}),
+]
+
+
+@pytest.mark.parametrize(("column", "values", "fetch"), TERMS, ids=[t[0] for t in TERMS])
+def test_a_consent_term_edited_in_the_database_releases_nothing(
+        sharing: Sharing, registry: ecert.Registry, clock: FakeClock, column: str,
+        values: dict[str, Any], fetch: dict[str, Any]) -> None:
+    # Entitlements that would cover the widened fetch, so only the consent stands between.
+    registry.share_allow("ZJ", [LICENCE, "cn.food-business-licence"], [PURPOSE, "其他事由"])
+    given = sharing.consent(ttl=60)
+    if column == "expires_at":
+        clock.advance(seconds=61)
+    row = {k: v(registry) if callable(v) else v for k, v in values.items()}
+    run(registry, update(consents).where(consents.c.id == given.id).values(**row))
+    assert sharing.fetch(consent=given.code, **fetch).problem == "consent_invalid"
+    assert "record_modified" in kinds(registry.audit())
+
+
+def test_a_consent_widened_to_another_agency_releases_nothing(
+        sharing: Sharing, registry: ecert.Registry) -> None:
+    other = licence_of_second_issuer(registry)
+    given = sharing.consent()
+    run(registry, update(consents).where(consents.c.id == given.id).values(
+        scope=[["gd-amr", LICENCE], [SECOND_ISSUER, LICENCE]]))
+    assert sharing.fetch(consent=given.code).problem == "consent_invalid"
+    run(registry, update(consents).where(consents.c.id == given.id).values(scope=None))
+    assert sharing.fetch(consent=given.code).problem == "consent_invalid"
+    run(registry, update(consents).where(consents.c.id == given.id).values(
+        scope=[["gd-amr", LICENCE]]))
+    copies = sharing.fetch(consent=given.code).copies
+    assert [c.copy_of for c in copies] == [sharing.licence.id] and other.id != \
+        sharing.licence.id
+
+
+# (column edit, fetch) for each term of an entitlement the decision depends on.
+ENTITLEMENT_TERMS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("requester", {"requester": "ZJ"}, {"requester": "ZJ/zj-psb-traffic"}),
+    ("types", {"types": [LICENCE, "cn.food-business-licence"]},
+     {"types": ("cn.food-business-licence",)}),
+    ("purposes", {"purposes": [PURPOSE, "其他事由"]}, {"purpose": "其他事由"}),
+    ("without_consent", {"without_consent": 1}, {}),
+    ("claims", {"claims": None}, {}),
+    ("valid_until", {"valid_until": None}, {}),
+]
+
+
+@pytest.mark.parametrize(("column", "values", "fetch"), ENTITLEMENT_TERMS,
+                         ids=[t[0] for t in ENTITLEMENT_TERMS])
+def test_an_entitlement_term_edited_in_the_database_releases_nothing(
+        sharing: Sharing, registry: ecert.Registry, column: str, values: dict[str, Any],
+        fetch: dict[str, Any]) -> None:
+    (given,) = [e for e in registry.share_list().items if e.requester == "ZJ/zj-amr"]
+    assert given.claims is not None  # the sample's hands out some claims only
+    if column == "valid_until":
+        registry.share_revoke(given.id)
+    run(registry, update(entitlements).where(entitlements.c.id == given.id).values(**values))
+    result = sharing.fetch(**fetch)  # no consent: by statute only if the edit counted
+    assert not result.granted and result.problem in ("not_entitled", "purpose_not_permitted")
+    if column == "claims":  # with a consent: the edited row is not believed at all
+        assert sharing.fetch(consent=sharing.consent().code).problem == "not_entitled"
+    assert "record_modified" in kinds(registry.audit())
+
+
+# -- 4. a consent is the act of the operator who signs it, in their channel's role -----------
+
+
+def test_the_service_cannot_grant_or_revoke_as_a_clerk(sharing: Sharing,
+                                                       registry: ecert.Registry) -> None:
+    with pytest.raises(ecert.PermissionDenied):
+        sharing.service.consent_grant(HOLDER, "ZJ/zj-amr", [LICENCE], PURPOSE)
+    assert registry.events()[-1].action == "access.refused"
+    given = sharing.consent()
+    with pytest.raises(ecert.PermissionDenied):  # at the window: a clerk's act
+        sharing.service.consent_revoke(given.id)
+    sharing.service.consent_revoke(given.id, holder_id=HOLDER)  # for the holder: its own
+    with pytest.raises(ecert.PermissionDenied):  # a clerk never acts as the holder
+        sharing.clerk.consent_grant_by_holder(HOLDER, "ZJ/zj-amr", [LICENCE], PURPOSE)
+    assert registry.audit().intact
+
+
+def test_a_clerk_grant_signed_by_the_service_is_an_audit_finding(
+        sharing: Sharing, registry: ecert.Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The insider holds the service's key and runs a registry whose channel rule was
+    removed: the grant is made, but the replay judges it by the log's rules."""
+    monkeypatch.setitem(_sharing.CHANNEL_ROLES, _sharing.CLERK_CHANNEL, ecert.Role.SERVICE)
+    sharing.service.consent_grant(HOLDER, "ZJ/zj-amr", [LICENCE], PURPOSE)
+    monkeypatch.undo()
+    findings = registry.audit().findings
+    grant = [e for e in registry.events() if e.action == "consent.grant"][-1]
+    (finding,) = [f for f in findings if f.kind == "no_authority"]
+    assert finding.seq == grant.seq and "clerk channel" in finding.detail
+    # Its effects are not applied: the row is one no authorized entry made.
+    assert {f.kind for f in findings} == {"no_authority", "consent_unlogged"}
+
+
+# -- 5. a clerk's consent releases only their agencies' certificates --------------------------
+
+
+def test_a_clerks_consent_releases_only_their_agencies_certificates(
+        sharing: Sharing, registry: ecert.Registry) -> None:
+    other = licence_of_second_issuer(registry)
+    given = sharing.consent()  # by clerk-amr, scoped to gd-amr
+    (consent,) = [c for c in registry.consents(HOLDER) if c.id == given.id]
+    assert consent.scope == (("gd-amr", LICENCE),)
+    grant = [e for e in registry.events() if e.action == "consent.grant"][-1]
+    assert grant.details["scope"] == [["gd-amr", LICENCE]] and grant.details["version"] == 2
+    copies = sharing.fetch(consent=given.code).copies
+    assert [c.copy_of for c in copies] == [sharing.licence.id]
+    # The holder's own consent (through the service) releases every agency's.
+    own = sharing.service.consent_grant_by_holder(HOLDER, "ZJ/zj-amr", [LICENCE], PURPOSE)
+    assert {c.copy_of for c in sharing.fetch(consent=own.code).copies} == {
+        sharing.licence.id, other.id}
+    # A check on a clerk's consent does not match another agency's certificate either.
+    check = sharing.check({"certificate_id": other.id}, consent=sharing.consent().code)
+    assert check.granted and not check.match
+    assert registry.audit().intact
+
+
+def test_a_clerk_of_both_agencies_releases_both(sharing: Sharing, registry: ecert.Registry,
+                                                clock: FakeClock) -> None:
+    other = licence_of_second_issuer(registry)
+    registry.add_operator("clerk-both", roles=["clerk"], agencies=["gd-amr", SECOND_ISSUER],
+                          passphrase="clerk both passphrase")
+    with as_operator(registry, "clerk-both", "clerk both passphrase", clock) as clerk:
+        given = clerk.consent_grant(HOLDER, "ZJ/zj-amr", [LICENCE], PURPOSE)
+    (consent,) = [c for c in registry.consents(HOLDER) if c.id == given.id]
+    assert consent.scope == (("gd-amr", LICENCE), (SECOND_ISSUER, LICENCE))
+    assert {c.copy_of for c in sharing.fetch(consent=given.code).copies} == {
+        sharing.licence.id, other.id}
