@@ -14,7 +14,7 @@ from sqlalchemy import text, update
 
 import ecert
 from ecert._storage.schema import consents, entitlements
-from ecert.registry import _sharing
+from ecert.registry import _fetch, _sharing
 from tests.support import FakeClock
 from tests.support.registries import as_operator
 from tests.support.sharing_registry import (
@@ -207,3 +207,102 @@ def test_a_clerk_of_both_agencies_releases_both(sharing: Sharing, registry: ecer
     assert consent.scope == (("gd-amr", LICENCE), (SECOND_ISSUER, LICENCE))
     assert {c.copy_of for c in sharing.fetch(consent=given.code).copies} == {
         sharing.licence.id, other.id}
+
+
+# -- 2. audit replay judges every use by what the log had in force at its time ---------------
+
+
+def _serve_anything(monkeypatch: pytest.MonkeyPatch, consent_id: str | None = None,
+                    by_statute: bool = False) -> None:
+    """The insider runs the service with its key and a fetch that decides nothing: every
+    request is granted, on ``consent_id`` or by statute, whatever the log says."""
+    def decide(unit: Any, p: Any, gate: Any = None) -> Any:
+        return _fetch._Decision(None, {t: None for t in p["types"]}, consent_id, by_statute)
+
+    monkeypatch.setattr(_fetch, "_decide", decide)
+
+
+def _use_findings(registry: ecert.Registry) -> list[tuple[str, str]]:
+    return [(f.kind, f.detail) for f in registry.audit().findings]
+
+
+@pytest.mark.parametrize(("fetch", "statute", "kind", "detail"), [
+    ({"requester": "ZJ/zj-psb-traffic"}, True, "use_unauthorized", "no entitlement"),
+    ({"purpose": "其他事由"}, True, "use_unauthorized", "no entitlement"),
+    ({}, True, "use_unauthorized", "no entitlement for cn.business-licence was without"),
+    ({"types": ("cn.food-business-licence",)}, True, "use_unauthorized", "no entitlement"),
+], ids=["requester", "purpose", "by-statute", "type"])
+def test_a_use_no_entitlement_covered_is_an_audit_finding(
+        sharing: Sharing, registry: ecert.Registry, monkeypatch: pytest.MonkeyPatch,
+        fetch: dict[str, Any], statute: bool, kind: str, detail: str) -> None:
+    _serve_anything(monkeypatch, by_statute=statute)
+    assert sharing.fetch(**fetch).granted
+    monkeypatch.undo()
+    assert [(k, d) for k, d in _use_findings(registry) if k == kind and detail in d]
+
+
+@pytest.mark.parametrize(("fetch", "detail"), [
+    ({"requester": "ZJ/zj-psb-traffic"}, "another holder, requester or purpose"),
+    ({"purpose": "其他事由"}, "another holder, requester or purpose"),
+    ({"holder": OTHER_HOLDER}, "another holder, requester or purpose"),
+    ({"types": ("cn.food-business-licence",)}, "types its consent does not name"),
+], ids=["requester", "purpose", "holder", "type"])
+def test_a_use_outside_its_consent_is_found_by_the_replay_alone(
+        sharing: Sharing, registry: ecert.Registry, monkeypatch: pytest.MonkeyPatch,
+        fetch: dict[str, Any], detail: str) -> None:
+    """The use entry (version 2) repeats its consent's salted commitments, so a replay
+    without the commitment key — a monitor of the public log — sees the departure too."""
+    registry.share_allow("ZJ", [LICENCE, "cn.food-business-licence"], [PURPOSE, "其他事由"])
+    given = sharing.consent()
+    _serve_anything(monkeypatch, consent_id=given.id)
+    assert sharing.fetch(**fetch).granted
+    monkeypatch.undo()
+    from ecert._replay import Replay
+
+    replay = Replay()
+    with registry.engine.begin() as conn:
+        replay.apply_leaves((int(s), bytes(leaf)) for s, leaf in conn.execute(
+            text("SELECT seq, leaf FROM log_entries ORDER BY seq")))
+    assert [f for f in replay.findings if f.kind == "invalid_transition" and detail in f.detail]
+    assert ("use_unauthorized", "granted for another holder, requester, purpose or type "
+            "than its consent's") in _use_findings(registry)
+
+
+def test_a_consent_used_twice_or_after_expiry_is_an_audit_finding(
+        sharing: Sharing, registry: ecert.Registry, clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    spent = sharing.consent()
+    assert sharing.fetch(consent=spent.code).granted
+    _serve_anything(monkeypatch, consent_id=spent.id)
+    assert sharing.fetch().granted
+    late = sharing.consent(ttl=60)
+    clock.advance(seconds=60)
+    _serve_anything(monkeypatch, consent_id=late.id)
+    assert sharing.fetch().granted
+    monkeypatch.undo()
+    found = [f for f in registry.audit().findings if f.kind == "invalid_transition"]
+    assert len(found) == 2 and all("not open" in f.detail for f in found)
+
+
+def test_a_spend_hidden_from_the_logs_index_is_an_audit_finding(
+        sharing: Sharing, registry: ecert.Registry) -> None:
+    """The limit of the use-time check: an insider who drops the append-only trigger and
+    clears the entry's ``ref`` (and the row's ``used_at``) gets the consent used again —
+    and the audit reports the edited lookup column and the second use of the consent."""
+    given = sharing.consent()
+    assert sharing.fetch(consent=given.code).granted
+    dialect = registry.engine.dialect.name
+    with registry.engine.begin() as conn:
+        if dialect == "postgresql":
+            conn.execute(text("ALTER TABLE log_entries DISABLE TRIGGER "
+                              "log_entries_append_only"))
+        else:
+            conn.execute(text("DROP TRIGGER log_entries_no_update"))
+        conn.execute(text("UPDATE log_entries SET ref = NULL"))
+        if dialect == "postgresql":
+            conn.execute(text("ALTER TABLE log_entries ENABLE TRIGGER "
+                              "log_entries_append_only"))
+        conn.execute(update(consents).values(used_at=None))
+    assert sharing.fetch(consent=given.code).granted
+    found = kinds(registry.audit())
+    assert {"entry_modified", "invalid_transition"} <= found
