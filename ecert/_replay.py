@@ -529,6 +529,11 @@ class Replay:
                 until = d["valid_until"]
                 if type(until) is not int or until < value.valid_from:
                     raise ValueError("an entitlement ends after it starts")
+                # Only ever earlier, and not later than the revocation: the audit judges
+                # past uses by the entitlements' final state (registry/_audit.py).
+                if until > entry.time or (value.valid_until is not None
+                                          and until > value.valid_until):
+                    raise ValueError("a revocation ends an entitlement at the latest then")
                 self.entitlements[value.id] = replace(value, valid_until=until)
             elif action == Action.CONSENT_GRANT.value:
                 if self.track_certificates:
