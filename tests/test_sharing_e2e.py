@@ -545,9 +545,9 @@ def test_a_served_copy_is_proven_by_its_use_entry_and_a_minted_one_is_not(
     """Issue 10's insider review, item 3: a copy is provable from the log. The use entry
     commits to each copy's hash and the service names that entry (``Ecert-Log-Index``);
     a copy signed with the sharing key but never served has no entry to point to."""
+    from ecert import KeyRole
     from ecert._formats.log import token_hash
     from ecert.inclusion import check_inclusion
-    from ecert import KeyRole
 
     consent = world.consent("ZJ/zj-amr", PURPOSE)
     answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-LOG-1"))
@@ -562,11 +562,15 @@ def test_a_served_copy_is_proven_by_its_use_entry_and_a_minted_one_is_not(
     verifier = ecert_verifier(world, "ZJ")
     included = check_inclusion(verifier, token, leaf_index=index, audience="ZJ/zj-amr")
     assert included.included, included.messages
+    # Or with the proof of 'ecert audit prove use:N --json', as for a certificate.
+    proof = world["GD"].history(f"use:{last_use(world).id}").to_json()
+    assert check_inclusion(verifier, token, proof=proof, audience="ZJ/zj-amr").included
     # The insider's copy: the same claims, its own id, signed with GD's sharing key.
     gd = world["GD"]
-    (sharing_key,) = [k for k in gd.keys() if k.role is KeyRole.SHARING and k.retired_at is None]
+    (key,) = [k for k in gd.keys(agency_code=None)
+              if k.role is KeyRole.SHARING and k.retired_at is None]
     claims = CopyClaims.from_payload(parse_compact(token, max_bytes=1 << 20).payload)
-    minted = claims._replace(jti="minted-by-an-insider").sign(gd.keystore.signer(sharing_key.kid))
+    minted = claims._replace(jti="minted-by-an-insider").sign(gd.keystore.signer(key.kid))
     assert ecert_verifier(world, "ZJ").verify(minted, audience="ZJ/zj-amr").valid
     assert check_inclusion(verifier, minted, leaf_index=index,
                            audience="ZJ/zj-amr").errors == ("not_logged",)

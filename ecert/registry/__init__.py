@@ -1152,7 +1152,10 @@ class Registry:
         return _audit.verify(self._ctx, None if bundle is None else Path(bundle))
 
     def history(self, id_or_serial: str) -> History:
-        """Who did what to one certificate, when, with inclusion proofs."""
+        """Who did what to one certificate, when, with inclusion proofs; or (``use:N``)
+        the entry of one use record, which proves the copies a fetch served."""
+        if id_or_serial.startswith(_sharing.USE_PREFIX):
+            return _audit.history(self._ctx, id_or_serial)
         return _audit.history(self._ctx, self.resolve_id(id_or_serial))
 
     def commitment_opening(self, subject: str) -> tuple[str, bytes]:

@@ -429,9 +429,13 @@ def _fetch(unit: Unit, p: Mapping[str, Any]) -> FetchResult:
     return FetchResult(outcome, decision.problem, tuple(copies), use_id, consent, answer)
 
 
+def _placed(result: FetchResult, seqs: list[int]) -> FetchResult:
+    """The result with its use entry's log index (the unit's one entry)."""
+    return result._replace(log_index=seqs[-1])
+
+
 FETCH = register(Operation(
     Action.SHARE_FETCH, lambda _repo, _p: Target(Resource(), Action.SHARE_FETCH.value),
-    _fetch, guarded=False, private=True,
-    placed=lambda result, seqs: result._replace(log_index=seqs[-1])))
+    _fetch, guarded=False, private=True, placed=_placed))
 
 __all__ = ["BY_STATUTE", "DEFAULT_COPY_TTL", "FETCH", "Copy", "FetchResult", "UseRecord"]

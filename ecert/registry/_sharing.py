@@ -409,9 +409,13 @@ REVOKE_CONSENT = register(Operation(
 # -- use records -------------------------------------------------------------------------------
 
 
+#: How the subject of a use record's log entry begins.
+USE_PREFIX = "use:"
+
+
 def use_subject(use_id: int) -> str:
     """The subject of a use record's log entry (published as its commitment)."""
-    return f"use:{use_id}"
+    return f"{USE_PREFIX}{use_id}"
 
 
 def use_details(key: bytes, row: Mapping[str, Any], salt: str) -> dict[str, Any]:

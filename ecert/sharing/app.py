@@ -46,8 +46,8 @@ from ecert._clock import Clock, now_seconds, system_clock
 from ecert._formats import httpsig
 from ecert._formats.jose import canonical_json
 from ecert._formats.sharing import (
-    LOG_INDEX_HEADER,
     FRESHNESS_WINDOW,
+    LOG_INDEX_HEADER,
     MAX_REQUEST_BYTES,
     PROBLEM_MEDIA_TYPE,
     PROBLEMS,
