@@ -88,13 +88,16 @@ def logged_entries(repo: Repository, subject: str, actions: list[Action]
     """The log's entries about ``subject`` with one of ``actions``, oldest first, each
     decoded (None for one that does not decode): for checking a row of the database
     against what the log says of it, where the log is the authority."""
-    found: list[Entry | None] = []
-    for row in repo.log_rows(plain_subject=subject, actions=[a.value for a in actions]):
-        try:
-            found.append(Entry.decode(bytes(row.leaf)))
-        except EcertError:
-            found.append(None)
-    return found
+    return [decoded(row) for row in repo.log_rows(plain_subject=subject,
+                                                   actions=[a.value for a in actions])]
+
+
+def decoded(row: Any) -> Entry | None:
+    """A log row's entry, decoded from its leaf (None for one that does not decode)."""
+    try:
+        return Entry.decode(bytes(row.leaf))
+    except EcertError:
+        return None
 
 
 def register(operation: Operation[T]) -> Operation[T]:

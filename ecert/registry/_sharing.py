@@ -37,7 +37,7 @@ from ecert.errors import (
     PermissionDenied,
 )
 from ecert.models import OperatorGrant, Role
-from ecert.registry._core import Operation, Target, Unit, logged_entries, register
+from ecert.registry._core import Operation, Target, Unit, decoded, register
 
 #: Crockford's base32 alphabet (no I, L, O, U).
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -380,12 +380,17 @@ def logged_consent(repo: Repository, consent_id: str) -> LoggedConsent | None:
     """What the log says of a consent (None: no single grant that decodes — trust none).
 
     The ``consents`` row is a cache an insider can edit (clear ``used_at`` or
-    ``revoked_at``); the log's rows are append-only and their leaves signed. Two indexed
-    look-ups: the grant and revocations by subject, the spends by ``ref``."""
+    ``revoked_at``); the log's rows are append-only and their leaves signed. One query of
+    two indexed look-ups: the grant and revocations by subject, the spends by ``ref``
+    (whose leaves need no reading: any entry that claims the spend closes the consent)."""
     grant: Mapping[str, Any] | None = None
-    revoked = False
-    for entry in logged_entries(repo, consent_id,
-                                [Action.CONSENT_GRANT, Action.CONSENT_REVOKE]):
+    revoked = spent = False
+    for row in repo.consent_log_rows(consent_id, [Action.CONSENT_GRANT.value,
+                                                  Action.CONSENT_REVOKE.value]):
+        if row.ref == consent_id:
+            spent = True
+            continue
+        entry = decoded(row)
         if entry is None:
             return None
         if entry.action == Action.CONSENT_GRANT.value:
@@ -396,7 +401,7 @@ def logged_consent(repo: Repository, consent_id: str) -> LoggedConsent | None:
             revoked = True
     if grant is None:
         return None
-    return LoggedConsent(grant, revoked, repo.spends(consent_id) > 0)
+    return LoggedConsent(grant, revoked, spent)
 
 
 GRANT_CONSENT = register(Operation(Action.CONSENT_GRANT, _consent_target, _grant,
