@@ -235,9 +235,12 @@ def consent_list(holder_id: str) -> None:
         for c in found:
             state = (fmt("revoked") if c.revoked_at is not None else
                      fmt("used") if c.used_at is not None else fmt("open"))
+            # The agencies whose certificates it releases (* for a consent from before
+            # consents were scoped: any agency's).
+            agencies = "*" if c.scope is None else ", ".join(sorted({a for a, _ in c.scope}))
             click.echo(f"{safe(c.id)}  {safe(c.requester)}  {safe(', '.join(c.types))}  "
                        f"{safe(c.purpose)}  {state}  "
-                       + local_time(_instant(c.expires_at)))
+                       + local_time(_instant(c.expires_at)) + f"  {safe(agencies)}")
 
     emit([c._asdict() for c in found], human)
 

@@ -7,9 +7,12 @@ authority, the rows only its cache), and ``audit verify`` reports the edit after
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text, update
 
 import ecert
@@ -306,3 +309,49 @@ def test_a_spend_hidden_from_the_logs_index_is_an_audit_finding(
     assert sharing.fetch(consent=given.code).granted
     found = kinds(registry.audit())
     assert {"entry_modified", "invalid_transition"} <= found
+
+
+# -- the version 2 use entry, read from anyone's log ------------------------------------------
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+
+
+@given(copies=_JSON, terms=_JSON, outcome=st.sampled_from(["granted", "refused"]),
+       consent=st.sampled_from([None, "by statute", "c:abc"]), version=_JSON)
+def test_a_use_entry_of_any_shape_is_applied_or_reported_never_crashes(
+        copies: Any, terms: Any, outcome: str, consent: str | None, version: Any) -> None:
+    """Whatever a (public) log's use entry says in its version 2 members, the replay
+    either applies it or reports it as malformed: it never raises."""
+    from ecert._formats.log import Entry
+    from ecert._replay import ConsentState, Replay
+
+    replay = Replay()
+    replay.consents["c:abc"] = ConsentState("h", "r", ("t",), "p", 10**10, "clerk")
+    details = {"holder": "c:h", "requester": "c:r", "certificates": ["c:x"],
+               "consent": consent, "outcome": outcome,
+               "problem": None if outcome == "granted" else "not_entitled", "types": ["t"],
+               "request": "c:q", "response": None, "record": "c:w", "version": version,
+               "copies": copies, "terms": terms}
+    entry = Entry(100, "share.fetch", "c:use", "op", details)
+    replay._effect(7, entry, None)  # type: ignore[arg-type]  # no operator needed here
+    for finding in replay.findings:
+        assert finding.kind in ("entry_malformed", "invalid_transition")
+    well_formed = (version == 2 and isinstance(copies, list)
+                   and all(isinstance(c, str) and c for c in copies)
+                   and (not copies or (outcome == "granted" and len(copies) == 1)))
+    if not well_formed:
+        assert replay.findings and "c:use" not in replay.uses
+
+
+def test_consent_list_shows_the_agencies_a_consent_releases(
+        sharing: Sharing, registry: ecert.Registry, cli_as_admin: Any) -> None:
+    given = sharing.consent()
+    listed = cli_as_admin(registry, "consent", "list", "--holder-id", HOLDER)
+    (line,) = [x for x in listed.stdout.splitlines() if given.id in x]
+    assert line.endswith("  gd-amr")
+    (item,) = [c for c in json.loads(cli_as_admin(registry, "--json", "consent", "list",
+                                                  "--holder-id", HOLDER).stdout)
+               if c["id"] == given.id]
+    assert item["scope"] == [["gd-amr", LICENCE]]
