@@ -355,3 +355,31 @@ def test_consent_list_shows_the_agencies_a_consent_releases(
                                                   "--holder-id", HOLDER).stdout)
                if c["id"] == given.id]
     assert item["scope"] == [["gd-amr", LICENCE]]
+
+
+def test_migration_0011_marks_the_spends_made_before_it(
+        sharing: Sharing, registry: ecert.Registry) -> None:
+    """A registry upgraded to 0011 knows by the log which consents were spent before."""
+    from alembic import command
+
+    from ecert._storage.database import WRITE, _alembic_config
+
+    given = sharing.consent()
+    assert sharing.fetch(consent=given.code).granted
+    other = sharing.consent()  # granted before 0011: no scope
+    config = _alembic_config()
+    for target in ("0010", "head"):
+        with registry.engine.execution_options(**WRITE).begin() as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if target == "0010" else command.upgrade)(config, target)
+    with registry.engine.begin() as conn:
+        refs = [r for (r,) in conn.execute(text(
+            "SELECT ref FROM log_entries WHERE ref IS NOT NULL"))]
+    assert refs == [given.id]
+    run(registry, update(consents).values(used_at=None))
+    assert sharing.fetch(consent=given.code).problem == "consent_invalid"
+    # A consent of version 2 whose row lost its scope in the downgrade is not believed;
+    # the audit says why (the row differs from the log).
+    assert sharing.fetch(consent=other.code).problem == "consent_invalid"
+    found = kinds(registry.audit())
+    assert "record_modified" in found and "trigger_missing" not in found  # put back
