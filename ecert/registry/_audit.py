@@ -1167,7 +1167,8 @@ def _check_sharing_lookups(key: bytes, repo: Repository, replay: Replay, find: A
     consent a granted use's entry commits to (and only then be set)."""
     query = select(log_entries.c.seq, log_entries.c.action, log_entries.c.subject,
                    log_entries.c.plain_subject, log_entries.c.ref
-                   ).where(log_entries.c.action.in_(_SHARING_LOOKUPS))
+                   ).where(log_entries.c.action.in_(_SHARING_LOOKUPS)
+                           ).execution_options(yield_per=_CHUNK_ROWS)
     for seq, action, subject, plain, ref in repo.conn.execute(query):
         public = plain if action.startswith("share.") and action not in (
             Action.SHARE_FETCH.value, Action.SHARE_CHECK.value) else commitment(key, plain)
