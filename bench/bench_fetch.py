@@ -6,7 +6,8 @@ Run: python bench/bench_fetch.py [N]   (SQLite in a scratch home)
      (PostgreSQL, in a scratch schema dropped at the end)
 
 One process, one caller, no HTTP: what the sharing service's worker spends in the
-registry per request. A granted call verifies the stored certificate against its key and
+registry per request. A granted call (by statute, or on a consent code looked up in the
+log: its grant, revocation and spends) verifies the stored certificate against its key and
 the log, signs one copy with the sharing key, writes a use record and signs its log
 entry; a refused one (no consent) only records. A check compares the values with the
 holder's certificates and records. Every call first counts itself against the
@@ -86,9 +87,21 @@ def main(n: int) -> None:
                             staff_id="s-1", staff_role="受理", request_hash=f"h-{i}")
                     return call
 
+                # One consent code per call (granted beforehand, at the window): each fetch
+                # looks its consent up in the log (grant, revocation, spends) and spends it.
+                codes = [registry.consent_grant(holder, "ZJ/zj-amr", ["cn.business-licence"],
+                                                "跨省迁移登记").code for _ in range(n)]
+
+                def on_consent(i: int) -> FetchResult:
+                    return service.share_fetch(
+                        "ZJ/zj-amr", holder, ["cn.business-licence"], purpose="跨省迁移登记",
+                        case=f"CON-{i}", service_item="330000-SX-0001", staff_id="z-1",
+                        staff_role="受理", request_hash=f"k-{i}", consent=codes[i])
+
                 fetch("GD/gd-hrss", "社会保险登记")(0)  # warm: keys loaded, caches filled
                 db = "PostgreSQL" if url else "SQLite"
                 for label, call in (("granted (1 copy)", fetch("GD/gd-hrss", "社会保险登记")),
+                                    ("granted on a consent", on_consent),
                                     ("refused (no consent)", fetch("ZJ/zj-amr", "跨省迁移登记")),
                                     ("check (matching)", check(service, holder)),
                                     ("rate count alone", lambda i: service._take_request(
@@ -98,7 +111,7 @@ def main(n: int) -> None:
                           f"p99 {p99:6.1f} ms")
             began = time.perf_counter()
             report = registry.audit()
-            print(f"audit verify after {3 * n + 1} fetches and checks: intact={report.intact} "
+            print(f"audit verify after {4 * n + 1} fetches and checks: intact={report.intact} "
                   f"in {time.perf_counter() - began:.2f} s")
         finally:
             registry.close()

@@ -125,6 +125,8 @@ class ConsentState:
     channel: str
     revoked_at: int | None = None
     used_at: int | None = None
+    #: The ``[agency, type]`` pairs it releases (a version 2 grant); None: any agency.
+    scope: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass
@@ -341,13 +343,9 @@ class Replay:
                 # that entry); the pairing is checked where the effect is applied.
                 continue
             if entry_action in _SCOPED_BY_DETAILS:
-                if not _scope_permitted(operator.grants, entry_action, entry.details):
-                    return self._deny(entry, entry_seq, f"may not {entry.action} for every "
-                                                        "agency and type of its scope")
-                if entry.details.get("channel") == "holder" and not any(
-                        g.role is Role.SERVICE for g in operator.grants):
-                    return self._deny(entry, entry_seq, "a holder's-channel consent not made "
-                                                        "by the service")
+                why = _consent_authority(operator.grants, entry_action, entry.details)
+                if why is not None:
+                    return self._deny(entry, entry_seq, why)
                 continue
             resource = _resource(entry)
             if not permits(operator.grants, entry_action, resource):
@@ -531,6 +529,11 @@ class Replay:
                 until = d["valid_until"]
                 if type(until) is not int or until < value.valid_from:
                     raise ValueError("an entitlement ends after it starts")
+                # Only ever earlier, and not later than the revocation: the audit judges
+                # past uses by the entitlements' final state (registry/_audit.py).
+                if until > entry.time or (value.valid_until is not None
+                                          and until > value.valid_until):
+                    raise ValueError("a revocation ends an entitlement at the latest then")
                 self.entitlements[value.id] = replace(value, valid_until=until)
             elif action == Action.CONSENT_GRANT.value:
                 if self.track_certificates:
@@ -538,7 +541,8 @@ class Replay:
                         raise ValueError("a consent granted twice")
                     self.consents[entry.subject] = ConsentState(
                         str(d["holder"]), str(d["requester"]), tuple(d["types"]),
-                        str(d["purpose"]), int(d["expires"]), str(d["channel"]))
+                        str(d["purpose"]), int(d["expires"]), str(d["channel"]),
+                        scope=_consent_scope(d))
             elif action == Action.CONSENT_REVOKE.value:
                 if self.track_certificates:
                     self.consents[entry.subject].revoked_at = entry.time
@@ -562,6 +566,8 @@ class Replay:
         if d["outcome"] not in ("granted", "refused") or (
                 (d["outcome"] == "refused") != isinstance(d["problem"], str)):
             raise ValueError("a use is granted, or refused with a problem code")
+        if "version" in d:
+            _check_use_v2(entry)
         consent = d["consent"]
         if d["outcome"] == "granted" and isinstance(consent, str) and consent != "by statute":
             state = self.consents.get(consent)
@@ -571,6 +577,9 @@ class Replay:
                            "a fetch granted on a consent that was not open")
             else:
                 state.used_at = entry.time
+                why = _outside_consent(d, state)
+                if why is not None:
+                    self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq, why)
         self.uses[entry.subject] = dict(d)
 
     def _agency_type(self, code: str, d: Mapping[str, Any]) -> None:
@@ -711,6 +720,27 @@ def _resource(entry: Entry) -> Resource:
 
 #: Actions whose entries name the (agency, type) pairs that authorize them.
 _SCOPED_BY_DETAILS = frozenset({Action.CONSENT_GRANT, Action.CONSENT_REVOKE})
+#: The role through which each channel acts (``registry/_sharing.py``, CHANNEL_ROLES).
+_CHANNEL_ROLES: Final = {"clerk": Role.CLERK, "holder": Role.SERVICE}
+
+
+def _consent_authority(grants: Iterable[OperatorGrant], action: Action,
+                       details: Mapping[str, Any]) -> str | None:
+    """Why the operator holding ``grants`` had no authority for a consent entry (None: it
+    had): on a channel (every grant; a revocation of version 1 names none), only the
+    grants of the channel's role count — the service is never a clerk, a clerk never the
+    holder's channel — and they must permit every ``[agency, type]`` of its scope."""
+    channel = details.get("channel")
+    if channel is None and action is Action.CONSENT_REVOKE and "version" not in details:
+        counted = list(grants)
+    else:
+        role = _CHANNEL_ROLES.get(channel) if isinstance(channel, str) else None
+        counted = [g for g in grants if g.role is role]
+        if not counted:
+            return f"a consent on the {channel} channel by an operator without its role"
+    if not _scope_permitted(counted, action, details):
+        return f"may not {action.value} for every agency and type of its scope"
+    return None
 
 
 def _scope_permitted(grants: Iterable[OperatorGrant], action: Action,
@@ -726,6 +756,47 @@ def _scope_permitted(grants: Iterable[OperatorGrant], action: Action,
         if not permits(grants, action, Resource(pair[0], pair[1])):
             return False
     return True
+
+
+def _consent_scope(details: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """The pairs a consent releases: its scope from version 2 on (None before: any agency
+    of its types)."""
+    if details.get("version") is None:
+        return None
+    if details["version"] != 2:
+        raise ValueError(f"unknown consent entry version {details['version']!r}")
+    return tuple((a, t) for a, t in details["scope"])
+
+
+def _check_use_v2(entry: Entry) -> None:
+    """A use entry of version 2 has the shape of format 15.4 (ValueError otherwise)."""
+    d = entry.details
+    if d["version"] != 2:
+        raise ValueError(f"unknown use entry version {d['version']!r}")
+    copies, terms = d["copies"], d["terms"]
+    if not isinstance(copies, list) or not all(isinstance(c, str) and c for c in copies):
+        raise ValueError("copies is a list of hashes")
+    if copies and (d["outcome"] != "granted" or entry.action != Action.SHARE_FETCH.value
+                   or len(copies) != len(d["certificates"])):
+        raise ValueError("a granted fetch names one copy per certificate, nothing else any")
+    on_consent = d["outcome"] == "granted" and d["consent"] not in (None, "by statute")
+    if on_consent != isinstance(terms, dict) or (
+            terms is not None and set(terms) != {"holder", "requester", "purpose"}):
+        raise ValueError("a use on a consent states its terms, no other use any")
+
+
+def _outside_consent(d: Mapping[str, Any], state: ConsentState) -> str | None:
+    """How a granted use departs from the consent it spent (None: it keeps to it): types
+    beyond the consent's, or (version 2, whose ``terms`` the consent's grant salted) another
+    holder, requester or purpose."""
+    if not set(d["types"]) <= set(state.types):
+        return "a use of types its consent does not name"
+    terms = d.get("terms")
+    if isinstance(terms, dict) and (terms.get("holder"), terms.get("requester"),
+                                    terms.get("purpose")) != (state.holder, state.requester,
+                                                              state.purpose):
+        return "a use for another holder, requester or purpose than its consent's"
+    return None
 
 
 def _policy_action(action: Action) -> Action:

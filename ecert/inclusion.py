@@ -1,12 +1,15 @@
-"""Verifier policy: the certificate must be in its region's public log.
+"""Verifier policy: the certificate (or the copy) must be in its region's public log.
 
 :func:`check_inclusion` (``ecert verify --require-inclusion``) checks, for a token the
 :class:`ecert.Verifier` accepted, that
 
-* the issue entry at the leaf index (from a proof — the JSON of ``ecert audit prove ID
+* the entry at the leaf index (from a proof — the JSON of ``ecert audit prove ID
   --json`` — or given directly) is a ``certificate.issue`` whose ``token`` is the hash
   of this token (and, when the proof carries the commitment's opening, that its subject
-  commits to this certificate's id);
+  commits to this certificate's id); for a purpose-bound copy, the granted
+  ``share.fetch`` use entry (version 2) that served it: one of its ``copies`` is the
+  hash of this copy and its time is the copy's ``iat`` — a copy minted with the
+  sharing key but never served through the log has no such entry;
 * the entry is included in a checkpoint signed by the log key of the region's verified
   trust list (the proof's own checkpoint is accepted when it is consistent with the one
   the region serves; otherwise the proof is computed from the published tiles);
@@ -61,8 +64,7 @@ class InclusionResult:
     leaf_index: int | None = None
     checkpoint_size: int | None = None
     #: Stable codes: ``no_proof``, ``log_unreachable``, ``checkpoint_invalid``,
-    #: ``not_logged``, ``not_included``, ``witnesses_insufficient``, ``qr_form``,
-    #: ``copy_form``.
+    #: ``not_logged``, ``not_included``, ``witnesses_insufficient``, ``qr_form``.
     errors: tuple[str, ...] = ()
     messages: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -91,17 +93,23 @@ class _Proof:
     opening: bytes | None = None
 
 
-def load_proof(value: Mapping[str, Any]) -> _Proof:
-    """Read the JSON of ``ecert audit prove ID --json`` (or ``{"index": N}``)."""
+#: The entry that proves a certificate's token, and the one that proves a copy's.
+ISSUE_ACTION = "certificate.issue"
+USE_ACTION = "share.fetch"
+
+
+def load_proof(value: Mapping[str, Any], action: str = ISSUE_ACTION) -> _Proof:
+    """Read the JSON of ``ecert audit prove ID --json`` (or ``{"index": N}``); its one
+    entry of ``action`` (a copy's: ``share.fetch``, of ``ecert audit prove use:N``)."""
     try:
         if "index" in value and "entries" not in value:
             index = value["index"]
             if type(index) is not int or index < 0:
                 raise ValueError("index is a leaf number")
             return _Proof(index)
-        issued = [e for e in value["entries"] if e.get("action") == "certificate.issue"]
+        issued = [e for e in value["entries"] if e.get("action") == action]
         if len(issued) != 1:
-            raise ValueError("the proof holds no single certificate.issue entry")
+            raise ValueError(f"the proof holds no single {action} entry")
         entry = issued[0]
         checkpoint = value.get("checkpoint") or {}
         hashes = entry.get("inclusion_proof")
@@ -120,32 +128,32 @@ def load_proof(value: Mapping[str, Any]) -> _Proof:
 def check_inclusion(verifier: Verifier, token: str, *,
                     proof: Mapping[str, Any] | None = None, leaf_index: int | None = None,
                     policy: InclusionPolicy | None = None,
-                    result: VerificationResult | None = None) -> InclusionResult:
+                    result: VerificationResult | None = None,
+                    audience: str | None = None) -> InclusionResult:
     """See the module docstring. Never raises on bad input; fetch failures give
-    ``log_unreachable``."""
+    ``log_unreachable``. A copy verifies only for its ``audience`` (or give the
+    ``result`` of ``verifier.verify(token, audience=…)``)."""
     policy = policy or InclusionPolicy()
-    result = result if result is not None else verifier.verify(token)
+    result = result if result is not None else verifier.verify(token, audience=audience)
     region = result.issuing_region
 
     def refuse(code: str, message: str, **facts: Any) -> InclusionResult:
         return InclusionResult(False, region, errors=(code,), messages=(message,), **facts)
 
-    if result.copy is not None:
-        # A copy is never a log entry of its own: its original's issue is.
-        return refuse("copy_form", "inclusion is proven for a certificate's own token, not "
-                      "a purpose-bound copy: check the original's")
-    if region is None or result.certificate is None:
+    if region is None or (result.certificate is None and result.copy is None):
         return refuse("not_verified", "the token did not verify: nothing to look up")
     if result.qr:
         return refuse("qr_form", "inclusion is proven for the full token, not its QR form")
+    action = ISSUE_ACTION if result.copy is None else USE_ACTION
     try:
-        parsed = load_proof(proof) if proof is not None else (
+        parsed = load_proof(proof, action) if proof is not None else (
             _Proof(leaf_index) if leaf_index is not None else None)
     except FormatError as e:
         return refuse("no_proof", e.message)
     if parsed is None:
         return refuse("no_proof", "give the proof of 'ecert audit prove ID --json' or the "
-                                  "issue entry's leaf index")
+                                  "entry's leaf index (a copy's: the Ecert-Log-Index its "
+                                  "service answered)")
     source = verifier.source
     now = verifier.now()
     try:
@@ -175,14 +183,9 @@ def check_inclusion(verifier: Verifier, token: str, *,
             entry = Entry.decode(leaf)
         except FormatError as e:
             return refuse("not_logged", f"entry {index} is malformed: {e.message}", **facts)
-        if entry.action != "certificate.issue" or entry.details.get("token") != token_hash(
-                token.strip()):
-            return refuse("not_logged", f"entry {index} is not the issue of this token",
-                          **facts)
-        if parsed.opening is not None and not opens(entry.subject, parsed.opening,
-                                                    result.certificate.id):
-            return refuse("not_logged", f"entry {index} is about another certificate",
-                          **facts)
+        why = _not_the_entry(entry, token.strip(), result, parsed.opening)
+        if why is not None:
+            return refuse("not_logged", f"entry {index} {why}", **facts)
         leaf_hash = merkle.leaf_hash(leaf)
         if parsed.size is not None and parsed.root is not None and merkle.verify_inclusion(
                 leaf_hash, index, parsed.size, list(parsed.hashes), parsed.root) \
@@ -218,3 +221,26 @@ def check_inclusion(verifier: Verifier, token: str, *,
         return refuse("log_unreachable" if isinstance(e, OSError) else "not_included",
                       getattr(e, "message", str(e)))
 
+
+
+def _not_the_entry(entry: Entry, token: str, result: VerificationResult,
+                   opening: bytes | None) -> str | None:
+    """Why ``entry`` does not prove ``token`` (None: it does): a certificate's issue
+    names the token's hash; a copy's use entry names it among the copies it served, at
+    the copy's own time."""
+    digest = token_hash(token)
+    if result.copy is None:
+        if entry.action != ISSUE_ACTION or entry.details.get("token") != digest:
+            return "is not the issue of this token"
+        if opening is not None and result.certificate is not None and not opens(
+                entry.subject, opening, result.certificate.id):
+            return "is about another certificate"
+        return None
+    d = entry.details
+    copies = d.get("copies")
+    if (entry.action != USE_ACTION or d.get("version") != 2 or d.get("outcome") != "granted"
+            or not isinstance(copies, list) or digest not in copies):
+        return "is not the use record that served this copy"
+    if entry.time != int(result.copy.issued_at.timestamp()):
+        return "was not made when this copy was"
+    return None

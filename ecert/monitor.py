@@ -411,7 +411,9 @@ def _replay_json(r: Replay) -> dict[str, Any]:
         "agreements": {c: a.to_json() for c, a in r.agreements.items()},
         "entitlements": {i: e.to_json() for i, e in r.entitlements.items()},
         "consents": {c: [k.holder, k.requester, list(k.types), k.purpose, k.expires,
-                         k.channel, k.revoked_at, k.used_at] for c, k in r.consents.items()},
+                         k.channel, k.revoked_at, k.used_at,
+                         None if k.scope is None else [list(p) for p in k.scope]]
+                     for c, k in r.consents.items()},
         # Only which use records were seen (a second entry for one is malformed).
         "uses": sorted(r.uses),
         "root_rotations": list(r.root_rotations),
@@ -454,8 +456,12 @@ def _replay_from_json(v: Mapping[str, Any], statuses: dict[int, dict[int, int]])
     r.agreements = {c: Agreement.from_json(a) for c, a in v["agreements"].items()}
     # Absent from states written before sharing existed.
     r.entitlements = {i: Entitlement.from_json(e) for i, e in v.get("entitlements", {}).items()}
-    r.consents = {c: ConsentState(h, q, tuple(t), p, e, ch, rv, u)
-                  for c, (h, q, t, p, e, ch, rv, u) in v.get("consents", {}).items()}
+    # A consent's scope is absent from states written before consents were scoped.
+    r.consents = {c: ConsentState(h, q, tuple(t), p, e, ch, rv, u,
+                                  None if not rest or rest[0] is None
+                                  else tuple((a, b) for a, b in rest[0]))
+                  for c, (h, q, t, p, e, ch, rv, u, *rest)
+                  in v.get("consents", {}).items()}
     r.uses = {u: {} for u in v.get("uses", [])}
     r.root_rotations = list(v["root_rotations"])
     r.statuses = statuses

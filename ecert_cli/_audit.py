@@ -86,7 +86,8 @@ def audit_history(cert_id: str | None, holder_id: str | None, limit: int,
 @click.argument("cert_id", metavar="ID")
 @json_option
 def audit_prove(cert_id: str) -> None:
-    """Inclusion proofs of certificate ID's log entries against the latest checkpoint."""
+    """Inclusion proofs of certificate ID's log entries (or of use record use:N's, which
+    proves the copies a fetch served) against the latest checkpoint."""
     with settings().open_registry() as registry:
         found = registry.history(cert_id)
         commitment, opening = registry.commitment_opening(found.subject)

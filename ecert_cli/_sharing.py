@@ -235,9 +235,12 @@ def consent_list(holder_id: str) -> None:
         for c in found:
             state = (fmt("revoked") if c.revoked_at is not None else
                      fmt("used") if c.used_at is not None else fmt("open"))
+            # The agencies whose certificates it releases (* for a consent from before
+            # consents were scoped: any agency's).
+            agencies = "*" if c.scope is None else ", ".join(sorted({a for a, _ in c.scope}))
             click.echo(f"{safe(c.id)}  {safe(c.requester)}  {safe(', '.join(c.types))}  "
                        f"{safe(c.purpose)}  {state}  "
-                       + local_time(_instant(c.expires_at)))
+                       + local_time(_instant(c.expires_at)) + f"  {safe(agencies)}")
 
     emit([c._asdict() for c in found], human)
 
@@ -285,8 +288,9 @@ def uses(holder_id: str, limit: int, after: str | None) -> None:
 FETCH_DEADLINE = 30.0
 
 
-def _copy_json(token: str) -> dict[str, Any]:
-    """What ``share fetch`` says of a copy (decoded, not verified: ``ecert verify`` it)."""
+def _copy_json(token: str, log_index: int | None) -> dict[str, Any]:
+    """What ``share fetch`` says of a copy (decoded, not verified: ``ecert verify`` it);
+    ``log_index``: the serving log's entry that commits to it (``--leaf-index``)."""
     from ecert._formats.copy import CopyClaims
     from ecert._formats.jose import parse_compact
 
@@ -294,7 +298,7 @@ def _copy_json(token: str) -> dict[str, Any]:
     return {"token": token, "copy_of": claims.copy_of, "type": claims.original.vct,
             "region": claims.region, "audience": claims.aud, "purpose": claims.purpose,
             "case": claims.case, "claims": dict(claims.claims),
-            "expires_at": _instant(claims.exp).isoformat()}
+            "expires_at": _instant(claims.exp).isoformat(), "log_index": log_index}
 
 
 def _failed(message: str, code: str, **values: object) -> NoReturn:
@@ -386,7 +390,8 @@ def share_fetch(url: str, agency: str, holder_id: str, types: tuple[str, ...], p
             message, url=target, code=problem.code, title=problem.title)), err=True)
         sys.exit(EXIT_DENIED if refusal else EXIT_ERROR)
     try:
-        copies = [_copy_json(item["token"]) for item in (answer.value or {}).get("copies", [])]
+        copies = [_copy_json(item["token"], answer.log_index)
+                  for item in (answer.value or {}).get("copies", [])]
     except (FormatError, KeyError, TypeError) as e:
         _failed(N_("the service at {url} answered nonsense: {why}"), "bad_answer", url=target,
                 why=e)
@@ -400,5 +405,8 @@ def share_fetch(url: str, agency: str, holder_id: str, types: tuple[str, ...], p
                 purpose=c["purpose"], case=c["case"],
                 expires=local_time(datetime.fromisoformat(c["expires_at"])))
             click.echo(c["token"])
+        if copies and copies[0]["log_index"] is not None:
+            say("served as entry {index} of the region's log: ecert verify COPY "
+                "--require-inclusion --leaf-index {index}", index=copies[0]["log_index"])
 
     emit({"copies": copies}, human)

@@ -291,7 +291,8 @@ def test_cli_verifies_a_copy_for_an_audience(env: Env, tmp_path: Path) -> None:
     assert wrong.exit_code == 1 and "加注件" in wrong.stdout
     bad = run(*args, "--audience", "not an agency")
     assert bad.exit_code == 2 and "REGION/agency" in bad.stderr
-    # A copy is no log entry of its own: inclusion is refused by name, not as unverified.
+    # A copy is proven by the use entry that served it (its index from the service):
+    # without one, inclusion is refused for want of a proof, not as unverified.
     logged = run(*args, "--audience", AUDIENCE, "--require-inclusion", "--json")
     assert logged.exit_code == 1
-    assert json.loads(logged.stdout)["inclusion"]["errors"] == ["copy_form"]
+    assert json.loads(logged.stdout)["inclusion"]["errors"] == ["no_proof"]

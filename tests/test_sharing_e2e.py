@@ -535,3 +535,62 @@ def test_a_zj_agency_checks_values_over_http(world: SharingWorld) -> None:
                    world.consent("ZJ/zj-amr", PURPOSE).code, "ZJ-CHK-4")
     assert hidden.problem is not None and hidden.problem.code == "not_entitled"
     assert last_use(world).kind == "check"
+
+
+# -- copies bound to their use records in the log ----------------------------------------------
+
+
+def test_a_served_copy_is_proven_by_its_use_entry_and_a_minted_one_is_not(
+        world: SharingWorld) -> None:
+    """Issue 10's insider review, item 3: a copy is provable from the log. The use entry
+    commits to each copy's hash and the service names that entry (``Ecert-Log-Index``);
+    a copy signed with the sharing key but never served has no entry to point to."""
+    from ecert import KeyRole
+    from ecert._formats.log import token_hash
+    from ecert.inclusion import check_inclusion
+
+    consent = world.consent("ZJ/zj-amr", PURPOSE)
+    answer = world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code, case="ZJ-LOG-1"))
+    (item,) = answer.value["copies"]  # type: ignore[index]
+    token = item["token"]
+    index = answer.log_index
+    assert index is not None
+    (entry,) = world["GD"].events(f"use:{last_use(world).id}")
+    assert entry.seq == index and entry.details["copies"] == [token_hash(token)]
+    assert entry.details["version"] == 2
+    world.publish("GD")
+    verifier = ecert_verifier(world, "ZJ")
+    included = check_inclusion(verifier, token, leaf_index=index, audience="ZJ/zj-amr")
+    assert included.included, included.messages
+    # Or with the proof of 'ecert audit prove use:N --json', as for a certificate.
+    proof = world["GD"].history(f"use:{last_use(world).id}").to_json()
+    assert check_inclusion(verifier, token, proof=proof, audience="ZJ/zj-amr").included
+    # The insider's copy: the same claims, its own id, signed with GD's sharing key.
+    gd = world["GD"]
+    (key,) = [k for k in gd.keys(agency_code=None)
+              if k.role is KeyRole.SHARING and k.retired_at is None]
+    claims = CopyClaims.from_payload(parse_compact(token, max_bytes=1 << 20).payload)
+    minted = claims._replace(jti="minted-by-an-insider").sign(gd.keystore.signer(key.kid))
+    assert ecert_verifier(world, "ZJ").verify(minted, audience="ZJ/zj-amr").valid
+    assert check_inclusion(verifier, minted, leaf_index=index,
+                           audience="ZJ/zj-amr").errors == ("not_logged",)
+    assert check_inclusion(verifier, minted, audience="ZJ/zj-amr").errors == ("no_proof",)
+    assert check_inclusion(verifier, token).errors == ("not_verified",)  # whose copy?
+    # From the command line, with the index the service answered.
+    anchor = world.tmp / "zj-anchor.json"
+    anchor.write_bytes(world.anchors["ZJ"].to_bytes())
+    run = Cli(world.tmp / "copy-verifier", None, env={"ECERT_LANG": "en"}, clock=world.clock)
+    args = ["verify", "--anchor", str(anchor), "--audience", "ZJ/zj-amr",
+            "--require-inclusion", "--leaf-index", str(index), "--json"]
+    proven = run(args[0], token, *args[1:])
+    assert proven.exit_code == 0, proven.output
+    assert json.loads(proven.stdout)["inclusion"]["included"] is True
+    refused = run(args[0], minted, *args[1:])
+    assert refused.exit_code == 1
+    assert json.loads(refused.stdout)["inclusion"]["errors"] == ["not_logged"]
+
+
+def ecert_verifier(world: SharingWorld, home: str) -> Any:
+    import ecert
+
+    return ecert.Verifier.from_anchor(world.anchors[home], clock=world.clock)

@@ -33,6 +33,9 @@ from ecert.errors import FormatError, TextInvalid
 #: Media types of the service.
 REQUEST_MEDIA_TYPE = "application/json"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+#: The header field of a fetch's answer naming the log index of its use record's entry,
+#: which commits to the hash of every copy in the body (format 16.2, 17.3).
+LOG_INDEX_HEADER = "Ecert-Log-Index"
 #: The largest request body a service accepts by default, in bytes.
 MAX_REQUEST_BYTES = 16 * 1024
 #: Seconds a request's ``created`` may be from the service's clock, either way.

@@ -698,6 +698,17 @@ class Repository:
             query = query.with_for_update()
         return self.conn.execute(query).first()
 
+    def consent_log_rows(self, consent_id: str, actions: Sequence[str]) -> Sequence[Row[Any]]:
+        """In one round trip, the log rows about consent ``consent_id`` with one of
+        ``actions`` (its grant and revocations, by subject) and those that say they spent it
+        (by ``ref``): two indexed look-ups, not a scan of the log; oldest first."""
+        return self.conn.execute(
+            select(log_entries)
+            .where(or_(and_(log_entries.c.plain_subject == consent_id,
+                            log_entries.c.action.in_(list(actions))),
+                       log_entries.c.ref == consent_id))
+            .order_by(log_entries.c.seq)).all()
+
     def consents_of(self, holder: str) -> Sequence[Row[Any]]:
         return self.conn.execute(select(consents).where(consents.c.holder == holder)
                                  .order_by(consents.c.created_at.desc(), consents.c.id)).all()

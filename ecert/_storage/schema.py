@@ -276,8 +276,13 @@ log_entries = Table(
     Column("unit", BigInteger, nullable=False),
     Column("at", BigInteger, nullable=False),
     Column("note", Text, nullable=True),  # an entry's free-text reason, in clear
+    # What else the entry is about, in clear, for the registry's use-time lookups: the
+    # consent a granted use spent (0011). Append-only like the rest of the row, and
+    # checked against the signed leaf by ``audit verify``.
+    Column("ref", String(64), nullable=True),
     Index("ix_log_entries_plain_subject", "plain_subject"),
     Index("ix_log_entries_action", "action"),
+    Index("ix_log_entries_ref", "ref"),
 )
 
 # Tiles of the integrated tree (C2SP tlog-tiles): the newest version of each tile.
@@ -370,6 +375,9 @@ consents = Table(
     Column("expires_at", BigInteger, nullable=False),
     Column("used_at", BigInteger, nullable=True),
     Column("revoked_at", BigInteger, nullable=True),
+    # The [agency, type] pairs whose certificates it releases (0011; NULL: granted before
+    # consents were scoped, releasing its types of any agency).
+    Column("scope", JSON, nullable=True),
     Index("ix_consents_holder", "holder"),
 )
 
@@ -406,6 +414,9 @@ uses = Table(
     Column("log_seq", BigInteger, nullable=True),
     # "fetch" (share.fetch) or "check" (share.check, 核验) (0010).
     Column("kind", String(16), nullable=False, server_default="fetch"),
+    # The hashes of the copies a granted fetch answered (0011; NULL before copies were
+    # bound to their use entries).
+    Column("copies", JSON, nullable=True),
     Index("ix_uses_holder", "holder", "id"),
 )
 

@@ -728,8 +728,9 @@ class Registry:
         return self.holder_pseudonym(normalize_id(holder_id))
 
     def consent_revoke(self, consent_id: str, *, holder_id: str | None = None) -> None:
-        """Revoke an unused consent (``holder_id``: only if it is that holder's, as the
-        holder's channel asks)."""
+        """Revoke an unused consent: at the window by a clerk within its agencies and
+        types, or (``holder_id``) on the holder's own channel by the ``service`` operator,
+        only if it is that holder's."""
         self._ctx.execute(_sharing.REVOKE_CONSENT, {
             "id": consent_id,
             "holder": None if holder_id is None else self._holder(holder_id)})
@@ -1168,7 +1169,10 @@ class Registry:
         return _audit.verify(self._ctx, None if bundle is None else Path(bundle))
 
     def history(self, id_or_serial: str) -> History:
-        """Who did what to one certificate, when, with inclusion proofs."""
+        """Who did what to one certificate, when, with inclusion proofs; or (``use:N``)
+        the entry of one use record, which proves the copies a fetch served."""
+        if id_or_serial.startswith(_sharing.USE_PREFIX):
+            return _audit.history(self._ctx, id_or_serial)
         return _audit.history(self._ctx, self.resolve_id(id_or_serial))
 
     def commitment_opening(self, subject: str) -> tuple[str, bytes]:

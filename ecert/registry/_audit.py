@@ -55,7 +55,15 @@ from ecert.errors import EcertError, FormatError, NotFound, RecordTampered
 from ecert.models import Certificate, CertificateStatus, KeyInfo, LogEntry, Role
 from ecert.registry._core import _Context
 from ecert.registry._lifecycle import STATUS_VALUES
-from ecert.registry._sharing import consent_commitments, use_details, use_subject
+from ecert.registry._sharing import (
+    BY_STATUTE,
+    CHECK_KIND,
+    consent_commitments,
+    covering,
+    scope_of,
+    use_details,
+    use_subject,
+)
 
 __all__ = ["AuditReport", "History", "check_stored_token", "entries", "history", "verify"]
 
@@ -344,7 +352,8 @@ def _worker_verifier() -> _Verifier:
     return _WORKER_VERIFIER
 
 
-_Row = tuple[int, bytes, str, int, str | None]  # seq, leaf, action, at, plain subject
+#: seq, leaf, action, at, plain subject, subject (as published)
+_Row = tuple[int, bytes, str, int, str | None, str]
 #: Per leaf: the decoded entry's fields (or the decoding error's text).
 _Decoded = tuple[int, str, str, str, Mapping[str, Any], str | None] | str
 
@@ -367,7 +376,7 @@ def _decode_chunk(keys: Mapping[str, Mapping[str, str]], rows: Sequence[_Row]
     modified: list[tuple[int, str | None]] = []
     verdicts: dict[int, tuple[int, Mapping[str, str], bool]] = {}
     unit: list[tuple[int, Entry, bytes]] = []
-    for seq, leaf, action, at, plain in rows:
+    for seq, leaf, action, at, plain, subject in rows:
         hashes.append(leaf_hash(leaf))
         try:
             entry = Entry.decode(leaf)
@@ -377,7 +386,7 @@ def _decode_chunk(keys: Mapping[str, Mapping[str, str]], rows: Sequence[_Row]
             continue
         decoded.append((entry.time, entry.action, entry.subject, entry.operator,
                         entry.details, entry.sig))
-        if entry.action != action or entry.time != at:
+        if entry.action != action or entry.time != at or entry.subject != subject:
             modified.append((seq, plain))
         if entry.operator == LEGACY_OPERATOR:
             continue
@@ -474,12 +483,12 @@ class _Walk:
     def run(self, repo: Repository, compare_list: Any) -> None:
         self._compare_list = compare_list
         query = select(log_entries.c.seq, log_entries.c.leaf, log_entries.c.action,
-                       log_entries.c.at, log_entries.c.plain_subject
+                       log_entries.c.at, log_entries.c.plain_subject, log_entries.c.subject
                        ).order_by(log_entries.c.seq).execution_options(yield_per=_CHUNK_ROWS)
         batch: list[_Row] = []
         broken = False
         expected = 0
-        for seq, leaf, action, at, plain in repo.conn.execute(query):
+        for seq, leaf, action, at, plain, subject in repo.conn.execute(query):
             self.rows += 1
             if broken:
                 continue
@@ -489,7 +498,7 @@ class _Walk:
                 broken = True
                 continue
             expected += 1
-            batch.append((seq, bytes(leaf), action, int(at), plain))
+            batch.append((seq, bytes(leaf), action, int(at), plain, subject))
             if len(batch) >= _CHUNK_ROWS:
                 self._submit(batch)
                 batch = []
@@ -1075,12 +1084,13 @@ def _compare_sharing(ctx: _Context, repo: Repository, replay: Replay, find: Any)
         holder, requester, purpose = consent_commitments(key, str(row.id), row.holder,
                                                          row.requester, row.purpose)
         facts = (holder, requester, tuple(row.types), purpose, int(row.expires_at),
-                 row.channel)
+                 row.channel, scope_of(row.scope))
         if facts != (logged_consent.holder, logged_consent.requester, logged_consent.types,
-                     logged_consent.purpose, logged_consent.expires, logged_consent.channel):
+                     logged_consent.purpose, logged_consent.expires, logged_consent.channel,
+                     logged_consent.scope):
             find("record_modified", f"consent {row.id}", None,
-                 "the consent's holder, requester, types, purpose or expiry differ from "
-                 "the log")
+                 "the consent's holder, requester, types, purpose, expiry or agencies "
+                 "differ from the log")
         if (row.revoked_at is None) != (logged_consent.revoked_at is None) or (
                 row.used_at is None) != (logged_consent.used_at is None):
             find("record_modified", f"consent {row.id}", None,
@@ -1099,9 +1109,15 @@ def _compare_sharing(ctx: _Context, repo: Repository, replay: Replay, find: Any)
         if expected != logged_use:
             find("record_modified", f"use {use.id}", None,
                  "the use record differs from its log entry")
+        elif use.outcome == "granted":
+            # The row is now known to say what its entry commits to: judge the use itself.
+            why = _use_not_covered(key, replay, use)
+            if why is not None:
+                find("use_unauthorized", f"use {use.id}", None, why)
     for public in replay.uses.keys() - seen:
         find("record_modified", public, None, "a logged use record is missing from the "
                                               "database")
+    _check_sharing_lookups(key, repo, replay, find)
     # The limits in force are read from the log, not from this row (registry/_limits.py):
     # a row that differs changes nothing, but says someone wrote it out of band.
     from ecert.registry._limits import SETTING, logged_limits
@@ -1109,3 +1125,69 @@ def _compare_sharing(ctx: _Context, repo: Repository, replay: Replay, find: Any)
     if repo.setting(SETTING) != logged_limits(repo):
         find("record_modified", f"setting {SETTING}", None,
              "the sharing limits in the database differ from the newest share.limits entry")
+
+
+def _use_not_covered(key: bytes, replay: Replay, use: Any) -> str | None:
+    """Why a granted use (a row that says what its entry commits to) was not allowed by
+    what the log had in force at its time (None: it was): for every type asked, an
+    entitlement naming the requester for that type and purpose (and one without consent
+    for a use by statute); on a consent, that consent's holder, requester, purpose and
+    types, and only certificates of the agencies it releases. Entitlements in the replay
+    only ever end earlier (``share.revoke``), so their final state answers for any time."""
+    at, requester, purpose = int(use.at), use.requester, use.purpose
+    in_force = list(replay.entitlements.values())
+    for type_code in use.types:
+        found = covering(in_force, requester, type_code, purpose, at)
+        if not found:
+            return (f"no entitlement in force at its time let {requester} have {type_code} "
+                    "for its purpose")
+        if use.by_statute and not any(e.without_consent for e in found):
+            return f"by statute, but no entitlement for {type_code} was without consent"
+    if use.by_statute or use.consent is None:
+        return None if use.by_statute else "granted with neither a consent nor by statute"
+    state = replay.consents.get(commitment(key, use.consent))
+    if state is None:
+        return "granted on a consent the log never made"
+    terms = consent_commitments(key, str(use.consent), use.holder, requester, purpose)
+    if terms != (state.holder, state.requester, state.purpose) \
+            or not set(use.types) <= set(state.types):
+        return "granted for another holder, requester, purpose or type than its consent's"
+    # A fetch's certificates are those it released; a check's is the one it was about,
+    # matched or not (it releases none, and matches only within the scope).
+    if state.scope is not None and use.kind != CHECK_KIND:
+        for cert_id in use.certificates:
+            cert = replay.certificates.get(commitment(key, cert_id))
+            if cert is None or (cert.agency, cert.type) not in state.scope:
+                return "released a certificate of an agency its consent does not name"
+    return None
+
+
+#: Entries whose lookup columns the registry reads at use time (registry/_fetch.py).
+_SHARING_LOOKUPS = (Action.SHARE_ALLOW.value, Action.SHARE_REVOKE.value,
+                    Action.CONSENT_GRANT.value, Action.CONSENT_REVOKE.value,
+                    Action.SHARE_FETCH.value, Action.SHARE_CHECK.value)
+
+
+def _check_sharing_lookups(key: bytes, repo: Repository, replay: Replay, find: Any) -> None:
+    """The lookup columns of the sharing entries against their signed content: the fetch
+    finds a consent's grant, revocation and spends by ``plain_subject`` and ``ref``, so
+    an entry hidden from those look-ups (a column edited, triggers dropped) would let a
+    consent be used again. The published ``subject`` column was compared with the leaf
+    in the pass over the log; the plain subject must open it, and ``ref`` must name the
+    consent a granted use's entry commits to (and only then be set)."""
+    query = select(log_entries.c.seq, log_entries.c.action, log_entries.c.subject,
+                   log_entries.c.plain_subject, log_entries.c.ref
+                   ).where(log_entries.c.action.in_(_SHARING_LOOKUPS)
+                           ).execution_options(yield_per=_CHUNK_ROWS)
+    for seq, action, subject, plain, ref in repo.conn.execute(query):
+        public = plain if action.startswith("share.") and action not in (
+            Action.SHARE_FETCH.value, Action.SHARE_CHECK.value) else commitment(key, plain)
+        expected_ref = None
+        if action in (Action.SHARE_FETCH.value, Action.SHARE_CHECK.value):
+            d = replay.uses.get(subject) or {}
+            if d.get("outcome") == "granted" and d.get("consent") not in (None, BY_STATUTE):
+                expected_ref = d["consent"]
+        if public != subject or (None if ref is None else commitment(key, ref)) != expected_ref:
+            find("entry_modified", plain, int(seq),
+                 "the entry's lookup columns (plain subject, spent consent) disagree with "
+                 "its signed content")

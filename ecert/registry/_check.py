@@ -52,6 +52,7 @@ from ecert.registry._fetch import (
     _valid_now,
     fetch_params,
     record_use,
+    released,
     remember_nonce,
 )
 from ecert.registry._lifecycle import effective
@@ -193,7 +194,8 @@ def _check(unit: Unit, p: Mapping[str, Any]) -> CheckOutcome:
                                                 now=now)
         else:
             candidates = []
-        found = [c for c in candidates if _matches(c, p, now)]
+        # A consent releases only its agencies' certificates: it tells about no other.
+        found = [c for c in released(candidates, decision.scope) if _matches(c, p, now)]
         match = bool(found)
         certificates = [found[0].id] if found else (
             [named.id] if named is not None and named.holder == holder else [])

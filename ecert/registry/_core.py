@@ -88,11 +88,19 @@ def logged_entries(repo: Repository, subject: str, actions: list[Action]
     """The log's entries about ``subject`` with one of ``actions``, oldest first, each
     decoded (None for one that does not decode): for checking a row of the database
     against what the log says of it, where the log is the authority."""
-    return decoded([bytes(row.leaf) for row in repo.log_rows(
-        plain_subject=subject, actions=[a.value for a in actions])])
+    return [decoded(row) for row in repo.log_rows(plain_subject=subject,
+                                                   actions=[a.value for a in actions])]
 
 
-def decoded(leaves: Sequence[bytes]) -> list[Entry | None]:
+def decoded(row: Any) -> Entry | None:
+    """A log row's entry, decoded from its leaf (None for one that does not decode)."""
+    try:
+        return Entry.decode(bytes(row.leaf))
+    except EcertError:
+        return None
+
+
+def decoded_leaves(leaves: Sequence[bytes]) -> list[Entry | None]:
     """Log leaves as entries, None for one that does not decode."""
     found: list[Entry | None] = []
     for leaf in leaves:
@@ -164,6 +172,10 @@ class Operation(Generic[T]):
     #: The other (action, type) pairs it logs, whose four-eyes policies hold it too (a
     #: catalog import logs ``type.add``/``type.update`` entries).
     covers: Callable[[Mapping[str, Any]], list[tuple[Action, str | None]]] | None = None
+    #: The result once the unit's entries have their places in the log (given ``apply``'s
+    #: result and the log index of each entry, in logging order): for results that name
+    #: their entry, which has no index until the unit is sealed.
+    placed: Callable[[T, list[int]], T] | None = None
 
 
 @dataclass
@@ -173,6 +185,7 @@ class _Pending:
     public: str
     details: dict[str, Any]
     note: str | None = None
+    ref: str | None = None
 
 
 class Unit:
@@ -195,17 +208,20 @@ class Unit:
         return self.ctx.region
 
     def log(self, action: Action, subject: str, details: Mapping[str, Any] | None = None,
-            *, private: bool = False, note: str | None = None) -> None:
+            *, private: bool = False, note: str | None = None, ref: str | None = None
+            ) -> None:
         """Append an entry; a ``private`` subject is published only as a commitment.
 
         A free-text ``note`` (a reason typed by a clerk, which may name people) is kept in
-        clear beside the entry; the published entry carries only its keyed hash.
+        clear beside the entry; the published entry carries only its keyed hash. ``ref``
+        is a second lookup key of the entry's row (the consent a use spent), in clear for
+        the registry only, like the subject.
         """
         public = commitment(self.ctx.commitment_key, subject) if private else subject
         details = dict(details or {})
         if note is not None:
             details["note"] = commitment(self.ctx.commitment_key, note)
-        self._entries.append(_Pending(action, subject, public, details, note))
+        self._entries.append(_Pending(action, subject, public, details, note, ref))
 
     def after_commit(self, step: Callable[[], None]) -> None:
         """Run ``step`` once the transaction committed (never if it rolled back)."""
@@ -228,8 +244,9 @@ class Unit:
                  {"role": role.value, "agency": agency_code, "jwk": dict(info.public_jwk)})
         return info
 
-    def seal(self, signer: Signer) -> list[Entry]:
-        """Sign the unit's entries and append them to the log."""
+    def seal(self, signer: Signer) -> tuple[int, list[Entry]]:
+        """Sign the unit's entries and append them to the log; the first one's index and
+        the entries."""
         if not self._entries:
             raise StorageError("internal: a unit of work changed state without logging it")
         entries = sign_unit([Entry(self.now, p.action.value, p.public, self.operator.kid,
@@ -240,10 +257,10 @@ class Unit:
         self.repo.append_log([
             {"seq": start + i, "leaf": entry.encode(), "action": p.action.value,
              "subject": p.public, "plain_subject": p.subject, "operator": self.operator.name,
-             "unit": start, "at": self.now, "note": p.note}
+             "unit": start, "at": self.now, "note": p.note, "ref": p.ref}
             for i, (entry, p) in enumerate(zip(entries, self._entries, strict=True))
         ])
-        return entries
+        return start, entries
 
     def run_after(self) -> None:
         for step in self._after:
@@ -441,7 +458,10 @@ class _Context:
                 if operation.guarded:
                     request = self._hold_for_approval(unit, operation, target, params)
                 result = None if request is not None else operation.apply(unit, params)
-                unit.seal(signer)
+                start, entries = unit.seal(signer)
+                if request is None and operation.placed is not None:
+                    result = operation.placed(result,  # type: ignore[arg-type]
+                                              list(range(start, start + len(entries))))
         except PermissionDenied as refusal:
             self._log_refusal(operator, signer, operation, subject, refusal)
             raise

@@ -43,16 +43,24 @@ from ecert._formats.copy import (
     OriginalRef,
 )
 from ecert._formats.jose import b64url_encode, canonical_json
-from ecert._formats.log import Entry
+from ecert._formats.log import Entry, token_hash
 from ecert._formats.trustlist import Entitlement
 from ecert.errors import InputError, RecordTampered, Replayed
 from ecert.models import Certificate, CertificateStatus
 from ecert.registry._audit import check_stored_token
-from ecert.registry._core import Operation, Target, Unit, decoded, logged_entries, register
+from ecert.registry._core import (
+    Operation,
+    Target,
+    Unit,
+    decoded_leaves,
+    logged_entries,
+    register,
+)
 from ecert.registry._lifecycle import effective
 from ecert.registry._sharing import (
     BY_STATUTE,
     CHECK_KIND,
+    ENTRY_VERSION,
     FAILURE_WINDOW,
     FETCH_KIND,
     MAX_FAILURES_PER_HOLDER,
@@ -61,7 +69,9 @@ from ecert.registry._sharing import (
     code_hash,
     consent_commitments,
     covering,
+    logged_consent,
     normalize_code,
+    scope_of,
     use_details,
     use_subject,
 )
@@ -93,6 +103,9 @@ class FetchResult(NamedTuple):
     #: The consent used, or ``"by statute"``; None for a refusal.
     consent: str | None
     response_hash: str
+    #: The log index of the use record's entry, which commits to every copy's hash: what
+    #: ``ecert verify COPY --require-inclusion --leaf-index N`` looks up (format 17.3).
+    log_index: int | None = None
 
     @property
     def granted(self) -> bool:
@@ -221,6 +234,9 @@ class _Decision(NamedTuple):
     claims: dict[str, tuple[str, ...] | None]  #: per type: the claims allowed (None: all)
     consent_id: str | None
     by_statute: bool
+    #: The ``(agency, type)`` pairs the consent releases (None: no consent, or one granted
+    #: before consents were scoped).
+    scope: tuple[tuple[str, str], ...] | None = None
 
 
 #: A further check between the purpose and the consent (a check's claims and subject
@@ -238,7 +254,7 @@ def _decide(unit: Unit, p: Mapping[str, Any], gate: Gate | None = None) -> _Deci
     in_force = [e for e, leaves in repo.entitlements_with_log(
         requester, in_force_at=now, allow_action=Action.SHARE_ALLOW.value,
         revoke_action=Action.SHARE_REVOKE.value)
-        if e.names(requester) and _as_logged(unit, e, decoded(leaves))]
+        if e.names(requester) and _as_logged(unit, e, decoded_leaves(leaves))]
     per_type: dict[str, list[Entitlement]] = {}
     for type_code in p["types"]:
         if not covering(in_force, requester, type_code, None, now):
@@ -272,7 +288,7 @@ def _decide(unit: Unit, p: Mapping[str, Any], gate: Gate | None = None) -> _Deci
         repo.count_failure(requester_scope, window)
         repo.count_failure(holder_scope, window)
         return _Decision("consent_invalid", {}, None, False)
-    return _Decision(None, claims, str(row.id), False)
+    return _Decision(None, claims, str(row.id), False, scope_of(row.scope))
 
 
 def _as_logged(unit: Unit, entitlement: Entitlement,
@@ -305,20 +321,44 @@ def _as_logged(unit: Unit, entitlement: Entitlement,
 
 
 def _consent_as_logged(unit: Unit, row: Any) -> bool:
-    """Whether a consent row binds what its ``consent.grant`` entry logged: the holder,
-    requester and purpose (as the log's commitments), the types and the expiry."""
-    key = unit.ctx.commitment_key
-    for entry in logged_entries(unit.repo, str(row.id), [Action.CONSENT_GRANT]):
-        if entry is None:
-            return False
-        d = entry.details
-        holder, requester, purpose = consent_commitments(key, str(row.id), row.holder,
-                                                         row.requester, row.purpose)
-        return bool(d.get("holder") == holder and d.get("requester") == requester
-                    and d.get("purpose") == purpose and d.get("types") == list(row.types)
-                    and d.get("expires") == row.expires_at)
-    log.warning("consent %s has no logged grant: not used", row.id)
-    return False
+    """Whether a consent row binds what its ``consent.grant`` entry logged — the holder,
+    requester and purpose (as the log's commitments), the types, the expiry and the
+    agencies it releases — and whether the log has it still open: neither revoked by a
+    ``consent.revoke`` entry nor spent by a granted use. The row's ``used_at`` and
+    ``revoked_at`` are only a cache an insider can clear; the log decides."""
+    logged = logged_consent(unit.repo, str(row.id))
+    if logged is None:
+        log.warning("consent %s has no logged grant: not used", row.id)
+        return False
+    d = logged.details
+    holder, requester, purpose = consent_commitments(
+        unit.ctx.commitment_key, str(row.id), row.holder, row.requester, row.purpose)
+    if not (d.get("holder") == holder and d.get("requester") == requester
+            and d.get("purpose") == purpose and d.get("types") == list(row.types)
+            and d.get("expires") == row.expires_at and _same_scope(d, row.scope)):
+        log.warning("consent %s in the database differs from the log: not used", row.id)
+        return False
+    if logged.revoked or logged.spent:
+        if row.revoked_at is None and row.used_at is None:
+            log.warning("consent %s is open in the database but %s in the log: not used",
+                        row.id, "revoked" if logged.revoked else "spent")
+        return False
+    return True
+
+
+def _same_scope(details: Mapping[str, Any], scope: Any) -> bool:
+    """The row's scope is the logged one (a grant of version 1 had none: the row neither)."""
+    if details.get("version") != ENTRY_VERSION:
+        return scope is None
+    return scope is not None and details.get("scope") == [list(pair) for pair in scope]
+
+
+def released(certs: Sequence[Certificate], scope: tuple[tuple[str, str], ...] | None
+             ) -> list[Certificate]:
+    """Those of ``certs`` a consent of ``scope`` releases (None: all of them)."""
+    if scope is None:
+        return list(certs)
+    return [c for c in certs if (c.agency_code, c.type_code) in scope]
 
 
 def _allowed_claims(entitlements: Sequence[Entitlement]) -> tuple[str, ...] | None:
@@ -334,9 +374,9 @@ def _valid_now(cert: Certificate, now: int) -> bool:
             and (cert.valid_until is None or now < int(cert.valid_until.timestamp())))
 
 
-def _copies(unit: Unit, p: Mapping[str, Any],
-            claims: Mapping[str, tuple[str, ...] | None]) -> list[Copy]:
+def _copies(unit: Unit, p: Mapping[str, Any], decision: _Decision) -> list[Copy]:
     repo, now, region = unit.repo, unit.now, unit.region
+    claims = decision.claims
     found = []
     for type_code in p["types"]:
         # Each row with its key and issue entry, to check it against both (one query).
@@ -344,6 +384,8 @@ def _copies(unit: Unit, p: Mapping[str, Any],
             holder=p["holder"], type_code=type_code, status=CertificateStatus.VALID,
             now=now, limit=100, issue_action=Action.CERT_ISSUE.value)
             if _valid_now(effective(s.certificate, now), now)]
+    kept = {c.id for c in released([s.certificate for s in found], decision.scope)}
+    found = [s for s in found if s.certificate.id in kept]  # what the consent releases
     if not found:
         return []
     kid = found[0].sharing_kid  # the active sharing key, read with the certificates
@@ -380,8 +422,9 @@ def _copies(unit: Unit, p: Mapping[str, Any],
 
 def record_use(unit: Unit, p: Mapping[str, Any], decision: _Decision,
                certificates: Sequence[str], answer: str, *, holder: str,
-               kind: str = FETCH_KIND) -> int:
-    """The use record of a fetch or check and its log entry; the record's id."""
+               kind: str = FETCH_KIND, copies: Sequence[str] = ()) -> int:
+    """The use record of a fetch or check and its log entry; the record's id.
+    ``copies``: the tokens a granted fetch answers (the entry commits to their hashes)."""
     row: dict[str, Any] = {
         "at": unit.now, "holder": holder, "requester": p["requester"],
         "staff_id": p["staff_id"], "staff_role": p["staff_role"],
@@ -389,11 +432,15 @@ def record_use(unit: Unit, p: Mapping[str, Any], decision: _Decision,
         "types": list(p["types"]), "certificates": list(certificates),
         "consent": decision.consent_id, "by_statute": int(decision.by_statute),
         "outcome": REFUSED if decision.problem else GRANTED, "problem": decision.problem,
-        "request_hash": p["request_hash"], "response_hash": answer, "kind": kind}
+        "request_hash": p["request_hash"], "response_hash": answer, "kind": kind,
+        "copies": [token_hash(t) for t in copies]}
     use_id = unit.repo.add_use(**row)
+    # The spent consent is the entry's second lookup key: the next use of that consent
+    # finds this entry in the log (an indexed look-up), whatever the consents row says.
     unit.log(Action.SHARE_CHECK if kind == CHECK_KIND else Action.SHARE_FETCH,
              use_subject(use_id), use_details(unit.ctx.commitment_key, row,
-                                              use_subject(use_id)), private=True)
+                                              use_subject(use_id)), private=True,
+             ref=decision.consent_id)
     return use_id
 
 
@@ -412,17 +459,22 @@ def _fetch(unit: Unit, p: Mapping[str, Any]) -> FetchResult:
     remember_nonce(unit, p)
     refused = p.get("refused")
     decision = _Decision(refused, {}, None, False) if refused else _decide(unit, p)
-    copies = [] if decision.problem else _copies(unit, p, decision.claims)
+    copies = [] if decision.problem else _copies(unit, p, decision)
     answer = response_hash([c.token for c in copies], decision.problem)
     use_id = record_use(unit, p, decision, [c.copy_of for c in copies], answer,
-                        holder=p["holder"])
+                        holder=p["holder"], copies=[c.token for c in copies])
     consent = BY_STATUTE if decision.by_statute else decision.consent_id
     outcome = REFUSED if decision.problem else GRANTED
     return FetchResult(outcome, decision.problem, tuple(copies), use_id, consent, answer)
 
 
+def _placed(result: FetchResult, seqs: list[int]) -> FetchResult:
+    """The result with its use entry's log index (the unit's one entry)."""
+    return result._replace(log_index=seqs[-1])
+
+
 FETCH = register(Operation(
     Action.SHARE_FETCH, lambda _repo, _p: Target(Resource(), Action.SHARE_FETCH.value),
-    _fetch, guarded=False, private=True))
+    _fetch, guarded=False, private=True, placed=_placed))
 
 __all__ = ["BY_STATUTE", "DEFAULT_COPY_TTL", "FETCH", "Copy", "FetchResult", "UseRecord"]

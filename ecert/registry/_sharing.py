@@ -36,8 +36,8 @@ from ecert.errors import (
     NotFound,
     PermissionDenied,
 )
-from ecert.models import Role
-from ecert.registry._core import Operation, Target, Unit, register
+from ecert.models import OperatorGrant, Role
+from ecert.registry._core import Operation, Target, Unit, decoded, register
 
 #: Crockford's base32 alphabet (no I, L, O, U).
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -218,21 +218,48 @@ def _consent_target(repo: Repository, p: Mapping[str, Any]) -> Target:
     return Target(Resource(type=p["types"][0]), p["id"])
 
 
-def _require_types(unit: Unit, action: Action, types: Iterable[str]) -> list[list[str]]:
-    """The (agency, type) pairs that authorize ``action``: for each type, an agency that
-    issues it and is within the operator's grant (any, for the service)."""
+#: The version of the consent and use entries this release writes (format 15.4): 2 scopes a
+#: consent to the agencies it releases and names the channel of a revocation; a use
+#: entry commits to its consent's terms and to its copies. Entries without ``version``
+#: are version 1 and are read as they were written.
+ENTRY_VERSION = 2
+
+#: Who may act on each channel: a clerk at the window acts only through their clerk
+#: grants, the holder's channel only through the ``service`` role (the holder
+#: authenticated by the deployment's identity hook). Neither may act on the other's.
+CHANNEL_ROLES = {CLERK_CHANNEL: Role.CLERK, HOLDER_CHANNEL: Role.SERVICE}
+
+
+def channel_grants(grants: Iterable[OperatorGrant], channel: Any) -> list[OperatorGrant]:
+    """The grants through which an operator acts on ``channel`` (none for an unknown one):
+    the ``service`` operator cannot pass for a clerk, nor a clerk for the holder."""
+    role = CHANNEL_ROLES.get(channel) if isinstance(channel, str) else None
+    return [g for g in grants if g.role is role]
+
+
+def _channel_scope(unit: Unit, action: Action, types: Iterable[str],
+                   channel: str) -> list[list[str]]:
+    """The ``[agency, type]`` pairs a consent of ``types`` made (or revoked) on ``channel``
+    by the acting operator covers: for each type, every agency that issues it and is
+    within the grants of the channel's role. A clerk's consent releases only their
+    agencies' certificates, as their other work is only for their agencies; the holder's
+    own consent (through the service, unscoped) releases every agency's."""
+    grants = channel_grants(unit.operator.grants, channel)
+    if not grants:
+        raise PermissionDenied(
+            f"operator {unit.operator.name} may not {action.value} on the {channel} channel "
+            "(the window's channel is a clerk's, the holder's channel the service's)")
     scope: list[list[str]] = []
     agencies = unit.repo.list_agencies()
     for type_code in types:
         if unit.repo.get_type(type_code) is None:
             raise NotFound(f"no certificate type {type_code!r}")
-        issuers = [a.code for a in agencies if type_code in a.types]
-        allowed = [a for a in issuers
-                   if permits(unit.operator.grants, action, Resource(a, type_code))]
+        allowed = [a.code for a in agencies if type_code in a.types
+                   and permits(grants, action, Resource(a.code, type_code))]
         if not allowed:
             raise PermissionDenied(f"operator {unit.operator.name} may not {action.value} "
                                    f"for type {type_code}")
-        scope.append([allowed[0], type_code])
+        scope += [[code, type_code] for code in sorted(allowed)]
     return scope
 
 
@@ -256,6 +283,9 @@ class Consent(NamedTuple):
     expires_at: int
     used_at: int | None
     revoked_at: int | None
+    #: The ``(agency, type)`` pairs whose certificates it releases; None for a consent
+    #: granted before consents were scoped (its types, of any agency).
+    scope: tuple[tuple[str, str], ...] | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Consent:
@@ -263,21 +293,27 @@ class Consent(NamedTuple):
         return cls(row.id, row.requester, tuple(row.types), row.purpose, row.channel,
                    int(row.created_at), int(row.expires_at),
                    None if row.used_at is None else int(row.used_at),
-                   None if row.revoked_at is None else int(row.revoked_at))
+                   None if row.revoked_at is None else int(row.revoked_at),
+                   scope_of(row.scope))
+
+
+def scope_of(value: Any) -> tuple[tuple[str, str], ...] | None:
+    """A consent's scope as stored or logged (a list of ``[agency, type]``), as pairs."""
+    if value is None:
+        return None
+    return tuple((str(a), str(t)) for a, t in value)
 
 
 def _grant(unit: Unit, p: Mapping[str, Any]) -> ConsentCode:
-    if p["channel"] == HOLDER_CHANNEL and Role.SERVICE not in unit.operator.roles:
-        # The holder's channel is the service relaying the identity hook's holder.
-        raise PermissionDenied(f"operator {unit.operator.name} is not the service: only it "
-                               "grants consent for the holder's own channel")
-    scope = _require_types(unit, Action.CONSENT_GRANT, p["types"])
+    # Attributed to the signing operator in the role of its channel: the holder's channel
+    # is the service relaying the identity hook's holder, the window's is a clerk's.
+    scope = _channel_scope(unit, Action.CONSENT_GRANT, p["types"], p["channel"])
     code = new_code()
     expires = unit.now + p["ttl"]
     unit.repo.add_consent(
         id=p["id"], code_hash=code_hash(unit.ctx.consent_key, code), holder=p["holder"],
         requester=p["requester"], types=list(p["types"]), purpose=p["purpose"],
-        channel=p["channel"], created_at=unit.now, expires_at=expires)
+        channel=p["channel"], created_at=unit.now, expires_at=expires, scope=scope)
     unit.log(Action.CONSENT_GRANT, p["id"], _consent_details(unit, p, expires, scope),
              private=True)
     return ConsentCode(p["id"], code, expires)
@@ -309,20 +345,63 @@ def _consent_details(unit: Unit, p: Mapping[str, Any], expires: int,
     holder, requester, purpose = consent_commitments(
         unit.ctx.commitment_key, str(p["id"]), p["holder"], p["requester"], p["purpose"])
     return {"holder": holder, "requester": requester, "types": list(p["types"]),
-            "purpose": purpose, "expires": expires, "channel": p["channel"], "scope": scope}
+            "purpose": purpose, "expires": expires, "channel": p["channel"], "scope": scope,
+            "version": ENTRY_VERSION}
 
 
 def _withdraw(unit: Unit, p: Mapping[str, Any]) -> str:
     row = unit.repo.get_consent(p["id"])
     if row is None or (p.get("holder") is not None and row.holder != p["holder"]):
         raise NotFound(f"no consent {p['id']!r}")
-    scope = _require_types(unit, Action.CONSENT_REVOKE, row.types)
-    if row.revoked_at is not None or row.used_at is not None or row.expires_at <= unit.now:
+    # The holder's channel names its holder; without one it is a clerk at the window.
+    channel = CLERK_CHANNEL if p.get("holder") is None else HOLDER_CHANNEL
+    scope = _channel_scope(unit, Action.CONSENT_REVOKE, row.types, channel)
+    logged = logged_consent(unit.repo, str(row.id))
+    if row.revoked_at is not None or row.used_at is not None or row.expires_at <= unit.now \
+            or logged is None or logged.revoked or logged.spent:
         raise InvalidTransition(f"consent {p['id']} is used, revoked or expired already",
                                 code="consent_not_open")
     unit.repo.revoke_consent(row.id, unit.now)
-    unit.log(Action.CONSENT_REVOKE, row.id, {"scope": scope}, private=True)
+    unit.log(Action.CONSENT_REVOKE, row.id,
+             {"scope": scope, "channel": channel, "version": ENTRY_VERSION}, private=True)
     return str(row.id)
+
+
+class LoggedConsent(NamedTuple):
+    """A consent as the log makes it: its grant's details, and whether a
+    ``consent.revoke`` entry or a granted use closed it."""
+
+    details: Mapping[str, Any]
+    revoked: bool
+    spent: bool
+
+
+def logged_consent(repo: Repository, consent_id: str) -> LoggedConsent | None:
+    """What the log says of a consent (None: no single grant that decodes — trust none).
+
+    The ``consents`` row is a cache an insider can edit (clear ``used_at`` or
+    ``revoked_at``); the log's rows are append-only and their leaves signed. One query of
+    two indexed look-ups: the grant and revocations by subject, the spends by ``ref``
+    (whose leaves need no reading: any entry that claims the spend closes the consent)."""
+    grant: Mapping[str, Any] | None = None
+    revoked = spent = False
+    for row in repo.consent_log_rows(consent_id, [Action.CONSENT_GRANT.value,
+                                                  Action.CONSENT_REVOKE.value]):
+        if row.ref == consent_id:
+            spent = True
+            continue
+        entry = decoded(row)
+        if entry is None:
+            return None
+        if entry.action == Action.CONSENT_GRANT.value:
+            if grant is not None:
+                return None  # granted twice: trust neither
+            grant = entry.details
+        else:
+            revoked = True
+    if grant is None:
+        return None
+    return LoggedConsent(grant, revoked, spent)
 
 
 GRANT_CONSENT = register(Operation(Action.CONSENT_GRANT, _consent_target, _grant,
@@ -335,9 +414,13 @@ REVOKE_CONSENT = register(Operation(
 # -- use records -------------------------------------------------------------------------------
 
 
+#: How the subject of a use record's log entry begins.
+USE_PREFIX = "use:"
+
+
 def use_subject(use_id: int) -> str:
     """The subject of a use record's log entry (published as its commitment)."""
-    return f"use:{use_id}"
+    return f"{USE_PREFIX}{use_id}"
 
 
 def use_details(key: bytes, row: Mapping[str, Any], salt: str) -> dict[str, Any]:
@@ -345,20 +428,36 @@ def use_details(key: bytes, row: Mapping[str, Any], salt: str) -> dict[str, Any]
     would tell who fetched whose certificate (and, in ``record``, of the whole row: staff,
     service item, case, purpose, time); the outcome, problem code and types in clear. The
     holder, requester and certificates are committed with ``salt`` (the entry's subject),
-    so that no two entries show equal values for them."""
+    so that no two entries show equal values for them.
+
+    Version 2 (a row with ``copies``, format 15.4) adds ``copies``, the hashes of the
+    copies answered, which bind each copy to this entry (a copy the log does not hold was
+    not served here), and ``terms``: for a use on a consent, the holder, requester and
+    purpose salted with the consent's id — the very commitments of its ``consent.grant``
+    entry, so that anyone replaying the log checks that the use kept to the consent."""
     fields = [row[name] for name in _USE_FIELDS]
-    return {"holder": salted(key, salt, row["holder"]),
-            "requester": salted(key, salt, row["requester"]),
-            "certificates": [salted(key, salt, c) for c in row["certificates"]],
-            "consent": BY_STATUTE if row["by_statute"] else (
-                None if row["consent"] is None else commitment(key, row["consent"])),
-            "outcome": row["outcome"], "problem": row["problem"], "types": list(row["types"]),
-            "request": commitment(key, row["request_hash"]),
-            "response": None if row["response_hash"] is None
-            else commitment(key, row["response_hash"]),
-            "record": commitment(key, canonical_json(fields).decode("utf-8")),
-            # Only a check says its kind (entries made before checks existed are fetches).
-            **({} if row.get("kind", FETCH_KIND) == FETCH_KIND else {"kind": row["kind"]})}
+    details = {
+        "holder": salted(key, salt, row["holder"]),
+        "requester": salted(key, salt, row["requester"]),
+        "certificates": [salted(key, salt, c) for c in row["certificates"]],
+        "consent": BY_STATUTE if row["by_statute"] else (
+            None if row["consent"] is None else commitment(key, row["consent"])),
+        "outcome": row["outcome"], "problem": row["problem"], "types": list(row["types"]),
+        "request": commitment(key, row["request_hash"]),
+        "response": None if row["response_hash"] is None
+        else commitment(key, row["response_hash"]),
+        "record": commitment(key, canonical_json(fields).decode("utf-8")),
+        # Only a check says its kind (entries made before checks existed are fetches).
+        **({} if row.get("kind", FETCH_KIND) == FETCH_KIND else {"kind": row["kind"]})}
+    copies = row.get("copies")
+    if copies is None:  # a use recorded before version 2
+        return details
+    terms = None
+    if row["consent"] is not None and not row["by_statute"]:
+        holder, requester, purpose = consent_commitments(
+            key, str(row["consent"]), row["holder"], row["requester"], row["purpose"])
+        terms = {"holder": holder, "requester": requester, "purpose": purpose}
+    return {**details, "version": ENTRY_VERSION, "terms": terms, "copies": list(copies)}
 
 
 #: The columns of a use record ``record`` commits to, in this order.

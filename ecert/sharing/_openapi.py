@@ -7,6 +7,7 @@ from typing import Any
 
 from ecert._formats.sharing import (
     CHECK_KEYS,
+    LOG_INDEX_HEADER,
     MAX_CASE,
     MAX_FIELD,
     MAX_PURPOSE,
@@ -68,16 +69,25 @@ def _json(schema: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
 
 
-def _operation(summary: str, request: str, answer: str, answer_schema: str
-               ) -> dict[str, Any]:
+def _operation(summary: str, request: str, answer: str, answer_schema: str,
+               headers: dict[str, Any] | None = None) -> dict[str, Any]:
     """A signed POST taking ``request`` and answering ``answer_schema`` or a problem."""
+    ok: dict[str, Any] = {"description": answer, "content": _json(answer_schema)}
+    if headers:
+        ok["headers"] = headers
     return {"post": {
         "summary": summary,
         "parameters": _SIGNATURE_HEADERS,
         "requestBody": {"required": True, "content": _json(request)},
-        "responses": {"200": {"description": answer, "content": _json(answer_schema)},
-                      **_problems(*_REFUSALS)},
+        "responses": {"200": ok, **_problems(*_REFUSALS)},
     }}
+
+
+_LOG_INDEX = {LOG_INDEX_HEADER: {
+    "description": "The log index of the fetch's share.fetch entry, which commits to every "
+                   "copy's hash: the inclusion proof of the copies (ecert verify COPY "
+                   "--require-inclusion --leaf-index N)",
+    "schema": {"type": "integer", "minimum": 0}}}
 
 
 _HOLDER_AUTH: list[dict[str, list[str]]] = [{"holderBearer": []}]
@@ -137,7 +147,11 @@ def _holder_schemas() -> dict[str, Any]:
             "channel": {"type": "string", "enum": ["clerk", "holder"]},
             "created_at": {"type": "integer"}, "expires_at": {"type": "integer"},
             "used_at": {"type": ["integer", "null"]},
-            "revoked_at": {"type": ["integer", "null"]}}}
+            "revoked_at": {"type": ["integer", "null"]},
+            "scope": {"type": ["array", "null"], "description": "the [agency, type] pairs "
+                      "whose certificates it releases (null: granted before consents were "
+                      "scoped)", "items": {"type": "array", "items": {"type": "string"},
+                                           "minItems": 2, "maxItems": 2}}}}
     nullable = {"type": ["string", "null"]}
     use = {
         "type": "object",
@@ -187,7 +201,7 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/v1/copies": _operation(
                 "Fetch a holder's certificates as purpose-bound copies", "ShareRequest",
-                "The copies (possibly none)", "Copies"),
+                "The copies (possibly none)", "Copies", _LOG_INDEX),
             "/v1/checks": _operation(
                 "Check (核验) whether values match a valid certificate", "CheckRequest",
                 "Whether they match", "CheckResult"),

@@ -61,6 +61,9 @@ class FetchResult:
     (a holder with no matching certificate gets an empty list, not an error)."""
 
     copies: tuple[str, ...]
+    #: The log index of the use record's entry, which commits to each copy's hash (the
+    #: service answers it in the ``Ecert-Log-Index`` header); None: not known.
+    log_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

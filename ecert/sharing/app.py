@@ -47,6 +47,7 @@ from ecert._formats import httpsig
 from ecert._formats.jose import canonical_json
 from ecert._formats.sharing import (
     FRESHNESS_WINDOW,
+    LOG_INDEX_HEADER,
     MAX_REQUEST_BYTES,
     PROBLEM_MEDIA_TYPE,
     PROBLEMS,
@@ -261,32 +262,36 @@ class _Service:
                headers: tuple[tuple[str, str], ...], body: bytes,
                decode: Callable[[bytes], _Body],
                call: Callable[[AuthenticatedRequest, _Body], FetchResult | CheckResult | Problem],
-               ) -> tuple[int, bytes, str]:
-        """Status, body and media type of the answer."""
+               ) -> tuple[int, bytes, str, dict[str, str]]:
+        """Status, body, media type and further header fields of the answer."""
         target = f"{self.base_url}{path}" + (f"?{query}" if query else "")
         message = httpsig.HttpMessage(headers, method=method, target_uri=target)
         content_type = (message.field("content-type") or "").split(";")[0].strip().lower()
         if content_type != "application/json":
             problem = Problem.of("unsupported_media_type")
-            return problem.status, problem.to_json(), PROBLEM_MEDIA_TYPE
+            return problem.status, problem.to_json(), PROBLEM_MEDIA_TYPE, {}
         authenticated = self.authenticate(message, body)
         if isinstance(authenticated, Problem):
-            return authenticated.status, authenticated.to_json(), PROBLEM_MEDIA_TYPE
+            return authenticated.status, authenticated.to_json(), PROBLEM_MEDIA_TYPE, {}
         try:
             decoded = decode(body)
         except FormatError as e:
             problem = Problem.of("malformed_request", e.message)
             self.refuse(problem, authenticated.requester, authenticated.request_hash)
-            return problem.status, problem.to_json(), PROBLEM_MEDIA_TYPE
+            return problem.status, problem.to_json(), PROBLEM_MEDIA_TYPE, {}
         result = call(authenticated, decoded)
         if isinstance(result, Problem):
-            return result.status, result.to_json(), PROBLEM_MEDIA_TYPE
+            return result.status, result.to_json(), PROBLEM_MEDIA_TYPE, {}
+        extra: dict[str, str] = {}
         if isinstance(result, FetchResult):
             answer: dict[str, Any] = {"copies": [{"token": t} for t in result.copies]}
+            if result.log_index is not None:
+                # Beside the body, not in it: the body's hash is in that very entry.
+                extra[LOG_INDEX_HEADER] = str(result.log_index)
         else:
             answer = {"match": result.match}
         # Canonical JSON: for copies these are the bytes the registry's use record hashes.
-        return 200, canonical_json(answer), "application/json"
+        return 200, canonical_json(answer), "application/json", extra
 
 
 def create_app(*, keys: RequesterKeys, nonces: NonceStore | None, backend: SharingBackend,
@@ -321,11 +326,11 @@ def create_app(*, keys: RequesterKeys, nonces: NonceStore | None, backend: Shari
         body = await request.body()
         headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
                         for k, v in request.scope["headers"])
-        status, content, media_type = await run_in_threadpool(
+        status, content, media_type, extra = await run_in_threadpool(
             service.handle, request.method, request.url.path,
             request.url.query, headers, body, decode, call)
         return Response(content, status_code=status, media_type=media_type,
-                        headers={"Cache-Control": "no-store"})
+                        headers={"Cache-Control": "no-store", **extra})
 
     async def copies(request: Request) -> Response:
         return await serve(request, ShareRequest.from_json, backend.fetch)

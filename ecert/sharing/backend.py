@@ -187,7 +187,7 @@ class RegistryBackend:
             return result
         if not result.granted:
             return Problem.of(result.problem or "not_entitled")
-        return FetchResult(tuple(c.token for c in result.copies))
+        return FetchResult(tuple(c.token for c in result.copies), result.log_index)
 
     def check(self, request: AuthenticatedRequest, body: CheckRequest
               ) -> CheckResult | Problem:

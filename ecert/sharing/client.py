@@ -18,6 +18,7 @@ from ecert._clock import Clock, now_seconds, system_clock
 from ecert._formats import httpsig
 from ecert._formats.jose import SignerLike, strict_json_loads
 from ecert._formats.sharing import (
+    LOG_INDEX_HEADER,
     PROBLEM_MEDIA_TYPE,
     REQUEST_MEDIA_TYPE,
     CheckRequest,
@@ -61,6 +62,9 @@ class Answer:
     value: dict[str, Any] | None = None
     problem: Problem | None = None
     body: bytes = b""
+    #: For granted copies: the log index of the serving registry's use record entry,
+    #: which commits to each copy's hash (``ecert verify --require-inclusion``).
+    log_index: int | None = None
 
 
 def send(url: str, request: ShareRequest | CheckRequest, signer: SignerLike, requester: str,
@@ -75,9 +79,10 @@ def send(url: str, request: ShareRequest | CheckRequest, signer: SignerLike, req
     try:
         with urllib.request.urlopen(http_request, timeout=timeout) as response:  # noqa: S310
             status, media_type = response.status, response.headers.get_content_type()
+            index = response.headers.get(LOG_INDEX_HEADER)
             data = response.read(MAX_ANSWER_BYTES + 1)
     except urllib.error.HTTPError as e:
-        status, media_type = e.code, e.headers.get_content_type()
+        status, media_type, index = e.code, e.headers.get_content_type(), None
         data = e.read(MAX_ANSWER_BYTES + 1)
     if len(data) > MAX_ANSWER_BYTES:
         raise FormatError("the service's answer is too large", code="too_large")
@@ -85,7 +90,11 @@ def send(url: str, request: ShareRequest | CheckRequest, signer: SignerLike, req
         value = strict_json_loads(data)
         if not isinstance(value, dict):
             raise FormatError("the service's answer is not a JSON object", code="malformed")
-        return Answer(status, value=value, body=data)
+        # Only a locator (the entry itself proves the binding): anything but a number is
+        # no index.
+        log_index = int(index) if isinstance(index, str) and index.isascii() \
+            and index.isdigit() and len(index) <= 19 else None
+        return Answer(status, value=value, body=data, log_index=log_index)
     if media_type == PROBLEM_MEDIA_TYPE:
         return Answer(status, problem=Problem.from_json(data), body=data)
     raise FormatError(f"the service answered {status} {media_type}: "

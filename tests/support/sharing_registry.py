@@ -68,3 +68,22 @@ class Sharing:
             requester, type_code, values, purpose=purpose, case=case,
             service_item="330000-SX-0002", staff_id="zj-0043", staff_role="核验",
             request_hash="chk-" + case, consent=consent)
+
+
+#: A second agency that issues business licences (the sample has one, gd-amr).
+SECOND_ISSUER = "gd-amr-sz"
+
+
+def licence_of_second_issuer(registry: ecert.Registry, holder: str = HOLDER
+                             ) -> ecert.Certificate:
+    """A business licence of ``holder`` from :data:`SECOND_ISSUER` (added on first use):
+    the same type as gd-amr's, of another agency, which a gd-amr clerk may not release."""
+    from ecert import _samples
+    from tests.support.issuing import uscc
+
+    if SECOND_ISSUER not in {a.code for a in registry.agencies()}:
+        registry.add_agency(SECOND_ISSUER, name="深圳市市场监督管理局",
+                            uscc=uscc(4403001, prefix="11440300MB"), types=[LICENCE])
+    claims = {**_samples.claims("business-licence-gd"), "uscc": holder}
+    return registry.issue(LICENCE, SECOND_ISSUER, holder_id=holder,
+                          holder_name=claims["name"], claims=claims)
