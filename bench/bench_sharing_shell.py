@@ -59,7 +59,8 @@ def serve() -> None:
         def check(self, request: object, body: object) -> Problem:
             return Problem.of("not_entitled")
 
-        def refused(self, requester: object, problem: object, request_hash: str) -> None:
+        def refused(self, requester: object, problem: object, request_hash: str, *,
+                    kind: object) -> None:
             pass
 
     sock = socket.socket()

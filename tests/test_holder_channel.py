@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ecert
-from ecert._formats.sharing import Problem
+from ecert._formats.sharing import Problem, UseKind
 from ecert.sharing import AuthenticatedRequest, CheckRequest, MemoryNonceStore, ShareRequest
 from ecert.sharing._openapi import openapi_document
 from ecert.sharing.app import ASGIApp, Limits, create_app
@@ -175,7 +175,8 @@ class _NoFetches:
     def check(self, request: AuthenticatedRequest, body: CheckRequest) -> Problem:
         return Problem.of("not_entitled")
 
-    def refused(self, requester: str | None, problem: Problem, request_hash: str) -> None:
+    def refused(self, requester: str | None, problem: Problem, request_hash: str, *,
+                kind: UseKind) -> None:
         pass
 
 

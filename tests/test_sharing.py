@@ -821,26 +821,34 @@ def test_an_agency_that_only_consumes_has_a_requester_key(
     assert registry.audit().intact
 
 
-def test_refusals_of_the_service_are_recorded_too(sharing: Sharing,
-                                                  registry: ecert.Registry) -> None:
+@pytest.mark.parametrize("kind", ["fetch", "check"])
+def test_refusals_of_the_service_are_recorded_too(sharing: Sharing, registry: ecert.Registry,
+                                                  kind: str) -> None:
     """What the HTTP layer refuses before asking (bad signature, unrecognized region,
-    replay, …) is a use record and a log entry like any other request."""
+    replay, …) is a use record and a log entry like any other request, of the kind of
+    the endpoint it called: a refused check is a ``share.check``, not a fetch."""
     for problem in ("not_authenticated", "region_not_recognized", "replay",
                     "too_many_requests", "bad_request"):
         result = sharing.service.share_refused(
-            problem, requester="SH/sh-amr", holder_id=HOLDER, types=[LICENCE],
+            problem, kind=kind, requester="SH/sh-amr", holder_id=HOLDER, types=[LICENCE],
             purpose="跨省迁移登记", case="SH-1", service_item="310000-SX-0001",
             staff_id="sh-9", staff_role="受理", request_hash="h-sh")
-        assert (result.outcome, result.problem, result.copies) == ("refused", problem, ())
-    junk = sharing.service.share_refused("bad_request", requester="x\x00" * 200,
+        assert (result.outcome, result.problem) == ("refused", problem)
+        assert result.response_hash and result.use_id
+    junk = sharing.service.share_refused("bad_request", kind=kind, requester="x\x00" * 200,
                                          holder_id=None, types="\n", purpose=None, case=None,
                                          service_item=None, staff_id=None, staff_role=None,
                                          request_hash=None)
     assert junk.problem == "bad_request"
     with pytest.raises(ecert.InputError):
-        sharing.service.share_refused("granted", requester=None, holder_id=None)
+        sharing.service.share_refused("granted", kind=kind, requester=None, holder_id=None)
+    with pytest.raises(ecert.InputError):
+        sharing.service.share_refused("replay", kind="copy", requester=None, holder_id=None)
     records = registry.uses(HOLDER).items
     assert [u.problem for u in records] == ["bad_request", "too_many_requests", "replay",
                                             "region_not_recognized", "not_authenticated"]
+    assert {u.kind for u in records} == {kind}
+    assert {e.action for u in records for e in registry.events(f"use:{u.id}")} == {
+        f"share.{kind}"}
     assert records[0].requester == "SH/sh-amr" and records[0].case == "SH-1"
     assert registry.audit().intact

@@ -14,8 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,15 +25,23 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import text
 
+import ecert
 from ecert._formats.copy import COPY_TYP, CopyClaims
 from ecert._formats.jose import b64url_encode, parse_compact
-from ecert._formats.sharing import CheckRequest, Problem, ShareRequest
+from ecert._formats.sharing import (
+    FRESHNESS_WINDOW,
+    CheckRequest,
+    Problem,
+    ShareRequest,
+    UseKind,
+)
 from ecert.errors import TrustListError
 from ecert.keys import LocalSigner, Signer
 from ecert.sharing.backend import RefreshingRequesterKeys, RefusalLimiter, RegistryBackend
 from ecert.sharing.client import send, signed_headers
 from tests.support import serve
 from tests.support.cli import Cli
+from tests.support.clock import FakeClock
 from tests.support.constants import PASSPHRASE
 from tests.support.extras import ecert_without_extras
 from tests.support.issuing import uscc
@@ -274,6 +283,133 @@ def test_a_wrong_key_is_refused(world: SharingWorld) -> None:
     assert world.fetch("ZJ/zj-amr", context_of(GRANTED, consent.code)).status == 200
 
 
+# -- every refusal is recorded as the kind of request it refused -------------------------------
+
+#: The endpoints and the kind of request each serves.
+ENDPOINTS = {"fetch": "/v1/copies", "check": "/v1/checks"}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How a refused request is made (from a valid one of the endpoint's kind)."""
+
+    requester: str = "ZJ/zj-amr"
+    holder_id: str | None = None  #: another holder than the sample's
+    context: dict[str, str] = field(default_factory=dict)  #: changes to the case context
+    consent: str | None = None
+    unsigned: bool = False
+    signer: Callable[[SharingWorld], Signer] | None = None
+    skew: int = 0  #: ``created`` this many seconds after the service's clock
+    body: bytes | None = None  #: instead of a well-formed request body
+    tamper: bool = False  #: change the body after signing
+    garble: bool = False  #: a signature that does not parse
+    content_type: str | None = None
+    twice: bool = False  #: send the very same bytes twice
+
+
+def _new_key(world: SharingWorld) -> Signer:
+    return LocalSigner(ec.generate_private_key(ec.SECP256R1()))
+
+
+def _impostor(world: SharingWorld) -> Signer:
+    return _Impostor(world.signer("ZJ/zj-amr"))  # type: ignore[return-value]
+
+
+#: Every way the service refuses: the attempt, the problem answered, the problem recorded,
+#: and whom the record names (``-``: nobody, the request was not authenticated).
+REFUSALS: dict[str, tuple[Attempt, str, str, str]] = {
+    "unsigned": (Attempt(unsigned=True), "not_authenticated", "not_authenticated", "-"),
+    "body changed after signing": (Attempt(tamper=True), "not_authenticated",
+                                   "not_authenticated", "-"),
+    "signature does not parse": (Attempt(garble=True), "not_authenticated",
+                                 "not_authenticated", "-"),
+    "unknown key": (Attempt(signer=_new_key), "not_authenticated", "not_authenticated", "-"),
+    "wrong key": (Attempt(signer=_impostor), "not_authenticated", "not_authenticated", "-"),
+    "unrecognized region": (Attempt(requester="SH/sh-amr"), "region_not_recognized",
+                            "region_not_recognized", "-"),
+    # Ahead, not behind: the requester key is younger than the freshness window.
+    "stale": (Attempt(skew=FRESHNESS_WINDOW + 100), "not_authenticated",
+              "not_authenticated", "ZJ/zj-amr"),
+    "replay": (Attempt(twice=True), "replay", "replay", "ZJ/zj-amr"),
+    "not json": (Attempt(content_type="text/plain"), "unsupported_media_type",
+                 "bad_request", "-"),
+    "malformed body": (Attempt(body=b'{"purpose": 1}'), "malformed_request", "bad_request",
+                       "ZJ/zj-amr"),
+    "malformed for the registry": (Attempt(context={"staff_id": "a\u180eb"}),
+                                   "malformed_request", "bad_request", "ZJ/zj-amr"),
+    "rate limit": (Attempt(), "too_many_requests", "too_many_requests", "ZJ/zj-amr"),
+    "not entitled": (Attempt(requester="ZJ/zj-psb-traffic"), "not_entitled",
+                     "not_entitled", "ZJ/zj-psb-traffic"),
+    "purpose": (Attempt(context={"purpose": sample_request("purpose outside entitlement")[
+        "purpose"]}), "purpose_not_permitted", "purpose_not_permitted", "ZJ/zj-amr"),
+    "no consent": (Attempt(), "consent_required", "consent_required", "ZJ/zj-amr"),
+    # For another holder: wrong codes are counted per requester and holder.
+    "wrong consent": (Attempt(consent="0000-0000-0000-0000", holder_id=uscc(4343)),
+                      "consent_invalid",
+                      "consent_invalid", "ZJ/zj-amr"),
+}
+
+
+#: The refusals decided once the body was read (their records carry the case).
+DECIDED_BY_THE_REGISTRY = frozenset({"malformed for the registry", "rate limit",
+                                     "not entitled", "purpose", "no consent",
+                                     "wrong consent"})
+
+
+def attempt(world: SharingWorld, kind: str, how: Attempt, case: str) -> bytes:
+    """Make the request ``how`` says at the endpoint of ``kind``; the raw answer."""
+    assert world.service is not None
+    path, port = ENDPOINTS[kind], world.service.port
+    context = context_of(GRANTED, how.consent, **{"case": case, **how.context})
+    holder_id = how.holder_id or world.holder_id
+    body = how.body if how.body is not None else (
+        ShareRequest(holder_id, (BL,), context).to_json() if kind == "fetch"
+        else CheckRequest(BL, {"holder_id": holder_id}, context).to_json())
+    signer = how.signer(world) if how.signer else world.signer(how.requester)
+    clock = FakeClock(world.clock() + timedelta(seconds=how.skew))
+    headers = [("Content-Type", "application/json")] if how.unsigned else signed_headers(
+        world.service.url(path), body, signer, how.requester, clock=clock)
+    if how.garble:
+        headers = [(k, "sig=:AAAA") if k.lower() == "signature" else (k, v)
+                   for k, v in headers]
+    if how.content_type is not None:
+        headers = [(k, how.content_type) if k.lower() == "content-type" else (k, v)
+                   for k, v in headers]
+    raw = request_bytes("POST", path, port, headers, body + b" " if how.tamper else body)
+    answer = raw_exchange(port, raw)
+    return raw_exchange(port, raw) if how.twice else answer
+
+
+@pytest.mark.parametrize("kind", sorted(ENDPOINTS))
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
+def test_every_refusal_is_recorded_as_the_kind_of_request_refused(
+        world: SharingWorld, kind: str, refusal: str) -> None:
+    """Whichever check refuses it — the HTTP layer's or the registry's — a refused check
+    (核验) is a use record of kind ``check`` and a ``share.check`` entry, a refused fetch
+    one of kind ``fetch`` and a ``share.fetch`` entry."""
+    assert world.backend is not None
+    how, answered, recorded, requester = REFUSALS[refusal]
+    world.ticks.now += world.backend.limiter.window  # a fresh window: recorded one by one
+    case = f"KIND-{kind}-{refusal}"[:40]
+    if refusal == "rate limit":
+        world["GD"].set_share_limits(fetches_per_hour=0, checks_per_hour=0)
+    try:
+        answer = attempt(world, kind, how, case)
+    finally:
+        if refusal == "rate limit":
+            defaults = ecert.registry.ShareLimits()
+            world["GD"].set_share_limits(fetches_per_hour=defaults.fetches_per_hour,
+                                         checks_per_hour=defaults.checks_per_hour)
+    assert json.loads(body_of(answer))["code"] == answered, answer
+    use = last_use(world)
+    assert (use.kind, use.outcome, use.problem, use.requester) == (
+        kind, "refused", recorded, requester)
+    if refusal in DECIDED_BY_THE_REGISTRY:
+        assert use.case_no == case  # the record of this very request
+    (entry,) = world["GD"].events(f"use:{use.id}")
+    assert (entry.action, entry.details.get("kind", "fetch")) == (f"share.{kind}", kind)
+
+
 # -- the command line --------------------------------------------------------------------------
 
 
@@ -474,15 +610,21 @@ def test_a_stopping_worker_writes_the_summaries_it_holds(world: SharingWorld) ->
                               limiter=RefusalLimiter(burst=1, monotonic=world.ticks))
     before = use_count(world)
     for n in range(3):
-        backend.refused(None, Problem.of("replay"), f"{n:064x}")
-    assert use_count(world) == before + 1
+        backend.refused(None, Problem.of("replay"), f"{n:064x}", kind=UseKind.CHECK)
+        backend.refused(None, Problem.of("replay"), f"{n:064x}", kind=UseKind.FETCH)
+    assert use_count(world) == before + 2  # the first of each kind
     backend.close()  # what the worker's lifespan shutdown does
-    assert use_count(world) == before + 2
-    summary = last_use(world)
-    assert (summary.service_item, summary.problem) == ("summary", "replay")
-    assert summary.case_no.startswith("2 more replay from ")
-    expected = hashlib.sha256(b"".join(f"{n:064x}\n".encode() for n in (1, 2))).hexdigest()
-    assert summary.request_hash == expected
+    assert use_count(world) == before + 4
+    with world["GD"].engine.connect() as conn:
+        summaries = conn.execute(text("SELECT * FROM uses ORDER BY id DESC LIMIT 2")).all()
+    # One summary per kind: refused checks are summed up as checks.
+    assert sorted(s.kind for s in summaries) == ["check", "fetch"]
+    for summary in summaries:
+        assert (summary.service_item, summary.problem) == ("summary", "replay")
+        assert summary.case_no.startswith("2 more replay from ")
+        expected = hashlib.sha256(b"".join(f"{n:064x}\n".encode() for n in (1, 2))
+                                  ).hexdigest()
+        assert summary.request_hash == expected
 
 
 def test_a_reload_that_fails_or_goes_back_keeps_the_current_lists() -> None:

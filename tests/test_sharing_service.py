@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from ecert._clock import now_seconds
 from ecert._formats.jose import public_jwk
-from ecert._formats.sharing import Problem
+from ecert._formats.sharing import Problem, UseKind
 from ecert._formats.trustlist import TrustedAgency, TrustedKey, TrustList
 from ecert.errors import TrustListError
 from ecert.keys import LocalSigner
@@ -81,7 +81,7 @@ class FakeBackend:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, AuthenticatedRequest, object]] = []
-        self.refusals: list[tuple[str | None, str]] = []
+        self.refusals: list[tuple[str | None, str, UseKind]] = []
         self.lock = threading.Lock()
 
     def fetch(self, request: AuthenticatedRequest, body: ShareRequest
@@ -97,10 +97,11 @@ class FakeBackend:
             self.calls.append(("check", request, body))
         return CheckResult(match=True)
 
-    def refused(self, requester: str | None, problem: Problem, request_hash: str) -> None:
+    def refused(self, requester: str | None, problem: Problem, request_hash: str, *,
+                kind: UseKind) -> None:
         assert len(request_hash) == 64
         with self.lock:
-            self.refusals.append((requester, problem.code))
+            self.refusals.append((requester, problem.code, kind))
 
 
 BACKEND = FakeBackend()
@@ -160,7 +161,7 @@ def test_replay_is_refused(service: ServiceHost) -> None:
     assert status_of(raw_exchange(service.port, raw)) == 200
     again = raw_exchange(service.port, raw)
     assert (status_of(again), _problem(again)) == (401, "replay")
-    assert BACKEND.refusals[-1] == ("ZJ/zj-amr", "replay")
+    assert BACKEND.refusals[-1] == ("ZJ/zj-amr", "replay", "fetch")
 
 
 @pytest.mark.parametrize(("seconds", "fresh"), [(-301, False), (-299, True), (299, True),

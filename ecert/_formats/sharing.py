@@ -23,12 +23,22 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from ecert._clock import Clock, now_seconds, system_clock
 from ecert._formats.jose import canonical_json, strict_json_loads
 from ecert._formats.text import check_text
 from ecert.errors import FormatError, TextInvalid
+
+
+class UseKind(StrEnum):
+    """What a request to the service is, by the endpoint it called: what its use record
+    (and log entry) says it was, granted or refused."""
+
+    FETCH = "fetch"  #: ``POST /v1/copies``: copies handed out (``share.fetch``)
+    CHECK = "check"  #: ``POST /v1/checks``: a check, 核验 (``share.check``)
+
 
 #: Media types of the service.
 REQUEST_MEDIA_TYPE = "application/json"

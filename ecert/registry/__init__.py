@@ -27,6 +27,7 @@ from ecert._clock import DEFAULT_TZ, Clock, from_seconds, start_of_day, to_secon
 from ecert._formats import bundle as _bundle
 from ecert._formats.catalog import catalog_document
 from ecert._formats.log import commitment, commitment_opening
+from ecert._formats.sharing import UseKind
 from ecert._formats.statuslist import MIN_LIST_SIZE
 from ecert._formats.text import TextInvalid
 from ecert._formats.trustlist import Agreement, Entitlement, TrustList
@@ -855,24 +856,33 @@ class Registry:
             "checks_per_subject": checks_per_subject,
             "grants_per_holder": grants_per_holder}))
 
-    def share_refused(self, problem: str, *, requester: str | None, holder_id: str | None,
-                      types: Iterable[str] | str | None = None, purpose: str | None = None,
-                      case: str | None = None, service_item: str | None = None,
-                      staff_id: str | None = None, staff_role: str | None = None,
-                      request_hash: str | None = None) -> FetchResult:
+    def share_refused(self, problem: str, *, kind: UseKind | str, requester: str | None,
+                      holder_id: str | None, types: Iterable[str] | str | None = None,
+                      purpose: str | None = None, case: str | None = None,
+                      service_item: str | None = None, staff_id: str | None = None,
+                      staff_role: str | None = None, request_hash: str | None = None
+                      ) -> FetchResult | CheckOutcome:
         """Record a request the sharing service refused before asking the registry
         (``not_authenticated``, ``region_not_recognized``, ``replay``,
-        ``too_many_requests``, ``bad_request``): a use record and a ``share.fetch`` entry,
-        like every other request. The fields are what the request *claimed* (it was not
+        ``too_many_requests``, ``bad_request``): a use record and a log entry, like every
+        other request, of the ``kind`` of the endpoint it called — ``fetch``
+        (``share.fetch``, a :class:`FetchResult`) or ``check`` (``share.check``, a
+        :class:`CheckOutcome`). The fields are what the request *claimed* (it was not
         authenticated, or not well formed); each is kept printable and cut to size."""
         holder = "-"
         if isinstance(holder_id, str) and normalize_id(holder_id):
             holder = self.holder_pseudonym(normalize_id(holder_id))
-        return self._ctx.execute(_fetch.FETCH, _fetch.refusal_params(
-            problem, requester=requester, holder=holder,
-            types=list(types) if types is not None and not isinstance(types, str) else types,
-            purpose=purpose, case=case, service_item=service_item, staff_id=staff_id,
-            staff_role=staff_role, request_hash=request_hash))
+        claimed: dict[str, Any] = {
+            "requester": requester, "holder": holder,
+            "types": list(types) if types is not None and not isinstance(types, str)
+            else types, "purpose": purpose, "case": case, "service_item": service_item,
+            "staff_id": staff_id, "staff_role": staff_role, "request_hash": request_hash}
+        if kind == UseKind.CHECK:
+            return self._ctx.execute(_check.CHECK, _check.refusal_params(problem, **claimed))
+        if kind != UseKind.FETCH:
+            raise InputError(f"{str(kind)[:40]!r} is no kind of request: fetch or check",
+                             code="invalid_request")
+        return self._ctx.execute(_fetch.FETCH, _fetch.refusal_params(problem, **claimed))
 
     def uses(self, holder_id: str, *, limit: int = 100,
              after: str | None = None) -> Page[UseRecord]:

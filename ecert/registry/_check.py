@@ -55,6 +55,7 @@ from ecert.registry._fetch import (
     released,
     remember_nonce,
 )
+from ecert.registry._fetch import refusal_params as fetch_refusal_params
 from ecert.registry._lifecycle import effective
 from ecert.registry._limits import current_limits, take
 from ecert.registry._sharing import BY_STATUTE, CHECK_KIND
@@ -133,6 +134,15 @@ def check_params(*, requester: str, holder: str | None, type_code: str,
                      request_hash=request_hash, ttl=1, nonce=nonce)
     p.pop("ttl")
     return {**p, "values": checked, "by_holder": holder is not None}
+
+
+def refusal_params(problem: str, **claimed: Any) -> dict[str, Any]:
+    """Parameters of a ``share.check`` the HTTP layer refused with ``problem`` (``claimed``
+    as for :func:`ecert.registry._fetch.refusal_params`): no values (a refused request's
+    are not looked at), the claimed holder's pseudonym as the record's holder."""
+    p = fetch_refusal_params(problem, **claimed)
+    p.pop("ttl")
+    return {**p, "values": {}, "by_holder": p["holder"] != "-"}
 
 
 def _stated(cert: Certificate, name: str) -> str | None:

@@ -213,7 +213,8 @@ def refusal_params(problem: str, *, requester: Any, holder: str, types: Any, pur
                    case: Any, service_item: Any, staff_id: Any, staff_role: Any,
                    request_hash: Any) -> dict[str, Any]:
     """Parameters of a ``share.fetch`` the HTTP layer refused with ``problem``: whatever
-    the request claimed, cut to size (it may come from anyone)."""
+    the request claimed, cut to size (it may come from anyone). A refused check's are
+    :func:`ecert.registry._check.refusal_params`."""
     if problem not in SERVICE_PROBLEMS:
         raise InputError(f"{problem!r} is not a refusal of the service: use one of "
                          f"{', '.join(sorted(SERVICE_PROBLEMS))}", code="invalid_request")

@@ -26,6 +26,7 @@ from ecert._authority import Action, Resource, permits
 from ecert._formats.copy import MAX_PURPOSE
 from ecert._formats.jose import canonical_json
 from ecert._formats.log import commitment
+from ecert._formats.sharing import UseKind
 from ecert._formats.trustlist import Entitlement, check_requester
 from ecert._storage.repository import Repository
 from ecert.errors import (
@@ -45,8 +46,8 @@ _READ_AS = {"O": "0", "I": "1", "L": "1"}
 #: 16 characters of 5 bits: 80 bits of randomness.
 CODE_CHARS = 16
 #: The kinds of use record: a fetch (``share.fetch``) or a check (核验, ``share.check``).
-FETCH_KIND = "fetch"
-CHECK_KIND = "check"
+FETCH_KIND = UseKind.FETCH.value
+CHECK_KIND = UseKind.CHECK.value
 #: What a use record says in place of a consent id when the entitlement needs none.
 BY_STATUTE = "by statute"
 CLERK_CHANNEL = "clerk"

@@ -17,6 +17,7 @@ from ecert._formats.sharing import (
     NonceStore,
     Problem,
     ShareRequest,
+    UseKind,
     requester_keyid,
 )
 from ecert.sharing._keys import TrustListRequesterKeys
@@ -45,5 +46,6 @@ __all__ = [
     "ShareRequest",
     "SharingBackend",
     "TrustListRequesterKeys",
+    "UseKind",
     "requester_keyid",
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ecert._formats.jose import PublicKey
-from ecert._formats.sharing import CheckRequest, Problem, ShareRequest
+from ecert._formats.sharing import CheckRequest, Problem, ShareRequest, UseKind
 from ecert._formats.trustlist import TrustedKey
 
 
@@ -96,9 +96,12 @@ class SharingBackend(Protocol):
         """Answer a check (核验) request."""
         ...
 
-    def refused(self, requester: str | None, problem: Problem, request_hash: str) -> None:
+    def refused(self, requester: str | None, problem: Problem, request_hash: str, *,
+                kind: UseKind) -> None:
         """Record a request refused before it reached :meth:`fetch` or :meth:`check`
-        (not authenticated, replayed, malformed); ``requester`` when its key was found."""
+        (not authenticated, replayed, malformed), as a request of ``kind`` (the endpoint
+        it called: its use record says it was a fetch or a check); ``requester`` when its
+        key was found."""
         ...
 
 

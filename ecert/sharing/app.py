@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 from starlette.applications import Starlette
@@ -55,6 +55,7 @@ from ecert._formats.sharing import (
     NonceStore,
     Problem,
     ShareRequest,
+    UseKind,
 )
 from ecert.errors import FormatError
 from ecert.sharing._holder_app import holder_routes
@@ -197,6 +198,23 @@ class _Guard:
 _Body = TypeVar("_Body", ShareRequest, CheckRequest)
 
 
+@dataclass(frozen=True, slots=True)
+class _Endpoint(Generic[_Body]):
+    """A signed-request endpoint: the kind of request it serves (what each of its use
+    records says, refusals included), its body's strict decoder, the backend's call."""
+
+    kind: UseKind
+    decode: Callable[[bytes], _Body]
+    call: Callable[[AuthenticatedRequest, _Body], FetchResult | CheckResult | Problem]
+
+
+def _request_hash(message: httpsig.HttpMessage, body: bytes) -> str:
+    """What names a request in its use record (:class:`AuthenticatedRequest`)."""
+    sig_input, sig = message.field("signature-input"), message.field("signature")
+    return hashlib.sha256(
+        f"{sig_input or ''}\n{sig or ''}\n".encode("latin-1") + body).hexdigest()
+
+
 class _Service:
     """Authentication, decoding and the backend call for one request (in a thread)."""
 
@@ -210,76 +228,81 @@ class _Service:
         self.limits = limits
         self.base_url = base_url.rstrip("/")
 
-    def refuse(self, problem: Problem, requester: str | None, request_hash: str) -> Problem:
-        self.backend.refused(requester, problem, request_hash)
+    def refuse(self, kind: UseKind, problem: Problem, requester: str | None,
+               request_hash: str) -> Problem:
+        """Report ``problem`` to the backend (recorded as a request of ``kind``), and
+        answer it."""
+        self.backend.refused(requester, problem, request_hash, kind=kind)
         return problem
 
-    def authenticate(self, message: httpsig.HttpMessage, body: bytes
+    def authenticate(self, kind: UseKind, message: httpsig.HttpMessage, body: bytes
                      ) -> AuthenticatedRequest | Problem:
         field = message.field
         digest, sig_input, sig = (field("content-digest"), field("signature-input"),
                                   field("signature"))
-        request_hash = hashlib.sha256(
-            f"{sig_input or ''}\n{sig or ''}\n".encode("latin-1") + body).hexdigest()
+        request_hash = _request_hash(message, body)
+
+        def refuse(problem: Problem, requester: str | None = None) -> Problem:
+            return self.refuse(kind, problem, requester, request_hash)
+
         if digest is None or sig_input is None or sig is None:
-            return self.refuse(Problem.of("not_authenticated", "the request is not signed "
-                                          "(Content-Digest, Signature-Input, Signature)"),
-                               None, request_hash)
+            return refuse(Problem.of("not_authenticated", "the request is not signed "
+                                     "(Content-Digest, Signature-Input, Signature)"))
         try:
             httpsig.check_content_digest(digest, body)
             parsed = httpsig.parse_signature(sig_input, sig)
         except FormatError as e:
-            return self.refuse(Problem.of("not_authenticated", e.message), None, request_hash)
+            return refuse(Problem.of("not_authenticated", e.message))
         params = parsed.params
         resolved = self.keys.resolve(params.keyid, params.created)
         if isinstance(resolved, Problem):
-            return self.refuse(resolved, None, request_hash)
+            return refuse(resolved)
         now = now_seconds(self.clock)
         try:
             httpsig.verify_message(message, parsed, resolved.key)
         except FormatError as e:
             # Not proven to come from the agency its keyid names: recorded as nobody's, or
             # anyone could have refusals logged (and rate budgets spent) in any agency's name.
-            return self.refuse(Problem.of("not_authenticated", e.message), None, request_hash)
+            return refuse(Problem.of("not_authenticated", e.message))
         try:
             httpsig.check_fresh(params, now, window=self.limits.freshness_window)
             nonce = httpsig.check_nonce(params.nonce)
         except FormatError as e:
-            return self.refuse(Problem.of("not_authenticated", e.message),
-                               resolved.requester, request_hash)
+            return refuse(Problem.of("not_authenticated", e.message), resolved.requester)
         # Kept until the request is stale anyway: a replay after that is refused as stale.
         expires_at = params.created + self.limits.freshness_window + 1
         # Without a store the backend keeps the nonce in its own transaction (checked
         # when the app was made: one of the two does).
         if self.nonces is not None and not self.nonces.remember(resolved.requester, nonce,
                                                                 expires_at):
-            return self.refuse(Problem.of("replay", "this nonce was seen before"),
-                               resolved.requester, request_hash)
+            return refuse(Problem.of("replay", "this nonce was seen before"),
+                          resolved.requester)
         return AuthenticatedRequest(resolved.requester, params.keyid, params.created, now,
                                     nonce, request_hash, expires_at)
 
-    def handle(self, method: str, path: str, query: str,
-               headers: tuple[tuple[str, str], ...], body: bytes,
-               decode: Callable[[bytes], _Body],
-               call: Callable[[AuthenticatedRequest, _Body], FetchResult | CheckResult | Problem],
+    def handle(self, endpoint: _Endpoint[_Body], method: str, path: str, query: str,
+               headers: tuple[tuple[str, str], ...], body: bytes
                ) -> tuple[int, bytes, str, dict[str, str]]:
-        """Status, body, media type and further header fields of the answer."""
+        """Status, body, media type and further header fields of the answer. Every
+        refusal on the way is reported to the backend as a request of the endpoint's
+        kind."""
         target = f"{self.base_url}{path}" + (f"?{query}" if query else "")
         message = httpsig.HttpMessage(headers, method=method, target_uri=target)
         content_type = (message.field("content-type") or "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            problem = Problem.of("unsupported_media_type")
+            problem = self.refuse(endpoint.kind, Problem.of("unsupported_media_type"), None,
+                                  _request_hash(message, body))
             return problem.status, problem.to_json(), PROBLEM_MEDIA_TYPE, {}
-        authenticated = self.authenticate(message, body)
+        authenticated = self.authenticate(endpoint.kind, message, body)
         if isinstance(authenticated, Problem):
             return authenticated.status, authenticated.to_json(), PROBLEM_MEDIA_TYPE, {}
         try:
-            decoded = decode(body)
+            decoded = endpoint.decode(body)
         except FormatError as e:
-            problem = Problem.of("malformed_request", e.message)
-            self.refuse(problem, authenticated.requester, authenticated.request_hash)
+            problem = self.refuse(endpoint.kind, Problem.of("malformed_request", e.message),
+                                  authenticated.requester, authenticated.request_hash)
             return problem.status, problem.to_json(), PROBLEM_MEDIA_TYPE, {}
-        result = call(authenticated, decoded)
+        result = endpoint.call(authenticated, decoded)
         if isinstance(result, Problem):
             return result.status, result.to_json(), PROBLEM_MEDIA_TYPE, {}
         extra: dict[str, str] = {}
@@ -320,23 +343,24 @@ def create_app(*, keys: RequesterKeys, nonces: NonceStore | None, backend: Shari
                             "@authority")  # refuses a base URL that is no http(s) URL
     service = _Service(keys, nonces, backend, clock, limits, base_url)
 
-    async def serve(request: Request, decode: Callable[[bytes], _Body],
-                    call: Callable[[AuthenticatedRequest, _Body],
-                                   FetchResult | CheckResult | Problem]) -> Response:
+    async def serve(request: Request, endpoint: _Endpoint[_Body]) -> Response:
         body = await request.body()
         headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
                         for k, v in request.scope["headers"])
         status, content, media_type, extra = await run_in_threadpool(
-            service.handle, request.method, request.url.path,
-            request.url.query, headers, body, decode, call)
+            service.handle, endpoint, request.method, request.url.path,
+            request.url.query, headers, body)
         return Response(content, status_code=status, media_type=media_type,
                         headers={"Cache-Control": "no-store", **extra})
 
+    fetch = _Endpoint(UseKind.FETCH, ShareRequest.from_json, backend.fetch)
+    check = _Endpoint(UseKind.CHECK, CheckRequest.from_json, backend.check)
+
     async def copies(request: Request) -> Response:
-        return await serve(request, ShareRequest.from_json, backend.fetch)
+        return await serve(request, fetch)
 
     async def checks(request: Request) -> Response:
-        return await serve(request, CheckRequest.from_json, backend.check)
+        return await serve(request, check)
 
     document = json.dumps(openapi_document(), ensure_ascii=False, indent=1).encode()
 

@@ -4,10 +4,11 @@
 
 - :class:`RegistryBackend` answers fetches with :meth:`ecert.Registry.share_fetch` and
   checks (核验) with :meth:`ecert.Registry.share_check`, and records what the HTTP layer
-  refused with :meth:`ecert.Registry.share_refused`. Refusals are limited per requester
-  (``None`` for the unauthenticated) and problem code (:class:`RefusalLimiter`): the
-  first ``burst`` of each window are use records one by one, the rest of that window one
-  summary record, so an anonymous flood cannot grow the log without bound.
+  refused with :meth:`ecert.Registry.share_refused`, as the kind of request the refused
+  one was (the endpoint it called). Refusals are limited per requester (``None`` for the
+  unauthenticated), kind and problem code (:class:`RefusalLimiter`): the first ``burst``
+  of each window are use records one by one, the rest of that window one summary record,
+  so an anonymous flood cannot grow the log without bound.
 - :class:`RegistryNonceStore` keeps nonces in the registry's database, so stateless
   workers and hosts sharing it refuse a replay whichever of them saw the first request.
 - :class:`RefreshingRequesterKeys` resolves requester keys in the home trust list (and the
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from ecert._formats.sharing import CaseContext, CheckRequest, Problem, ShareRequest
+from ecert._formats.sharing import CaseContext, CheckRequest, Problem, ShareRequest, UseKind
 from ecert.errors import EcertError, InputError, Replayed
 from ecert.sharing._keys import DEFAULT_LEEWAY, TrustListRequesterKeys
 from ecert.sharing._service import (
@@ -82,6 +83,7 @@ class Summary:
     """The refusals of one window that were not recorded one by one."""
 
     requester: str | None
+    kind: UseKind  #: of the requests it sums up (the endpoint they called)
     code: str
     count: int
     started_at: int  #: POSIX seconds
@@ -97,7 +99,7 @@ class Summary:
 
 
 class RefusalLimiter:
-    """Per (requester or ``None``, problem code): the first ``burst`` refusals of each
+    """Per (requester or ``None``, kind, problem code): the first ``burst`` refusals of each
     ``window`` seconds are recorded one by one, the rest counted into one :class:`Summary`
     given out once the window has ended. Thread-safe; one per worker process, so a
     deployment records at most ``workers × burst`` individual refusals, plus one summary,
@@ -111,15 +113,15 @@ class RefusalLimiter:
         self.burst, self.window = burst, window
         self._monotonic, self._wall = monotonic, wall
         self._lock = threading.Lock()
-        self._windows: dict[tuple[str | None, str], _Window] = {}
+        self._windows: dict[tuple[str | None, UseKind, str], _Window] = {}
 
-    def admit(self, requester: str | None, code: str, request_hash: str
+    def admit(self, requester: str | None, kind: UseKind, code: str, request_hash: str
               ) -> tuple[bool, list[Summary]]:
         """Whether to record this refusal by itself, and the summaries now due."""
         now = self._monotonic()
         with self._lock:
             due = self._ended(now)
-            key = (requester, code)
+            key = (requester, kind, code)
             current = self._windows.get(key)
             if current is None:
                 current = self._windows[key] = _Window(now, started_at=int(self._wall()))
@@ -142,8 +144,8 @@ class RefusalLimiter:
                 continue
             del self._windows[key]
             if w.suppressed:
-                out.append(Summary(key[0], key[1], w.suppressed, w.started_at,
-                                   int(self.window), w.digest.hexdigest()))
+                out.append(Summary(*key, w.suppressed, w.started_at, int(self.window),
+                                   w.digest.hexdigest()))
         return out
 
 
@@ -176,7 +178,7 @@ class RegistryBackend:
               ) -> FetchResult | Problem:
         """Copies of the holder's certificates, or the registry's problem (recorded)."""
         context = body.context
-        result = self._decide(request, context, body.holder_id, body.types,
+        result = self._decide(request, UseKind.FETCH, context, body.holder_id, body.types,
                               lambda: self.registry.share_fetch(
             request.requester, body.holder_id, body.types, purpose=context.purpose,
             case=context.case, service_item=context.service_item,
@@ -194,7 +196,8 @@ class RegistryBackend:
         """Whether the values match a valid certificate (:meth:`ecert.Registry.share_check`),
         or the registry's problem; each call a use record of kind ``check``."""
         context = body.context
-        outcome = self._decide(request, context, body.values.get("holder_id"), [body.type],
+        outcome = self._decide(request, UseKind.CHECK, context,
+                               body.values.get("holder_id"), [body.type],
                                lambda: self.registry.share_check(
             request.requester, body.type, body.values, purpose=context.purpose,
             case=context.case, service_item=context.service_item,
@@ -206,36 +209,39 @@ class RegistryBackend:
         answer: CheckResult | Problem = outcome.answer()
         return answer
 
-    def _decide(self, request: AuthenticatedRequest, context: CaseContext,
+    def _decide(self, request: AuthenticatedRequest, kind: UseKind, context: CaseContext,
                 holder_id: str | None, types: Sequence[str], call: Callable[[], _T]
                 ) -> _T | Problem:
-        """The registry's ``call``; a body it finds malformed is recorded as
-        ``bad_request`` (with what the request claimed) and answered ``malformed_request``."""
+        """The registry's ``call``; a body it finds malformed is recorded as a
+        ``bad_request`` of ``kind`` (with what the request claimed) and answered
+        ``malformed_request``."""
         self._write(self.limiter.flush())
         try:
             return call()
         except Replayed as e:  # recorded as the shell records its own refusals
             problem = Problem.of("replay", e.message)
-            self.refused(request.requester, problem, request.request_hash)
+            self.refused(request.requester, problem, request.request_hash, kind=kind)
             return problem
         except InputError as e:
             if e.code not in _REQUEST_FAULTS:
                 raise
             self.registry.share_refused(
-                "bad_request", requester=request.requester, holder_id=holder_id,
+                "bad_request", kind=kind, requester=request.requester, holder_id=holder_id,
                 types=types, purpose=context.purpose, case=context.case,
                 service_item=context.service_item, staff_id=context.staff_id,
                 staff_role=context.staff_role, request_hash=request.request_hash)
             return Problem.of("malformed_request", e.message)
 
-    def refused(self, requester: str | None, problem: Problem, request_hash: str) -> None:
-        """Record a refusal of the HTTP layer, within the limiter's bounds."""
+    def refused(self, requester: str | None, problem: Problem, request_hash: str, *,
+                kind: UseKind) -> None:
+        """Record a refusal of the HTTP layer as a request of ``kind``, within the
+        limiter's bounds."""
         code = _RECORDED_AS.get(problem.code, "bad_request")
-        admitted, due = self.limiter.admit(requester, code, request_hash)
+        admitted, due = self.limiter.admit(requester, kind, code, request_hash)
         self._write(due)
         if admitted:
-            self.registry.share_refused(code, requester=requester, holder_id=None,
-                                        request_hash=request_hash)
+            self.registry.share_refused(code, kind=kind, requester=requester,
+                                        holder_id=None, request_hash=request_hash)
 
     def close(self) -> None:
         """Write the summaries of the windows still open (at shutdown)."""
@@ -245,7 +251,7 @@ class RegistryBackend:
         for s in summaries:
             try:
                 self.registry.share_refused(
-                    s.code, requester=s.requester, holder_id=None,
+                    s.code, kind=s.kind, requester=s.requester, holder_id=None,
                     service_item=SUMMARY_ITEM, case=s.case, request_hash=s.request_hash)
             except EcertError as e:  # never lose the request at hand over a summary
                 log.error("could not record a summary of %d refusals: %s", s.count, e)
