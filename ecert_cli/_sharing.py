@@ -160,7 +160,7 @@ def share_revoke(entitlement_id: str) -> None:
 @click.option("--checks-per-hour", type=click.IntRange(0), default=None,
               help="Checks (核验) per requester and hour (0: none).")
 @click.option("--checks-per-subject", type=click.IntRange(0), default=None,
-              help="Checks per certificate or holder and hour, all requesters together.")
+              help="Checks per requester and certificate or holder, per hour.")
 @click.option("--grants-per-holder", type=click.IntRange(0), default=None,
               help="Consent codes a holder grants on their own channel per hour.")
 @json_option
@@ -175,7 +175,8 @@ def share_limits(fetches_per_hour: int | None, checks_per_hour: int | None,
                                       checks_per_subject=checks_per_subject,
                                       grants_per_holder=grants_per_holder)
     emit(value.to_json(), fmt("per requester and hour: {fetches} fetches, {checks} checks; "
-                              "per subject and hour: {subject} checks; per holder and "
+                              "per requester and subject and hour: {subject} checks; "
+                              "per holder and "
                               "hour: {grants} consent codes of their own",
                               fetches=value.fetches_per_hour, checks=value.checks_per_hour,
                               subject=value.checks_per_subject,

@@ -123,23 +123,38 @@ def test_checks_are_use_records_and_private_log_entries(sharing: Sharing,
     assert "record_modified" in {f.kind for f in registry.audit().findings}
 
 
-def test_checks_per_subject_are_limited(sharing: Sharing, registry: ecert.Registry,
-                                        clock: FakeClock) -> None:
+def test_checks_per_subject_are_limited_per_requester(sharing: Sharing,
+                                                     registry: ecert.Registry,
+                                                     clock: FakeClock) -> None:
     registry.set_share_limits(checks_per_subject=3)
     for i in range(3):
         assert by_statute(sharing, {"holder_id": HOLDER, "name": f"guess {i}"}).granted
     # The fourth guess is refused, right or wrong: no oracle past the limit.
     assert by_statute(sharing, {"holder_id": HOLDER, "name": NAME}).problem == (
         "too_many_requests")
-    assert sharing.check({"holder_id": HOLDER}, consent="0000-0000-0000-0000").problem == (
-        "too_many_requests")  # from another requester as well
+    # Counted per requester and subject: one requester cannot use up the subject's checks
+    # for the others (each of whom needs the holder's single-use consent, or its own
+    # entitlement by statute, to be answered at all).
+    answered = sharing.check({"holder_id": HOLDER}, consent=sharing.consent().code)
+    assert (answered.granted, answered.match) == (True, True)
     other = "91440300MA5F3K2L9X"
     assert by_statute(sharing, {"holder_id": other}).granted  # another subject
-    # An unentitled requester does not use up the subject's checks.
+    # An unentitled requester does not use up its checks of the subject either.
     assert sharing.check({"holder_id": other}, "SH/sh-amr").problem == "not_entitled"
     clock.advance(hours=1)
     assert by_statute(sharing, {"holder_id": HOLDER, "name": NAME}).match
     assert registry.audit().intact
+
+
+def test_a_check_of_any_subject_is_counted(sharing: Sharing, registry: ecert.Registry) -> None:
+    """A subject is counted whatever its length (a submitted certificate id may be 1,000
+    characters: more than a count's scope holds as text)."""
+    registry.set_share_limits(checks_per_subject=1)
+    long_id = "c" * _check.MAX_VALUE
+    outcome = by_statute(sharing, {"certificate_id": long_id})
+    assert (outcome.granted, outcome.match) == (True, False)
+    assert by_statute(sharing, {"certificate_id": long_id}).problem == "too_many_requests"
+    assert by_statute(sharing, {"certificate_id": long_id[:-1] + "d"}).granted
 
 
 def test_requests_per_requester_are_limited(sharing: Sharing, registry: ecert.Registry,

@@ -617,14 +617,23 @@ def test_rows_edited_in_the_database_release_nothing_even_before_an_audit(
         "not_entitled"
 
 
-def test_wrong_codes_are_bounded_per_holder_and_requester(sharing: Sharing, clock: FakeClock,
+def test_wrong_codes_are_bounded_per_requester_and_holder(sharing: Sharing, clock: FakeClock,
                                                           registry: ecert.Registry) -> None:
+    registry.share_allow("ZJ/zj-psb-traffic", [LICENCE], ["跨省迁移登记"])
     good = sharing.consent(ttl=3 * 3600).code
-    for _ in range(_sharing.MAX_FAILURES_PER_HOLDER):
+    for _ in range(_sharing.MAX_FAILURES_PER_PAIR):
         assert sharing.fetch(consent=_sharing.new_code()).problem == "consent_invalid"
     # Past the limit the right code is not even looked at: no oracle for guessing.
     assert sharing.fetch(consent=good).problem == "too_many_requests"
     assert sharing.fetch().problem == "consent_required"  # the order before it stands
+    # Counted per requester and holder, never per holder alone: one requester's wrong
+    # codes do not deny the holder's consent to another requester, ...
+    given = sharing.consent("ZJ/zj-psb-traffic").code
+    assert sharing.fetch("ZJ/zj-psb-traffic", consent=given).granted
+    # ... nor this requester's consents from other holders.
+    elsewhere = uscc(999)
+    assert sharing.fetch(holder=elsewhere, consent=sharing.consent(holder=elsewhere).code
+                         ).granted
     clock.advance(seconds=_sharing.FAILURE_WINDOW)
     assert sharing.fetch(consent=good).granted
     # Per requester, across holders.
@@ -634,6 +643,9 @@ def test_wrong_codes_are_bounded_per_holder_and_requester(sharing: Sharing, cloc
             "consent_invalid")
     fresh = sharing.consent().code
     assert sharing.fetch(consent=fresh).problem == "too_many_requests"
+    # That requester's own budget: another's consent from the same holders still works.
+    assert sharing.fetch("ZJ/zj-psb-traffic",
+                         consent=sharing.consent("ZJ/zj-psb-traffic").code).granted
     assert registry.audit().intact
 
 

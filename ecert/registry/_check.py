@@ -12,9 +12,10 @@ unit of work, answering the first problem:
    requester receive, or the holder's name (which no copy carries) where they do not
    allow every claim: a check must not reveal, one bit at a time, what a fetch would
    not hand out;
-4. ``too_many_requests`` — the subject (the certificate id, or else the holder) was
-   checked ``checks_per_subject`` times this hour, by all requesters together: the
-   bound on guessing one holder's low-entropy values;
+4. ``too_many_requests`` — the requester checked the subject (the certificate id, or
+   else the holder) ``checks_per_subject`` times this hour: the bound on its guessing one
+   holder's low-entropy values. Counted per requester and subject, so that no requester
+   can use up a subject's checks for the others;
 5. the consent, exactly as a fetch's (``consent_required``, ``too_many_requests`` after
    too many wrong codes, ``consent_invalid``): a check tells whether a holder has a
    certificate, so it needs what a fetch of the type needs — the holder's consent unless
@@ -57,7 +58,7 @@ from ecert.registry._fetch import (
 )
 from ecert.registry._fetch import refusal_params as fetch_refusal_params
 from ecert.registry._lifecycle import effective
-from ecert.registry._limits import current_limits, take
+from ecert.registry._limits import current_limits, subject_scope, take
 from ecert.registry._sharing import BY_STATUTE, CHECK_KIND
 
 #: The values that name what is checked (one of them is required) and the holder's name;
@@ -188,7 +189,7 @@ def _check(unit: Unit, p: Mapping[str, Any]) -> CheckOutcome:
         if allowed is not None and not asked <= set(allowed):
             return "not_entitled"
         limit = current_limits(repo).checks_per_subject
-        return None if take(repo, f"check-subject:{subject}", limit, now) \
+        return None if take(repo, subject_scope(p["requester"], subject), limit, now) \
             else "too_many_requests"
 
     refused = p.get("refused")

@@ -8,13 +8,15 @@ name. This module checks, in this order, and answers the first problem:
 1. ``not_entitled`` — no entitlement in force lets the requester fetch one of the types;
 2. ``purpose_not_permitted`` — none of them for the stated purpose;
 3. ``consent_required`` — an entitlement needs the holder's consent and no code came;
-4. ``too_many_requests`` — the requester, or the holder, had too many wrong consent codes
-   in the current hour: any code is then refused *without being looked at*, so that a
-   guess past the limit learns nothing (this is the one place the order differs: a
-   guesser must not tell a right code from a wrong one);
+4. ``too_many_requests`` — the requester had too many wrong consent codes in the current
+   hour, in all or for this holder: any code is then refused *without being looked at*,
+   so that a guess past the limit learns nothing (this is the one place the order
+   differs: a guesser must not tell a right code from a wrong one). Counted per requester
+   and per (requester, holder), never per holder alone, so that no requester's guesses
+   deny the holder's consent to the others;
 5. ``consent_invalid`` — the code is unknown, expired, used, revoked, or for another
    holder, requester, type or purpose (one answer for all, and one more failure counted
-   for the requester and for the holder).
+   for the requester, and for the requester with this holder).
 
 Otherwise it signs a purpose-bound copy (``ecert-copy+jwt``, with the registry's sharing
 key) of each of the holder's certificates of those types that is valid now, carrying
@@ -63,12 +65,13 @@ from ecert.registry._sharing import (
     ENTRY_VERSION,
     FAILURE_WINDOW,
     FETCH_KIND,
-    MAX_FAILURES_PER_HOLDER,
+    MAX_FAILURES_PER_PAIR,
     MAX_FAILURES_PER_REQUESTER,
     agency_requester,
     code_hash,
     consent_commitments,
     covering,
+    failure_scopes,
     logged_consent,
     normalize_code,
     scope_of,
@@ -274,9 +277,9 @@ def _decide(unit: Unit, p: Mapping[str, Any], gate: Gate | None = None) -> _Deci
     if p["consent"] is None:
         return _Decision("consent_required", {}, None, False)
     window = now - now % FAILURE_WINDOW
-    requester_scope, holder_scope = f"requester:{requester}", f"holder:{p['holder']}"
+    requester_scope, pair_scope = failure_scopes(requester, p["holder"])
     if (repo.failures([requester_scope], window) >= MAX_FAILURES_PER_REQUESTER
-            or repo.failures([holder_scope], window) >= MAX_FAILURES_PER_HOLDER):
+            or repo.failures([pair_scope], window) >= MAX_FAILURES_PER_PAIR):
         return _Decision("too_many_requests", {}, None, False)
     code = normalize_code(p["consent"])
     row = None if code is None else repo.consent_by_hash(
@@ -287,7 +290,7 @@ def _decide(unit: Unit, p: Mapping[str, Any], gate: Gate | None = None) -> _Deci
             or row.expires_at <= now or row.used_at is not None
             or row.revoked_at is not None or not repo.use_consent(row.id, now)):
         repo.count_failure(requester_scope, window)
-        repo.count_failure(holder_scope, window)
+        repo.count_failure(pair_scope, window)
         return _Decision("consent_invalid", {}, None, False)
     return _Decision(None, claims, str(row.id), False, scope_of(row.scope))
 

@@ -14,6 +14,7 @@ workers read the same numbers at each request, and who changed them when is in t
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -36,9 +37,12 @@ class ShareLimits:
 
     The defaults: an agency's case-handling system fetching for thousands of cases an
     hour stays well within ``fetches_per_hour``; checks (核验) are fewer and each answers
-    one bit, so fewer are allowed, and at most ``checks_per_subject`` per certificate or
-    holder named (from all requesters together), which bounds guessing a low-entropy value
-    of one holder to that many tries an hour. A holder grants a few consent codes an hour;
+    one bit, so fewer are allowed, and at most ``checks_per_subject`` per requester and
+    certificate or holder named, which bounds one requester's guessing of a low-entropy
+    value of one holder to that many tries an hour. Every limit is keyed on the party
+    that spends it (the requester; the holder for their own grants), never on the subject
+    alone: a requester must not be able to use up a subject's checks for the others
+    (docs/threat-model.md). A holder grants a few consent codes an hour;
     ``grants_per_holder`` bounds what a stolen login can mint.
     """
 
@@ -46,7 +50,8 @@ class ShareLimits:
     fetches_per_hour: int = 10_000
     #: Checks (``POST /v1/checks``) per requester.
     checks_per_hour: int = 1_000
-    #: Checks per subject: the certificate id, or else the holder, a check names.
+    #: Checks per requester and subject (the certificate id, or else the holder, a check
+    #: names).
     checks_per_subject: int = 10
     #: Consent codes a holder grants on their own channel (the identity hook's holder).
     grants_per_holder: int = 20
@@ -100,6 +105,13 @@ def logged_limits(repo: Repository) -> dict[str, Any] | None:
 def window_of(now: int) -> int:
     """The start of the window ``now`` falls in."""
     return now - now % WINDOW
+
+
+def subject_scope(requester: str, subject: str) -> str:
+    """The count of ``requester``'s checks of ``subject``: the subject as its SHA-256 (a
+    submitted certificate id may be 1,000 characters; the scope column holds 200)."""
+    digest = hashlib.sha256(subject.encode("utf-8")).hexdigest()[:32]
+    return f"check-subject:{requester}|{digest}"
 
 
 def take(repo: WriteRepository, scope: str, limit: int, now: int) -> bool:

@@ -55,11 +55,14 @@ HOLDER_CHANNEL = "holder"
 #: The longest a consent may live, and the shortest.
 MAX_CONSENT_TTL = 30 * 24 * 3600
 MIN_CONSENT_TTL = 60
-#: Failed consent codes allowed per window, per requester and per holder; beyond them a
-#: request that carries a code is answered ``too_many_requests`` without looking at it.
+#: Failed consent codes allowed per window, per requester and per (requester, holder)
+#: pair; beyond either, a request that carries a code is answered ``too_many_requests``
+#: without looking at it. Never per holder alone: a code is bound to one requester, so
+#: another requester's wrong guesses bring no one closer to it, and a count per holder
+#: would let any entitled requester deny the holder's consents to everyone.
 FAILURE_WINDOW = 3600
 MAX_FAILURES_PER_REQUESTER = 20
-MAX_FAILURES_PER_HOLDER = 5
+MAX_FAILURES_PER_PAIR = 5
 
 
 # -- entitlements ------------------------------------------------------------------------------
@@ -180,6 +183,12 @@ def normalize_code(code: str) -> str | None:
     if len(text) != CODE_CHARS or any(c not in ALPHABET for c in text):
         return None
     return "-".join(text[i:i + 4] for i in range(0, CODE_CHARS, 4))
+
+
+def failure_scopes(requester: str, holder: str) -> tuple[str, str]:
+    """The counts a wrong consent code adds to: the requester's, and the requester's for
+    this holder (``holder``: the pseudonym)."""
+    return f"requester:{requester}", f"pair:{requester}|{holder}"
 
 
 def code_hash(key: bytes, code: str) -> str:
