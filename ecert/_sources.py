@@ -418,7 +418,8 @@ class HttpSource:
     the body and any redirects — not each network operation. Redirects are followed
     only within the same origin (scheme, host and port), at most :data:`MAX_REDIRECTS`
     times. Proxy environment variables are not used. ``ssl_context`` replaces the
-    default TLS context (system CAs).
+    default TLS context (system CAs). Thread-safe: downloads run in parallel; only the
+    bookkeeping of what was fetched and verified is under a lock, never the network.
     """
 
     def __init__(self, *, timeout: float = 10.0, cache_dir: Path | None = None,
@@ -433,13 +434,16 @@ class HttpSource:
         self._pending: dict[str, tuple[bytes, str | None]] = {}
         self._user_agent = user_agent
         self._ssl_context = ssl_context
+        self._lock = threading.Lock()  #: the dictionaries above; never across a download
 
     def fetch(self, uri: str, *, max_bytes: int) -> bytes:
         """The document at ``uri`` (or a verified cached copy when the network fails)."""
         check_http_url(uri)
         cached = self._cached(uri, max_bytes)
         headers = {"User-Agent": self._user_agent, "Accept": "*/*", "Connection": "close"}
-        etag = self._etags.get(uri) or self._stored_etag(uri)
+        with self._lock:
+            etag = self._etags.get(uri)
+        etag = etag or self._stored_etag(uri)
         if etag and cached is not None:
             headers["If-None-Match"] = etag
         try:
@@ -457,24 +461,26 @@ class HttpSource:
             raise OSError(f"HTTP {status} for {uri}")
         if len(data) > max_bytes:
             raise FormatError(f"{uri} exceeds {max_bytes} bytes", code="too_large")
-        self._pending.pop(uri, None)
-        self._pending[uri] = (data, new_etag)
-        while len(self._pending) > _MAX_PENDING:  # never verified: forget the oldest
-            del self._pending[next(iter(self._pending))]
+        with self._lock:
+            self._pending.pop(uri, None)
+            self._pending[uri] = (data, new_etag)
+            while len(self._pending) > _MAX_PENDING:  # never verified: forget the oldest
+                del self._pending[next(iter(self._pending))]
         return data
 
     def verified(self, uri: str, data: bytes) -> None:
         """Keep ``data`` (in memory, and in the cache directory) now that it verified."""
-        pending = self._pending.get(uri)
-        if pending is None or pending[0] != data:
-            return  # from the cache already, or not what we fetched last
-        del self._pending[uri]
-        self._memory[uri] = data
-        etag = pending[1]
-        if etag:
-            self._etags[uri] = etag
-        else:
-            self._etags.pop(uri, None)
+        with self._lock:
+            pending = self._pending.get(uri)
+            if pending is None or pending[0] != data:
+                return  # from the cache already, or not what we fetched last
+            del self._pending[uri]
+            self._memory[uri] = data
+            etag = pending[1]
+            if etag:
+                self._etags[uri] = etag
+            else:
+                self._etags.pop(uri, None)
         if self._cache is None:
             return
         try:
@@ -519,8 +525,10 @@ class HttpSource:
         return target
 
     def _cached(self, uri: str, max_bytes: int) -> bytes | None:
-        if uri in self._memory:
-            return self._memory[uri]
+        with self._lock:
+            remembered = self._memory.get(uri)
+        if remembered is not None:
+            return remembered
         if self._cache is None:
             return None
         try:

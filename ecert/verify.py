@@ -562,6 +562,26 @@ class Verifier:
         except Failure as f:
             raise TrustListError(f.message, code=f.code.value) from f
 
+    def fetch_foreign_trust_list(self, region: str, *, min_sequence: int | None = None
+                                 ) -> tuple[TrustList, Agreement]:
+        """Fetch and verify afresh the trust list of a region the home region recognizes
+        now, against the root its agreement pins (following its rotations; a list older
+        than ``min_sequence`` is a rollback), and return it with that agreement.
+
+        Unlike :meth:`foreign_trust_list` it neither reads nor changes the verifier's own
+        cache of foreign lists: several threads may call it for different regions at once
+        (the sharing service refreshes each region's list in a thread of its own), as far
+        as the verifier's source allows (:class:`ecert._sources.HttpSource` does). Raises
+        :class:`ecert.errors.TrustListError`: ``region_not_recognized``,
+        ``agreement_not_in_force``, or why the list cannot be used.
+        """
+        now = _now(self._clock)
+        try:
+            agreement = self._agreement(region, now)
+        except Failure as f:
+            raise TrustListError(f.message, code=f.code.value) from f
+        return self._load_foreign(agreement, now, min_sequence)[0], agreement
+
 
     def _verify(self, token: str | bytes, audience: str | None,
                 purpose: str | None) -> VerificationResult:
@@ -576,8 +596,8 @@ class Verifier:
 
     # -- foreign regions ---------------------------------------------------------------------
 
-    def _recognized(self, region_code: str, now: int) -> tuple[Agreement, _Region]:
-        """Our agreement with ``region_code`` and its verified trust list, or a failure."""
+    def _agreement(self, region_code: str, now: int) -> Agreement:
+        """Our agreement with ``region_code``, in force now, or a failure."""
         agreement = self._home.trust_list.agreement_with(region_code)
         if agreement is None:
             raise untrusted(ErrorCode.REGION_NOT_RECOGNIZED,
@@ -586,6 +606,19 @@ class Verifier:
         if not agreement.in_force(now):
             raise untrusted(ErrorCode.AGREEMENT_NOT_IN_FORCE,
                             f"the agreement with {region_code} is not in force now")
+        return agreement
+
+    def _load_foreign(self, agreement: Agreement, now: int, seen: int | None
+                      ) -> tuple[TrustList, TrustAnchor]:
+        """Fetch and verify the list of the region ``agreement`` recognizes, against the
+        root it pins (:class:`TrustListError` if it cannot be used)."""
+        anchor = TrustAnchor(agreement.region, agreement.name, dict(agreement.root_jwk),
+                             agreement.trust_list_url)
+        return _load_region(anchor, self._source, now, self.limits, self._state, seen)
+
+    def _recognized(self, region_code: str, now: int) -> tuple[Agreement, _Region]:
+        """Our agreement with ``region_code`` and its verified trust list, or a failure."""
+        agreement = self._agreement(region_code, now)
         grace = self.limits.trust_list_grace_seconds
         cached = self._foreign.get(region_code)
         if cached is not None and not _pins_same_root(cached, agreement):
@@ -595,12 +628,9 @@ class Verifier:
         failed = self._foreign_failed.get(region_code)
         if cached is None and failed is not None and now < failed[0] + _FAILED_RETRY_SECONDS:
             raise untrusted(ErrorCode.FOREIGN_TRUST_LIST_INVALID, failed[1])
-        anchor = TrustAnchor(agreement.region, agreement.name, dict(agreement.root_jwk),
-                             agreement.trust_list_url)
         seen = self._foreign_seen.get(region_code)
         try:
-            trust_list, current = _load_region(anchor, self._source, now, self.limits,
-                                               self._state, seen)
+            trust_list, current = self._load_foreign(agreement, now, seen)
         except TrustListError as e:
             if cached is not None and now <= cached.trust_list.next_update + grace:
                 cached.checked_at = now  # refresh failed; what we have is still in grace

@@ -9,6 +9,8 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -144,16 +146,43 @@ def test_the_jwks_is_fetched_bounded_and_cached(clock: FakeClock,
         assert refusal(identity.identify(bearer(stranger.token(HOLDER))))
     assert fetches() == 2
     assert identity.identify(bearer(idp.token(HOLDER, kid=new_kid))) == HOLDER
-    # The IdP down: the keys we had still verify; refreshed again after the cache time.
+    # The IdP down: the keys we had still verify; refreshed again (in the background)
+    # after the cache time, and kept when that fails.
     http_server.down.add("/idp")
     clock.advance(seconds=300)
+    assert identity.identify(bearer(idp.token(HOLDER))) == HOLDER
+    assert identity.settle() and fetches() == 3
     assert identity.identify(bearer(idp.token(HOLDER))) == HOLDER
     # An oversized or malformed JWKS is not taken.
     (http_server.root / path).write_text(json.dumps({"keys": "x" * 70_000}))
     http_server.down.clear()
     clock.advance(seconds=300)
     assert identity.identify(bearer(idp.token(HOLDER))) == HOLDER
-    assert fetches() >= 3
+    assert identity.settle() and fetches() == 4
+    assert identity.identify(bearer(idp.token(HOLDER))) == HOLDER
+
+
+def test_a_stalled_idp_delays_only_tokens_whose_key_is_not_held(
+        clock: FakeClock, http_server: LocalServer) -> None:
+    """The keys held answer while their refresh stalls on the IdP's host; only a token
+    whose key is not held waits for it (under no lock the others need)."""
+    idp = TestIdp(clock)
+    path = idp.publish(http_server.root)
+    settings = replace(SETTINGS, jwks_timeout=60.0)
+    identity = OidcHolderIdentity(settings, jwks_uri=http_server.url(path), clock=clock)
+    assert identity.identify(bearer(idp.token(HOLDER))) == HOLDER  # the keys are held
+    new_kid = idp.add_key()
+    idp.publish(http_server.root)
+    clock.advance(seconds=settings.jwks_cache_seconds)  # stale: refreshed in the background
+    with http_server.hold("/idp/") as held, ThreadPoolExecutor(1) as pool:
+        assert identity.identify(bearer(idp.token(HOLDER))) == HOLDER
+        assert held.arrived.wait(30)
+        waiting = pool.submit(identity.identify, bearer(idp.token(HOLDER, kid=new_kid)))
+        assert identity.identify(bearer(idp.token(HOLDER))) == HOLDER  # still answered
+        assert not waiting.done()  # waits for the refresh in flight
+        held.release()
+        assert waiting.result(timeout=60) == HOLDER
+    assert held.count == 1 and identity.settle()
 
 
 def test_bearer_token_parsing() -> None:

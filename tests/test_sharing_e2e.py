@@ -15,7 +15,8 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import text
 
 import ecert
+from ecert._formats.bundle import TRUST_LIST_PATH
 from ecert._formats.copy import COPY_TYP, CopyClaims
 from ecert._formats.jose import b64url_encode, parse_compact
 from ecert._formats.sharing import (
@@ -35,10 +37,12 @@ from ecert._formats.sharing import (
     ShareRequest,
     UseKind,
 )
+from ecert._formats.trustlist import TrustedKey
 from ecert.errors import TrustListError
 from ecert.keys import LocalSigner, Signer
 from ecert.sharing.backend import RefreshingRequesterKeys, RefusalLimiter, RegistryBackend
 from ecert.sharing.client import send, signed_headers
+from ecert.trust import load_trust_list
 from tests.support import serve
 from tests.support.cli import Cli
 from tests.support.clock import FakeClock
@@ -52,6 +56,7 @@ from tests.support.sharing_world import (
     SERVICE_PASSPHRASE,
     SharingWorld,
     Ticks,
+    another_service,
     build,
     close,
     context_of,
@@ -461,6 +466,7 @@ def test_a_requester_key_published_later_is_used_without_a_restart(
     entry = sample_request("consent for another requester")
     world.ticks.now += 61  # whatever came before: the next request reloads the lists
     world.fetch(entry["requester"], context_of(entry))
+    assert world.keys.settle()  # in the background
     sequence = world.keys.sequence
     world["ZJ"].rotate_requester_key("zj-psb-traffic")
     world.publish("ZJ")
@@ -473,9 +479,92 @@ def test_a_requester_key_published_later_is_used_without_a_restart(
     assert world.keys.sequence == sequence  # GD's own list had not changed
     world["GD"].share_allow("ZJ/zj-psb-traffic", [BL], [PURPOSE])
     world.publish("GD")
-    world.ticks.now += 61  # older than a minute: reloaded before the next request
+    world.ticks.now += 61  # older than a minute: reloaded, in the background
     world.fetch(entry["requester"], context_of(entry))
+    assert world.keys.settle()
     assert world.keys.sequence > sequence
+
+
+# -- a slow or hostile region -------------------------------------------------------------------
+
+
+def test_a_stalled_region_delays_only_the_requests_that_need_it(world: SharingWorld) -> None:
+    """While another region's host stalls, only requests that need its trust list wait:
+    the service's own agencies and every other region are answered meanwhile."""
+    statute = sample_request("by statute, no consent")
+    with another_service(world, wait=60.0) as (service, _), \
+            world.static.hold("/zj/") as zj, ThreadPoolExecutor(1) as pool:
+        url = service.url("/v1/copies")
+        # A ZJ agency's request needs ZJ's list, which this service does not hold yet: it
+        # waits for the download, which stalls.
+        waiting = pool.submit(world.fetch, "ZJ/zj-amr",
+                              context_of(GRANTED, case="ZJ-STALL-1"), url=url)
+        assert zj.arrived.wait(30)
+        answered = world.fetch(statute["requester"], context_of(statute), url=url)
+        assert answered.status == 200, answered
+        other = world.fetch("SH/sh-amr", context_of(sample_request("unrecognized region")),
+                            url=url)
+        assert other.problem is not None and other.problem.code == "region_not_recognized"
+        assert not waiting.done()  # still waiting for ZJ's host: nothing else did
+        zj.release()
+        stalled = waiting.result(timeout=60)
+    # Once the list came, verified, the request was authenticated and decided.
+    assert stalled.problem is not None and stalled.problem.code == "consent_required"
+    assert zj.count == 1  # one download, however many requests wait for it
+
+
+def _forged(world: SharingWorld, signer: Signer) -> bytes:
+    """ZJ's trust list, newer, with ``signer``'s key as a requester key of zj-amr, signed
+    by a stranger instead of ZJ's root."""
+    listed = load_trust_list((world.static.root / "zj" / TRUST_LIST_PATH).read_text(),
+                             world.anchors["ZJ"], now=int(world.clock().timestamp()),
+                             grace=0)
+    key = TrustedKey(signer.public_jwk, int(world.clock().timestamp()) - 3600)
+    agencies = tuple(replace(a, requester_keys=(*a.requester_keys, key))
+                     if a.code == "zj-amr" else a for a in listed.agencies)
+    stranger = LocalSigner(ec.generate_private_key(ec.SECP256R1()))
+    return replace(listed, agencies=agencies, sequence=listed.sequence + 1
+                   ).sign(stranger).encode()
+
+
+def test_a_hostile_region_cannot_make_the_service_use_an_unverified_key(
+        world: SharingWorld, caplog: pytest.LogCaptureFixture) -> None:
+    """A region's host that stalls and then serves a list not signed by the root our
+    agreement pins: the list verified before stays in use (its keys are answered while
+    the refresh stalls), and the key the forged list adds is never believed."""
+    attacker = LocalSigner(ec.generate_private_key(ec.SECP256R1()))
+    served = world.static.root / "zj" / TRUST_LIST_PATH
+    genuine = served.read_bytes()
+    with another_service(world, wait=60.0) as (service, keys):
+        url = service.url("/v1/copies")
+
+        def fetch(signer: Signer | None, case: str) -> Any:
+            return world.fetch("ZJ/zj-amr", context_of(GRANTED, case=case), url=url,
+                               signer=signer)
+
+        assert fetch(None, "ZJ-H-1").problem.code == "consent_required"  # ZJ's list held
+        try:
+            with world.static.hold("/zj/") as zj, ThreadPoolExecutor(1) as pool:
+                world.ticks.now += keys.max_age  # ZJ's list is old: refreshed
+                # Answered from the list held, while its refresh stalls.
+                assert fetch(None, "ZJ-H-2").problem.code == "consent_required"
+                assert zj.arrived.wait(30)
+                # A key not in it: the request waits for the refresh in flight ...
+                waiting = pool.submit(fetch, attacker, "ZJ-H-3")
+                served.write_bytes(_forged(world, attacker))
+                zj.release()  # ... which brings a list signed by a stranger
+                assert waiting.result(timeout=60).problem.code == "not_authenticated"
+            assert keys.settle()
+            world.ticks.now += keys.retry_after_miss  # read again for a miss: forged again
+            assert fetch(attacker, "ZJ-H-4").problem.code == "not_authenticated"
+            assert keys.settle()
+        finally:
+            served.write_bytes(genuine)
+        assert fetch(None, "ZJ-H-5").problem.code == "consent_required"  # still held
+    assert any("trust list of ZJ" in r.getMessage() and "not signed by its pinned root"
+               in r.getMessage() for r in caplog.records)
+    assert not any(u.case == "ZJ-H-3" or u.case == "ZJ-H-4"
+                   for u in world["GD"].uses(world.holder_id).items)  # never reached
 
 
 def test_a_flood_of_unsigned_requests_is_recorded_within_bounds(world: SharingWorld) -> None:

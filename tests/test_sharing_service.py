@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
+import queue
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 from ecert._clock import now_seconds
 from ecert._formats.jose import public_jwk
 from ecert._formats.sharing import Problem, UseKind
-from ecert._formats.trustlist import TrustedAgency, TrustedKey, TrustList
+from ecert._formats.trustlist import Agreement, TrustedAgency, TrustedKey, TrustList
 from ecert.errors import TrustListError
 from ecert.keys import LocalSigner
 from ecert.sharing import (
@@ -36,6 +38,7 @@ from ecert.sharing import (
     requester_keyid,
 )
 from ecert.sharing._openapi import openapi_document
+from ecert.sharing._refresh import Refreshed
 from ecert.sharing.app import Limits, create_app
 from ecert.sharing.client import send, signed_headers
 from ecert.verify import VerificationLimits
@@ -48,6 +51,7 @@ from tests.support.sharing_service import (
     request_bytes,
     status_of,
 )
+from tests.support.sharing_world import Ticks
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK = FakeClock()
@@ -380,42 +384,56 @@ def _key(signer: LocalSigner, valid_from: int = 0, valid_until: int | None = Non
                       "compromised" if compromised_since else "active", compromised_since)
 
 
-def _trust_list(region: str, keys: tuple[TrustedKey, ...]) -> TrustList:
+def _agreement(region: str, valid_from: int = 0) -> Agreement:
+    return Agreement(region, region, {"kid": f"root-{region}"},
+                     f"https://{region.lower()}.example/trustlist.jwt", valid_from, None, {})
+
+
+def _trust_list(region: str, keys: tuple[TrustedKey, ...],
+                agreements: tuple[Agreement, ...] = ()) -> TrustList:
     agency = TrustedAgency(f"{region.lower()}-amr", "AMR", "91440300MA5F3K2L8G",
                            f"https://{region.lower()}.example/amr", (), (), (), keys)
     return TrustList(region, region, f"https://{region.lower()}.example", 1, 0, 2**31,
-                     (agency,), (), ())
+                     (agency,), (), (), agreements)
 
 
 class _Verifier:
-    """What TrustListRequesterKeys reads of a Verifier: its home list and the lists of
-    the regions it recognizes (fetched and checked by the real one)."""
+    """What the requester keys read of a Verifier: its home list, its clock, and the
+    lists of the regions it recognizes (fetched and checked by the real one)."""
 
     def __init__(self, home: TrustList, foreign: dict[str, TrustList | str]) -> None:
         self.trust_list = home
         self.foreign = foreign
         self.limits = VerificationLimits()
         self.at = 0
+        self.fetched: list[tuple[str, int | None]] = []
 
     def now(self) -> int:
         return self.at
 
-    def foreign_trust_list(self, region: str) -> TrustList:
-        found = self.foreign.get(region, "region_not_recognized")
+    def fetch_foreign_trust_list(self, region: str, *, min_sequence: int | None = None
+                                 ) -> tuple[TrustList, Agreement]:
+        self.fetched.append((region, min_sequence))
+        found = self.foreign[region]
         if isinstance(found, str):
             raise TrustListError("no", code=found)
-        return found
+        agreement = self.trust_list.agreement_with(region)
+        assert agreement is not None
+        return found, agreement
 
 
 def test_trust_list_requester_keys() -> None:
     gd_key, zj_key, old, bad = (LocalSigner(ed25519.Ed25519PrivateKey.generate())
                                 for _ in range(4))
+    home = _trust_list("GD", (_key(gd_key),), (_agreement("ZJ"), _agreement("HK"),
+                                                _agreement("SH", valid_from=10**9)))
     verifier = _Verifier(
-        _trust_list("GD", (_key(gd_key),)),
-        {"ZJ": _trust_list("ZJ", (_key(zj_key, valid_from=1000), _key(old, valid_until=500),
-                                  _key(bad, compromised_since=800))),
-         "HK": "foreign_trust_list_invalid", "SH": "agreement_not_in_force"})
-    keys = TrustListRequesterKeys(verifier, leeway=10)  # type: ignore[arg-type]
+        home, {"ZJ": _trust_list("ZJ", (_key(zj_key, valid_from=1000),
+                                        _key(old, valid_until=500),
+                                        _key(bad, compromised_since=800))),
+               "HK": "trust_list_unavailable", "SH": "agreement_not_in_force"})
+    ticks = Ticks()
+    keys = TrustListRequesterKeys(verifier, leeway=10, monotonic=ticks)  # type: ignore[arg-type]
 
     def outcome(requester: str, signer: LocalSigner, at: int) -> str:
         found = keys.resolve(requester_keyid(requester, signer.kid), at)
@@ -442,13 +460,76 @@ def test_trust_list_requester_keys() -> None:
     assert outcome("SH/sh-amr", zj_key, 1000) == "region_not_recognized"
     assert outcome("HK/hk-amr", zj_key, 1000) == "not_authenticated"
     assert isinstance(keys.resolve("not a keyid", 0), Problem)
-    # A home list past its next update and the grace: none of its keys is believed (one
-    # may have been retired or marked compromised since), while the verifier cannot
-    # fetch a newer one.
-    verifier.at = 2**31 + verifier.limits.trust_list_grace_seconds
+    # One download per region; a key not found reads the list again (5 s on), never
+    # accepting one older than the list held (a rollback).
+    assert verifier.fetched == [("ZJ", None), ("HK", None)]
+    ticks.now += keys.retry_after_miss
+    assert outcome("ZJ/zj-amr", gd_key, 1000) == "not_authenticated"
+    assert verifier.fetched[2:] == [("ZJ", 1)]
+    # A home list past its next update and the grace: none of its keys (nor its
+    # agreements) is believed (one may have been retired or marked compromised since),
+    # while the verifier cannot fetch a newer one.
+    verifier.at = home.next_update + verifier.limits.trust_list_grace_seconds
     assert outcome("GD/gd-amr", gd_key, 100) == "GD/gd-amr"
     verifier.at += 1
     assert outcome("GD/gd-amr", gd_key, 100) == "not_authenticated"
+    assert outcome("ZJ/zj-amr", zj_key, 1000) == "not_authenticated"
+
+
+# -- one download at a time, in the background -------------------------------------------------
+
+
+class Loads:
+    """A load function whose every call waits for the test to let it end."""
+
+    def __init__(self) -> None:
+        self.started = threading.Semaphore(0)
+        self.results: queue.Queue[int | Exception] = queue.Queue()
+        self.calls: list[int | None] = []
+
+    def __call__(self, current: int | None) -> int:
+        self.calls.append(current)
+        self.started.release()
+        result = self.results.get(timeout=30)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+def test_a_source_loads_once_at_a_time_and_keeps_what_verified() -> None:
+    loads, ticks = Loads(), Ticks()
+    source = Refreshed(loads, name="test list", value=1, max_waiting=1, monotonic=ticks)
+    assert not source.due(60) and source.value == 1
+    ticks.now += 60
+    source.refresh_if_due(60)  # in the background: returns at once
+    assert loads.started.acquire(timeout=30)
+    assert source.value == 1 and not source.due(0)  # still held while loading
+    source.refresh_if_due(0)  # one load at a time: no second one
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(source.wait, 30, start_after=60)  # joins the load in flight
+        loads.results.put(2)
+        assert waiting.result(timeout=30) == 2
+    assert loads.calls == [1] and source.value == 2
+    # A failed load keeps what is held, and the next one waits ``start_after``.
+    source.refresh_if_due(0)
+    assert loads.started.acquire(timeout=30)
+    loads.results.put(TrustListError("unreachable"))
+    assert source.join(30)
+    assert source.value == 2
+    assert source.wait(30, start_after=5) == 2 and len(loads.calls) == 2  # not yet
+    ticks.now += 5
+    loads.results.put(3)
+    assert source.wait(30, start_after=5) == 3 and loads.calls == [1, 2, 2]
+
+
+def test_no_more_than_max_waiting_requests_wait_for_a_source() -> None:
+    loads = Loads()
+    source = Refreshed(loads, name="test list", value=1, max_waiting=0, monotonic=Ticks())
+    source.refresh_if_due(0)
+    assert loads.started.acquire(timeout=30)
+    assert source.wait(30, start_after=0) == 1  # answered at once from what is held
+    loads.results.put(2)
+    assert source.join(30) and source.value == 2
 
 
 def test_the_requesting_side_needs_no_web_framework() -> None:

@@ -11,10 +11,11 @@
   so an anonymous flood cannot grow the log without bound.
 - :class:`RegistryNonceStore` keeps nonces in the registry's database, so stateless
   workers and hosts sharing it refuse a replay whichever of them saw the first request.
-- :class:`RefreshingRequesterKeys` resolves requester keys in the home trust list (and the
-  recognized regions' lists), re-read when older than ``max_age`` seconds or when a keyid
-  is not found (at most every ``retry_after_miss`` seconds), so a long-running service
-  follows what the registry publishes.
+- :class:`RefreshingRequesterKeys` (:mod:`ecert.sharing._keys`) resolves requester keys in
+  the home trust list and the recognized regions' lists, each refreshed in the background
+  when older than ``max_age`` seconds or read again when a keyid is not found in it (at
+  most every ``retry_after_miss`` seconds), so a long-running service follows what the
+  registries publish, and no request waits on a region it does not need.
 
 Each worker builds its own (``registry_app``): nothing is shared between workers but the
 database.
@@ -33,13 +34,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ecert._formats.sharing import CaseContext, CheckRequest, Problem, ShareRequest, UseKind
 from ecert.errors import EcertError, InputError, Replayed
-from ecert.sharing._keys import DEFAULT_LEEWAY, TrustListRequesterKeys
+from ecert.sharing._keys import RefreshingRequesterKeys
 from ecert.sharing._service import (
     AuthenticatedRequest,
     CheckResult,
     FetchResult,
     RequesterKeys,
-    ResolvedKey,
 )
 from ecert.verify import Verifier
 
@@ -284,69 +284,6 @@ class RegistryNonceStore:
                 self.registry.forget_nonces()
             finally:
                 self._lock.release()
-
-
-class RefreshingRequesterKeys:
-    """:class:`~ecert.sharing.RequesterKeys` over a verifier that is made afresh
-    (``make_verifier``) when older than ``max_age`` seconds, or when a keyid is not found
-    and the last refresh is ``retry_after_miss`` seconds old (a requester key published
-    a moment ago). A failed refresh, or one that would go back to an older trust list
-    (a rollback), keeps the current verifier. Thread-safe."""
-
-    def __init__(self, make_verifier: Callable[[], Verifier], *, max_age: float = 60.0,
-                 retry_after_miss: float = 5.0, leeway: int = DEFAULT_LEEWAY,
-                 monotonic: Monotonic = time.monotonic) -> None:
-        self._make = make_verifier
-        self.max_age, self.retry_after_miss = max_age, retry_after_miss
-        self._leeway = leeway
-        self._monotonic = monotonic
-        self._lock = threading.Lock()  # the verifier's caches are not thread-safe
-        self._refreshing = threading.Lock()
-        self._verifier = make_verifier()
-        self._keys = TrustListRequesterKeys(self._verifier, leeway=leeway)
-        self._loaded_at = monotonic()
-
-    @property
-    def sequence(self) -> int:
-        """The sequence number of the home trust list in use."""
-        return self._verifier.trust_list.sequence
-
-    def refresh(self, *, wait: bool = True) -> bool:
-        """Make a new verifier now; whether it replaced the current one. ``wait=False``:
-        if another thread is refreshing already, return False at once (requests then go
-        on with the current lists instead of queueing behind one download)."""
-        if not self._refreshing.acquire(blocking=wait):
-            return False
-        try:
-            self._loaded_at = self._monotonic()  # also after a failure: no retry storm
-            try:
-                fresh = self._make()
-            except EcertError as e:
-                log.warning("keeping trust list #%d: %s", self.sequence, e)
-                return False
-            if fresh.trust_list.sequence < self.sequence:
-                log.warning("refusing trust list #%d older than #%d",
-                            fresh.trust_list.sequence, self.sequence)
-                return False
-            with self._lock:
-                self._verifier = fresh
-                self._keys = TrustListRequesterKeys(fresh, leeway=self._leeway)
-            return True
-        finally:
-            self._refreshing.release()
-
-    def resolve(self, keyid: str, signed_at: int) -> ResolvedKey | Problem:
-        """The key ``keyid`` names, valid at ``signed_at``, or the problem."""
-        if self._monotonic() - self._loaded_at >= self.max_age:
-            self.refresh(wait=False)
-        with self._lock:
-            answer = self._keys.resolve(keyid, signed_at)
-        if (isinstance(answer, Problem) and answer.code == "not_authenticated"
-                and self._monotonic() - self._loaded_at >= self.retry_after_miss
-                and self.refresh(wait=False)):
-            with self._lock:
-                answer = self._keys.resolve(keyid, signed_at)
-        return answer
 
 
 def registry_app(registry: Registry, *, base_url: str,

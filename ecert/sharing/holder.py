@@ -11,7 +11,8 @@ holder: it is part of the deployment's trusted base (docs/threat-model.md).
 :class:`OidcHolderIdentity` is the documented example: the request carries an OpenID
 Connect ID token (or any JWT access token the IdP signs) as ``Authorization: Bearer``;
 its signature is checked against the IdP's JWKS (fetched within a deadline and a size
-limit, cached, refreshed at most once a minute for an unknown ``kid``), its issuer,
+limit, cached, refreshed in the background once stale and at most once a minute for an
+unknown ``kid``: a slow IdP delays only the requests whose key is not held), its issuer,
 audience, expiry and not-before against the configuration and the service's clock, and
 the holder's id is read from one claim (a national id number claim, not ``sub``, unless
 the IdP's ``sub`` is that id). PyJWT (a core dependency) does the JWS work.
@@ -23,7 +24,6 @@ This module imports no web framework: the routes are :func:`ecert.sharing.app.cr
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,6 +35,7 @@ from ecert._clock import Clock, now_seconds, system_clock
 from ecert._formats.sharing import Problem
 from ecert._sources import HttpSource
 from ecert.errors import FormatError
+from ecert.sharing._refresh import Refreshed
 
 #: JWS algorithms an ID token may use by default (no ``none``, no HMAC: the IdP's public
 #: keys verify, no secret is shared with it).
@@ -123,7 +124,7 @@ class OidcSettings:
     jwks_cache_seconds: int = 300
     #: At least this many seconds between fetches forced by an unknown ``kid``.
     jwks_min_refresh: int = 60
-    #: The deadline on one whole JWKS download.
+    #: The deadline on one whole JWKS download, and the longest a request waits for one.
     jwks_timeout: float = 5.0
 
 
@@ -144,10 +145,11 @@ class OidcHolderIdentity:
         self._clock = clock
         self._source = source or HttpSource(timeout=settings.jwks_timeout,
                                             user_agent="ecert-sharing")
-        self._lock = threading.Lock()
-        self._keys: dict[str, jwt.PyJWK] = {} if jwks is None else _keys_of(jwks)
-        self._fetched_at: int | None = None
-        self._pinned = jwks is not None
+        self._pinned = None if jwks is None else _keys_of(jwks)
+        # On the service's clock (injectable), in seconds, like the token times.
+        self._jwks: Refreshed[dict[str, jwt.PyJWK]] = Refreshed(
+            self._fetch, name="identity provider's keys",
+            monotonic=lambda: float(now_seconds(clock)))
 
     def identify(self, headers: Mapping[str, str]) -> str | Problem:
         """Verify the bearer token; the holder id it carries, or ``not_authenticated``."""
@@ -185,31 +187,48 @@ class OidcHolderIdentity:
             return _refused(f"the token has no {s.holder_claim!r} claim")
         return holder
 
-    def _key(self, kid: str | None) -> jwt.PyJWK | None:
-        """The IdP's key ``kid`` (the only one, if the token names none)."""
-        with self._lock:
-            now = now_seconds(self._clock)
-            stale = self._fetched_at is None or \
-                now - self._fetched_at >= self.settings.jwks_cache_seconds
-            unknown = kid not in self._keys if kid is not None else len(self._keys) != 1
-            may_refresh = self._fetched_at is None or \
-                now - self._fetched_at >= self.settings.jwks_min_refresh
-            if not self._pinned and (stale or (unknown and may_refresh)):
-                self._refresh(now)
-            if kid is None:
-                return next(iter(self._keys.values())) if len(self._keys) == 1 else None
-            return self._keys.get(kid)
+    def settle(self, timeout: float = 30.0) -> bool:
+        """Wait for a JWKS download in flight (at most ``timeout`` seconds); whether none
+        runs any more. For tests and an orderly shutdown: requests never need it."""
+        return self._jwks.join(timeout)
 
-    def _refresh(self, now: int) -> None:
+    def _key(self, kid: str | None) -> jwt.PyJWK | None:
+        """The IdP's key ``kid`` (the only one, if the token names none).
+
+        The keys held are used without waiting; once ``jwks_cache_seconds`` old they are
+        fetched again in the background. Only a request whose key is not held (none yet,
+        or an unknown ``kid``) waits for a download — one at a time, at most
+        ``jwks_min_refresh`` seconds apart (also after a failure: no retry storm against
+        a failing IdP, and a flood of made-up ``kid``s costs it one request a minute)."""
+        if self._pinned is not None:
+            return _pick(self._pinned, kid)
+        s, jwks = self.settings, self._jwks
+        keys = jwks.value
+        if keys is not None:
+            jwks.refresh_if_due(s.jwks_cache_seconds)
+        if keys is None or _pick(keys, kid) is None:
+            keys = jwks.wait(s.jwks_timeout, start_after=s.jwks_min_refresh)
+        return None if keys is None else _pick(keys, kid)
+
+    def _fetch(self, current: dict[str, jwt.PyJWK] | None) -> dict[str, jwt.PyJWK]:
+        """The IdP's keys, downloaded (a failure keeps the keys held: a token they do
+        not verify is refused)."""
         assert self._uri is not None  # noqa: S101 - not pinned
-        self._fetched_at = now  # also on failure: no retry storm against a failing IdP
         try:
             data = self._source.fetch(self._uri, max_bytes=MAX_JWKS_BYTES)
             keys = _keys_of(json.loads(data))
-        except (OSError, ValueError, FormatError, jwt.PyJWTError):
-            return  # keep the keys we had; a token they do not verify is refused
+        except (OSError, ValueError, jwt.PyJWTError) as e:
+            raise FormatError(f"the JWKS at {self._uri[:200]} cannot be used: "
+                              f"{type(e).__name__}") from e
         self._source.verified(self._uri, data)
-        self._keys = keys
+        return keys
+
+
+def _pick(keys: Mapping[str, jwt.PyJWK], kid: str | None) -> jwt.PyJWK | None:
+    """Key ``kid`` of ``keys`` (the only one, if the token names none)."""
+    if kid is None:
+        return next(iter(keys.values())) if len(keys) == 1 else None
+    return keys.get(kid)
 
 
 def _keys_of(jwks: Any) -> dict[str, jwt.PyJWK]:

@@ -1,6 +1,7 @@
 """A real HTTP server on 127.0.0.1 serving published bundle directories.
 
-Static files with a content ETag (answers 304); a path prefix can be marked down (503) and
+Static files with a content ETag (answers 304); a path prefix can be marked down (503) or
+held (requests under it stall until released, while every other request is served), and
 the server stopped (connections refused). Started and stopped by the ``http_server``
 fixture, or by :func:`serve` for wider scopes.
 
@@ -11,6 +12,7 @@ of registries built once per module can be copied for every test (``tests/suppor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import io
@@ -19,6 +21,22 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+#: The longest a held request waits for its release (a failing test cannot hang the run).
+MAX_HOLD_SECONDS = 60.0
+
+
+class Hold:
+    """Requests under one path prefix, stalled: ``arrived`` is set when one is held;
+    :meth:`release` lets them (and later ones) be answered."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+        self.count = 0  #: how many requests were held
+
+    def release(self) -> None:
+        self.released.set()
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -31,6 +49,11 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
     def send_head(self) -> io.BytesIO | None:  # type: ignore[override]
         path = urllib.parse.urlsplit(self.path).path
+        for prefix, hold in list(self.server.holds.items()):
+            if path.startswith(prefix) and not hold.released.is_set():
+                hold.count += 1
+                hold.arrived.set()
+                hold.released.wait(MAX_HOLD_SECONDS)  # then served as it is by then
         if any(path.startswith(prefix) for prefix in self.server.down):
             self.server.log.append((path, 503))
             self.send_error(503, "down for maintenance")
@@ -65,6 +88,7 @@ class LocalServer(http.server.ThreadingHTTPServer):
     def __init__(self, root: Path, port: int = 0) -> None:
         self.root = root
         self.down: set[str] = set()
+        self.holds: dict[str, Hold] = {}
         self.log: list[tuple[str, int]] = []
 
         def handler(request: Any, client: Any, server: LocalServer) -> _Handler:
@@ -80,6 +104,17 @@ class LocalServer(http.server.ThreadingHTTPServer):
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
+
+    @contextlib.contextmanager
+    def hold(self, prefix: str) -> Iterator[Hold]:
+        """Stall every request for a path under ``prefix`` until the hold is released
+        (at the latest when the block ends); other paths are served meanwhile."""
+        hold = self.holds[prefix] = Hold()
+        try:
+            yield hold
+        finally:
+            hold.release()
+            del self.holds[prefix]
 
     @property
     def stopped(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import ecert
 from ecert import _samples
 from ecert._formats.sharing import CaseContext, ShareRequest
+from ecert._sources import HttpSource
 from ecert.keys import Signer
 from ecert.sharing.app import Limits
 from ecert.sharing.backend import (
@@ -188,6 +190,37 @@ def start_service(world: SharingWorld) -> None:
         return app
 
     world.service = ServiceHost(make, limits)
+
+
+@contextmanager
+def another_service(world: SharingWorld, **options: Any
+                    ) -> Iterator[tuple[ServiceHost, RefreshingRequesterKeys]]:
+    """A second GD service beside the world's, with requester keys of its own
+    (``options``: of :class:`RefreshingRequesterKeys`), so it holds no other region's
+    trust list yet; its downloads may take a minute (a test stalls them)."""
+    anchor, clock = world.anchors["GD"], world.clock
+    keys = RefreshingRequesterKeys(
+        lambda: ecert.Verifier.from_anchor(anchor, clock=clock,
+                                           source=HttpSource(timeout=60.0)),
+        monotonic=world.ticks, **options)
+    limits = Limits(deadline_seconds=10.0)
+    backends: list[RegistryBackend] = []
+
+    def make(base_url: str) -> Any:
+        app, backend = registry_app(world.service_registry, base_url=base_url,
+                                    limits=limits, keys=keys,
+                                    limiter=RefusalLimiter(monotonic=world.ticks))
+        backends.append(backend)
+        return app
+
+    host = ServiceHost(make, limits)
+    try:
+        yield host, keys
+    finally:
+        host.stop()
+        keys.settle()
+        for backend in backends:
+            backend.close()
 
 
 def close(world: SharingWorld) -> None:
