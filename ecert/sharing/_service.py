@@ -3,7 +3,8 @@
 The shell (:mod:`ecert.sharing.app`) authenticates requests and enforces the transport's
 limits; everything the registry decides (entitlements, consent, use records, making the
 copies) is behind :class:`SharingBackend`. Where requester keys come from is
-:class:`RequesterKeys` (:class:`TrustListRequesterKeys` in production).
+:class:`RequesterKeys` (:class:`~ecert.sharing.backend.RefreshingRequesterKeys` in
+production).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class RequesterKeys(Protocol):
     Returns the key, or the problem to answer: ``region_not_recognized`` when the keyid
     names a region the service does not recognize, ``not_authenticated`` otherwise (no
     such agency or key, a key not valid then).
+
+    Called from worker threads, concurrently. It may block for what this request needs
+    (the trust list of the keyid's region, when none usable is held), never for what
+    others need: no lock that every request takes may be held across a download.
     """
 
     def resolve(self, keyid: str, signed_at: int) -> ResolvedKey | Problem:
