@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import segno
+from bench_qr import versions  # the scripts of bench/ run from that folder
 
 from ecert import _samples, copy_card
 from ecert._formats import qr as qr_format
@@ -34,16 +34,6 @@ SAMPLES = ("business-licence-gd", "professional-qualification-gd", "food-busines
 ENTITLED = ("name", "uscc", "legal_representative", "established_on", "address")
 BASE = "https://ecert.gd.example"
 COPY_OF = "1.2.156.3005.2.11100000MB0143028R001.11440000MB2C01234R.00000001.001.J"
-
-
-def versions(text: str, **kw: Any) -> list[str]:
-    out = []
-    for level in "LMQ":
-        try:
-            out.append(str(segno.make_qr(text, error=level, boost_error=False, **kw).version))
-        except segno.DataOverflowError:
-            out.append(">40")
-    return out
 
 
 def copy_token(claims: dict[str, Any], signer: LocalSigner) -> tuple[str, CopyClaims]:

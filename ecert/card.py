@@ -26,7 +26,7 @@ import os
 import shutil
 import subprocess
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -578,6 +578,23 @@ def _svg(qr: QrCode, layout: _Layout, width_mm: float, height_mm: float) -> str:
     return "\n".join(out) + "\n"
 
 
+def _output_kind(out: Path, size: str, sizes: Mapping[str, object], dpi: int,
+                 what: str = "card") -> str:
+    """``.png`` or ``.svg``, from ``out``'s name; refuses another kind of file, a size
+    not in ``sizes`` and a resolution ecert does not draw at."""
+    kind = out.suffix.lower()
+    if kind not in (".svg", ".png"):
+        raise InputError(f"write the card to a .svg or .png file, not {out.name!r}",
+                         code="invalid_output")
+    if size not in sizes:
+        raise InputError(f"{what} size {size!r} is not one of {', '.join(sizes)}",
+                         code="invalid_size")
+    if not _MIN_DPI <= dpi <= _MAX_DPI:
+        raise InputError(f"dpi {dpi} is not between {_MIN_DPI} and {_MAX_DPI}",
+                         code="invalid_dpi")
+    return kind
+
+
 def write_card(cert: Certificate, cert_type: CertificateType, issuer: Agency, qr_token: str,
                path: str | Path, *, ec: str = "Q", size: str = "id1", dpi: int = 300,
                state: Standing | None = None, at: datetime | None = None,
@@ -596,16 +613,7 @@ def write_card(cert: Certificate, cert_type: CertificateType, issuer: Agency, qr
     (the registry's time zone: ``Region.tz``), where the holder reads them.
     """
     out = Path(path)
-    kind = out.suffix.lower()
-    if kind not in (".svg", ".png"):
-        raise InputError(f"write the card to a .svg or .png file, not {out.name!r}",
-                         code="invalid_output")
-    if size not in SIZES:
-        raise InputError(f"card size {size!r} is not one of {', '.join(SIZES)}",
-                         code="invalid_size")
-    if not _MIN_DPI <= dpi <= _MAX_DPI:
-        raise InputError(f"dpi {dpi} is not between {_MIN_DPI} and {_MAX_DPI}",
-                         code="invalid_dpi")
+    kind = _output_kind(out, size, SIZES, dpi)
     if cert.type_code != cert_type.code or cert.agency_code != issuer.code:
         raise InputError("the type and issuer given are not the certificate's",
                          code="invalid_card")

@@ -47,6 +47,7 @@ from ecert.card import (
     _label,
     _Layout,
     _Measure,
+    _output_kind,
     _png,
     _svg,
     _Text,
@@ -69,7 +70,6 @@ COPY_SIZES: dict[str, tuple[float, float]] = {"a5": (210.0, 148.0), "a4": (297.0
 #: Languages of a copy card's labels.
 LANGUAGES = ("zh", "en")
 _BASE_WIDTH, _BASE_HEIGHT = COPY_SIZES["a5"]
-_MIN_DPI, _MAX_DPI = 72, 1200
 #: Error-correction levels tried for a copy's QR code, most robust first.
 _LEVELS = ("Q", "M", "L")
 #: The copy card's own colour (frame, band, headings): not the certificate card's.
@@ -430,19 +430,10 @@ def write_copy_card(token: str, result: VerificationResult, path: str | Path, *,
     :func:`ecert.card.find_cjk_font`.
     """
     out = Path(path)
-    kind = out.suffix.lower()
-    if kind not in (".svg", ".png"):
-        raise InputError(f"write the card to a .svg or .png file, not {out.name!r}",
-                         code="invalid_output")
-    if size not in COPY_SIZES:
-        raise InputError(f"copy card size {size!r} is not one of {', '.join(COPY_SIZES)}",
-                         code="invalid_size")
+    kind = _output_kind(out, size, COPY_SIZES, dpi, "copy card")
     if lang not in LANGUAGES:
         raise InputError(f"card language {lang!r} is not one of {', '.join(LANGUAGES)}",
                          code="invalid_argument")
-    if not _MIN_DPI <= dpi <= _MAX_DPI:
-        raise InputError(f"dpi {dpi} is not between {_MIN_DPI} and {_MAX_DPI}",
-                         code="invalid_dpi")
     chosen = card_font(font)
     content, layout = _prepare(token, result, cert_type, lang, size, dpi, ec, chosen,
                                zone(tz) if isinstance(tz, str) else tz)
