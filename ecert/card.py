@@ -273,11 +273,16 @@ class _Measure:
         self.missing: list[str] = []
 
     def visible(self, text: str) -> str:
+        """``text`` as the card draws it: one line (a line break or other control
+        character is a space: Pillow would start a new line over the next text), without
+        the characters that draw nothing, and □ for those the font lacks."""
         out = []
         for char in text:
             if _invisible(char):
                 continue
-            if char.isspace() or _drawable(self.font[0], self.font[1], char):
+            if unicodedata.category(char) == "Cc":
+                out.append(" ")
+            elif char.isspace() or _drawable(self.font[0], self.font[1], char):
                 out.append(char)
             else:
                 code = f"U+{ord(char):04X}"

@@ -218,3 +218,19 @@ def test_an_expiry_is_shown_in_the_zone_given(env: CopyEnv) -> None:
     assert copy_card._local(instant, SHANGHAI) == "2026-01-02 00:30 UTC+08:00"
     assert copy_card._local(instant, ZoneInfo("America/St_Johns")) == (
         "2026-01-01 13:00 UTC-03:30")
+
+
+def test_control_characters_in_a_copy_cannot_break_the_card(env: CopyEnv) -> None:
+    # Issuance refuses such text, but a card draws what a copy says: a line break would
+    # start a line over the next row, a bidi override reorder one.
+    token = env.copy(case="ZJ-1\nZJ-2")._replace(
+        claims={"name": "甲公司\r\n\u202e乙", "uscc": "91440300MA5F3K2L8G\x1b[31m"}).sign(
+        env.sharing)
+    result = env.verifier().verify(token, audience=AUDIENCE)
+    assert result.valid, result.messages
+    _content, layout = copy_card._prepare(token, result, None, "zh", "a5", 150, None,
+                                          PACKAGED, SHANGHAI)
+    assert layout.watermark is not None
+    for text in [t.text for t in layout.texts] + [layout.watermark.text]:
+        assert not any(ord(c) < 0x20 or c == "\u202e" for c in text), repr(text)
+    assert "ZJ-1 ZJ-2" in layout.watermark.text
