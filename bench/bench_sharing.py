@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -133,9 +133,14 @@ def start_server(world: object, workers: int) -> tuple[subprocess.Popen[str], in
     raise SystemExit("ecert serve did not start")
 
 
-def load(world: object, port: int, seconds: float, max_requests: int, concurrency: int
-         ) -> tuple[list[float], dict[int, int], float, int]:
-    """Latencies of the counted requests, statuses, elapsed seconds, copies made."""
+Snapshot = Callable[[], tuple[float, ...]]
+
+
+def load(world: object, port: int, seconds: float, max_requests: int, concurrency: int,
+         snapshot: Snapshot) -> tuple[list[float], dict[int, int], float, int,
+                                      tuple[float, ...], tuple[float, ...]]:
+    """Latencies of the counted requests, statuses, elapsed seconds, copies made, and
+    ``snapshot()`` (CPU seconds) when the counted part began and when it ended."""
     signer = world.signer("ZJ/zj-amr")  # type: ignore[attr-defined]
     keyid = requester_keyid("ZJ/zj-amr", signer.kid)
     url = f"http://127.0.0.1:{port}/v1/copies"
@@ -184,10 +189,12 @@ def load(world: object, port: int, seconds: float, max_requests: int, concurrenc
     for thread in threads:
         thread.start()
     time.sleep(max(0.0, warm_until - time.perf_counter()))
+    before = snapshot()  # the warm-up's CPU is not the counted requests'
     started = time.perf_counter()
     for thread in threads:
         thread.join()
-    return latencies, statuses, time.perf_counter() - started, copies
+    return (latencies, statuses, time.perf_counter() - started, copies, before,
+            snapshot())
 
 
 def main() -> None:
@@ -208,13 +215,17 @@ def main() -> None:
                 by_statute(world, tmp)
                 server, port = start_server(world, args.workers)
                 pids = children(server.pid)
-                pg = postgres_pids() if PG_URL else []
-                before = (os.times(), cpu_seconds(pids), cpu_seconds(pg))
-                latencies, statuses, elapsed, copies = load(
-                    world, port, args.seconds, args.max_requests, args.concurrency)
-                # Backends started during the load (a pool growing) count in full.
-                after = (os.times(), cpu_seconds(pids),
-                         cpu_seconds(postgres_pids()) if PG_URL else 0.0)
+
+                def snapshot(pids: list[int] = pids) -> tuple[float, ...]:
+                    # Backends started during the load (a pool growing) count in full.
+                    mine = os.times()
+                    return (mine.user + mine.system,
+                            cpu_seconds(postgres_pids()) if PG_URL else 0.0,
+                            *(cpu_seconds([pid]) for pid in pids))
+
+                latencies, statuses, elapsed, copies, before, after = load(
+                    world, port, args.seconds, args.max_requests, args.concurrency,
+                    snapshot)
             finally:
                 if server is not None:
                     server.send_signal(signal.SIGTERM)
@@ -223,8 +234,9 @@ def main() -> None:
                 for gen in schemas:
                     next(gen, None)
     latencies.sort()
-    own = (after[0].user + after[0].system) - (before[0].user + before[0].system)
-    served, database = after[1] - before[1], after[2] - before[2]
+    own, database = after[0] - before[0], after[1] - before[1]
+    each = [a - b for a, b in zip(after[2:], before[2:], strict=True)]
+    served = sum(each)
     db = "PostgreSQL" if PG_URL else "SQLite"
     print(f"{db}, {args.workers} worker(s), concurrency {args.concurrency}, "
           f"{len(latencies)} requests in {elapsed:.1f} s (load generator on the same "
@@ -237,6 +249,9 @@ def main() -> None:
     print(f"CPU per request: service workers {served * per:.2f} ms, "
           f"load generator {own * per:.2f} ms, PostgreSQL {database * per:.2f} ms "
           f"(of {elapsed * (os.cpu_count() or 1) * per:.2f} ms available)")
+    busy = sorted((c for c in each if c > 0.01 * max(served, 1e-9)), reverse=True)
+    print("service processes' share of its CPU: "
+          + " / ".join(f"{100 * c / max(served, 1e-9):.0f}%" for c in busy))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ raising variant and raises :class:`VerificationFailed`.
     ├── AccessError                 the acting operator may not do this (CLI exit code 4)
     │   ├── NotAuthenticated        unknown or disabled operator, wrong passphrase or key
     │   ├── PermissionDenied        authenticated, but no role permits this action here
-    │   └── LeaseHeld               another ``publish --watch`` holds the registry's lease
+    │   ├── LeaseHeld               another ``publish --watch`` holds the registry's lease
+    │   └── Replayed                a sharing request's nonce was seen before
     ├── PendingApproval             not an error: the change awaits a second operator
     ├── KeyStoreError               missing key file or wrong passphrase
     ├── StorageError                database unreachable or registry not initialised
@@ -68,6 +69,7 @@ __all__ = [
     "PermissionDenied",
     "PublishError",
     "RecordTampered",
+    "Replayed",
     "StorageError",
     "TextInvalid",
     "TrustListError",
@@ -187,6 +189,13 @@ class LeaseHeld(AccessError):
         super().__init__(message)
         #: The :class:`ecert.models.Lease` held by the other instance.
         self.lease = lease
+
+
+class Replayed(AccessError):
+    """A signed request's nonce was seen before: the request is refused (the sharing
+    service answers ``replay`` and records it as it records its other refusals)."""
+
+    code = "replay"
 
 
 class PendingApproval(EcertError):

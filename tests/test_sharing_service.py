@@ -3,6 +3,8 @@ answered through a fake backend, and hostile clients refused without harm to oth
 
 from __future__ import annotations
 
+import dataclasses
+import http.client
 import json
 import socket
 import threading
@@ -457,3 +459,34 @@ def test_the_requesting_side_needs_no_web_framework() -> None:
     code = ("import sys, ecert.sharing, ecert.sharing.client; "
             "assert not {'starlette', 'uvicorn', 'anyio'} & set(sys.modules), sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_connection_is_closed_after_its_last_request_so_workers_share_the_load() -> None:
+    """After ``max_requests_per_connection`` requests the answer says ``Connection:
+    close`` and the server hangs up: the client's next connection may land on another
+    worker (each listens on its own socket)."""
+    limits = dataclasses.replace(LIMITS, max_requests_per_connection=3)
+    host = ServiceHost(lambda base: create_app(
+        keys=FakeKeys(), nonces=MemoryNonceStore(CLOCK), backend=BACKEND, base_url=base,
+        clock=CLOCK, limits=limits), limits)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", host.port, timeout=10)
+        said = []
+        for _ in range(3):
+            connection.request("GET", "/openapi.json")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            said.append(response.getheader("Connection"))
+        assert said == [None, None, "close"]
+        assert response.will_close
+        connection.close()
+        # A new connection is served again, from its first request.
+        connection = http.client.HTTPConnection("127.0.0.1", host.port, timeout=10)
+        connection.request("GET", "/openapi.json")
+        answer = connection.getresponse()
+        answer.read()
+        assert (answer.status, answer.getheader("Connection")) == (200, None)
+        connection.close()
+    finally:
+        host.stop()

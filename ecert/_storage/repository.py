@@ -5,13 +5,17 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    BindParameter,
     Connection,
+    Integer,
     Row,
     Table,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -92,6 +96,104 @@ def input_rules(value: CertificateType) -> dict[str, Any] | None:
     return rules or None
 
 
+# Statements of the sharing service's hot path (every fetch and check runs them), built
+# once: SQLAlchemy then reuses their cache keys and compiled forms, where a statement
+# built per call costs more in construction than the database takes to answer it.
+_OPERATOR = select(operators).where(operators.c.name == bindparam("name"))
+_KEY = select(keys).where(keys.c.kid == bindparam("kid"))
+_ACTIVE_KEY = (select(keys).where(keys.c.role == bindparam("role"), keys.c.retired_at.is_(None),
+                                  keys.c.compromised_since.is_(None))
+               .order_by(keys.c.created_at.desc()).limit(1))
+_ENTITLEMENTS_IN_FORCE = select(entitlements).where(or_(
+    entitlements.c.valid_until.is_(None), entitlements.c.valid_until > bindparam("at"))
+).order_by(entitlements.c.id)
+_ADD_TO_COUNTER = (update(counters).where(counters.c.name == bindparam("counter"))
+                   .values(value=counters.c.value + bindparam("amount"))
+                   .returning(counters.c.value))
+_ADD_USE = insert(uses).returning(uses.c.id)
+_APPEND_LOG = insert(log_entries)
+
+
+@cache
+def _log_about(actions: tuple[str, ...]) -> Any:
+    """The log's entries about one plain subject with one of ``actions``, oldest first."""
+    return (select(log_entries)
+            .where(log_entries.c.plain_subject == bindparam("subject"),
+                   log_entries.c.action.in_([bindparam(f"action_{i}", a)
+                                             for i, a in enumerate(actions)]))
+            .order_by(log_entries.c.seq))
+
+
+#: Entitlements in force for a requester (by name or region), each with the leaves of its
+#: log entries of the given actions (one row per leaf).
+_ENTITLEMENTS_WITH_LOG = (
+    select(entitlements, log_entries.c.leaf.label("log_leaf"))
+    .outerjoin(log_entries, and_(
+        log_entries.c.plain_subject == entitlements.c.id,
+        log_entries.c.action.in_([bindparam("allow_action"), bindparam("revoke_action")])))
+    .where(entitlements.c.requester.in_([bindparam("requester"), bindparam("region")]),
+           or_(entitlements.c.valid_until.is_(None),
+               entitlements.c.valid_until > bindparam("at")))
+    .order_by(entitlements.c.id, log_entries.c.seq))
+
+
+@cache
+def _nonce_upsert(dialect: str) -> Any:
+    """Insert a nonce, or take over an expired row of it; returns a row only if it did."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    upsert: Any = (postgresql if dialect == "postgresql" else sqlite).insert(nonces)
+    return upsert.on_conflict_do_update(
+        index_elements=[nonces.c.requester, nonces.c.nonce],
+        set_={"expires_at": upsert.excluded.expires_at},
+        where=nonces.c.expires_at <= bindparam("now")).returning(nonces.c.requester)
+
+
+@cache
+def _with_issue_and_key(status: CertificateStatus, limit: int) -> Any:
+    """:func:`_certificates_of_holder` with, in the same answer, the key each row names
+    and the leaves of its ``cert.issue`` entries (one row per leaf)."""
+    c, k, issue = certificates.c, keys.c, log_entries.c
+    sharing = keys.alias("sharing")
+    sharing_kid = (select(sharing.c.kid)
+                   .where(sharing.c.role == KeyRole.SHARING.value,
+                          sharing.c.retired_at.is_(None),
+                          sharing.c.compromised_since.is_(None))
+                   .order_by(sharing.c.created_at.desc()).limit(1).scalar_subquery())
+    return (select(certificates, region.c.code.label("region_code"), region.c.base_url,
+                   *(col.label(f"key_{col.name}") for col in keys.c),
+                   issue.leaf.label("issue_leaf"), sharing_kid.label("sharing_kid"))
+            .select_from(certificates.join(region, region.c.id == 1)
+                         .outerjoin(keys, k.kid == c.kid)
+                         .outerjoin(log_entries, and_(
+                             issue.plain_subject == c.id,
+                             issue.action == bindparam("issue_action"))))
+            .where(c.holder == bindparam("holder"), c.type_code == bindparam("type_code"),
+                   _status_condition(status, bindparam("now", type_=Integer)))
+            .order_by(c.issued_at, c.id, issue.seq).limit(limit))
+
+
+@cache
+def _certificates_of_holder(status: CertificateStatus, limit: int) -> Any:
+    """A holder's certificates of one type with the effective ``status`` at ``now``."""
+    c = certificates.c
+    return (Repository._cert_query()
+            .where(c.holder == bindparam("holder"), c.type_code == bindparam("type_code"),
+                   _status_condition(status, bindparam("now", type_=Integer)))
+            .order_by(c.issued_at, c.id).limit(limit))
+
+
+class StoredCertificate(NamedTuple):
+    """A certificate row with what proves it (:meth:`Repository.certificates_with_proof`)."""
+
+    certificate: Certificate
+    key: KeyInfo | None  #: the key row the certificate row names (its ``kid``)
+    issue_leaves: list[bytes]  #: the leaves of its issue entries, oldest first
+    #: The registry's active sharing key (as :meth:`Repository.active_key` finds it), read
+    #: in the same query: the key a copy of it is signed with.
+    sharing_kid: str | None = None
+
+
 class Repository:
     """Typed reads of the registry tables. The caller owns the transaction."""
 
@@ -158,7 +260,7 @@ class Repository:
                             for w in windows))
 
     def get_key(self, kid: str) -> KeyInfo | None:
-        row = self.conn.execute(select(keys).where(keys.c.kid == kid)).first()
+        row = self.conn.execute(_KEY, {"kid": kid}).first()
         return None if row is None else self._key(row)
 
     def count_signed_since(self, kid: str, since: int) -> int:
@@ -168,6 +270,9 @@ class Repository:
         ).scalar_one())
 
     def active_key(self, role: KeyRole, agency_code: str | None = None) -> KeyInfo | None:
+        if agency_code is None:
+            row = self.conn.execute(_ACTIVE_KEY, {"role": role.value}).first()
+            return None if row is None else self._key(row)
         query = select(keys).where(keys.c.role == role.value, keys.c.retired_at.is_(None),
                                    keys.c.compromised_since.is_(None))
         if agency_code is not None:
@@ -235,6 +340,12 @@ class Repository:
         ``status`` is the effective status at ``now``: a scheduled revocation that fell
         due reads revoked.
         """
+        if (holder is not None and type_code is not None and status is not None
+                and now is not None and (agency_code, kid, offset, name_prefix, after)
+                == (None, None, 0, None, None)):  # the sharing service's question
+            return [self._certificate(row) for row in self.conn.execute(
+                _certificates_of_holder(status, limit),
+                {"holder": holder, "type_code": type_code, "now": now})]
         c = certificates.c
         conditions: list[Any] = []
         if holder is not None:
@@ -260,6 +371,32 @@ class Repository:
         if offset:
             query = query.offset(offset)
         return [self._certificate(row) for row in self.conn.execute(query)]
+
+    def certificates_with_proof(self, *, holder: str, type_code: str,
+                                status: CertificateStatus, now: int, limit: int,
+                                issue_action: str) -> list[StoredCertificate]:
+        """A holder's certificates of one type with the effective ``status`` at ``now``,
+        each with the key its row names and the leaves of its ``issue_action`` entries:
+        what checking a stored token against its key and the log needs, in one round
+        trip (the sharing service asks this for every copy it makes), and the sharing
+        key to sign its copy with."""
+        found: dict[str, StoredCertificate] = {}
+        for row in self.conn.execute(_with_issue_and_key(status, limit), {
+                "holder": holder, "type_code": type_code, "now": now,
+                "issue_action": issue_action}):
+            known = found.get(row.id)
+            if known is None:
+                key = None if row.key_kid is None else KeyInfo(
+                    kid=row.key_kid, alg=row.key_alg, role=KeyRole(row.key_role),
+                    public_jwk=row.key_public_jwk, agency_code=row.key_agency_code,
+                    created_at=_dt_required(row.key_created_at),
+                    retired_at=_dt(row.key_retired_at),
+                    compromised_since=_dt(row.key_compromised_since))
+                known = found[row.id] = StoredCertificate(self._certificate(row), key, [],
+                                                          row.sharing_kid)
+            if row.issue_leaf is not None:
+                known.issue_leaves.append(bytes(row.issue_leaf))
+        return list(found.values())
 
     def count_certificates(self) -> int:
         return int(self.conn.execute(select(func.count()).select_from(certificates)).scalar_one())
@@ -322,7 +459,7 @@ class Repository:
         return 0 if value is None else int(value)
 
     def get_operator(self, name: str) -> Operator | None:
-        row = self.conn.execute(select(operators).where(operators.c.name == name)).first()
+        row = self.conn.execute(_OPERATOR, {"name": name}).first()
         return None if row is None else self._operator(row)
 
     def operator_by_kid(self, kid: str) -> Operator | None:
@@ -406,6 +543,10 @@ class Repository:
     def log_rows(self, start: int = 0, end: int | None = None, *,
                  plain_subject: str | None = None, actions: Sequence[str] | None = None,
                  limit: int | None = None) -> Sequence[Row[Any]]:
+        if (start, end, limit) == (0, None, None) and plain_subject is not None \
+                and actions is not None:
+            return self.conn.execute(_log_about(tuple(actions)),
+                                     {"subject": plain_subject}).all()
         query = select(log_entries).where(log_entries.c.seq >= start)
         if end is not None:
             query = query.where(log_entries.c.seq < end)
@@ -511,6 +652,9 @@ class Repository:
     def list_entitlements(self, *, in_force_at: int | None = None, after: str | None = None,
                           limit: int | None = None) -> list[Entitlement]:
         """Entitlements by id; ``in_force_at``: only those not ended by then."""
+        if in_force_at is not None and after is None and limit is None:
+            return [self._entitlement(row) for row in
+                    self.conn.execute(_ENTITLEMENTS_IN_FORCE, {"at": in_force_at})]
         query = select(entitlements).order_by(entitlements.c.id)
         if in_force_at is not None:
             query = query.where(or_(entitlements.c.valid_until.is_(None),
@@ -520,6 +664,23 @@ class Repository:
         if limit is not None:
             query = query.limit(limit)
         return [self._entitlement(row) for row in self.conn.execute(query)]
+
+    def entitlements_with_log(self, requester: str, *, in_force_at: int, allow_action: str,
+                              revoke_action: str) -> list[tuple[Entitlement, list[bytes]]]:
+        """The entitlements not ended by ``in_force_at`` that name ``requester`` (by name
+        or its region), each with the leaves of its allow and revoke entries, oldest
+        first: what checking them against the log needs, in one round trip."""
+        found: dict[str, tuple[Entitlement, list[bytes]]] = {}
+        for row in self.conn.execute(_ENTITLEMENTS_WITH_LOG, {
+                "requester": requester, "region": requester.split("/", 1)[0],
+                "at": in_force_at, "allow_action": allow_action,
+                "revoke_action": revoke_action}):
+            known = found.get(row.id)
+            if known is None:
+                known = found[row.id] = (self._entitlement(row), [])
+            if row.log_leaf is not None:
+                known[1].append(bytes(row.log_leaf))
+        return list(found.values())
 
     @staticmethod
     def _entitlement(row: Row[Any]) -> Entitlement:
@@ -728,10 +889,8 @@ class WriteRepository(Repository):
 
     def add_to_counter(self, name: str, amount: int) -> int:
         """Add ``amount`` atomically; return the new value (the row lock serializes)."""
-        value = self.conn.execute(
-            update(counters).where(counters.c.name == name)
-            .values(value=counters.c.value + amount).returning(counters.c.value)
-        ).scalar_one_or_none()
+        value = self.conn.execute(_ADD_TO_COUNTER, {"counter": name, "amount": amount}
+                                  ).scalar_one_or_none()
         if value is None:
             self.conn.execute(insert(counters).values(name=name, value=amount))
             return amount
@@ -770,7 +929,7 @@ class WriteRepository(Repository):
             reason=reason))
 
     def append_log(self, rows: Sequence[dict[str, Any]]) -> None:
-        self.conn.execute(insert(log_entries), list(rows))
+        self.conn.execute(_APPEND_LOG, list(rows))
 
     def put_tile(self, level: int, index: int, width: int, hashes: bytes) -> None:
         updated = self.conn.execute(update(log_tiles).where(
@@ -866,17 +1025,17 @@ class WriteRepository(Repository):
         """One more failed consent code for ``scope`` in ``window``."""
         self._increment(consent_failures, scope, window)
 
-    def count_request(self, scope: str, window: int) -> int:
-        """One more request of ``scope`` in ``window``; how many there are now."""
-        return self._increment(request_counts, scope, window)
+    def count_request(self, scope: str, window: int, n: int = 1) -> int:
+        """``n`` more requests of ``scope`` in ``window``; how many there are now."""
+        return self._increment(request_counts, scope, window, n)
 
-    def _increment(self, table: Table, scope: str, window: int) -> int:
-        """Add one to the ``(scope, window)`` count of ``table``; the new count (the row
+    def _increment(self, table: Table, scope: str, window: int, n: int = 1) -> int:
+        """Add ``n`` to the ``(scope, window)`` count of ``table``; the new count (the row
         lock serializes concurrent callers, so each sees its own)."""
         def add() -> int | None:
             value = self.conn.execute(update(table).where(
                 table.c.scope == scope, table.c.window == window)
-                .values(count=table.c.count + 1).returning(table.c.count)
+                .values(count=table.c.count + n).returning(table.c.count)
             ).scalar_one_or_none()
             return None if value is None else int(value)
 
@@ -885,10 +1044,10 @@ class WriteRepository(Repository):
             return counted
         try:  # the first of the window; a concurrent caller may insert it first
             with self.conn.begin_nested():
-                self.conn.execute(insert(table).values(scope=scope, window=window, count=1))
-            return 1
+                self.conn.execute(insert(table).values(scope=scope, window=window, count=n))
+            return n
         except IntegrityError:
-            return add() or 1
+            return add() or n
 
     def commit_lazily(self) -> None:
         """Let this transaction's commit return before its WAL record reaches the disk
@@ -908,8 +1067,7 @@ class WriteRepository(Repository):
             self.conn.execute(insert(settings).values(name=name, value=value))
 
     def add_use(self, **row: Any) -> int:
-        result = self.conn.execute(insert(uses).values(**row).returning(uses.c.id))
-        return int(result.scalar_one())
+        return int(self.conn.execute(_ADD_USE, row).scalar_one())
 
     def remember_nonce(self, requester: str, nonce: str, expires_at: int, now: int) -> bool:
         """Keep ``nonce`` of ``requester`` until ``expires_at``; False if it was seen (the
@@ -921,15 +1079,9 @@ class WriteRepository(Repository):
             # an expired row; a live one makes the upsert's WHERE false and nothing is
             # returned. On PostgreSQL a concurrent insert of the same key waits for the
             # first to commit and then sees it live.
-            from sqlalchemy.dialects import postgresql, sqlite
-
-            upsert: Any = (postgresql if dialect == "postgresql" else sqlite).insert(
-                nonces).values(requester=requester, nonce=nonce, expires_at=expires_at)
-            statement = upsert.on_conflict_do_update(
-                index_elements=[nonces.c.requester, nonces.c.nonce],
-                set_={"expires_at": upsert.excluded.expires_at},
-                where=nonces.c.expires_at <= now).returning(nonces.c.requester)
-            return self.conn.execute(statement).first() is not None
+            return self.conn.execute(_nonce_upsert(dialect), {
+                "requester": requester, "nonce": nonce, "expires_at": expires_at,
+                "now": now}).first() is not None
         self.conn.execute(delete(nonces).where(nonces.c.requester == requester,
                                                nonces.c.nonce == nonce,
                                                nonces.c.expires_at <= now))
@@ -947,7 +1099,8 @@ class WriteRepository(Repository):
                    .rowcount)
 
 
-def _status_condition(status: CertificateStatus, now: int | None) -> Any:
+def _status_condition(status: CertificateStatus, now: int | BindParameter[int] | None
+                      ) -> Any:
     """SQL for "the effective status at ``now`` is ``status``"."""
     c = certificates.c
     if now is None:

@@ -135,6 +135,7 @@ class Registry:
 
     def __init__(self, ctx: _Context) -> None:
         self._ctx = ctx
+        self._leases = _limits.QuotaLeases()
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -745,7 +746,8 @@ class Registry:
     def share_fetch(self, requester: str, holder_id: str, types: Iterable[str], *,
                     purpose: str, case: str, service_item: str, staff_id: str,
                     staff_role: str, request_hash: str, consent: str | None = None,
-                    copy_ttl: timedelta = timedelta(hours=24)) -> FetchResult:
+                    copy_ttl: timedelta = timedelta(hours=24),
+                    nonce: tuple[str, int] | None = None) -> FetchResult:
         """Answer an authenticated requester's fetch (the sharing service calls this as
         the ``service`` operator, after checking the request's signature, region and
         nonce): purpose-bound copies of the holder's valid certificates of ``types``, or
@@ -756,6 +758,12 @@ class Registry:
         Malformed parameters raise :class:`ecert.errors.InputError` (``invalid_request``,
         ``invalid_requester``) before anything is decided: the service records such a
         request with :meth:`share_refused` (``bad_request``).
+
+        ``nonce`` (the request's nonce and when it may be forgotten, epoch seconds) is
+        remembered in the fetch's own transaction, as :meth:`remember_nonce` would, saving
+        the sharing service a transaction per request: one seen before raises
+        :class:`ecert.errors.Replayed` and nothing is recorded (the service records the
+        replay as it records its own refusals).
         """
         if isinstance(types, str):
             types = [types]
@@ -764,15 +772,15 @@ class Registry:
             types=[_code_text(t) for t in types], purpose=purpose, case=case,
             service_item=service_item, staff_id=staff_id, staff_role=staff_role,
             consent=consent, request_hash=request_hash,
-            ttl=int(copy_ttl.total_seconds()))
+            ttl=int(copy_ttl.total_seconds()), nonce=nonce)
         if not self._take_request("fetch", requester):
             params["refused"] = "too_many_requests"
         return self._ctx.execute(_fetch.FETCH, params)
 
     def share_check(self, requester: str, type: str, values: Mapping[str, str], *,
                     purpose: str, case: str, service_item: str, staff_id: str,
-                    staff_role: str, request_hash: str, consent: str | None = None
-                    ) -> CheckOutcome:
+                    staff_role: str, request_hash: str, consent: str | None = None,
+                    nonce: tuple[str, int] | None = None) -> CheckOutcome:
         """Answer an authenticated requester's check (核验; the sharing service calls this
         as the ``service`` operator, as it calls :meth:`share_fetch`): whether ``values``
         match one certificate of type ``type`` valid now, and nothing else.
@@ -787,7 +795,8 @@ class Registry:
         fetch — see :mod:`ecert.registry._check`. Every call is a use record of kind
         ``check`` and a ``share.check`` log entry.
         :meth:`CheckOutcome.answer` is what a :class:`ecert.sharing.SharingBackend`'s
-        ``check`` returns. Malformed parameters raise :class:`ecert.errors.InputError`.
+        ``check`` returns. Malformed parameters raise :class:`ecert.errors.InputError`;
+        ``nonce`` as for :meth:`share_fetch`.
         """
         if not isinstance(values, Mapping):
             raise InputError("values are text by name", code="invalid_request")
@@ -796,7 +805,8 @@ class Registry:
         params = _check.check_params(
             requester=requester, holder=holder, type_code=_code_text(type), values=values,
             purpose=purpose, case=case, service_item=service_item, staff_id=staff_id,
-            staff_role=staff_role, consent=consent, request_hash=request_hash)
+            staff_role=staff_role, consent=consent, request_hash=request_hash,
+            nonce=nonce)
         if not self._take_request("check", requester):
             params["refused"] = "too_many_requests"
         return self._ctx.execute(_check.CHECK, params)
@@ -804,17 +814,24 @@ class Registry:
     def _take_request(self, kind: str, who: str) -> bool:
         """Count one request of ``kind`` (``fetch``, ``check``: by requester; ``grant``:
         a holder's own consent, by the holder's pseudonym) by ``who``; whether it is
-        within the hourly limit. A short transaction of its own, before the request's
-        unit of work, so concurrent requests hold the counter's row lock only for the
-        increment."""
-        with self._ctx._write() as repo:  # bookkeeping, no change of state to log
-            # A crash may forget the last counts (a few requests more that hour), which
-            # is harmless; waiting for the disk at each request is not (format 15.14).
-            repo.commit_lazily()
-            limits = _limits.current_limits(repo)
-            limit = {"fetch": limits.fetches_per_hour, "check": limits.checks_per_hour,
-                     "grant": limits.grants_per_holder}[kind]
-            return _limits.take(repo, f"{kind}:{who}", limit, self._now())
+        within the hourly limit. From this process's lease of requests when it has one
+        left (:class:`~ecert.registry._limits.QuotaLeases`), else a short transaction of
+        its own before the request's unit of work that counts a new lease, so concurrent
+        requests hold the counter's row lock only for the increment."""
+        scope = f"{kind}:{who}"
+        now = self._now()
+
+        def count() -> int:
+            with self._ctx._write() as repo:  # bookkeeping, no change of state to log
+                # A crash may forget the last counts (a few requests more that hour),
+                # which is harmless; waiting for the disk for each is not (format 15.14).
+                repo.commit_lazily()
+                limits = _limits.current_limits(repo)
+                limit = {"fetch": limits.fetches_per_hour, "check": limits.checks_per_hour,
+                         "grant": limits.grants_per_holder}[kind]
+                return _limits.lease(repo, scope, limit, _limits.lease_size(limit), now)
+
+        return self._leases.take(scope, now, count)
 
     def share_limits(self) -> ShareLimits:
         """The sharing service's rate limits in force (:class:`ShareLimits`)."""

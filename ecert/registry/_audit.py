@@ -52,7 +52,7 @@ from ecert._replay import Finding, FindingKind, Replay
 from ecert._storage.repository import Repository
 from ecert._storage.schema import certificates, log_entries
 from ecert.errors import EcertError, FormatError, NotFound, RecordTampered
-from ecert.models import Certificate, CertificateStatus, LogEntry, Role
+from ecert.models import Certificate, CertificateStatus, KeyInfo, LogEntry, Role
 from ecert.registry._core import _Context
 from ecert.registry._lifecycle import STATUS_VALUES
 from ecert.registry._sharing import consent_commitments, use_details, use_subject
@@ -925,8 +925,14 @@ def _compare_list(replay: Replay, roots: Mapping[int, bytes], published: Sequenc
 # -- proving ---------------------------------------------------------------------------------
 
 
-def check_stored_token(ctx: _Context, repo: Repository, cert: Certificate) -> None:
-    """Refuse a stored certificate whose token does not verify or is not the logged one."""
+def check_stored_token(ctx: _Context, repo: Repository, cert: Certificate, *,
+                       key: KeyInfo | None = None,
+                       issue_leaves: Sequence[bytes] | None = None) -> None:
+    """Refuse a stored certificate whose token does not verify or is not the logged one.
+
+    ``key`` and ``issue_leaves``: the key row and the leaves of the issue entries if the
+    caller read them already (:meth:`Repository.certificates_with_proof`); a key that
+    is not the one the token names is looked up again."""
     def tampered(why: str) -> RecordTampered:
         return RecordTampered(f"certificate {cert.id} in the database does not verify ({why}): "
                               "nothing was signed; run 'ecert audit verify'")
@@ -938,7 +944,9 @@ def check_stored_token(ctx: _Context, repo: Repository, cert: Certificate) -> No
         claims = CertificateClaims.from_payload(parsed.payload)
     except FormatError as e:
         raise tampered("its token does not parse") from e
-    key = repo.get_key(str(parsed.header.get("kid")))
+    kid = str(parsed.header.get("kid"))
+    if key is None or key.kid != kid:
+        key = repo.get_key(kid)
     if key is None or key.agency_code != cert.agency_code:
         raise tampered("its token names no key of its agency")
     alg, public = key_from_jwk(key.public_jwk)
@@ -951,11 +959,13 @@ def check_stored_token(ctx: _Context, repo: Repository, cert: Certificate) -> No
                                      else int(cert.valid_until.timestamp()),
                                      cert.status_index):
         raise tampered("its row differs from its signed token")
-    issued = [r for r in repo.log_rows(plain_subject=cert.id, actions=[Action.CERT_ISSUE.value])]
-    if len(issued) != 1:
+    if issue_leaves is None:
+        issue_leaves = [bytes(r.leaf) for r in repo.log_rows(
+            plain_subject=cert.id, actions=[Action.CERT_ISSUE.value])]
+    if len(issue_leaves) != 1:
         raise tampered("the log holds no single issue entry for it")
     try:
-        logged = Entry.decode(bytes(issued[0].leaf)).details.get("token")
+        logged = Entry.decode(issue_leaves[0]).details.get("token")
     except FormatError as e:
         raise tampered("its issue entry does not parse") from e
     if logged != token_hash(cert.token):

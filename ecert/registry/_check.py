@@ -52,6 +52,7 @@ from ecert.registry._fetch import (
     _valid_now,
     fetch_params,
     record_use,
+    remember_nonce,
 )
 from ecert.registry._lifecycle import effective
 from ecert.registry._limits import current_limits, take
@@ -110,7 +111,7 @@ def _value(text: str) -> str:
 def check_params(*, requester: str, holder: str | None, type_code: str,
                  values: Mapping[str, str], purpose: str, case: str, service_item: str,
                  staff_id: str, staff_role: str, consent: str | None,
-                 request_hash: str) -> dict[str, Any]:
+                 request_hash: str, nonce: tuple[str, int] | None = None) -> dict[str, Any]:
     """Checked parameters of ``share.check`` (``holder``: the pseudonym of the submitted
     holder id, if any; ``values`` without it)."""
     if not isinstance(values, Mapping) or not 1 <= len(values) <= MAX_VALUES:
@@ -128,7 +129,7 @@ def check_params(*, requester: str, holder: str | None, type_code: str,
     p = fetch_params(requester=requester, holder=holder or "-", types=[type_code],
                      purpose=purpose, case=case, service_item=service_item,
                      staff_id=staff_id, staff_role=staff_role, consent=consent,
-                     request_hash=request_hash, ttl=1)
+                     request_hash=request_hash, ttl=1, nonce=nonce)
     p.pop("ttl")
     return {**p, "values": checked, "by_holder": holder is not None}
 
@@ -157,6 +158,7 @@ def _matches(cert: Certificate, p: Mapping[str, Any], now: int) -> bool:
 
 
 def _check(unit: Unit, p: Mapping[str, Any]) -> CheckOutcome:
+    remember_nonce(unit, p)
     repo, now = unit.repo, unit.now
     type_code, values = p["types"][0], p["values"]
     named = None

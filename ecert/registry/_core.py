@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -88,10 +88,16 @@ def logged_entries(repo: Repository, subject: str, actions: list[Action]
     """The log's entries about ``subject`` with one of ``actions``, oldest first, each
     decoded (None for one that does not decode): for checking a row of the database
     against what the log says of it, where the log is the authority."""
+    return decoded([bytes(row.leaf) for row in repo.log_rows(
+        plain_subject=subject, actions=[a.value for a in actions])])
+
+
+def decoded(leaves: Sequence[bytes]) -> list[Entry | None]:
+    """Log leaves as entries, None for one that does not decode."""
     found: list[Entry | None] = []
-    for row in repo.log_rows(plain_subject=subject, actions=[a.value for a in actions]):
+    for leaf in leaves:
         try:
-            found.append(Entry.decode(bytes(row.leaf)))
+            found.append(Entry.decode(leaf))
         except EcertError:
             found.append(None)
     return found

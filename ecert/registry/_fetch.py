@@ -43,11 +43,12 @@ from ecert._formats.copy import (
     OriginalRef,
 )
 from ecert._formats.jose import b64url_encode, canonical_json
+from ecert._formats.log import Entry
 from ecert._formats.trustlist import Entitlement
-from ecert.errors import InputError, RecordTampered
-from ecert.models import Certificate, CertificateStatus, KeyRole
+from ecert.errors import InputError, RecordTampered, Replayed
+from ecert.models import Certificate, CertificateStatus
 from ecert.registry._audit import check_stored_token
-from ecert.registry._core import Operation, Target, Unit, logged_entries, register
+from ecert.registry._core import Operation, Target, Unit, decoded, logged_entries, register
 from ecert.registry._lifecycle import effective
 from ecert.registry._sharing import (
     BY_STATUTE,
@@ -153,9 +154,18 @@ def _text(what: str, value: Any, limit: int) -> str:
 
 def fetch_params(*, requester: str, holder: str, types: Sequence[str], purpose: str,
                  case: str, service_item: str, staff_id: str, staff_role: str,
-                 consent: str | None, request_hash: str, ttl: int) -> dict[str, Any]:
-    """Checked parameters of ``share.fetch`` (``holder``: the holder's pseudonym)."""
+                 consent: str | None, request_hash: str, ttl: int,
+                 nonce: tuple[str, int] | None = None) -> dict[str, Any]:
+    """Checked parameters of ``share.fetch`` (``holder``: the holder's pseudonym;
+    ``nonce``: the request's nonce and when it may be forgotten, to remember in the
+    unit's own transaction)."""
     agency_requester(requester)
+    if nonce is not None and (
+            not isinstance(nonce, tuple) or len(nonce) != 2
+            or not isinstance(nonce[0], str) or not 0 < len(nonce[0]) <= 200
+            or type(nonce[1]) is not int):
+        raise InputError("a nonce is 1 to 200 characters, with its expiry",
+                         code="invalid_request")
     if not types or len(types) > 20:
         raise InputError("a fetch asks for 1 to 20 types", code="invalid_request")
     if not 0 < ttl <= MAX_COPY_TTL:
@@ -170,6 +180,7 @@ def fetch_params(*, requester: str, holder: str, types: Sequence[str], purpose: 
         "staff_role": _text("staff role", staff_role, MAX_FIELD),
         "consent": None if consent is None or not str(consent).strip() else str(consent),
         "request_hash": _text("request hash", request_hash, 128), "ttl": ttl,
+        "nonce": None if nonce is None else list(nonce),
     }
 
 
@@ -224,8 +235,10 @@ def _decide(unit: Unit, p: Mapping[str, Any], gate: Gate | None = None) -> _Deci
     # Only entitlements whose row is what the log made of them count: one inserted or
     # widened in the database (a without-consent flag, a purpose, a claim) releases
     # nothing, even before an audit finds it.
-    in_force = [e for e in repo.list_entitlements(in_force_at=now)
-                if e.names(requester) and _as_logged(unit, e)]
+    in_force = [e for e, leaves in repo.entitlements_with_log(
+        requester, in_force_at=now, allow_action=Action.SHARE_ALLOW.value,
+        revoke_action=Action.SHARE_REVOKE.value)
+        if e.names(requester) and _as_logged(unit, e, decoded(leaves))]
     per_type: dict[str, list[Entitlement]] = {}
     for type_code in p["types"]:
         if not covering(in_force, requester, type_code, None, now):
@@ -262,15 +275,19 @@ def _decide(unit: Unit, p: Mapping[str, Any], gate: Gate | None = None) -> _Deci
     return _Decision(None, claims, str(row.id), False)
 
 
-def _as_logged(unit: Unit, entitlement: Entitlement) -> bool:
+def _as_logged(unit: Unit, entitlement: Entitlement,
+               entries: Sequence[Entry | None] | None = None) -> bool:
     """Whether an entitlement row is the one its ``share.allow`` entry logged (ended, if
     at all, by its ``share.revoke``): the log, signed by the operators who approved it,
-    is the authority; the row is only an index of it."""
+    is the authority; the row is only an index of it. ``entries``: its allow and revoke
+    entries, oldest first, if the caller read them already."""
     # Checked every time, never cached by content: a revoked entitlement put back in the
     # database as it was before its revocation has content checked once already.
     logged: dict[str, Any] | None = None
-    for entry in logged_entries(unit.repo, entitlement.id,
-                                [Action.SHARE_ALLOW, Action.SHARE_REVOKE]):
+    if entries is None:
+        entries = logged_entries(unit.repo, entitlement.id,
+                                 [Action.SHARE_ALLOW, Action.SHARE_REVOKE])
+    for entry in entries:
         if entry is None:
             return False
         if entry.action == Action.SHARE_ALLOW.value:
@@ -320,23 +337,26 @@ def _valid_now(cert: Certificate, now: int) -> bool:
 def _copies(unit: Unit, p: Mapping[str, Any],
             claims: Mapping[str, tuple[str, ...] | None]) -> list[Copy]:
     repo, now, region = unit.repo, unit.now, unit.region
-    found: list[Certificate] = []
+    found = []
     for type_code in p["types"]:
-        certs = repo.find_certificates(holder=p["holder"], type_code=type_code,
-                                       status=CertificateStatus.VALID, agency_code=None,
-                                       limit=100, now=now)
-        found += [c for c in (effective(c, now) for c in certs) if _valid_now(c, now)]
+        # Each row with its key and issue entry, to check it against both (one query).
+        found += [s for s in repo.certificates_with_proof(
+            holder=p["holder"], type_code=type_code, status=CertificateStatus.VALID,
+            now=now, limit=100, issue_action=Action.CERT_ISSUE.value)
+            if _valid_now(effective(s.certificate, now), now)]
     if not found:
         return []
-    key = repo.active_key(KeyRole.SHARING)
-    if key is None:
+    kid = found[0].sharing_kid  # the active sharing key, read with the certificates
+    if kid is None:
         raise InputError("this registry has no sharing key: run 'ecert key rotate-sharing'",
                          code="no_sharing_key")
-    signer = unit.ctx.signer(key.kid)
+    signer = unit.ctx.signer(kid)
     out = []
-    for cert in found:
+    for stored in found:
+        cert = effective(stored.certificate, now)
         try:
-            check_stored_token(unit.ctx, repo, cert)
+            check_stored_token(unit.ctx, repo, cert, key=stored.key,
+                               issue_leaves=stored.issue_leaves)
         except RecordTampered as e:  # never sign a copy of an edited row
             log.error("no copy of %s: %s", cert.id, e.message)
             continue
@@ -377,7 +397,19 @@ def record_use(unit: Unit, p: Mapping[str, Any], decision: _Decision,
     return use_id
 
 
+def remember_nonce(unit: Unit, p: Mapping[str, Any]) -> None:
+    """Keep the request's nonce (if the service passed it) in this unit's transaction;
+    :class:`~ecert.errors.Replayed`, undoing the unit, if it was seen before. The row is
+    written whatever the unit decides, so a refused request cannot be replayed either."""
+    if p.get("nonce") is None:
+        return
+    nonce, expires_at = p["nonce"]
+    if not unit.repo.remember_nonce(p["requester"], nonce, expires_at, unit.now):
+        raise Replayed("this nonce was seen before")
+
+
 def _fetch(unit: Unit, p: Mapping[str, Any]) -> FetchResult:
+    remember_nonce(unit, p)
     refused = p.get("refused")
     decision = _Decision(refused, {}, None, False) if refused else _decide(unit, p)
     copies = [] if decision.problem else _copies(unit, p, decision.claims)

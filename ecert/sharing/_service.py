@@ -51,6 +51,8 @@ class AuthenticatedRequest:
     #: SHA-256 (hex) of the Signature-Input and Signature fields and the body, each line
     #: as received (``input \n signature \n body``): names this request in a use record.
     request_hash: str
+    #: When the nonce may be forgotten (epoch seconds): the request is stale by then.
+    nonce_expires_at: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,11 @@ class SharingBackend(Protocol):
     Each call decides one authenticated request and returns its answer or the problem to
     answer with (``region_not_recognized`` … ``too_many_requests``, checked in the order of
     :data:`ecert._formats.sharing.PROBLEM_CODES`), and records the use, granted or not.
+
+    A backend whose ``remembers_nonces`` attribute is True keeps each request's nonce
+    itself (in the same transaction as its decision) and answers ``replay`` for one seen
+    before; the shell is then made without a nonce store. Otherwise the shell's nonce
+    store has kept the nonce before the backend is called.
     """
 
     def fetch(self, request: AuthenticatedRequest, body: ShareRequest

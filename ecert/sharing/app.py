@@ -72,6 +72,9 @@ log = logging.getLogger(__name__)
 #: The ASGI scope extension under which a server may put the ``time.monotonic()`` at which
 #: the request's first byte arrived (the whole-request deadline then counts from there).
 REQUEST_STARTED = "ecert.request_started"
+#: ASGI extension: the request's number on its connection (1 for the first), set by
+#: :class:`ecert.sharing.server.DeadlineH11Protocol`.
+REQUEST_NUMBER = "ecert.request_number"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -95,6 +98,11 @@ class Limits:
     #: answers 503 at once. Each connection's time is bounded by the deadline, but not how
     #: many there are: without this, a flood would exhaust the worker's file descriptors.
     max_connections: int = 1000
+    #: Requests one keep-alive connection may carry: the answer to the last says
+    #: ``Connection: close``, and the client's next connection may go to another worker
+    #: (each listens on its own socket and the kernel spreads new connections), so that
+    #: a few busy long-lived connections do not stay on one worker while another idles.
+    max_requests_per_connection: int = 100
 
 
 def _problem_response(problem: Problem, *, close: bool = False) -> Response:
@@ -103,6 +111,17 @@ def _problem_response(problem: Problem, *, close: bool = False) -> Response:
         headers["Connection"] = "close"
     return Response(problem.to_json(), status_code=problem.status, headers=headers,
                     media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _closing(send: Send) -> Send:
+    """``send``, with ``Connection: close`` added to the response's headers."""
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", [])
+                       if k.lower() != b"connection"]
+            message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await send(message)
+    return closing
 
 
 class _Guard:
@@ -121,6 +140,9 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         limits = self.limits
+        number = scope.get("extensions", {}).get(REQUEST_NUMBER)
+        if isinstance(number, int) and number >= limits.max_requests_per_connection:
+            send = _closing(send)
         started = scope.get("extensions", {}).get(REQUEST_STARTED)
         deadline = (started if isinstance(started, float) else time.monotonic()) \
             + limits.deadline_seconds
@@ -177,8 +199,9 @@ _Body = TypeVar("_Body", ShareRequest, CheckRequest)
 class _Service:
     """Authentication, decoding and the backend call for one request (in a thread)."""
 
-    def __init__(self, keys: RequesterKeys, nonces: NonceStore, backend: SharingBackend,
-                 clock: Clock, limits: Limits, base_url: str) -> None:
+    def __init__(self, keys: RequesterKeys, nonces: NonceStore | None,
+                 backend: SharingBackend, clock: Clock, limits: Limits,
+                 base_url: str) -> None:
         self.keys = keys
         self.nonces = nonces
         self.backend = backend
@@ -225,11 +248,14 @@ class _Service:
                                resolved.requester, request_hash)
         # Kept until the request is stale anyway: a replay after that is refused as stale.
         expires_at = params.created + self.limits.freshness_window + 1
-        if not self.nonces.remember(resolved.requester, nonce, expires_at):
+        # Without a store the backend keeps the nonce in its own transaction (checked
+        # when the app was made: one of the two does).
+        if self.nonces is not None and not self.nonces.remember(resolved.requester, nonce,
+                                                                expires_at):
             return self.refuse(Problem.of("replay", "this nonce was seen before"),
                                resolved.requester, request_hash)
         return AuthenticatedRequest(resolved.requester, params.keyid, params.created, now,
-                                    nonce, request_hash)
+                                    nonce, request_hash, expires_at)
 
     def handle(self, method: str, path: str, query: str,
                headers: tuple[tuple[str, str], ...], body: bytes,
@@ -263,7 +289,7 @@ class _Service:
         return 200, canonical_json(answer), "application/json"
 
 
-def create_app(*, keys: RequesterKeys, nonces: NonceStore, backend: SharingBackend,
+def create_app(*, keys: RequesterKeys, nonces: NonceStore | None, backend: SharingBackend,
                base_url: str, clock: Clock = system_clock,
                limits: Limits | None = None, holder: HolderChannel | None = None) -> ASGIApp:
     """The sharing service as an ASGI application.
@@ -272,8 +298,18 @@ def create_app(*, keys: RequesterKeys, nonces: NonceStore, backend: SharingBacke
     the ``@target-uri`` and ``@authority`` a request signs are taken from it, never from
     the request's own Host header, so a request signed for another service does not
     verify here. ``holder``: also serve the holder's channel (``/v1/holder/…``, behind
-    its identity hook; :mod:`ecert.sharing.holder`).
+    its identity hook; :mod:`ecert.sharing.holder`). ``nonces``: where the shell keeps
+    the requests' nonces; None for a backend that keeps them itself (its
+    ``remembers_nonces`` is True, as :class:`~ecert.sharing.RegistryBackend`'s): exactly
+    one of the two must, or no app is made (a replay would go through).
     """
+    remembers = getattr(backend, "remembers_nonces", False) is True
+    if nonces is None and not remembers:
+        raise ValueError("no nonce store, and the backend does not remember nonces: "
+                         "replays would go through")
+    if nonces is not None and remembers:
+        raise ValueError("a nonce store and a backend that remembers nonces: each "
+                         "request would be seen twice, as its own replay")
     limits = limits or Limits()
     httpsig.component_value(httpsig.HttpMessage((), method="GET", target_uri=base_url),
                             "@authority")  # refuses a base URL that is no http(s) URL

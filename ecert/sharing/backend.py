@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from ecert._formats.sharing import CaseContext, CheckRequest, Problem, ShareRequest
-from ecert.errors import EcertError, InputError
+from ecert.errors import EcertError, InputError, Replayed
 from ecert.sharing._keys import DEFAULT_LEEWAY, TrustListRequesterKeys
 from ecert.sharing._service import (
     AuthenticatedRequest,
@@ -149,13 +149,28 @@ class RefusalLimiter:
 
 class RegistryBackend:
     """:class:`~ecert.sharing.SharingBackend` over a registry opened as the ``service``
-    operator. ``copy_ttl``: how long the copies live (default 24 h, at most 7 days)."""
+    operator. ``copy_ttl``: how long the copies live (default 24 h, at most 7 days).
+
+    It remembers each request's nonce in the transaction that decides the request
+    (``remembers_nonces``; the app is then made without a nonce store): one transaction
+    per request instead of two. ``remember_nonces=False`` leaves them to the app's store.
+    """
 
     def __init__(self, registry: Registry, *, copy_ttl: timedelta = timedelta(hours=24),
-                 limiter: RefusalLimiter | None = None) -> None:
+                 limiter: RefusalLimiter | None = None, remember_nonces: bool = True,
+                 forget_every: float = 60.0, monotonic: Monotonic = time.monotonic) -> None:
         self.registry = registry
         self.copy_ttl = copy_ttl
         self.limiter = limiter or RefusalLimiter()
+        self.remembers_nonces = remember_nonces
+        self._nonces = RegistryNonceStore(registry, forget_every=forget_every,
+                                          monotonic=monotonic)
+
+    def _nonce(self, request: AuthenticatedRequest) -> tuple[str, int] | None:
+        if not self.remembers_nonces:
+            return None
+        self._nonces.forget_when_due()
+        return request.nonce, request.nonce_expires_at
 
     def fetch(self, request: AuthenticatedRequest, body: ShareRequest
               ) -> FetchResult | Problem:
@@ -167,7 +182,7 @@ class RegistryBackend:
             case=context.case, service_item=context.service_item,
             staff_id=context.staff_id, staff_role=context.staff_role,
             request_hash=request.request_hash, consent=context.consent,
-            copy_ttl=self.copy_ttl))
+            copy_ttl=self.copy_ttl, nonce=self._nonce(request)))
         if isinstance(result, Problem):
             return result
         if not result.granted:
@@ -184,7 +199,8 @@ class RegistryBackend:
             request.requester, body.type, body.values, purpose=context.purpose,
             case=context.case, service_item=context.service_item,
             staff_id=context.staff_id, staff_role=context.staff_role,
-            request_hash=request.request_hash, consent=context.consent))
+            request_hash=request.request_hash, consent=context.consent,
+            nonce=self._nonce(request)))
         if isinstance(outcome, Problem):
             return outcome
         answer: CheckResult | Problem = outcome.answer()
@@ -198,6 +214,10 @@ class RegistryBackend:
         self._write(self.limiter.flush())
         try:
             return call()
+        except Replayed as e:  # recorded as the shell records its own refusals
+            problem = Problem.of("replay", e.message)
+            self.refused(request.requester, problem, request.request_hash)
+            return problem
         except InputError as e:
             if e.code not in _REQUEST_FAULTS:
                 raise
@@ -245,6 +265,12 @@ class RegistryNonceStore:
 
     def remember(self, requester: str, nonce: str, expires_at: int) -> bool:
         """Keep ``nonce``; False if ``requester`` used it before."""
+        self.forget_when_due()
+        return self.registry.remember_nonce(requester, nonce, expires_at)
+
+    def forget_when_due(self) -> None:
+        """Forget the expired nonces if the last time is ``forget_every`` seconds ago (in
+        one thread; the others go on)."""
         now = self._monotonic()
         if now - self._last >= self._every and self._lock.acquire(blocking=False):
             try:
@@ -252,7 +278,6 @@ class RegistryNonceStore:
                 self.registry.forget_nonces()
             finally:
                 self._lock.release()
-        return self.registry.remember_nonce(requester, nonce, expires_at)
 
 
 class RefreshingRequesterKeys:
@@ -341,6 +366,6 @@ def registry_app(registry: Registry, *, base_url: str,
 
         keys = RefreshingRequesterKeys(make_verifier, max_age=trust_max_age)
     backend = RegistryBackend(registry, copy_ttl=copy_ttl, limiter=limiter)
-    app = create_app(keys=keys, nonces=RegistryNonceStore(registry), backend=backend,
+    app = create_app(keys=keys, nonces=None, backend=backend,
                      base_url=base_url, clock=clock, limits=limits, holder=holder)
     return app, backend

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -138,6 +139,48 @@ def worker_app() -> ASGIApp:
     return service_app(registry, settings)
 
 
+class _WorkerSockets(list[socket.socket]):
+    """The listening socket uvicorn hands a worker process, made in that worker.
+
+    uvicorn's workers share one listening socket, and a worker woken by a new connection
+    accepts every connection waiting (asyncio accepts up to the backlog at once): a
+    burst of keep-alive connections, as a load balancer or a busy client opens, lands
+    on one worker while the others idle. Where the system has ``SO_REUSEPORT`` (Linux),
+    each worker instead listens on a socket of its own on the same port, and the kernel
+    spreads new connections over them. This list pickles (uvicorn sends the sockets to
+    each worker it spawns or restarts) as the instruction to open that socket there.
+    """
+
+    def __init__(self, host: str, port: int, backlog: int) -> None:
+        super().__init__()
+        self.host, self.port, self.backlog = host, port, backlog
+
+    def __reduce__(self) -> tuple[Any, tuple[str, int, int]]:
+        return _listen_reusing_port, (self.host, self.port, self.backlog)
+
+
+def _reusing_port(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` that others of this user may bind too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _listen_reusing_port(host: str, port: int, backlog: int) -> list[socket.socket]:
+    """In a worker: its own listening socket on the service's port."""
+    sock = _reusing_port(host, port)
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return [sock]
+
+
 class _Supervisor(Multiprocess):
     """uvicorn's supervisor of worker processes, remembering the signal that stopped it."""
 
@@ -198,10 +241,20 @@ def serve(settings: ServiceSettings, *, host: str, port: int, workers: int,
                                               Limits().max_header_bytes + 1024,
                                               "limit_concurrency": Limits().max_connections,
                                               **options})
-    supervisor = _Supervisor(config, sockets=[config.bind_socket()])
-    if on_started is not None:
-        on_started()
-    supervisor.run()
+    if not hasattr(socket, "SO_REUSEPORT") or config.uds or config.fd is not None:
+        supervisor = _Supervisor(config, sockets=[config.bind_socket()])
+        if on_started is not None:
+            on_started()
+        supervisor.run()
+        return supervisor.stopped_by
+    # The port is taken here (a port in use fails now, before "serving"; port 0 picks
+    # one): bound but not listening, this socket gets no connections, the workers' do.
+    with _reusing_port(host, port) as held:
+        supervisor = _Supervisor(config, sockets=_WorkerSockets(
+            host, held.getsockname()[1], config.backlog))
+        if on_started is not None:
+            on_started()
+        supervisor.run()
     return supervisor.stopped_by
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ecert.sharing.app import REQUEST_STARTED, ASGIApp, Limits
+from ecert.sharing.app import REQUEST_NUMBER, REQUEST_STARTED, ASGIApp, Limits
 
 _TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                      b"Content-Type: application/problem+json\r\nContent-Length: 0\r\n\r\n")
@@ -36,6 +36,7 @@ class DeadlineH11Protocol(H11Protocol):
         self._started = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
         self._awaiting_first_byte = False
+        self._requests = 0  #: requests begun on this connection
 
     def _arm(self) -> None:
         self._disarm()
@@ -86,7 +87,10 @@ class DeadlineH11Protocol(H11Protocol):
             # Headers complete: the application's guard takes over, from the same start.
             self._disarm()
             scope: dict[str, Any] = self.cycle.scope  # type: ignore[assignment]
-            scope.setdefault("extensions", {})[REQUEST_STARTED] = self._started
+            self._requests += 1
+            extensions = scope.setdefault("extensions", {})
+            extensions[REQUEST_STARTED] = self._started
+            extensions[REQUEST_NUMBER] = self._requests
 
 
 def uvicorn_config(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0,
