@@ -313,8 +313,7 @@ def test_a_copy_qr_is_never_taken_for_a_certificate_qr(
     # key's reference names no agency key.
     plain = _with_flags(qr_format.wrap(env.token()), 0b1000)
     result = verifier.verify(plain, audience=AUDIENCE)
-    assert (result.status, result.errors, result.kind) == (
-        S.UNTRUSTED, (E.UNKNOWN_KID,), TokenKind.QR)
+    assert (result.status, result.errors, result.kind) == (S.UNTRUSTED, (E.UNKNOWN_KID,), None)
     # A certificate's QR with the flag set is looked up among sharing keys: none.
     short, _full = shared_qr
     flagged = _with_flags(qr_format.wrap(short), 0b1000)

@@ -135,14 +135,10 @@ class QrDecoder(CertificateDecoder):
         region = view.home
         claimed = _claimed(unwrapped, "r")
         if isinstance(claimed, str) and claimed != region.code:
-            try:
-                region = view.recognized(claimed, now)[1]
-            except Failure as f:
-                f.kind = TokenKind.QR
-                raise
+            region = view.recognized(claimed, now)[1]
         candidates = _matching(unwrapped, region.agency_keys)
         if not candidates:
-            raise _unknown_ref(unwrapped, "agency", region.code, TokenKind.QR)
+            raise _unknown_ref(unwrapped, "agency", region.code)
         return _pick(unwrapped, candidates)
 
     def claims(self, payload: Mapping[str, Any], agency: TrustedAgency, region: RegionIndex
@@ -185,13 +181,10 @@ def _pick(unwrapped: _qr.Unwrapped, candidates: list[tuple[str, AgencyKey | Plai
     return unwrapped.compact(candidates[0][0])
 
 
-def _unknown_ref(unwrapped: _qr.Unwrapped, role: str, region: str, kind: TokenKind
-                 ) -> Failure:
-    failure = untrusted(ErrorCode.UNKNOWN_KID,
-                        f"the QR key reference {unwrapped.kid_ref.hex()} names no trusted "
-                        f"{role} key of region {region}")
-    failure.kind = kind
-    return failure
+def _unknown_ref(unwrapped: _qr.Unwrapped, role: str, region: str) -> Failure:
+    return untrusted(ErrorCode.UNKNOWN_KID,
+                     f"the QR key reference {unwrapped.kid_ref.hex()} names no trusted "
+                     f"{role} key of region {region}")
 
 
 def _copy_token(unwrapped: _qr.Unwrapped, view: TrustView, now: int) -> str:
@@ -212,8 +205,13 @@ def _copy_token(unwrapped: _qr.Unwrapped, view: TrustView, now: int) -> str:
         else:
             candidates += _matching(unwrapped, region.sharing_keys)
     if not candidates:
-        raise _unknown_ref(unwrapped, "sharing", home.code if not isinstance(claimed, str)
-                           else claimed, TokenKind.COPY)
+        # A copy from its flags on, as the token is from its header: both forms of a copy
+        # report the same kind. (A QR token's key reference failing leaves ``kind``
+        # unset, as before it was known which token the code held.)
+        failure = _unknown_ref(unwrapped, "sharing", home.code if not isinstance(
+            claimed, str) else claimed)
+        failure.kind = TokenKind.COPY
+        raise failure
     return _pick(unwrapped, candidates)
 
 
