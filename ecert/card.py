@@ -26,11 +26,11 @@ import os
 import shutil
 import subprocess
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from xml.sax.saxutils import escape, quoteattr
 
 from ecert._clock import DEFAULT_TZ, zone
@@ -43,8 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ecert.models import Agency, Certificate, CertificateType
 
-__all__ = ["PACKAGED_FONT", "SIZES", "CardWritten", "CjkFontMissing", "find_cjk_font",
-           "write_card"]
+__all__ = ["PACKAGED_FONT", "SIZES", "CardWritten", "CjkFontMissing", "card_font",
+           "find_cjk_font", "write_card"]
 
 #: Font files tried in order (path, face index in a collection: 2 is Simplified Chinese).
 FONT_CANDIDATES: tuple[tuple[str, int], ...] = (
@@ -104,6 +104,17 @@ def find_cjk_font(*, system: bool = True) -> tuple[str, int] | None:
         if found is not None:
             return found
     return (str(PACKAGED_FONT), 0) if PACKAGED_FONT.is_file() else None
+
+
+def card_font(font: tuple[str, int] | None = None) -> tuple[str, int]:
+    """``font`` if given, else :func:`find_cjk_font`'s; raises :class:`CjkFontMissing`
+    when there is none."""
+    chosen = font or find_cjk_font()
+    if chosen is None:
+        raise CjkFontMissing(
+            "no CJK font to draw the card: the font packaged with ecert is missing; "
+            "reinstall ecert or set ECERT_CJK_FONT to a .ttf/.otf/.ttc with Chinese glyphs")
+    return chosen
 
 
 def _system_font() -> tuple[str, int] | None:
@@ -228,6 +239,19 @@ class _Text:
     anchor: str = "ls"
 
 
+@dataclass(frozen=True)
+class _Watermark:
+    """One text stamped again and again across a card, turned by ``angle`` degrees
+    (counter-clockwise), centred at each of ``centers``."""
+
+    text: str
+    size: int
+    angle: float
+    color: str
+    opacity: float
+    centers: tuple[tuple[float, float], ...]
+
+
 @dataclass
 class _Layout:
     width: int
@@ -238,6 +262,7 @@ class _Layout:
     qr: tuple[int, int, int] = (0, 0, 1)  #: x, y, pixels per module
     truncated: bool = False
     missing: list[str] = field(default_factory=list)
+    watermark: _Watermark | None = None
 
 
 class _Measure:
@@ -248,11 +273,16 @@ class _Measure:
         self.missing: list[str] = []
 
     def visible(self, text: str) -> str:
+        """``text`` as the card draws it: one line (a line break or other control
+        character is a space: Pillow would start a new line over the next text), without
+        the characters that draw nothing, and □ for those the font lacks."""
         out = []
         for char in text:
             if _invisible(char):
                 continue
-            if char.isspace() or _drawable(self.font[0], self.font[1], char):
+            if unicodedata.category(char) == "Cc":
+                out.append(" ")
+            elif char.isspace() or _drawable(self.font[0], self.font[1], char):
                 out.append(char)
             else:
                 code = f"U+{ord(char):04X}"
@@ -290,6 +320,74 @@ def _ellipsize(line: str, width: float, measure: Callable[[str], float]) -> str:
     while line and measure(line + "…") > width:
         line = line[:-1]
     return line + "…"
+
+
+class _Item(NamedTuple):
+    """A paragraph of a text column: its text, its size relative to the body's, and its
+    rank (the lowest-ranked paragraphs are cut first when nothing else fits)."""
+
+    text: str
+    weight: float = 1.0
+    rank: int = 0
+    color: str = "#000"
+    #: Space before it, in body sizes (a gap between sections).
+    gap: float = 0.0
+
+
+#: Body sizes tried, in turn, before paragraphs are cut.
+_SHRINK = (1.0, 0.9, 0.8)
+
+
+def _fit_column(items: Sequence[_Item], x: float, top: float, bottom: float, width: float,
+                body: float, measure: _Measure,
+                shrink: Sequence[float] = _SHRINK) -> tuple[list[_Text], bool]:
+    """Lay out ``items`` from ``top`` (baselines below it) no lower than ``bottom``:
+    wrapped at ``width``, shrunk step by step to ``shrink[-1]`` of the ``body`` size (in
+    pixels, unrounded),
+    then, still too tall, the longest paragraph of the lowest rank is cut by a line at a
+    time (its last line ends in "…"). Returns the texts and whether any was cut."""
+    def size_of(item: _Item, factor: float) -> int:
+        return round(max(6, round(body * factor)) * item.weight)
+
+    placed: list[_Text] = []
+    for factor in shrink:
+        placed, y = [], top
+        for item in items:
+            font_size = size_of(item, factor)
+            y += item.gap * font_size
+            for line in _wrap(item.text, width, measure.at(font_size)):
+                y += font_size * 1.25
+                placed.append(_Text(x, y, font_size, line, item.color))
+            y += font_size * 0.2
+        if y <= bottom:
+            return placed, False
+    # Still too tall at the smallest size: cap each item's lines, lowest rank first.
+    sizes = [size_of(item, shrink[-1]) for item in items]
+    wrapped = [_wrap(item.text, width, measure.at(n)) for item, n in zip(items, sizes,
+                                                                        strict=True)]
+    caps = [len(lines) for lines in wrapped]
+
+    def height() -> float:
+        return sum(c * n * 1.25 + n * 0.2 + item.gap * n
+                   for c, n, item in zip(caps, sizes, items, strict=True))
+
+    while height() > bottom - top and max(caps) > 1:
+        rank = min(item.rank for item, c in zip(items, caps, strict=True) if c > 1)
+        longest = max((i for i, item in enumerate(items) if item.rank == rank and caps[i] > 1),
+                      key=lambda i: caps[i])
+        caps[longest] -= 1
+    placed, y, limited = [], top, False
+    for cap, item, lines, font_size in zip(caps, items, wrapped, sizes, strict=True):
+        y += item.gap * font_size
+        shown = lines[:cap]
+        if cap < len(lines):
+            shown[-1] = _ellipsize(shown[-1], width, measure.at(font_size))
+            limited = True
+        for line in shown:
+            y += font_size * 1.25
+            placed.append(_Text(x, y, font_size, line, item.color))
+        y += font_size * 0.2
+    return placed, limited
 
 
 def _layout(card: _Card, size: str, dpi: int, font: tuple[str, int]) -> _Layout:
@@ -364,45 +462,12 @@ def _layout(card: _Card, size: str, dpi: int, font: tuple[str, int]) -> _Layout:
     column_top = y + mm(1.0)
     column_bottom = height - margin - footer_height - reserve_notes
 
-    # The text column: holder and rows, shrunk to fit, then ellipsized.
-    placed: list[_Text] = []
-    for factor in (1.0, 0.9, 0.8):
-        body = size_px(2.3 * factor)
-        placed, y, limited = [], column_top, False
-        for text, weight in items:
-            font_size = round(body * weight)
-            lines = _wrap(text, column_width, measure.at(font_size))
-            for line in lines:
-                y += font_size * 1.25
-                placed.append(_Text(column_x, y, font_size, line))
-            y += font_size * 0.2
-        if y <= column_bottom:
-            break
-    else:
-        # Still too tall at the smallest size: cap each item's lines, longest first.
-        body = size_px(2.3 * 0.8)
-        wrapped = [(w, _wrap(t, column_width, measure.at(round(body * w)))) for t, w in items]
-        caps = [len(lines) for _, lines in wrapped]
-        sizes = [round(body * w) for w, _ in wrapped]
-        while sum(c * n * 1.25 + n * 0.2 for c, n in zip(caps, sizes, strict=True)) > (
-                column_bottom - column_top) and max(caps) > 1:
-            # The longest row gives way first; the holder's name only when no row can.
-            rows = [i for i in range(1, len(caps)) if caps[i] > 1] or [0]
-            longest = max(rows, key=lambda i: caps[i])
-            caps[longest] -= 1
-        placed, y = [], column_top
-        for cap, (weight, lines) in zip(caps, wrapped, strict=True):
-            font_size = round(body * weight)
-            shown = lines[:cap]
-            if cap < len(lines):
-                shown[-1] = _ellipsize(shown[-1], column_width,
-                                       measure.at(font_size))
-                limited = True
-            for line in shown:
-                y += font_size * 1.25
-                placed.append(_Text(column_x, y, font_size, line))
-            y += font_size * 0.2
-        out.truncated = out.truncated or limited
+    # The text column: holder and rows, shrunk to fit, then ellipsized; the holder's
+    # name gives way last.
+    placed, limited = _fit_column(
+        [_Item(items[0][0], items[0][1], rank=1)] + [_Item(t, w) for t, w in items[1:]],
+        column_x, column_top, column_bottom, column_width, mm(2.3), measure)
+    out.truncated = out.truncated or limited
     out.texts.extend(placed)
 
     # Notes and footer, bottom-up.
@@ -432,7 +497,7 @@ def _layout(card: _Card, size: str, dpi: int, font: tuple[str, int]) -> _Layout:
 # -- output -------------------------------------------------------------------------------
 
 
-def _png(card: _Card, layout: _Layout, font: tuple[str, int]) -> Any:
+def _png(qr: QrCode, layout: _Layout, font: tuple[str, int]) -> Any:
     with needs("registry"):
         from PIL import Image, ImageDraw
 
@@ -447,16 +512,42 @@ def _png(card: _Card, layout: _Layout, font: tuple[str, int]) -> Any:
                            width=max(2, layout.width // 250))
         else:
             draw.rectangle(box, fill=fill)
-    qr_x, qr_y, module = layout.qr
-    image.paste(to_image(card.qr, scale=module).convert("RGB"), (qr_x, qr_y))
     for t in layout.texts:
         draw.text((t.x, t.y), t.text, font=_font(font[0], font[1], t.size), fill=t.color,
                   anchor=t.anchor)
+    if layout.watermark is not None:
+        # Over the text (erasing it would take the text with it), under the QR code.
+        image = _watermarked(image, layout.watermark, font)
+    qr_x, qr_y, module = layout.qr
+    image.paste(to_image(qr, scale=module).convert("RGB"), (qr_x, qr_y))
     return image
 
 
-def _svg(card: _Card, layout: _Layout, size: str) -> str:
-    width_mm, height_mm = SIZES[size]
+def _watermarked(image: Any, mark: _Watermark, font: tuple[str, int]) -> Any:
+    """``image`` with the watermark's text stamped, rotated, at each of its centres."""
+    with needs("registry"):
+        from PIL import Image, ImageColor, ImageDraw
+
+    face = _font(font[0], font[1], mark.size)
+    left, top, right, bottom = (round(v) for v in face.getbbox(mark.text, anchor="mm"))
+    pad = mark.size // 4
+    flat = Image.new("RGBA", (right - left + 2 * pad, bottom - top + 2 * pad), (0, 0, 0, 0))
+    red, green, blue = ImageColor.getrgb(mark.color)[:3]
+    ImageDraw.Draw(flat).text((pad - left, pad - top), mark.text, font=face, anchor="mm",
+                              fill=(red, green, blue, round(255 * mark.opacity)))
+    stamp = flat.rotate(mark.angle, resample=Image.Resampling.BICUBIC, expand=True)
+    out = image.convert("RGBA")
+    for cx, cy in mark.centers:
+        x, y = round(cx - stamp.width / 2), round(cy - stamp.height / 2)
+        # alpha_composite takes no negative destination: cut what lies off the card.
+        source = (max(0, -x), max(0, -y), min(stamp.width, out.width - x),
+                  min(stamp.height, out.height - y))
+        if source[0] < source[2] and source[1] < source[3]:
+            out.alpha_composite(stamp, (max(0, x), max(0, y)), source)
+    return out.convert("RGB")
+
+
+def _svg(qr: QrCode, layout: _Layout, width_mm: float, height_mm: float) -> str:
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width_mm}mm" height="{height_mm}mm" '
         f'viewBox="0 0 {layout.width} {layout.height}" font-family="{SVG_FONTS}">',
@@ -470,10 +561,18 @@ def _svg(card: _Card, layout: _Layout, size: str) -> str:
         anchor = "middle" if t.anchor == "ms" else "start"
         out.append(f'<text x="{t.x:.1f}" y="{t.y:.1f}" font-size="{t.size}" '
                    f'text-anchor="{anchor}" fill={quoteattr(t.color)}>{escape(t.text)}</text>')
+    mark = layout.watermark
+    if mark is not None:
+        out.append(f'<g class="watermark" fill={quoteattr(mark.color)} '
+                   f'fill-opacity="{mark.opacity}" font-size="{mark.size}" '
+                   'text-anchor="middle" dominant-baseline="central">')
+        out.extend(f'<text transform="translate({cx:.1f} {cy:.1f}) rotate({-mark.angle:g})">'
+                   f'{escape(mark.text)}</text>' for cx, cy in mark.centers)
+        out.append("</g>")
     qr_x, qr_y, module = layout.qr
-    modules = card.qr.modules + 8
+    modules = qr.modules + 8
     path = []
-    for row_index, row in enumerate(card.qr.symbol.matrix_iter(scale=1, border=4)):
+    for row_index, row in enumerate(qr.symbol.matrix_iter(scale=1, border=4)):
         for col, dark in enumerate(row):
             if dark:
                 path.append(f"M{col} {row_index}h1v1h-1z")
@@ -482,6 +581,23 @@ def _svg(card: _Card, layout: _Layout, size: str) -> str:
                f'<path d="{"".join(path)}" fill="#000"/></g>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def _output_kind(out: Path, size: str, sizes: Mapping[str, object], dpi: int,
+                 what: str = "card") -> str:
+    """``.png`` or ``.svg``, from ``out``'s name; refuses another kind of file, a size
+    not in ``sizes`` and a resolution ecert does not draw at."""
+    kind = out.suffix.lower()
+    if kind not in (".svg", ".png"):
+        raise InputError(f"write the card to a .svg or .png file, not {out.name!r}",
+                         code="invalid_output")
+    if size not in sizes:
+        raise InputError(f"{what} size {size!r} is not one of {', '.join(sizes)}",
+                         code="invalid_size")
+    if not _MIN_DPI <= dpi <= _MAX_DPI:
+        raise InputError(f"dpi {dpi} is not between {_MIN_DPI} and {_MAX_DPI}",
+                         code="invalid_dpi")
+    return kind
 
 
 def write_card(cert: Certificate, cert_type: CertificateType, issuer: Agency, qr_token: str,
@@ -502,16 +618,7 @@ def write_card(cert: Certificate, cert_type: CertificateType, issuer: Agency, qr
     (the registry's time zone: ``Region.tz``), where the holder reads them.
     """
     out = Path(path)
-    kind = out.suffix.lower()
-    if kind not in (".svg", ".png"):
-        raise InputError(f"write the card to a .svg or .png file, not {out.name!r}",
-                         code="invalid_output")
-    if size not in SIZES:
-        raise InputError(f"card size {size!r} is not one of {', '.join(SIZES)}",
-                         code="invalid_size")
-    if not _MIN_DPI <= dpi <= _MAX_DPI:
-        raise InputError(f"dpi {dpi} is not between {_MIN_DPI} and {_MAX_DPI}",
-                         code="invalid_dpi")
+    kind = _output_kind(out, size, SIZES, dpi)
     if cert.type_code != cert_type.code or cert.agency_code != issuer.code:
         raise InputError("the type and issuer given are not the certificate's",
                          code="invalid_card")
@@ -519,18 +626,14 @@ def write_card(cert: Certificate, cert_type: CertificateType, issuer: Agency, qr
         state = standing(cert, at or datetime.now(UTC))
     if state is not Standing.VALID and not allow_invalid:
         raise refusal(cert.id, state)
-    chosen = font or find_cjk_font()
-    if chosen is None:
-        raise CjkFontMissing(
-            "no CJK font to draw the card: the font packaged with ecert is missing; "
-            "reinstall ecert or set ECERT_CJK_FONT to a .ttf/.otf/.ttc with Chinese glyphs")
+    chosen = card_font(font)
     where = zone(tz) if isinstance(tz, str) else tz
     card = _card(cert, cert_type, issuer, qr_token, ec, state, verify_url, where)
     layout = _layout(card, size, dpi, chosen)
     if kind == ".svg":
-        out.write_text(_svg(card, layout, size), "utf-8")
+        out.write_text(_svg(card.qr, layout, *SIZES[size]), "utf-8")
     else:
-        _png(card, layout, chosen).save(out, dpi=(dpi, dpi))
+        _png(card.qr, layout, chosen).save(out, dpi=(dpi, dpi))
     return CardWritten(out, card.qr.version, chosen[0], size, dpi, layout.width, layout.height,
                        state, layout.truncated, tuple(layout.missing))
 

@@ -2,7 +2,8 @@
 
 The text is ``EC1:`` + base45 of a compact container of a signed QR token (see
 :mod:`ecert._formats.qr` and docs/qr.md); :meth:`ecert.Verifier.verify` accepts it as
-it accepts a certificate token. Codes are drawn with segno (never fails on valid data,
+it accepts a certificate token. The same container holds a purpose-bound copy, exactly
+(a copy's card: :mod:`ecert.copy_card`). Codes are drawn with segno (never fails on valid data,
 unlike qrcode 8.2) and read back with zxing-cpp, imported where used: the text needs
 neither (drawing needs the ``registry`` extra, reading images the ``image`` extra).
 """
@@ -141,7 +142,8 @@ def refusal(cert_id: str, state: Standing) -> CertificateNotValid:
 
 
 def qr_text(qr_token: str) -> str:
-    """The QR text of a QR token (``Registry.qr_token``): ``EC1:`` and its container."""
+    """The QR text of a QR token (``Registry.qr_token``): ``EC1:`` and its container.
+    (A copy token has one too: :func:`ecert.copy_card.copy_qr_text`.)"""
     return wrap(qr_token)
 
 

@@ -14,7 +14,8 @@ stable :class:`ErrorCode` values. The checks, in order (each fails closed):
 2. header: ``alg`` in ecert's allow-list, no key-bearing header (``jwk``, ``jku``,
    ``x5u``, ``x5c``…), no ``crit``, ``typ`` is ``ecert+jwt`` (``ecert-copy+jwt``: a
    purpose-bound copy, checked against sharing keys and for the caller's audience and
-   purpose; QR text is unwrapped to its ``ecert-qr+jwt`` JWS first);
+   purpose; QR text is unwrapped to its exact JWS first: a certificate's
+   ``ecert-qr+jwt`` token, or a copy);
 3. key: ``kid`` is an agency key of the trusted region, and ``alg`` matches its type;
 4. signature;
 5. claims: shape, issuer URI and region bound to the key's agency, the type authorized
@@ -139,9 +140,11 @@ class VerificationResult:
     agreement: Agreement | None = None
     _certificate: Callable[[], Certificate] | None = field(
         default=None, repr=False, compare=False)
-    #: Whether the input was QR text (``EC1:``) rather than the certificate token.
+    #: Whether the input was QR text (``EC1:``) rather than the certificate token (or,
+    #: for a copy, rather than the copy token: its QR form carries the whole copy).
     qr: bool = False
-    #: For QR text: the claims the QR carried (the others are bound only by ``qr_digest``).
+    #: For QR text: the claims the QR carried (the others are bound only by ``qr_digest``;
+    #: a copy's QR carries all of the copy's).
     claims_present: tuple[str, ...] = ()
     #: For QR text: True when some claims are absent and only bound by the digest.
     digest_bound: bool = False
@@ -285,9 +288,13 @@ def _result(outcome: pipeline.Outcome) -> VerificationResult:
             original_valid_until=None if original.exp is None else _ts(original.exp),
             original_issued_at=_ts(original.iat), status_list_uri=copy.status_list_uri,
             status_index=copy.status_index)
+        # A copy's QR form carries the whole copy: every claim present, none digest-bound.
         return VerificationResult(outcome.status, outcome.errors, checked.issuer,
                                   outcome.messages, local_type=outcome.local_type,
-                                  agreement=checked.agreement, kind=checked.kind, copy=info)
+                                  agreement=checked.agreement, kind=checked.kind, copy=info,
+                                  qr=outcome.from_qr,
+                                  claims_present=tuple(sorted(copy.claims)) if outcome.from_qr
+                                  else ())
     claims, qr, issuer = checked.certificate, checked.qr, checked.issuer
     assert claims is not None  # noqa: S101 - every decoder but the copy's sets it
     certificate = partial(_certificate, claims, issuer.agency_code, issuer.kid,
@@ -506,8 +513,9 @@ class Verifier:
         """Verify ``token``; never raises on bad input.
 
         ``token`` is a certificate token, its QR text, or a purpose-bound copy
-        (``ecert-copy+jwt``). A copy is accepted only for the requester it was made for:
-        ``audience`` (``REGION/agency-code``) is required for a copy and must be its
+        (``ecert-copy+jwt``) as its token or its QR text (a printed copy's card): both
+        forms of a copy are judged alike. A copy is accepted only for the requester it
+        was made for: ``audience`` (``REGION/agency-code``) is required for a copy and must be its
         ``aud`` (else ``audience_required``, ``wrong_audience``), and ``purpose``, when
         given, must be its purpose (``wrong_purpose``). Certificates and QR codes are
         bearer documents: they ignore both.

@@ -109,6 +109,7 @@ SUMMARIES: dict[str, str] = {
     "witness_state": N_("the witness state is unusable"),
     "wrong_typ": N_("wrong document type"),
     "certificate_not_valid": N_("the certificate is not valid now: no QR code or card is made"),
+    "copy_not_valid": N_("the copy does not verify: no card is made"),
     "invalid_catalog": N_("invalid catalog file"),
     "invalid_change": N_("this change is not possible"),
     "invalid_cursor": N_("invalid page cursor"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -19,6 +20,13 @@ from ecert_cli._app import (
     json_mode,
     json_option,
     settings,
+)
+from ecert_cli._copy_card import (
+    CARD_SIZES,
+    card_target,
+    copy_verifier,
+    say_card,
+    write_cards,
 )
 from ecert_cli._duration import Duration
 from ecert_cli._i18n import N_, _, in_english
@@ -351,17 +359,28 @@ def _exchange(url: str, request: Any, signer: Any, requester: str) -> Any:
               "ECERT_OPERATOR, else '-').")
 @click.option("--staff-role", default="-", show_default=True, help="Their role.")
 @click.option("--consent", default=None, help="The holder's consent code (用证码).")
+@click.option("--card", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Also draw each copy that verifies as a printable card "
+              "(.png or .svg; several copies: FILE-1, FILE-2…).")
+@click.option("--card-size", type=click.Choice(CARD_SIZES, case_sensitive=False),
+              default="a5", show_default=True, help="The card's size: A5 or A4, landscape.")
 @json_option
 def share_fetch(url: str, agency: str, holder_id: str, types: tuple[str, ...], purpose: str,
                 case_no: str, service_item: str, staff_id: str | None, staff_role: str,
-                consent: str | None) -> None:
+                consent: str | None, card: Path | None, card_size: str) -> None:
     """Fetch a holder's certificates from another region's sharing service at URL (its
     base URL, or its /v1/copies), as purpose-bound copies, signed with --agency's
-    requester key. Run in our own registry home."""
+    requester key. Run in our own registry home.
+
+    With --card, each copy is verified by our region's verifier, for our agency and the
+    purpose, and drawn as a card watermarked with its use, whose QR code verifies it.
+    """
     from ecert._formats.sharing import CaseContext, ShareRequest
     from ecert.errors import FormatError
 
     s = settings()
+    if card is not None:
+        card = card_target(card)  # before anything is sent: a consent code works once
     target = url.rstrip("/")
     if not target.endswith("/v1/copies"):
         target += "/v1/copies"
@@ -372,6 +391,8 @@ def share_fetch(url: str, agency: str, holder_id: str, types: tuple[str, ...], p
     with s.open_registry() as registry:
         signer = registry.requester_signer(agency)
         requester = f"{registry.region.code}/{agency.strip().lower()}"
+        anchor = registry.anchor()
+    verifier = copy_verifier(anchor) if card is not None else None
     try:
         answer = _exchange(target, request, signer, requester)
     except FormatError as e:
@@ -397,6 +418,9 @@ def share_fetch(url: str, agency: str, holder_id: str, types: tuple[str, ...], p
         _failed(N_("the service at {url} answered nonsense: {why}"), "bad_answer", url=target,
                 why=e)
 
+    cards = [] if card is None or verifier is None else write_cards(
+        copies, card, card_size.lower(), verifier, requester, purpose)
+
     def human() -> None:
         if not copies:
             say("no certificate of the holder matches: nothing was fetched")
@@ -406,8 +430,16 @@ def share_fetch(url: str, agency: str, holder_id: str, types: tuple[str, ...], p
                 purpose=c["purpose"], case=c["case"],
                 expires=local_time(datetime.fromisoformat(c["expires_at"])))
             click.echo(c["token"])
+            if cards:
+                say_card(n, cards[n - 1])
         if copies and copies[0]["log_index"] is not None:
             say("served as entry {index} of the region's log: ecert verify COPY "
                 "--require-inclusion --leaf-index {index}", index=copies[0]["log_index"])
 
-    emit({"copies": copies}, human)
+    emit({"copies": [{**c, **o.to_json()} for c, o in zip(copies, cards, strict=True)]
+          if cards else copies}, human)
+    failed = [o for o in cards if o.card is None]
+    if failed:  # the copies are printed all the same: a consent code works once
+        worst = min(failed, key=lambda o: o.exit_code)
+        fail(worst.message, str(worst.code), worst.exit_code, json_output=False,
+             english=worst.english)

@@ -3,20 +3,20 @@
 Every copy is made of the golden GD business licence and signed with a sharing key put
 into a copy of the golden bundle's trust list (``tests/support/sharing.py``). Each refusal
 is asserted exactly: status, the one error code, and that the result says it was a copy.
+The tests run on the copy token and again on its QR form (``EC1:``, the QR code of a
+copy's card), which must be judged alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import ecert
 from ecert._formats import jose
+from ecert._formats import qr as qr_format
 from ecert._formats.certificate import CERTIFICATE_TYP
 from ecert._formats.copy import COPY_TYP, CopyClaims
 from ecert._formats.statuslist import INVALID, SUSPENDED
@@ -31,51 +31,30 @@ from tests.support.cli import Cli
 from tests.support.sharing import (
     AUDIENCE,
     CASE,
+    DAY,
+    FORMS,
     PURPOSE,
+    CopyEnv,
     add_sharing_key,
+    copy_env,
     copy_of,
     read_trust_list,
     write_status,
 )
 
-DAY = 86_400
 
-
-@dataclass
-class Env:
-    registry: ecert.Registry
-    cert: ecert.Certificate
-    bundle: Path
-    clock: FakeClock
-    sharing: LocalSigner
-
-    @property
-    def now(self) -> int:
-        return int(self.clock().timestamp())
-
-    def copy(self, **changes: Any) -> CopyClaims:
-        return copy_of(self.cert, iat=self.now, **changes)
-
-    def token(self, **changes: Any) -> str:
-        return self.copy(**changes).sign(self.sharing)
-
-    def verifier(self) -> Verifier:
-        return Verifier.from_bundle(self.bundle, clock=self.clock)
-
-    def verify(self, token: str, **kwargs: Any) -> VerificationResult:
-        return self.verifier().verify(token, **kwargs)
-
-    @property
-    def agency(self) -> ecert.Signer:
-        return self.registry.keystore.signer(self.cert.kid)
+@pytest.fixture(params=FORMS)
+def env(published_copy: Published, clock: FakeClock, request: pytest.FixtureRequest
+        ) -> CopyEnv:
+    """Every check of a copy, on the copy token and on its QR form (format section 17.4),
+    which must be judged alike."""
+    return copy_env(published_copy, clock, request.param)
 
 
 @pytest.fixture
-def env(published_copy: Published, clock: FakeClock) -> Env:
-    registry, cert, bundle = published_copy
-    now = int(clock().timestamp())
-    sharing = add_sharing_key(registry, bundle, valid_from=now - 30 * DAY)
-    return Env(registry, cert, bundle, clock, sharing)
+def token_env(published_copy: Published, clock: FakeClock) -> CopyEnv:
+    """For tokens that have no QR form (another typ, a header not in canonical form)."""
+    return copy_env(published_copy, clock)
 
 
 def refused(result: VerificationResult, status: S, code: E) -> None:
@@ -85,7 +64,7 @@ def refused(result: VerificationResult, status: S, code: E) -> None:
     assert result.copy is None and result.certificate is None
 
 
-def test_a_copy_verifies_for_its_audience_and_purpose(env: Env) -> None:
+def test_a_copy_verifies_for_its_audience_and_purpose(env: CopyEnv) -> None:
     result = env.verify(env.token(), audience=AUDIENCE, purpose=PURPOSE)
     assert result.valid, result.messages
     assert (result.status, result.errors, result.kind) == (S.VALID, (), TokenKind.COPY)
@@ -105,9 +84,13 @@ def test_a_copy_verifies_for_its_audience_and_purpose(env: Env) -> None:
         True, "copy", env.cert.id, PURPOSE)
     assert out["copy"]["expires_at"] == info.expires_at.isoformat()
     assert "certificate" not in out and out["issuer"]["kid"] == env.sharing.kid
+    # The QR form carries the whole copy.
+    qr = env.form == "qr"
+    assert (result.qr, result.claims_present) == (qr, ("name", "uscc") if qr else ())
+    assert ("qr" in out) is (env.form == "qr")
     # Without a purpose asked for, any purpose is accepted; certificates ignore both.
     assert env.verify(env.token(), audience=AUDIENCE).valid
-    cert = env.verify(env.cert.token, audience="SH/nobody", purpose="x")
+    cert = env.verifier().verify(env.cert.token, audience="SH/nobody", purpose="x")
     assert cert.valid and cert.kind is TokenKind.CERTIFICATE and cert.copy is None
     assert cert.to_json()["kind"] == "certificate"
 
@@ -119,17 +102,18 @@ def test_a_copy_verifies_for_its_audience_and_purpose(env: Env) -> None:
     ({"audience": "ZJ"}, E.WRONG_AUDIENCE),  # a region is not one of its agencies
     ({"audience": AUDIENCE, "purpose": "食品经营许可核发"}, E.WRONG_PURPOSE),
 ])
-def test_a_copy_is_refused_to_any_other_use(env: Env, kwargs: dict[str, str],
+def test_a_copy_is_refused_to_any_other_use(env: CopyEnv, kwargs: dict[str, str],
                                            code: E) -> None:
     refused(env.verify(env.token(), **kwargs), S.UNTRUSTED, code)
 
 
-def test_an_agency_key_never_verifies_a_copy(env: Env) -> None:
+def test_an_agency_key_never_verifies_a_copy(env: CopyEnv) -> None:
     refused(env.verify(env.copy().sign(env.agency), audience=AUDIENCE),
             S.UNTRUSTED, E.UNKNOWN_KID)
 
 
-def test_a_sharing_key_never_verifies_a_certificate(env: Env) -> None:
+def test_a_sharing_key_never_verifies_a_certificate(token_env: CopyEnv) -> None:
+    env = token_env
     payload = jose.parse_compact(env.cert.token, max_bytes=65_536).payload
     token = jose.sign_compact(payload, env.sharing, CERTIFICATE_TYP)
     result = env.verify(token, audience=AUDIENCE)
@@ -137,7 +121,8 @@ def test_a_sharing_key_never_verifies_a_certificate(env: Env) -> None:
         S.UNTRUSTED, (E.UNKNOWN_KID,), TokenKind.CERTIFICATE)
 
 
-def test_a_copy_under_another_typ_is_not_a_copy(env: Env) -> None:
+def test_a_copy_under_another_typ_is_not_a_copy(token_env: CopyEnv) -> None:
+    env = token_env
     payload = env.copy().to_payload()
     # As a certificate: the sharing key is no certificate key.
     result = env.verify(jose.sign_compact(payload, env.sharing, CERTIFICATE_TYP),
@@ -152,24 +137,24 @@ def test_a_copy_under_another_typ_is_not_a_copy(env: Env) -> None:
             S.INVALID, E.BAD_CLAIMS)
 
 
-def test_a_copy_with_a_top_level_vct_is_refused(env: Env) -> None:
+def test_a_copy_with_a_top_level_vct_is_refused(env: CopyEnv) -> None:
     payload = {**env.copy().to_payload(), "vct": env.cert.type_code}
     refused(env.verify(jose.sign_compact(payload, env.sharing, COPY_TYP), audience=AUDIENCE),
             S.INVALID, E.BAD_CLAIMS)
 
 
-def test_a_tampered_copy_is_refused(env: Env) -> None:
+def test_a_tampered_copy_is_refused(env: CopyEnv) -> None:
     head, _payload, signature = env.token().split(".")
     other = env.token(audience="ZJ/zj-hrss").split(".")[1]
     refused(env.verify(f"{head}.{other}.{signature}", audience="ZJ/zj-hrss"),
             S.INVALID, E.BAD_SIGNATURE)
     header = {"alg": "Ed25519", "kid": env.sharing.kid, "typ": COPY_TYP}
-    ed = jose.b64url_encode(json.dumps(header).encode())
+    ed = jose.b64url_encode(jose.canonical_json(header))
     refused(env.verify(f"{ed}.{other}.{signature}", audience="ZJ/zj-hrss"),
             S.INVALID, E.ALG_KEY_MISMATCH)
 
 
-def test_a_copy_must_name_its_original_as_the_trust_list_knows_it(env: Env) -> None:
+def test_a_copy_must_name_its_original_as_the_trust_list_knows_it(env: CopyEnv) -> None:
     copy = env.copy()
     cases: list[tuple[CopyClaims, S, E]] = [
         (copy._replace(iss="https://ecert.zj.example"), S.UNTRUSTED, E.ISSUER_MISMATCH),
@@ -187,7 +172,7 @@ def test_a_copy_must_name_its_original_as_the_trust_list_knows_it(env: Env) -> N
         refused(env.verify(forged.sign(env.sharing), audience=AUDIENCE), status, code)
 
 
-def test_the_sharing_key_must_be_valid_when_the_copy_was_made(env: Env) -> None:
+def test_the_sharing_key_must_be_valid_when_the_copy_was_made(env: CopyEnv) -> None:
     late = add_sharing_key(env.registry, env.bundle, valid_from=env.now + DAY)
     refused(env.verify(env.copy().sign(late), audience=AUDIENCE),
             S.UNTRUSTED, E.KEY_NOT_VALID_AT_IAT)
@@ -199,7 +184,7 @@ def test_the_sharing_key_must_be_valid_when_the_copy_was_made(env: Env) -> None:
                        audience=AUDIENCE), S.INVALID, E.ISSUED_IN_FUTURE)
 
 
-def test_an_expired_copy_of_a_valid_certificate(env: Env) -> None:
+def test_an_expired_copy_of_a_valid_certificate(env: CopyEnv) -> None:
     made = env.now - 2 * DAY
     result = env.verify(copy_of(env.cert, iat=made, ttl=DAY).sign(env.sharing),
                         audience=AUDIENCE)
@@ -208,7 +193,7 @@ def test_an_expired_copy_of_a_valid_certificate(env: Env) -> None:
     assert result.copy is not None  # authentic: what it said is still reported
 
 
-def test_a_copy_of_an_expired_or_not_yet_valid_original(env: Env) -> None:
+def test_a_copy_of_an_expired_or_not_yet_valid_original(env: CopyEnv) -> None:
     copy = env.copy()
     gone = copy._replace(original=copy.original._replace(exp=env.now - DAY))
     result = env.verify(gone.sign(env.sharing), audience=AUDIENCE)
@@ -221,16 +206,16 @@ def test_a_copy_of_an_expired_or_not_yet_valid_original(env: Env) -> None:
 @pytest.mark.parametrize(("value", "status", "code"), [
     (INVALID, S.REVOKED, E.REVOKED), (SUSPENDED, S.SUSPENDED, E.SUSPENDED)])
 def test_a_revoked_or_suspended_original_invalidates_its_copies(
-        env: Env, value: int, status: S, code: E) -> None:
+        env: CopyEnv, value: int, status: S, code: E) -> None:
     token = env.token()
     write_status(env.registry, env.bundle, env.cert, value, now=env.now)
     result = env.verify(token, audience=AUDIENCE)
     assert (result.valid, result.status, result.errors) == (False, status, (code,))
     # The certificate itself says the same.
-    assert env.verify(env.cert.token).errors == (code,)
+    assert env.verifier().verify(env.cert.token).errors == (code,)
 
 
-def test_a_copy_from_an_unrecognized_region(env: Env) -> None:
+def test_a_copy_from_an_unrecognized_region(env: CopyEnv) -> None:
     stranger = LocalSigner(generate_private_key())
     token = env.copy(region="SH", iss="https://ecert.sh.example").sign(stranger)
     refused(env.verify(token, audience=AUDIENCE), S.UNTRUSTED, E.REGION_NOT_RECOGNIZED)
@@ -239,7 +224,7 @@ def test_a_copy_from_an_unrecognized_region(env: Env) -> None:
             S.UNTRUSTED, E.UNKNOWN_KID)
 
 
-def _zj_verifier(env: Env, types: dict[str, str], tmp_path: Path) -> Verifier:
+def _zj_verifier(env: CopyEnv, types: dict[str, str], tmp_path: Path) -> Verifier:
     """A verifier of region ZJ whose trust list recognizes GD (the golden bundle)."""
     gd = read_trust_list(env.bundle)
     anchor = env.registry.anchor()
@@ -254,7 +239,7 @@ def _zj_verifier(env: Env, types: dict[str, str], tmp_path: Path) -> Verifier:
     return Verifier(zj, source, clock=env.clock)
 
 
-def test_a_copy_from_a_recognized_region(env: Env, tmp_path: Path) -> None:
+def test_a_copy_from_a_recognized_region(env: CopyEnv, tmp_path: Path) -> None:
     token = env.token()
     mapped = _zj_verifier(env, {env.cert.type_code: "zj.yyzz"}, tmp_path).verify(
         token, audience=AUDIENCE, purpose=PURPOSE)
@@ -273,7 +258,7 @@ def test_a_copy_from_a_recognized_region(env: Env, tmp_path: Path) -> None:
             S.UNTRUSTED, E.UNKNOWN_KID)
 
 
-def test_cli_verifies_a_copy_for_an_audience(env: Env, tmp_path: Path) -> None:
+def test_cli_verifies_a_copy_for_an_audience(env: CopyEnv, tmp_path: Path) -> None:
     run = Cli(tmp_path / "home", None, clock=env.clock)
     token = env.token()
     args = ["verify", token, "--bundle", str(env.bundle)]
@@ -296,3 +281,63 @@ def test_cli_verifies_a_copy_for_an_audience(env: Env, tmp_path: Path) -> None:
     logged = run(*args, "--audience", AUDIENCE, "--require-inclusion", "--json")
     assert logged.exit_code == 1
     assert json.loads(logged.stdout)["inclusion"]["errors"] == ["no_proof"]
+
+
+# -- the QR form (format section 17.4) ---------------------------------------------------------
+
+
+def _with_flags(text: str, change: int) -> str:
+    """QR text with its container's flags byte XORed with ``change``."""
+    data = bytearray(qr_format.b45decode(text.removeprefix(qr_format.PREFIX)))
+    data[0] ^= change
+    return qr_format.PREFIX + qr_format.b45encode(bytes(data))
+
+
+def test_the_qr_form_is_the_copy_token_itself(token_env: CopyEnv) -> None:
+    token = token_env.token()
+    text = qr_format.wrap(token)
+    unwrapped = qr_format.unwrap(text)
+    assert unwrapped.typ == COPY_TYP
+    assert unwrapped.compact(token_env.sharing.kid) == token
+    token_json = token_env.verifier().verify(token, audience=AUDIENCE).to_json()
+    qr_json = token_env.verifier().verify(text, audience=AUDIENCE).to_json()
+    assert qr_json.pop("qr") == {"claims_present": ["name", "uscc"], "digest_bound": False,
+                                 "digest": None}
+    assert qr_json == token_json
+
+
+def test_a_copy_qr_is_never_taken_for_a_certificate_qr(
+        token_env: CopyEnv, shared_qr: tuple[str, str]) -> None:
+    env = token_env
+    verifier = env.verifier()
+    # Without its copy flag, the copy's container is read as a QR token: the sharing
+    # key's reference names no agency key.
+    plain = _with_flags(qr_format.wrap(env.token()), 0b1000)
+    result = verifier.verify(plain, audience=AUDIENCE)
+    assert (result.status, result.errors, result.kind) == (S.UNTRUSTED, (E.UNKNOWN_KID,), None)
+    # A certificate's QR with the flag set is looked up among sharing keys: none.
+    short, _full = shared_qr
+    flagged = _with_flags(qr_format.wrap(short), 0b1000)
+    refused(verifier.verify(flagged, audience=AUDIENCE), S.UNTRUSTED, E.UNKNOWN_KID)
+    # A copy signed by the agency key, whose reference the agency keys would know.
+    refused(verifier.verify(qr_format.wrap(env.copy().sign(env.agency)), audience=AUDIENCE),
+            S.UNTRUSTED, E.UNKNOWN_KID)
+    # The reserved flag bits are still refused.
+    bad = verifier.verify(_with_flags(qr_format.wrap(env.token()), 0b10000),
+                          audience=AUDIENCE)
+    assert (bad.status, bad.errors) == (S.INVALID, (E.QR_MALFORMED,))
+
+
+def test_cli_verifies_a_copy_in_its_qr_form(token_env: CopyEnv, tmp_path: Path) -> None:
+    run = Cli(tmp_path / "home", None, env={"ECERT_LANG": "en"}, clock=token_env.clock)
+    text = qr_format.wrap(token_env.token())
+    args = ["verify", text, "--bundle", str(token_env.bundle)]
+    out = json.loads(run(*args, "--audience", AUDIENCE, "--purpose", PURPOSE, "--json").stdout)
+    assert (out["valid"], out["kind"], out["copy"]["case"], out["qr"]["claims_present"]) == (
+        True, "copy", CASE, ["name", "uscc"])
+    for extra, code in ((["--audience", "ZJ/zj-hrss"], "wrong_audience"),
+                        (["--audience", AUDIENCE, "--purpose", "食品经营许可核发"],
+                         "wrong_purpose"), ([], "audience_required")):
+        refusal = run(*args, *extra, "--json")
+        assert refusal.exit_code == 1, refusal.output
+        assert json.loads(refusal.stdout)["errors"] == [code]

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecert._formats import qr
-from ecert._formats.jose import ES256, b64url_encode, canonical_json
+from ecert._formats.copy import COPY_TYP, CopyClaims, OriginalRef
+from ecert._formats.jose import ES256, b64url_encode, canonical_json, strict_json_loads
 from ecert.errors import FormatError
 
 # -- base45 ----------------------------------------------------------------------------------
@@ -158,6 +159,12 @@ def test_container_decoder_on_random_bytes(data: bytes) -> None:
         assert e.code in {"qr_malformed", "qr_too_large"}
     else:
         assert unwrapped.alg in ("ES256", "Ed25519")
+        # Flag bit 3 names the typ (a copy's QR form); bits 4-7 are refused.
+        assert unwrapped.typ == (COPY_TYP if data[0] & 0b1000 else qr.QR_TYP)
+        assert data[0] >> 4 == 0
+        # What it decodes to encodes back to the same container.
+        kid = b64url_encode(unwrapped.kid_ref + bytes(28))
+        assert qr.unwrap(qr.wrap(unwrapped.compact(kid))) == unwrapped
 
 
 def test_unknown_container_version_has_its_own_code() -> None:
@@ -182,3 +189,59 @@ def test_only_ecert_qr_tokens_are_wrapped() -> None:
         qr.wrap(sign_compact({"a": 1}, _FakeSigner(), "ecert+jwt"))
     with pytest.raises(FormatError):
         qr.wrap("not.a.jws")
+
+
+# -- the QR form of a purpose-bound copy (format section 17.4) --------------------------------
+
+
+_cjk = st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF), max_size=40)
+_texts = st.text(min_size=1, max_size=40) | _cjk.filter(bool)
+_times = st.integers(0, 253_402_300_799 - 7 * 86_400)
+
+
+@st.composite
+def copy_claims(draw: st.DrawFn) -> CopyClaims:
+    """Copies of every shape a sharing service may make: any texts (Chinese, controls,
+    astral), any claims, any times within the copy's rules."""
+    iat = draw(_times)
+    base = draw(st.sampled_from(["https://ecert.gd.example", "http://127.0.0.1:8080/gd"]))
+    return CopyClaims(
+        iss=base, jti=draw(_texts), iat=iat, exp=iat + draw(st.integers(1, 7 * 86_400)),
+        region=draw(st.sampled_from(["GD", "ZJ", "SH"])), aud=draw(_texts),
+        purpose=draw(_texts), case=draw(_texts), copy_of=draw(_texts),
+        original=OriginalRef(f"{base}/agencies/{draw(_texts)}", draw(_texts),
+                             draw(st.integers(1, 99)), draw(_times), draw(_times),
+                             draw(st.none() | _times)),
+        claims=draw(st.dictionaries(st.text(max_size=20), json_values, max_size=8)),
+        status_list_uri=f"{base}/status/{draw(st.integers(0, 999))}.jwt",
+        status_index=draw(st.integers(0, 2**31)))
+
+
+@settings(max_examples=80)
+@given(copy_claims(), st.sampled_from([ES256, "Ed25519"]))
+def test_a_copy_round_trips_through_its_qr_form(claims: CopyClaims, alg: str) -> None:
+    signer = _FakeSigner()
+    signer.alg = alg
+    token = claims.sign(signer)
+    text = qr.wrap(token)
+    assert text.startswith("EC1:") and set(text[4:]) <= set(qr.BASE45_ALPHABET)
+    unwrapped = qr.unwrap(text)
+    assert (unwrapped.typ, unwrapped.alg) == (COPY_TYP, alg)
+    # The exact token, byte for byte; its claims decode as the copy's.
+    assert unwrapped.compact(signer.kid) == token
+    assert CopyClaims.from_payload(strict_json_loads(unwrapped.payload)) == claims
+    # The flag is what says "copy": without it the same bytes are a QR token.
+    data = bytearray(qr.b45decode(text[4:]))
+    assert data[0] & 0b1000
+    data[0] &= ~0b1000
+    assert qr.unwrap("EC1:" + qr.b45encode(bytes(data))).typ == qr.QR_TYP
+
+
+def test_only_ecert_qr_tokens_and_copies_are_wrapped() -> None:
+    from ecert._formats.jose import sign_compact
+
+    assert qr.unwrap(qr.wrap(sign_compact({"a": 1}, _FakeSigner(), COPY_TYP))).typ == COPY_TYP
+    for typ in ("ecert+jwt", "statuslist+jwt", "ecert-trustlist+jwt"):
+        with pytest.raises(FormatError) as info:
+            qr.wrap(sign_compact({"a": 1}, _FakeSigner(), typ))
+        assert info.value.code == "qr_unencodable"

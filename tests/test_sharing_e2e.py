@@ -58,12 +58,10 @@ from tests.support.sharing_world import (
     SharingWorld,
     Ticks,
     another_service,
-    build,
-    close,
     context_of,
+    running_world,
     sample,
     sample_request,
-    start_service,
 )
 
 GRANTED = sample_request("granted with consent")
@@ -74,17 +72,7 @@ OTHER_PURPOSE = next(e for e in sample()["entitlements"]
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharingWorld]:
-    tmp = tmp_path_factory.mktemp("sharing-e2e")
-    schemas: list[Iterator[str]] = []
-    for static in serve(tmp / "www"):
-        value = build(tmp, static, schemas)
-        try:
-            start_service(value)
-            yield value
-        finally:
-            close(value)
-            for gen in schemas:
-                next(gen, None)
+    yield from running_world(tmp_path_factory.mktemp("sharing-e2e"))
 
 
 def last_use(world: SharingWorld) -> Any:

@@ -1,22 +1,26 @@
 """The QR container (``EC1:``) and the QR token payload (``typ: ecert-qr+jwt``).
 
-A QR code carries a standard compact JWS, signed by the agency key, in a compact
-binary container written in base45 (RFC 9285) after the prefix ``EC1:``, so the whole
-text is QR alphanumeric. Unwrapping rebuilds the exact compact JWS, byte for byte;
-after that any JOSE library verifies it with the published JWKS.
+A QR code carries a standard compact JWS in a compact binary container written in
+base45 (RFC 9285) after the prefix ``EC1:``, so the whole text is QR alphanumeric:
+a certificate's QR token (``ecert-qr+jwt``, signed by the agency key) or a
+purpose-bound copy (``ecert-copy+jwt``, signed by a sharing key: the copy token itself,
+whose plain form is too long for a printable code). Unwrapping rebuilds the exact
+compact JWS, byte for byte; after that any JOSE library verifies it with the published
+JWKS.
 
 Container (version 1), all integers big-endian::
 
     flags      1 byte   bits 0-1: alg (0 ES256, 1 Ed25519); bit 2: body is raw deflate;
-                        bits 3-7: zero
+                        bit 3: the JWS is a copy (typ ecert-copy+jwt); bits 4-7: zero
     kid ref    4 bytes  first 4 bytes of the kid (the key's RFC 7638 thumbprint);
                         the verifier resolves it through its trust lists
     signature  64 bytes the raw JWS signature (R||S for ES256)
     body       rest     the JWS payload, a JSON value, in the compact value encoding
                         below, raw-deflated when that is shorter
 
-The header is rebuilt as ``{"alg":A,"kid":K,"typ":"ecert-qr+jwt"}`` (pyjwt's sorted,
-compact serialization) and the payload as the canonical JSON of the decoded value.
+The header is rebuilt as ``{"alg":A,"kid":K,"typ":T}`` (pyjwt's sorted, compact
+serialization; ``T`` is ``ecert-qr+jwt``, or ``ecert-copy+jwt`` with bit 3) and the
+payload as the canonical JSON of the decoded value.
 
 Value encoding: a CBOR-like head (3-bit major type, 5-bit argument; 24/25/26/27 mean a
 1/2/4/8-byte argument follows, minimal length required) with these major types:
@@ -39,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ecert._formats.bundle import STATUS_DIR, status_list_uri
+from ecert._formats.copy import COPY_TYP
 from ecert._formats.jose import (
     ED25519,
     ES256,
@@ -65,6 +70,9 @@ SIGNATURE_BYTES = 64
 _ALG_CODES = {ES256: 0, ED25519: 1}
 _ALGS = {v: k for k, v in _ALG_CODES.items()}
 _FLAG_DEFLATE = 0b100
+_FLAG_COPY = 0b1000
+#: The JWS types a container holds: a certificate's QR token, or a purpose-bound copy.
+CONTAINER_TYPS = (QR_TYP, COPY_TYP)
 _PREFIX_RE = re.compile(r"EC([0-9]{1,3}):")
 
 
@@ -345,10 +353,12 @@ class Unwrapped(NamedTuple):
     kid_ref: bytes
     signature: bytes
     payload: bytes  #: canonical JSON, exactly the signed JWS payload
+    #: The JWS's ``typ``: ``ecert-qr+jwt``, or ``ecert-copy+jwt`` for a copy.
+    typ: str = QR_TYP
 
     def compact(self, kid: str) -> str:
         """The compact JWS with ``kid`` (which must start with ``kid_ref``)."""
-        header = canonical_json({"alg": self.alg, "kid": kid, "typ": QR_TYP})
+        header = canonical_json({"alg": self.alg, "kid": kid, "typ": self.typ})
         return ".".join((b64url_encode(header), b64url_encode(self.payload),
                          b64url_encode(self.signature)))
 
@@ -367,7 +377,8 @@ def is_qr_text(text: str) -> bool:
 
 
 def wrap(token: str) -> str:
-    """``EC1:`` + base45 of the container of a QR token (a compact JWS made by ecert)."""
+    """``EC1:`` + base45 of the container of a QR token or a purpose-bound copy (a
+    compact JWS made by ecert: canonical header and payload)."""
     try:
         h, p, s = token.split(".")
         header = strict_json_loads(b64url_decode(h))
@@ -377,15 +388,18 @@ def wrap(token: str) -> str:
         raise FormatError("not a compact JWS", code="malformed") from e
     payload = strict_json_loads(payload_bytes)
     if not isinstance(header, dict) or set(header) != {"alg", "kid", "typ"} \
-            or header["typ"] != QR_TYP or header["alg"] not in _ALG_CODES:
-        raise FormatError("not an ecert QR token header", code="qr_unencodable")
+            or header["typ"] not in CONTAINER_TYPS or header["alg"] not in _ALG_CODES \
+            or not isinstance(header["kid"], str):
+        raise FormatError("not the header of an ecert QR token or copy",
+                          code="qr_unencodable")
     if canonical_json(payload) != payload_bytes or len(signature) != SIGNATURE_BYTES:
         raise FormatError("QR token payload is not canonical JSON", code="qr_unencodable")
-    unwrapped = Unwrapped(header["alg"], kid_ref(header["kid"]), signature, payload_bytes)
+    unwrapped = Unwrapped(header["alg"], kid_ref(header["kid"]), signature, payload_bytes,
+                          header["typ"])
     if unwrapped.compact(header["kid"]) != token:
         raise FormatError("QR token header is not in canonical form", code="qr_unencodable")
     body = encode_value(payload)
-    flags = _ALG_CODES[header["alg"]]
+    flags = _ALG_CODES[header["alg"]] | (_FLAG_COPY if header["typ"] == COPY_TYP else 0)
     packed = deflate(body)
     if len(packed) < len(body):
         body, flags = packed, flags | _FLAG_DEFLATE
@@ -411,7 +425,7 @@ def unwrap(text: str) -> Unwrapped:
     if len(data) <= head:
         raise QrFormatError("QR container is truncated", code="qr_malformed")
     flags = data[0]
-    if flags & ~(_FLAG_DEFLATE | 0b11) or (flags & 0b11) not in _ALGS:
+    if flags & ~(_FLAG_COPY | _FLAG_DEFLATE | 0b11) or (flags & 0b11) not in _ALGS:
         raise QrFormatError("QR container has unknown flags", code="qr_malformed")
     body = data[head:]
     if flags & _FLAG_DEFLATE:
@@ -422,7 +436,8 @@ def unwrap(text: str) -> Unwrapped:
     except ValueError as e:  # pragma: no cover - decode_value yields JSON values
         raise QrFormatError("QR payload is not JSON", code="qr_malformed") from e
     return Unwrapped(_ALGS[flags & 0b11], data[1:1 + KID_REF_BYTES],
-                     data[1 + KID_REF_BYTES:head], payload)
+                     data[1 + KID_REF_BYTES:head], payload,
+                     COPY_TYP if flags & _FLAG_COPY else QR_TYP)
 
 
 # -- the QR token payload --------------------------------------------------------------------
@@ -562,7 +577,8 @@ def parse_token_payload(token: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "CONTAINER_VERSION", "PREFIX", "QR_TYP", "QrClaims", "QrFormatError", "Unwrapped",
+    "CONTAINER_TYPS", "CONTAINER_VERSION", "PREFIX", "QR_TYP", "QrClaims", "QrFormatError",
+    "Unwrapped",
     "b45decode", "b45encode", "decode_value", "encode_value", "inflate", "is_qr_text", "probe_text",
     "qr_payload", "read_qr_payload", "sign_qr_token", "status_uri", "token_digest", "unwrap",
     "wrap",

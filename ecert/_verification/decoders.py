@@ -21,7 +21,14 @@ from ecert._formats.jose import ParsedJws, strict_json_loads, verify_signature
 from ecert._formats.trustlist import Agreement, TrustedAgency, TrustedKey
 from ecert._verification.region import AgencyKey, PlainKey, RegionIndex, check_window
 from ecert._verification.view import TrustView, find_key
-from ecert._verification.vocabulary import ErrorCode, Issuer, TokenKind, invalid, untrusted
+from ecert._verification.vocabulary import (
+    ErrorCode,
+    Failure,
+    Issuer,
+    TokenKind,
+    invalid,
+    untrusted,
+)
 from ecert.errors import FormatError, InvalidCertificateId
 from ecert.identifiers import CertificateId
 
@@ -103,7 +110,9 @@ class CertificateDecoder:
 
 
 class QrDecoder(CertificateDecoder):
-    """QR text (``EC1:`` around an ``ecert-qr+jwt`` JWS, format section 14)."""
+    """QR text (``EC1:`` around an ``ecert-qr+jwt`` JWS, format section 14). Its
+    :meth:`unwrap` also opens the QR form of a copy (section 17.4), which the
+    :class:`CopyDecoder` then judges exactly as the copy token."""
 
     kind = TokenKind.QR
     typ = _qr.QR_TYP
@@ -112,32 +121,25 @@ class QrDecoder(CertificateDecoder):
     def unwrap(self, text: str, view: TrustView, now: int) -> str:
         """The exact compact JWS inside QR text; its kid resolved through the trust lists.
 
-        The container carries only the first bytes of the kid, so the key is looked up in
-        the trust list of the region the payload names (``r``): ours, or one we recognize.
-        Choosing the region first means a foreign key whose reference happens to collide
-        with one of ours cannot shadow it. The signature itself is checked later.
+        The container carries only the first bytes of the kid. A QR token's key is looked
+        up among the agency keys of the region its payload names (``r``): ours, or one we
+        recognize. Choosing the region first means a foreign key whose reference happens
+        to collide with one of ours cannot shadow it. A copy's (format section 17.4) is
+        looked up as its token's kid is: among our sharing keys, then those of the region
+        it names. The signature itself is checked later, by the decoder of the JWS's
+        ``typ``.
         """
         unwrapped = _qr.unwrap(text)
+        if unwrapped.typ == COPY_TYP:
+            return _copy_token(unwrapped, view, now)
         region = view.home
-        claimed = strict_json_loads(unwrapped.payload)
-        claimed = claimed.get("r") if isinstance(claimed, dict) else None
+        claimed = _claimed(unwrapped, "r")
         if isinstance(claimed, str) and claimed != region.code:
             region = view.recognized(claimed, now)[1]
-        candidates = [k for k in region.agency_keys if _qr.kid_ref(k) == unwrapped.kid_ref]
+        candidates = _matching(unwrapped, region.agency_keys)
         if not candidates:
-            raise untrusted(ErrorCode.UNKNOWN_KID,
-                            f"the QR key reference {unwrapped.kid_ref.hex()} names no trusted "
-                            f"agency key of region {region.code}")
-        if len(candidates) == 1:  # the usual case: the signature is checked once, later
-            return unwrapped.compact(candidates[0])
-        for kid in candidates[:8]:  # a 4-byte reference: more than one match is rare
-            token = unwrapped.compact(kid)
-            entry = region.agency_keys[kid]
-            if entry.alg == unwrapped.alg and verify_signature(
-                    entry.alg, entry.key, token.rsplit(".", 1)[0].encode("ascii"),
-                    unwrapped.signature):
-                return token
-        return unwrapped.compact(candidates[0])
+            raise _unknown_ref(unwrapped, "agency", region.code)
+        return _pick(unwrapped, candidates)
 
     def claims(self, payload: Mapping[str, Any], agency: TrustedAgency, region: RegionIndex
                ) -> tuple[CertificateClaims, _qr.QrClaims | None]:
@@ -148,6 +150,69 @@ class QrDecoder(CertificateDecoder):
             return _qr_claims(qr, agency, region), qr
         except FormatError as e:
             raise invalid(ErrorCode.BAD_CLAIMS, e.message) from e
+
+
+def _claimed(unwrapped: _qr.Unwrapped, member: str) -> Any:
+    """What the payload says in ``member`` (read before the signature is checked, only to
+    choose a trust list)."""
+    payload = strict_json_loads(unwrapped.payload)
+    return payload.get(member) if isinstance(payload, dict) else None
+
+
+def _matching(unwrapped: _qr.Unwrapped, keys: Mapping[str, AgencyKey | PlainKey]
+              ) -> list[tuple[str, AgencyKey | PlainKey]]:
+    """The keys whose kid starts with the container's reference."""
+    return [(kid, entry) for kid, entry in keys.items()
+            if _qr.kid_ref(kid) == unwrapped.kid_ref]
+
+
+def _pick(unwrapped: _qr.Unwrapped, candidates: list[tuple[str, AgencyKey | PlainKey]]
+          ) -> str:
+    """The compact JWS under the right one of ``candidates`` (not empty): the only one,
+    or the first whose signature verifies, else the first (the decoder then refuses it)."""
+    if len(candidates) == 1:  # the usual case: the signature is checked once, later
+        return unwrapped.compact(candidates[0][0])
+    for kid, entry in candidates[:8]:  # a 4-byte reference: more than one match is rare
+        token = unwrapped.compact(kid)
+        if entry.alg == unwrapped.alg and verify_signature(
+                entry.alg, entry.key, token.rsplit(".", 1)[0].encode("ascii"),
+                unwrapped.signature):
+            return token
+    return unwrapped.compact(candidates[0][0])
+
+
+def _unknown_ref(unwrapped: _qr.Unwrapped, role: str, region: str) -> Failure:
+    return untrusted(ErrorCode.UNKNOWN_KID,
+                     f"the QR key reference {unwrapped.kid_ref.hex()} names no trusted "
+                     f"{role} key of region {region}")
+
+
+def _copy_token(unwrapped: _qr.Unwrapped, view: TrustView, now: int) -> str:
+    """The copy token in a copy's QR form, its kid resolved as the token's would be
+    (:func:`~ecert._verification.view.find_key`): our sharing keys first, then those of
+    the region the copy names, if we recognize it — so that both forms of a copy get the
+    same verdict."""
+    home = view.home
+    candidates = _matching(unwrapped, home.sharing_keys)
+    claimed = _claimed(unwrapped, "region")
+    if isinstance(claimed, str) and claimed != home.code:
+        try:
+            region = view.recognized(claimed, now)[1]
+        except Failure as f:
+            if not candidates:  # as for the token: none of our keys, nor a region we know
+                f.kind = TokenKind.COPY
+                raise
+        else:
+            candidates += _matching(unwrapped, region.sharing_keys)
+    if not candidates:
+        # A copy from its flags on, as the token is from its header: both forms of a copy
+        # report the same kind. (A QR token's key reference failing leaves ``kind``
+        # unset, as before it was known which token the code held.)
+        failure = _unknown_ref(unwrapped, "sharing", home.code if not isinstance(
+            claimed, str) else claimed)
+        failure.kind = TokenKind.COPY
+        raise failure
+    return _pick(unwrapped, candidates)
 
 
 def _qr_claims(qr: _qr.QrClaims, agency: TrustedAgency, region: RegionIndex

@@ -41,6 +41,8 @@ class Outcome(NamedTuple):
     #: The type the token counts as here: its own at home, the agreement's mapping of it
     #: for a recognized region (None for a copy of a type the agreement does not map).
     local_type: str | None
+    #: Whether the token came as QR text (``EC1:``): a QR token, or a copy's QR form.
+    from_qr: bool = False
 
 
 def run(token: str | bytes, view: TrustView, limits: VerificationLimits, now: int,
@@ -52,14 +54,17 @@ def run(token: str | bytes, view: TrustView, limits: VerificationLimits, now: in
         token = bytes(token).decode("ascii", "replace")
     # 1-3. size, structure and header policy (QR text: unwrapped to its exact JWS first)
     decoder: CertificateDecoder | CopyDecoder = decoders.CERTIFICATE
+    from_qr = False
     try:
         if token[:1].isspace() or token[-1:].isspace():
             token = token.strip()
         if _qr.is_qr_text(token):
-            token, decoder = decoders.QR.unwrap(token, view, now), decoders.QR
+            token, decoder, from_qr = decoders.QR.unwrap(token, view, now), decoders.QR, True
         parsed = parse_compact(token, max_bytes=limits.max_token_bytes)
-        if decoder is decoders.CERTIFICATE and parsed.header.get("typ") == COPY_TYP:
-            decoder = decoders.COPY  # a copy: its own typ, its own keys, its own checks
+        if parsed.header.get("typ") == COPY_TYP:
+            # A copy, as its token or in its QR form: its own typ, its own keys, its own
+            # checks, the same whichever way it came.
+            decoder = decoders.COPY
         kid = check_header(parsed.header, decoder.typ)
     except FormatError as e:
         raise invalid(_FORMAT_CODES.get(e.code, ErrorCode.MALFORMED), e.message) from e
@@ -87,4 +92,4 @@ def run(token: str | bytes, view: TrustView, limits: VerificationLimits, now: in
     agreement = checked.agreement
     local_type = checked.type_code if agreement is None else agreement.types.get(
         checked.type_code)
-    return Outcome(checked, status, errors, messages, status_value, local_type)
+    return Outcome(checked, status, errors, messages, status_value, local_type, from_qr)

@@ -9,11 +9,13 @@ with that key, exactly as a sharing service would.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ecert
 from ecert._formats import jose
+from ecert._formats import qr as qr_format
 from ecert._formats.certificate import CertificateClaims
 from ecert._formats.copy import DEFAULT_COPY_TTL, CopyClaims, OriginalRef
 from ecert._formats.statuslist import StatusList, make_status_list_token
@@ -21,11 +23,16 @@ from ecert._formats.trustlist import TrustedKey, TrustList
 from ecert.keys import LocalSigner, generate_private_key
 from ecert.models import KeyRole
 from ecert.trust import MAX_TRUST_LIST_BYTES
+from ecert.verify import VerificationResult, Verifier
+from tests.support.clock import FakeClock
 
 #: The sample requester and purpose (tests/data/sharing.json).
 AUDIENCE = "ZJ/zj-amr"
 PURPOSE = "跨省迁移登记"
 CASE = "ZJ2026120100001"
+DAY = 86_400
+#: The forms a copy is presented in: its token, or the QR text of its card.
+FORMS = ("token", "qr")
 
 
 def read_trust_list(bundle: Path) -> TrustList:
@@ -77,3 +84,49 @@ def write_status(registry: ecert.Registry, bundle: Path, cert: ecert.Certificate
                                    registry.keystore.signer(info.kid), issued_at=now,
                                    expires_at=now + 86_400, ttl=3600)
     (bundle / "status" / cert.status_list_uri.rsplit("/", 1)[1]).write_text(token, "ascii")
+
+
+@dataclass
+class CopyEnv:
+    """A published licence, a sharing key in its bundle's trust list, and the form
+    (``token`` or ``qr``) in which :meth:`verify` presents copies."""
+
+    registry: ecert.Registry
+    cert: ecert.Certificate
+    bundle: Path
+    clock: FakeClock
+    sharing: LocalSigner
+    form: str = "token"
+
+    @property
+    def now(self) -> int:
+        return int(self.clock().timestamp())
+
+    def copy(self, **changes: Any) -> CopyClaims:
+        return copy_of(self.cert, iat=self.now, **changes)
+
+    def token(self, **changes: Any) -> str:
+        return self.copy(**changes).sign(self.sharing)
+
+    def verifier(self) -> Verifier:
+        return Verifier.from_bundle(self.bundle, clock=self.clock)
+
+    def presented(self, token: str) -> str:
+        """``token`` in this environment's form: as it is, or its QR text (``EC1:``)."""
+        return qr_format.wrap(token) if self.form == "qr" else token
+
+    def verify(self, token: str, **kwargs: Any) -> VerificationResult:
+        return self.verifier().verify(self.presented(token), **kwargs)
+
+    @property
+    def agency(self) -> ecert.Signer:
+        return self.registry.keystore.signer(self.cert.kid)
+
+
+def copy_env(published: tuple[ecert.Registry, ecert.Certificate, Path], clock: FakeClock,
+             form: str = "token") -> CopyEnv:
+    """A :class:`CopyEnv` over a published bundle the test may change."""
+    registry, cert, bundle = published
+    now = int(clock().timestamp())
+    sharing = add_sharing_key(registry, bundle, valid_from=now - 30 * DAY)
+    return CopyEnv(registry, cert, bundle, clock, sharing, form)

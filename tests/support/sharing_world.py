@@ -34,7 +34,7 @@ from ecert.sharing.backend import (
 from ecert.sharing.client import Answer, send
 from tests.support.clock import FakeClock
 from tests.support.constants import FAST_KDF_ROUNDS, PG_URL
-from tests.support.http import LocalServer
+from tests.support.http import LocalServer, serve
 from tests.support.pg import pg_schema_url
 from tests.support.regions import BL
 from tests.support.registries import as_operator, create_registry
@@ -232,3 +232,18 @@ def close(world: SharingWorld) -> None:
     world.service_registry.close()
     for registry in world.registries.values():
         registry.close()
+
+
+def running_world(tmp: Path) -> Iterator[SharingWorld]:
+    """The world built under ``tmp`` with GD's service running, closed after (a module
+    fixture's body: ``yield from running_world(tmp_path_factory.mktemp(…))``)."""
+    schemas: list[Iterator[str]] = []
+    for static in serve(tmp / "www"):
+        value = build(tmp, static, schemas)
+        try:
+            start_service(value)
+            yield value
+        finally:
+            close(value)
+            for gen in schemas:
+                next(gen, None)
