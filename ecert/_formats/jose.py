@@ -380,6 +380,27 @@ def sign_compact(payload: Mapping[str, Any], signer: SignerLike, typ: str) -> st
     )
 
 
+class CompactSigner:
+    """:func:`sign_compact` for many payloads under one signer and ``typ``: the header is
+    encoded once and the signing input built directly (the same bytes as
+    :func:`sign_compact`, without PyJWT's per-call framing, which costs as much as an
+    ES256 signature). For batch issuance."""
+
+    def __init__(self, signer: SignerLike, typ: str) -> None:
+        if signer.alg not in ALLOWED_ALGS:
+            raise FormatError(f"algorithm {signer.alg!r} is not allowed", code="unsupported_alg")
+        self._signer = signer
+        self._header = b64url_encode(canonical_json(
+            {"alg": signer.alg, "kid": signer.kid, "typ": typ})).encode("ascii")
+
+    def sign(self, payload: Mapping[str, Any]) -> str:
+        """The compact JWS of canonical JSON ``payload``."""
+        signing_input = self._header + b"." + base64.urlsafe_b64encode(
+            canonical_json(payload)).rstrip(b"=")
+        signature = base64.urlsafe_b64encode(self._signer.sign(signing_input)).rstrip(b"=")
+        return (signing_input + b"." + signature).decode("ascii")
+
+
 # -- parsing and verification ----------------------------------------------------------------
 
 

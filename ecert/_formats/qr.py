@@ -499,6 +499,55 @@ def probe_text(payload: Mapping[str, Any], alg: str, kid: str) -> str:
     return text
 
 
+def probe_length_bound(payload: Mapping[str, Any]) -> int | None:
+    """An upper bound of ``len(probe_text(payload, …))`` from canonical JSON alone, or
+    None where no bound is given (a float, an integer beyond 64 bits, nesting deeper
+    than four levels: the caller then computes the exact length).
+
+    The compact encoding of such a value is at most its canonical JSON plus one byte per
+    string of 256 UTF-8 bytes or more: a null, boolean or integer head is no longer than
+    its digits; a string's head (one byte below 24 bytes, two below 256, three below
+    65,536) against its two quotes, and GB 18030, byte-string and back-reference forms
+    are used only when shorter; an array's or object's head no longer than its brackets.
+    Deflate is used only when it is shorter. So the QR text is at most ``EC1:`` plus the
+    base45 of flags, kid reference, signature and that many bytes. Such values also read
+    back as they were (the probe's other check). For batch issuance, where the exact
+    probe costs ten bare signatures per certificate.
+    """
+    def extra(value: Any, depth: int) -> int | None:
+        if value is None or isinstance(value, bool):
+            return 0
+        if isinstance(value, int):
+            return 0 if -(1 << 63) <= value < (1 << 63) else None
+        if isinstance(value, str):
+            # at most 4 UTF-8 bytes a character; a head of 3 bytes below 65,536
+            return 0 if len(value) < 64 else 1 if len(value) < 16_384 else None
+        if depth > 3:
+            return None
+        items: list[Any]
+        if isinstance(value, list):
+            items = value
+        elif isinstance(value, dict):
+            if not all(isinstance(k, str) for k in value):
+                return None
+            items = [*value, *value.values()]
+        else:
+            return None
+        total = 0
+        for item in items:
+            more = extra(item, depth + 1)
+            if more is None:
+                return None
+            total += more
+        return total
+
+    added = extra(payload, 0)
+    if added is None:
+        return None
+    size = 1 + KID_REF_BYTES + SIGNATURE_BYTES + len(canonical_json(dict(payload))) + added
+    return len(PREFIX) + size // 2 * 3 + (2 if size % 2 else 0)
+
+
 def sign_qr_token(payload: Mapping[str, Any], signer: SignerLike) -> str:
     """Sign a QR payload as a compact JWS ``{alg, kid, typ: "ecert-qr+jwt"}``."""
     return sign_compact(payload, signer, QR_TYP)
@@ -563,7 +612,8 @@ def parse_token_payload(token: str) -> dict[str, Any]:
 
 __all__ = [
     "CONTAINER_VERSION", "PREFIX", "QR_TYP", "QrClaims", "QrFormatError", "Unwrapped",
-    "b45decode", "b45encode", "decode_value", "encode_value", "inflate", "is_qr_text", "probe_text",
+    "b45decode", "b45encode", "decode_value", "encode_value", "inflate", "is_qr_text",
+    "probe_length_bound", "probe_text",
     "qr_payload", "read_qr_payload", "sign_qr_token", "status_uri", "token_digest", "unwrap",
     "wrap",
 ]

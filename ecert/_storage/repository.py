@@ -41,6 +41,7 @@ from ecert._storage.schema import (
     counters,
     entitlements,
     events,
+    issue_keys,
     keys,
     leases,
     log_entries,
@@ -90,6 +91,21 @@ def input_rules(value: CertificateType) -> dict[str, Any] | None:
     if value.holder_claims:
         rules["holder_claims"] = dict(value.holder_claims)
     return rules or None
+
+
+def certificate_row(cert: Certificate, serial: str, status_list_id: int) -> dict[str, Any]:
+    """The ``certificates`` row of a newly issued certificate."""
+    return {
+        "id": cert.id, "serial": serial, "agency_code": cert.agency_code,
+        "type_code": cert.type_code, "type_version": cert.type_version, "holder": cert.holder,
+        "holder_name": cert.holder_name, "claims": dict(cert.claims),
+        "issued_at": int(cert.issued_at.timestamp()),
+        "valid_from": int(cert.valid_from.timestamp()),
+        "valid_until": None if cert.valid_until is None else int(cert.valid_until.timestamp()),
+        "status": cert.status.value, "revocation_reason": None,
+        "status_list_id": status_list_id, "status_index": cert.status_index, "kid": cert.kid,
+        "supersedes": cert.supersedes, "token": cert.token, "token_hash": token_hash(cert.token),
+    }
 
 
 class Repository:
@@ -497,6 +513,20 @@ class Repository:
             .where(log_entries.c.seq >= seq, log_entries.c.action != except_action)
             .limit(1)).first() is not None
 
+    def issue_keys_of(self, values: Sequence[str]) -> dict[str, tuple[str, str, int]]:
+        """``key -> (certificate id, run, line)`` of the batch idempotency keys in ``values``
+        that exist."""
+        if not values:
+            return {}
+        rows = self.conn.execute(select(issue_keys).where(issue_keys.c.key.in_(list(values))))
+        return {r.key: (r.certificate_id, r.run, int(r.line)) for r in rows}
+
+    def all_issue_keys(self) -> Iterator[list[tuple[Any, ...]]]:
+        """``(key, certificate id)`` of every batch idempotency key, in chunks."""
+        return self.stream_tuples(
+            select(issue_keys.c.key, issue_keys.c.certificate_id).order_by(issue_keys.c.key),
+            4096)
+
     def certificate_facts(self) -> Iterator[Row[Any]]:
         """Every certificate row, with the columns an audit compares against the log."""
         yield from self.conn.execute(select(certificates).order_by(certificates.c.id))
@@ -668,21 +698,57 @@ class WriteRepository(Repository):
             return None
         return int(row.id), bytes(row.permutation_key), int(row.allocated) - 1, int(row.size)
 
+    def allocate_slots(self, wanted: int) -> tuple[int, bytes, int, int, int] | None:
+        """Take up to ``wanted`` consecutive slots of the open list in one statement:
+        ``(list_id, key, first counter, how many, size)``, or None if no list is open."""
+        open_list = self.conn.execute(
+            select(status_lists.c.id, status_lists.c.size, status_lists.c.allocated)
+            .where(status_lists.c.allocated < status_lists.c.size)
+            .order_by(status_lists.c.id).limit(1)
+        ).first()
+        if open_list is None:
+            return None
+        take = min(wanted, int(open_list.size) - int(open_list.allocated))
+        row = self.conn.execute(
+            update(status_lists)
+            .where(status_lists.c.id == open_list.id,
+                   status_lists.c.allocated <= status_lists.c.size - take)
+            .values(allocated=status_lists.c.allocated + take)
+            .returning(status_lists.c.id, status_lists.c.permutation_key,
+                       status_lists.c.allocated, status_lists.c.size)
+        ).first()
+        if row is None:  # filled by a concurrent issuer meanwhile
+            return None
+        return (int(row.id), bytes(row.permutation_key), int(row.allocated) - take, take,
+                int(row.size))
+
+    def add_certificates(self, rows: Sequence[tuple[Certificate, str, int]]) -> None:
+        """Insert ``(certificate, serial, status list id)`` rows in one statement."""
+        self.conn.execute(insert(certificates), [certificate_row(*row) for row in rows])
+
+    def add_issue_keys(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Record batch idempotency keys (``key``, ``certificate_id``, ``run``, ``line``)."""
+        if rows:
+            self.conn.execute(insert(issue_keys), list(rows))
+
+    def meet_issue_keys(self, met: Sequence[tuple[str, int]], run: str) -> None:
+        """Mark keys issued by an earlier run as met by ``run`` at their lines, so that
+        a repetition later in the same file is told from a re-run's skip."""
+        if met:
+            from sqlalchemy import bindparam
+
+            self.conn.execute(
+                update(issue_keys).where(issue_keys.c.key == bindparam("k"))
+                .values(run=bindparam("r"), line=bindparam("n")),
+                [{"k": key, "r": run, "n": line} for key, line in met])
+
     def add_status_list(self, list_id: int, size: int, bits: int, key: bytes, now: int) -> None:
         self.conn.execute(insert(status_lists).values(
             id=list_id, size=size, bits=bits, permutation_key=key, allocated=0, created_at=now))
 
     def add_certificate(self, cert: Certificate, serial: str, status_list_id: int) -> None:
         self.conn.execute(insert(certificates).values(
-            id=cert.id, serial=serial, agency_code=cert.agency_code, type_code=cert.type_code,
-            type_version=cert.type_version, holder=cert.holder, holder_name=cert.holder_name,
-            claims=dict(cert.claims), issued_at=int(cert.issued_at.timestamp()),
-            valid_from=int(cert.valid_from.timestamp()),
-            valid_until=None if cert.valid_until is None else int(cert.valid_until.timestamp()),
-            status=cert.status.value, revocation_reason=None, status_list_id=status_list_id,
-            status_index=cert.status_index, kid=cert.kid, supersedes=cert.supersedes,
-            token=cert.token, token_hash=token_hash(cert.token),
-        ))
+            **certificate_row(cert, serial, status_list_id)))
 
     def set_status(self, cert_id: str, status: CertificateStatus,
                    reason: RevocationReason | None = None, note: str | None = None) -> None:

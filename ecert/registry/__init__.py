@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -65,9 +65,11 @@ from ecert.models import (
     RevocationReason,
 )
 from ecert.qr import Standing
+from ecert.batch import BatchRow, RejectsFile, RowOutcome, open_rows
 from ecert.registry import (
     _agencies,
     _audit,
+    _batch,
     _catalog,
     _check,
     _core,
@@ -932,6 +934,53 @@ class Registry:
             "default_validity": valid_until is None,
             "supersedes": None if supersedes is None else str(CertificateId.parse(supersedes)),
         })
+
+    def issue_batch(self, type_code: str, agency_code: str, rows: Iterable[BatchRow], *,
+                    chunk_size: int = _batch.DEFAULT_CHUNK) -> Iterator[RowOutcome]:
+        """Issue many certificates, ``chunk_size`` per unit of work; the outcome of every
+        row (issued, skipped as issued by an earlier run, or rejected with a
+        :class:`ecert.batch.RejectCode`), chunk by chunk as they are done.
+
+        Each row is checked as :meth:`issue` checks one (holder id scheme, holder claims,
+        text, schema, short QR form) and issued fully or not at all, whenever the run is
+        stopped: each chunk is one transaction, authorized and signed by the operator
+        once, with one log entry per certificate. Rows are recognised by an idempotency
+        key (an HMAC, under a registry secret, of the row or of ``BatchRow.key``), so
+        running the same rows again issues only what is missing; a key repeated within
+        one run is rejected as ``duplicate_row``. A four-eyes policy on issuing the type
+        refuses the batch (``approval_required``). Consume the iterator: rows are
+        issued as it advances.
+        """
+        type_code, agency_code = _code_text(type_code), _code_text(agency_code)
+        return _batch.issue_batch(self._ctx, type_code, agency_code, rows,
+                                  chunk_size=chunk_size)
+
+    def issue_file(self, type_code: str, agency_code: str, path: str | Path, *,
+                   id_column: str | None = None, rejects: str | Path | None = None,
+                   encoding: str | None = None,
+                   chunk_size: int = _batch.DEFAULT_CHUNK) -> Iterator[RowOutcome]:
+        """:meth:`issue_batch` of the rows of a CSV or JSON Lines file
+        (:func:`ecert.batch.open_rows`); refused rows (and unreadable ones) go to the
+        ``rejects`` file (mode 0600), with the input's columns plus ``_line``, ``_code``
+        and ``_reason``, so that the fixed file runs again as it is."""
+        type_code, agency_code = _code_text(type_code), _code_text(agency_code)
+        source = open_rows(path, id_column=id_column, encoding=encoding)
+        try:
+            sink = None if rejects is None else RejectsFile(rejects, source)
+        except BaseException:
+            source.close()
+            raise
+
+        def run() -> Iterator[RowOutcome]:
+            try:
+                yield from _batch.issue_file(self._ctx, type_code, agency_code, source, sink,
+                                             chunk_size=chunk_size)
+            finally:
+                if sink is not None:
+                    sink.close()
+                source.close()
+
+        return run()
 
     def _holder_id_scheme(self, type_code: str) -> str | None:
         with self._ctx.read() as repo:

@@ -37,6 +37,7 @@ from ecert._authority import (
     minimum_approvals,
     permits,
 )
+from ecert._allocation import Permutation
 from ecert._clock import Clock, from_seconds, now_seconds, system_clock
 from ecert._formats.jose import (
     ED25519,
@@ -45,7 +46,7 @@ from ecert._formats.jose import (
     key_from_jwk,
     verify_signature,
 )
-from ecert._formats.log import Entry, commitment, sign_unit
+from ecert._formats.log import Entry, commitment, sealed_leaves
 from ecert._storage.database import WRITE
 from ecert._storage.repository import Repository, WriteRepository
 from ecert.errors import (
@@ -71,6 +72,7 @@ OPERATORS_DIR = "operators"
 PSEUDONYM_SECRET = "holder-pseudonym"  # noqa: S105 - a key file name, not a secret
 COMMITMENT_SECRET = "log-commitment"  # noqa: S105 - a key file name, not a secret
 CONSENT_SECRET = "consent-code"  # noqa: S105 - a key file name, not a secret
+BATCH_SECRET = "batch-key"  # noqa: S105 - a key file name, not a secret
 #: How long a four-eyes request waits for approval.
 REQUEST_TTL_SECONDS = 72 * 3600
 
@@ -222,22 +224,22 @@ class Unit:
                  {"role": role.value, "agency": agency_code, "jwk": dict(info.public_jwk)})
         return info
 
-    def seal(self, signer: Signer) -> list[Entry]:
-        """Sign the unit's entries and append them to the log."""
+    def seal(self, signer: Signer) -> int:
+        """Sign the unit's entries and append them to the log; how many."""
         if not self._entries:
             raise StorageError("internal: a unit of work changed state without logging it")
-        entries = sign_unit([Entry(self.now, p.action.value, p.public, self.operator.kid,
-                                   p.details) for p in self._entries], signer)
+        leaves = sealed_leaves([Entry(self.now, p.action.value, p.public, self.operator.kid,
+                                      p.details) for p in self._entries], signer)
         # Only now is the log's counter row locked: signing happened outside it.
-        end = self.repo.add_to_counter("log_size", len(entries))
-        start = end - len(entries)
+        end = self.repo.add_to_counter("log_size", len(leaves))
+        start = end - len(leaves)
         self.repo.append_log([
-            {"seq": start + i, "leaf": entry.encode(), "action": p.action.value,
+            {"seq": start + i, "leaf": leaf, "action": p.action.value,
              "subject": p.public, "plain_subject": p.subject, "operator": self.operator.name,
              "unit": start, "at": self.now, "note": p.note}
-            for i, (entry, p) in enumerate(zip(entries, self._entries, strict=True))
+            for i, (leaf, p) in enumerate(zip(leaves, self._entries, strict=True))
         ])
-        return entries
+        return len(leaves)
 
     def run_after(self) -> None:
         for step in self._after:
@@ -266,6 +268,9 @@ class _Context:
         self._authenticated: tuple[Operator, Signer] | None = None
         self._secrets: dict[str, bytes] = {}
         self._signers: dict[str, Signer] = {}
+        #: Tabulated slot permutations of the open status list (batch issuance), by
+        #: ``(list id, key, size)``.
+        self.permutations: dict[tuple[int, bytes, int], Permutation] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -324,6 +329,13 @@ class _Context:
     @property
     def commitment_key(self) -> bytes:
         return self._secret(COMMITMENT_SECRET, b"ecert log commitment v1\x00")
+
+    @property
+    def batch_key(self) -> bytes:
+        """The key of batch rows' idempotency keys (a secret of the key store, made on
+        first use): a plain hash of a row would let anyone holding the log test guesses
+        of a holder id against it."""
+        return self._secret(BATCH_SECRET, b"ecert batch row v1\x00")
 
     @property
     def consent_key(self) -> bytes:

@@ -34,12 +34,15 @@ from ecert.holder_ids import (
 from ecert.identifiers import CertificateId
 from ecert.models import Certificate, CertificateStatus, CertificateType, KeyRole
 from ecert.qr import MAX_TEXT_AT_DEFAULT, QrTooLarge
+from ecert.registry._compiled import Check, compile_schema
 from ecert.registry._core import Operation, Retry, Target, Unit, register
 from ecert.registry._lifecycle import effective, supersede
 
-# (code, version) -> (the schema it was compiled from, validator); the schema is compared,
-# so a type changed under the same version (tests, migrations) never uses a stale one.
-_validators: dict[tuple[str, int], tuple[Mapping[str, Any], jsonschema.protocols.Validator]] = {}
+# (code, version) -> (the schema it was compiled from, validator, compiled fast path); the
+# schema is compared, so a type changed under the same version (tests, migrations) never
+# uses a stale one.
+_validators: dict[tuple[str, int], tuple[Mapping[str, Any], jsonschema.protocols.Validator,
+                                         Check | None]] = {}
 
 
 def holder_pseudonym(key: bytes, holder_id: str) -> str:
@@ -58,12 +61,18 @@ def validate_claims(cert_type: CertificateType, claims: Mapping[str, Any]) -> No
     """Raise :class:`ClaimsInvalid`, naming the field, unless ``claims`` fit the type."""
     cache_key = (cert_type.code, cert_type.version)
     cached = _validators.get(cache_key)
-    if cached is not None and cached[0] == cert_type.schema:
-        validator = cached[1]
+    if cached is not None and (cached[0] is cert_type.schema or cached[0] == cert_type.schema):
+        validator, fast = cached[1], cached[2]
     else:
         cls = jsonschema.validators.validator_for(cert_type.schema)
-        validator = cls(cert_type.schema, format_checker=_format_checker(cls))
-        _validators[cache_key] = (cert_type.schema, validator)
+        checker = _format_checker(cls)
+        validator = cls(cert_type.schema, format_checker=checker)
+        fast = compile_schema(cert_type.schema, checker.conforms)
+        _validators[cache_key] = (cert_type.schema, validator, fast)
+    # The compiled check's "valid" is certain; anything else is judged (and named) by
+    # jsonschema itself (see ecert.registry._compiled).
+    if fast is not None and fast(claims):
+        return
     try:
         error = jsonschema.exceptions.best_match(validator.iter_errors(claims))
     except (RecursionError, re.error, OverflowError) as e:
