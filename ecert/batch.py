@@ -28,7 +28,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from ecert.errors import InputError
+from ecert._formats.jose import strict_json_loads
+from ecert.errors import FormatError, InputError
 
 __all__ = ["BatchFile", "BatchRow", "RejectCode", "RejectsFile", "RowOutcome", "RowStatus",
            "open_rows"]
@@ -203,8 +204,8 @@ class BatchFile:
             if not text.strip():
                 continue
             try:
-                value = json.loads(text)
-            except (ValueError, RecursionError) as e:
+                value = strict_json_loads(text)
+            except FormatError as e:
                 yield _Read(number, None, text.rstrip("\r\n"),
                             f"line {number} is not JSON: {e}")
                 continue

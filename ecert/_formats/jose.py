@@ -157,7 +157,25 @@ def _has_surrogate(value: Any) -> bool:
 
 
 def canonical_json(value: Any) -> bytes:
-    """Compact, sorted, UTF-8 JSON used for every payload ecert signs."""
+    """Compact, sorted, UTF-8 JSON used for every payload ecert signs.
+
+    Through orjson where it is installed and ``value`` is made of nothing but dicts with
+    text keys, lists, text, integers, booleans and None (exact types): for those both
+    libraries write the very same bytes (checked for every code point in
+    tests/test_formats.py; an integer beyond 64 bits makes orjson refuse, and the stdlib
+    decides). Anything else — floats, tuples, subclasses, other objects — is the stdlib's
+    alone, errors included.
+    """
+    if _orjson is not None and _plain_json(value):
+        try:
+            return _orjson.dumps(value, option=_orjson.OPT_SORT_KEYS)
+        except _orjson.JSONEncodeError:
+            pass
+    return stdlib_canonical_json(value)
+
+
+def stdlib_canonical_json(value: Any) -> bytes:
+    """:func:`canonical_json` by the standard library alone (the reference)."""
     return json.dumps(
         value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
@@ -217,6 +235,35 @@ def fast_json_loads(data: str | bytes) -> Any:
         except _orjson.JSONDecodeError:
             pass
     return json.loads(data)
+
+
+_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether ``value`` holds only exact dicts (text keys), lists, text, integers,
+    booleans and None, nested at most 64 deep (orjson's own limit is 254)."""
+    stack = [(value, 0)]
+    scalars = _PLAIN_SCALARS
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind in scalars:
+            continue
+        if depth >= 64:
+            return False
+        if kind is dict:
+            for key, member in item.items():
+                if type(key) is not str:
+                    return False
+                if type(member) in scalars:
+                    continue
+                stack.append((member, depth + 1))
+        elif kind is list:
+            stack.extend((member, depth + 1) for member in item)
+        else:
+            return False
+    return True
 
 
 def _has_float(value: Any) -> bool:

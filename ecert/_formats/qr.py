@@ -515,33 +515,34 @@ def probe_length_bound(payload: Mapping[str, Any]) -> int | None:
     probe costs ten bare signatures per certificate.
     """
     def extra(value: Any, depth: int) -> int | None:
-        if value is None or isinstance(value, bool):
-            return 0
-        if isinstance(value, int):
-            return 0 if -(1 << 63) <= value < (1 << 63) else None
-        if isinstance(value, str):
-            # at most 4 UTF-8 bytes a character; a head of 3 bytes below 65,536
-            return 0 if len(value) < 64 else 1 if len(value) < 16_384 else None
-        if depth > 3:
-            return None
-        items: list[Any]
-        if isinstance(value, list):
-            items = value
-        elif isinstance(value, dict):
-            if not all(isinstance(k, str) for k in value):
-                return None
-            items = [*value, *value.values()]
-        else:
-            return None
         total = 0
-        for item in items:
-            more = extra(item, depth + 1)
-            if more is None:
+        for item in value:
+            if type(item) is str:  # the common case first
+                if len(item) >= 64:  # at most 4 UTF-8 bytes a character
+                    if len(item) >= 16_384:
+                        return None
+                    total += 1  # a head of 3 bytes against 2 quotes
+            elif item is None or type(item) is bool:
+                pass
+            elif type(item) is int:
+                if not -(1 << 63) <= item < (1 << 63):
+                    return None
+            elif type(item) is dict or type(item) is list:
+                if depth >= 3 or (type(item) is dict
+                                   and not all(type(k) is str for k in item)):
+                    return None
+                more = extra([*item, *item.values()] if type(item) is dict else item,
+                             depth + 1)
+                if more is None:
+                    return None
+                total += more
+            else:
                 return None
-            total += more
         return total
 
-    added = extra(payload, 0)
+    if not all(type(k) is str for k in payload):
+        return None
+    added = extra([*payload, *payload.values()], 0)
     if added is None:
         return None
     size = 1 + KID_REF_BYTES + SIGNATURE_BYTES + len(canonical_json(dict(payload))) + added

@@ -186,9 +186,12 @@ def _claims(value: Mapping[str, Any] | str) -> dict[str, Any]:
         from ecert._formats.jose import strict_json_loads
 
         try:
-            value = strict_json_loads(value.encode("utf-8"))
+            parsed = strict_json_loads(value)
         except (FormatError, ValueError, UnicodeError) as e:
             raise ClaimsInvalid(f"claims are not JSON: {str(e)[:100]}", field="$.claims") from e
+        if not isinstance(parsed, dict):
+            raise ClaimsInvalid("claims must be a JSON object", field="$.claims")
+        return parsed  # plain JSON values already, and nobody else's
     if not isinstance(value, Mapping):
         raise ClaimsInvalid("claims must be a JSON object", field="$.claims")
     return plain_claims(value)

@@ -103,7 +103,14 @@ def _compile(schema: Any, conforms: Callable[[Any, str], bool]) -> Check:
         return lambda _v: True
     if len(checks) == 1:
         return checks[0]
-    return lambda v: all(check(v) for check in checks)
+    every = tuple(checks)
+
+    def check_all(v: Any) -> bool:
+        for check in every:
+            if not check(v):
+                return False
+        return True
+    return check_all
 
 
 def _conforms(conforms: Callable[[Any, str], bool], value: Any, name: str) -> bool:
