@@ -237,33 +237,31 @@ def fast_json_loads(data: str | bytes) -> Any:
     return json.loads(data)
 
 
-_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
-
-
-def _plain_json(value: Any) -> bool:
+def _plain_json(value: Any, depth: int = 0) -> bool:
     """Whether ``value`` holds only exact dicts (text keys), lists, text, integers,
     booleans and None, nested at most 64 deep (orjson's own limit is 254)."""
-    stack = [(value, 0)]
-    scalars = _PLAIN_SCALARS
-    while stack:
-        item, depth = stack.pop()
-        kind = type(item)
-        if kind in scalars:
-            continue
-        if depth >= 64:
-            return False
-        if kind is dict:
-            for key, member in item.items():
-                if type(key) is not str:
-                    return False
-                if type(member) in scalars:
-                    continue
-                stack.append((member, depth + 1))
-        elif kind is list:
-            stack.extend((member, depth + 1) for member in item)
-        else:
-            return False
-    return True
+    kind = type(value)
+    if kind is dict:
+        for key, member in value.items():
+            if type(key) is not str:
+                return False
+            member_kind = type(member)
+            if member_kind is str or member_kind is int or member is None \
+                    or member_kind is bool:
+                continue
+            if depth >= 64 or not _plain_json(member, depth + 1):
+                return False
+        return True
+    if kind is list:
+        for member in value:
+            member_kind = type(member)
+            if member_kind is str or member_kind is int or member is None \
+                    or member_kind is bool:
+                continue
+            if depth >= 64 or not _plain_json(member, depth + 1):
+                return False
+        return True
+    return kind is str or kind is int or value is None or kind is bool
 
 
 def _has_float(value: Any) -> bool:
@@ -440,12 +438,12 @@ class CompactSigner:
         self._header = b64url_encode(canonical_json(
             {"alg": signer.alg, "kid": signer.kid, "typ": typ})).encode("ascii")
 
-    def sign(self, payload: Mapping[str, Any]) -> str:
-        """The compact JWS of canonical JSON ``payload``."""
-        signing_input = self._header + b"." + base64.urlsafe_b64encode(
-            canonical_json(payload)).rstrip(b"=")
+    def sign(self, payload: Mapping[str, Any]) -> tuple[str, bytes]:
+        """The compact JWS of canonical JSON ``payload``, and those payload bytes."""
+        data = canonical_json(payload)
+        signing_input = self._header + b"." + base64.urlsafe_b64encode(data).rstrip(b"=")
         signature = base64.urlsafe_b64encode(self._signer.sign(signing_input)).rstrip(b"=")
-        return (signing_input + b"." + signature).decode("ascii")
+        return (signing_input + b"." + signature).decode("ascii"), data
 
 
 # -- parsing and verification ----------------------------------------------------------------

@@ -430,7 +430,11 @@ def unwrap(text: str) -> Unwrapped:
 
 def token_digest(token: str) -> str:
     """The digest binding a certificate token: SHA-256 of its payload bytes, truncated."""
-    payload = b64url_decode(token.split(".")[1])
+    return payload_digest(b64url_decode(token.split(".")[1]))
+
+
+def payload_digest(payload: bytes) -> str:
+    """:func:`token_digest` of a token whose payload bytes are ``payload``."""
     return b64url_encode(hashlib.sha256(payload).digest()[:DIGEST_BYTES])
 
 
@@ -449,14 +453,15 @@ def status_uri(ref: int | str, base_url: str) -> str:
 
 
 def qr_payload(token_payload: Mapping[str, Any], token: str, qr_claims: Sequence[str],
-               base_url: str, signed_at: int, *, full: bool = False) -> dict[str, Any]:
+               base_url: str, signed_at: int, *, full: bool = False,
+               digest: str | None = None) -> dict[str, Any]:
     """The QR token payload for a certificate token (already verified by the caller).
 
     Keys: ``t`` type, ``v`` type version, ``r`` region, ``n`` serial (``w`` id version when
     not 001), ``i`` iat, ``f`` nbf (when not iat), ``e`` exp, ``a`` when the QR was
     signed, ``s`` [status list number or URI, index], ``c`` claims (the type's
     ``qr_claims``, or all with ``full``), ``h`` holder name, ``d`` digest of the full
-    token, ``x`` 1 when every claim is present.
+    token (``digest`` when the caller has it already), ``x`` 1 when every claim is present.
     """
     jti = str(token_payload["jti"])
     parts = jti.split(".")
@@ -468,7 +473,8 @@ def qr_payload(token_payload: Mapping[str, Any], token: str, qr_claims: Sequence
         "t": token_payload["vct"], "v": token_payload["vct_version"],
         "r": token_payload["region"], "n": serial, "i": token_payload["iat"],
         "a": signed_at, "s": [_status_ref(status["uri"], base_url), status["idx"]],
-        "c": chosen, "h": token_payload["holder_name"], "d": token_digest(token),
+        "c": chosen, "h": token_payload["holder_name"],
+        "d": token_digest(token) if digest is None else digest,
     }
     if version != "001":
         payload["w"] = version
@@ -614,7 +620,7 @@ def parse_token_payload(token: str) -> dict[str, Any]:
 __all__ = [
     "CONTAINER_VERSION", "PREFIX", "QR_TYP", "QrClaims", "QrFormatError", "Unwrapped",
     "b45decode", "b45encode", "decode_value", "encode_value", "inflate", "is_qr_text",
-    "probe_length_bound", "probe_text",
+    "payload_digest", "probe_length_bound", "probe_text",
     "qr_payload", "read_qr_payload", "sign_qr_token", "status_uri", "token_digest", "unwrap",
     "wrap",
 ]

@@ -444,9 +444,10 @@ def _issue_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str]
             vct=cert_type.code, vct_version=cert_type.version, region=region.code,
             holder_name=r.holder_name, claims=claims, status_list_uri=status_uri,
             status_index=index).to_payload()
-        token = compact.sign(payload)
+        token, payload_bytes = compact.sign(payload)
         try:
-            _check_qr(cert_type, payload, token, region.base_url, now, key.alg, key.kid)
+            _check_qr(cert_type, payload, token, _qr.payload_digest(payload_bytes),
+                      region.base_url, now, key.alg, key.kid)
         except InputError as e:
             redo[r.line] = _rejected(r.line, reject_code(e), e.message)
             continue
@@ -471,11 +472,11 @@ def _issue_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str]
     return issued, refused
 
 
-def _check_qr(cert_type: Any, payload: dict[str, Any], token: str, base_url: str, now: int,
-              alg: str, kid: str) -> None:
+def _check_qr(cert_type: Any, payload: dict[str, Any], token: str, digest: str,
+              base_url: str, now: int, alg: str, kid: str) -> None:
     """The short-form rule of single issuance, judged from a bound where one is given."""
     bound = _qr.probe_length_bound(_qr.qr_payload(payload, token, cert_type.qr_claims,
-                                                  base_url, now))
+                                                  base_url, now, digest=digest))
     if bound is None or bound > MAX_TEXT_AT_DEFAULT:
         check_short_form(cert_type, token, base_url, now, alg, kid)
 
