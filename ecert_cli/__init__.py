@@ -17,7 +17,7 @@ from typing import Any
 
 __all__ = ["cli", "main"]
 
-_COMMANDS = ("_audit", "_catalog", "_certificates", "_demo", "_doctor", "_operators", "_qr",
+_COMMANDS = ("_audit", "_batch", "_catalog", "_certificates", "_demo", "_doctor", "_operators", "_qr",
              "_registry", "_serve", "_sharing", "_trust", "_verify")
 
 

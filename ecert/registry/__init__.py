@@ -951,9 +951,10 @@ class Registry:
         refuses the batch (``approval_required``). Consume the iterator: rows are
         issued as it advances.
         """
-        type_code, agency_code = _code_text(type_code), _code_text(agency_code)
-        return _batch.issue_batch(self._ctx, type_code, agency_code, rows,
-                                  chunk_size=chunk_size)
+        if chunk_size < 1:
+            raise InputError("a chunk holds at least one row")
+        run = _batch.start(self._ctx, _code_text(type_code), _code_text(agency_code))
+        return _batch.issue_batch(run, rows, chunk_size=chunk_size)
 
     def issue_file(self, type_code: str, agency_code: str, path: str | Path, *,
                    id_column: str | None = None, rejects: str | Path | None = None,
@@ -963,7 +964,9 @@ class Registry:
         (:func:`ecert.batch.open_rows`); refused rows (and unreadable ones) go to the
         ``rejects`` file (mode 0600), with the input's columns plus ``_line``, ``_code``
         and ``_reason``, so that the fixed file runs again as it is."""
-        type_code, agency_code = _code_text(type_code), _code_text(agency_code)
+        if chunk_size < 1:
+            raise InputError("a chunk holds at least one row")
+        run = _batch.start(self._ctx, _code_text(type_code), _code_text(agency_code))
         source = open_rows(path, id_column=id_column, encoding=encoding)
         try:
             sink = None if rejects is None else RejectsFile(rejects, source)
@@ -971,16 +974,15 @@ class Registry:
             source.close()
             raise
 
-        def run() -> Iterator[RowOutcome]:
+        def outcomes() -> Iterator[RowOutcome]:
             try:
-                yield from _batch.issue_file(self._ctx, type_code, agency_code, source, sink,
-                                             chunk_size=chunk_size)
+                yield from _batch.issue_file(run, source, sink, chunk_size=chunk_size)
             finally:
                 if sink is not None:
                     sink.close()
                 source.close()
 
-        return run()
+        return outcomes()
 
     def _holder_id_scheme(self, type_code: str) -> str | None:
         with self._ctx.read() as repo:

@@ -236,11 +236,9 @@ def _until(value: Any, tz: str) -> int | None:
     return until_seconds(_when(value, "valid_until"), tz)
 
 
-def issue_batch(ctx: _Context, type_code: str, agency_code: str, rows: Iterable[BatchRow],
-                *, chunk_size: int = DEFAULT_CHUNK) -> Iterator[RowOutcome]:
-    """See :meth:`ecert.Registry.issue_batch`."""
-    if chunk_size < 1:
-        raise InputError("a chunk holds at least one row")
+def start(ctx: _Context, type_code: str, agency_code: str) -> _Run:
+    """A run of ``type_code`` by ``agency_code``, once the operator, the type, the agency
+    and the four-eyes policies allow it (before any row is read or any file written)."""
     params = {"type": type_code, "agency": agency_code}
     # An operator who may not issue this is refused (and logged) once, before any row.
     ctx.precheck(ISSUE, params)
@@ -251,7 +249,14 @@ def issue_batch(ctx: _Context, type_code: str, agency_code: str, rows: Iterable[
         if repo.get_agency(agency_code) is None:
             raise NotFound(f"no agency {agency_code!r}")
         _refuse_four_eyes(repo.list_policies(), type_code)
-    run = _Run(ctx, type_code, agency_code, cert_type.holder_id_scheme, ctx.region.tz)
+    return _Run(ctx, type_code, agency_code, cert_type.holder_id_scheme, ctx.region.tz)
+
+
+def issue_batch(run: _Run, rows: Iterable[BatchRow], *, chunk_size: int = DEFAULT_CHUNK
+                ) -> Iterator[RowOutcome]:
+    """See :meth:`ecert.Registry.issue_batch`."""
+    if chunk_size < 1:
+        raise InputError("a chunk holds at least one row")
     chunk: list[BatchRow] = []
     for row in rows:
         chunk.append(row)
@@ -262,9 +267,8 @@ def issue_batch(ctx: _Context, type_code: str, agency_code: str, rows: Iterable[
         yield from _chunk(run, chunk)
 
 
-def issue_file(ctx: _Context, type_code: str, agency_code: str, source: BatchFile,
-               rejects: RejectsFile | None, *, chunk_size: int = DEFAULT_CHUNK
-               ) -> Iterator[RowOutcome]:
+def issue_file(run: _Run, source: BatchFile, rejects: RejectsFile | None, *,
+               chunk_size: int = DEFAULT_CHUNK) -> Iterator[RowOutcome]:
     """See :meth:`ecert.Registry.issue_file`: rows of ``source``, refusals to ``rejects``."""
     pending: dict[int, Mapping[str, Any] | str] = {}
     unreadable: list[RowOutcome] = []
@@ -281,7 +285,7 @@ def issue_file(ctx: _Context, type_code: str, agency_code: str, source: BatchFil
             pending[read.row.line] = read.record
             yield read.row
 
-    for outcome in issue_batch(ctx, type_code, agency_code, rows(), chunk_size=chunk_size):
+    for outcome in issue_batch(run, rows(), chunk_size=chunk_size):
         yield from unreadable
         unreadable.clear()
         record = pending.pop(outcome.line, "")
