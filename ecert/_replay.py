@@ -107,6 +107,8 @@ class CertificateState:
     #: A revocation scheduled by a renewal's ``at_start``: the status reads INVALID from
     #: this time on (the status stays as last set, as in the database).
     revoke_at: int | None = None
+    #: The batch idempotency key its issue entry carries (None: issued alone).
+    key: str | None = None
 
     def status_at(self, time: int) -> int:
         """The status in effect at ``time``."""
@@ -603,8 +605,11 @@ class Replay:
             if d["idx"] in slots:
                 raise ValueError(f"status slot {d['list']}/{d['idx']} allocated twice")
             slots[d["idx"]] = VALID
+            key = d.get("key")
+            if key is not None and not isinstance(key, str):
+                raise ValueError("a batch key is text")
             self.certificates[entry.subject] = CertificateState(
-                d["agency"], d["type"], d["list"], d["idx"], d["token"])
+                d["agency"], d["type"], d["list"], d["idx"], d["token"], key=key)
             if not self.agency_may_issue(d["agency"], d["type"], entry.time):
                 self._find(FindingKind.NO_AUTHORITY, entry.subject, seq,
                            f"agency {d['agency']} was not given {d['type']} at that time")

@@ -131,12 +131,14 @@ class _Run:
     id: str = field(default_factory=lambda: secrets.token_hex(16))
     refused: dict[str, int] = field(default_factory=dict)
 
-    def key(self, row: BatchRow) -> str | None:
-        """The row's idempotency key; None if the row cannot be hashed (bad claims)."""
+    def key(self, row: BatchRow, claims: Any) -> str | None:
+        """The row's idempotency key; None if the row cannot be hashed (bad claims).
+
+        ``claims`` are the row's claims as parsed (its text where they do not parse), so
+        the same row is the same key in CSV or JSON Lines, in any encoding."""
         if row.key is not None:
             material: list[Any] = ["id", self.type_code, self.agency_code, str(row.key)]
         else:
-            claims = row.claims if isinstance(row.claims, str) else dict(row.claims)
             material = ["row", self.type_code, self.agency_code,
                         normalize_id(row.holder_id) if isinstance(row.holder_id, str) else "",
                         row.holder_name.strip() if isinstance(row.holder_name, str) else "",
@@ -147,7 +149,8 @@ class _Run:
             return None
         return b64url_encode(hmac.new(self.ctx.batch_key, data, sha256).digest()[:18])
 
-    def prepare(self, row: BatchRow, key: str, today: date) -> _Ready | RowOutcome:
+    def prepare(self, row: BatchRow, key: str, claims: dict[str, Any] | ClaimsInvalid,
+                today: date) -> _Ready | RowOutcome:
         """The checks made before the unit of work, where the raw holder id is known."""
         try:
             if not isinstance(row.holder_name, str) or not row.holder_name.strip():
@@ -159,7 +162,8 @@ class _Run:
             if self.scheme is not None:
                 holder_id = parse_scheme(self.scheme).check(holder_id, today=today)
             holder = holder_pseudonym(self.ctx.pseudonym_key, holder_id)
-            claims = _claims(row.claims)
+            if isinstance(claims, ClaimsInvalid):
+                raise claims
             start = _start(row.valid_from, self.tz)
             no_end = _is_no_end(row.valid_until)
             end = None if no_end else _until(row.valid_until, self.tz)
@@ -313,14 +317,18 @@ def _chunk(run: _Run, rows: Sequence[BatchRow]) -> list[RowOutcome]:
     ctx = run.ctx
     today = datetime.fromtimestamp(ctx.now(), UTC).date()
     outcomes: dict[int, RowOutcome] = {}
-    keyed: list[tuple[BatchRow, str]] = []
+    keyed: list[tuple[BatchRow, str, dict[str, Any] | ClaimsInvalid]] = []
     for row in rows:
-        key = run.key(row)
+        try:
+            claims: dict[str, Any] | ClaimsInvalid = _claims(row.claims)
+        except ClaimsInvalid as e:
+            claims = e
+        key = run.key(row, row.claims if isinstance(claims, ClaimsInvalid) else claims)
         if key is None:
             outcomes[row.line] = _rejected(row.line, RejectCode.SCHEMA,
                                            "the row cannot be read as JSON values")
         else:
-            keyed.append((row, key))
+            keyed.append((row, key, claims))
     for _attempt in range(3):
         try:
             done = _attempt_chunk(run, keyed, today)
@@ -331,16 +339,17 @@ def _chunk(run: _Run, rows: Sequence[BatchRow]) -> list[RowOutcome]:
     raise Conflict("another run kept issuing the same rows; try again")
 
 
-def _attempt_chunk(run: _Run, keyed: Sequence[tuple[BatchRow, str]], today: date
-                   ) -> dict[int, RowOutcome]:
+def _attempt_chunk(run: _Run,
+                   keyed: Sequence[tuple[BatchRow, str, dict[str, Any] | ClaimsInvalid]],
+                   today: date) -> dict[int, RowOutcome]:
     ctx = run.ctx
     outcomes: dict[int, RowOutcome] = {}
     with ctx.read() as repo:
-        found = repo.issue_keys_of([key for _row, key in keyed])
+        found = repo.issue_keys_of([key for _row, key, _claims in keyed])
     seen: dict[str, int] = {}
     met: list[tuple[str, int]] = []
     ready: list[_Ready] = []
-    for row, key in keyed:
+    for row, key, claims in keyed:
         first = seen.get(key, run.refused.get(key))
         earlier = found.get(key)
         if first is None and earlier is not None and earlier[1] == run.id:
@@ -355,7 +364,7 @@ def _attempt_chunk(run: _Run, keyed: Sequence[tuple[BatchRow, str]], today: date
                                             certificate_id=earlier[0])
             met.append((key, row.line))
             continue
-        prepared = run.prepare(row, key, today)
+        prepared = run.prepare(row, key, claims, today)
         if isinstance(prepared, RowOutcome):
             outcomes[row.line] = prepared
             run.refused[key] = row.line
