@@ -161,7 +161,9 @@ def rates(registry: ecert.Registry, data: Path, args: argparse.Namespace,
     outcomes = registry.issue_batch("cn.business-licence", "gd-amr", _take(rows, 200),
                                     chunk_size=args.chunk)
     assert all(o.status is RowStatus.ISSUED for o in outcomes)  # warm: keys, caches
-    batch_rates, sign_rates, ratios = [], [], []
+    batch_rates: list[float] = []
+    sign_rates: list[float] = []
+    ratios: list[float] = []
     profiler = cProfile.Profile() if args.profile else None
     issued = 200
     while issued + args.round <= args.rows:
@@ -238,11 +240,10 @@ def memory(registry: ecert.Registry, data: Path, args: argparse.Namespace) -> No
     print(f"{'rows':>10} {'rows/s':>8} {'RSS MiB':>8} {'peak MiB':>9}")
     start = time.perf_counter()
     step = max(args.rows // 10, 1)
-    count = 0
-    for outcome in registry.issue_file("cn.business-licence", "gd-amr", data,
-                                       id_column="row_id", chunk_size=args.chunk):
+    outcomes = registry.issue_file("cn.business-licence", "gd-amr", data, id_column="row_id",
+                                   chunk_size=args.chunk)
+    for count, outcome in enumerate(outcomes, start=1):
         assert outcome.status is RowStatus.ISSUED, outcome
-        count += 1
         if count % step == 0:
             rate = count / (time.perf_counter() - start)
             print(f"{count:>10} {rate:>8.0f} {rss_now() / 2**20:>8.0f} "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -296,7 +295,7 @@ class RejectsFile:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
         encoding = source.encoding
-        self._file = io.open(fd, "w", encoding=encoding, newline="")  # noqa: UP020
+        self._file = open(fd, "w", encoding=encoding, newline="")  # noqa: SIM115 - closed by close()
         self._kind = source.kind
         self._columns = [c for c in (source.columns or []) if c not in REJECT_COLUMNS]
         if self._kind == "csv":

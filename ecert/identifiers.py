@@ -8,10 +8,9 @@ serial + version, so a mistyped id is caught before any database lookup.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ecert.errors import InputError, InvalidCertificateId
 

@@ -17,8 +17,8 @@ from typing import Any
 
 __all__ = ["cli", "main"]
 
-_COMMANDS = ("_audit", "_batch", "_catalog", "_certificates", "_demo", "_doctor", "_operators", "_qr",
-             "_registry", "_serve", "_sharing", "_trust", "_verify")
+_COMMANDS = ("_audit", "_batch", "_catalog", "_certificates", "_demo", "_doctor",
+             "_operators", "_qr", "_registry", "_serve", "_sharing", "_trust", "_verify")
 
 
 def _load() -> Any:

@@ -46,7 +46,7 @@ class Progress:
         self._bar: Any = None
         if sys.stderr.isatty():
             try:
-                from tqdm import tqdm
+                from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
             except ImportError:  # the registry extra brings it; without it: plain lines
                 pass
             else:

@@ -742,7 +742,8 @@ class WriteRepository(Repository):
         columns = list(rows[0])
         as_json = [isinstance(table.c[name].type, JSON) for name in columns]
         names = ", ".join(f'"{name}"' for name in columns)
-        sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
+        # Names from the table's own definition, values bound: nothing of the caller's.
+        sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'  # noqa: S608
 
         values = [tuple(json.dumps(row[name]) if encode and row[name] is not None
                         else row[name] for name, encode in zip(columns, as_json, strict=True))

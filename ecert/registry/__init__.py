@@ -35,6 +35,7 @@ from ecert._merge_patch import merge_patch
 from ecert._pagination import Page, decode_cursor, page_of
 from ecert._storage.database import make_engine, migrate, schema_is_current, sqlite_url
 from ecert._storage.repository import Repository
+from ecert.batch import BatchRow, RejectsFile, RowOutcome, open_rows
 from ecert.errors import (
     AlreadyExists,
     ClaimsInvalid,
@@ -65,7 +66,6 @@ from ecert.models import (
     RevocationReason,
 )
 from ecert.qr import Standing
-from ecert.batch import BatchRow, RejectsFile, RowOutcome, open_rows
 from ecert.registry import (
     _agencies,
     _audit,

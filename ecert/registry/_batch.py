@@ -34,6 +34,7 @@ from ecert._formats.certificate import CERTIFICATE_TYP, CertificateClaims
 from ecert._formats.jose import CompactSigner, b64url_encode, canonical_json
 from ecert._formats.log import token_hash
 from ecert._formats.text import MAX_NAME, check_text
+from ecert.batch import BatchFile, BatchRow, RejectCode, RejectsFile, RowOutcome, RowStatus
 from ecert.errors import (
     ClaimsInvalid,
     Conflict,
@@ -58,7 +59,6 @@ from ecert.registry._issuance import (
     holder_pseudonym,
     plain_claims,
 )
-from ecert.batch import BatchFile, BatchRow, RejectCode, RejectsFile, RowOutcome, RowStatus
 from ecert.registry._rules import NO_END, until_seconds
 
 #: Rows per unit of work by default: large enough that the operator's signature, the

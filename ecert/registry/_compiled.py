@@ -87,18 +87,14 @@ def _compile(schema: Any, conforms: Callable[[Any, str], bool]) -> Check:
             allowed = schema[keyword] if keyword == "enum" else [schema[keyword]]
             if not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed):
                 raise _Unsupported
-            members = frozenset(allowed)
             # Only a string can equal a string (JSON equality has no 1 == True here).
-            checks.append(lambda v, m=members: isinstance(v, str) and v in m)
-    for keyword, compare in (("minimum", lambda v, b: v >= b), ("maximum", lambda v, b: v <= b)):
+            checks.append(_member_check(frozenset(allowed)))
+    for keyword, lower in (("minimum", True), ("maximum", False)):
         if keyword in schema:
             bound = schema[keyword]
             if type(bound) is not int:
                 raise _Unsupported
-            # An integer passes by comparison; any other number is left to jsonschema.
-            checks.append(lambda v, b=bound, c=compare: (
-                not isinstance(v, int | float) or isinstance(v, bool)
-                or (type(v) is int and c(v, b))))
+            checks.append(_bound_check(bound, lower))
     if not checks:
         return lambda _v: True
     if len(checks) == 1:
@@ -106,11 +102,26 @@ def _compile(schema: Any, conforms: Callable[[Any, str], bool]) -> Check:
     every = tuple(checks)
 
     def check_all(v: Any) -> bool:
-        for check in every:
+        # A loop, not all(genexpr): this runs for every claim of millions of rows.
+        for check in every:  # noqa: SIM110
             if not check(v):
                 return False
         return True
     return check_all
+
+
+def _member_check(members: frozenset[str]) -> Check:
+    return lambda v: isinstance(v, str) and v in members
+
+
+def _bound_check(bound: int, lower: bool) -> Check:
+    def check(v: Any) -> bool:
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            return True  # the type keyword judges other values
+        if type(v) is not int:
+            return False  # a float: left to jsonschema
+        return v >= bound if lower else v <= bound
+    return check
 
 
 def _conforms(conforms: Callable[[Any, str], bool], value: Any, name: str) -> bool:

@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from ecert._allocation import Permutation
 from ecert._authority import (
     ADMIN_CHANGES,
     Action,
@@ -37,7 +38,6 @@ from ecert._authority import (
     minimum_approvals,
     permits,
 )
-from ecert._allocation import Permutation
 from ecert._clock import Clock, from_seconds, now_seconds, system_clock
 from ecert._formats.jose import (
     ED25519,
