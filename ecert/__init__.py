@@ -24,6 +24,7 @@ import typing as _typing
 
 from ecert._clock import Clock
 from ecert._pagination import Page
+from ecert.batch import BatchRow, RejectCode, RowOutcome, RowStatus
 from ecert.errors import (
     AccessError,
     AlreadyExists,
@@ -94,6 +95,7 @@ __all__ = [
     "AlreadyExists",
     "ApprovalRequest",
     "AuditReport",
+    "BatchRow",
     "CatalogImport",
     "Certificate",
     "CertificateId",
@@ -139,9 +141,12 @@ __all__ = [
     "RecordTampered",
     "Region",
     "Registry",
+    "RejectCode",
     "RequestStatus",
     "RevocationReason",
     "Role",
+    "RowOutcome",
+    "RowStatus",
     "Signer",
     "StorageError",
     "TextInvalid",
