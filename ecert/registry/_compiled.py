@@ -8,9 +8,10 @@ trusted: on False the caller asks ``jsonschema`` itself, which finds and names t
 so a claim is never refused by this module and never accepted unless every keyword of
 the subset said yes — with the very format checker ``jsonschema`` uses.
 
-The subset: ``type`` (string, null, boolean, object, integer), ``properties``,
+The subset: ``type`` (string, null, boolean, object, integer, array), ``properties``,
 ``required``, ``additionalProperties: false``, ``minLength``/``maxLength``, ``pattern``,
-``format``, ``enum``/``const`` of strings, ``minimum``/``maximum`` on integers, plus
+``format``, ``enum``/``const`` of strings, ``minimum``/``maximum`` on integers,
+``items`` (one schema), ``minItems``/``maxItems``, ``uniqueItems`` of strings, plus
 annotations. A schema using anything else compiles to None (``jsonschema`` for every
 instance).
 """
@@ -24,7 +25,7 @@ from typing import Any
 #: Keywords that assert nothing (annotations and identifiers).
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", "examples",
                           "default", "deprecated", "readOnly", "writeOnly"})
-_SIMPLE_TYPES = frozenset({"string", "null", "boolean", "object", "integer"})
+_SIMPLE_TYPES = frozenset({"string", "null", "boolean", "object", "integer", "array"})
 
 Check = Callable[[Any], bool]
 
@@ -51,7 +52,8 @@ def _compile(schema: Any, conforms: Callable[[Any, str], bool]) -> Check:
         raise _Unsupported
     unknown = set(schema) - _ANNOTATIONS - {
         "type", "properties", "required", "additionalProperties", "minLength", "maxLength",
-        "pattern", "format", "enum", "const", "minimum", "maximum"}
+        "pattern", "format", "enum", "const", "minimum", "maximum", "items", "minItems",
+        "maxItems", "uniqueItems"}
     if unknown:
         raise _Unsupported
     checks: list[Check] = []
@@ -63,6 +65,8 @@ def _compile(schema: Any, conforms: Callable[[Any, str], bool]) -> Check:
         checks.append(_type_check(frozenset(names)))
     if "properties" in schema or "required" in schema or "additionalProperties" in schema:
         checks.append(_object_check(schema, conforms))
+    if {"items", "minItems", "maxItems", "uniqueItems"} & set(schema):
+        checks.append(_array_check(schema, conforms))
     if "minLength" in schema or "maxLength" in schema:
         low, high = schema.get("minLength", 0), schema.get("maxLength")
         if type(low) is not int or (high is not None and type(high) is not int):
@@ -143,7 +147,28 @@ def _type_check(names: frozenset[str]) -> Check:
             return "integer" in names
         if isinstance(v, dict):
             return "object" in names
-        return False  # floats (1.0 is an integer to jsonschema), arrays: not known here
+        if isinstance(v, list):
+            return "array" in names
+        return False  # floats (1.0 is an integer to jsonschema): not known here
+    return check
+
+
+def _array_check(schema: Mapping[str, Any], conforms: Callable[[Any, str], bool]) -> Check:
+    low, high = schema.get("minItems", 0), schema.get("maxItems")
+    unique = schema.get("uniqueItems", False)
+    if type(low) is not int or (high is not None and type(high) is not int) \
+            or unique not in (True, False):
+        raise _Unsupported
+    item = _compile(schema["items"], conforms) if "items" in schema else None
+
+    def check(v: Any) -> bool:
+        if not isinstance(v, list):
+            return True  # the type keyword judges non-arrays
+        if len(v) < low or (high is not None and len(v) > high):
+            return False
+        if unique and (not all(type(x) is str for x in v) or len(set(v)) != len(v)):
+            return False  # repeated, or not only strings: left to jsonschema
+        return item is None or all(item(x) for x in v)
     return check
 
 
