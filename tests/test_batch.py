@@ -385,3 +385,37 @@ def test_rejects_of_a_reject_code_table_are_documented() -> None:
     text = (Path(__file__).parent.parent / "docs" / "errors.md").read_text("utf-8")
     for code in RejectCode:
         assert f"`{code.value}`" in text, code
+
+
+class Crash(Exception):
+    """A simulated crash inside a chunk's transaction."""
+
+
+@pytest.mark.parametrize("where", ["add_certificates", "add_issue_keys", "append_log"])
+def test_a_crash_inside_a_chunk_leaves_the_chunks_before_it_whole(
+        registry: ecert.Registry, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    from ecert._storage.repository import WriteRepository
+
+    real = getattr(WriteRepository, where)
+    calls = []
+
+    def second_crashes(self: WriteRepository, rows: Any) -> None:
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise Crash("simulated crash")
+        real(self, rows)
+
+    monkeypatch.setattr(WriteRepository, where, second_crashes)
+    rows = [BatchRow(i + 2, r["holder_id"], r["holder_name"], r["claims"])
+            for i, r in enumerate(licence_rows(9))]
+    seen = []
+    with pytest.raises(Crash):
+        for outcome in registry.issue_batch(BL, AGENCY, rows, chunk_size=4):
+            seen.append(outcome)
+    assert len(seen) == 4
+    monkeypatch.undo()
+    assert counts(registry) == (4, 4, 4)
+    assert_whole_rows(registry)
+    again = list(registry.issue_batch(BL, AGENCY, rows, chunk_size=4))
+    assert [o.status for o in again] == [RowStatus.SKIPPED] * 4 + [RowStatus.ISSUED] * 5
+    assert_whole_rows(registry)
