@@ -221,3 +221,15 @@ def test_json_lines_refuse_duplicate_members(tmp_path: Path) -> None:
         reads = list(source.records())
     assert reads[0].row is None and "not JSON" in (reads[0].problem or "")
     assert reads[1].row is not None
+
+
+@given(st.from_regex(r"[0-9A-Z]{1,32}", fullmatch=True), st.from_regex(r"[0-9]{3}",
+                                                                        fullmatch=True))
+def test_ids_made_from_a_prefix_are_certificate_ids(serial: str, version: str) -> None:
+    from ecert.identifiers import CertificateId, CertificateIdPrefix
+
+    prefix = CertificateIdPrefix("11100000MB0143028R001", "11440000MB2C01234R")
+    made = prefix.id_of(serial, version)
+    assert made == str(CertificateId("11100000MB0143028R001", "11440000MB2C01234R", serial,
+                                     version))
+    assert prefix.matches(made)

@@ -148,7 +148,7 @@ def verify_unit(entries: Sequence[Entry], jwk: Mapping[str, str]) -> bool:
 
 def commitment_opening(key: bytes, subject: str) -> bytes:
     """The per-subject secret that opens a commitment (revealing it reveals no other)."""
-    return hmac.new(key, subject.encode("utf-8"), hashlib.sha256).digest()[:16]
+    return hmac.digest(key, subject.encode("utf-8"), "sha256")[:16]
 
 
 def commit(opening: bytes, subject: str) -> str:

@@ -22,7 +22,6 @@ import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from hashlib import sha256
 from typing import Any
 
 from ecert._allocation import Permutation
@@ -48,7 +47,7 @@ from ecert.errors import (
     TextInvalid,
 )
 from ecert.holder_ids import normalize_id, parse_scheme
-from ecert.identifiers import CertificateId
+from ecert.identifiers import CertificateIdPrefix
 from ecert.models import Certificate, CertificateStatus, KeyRole
 from ecert.qr import MAX_TEXT_AT_DEFAULT
 from ecert.registry._core import Operation, Target, Unit, _Context
@@ -147,7 +146,7 @@ class _Run:
             data = canonical_json(material)
         except (ValueError, TypeError, RecursionError):
             return None
-        return b64url_encode(hmac.new(self.ctx.batch_key, data, sha256).digest()[:18])
+        return b64url_encode(hmac.digest(self.ctx.batch_key, data, "sha256")[:18])
 
     def prepare(self, row: BatchRow, key: str, claims: dict[str, Any] | ClaimsInvalid,
                 today: date) -> _Ready | RowOutcome:
@@ -443,6 +442,7 @@ def _issue_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str]
     slots = _take_slots(unit, len(good))
     compact = _compact_signer(ctx, key.kid)
     iss = region.agency_uri(agency.code)
+    id_prefix = CertificateIdPrefix(cert_type.national_type_code, agency.uscc)
     rows: list[tuple[Certificate, str, int]] = []
     keys: list[dict[str, Any]] = []
     issued: list[tuple[int, str]] = []
@@ -450,7 +450,7 @@ def _issue_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str]
     for i, ((r, claims, start, end), (list_id, index)) in enumerate(
             zip(good, slots, strict=True)):
         serial = f"{serial_end - len(good) + 1 + i:08d}"
-        cert_id = str(CertificateId(cert_type.national_type_code, agency.uscc, serial))
+        cert_id = id_prefix.id_of(serial)
         status_uri = _bundle.status_list_uri(region.base_url, list_id)
         payload = CertificateClaims(
             iss=iss, sub=r.holder, jti=cert_id, iat=now, nbf=start, exp=end,

@@ -8,7 +8,6 @@ import re
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from hashlib import sha256
 from typing import Any
 
 import jsonschema
@@ -54,7 +53,7 @@ def holder_pseudonym(key: bytes, holder_id: str) -> str:
     normalized = normalize_id(holder_id)
     if not normalized:
         raise InputError("holder id is empty")
-    return b64url_encode(hmac.new(key, normalized.encode(), sha256).digest()[:16])
+    return b64url_encode(hmac.digest(key, normalized.encode(), "sha256")[:16])
 
 
 def validate_claims(cert_type: CertificateType, claims: Mapping[str, Any]) -> None:
