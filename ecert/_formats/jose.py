@@ -174,6 +174,17 @@ def canonical_json(value: Any) -> bytes:
     return stdlib_canonical_json(value)
 
 
+def json_text(value: Any) -> str:
+    """``value`` as JSON text for storage (not signed: any spacing, keys as given), at C
+    speed where orjson may write it (the same rule as :func:`canonical_json`)."""
+    if _orjson is not None and _plain_json(value):
+        try:
+            return _orjson.dumps(value).decode("utf-8")
+        except _orjson.JSONEncodeError:
+            pass
+    return json.dumps(value)
+
+
 def stdlib_canonical_json(value: Any) -> bytes:
     """:func:`canonical_json` by the standard library alone (the reference)."""
     return json.dumps(

@@ -729,15 +729,15 @@ class WriteRepository(Repository):
     def _insert_many(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         """``INSERT`` many rows of the same columns. On SQLite through the driver's own
         ``executemany`` (SQLAlchemy's per-row parameter processing costs a third of the
-        insert there), JSON columns written as SQLAlchemy writes them (``json.dumps``)."""
+        insert there), JSON columns as JSON text (what SQLAlchemy reads back the same)."""
         if not rows:
             return
         if self.conn.dialect.name != "sqlite":
             self.conn.execute(insert(table), list(rows))
             return
-        import json
-
         from sqlalchemy import JSON
+
+        from ecert._formats.jose import json_text
 
         columns = list(rows[0])
         as_json = [isinstance(table.c[name].type, JSON) for name in columns]
@@ -745,7 +745,7 @@ class WriteRepository(Repository):
         # Names from the table's own definition, values bound: nothing of the caller's.
         sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'  # noqa: S608
 
-        values = [tuple(json.dumps(row[name]) if encode and row[name] is not None
+        values = [tuple(json_text(row[name]) if encode and row[name] is not None
                         else row[name] for name, encode in zip(columns, as_json, strict=True))
                   for row in rows]
         dbapi = self.conn.connection.dbapi_connection
