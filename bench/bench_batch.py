@@ -24,18 +24,18 @@ machine slows both sides of a ratio alike only when it is steady.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import json
 import os
 import pstats
 import resource
-import secrets
 import statistics
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from bench_core import _scratch_schema  # the scripts of bench/ run from that folder
 
 import ecert
 from ecert import _samples
@@ -84,23 +84,6 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-@contextlib.contextmanager
-def scratch_schema(url: str) -> Iterator[str]:
-    """A throw-away PostgreSQL schema."""
-    import sqlalchemy
-
-    schema = f"bench_{secrets.token_hex(4)}"
-    engine = sqlalchemy.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,7 +102,7 @@ def main() -> None:
     ecert_keys.DEFAULT_KDF_ROUNDS = 10_000  # key-file encryption is not what we measure
     print(f"load average at start: {load()} on {os.cpu_count()} CPUs")
     if args.database_url:
-        with scratch_schema(args.database_url) as url:
+        with _scratch_schema(args.database_url) as url:
             bench(args, url)
     else:
         bench(args, None)

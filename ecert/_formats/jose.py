@@ -253,26 +253,20 @@ def _plain_json(value: Any, depth: int = 0) -> bool:
     booleans and None, nested at most 64 deep (orjson's own limit is 254)."""
     kind = type(value)
     if kind is dict:
-        for key, member in value.items():
-            if type(key) is not str:
-                return False
-            member_kind = type(member)
-            if member_kind is str or member_kind is int or member is None \
-                    or member_kind is bool:
-                continue
-            if depth >= 64 or not _plain_json(member, depth + 1):
-                return False
-        return True
-    if kind is list:
-        for member in value:
-            member_kind = type(member)
-            if member_kind is str or member_kind is int or member is None \
-                    or member_kind is bool:
-                continue
-            if depth >= 64 or not _plain_json(member, depth + 1):
-                return False
-        return True
-    return kind is str or kind is int or value is None or kind is bool
+        if not all(type(key) is str for key in value):
+            return False
+        members = value.values()
+    elif kind is list:
+        members = value
+    else:
+        return kind is str or kind is int or value is None or kind is bool
+    for member in members:
+        member_kind = type(member)
+        if member_kind is str or member_kind is int or member is None or member_kind is bool:
+            continue
+        if depth >= 64 or not _plain_json(member, depth + 1):
+            return False
+    return True
 
 
 def _has_float(value: Any) -> bool:

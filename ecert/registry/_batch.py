@@ -56,7 +56,9 @@ from ecert.registry._issuance import (
     check_input,
     check_short_form,
     holder_pseudonym,
+    issuable,
     plain_claims,
+    validity,
 )
 from ecert.registry._rules import NO_END, until_seconds
 
@@ -406,14 +408,7 @@ def _target(_repo: Any, p: Mapping[str, Any]) -> Target:
 def _issue_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str]],
                                                             dict[int, RowOutcome]]:
     repo, region, now, ctx = unit.repo, unit.region, unit.now, unit.ctx
-    cert_type = repo.get_type(p["type"])
-    agency = repo.get_agency(p["agency"])
-    if cert_type is None:
-        raise NotFound(f"no certificate type {p['type']!r}")
-    if agency is None:
-        raise NotFound(f"no agency {p['agency']!r}")
-    if not agency.may_issue(cert_type.code, from_seconds(now)):
-        raise NotAuthorized(f"agency {agency.code} may not issue {cert_type.code} now")
+    cert_type, agency = issuable(repo, p["type"], p["agency"], now)
     # Checked again here, in the transaction: a policy set since the run began holds.
     _refuse_four_eyes(repo.list_policies(), cert_type.code)
     key = repo.active_key(KeyRole.AGENCY, agency.code)
@@ -426,12 +421,8 @@ def _issue_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str]
         try:
             claims = check_input(cert_type, r.holder, r.holder_name, r.claims,
                                  ctx.pseudonym_key, today)
-            start = r.valid_from if r.valid_from is not None else now
-            end = r.valid_until
-            if end is None and r.default_validity and cert_type.validity_days is not None:
-                end = start + cert_type.validity_days * 86_400
-            if end is not None and end <= start:
-                raise _validity("valid_until must be after valid_from")
+            start, end = validity(cert_type, now, r.valid_from, r.valid_until,
+                                  r.default_validity)
         except InputError as e:
             refused[r.line] = _rejected(r.line, reject_code(e), e.message)
             continue
