@@ -30,7 +30,8 @@ from typing import IO, Any
 from ecert._formats.jose import strict_json_loads
 from ecert.errors import FormatError, InputError
 
-__all__ = ["BatchFile", "BatchRow", "RejectCode", "RejectsFile", "RowOutcome", "RowStatus",
+__all__ = ["BatchFile", "BatchRow", "RejectCode", "RejectsFile", "RevocationRow", "RowOutcome",
+           "RowStatus",
            "open_rows"]
 
 #: Columns (members) with a meaning of their own; the rest are claims when there is no
@@ -54,14 +55,19 @@ class RejectCode(StrEnum):
     VALIDITY = "invalid_validity"  #: valid_from / valid_until unreadable or out of order
     QR_TOO_LARGE = "qr_too_large"  #: its short QR form would not fit a printable code
     INPUT = "invalid_input"  #: anything else the issuance refused for this row
+    #: a revocation batch's row: no such certificate (or an ambiguous serial)
+    NOT_FOUND = "not_found"
+    #: a revocation batch's row: not an RFC 5280 reason name
+    INVALID_REASON = "invalid_reason"
 
 
 class RowStatus(StrEnum):
     """What became of a row."""
 
     ISSUED = "issued"
-    SKIPPED = "skipped"  #: issued by an earlier run (its key was found)
+    SKIPPED = "skipped"  #: issued (revoked) by an earlier run
     REJECTED = "rejected"
+    REVOKED = "revoked"  #: a row of a revocation batch, revoked now
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +102,21 @@ class RowOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class RevocationRow:
+    """One row of a revocation batch: a certificate id (or serial) and an RFC 5280
+    reason name (``key-compromise``, ``cessation-of-operation``, …)."""
+
+    line: int
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Read:
     """A row as read: what to issue (or why it cannot be), and the record as it was."""
 
     line: int
-    row: BatchRow | None
+    row: BatchRow | RevocationRow | None
     record: Mapping[str, Any] | str  #: columns (CSV), an object or the line's text (JSON)
     problem: str | None = None
 
@@ -108,8 +124,11 @@ class _Read:
 class BatchFile:
     """A batch file opened for reading (:func:`open_rows`); iterate for its rows."""
 
-    def __init__(self, path: Path, kind: str, encoding: str, id_column: str | None) -> None:
+    def __init__(self, path: Path, kind: str, encoding: str, id_column: str | None, *,
+                 revocations: bool = False) -> None:
         self.path = path
+        #: Rows of certificates to revoke (columns ``id`` and ``reason``), not to issue.
+        self.revocations = revocations
         #: ``"csv"`` or ``"jsonl"``.
         self.kind = kind
         #: The encoding read (``utf-8-sig`` for UTF-8 with a BOM, ``utf-8``, ``gb18030``).
@@ -136,7 +155,8 @@ class BatchFile:
 
     def _check_header(self) -> None:
         columns = self.columns or []
-        missing = [c for c in ("holder_id", "holder_name") if c not in columns]
+        required = ("id", "reason") if self.revocations else ("holder_id", "holder_name")
+        missing = [c for c in required if c not in columns]
         if self.id_column is not None and self.id_column not in columns:
             missing.append(self.id_column)
         if missing:
@@ -169,7 +189,7 @@ class BatchFile:
 
     def __iter__(self) -> Iterator[BatchRow]:
         for read in self.records():
-            if read.row is not None:
+            if isinstance(read.row, BatchRow):
                 yield read.row
 
     def _csv_records(self) -> Iterator[_Read]:
@@ -185,6 +205,9 @@ class BatchFile:
             if len(fields) != len(columns):
                 yield _Read(line, None, _pad(record, columns),
                             f"line {line} has {len(fields)} fields, the header {len(columns)}")
+                continue
+            if self.revocations:
+                yield _Read(line, RevocationRow(line, record["id"], record["reason"]), record)
                 continue
             claims: Mapping[str, Any] | str
             if claims_from_columns:
@@ -211,6 +234,10 @@ class BatchFile:
             if not isinstance(value, dict):
                 yield _Read(number, None, text.rstrip("\r\n"),
                             f"line {number} is not a JSON object")
+                continue
+            if self.revocations:
+                yield _Read(number, RevocationRow(number, _member(value, "id"),
+                                                  _member(value, "reason")), value)
                 continue
             key = None
             if self.id_column is not None:
@@ -254,9 +281,11 @@ def detect_encoding(path: Path) -> str:
 
 
 def open_rows(path: str | Path, *, id_column: str | None = None,
-              encoding: str | None = None, kind: str | None = None) -> BatchFile:
+              encoding: str | None = None, kind: str | None = None,
+              revocations: bool = False) -> BatchFile:
     """Open a batch file: CSV or JSON Lines (``kind``, else by its name — ``.jsonl``,
-    ``.ndjson`` — or its first character), its encoding detected unless given."""
+    ``.ndjson`` — or its first character), its encoding detected unless given; rows to
+    issue, or with ``revocations`` rows to revoke (:class:`RevocationRow`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no file {path}", code="not_found")
@@ -279,7 +308,7 @@ def open_rows(path: str | Path, *, id_column: str | None = None,
                     else "csv"
     if kind not in ("csv", "jsonl"):
         raise InputError(f"unknown batch format {kind!r}: csv or jsonl", code="batch_format")
-    return BatchFile(path, kind, encoding, id_column)
+    return BatchFile(path, kind, encoding, id_column, revocations=revocations)
 
 
 class RejectsFile:

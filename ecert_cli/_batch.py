@@ -1,4 +1,4 @@
-"""``ecert issue-batch``: issue every row of a CSV or JSON Lines file."""
+"""``ecert issue-batch`` and ``revoke-batch``: every row of a CSV or JSON Lines file."""
 
 from __future__ import annotations
 
@@ -149,6 +149,52 @@ def issue_batch(type_code: str, agency_code: str, file: Path, id_column: str | N
             skipped=counts[RowStatus.SKIPPED], rejected=rejected,
             rate=round(progress.done / max(seconds, 1e-9)))
         for code, count in sorted(progress.codes.items()):
+            say("  {code}: {count}", code=code, count=count)
+        if rejected:
+            say("rejected rows are in {file}: fix them there and run it again",
+                file=str(rejects_path))
+
+    emit(data, human)
+    if rejected:
+        sys.exit(EXIT_NOT_VALID)
+
+
+@cli.command("revoke-batch")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--rejects", "rejects_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="FILE",
+              help="Where refused rows go, with _line, _code and _reason (mode 0600; "
+                   "default: FILE's name with .rejects before its extension).")
+@click.option("--encoding", default=None,
+              help="Encoding of a CSV file (default: UTF-8, with or without BOM, or "
+                   "GB 18030, detected).")
+@json_option
+def revoke_batch(file: Path, rejects_file: Path | None, encoding: str | None) -> None:
+    """Revoke every certificate a CSV or JSON Lines FILE lists, as one change.
+
+    Columns (members): id (a certificate id, or its serial where unambiguous) and reason
+    (an RFC 5280 reason name). The whole batch is one unit of work; where a four-eyes
+    policy applies to revoking any of its types, it is one request that another operator
+    approves as a whole. Certificates revoked already are skipped, so the same FILE can
+    run again. Exit code 0 when every row is revoked (now or before) or waits for
+    approval, 1 when some were rejected.
+    """
+    rejects_path = rejects_file if rejects_file is not None else default_rejects(file)
+    with settings().open_registry() as registry:
+        outcomes = registry.revoke_file(file, rejects=rejects_path, encoding=encoding)
+    counts = Counter(o.status for o in outcomes)
+    codes = Counter(o.code.value for o in outcomes if o.code is not None)
+    rejected = counts[RowStatus.REJECTED]
+    data = {"rows": len(outcomes), "revoked": counts[RowStatus.REVOKED],
+            "skipped": counts[RowStatus.SKIPPED], "rejected": rejected,
+            "codes": dict(sorted(codes.items())),
+            "rejects_file": str(rejects_path) if rejected else None}
+
+    def human() -> None:
+        say("{rows} rows: {revoked} revoked, {skipped} revoked before, {rejected} rejected",
+            rows=len(outcomes), revoked=counts[RowStatus.REVOKED],
+            skipped=counts[RowStatus.SKIPPED], rejected=rejected)
+        for code, count in sorted(codes.items()):
             say("  {code}: {count}", code=code, count=count)
         if rejected:
             say("rejected rows are in {file}: fix them there and run it again",

@@ -419,3 +419,98 @@ def test_a_crash_inside_a_chunk_leaves_the_chunks_before_it_whole(
     again = list(registry.issue_batch(BL, AGENCY, rows, chunk_size=4))
     assert [o.status for o in again] == [RowStatus.SKIPPED] * 4 + [RowStatus.ISSUED] * 5
     assert_whole_rows(registry)
+
+
+# -- revoke-batch ----------------------------------------------------------------------------
+
+
+def _issued(registry: ecert.Registry, tmp_path: Path, count: int) -> list[str]:
+    out = outcomes_of(registry, write_csv(tmp_path / "issue.csv", licence_rows(count)))
+    return [o.certificate_id for o in out.values()]
+
+
+def test_revoke_batch_is_one_unit_and_runs_again(registry: ecert.Registry,
+                                                 tmp_path: Path) -> None:
+    ids = _issued(registry, tmp_path, 4)
+    rows = [{"id": ids[0], "reason": "key-compromise"},
+            {"id": ids[1].split(".")[7], "reason": "cessation-of-operation"},  # a serial
+            {"id": ids[2], "reason": "no-such-reason"},
+            {"id": "1.2.156.3005.2.11100000MB0143028R001.11440000MB2C01234R.99999999.001.X",
+             "reason": "key-compromise"},
+            {"id": ids[0], "reason": "key-compromise"}]
+    path = write_csv(tmp_path / "revoke.csv", rows)
+    rejects = tmp_path / "revoke.rejects.csv"
+    before = len(registry.events(limit=100_000))
+    out = registry.revoke_file(path, rejects=rejects)
+    assert [(o.line, o.status.value, o.code and o.code.value) for o in out] == [
+        (2, "revoked", None), (3, "revoked", None), (4, "rejected", "invalid_reason"),
+        (5, "rejected", "not_found"), (6, "rejected", "duplicate_row")]
+    entries = registry.events(limit=100_000)[before:]
+    assert [e.action for e in entries] == ["certificate.revoke_batch", "certificate.revoke",
+                                           "certificate.revoke"]
+    assert [bool(Entry.decode(e.leaf).sig) for e in entries] == [False, False, True]
+    assert registry.get(ids[1]).revocation_reason is ecert.RevocationReason(
+        "cessation-of-operation")
+    assert stat.S_IMODE(rejects.stat().st_mode) == 0o600
+    assert [r["_code"] for r in read_rejects(rejects)] == ["invalid_reason", "not_found",
+                                                           "duplicate_row"]
+    again = registry.revoke_file(path)
+    assert [o.status.value for o in again][:2] == ["skipped", "skipped"]
+    assert registry.get(ids[3]).status is ecert.CertificateStatus.VALID
+    assert registry.audit().intact
+
+
+def test_four_eyes_hold_a_revocation_batch_as_one_request(
+        registry: ecert.Registry, clock: Any, tmp_path: Path) -> None:
+    ids = _issued(registry, tmp_path, 3)
+    registry.set_policy("certificate.revoke", approvals=2, type_code=BL)
+    path = write_csv(tmp_path / "r.csv", [{"id": i, "reason": "privilege-withdrawn"}
+                                          for i in ids])
+    with pytest.raises(ecert.PendingApproval) as pending:
+        registry.revoke_file(path)
+    request = pending.value.request
+    assert request.action == "certificate.revoke_batch"
+    assert request.subject.startswith("revocations:")
+    assert all(registry.get(i).status is ecert.CertificateStatus.VALID for i in ids)
+    registry.add_operator("officer", roles=["officer"], passphrase="officer pass")
+    officer = as_operator(registry, "officer", "officer pass", clock)
+    try:
+        done = officer.approve(request.id)
+    finally:
+        officer.close()
+    assert done.status is ecert.RequestStatus.APPROVED
+    assert all(registry.get(i).status is ecert.CertificateStatus.REVOKED for i in ids)
+    assert registry.audit().intact
+
+
+def test_the_replay_refuses_a_batch_head_that_names_other_revocations() -> None:
+    from ecert._authority import revocations_digest
+    from ecert._replay import Replay
+
+    revokes = [(10 + i, Entry(1, "certificate.revoke", f"c:{i}", "kid",
+                              {"reason": "key-compromise"})) for i in range(3)]
+    named = revocations_digest((e.subject, "key-compromise") for _s, e in revokes)
+    head = (9, Entry(1, "certificate.revoke_batch", named, "kid", {"count": 3}))
+    replay = Replay()
+    assert replay._batches_match([head, *revokes])
+    assert not replay._batches_match([head, *revokes[:2]])  # one left out
+    other = (13, Entry(1, "certificate.revoke", "c:x", "kid", {"reason": "key-compromise"}))
+    assert not replay._batches_match([head, *revokes[:2], other])  # one swapped
+    assert [f.kind for f in replay.findings] == ["no_authority", "no_authority"]
+
+
+def test_revoke_batch_command(cli: Cli, registry: ecert.Registry, tmp_path: Path) -> None:
+    ids = _issued(registry, tmp_path, 2)
+    path = write_jsonl(tmp_path / "r.jsonl", [{"id": ids[0], "reason": "key-compromise"},
+                                              {"id": "nope", "reason": "key-compromise"}])
+    result = cli("revoke-batch", str(path), "--json")
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert (summary["revoked"], summary["rejected"], summary["codes"]) == (
+        1, 1, {"not_found": 1})
+    kept = [json.loads(line) for line in (tmp_path / "r.rejects.jsonl").read_text(
+        "utf-8").splitlines()]
+    assert kept == [{"id": "nope", "reason": "key-compromise", "_line": 2,
+                     "_code": "not_found", "_reason": kept[0]["_reason"]}]
+    again = cli("revoke-batch", str(path))
+    assert again.exit_code == 1 and "1 revoked before" in again.stdout

@@ -280,7 +280,7 @@ def issue_file(run: _Run, source: BatchFile, rejects: RejectsFile | None, *,
 
     def rows() -> Iterator[BatchRow]:
         for read in source.records():
-            if read.row is None:
+            if not isinstance(read.row, BatchRow):
                 line = read.line
                 outcome = _rejected(line, RejectCode.INPUT, read.problem or "unreadable")
                 if rejects is not None:
