@@ -119,7 +119,8 @@ def issue_batch(type_code: str, agency_code: str, file: Path, id_column: str | N
     rejected.
     """
     rejects_path = rejects_file if rejects_file is not None else default_rejects(file)
-    total = max(count_lines(file) - 1, 0) if file.is_file() else 0
+    header = 0 if file.suffix.lower() in (".jsonl", ".ndjson") else 1
+    total = max(count_lines(file) - header, 0) if file.is_file() else 0
     progress = Progress(total, progress_every, time.monotonic)
     try:
         with settings().open_registry() as registry:
