@@ -221,6 +221,21 @@ def test_a_chunk_is_one_signed_unit_with_an_entry_per_certificate(
     assert_whole_rows(registry)
 
 
+def test_batch_certificates_publish_verify_and_print(registry: ecert.Registry, clock: Any,
+                                                    tmp_path: Path) -> None:
+    rows = [BatchRow(i + 2, r["holder_id"], r["holder_name"], r["claims"])
+            for i, r in enumerate(licence_rows(3))]
+    ids = [o.certificate_id for o in registry.issue_batch(BL, AGENCY, rows)]
+    registry.publish(tmp_path / "bundle")
+    verifier = ecert.Verifier.from_bundle(tmp_path / "bundle", clock=clock)
+    for cert_id in ids:
+        cert = registry.get(cert_id)
+        result = verifier.verify(cert.token)
+        assert result.valid, result
+        assert registry.qr_token(cert_id)  # the stored token checks against the log
+    assert registry.audit(bundle=tmp_path / "bundle").intact
+
+
 def test_an_operator_who_may_not_issue_is_refused_before_any_row(
         registry: ecert.Registry, clock: Any, tmp_path: Path) -> None:
     registry.add_operator("officer", roles=["officer"], passphrase="officer pass")
