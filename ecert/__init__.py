@@ -24,6 +24,7 @@ import typing as _typing
 
 from ecert._clock import Clock
 from ecert._pagination import Page
+from ecert.batch import BatchRow, RejectCode, RowOutcome, RowStatus
 from ecert.errors import (
     AccessError,
     AlreadyExists,
@@ -95,6 +96,7 @@ __all__ = [
     "AlreadyExists",
     "ApprovalRequest",
     "AuditReport",
+    "BatchRow",
     "CatalogImport",
     "Certificate",
     "CertificateId",
@@ -140,10 +142,13 @@ __all__ = [
     "RecordTampered",
     "Region",
     "Registry",
+    "RejectCode",
     "Replayed",
     "RequestStatus",
     "RevocationReason",
     "Role",
+    "RowOutcome",
+    "RowStatus",
     "Signer",
     "StorageError",
     "TextInvalid",

@@ -8,6 +8,7 @@ past entry, so a rule cannot hold at write time and be forgotten at audit time.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,6 +24,7 @@ __all__ = [
     "grants_from_json",
     "minimum_approvals",
     "permits",
+    "revocations_digest",
 ]
 
 
@@ -63,6 +65,10 @@ class Action(StrEnum):
     CERT_REINSTATE = "certificate.reinstate"
     CERT_REVOKE = "certificate.revoke"
     CERT_REDACT = "certificate.redact"
+    #: The head of a revocation batch (``ecert revoke-batch``): one unit, or one four-eyes
+    #: request, for many ``certificate.revoke`` entries; its subject is the digest of what
+    #: they revoke (:func:`revocations_digest`), which the replay recomputes from them.
+    CERT_REVOKE_BATCH = "certificate.revoke_batch"
     #: A QR code of a certificate was signed (``Registry.qr_token``, ``ecert qr``/``card``).
     CERT_QR = "certificate.qr"
     #: The revocation (reason ``superseded``) of a renewed or reissued certificate, in the
@@ -113,6 +119,7 @@ _PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.CERT_REINSTATE: frozenset({Role.CLERK}),
     Action.CERT_REVOKE: frozenset({Role.OFFICER}),
     Action.CERT_REDACT: frozenset({Role.OFFICER}),
+    Action.CERT_REVOKE_BATCH: frozenset({Role.OFFICER}),
     # Printing a QR or card is desk work: whoever issues or revokes for the agency and type.
     Action.CERT_QR: frozenset({Role.CLERK, Role.OFFICER}),
     Action.WITNESS_COSIGN: frozenset({Role.SERVICE, Role.TRUST_ADMIN}),
@@ -210,3 +217,18 @@ def grants_from_json(value: Any) -> tuple[OperatorGrant, ...]:
 
 
 ALL_ROLES = tuple(OperatorGrant(role) for role in Role)
+
+
+def revocations_digest(revoked: Iterable[tuple[str, str]]) -> str:
+    """The subject of a revocation batch: ``revocations:`` and the base64url SHA-256 of
+    the canonical JSON list of ``[certificate subject as the log shows it, reason]``, in
+    the order of their ``certificate.revoke`` entries. The registry names the batch by it
+    before anything is revoked (a four-eyes request's subject); the replay recomputes it
+    from the entries the batch's unit holds, so what was carried out is what was asked."""
+    import hashlib
+    import json
+
+    data = json.dumps([[subject, reason] for subject, reason in revoked],
+                      separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return "revocations:" + digest.decode("ascii")

@@ -30,6 +30,7 @@ from ecert._authority import (
     grants_from_json,
     minimum_approvals,
     permits,
+    revocations_digest,
 )
 from ecert._clock import DEFAULT_TZ
 from ecert._formats.jose import jwk_thumbprint, key_from_jwk
@@ -107,6 +108,8 @@ class CertificateState:
     #: A revocation scheduled by a renewal's ``at_start``: the status reads INVALID from
     #: this time on (the status stays as last set, as in the database).
     revoke_at: int | None = None
+    #: The batch idempotency key its issue entry carries (None: issued alone).
+    key: str | None = None
 
     def status_at(self, time: int) -> int:
         """The status in effect at ``time``."""
@@ -152,6 +155,7 @@ _V_CERT_ISSUE: Final = Action.CERT_ISSUE.value
 _V_CERT_REDACT: Final = Action.CERT_REDACT.value
 _V_CERT_REINSTATE: Final = Action.CERT_REINSTATE.value
 _V_CERT_REVOKE: Final = Action.CERT_REVOKE.value
+_V_CERT_REVOKE_BATCH: Final = Action.CERT_REVOKE_BATCH.value
 _V_CERT_SUSPEND: Final = Action.CERT_SUSPEND.value
 _V_KEY_COMPROMISE: Final = Action.KEY_COMPROMISE.value
 _V_KEY_CREATE: Final = Action.KEY_CREATE.value
@@ -290,7 +294,7 @@ class Replay:
             self._find(FindingKind.BAD_SIGNATURE, first.subject, first_seq,
                        "the unit's operator signature does not verify")
             return
-        if not self._authorized(operator, unit):
+        if not self._authorized(operator, unit) or not self._batches_match(unit):
             return
         self._replacing = {}
         for seq, entry in unit:
@@ -360,6 +364,23 @@ class Replay:
                 self._find(FindingKind.MISSING_APPROVAL, entry.subject, entry_seq,
                            f"{entry.action} needs {needed} operators but was not approved")
                 return False
+        return True
+
+    def _batches_match(self, unit: Sequence[tuple[int, Entry]]) -> bool:
+        """A revocation batch's head names, by its subject, exactly the revocations that
+        follow it in the unit (so an approved batch is the batch that was asked for)."""
+        for i, (seq, entry) in enumerate(unit):
+            if entry.action != _V_CERT_REVOKE_BATCH:
+                continue
+            revoked = []
+            for _seq, following in unit[i + 1:]:
+                if following.action != _V_CERT_REVOKE:
+                    break
+                revoked.append((following.subject, str(following.details.get("reason"))))
+            if (revocations_digest(revoked) != entry.subject
+                    or entry.details.get("count") != len(revoked)):
+                return self._deny(entry, seq, "a revocation batch whose entries are not the "
+                                              "ones it names")
         return True
 
     def _admin_count(self) -> int:
@@ -612,8 +633,11 @@ class Replay:
             if d["idx"] in slots:
                 raise ValueError(f"status slot {d['list']}/{d['idx']} allocated twice")
             slots[d["idx"]] = VALID
+            key = d.get("key")
+            if key is not None and not isinstance(key, str):
+                raise ValueError("a batch key is text")
             self.certificates[entry.subject] = CertificateState(
-                d["agency"], d["type"], d["list"], d["idx"], d["token"])
+                d["agency"], d["type"], d["list"], d["idx"], d["token"], key=key)
             if not self.agency_may_issue(d["agency"], d["type"], entry.time):
                 self._find(FindingKind.NO_AUTHORITY, entry.subject, seq,
                            f"agency {d['agency']} was not given {d['type']} at that time")
@@ -621,6 +645,8 @@ class Replay:
             if replaces is not None:
                 self._replacing[str(replaces)] = (d["agency"], d["type"])
             return
+        if entry.action == _V_CERT_REVOKE_BATCH:
+            return  # the head of the revocations that follow (checked with its unit)
         cert = self.certificates.get(entry.subject)
         if cert is None:
             raise ValueError("a certificate the log never issued")

@@ -80,6 +80,8 @@ def normalize_id(value: str) -> str:
     """
     if not isinstance(value, str):
         raise InputError("an id or code must be text", code="invalid_text")
+    if value.isascii() and value.isalnum():
+        return value.upper()  # the common case: NFKC and white space change nothing
     return "".join(unicodedata.normalize("NFKC", value).split()).upper()
 
 

@@ -17,8 +17,9 @@ from typing import Any
 
 __all__ = ["cli", "main"]
 
-_COMMANDS = ("_audit", "_catalog", "_certificates", "_demo", "_doctor", "_operators", "_qr",
-             "_registry", "_serve", "_sharing", "_trust", "_vectors", "_verify")
+_COMMANDS = ("_audit", "_batch", "_catalog", "_certificates", "_demo", "_doctor",
+             "_operators", "_qr", "_registry", "_serve", "_sharing", "_trust", "_vectors",
+             "_verify")
 
 
 def _load() -> Any:

@@ -13,23 +13,7 @@ from sqlalchemy import delete, insert, select, text, update
 import ecert
 from ecert._storage.schema import cert_type_versions, cert_types, certificates
 from tests.support import issue_business_licence
-
-
-def sql(registry: ecert.Registry, statement: str, **params: object) -> None:
-    with registry.engine.begin() as conn:
-        conn.execute(text(statement), params)
-
-
-def drop_triggers(registry: ecert.Registry) -> None:
-    """What an owner of the database can always do."""
-    if registry.engine.dialect.name == "postgresql":
-        for table in ("log_entries", "checkpoints"):
-            for suffix in ("append_only", "no_truncate"):
-                sql(registry, f"DROP TRIGGER {table}_{suffix} ON {table}")
-    else:
-        for name in ("log_entries_no_update", "log_entries_no_delete",
-                     "checkpoints_no_update", "checkpoints_no_delete"):
-            sql(registry, f"DROP TRIGGER {name}")
+from tests.support.tamper import drop_triggers, sql
 
 
 def kinds(report: ecert.AuditReport) -> set[str]:

@@ -8,6 +8,7 @@ import contextlib
 import copy
 import hashlib
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -961,7 +962,32 @@ def test_every_code_point_encodes_alike() -> None:
     for start in range(0, 0x110000, 0x800):
         text = "".join(chr(c) for c in range(start, start + 0x800)
                        if not 0xD800 <= c <= 0xDFFF)
-        assert jose._orjson.dumps(text) == jose.canonical_json(text)
+        assert jose._orjson.dumps(text) == jose.stdlib_canonical_json(text)
+        assert jose.canonical_json({text: [text]}) == jose.stdlib_canonical_json({text: [text]})
+
+
+@settings(max_examples=500)
+@given(json_values)
+def test_canonical_json_is_the_stdlibs(value: Any) -> None:
+    """orjson writes the bytes only where they are provably the stdlib's; elsewhere the
+    stdlib does, errors included."""
+    assert _outcome(jose.canonical_json, value) == _outcome(jose.stdlib_canonical_json, value)
+
+
+def _outcome(encode: Any, value: Any) -> bytes | str:
+    try:
+        return bytes(encode(value))
+    except (ValueError, TypeError) as e:
+        return type(e).__name__
+
+
+@pytest.mark.parametrize("value", [
+    {"a": 1.5}, {"a": 10**20}, {"a": -(2**63) - 1}, {"a": 2**64}, {1: "x"}, ("a", 1),
+    {"a": ("b",)}, {"a": float("nan")}, {"a": datetime(2026, 1, 1)}, {"a": b"x"},
+    {"a": json.loads("[" * 70 + "1" + "]" * 70)},
+])
+def test_canonical_json_of_what_orjson_must_not_write(value: Any) -> None:
+    assert _outcome(jose.canonical_json, value) == _outcome(jose.stdlib_canonical_json, value)
 
 
 @pytest.mark.parametrize("data", [

@@ -171,7 +171,7 @@ CRASH_POINTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "permutation": lambda mp: mp.setattr(issuance_module, "permuted_index", _boom),
     "signer": lambda mp: mp.setattr(CertificateClaims, "sign", _boom),
     "add_certificate": lambda mp: mp.setattr(WriteRepository, "add_certificate", _boom),
-    "operator signature": lambda mp: mp.setattr(core_module, "sign_unit", _boom),
+    "operator signature": lambda mp: mp.setattr(core_module, "sealed_leaves", _boom),
     "log append": lambda mp: mp.setattr(WriteRepository, "append_log", _boom),
 }
 

@@ -111,6 +111,27 @@ def sign_unit(entries: Sequence[Entry], signer: SignerLike) -> list[Entry]:
                                  last.details, signature)]
 
 
+def sealed_leaves(entries: Sequence[Entry], signer: SignerLike) -> list[bytes]:
+    """The leaves of ``sign_unit(entries, signer)``, each entry encoded once.
+
+    An entry without ``sig`` is its own content, so its leaf is the bytes its content
+    hash is taken of; only the last one is encoded again, with the signature. The same
+    bytes as ``[e.encode() for e in sign_unit(entries, signer)]`` at half the JSON work
+    (a batch unit holds hundreds of entries).
+    """
+    if not entries:
+        raise FormatError("a unit of work has at least one entry", code="malformed")
+    leaves = [canonical_json(e.content()) for e in entries]
+    for leaf in leaves:
+        if len(leaf) > MAX_ENTRY_BYTES:
+            raise FormatError("log entry too large", code="too_large")
+    message = _UNIT_CONTEXT + b"".join(hashlib.sha256(leaf).digest() for leaf in leaves)
+    last = entries[-1]
+    leaves[-1] = Entry(last.time, last.action, last.subject, last.operator, last.details,
+                       b64url_encode(signer.sign(message))).encode()
+    return leaves
+
+
 def verify_unit(entries: Sequence[Entry], jwk: Mapping[str, str]) -> bool:
     """Whether the unit's signature (on its last entry) verifies under ``jwk``."""
     if not entries or entries[-1].sig is None or any(e.sig for e in entries[:-1]):
@@ -127,7 +148,7 @@ def verify_unit(entries: Sequence[Entry], jwk: Mapping[str, str]) -> bool:
 
 def commitment_opening(key: bytes, subject: str) -> bytes:
     """The per-subject secret that opens a commitment (revealing it reveals no other)."""
-    return hmac.new(key, subject.encode("utf-8"), hashlib.sha256).digest()[:16]
+    return hmac.digest(key, subject.encode("utf-8"), "sha256")[:16]
 
 
 def commit(opening: bytes, subject: str) -> str:

@@ -445,7 +445,11 @@ def unwrap(text: str) -> Unwrapped:
 
 def token_digest(token: str) -> str:
     """The digest binding a certificate token: SHA-256 of its payload bytes, truncated."""
-    payload = b64url_decode(token.split(".")[1])
+    return payload_digest(b64url_decode(token.split(".")[1]))
+
+
+def payload_digest(payload: bytes) -> str:
+    """:func:`token_digest` of a token whose payload bytes are ``payload``."""
     return b64url_encode(hashlib.sha256(payload).digest()[:DIGEST_BYTES])
 
 
@@ -464,14 +468,15 @@ def status_uri(ref: int | str, base_url: str) -> str:
 
 
 def qr_payload(token_payload: Mapping[str, Any], token: str, qr_claims: Sequence[str],
-               base_url: str, signed_at: int, *, full: bool = False) -> dict[str, Any]:
+               base_url: str, signed_at: int, *, full: bool = False,
+               digest: str | None = None) -> dict[str, Any]:
     """The QR token payload for a certificate token (already verified by the caller).
 
     Keys: ``t`` type, ``v`` type version, ``r`` region, ``n`` serial (``w`` id version when
     not 001), ``i`` iat, ``f`` nbf (when not iat), ``e`` exp, ``a`` when the QR was
     signed, ``s`` [status list number or URI, index], ``c`` claims (the type's
     ``qr_claims``, or all with ``full``), ``h`` holder name, ``d`` digest of the full
-    token, ``x`` 1 when every claim is present.
+    token (``digest`` when the caller has it already), ``x`` 1 when every claim is present.
     """
     jti = str(token_payload["jti"])
     parts = jti.split(".")
@@ -483,7 +488,8 @@ def qr_payload(token_payload: Mapping[str, Any], token: str, qr_claims: Sequence
         "t": token_payload["vct"], "v": token_payload["vct_version"],
         "r": token_payload["region"], "n": serial, "i": token_payload["iat"],
         "a": signed_at, "s": [_status_ref(status["uri"], base_url), status["idx"]],
-        "c": chosen, "h": token_payload["holder_name"], "d": token_digest(token),
+        "c": chosen, "h": token_payload["holder_name"],
+        "d": token_digest(token) if digest is None else digest,
     }
     if version != "001":
         payload["w"] = version
@@ -512,6 +518,56 @@ def probe_text(payload: Mapping[str, Any], alg: str, kid: str) -> str:
     if unwrap(text).payload != body:
         raise FormatError("the QR code would not read back as signed", code="qr_unencodable")
     return text
+
+
+def probe_length_bound(payload: Mapping[str, Any]) -> int | None:
+    """An upper bound of ``len(probe_text(payload, …))`` from canonical JSON alone, or
+    None where no bound is given (a float, an integer beyond 64 bits, nesting deeper
+    than four levels: the caller then computes the exact length).
+
+    The compact encoding of such a value is at most its canonical JSON plus one byte per
+    string of 256 UTF-8 bytes or more: a null, boolean or integer head is no longer than
+    its digits; a string's head (one byte below 24 bytes, two below 256, three below
+    65,536) against its two quotes, and GB 18030, byte-string and back-reference forms
+    are used only when shorter; an array's or object's head no longer than its brackets.
+    Deflate is used only when it is shorter. So the QR text is at most ``EC1:`` plus the
+    base45 of flags, kid reference, signature and that many bytes. Such values also read
+    back as they were (the probe's other check). For batch issuance, where the exact
+    probe costs ten bare signatures per certificate.
+    """
+    def extra(value: Any, depth: int) -> int | None:
+        total = 0
+        for item in value:
+            if type(item) is str:  # the common case first
+                if len(item) >= 64:  # at most 4 UTF-8 bytes a character
+                    if len(item) >= 16_384:
+                        return None
+                    total += 1  # a head of 3 bytes against 2 quotes
+            elif item is None or type(item) is bool:
+                pass
+            elif type(item) is int:
+                if not -(1 << 63) <= item < (1 << 63):
+                    return None
+            elif type(item) is dict or type(item) is list:
+                if depth >= 3 or (type(item) is dict
+                                   and not all(type(k) is str for k in item)):
+                    return None
+                more = extra([*item, *item.values()] if type(item) is dict else item,
+                             depth + 1)
+                if more is None:
+                    return None
+                total += more
+            else:
+                return None
+        return total
+
+    if not all(type(k) is str for k in payload):
+        return None
+    added = extra([*payload, *payload.values()], 0)
+    if added is None:
+        return None
+    size = 1 + KID_REF_BYTES + SIGNATURE_BYTES + len(canonical_json(dict(payload))) + added
+    return len(PREFIX) + size // 2 * 3 + (2 if size % 2 else 0)
 
 
 def sign_qr_token(payload: Mapping[str, Any], signer: SignerLike) -> str:
@@ -579,7 +635,8 @@ def parse_token_payload(token: str) -> dict[str, Any]:
 __all__ = [
     "CONTAINER_TYPS", "CONTAINER_VERSION", "PREFIX", "QR_TYP", "QrClaims", "QrFormatError",
     "Unwrapped",
-    "b45decode", "b45encode", "decode_value", "encode_value", "inflate", "is_qr_text", "probe_text",
+    "b45decode", "b45encode", "decode_value", "encode_value", "inflate", "is_qr_text",
+    "payload_digest", "probe_length_bound", "probe_text",
     "qr_payload", "read_qr_payload", "sign_qr_token", "status_uri", "token_digest", "unwrap",
     "wrap",
 ]

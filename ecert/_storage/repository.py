@@ -45,6 +45,7 @@ from ecert._storage.schema import (
     counters,
     entitlements,
     events,
+    issue_keys,
     keys,
     leases,
     log_entries,
@@ -111,7 +112,12 @@ _ADD_TO_COUNTER = (update(counters).where(counters.c.name == bindparam("counter"
                    .values(value=counters.c.value + bindparam("amount"))
                    .returning(counters.c.value))
 _ADD_USE = insert(uses).returning(uses.c.id)
-_APPEND_LOG = insert(log_entries)
+
+
+@cache
+def _insert_into(table: Table) -> Any:
+    """A table's ``INSERT``, built once (executed with each call's rows)."""
+    return insert(table)
 
 
 @cache
@@ -192,6 +198,21 @@ class StoredCertificate(NamedTuple):
     #: The registry's active sharing key (as :meth:`Repository.active_key` finds it), read
     #: in the same query: the key a copy of it is signed with.
     sharing_kid: str | None = None
+
+
+def certificate_row(cert: Certificate, serial: str, status_list_id: int) -> dict[str, Any]:
+    """The ``certificates`` row of a newly issued certificate."""
+    return {
+        "id": cert.id, "serial": serial, "agency_code": cert.agency_code,
+        "type_code": cert.type_code, "type_version": cert.type_version, "holder": cert.holder,
+        "holder_name": cert.holder_name, "claims": dict(cert.claims),
+        "issued_at": int(cert.issued_at.timestamp()),
+        "valid_from": int(cert.valid_from.timestamp()),
+        "valid_until": None if cert.valid_until is None else int(cert.valid_until.timestamp()),
+        "status": cert.status.value, "revocation_reason": None,
+        "status_list_id": status_list_id, "status_index": cert.status_index, "kid": cert.kid,
+        "supersedes": cert.supersedes, "token": cert.token, "token_hash": token_hash(cert.token),
+    }
 
 
 class Repository:
@@ -638,6 +659,20 @@ class Repository:
             .where(log_entries.c.seq >= seq, log_entries.c.action != except_action)
             .limit(1)).first() is not None
 
+    def issue_keys_of(self, values: Sequence[str]) -> dict[str, tuple[str, str, int]]:
+        """``key -> (certificate id, run, line)`` of the batch idempotency keys in ``values``
+        that exist."""
+        if not values:
+            return {}
+        rows = self.conn.execute(select(issue_keys).where(issue_keys.c.key.in_(list(values))))
+        return {r.key: (r.certificate_id, r.run, int(r.line)) for r in rows}
+
+    def all_issue_keys(self) -> Iterator[list[tuple[Any, ...]]]:
+        """``(key, certificate id)`` of every batch idempotency key, in chunks."""
+        return self.stream_tuples(
+            select(issue_keys.c.key, issue_keys.c.certificate_id).order_by(issue_keys.c.key),
+            4096)
+
     def certificate_facts(self) -> Iterator[Row[Any]]:
         """Every certificate row, with the columns an audit compares against the log."""
         yield from self.conn.execute(select(certificates).order_by(certificates.c.id))
@@ -840,21 +875,95 @@ class WriteRepository(Repository):
             return None
         return int(row.id), bytes(row.permutation_key), int(row.allocated) - 1, int(row.size)
 
+    def allocate_slots(self, wanted: int) -> tuple[int, bytes, int, int, int] | None:
+        """Take up to ``wanted`` consecutive slots of the open list in one statement:
+        ``(list_id, key, first counter, how many, size)``, or None if no list is open."""
+        open_list = self.conn.execute(
+            select(status_lists.c.id, status_lists.c.size, status_lists.c.allocated)
+            .where(status_lists.c.allocated < status_lists.c.size)
+            .order_by(status_lists.c.id).limit(1)
+        ).first()
+        if open_list is None:
+            return None
+        take = min(wanted, int(open_list.size) - int(open_list.allocated))
+        row = self.conn.execute(
+            update(status_lists)
+            .where(status_lists.c.id == open_list.id,
+                   status_lists.c.allocated <= status_lists.c.size - take)
+            .values(allocated=status_lists.c.allocated + take)
+            .returning(status_lists.c.id, status_lists.c.permutation_key,
+                       status_lists.c.allocated, status_lists.c.size)
+        ).first()
+        if row is None:  # filled by a concurrent issuer meanwhile
+            return None
+        return (int(row.id), bytes(row.permutation_key), int(row.allocated) - take, take,
+                int(row.size))
+
+    def add_certificates(self, rows: Sequence[tuple[Certificate, str, int]]) -> None:
+        """Insert ``(certificate, serial, status list id)`` rows in one statement."""
+        self._insert_many(certificates, [certificate_row(*row) for row in rows])
+
+    def _insert_many(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """``INSERT`` many rows of the same columns. On SQLite through the driver's own
+        ``executemany`` (SQLAlchemy's per-row parameter processing costs a third of the
+        insert there), JSON columns as JSON text (what SQLAlchemy reads back the same)."""
+        if not rows:
+            return
+        if self.conn.dialect.name != "sqlite":
+            self.conn.execute(_insert_into(table), list(rows))
+            return
+        from sqlalchemy import JSON
+
+        from ecert._formats.jose import json_text
+
+        columns = list(rows[0])
+        as_json = [isinstance(table.c[name].type, JSON) for name in columns]
+        names = ", ".join(f'"{name}"' for name in columns)
+        # Names from the table's own definition, values bound: nothing of the caller's.
+        sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'  # noqa: S608
+
+        values = [tuple(json_text(row[name]) if encode and row[name] is not None
+                        else row[name] for name, encode in zip(columns, as_json, strict=True))
+                  for row in rows]
+        dbapi = self.conn.connection.dbapi_connection
+        if dbapi is None:  # pragma: no cover - an invalidated connection
+            raise RuntimeError("the connection is closed")
+        cursor = dbapi.cursor()
+        try:
+            cursor.executemany(sql, values)
+        except sqlite3.IntegrityError as e:
+            from ecert.errors import Conflict
+
+            raise Conflict(f"conflicting concurrent change: {e}") from e
+        except sqlite3.Error as e:
+            from ecert.errors import StorageError
+
+            raise StorageError(f"database error: {e}") from e
+        finally:
+            cursor.close()
+
+    def add_issue_keys(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Record batch idempotency keys (``key``, ``certificate_id``, ``run``, ``line``)."""
+        self._insert_many(issue_keys, rows)
+
+    def meet_issue_keys(self, met: Sequence[tuple[str, int]], run: str) -> None:
+        """Mark keys issued by an earlier run as met by ``run`` at their lines, so that
+        a repetition later in the same file is told from a re-run's skip."""
+        if met:
+            from sqlalchemy import bindparam
+
+            self.conn.execute(
+                update(issue_keys).where(issue_keys.c.key == bindparam("k"))
+                .values(run=bindparam("r"), line=bindparam("n")),
+                [{"k": key, "r": run, "n": line} for key, line in met])
+
     def add_status_list(self, list_id: int, size: int, bits: int, key: bytes, now: int) -> None:
         self.conn.execute(insert(status_lists).values(
             id=list_id, size=size, bits=bits, permutation_key=key, allocated=0, created_at=now))
 
     def add_certificate(self, cert: Certificate, serial: str, status_list_id: int) -> None:
         self.conn.execute(insert(certificates).values(
-            id=cert.id, serial=serial, agency_code=cert.agency_code, type_code=cert.type_code,
-            type_version=cert.type_version, holder=cert.holder, holder_name=cert.holder_name,
-            claims=dict(cert.claims), issued_at=int(cert.issued_at.timestamp()),
-            valid_from=int(cert.valid_from.timestamp()),
-            valid_until=None if cert.valid_until is None else int(cert.valid_until.timestamp()),
-            status=cert.status.value, revocation_reason=None, status_list_id=status_list_id,
-            status_index=cert.status_index, kid=cert.kid, supersedes=cert.supersedes,
-            token=cert.token, token_hash=token_hash(cert.token),
-        ))
+            **certificate_row(cert, serial, status_list_id)))
 
     def set_status(self, cert_id: str, status: CertificateStatus,
                    reason: RevocationReason | None = None, note: str | None = None) -> None:
@@ -940,7 +1049,7 @@ class WriteRepository(Repository):
             reason=reason))
 
     def append_log(self, rows: Sequence[dict[str, Any]]) -> None:
-        self.conn.execute(_APPEND_LOG, list(rows))
+        self._insert_many(log_entries, rows)
 
     def put_tile(self, level: int, index: int, width: int, hashes: bytes) -> None:
         updated = self.conn.execute(update(log_tiles).where(

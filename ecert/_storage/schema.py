@@ -448,3 +448,15 @@ settings = Table(
     Column("name", String(64), primary_key=True),
     Column("value", JSON, nullable=False),
 )
+
+# Idempotency keys of batch issuance (0013): a keyed hash of a row (or of the value of a
+# column the caller named), written in the transaction that issues its certificate. The
+# issue entry of that certificate carries the same key, so the audit compares the two.
+issue_keys = Table(
+    "issue_keys",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("certificate_id", String(128), nullable=False),
+    Column("run", String(32), nullable=False),  # the batch run that issued or last met it
+    Column("line", BigInteger, nullable=False),  # its line in that run's file
+)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from ecert._authority import ALL_ROLES
+from ecert._authority import ALL_ROLES, revocations_digest
 from ecert._clock import DEFAULT_TZ, Clock, from_seconds, start_of_day, to_seconds, zone
 from ecert._formats import bundle as _bundle
 from ecert._formats.catalog import catalog_document
@@ -36,6 +36,15 @@ from ecert._merge_patch import merge_patch
 from ecert._pagination import Page, decode_cursor, page_of
 from ecert._storage.database import make_engine, migrate, schema_is_current, sqlite_url
 from ecert._storage.repository import Repository
+from ecert.batch import (
+    BatchRow,
+    RejectCode,
+    RejectsFile,
+    RevocationRow,
+    RowOutcome,
+    RowStatus,
+    open_rows,
+)
 from ecert.errors import (
     AlreadyExists,
     ClaimsInvalid,
@@ -69,6 +78,7 @@ from ecert.qr import Standing
 from ecert.registry import (
     _agencies,
     _audit,
+    _batch,
     _catalog,
     _check,
     _core,
@@ -961,6 +971,55 @@ class Registry:
             "supersedes": None if supersedes is None else str(CertificateId.parse(supersedes)),
         })
 
+    def issue_batch(self, type_code: str, agency_code: str, rows: Iterable[BatchRow], *,
+                    chunk_size: int = _batch.DEFAULT_CHUNK) -> Iterator[RowOutcome]:
+        """Issue many certificates, ``chunk_size`` per unit of work; the outcome of every
+        row (issued, skipped as issued by an earlier run, or rejected with a
+        :class:`ecert.batch.RejectCode`), chunk by chunk as they are done.
+
+        Each row is checked as :meth:`issue` checks one (holder id scheme, holder claims,
+        text, schema, short QR form) and issued fully or not at all, whenever the run is
+        stopped: each chunk is one transaction, authorized and signed by the operator
+        once, with one log entry per certificate. Rows are recognised by an idempotency
+        key (an HMAC, under a registry secret, of the row or of ``BatchRow.key``), so
+        running the same rows again issues only what is missing; a key repeated within
+        one run is rejected as ``duplicate_row``. A four-eyes policy on issuing the type
+        refuses the batch (``approval_required``). Consume the iterator: rows are
+        issued as it advances.
+        """
+        if chunk_size < 1:
+            raise InputError("a chunk holds at least one row")
+        run = _batch.start(self._ctx, _code_text(type_code), _code_text(agency_code))
+        return _batch.issue_batch(run, rows, chunk_size=chunk_size)
+
+    def issue_file(self, type_code: str, agency_code: str, path: str | Path, *,
+                   id_column: str | None = None, rejects: str | Path | None = None,
+                   encoding: str | None = None,
+                   chunk_size: int = _batch.DEFAULT_CHUNK) -> Iterator[RowOutcome]:
+        """:meth:`issue_batch` of the rows of a CSV or JSON Lines file
+        (:func:`ecert.batch.open_rows`); refused rows (and unreadable ones) go to the
+        ``rejects`` file (mode 0600), with the input's columns plus ``_line``, ``_code``
+        and ``_reason``, so that the fixed file runs again as it is."""
+        if chunk_size < 1:
+            raise InputError("a chunk holds at least one row")
+        run = _batch.start(self._ctx, _code_text(type_code), _code_text(agency_code))
+        source = open_rows(path, id_column=id_column, encoding=encoding)
+        try:
+            sink = None if rejects is None else RejectsFile(rejects, source)
+        except BaseException:
+            source.close()
+            raise
+
+        def outcomes() -> Iterator[RowOutcome]:
+            try:
+                yield from _batch.issue_file(run, source, sink, chunk_size=chunk_size)
+            finally:
+                if sink is not None:
+                    sink.close()
+                source.close()
+
+        return outcomes()
+
     def _holder_id_scheme(self, type_code: str) -> str | None:
         with self._ctx.read() as repo:
             cert_type = repo.get_type(type_code)
@@ -1084,6 +1143,80 @@ class Registry:
                              code="invalid_reason") from e
         return self._ctx.execute(_lifecycle.REVOKE, {"id": self.resolve_id(id_or_serial),
                                                      "reason": reason.value})
+
+    def revoke_batch(self, rows: Iterable[RevocationRow]) -> list[RowOutcome]:
+        """Revoke many certificates as one change: one unit of work (or, where a four-eyes
+        policy on revoking any of their types applies, one request that a second operator
+        approves as a whole: :class:`ecert.PendingApproval`, nothing revoked yet). Returns
+        an outcome per row: revoked, skipped (revoked already), or rejected
+        (``not_found``, ``invalid_reason``, ``duplicate_row``). A certificate no longer
+        revocable when the batch is carried out refuses the whole batch."""
+        return self._revocations(rows, None)
+
+    def revoke_file(self, path: str | Path, *, rejects: str | Path | None = None,
+                    encoding: str | None = None) -> list[RowOutcome]:
+        """:meth:`revoke_batch` of a CSV or JSON Lines file with columns ``id`` (an id or
+        an unambiguous serial) and ``reason`` (an RFC 5280 reason name); refused rows go
+        to ``rejects`` (mode 0600) before anything is revoked or requested."""
+        source = open_rows(path, encoding=encoding, revocations=True)
+        try:
+            sink = None if rejects is None else RejectsFile(rejects, source)
+            try:
+                return self._revocations(source.records(), sink)
+            finally:
+                if sink is not None:
+                    sink.close()
+        finally:
+            source.close()
+
+    def _revocations(self, rows: Iterable[Any], sink: RejectsFile | None) -> list[RowOutcome]:
+        outcomes: dict[int, RowOutcome] = {}
+        wanted: list[tuple[int, Certificate, RevocationReason]] = []
+        first: dict[str, int] = {}
+
+        def refuse(line: int, record: Any, code: RejectCode, reason: str) -> None:
+            outcomes[line] = RowOutcome(line, RowStatus.REJECTED, code=code, reason=reason)
+            if sink is not None:
+                sink.write(record, line, code.value, reason)
+
+        for item in rows:
+            row, record = (item.row, item.record) if hasattr(item, "record") else (item, {})
+            if row is None:
+                refuse(item.line, record, RejectCode.INPUT, item.problem or "unreadable")
+                continue
+            try:
+                reason = RevocationReason(str(row.reason).strip())
+            except ValueError:
+                refuse(row.line, record, RejectCode.INVALID_REASON,
+                       f"unknown revocation reason {str(row.reason)[:40]!r}")
+                continue
+            try:
+                cert = self.get(row.id)
+            except (NotFound, InvalidCertificateId, InputError) as e:
+                refuse(row.line, record, RejectCode.NOT_FOUND, e.message)
+                continue
+            if cert.id in first:
+                refuse(row.line, record, RejectCode.DUPLICATE_ROW,
+                       f"the same certificate as line {first[cert.id]}")
+                continue
+            first[cert.id] = row.line
+            if cert.status is CertificateStatus.REVOKED:
+                outcomes[row.line] = RowOutcome(row.line, RowStatus.SKIPPED,
+                                                certificate_id=cert.id)
+                continue
+            wanted.append((row.line, cert, reason))
+        if sink is not None:
+            sink.flush()
+        if wanted:
+            key = self._ctx.commitment_key
+            self._ctx.execute(_lifecycle.REVOKE_BATCH, {
+                "rows": [[c.id, r.value] for _line, c, r in wanted],
+                "scope": [[c.agency_code, c.type_code] for _line, c, r in wanted],
+                "subject": revocations_digest((commitment(key, c.id), r.value)
+                                              for _line, c, r in wanted)})
+            for line, cert, _reason in wanted:
+                outcomes[line] = RowOutcome(line, RowStatus.REVOKED, certificate_id=cert.id)
+        return [outcomes[line] for line in sorted(outcomes)]
 
     def suspend(self, id_or_serial: str, reason: str | None = None) -> Certificate:
         """Suspend a valid certificate (reversible). ``reason`` is free text, kept with

@@ -814,11 +814,36 @@ def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any,
             find("record_modified", f"agreement {agreement.region}", None,
                  "the agreement differs from the log")
     _compare_sharing(ctx, repo, replay, find)
+    _compare_issue_keys(repo, replay, key, find)
     for list_id, _size, _bits, allocated in repo.list_status_lists():
         logged_count = len(replay.statuses.get(list_id, {}))
         if allocated < logged_count:
             find("record_modified", f"status list {list_id}", None,
                  f"{allocated} slots allocated but the log issued {logged_count}")
+
+
+def _compare_issue_keys(repo: Repository, replay: Replay, key: bytes, find: Any) -> None:
+    """Batch idempotency keys against the issue entries that carry them: a key row the
+    log does not back would make a re-run skip a row nobody issued; a logged key without
+    its row would make a re-run issue that row a second time."""
+    matched = 0
+    for chunk in repo.all_issue_keys():
+        for value, cert_id in chunk:
+            logged = replay.certificates.get(commitment(key, str(cert_id)))
+            if logged is None or logged.key != value:
+                find("record_modified", f"issue key of {cert_id}", None,
+                     "a batch idempotency key that no logged issue of this certificate "
+                     "carries (a re-run would skip its row unissued)")
+            else:
+                matched += 1  # keys are distinct (primary key): each logged one once
+    logged_keys = sum(1 for c in replay.certificates.values() if c.key is not None)
+    if matched < logged_keys:
+        present = {str(v) for chunk in repo.all_issue_keys() for v, _c in chunk}
+        for subject, logged in replay.certificates.items():
+            if logged.key is not None and logged.key not in present:
+                find("record_modified", subject, None,
+                     "the batch idempotency key of a logged issue is missing (a re-run "
+                     "would issue its row again)")
 
 
 class _TokenRows:

@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from ecert._allocation import Permutation
 from ecert._authority import (
     ADMIN_CHANGES,
     Action,
@@ -45,7 +46,7 @@ from ecert._formats.jose import (
     key_from_jwk,
     verify_signature,
 )
-from ecert._formats.log import Entry, commitment, sign_unit
+from ecert._formats.log import Entry, commitment, sealed_leaves
 from ecert._storage.database import WRITE
 from ecert._storage.repository import Repository, WriteRepository
 from ecert.errors import (
@@ -71,6 +72,7 @@ OPERATORS_DIR = "operators"
 PSEUDONYM_SECRET = "holder-pseudonym"  # noqa: S105 - a key file name, not a secret
 COMMITMENT_SECRET = "log-commitment"  # noqa: S105 - a key file name, not a secret
 CONSENT_SECRET = "consent-code"  # noqa: S105 - a key file name, not a secret
+BATCH_SECRET = "batch-key"  # noqa: S105 - a key file name, not a secret
 #: How long a four-eyes request waits for approval.
 REQUEST_TTL_SECONDS = 72 * 3600
 
@@ -244,23 +246,23 @@ class Unit:
                  {"role": role.value, "agency": agency_code, "jwk": dict(info.public_jwk)})
         return info
 
-    def seal(self, signer: Signer) -> tuple[int, list[Entry]]:
+    def seal(self, signer: Signer) -> tuple[int, int]:
         """Sign the unit's entries and append them to the log; the first one's index and
-        the entries."""
+        how many."""
         if not self._entries:
             raise StorageError("internal: a unit of work changed state without logging it")
-        entries = sign_unit([Entry(self.now, p.action.value, p.public, self.operator.kid,
-                                   p.details) for p in self._entries], signer)
+        leaves = sealed_leaves([Entry(self.now, p.action.value, p.public, self.operator.kid,
+                                      p.details) for p in self._entries], signer)
         # Only now is the log's counter row locked: signing happened outside it.
-        end = self.repo.add_to_counter("log_size", len(entries))
-        start = end - len(entries)
+        end = self.repo.add_to_counter("log_size", len(leaves))
+        start = end - len(leaves)
         self.repo.append_log([
-            {"seq": start + i, "leaf": entry.encode(), "action": p.action.value,
+            {"seq": start + i, "leaf": leaf, "action": p.action.value,
              "subject": p.public, "plain_subject": p.subject, "operator": self.operator.name,
              "unit": start, "at": self.now, "note": p.note, "ref": p.ref}
-            for i, (entry, p) in enumerate(zip(entries, self._entries, strict=True))
+            for i, (leaf, p) in enumerate(zip(leaves, self._entries, strict=True))
         ])
-        return start, entries
+        return start, len(leaves)
 
     def run_after(self) -> None:
         for step in self._after:
@@ -289,6 +291,9 @@ class _Context:
         self._authenticated: tuple[Operator, Signer] | None = None
         self._secrets: dict[str, bytes] = {}
         self._signers: dict[str, Signer] = {}
+        #: Tabulated slot permutations of the open status list (batch issuance), by
+        #: ``(list id, key, size)``.
+        self.permutations: dict[tuple[int, bytes, int], Permutation] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -347,6 +352,13 @@ class _Context:
     @property
     def commitment_key(self) -> bytes:
         return self._secret(COMMITMENT_SECRET, b"ecert log commitment v1\x00")
+
+    @property
+    def batch_key(self) -> bytes:
+        """The key of batch rows' idempotency keys (a secret of the key store, made on
+        first use): a plain hash of a row would let anyone holding the log test guesses
+        of a holder id against it."""
+        return self._secret(BATCH_SECRET, b"ecert batch row v1\x00")
 
     @property
     def consent_key(self) -> bytes:
@@ -458,10 +470,10 @@ class _Context:
                 if operation.guarded:
                     request = self._hold_for_approval(unit, operation, target, params)
                 result = None if request is not None else operation.apply(unit, params)
-                start, entries = unit.seal(signer)
+                start, count = unit.seal(signer)
                 if request is None and operation.placed is not None:
                     result = operation.placed(result,  # type: ignore[arg-type]
-                                              list(range(start, start + len(entries))))
+                                              list(range(start, start + count)))
         except PermissionDenied as refusal:
             self._log_refusal(operator, signer, operation, subject, refusal)
             raise

@@ -8,7 +8,6 @@ import re
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from hashlib import sha256
 from typing import Any
 
 import jsonschema
@@ -32,14 +31,17 @@ from ecert.holder_ids import (
     parse_scheme,
 )
 from ecert.identifiers import CertificateId
-from ecert.models import Certificate, CertificateStatus, CertificateType, KeyRole
+from ecert.models import Agency, Certificate, CertificateStatus, CertificateType, KeyRole
 from ecert.qr import MAX_TEXT_AT_DEFAULT, QrTooLarge
+from ecert.registry._compiled import Check, compile_schema
 from ecert.registry._core import Operation, Retry, Target, Unit, register
 from ecert.registry._lifecycle import effective, supersede
 
-# (code, version) -> (the schema it was compiled from, validator); the schema is compared,
-# so a type changed under the same version (tests, migrations) never uses a stale one.
-_validators: dict[tuple[str, int], tuple[Mapping[str, Any], jsonschema.protocols.Validator]] = {}
+# (code, version) -> (the schema it was compiled from, validator, compiled fast path); the
+# schema is compared, so a type changed under the same version (tests, migrations) never
+# uses a stale one.
+_validators: dict[tuple[str, int], tuple[Mapping[str, Any], jsonschema.protocols.Validator,
+                                         Check | None]] = {}
 
 
 def holder_pseudonym(key: bytes, holder_id: str) -> str:
@@ -51,19 +53,25 @@ def holder_pseudonym(key: bytes, holder_id: str) -> str:
     normalized = normalize_id(holder_id)
     if not normalized:
         raise InputError("holder id is empty")
-    return b64url_encode(hmac.new(key, normalized.encode(), sha256).digest()[:16])
+    return b64url_encode(hmac.digest(key, normalized.encode(), "sha256")[:16])
 
 
 def validate_claims(cert_type: CertificateType, claims: Mapping[str, Any]) -> None:
     """Raise :class:`ClaimsInvalid`, naming the field, unless ``claims`` fit the type."""
     cache_key = (cert_type.code, cert_type.version)
     cached = _validators.get(cache_key)
-    if cached is not None and cached[0] == cert_type.schema:
-        validator = cached[1]
+    if cached is not None and (cached[0] is cert_type.schema or cached[0] == cert_type.schema):
+        validator, fast = cached[1], cached[2]
     else:
         cls = jsonschema.validators.validator_for(cert_type.schema)
-        validator = cls(cert_type.schema, format_checker=_format_checker(cls))
-        _validators[cache_key] = (cert_type.schema, validator)
+        checker = _format_checker(cls)
+        validator = cls(cert_type.schema, format_checker=checker)
+        fast = compile_schema(cert_type.schema, checker.conforms)
+        _validators[cache_key] = (cert_type.schema, validator, fast)
+    # The compiled check's "valid" is certain; anything else is judged (and named) by
+    # jsonschema itself (see ecert.registry._compiled).
+    if fast is not None and fast(claims):
+        return
     try:
         error = jsonschema.exceptions.best_match(validator.iter_errors(claims))
     except (RecursionError, re.error, OverflowError) as e:
@@ -181,26 +189,42 @@ def _target(_repo: Any, p: Mapping[str, Any]) -> Target:
     return Target(Resource(agency=p["agency"], type=p["type"]), f"{p['agency']}/{p['type']}")
 
 
-def _issue(unit: Unit, p: Mapping[str, Any]) -> Certificate:
-    repo, region, now = unit.repo, unit.region, unit.now
-    cert_type = repo.get_type(p["type"])
-    agency = repo.get_agency(p["agency"])
+def issuable(repo: Any, type_code: str, agency_code: str, now: int
+             ) -> tuple[CertificateType, Agency]:
+    """The type and the agency, if the agency may issue the type at ``now``."""
+    cert_type = repo.get_type(type_code)
+    agency = repo.get_agency(agency_code)
     if cert_type is None:
-        raise NotFound(f"no certificate type {p['type']!r}")
+        raise NotFound(f"no certificate type {type_code!r}")
     if agency is None:
-        raise NotFound(f"no agency {p['agency']!r}")
+        raise NotFound(f"no agency {agency_code!r}")
     if not agency.may_issue(cert_type.code, from_seconds(now)):
         allowed = [t for t in agency.types if agency.may_issue(t, from_seconds(now))]
         raise NotAuthorized(f"agency {agency.code} may not issue {cert_type.code} "
                             f"(it issues: {', '.join(allowed) or 'nothing'})")
-    claims = check_input(cert_type, p["holder"], p["holder_name"], p["claims"],
-                         unit.ctx.pseudonym_key, datetime.fromtimestamp(now, UTC).date())
-    start = p["valid_from"] if p["valid_from"] is not None else now
-    end = p["valid_until"]
-    if end is None and p["default_validity"] and cert_type.validity_days is not None:
+    return cert_type, agency
+
+
+def validity(cert_type: CertificateType, now: int, valid_from: int | None,
+             valid_until: int | None, default_validity: bool) -> tuple[int, int | None]:
+    """``(start, end)``: now unless given, the type's validity from the start unless an end
+    is given (and ``default_validity``); an end not after the start is refused."""
+    start = valid_from if valid_from is not None else now
+    end = valid_until
+    if end is None and default_validity and cert_type.validity_days is not None:
         end = start + cert_type.validity_days * 86_400
     if end is not None and end <= start:
-        raise InputError("valid-until must be after valid-from")
+        raise InputError("valid-until must be after valid-from", code="invalid_validity")
+    return start, end
+
+
+def _issue(unit: Unit, p: Mapping[str, Any]) -> Certificate:
+    repo, region, now = unit.repo, unit.region, unit.now
+    cert_type, agency = issuable(repo, p["type"], p["agency"], now)
+    claims = check_input(cert_type, p["holder"], p["holder_name"], p["claims"],
+                         unit.ctx.pseudonym_key, datetime.fromtimestamp(now, UTC).date())
+    start, end = validity(cert_type, now, p["valid_from"], p["valid_until"],
+                          p["default_validity"])
     supersedes = p["supersedes"]
     replaces = p.get("replaces")
     old = None if replaces is None else _predecessor(unit, p, replaces)

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from ecert._authority import Action, Resource
+from ecert._authority import Action, Resource, revocations_digest
 from ecert._clock import to_seconds
+from ecert._formats.log import commitment
 from ecert._formats.statuslist import INVALID, SUSPENDED, VALID
-from ecert.errors import InvalidTransition, NotFound
+from ecert.errors import InvalidTransition, NotFound, RecordTampered
 from ecert.models import Certificate, CertificateStatus, RevocationReason
 from ecert.registry._core import Operation, Target, Unit, register
 from ecert.registry._rules import list_id_of
@@ -61,21 +62,25 @@ def _locked(unit: Unit, action: Action, cert_id: str) -> Certificate:
     return cert
 
 
-def _transition(action: Action) -> Operation[Certificate]:
+def _change(unit: Unit, action: Action, cert: Certificate, reason: RevocationReason | None,
+            note: str | None) -> None:
+    """Set ``cert`` (locked) to the status ``action`` leads to, and log it."""
     target_status = _TARGET[action]
+    unit.repo.set_status(cert.id, target_status, reason, note)
+    details: dict[str, Any] = {
+        "agency": cert.agency_code, "type": cert.type_code,
+        "list": list_id_of(cert.status_list_uri), "idx": cert.status_index,
+        "status": STATUS_VALUES[target_status]}
+    if reason is not None:
+        details["reason"] = reason.value
+    unit.log(action, cert.id, details, private=True, note=note)
 
+
+def _transition(action: Action) -> Operation[Certificate]:
     def apply(unit: Unit, p: Mapping[str, Any]) -> Certificate:
         cert = _locked(unit, action, p["id"])
         reason = RevocationReason(p["reason"]) if p.get("reason") else None
-        note = p.get("note") or None
-        unit.repo.set_status(cert.id, target_status, reason, note)
-        details: dict[str, Any] = {
-            "agency": cert.agency_code, "type": cert.type_code,
-            "list": list_id_of(cert.status_list_uri), "idx": cert.status_index,
-            "status": STATUS_VALUES[target_status]}
-        if reason is not None:
-            details["reason"] = reason.value
-        unit.log(action, cert.id, details, private=True, note=note)
+        _change(unit, action, cert, reason, p.get("note") or None)
         updated = unit.repo.get_certificate(cert.id)
         if updated is None:  # pragma: no cover - the row was locked above
             raise NotFound(f"no certificate {cert.id}")
@@ -87,6 +92,45 @@ def _transition(action: Action) -> Operation[Certificate]:
 REVOKE = _transition(Action.CERT_REVOKE)
 SUSPEND = _transition(Action.CERT_SUSPEND)
 REINSTATE = _transition(Action.CERT_REINSTATE)
+
+
+def _batch_target(repo: Any, p: Mapping[str, Any]) -> Target:
+    """A revocation batch: its subject the digest of what it revokes; its resource the
+    agency and type all its certificates share (None where they differ: only an officer
+    of every agency or type may then revoke the batch)."""
+    agencies = {agency for agency, _type in p["scope"]}
+    types = {type_code for _agency, type_code in p["scope"]}
+    return Target(Resource(agency=next(iter(agencies)) if len(agencies) == 1 else None,
+                           type=next(iter(types)) if len(types) == 1 else None),
+                  p["subject"])
+
+
+def _revoke_batch(unit: Unit, p: Mapping[str, Any]) -> list[str]:
+    """Revoke every ``[id, reason]`` of ``p["rows"]`` in this one unit: the batch's head
+    entry, then one ``certificate.revoke`` each. Refused whole if any certificate is no
+    longer revocable or outside the operator's grants, or if the rows are not the ones
+    the subject names."""
+    certs = []
+    for cert_id, reason in p["rows"]:
+        cert = _locked(unit, Action.CERT_REVOKE, cert_id)
+        unit.require(Action.CERT_REVOKE, Resource(cert.agency_code, cert.type_code))
+        certs.append((cert, RevocationReason(reason)))
+    key = unit.ctx.commitment_key
+    if revocations_digest((commitment(key, c.id), r.value) for c, r in certs) != p["subject"]:
+        raise RecordTampered("the revocation batch's rows are not the ones its subject names")
+    target = _batch_target(None, p)
+    unit.log(Action.CERT_REVOKE_BATCH, p["subject"],
+             {"count": len(certs), "agency": target.resource.agency,
+              "type": target.resource.type})
+    for cert, reason in certs:
+        _change(unit, Action.CERT_REVOKE, cert, reason, None)
+    return [c.id for c, _r in certs]
+
+
+REVOKE_BATCH = register(Operation(
+    Action.CERT_REVOKE_BATCH, _batch_target, _revoke_batch,
+    # A four-eyes policy on revoking any of its types holds the whole batch, once.
+    covers=lambda p: [(Action.CERT_REVOKE, t) for t in sorted({t for _a, t in p["scope"]})]))
 
 
 def _redact(unit: Unit, p: Mapping[str, Any]) -> Certificate:

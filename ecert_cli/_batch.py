@@ -1,0 +1,206 @@
+"""``ecert issue-batch`` and ``revoke-batch``: every row of a CSV or JSON Lines file."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ecert.batch import RowOutcome, RowStatus
+from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
+from ecert_cli._render import fmt, say
+
+
+def default_rejects(path: Path) -> Path:
+    """``licences.csv`` -> ``licences.rejects.csv`` beside it."""
+    return path.with_name(f"{path.stem}.rejects{path.suffix or '.csv'}")
+
+
+def count_lines(path: Path) -> int:
+    """Line breaks in ``path`` (at 1 MiB a read): the rows to expect, for the ETA."""
+    count = 0
+    last = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            count += chunk.count(b"\n")
+            last = chunk
+    return count + (1 if last and not last.endswith(b"\n") else 0)
+
+
+class Progress:
+    """A bar with rate and ETA on a terminal (tqdm), else a line every ``every`` seconds;
+    both on standard error."""
+
+    def __init__(self, total: int, every: float, clock: Callable[[], float]) -> None:
+        self.counts: Counter[RowStatus] = Counter()
+        self.codes: Counter[str] = Counter()
+        self.total = total
+        self._every = every
+        self._clock = clock
+        self.started = self._last = clock()
+        self._bar: Any = None
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
+            except ImportError:  # the registry extra brings it; without it: plain lines
+                pass
+            else:
+                self._bar = tqdm(total=total or None, unit=fmt("rows"), file=sys.stderr,
+                                 dynamic_ncols=True, smoothing=0.1)
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, outcome: RowOutcome) -> None:
+        self.counts[outcome.status] += 1
+        if outcome.code is not None:
+            self.codes[outcome.code.value] += 1
+        if self._bar is not None:
+            self._bar.update(1)
+            if outcome.status is RowStatus.REJECTED:
+                self._bar.set_postfix_str(fmt("{rejected} rejected",
+                                              rejected=self.counts[RowStatus.REJECTED]),
+                                          refresh=False)
+            return
+        now = self._clock()
+        if now - self._last >= self._every:
+            self._last = now
+            click.echo(self.line(now), err=True)
+
+    def line(self, now: float) -> str:
+        rate = self.done / max(now - self.started, 1e-9)
+        return fmt("{done} of {total} rows: {issued} issued, {skipped} issued before, "
+                   "{rejected} rejected ({rate}/s)", done=self.done, total=self.total,
+                   issued=self.counts[RowStatus.ISSUED],
+                   skipped=self.counts[RowStatus.SKIPPED],
+                   rejected=self.counts[RowStatus.REJECTED], rate=round(rate))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+@cli.command("issue-batch")
+@click.option("--type", "type_code", required=True, help="Certificate type code.")
+@click.option("--agency", "agency_code", required=True, help="Issuing agency code.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--id-column", default=None, metavar="NAME",
+              help="A column whose value identifies the row across runs (default: a keyed "
+                   "hash of the whole row).")
+@click.option("--rejects", "rejects_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="FILE",
+              help="Where refused rows go, with _line, _code and _reason (mode 0600; "
+                   "default: FILE's name with .rejects before its extension).")
+@click.option("--encoding", default=None,
+              help="Encoding of a CSV file (default: UTF-8, with or without BOM, or "
+                   "GB 18030, detected).")
+@click.option("--chunk", "chunk_size", type=click.IntRange(1, 10_000), default=500,
+              show_default=True, help="Rows per transaction.")
+@click.option("--progress-every", type=click.FloatRange(0), default=10.0, show_default=True,
+              metavar="SECONDS", help="Without a terminal: a progress line this often.")
+@json_option
+def issue_batch(type_code: str, agency_code: str, file: Path, id_column: str | None,
+                rejects_file: Path | None, encoding: str | None, chunk_size: int,
+                progress_every: float) -> None:
+    """Issue a certificate for every row of a CSV or JSON Lines FILE.
+
+    Columns (members): holder_id, holder_name, claims (a JSON object; without a claims
+    column every other column is a text claim), optional valid_from and valid_until. Each
+    row is checked as 'ecert issue' checks one and issued fully or not at all; refused
+    rows go to the rejects file, which runs again as it is once fixed. Running the same
+    FILE again issues only what is missing, so an interrupted run is finished by running
+    it again. Exit code 0 when every row is issued (now or before), 1 when some were
+    rejected.
+    """
+    rejects_path = rejects_file if rejects_file is not None else default_rejects(file)
+    header = 0 if file.suffix.lower() in (".jsonl", ".ndjson") else 1
+    total = max(count_lines(file) - header, 0) if file.is_file() else 0
+    progress = Progress(total, progress_every, time.monotonic)
+    try:
+        with settings().open_registry() as registry:
+            for outcome in registry.issue_file(type_code, agency_code, file,
+                                               id_column=id_column, rejects=rejects_path,
+                                               encoding=encoding, chunk_size=chunk_size):
+                progress.add(outcome)
+    except KeyboardInterrupt:
+        progress.close()
+        click.echo(fmt("interrupted after {done} rows: each row is issued or not; run the "
+                       "same command again to finish", done=progress.done), err=True)
+        raise
+    finally:
+        progress.close()
+    seconds = time.monotonic() - progress.started
+    counts = progress.counts
+    rejected = counts[RowStatus.REJECTED]
+    data = {"rows": progress.done, "issued": counts[RowStatus.ISSUED],
+            "skipped": counts[RowStatus.SKIPPED], "rejected": rejected,
+            "codes": dict(sorted(progress.codes.items())),
+            "rejects_file": str(rejects_path) if rejected else None,
+            "seconds": round(seconds, 3)}
+
+    def human() -> None:
+        say("{rows} rows: {issued} issued, {skipped} issued before, {rejected} rejected "
+            "({rate}/s)", rows=progress.done, issued=counts[RowStatus.ISSUED],
+            skipped=counts[RowStatus.SKIPPED], rejected=rejected,
+            rate=round(progress.done / max(seconds, 1e-9)))
+        for code, count in sorted(progress.codes.items()):
+            say("  {code}: {count}", code=code, count=count)
+        if rejected:
+            say("rejected rows are in {file}: fix them there and run it again",
+                file=str(rejects_path))
+
+    emit(data, human)
+    if rejected:
+        sys.exit(EXIT_NOT_VALID)
+
+
+@cli.command("revoke-batch")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--rejects", "rejects_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="FILE",
+              help="Where refused rows go, with _line, _code and _reason (mode 0600; "
+                   "default: FILE's name with .rejects before its extension).")
+@click.option("--encoding", default=None,
+              help="Encoding of a CSV file (default: UTF-8, with or without BOM, or "
+                   "GB 18030, detected).")
+@json_option
+def revoke_batch(file: Path, rejects_file: Path | None, encoding: str | None) -> None:
+    """Revoke every certificate a CSV or JSON Lines FILE lists, as one change.
+
+    Columns (members): id (a certificate id, or its serial where unambiguous) and reason
+    (an RFC 5280 reason name). The whole batch is one unit of work; where a four-eyes
+    policy applies to revoking any of its types, it is one request that another operator
+    approves as a whole. Certificates revoked already are skipped, so the same FILE can
+    run again. Exit code 0 when every row is revoked (now or before) or waits for
+    approval, 1 when some were rejected.
+    """
+    rejects_path = rejects_file if rejects_file is not None else default_rejects(file)
+    with settings().open_registry() as registry:
+        outcomes = registry.revoke_file(file, rejects=rejects_path, encoding=encoding)
+    counts = Counter(o.status for o in outcomes)
+    codes = Counter(o.code.value for o in outcomes if o.code is not None)
+    rejected = counts[RowStatus.REJECTED]
+    data = {"rows": len(outcomes), "revoked": counts[RowStatus.REVOKED],
+            "skipped": counts[RowStatus.SKIPPED], "rejected": rejected,
+            "codes": dict(sorted(codes.items())),
+            "rejects_file": str(rejects_path) if rejected else None}
+
+    def human() -> None:
+        say("{rows} rows: {revoked} revoked, {skipped} revoked before, {rejected} rejected",
+            rows=len(outcomes), revoked=counts[RowStatus.REVOKED],
+            skipped=counts[RowStatus.SKIPPED], rejected=rejected)
+        for code, count in sorted(codes.items()):
+            say("  {code}: {count}", code=code, count=count)
+        if rejected:
+            say("rejected rows are in {file}: fix them there and run it again",
+                file=str(rejects_path))
+
+    emit(data, human)
+    if rejected:
+        sys.exit(EXIT_NOT_VALID)
