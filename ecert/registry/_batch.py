@@ -30,7 +30,7 @@ from ecert._clock import from_seconds, start_of_day, to_seconds, zone
 from ecert._formats import bundle as _bundle
 from ecert._formats import qr as _qr
 from ecert._formats.certificate import CERTIFICATE_TYP, CertificateClaims
-from ecert._formats.jose import CompactSigner, b64url_encode, canonical_json
+from ecert._formats.jose import CompactSigner, b64url_encode, canonical_json, strict_json_loads
 from ecert._formats.log import token_hash
 from ecert._formats.text import MAX_NAME, check_text
 from ecert.batch import BatchFile, BatchRow, RejectCode, RejectsFile, RowOutcome, RowStatus
@@ -188,8 +188,6 @@ def _empty(value: Any) -> bool:
 
 def _claims(value: Mapping[str, Any] | str) -> dict[str, Any]:
     if isinstance(value, str):
-        from ecert._formats.jose import strict_json_loads
-
         try:
             parsed = strict_json_loads(value)
         except (FormatError, ValueError, UnicodeError) as e:
