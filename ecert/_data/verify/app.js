@@ -249,6 +249,7 @@
   function render(r, extra) {
     last = { r, extra };
     const box = $('result'), home = verifier && verifier.home;
+    box.dataset.count = String(Number(box.dataset.count || 0) + 1);
     box.dataset.status = r.status;
     box.dataset.errors = r.errors.join(' ');
     box.dataset.kind = r.kind || '';
@@ -348,6 +349,7 @@
   }
   function showMessage(text) {
     const box = $('result');
+    box.dataset.count = String(Number(box.dataset.count || 0) + 1);
     box.dataset.status = '';
     box.dataset.errors = '';
     box.className = 'result';

@@ -1,0 +1,195 @@
+"""Real headless Chromium for the verifier page's tests, and a bundle host to serve it.
+
+The browser is Debian's ``chromium`` package driven by Playwright for Python through its
+executable path (``playwright install`` is never run: browsers are not downloaded). Where
+there is no Chromium (or no Playwright) the browser tests are skipped with a message naming
+the package to install; ``ECERT_REQUIRE_BROWSER=1`` (set by ``.ci/run``) turns that skip
+into a failure. ``ECERT_CHROMIUM`` names another executable.
+
+:class:`BundleHost` serves a directory on 127.0.0.1 as a region's bundle host must
+(docs/verifier-page.md): JavaScript and HTML with their media types and the CORS header
+every region's host sends, so that pages of other origins (and the page kept as a file)
+may read the documents. It can leave CORS out, serve 503 for a path prefix, or stop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import shutil
+import threading
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+#: The Debian package that provides the browser.
+CHROMIUM_PACKAGE = "chromium"
+SKIP_PREFIX = "BROWSER TESTS SKIPPED"
+_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+          ".css": "text/css; charset=utf-8", ".json": "application/json",
+          ".txt": "text/plain; charset=utf-8", ".png": "image/png"}
+
+
+def chromium_executable() -> str | None:
+    """The Chromium to drive: ``ECERT_CHROMIUM``, else ``chromium`` on the PATH."""
+    named = os.environ.get("ECERT_CHROMIUM")
+    if named:
+        return named if Path(named).is_file() else None
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def require_browser() -> str:
+    """The Chromium executable, or skip (fail under ``ECERT_REQUIRE_BROWSER=1``) loudly."""
+    missing = []
+    executable = chromium_executable()
+    if executable is None:
+        missing.append(f"no Chromium executable (install Debian's package: apt-get install -y "
+                       f"{CHROMIUM_PACKAGE}, or set ECERT_CHROMIUM)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("no Playwright for Python (pip install -e '.[test]')")
+    if missing:
+        message = f"{SKIP_PREFIX}: " + "; ".join(missing)
+        if os.environ.get("ECERT_REQUIRE_BROWSER") == "1":
+            pytest.fail(message + " — and ECERT_REQUIRE_BROWSER=1 requires them", pytrace=False)
+        pytest.skip(message)
+    assert executable is not None
+    return executable
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    server: BundleHost
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def end_headers(self) -> None:
+        if self.server.cors:
+            self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
+    def send_head(self) -> Any:
+        path = urllib.parse.urlsplit(self.path).path
+        self.server.log.append(path)
+        if any(path.startswith(prefix) for prefix in self.server.down):
+            self.send_error(503, "down for maintenance")
+            return None
+        file = Path(self.translate_path(self.path))
+        if file.is_dir():
+            file = file / "index.html"
+        if not file.is_file():
+            self.send_error(404, "not found")
+            return None
+        data = file.read_bytes()
+        etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            return None
+        self.send_response(200)
+        self.send_header("Content-Type", _TYPES.get(file.suffix, "application/octet-stream"))
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("ETag", etag)
+        self.end_headers()
+        import io
+
+        return io.BytesIO(data)
+
+
+class BundleHost(http.server.ThreadingHTTPServer):
+    """Serves ``root`` at ``http://127.0.0.1:PORT/`` from a daemon thread."""
+
+    daemon_threads = True
+
+    def __init__(self, root: Path, *, port: int = 0, cors: bool = True) -> None:
+        self.root = root
+        self.cors = cors
+        self.down: set[str] = set()
+        self.log: list[str] = []
+
+        def handler(request: Any, client: Any, server: BundleHost) -> _Handler:
+            return _Handler(request, client, server, directory=str(server.root))
+
+        super().__init__(("127.0.0.1", port), handler)
+        self.port = self.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
+        self._thread.start()
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Stop serving (connections are refused). Idempotent."""
+        if not self._stopped:
+            self._stopped = True
+            self.shutdown()
+            self.server_close()
+            self._thread.join(5)
+
+
+class VerifierTab:
+    """One tab of the verifier page, driven as a person would: paste, click, read.
+
+    Waits use selectors only: the page's Content-Security-Policy forbids the ``eval`` that
+    Playwright's function waits need (``evaluate`` goes through DevTools and may run).
+    """
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+
+    def open(self, url: str) -> VerifierTab:
+        self.page.goto(url)
+        self.page.wait_for_selector("body[data-ready=true]", state="attached", timeout=15_000)
+        return self
+
+    def _count(self) -> int:
+        return int(self.page.get_attribute("#result", "data-count") or 0)
+
+    def wait_result(self, after: int) -> tuple[str, str]:
+        self.page.wait_for_selector(f"#result[data-count='{after + 1}']", state="attached",
+                                    timeout=20_000)
+        return self.status()
+
+    def status(self) -> tuple[str, str]:
+        """``(data-status, data-errors)`` of the result."""
+        return (self.page.get_attribute("#result", "data-status") or "",
+                self.page.get_attribute("#result", "data-errors") or "")
+
+    def verify(self, text: str, *, audience: str | None = None, purpose: str | None = None,
+               full: str | None = None) -> tuple[str, str]:
+        """Paste ``text`` (and the options) and press the button; the result's status."""
+        page = self.page
+        page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        page.fill("#audience", audience or "")
+        page.fill("#purpose", purpose or "")
+        page.fill("#full", full or "")
+        page.fill("#input", text)
+        before = self._count()
+        page.click("#verify")
+        return self.wait_result(before)
+
+    def upload(self, image: Path) -> tuple[str, str]:
+        """Choose ``image`` in the photo input (read with the fallback decoder here)."""
+        before = self._count()
+        self.page.set_input_files("#file", str(image))
+        return self.wait_result(before)
+
+    def result(self) -> dict[str, Any]:
+        """The last result as the page computed it (``window.ecert.lastResult``)."""
+        value: dict[str, Any] = self.page.evaluate(
+            "JSON.parse(JSON.stringify(window.ecert.lastResult, "
+            "(k, v) => typeof v === 'bigint' ? String(v) : v))")
+        return value
