@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ecert._extras import needs
-from ecert._formats.qr import is_qr_text, unwrap, wrap
+from ecert._formats.qr import from_link_fragment, is_qr_text, to_link_fragment, unwrap, wrap
 from ecert._formats.url import check_http_url
-from ecert.errors import CertificateNotValid, InputError
+from ecert.errors import CertificateNotValid, FormatError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import segno
@@ -44,6 +44,7 @@ __all__ = [
     "qr_text",
     "refusal",
     "standing",
+    "text_from_link",
     "to_image",
     "unwrap",
     "wrap",
@@ -162,15 +163,24 @@ def make_qr(text: str, *, ec: str = "Q", max_version: int = MAX_VERSION) -> QrCo
 def link_text(base_url: str, text: str) -> str:
     """The link that opens the region's verifier page on QR text ``text`` (``EC1:…``).
 
-    ``{base_url}/verify/#EC1:…``: the QR text rides in the fragment, which a browser never
-    sends to the server, and the page removes it from the address bar once read. Its space
-    and ``%`` (base45 has both) are written ``%20`` and ``%25``, so the link is a valid URL
-    that a phone's camera app opens, and the fragment stays QR alphanumeric.
+    ``{base_url}/verify/#EC1:…``: the container rides in the fragment, which a browser
+    never sends to the server (the page removes it from the address bar once read), in
+    base43 — base45 without space and ``%`` — so the link is a valid URL that a phone's
+    camera app opens, as long as the QR text and still QR alphanumeric (format section 14.1).
     """
     check_http_url(base_url, base=True)
     if not is_qr_text(text):
         raise InputError("a verification link carries QR text (EC1:…)", code="invalid_qr_text")
-    return base_url + VERIFY_PATH + "#" + text.replace("%", "%25").replace(" ", "%20")
+    return base_url + VERIFY_PATH + "#" + to_link_fragment(text)
+
+
+def text_from_link(link: str) -> str:
+    """The QR text a verification link carries (what :func:`link_text` made); raises
+    :class:`ecert.errors.FormatError` ``qr_malformed`` for anything else."""
+    _, hash_mark, fragment = link.partition("#")
+    if not hash_mark:
+        raise FormatError("a verification link has a fragment", code="qr_malformed")
+    return from_link_fragment(fragment)
 
 
 def make_link_qr(base_url: str, text: str, *, ec: str = "Q",

@@ -116,6 +116,66 @@ def b45decode(text: str) -> bytes:
     return bytes(out)
 
 
+# -- the verification link (base43) ---------------------------------------------------------
+
+#: Base45 without space and ``%``: what a link's fragment carries (section 14.1).
+BASE43_ALPHABET = BASE45_ALPHABET.replace(" ", "").replace("%", "")
+_B43 = {c: i for i, c in enumerate(BASE43_ALPHABET)}
+
+
+def b43encode(data: bytes) -> str:
+    """Like :func:`b45encode` over :data:`BASE43_ALPHABET`: 43**3 > 65535 and 43**2 > 255,
+    so two bytes still take three characters (the text as long as base45's), and every
+    character is QR alphanumeric and needs no escaping in a URL's fragment."""
+    out: list[str] = []
+    for i in range(0, len(data) - 1, 2):
+        n = data[i] * 256 + data[i + 1]
+        c, n = divmod(n, 43 * 43)
+        e, d = divmod(n, 43)
+        out += (BASE43_ALPHABET[d], BASE43_ALPHABET[e], BASE43_ALPHABET[c])
+    if len(data) % 2:
+        e, d = divmod(data[-1], 43)
+        out += (BASE43_ALPHABET[d], BASE43_ALPHABET[e])
+    return "".join(out)
+
+
+def b43decode(text: str) -> bytes:
+    """Strict base43: other characters, a dangling character and overflows are refused."""
+    if len(text) % 3 == 1:
+        raise QrFormatError("base43 text has a dangling character", code="qr_malformed")
+    try:
+        values = [_B43[c] for c in text]
+    except KeyError as e:
+        raise QrFormatError(f"{e.args[0]!r} is not a base43 character",
+                            code="qr_malformed") from None
+    out = bytearray()
+    for i in range(0, len(values), 3):
+        chunk = values[i:i + 3]
+        n = chunk[0] + chunk[1] * 43 + (chunk[2] * 1849 if len(chunk) == 3 else 0)
+        if n > (0xFFFF if len(chunk) == 3 else 0xFF):
+            raise QrFormatError("base43 group overflows", code="qr_malformed")
+        out += n.to_bytes(len(chunk) - 1, "big")
+    return bytes(out)
+
+
+def to_link_fragment(text: str) -> str:
+    """The fragment of a verification link for QR text: ``EC1:`` + base43 of the container."""
+    match = _PREFIX_RE.match(text)
+    if match is None:
+        raise QrFormatError("not an ecert QR code (no EC1: prefix)", code="qr_malformed")
+    return match.group(0) + b43encode(b45decode(text[match.end():]))
+
+
+def from_link_fragment(fragment: str) -> str:
+    """The QR text a verification link's fragment carries (the inverse of
+    :func:`to_link_fragment`); raises :class:`QrFormatError` ``qr_malformed``."""
+    match = _PREFIX_RE.match(fragment)
+    if match is None or len(fragment) > MAX_QR_TEXT:
+        raise QrFormatError("not the fragment of an ecert verification link",
+                            code="qr_malformed")
+    return match.group(0) + b45encode(b43decode(fragment[match.end():]))
+
+
 # -- value encoding --------------------------------------------------------------------------
 
 _GB_OK = re.compile(r"[\x20-\x7e\u3000-\u303f\u4e00-\u9fff\uff01-\uff5e]*")
@@ -562,8 +622,29 @@ def parse_token_payload(token: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "CONTAINER_VERSION", "PREFIX", "QR_TYP", "QrClaims", "QrFormatError", "Unwrapped",
-    "b45decode", "b45encode", "decode_value", "encode_value", "inflate", "is_qr_text", "probe_text",
-    "qr_payload", "read_qr_payload", "sign_qr_token", "status_uri", "token_digest", "unwrap",
+    "BASE43_ALPHABET",
+    "CONTAINER_VERSION",
+    "PREFIX",
+    "QR_TYP",
+    "QrClaims",
+    "QrFormatError",
+    "Unwrapped",
+    "b43decode",
+    "b43encode",
+    "b45decode",
+    "b45encode",
+    "decode_value",
+    "encode_value",
+    "from_link_fragment",
+    "inflate",
+    "is_qr_text",
+    "probe_text",
+    "qr_payload",
+    "read_qr_payload",
+    "sign_qr_token",
+    "status_uri",
+    "to_link_fragment",
+    "token_digest",
+    "unwrap",
     "wrap",
 ]

@@ -212,9 +212,10 @@
     const code = window.jsQR(ctx.getImageData(0, 0, cw, ch).data, cw, ch, { inversionAttempts: 'attemptBoth' });
     return code ? [code.data] : [];
   }
-  /** QR text from what was read: EC… itself, or a verify/ link carrying it in its fragment. */
+  /** QR text from what was read: EC… itself, or a verify/ link carrying it (in base43) in
+   * its fragment. A link that does not decode is given as it is: the verifier refuses it. */
   function fromFragment(hash) {
-    return hash.replace(/^#/, '').replace(/%(20|25)/g, (m, h) => (h === '20' ? ' ' : '%'));
+    try { return C.qrTextFromLink(hash.replace(/^#/, '')); } catch (err) { return hash; }
   }
   function qrTextOf(texts) {
     for (const t of texts) {
@@ -418,7 +419,7 @@
     applyLanguage();
     if (clock) { $('test-clock').hidden = false; }
     if (!await C.supportsEd25519()) $('ed25519').hidden = false;
-    $('verify').addEventListener('click', () => verify($('input').value));
+    $('verify').addEventListener('click', () => verify(qrTextOf([$('input').value])));
     $('camera').addEventListener('click', camera);
     $('file').addEventListener('change', (ev) => { if (ev.target.files[0]) verifyImage(ev.target.files[0]); });
     $('page-check').addEventListener('click', checkPage);

@@ -888,22 +888,34 @@
   const QR_TYP = 'ecert-qr+jwt', QR_RE = /^EC([0-9]{1,3}):/;
   const B45 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:';
   const qrErr = (m, code = 'qr_malformed') => new FormatError(m, code);
-  function b45decode(text) {
-    if (cpLen(text) % 3 === 1) throw qrErr('base45 text has a dangling character');
-    const values = Array.from(text, (c) => { const v = B45.indexOf(c); if (v < 0 || c.length !== 1) throw qrErr('not a base45 character'); return v; });
+  /** Strict base45 (or base43, a link's: B45 without space and %); 2 bytes in 3 characters. */
+  function baseDecode(text, alphabet) {
+    const r = alphabet.length, name = 'base' + r;
+    if (cpLen(text) % 3 === 1) throw qrErr(name + ' text has a dangling character');
+    const values = Array.from(text, (c) => { const v = alphabet.indexOf(c); if (v < 0 || c.length !== 1) throw qrErr(`not a ${name} character`); return v; });
     const out = [];
     for (let i = 0; i < values.length; i += 3) {
-      if (i + 2 < values.length) {
-        const n = values[i] + values[i + 1] * 45 + values[i + 2] * 2025;
-        if (n > 0xffff) throw qrErr('base45 triple exceeds 65535');
-        out.push(n >> 8, n & 255);
-      } else {
-        const n = values[i] + values[i + 1] * 45;
-        if (n > 0xff) throw qrErr('base45 pair exceeds 255');
-        out.push(n);
-      }
+      const triple = i + 2 < values.length, n = values[i] + values[i + 1] * r + (triple ? values[i + 2] * r * r : 0);
+      if (n > (triple ? 0xffff : 0xff)) throw qrErr(name + ' group overflows');
+      if (triple) out.push(n >> 8, n & 255); else out.push(n);
     }
     return Uint8Array.from(out);
+  }
+  const b45decode = (text) => baseDecode(text, B45);
+  function b45encode(data) {
+    let s = '';
+    for (let i = 0; i + 1 < data.length; i += 2) {
+      const n = data[i] * 256 + data[i + 1];
+      s += B45[n % 45] + B45[Math.floor(n / 45) % 45] + B45[Math.floor(n / 2025)];
+    }
+    if (data.length % 2) s += B45[data[data.length - 1] % 45] + B45[Math.floor(data[data.length - 1] / 45)];
+    return s;
+  }
+  /** The QR text a verification link's fragment carries (format section 14.1). */
+  function qrTextFromLink(fragment) {
+    const m = QR_RE.exec(fragment);
+    if (!m || cpLen(fragment) > 4400) throw qrErr('not the fragment of an ecert verification link');
+    return m[0] + b45encode(baseDecode(fragment.slice(m[0].length), B45.replace(/[ %]/g, '')));
   }
   const GB_OK = /^[\x20-\x7e\u3000-\u303f\u4e00-\u9fff\uff01-\uff5e]*$/;
   let GB;
@@ -1686,6 +1698,6 @@
   G.EcertCore = {
     Verifier, TrustState, MemoryStorage, FormatError, Failure, TrustListError, Unsupported, JFloat,
     decodeAnchor, baseOf, checkHttpUrl, origin, strictJSON, canon, b64u, b64uEncode, sha256, utf8, hex,
-    supportsEd25519, qrMatches, isObj, isInt, cpCompare, QR_RE,
+    supportsEd25519, qrMatches, isObj, isInt, cpCompare, QR_RE, qrTextFromLink, qrUnwrap,
   };
 })(typeof self !== 'undefined' ? self : globalThis);
