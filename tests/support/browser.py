@@ -172,12 +172,14 @@ class VerifierTab:
                full: str | None = None) -> tuple[str, str]:
         """Paste ``text`` (and the options) and press the button; the result's status."""
         page = self.page
-        page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
-        page.fill("#audience", audience or "")
-        page.fill("#purpose", purpose or "")
-        page.fill("#full", full or "")
+        before = int(page.evaluate(
+            """([audience, purpose, full]) => {
+              for (const [id, value] of [['audience', audience], ['purpose', purpose], ['full', full]]) {
+                document.getElementById(id).value = value;
+              }
+              return Number(document.getElementById('result').dataset.count || 0);
+            }""", [audience or "", purpose or "", full or ""]))
         page.fill("#input", text)
-        before = self._count()
         page.click("#verify")
         return self.wait_result(before)
 

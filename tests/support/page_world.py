@@ -21,7 +21,7 @@ from ecert import _samples
 from ecert import qr as ecert_qr
 from tests.support.browser import BundleHost
 from tests.support.clock import FakeClock
-from tests.support.constants import EPOCH, PG_URL
+from tests.support.constants import EPOCH, FAST_KDF_ROUNDS, PG_URL
 from tests.support.issuing import issue_business_licence, uscc
 from tests.support.pg import pg_schema_url
 from tests.support.registries import create_registry
@@ -76,7 +76,8 @@ def build_page_world(tmp: Path) -> Iterator[PageWorld]:
                 schemas.append(gen)
             registries[code] = create_registry(tmp / f"home-{code}", region=code,
                                                base_url=host.base_url, database_url=url,
-                                               clock=clock, populate=True)
+                                               clock=clock, populate=True,
+                                               kdf_rounds=FAST_KDF_ROUNDS)
         gd, zj = registries["GD"], registries["ZJ"]
         anchors = {code: r.anchor() for code, r in registries.items()}
         gd.recognize(anchors["ZJ"], {"zj.spjyxkz": "cn.food-business-licence"})
