@@ -86,7 +86,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Skipped browser tests are said loudly, with the package to install (tests/test_page*)."""
     skipped = terminalreporter.stats.get("skipped", [])
     reasons = {str(r.longrepr[2]) for r in skipped
-               if isinstance(getattr(r, "longrepr", None), tuple) and SKIP_PREFIX in str(r.longrepr[2])}
+               if isinstance(getattr(r, "longrepr", None), tuple)
+               and SKIP_PREFIX in str(r.longrepr[2])}
     if reasons:
         terminalreporter.write_sep("!", "the verifier page's browser tests did NOT run", red=True,
                                    bold=True)

@@ -174,9 +174,8 @@ class VerifierTab:
         page = self.page
         before = int(page.evaluate(
             """([audience, purpose, full]) => {
-              for (const [id, value] of [['audience', audience], ['purpose', purpose], ['full', full]]) {
-                document.getElementById(id).value = value;
-              }
+              const values = {audience, purpose, full};
+              for (const id in values) document.getElementById(id).value = values[id];
               return Number(document.getElementById('result').dataset.count || 0);
             }""", [audience or "", purpose or "", full or ""]))
         page.fill("#input", text)

@@ -86,8 +86,8 @@ def build_page_world(tmp: Path) -> Iterator[PageWorld]:
 
         def licence(name: str, number: int, **options: object) -> ecert.Certificate:
             holder = uscc(number)
-            cert = issue_business_licence(gd, holder_id=holder, holder_name=f"页面测试{number}号有限公司",
-                                          **options)
+            cert = issue_business_licence(gd, holder_id=holder,
+                                          holder_name=f"页面测试{number}号有限公司", **options)
             certs[name] = cert
             world.texts[name] = cert.token
             return cert

@@ -411,7 +411,11 @@
     if (last) render(last.r, last.extra);
   }
   async function main() {
-    window.ecert = { verify: (text) => verify(text), lastResult: null };
+    // For people and tests alike: verify text, read the last result, start afresh.
+    window.ecert = {
+      verify: (text) => verify(text), lastResult: null,
+      reset: async () => { await setup(); window.ecert.verifier = verifier; renderTrust(); },
+    };
     if (window.top !== window.self) { document.body.replaceChildren(el('p', { text: w('framed') })); return; }
     $('lang').addEventListener('click', () => { lang = lang === 'en' ? 'zh' : 'en'; localStorage.setItem('ecert-lang', lang); applyLanguage(); });
     try { await setup(); } catch (err) { showMessage(err.message); return; }
