@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import VerifierTab, require_browser
+from tests.support.browser import VerifierTab, fake_camera, require_browser
 from tests.support.page_world import PAGE_NOW, PageWorld, build_page_world
 
 AXE = Path(__file__).parent / "support" / "vendor" / "axe.min.js"
@@ -93,6 +93,20 @@ def test_garbage_is_malformed_and_nothing_throws(tab: VerifierTab) -> None:
         assert status == "invalid" and errors in {"malformed", "qr_malformed",
                                                   "qr_unknown_version", "too_large"}
     assert tab.errors == []
+
+
+def test_purpose_bound_copy_for_its_requester_and_purpose(tab: VerifierTab,
+                                                          world: PageWorld) -> None:
+    copy = world.texts["copy"]
+    assert tab.verify(copy) == ("untrusted", "audience_required")
+    assert tab.verify(copy, audience="ZJ/zj-psb-traffic") == ("untrusted", "wrong_audience")
+    assert tab.verify(copy, audience="ZJ/zj-amr", purpose="别的事由") == (
+        "untrusted", "wrong_purpose")
+    assert tab.verify(copy, audience="ZJ/zj-amr", purpose="跨省迁移登记") == ("valid", "")
+    result = tab.result()
+    assert result["kind"] == "copy" and result["copy"]["audience"] == "ZJ/zj-amr"
+    shown = tab.page.inner_text("#result")
+    assert "跨省迁移登记" in shown and result["copy"]["case"] in shown
 
 
 def test_foreign_certificate_through_the_agreement(tab: VerifierTab, world: PageWorld) -> None:
@@ -315,6 +329,40 @@ def test_the_test_clock_is_ignored_off_loopback(chromium: Any, world: PageWorld)
         # On loopback the same hooks are honoured, and said so on the page.
         local = VerifierTab(ctx.new_page()).open(world.page_url())
         assert local.page.is_visible("#test-clock")
+    finally:
+        browser.close()
+
+
+def test_barcode_detector_is_used_where_the_browser_has_it(context: Any,
+                                                           world: PageWorld) -> None:
+    """A phone's browser with BarcodeDetector (stood in for here: desktop Chromium has
+    none) reads the code itself; the fallback decoder is then not even loaded."""
+    detector = """window.BarcodeDetector = class {
+      constructor(options) { this.formats = options.formats; }
+      async detect() { return [{rawValue: LINK, format: 'qr_code'}]; }
+    };"""
+    context.add_init_script(detector.replace("LINK", json.dumps(world.texts["link"])))
+    tab = VerifierTab(context.new_page()).open(world.page_url())
+    assert tab.upload(world.images["qr_short"]) == ("valid", "")
+    assert tab.page.input_value("#input") == world.texts["qr_short"]
+    assert tab.page.evaluate("typeof window.jsQR") == "undefined"
+
+
+def test_camera_input(chromium: Any, world: PageWorld, tmp_path: Path) -> None:
+    """The camera (Chromium's fake capture device showing the QR code), read by the
+    fallback decoder frame by frame, as on a phone without BarcodeDetector."""
+    video = fake_camera(world.images["qr_short"], tmp_path / "camera.y4m")
+    browser = chromium.browser_type.launch(executable_path=require_browser(), args=[
+        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}"])
+    try:
+        ctx = browser.new_context(service_workers="block", permissions=["camera"])
+        tab = VerifierTab(ctx.new_page()).open(world.page_url())
+        tab.page.click("#camera")
+        tab.wait_result(0)
+        assert tab.status() == ("valid", "")
+        assert tab.page.input_value("#input") == world.texts["qr_short"]
+        assert tab.page.is_hidden("#video")  # the camera stops once a code is read
     finally:
         browser.close()
 

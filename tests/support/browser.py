@@ -65,6 +65,22 @@ def require_browser() -> str:
     return executable
 
 
+def fake_camera(image: Path, out: Path, size: tuple[int, int] = (640, 480)) -> Path:
+    """A Y4M video of ``image`` centred on white, for Chromium's fake camera
+    (``--use-file-for-fake-video-capture``): one grey frame, which Chromium repeats."""
+    from PIL import Image
+
+    width, height = size
+    frame = Image.new("L", size, 255)
+    picture = Image.open(image).convert("L")
+    picture.thumbnail((height - 40, height - 40))
+    frame.paste(picture, ((width - picture.width) // 2, (height - picture.height) // 2))
+    chroma = bytes([128]) * (width * height // 4)
+    out.write_bytes(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode()
+                    + b"FRAME\n" + frame.tobytes() + chroma + chroma)
+    return out
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
     server: BundleHost
 

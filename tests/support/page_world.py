@@ -25,6 +25,7 @@ from tests.support.constants import EPOCH, FAST_KDF_ROUNDS, PG_URL
 from tests.support.issuing import issue_business_licence, uscc
 from tests.support.pg import pg_schema_url
 from tests.support.registries import create_registry
+from tests.support.sharing_registry import Sharing
 
 #: The page's clock in these tests: 3 hours after every publication (lists still fresh).
 PAGE_NOW = int((EPOCH + timedelta(hours=3)).timestamp())
@@ -114,6 +115,13 @@ def build_page_world(tmp: Path) -> Iterator[PageWorld]:
                                              holder_id=bl["uscc"], holder_name=bl["name"],
                                              claims=bl)
         world.texts["foreign_unmapped"] = certs["foreign_unmapped"].token
+        # A purpose-bound copy of a GD licence for ZJ/zj-amr (the sample sharing set-up).
+        sharing = Sharing(gd, clock)
+        try:
+            fetched = sharing.fetch(consent=sharing.consent().code)
+            world.texts["copy"] = fetched.copies[0].token
+        finally:
+            sharing.close()
         valid = certs["valid"]
         world.texts["qr_short"] = ecert_qr.qr_text(gd.qr_token(valid.id))
         world.texts["qr_full"] = ecert_qr.qr_text(gd.qr_token(valid.id, full=True))
