@@ -118,7 +118,7 @@ def test_foreign_certificate_through_the_agreement(tab: VerifierTab, world: Page
     shown = tab.page.inner_text("#result")
     assert "GD ↔ ZJ" in shown and "cn.food-business-licence" in shown
     # ZJ's documents came from ZJ's own host, across origins.
-    assert "/trustlist.jwt" in world.zj.log
+    assert "/trustlist.jwt" in world.zj.paths()
 
 
 def test_a_host_without_the_cors_header_cannot_be_read(context: Any, world: PageWorld) -> None:
@@ -276,7 +276,7 @@ def test_rollback_is_refused_from_the_page_memory(context: Any, world: PageWorld
     anchor = world.anchors["GD"]
     key = f"ecert-trust-state/GD/{anchor.kid}"
     state = json.loads(tab.page.evaluate(f"localStorage.getItem({json.dumps(key)})"))
-    assert state["regions"]["GD"]["sequence"] == 1
+    assert state["regions"]["GD"]["sequence"] == 2
     state["regions"]["GD"]["sequence"] = 7  # as if a newer list had been seen
     tab.page.evaluate(f"localStorage.setItem({json.dumps(key)}, {json.dumps(json.dumps(state))})")
     tab.open(world.page_url())
@@ -289,7 +289,28 @@ def test_trust_data_and_log_shown(tab: VerifierTab, world: PageWorld) -> None:
     assert panel.locator("[data-region='GD']").get_attribute("data-log") == "consistent"
     assert panel.locator("[data-region='ZJ']").get_attribute("data-log") == "consistent"
     assert panel.locator("[data-region='GD']").get_attribute("data-source") == "network"
-    assert "序号 1" in panel.inner_text()
+    assert "序号 2" in panel.locator("[data-region='GD']").inner_text()
+
+
+def test_log_checkpoint_extending_the_trust_lists_tree(context: Any, world: PageWorld) -> None:
+    """An older trust list beside a newer checkpoint: consistent only through a proof made
+    from the published tiles; tiles that do not prove it refuse the trust list."""
+    page = context.new_page()
+    page.route(f"{world.gd.base_url}/trustlist.jwt",
+               lambda route: route.fulfill(status=200, body=world.earlier_trust_list))
+    tab = VerifierTab(page).open(world.page_url())
+    before = len(world.gd.paths())
+    assert tab.verify(world.texts["valid"]) == ("valid", "")
+    assert page.locator("[data-region='GD']").get_attribute("data-log") == "consistent"
+    assert any(p.startswith("/log/tile/0/") for p in world.gd.paths()[before:])
+
+    def forged(route: Any) -> None:
+        real = route.fetch()
+        route.fulfill(response=real, body=bytes(len(real.body())))  # right size, wrong hashes
+
+    page.route("**/log/tile/**", forged)
+    page.evaluate("window.ecert.reset()")
+    assert tab.verify(world.texts["valid"]) == ("untrusted", "log_checkpoint_mismatch")
 
 
 def test_ed25519_missing_in_the_browser_is_said(chromium: Any, world: PageWorld) -> None:

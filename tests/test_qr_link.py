@@ -1,6 +1,7 @@
 """``ecert qr --link``: a QR code any phone's camera app opens into the verifier page.
 
-The link is ``{base_url}/verify/#EC1:…`` with the container in base43 (base45 without space
+The link is ``{base_url}/verify/#EC1:…`` with the container in base43 (tested with base45
+in tests/test_qr_format.py) (base45 without space
 and ``%``: no escaping in a URL, as long as the QR text), the URL in a byte segment and the
 fragment in an alphanumeric one. The issue's size rule: for a base URL of up to 30
 characters the code is at most two versions larger than the plain one, and above version 25
@@ -25,31 +26,6 @@ from tests.support import Published
 BASES = ("https://a.cn", "http://127.0.0.1:8701", "https://ecert.gd.example",
          "https://ecert.guangdong.gov.cn", "https://zwfw.gd.gov.cn/ecert/z",
          "http://[2001:db8::17]:65535/ab")
-
-
-@given(st.binary(max_size=600))
-def test_base43_round_trip(data: bytes) -> None:
-    text = qr_format.b43encode(data)
-    assert set(text) <= set(qr_format.BASE43_ALPHABET)
-    assert len(text) == len(qr_format.b45encode(data))
-    assert qr_format.b43decode(text) == data
-
-
-@given(st.text(alphabet=qr_format.BASE45_ALPHABET + "%#a\u4e00", max_size=60))
-def test_base43_decoder_is_strict(text: str) -> None:
-    """Canonical or nothing: whatever decodes encodes back to the same text."""
-    try:
-        data = qr_format.b43decode(text)
-    except qr_format.QrFormatError as e:
-        assert e.code == "qr_malformed"
-        return
-    assert qr_format.b43encode(data) == text
-
-
-def test_base43_refuses_overflow_and_dangling() -> None:
-    for bad in ("A", "::::", "::", "%00", "AB C"):
-        with pytest.raises(qr_format.QrFormatError):
-            qr_format.b43decode(bad)
 
 
 def test_link_carries_the_qr_text(shared_qr: tuple[str, str]) -> None:

@@ -78,42 +78,55 @@ BASE45_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 _B45 = {c: i for i, c in enumerate(BASE45_ALPHABET)}
 
 
-def b45encode(data: bytes) -> str:
-    """Base45 of ``data`` (RFC 9285)."""
+def _encode_pairs(data: bytes, alphabet: str) -> str:
+    """Two bytes in three characters of ``alphabet`` (radix 45 or 43), a last byte in two."""
+    radix = len(alphabet)
     out: list[str] = []
     for i in range(0, len(data) - 1, 2):
         n = data[i] * 256 + data[i + 1]
-        c, n = divmod(n, 45 * 45)
-        e, d = divmod(n, 45)
-        out += (BASE45_ALPHABET[d], BASE45_ALPHABET[e], BASE45_ALPHABET[c])
+        c, n = divmod(n, radix * radix)
+        e, d = divmod(n, radix)
+        out += (alphabet[d], alphabet[e], alphabet[c])
     if len(data) % 2:
-        e, d = divmod(data[-1], 45)
-        out += (BASE45_ALPHABET[d], BASE45_ALPHABET[e])
+        e, d = divmod(data[-1], radix)
+        out += (alphabet[d], alphabet[e])
     return "".join(out)
 
 
-def b45decode(text: str) -> bytes:
-    """Strict base45: refuses other characters, a dangling character and overflows."""
+def _decode_pairs(text: str, values_of: dict[str, int], name: str) -> bytes:
+    """The inverse of :func:`_encode_pairs`, strictly: other characters, a dangling
+    character and groups that overflow are refused, so every byte string has one text."""
+    radix = len(values_of)
     if len(text) % 3 == 1:
-        raise QrFormatError("base45 text has a dangling character", code="qr_malformed")
+        raise QrFormatError(f"{name} text has a dangling character", code="qr_malformed")
     try:
-        values = [_B45[c] for c in text]
+        values = [values_of[c] for c in text]
     except KeyError as e:
-        raise QrFormatError(f"{e.args[0]!r} is not a base45 character",
+        raise QrFormatError(f"{e.args[0]!r} is not a {name} character",
                             code="qr_malformed") from None
     out = bytearray()
     for i in range(0, len(values), 3):
         chunk = values[i:i + 3]
-        n = chunk[0] + chunk[1] * 45 + (chunk[2] * 2025 if len(chunk) == 3 else 0)
+        n = chunk[0] + chunk[1] * radix + (chunk[2] * radix * radix if len(chunk) == 3 else 0)
         if len(chunk) == 3:
             if n > 0xFFFF:
-                raise QrFormatError("base45 triple exceeds 65535", code="qr_malformed")
+                raise QrFormatError(f"{name} triple exceeds 65535", code="qr_malformed")
             out += n.to_bytes(2, "big")
         else:
             if n > 0xFF:
-                raise QrFormatError("base45 pair exceeds 255", code="qr_malformed")
+                raise QrFormatError(f"{name} pair exceeds 255", code="qr_malformed")
             out.append(n)
     return bytes(out)
+
+
+def b45encode(data: bytes) -> str:
+    """Base45 of ``data`` (RFC 9285)."""
+    return _encode_pairs(data, BASE45_ALPHABET)
+
+
+def b45decode(text: str) -> bytes:
+    """Strict base45: refuses other characters, a dangling character and overflows."""
+    return _decode_pairs(text, _B45, "base45")
 
 
 # -- the verification link (base43) ---------------------------------------------------------
@@ -127,35 +140,12 @@ def b43encode(data: bytes) -> str:
     """Like :func:`b45encode` over :data:`BASE43_ALPHABET`: 43**3 > 65535 and 43**2 > 255,
     so two bytes still take three characters (the text as long as base45's), and every
     character is QR alphanumeric and needs no escaping in a URL's fragment."""
-    out: list[str] = []
-    for i in range(0, len(data) - 1, 2):
-        n = data[i] * 256 + data[i + 1]
-        c, n = divmod(n, 43 * 43)
-        e, d = divmod(n, 43)
-        out += (BASE43_ALPHABET[d], BASE43_ALPHABET[e], BASE43_ALPHABET[c])
-    if len(data) % 2:
-        e, d = divmod(data[-1], 43)
-        out += (BASE43_ALPHABET[d], BASE43_ALPHABET[e])
-    return "".join(out)
+    return _encode_pairs(data, BASE43_ALPHABET)
 
 
 def b43decode(text: str) -> bytes:
     """Strict base43: other characters, a dangling character and overflows are refused."""
-    if len(text) % 3 == 1:
-        raise QrFormatError("base43 text has a dangling character", code="qr_malformed")
-    try:
-        values = [_B43[c] for c in text]
-    except KeyError as e:
-        raise QrFormatError(f"{e.args[0]!r} is not a base43 character",
-                            code="qr_malformed") from None
-    out = bytearray()
-    for i in range(0, len(values), 3):
-        chunk = values[i:i + 3]
-        n = chunk[0] + chunk[1] * 43 + (chunk[2] * 1849 if len(chunk) == 3 else 0)
-        if n > (0xFFFF if len(chunk) == 3 else 0xFF):
-            raise QrFormatError("base43 group overflows", code="qr_malformed")
-        out += n.to_bytes(len(chunk) - 1, "big")
-    return bytes(out)
+    return _decode_pairs(text, _B43, "base43")
 
 
 def to_link_fragment(text: str) -> str:

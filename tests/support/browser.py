@@ -14,16 +14,14 @@ may read the documents. It can leave CORS out, serve 503 for a path prefix, or s
 
 from __future__ import annotations
 
-import hashlib
-import http.server
 import os
 import shutil
-import threading
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.http import LocalServer
 
 #: The Debian package that provides the browser.
 CHROMIUM_PACKAGE = "chromium"
@@ -81,76 +79,30 @@ def fake_camera(image: Path, out: Path, size: tuple[int, int] = (640, 480)) -> P
     return out
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    server: BundleHost
+class BundleHost(LocalServer):
+    """A region's bundle host as docs/verifier-page.md asks: ``http://127.0.0.1:PORT/``
+    serving ``root`` with media types and the CORS header (``cors = False`` leaves it out)."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def end_headers(self) -> None:
-        if self.server.cors:
-            self.send_header("Access-Control-Allow-Origin", "*")
-        self.send_header("Cache-Control", "no-cache")
-        super().end_headers()
-
-    def send_head(self) -> Any:
-        path = urllib.parse.urlsplit(self.path).path
-        self.server.log.append(path)
-        if any(path.startswith(prefix) for prefix in self.server.down):
-            self.send_error(503, "down for maintenance")
-            return None
-        file = Path(self.translate_path(self.path))
-        if file.is_dir():
-            file = file / "index.html"
-        if not file.is_file():
-            self.send_error(404, "not found")
-            return None
-        data = file.read_bytes()
-        etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
-        if self.headers.get("If-None-Match") == etag:
-            self.send_response(304)
-            self.send_header("ETag", etag)
-            self.end_headers()
-            return None
-        self.send_response(200)
-        self.send_header("Content-Type", _TYPES.get(file.suffix, "application/octet-stream"))
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("ETag", etag)
-        self.end_headers()
-        import io
-
-        return io.BytesIO(data)
-
-
-class BundleHost(http.server.ThreadingHTTPServer):
-    """Serves ``root`` at ``http://127.0.0.1:PORT/`` from a daemon thread."""
-
-    daemon_threads = True
-
-    def __init__(self, root: Path, *, port: int = 0, cors: bool = True) -> None:
-        self.root = root
+    def __init__(self, root: Path, *, cors: bool = True) -> None:
+        super().__init__(root)
         self.cors = cors
-        self.down: set[str] = set()
-        self.log: list[str] = []
-
-        def handler(request: Any, client: Any, server: BundleHost) -> _Handler:
-            return _Handler(request, client, server, directory=str(server.root))
-
-        super().__init__(("127.0.0.1", port), handler)
-        self.port = self.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
-        self._thread.start()
-        self._stopped = False
 
-    def stop(self) -> None:
-        """Stop serving (connections are refused). Idempotent."""
-        if not self._stopped:
-            self._stopped = True
-            self.shutdown()
-            self.server_close()
-            self._thread.join(5)
+    @property
+    def cors(self) -> bool:
+        return "Access-Control-Allow-Origin" in self.extra_headers
+
+    @cors.setter
+    def cors(self, on: bool) -> None:
+        self.extra_headers = {"Cache-Control": "no-cache",
+                              **({"Access-Control-Allow-Origin": "*"} if on else {})}
+
+    def media_type(self, file: Path) -> str:
+        return _TYPES.get(file.suffix, "application/octet-stream")
+
+    def paths(self) -> list[str]:
+        """The paths asked for, in order."""
+        return [path for path, _status in self.log]
 
 
 class VerifierTab:

@@ -41,6 +41,8 @@ class PageWorld:
     #: QR images by name.
     images: dict[str, Path] = field(default_factory=dict)
     certificates: dict[str, ecert.Certificate] = field(default_factory=dict)
+    #: GD's trust list of its first publication (its log tree smaller than the served one).
+    earlier_trust_list: bytes = b""
 
     def page_url(self, query: str = "") -> str:
         """The home page with the test clock (``?clock=``, honoured on loopback only)."""
@@ -134,6 +136,10 @@ def build_page_world(tmp: Path) -> Iterator[PageWorld]:
                           world.images["link"], scale=4)
         for code, registry in registries.items():
             registry.publish(hosts[code].root, collect=False)
+        # GD once more: its log grew by the first publication's entry, so the first trust
+        # list names a smaller tree than the checkpoint now served (a consistency proof).
+        world.earlier_trust_list = (hosts["GD"].root / "trustlist.jwt").read_bytes()
+        gd.publish(hosts["GD"].root, collect=False)
         for registry in registries.values():
             registry.close()
         registries.clear()

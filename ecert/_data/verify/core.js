@@ -463,7 +463,9 @@
   async function supportsEd25519() {
     if (ed25519Supported === null) {
       try {
-        await crypto.subtle.importKey('raw', new Uint8Array(32).fill(1), { name: 'Ed25519' }, false, ['verify']);
+        // RFC 8032's first test key: a valid point, so only a missing algorithm fails.
+        const key = Uint8Array.from('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a'.match(/../g), (h) => parseInt(h, 16));
+        await crypto.subtle.importKey('raw', key, { name: 'Ed25519' }, false, ['verify']);
         ed25519Supported = true;
       } catch (e) { ed25519Supported = false; }
     }
@@ -1472,6 +1474,7 @@
       let doc;
       try {
         relativePath(this.list.baseUrl, uri);
+        checkHttpUrl(uri);
         doc = await v.fetch(uri, v.limits.maxStatusListBytes);
       } catch (e) {
         if (e instanceof Unsupported) throw e;
