@@ -286,7 +286,7 @@
       body.push(dl);
       if (r.qr) {
         body.push(el('p', { class: 'note', text: r.qr.digest_bound ? w('qr_short') : w('qr_full') }));
-        if (r.qr.digest_bound) {
+        if (r.qr.digest_bound || typeof extra.matches === 'boolean') {
           body.push(el('p', { class: 'note', text: extra.matches === true ? w('binding_held') : extra.matches === false ? w('binding_failed') : w('binding_unchecked') }));
         }
       }
