@@ -41,7 +41,8 @@ from ecert._formats.jose import b64url_encode
 from ecert._formats.trustlist import VerifierPage
 from ecert.trust import TrustAnchor
 
-__all__ = ["PAGE_DIR", "SINGLE_FILE", "build_page", "check_page", "page_size"]
+__all__ = ["PAGE_DIR", "SINGLE_FILE", "build_page", "check_page", "minify_css", "minify_js",
+           "page_digests", "page_size"]
 
 #: Where the page lives in a bundle: ``{base_url}/verify/``.
 PAGE_DIR = "verify"

@@ -335,15 +335,27 @@ def test_ed25519_missing_in_the_browser_is_said(chromium: Any, world: PageWorld)
         ctx.close()
 
 
-def test_the_test_clock_is_ignored_off_loopback(chromium: Any, world: PageWorld) -> None:
-    """On a real host name, ``?clock=`` and ``window.__ecertClock`` do nothing."""
-    origin = f"http://verify.test:{world.gd.port}"
+@pytest.fixture(scope="module")
+def instrumented(chromium: Any, world: PageWorld, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[Any]:
+    """A second Chromium with a camera that films the short QR code (its fake capture
+    device) and the host name ``verify.test`` for 127.0.0.1 (a page off loopback)."""
+    video = fake_camera(world.images["qr_short"], tmp_path_factory.mktemp("cam") / "qr.y4m")
     browser = chromium.browser_type.launch(executable_path=require_browser(), args=[
+        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
         "--host-resolver-rules=MAP verify.test 127.0.0.1",
-        f"--unsafely-treat-insecure-origin-as-secure={origin}"])
+        f"--unsafely-treat-insecure-origin-as-secure=http://verify.test:{world.gd.port}"])
+    yield browser
+    browser.close()
+
+
+def test_the_test_clock_is_ignored_off_loopback(instrumented: Any, world: PageWorld) -> None:
+    """On a real host name, ``?clock=`` and ``window.__ecertClock`` do nothing."""
+    ctx = instrumented.new_context(service_workers="block")
     try:
-        ctx = browser.new_context(service_workers="block")
         ctx.add_init_script(f"window.__ecertClock = {PAGE_NOW};")
+        origin = f"http://verify.test:{world.gd.port}"
         tab = VerifierTab(ctx.new_page()).open(f"{origin}/verify/?clock={PAGE_NOW}")
         assert tab.page.is_hidden("#test-clock")
         assert tab.page.evaluate("window.ecert.verifier.now()") != PAGE_NOW  # the real clock
@@ -351,7 +363,7 @@ def test_the_test_clock_is_ignored_off_loopback(chromium: Any, world: PageWorld)
         local = VerifierTab(ctx.new_page()).open(world.page_url())
         assert local.page.is_visible("#test-clock")
     finally:
-        browser.close()
+        ctx.close()
 
 
 def test_barcode_detector_is_used_where_the_browser_has_it(context: Any,
@@ -369,15 +381,11 @@ def test_barcode_detector_is_used_where_the_browser_has_it(context: Any,
     assert tab.page.evaluate("typeof window.jsQR") == "undefined"
 
 
-def test_camera_input(chromium: Any, world: PageWorld, tmp_path: Path) -> None:
+def test_camera_input(instrumented: Any, world: PageWorld) -> None:
     """The camera (Chromium's fake capture device showing the QR code), read by the
     fallback decoder frame by frame, as on a phone without BarcodeDetector."""
-    video = fake_camera(world.images["qr_short"], tmp_path / "camera.y4m")
-    browser = chromium.browser_type.launch(executable_path=require_browser(), args=[
-        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-video-capture={video}"])
+    ctx = instrumented.new_context(service_workers="block", permissions=["camera"])
     try:
-        ctx = browser.new_context(service_workers="block", permissions=["camera"])
         tab = VerifierTab(ctx.new_page()).open(world.page_url())
         tab.page.click("#camera")
         tab.wait_result(0)
@@ -385,7 +393,7 @@ def test_camera_input(chromium: Any, world: PageWorld, tmp_path: Path) -> None:
         assert tab.page.input_value("#input") == world.texts["qr_short"]
         assert tab.page.is_hidden("#video")  # the camera stops once a code is read
     finally:
-        browser.close()
+        ctx.close()
 
 
 def test_anchor_is_embedded(world: PageWorld) -> None:

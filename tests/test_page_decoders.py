@@ -24,7 +24,7 @@ from ecert._formats.jose import b64url_decode, b64url_encode, canonical_json, st
 from ecert.errors import FormatError
 
 CORE = Path(__file__).parent.parent / "ecert" / "_data" / "verify" / "core.js"
-SETTINGS = settings(max_examples=25, deadline=None,
+SETTINGS = settings(max_examples=15, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
