@@ -31,6 +31,7 @@ from ecert._formats import bundle as _bundle
 from ecert._formats.jose import check_header, parse_compact, verify_signature
 from ecert._formats.statuslist import STATUS_LIST_TYP, read_status_list_payload
 from ecert._formats.trustlist import TrustList
+from ecert._page import PAGE_DIR, check_page
 from ecert.errors import FormatError, TrustListError
 from ecert.models import Lease
 from ecert.trust import MAX_TRUST_LIST_BYTES, TrustAnchor, verify_trust_list
@@ -389,7 +390,9 @@ def check_bundle(
     rather than refused: past ``next_update`` is an error, within ``warn_within``
     seconds a warning. Each status list the trust list names is read from the bundle,
     its signature checked against the list's status keys, and its ``exp`` (or
-    ``iat + ttl``) judged the same way. Temporaries left by a killed publish are reported.
+    ``iat + ttl``) judged the same way. Temporaries left by a killed publish are reported,
+    and so is every file of the verifier page (``verify/``) that is not the one whose
+    digest the trust list signed.
     """
     bundle = Path(bundle)
     now = _now() if now is None else now
@@ -408,6 +411,14 @@ def check_bundle(
                         trust_list.issued_at, trust_list.next_update, now, warn_within)
     for uri in trust_list.status_lists:
         findings += _status_list(bundle, trust_list, uri, now, warn_within)
+    if trust_list.verifier_page is not None:
+        # The page is served by the same host as the bundle: what is there must be what
+        # the region signed (docs/verifier-page.md).
+        page_dir = bundle / PAGE_DIR
+        findings += [Finding("verifier_page_mismatch", Severity.ERROR, str(page_dir), problem +
+                             ": the page served is not the one the trust list signed; "
+                             "publish again and find out who changed it")
+                     for problem in check_page(page_dir, trust_list.verifier_page)]
     return findings
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ecert._extras import needs
-from ecert._formats.qr import is_qr_text, unwrap, wrap
-from ecert.errors import CertificateNotValid, InputError
+from ecert._formats.qr import from_link_fragment, is_qr_text, to_link_fragment, unwrap, wrap
+from ecert._formats.url import check_http_url
+from ecert.errors import CertificateNotValid, FormatError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import segno
@@ -31,16 +32,20 @@ __all__ = [
     "EC_LEVELS",
     "MAX_TEXT_AT_DEFAULT",
     "MAX_VERSION",
+    "VERIFY_PATH",
     "QrCode",
     "QrTooLarge",
     "Standing",
     "decode_image",
     "decode_qr_image",
     "is_qr_text",
+    "link_text",
+    "make_link_qr",
     "make_qr",
     "qr_text",
     "refusal",
     "standing",
+    "text_from_link",
     "to_image",
     "unwrap",
     "wrap",
@@ -50,6 +55,8 @@ __all__ = [
 #: Largest QR version ecert prints: denser codes do not scan reliably from print.
 MAX_VERSION = 25
 EC_LEVELS = ("L", "M", "Q", "H")
+#: Where a region's verifier page lives under its base URL (``ecert publish`` writes it).
+VERIFY_PATH = "/verify/"
 #: Characters of QR text (alphanumeric mode: base45 and ``EC1:``) a version-25 code holds
 #: at level Q, the default of ``ecert qr`` and ``card``. Issuance refuses a certificate
 #: whose short form would be longer (checked against segno by the tests).
@@ -152,6 +159,50 @@ def make_qr(text: str, *, ec: str = "Q", max_version: int = MAX_VERSION) -> QrCo
 
     Raises :class:`QrTooLarge` (with the size and what to do) above ``max_version``.
     """
+    return _make(text, text, ec, max_version, "drop --full")
+
+
+def link_text(base_url: str, text: str) -> str:
+    """The link that opens the region's verifier page on QR text ``text`` (``EC1:…``).
+
+    ``{base_url}/verify/#EC1:…``: the container rides in the fragment, which a browser
+    never sends to the server (the page removes it from the address bar once read), in
+    base43 — base45 without space and ``%`` — so the link is a valid URL that a phone's
+    camera app opens, as long as the QR text and still QR alphanumeric (format section 14.1).
+    """
+    check_http_url(base_url, base=True)
+    if not is_qr_text(text):
+        raise InputError("a verification link carries QR text (EC1:…)", code="invalid_qr_text")
+    return base_url + VERIFY_PATH + "#" + to_link_fragment(text)
+
+
+def text_from_link(link: str) -> str:
+    """The QR text a verification link carries (what :func:`link_text` made); raises
+    :class:`ecert.errors.FormatError` ``qr_malformed`` for anything else."""
+    _, hash_mark, fragment = link.partition("#")
+    if not hash_mark:
+        raise FormatError("a verification link has a fragment", code="qr_malformed")
+    return from_link_fragment(fragment)
+
+
+def make_link_qr(base_url: str, text: str, *, ec: str = "Q",
+                 max_version: int = MAX_VERSION) -> QrCode:
+    """:func:`link_text` as a QR code any phone's camera app opens into the verifier page.
+
+    Mixed segments: the URL up to ``#`` in byte mode (``#`` and lower case are not QR
+    alphanumeric), the QR text in alphanumeric mode as in the plain code. For a base URL of
+    up to 30 characters the code is at most two versions larger than the plain one
+    (tests/test_qr_link.py); above :data:`MAX_VERSION` it is refused with its size.
+    """
+    from segno import consts
+
+    link = link_text(base_url, text)
+    prefix, fragment = link.split("#", 1)
+    segments = [(prefix + "#", consts.MODE_BYTE), (fragment, consts.MODE_ALPHANUMERIC)]
+    return _make(segments, link, ec, max_version, "use a shorter base URL, or leave out --link")
+
+
+def _make(content: Any, text: str, ec: str, max_version: int, last_hint: str) -> QrCode:
     with needs("registry"):
         import segno
 
@@ -160,7 +211,7 @@ def make_qr(text: str, *, ec: str = "Q", max_version: int = MAX_VERSION) -> QrCo
         raise InputError(f"error correction level {ec!r} is not one of L, M, Q, H",
                          code="invalid_ec")
     try:
-        symbol = segno.make_qr(text, error=level, boost_error=False)
+        symbol = segno.make_qr(content, error=level, boost_error=False)
         version = int(symbol.version)
     except segno.DataOverflowError:
         version = 41
@@ -171,7 +222,7 @@ def make_qr(text: str, *, ec: str = "Q", max_version: int = MAX_VERSION) -> QrCo
         raise QrTooLarge(
             f"the QR content ({len(text)} characters) needs {needed} at level {level}, "
             f"above version {max_version}, which does not scan reliably from print: "
-            f"{hint}, or drop --full")
+            f"{hint}, or {last_hint}")
     return QrCode(text, version, level, symbol)
 
 

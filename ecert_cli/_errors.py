@@ -62,6 +62,7 @@ SUMMARIES: dict[str, str] = {
     "invalid_code": N_("invalid code"),
     "invalid_ec": N_("invalid error correction level"),
     "invalid_image": N_("the image cannot be read"),
+    "invalid_qr_text": N_("not the text of an ecert QR code"),
     "invalid_key": N_("invalid key"),
     "invalid_name": N_("invalid name"),
     "invalid_national_type_code": N_("invalid national type code"),

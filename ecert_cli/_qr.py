@@ -26,28 +26,34 @@ from ecert_cli._render import fmt, zone
 @click.option("--allow-invalid", is_flag=True,
               help="Make the QR of a revoked, suspended, expired or not yet valid certificate "
                    "anyway, captioned with its status (refused otherwise, exit 1).")
+@click.option("--link", is_flag=True,
+              help="Encode a link to the region's verifier page (BASE_URL/verify/#EC1:...) "
+                   "that any phone's camera app opens.")
 @json_option
 def qr(cert_id: str, output: Path, ec: str, scale: int, full: bool,
-       allow_invalid: bool) -> None:
+       allow_invalid: bool, link: bool) -> None:
     """Write the QR code of certificate ID, signed now by its agency's active key.
 
     Signing is logged (certificate.qr) and needs a clerk or officer of the certificate's
-    agency and type.
+    agency and type. With --link the code holds a link to the region's verifier page
+    (published by 'ecert publish' under verify/), the QR text in its fragment.
     """
     with settings().open_registry() as registry:
         token, state = registry.sign_qr(cert_id, full=full, allow_invalid=allow_invalid)
+        base_url = registry.region.base_url
     text = ecert_qr.qr_text(token)
-    code = ecert_qr.make_qr(text, ec=ec)
+    code = ecert_qr.make_link_qr(base_url, text, ec=ec) if link else ecert_qr.make_qr(text, ec=ec)
     caption = None if state is ecert_qr.Standing.VALID else state.label
     ecert_qr.write_qr(code, output, scale=scale, caption=caption)
     emit({"file": str(output), "version": code.version, "error": code.error,
-          "characters": len(text), "full": full, "text": text, "standing": state.value},
+          "characters": len(code.text), "full": full, "text": text, "standing": state.value,
+          "link": code.text if link else None},
          fmt("wrote {file}: QR version {version}, level {level}, {characters} characters",
-             file=output, version=code.version, level=code.error, characters=len(text))
+             file=output, version=code.version, level=code.error, characters=len(code.text))
          if caption is None else
          fmt("wrote {file}: QR version {version}, level {level}, {characters} characters, "
              "marked {caption}", file=output, version=code.version, level=code.error,
-             characters=len(text), caption=caption))
+             characters=len(code.text), caption=caption))
 
 
 @cli.command("card")

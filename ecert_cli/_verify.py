@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from pathlib import Path
@@ -87,6 +88,12 @@ def verify(token: str | None, image: Path | None, bundle: Path | None,
         raise input_error("give TOKEN (or '-' for stdin), or --image FILE")
     if token == "-":  # noqa: S105 - "-" means stdin
         token = sys.stdin.read(1024 * 1024).strip()
+    if re.match(r"https?://[^#]*#EC[0-9]", token):
+        # A verification link (ecert qr --link): the QR text rides in its fragment.
+        from ecert.qr import text_from_link
+
+        with contextlib.suppress(ecert.FormatError):  # else verified as given: malformed
+            token = text_from_link(token)
     if bundle is None and anchor_file is None and offline is None:
         raise input_error("give --anchor FILE (and --offline DIR), or --bundle DIR")
     if audience is not None and _AUDIENCE.fullmatch(audience) is None:

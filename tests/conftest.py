@@ -15,6 +15,7 @@ import gc
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
@@ -45,6 +46,7 @@ from tests.support import (
     pg_schema_url,
     serve,
 )
+from tests.support.browser import CHROMIUM_PACKAGE, SKIP_PREFIX, require_browser
 from tests.support.cli import Cli
 from tests.support.http import ServerHost
 from tests.support.pg import check_reachable
@@ -78,6 +80,22 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         # worker busy after the other ran out of work.
         option.dist = "worksteal"
     option.tx = ["popen"] * workers
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Skipped browser tests are said loudly, with the package to install (tests/test_page*)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons = {str(r.longrepr[2]) for r in skipped
+               if isinstance(getattr(r, "longrepr", None), tuple)
+               and SKIP_PREFIX in str(r.longrepr[2])}
+    if reasons:
+        terminalreporter.write_sep("!", "the verifier page's browser tests did NOT run", red=True,
+                                   bold=True)
+        for reason in sorted(reasons):
+            terminalreporter.write_line(reason.removeprefix("Skipped: "), red=True, bold=True)
+        terminalreporter.write_line(f"install it: apt-get install -y {CHROMIUM_PACKAGE} "
+                                    "(CI sets ECERT_REQUIRE_BROWSER=1: then this fails)",
+                                    red=True, bold=True)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -312,6 +330,24 @@ def server_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHost
     host = ServerHost(tmp_path_factory.mktemp("host") / "www")
     yield host
     host.close()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Headless Chromium (Debian's package, through Playwright), one per worker; skipped —
+    loudly, naming the package — where there is none (tests/support/browser.py)."""
+    executable = require_browser()
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(executable_path=executable)
+        try:
+            yield browser
+        finally:
+            browser.close()
+    finally:
+        playwright.stop()
 
 
 @pytest.fixture

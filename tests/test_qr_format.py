@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -23,27 +24,41 @@ def test_base45_rfc9285_examples() -> None:
     assert qr.b45decode("QED8WEX0") == b"ietf!"
 
 
-@given(st.binary(max_size=600))
-def test_base45_round_trip(data: bytes) -> None:
-    text = qr.b45encode(data)
-    assert set(text) <= set(qr.BASE45_ALPHABET)
-    assert qr.b45decode(text) == data
+#: Base45 (QR text) and base43 (a verification link's fragment, format section 14.1):
+#: encoder, decoder, alphabet.
+CODECS = [pytest.param(qr.b45encode, qr.b45decode, qr.BASE45_ALPHABET, id="base45"),
+          pytest.param(qr.b43encode, qr.b43decode, qr.BASE43_ALPHABET, id="base43")]
+Codec = Callable[[bytes], str]
+Decoder = Callable[[str], bytes]
 
 
-@given(st.text(alphabet=qr.BASE45_ALPHABET + "abc=\n", max_size=60))
-def test_base45_decoder_refuses_or_round_trips(text: str) -> None:
+@pytest.mark.parametrize(("encode", "decode", "alphabet"), CODECS)
+@given(data=st.binary(max_size=600))
+def test_base45_round_trip(encode: Codec, decode: Decoder, alphabet: str, data: bytes) -> None:
+    text = encode(data)
+    assert set(text) <= set(alphabet)
+    assert len(text) == len(qr.b45encode(data))  # base43 text is as long as base45's
+    assert decode(text) == data
+
+
+@pytest.mark.parametrize(("encode", "decode", "alphabet"), CODECS)
+@given(text=st.text(alphabet=qr.BASE45_ALPHABET + "abc=\n", max_size=60))
+def test_base45_decoder_refuses_or_round_trips(encode: Codec, decode: Decoder, alphabet: str,
+                                               text: str) -> None:
     try:
-        data = qr.b45decode(text)
+        data = decode(text)
     except qr.QrFormatError as e:
         assert e.code == "qr_malformed"
     else:
-        assert qr.b45encode(data) == text  # canonical: one spelling per byte string
+        assert encode(data) == text  # canonical: one spelling per byte string
 
 
-@pytest.mark.parametrize("text", ["GGW", "A", "::", "a00"])
-def test_base45_refuses_bad_text(text: str) -> None:
+@pytest.mark.parametrize(("decode", "text"), [
+    *((qr.b45decode, t) for t in ("GGW", "A", "::", "a00")),
+    *((qr.b43decode, t) for t in ("A", "::::", "::", "%00", "AB C", "a00"))])
+def test_base45_refuses_bad_text(decode: Decoder, text: str) -> None:
     with pytest.raises(qr.QrFormatError):
-        qr.b45decode(text)
+        decode(text)
 
 
 # -- value encoding --------------------------------------------------------------------------

@@ -736,6 +736,11 @@ def test_open_sees_the_same_registry(registry: ecert.Registry, clock: FakeClock)
 # -- publication ---------------------------------------------------------------------------------
 
 
+#: The verifier page every publication writes (docs/verifier-page.md).
+PAGE = {f"verify/{name}" for name in ("index.html", "core.js", "app.js", "style.css", "sw.js",
+                                      "jsqr.js", "jsqr-LICENSE.txt", "ecert-verify.html")}
+
+
 def test_publish_writes_the_bundle(
     published_copy: tuple[ecert.Registry, ecert.Certificate, Path]
 ) -> None:
@@ -747,7 +752,8 @@ def test_publish_writes_the_bundle(
     files = {str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file()}
     size = ecert.Verifier.from_bundle(bundle, clock=lambda: registry.events()[-1].at
                                       ).trust_list.log.size  # type: ignore[union-attr]
-    assert files == expected | {f"log/tile/0/000.p/{size}", f"log/tile/entries/000.p/{size}"}
+    assert files == expected | PAGE | {f"log/tile/0/000.p/{size}",
+                                       f"log/tile/entries/000.p/{size}"}
     anchor = json.loads((bundle / "anchor.json").read_text())
     assert anchor["region"] == "GD"
     assert anchor["root_key"] == dict(registry.anchor().root_jwk)
@@ -766,7 +772,7 @@ def test_publish_sequence_increases(registry: ecert.Registry, tmp_path: Path,
         clock.advance(minutes=5)
     assert sequences == [1, 2, 3]
     assert set(report.files) == {"anchor.json", "trustlist.jwt", ".well-known/jwks.json",
-                                 "status/1.jwt", "log/checkpoint"}
+                                 "status/1.jwt", "log/checkpoint"} | PAGE
     assert report.status_lists == 1 and report.certificates == 1
     assert [e.details["sequence"] for e in registry.events("GD")
             if e.action == "registry.publish"] == [1, 2, 3]

@@ -86,42 +86,92 @@ BASE45_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 _B45 = {c: i for i, c in enumerate(BASE45_ALPHABET)}
 
 
-def b45encode(data: bytes) -> str:
-    """Base45 of ``data`` (RFC 9285)."""
+def _encode_pairs(data: bytes, alphabet: str) -> str:
+    """Two bytes in three characters of ``alphabet`` (radix 45 or 43), a last byte in two."""
+    radix = len(alphabet)
     out: list[str] = []
     for i in range(0, len(data) - 1, 2):
         n = data[i] * 256 + data[i + 1]
-        c, n = divmod(n, 45 * 45)
-        e, d = divmod(n, 45)
-        out += (BASE45_ALPHABET[d], BASE45_ALPHABET[e], BASE45_ALPHABET[c])
+        c, n = divmod(n, radix * radix)
+        e, d = divmod(n, radix)
+        out += (alphabet[d], alphabet[e], alphabet[c])
     if len(data) % 2:
-        e, d = divmod(data[-1], 45)
-        out += (BASE45_ALPHABET[d], BASE45_ALPHABET[e])
+        e, d = divmod(data[-1], radix)
+        out += (alphabet[d], alphabet[e])
     return "".join(out)
 
 
-def b45decode(text: str) -> bytes:
-    """Strict base45: refuses other characters, a dangling character and overflows."""
+def _decode_pairs(text: str, values_of: dict[str, int], name: str) -> bytes:
+    """The inverse of :func:`_encode_pairs`, strictly: other characters, a dangling
+    character and groups that overflow are refused, so every byte string has one text."""
+    radix = len(values_of)
     if len(text) % 3 == 1:
-        raise QrFormatError("base45 text has a dangling character", code="qr_malformed")
+        raise QrFormatError(f"{name} text has a dangling character", code="qr_malformed")
     try:
-        values = [_B45[c] for c in text]
+        values = [values_of[c] for c in text]
     except KeyError as e:
-        raise QrFormatError(f"{e.args[0]!r} is not a base45 character",
+        raise QrFormatError(f"{e.args[0]!r} is not a {name} character",
                             code="qr_malformed") from None
     out = bytearray()
     for i in range(0, len(values), 3):
         chunk = values[i:i + 3]
-        n = chunk[0] + chunk[1] * 45 + (chunk[2] * 2025 if len(chunk) == 3 else 0)
+        n = chunk[0] + chunk[1] * radix + (chunk[2] * radix * radix if len(chunk) == 3 else 0)
         if len(chunk) == 3:
             if n > 0xFFFF:
-                raise QrFormatError("base45 triple exceeds 65535", code="qr_malformed")
+                raise QrFormatError(f"{name} triple exceeds 65535", code="qr_malformed")
             out += n.to_bytes(2, "big")
         else:
             if n > 0xFF:
-                raise QrFormatError("base45 pair exceeds 255", code="qr_malformed")
+                raise QrFormatError(f"{name} pair exceeds 255", code="qr_malformed")
             out.append(n)
     return bytes(out)
+
+
+def b45encode(data: bytes) -> str:
+    """Base45 of ``data`` (RFC 9285)."""
+    return _encode_pairs(data, BASE45_ALPHABET)
+
+
+def b45decode(text: str) -> bytes:
+    """Strict base45: refuses other characters, a dangling character and overflows."""
+    return _decode_pairs(text, _B45, "base45")
+
+
+# -- the verification link (base43) ---------------------------------------------------------
+
+#: Base45 without space and ``%``: what a link's fragment carries (section 14.1).
+BASE43_ALPHABET = BASE45_ALPHABET.replace(" ", "").replace("%", "")
+_B43 = {c: i for i, c in enumerate(BASE43_ALPHABET)}
+
+
+def b43encode(data: bytes) -> str:
+    """Like :func:`b45encode` over :data:`BASE43_ALPHABET`: 43**3 > 65535 and 43**2 > 255,
+    so two bytes still take three characters (the text as long as base45's), and every
+    character is QR alphanumeric and needs no escaping in a URL's fragment."""
+    return _encode_pairs(data, BASE43_ALPHABET)
+
+
+def b43decode(text: str) -> bytes:
+    """Strict base43: other characters, a dangling character and overflows are refused."""
+    return _decode_pairs(text, _B43, "base43")
+
+
+def to_link_fragment(text: str) -> str:
+    """The fragment of a verification link for QR text: ``EC1:`` + base43 of the container."""
+    match = _PREFIX_RE.match(text)
+    if match is None:
+        raise QrFormatError("not an ecert QR code (no EC1: prefix)", code="qr_malformed")
+    return match.group(0) + b43encode(b45decode(text[match.end():]))
+
+
+def from_link_fragment(fragment: str) -> str:
+    """The QR text a verification link's fragment carries (the inverse of
+    :func:`to_link_fragment`); raises :class:`QrFormatError` ``qr_malformed``."""
+    match = _PREFIX_RE.match(fragment)
+    if match is None or len(fragment) > MAX_QR_TEXT:
+        raise QrFormatError("not the fragment of an ecert verification link",
+                            code="qr_malformed")
+    return match.group(0) + b45encode(b43decode(fragment[match.end():]))
 
 
 # -- value encoding --------------------------------------------------------------------------
@@ -633,10 +683,32 @@ def parse_token_payload(token: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "CONTAINER_TYPS", "CONTAINER_VERSION", "PREFIX", "QR_TYP", "QrClaims", "QrFormatError",
+    "BASE43_ALPHABET",
+    "CONTAINER_TYPS",
+    "CONTAINER_VERSION",
+    "PREFIX",
+    "QR_TYP",
+    "QrClaims",
+    "QrFormatError",
     "Unwrapped",
-    "b45decode", "b45encode", "decode_value", "encode_value", "inflate", "is_qr_text",
-    "payload_digest", "probe_length_bound", "probe_text",
-    "qr_payload", "read_qr_payload", "sign_qr_token", "status_uri", "token_digest", "unwrap",
+    "b43decode",
+    "b43encode",
+    "b45decode",
+    "b45encode",
+    "decode_value",
+    "encode_value",
+    "from_link_fragment",
+    "inflate",
+    "is_qr_text",
+    "payload_digest",
+    "probe_length_bound",
+    "probe_text",
+    "qr_payload",
+    "read_qr_payload",
+    "sign_qr_token",
+    "status_uri",
+    "to_link_fragment",
+    "token_digest",
+    "unwrap",
     "wrap",
 ]

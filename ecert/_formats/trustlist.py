@@ -15,6 +15,7 @@ from typing import Any
 from ecert._formats.jose import (
     PublicKey,
     SignerLike,
+    b64url_decode,
     jwk_thumbprint,
     key_from_jwk,
     sign_compact,
@@ -391,6 +392,42 @@ class LogInfo:
         return cls(origin, key, size, root, witness)
 
 
+_PAGE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: At most this many files in ``verifier_page``.
+MAX_PAGE_FILES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierPage:
+    """The region's verifier page as it published it (format 1.3, ``verifier_page``).
+
+    ``files`` maps each file name under ``{base_url}/verify/`` to the base64url SHA-256 of
+    its bytes. The page comes from the same host as the bundle, which nobody has to trust:
+    these digests, signed with the trust list, let anyone check a served or kept copy of
+    the page against what the region published (docs/verifier-page.md).
+    """
+
+    files: Mapping[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"files": dict(sorted(self.files.items()))}
+
+    @classmethod
+    def from_json(cls, value: Any) -> VerifierPage:
+        _require(isinstance(value, dict) and set(value) == {"files"}
+                 and isinstance(value["files"], dict), 'verifier_page is {"files": {...}}')
+        files = value["files"]
+        _require(1 <= len(files) <= MAX_PAGE_FILES, "verifier_page names 1 to 32 files")
+        for name, digest in files.items():
+            _require(_PAGE_FILE.fullmatch(name) is not None, "verifier_page file names are plain")
+            try:
+                raw = b64url_decode(digest)
+            except FormatError:
+                raw = b""
+            _require(len(raw) == 32, "verifier_page digests are SHA-256")
+        return cls(dict(files))
+
+
 @dataclass(frozen=True, slots=True)
 class TrustList:
     """The content of a region's trust list."""
@@ -416,6 +453,8 @@ class TrustList:
     sharing_keys: tuple[TrustedKey, ...] = ()
     #: Who may fetch the region's certificates through its sharing service (format 1.2).
     entitlements: tuple[Entitlement, ...] = ()
+    #: The digests of the region's verifier page (format 1.3).
+    verifier_page: VerifierPage | None = None
 
     def agreement_with(self, region: str) -> Agreement | None:
         """Our agreement recognizing ``region``, if any."""
@@ -443,6 +482,9 @@ class TrustList:
                if self.sharing_keys else {}),
             **({"entitlements": [e.to_json() for e in self.entitlements]}
                if self.entitlements else {}),
+            # Absent without a page: such lists stay byte for byte as before 1.3.
+            **({"verifier_page": self.verifier_page.to_json()}
+               if self.verifier_page is not None else {}),
         }
 
     def sign(self, signer: SignerLike) -> str:
@@ -511,6 +553,8 @@ class TrustList:
             log=None if payload.get("log") is None else LogInfo.from_json(payload["log"]),
             sharing_keys=parsed_sharing,
             entitlements=parsed_entitlements,
+            verifier_page=None if payload.get("verifier_page") is None
+            else VerifierPage.from_json(payload["verifier_page"]),
         )
 
 

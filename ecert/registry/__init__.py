@@ -1423,7 +1423,7 @@ class Registry:
                 status_list_validity: timedelta = timedelta(days=1),
                 status_list_ttl: timedelta = timedelta(hours=1),
                 progress: Callable[[int, int], None] | None = None,
-                collect: bool = True) -> PublishReport:
+                collect: bool = True, verifier_page: bool = True) -> PublishReport:
         """Write the public verification bundle and the log's tiles as static files.
 
         Only what the log proves is published; anything else is left out and named in
@@ -1431,6 +1431,8 @@ class Registry:
         and is re-verified, with every status list, before any file is written. With
         ``collect`` (the default) the cosignatures recognized regions made on our
         checkpoints are fetched first (over the network; each bounded by its deadline).
+        With ``verifier_page`` (the default) the browser verifier page is written to
+        ``verify/`` and its digests are signed in the trust list (docs/verifier-page.md).
         Raises :class:`ecert.LeaseHeld` while a watcher (:meth:`watch`) holds the
         publication lease: it keeps the bundle published, and two publishers would race.
         """
@@ -1442,7 +1444,7 @@ class Registry:
                                         trust_list_validity=trust_list_validity,
                                         status_list_validity=status_list_validity,
                                         status_list_ttl=status_list_ttl, progress=progress,
-                                        lease=holder)
+                                        lease=holder, verifier_page=verifier_page)
 
 
     def watch(self, directory: str | Path, *, every: timedelta = timedelta(minutes=10),

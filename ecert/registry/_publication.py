@@ -44,6 +44,7 @@ from ecert._formats.trustlist import (
     TypeEntry,
     TypeWindow,
 )
+from ecert._page import PAGE_DIR, build_page, page_digests
 from ecert._replay import KeyState, Replay
 from ecert._sources import MemorySource
 from ecert._storage.repository import Repository
@@ -264,7 +265,7 @@ def _trusted(key: KeyState) -> TrustedKey:
 def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timedelta,
             status_list_validity: timedelta, status_list_ttl: timedelta,
             progress: Callable[[int, int], None] | None,
-            lease: str | None = None) -> PublishReport:
+            lease: str | None = None, verifier_page: bool = True) -> PublishReport:
     """See :meth:`ecert.Registry.publish`; ``lease`` is the holder id of a watcher, which
     publishes only while it holds the publication lease."""
     out = Path(directory)
@@ -290,6 +291,15 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
         if progress is not None:
             progress(done, len(snap.lists))
     trust = snap.trust
+    root_key = next(k for k in snap.keys_out if k.kid == snap.root_kid)
+    anchor = TrustAnchor(region.code, region.name, dict(root_key.jwk),
+                         _bundle.trust_list_url(region.base_url))
+    agreements = tuple(a for _r, a in sorted(trust.agreements.items())
+                       if a.valid_until is None or a.valid_until > now)
+    # The verifier page embeds the anchor and may reach the regions we recognize; its
+    # digests go into the trust list signed below (format 1.3).
+    page = build_page(anchor, recognized=[a.trust_list_url for a in agreements]) \
+        if verifier_page else {}
     keys_by_agency: dict[tuple[str, str], list[TrustedKey]] = {}
     for key in snap.keys_out:
         if key.agency is not None:  # agency keys, and the agency's requester keys
@@ -309,17 +319,14 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
                     for code, t in sorted(trust.types.items())),
         status_lists=tuple(_bundle.status_list_uri(region.base_url, list_id)
                            for list_id, *_ in snap.lists),
-        agreements=tuple(a for _r, a in sorted(trust.agreements.items())
-                         if a.valid_until is None or a.valid_until > now),
+        agreements=agreements,
         root_rotations=tuple(trust.root_rotations),
         entitlements=trust.entitlements_at(now),
         log=LogInfo(log_origin(region), snap.log_key, snap.size, b64url_encode(snap.root),
                     snap.witness_key),
+        verifier_page=page_digests(page) if page else None,
     )
-    root_key = next(k for k in snap.keys_out if k.kid == snap.root_kid)
     trust_token = trust_list.sign(ctx.keystore.signer(snap.root_kid))
-    anchor = TrustAnchor(region.code, region.name, dict(root_key.jwk),
-                         _bundle.trust_list_url(region.base_url))
     # Re-verify what we are about to publish, as a verifier would.
     checked = load_trust_list(trust_token, anchor, now=now, grace=0)
     verifier = Verifier(checked, MemorySource(region.base_url, documents),
@@ -332,6 +339,8 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
         {"keys": [dict(k.jwk) for k in snap.keys_out]}, indent=2, ensure_ascii=False
     ).encode("utf-8") + b"\n"
     documents[f"{LOG_DIR}/{tiles.CHECKPOINT_PATH}"] = snap.checkpoint
+    for name, data in page.items():
+        documents[f"{PAGE_DIR}/{name}"] = data
     for witness_region, note in snap.cosignatures.items():
         documents[f"{LOG_DIR}/{WITNESS_DIR}/{witness_region}"] = note.encode("utf-8")
     with ctx.read() as repo:

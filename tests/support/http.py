@@ -47,6 +47,11 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def end_headers(self) -> None:
+        for name, value in self.server.extra_headers.items():
+            self.send_header(name, value)
+        super().end_headers()
+
     def send_head(self) -> io.BytesIO | None:  # type: ignore[override]
         path = urllib.parse.urlsplit(self.path).path
         for prefix, hold in list(self.server.holds.items()):
@@ -59,6 +64,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.send_error(503, "down for maintenance")
             return None
         file = Path(self.translate_path(self.path))
+        if file.is_dir():
+            file = file / "index.html"
         if not file.is_file():
             self.server.log.append((path, 404))
             self.send_error(404, "not found")
@@ -73,7 +80,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             return None
         self.server.log.append((path, 200))
         self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Type", self.server.media_type(file))
         self.send_header("Content-Length", str(len(data)))
         self.send_header("ETag", etag)
         self.end_headers()
@@ -84,6 +91,9 @@ class LocalServer(http.server.ThreadingHTTPServer):
     """Serves ``root`` on 127.0.0.1 (an ephemeral port) from a daemon thread."""
 
     daemon_threads = True
+
+    #: Headers sent with every answer (a :class:`~tests.support.browser.BundleHost`'s CORS).
+    extra_headers: dict[str, str] = {}  # noqa: RUF012 - replaced, never changed in place
 
     def __init__(self, root: Path, port: int = 0) -> None:
         self.root = root
@@ -115,6 +125,10 @@ class LocalServer(http.server.ThreadingHTTPServer):
         finally:
             hold.release()
             del self.holds[prefix]
+
+    def media_type(self, file: Path) -> str:
+        """The Content-Type of ``file`` (a bundle's documents are bytes to a verifier)."""
+        return "application/octet-stream"
 
     @property
     def stopped(self) -> bool:
