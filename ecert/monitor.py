@@ -80,6 +80,11 @@ __all__ = [
 ]
 
 LOG_DIR = "log"
+
+
+def log_origin(base_url: str) -> str:
+    """A region's log origin line: its base URL without the scheme, then ``/log``."""
+    return base_url.split("://", 1)[1] + "/" + LOG_DIR
 WITNESS_DIR = "witness"
 MAX_CHECKPOINT_BYTES = 64 * 1024
 MAX_TILE_BYTES = merkle.TILE_WIDTH * merkle.HASH_SIZE

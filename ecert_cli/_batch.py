@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -144,20 +144,13 @@ def issue_batch(type_code: str, agency_code: str, file: Path, id_column: str | N
             "rejects_file": str(rejects_path) if rejected else None,
             "seconds": round(seconds, 3)}
 
-    def human() -> None:
+    def summary() -> None:
         say("{rows} rows: {issued} issued, {skipped} issued before, {rejected} rejected "
             "({rate}/s)", rows=progress.done, issued=counts[RowStatus.ISSUED],
             skipped=counts[RowStatus.SKIPPED], rejected=rejected,
             rate=round(progress.done / max(seconds, 1e-9)))
-        for code, count in sorted(progress.codes.items()):
-            say("  {code}: {count}", code=code, count=count)
-        if rejected:
-            say("rejected rows are in {file}: fix them there and run it again",
-                file=str(rejects_path))
 
-    emit(data, human)
-    if rejected:
-        sys.exit(EXIT_NOT_VALID)
+    _report(data, summary, progress.codes, rejected, rejects_path)
 
 
 @cli.command("revoke-batch")
@@ -191,10 +184,20 @@ def revoke_batch(file: Path, rejects_file: Path | None, encoding: str | None) ->
             "codes": dict(sorted(codes.items())),
             "rejects_file": str(rejects_path) if rejected else None}
 
-    def human() -> None:
+    def summary() -> None:
         say("{rows} rows: {revoked} revoked, {skipped} revoked before, {rejected} rejected",
             rows=len(outcomes), revoked=counts[RowStatus.REVOKED],
             skipped=counts[RowStatus.SKIPPED], rejected=rejected)
+
+    _report(data, summary, codes, rejected, rejects_path)
+
+
+def _report(data: dict[str, Any], summary: Callable[[], None], codes: Mapping[str, int],
+            rejected: int, rejects_path: Path) -> None:
+    """A batch command's result: ``data`` as JSON, or ``summary`` then the count of
+    each reject code and where the rejected rows went; exit 1 if any row was rejected."""
+    def human() -> None:
+        summary()
         for code, count in sorted(codes.items()):
             say("  {code}: {count}", code=code, count=count)
         if rejected:

@@ -102,12 +102,6 @@ def input_rules(value: CertificateType) -> dict[str, Any] | None:
 # built per call costs more in construction than the database takes to answer it.
 _OPERATOR = select(operators).where(operators.c.name == bindparam("name"))
 _KEY = select(keys).where(keys.c.kid == bindparam("kid"))
-_ACTIVE_KEY = (select(keys).where(keys.c.role == bindparam("role"), keys.c.retired_at.is_(None),
-                                  keys.c.compromised_since.is_(None))
-               .order_by(keys.c.created_at.desc()).limit(1))
-_ENTITLEMENTS_IN_FORCE = select(entitlements).where(or_(
-    entitlements.c.valid_until.is_(None), entitlements.c.valid_until > bindparam("at"))
-).order_by(entitlements.c.id)
 _ADD_TO_COUNTER = (update(counters).where(counters.c.name == bindparam("counter"))
                    .values(value=counters.c.value + bindparam("amount"))
                    .returning(counters.c.value))
@@ -157,8 +151,9 @@ def _nonce_upsert(dialect: str) -> Any:
 
 @cache
 def _with_issue_and_key(status: CertificateStatus, limit: int) -> Any:
-    """:func:`_certificates_of_holder` with, in the same answer, the key each row names
-    and the leaves of its ``cert.issue`` entries (one row per leaf)."""
+    """A holder's certificates of one type with the effective ``status`` at ``now`` and,
+    in the same answer, the key each row names, the leaves of its ``issue_action``
+    entries (one row per leaf) and the active sharing key."""
     c, k, issue = certificates.c, keys.c, log_entries.c
     sharing = keys.alias("sharing")
     sharing_kid = (select(sharing.c.kid)
@@ -169,6 +164,8 @@ def _with_issue_and_key(status: CertificateStatus, limit: int) -> Any:
     return (select(certificates, region.c.code.label("region_code"), region.c.base_url,
                    *(col.label(f"key_{col.name}") for col in keys.c),
                    issue.leaf.label("issue_leaf"), sharing_kid.label("sharing_kid"))
+            # The region join as Repository._cert_query makes it, then the key and the
+            # issue entries (explicit FROM: three tables could join certificates).
             .select_from(certificates.join(region, region.c.id == 1)
                          .outerjoin(keys, k.kid == c.kid)
                          .outerjoin(log_entries, and_(
@@ -177,16 +174,6 @@ def _with_issue_and_key(status: CertificateStatus, limit: int) -> Any:
             .where(c.holder == bindparam("holder"), c.type_code == bindparam("type_code"),
                    _status_condition(status, bindparam("now", type_=Integer)))
             .order_by(c.issued_at, c.id, issue.seq).limit(limit))
-
-
-@cache
-def _certificates_of_holder(status: CertificateStatus, limit: int) -> Any:
-    """A holder's certificates of one type with the effective ``status`` at ``now``."""
-    c = certificates.c
-    return (Repository._cert_query()
-            .where(c.holder == bindparam("holder"), c.type_code == bindparam("type_code"),
-                   _status_condition(status, bindparam("now", type_=Integer)))
-            .order_by(c.issued_at, c.id).limit(limit))
 
 
 class StoredCertificate(NamedTuple):
@@ -291,9 +278,6 @@ class Repository:
         ).scalar_one())
 
     def active_key(self, role: KeyRole, agency_code: str | None = None) -> KeyInfo | None:
-        if agency_code is None:
-            row = self.conn.execute(_ACTIVE_KEY, {"role": role.value}).first()
-            return None if row is None else self._key(row)
         query = select(keys).where(keys.c.role == role.value, keys.c.retired_at.is_(None),
                                    keys.c.compromised_since.is_(None))
         if agency_code is not None:
@@ -313,11 +297,16 @@ class Repository:
         return [self._key(row) for row in rows]
 
     @staticmethod
-    def _key(row: Row[Any]) -> KeyInfo:
+    def _key(row: Row[Any], prefix: str = "") -> KeyInfo:
+        """A ``keys`` row (its columns named ``prefix`` + the column's name)."""
+        def get(name: str) -> Any:
+            return getattr(row, prefix + name)
+
         return KeyInfo(
-            kid=row.kid, alg=row.alg, role=KeyRole(row.role), public_jwk=row.public_jwk,
-            created_at=_dt_required(row.created_at), agency_code=row.agency_code,
-            retired_at=_dt(row.retired_at), compromised_since=_dt(row.compromised_since),
+            kid=get("kid"), alg=get("alg"), role=KeyRole(get("role")),
+            public_jwk=get("public_jwk"), created_at=_dt_required(get("created_at")),
+            agency_code=get("agency_code"), retired_at=_dt(get("retired_at")),
+            compromised_since=_dt(get("compromised_since")),
         )
 
     def list_status_lists(self) -> list[tuple[int, int, int, int]]:
@@ -361,12 +350,6 @@ class Repository:
         ``status`` is the effective status at ``now``: a scheduled revocation that fell
         due reads revoked.
         """
-        if (holder is not None and type_code is not None and status is not None
-                and now is not None and (agency_code, kid, offset, name_prefix, after)
-                == (None, None, 0, None, None)):  # the sharing service's question
-            return [self._certificate(row) for row in self.conn.execute(
-                _certificates_of_holder(status, limit),
-                {"holder": holder, "type_code": type_code, "now": now})]
         c = certificates.c
         conditions: list[Any] = []
         if holder is not None:
@@ -407,12 +390,7 @@ class Repository:
                 "issue_action": issue_action}):
             known = found.get(row.id)
             if known is None:
-                key = None if row.key_kid is None else KeyInfo(
-                    kid=row.key_kid, alg=row.key_alg, role=KeyRole(row.key_role),
-                    public_jwk=row.key_public_jwk, agency_code=row.key_agency_code,
-                    created_at=_dt_required(row.key_created_at),
-                    retired_at=_dt(row.key_retired_at),
-                    compromised_since=_dt(row.key_compromised_since))
+                key = None if row.key_kid is None else self._key(row, "key_")
                 known = found[row.id] = StoredCertificate(self._certificate(row), key, [],
                                                           row.sharing_kid)
             if row.issue_leaf is not None:
@@ -687,9 +665,6 @@ class Repository:
     def list_entitlements(self, *, in_force_at: int | None = None, after: str | None = None,
                           limit: int | None = None) -> list[Entitlement]:
         """Entitlements by id; ``in_force_at``: only those not ended by then."""
-        if in_force_at is not None and after is None and limit is None:
-            return [self._entitlement(row) for row in
-                    self.conn.execute(_ENTITLEMENTS_IN_FORCE, {"at": in_force_at})]
         query = select(entitlements).order_by(entitlements.c.id)
         if in_force_at is not None:
             query = query.where(or_(entitlements.c.valid_until.is_(None),

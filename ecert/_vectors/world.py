@@ -33,7 +33,7 @@ from ecert._formats.trustlist import (
     TypeWindow,
 )
 from ecert._vectors.keys import SeededSigner, derive
-from ecert.monitor import LOG_DIR
+from ecert.monitor import LOG_DIR, log_origin
 from ecert.trust import TrustAnchor
 
 DAY = 86_400
@@ -152,8 +152,8 @@ class Region:
 
     @property
     def log_origin(self) -> str:
-        """The log's origin line: the base URL without its scheme, then ``/log``."""
-        return self.base_url.split("://", 1)[1] + "/" + LOG_DIR
+        """The log's origin line (:func:`ecert.monitor.log_origin`)."""
+        return log_origin(self.base_url)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ from ecert._formats.copy import (
 from ecert._formats.jose import b64url_encode, canonical_json
 from ecert._formats.log import Entry, token_hash
 from ecert._formats.trustlist import Entitlement
+from ecert._storage.repository import StoredCertificate
 from ecert.errors import InputError, RecordTampered, Replayed
 from ecert.models import Certificate, CertificateStatus
 from ecert.registry._audit import check_stored_token
@@ -381,25 +382,26 @@ def _valid_now(cert: Certificate, now: int) -> bool:
 def _copies(unit: Unit, p: Mapping[str, Any], decision: _Decision) -> list[Copy]:
     repo, now, region = unit.repo, unit.now, unit.region
     claims = decision.claims
-    found = []
+    found: list[tuple[Certificate, StoredCertificate]] = []
     for type_code in p["types"]:
         # Each row with its key and issue entry, to check it against both (one query).
-        found += [s for s in repo.certificates_with_proof(
-            holder=p["holder"], type_code=type_code, status=CertificateStatus.VALID,
-            now=now, limit=100, issue_action=Action.CERT_ISSUE.value)
-            if _valid_now(effective(s.certificate, now), now)]
-    kept = {c.id for c in released([s.certificate for s in found], decision.scope)}
-    found = [s for s in found if s.certificate.id in kept]  # what the consent releases
-    if not found:
+        for stored in repo.certificates_with_proof(
+                holder=p["holder"], type_code=type_code, status=CertificateStatus.VALID,
+                now=now, limit=100, issue_action=Action.CERT_ISSUE.value):
+            cert = effective(stored.certificate, now)
+            if _valid_now(cert, now):
+                found.append((cert, stored))
+    released_ids = {c.id for c in released([c for c, _ in found], decision.scope)}
+    kept = [(c, s) for c, s in found if c.id in released_ids]
+    if not kept:
         return []
-    kid = found[0].sharing_kid  # the active sharing key, read with the certificates
+    kid = kept[0][1].sharing_kid  # the active sharing key, read with the certificates
     if kid is None:
         raise InputError("this registry has no sharing key: run 'ecert key rotate-sharing'",
                          code="no_sharing_key")
     signer = unit.ctx.signer(kid)
     out = []
-    for stored in found:
-        cert = effective(stored.certificate, now)
+    for cert, stored in kept:
         try:
             check_stored_token(unit.ctx, repo, cert, key=stored.key,
                                issue_leaves=stored.issue_leaves)

@@ -50,6 +50,8 @@ from ecert._sources import MemorySource
 from ecert._storage.repository import Repository
 from ecert.errors import EcertError, LeaseHeld, PublishError, StorageError
 from ecert.models import CertificateStatus, KeyRole, Region
+from ecert.monitor import LOG_DIR
+from ecert.monitor import log_origin as origin_of_log
 from ecert.registry._core import Operation, Target, Unit, _Context
 from ecert.registry._lifecycle import STATUS_VALUES
 from ecert.trust import TrustAnchor, load_trust_list
@@ -57,7 +59,6 @@ from ecert.verify import Verifier
 
 log = logging.getLogger("ecert.registry")
 
-LOG_DIR = "log"
 #: The lease ``ecert publish --watch`` holds (one watcher per registry).
 LEASE_NAME = "publish"
 WITNESS_DIR = "witness"
@@ -91,7 +92,7 @@ class PublishReport:
 
 def log_origin(region: Region) -> str:
     """The log's origin line: the base URL without its scheme, then ``/log``."""
-    return region.base_url.split("://", 1)[1] + "/" + LOG_DIR
+    return origin_of_log(region.base_url)  # the one rule, shared with the verifier side
 
 
 @dataclass
