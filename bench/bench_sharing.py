@@ -126,11 +126,28 @@ def start_server(world: object, workers: int) -> tuple[subprocess.Popen[str], in
     for _ in range(600):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=1):
-                return server, port
+                pass
         except OSError:
             time.sleep(0.05)
+            continue
+        # One worker answering is not all of them listening: connections opened now
+        # would all land on the first one up (each worker listens on a socket of its own).
+        if listening(port) >= workers:
+            return server, port
+        time.sleep(0.05)
     server.kill()
     raise SystemExit("ecert serve did not start")
+
+
+def listening(port: int) -> int:
+    """How many sockets listen on 127.0.0.1:``port`` (one per worker: SO_REUSEPORT)."""
+    wanted = f"0100007F:{port:04X}"
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == wanted and fields[3] == "0A":  # 0A: LISTEN
+            count += 1
+    return count
 
 
 Snapshot = Callable[[], tuple[float, ...]]

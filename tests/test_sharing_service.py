@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -111,11 +112,24 @@ class FakeBackend:
 BACKEND = FakeBackend()
 
 
+def _host(http: Literal["auto", "httptools", "h11"] = "auto") -> ServiceHost:
+    return ServiceHost(lambda base: create_app(
+        keys=FakeKeys(), nonces=MemoryNonceStore(CLOCK), backend=BACKEND, base_url=base,
+        clock=CLOCK, limits=LIMITS), LIMITS, http)
+
+
 @pytest.fixture(scope="module")
 def service() -> Iterator[ServiceHost]:
-    host = ServiceHost(lambda base: create_app(
-        keys=FakeKeys(), nonces=MemoryNonceStore(CLOCK), backend=BACKEND, base_url=base,
-        clock=CLOCK, limits=LIMITS), LIMITS)
+    host = _host()
+    yield host
+    host.stop()
+
+
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def transport(request: pytest.FixtureRequest) -> Iterator[ServiceHost]:
+    """The service on each of uvicorn's HTTP/1.1 parsers (each with its deadline port):
+    the transport's hostile cases must hold on both."""
+    host = _host(request.param)
     yield host
     host.stop()
 
@@ -246,70 +260,92 @@ def test_a_flood_of_bad_signatures_leaves_the_service_answering(service: Service
 # -- transport -------------------------------------------------------------------------------
 
 
-def test_malformed_json_and_media_type(service: ServiceHost) -> None:
-    answer = raw_exchange(service.port, _signed(service, b'{"holder_id": '))
+def test_malformed_json_and_media_type(transport: ServiceHost) -> None:
+    answer = raw_exchange(transport.port, _signed(transport, b'{"holder_id": '))
     assert (status_of(answer), _problem(answer)) == (400, "malformed_request")
     body = FETCH.to_json()
     headers = [(k, "text/plain" if k == "Content-Type" else v) for k, v in signed_headers(
-        service.url("/v1/copies"), body, ZJ_KEY, "ZJ/zj-amr", clock=CLOCK)]
-    answer = raw_exchange(service.port,
-                          request_bytes("POST", "/v1/copies", service.port, headers, body))
+        transport.url("/v1/copies"), body, ZJ_KEY, "ZJ/zj-amr", clock=CLOCK)]
+    answer = raw_exchange(transport.port,
+                          request_bytes("POST", "/v1/copies", transport.port, headers, body))
     assert (status_of(answer), _problem(answer)) == (415, "unsupported_media_type")
 
 
-def test_oversized_bodies(service: ServiceHost) -> None:
+def test_oversized_bodies(transport: ServiceHost) -> None:
     big = b"{" + b" " * LIMITS.max_body_bytes + b"}"
-    answer = raw_exchange(service.port, _signed(service, big))
+    answer = raw_exchange(transport.port, _signed(transport, big))
     assert (status_of(answer), _problem(answer)) == (413, "payload_too_large")
     # Chunked, so no Content-Length announces it: refused as it arrives.
     chunk = b" " * 1000
-    head = (f"POST /v1/copies HTTP/1.1\r\nHost: 127.0.0.1:{service.port}\r\n"
+    head = (f"POST /v1/copies HTTP/1.1\r\nHost: 127.0.0.1:{transport.port}\r\n"
             "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(10))
-    answer = raw_exchange(service.port, head + chunks + b"0\r\n\r\n")
+    answer = raw_exchange(transport.port, head + chunks + b"0\r\n\r\n")
     assert (status_of(answer), _problem(answer)) == (413, "payload_too_large")
 
 
-def test_oversized_headers(service: ServiceHost) -> None:
+def test_oversized_headers(transport: ServiceHost) -> None:
     many = [(f"X-Filler-{i}", "x") for i in range(LIMITS.max_header_count)]
-    answer = raw_exchange(service.port,
-                          request_bytes("POST", "/v1/copies", service.port, many, b"{}"))
+    answer = raw_exchange(transport.port,
+                          request_bytes("POST", "/v1/copies", transport.port, many, b"{}"))
     assert (status_of(answer), _problem(answer)) == (431, "headers_too_large")
     long = [("X-Filler", "x" * (LIMITS.max_header_bytes + 10))]
-    answer = raw_exchange(service.port,
-                          request_bytes("POST", "/v1/copies", service.port, long, b"{}"))
+    answer = raw_exchange(transport.port,
+                          request_bytes("POST", "/v1/copies", transport.port, long, b"{}"))
     assert (status_of(answer), _problem(answer)) == (431, "headers_too_large")
     # Beyond what the server parses at all: refused before the application sees it.
     huge = [("X-Filler", "x" * (LIMITS.max_header_bytes * 4))]
-    answer = raw_exchange(service.port,
-                          request_bytes("POST", "/v1/copies", service.port, huge, b"{}"))
-    assert status_of(answer) in (400, 431)
+    answer = raw_exchange(transport.port,
+                          request_bytes("POST", "/v1/copies", transport.port, huge, b"{}"))
+    assert status_of(answer) in ((400, 431) if transport.http == "h11" else (431,))
 
 
-def test_slow_clients_are_cut_off_and_others_are_answered(service: ServiceHost) -> None:
-    raw = _signed(service, FETCH.to_json())
+def test_endless_headers_are_cut_off_by_the_server(transport: ServiceHost) -> None:
+    """Headers that never end, sent quickly: the server stops buffering them at its bound
+    (llhttp has none of its own) and hangs up, long before the deadline — and answers
+    others meanwhile."""
+    start = f"POST /v1/copies HTTP/1.1\r\nHost: 127.0.0.1:{transport.port}\r\n".encode()
+    filler = b"X-Filler: " + b"x" * 4000 + b"\r\n"
+    outcome: dict[str, tuple[bytes, float]] = {}
+
+    def endless() -> None:
+        began = time.monotonic()
+        answer = raw_exchange(transport.port, start, *([filler, 0.001] * 200))
+        outcome["answer"] = (answer, time.monotonic() - began)
+
+    assert _answered_meanwhile(transport, [endless])
+    answer, took = outcome["answer"]
+    if transport.http == "h11":  # h11's own bound: uvicorn answers 400 or 431
+        assert status_of(answer) in (400, 431)
+    else:
+        assert (status_of(answer), _problem(answer)) == (431, "headers_too_large")
+    assert took < LIMITS.deadline_seconds  # cut off by size, not by the deadline
+
+
+def test_slow_clients_are_cut_off_and_others_are_answered(transport: ServiceHost) -> None:
+    raw = _signed(transport, FETCH.to_json())
     head, _, body = raw.partition(b"\r\n\r\n")
     outcomes: dict[str, bytes] = {}
 
     def slow_body() -> None:  # headers at once, then the body never finishes
-        outcomes["body"] = raw_exchange(service.port, head + b"\r\n\r\n" + body[:10])
+        outcomes["body"] = raw_exchange(transport.port, head + b"\r\n\r\n" + body[:10])
 
     def slow_headers() -> None:  # a header line a while, never the end of the headers
-        outcomes["headers"] = raw_exchange(service.port, head[:30], 0.4, head[30:60], 0.4,
+        outcomes["headers"] = raw_exchange(transport.port, head[:30], 0.4, head[30:60], 0.4,
                                            head[60:90])
 
-    assert _answered_meanwhile(service, [slow_body, slow_headers])
+    assert _answered_meanwhile(transport, [slow_body, slow_headers])
     assert (status_of(outcomes["body"]), _problem(outcomes["body"])) == \
         (408, "request_timeout")
     assert status_of(outcomes["headers"]) == 408
 
 
 def test_keep_alive_deadline_counts_from_each_request_s_first_byte(
-        service: ServiceHost) -> None:
+        transport: ServiceHost) -> None:
     """Idle time between two requests on one connection is not the second one's."""
-    first = _signed(service, FETCH.to_json())
-    second = _signed(service, FETCH.to_json())
-    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+    first = _signed(transport, FETCH.to_json())
+    second = _signed(transport, FETCH.to_json())
+    with socket.create_connection(("127.0.0.1", transport.port), timeout=10) as sock:
         sock.sendall(first)
         assert status_of(read_response(sock)) == 200
         time.sleep(0.9)  # idle: below uvicorn's keep-alive, 0.9 of the 1 s deadline
@@ -572,3 +608,37 @@ def test_a_connection_is_closed_after_its_last_request_so_workers_share_the_load
         connection.close()
     finally:
         host.stop()
+
+
+class _SlowBackend(FakeBackend):
+    """Grants, after a while, counting how many of its calls run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = self.most = 0
+
+    def fetch(self, request: AuthenticatedRequest, body: ShareRequest
+              ) -> FetchResult | Problem:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.15)
+        with self.lock:
+            self.running -= 1
+        return super().fetch(request, body)
+
+
+def test_a_worker_works_on_at_most_max_threads_requests_at_once() -> None:
+    backend = _SlowBackend()
+    limits = dataclasses.replace(LIMITS, max_threads=2, deadline_seconds=10.0)
+    host = ServiceHost(lambda base: create_app(
+        keys=FakeKeys(), nonces=MemoryNonceStore(CLOCK), backend=backend, base_url=base,
+        clock=CLOCK, limits=limits), limits)
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: send(host.url("/v1/copies"), FETCH, ZJ_KEY,
+                                                   "ZJ/zj-amr", clock=CLOCK), range(6)))
+    finally:
+        host.stop()
+    assert [a.status for a in answers] == [200] * 6  # the others waited their turn
+    assert backend.most == 2

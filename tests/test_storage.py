@@ -35,6 +35,7 @@ from ecert.identifiers import CertificateId
 from ecert.keys import FileKeyStore
 from tests.support import (
     EPOCH,
+    PG_URL,
     FakeClock,
     create_registry,
     database_url_of,
@@ -441,3 +442,38 @@ def test_full_status_list_rolls_over(registry: ecert.Registry, tmp_path: Path) -
     assert verifier.verify(third.token).valid
     assert verifier.verify(first_on_two.token).status == ecert.VerificationStatus.REVOKED
 
+
+
+@pytest.mark.skipif(not PG_URL, reason="a server-side disconnect needs PostgreSQL "
+                    "(set ECERT_TEST_DATABASE_URL)")
+def test_a_pooled_connection_that_died_while_idle_is_replaced(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pooled connections are tested before use only after sitting idle (not on every
+    checkout, a round trip each): one the server dropped meanwhile is replaced, and the
+    caller never sees the failure."""
+    from ecert._storage import database
+
+    engine = make_engine(PG_URL)
+    pings: list[object] = []
+    ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping",
+                        lambda dbapi_connection: pings.append(1) or ping(dbapi_connection))
+    try:
+        with engine.connect() as conn:
+            first = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.connect() as conn:  # in steady use: the same connection, untested
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() == first
+        assert pings == []
+        other = make_engine(PG_URL)  # the server drops it, as a restart would
+        try:
+            with other.connect() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        finally:
+            other.dispose()
+        monkeypatch.setattr(database, "IDLE_PING_SECONDS", 0.0)  # "idle long enough"
+        with engine.connect() as conn:
+            again = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert again != first
+        assert len(pings) >= 1
+    finally:
+        engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
 from ecert._extras import needs
 from ecert.errors import ExtraMissing, StorageError
@@ -33,12 +34,43 @@ def make_engine(url: str) -> Engine:
             _configure_sqlite(engine)
         else:
             with needs("postgres"):  # psycopg, when the URL names it, is that extra's
-                engine = create_engine(url, pool_pre_ping=True)
+                engine = create_engine(url)
+            _ping_when_idle(engine)
     except ExtraMissing:
         raise
     except (SQLAlchemyError, ImportError, ValueError) as e:
         raise StorageError(f"cannot use database {_redact(url)}: {e}") from e
     return engine
+
+
+#: A pooled connection idle for longer than this is tested before it is handed out.
+IDLE_PING_SECONDS = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Test a pooled connection before use only if it sat idle for a while.
+
+    SQLAlchemy's ``pool_pre_ping`` tests every checkout: a round trip per transaction,
+    which on the sharing service's hot path (a few statements per request) was a tenth
+    of them. A connection in steady use proves itself by being used; one that sat idle
+    (a restarted server, a dropped network, an idle timeout) is tested as pre-ping would
+    and, if dead, replaced (the pool retries the checkout on ``DisconnectionError``). A
+    connection that dies while busy fails its statement, and SQLAlchemy then discards
+    the pool's connections older than that failure.
+    """
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["ecert_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("ecert_idle_since")
+        if since is None or time.monotonic() - since <= IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as e:  # whatever the driver raises for a dead connection
+            raise DisconnectionError(f"a pooled connection failed its test: {e}") from e
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -31,7 +31,7 @@ from ecert.models import KeyRole, KeyStatus, Role
 from ecert.registry import OperatorCredential, Registry
 from ecert.sharing.app import ASGIApp, Limits, Message, Receive, Scope, Send
 from ecert.sharing.backend import RegistryBackend, registry_app
-from ecert.sharing.server import DeadlineH11Protocol, uvicorn_config
+from ecert.sharing.server import protocol_class, uvicorn_config
 from ecert.verify import Verifier
 
 log = logging.getLogger("ecert.sharing")
@@ -235,7 +235,7 @@ def serve(settings: ServiceSettings, *, host: str, port: int, workers: int,
         if value is not None:
             os.environ[name] = value
     config = uvicorn.Config("ecert.sharing.serve:worker_app", factory=True, host=host,
-                            port=port, workers=workers, http=DeadlineH11Protocol,
+                            port=port, workers=workers, http=protocol_class(),
                             lifespan="on", **{"log_level": "warning",
                                               "h11_max_incomplete_event_size":
                                               Limits().max_header_bytes + 1024,

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import uvicorn
 
@@ -22,14 +23,16 @@ from ecert.sharing.server import uvicorn_config
 class ServiceHost:
     """Serves the application ``make(base_url)`` returns on an ephemeral loopback port."""
 
-    def __init__(self, make: Callable[[str], ASGIApp], limits: Limits) -> None:
+    def __init__(self, make: Callable[[str], ASGIApp], limits: Limits,
+                 http: Literal["auto", "httptools", "h11"] = "auto") -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.app = make(self.base_url)
-        self.server = uvicorn.Server(uvicorn_config(self.app, limits=limits))
+        self.http = http
+        self.server = uvicorn.Server(uvicorn_config(self.app, limits=limits, http=http))
         self._thread = threading.Thread(target=self.server.run,
                                         kwargs={"sockets": [self._socket]}, daemon=True)
         self._thread.start()
