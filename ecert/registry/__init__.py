@@ -38,6 +38,7 @@ from ecert._storage.database import make_engine, migrate, schema_is_current, sql
 from ecert._storage.repository import Repository
 from ecert.batch import (
     BatchRow,
+    ExportedRow,
     RejectCode,
     RejectsFile,
     RevocationRow,
@@ -91,6 +92,7 @@ from ecert.registry import (
     _publication,
     _recognition,
     _sharing,
+    _transfer,
     _watch,
     _witness,  # also registers the witness.cosign operation
 )
@@ -109,10 +111,12 @@ from ecert.registry._fetch import FetchResult, UseRecord
 from ecert.registry._limits import ShareLimits
 from ecert.registry._publication import PublishReport, log_origin
 from ecert.registry._rules import is_no_end, until_seconds
+from ecert.registry._transfer import ExportReport
 from ecert.registry._sharing import Consent, ConsentCode
 from ecert.registry._watch import WatchCycle, WatchOutcome
 from ecert.registry._witness import CosignReport
 from ecert.trust import TrustAnchor
+from ecert.verify import Verifier
 
 
 class Unset:
@@ -1013,6 +1017,66 @@ class Registry:
         def outcomes() -> Iterator[RowOutcome]:
             try:
                 yield from _batch.issue_file(run, source, sink, chunk_size=chunk_size)
+            finally:
+                if sink is not None:
+                    sink.close()
+                source.close()
+
+        return outcomes()
+
+    # -- export and import --------------------------------------------------------------------
+
+    def export_certificates(self, path: str | Path, *,
+                            progress: Callable[[int], None] | None = None) -> ExportReport:
+        """Write every certificate to ``path`` (mode 0600) as JSON Lines, oldest first
+        (:func:`ecert.batch.export_record`: the signed token, the members it states and
+        the status in effect now), for :meth:`import_certificates` into another registry
+        or for a backup. Erased (redacted) certificates are left out and counted.
+        ``progress`` is called with the certificates read so far, a page at a time.
+        Keys, operators and the log are not exported."""
+        return _transfer.export(self._ctx, path, progress)
+
+    def import_certificates(self, rows: Iterable[ExportedRow], verifier: Verifier, *,
+                            chunk_size: int = _batch.DEFAULT_CHUNK) -> Iterator[RowOutcome]:
+        """Import the lines of an export; the outcome of every line (imported, skipped as
+        imported before, or rejected with a :class:`ecert.batch.RejectCode`).
+
+        ``verifier`` holds the exporting registry's trust (``Verifier.from_bundle`` of its
+        published directory with its anchor). Each line's token must verify against it
+        (``signature``), the line's members must be what the token states
+        (``export_mismatch``), and its status may be more final than the exporter's
+        published status list says but never less (``status_rollback``). Then each
+        certificate is checked as :meth:`issue` checks one, against this registry's type
+        (schema, text, the claims naming the holder and the type's holder id scheme), and
+        signed again by this registry's agency key under its original id, with a status
+        slot of this registry, issued now and valid over the original's period; its log
+        entry (``certificate.issue``, ``details.imported``) names the original's issuer,
+        key, issue time and token hash, followed by its suspension or revocation where
+        the line says so. Role: ``clerk`` (and ``officer`` for revoked lines) of each
+        agency and type; a four-eyes policy on those refuses the import
+        (``approval_required``). Lines are recognised by their original token, so an
+        import stopped at any moment is finished by running it again."""
+        return _transfer.import_rows(self._ctx, verifier, rows, chunk_size=chunk_size)
+
+    def import_file(self, path: str | Path, verifier: Verifier, *,
+                    rejects: str | Path | None = None,
+                    chunk_size: int = _batch.DEFAULT_CHUNK) -> Iterator[RowOutcome]:
+        """:meth:`import_certificates` of an export file; refused (and unreadable) lines
+        go to ``rejects`` (mode 0600) as they were, plus ``_line``, ``_code`` and
+        ``_reason``."""
+        if chunk_size < 1:
+            raise InputError("a chunk holds at least one row")
+        source = open_rows(path, exported=True, encoding="utf-8", kind="jsonl")
+        try:
+            sink = None if rejects is None else RejectsFile(rejects, source)
+        except BaseException:
+            source.close()
+            raise
+
+        def outcomes() -> Iterator[RowOutcome]:
+            try:
+                yield from _transfer.import_file(self._ctx, verifier, source, sink,
+                                                 chunk_size=chunk_size)
             finally:
                 if sink is not None:
                     sink.close()
