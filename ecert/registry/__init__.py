@@ -111,8 +111,8 @@ from ecert.registry._fetch import FetchResult, UseRecord
 from ecert.registry._limits import ShareLimits
 from ecert.registry._publication import PublishReport, log_origin
 from ecert.registry._rules import is_no_end, until_seconds
-from ecert.registry._transfer import ExportReport
 from ecert.registry._sharing import Consent, ConsentCode
+from ecert.registry._transfer import ExportReport
 from ecert.registry._watch import WatchCycle, WatchOutcome
 from ecert.registry._witness import CosignReport
 from ecert.trust import TrustAnchor
@@ -126,8 +126,8 @@ class Unset:
 UNSET = Unset()
 
 __all__ = ["AuditReport", "CatalogImport", "CheckOutcome", "Consent", "ConsentCode",
-           "CosignReport", "FetchResult", "History", "OperatorCredential", "PublishReport",
-           "Registry", "ShareLimits", "UseRecord", "WatchCycle", "WatchOutcome"]
+           "CosignReport", "ExportReport", "FetchResult", "History", "OperatorCredential",
+           "PublishReport", "Registry", "ShareLimits", "UseRecord", "WatchCycle", "WatchOutcome"]
 
 _DB_FILE = "registry.db"
 

@@ -182,7 +182,7 @@ class _Run:
             return _rejected(line, RejectCode.EXPORT_MISMATCH,
                              f"{mismatch} differs from what the signed token states")
         try:
-            status = CertificateStatus(rec.get("status"))
+            status = CertificateStatus(str(rec.get("status")))
             reason = None
             if status is CertificateStatus.REVOKED:
                 reason = RevocationReason(rec.get("reason") or "unspecified")
@@ -256,7 +256,7 @@ def _mismatch(rec: Mapping[str, Any], cert: Certificate, agency: str) -> str | N
     return None
 
 
-def _seconds(value: Any) -> int | None | str:
+def _seconds(value: Any) -> int | str | None:
     if value is None:
         return None
     try:
@@ -454,9 +454,9 @@ def _import_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str
     repo.add_issue_keys(keys)
     # Then what became of them, as the line says (never less final than published).
     for (cert, _serial, _list), (r, _claims, _s) in zip(made, good, strict=True):
-        action = _TRANSITION.get(r.status)
-        if action is not None:
-            _change(unit, action, cert, r.reason, None)
+        change = _TRANSITION.get(r.status)
+        if change is not None:
+            _change(unit, change, cert, r.reason, None)
     return imported, refused
 
 
