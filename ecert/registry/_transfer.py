@@ -398,9 +398,10 @@ def _import_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str
                 f"{cert_type.code} is {cert_type.national_type_code} and {agency.code} is "
                 f"{agency.uscc}")
             continue
-        if repo.get_certificate(r.id) is not None:
+        if repo.get_certificate(r.id) is not None or any(
+                agency.uscc in taken for taken in repo.ids_with_serial(parsed.serial)):
             refused[r.line] = _rejected(r.line, RejectCode.ID_TAKEN,
-                                        "a certificate of this registry has this id")
+                                        "a certificate of this registry has this id or serial")
             continue
         good.append((r, claims, parsed.serial))
     if not good:
