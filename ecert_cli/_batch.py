@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import click
 import ecert
 from ecert.batch import RowOutcome, RowStatus
 from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
+from ecert_cli._i18n import N_
 from ecert_cli._render import fmt, say
 
 
@@ -92,6 +94,19 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
 
+    @contextmanager
+    def interruptible(self, message: str) -> Iterator[None]:
+        """Close the bar at the end; on Ctrl-C first say ``message`` (``{done}``: the
+        rows done), then let the interruption end the command (exit 130)."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.close()
+            click.echo(fmt(message, done=self.done), err=True)
+            raise
+        finally:
+            self.close()
+
 
 @cli.command("issue-batch")
 @click.option("--type", "type_code", required=True, help="Certificate type code.")
@@ -129,19 +144,13 @@ def issue_batch(type_code: str, agency_code: str, file: Path, id_column: str | N
     header = 0 if file.suffix.lower() in (".jsonl", ".ndjson") else 1
     total = max(count_lines(file) - header, 0) if file.is_file() else 0
     progress = Progress(total, progress_every, time.monotonic)
-    try:
-        with settings().open_registry() as registry:
-            for outcome in registry.issue_file(type_code, agency_code, file,
-                                               id_column=id_column, rejects=rejects_path,
-                                               encoding=encoding, chunk_size=chunk_size):
-                progress.add(outcome)
-    except KeyboardInterrupt:
-        progress.close()
-        click.echo(fmt("interrupted after {done} rows: each row is issued or not; run the "
-                       "same command again to finish", done=progress.done), err=True)
-        raise
-    finally:
-        progress.close()
+    with progress.interruptible(N_("interrupted after {done} rows: each row is issued or "
+                                   "not; run the same command again to finish")), \
+            settings().open_registry() as registry:
+        for outcome in registry.issue_file(type_code, agency_code, file,
+                                           id_column=id_column, rejects=rejects_path,
+                                           encoding=encoding, chunk_size=chunk_size):
+            progress.add(outcome)
     seconds = time.monotonic() - progress.started
     counts = progress.counts
     rejected = counts[RowStatus.REJECTED]
@@ -260,18 +269,12 @@ def import_(file: Path, anchor_file: Path, bundle: Path | None, rejects_file: Pa
     else:
         verifier = ecert.Verifier.from_anchor(anchor, cache_dir=cache, clock=s.clock)
     progress = Progress(total, progress_every, time.monotonic)
-    try:
-        with s.open_registry() as registry:
-            for outcome in registry.import_file(file, verifier, rejects=rejects_path,
-                                                chunk_size=chunk_size):
-                progress.add(outcome)
-    except KeyboardInterrupt:
-        progress.close()
-        click.echo(fmt("interrupted after {done} lines: each line is imported or not; run "
-                       "the same command again to finish", done=progress.done), err=True)
-        raise
-    finally:
-        progress.close()
+    with progress.interruptible(N_("interrupted after {done} lines: each line is imported or "
+                                   "not; run the same command again to finish")), \
+            s.open_registry() as registry:
+        for outcome in registry.import_file(file, verifier, rejects=rejects_path,
+                                            chunk_size=chunk_size):
+            progress.add(outcome)
     seconds = time.monotonic() - progress.started
     counts = progress.counts
     rejected = counts[RowStatus.REJECTED]

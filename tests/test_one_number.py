@@ -16,9 +16,8 @@ import ecert
 from ecert import _samples
 from ecert._storage.schema import certificates, log_entries
 from ecert.holder_ids import mask_id
-from tests.support import OPERATOR, OPERATOR_PASSPHRASE, PASSPHRASE, database_url_of
 from tests.support.batch import read_rejects, write_csv
-from tests.support.cli import Cli
+from tests.support.cli import Cli, operator_cli
 from tests.support.issuing import issue_business_licence, uscc
 
 HOLDER = uscc(4242)  # 91440300MA0004242…
@@ -28,10 +27,7 @@ FOOD = "cn.food-business-licence"
 
 @pytest.fixture
 def cli(registry: ecert.Registry, clock: Any) -> Cli:
-    return Cli(registry.home, database_url_of(registry), env={
-        "ECERT_PASSPHRASE": PASSPHRASE, "ECERT_OPERATOR": OPERATOR,
-        "ECERT_OPERATOR_PASSPHRASE": OPERATOR_PASSPHRASE, "ECERT_HOME": None,
-        "ECERT_DATABASE_URL": None}, clock=clock)
+    return operator_cli(registry, clock)
 
 
 def _holdings(registry: ecert.Registry) -> list[str]:

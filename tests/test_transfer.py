@@ -20,17 +20,13 @@ import ecert
 from ecert._formats.log import Entry
 from ecert._storage.schema import log_entries
 from ecert.batch import BatchRow, RejectCode, RowStatus
-from tests.support import OPERATOR, OPERATOR_PASSPHRASE, PASSPHRASE, database_url_of
 from tests.support.batch import AGENCY, BL, licence_rows
-from tests.support.cli import Cli
+from tests.support.cli import Cli, operator_cli
 from tests.support.registries import RegistryFactory
 
 
 def _cli(registry: ecert.Registry, clock: Any) -> Cli:
-    return Cli(registry.home, database_url_of(registry), env={
-        "ECERT_PASSPHRASE": PASSPHRASE, "ECERT_OPERATOR": OPERATOR,
-        "ECERT_OPERATOR_PASSPHRASE": OPERATOR_PASSPHRASE, "ECERT_HOME": None,
-        "ECERT_DATABASE_URL": None}, clock=clock)
+    return operator_cli(registry, clock)
 
 
 def _issue(registry: ecert.Registry, count: int, start: int = 0) -> list[str]:

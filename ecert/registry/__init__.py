@@ -37,6 +37,7 @@ from ecert._pagination import Page, decode_cursor, page_of
 from ecert._storage.database import make_engine, migrate, schema_is_current, sqlite_url
 from ecert._storage.repository import Repository
 from ecert.batch import (
+    BatchFile,
     BatchRow,
     ExportedRow,
     RejectCode,
@@ -1007,22 +1008,9 @@ class Registry:
         if chunk_size < 1:
             raise InputError("a chunk holds at least one row")
         run = _batch.start(self._ctx, _code_text(type_code), _code_text(agency_code))
-        source = open_rows(path, id_column=id_column, encoding=encoding)
-        try:
-            sink = None if rejects is None else RejectsFile(rejects, source)
-        except BaseException:
-            source.close()
-            raise
-
-        def outcomes() -> Iterator[RowOutcome]:
-            try:
-                yield from _batch.issue_file(run, source, sink, chunk_size=chunk_size)
-            finally:
-                if sink is not None:
-                    sink.close()
-                source.close()
-
-        return outcomes()
+        return _file_outcomes(open_rows(path, id_column=id_column, encoding=encoding),
+                              rejects, lambda source, sink: _batch.issue_file(
+                                  run, source, sink, chunk_size=chunk_size))
 
     # -- export and import --------------------------------------------------------------------
 
@@ -1066,23 +1054,9 @@ class Registry:
         ``_reason``."""
         if chunk_size < 1:
             raise InputError("a chunk holds at least one row")
-        source = open_rows(path, exported=True, encoding="utf-8", kind="jsonl")
-        try:
-            sink = None if rejects is None else RejectsFile(rejects, source)
-        except BaseException:
-            source.close()
-            raise
-
-        def outcomes() -> Iterator[RowOutcome]:
-            try:
-                yield from _transfer.import_file(self._ctx, verifier, source, sink,
-                                                 chunk_size=chunk_size)
-            finally:
-                if sink is not None:
-                    sink.close()
-                source.close()
-
-        return outcomes()
+        return _file_outcomes(open_rows(path, exported=True, encoding="utf-8", kind="jsonl"),
+                              rejects, lambda source, sink: _transfer.import_file(
+                                  self._ctx, verifier, source, sink, chunk_size=chunk_size))
 
     def _holder_id_scheme(self, type_code: str) -> str | None:
         with self._ctx.read() as repo:
@@ -1560,6 +1534,28 @@ class Registry:
         """Who holds the publication lease (an ``ecert publish --watch``), if anyone; it may
         have expired (its holder stopped without releasing it)."""
         return _watch.current_lease(self._ctx)
+
+
+def _file_outcomes(source: BatchFile, rejects: str | Path | None,
+                   run: Callable[[BatchFile, RejectsFile | None], Iterator[RowOutcome]]
+                   ) -> Iterator[RowOutcome]:
+    """``run`` over an opened batch file and its rejects file (if any), both closed when
+    the outcomes are done (or abandoned)."""
+    try:
+        sink = None if rejects is None else RejectsFile(rejects, source)
+    except BaseException:
+        source.close()
+        raise
+
+    def outcomes() -> Iterator[RowOutcome]:
+        try:
+            yield from run(source, sink)
+        finally:
+            if sink is not None:
+                sink.close()
+            source.close()
+
+    return outcomes()
 
 
 def _first_admin(ctx: _Context, admin: OperatorCredential) -> tuple[Operator, Signer]:

@@ -64,7 +64,9 @@ from ecert.registry._batch import (
     _Nothing,
     _Redo,
     _take_slots,
+    chunked,
     reject_code,
+    through_file,
 )
 from ecert.registry._core import Operation, Target, Unit, _Context
 from ecert.registry._issuance import check_input, holder_pseudonym, issuable
@@ -269,51 +271,17 @@ def _seconds(value: Any) -> int | str | None:
 def import_rows(ctx: _Context, verifier: Verifier, rows: Iterable[ExportedRow], *,
                 chunk_size: int = DEFAULT_CHUNK) -> Iterator[RowOutcome]:
     """See :meth:`ecert.Registry.import_certificates`."""
-    if chunk_size < 1:
-        raise InputError("a chunk holds at least one row")
     ctx.authenticate()
     run = _Run(ctx, verifier)
-    chunk: list[ExportedRow] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= chunk_size:
-            yield from _chunk(run, chunk)
-            chunk = []
-    if chunk:
-        yield from _chunk(run, chunk)
+    return chunked(rows, chunk_size, lambda chunk: _chunk(run, chunk))
 
 
 def import_file(ctx: _Context, verifier: Verifier, source: BatchFile,
                 rejects: RejectsFile | None, *, chunk_size: int = DEFAULT_CHUNK
                 ) -> Iterator[RowOutcome]:
     """See :meth:`ecert.Registry.import_file`."""
-    pending: dict[int, Mapping[str, Any] | str] = {}
-    unreadable: list[RowOutcome] = []
-
-    def rows() -> Iterator[ExportedRow]:
-        for read in source.records():
-            if not isinstance(read.row, ExportedRow):
-                outcome = _rejected(read.line, RejectCode.INPUT, read.problem or "unreadable")
-                if rejects is not None:
-                    rejects.write(read.record, read.line, RejectCode.INPUT.value,
-                                  outcome.reason or "")
-                unreadable.append(outcome)
-                continue
-            pending[read.row.line] = read.record
-            yield read.row
-
-    for outcome in import_rows(ctx, verifier, rows(), chunk_size=chunk_size):
-        yield from unreadable
-        unreadable.clear()
-        record = pending.pop(outcome.line, "")
-        if outcome.status is RowStatus.REJECTED and rejects is not None:
-            rejects.write(record, outcome.line, outcome.code or "", outcome.reason or "")
-        if not pending and rejects is not None:
-            rejects.flush()
-        yield outcome
-    yield from unreadable
-    if rejects is not None:
-        rejects.flush()
+    return through_file(source, rejects, ExportedRow, lambda rows: import_rows(
+        ctx, verifier, rows, chunk_size=chunk_size))
 
 
 def _chunk(run: _Run, rows: Sequence[ExportedRow]) -> list[RowOutcome]:
