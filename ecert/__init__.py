@@ -24,7 +24,7 @@ import typing as _typing
 
 from ecert._clock import Clock
 from ecert._pagination import Page
-from ecert.batch import BatchRow, RejectCode, RowOutcome, RowStatus
+from ecert.batch import BatchRow, ExportedRow, RejectCode, RowOutcome, RowStatus
 from ecert.errors import (
     AccessError,
     AlreadyExists,
@@ -109,6 +109,8 @@ __all__ = [
     "CopyInfo",
     "EcertError",
     "ErrorCode",
+    "ExportReport",
+    "ExportedRow",
     "ExtraMissing",
     "FileKeyStore",
     "FormatError",
@@ -172,7 +174,7 @@ __all__ = [
 #: verifying need not load.
 _LAZY = {
     name: "ecert.registry"
-    for name in ("AuditReport", "CatalogImport", "History", "OperatorCredential",
+    for name in ("AuditReport", "CatalogImport", "ExportReport", "History", "OperatorCredential",
                  "PublishReport", "Registry", "WatchCycle", "WatchOutcome")
 }
 
@@ -180,6 +182,7 @@ if _typing.TYPE_CHECKING:  # type checkers and IDEs see ordinary imports
     from ecert.registry import (
         AuditReport,
         CatalogImport,
+        ExportReport,
         History,
         OperatorCredential,
         PublishReport,

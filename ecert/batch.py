@@ -29,10 +29,10 @@ from typing import IO, Any
 
 from ecert._formats.jose import strict_json_loads
 from ecert.errors import FormatError, InputError
+from ecert.models import Certificate, CertificateStatus, RevocationReason
 
-__all__ = ["BatchFile", "BatchRow", "RejectCode", "RejectsFile", "RevocationRow", "RowOutcome",
-           "RowStatus",
-           "open_rows"]
+__all__ = ["EXPORT_FORMAT", "BatchFile", "BatchRow", "ExportedRow", "RejectCode", "RejectsFile",
+           "RevocationRow", "RowOutcome", "RowStatus", "export_record", "open_rows"]
 
 #: Columns (members) with a meaning of their own; the rest are claims when there is no
 #: ``claims`` column.
@@ -59,6 +59,17 @@ class RejectCode(StrEnum):
     NOT_FOUND = "not_found"
     #: a revocation batch's row: not an RFC 5280 reason name
     INVALID_REASON = "invalid_reason"
+    #: an imported line: its token does not verify against the exporting registry's
+    #: trust list (forged or altered signature, unknown or compromised key, …)
+    SIGNATURE = "signature"
+    #: an imported line: a member differs from what its signed token states
+    EXPORT_MISMATCH = "export_mismatch"
+    #: an imported line: its status is less final than the exporting registry's published
+    #: status list says (valid where revoked or suspended, suspended where revoked)
+    STATUS_ROLLBACK = "status_rollback"
+    #: an imported line: its certificate id names another type or agency here, or a
+    #: certificate of this registry that is not its import
+    ID_TAKEN = "id_taken"
 
 
 class RowStatus(StrEnum):
@@ -68,6 +79,7 @@ class RowStatus(StrEnum):
     SKIPPED = "skipped"  #: issued (revoked) by an earlier run
     REJECTED = "rejected"
     REVOKED = "revoked"  #: a row of a revocation batch, revoked now
+    IMPORTED = "imported"  #: a line of an export, imported now
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +123,50 @@ class RevocationRow:
     reason: str
 
 
+#: The ``format`` member of every line of ``ecert export``.
+EXPORT_FORMAT = "ecert-export/1"
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedRow:
+    """One line of an export file (:func:`export_record`): the certificate's token and
+    what the exporting registry knew of it."""
+
+    line: int
+    record: Mapping[str, Any]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def export_record(cert: Certificate) -> dict[str, Any]:
+    """A certificate as a line of an export file: its signed token, the members the token
+    states (for people and tools reading the file; an import compares them with the token),
+    and the registry's status of it, which only the exporter's published status lists can
+    vouch for. A scheduled revocation (a renewal's) reads revoked: an import never makes
+    a certificate more valid than its exporter meant it to be."""
+    status = cert.status
+    reason = cert.revocation_reason
+    if cert.revoke_at is not None and status is not CertificateStatus.REVOKED:
+        status, reason = CertificateStatus.REVOKED, RevocationReason.SUPERSEDED
+    return {
+        "format": EXPORT_FORMAT, "id": cert.id, "type": cert.type_code,
+        "type_version": cert.type_version, "agency": cert.agency_code, "region": cert.region,
+        "holder_name": cert.holder_name, "claims": dict(cert.claims),
+        "issued_at": _iso(cert.issued_at), "valid_from": _iso(cert.valid_from),
+        "valid_until": _iso(cert.valid_until), "supersedes": cert.supersedes,
+        "status": status.value, "reason": None if reason is None else reason.value,
+        "token": cert.token,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class _Read:
     """A row as read: what to issue (or why it cannot be), and the record as it was."""
 
     line: int
-    row: BatchRow | RevocationRow | None
+    row: BatchRow | RevocationRow | ExportedRow | None
     record: Mapping[str, Any] | str  #: columns (CSV), an object or the line's text (JSON)
     problem: str | None = None
 
@@ -125,10 +175,12 @@ class BatchFile:
     """A batch file opened for reading (:func:`open_rows`); iterate for its rows."""
 
     def __init__(self, path: Path, kind: str, encoding: str, id_column: str | None, *,
-                 revocations: bool = False) -> None:
+                 revocations: bool = False, exported: bool = False) -> None:
         self.path = path
         #: Rows of certificates to revoke (columns ``id`` and ``reason``), not to issue.
         self.revocations = revocations
+        #: Lines of an export file (:class:`ExportedRow`), JSON Lines only.
+        self.exported = exported
         #: ``"csv"`` or ``"jsonl"``.
         self.kind = kind
         #: The encoding read (``utf-8-sig`` for UTF-8 with a BOM, ``utf-8``, ``gb18030``).
@@ -239,6 +291,9 @@ class BatchFile:
                 yield _Read(number, RevocationRow(number, _member(value, "id"),
                                                   _member(value, "reason")), value)
                 continue
+            if self.exported:
+                yield _Read(number, ExportedRow(number, value), value)
+                continue
             key = None
             if self.id_column is not None:
                 key = value.get(self.id_column)
@@ -282,10 +337,11 @@ def detect_encoding(path: Path) -> str:
 
 def open_rows(path: str | Path, *, id_column: str | None = None,
               encoding: str | None = None, kind: str | None = None,
-              revocations: bool = False) -> BatchFile:
+              revocations: bool = False, exported: bool = False) -> BatchFile:
     """Open a batch file: CSV or JSON Lines (``kind``, else by its name — ``.jsonl``,
     ``.ndjson`` — or its first character), its encoding detected unless given; rows to
-    issue, or with ``revocations`` rows to revoke (:class:`RevocationRow`)."""
+    issue, with ``revocations`` rows to revoke (:class:`RevocationRow`), with ``exported``
+    the lines of an export file (:class:`ExportedRow`; JSON Lines, UTF-8)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no file {path}", code="not_found")
@@ -308,7 +364,10 @@ def open_rows(path: str | Path, *, id_column: str | None = None,
                     else "csv"
     if kind not in ("csv", "jsonl"):
         raise InputError(f"unknown batch format {kind!r}: csv or jsonl", code="batch_format")
-    return BatchFile(path, kind, encoding, id_column, revocations=revocations)
+    if exported and kind != "jsonl":
+        raise InputError(f"{path} is no export: an export is JSON Lines", code="batch_format")
+    return BatchFile(path, kind, encoding, id_column, revocations=revocations,
+                     exported=exported)
 
 
 class RejectsFile:

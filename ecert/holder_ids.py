@@ -46,6 +46,7 @@ __all__ = [
     "check_resident_id",
     "check_uscc",
     "code_claims",
+    "mask_id",
     "normalize_claims",
     "normalize_id",
     "parse_scheme",
@@ -89,11 +90,24 @@ def _ascii_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def mask_id(value: str) -> str:
+    """A holder id as displays show it: ``4403**********2116`` — the first and last 4
+    characters of an id of 17 or more, fewer of a shorter one (most of it masked:
+    none of an id of 4 or fewer), every other character ``*``; the length kept."""
+    text = str(value)
+    n = len(text)
+    keep = 4 if n >= 17 else max(0, (n - 1) // 4)
+    if keep == 0:
+        return "*" * n
+    return text[:keep] + "*" * (n - 2 * keep) + text[-keep:]
+
+
 def _what(label: str, value: str) -> str:
-    # Never echo a huge or hostile value back into a one-line message.
+    # Never echo a huge or hostile value back into a one-line message, nor a holder's
+    # number: the message may reach a screen, a log or a support ticket.
     shown = value if len(value) <= 40 and value.isprintable() else value[:40].encode(
         "unicode_escape").decode("ascii") + ("…" if len(value) > 40 else "")
-    return f"{label} {shown!r}"
+    return f"{label} {mask_id(shown)!r}"
 
 
 def check_resident_id(value: str, *, today: date | None = None, label: str = "resident id"
@@ -117,8 +131,8 @@ def check_resident_id(value: str, *, today: date | None = None, label: str = "re
     except ValueError:
         born = None
     if born is None or born < _EARLIEST_BIRTH or (today is not None and born > today):
-        raise HolderIdInvalid(f"{what} has no plausible birth date at positions 7-14 "
-                              f"({text[6:14]})", code="holder_id_birth_date")
+        raise HolderIdInvalid(f"{what} has no plausible birth date at positions 7-14",
+                              code="holder_id_birth_date")
     total = sum(int(c) * w for c, w in zip(text[:17], _RESIDENT_WEIGHTS, strict=True))
     if _RESIDENT_CHECK[total % 11] != text[17]:
         raise HolderIdInvalid(f"{what}: the check character does not match (GB 11643); a "

@@ -5,14 +5,17 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
+import ecert
 from ecert.batch import RowOutcome, RowStatus
 from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
+from ecert_cli._i18n import N_
 from ecert_cli._render import fmt, say
 
 
@@ -75,6 +78,12 @@ class Progress:
 
     def line(self, now: float) -> str:
         rate = self.done / max(now - self.started, 1e-9)
+        if self.counts[RowStatus.IMPORTED]:
+            return fmt("{done} of {total} lines: {imported} imported, {skipped} imported "
+                       "before, {rejected} rejected ({rate}/s)", done=self.done,
+                       total=self.total, imported=self.counts[RowStatus.IMPORTED],
+                       skipped=self.counts[RowStatus.SKIPPED],
+                       rejected=self.counts[RowStatus.REJECTED], rate=round(rate))
         return fmt("{done} of {total} rows: {issued} issued, {skipped} issued before, "
                    "{rejected} rejected ({rate}/s)", done=self.done, total=self.total,
                    issued=self.counts[RowStatus.ISSUED],
@@ -84,6 +93,19 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+    @contextmanager
+    def interruptible(self, message: str) -> Iterator[None]:
+        """Close the bar at the end; on Ctrl-C first say ``message`` (``{done}``: the
+        rows done), then let the interruption end the command (exit 130)."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.close()
+            click.echo(fmt(message, done=self.done), err=True)
+            raise
+        finally:
+            self.close()
 
 
 @cli.command("issue-batch")
@@ -122,19 +144,13 @@ def issue_batch(type_code: str, agency_code: str, file: Path, id_column: str | N
     header = 0 if file.suffix.lower() in (".jsonl", ".ndjson") else 1
     total = max(count_lines(file) - header, 0) if file.is_file() else 0
     progress = Progress(total, progress_every, time.monotonic)
-    try:
-        with settings().open_registry() as registry:
-            for outcome in registry.issue_file(type_code, agency_code, file,
-                                               id_column=id_column, rejects=rejects_path,
-                                               encoding=encoding, chunk_size=chunk_size):
-                progress.add(outcome)
-    except KeyboardInterrupt:
-        progress.close()
-        click.echo(fmt("interrupted after {done} rows: each row is issued or not; run the "
-                       "same command again to finish", done=progress.done), err=True)
-        raise
-    finally:
-        progress.close()
+    with progress.interruptible(N_("interrupted after {done} rows: each row is issued or "
+                                   "not; run the same command again to finish")), \
+            settings().open_registry() as registry:
+        for outcome in registry.issue_file(type_code, agency_code, file,
+                                           id_column=id_column, rejects=rejects_path,
+                                           encoding=encoding, chunk_size=chunk_size):
+            progress.add(outcome)
     seconds = time.monotonic() - progress.started
     counts = progress.counts
     rejected = counts[RowStatus.REJECTED]
@@ -190,6 +206,91 @@ def revoke_batch(file: Path, rejects_file: Path | None, encoding: str | None) ->
             skipped=counts[RowStatus.SKIPPED], rejected=rejected)
 
     _report(data, summary, codes, rejected, rejects_path)
+
+
+@cli.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+def export(file: Path) -> None:
+    """Write every certificate to FILE as JSON Lines (mode 0600), for 'ecert import'
+    into another registry or as a backup.
+
+    Each line holds the signed token, what it states and the certificate's status now.
+    Erased certificates are left out (and counted); keys, operators and the log are not
+    exported. Publish right before exporting: an import checks each line's status
+    against the published status lists.
+    """
+    with settings().open_registry() as registry:
+        report = registry.export_certificates(file)
+    emit({"file": str(report.path), "certificates": report.count,
+          "redacted": report.redacted},
+         lambda: say("{count} certificates written to {file} ({redacted} erased ones left "
+                     "out)", count=report.count, file=str(report.path),
+                     redacted=report.redacted))
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--anchor", "anchor_file", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The exporting registry's anchor (its 'ecert trust export-anchor'), "
+                   "obtained apart from the export: every token is verified against it.")
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="The exporting registry's published directory (default: "
+                                 "fetched from the URL its anchor names).")
+@click.option("--rejects", "rejects_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="FILE",
+              help="Where refused lines go, with _line, _code and _reason (mode 0600; "
+                   "default: FILE's name with .rejects before its extension).")
+@click.option("--chunk", "chunk_size", type=click.IntRange(1, 10_000), default=500,
+              show_default=True, help="Lines per transaction.")
+@click.option("--progress-every", type=click.FloatRange(0), default=10.0, show_default=True,
+              metavar="SECONDS", help="Without a terminal: a progress line this often.")
+@json_option
+def import_(file: Path, anchor_file: Path, bundle: Path | None, rejects_file: Path | None,
+            chunk_size: int, progress_every: float) -> None:
+    """Import the certificates of an export FILE ('ecert export' of another registry).
+
+    Every line is verified against the exporting registry's trust list (--anchor,
+    --bundle) and its status against that registry's published status lists (a line may
+    say revoked where the list says valid, never the reverse), then checked as 'ecert
+    issue' checks a certificate and signed again by this registry's agency key under
+    its original id, logged as imported. Refused lines go to the rejects file. Running
+    the same FILE again imports only what is missing. Exit code 0 when every line is
+    imported (now or before), 1 when some were rejected.
+    """
+    s = settings()
+    rejects_path = rejects_file if rejects_file is not None else default_rejects(file)
+    total = count_lines(file) if file.is_file() else 0
+    anchor = ecert.TrustAnchor.load(anchor_file)
+    cache = s.home / "verifier-cache"
+    if bundle is not None:
+        verifier = ecert.Verifier.from_bundle(bundle, anchor=anchor, clock=s.clock)
+    else:
+        verifier = ecert.Verifier.from_anchor(anchor, cache_dir=cache, clock=s.clock)
+    progress = Progress(total, progress_every, time.monotonic)
+    with progress.interruptible(N_("interrupted after {done} lines: each line is imported or "
+                                   "not; run the same command again to finish")), \
+            s.open_registry() as registry:
+        for outcome in registry.import_file(file, verifier, rejects=rejects_path,
+                                            chunk_size=chunk_size):
+            progress.add(outcome)
+    seconds = time.monotonic() - progress.started
+    counts = progress.counts
+    rejected = counts[RowStatus.REJECTED]
+    data = {"lines": progress.done, "imported": counts[RowStatus.IMPORTED],
+            "skipped": counts[RowStatus.SKIPPED], "rejected": rejected,
+            "codes": dict(sorted(progress.codes.items())),
+            "rejects_file": str(rejects_path) if rejected else None,
+            "seconds": round(seconds, 3)}
+
+    def summary() -> None:
+        say("{lines} lines: {imported} imported, {skipped} imported before, {rejected} "
+            "rejected ({rate}/s)", lines=progress.done, imported=counts[RowStatus.IMPORTED],
+            skipped=counts[RowStatus.SKIPPED], rejected=rejected,
+            rate=round(progress.done / max(seconds, 1e-9)))
+
+    _report(data, summary, progress.codes, rejected, rejects_path)
 
 
 def _report(data: dict[str, Any], summary: Callable[[], None], codes: Mapping[str, int],

@@ -38,7 +38,7 @@ from tests.support.batch import (
     write_csv,
     write_jsonl,
 )
-from tests.support.cli import Cli
+from tests.support.cli import Cli, operator_cli
 from tests.support.registries import as_operator
 from tests.support.tamper import drop_triggers, sql
 
@@ -291,10 +291,7 @@ def test_an_entry_changed_inside_a_batch_unit_breaks_its_signature(
 
 @pytest.fixture
 def cli(registry: ecert.Registry, clock: Any) -> Cli:
-    return Cli(registry.home, database_url_of(registry), env={
-        "ECERT_PASSPHRASE": PASSPHRASE, "ECERT_OPERATOR": OPERATOR,
-        "ECERT_OPERATOR_PASSPHRASE": OPERATOR_PASSPHRASE, "ECERT_HOME": None,
-        "ECERT_DATABASE_URL": None}, clock=clock)
+    return operator_cli(registry, clock)
 
 
 def test_issue_batch_exit_codes_and_json(cli: Cli, tmp_path: Path) -> None:

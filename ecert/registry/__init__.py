@@ -37,7 +37,9 @@ from ecert._pagination import Page, decode_cursor, page_of
 from ecert._storage.database import make_engine, migrate, schema_is_current, sqlite_url
 from ecert._storage.repository import Repository
 from ecert.batch import (
+    BatchFile,
     BatchRow,
+    ExportedRow,
     RejectCode,
     RejectsFile,
     RevocationRow,
@@ -91,6 +93,7 @@ from ecert.registry import (
     _publication,
     _recognition,
     _sharing,
+    _transfer,
     _watch,
     _witness,  # also registers the witness.cosign operation
 )
@@ -110,9 +113,11 @@ from ecert.registry._limits import ShareLimits
 from ecert.registry._publication import PublishReport, log_origin
 from ecert.registry._rules import is_no_end, until_seconds
 from ecert.registry._sharing import Consent, ConsentCode
+from ecert.registry._transfer import ExportReport
 from ecert.registry._watch import WatchCycle, WatchOutcome
 from ecert.registry._witness import CosignReport
 from ecert.trust import TrustAnchor
+from ecert.verify import Verifier
 
 
 class Unset:
@@ -122,8 +127,8 @@ class Unset:
 UNSET = Unset()
 
 __all__ = ["AuditReport", "CatalogImport", "CheckOutcome", "Consent", "ConsentCode",
-           "CosignReport", "FetchResult", "History", "OperatorCredential", "PublishReport",
-           "Registry", "ShareLimits", "UseRecord", "WatchCycle", "WatchOutcome"]
+           "CosignReport", "ExportReport", "FetchResult", "History", "OperatorCredential",
+           "PublishReport", "Registry", "ShareLimits", "UseRecord", "WatchCycle", "WatchOutcome"]
 
 _DB_FILE = "registry.db"
 
@@ -1003,22 +1008,55 @@ class Registry:
         if chunk_size < 1:
             raise InputError("a chunk holds at least one row")
         run = _batch.start(self._ctx, _code_text(type_code), _code_text(agency_code))
-        source = open_rows(path, id_column=id_column, encoding=encoding)
-        try:
-            sink = None if rejects is None else RejectsFile(rejects, source)
-        except BaseException:
-            source.close()
-            raise
+        return _file_outcomes(open_rows(path, id_column=id_column, encoding=encoding),
+                              rejects, lambda source, sink: _batch.issue_file(
+                                  run, source, sink, chunk_size=chunk_size))
 
-        def outcomes() -> Iterator[RowOutcome]:
-            try:
-                yield from _batch.issue_file(run, source, sink, chunk_size=chunk_size)
-            finally:
-                if sink is not None:
-                    sink.close()
-                source.close()
+    # -- export and import --------------------------------------------------------------------
 
-        return outcomes()
+    def export_certificates(self, path: str | Path, *,
+                            progress: Callable[[int], None] | None = None) -> ExportReport:
+        """Write every certificate to ``path`` (mode 0600) as JSON Lines, oldest first
+        (:func:`ecert.batch.export_record`: the signed token, the members it states and
+        the status in effect now), for :meth:`import_certificates` into another registry
+        or for a backup. Erased (redacted) certificates are left out and counted.
+        ``progress`` is called with the certificates read so far, a page at a time.
+        Keys, operators and the log are not exported."""
+        return _transfer.export(self._ctx, path, progress)
+
+    def import_certificates(self, rows: Iterable[ExportedRow], verifier: Verifier, *,
+                            chunk_size: int = _batch.DEFAULT_CHUNK) -> Iterator[RowOutcome]:
+        """Import the lines of an export; the outcome of every line (imported, skipped as
+        imported before, or rejected with a :class:`ecert.batch.RejectCode`).
+
+        ``verifier`` holds the exporting registry's trust (``Verifier.from_bundle`` of its
+        published directory with its anchor). Each line's token must verify against it
+        (``signature``), the line's members must be what the token states
+        (``export_mismatch``), and its status may be more final than the exporter's
+        published status list says but never less (``status_rollback``). Then each
+        certificate is checked as :meth:`issue` checks one, against this registry's type
+        (schema, text, the claims naming the holder and the type's holder id scheme), and
+        signed again by this registry's agency key under its original id, with a status
+        slot of this registry, issued now and valid over the original's period; its log
+        entry (``certificate.issue``, ``details.imported``) names the original's issuer,
+        key, issue time and token hash, followed by its suspension or revocation where
+        the line says so. Role: ``clerk`` (and ``officer`` for revoked lines) of each
+        agency and type; a four-eyes policy on those refuses the import
+        (``approval_required``). Lines are recognised by their original token, so an
+        import stopped at any moment is finished by running it again."""
+        return _transfer.import_rows(self._ctx, verifier, rows, chunk_size=chunk_size)
+
+    def import_file(self, path: str | Path, verifier: Verifier, *,
+                    rejects: str | Path | None = None,
+                    chunk_size: int = _batch.DEFAULT_CHUNK) -> Iterator[RowOutcome]:
+        """:meth:`import_certificates` of an export file; refused (and unreadable) lines
+        go to ``rejects`` (mode 0600) as they were, plus ``_line``, ``_code`` and
+        ``_reason``."""
+        if chunk_size < 1:
+            raise InputError("a chunk holds at least one row")
+        return _file_outcomes(open_rows(path, exported=True, encoding="utf-8", kind="jsonl"),
+                              rejects, lambda source, sink: _transfer.import_file(
+                                  self._ctx, verifier, source, sink, chunk_size=chunk_size))
 
     def _holder_id_scheme(self, type_code: str) -> str | None:
         with self._ctx.read() as repo:
@@ -1496,6 +1534,28 @@ class Registry:
         """Who holds the publication lease (an ``ecert publish --watch``), if anyone; it may
         have expired (its holder stopped without releasing it)."""
         return _watch.current_lease(self._ctx)
+
+
+def _file_outcomes(source: BatchFile, rejects: str | Path | None,
+                   run: Callable[[BatchFile, RejectsFile | None], Iterator[RowOutcome]]
+                   ) -> Iterator[RowOutcome]:
+    """``run`` over an opened batch file and its rejects file (if any), both closed when
+    the outcomes are done (or abandoned)."""
+    try:
+        sink = None if rejects is None else RejectsFile(rejects, source)
+    except BaseException:
+        source.close()
+        raise
+
+    def outcomes() -> Iterator[RowOutcome]:
+        try:
+            yield from run(source, sink)
+        finally:
+            if sink is not None:
+                sink.close()
+            source.close()
+
+    return outcomes()
 
 
 def _first_admin(ctx: _Context, admin: OperatorCredential) -> tuple[Operator, Signer]:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ecert._allocation import Permutation
 from ecert._authority import Action, approvals_needed
@@ -255,40 +255,51 @@ def start(ctx: _Context, type_code: str, agency_code: str) -> _Run:
     return _Run(ctx, type_code, agency_code, cert_type.holder_id_scheme, ctx.region.tz)
 
 
-def issue_batch(run: _Run, rows: Iterable[BatchRow], *, chunk_size: int = DEFAULT_CHUNK
-                ) -> Iterator[RowOutcome]:
-    """See :meth:`ecert.Registry.issue_batch`."""
+R = TypeVar("R")
+
+
+def chunked(rows: Iterable[R], chunk_size: int,
+            apply: Callable[[Sequence[R]], list[RowOutcome]]) -> Iterator[RowOutcome]:
+    """The outcomes of ``apply`` over ``rows``, ``chunk_size`` at a time."""
     if chunk_size < 1:
         raise InputError("a chunk holds at least one row")
-    chunk: list[BatchRow] = []
+    chunk: list[R] = []
     for row in rows:
         chunk.append(row)
         if len(chunk) >= chunk_size:
-            yield from _chunk(run, chunk)
+            yield from apply(chunk)
             chunk = []
     if chunk:
-        yield from _chunk(run, chunk)
+        yield from apply(chunk)
 
 
-def issue_file(run: _Run, source: BatchFile, rejects: RejectsFile | None, *,
-               chunk_size: int = DEFAULT_CHUNK) -> Iterator[RowOutcome]:
-    """See :meth:`ecert.Registry.issue_file`: rows of ``source``, refusals to ``rejects``."""
+def issue_batch(run: _Run, rows: Iterable[BatchRow], *, chunk_size: int = DEFAULT_CHUNK
+                ) -> Iterator[RowOutcome]:
+    """See :meth:`ecert.Registry.issue_batch`."""
+    return chunked(rows, chunk_size, lambda chunk: _chunk(run, chunk))
+
+
+def through_file(source: BatchFile, rejects: RejectsFile | None, kind: type[R],
+                 process: Callable[[Iterator[R]], Iterator[RowOutcome]]
+                 ) -> Iterator[RowOutcome]:
+    """``process`` over the rows of ``source`` (those read as ``kind``); what it refuses,
+    and lines that cannot be read, to ``rejects`` as they were, flushed chunk by chunk."""
     pending: dict[int, Mapping[str, Any] | str] = {}
     unreadable: list[RowOutcome] = []
 
-    def rows() -> Iterator[BatchRow]:
+    def rows() -> Iterator[R]:
         for read in source.records():
-            if not isinstance(read.row, BatchRow):
+            if not isinstance(read.row, kind):
                 line = read.line
                 outcome = _rejected(line, RejectCode.INPUT, read.problem or "unreadable")
                 if rejects is not None:
                     rejects.write(read.record, line, outcome.code or "", outcome.reason or "")
                 unreadable.append(outcome)
                 continue
-            pending[read.row.line] = read.record
+            pending[read.line] = read.record
             yield read.row
 
-    for outcome in issue_batch(run, rows(), chunk_size=chunk_size):
+    for outcome in process(rows()):
         yield from unreadable
         unreadable.clear()
         record = pending.pop(outcome.line, "")
@@ -300,6 +311,13 @@ def issue_file(run: _Run, source: BatchFile, rejects: RejectsFile | None, *,
     yield from unreadable
     if rejects is not None:
         rejects.flush()
+
+
+def issue_file(run: _Run, source: BatchFile, rejects: RejectsFile | None, *,
+               chunk_size: int = DEFAULT_CHUNK) -> Iterator[RowOutcome]:
+    """See :meth:`ecert.Registry.issue_file`: rows of ``source``, refusals to ``rejects``."""
+    return through_file(source, rejects, BatchRow,
+                        lambda rows: issue_batch(run, rows, chunk_size=chunk_size))
 
 
 def _refuse_four_eyes(policies: Mapping[tuple[str, str], int], type_code: str) -> None:

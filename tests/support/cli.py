@@ -111,3 +111,15 @@ class Cli:
 
     def fails(self, *args: str, exit_code: int = 2, **kwargs: Any) -> str:
         return assert_one_line_error(self(*args, **kwargs), exit_code)
+
+
+def operator_cli(registry: ecert.Registry, clock: Clock | None) -> Cli:
+    """The command line on ``registry``'s home and database, as its first admin (every
+    role), on ``clock``; the environment's ECERT_HOME and ECERT_DATABASE_URL ignored."""
+    from tests.support.constants import OPERATOR, OPERATOR_PASSPHRASE, PASSPHRASE
+    from tests.support.registries import database_url_of
+
+    return Cli(registry.home, database_url_of(registry), env={
+        "ECERT_PASSPHRASE": PASSPHRASE, "ECERT_OPERATOR": OPERATOR,
+        "ECERT_OPERATOR_PASSPHRASE": OPERATOR_PASSPHRASE, "ECERT_HOME": None,
+        "ECERT_DATABASE_URL": None}, clock=clock)
