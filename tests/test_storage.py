@@ -173,7 +173,7 @@ CRASH_POINTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "signer": lambda mp: mp.setattr(CertificateClaims, "sign", _boom),
     "add_certificate": lambda mp: mp.setattr(WriteRepository, "add_certificate", _boom),
     "operator signature": lambda mp: mp.setattr(core_module, "sealed_leaves", _boom),
-    "log append": lambda mp: mp.setattr(WriteRepository, "append_log", _boom),
+    "log append": lambda mp: mp.setattr(WriteRepository, "append_numbered", _boom),
 }
 
 

@@ -254,13 +254,11 @@ class Unit:
         leaves = sealed_leaves([Entry(self.now, p.action.value, p.public, self.operator.kid,
                                       p.details) for p in self._entries], signer)
         # Only now is the log's counter row locked: signing happened outside it.
-        end = self.repo.add_to_counter("log_size", len(leaves))
-        start = end - len(leaves)
-        self.repo.append_log([
-            {"seq": start + i, "leaf": leaf, "action": p.action.value,
-             "subject": p.public, "plain_subject": p.subject, "operator": self.operator.name,
-             "unit": start, "at": self.now, "note": p.note, "ref": p.ref}
-            for i, (leaf, p) in enumerate(zip(leaves, self._entries, strict=True))
+        start = self.repo.append_numbered("log_size", [
+            {"leaf": leaf, "action": p.action.value, "subject": p.public,
+             "plain_subject": p.subject, "operator": self.operator.name, "at": self.now,
+             "note": p.note, "ref": p.ref}
+            for leaf, p in zip(leaves, self._entries, strict=True)
         ])
         return start, len(leaves)
 
