@@ -383,3 +383,28 @@ def test_migration_0011_marks_the_spends_made_before_it(
     assert sharing.fetch(consent=other.code).problem == "consent_invalid"
     found = kinds(registry.audit())
     assert "record_modified" in found and "trigger_missing" not in found  # put back
+
+
+# -- the hourly limits, by the log ------------------------------------------------------------
+
+
+def test_requests_granted_past_a_lowered_hourly_count_are_an_audit_finding(
+        sharing: Sharing, registry: ecert.Registry) -> None:
+    """The counts the limits are enforced with are bookkeeping outside the log: an insider
+    who lowers them lets a requester past its limit, and the log's granted uses show it."""
+    registry.set_share_limits(fetches_per_hour=3)
+
+    def fetch(case: str) -> ecert.registry.FetchResult:
+        return sharing.fetch("GD/gd-hrss", purpose="社会保险登记", case=case)
+
+    assert all(fetch(f"C-{i}").granted for i in range(3))
+    assert fetch("C-3").problem == "too_many_requests"
+    assert "over_limit" not in kinds(registry.audit())  # at the limit: nothing to find
+    run(registry, text("UPDATE request_counts SET count = 0"))
+    assert fetch("C-4").granted  # the lowered count let a fourth through this hour
+    found = [f for f in registry.audit().findings if f.kind == "over_limit"]
+    assert [f.subject for f in found] == ["GD/gd-hrss fetch"]
+    assert "4 fetch requests granted" in found[0].detail
+    # A limit raised within the hour is the limit of that hour: no false alarm.
+    registry.set_share_limits(fetches_per_hour=10)
+    assert "over_limit" not in kinds(registry.audit())

@@ -53,11 +53,12 @@ from ecert._storage.repository import Repository
 from ecert._storage.schema import certificates, log_entries
 from ecert.errors import EcertError, FormatError, NotFound, RecordTampered
 from ecert.models import Certificate, CertificateStatus, KeyInfo, LogEntry, Role
-from ecert.registry._core import _Context
+from ecert.registry._core import _Context, logged_entries
 from ecert.registry._lifecycle import STATUS_VALUES
 from ecert.registry._sharing import (
     BY_STATUTE,
     CHECK_KIND,
+    FETCH_KIND,
     consent_commitments,
     covering,
     scope_of,
@@ -1123,6 +1124,7 @@ def _compare_sharing(ctx: _Context, repo: Repository, replay: Replay, find: Any)
     for public in replay.consents.keys() - seen:
         find("record_modified", public, None, "a logged consent is missing from the database")
     seen = set()
+    granted: list[Any] = []  #: granted uses whose rows say what their entries commit to
     for use in repo.list_all_uses():
         public = commitment(key, use_subject(int(use.id)))
         seen.add(public)
@@ -1136,6 +1138,7 @@ def _compare_sharing(ctx: _Context, repo: Repository, replay: Replay, find: Any)
                  "the use record differs from its log entry")
         elif use.outcome == "granted":
             # The row is now known to say what its entry commits to: judge the use itself.
+            granted.append(use)
             why = _use_not_covered(key, replay, use)
             if why is not None:
                 find("use_unauthorized", f"use {use.id}", None, why)
@@ -1143,6 +1146,7 @@ def _compare_sharing(ctx: _Context, repo: Repository, replay: Replay, find: Any)
         find("record_modified", public, None, "a logged use record is missing from the "
                                               "database")
     _check_sharing_lookups(key, repo, replay, find)
+    _check_hourly_limits(repo, granted, find)
     # The limits in force are read from the log, not from this row (registry/_limits.py):
     # a row that differs changes nothing, but says someone wrote it out of band.
     from ecert.registry._limits import SETTING, logged_limits
@@ -1150,6 +1154,43 @@ def _compare_sharing(ctx: _Context, repo: Repository, replay: Replay, find: Any)
     if repo.setting(SETTING) != logged_limits(repo):
         find("record_modified", f"setting {SETTING}", None,
              "the sharing limits in the database differ from the newest share.limits entry")
+
+
+def _check_hourly_limits(repo: Repository, granted: list[Any], find: Any) -> None:
+    """More requests of a requester granted in an hour than the limits let through
+    (``over_limit``). The counts the limits are enforced with (``request_counts``) are
+    bookkeeping outside the log, which an insider could lower to let a requester past
+    its limit; the granted uses are in the log. Only granted uses are counted, which the
+    limit bounds from above (refused ones count against it too), and against the
+    highest limit in force at any moment of that hour: no finding is a false alarm."""
+    from collections import Counter
+
+    from ecert.registry._limits import SETTING, WINDOW, ShareLimits, window_of
+
+    history: list[tuple[int, ShareLimits]] = []
+    for entry in logged_entries(repo, SETTING, [Action.SHARE_LIMITS]):
+        if entry is not None:
+            try:
+                history.append((int(entry.time), ShareLimits.from_json(entry.details)))
+            except (EcertError, ValueError, TypeError, KeyError):
+                continue  # an entry that does not decode limits nothing (defaults hold)
+
+    def highest(window: int, kind: str) -> int:
+        before = [limits for at, limits in history if at <= window]
+        in_force = [before[-1] if before else ShareLimits()]
+        in_force += [limits for at, limits in history if window < at < window + WINDOW]
+        return max(limits.checks_per_hour if kind == CHECK_KIND else
+                   limits.fetches_per_hour for limits in in_force)
+
+    counts = Counter((use.kind or FETCH_KIND, use.requester, window_of(int(use.at)))
+                     for use in granted)
+    for (kind, requester, window), count in sorted(counts.items()):
+        limit = highest(window, kind)
+        if count > limit:
+            find("over_limit", f"{requester} {kind}", None,
+                 f"{count} {kind} requests granted in the hour from "
+                 f"{from_seconds(window).isoformat()} against a limit of {limit}: the "
+                 "request counts were lowered out of band, or not kept")
 
 
 def _use_not_covered(key: bytes, replay: Replay, use: Any) -> str | None:
