@@ -171,12 +171,15 @@ def test_requests_per_requester_are_limited(sharing: Sharing, registry: ecert.Re
     assert by_statute(sharing, {"holder_id": HOLDER}).granted
     assert by_statute(sharing, {"holder_id": HOLDER}).problem == "too_many_requests"
     assert registry.uses(HOLDER).items[0].problem == "too_many_requests"
+    assert sharing.fetch(consent="not a code").problem == "consent_invalid"  # counted
     clock.advance(hours=1)
     assert sharing.fetch(STATUTE, purpose=STATUTE_PURPOSE).granted
     assert registry.forget_nonces() == 0  # also drops the past windows' counts
     with registry.engine.begin() as conn:
         windows = conn.execute(text('SELECT DISTINCT "window" FROM request_counts')).all()
+        failures = conn.execute(text("SELECT count(*) FROM consent_failures")).scalar_one()
     assert len(windows) == 1
+    assert failures == 0  # the wrong codes' counts of past windows too
     assert registry.audit().intact
 
 

@@ -921,8 +921,8 @@ class Registry:
             return repo.remember_nonce(requester, nonce, expires_at, self._now())
 
     def forget_nonces(self) -> int:
-        """Drop the nonces whose time passed, and the request counts of windows before
-        the current one; how many nonces."""
+        """Drop the nonces whose time passed, and the request counts and wrong consent
+        codes' counts of windows before the current one; how many nonces."""
         now = self._now()
         with self._ctx._write() as repo:
             repo.forget_request_counts(_limits.window_of(now))
