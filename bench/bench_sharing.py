@@ -66,6 +66,18 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
+def postgres_cpu() -> tuple[float, ...]:
+    """PostgreSQL's processes' CPU seconds, flattened: twice their number, then pid and
+    seconds of each (none without PostgreSQL)."""
+    if not PG_URL:
+        return (0.0,)
+    pids = postgres_pids()
+    flat: list[float] = [2.0 * len(pids)]
+    for pid in pids:
+        flat += [float(pid), cpu_seconds([pid])]
+    return tuple(flat)
+
+
 def children(pid: int) -> list[int]:
     """``pid`` and its descendants (the workers of ``ecert serve``)."""
     out, todo = [], [pid]
@@ -154,14 +166,31 @@ Snapshot = Callable[[], tuple[float, ...]]
 
 
 def load(world: object, port: int, seconds: float, max_requests: int, concurrency: int,
-         snapshot: Snapshot) -> tuple[list[float], dict[int, int], float, int,
-                                      tuple[float, ...], tuple[float, ...]]:
+         snapshot: Snapshot, presign: bool = False
+         ) -> tuple[list[float], dict[int, int], float, int, tuple[float, ...],
+                    tuple[float, ...]]:
     """Latencies of the counted requests, statuses, elapsed seconds, copies made, and
-    ``snapshot()`` (CPU seconds) when the counted part began and when it ended."""
+    ``snapshot()`` (CPU seconds) when the counted part began and when it ended.
+    ``presign``: each thread's requests are signed before the load starts (as a load
+    generator replaying prepared requests would send them), not while it runs."""
     signer = world.signer("ZJ/zj-amr")  # type: ignore[attr-defined]
     keyid = requester_keyid("ZJ/zj-amr", signer.kid)
     url = f"http://127.0.0.1:{port}/v1/copies"
     holder = world.holder_id  # type: ignore[attr-defined]
+
+    def signed(index: int, n: int) -> tuple[bytes, dict[str, str]]:
+        body = ShareRequest(holder, (BL,), CaseContext(
+            PURPOSE, f"BENCH-{index:02d}-{n:07d}", "440000-SB-0003", "bench",
+            "受理员")).to_json()
+        return body, dict(httpsig.sign_request(
+            method="POST", url=url, body=body, content_type="application/json",
+            signer=signer, created=int(time.time()), nonce=f"bench{index:03d}n{n:010d}",
+            keyid=keyid))
+
+    # Enough for the warm-up second and the counted requests at up to 1,000/s.
+    each = min(max_requests // concurrency + 1, int(1000 * (seconds + 1) / concurrency) + 1)
+    prepared = [[signed(i, n) for n in range(each)] if presign else []
+                for i in range(concurrency)]
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     copies = 0
@@ -182,13 +211,9 @@ def load(world: object, port: int, seconds: float, max_requests: int, concurrenc
                     break
                 if counted:
                     issued += 1
-            body = ShareRequest(holder, (BL,), CaseContext(
-                PURPOSE, f"BENCH-{index:02d}-{n:07d}", "440000-SB-0003", "bench",
-                "受理员")).to_json()
-            headers = dict(httpsig.sign_request(
-                method="POST", url=url, body=body, content_type="application/json",
-                signer=signer, created=int(time.time()), nonce=f"bench{index:03d}n{n:010d}",
-                keyid=keyid))
+            if presign and n >= len(prepared[index]):
+                break
+            body, headers = prepared[index][n] if presign else signed(index, n)
             n += 1
             began = time.perf_counter()
             connection.request("POST", "/v1/copies", body=body, headers=headers)
@@ -221,6 +246,8 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--presign", action="store_true",
+                        help="sign every request before the load starts")
     args = parser.parse_args()
     schemas: list[Iterator[str]] = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -237,12 +264,12 @@ def main() -> None:
                     # Backends started during the load (a pool growing) count in full.
                     mine = os.times()
                     return (mine.user + mine.system,
-                            cpu_seconds(postgres_pids()) if PG_URL else 0.0,
+                            *postgres_cpu(),
                             *(cpu_seconds([pid]) for pid in pids))
 
                 latencies, statuses, elapsed, copies, before, after = load(
                     world, port, args.seconds, args.max_requests, args.concurrency,
-                    snapshot)
+                    snapshot, args.presign)
             finally:
                 if server is not None:
                     server.send_signal(signal.SIGTERM)
@@ -251,20 +278,29 @@ def main() -> None:
                 for gen in schemas:
                     next(gen, None)
     latencies.sort()
-    own, database = after[0] - before[0], after[1] - before[1]
-    each = [a - b for a, b in zip(after[2:], before[2:], strict=True)]
+    own = after[0] - before[0]
+    # PostgreSQL's processes by pid (a backend that ended meanwhile is not counted; one
+    # that started counts in full): other work's backends must not make this negative.
+    count = int(before[1])
+    was = dict(zip(before[2:2 + count:2], before[3:2 + count:2], strict=True))
+    now_count = int(after[1])
+    database = sum(cpu - was.get(pid, 0.0) for pid, cpu in zip(
+        after[2:2 + now_count:2], after[3:2 + now_count:2], strict=True))
+    each = [a - b for a, b in zip(after[2 + now_count:], before[2 + count:], strict=True)]
     served = sum(each)
     db = "PostgreSQL" if PG_URL else "SQLite"
     print(f"{db}, {args.workers} worker(s), concurrency {args.concurrency}, "
           f"{len(latencies)} requests in {elapsed:.1f} s (load generator on the same "
-          f"{os.cpu_count()} cores)")
+          f"{os.cpu_count()} cores, requests signed "
+          f"{'before the load' if args.presign else 'as sent'})")
     print(f"copies/s {copies / elapsed:,.0f}; requests/s {len(latencies) / elapsed:,.0f}; "
           f"p50 {statistics.median(latencies) * 1000:.1f} ms, "
           f"p99 {latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000:.1f} ms; "
           f"statuses {statuses}")
     per = 1000 / max(1, len(latencies))
     print(f"CPU per request: service workers {served * per:.2f} ms, "
-          f"load generator {own * per:.2f} ms, PostgreSQL {database * per:.2f} ms "
+          f"load generator {own * per:.2f} ms, PostgreSQL (all its processes on the "
+          f"machine) {database * per:.2f} ms "
           f"(of {elapsed * (os.cpu_count() or 1) * per:.2f} ms available)")
     busy = sorted((c for c in each if c > 0.01 * max(served, 1e-9)), reverse=True)
     print("service processes' share of its CPU: "
