@@ -21,6 +21,7 @@ Its cost grows with the new entries only. Nothing here imports SQLAlchemy.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -90,6 +91,9 @@ MAX_CHECKPOINT_BYTES = 64 * 1024
 MAX_TILE_BYTES = merkle.TILE_WIDTH * merkle.HASH_SIZE
 MAX_BUNDLE_BYTES = merkle.TILE_WIDTH * (2 + tiles.MAX_ENTRY_BYTES)
 MAX_STATUS_LIST_BYTES = 16 * 1024 * 1024
+#: A file of the verifier page (the single-file copy with the QR decoder inlined is the
+#: largest, a few hundred KB).
+MAX_PAGE_FILE_BYTES = 4 * 1024 * 1024
 _STATE_VERSION = 1
 _UNALLOCATED = 0xFF
 
@@ -122,6 +126,7 @@ class FindingKind:
     TRUST_LIST_ROLLBACK = "trust_list_rollback"
     LOG_KEY_UNPROVEN = "log_key_unproven"
     WITNESSES_INSUFFICIENT = "witnesses_insufficient"
+    VERIFIER_PAGE_MISMATCH = "verifier_page_mismatch"
 
 
 def _is_missing(error: Exception) -> bool:
@@ -723,6 +728,29 @@ class Monitor:
     def _now(self) -> int:
         return int(self._clock().timestamp()) if self._clock else int(time.time())
 
+    def _check_page(self, trust_list: TrustList,
+                    find: Callable[[str, str, int | None, str], None]) -> None:
+        """The verifier page served beside the bundle against the digests the trust list
+        signed (``verifier_page``): the host serving both is not trusted, and a page
+        changed there would pass, in a user's browser, for the region's own."""
+        page = trust_list.verifier_page
+        if page is None:
+            return
+        from ecert._page import PAGE_DIR
+
+        base = trust_list.base_url.rstrip("/")
+        for name, digest in sorted(page.files.items()):
+            url = f"{base}/{PAGE_DIR}/{name}"
+            try:
+                data = self.source.fetch(url, max_bytes=MAX_PAGE_FILE_BYTES)
+            except (OSError, FormatError) as e:
+                find(FindingKind.VERIFIER_PAGE_MISMATCH, f"{PAGE_DIR}/{name}", None,
+                     f"the page file signed in the trust list cannot be fetched: {e}")
+                continue
+            if b64url_encode(hashlib.sha256(data).digest()) != digest:
+                find(FindingKind.VERIFIER_PAGE_MISMATCH, f"{PAGE_DIR}/{name}", None,
+                     "the page file served differs from the digest the trust list signed")
+
     def run(self) -> MonitorReport:
         """Check what the log added since the last run; save the state if the log is
         consistent. Raises :class:`LogUnreachable` if the log cannot be fetched."""
@@ -769,6 +797,7 @@ class Monitor:
             return MonitorReport(n, 0, tuple(findings))
 
         published = self._status_lists(trust_list, find)
+        self._check_page(trust_list, find)
         stops = sorted({s for s in [log.size, *(p.size for p in published)] if m < s < n}
                        | {n})
         known = dict(state.edge)

@@ -372,6 +372,21 @@ def test_monitor_detects_a_rewritten_hash_tile(world: World) -> None:
     assert report.findings[0].subject == f"log/{tiles.tile_path(0, 0, size)}"
 
 
+def test_monitor_detects_a_verifier_page_changed_on_the_host(world: World) -> None:
+    """The page comes from the bundle's host, which nobody has to trust: a monitor checks
+    what is served against the digests the trust list signed."""
+    page = world["GD"].www / "verify"
+    assert world.monitor().run().consistent  # as published: nothing to find
+    script = page / "app.js"
+    script.write_bytes(script.read_bytes() + b"\n// sends what it reads elsewhere\n")
+    (page / "core.js").unlink()
+    report = world.monitor(state="again").run()
+    assert kinds(report) == {"verifier_page_mismatch"}
+    assert sorted(f.subject for f in report.findings) == ["verify/app.js", "verify/core.js"]
+    assert "cannot be fetched" in next(f.detail for f in report.findings
+                                       if f.subject == "verify/core.js")
+
+
 def test_monitor_detects_a_status_list_that_differs_from_the_log(world: World) -> None:
     gd = world["GD"]
     path = gd.www / "status" / "1.jwt"
