@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+import ecert
+
 ECERT = Path(sys.executable).parent / "ecert"
 
 pytestmark = pytest.mark.skipif(not ECERT.exists() or os.name != "posix",
@@ -130,3 +132,23 @@ def test_the_handler_never_raises_while_its_own_modules_are_half_imported(
     assert err == "ecert: error: interrupted\n"
     assert out == ('{"error": {"code": "interrupted", "message": "interrupted"}}\n'
                    if json_flag else "")
+
+
+def test_an_interrupt_is_what_the_caller_sees_when_the_rollback_fails_too(
+        registry: ecert.Registry) -> None:
+    """Ctrl-C mid-transaction may cut the database connection, so that the rollback fails
+    as well: the interrupt (exit 130), not a "database error" (exit 2), must come out."""
+    from sqlalchemy.exc import OperationalError
+
+    from ecert._storage.repository import Repository
+    from ecert.registry._core import _Transaction
+
+    class CutConnection:
+        def __exit__(self, *args: object) -> None:
+            raise OperationalError("ROLLBACK", {}, Exception("server closed the connection"))
+
+    transaction = _Transaction(registry.engine, Repository, write=True)
+    transaction._ctx = CutConnection()
+    assert transaction.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None) is None
+    with pytest.raises(ecert.StorageError):  # any other failure still says so
+        transaction.__exit__(ValueError, ValueError("x"), None)

@@ -570,9 +570,14 @@ class _Transaction(Generic[R]):
                  tb: Any) -> None:
         try:
             self._ctx.__exit__(exc_type, exc, tb)
-        except IntegrityError as e:
-            raise Conflict(f"conflicting concurrent change: {e.orig}") from e
         except SQLAlchemyError as e:
+            if exc is not None and not isinstance(exc, Exception):
+                # Ctrl-C or an exit during the transaction, and the rollback failed too
+                # (the interrupt may have cut the connection): nothing was committed,
+                # and the interrupt, not the failed clean-up, is what the caller sees.
+                return
+            if isinstance(e, IntegrityError):
+                raise Conflict(f"conflicting concurrent change: {e.orig}") from e
             raise StorageError(f"database error: {e}") from e
         if isinstance(exc, IntegrityError):
             raise Conflict(f"conflicting change: {exc.orig}") from exc
