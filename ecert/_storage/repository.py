@@ -465,16 +465,20 @@ class Repository:
         row = self.conn.execute(select(operators).where(operators.c.kid == kid)).first()
         return None if row is None else self._operator(row)
 
-    def stream_tuples(self, statement: Any, chunk: int) -> Iterator[list[tuple[Any, ...]]]:
+    def stream_tuples(self, statement: Any, chunk: int, *, literal: bool = False
+                      ) -> Iterator[list[tuple[Any, ...]]]:
         """The rows of a parameterless ``statement``, ``chunk`` plain tuples at a time.
 
         Through the driver's own cursor on this connection (so inside its transaction and
         snapshot; a server-side cursor on PostgreSQL, so memory stays flat): for passes
         over millions of rows, where building a SQLAlchemy ``Row`` for each costs as much
         as reading it. Values are the driver's (PostgreSQL's driver parses JSON columns,
-        SQLite's gives their text); columns must be of plain types.
+        SQLite's gives their text); columns must be of plain types. With ``literal`` the
+        statement's parameters are written into it (numbers and the registry's own
+        constants only, never input).
         """
-        sql = str(statement.compile(dialect=self.conn.dialect))
+        sql = str(statement.compile(dialect=self.conn.dialect,
+                                    compile_kwargs={"literal_binds": literal}))
         dbapi = self.conn.connection.dbapi_connection
         if dbapi is None:  # pragma: no cover - an invalidated connection
             raise RuntimeError("the connection is closed")
@@ -611,6 +615,41 @@ class Repository:
         for row in rows:
             due = now is not None and row.revoke_at is not None and row.revoke_at <= now
             yield int(row.status_index), revoked if due else str(row.status)
+
+    def list_marks(self, list_id: int) -> Iterator[list[tuple[Any, ...]]]:
+        """``(status, index)`` of the valid and suspended certificates on a list, a chunk
+        at a time: a range of the ``(status_list_id, status, status_index)`` index (0014),
+        so a list of millions is read without touching the certificates themselves."""
+        return self.stream_tuples(
+            select(certificates.c.status, certificates.c.status_index)
+            .where(certificates.c.status_list_id == int(list_id),
+                   certificates.c.status.in_([CertificateStatus.VALID.value,
+                                              CertificateStatus.SUSPENDED.value]))
+            .order_by(certificates.c.status, certificates.c.status_index),
+            65_536, literal=True)
+
+    def revocations_due(self, after: int | None, now: int) -> list[tuple[int, int]]:
+        """``(list_id, index)`` of the certificates whose scheduled revocation fell due
+        after ``after`` (ever, with None) and by ``now``."""
+        due = certificates.c.revoke_at <= now
+        if after is not None:
+            due = and_(due, certificates.c.revoke_at > after)
+        rows = self.conn.execute(
+            select(certificates.c.status_list_id, certificates.c.status_index).where(due))
+        return [(int(r[0]), int(r[1])) for r in rows]
+
+    def slots_logged_since(self, seq: int, actions: Sequence[str]
+                           ) -> Iterator[list[tuple[Any, ...]]]:
+        """``(list_id, index, status, revoke_at)`` of every certificate that a log entry
+        at or after ``seq`` of one of ``actions`` is about, a chunk at a time."""
+        return self.stream_tuples(
+            select(certificates.c.status_list_id, certificates.c.status_index,
+                   certificates.c.status, certificates.c.revoke_at)
+            .select_from(log_entries.join(
+                certificates, certificates.c.id == log_entries.c.plain_subject))
+            .where(log_entries.c.seq >= int(seq),
+                   log_entries.c.action.in_([str(a) for a in actions])),
+            65_536, literal=True)
 
     def get_lease(self, name: str) -> Lease | None:
         """The lease ``name`` if someone holds it (expired or not); None if nobody does."""
