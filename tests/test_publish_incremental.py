@@ -16,6 +16,7 @@ from ecert._formats.bundle import STATUS_DIR
 from ecert._formats.jose import parse_compact, raw_signature, sign_compact
 from ecert._formats.statuslist import INVALID, STATUS_LIST_TYP, SUSPENDED, VALID, StatusList
 from ecert.keys import generate_private_key
+from ecert.registry import _publication
 from tests.support import FakeClock, issue_business_licence
 from tests.support.tamper import sql
 
@@ -134,3 +135,21 @@ def test_a_list_of_another_shape_or_subject_is_not_reused(
     path.write_text("not a token", "ascii")
     assert registry.publish(www).status_lists_encoded == 1
     assert status_of(www, cert) == VALID
+
+
+def test_a_long_log_is_integrated_and_written_a_chunk_at_a_time(
+        registry: ecert.Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_publication, "_INTEGRATE_CHUNK", 3)  # a few entries at a time
+    www = tmp_path / "www"
+    for _ in range(4):
+        issue_business_licence(registry)
+    report = registry.publish(www)
+    assert report.log_size > 3 * 3
+    # The checkpoint and tiles are those of the whole log: the audit recomputes the tree
+    # from the entries, and checks the bundle's tiles against it.
+    assert registry.audit(bundle=www).intact
+    for _ in range(2):
+        issue_business_licence(registry)
+    registry.publish(www)
+    assert registry.audit(bundle=www).intact
+    assert len(list((www / "log" / "tile" / "entries").rglob("*"))) >= 1

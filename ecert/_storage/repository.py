@@ -582,6 +582,14 @@ class Repository:
             log_tiles.c.level == level, log_tiles.c.idx == index)).first()
         return None if row is None else (int(row.width), bytes(row.hashes))
 
+    def read_tiles(self, level: int, start: int, end: int) -> dict[int, tuple[int, bytes]]:
+        """``index: (width, hashes)`` of the stored tiles of ``level`` from ``start`` to
+        ``end`` (excluded), in one query."""
+        rows = self.conn.execute(select(log_tiles.c.idx, log_tiles.c.width, log_tiles.c.hashes)
+                                 .where(log_tiles.c.level == level, log_tiles.c.idx >= start,
+                                        log_tiles.c.idx < end))
+        return {int(r.idx): (int(r.width), bytes(r.hashes)) for r in rows}
+
     def latest_checkpoint(self) -> tuple[int, bytes, str] | None:
         row = self.conn.execute(select(checkpoints).order_by(checkpoints.c.size.desc())
                                 .limit(1)).first()

@@ -22,6 +22,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -146,6 +147,13 @@ class _DbTiles:
         return found[1][:width * merkle.HASH_SIZE]
 
 
+#: Log entries integrated at a time (a registry built in bulk has millions to integrate
+#: at its first publication: memory stays bounded).
+_INTEGRATE_CHUNK = 65_536
+#: Threads writing the log's tile files.
+_WRITERS = 8
+
+
 def integrate(repo: Any) -> tuple[int, bytes]:
     """Bring the stored tiles up to every appended entry; return ``(size, root)``."""
     done = repo.counter("log_integrated")
@@ -153,14 +161,19 @@ def integrate(repo: Any) -> tuple[int, bytes]:
     reader = _DbTiles(repo)
     if total == done:
         return done, merkle.tile_root(done, reader)
-    rows = repo.log_rows(done, total)
-    if len(rows) != total - done or any(r.seq != done + i for i, r in enumerate(rows)):
-        raise StorageError("the log has gaps: run 'ecert audit verify'", code="log_gap")
-    result = merkle.integrate(done, [merkle.leaf_hash(bytes(r.leaf)) for r in rows], reader)
-    for (level, index), data in result.tiles.items():
-        repo.put_tile(level, index, len(data) // merkle.HASH_SIZE, data)
-    repo.add_to_counter("log_integrated", result.new_size - done)
-    return result.new_size, result.root
+    size, root = done, b""
+    while size < total:
+        end = min(size + _INTEGRATE_CHUNK, total)
+        rows = repo.log_rows(size, end)
+        if len(rows) != end - size or any(r.seq != size + i for i, r in enumerate(rows)):
+            raise StorageError("the log has gaps: run 'ecert audit verify'", code="log_gap")
+        result = merkle.integrate(size, [merkle.leaf_hash(bytes(r.leaf)) for r in rows],
+                                  reader)
+        for (level, index), data in result.tiles.items():
+            repo.put_tile(level, index, len(data) // merkle.HASH_SIZE, data)
+        size, root = result.new_size, result.root
+    repo.add_to_counter("log_integrated", size - done)
+    return size, root
 
 
 def _trust_replay(repo: Repository, size: int) -> Replay:
@@ -478,11 +491,14 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
         documents[f"{LOG_DIR}/{WITNESS_DIR}/{witness_region}"] = note.encode("utf-8")
     with ctx.read() as repo:
         written = repo.latest_publication()
-        log_files = _log_files(repo, out, snap.size, 0 if full or written is None
-                               or written[3] != str(out.resolve()) else written[2])
+        # The log's files first (immutable: right whatever is published next), a batch at
+        # a time, so a log of millions of entries never sits in memory at once.
+        for log_files in _log_files(repo, out, snap.size, 0 if full or written is None
+                                    or written[3] != str(out.resolve()) else written[2]):
+            write_bundle(out, log_files, threads=_WRITERS)
         for origin_region, note in _our_cosignatures(repo, region.code).items():
             documents[f"{WITNESS_DIR}/{origin_region}"] = note.encode("utf-8")
-    write_bundle(out, {**log_files, **documents})
+    write_bundle(out, documents)
     with ctx._write() as repo:  # bookkeeping: which trust list this sequence became
         repo.finish_publication(snap.sequence, token_hash(trust_token))
     return PublishReport(out, snap.sequence, from_seconds(now),
@@ -505,75 +521,102 @@ def _our_cosignatures(repo: Repository, us: str) -> dict[str, str]:
     return newest
 
 
-def _log_files(repo: Repository, out: Path, size: int, written: int) -> dict[str, bytes]:
-    """Tiles and entry bundles of the tree of ``size`` that ``out`` does not have yet.
+def _log_files(repo: Repository, out: Path, size: int, written: int
+               ) -> Iterator[dict[str, bytes]]:
+    """Tiles and entry bundles of the tree of ``size`` that ``out`` does not have yet, a
+    batch of at most 128 tiles (and their entry bundles) at a time.
 
     Every C2SP tile path names immutable content (a partial tile's path carries its
     width), so a file that exists is already right and is never rewritten. ``written``
     is the log size of the last publication completed into ``out``: the full tiles it
     wrote are not looked for again (``publish(full=True)`` looks for every one).
     """
-    files: dict[str, bytes] = {}
-    reader = _DbTiles(repo)
-    bundles: list[tuple[int, int]] = []
+    missing: list[tuple[int, int, int, bool, bool]] = []
     for level, index, width in merkle.tiles_for_size(size):
         if width == tiles.TILE_WIDTH and (index + 1) << (
                 merkle.TILE_HEIGHT * (level + 1)) <= written:
             continue
-        path = f"{LOG_DIR}/{tiles.tile_path(level, index, width)}"
-        if not (out / path).exists():
-            files[path] = reader.read_tile(level, index, width)
-        if level == 0 and not (out / LOG_DIR / tiles.entries_path(index, width)).exists():
-            bundles.append((index, width))
-    for run in _runs(bundles, 64):  # entries of up to 64 bundles a query
-        start = run[0][0] * tiles.TILE_WIDTH
-        leaves = [bytes(r.leaf) for r in repo.log_rows(
-            start, run[-1][0] * tiles.TILE_WIDTH + run[-1][1])]
-        for index, width in run:
-            offset = index * tiles.TILE_WIDTH - start
-            files[f"{LOG_DIR}/{tiles.entries_path(index, width)}"] = \
-                tiles.encode_entry_bundle(leaves[offset:offset + width])
-    return files
+        tile = not (out / LOG_DIR / tiles.tile_path(level, index, width)).exists()
+        bundle = level == 0 and not (out / LOG_DIR / tiles.entries_path(index, width)).exists()
+        if tile or bundle:
+            missing.append((level, index, width, tile, bundle))
+    for run in _runs(missing, 128):
+        level, first, last = run[0][0], run[0][1], run[-1][1]
+        files: dict[str, bytes] = {}
+        stored = repo.read_tiles(level, first, last + 1)
+        for _level, index, width, tile, _entries in run:
+            if tile:
+                found = stored.get(index)
+                if found is None or found[0] < width:
+                    raise StorageError(f"log tile {level}/{index} is missing from the database")
+                files[f"{LOG_DIR}/{tiles.tile_path(level, index, width)}"] = \
+                    found[1][:width * merkle.HASH_SIZE]
+        if level == 0 and any(m[4] for m in run):
+            start = first * tiles.TILE_WIDTH
+            leaves = [bytes(r.leaf) for r in repo.log_rows(start, last * tiles.TILE_WIDTH
+                                                           + run[-1][2])]
+            for _level, index, width, _tile, bundle in run:
+                if bundle:
+                    offset = index * tiles.TILE_WIDTH - start
+                    files[f"{LOG_DIR}/{tiles.entries_path(index, width)}"] = \
+                        tiles.encode_entry_bundle(leaves[offset:offset + width])
+        yield files
 
 
-def _runs(bundles: list[tuple[int, int]], most: int) -> Iterator[list[tuple[int, int]]]:
-    """Consecutive bundles, at most ``most`` a run."""
-    run: list[tuple[int, int]] = []
-    for bundle in bundles:
-        if run and (bundle[0] != run[-1][0] + 1 or len(run) == most):
+def _runs(missing: list[tuple[int, int, int, bool, bool]], most: int
+          ) -> Iterator[list[tuple[int, int, int, bool, bool]]]:
+    """Consecutive tiles of one level, at most ``most`` a run."""
+    run: list[tuple[int, int, int, bool, bool]] = []
+    for item in missing:
+        if run and (item[0] != run[-1][0] or item[1] != run[-1][1] + 1 or len(run) == most):
             yield run
             run = []
-        run.append(bundle)
+        run.append(item)
     if run:
         yield run
 
 
-def write_bundle(out: Path, documents: Mapping[str, bytes]) -> None:
+def write_bundle(out: Path, documents: Mapping[str, bytes], *, threads: int = 1) -> None:
     """Write each file atomically; the trust list last, so it never names a missing file.
 
     Each file is written to a temporary beside it, flushed to disk and renamed over the
     old one: a reader (a web server, a verifier) sees the old file or the new one, never
     part of one, and a crash or a full disk leaves the old bundle standing. A failed
     write removes its temporary, so a watcher retrying on a full disk does not fill it.
+    With ``threads`` the files but the trust list are written that many at a time (each
+    still flushed before its rename: concurrent flushes share the file system's journal
+    commits, for the thousands of tiles of a log built in bulk).
     """
-    order = sorted(documents, key=lambda p: (p == _bundle.TRUST_LIST_PATH, p))
+    last = [p for p in documents if p == _bundle.TRUST_LIST_PATH]
+    rest = sorted(p for p in documents if p != _bundle.TRUST_LIST_PATH)
     try:
-        for relative in order:
-            path = out / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(documents[relative])
-                    f.flush()
-                    # On disk before the rename: after a power cut the name never points
-                    # at an empty file.
-                    os.fsync(f.fileno())
-                os.replace(temporary, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    temporary.unlink()
-                raise
+        if threads > 1 and len(rest) > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                for _done in pool.map(lambda r: _write_file(out, r, documents[r]), rest):
+                    pass
+        else:
+            for relative in rest:
+                _write_file(out, relative, documents[relative])
+        for relative in last:
+            _write_file(out, relative, documents[relative])
     except OSError as e:
         raise PublishError(f"cannot write bundle to {out}: {e.strerror or e}") from e
+
+
+def _write_file(out: Path, relative: str, data: bytes) -> None:
+    path = out / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            # On disk before the rename: after a power cut the name never points at an
+            # empty file.
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
