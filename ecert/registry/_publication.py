@@ -82,6 +82,9 @@ WITNESS_DIR = "witness"
 #: fetches and checks (the many entries of holders' business), which publication need not
 #: replay.
 _HOLDER_PREFIXES = ("certificate.", "consent.", "share.fetch", "share.check")
+#: The others, found through the action index (an entry of an action ecert does not
+#: know has no effect on the trust list; ``audit verify`` names it).
+_TRUST_ACTIONS = tuple(a.value for a in Action if not a.value.startswith(_HOLDER_PREFIXES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +181,7 @@ def integrate(repo: Any) -> tuple[int, bytes]:
 
 def _trust_replay(repo: Repository, size: int) -> Replay:
     """Replay every unit that touches the trust list (not the certificates)."""
-    rows = repo.log_rows_of_units(repo.units_without_prefix(_HOLDER_PREFIXES, size))
+    rows = repo.log_rows_of_units(repo.units_with_actions(_TRUST_ACTIONS, size))
     replay = Replay(certificates=False)
     replay.apply_leaves((int(r.seq), bytes(r.leaf)) for r in rows if r.seq < size)
     return replay
