@@ -565,10 +565,9 @@ class Repository:
     def units_with_actions(self, actions: Sequence[str], end: int) -> list[int]:
         """The units (below ``end``) holding an entry of one of ``actions``: ranges of the
         action index, so a log of millions of certificate entries is not scanned."""
-        return sorted(int(u) for u in self.conn.execute(
-            select(log_entries.c.unit).distinct()
-            .where(log_entries.c.action.in_(list(actions)), log_entries.c.seq < end)
-        ).scalars())
+        units = self.conn.execute(select(log_entries.c.unit).distinct()
+                                  .where(log_entries.c.action.in_(list(actions)))).scalars()
+        return sorted(u for u in map(int, units) if u < end)  # a unit's key is its first seq
 
     def log_rows_of_units(self, units: Sequence[int]) -> Sequence[Row[Any]]:
         if not units:
@@ -652,7 +651,8 @@ class Repository:
         wanted = {str(a) for a in actions}
         for entries in self.stream_tuples(  # a range of the log's key: the newest entries
                 select(log_entries.c.action, log_entries.c.plain_subject)
-                .where(log_entries.c.seq >= int(seq)), 10_000, literal=True):
+                .where(log_entries.c.seq >= int(seq)).order_by(log_entries.c.seq),
+                10_000, literal=True):
             ids = sorted({subject for action, subject in entries if action in wanted})
             if ids:
                 yield [tuple(r) for r in self.conn.execute(

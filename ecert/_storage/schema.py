@@ -286,6 +286,8 @@ log_entries = Table(
     Index("ix_log_entries_plain_subject", "plain_subject"),
     Index("ix_log_entries_action", "action"),
     Index("ix_log_entries_ref", "ref"),
+    # A unit's entries (the trust-relevant units a publication replays; 0014).
+    Index("ix_log_entries_unit", "unit"),
 )
 
 # Tiles of the integrated tree (C2SP tlog-tiles): the newest version of each tile.
