@@ -10,9 +10,10 @@ valid business licences, ``--chunk`` rows per unit of work), growing it to each
 * holder lookup (``find(holder_id=…)`` of a random holder; median of 20, ms);
 * list by type, first page (``find_page(type_code=…, limit=100)``; median of 10, ms);
 * a single issue and a single revoke (median of 5, ms);
-* a full publish (into an empty directory) and an incremental one (the same directory,
-  after one revocation), seconds; with ``--profile`` where the incremental one spends
-  its time;
+* a full publish (into an empty directory), the same with ``full=True`` into that
+  directory again (every status list built from the database, every tile looked for)
+  and an incremental one (the same directory, after one revocation), seconds; with
+  ``--profile`` where each spends its time;
 * verifier memory: a ``Verifier`` over the published bundle after it read every status
   list (one token per list), as traced allocations (tracemalloc) and RSS growth.
 
@@ -116,27 +117,36 @@ def measure(registry: ecert.Registry, size: int, work: Path, rng: random.Random,
         lambda: registry.revoke(next(victims), "unspecified"), 5)
 
     out = work / f"published-{size}"
-    start = time.perf_counter()
-    report = registry.publish(out, collect=False)
-    result["full_publish_s"] = round(time.perf_counter() - start, 2)
+    report, result["full_publish_s"] = timed(
+        lambda: registry.publish(out, collect=False), profile and "full publish", size)
     result["status_lists"] = report.status_lists
+    _report, result["rebuild_publish_s"] = timed(
+        lambda: registry.publish(out, collect=False, full=True),
+        profile and "full=True publish into the same directory", size)
     one = registry.find(status=ecert.CertificateStatus.VALID, limit=1)[0]
     registry.revoke(one.id, "unspecified")
+    report, result["incremental_publish_s"] = timed(
+        lambda: registry.publish(out, collect=False), profile and "incremental publish", size)
+    result["status_lists_encoded"] = report.status_lists_encoded
+
+    result.update(verifier_memory(registry, out))
+    return result
+
+
+def timed(action: Callable[[], Any], profile: str | bool, size: int) -> tuple[Any, float]:
+    """``action()`` and the seconds it took; with ``profile`` (a title), where they went."""
     profiler = cProfile.Profile() if profile else None
     start = time.perf_counter()
     if profiler is not None:
         profiler.enable()
-    registry.publish(out, collect=False)
+    value = action()
     if profiler is not None:
         profiler.disable()
-    result["incremental_publish_s"] = round(time.perf_counter() - start, 2)
+    seconds = round(time.perf_counter() - start, 2)
     if profiler is not None:
-        print(f"  where the incremental publish at {result['size']} goes (cumulative):")
-        stats = pstats.Stats(profiler)
-        stats.sort_stats("cumulative").print_stats(18)
-
-    result.update(verifier_memory(registry, out))
-    return result
+        print(f"  where the {profile} at {size} goes (cumulative):")
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(18)
+    return value, seconds
 
 
 def verifier_memory(registry: ecert.Registry, bundle: Path) -> dict[str, Any]:
@@ -177,7 +187,7 @@ def main() -> None:
                         help="open the registry built in --home before (same URL) and grow it")
     parser.add_argument("--chunk", type=int, default=1000, help="rows per unit of work")
     parser.add_argument("--profile", action="store_true",
-                        help="where the incremental publication spends its time")
+                        help="where each publication spends its time")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
     if args.reuse and args.home is None:

@@ -34,6 +34,9 @@ class Action(StrEnum):
     REGISTRY_INIT = "registry.init"
     REGISTRY_ADOPT = "registry.adopt"
     REGISTRY_PUBLISH = "registry.publish"
+    #: Every certificate written to a file (``ecert export``): who, how many, the file's
+    #: SHA-256; logged once the file is complete.
+    REGISTRY_EXPORT = "registry.export"
     OPERATOR_ADD = "operator.add"
     OPERATOR_DISABLE = "operator.disable"
     OPERATOR_GRANT = "operator.grant"
@@ -96,6 +99,8 @@ class Action(StrEnum):
 #: resource's agency and type inside their grant.
 _PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.REGISTRY_PUBLISH: frozenset({Role.TRUST_ADMIN, Role.SERVICE}),
+    # A bulk copy of everyone's personal data: the registry's admins and its auditors.
+    Action.REGISTRY_EXPORT: frozenset({Role.ADMIN, Role.AUDITOR}),
     Action.OPERATOR_ADD: frozenset({Role.ADMIN}),
     Action.OPERATOR_DISABLE: frozenset({Role.ADMIN}),
     Action.OPERATOR_GRANT: frozenset({Role.ADMIN}),
@@ -142,7 +147,8 @@ ADMIN_CHANGES = frozenset({Action.OPERATOR_ADD, Action.OPERATOR_GRANT, Action.OP
                            Action.OPERATOR_DISABLE, Action.POLICY_SET})
 
 #: Actions a four-eyes policy may be set on.
-GUARDED = frozenset(_PERMISSIONS) - {Action.REGISTRY_PUBLISH, Action.WITNESS_COSIGN,
+GUARDED = frozenset(_PERMISSIONS) - {Action.REGISTRY_PUBLISH, Action.REGISTRY_EXPORT,
+                                     Action.WITNESS_COSIGN,
                                      Action.CERT_QR, Action.CONSENT_GRANT,
                                      Action.CONSENT_REVOKE, Action.SHARE_FETCH,
                                      Action.SHARE_CHECK}

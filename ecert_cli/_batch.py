@@ -218,12 +218,13 @@ def export(file: Path) -> None:
     Each line holds the signed token, what it states and the certificate's status now.
     Erased certificates are left out (and counted); keys, operators and the log are not
     exported. Publish right before exporting: an import checks each line's status
-    against the published status lists.
+    against the published status lists. Needs the admin or auditor role; the log records
+    who exported how many certificates and the file's SHA-256.
     """
     with settings().open_registry() as registry:
         report = registry.export_certificates(file)
     emit({"file": str(report.path), "certificates": report.count,
-          "redacted": report.redacted},
+          "redacted": report.redacted, "sha256": report.sha256},
          lambda: say("{count} certificates written to {file} ({redacted} erased ones left "
                      "out)", count=report.count, file=str(report.path),
                      redacted=report.redacted))

@@ -85,9 +85,13 @@ def init(region: str, name: str, base_url: str, admin: str | None, tz: str) -> N
 @click.option("--wait", "wait_for_lease", is_flag=True,
               help="With --watch: if another watcher holds the registry's publication "
                    "lease, wait for it instead of refusing (exit 4).")
+@click.option("--full", is_flag=True,
+              help="Build every status list from the database and look for every log "
+                   "tile, instead of updating what DIRECTORY holds (same files).")
 @json_option
 def publish(directory: Path, trust_list_days: int, status_list_hours: int,
-            no_collect: bool, watch: bool, every: timedelta, wait_for_lease: bool) -> None:
+            no_collect: bool, watch: bool, every: timedelta, wait_for_lease: bool,
+            full: bool) -> None:
     """Write the public verification bundle to DIRECTORY (static files for any web server).
 
     With --watch it keeps DIRECTORY fresh, as a service would: see docs/operations.md.
@@ -97,6 +101,8 @@ def publish(directory: Path, trust_list_days: int, status_list_hours: int,
         source = ctx.get_parameter_source(name)
         if not watch and source is not None and source is not ParameterSource.DEFAULT:
             raise click.UsageError(_("--every and --wait go with --watch"))
+    if watch and full:
+        raise click.UsageError(_("--full does not go with --watch"))
     if watch:
         _watch(directory, timedelta(days=trust_list_days), timedelta(hours=status_list_hours),
                collect=not no_collect, every=every, wait=wait_for_lease)
@@ -113,15 +119,17 @@ def publish(directory: Path, trust_list_days: int, status_list_hours: int,
                                           trust_list_validity=timedelta(days=trust_list_days),
                                           status_list_validity=timedelta(
                                               hours=status_list_hours),
-                                          progress=progress, collect=not no_collect)
+                                          progress=progress, collect=not no_collect,
+                                          full=full)
         else:
             report = registry.publish(directory,
                                       trust_list_validity=timedelta(days=trust_list_days),
                                       status_list_validity=timedelta(hours=status_list_hours),
-                                      collect=not no_collect)
+                                      collect=not no_collect, full=full)
     emit({"directory": str(report.directory), "sequence": report.sequence,
           "issued_at": report.issued_at.isoformat(), "next_update": report.next_update.isoformat(),
           "files": list(report.files), "status_lists": report.status_lists,
+          "status_lists_encoded": report.status_lists_encoded,
           "certificates": report.certificates, "log_size": report.log_size,
           "ok": report.ok, "alerts": list(report.alerts)},
          fmt("published trust list #{sequence} with {lists} status list(s) for {certificates} "

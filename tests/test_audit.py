@@ -188,9 +188,13 @@ def test_log_rewritten_after_dropping_the_triggers(setup, edit: str) -> None:
 
 def test_a_published_status_bit_that_differs_from_the_log(setup, tmp_path: Path) -> None:
     registry, _first, second, bundle = setup
-    # The insider reinstates in the database and republishes: the bundle now says valid.
+    # The insider reinstates in the database and republishes. An incremental publication
+    # changes only what the log changed: the bundle still says suspended.
     sql(registry, "UPDATE certificates SET status = 'valid' WHERE id = :id", id=second.id)
-    registry.publish(bundle)
+    assert registry.publish(bundle).status_lists_encoded == 0
+    assert kinds(registry.audit(bundle=bundle)) == {"status_mismatch"}
+    # A full one reads the rows: the bundle now says valid, and the audit says so too.
+    assert registry.publish(bundle, full=True).status_lists_encoded == 1
     found = kinds(registry.audit(bundle=bundle))
     assert {"status_mismatch", "published_status_mismatch"} <= found
 

@@ -8,6 +8,7 @@ SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import stat
 from pathlib import Path
@@ -73,13 +74,41 @@ def exported(make_registry: RegistryFactory, clock: Any, tmp_path: Path) -> Expo
     return Exported(make_registry, clock, tmp_path)
 
 
+def test_export_is_refused_to_a_clerk_and_logged_for_an_auditor(
+        exported: Exported, tmp_path: Path) -> None:
+    source, run = exported.source, exported.source_cli
+    source.add_operator("clerk-zhang", roles=["clerk"], agencies=["gd-amr"],
+                        passphrase="zhang pass")
+    source.add_operator("auditor-li", roles=["auditor"], passphrase="li pass")
+    clerk = {"ECERT_OPERATOR": "clerk-zhang", "ECERT_OPERATOR_PASSPHRASE": "zhang pass"}
+    auditor = {"ECERT_OPERATOR": "auditor-li", "ECERT_OPERATOR_PASSPHRASE": "li pass"}
+    refused = tmp_path / "clerk.jsonl"
+    assert "may not registry.export" in run.fails("export", str(refused), env=clerk,
+                                                  exit_code=4)
+    assert not refused.exists()
+    last = source.events(limit=100_000)[-1]
+    assert (last.action, last.operator, last.details["action"]) == (
+        "access.refused", "clerk-zhang", "registry.export")
+
+    out = run.json("export", str(exported.file), env=auditor)
+    digest = hashlib.sha256(exported.file.read_bytes()).hexdigest()
+    assert out == {"file": str(exported.file), "certificates": 5, "redacted": 0,
+                   "sha256": digest}
+    last = source.events(limit=100_000)[-1]
+    assert (last.action, last.operator, last.subject, dict(last.details)) == (
+        "registry.export", "auditor-li", digest,
+        {"count": 5, "redacted": 0, "sha256": digest})
+    assert source.audit().intact  # the replay accepts it: an auditor may export
+
+
 def test_export_then_import_into_a_fresh_registry_end_to_end(
         exported: Exported, make_registry: RegistryFactory, clock: Any,
         tmp_path: Path) -> None:
     result = exported.source_cli("export", str(exported.file), "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"file": str(exported.file), "certificates": 5,
-                                         "redacted": 0}
+    assert json.loads(result.stdout) == {
+        "file": str(exported.file), "certificates": 5, "redacted": 0,
+        "sha256": hashlib.sha256(exported.file.read_bytes()).hexdigest()}
     assert stat.S_IMODE(exported.file.stat().st_mode) == 0o600
     assert [line["id"] for line in exported.lines()] == exported.ids
 

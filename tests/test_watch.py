@@ -184,11 +184,11 @@ def test_a_failing_cycle_is_retried_with_backoff(registry: ecert.Registry, clock
     real_enter = _core._Transaction.__enter__
     state = {"disk_full": 2, "db_down": 0}
 
-    def write_bundle(out: Path, documents: Any) -> None:
+    def write_bundle(out: Path, documents: Any, **options: Any) -> None:
         if state["disk_full"]:
             state["disk_full"] -= 1
             raise ecert.PublishError(f"cannot write bundle to {out}: No space left on device")
-        real_write(out, documents)
+        real_write(out, documents, **options)
 
     def enter(self: Any) -> Any:
         if state["db_down"]:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,23 @@ class StatusList:
             byte |= value << (i * bits)
         return cls(size, bits, bytes([byte]) * (size * bits // 8))
 
+    @classmethod
+    def from_marks(cls, bits: int, marks: bytes | bytearray) -> StatusList:
+        """A list whose entry ``i`` is ``marks[i]`` (one byte per entry, each below
+        ``2**bits``): packed with a few big-integer operations rather than one Python
+        step per entry, for lists of millions."""
+        if bits not in (1, 2, 4, 8):
+            raise FormatError("status list bits must be 1, 2, 4 or 8", code="malformed")
+        per_byte = 8 // bits
+        if not marks or len(marks) % per_byte:
+            raise FormatError("status list size must fill whole bytes", code="malformed")
+        if max(marks) >> bits:
+            raise ValueError(f"a status does not fit in {bits} bits")
+        packed = 0
+        for i in range(per_byte):  # entry i of each byte: its marks shifted into place
+            packed |= int.from_bytes(marks[i::per_byte], "little") << (i * bits)
+        return cls(len(marks), bits, packed.to_bytes(len(marks) // per_byte, "little"))
+
     def to_bytes(self) -> bytes:
         """The raw byte array."""
         return bytes(self._data)
@@ -135,7 +153,7 @@ class StatusListToken:
 
 def make_status_list_token(
     uri: str,
-    status_list: StatusList,
+    status_list: StatusList | Mapping[str, Any],
     signer: SignerLike,
     *,
     issued_at: int,
@@ -143,8 +161,14 @@ def make_status_list_token(
     ttl: int | None,
     log: dict[str, Any] | None = None,
 ) -> str:
-    """Sign a Status List Token for ``uri``; ``log`` names the log tree it was built from."""
-    payload: dict[str, Any] = {"sub": uri, "iat": issued_at, "status_list": status_list.encode()}
+    """Sign a Status List Token for ``uri``; ``log`` names the log tree it was built from.
+
+    ``status_list`` is the list, or its ``status_list`` claim as :meth:`StatusList.encode`
+    made it (reused as it is, so an unchanged list is not compressed again).
+    """
+    claim = (status_list.encode() if isinstance(status_list, StatusList)
+             else {"bits": status_list["bits"], "lst": status_list["lst"]})
+    payload: dict[str, Any] = {"sub": uri, "iat": issued_at, "status_list": claim}
     if log is not None:
         payload["log"] = log
     if expires_at is not None:

@@ -485,16 +485,20 @@ class Repository:
         row = self.conn.execute(select(operators).where(operators.c.kid == kid)).first()
         return None if row is None else self._operator(row)
 
-    def stream_tuples(self, statement: Any, chunk: int) -> Iterator[list[tuple[Any, ...]]]:
+    def stream_tuples(self, statement: Any, chunk: int, *, literal: bool = False
+                      ) -> Iterator[list[tuple[Any, ...]]]:
         """The rows of a parameterless ``statement``, ``chunk`` plain tuples at a time.
 
         Through the driver's own cursor on this connection (so inside its transaction and
         snapshot; a server-side cursor on PostgreSQL, so memory stays flat): for passes
         over millions of rows, where building a SQLAlchemy ``Row`` for each costs as much
         as reading it. Values are the driver's (PostgreSQL's driver parses JSON columns,
-        SQLite's gives their text); columns must be of plain types.
+        SQLite's gives their text); columns must be of plain types. With ``literal`` the
+        statement's parameters are written into it (numbers and the registry's own
+        constants only, never input).
         """
-        sql = str(statement.compile(dialect=self.conn.dialect))
+        sql = str(statement.compile(dialect=self.conn.dialect,
+                                    compile_kwargs={"literal_binds": literal}))
         dbapi = self.conn.connection.dbapi_connection
         if dbapi is None:  # pragma: no cover - an invalidated connection
             raise RuntimeError("the connection is closed")
@@ -578,14 +582,12 @@ class Repository:
             query = query.limit(limit)
         return self.conn.execute(query).all()
 
-    def units_without_prefix(self, prefixes: Sequence[str], end: int) -> list[int]:
-        """The units (below ``end``) holding an entry whose action starts with none of
-        ``prefixes``: found by the database, so no leaf is read."""
-        return sorted(int(u) for u in self.conn.execute(
-            select(log_entries.c.unit).distinct()
-            .where(log_entries.c.seq < end,
-                   *(~log_entries.c.action.startswith(prefix) for prefix in prefixes))
-        ).scalars())
+    def units_with_actions(self, actions: Sequence[str], end: int) -> list[int]:
+        """The units (below ``end``) holding an entry of one of ``actions``: ranges of the
+        action index, so a log of millions of certificate entries is not scanned."""
+        units = self.conn.execute(select(log_entries.c.unit).distinct()
+                                  .where(log_entries.c.action.in_(list(actions)))).scalars()
+        return sorted(u for u in map(int, units) if u < end)  # a unit's key is its first seq
 
     def log_rows_of_units(self, units: Sequence[int]) -> Sequence[Row[Any]]:
         if not units:
@@ -597,6 +599,14 @@ class Repository:
         row = self.conn.execute(select(log_tiles.c.width, log_tiles.c.hashes).where(
             log_tiles.c.level == level, log_tiles.c.idx == index)).first()
         return None if row is None else (int(row.width), bytes(row.hashes))
+
+    def read_tiles(self, level: int, start: int, end: int) -> dict[int, tuple[int, bytes]]:
+        """``index: (width, hashes)`` of the stored tiles of ``level`` from ``start`` to
+        ``end`` (excluded), in one query."""
+        rows = self.conn.execute(select(log_tiles.c.idx, log_tiles.c.width, log_tiles.c.hashes)
+                                 .where(log_tiles.c.level == level, log_tiles.c.idx >= start,
+                                        log_tiles.c.idx < end))
+        return {int(r.idx): (int(r.width), bytes(r.hashes)) for r in rows}
 
     def latest_checkpoint(self) -> tuple[int, bytes, str] | None:
         row = self.conn.execute(select(checkpoints).order_by(checkpoints.c.size.desc())
@@ -631,6 +641,44 @@ class Repository:
         for row in rows:
             due = now is not None and row.revoke_at is not None and row.revoke_at <= now
             yield int(row.status_index), revoked if due else str(row.status)
+
+    def list_marks(self, list_id: int) -> Iterator[list[tuple[Any, ...]]]:
+        """``(status, index)`` of the valid and suspended certificates on a list, a chunk
+        at a time: a range of the ``(status_list_id, status, status_index)`` index (0014),
+        so a list of millions is read without touching the certificates themselves."""
+        return self.stream_tuples(
+            select(certificates.c.status, certificates.c.status_index)
+            .where(certificates.c.status_list_id == int(list_id),
+                   certificates.c.status.in_([CertificateStatus.VALID.value,
+                                              CertificateStatus.SUSPENDED.value]))
+            .order_by(certificates.c.status, certificates.c.status_index),
+            65_536, literal=True)
+
+    def revocations_due(self, after: int | None, now: int) -> list[tuple[int, int]]:
+        """``(list_id, index)`` of the certificates whose scheduled revocation fell due
+        after ``after`` (ever, with None) and by ``now``."""
+        due = certificates.c.revoke_at <= now
+        if after is not None:
+            due = and_(due, certificates.c.revoke_at > after)
+        rows = self.conn.execute(
+            select(certificates.c.status_list_id, certificates.c.status_index).where(due))
+        return [(int(r[0]), int(r[1])) for r in rows]
+
+    def slots_logged_since(self, seq: int, actions: Sequence[str]
+                           ) -> Iterator[list[tuple[Any, ...]]]:
+        """``(list_id, index, status, revoke_at)`` of every certificate that a log entry
+        at or after ``seq`` of one of ``actions`` is about, a chunk at a time."""
+        wanted = {str(a) for a in actions}
+        for entries in self.stream_tuples(  # a range of the log's key: the newest entries
+                select(log_entries.c.action, log_entries.c.plain_subject)
+                .where(log_entries.c.seq >= int(seq)).order_by(log_entries.c.seq),
+                10_000, literal=True):
+            ids = sorted({subject for action, subject in entries if action in wanted})
+            if ids:
+                yield [tuple(r) for r in self.conn.execute(
+                    select(certificates.c.status_list_id, certificates.c.status_index,
+                           certificates.c.status, certificates.c.revoke_at)
+                    .where(certificates.c.id.in_(ids)))]
 
     def get_lease(self, name: str) -> Lease | None:
         """The lease ``name`` if someone holds it (expired or not); None if nobody does."""

@@ -174,7 +174,8 @@ certificates = Table(
     Index("ix_certificates_type_issued", "type_code", "issued_at", "id"),
     Index("ix_certificates_serial", "serial"),
     Index("ix_certificates_type_status", "type_code", "status"),
-    Index("ix_certificates_status_list", "status_list_id", "status"),
+    # A status list's entries in index order, read from the index alone (0014).
+    Index("ix_certificates_status_list", "status_list_id", "status", "status_index"),
     Index("ix_certificates_holder_name", "holder_name",
           postgresql_ops={"holder_name": "varchar_pattern_ops"}),
     Index("ix_certificates_issued", "issued_at", "id"),
@@ -285,6 +286,8 @@ log_entries = Table(
     Index("ix_log_entries_plain_subject", "plain_subject"),
     Index("ix_log_entries_action", "action"),
     Index("ix_log_entries_ref", "ref"),
+    # A unit's entries (the trust-relevant units a publication replays; 0014).
+    Index("ix_log_entries_unit", "unit"),
 )
 
 # Tiles of the integrated tree (C2SP tlog-tiles): the newest version of each tile.

@@ -1461,7 +1461,8 @@ class Registry:
                 status_list_validity: timedelta = timedelta(days=1),
                 status_list_ttl: timedelta = timedelta(hours=1),
                 progress: Callable[[int, int], None] | None = None,
-                collect: bool = True, verifier_page: bool = True) -> PublishReport:
+                collect: bool = True, verifier_page: bool = True,
+                full: bool = False) -> PublishReport:
         """Write the public verification bundle and the log's tiles as static files.
 
         Only what the log proves is published; anything else is left out and named in
@@ -1471,6 +1472,11 @@ class Registry:
         checkpoints are fetched first (over the network; each bounded by its deadline).
         With ``verifier_page`` (the default) the browser verifier page is written to
         ``verify/`` and its digests are signed in the trust list (docs/verifier-page.md).
+        Publication is incremental: a status list the directory already holds, signed by
+        the active status key, is reused with the changes logged since applied (unchanged
+        ones are only signed again), and only the log tiles the directory lacks are
+        written; the files are those a full publication would write. With ``full`` every
+        status list is built from the database and every tile looked for.
         Raises :class:`ecert.LeaseHeld` while a watcher (:meth:`watch`) holds the
         publication lease: it keeps the bundle published, and two publishers would race.
         """
@@ -1482,7 +1488,8 @@ class Registry:
                                         trust_list_validity=trust_list_validity,
                                         status_list_validity=status_list_validity,
                                         status_list_ttl=status_list_ttl, progress=progress,
-                                        lease=holder, verifier_page=verifier_page)
+                                        lease=holder, verifier_page=verifier_page,
+                                        full=full)
 
 
     def watch(self, directory: str | Path, *, every: timedelta = timedelta(minutes=10),

@@ -18,6 +18,10 @@ from ecert.registry._rules import list_id_of
 #: The status-list value each registry status publishes.
 STATUS_VALUES = {CertificateStatus.VALID: VALID, CertificateStatus.SUSPENDED: SUSPENDED,
                  CertificateStatus.REVOKED: INVALID}
+#: The log entries that change a certificate's status-list entry (their subject is the
+#: certificate): what an incremental publication looks for since the lists it reuses.
+STATUS_ACTIONS = (Action.CERT_ISSUE, Action.CERT_SUSPEND, Action.CERT_REINSTATE,
+                  Action.CERT_REVOKE, Action.CERT_SUPERSEDE)
 
 _ALLOWED: Mapping[Action, frozenset[CertificateStatus]] = {
     Action.CERT_REVOKE: frozenset({CertificateStatus.VALID, CertificateStatus.SUSPENDED}),

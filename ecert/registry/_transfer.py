@@ -21,6 +21,8 @@ finished by running it again and a line imported before is skipped.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import hmac
 import os
 import secrets
@@ -90,16 +92,50 @@ class ExportReport:
     path: Path
     count: int  #: certificates written
     redacted: int  #: erased certificates left out (they have no token to verify)
+    #: SHA-256 of the file (hex), as its ``registry.export`` log entry records it.
+    sha256: str = ""
+
+
+def _exported(unit: Unit, p: Mapping[str, Any]) -> None:
+    unit.log(Action.REGISTRY_EXPORT, p["sha256"],
+             {"count": p["count"], "redacted": p["redacted"], "sha256": p["sha256"]})
+
+
+#: The log entry of an export (authorized before the file is written: see :func:`export`).
+EXPORT = Operation(Action.REGISTRY_EXPORT,
+                   lambda _repo, _p: Target(Resource(), "certificates"), _exported,
+                   guarded=False)
 
 
 def export(ctx: _Context, path: str | Path,
            progress: Callable[[int], None] | None = None) -> ExportReport:
-    """See :meth:`ecert.Registry.export_certificates`."""
+    """See :meth:`ecert.Registry.export_certificates`.
+
+    Authorized before anything is read (a refusal leaves its ``access.refused`` entry),
+    logged once the file is complete: the entry, signed by the exporting operator, says
+    how many certificates went out and the file's hash. If it cannot be logged the file
+    is removed.
+    """
+    ctx.precheck(EXPORT, {})
     path = Path(path)
+    try:
+        report = _write_export(ctx, path, progress)
+        ctx.execute(EXPORT, {"count": report.count, "redacted": report.redacted,
+                             "sha256": report.sha256})
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    return report
+
+
+def _write_export(ctx: _Context, path: Path,
+                  progress: Callable[[int], None] | None) -> ExportReport:
     count = redacted = 0
+    digest = hashlib.sha256()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
-    with open(fd, "w", encoding="utf-8", newline="\n") as out:
+    with open(fd, "wb") as out:
         after: tuple[int, str] | None = None
         while True:
             now = ctx.now()
@@ -113,12 +149,14 @@ def export(ctx: _Context, path: str | Path,
                 if not cert.token:
                     redacted += 1
                     continue
-                out.write(canonical_json(export_record(effective(cert, now))).decode() + "\n")
+                line = canonical_json(export_record(effective(cert, now))) + b"\n"
+                out.write(line)
+                digest.update(line)
                 count += 1
             after = (to_seconds(page[-1].issued_at), page[-1].id)
             if progress is not None:
                 progress(count + redacted)
-    return ExportReport(path, count, redacted)
+    return ExportReport(path, count, redacted, digest.hexdigest())
 
 
 @dataclass(frozen=True, slots=True)
