@@ -133,6 +133,8 @@ def _skip_regex(text: str, i: int) -> int:
     return i
 
 
+#: After ``const``: what it declares (a name, or a pattern to destructure).
+_DECLARED = re.compile(r"\s+[A-Za-z_$\[{]")
 #: A line break after these tokens (or before the next) never ends a statement.
 _OPEN_ENDED = frozenset({";", "{", "}", ",", "(", "[", ":", "=", "?", "&&", "||"})
 _CLOSING = frozenset({")", "]", "}", ",", ";", ":", ".", "?"})
@@ -143,15 +145,51 @@ def minify_js(text: str) -> str:
 
     A small tokenizer (strings, template literals, regular expressions, comments) keeps
     every token as written; a line break between two tokens stays a line break, so
-    automatic semicolon insertion sees the same statements. Nothing is renamed.
+    automatic semicolon insertion sees the same statements; a ``;`` just before ``}`` goes
+    unless it is an empty statement of its own; ``const`` declares with ``let`` (the same
+    binding: the page's code never assigns to a constant), and a ``let`` statement that
+    follows another in the same block, outside brackets, joins it (``let a=1,b=2``: the
+    same bindings, initialized in the same order). Nothing else is renamed.
     """
     out: list[str] = []
     last = ""  # the last token written
+    before = ""  # the token written before it
     gap = ""  # "", " " or "\n": the whitespace seen since it
+    heads: list[bool] = []  # for each open "(": whether it opens an if/for/while head
+    closed_head = False  # whether the last ")" closed such a head
+    depth = nested = 0  # braces; parentheses and brackets within the innermost brace
+    outer: list[int] = []  # ``nested`` of each enclosing brace
+    declaring: int | None = None  # the brace depth of the let statement being written
+    joinable = False  # a ";" just ended that let statement: a let next joins it
     i, n = 0, len(text)
 
     def emit(token: str) -> None:
-        nonlocal last, gap
+        nonlocal last, before, gap, closed_head, depth, nested, declaring, joinable
+        if joinable:
+            joinable, declaring = False, None
+        if token == ";" and declaring == depth and not nested:
+            joinable = True
+        elif token in ("(", "["):
+            nested += 1
+        elif token in (")", "]"):
+            nested -= 1
+        elif token == "{":
+            outer.append(nested)
+            depth, nested = depth + 1, 0
+        elif token == "}":
+            depth, nested = depth - 1, outer.pop() if outer else 0
+            if declaring is not None and depth < declaring:
+                declaring = None
+        if token == "}" and last == ";" and before not in ("else", "do") and not (
+                before == ")" and closed_head):
+            # A ";" before "}" ends a statement the brace ends anyway; one that is a whole
+            # (empty) statement, the body of an if/for/while/else/do, stays.
+            out.pop()
+            last = before
+        if token == "(":
+            heads.append(last in ("if", "for", "while", "with"))
+        elif token == ")":
+            closed_head = heads.pop() if heads else False
         if last:
             joined = last[-1] + token[0]
             if gap == "\n" and (last in _OPEN_ENDED or token in _CLOSING):
@@ -164,7 +202,7 @@ def minify_js(text: str) -> str:
                     "++", "--", "+-", "-+", "//", "/*")):
                 out.append(" ")
         out.append(token)
-        last, gap = token, ""
+        before, last, gap = last, token, ""
 
     while i < n:
         c = text[i]
@@ -201,8 +239,17 @@ def minify_js(text: str) -> str:
             j = i + 1
             while j < n and _WORD.match(text[j]):
                 j += 1
-            emit(text[i:j])
+            word = text[i:j]
             i = j
+            if word in ("const", "let") and last != "." and _DECLARED.match(text, j):
+                word = "let"  # the same binding, unless assigned to (a TypeError): never here
+                if joinable and declaring == depth and not nested:
+                    out[-1] = last = ","  # the ";" that ended the last let statement
+                    joinable = False
+                    continue
+                if last in ("", ";", "{", "}") and not nested:
+                    joinable, declaring = False, depth
+            emit(word)
         else:
             emit(c)
             i += 1

@@ -133,6 +133,76 @@ def test_a_host_without_the_cors_header_cannot_be_read(tab: VerifierTab, world: 
     assert tab.verify(world.texts["foreign"]) == ("valid", "")  # with the header again
 
 
+# -- inclusion in the region's log (ecert verify --require-inclusion) ----------------------
+
+
+def test_inclusion_in_the_log(tab: VerifierTab, world: PageWorld) -> None:
+    """A log entry number given: the token's issue (a copy's use record) must be in the
+    region's log, proven against its signed checkpoint from the published tiles."""
+    leaves, texts = world.leaves, world.texts
+    assert tab.verify(texts["valid"], leaf=leaves["valid"]) == ("valid", "")
+    assert tab.inclusion() == ("true", "")
+    result = tab.result()
+    assert result["valid"] is True and result["inclusion"]["leaf_index"] == leaves["valid"]
+    assert f"{leaves['valid']} / {result['inclusion']['checkpoint_size']}" in \
+        tab.page.inner_text("#result")
+    # Revoked, and logged: included all the same (the status is the verdict's).
+    assert tab.verify(texts["revoked"], leaf=leaves["revoked"]) == ("revoked", "revoked")
+    assert tab.inclusion() == ("true", "")
+    # Another certificate's entry, an entry past the checkpoint, no number, the QR form.
+    assert tab.verify(texts["valid"], leaf=leaves["revoked"]) == ("valid", "")
+    assert tab.inclusion() == ("false", "not_logged")
+    assert tab.result()["valid"] is False
+    assert tab.page.inner_text("#result h2") == "未能证明已记入公开日志"
+    assert tab.verify(texts["valid"], leaf=10**6) == ("valid", "")
+    assert tab.inclusion() == ("false", "not_included")
+    assert tab.verify(texts["valid"], leaf="seven") == ("valid", "")
+    assert tab.inclusion() == ("false", "no_proof")
+    assert tab.verify(texts["qr_short"], leaf=leaves["valid"]) == ("valid", "")
+    assert tab.inclusion() == ("false", "qr_form")
+    assert tab.verify(texts["unknown_kid"], leaf=leaves["valid"]) == ("untrusted", "unknown_kid")
+    assert tab.inclusion() == ("false", "not_verified")
+    # A copy: the use record that served it, made when the copy was.
+    copy = {"audience": "ZJ/zj-amr", "purpose": "跨省迁移登记"}
+    assert tab.verify(texts["copy"], leaf=leaves["copy"], **copy) == ("valid", "")
+    assert tab.inclusion() == ("true", "")
+    assert tab.verify(texts["copy"], leaf=leaves["valid"], **copy) == ("valid", "")
+    assert tab.inclusion() == ("false", "not_logged")
+    # Without a number nothing is required, and nothing is said.
+    assert tab.verify(texts["valid"]) == ("valid", "")
+    assert tab.inclusion() == ("", "") and "inclusion" not in tab.result()
+    assert tab.errors == []
+
+
+def test_inclusion_refused_by_the_published_log(tab: VerifierTab, world: PageWorld) -> None:
+    """Hash tiles that do not lead to the signed root, a checkpoint whose signature does
+    not verify, a log that cannot be read: refused with the Python verifier's codes."""
+    page, leaf, valid = tab.page, world.leaves["valid"], world.texts["valid"]
+
+    def zeros(route: Any) -> None:
+        real = route.fetch()
+        route.fulfill(response=real, body=bytes(len(real.body())))  # right size, wrong hashes
+
+    def altered(route: Any) -> None:
+        real = route.fetch()
+        lines = real.body().split(b"\n")
+        lines[1] = str(int(lines[1]) + 1).encode()  # the size, under the same signature
+        route.fulfill(response=real, body=b"\n".join(lines))
+
+    for pattern, handler, code in [
+            ("**/log/tile/0/**", zeros, "not_included"),
+            ("**/log/checkpoint", altered, "checkpoint_invalid"),
+            ("**/log/**", lambda route: route.fulfill(status=503), "log_unreachable")]:
+        page.route(pattern, handler)
+        try:
+            assert tab.verify(valid, leaf=leaf) == ("valid", ""), code
+            assert tab.inclusion() == ("false", code)
+        finally:
+            page.unroute(pattern)
+    assert tab.verify(valid, leaf=leaf) == ("valid", "")
+    assert tab.inclusion() == ("true", "")
+
+
 # -- QR codes -------------------------------------------------------------------------------
 
 

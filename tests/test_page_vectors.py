@@ -7,8 +7,9 @@ URLs (requests routed to the bundle directories; a URL under no listed bundle is
 its prior state in the page's memory and its clock injected through the loopback-only test
 hook. ``data-status`` and ``data-errors`` must be exactly the expected status and error
 codes; the rest of the expected result (kind, issuer, certificate id, local type, agreement,
-QR claims and digest binding, copy) is compared too. Cases that need ``require_inclusion``
-are skipped: the page does not check inclusion proofs.
+QR claims and digest binding, copy, and — for cases that ``require_inclusion`` — the
+inclusion in the region's log, from the leaf index typed into the page's log entry field,
+with the same error codes as ``ecert verify --require-inclusion``) is compared too.
 
 One page per anchor verifies all of that anchor's cases in one call into the browser,
 through the page's own input path (the fields and the button, the photo input), each case
@@ -130,13 +131,14 @@ class Vectors:
                 "fields": {"audience": options["audience"] or "",
                            "purpose": options["purpose"] or "",
                            "full": given.get("full_token") or "",
+                           "leaf": "" if options["leaf_index"] is None
+                           else str(options["leaf_index"]),
                            **({} if image else {"input": given["text"]})}}
 
     def outcome(self, case: dict[str, Any]) -> dict[str, Any]:
         """What the page showed for ``case``; the first case of an anchor runs them all."""
         if case["id"] not in self.shown:
-            cases = [c for c in CASES if c["anchor"] == case["anchor"]
-                     and not c["options"]["require_inclusion"]]
+            cases = [c for c in CASES if c["anchor"] == case["anchor"]]
             page = self.context.new_page()
             try:
                 page.goto(self.pages[case["anchor"]])
@@ -173,7 +175,10 @@ RUN_CASES = f"""async (cases) => {{
       window.ecert.lastResult = null;
       const [status, errors] = await press({{fields: c.fields, png: c.png}});
       out.push({{id: c.id, status, errors, input: document.getElementById('input').value,
-                 qrMatches: box.getAttribute('data-qr-matches'), result: {LAST_RESULT}}});
+                 qrMatches: box.getAttribute('data-qr-matches'),
+                 included: box.getAttribute('data-included'),
+                 inclusionErrors: box.getAttribute('data-inclusion-errors'),
+                 result: {LAST_RESULT}}});
     }} catch (e) {{
       out.push({{id: c.id, thrown: String(e)}});
     }}
@@ -191,8 +196,6 @@ def vectors(chromium: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_vector(vectors: Vectors, case: dict[str, Any]) -> None:
-    if case["options"]["require_inclusion"]:
-        pytest.skip("the page does not check inclusion proofs (ecert verify --require-inclusion)")
     given, expected = case["input"], case["expected"]
     shown = vectors.outcome(case)
     assert "thrown" not in shown, shown.get("thrown")
@@ -213,6 +216,15 @@ def test_vector(vectors: Vectors, case: dict[str, Any]) -> None:
             k: result["copy"][k] for k in ("audience", "purpose", "case")},
     }
     assert facts == {k: expected[k] for k in facts}, case["about"]
+    assert result["valid"] is expected["valid"], case["about"]
+    inclusion = expected["inclusion"]
+    if inclusion is None:
+        assert (shown["included"], shown["inclusionErrors"]) == ("", "")
+        assert "inclusion" not in result
+    else:
+        assert (shown["included"], shown["inclusionErrors"]) == (
+            str(inclusion["included"]).lower(), " ".join(inclusion["errors"])), case["about"]
+        assert {k: result["inclusion"][k] for k in ("included", "errors")} == inclusion
     qr = result.get("qr")
     if expected["qr"] is None:
         assert qr is None

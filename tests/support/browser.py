@@ -167,12 +167,18 @@ class VerifierTab:
                 self.page.get_attribute("#result", "data-errors") or "")
 
     def verify(self, text: str, *, audience: str | None = None, purpose: str | None = None,
-               full: str | None = None) -> tuple[str, str]:
-        """Paste ``text`` (and the options), press the button: the result's status."""
+               full: str | None = None, leaf: str | int | None = None) -> tuple[str, str]:
+        """Paste ``text`` (and the options; ``leaf``: the log entry number that requires
+        inclusion), press the button: the result's status."""
         status, errors = self.page.evaluate(PRESS_VERIFY, {"fields": {
             "input": text, "audience": audience or "", "purpose": purpose or "",
-            "full": full or ""}, "png": None})
+            "full": full or "", "leaf": "" if leaf is None else str(leaf)}, "png": None})
         return status, errors
+
+    def inclusion(self) -> tuple[str, str]:
+        """``(data-included, data-inclusion-errors)`` of the result."""
+        return (self.page.get_attribute("#result", "data-included") or "",
+                self.page.get_attribute("#result", "data-inclusion-errors") or "")
 
     def upload(self, image: Path) -> tuple[str, str]:
         """Choose ``image`` in the photo input (read with the fallback decoder here)."""

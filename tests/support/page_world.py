@@ -43,6 +43,8 @@ class PageWorld:
     certificates: dict[str, ecert.Certificate] = field(default_factory=dict)
     #: GD's trust list of its first publication (its log tree smaller than the served one).
     earlier_trust_list: bytes = b""
+    #: Log leaf indices: each certificate's issue entry, the copy's use record entry.
+    leaves: dict[str, int] = field(default_factory=dict)
 
     def page_url(self, query: str = "") -> str:
         """The home page with the test clock (``?clock=``, honoured on loopback only)."""
@@ -122,6 +124,8 @@ def build_page_world(tmp: Path) -> Iterator[PageWorld]:
         try:
             fetched = sharing.fetch(consent=sharing.consent().code)
             world.texts["copy"] = fetched.copies[0].token
+            assert fetched.log_index is not None
+            world.leaves["copy"] = fetched.log_index
         finally:
             sharing.close()
         valid = certs["valid"]
@@ -140,6 +144,9 @@ def build_page_world(tmp: Path) -> Iterator[PageWorld]:
         # list names a smaller tree than the checkpoint now served (a consistency proof).
         world.earlier_trust_list = (hosts["GD"].root / "trustlist.jwt").read_bytes()
         gd.publish(hosts["GD"].root, collect=False)
+        for name in ("valid", "revoked"):
+            world.leaves[name] = next(e.seq for e in gd.history(certs[name].id).entries
+                                      if e.action == "certificate.issue")
         for registry in registries.values():
             registry.close()
         registries.clear()

@@ -39,7 +39,6 @@
     valid: ['有效', 'Valid'], revoked: ['已撤销', 'Revoked'], suspended: ['已暂停', 'Suspended'],
     expired: ['已过期', 'Expired'], not_yet_valid: ['尚未生效', 'Not yet valid'],
     untrusted: ['签发方不受信任', 'Not trusted'], invalid: ['无效', 'Invalid'],
-    why: ['原因', 'Why'],
     type: ['证照类型', 'Type'], id: ['证照标识', 'Identifier'], holder: ['持证主体', 'Holder'],
     period: ['有效期', 'Valid'], forever: ['长期', 'no end'], issued: ['签发时间', 'Issued'],
     issuer: ['签发机构', 'Issuer'], region: ['签发地区', 'Region'], claims: ['证照信息', 'Claims'],
@@ -68,6 +67,10 @@
     reset: ['重置信任状态', 'Reset the trust state'],
     framed: ['核验页面不能嵌入其他页面中使用。', 'The verification page does not work inside another page.'],
     lang: ['English', '中文'],
+    log_entry: ['要求已记入公开日志', 'Require the entry in the public log'],
+    leaf: ['日志条目序号（证照的签发记录；加注件的用证记录）', 'Log entry number (a certificate\'s issue; a copy\'s use record)'],
+    included: ['已记入公开日志', 'In the public log'], not_included: ['未能证明已记入公开日志', 'Not proven to be in the public log'],
+    entry: ['日志条目', 'Log entry'],
   };
   const E = {
     too_large: ['过大', 'too large'], malformed: ['文档格式错误', 'malformed document'],
@@ -107,6 +110,13 @@
     trust_state_corrupt: ['验证器的信任状态已损坏', "the verifier's trust state is corrupt"],
     log_checkpoint_mismatch: ['公开日志的检查点与信任列表矛盾', 'the public log checkpoint contradicts the trust list'],
     ed25519_unsupported: ['此浏览器不支持 Ed25519 签名', 'this browser cannot check Ed25519 signatures'],
+    not_verified: ['证照未通过核验，无从查找', 'the token did not verify: nothing to look up'],
+    qr_form: ['公开日志记录的是完整证照，不是二维码', 'the log proves the full token, not its QR code'],
+    no_proof: ['请填写日志条目序号', 'give the log entry number'],
+    not_logged: ['该日志条目不是此证照的记录', 'that log entry is not this token\'s record'],
+    not_included: ['该条目不在已签名的检查点中', 'the entry is not in the signed checkpoint'],
+    log_unreachable: ['无法读取公开日志', 'the public log cannot be read'],
+    checkpoint_invalid: ['检查点未用日志密钥签名', 'the checkpoint is not signed by the log key'],
   };
   const params = new URLSearchParams(location.search);
   let lang = params.get('lang') || localStorage.getItem('ecert-lang') || 'zh';
@@ -257,12 +267,18 @@
     box.dataset.qrMatches = extra.matches === null || extra.matches === undefined ? '' : String(extra.matches);
     if (extra.elapsed !== undefined) box.dataset.elapsedMs = extra.elapsed.toFixed(1);
     box.className = 'result ' + (r.status === 'valid' ? 'ok' : ['untrusted', 'invalid'].includes(r.status) ? 'bad' : 'warn');
-    const body = [el('h2', { text: w(r.status) })];
-    if (r.errors.length) {
+    const inc = r.inclusion, unproven = inc && !inc.included && r.status === 'valid';
+    box.dataset.included = inc ? String(inc.included) : '';
+    box.dataset.inclusionErrors = inc ? inc.errors.join(' ') : '';
+    if (unproven) box.className = 'result bad';
+    const body = [el('h2', { text: w(unproven ? 'not_included' : r.status) })];
+    const why = (errors, messages) => {
       const ul = el('ul', { class: 'why' });
-      r.errors.forEach((code, i) => ul.append(el('li', {}, el('span', { text: e(code) }), el('small', { text: ` (${code}) ${r.messages[i] || ''}` }))));
+      errors.forEach((code, i) => ul.append(el('li', {}, el('span', { text: e(code) }), el('small', { text: ` (${code}) ${messages[i] || ''}` }))));
       body.push(ul);
-    }
+    };
+    if (r.errors.length) why(r.errors, r.messages);
+    if (inc && !inc.included) why(inc.errors, inc.messages);
     if (r.issuer) {
       const issuing = r.region.code === (home && home.list.region) ? home : verifier.foreign.get(r.region.code);
       const dl = el('dl', {});
@@ -279,6 +295,7 @@
       }
       dl.append(row(w('issuer'), `${r.issuer.name} (${r.issuer.agency}, ${r.issuer.uscc})`),
         row(w('region'), `${r.region.name} (${r.region.code}) · ${r.region.base_url}`));
+      if (inc && inc.included) dl.append(row(w('entry'), `${w('included')}: ${inc.leaf_index} / ${inc.checkpoint_size}`));
       if (r.agreement) {
         dl.append(row(w('agreement'), `${home.list.region} ↔ ${r.agreement.region}`));
         if (r.local_type) dl.append(row(w('local_type'), typeName(r.local_type, home)));
@@ -332,7 +349,11 @@
     const opts = { audience: $('audience').value || null, purpose: $('purpose').value || null };
     const started = performance.now();
     const r = await verifier.verify(text, opts);
-    const elapsed = performance.now() - started;
+    const elapsed = performance.now() - started, leaf = $('leaf').value.trim();
+    if (leaf) { // --require-inclusion --leaf-index N
+      r.inclusion = await verifier.inclusion(text, r, leaf);
+      r.valid = r.valid && r.inclusion.included;
+    }
     let matches = null;
     const full = $('full').value;
     if (r.qr && full.trim()) matches = await C.qrMatches(r, full);
