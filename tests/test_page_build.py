@@ -183,6 +183,8 @@ def test_doctor_finds_a_page_that_is_not_the_signed_one(published_copy: Publishe
      "for(let i=0;i<1;i++){let a=i,b=a}let q=[x=>{let y}];"),
     ("(function () { let a = 1; let b = f(a, () => { let c; let d; }); })();",
      "(function(){let a=1,b=f(a,()=>{let c,d})})();"),
+    ("a.map((x) => x + 1); f(async (y) => y); g((a, b) => a); h(() => 1); k = (z) => z;",
+     "a.map(x=>x+1);f(async(y)=>y);g((a,b)=>a);h(()=>1);k=z=>z;"),
 ])
 def test_minify_js(source: str, expected: str) -> None:
     assert _page.minify_js(source) == expected + "\n"
@@ -191,3 +193,4 @@ def test_minify_js(source: str, expected: str) -> None:
 def test_minify_css() -> None:
     assert _page.minify_css("/* c */ a , b {\n  color: red ;\n}\n.x .y { margin: 0 }") == \
         "a,b{color:red}.x .y{margin:0}\n"
+    assert _page.minify_css("a { margin: 0.5rem 10.25rem 0 }") == "a{margin:.5rem 10.25rem 0}\n"

@@ -68,7 +68,7 @@
     framed: ['核验页面不能嵌入其他页面中使用。', 'The verification page does not work inside another page.'],
     lang: ['English', '中文'],
     log_entry: ['要求已记入公开日志', 'Require the entry in the public log'],
-    leaf: ['日志条目序号（证照的签发记录；加注件的用证记录）', 'Log entry number (a certificate\'s issue; a copy\'s use record)'],
+    leaf: ['日志条目序号', 'Log entry number'],
     included: ['已记入公开日志', 'In the public log'], not_included: ['未能证明已记入公开日志', 'Not proven to be in the public log'],
     entry: ['日志条目', 'Log entry'],
   };
@@ -86,7 +86,6 @@
     bad_certificate_id: ['证照标识格式错误', 'malformed certificate id'],
     key_not_valid_at_iat: ['签名时密钥不在有效期内', 'the key was not valid when it was signed'],
     key_compromised: ['以已泄露的密钥签名', 'signed with a compromised key'], issued_in_future: ['签发时间在未来', 'issued in the future'],
-    expired: ['已过期', 'expired'], not_yet_valid: ['尚未生效', 'not yet valid'], revoked: ['已撤销', 'revoked'], suspended: ['已暂停', 'suspended'],
     trust_list_expired: ['信任列表已过期', 'the trust list has expired'],
     region_not_recognized: ['本地区不承认的地区', 'a region the home region does not recognize'],
     agreement_not_in_force: ['互认协议当前不在有效期内', 'the recognition agreement is not in force'],
@@ -122,7 +121,7 @@
   let lang = params.get('lang') || localStorage.getItem('ecert-lang') || 'zh';
   const L = () => (lang === 'en' ? 1 : 0);
   const w = (k) => (W[k] || [k, k])[L()];
-  const e = (k) => (E[k] || [k, k])[L()];
+  const e = (k) => (E[k] || W[k] || [k, k])[L()]; // a status's code: its name
 
   // -- the test clock: honoured only on loopback and file pages (docs/verifier-page.md) ---
   const local = location.protocol === 'file:' || ['127.0.0.1', 'localhost', '[::1]'].includes(location.hostname);
@@ -439,6 +438,7 @@
     };
     if (window.top !== window.self) { document.body.replaceChildren(el('p', { text: w('framed') })); return; }
     $('lang').addEventListener('click', () => { lang = lang === 'en' ? 'zh' : 'en'; localStorage.setItem('ecert-lang', lang); applyLanguage(); });
+    applyLanguage(); // the labels' text is W's (the HTML holds none but the header's)
     try { await setup(); } catch (err) { showMessage(err.message); return; }
     window.ecert.verifier = verifier;
     applyLanguage();

@@ -31,6 +31,7 @@
   class Unsupported extends Error {}
   /** Throw a FormatError (of `code`, 'malformed' by default). */
   const fail = (message, code) => { throw new FormatError(message, code); };
+  const failList = (message, code) => { throw new TrustListError(message, code); };
   const invalid = (c, m) => new Failure('invalid', c, m);
   const untrusted = (c, m) => new Failure('untrusted', c, m);
 
@@ -535,7 +536,7 @@
     const status = get(v, 'status');
     req(['active', 'retired', 'compromised'].includes(status), 'key status is active, retired or compromised');
     const compromisedSince = optInt(get(v, 'compromised_since'));
-    req((status === 'compromised') === (compromisedSince !== null), 'compromised keys, and only they, carry compromised_since');
+    req((status === 'compromised') === (compromisedSince !== null), 'only compromised keys carry compromised_since');
     return { jwk, kid: jwk.kid, alg, raw, validFrom, validUntil: optInt(get(v, 'valid_until')), status, compromisedSince };
   }
   /** Why a signature made at `at` must not be trusted, or null (TrustedKey.refuses). */
@@ -596,7 +597,7 @@
     req(get(jwk, 'kid') === await thumbprint(jwk), 'root_key kid is not its thumbprint');
     req(isObj(types) && Object.values(types).every(isStr), 'agreement types map their type codes to ours');
     req(isInt(validFrom), 'agreement needs valid_from');
-    req(none(validUntil) || (isInt(validUntil) && validUntil > validFrom), 'agreement valid_until is an integer after valid_from');
+    req(none(validUntil) || (isInt(validUntil) && validUntil > validFrom), 'agreement valid_until follows valid_from');
     return { region, name, rootJwk: jwk, trustListUrl: url, validFrom, validUntil: none(validUntil) ? null : validUntil, types };
   }
   const inForce = (a, now) => a.validFrom <= now && (a.validUntil === null || now < a.validUntil);
@@ -611,7 +612,7 @@
     req(typeof get(v, 'without_consent') === 'boolean', 'without_consent is true or false');
     const from = get(v, 'valid_from'), until = get(v, 'valid_until');
     req(isInt(from), 'an entitlement needs valid_from');
-    req(none(until) || (isInt(until) && until > from), 'entitlement valid_until is an integer after valid_from');
+    req(none(until) || (isInt(until) && until > from), 'entitlement valid_until follows valid_from');
     return { id, requester };
   }
   function logInfo(v) {
@@ -640,9 +641,9 @@
     const [code, name, base] = ['code', 'name', 'base_url'].map((k) => get(region, k));
     const [seq, iat, nxt] = ['seq', 'iat', 'next_update'].map((k) => get(p, k));
     req(isStr(code) && isStr(name) && isStr(base), 'region needs code, name, base_url');
-    req(isInt(seq) && isInt(iat) && isInt(nxt) && nxt > iat, 'seq, iat and next_update are integers, next_update after iat');
+    req(isInt(seq) && isInt(iat) && isInt(nxt) && nxt > iat, 'seq, iat, next_update are integers, iat first');
     const [agencies, statusKeys, types, agreements] = ['agencies', 'status_keys', 'types', 'agreements'].map((k) => get(p, k));
-    req([agencies, statusKeys, types, agreements].every(isArr), 'agencies, status_keys, types and agreements are lists');
+    req([agencies, statusKeys, types, agreements].every(isArr), 'agencies, status_keys, types, agreements are lists');
     const statusLists = has(p, 'status_lists') ? p.status_lists : [];
     req(strings(statusLists), 'status_lists is a list of URIs');
     checkHttpUrl(base, true);
@@ -682,7 +683,7 @@
       const doc = strictJSON(bytes);
       if (!isObj(doc) || !isInt(get(doc, 'version')) || doc.version !== 1) fail('not an ecert anchor (version 1)');
       const [region, name, url, jwk] = ['region', 'name', 'trust_list', 'root_key'].map((k) => get(doc, k));
-      if (!(isStr(region) && isStr(name) && isStr(url) && isObj(jwk))) fail('anchor needs region, name, trust_list and root_key');
+      if (!(isStr(region) && isStr(name) && isStr(url) && isObj(jwk))) fail('anchor needs region, name, trust_list, root_key');
       checkHttpUrl(url);
       const cut = url.lastIndexOf('/');
       if (url.slice(cut + 1) !== 'trustlist.jwt') fail('anchor trust_list must be <base URL>/trustlist.jwt');
@@ -691,7 +692,7 @@
       if (get(jwk, 'kid') !== await thumbprint(jwk)) fail('anchor root key kid is not its thumbprint');
       return { region, name, rootJwk: jwk, trustListUrl: url, kid: jwk.kid };
     } catch (e) {
-      if (e instanceof FormatError) throw new TrustListError('anchor is malformed: ' + e.message, 'anchor_malformed');
+      if (e instanceof FormatError) failList('anchor is malformed: ' + e.message, 'anchor_malformed');
       throw e;
     }
   }
@@ -707,7 +708,7 @@
         parsed = parseCompact(statement, 65536);
         kid = checkHeader(parsed.header, ROTATION_TYP);
       } catch (e) {
-        if (e instanceof FormatError) throw new TrustListError('root rotation statement is malformed: ' + e.message, 'trust_list_malformed');
+        if (e instanceof FormatError) failList('root rotation statement is malformed: ' + e.message, 'trust_list_malformed');
         throw e;
       }
       if (kid !== current.kid) continue; // a link from a root older than the one we trust
@@ -715,18 +716,18 @@
       const p = parsed.payload, next = get(p, 'new_root_key');
       if (parsed.header.alg !== alg || !await verifySignature(alg, raw, parsed.input, parsed.signature) ||
           get(p, 'region') !== anchor.region || !isObj(next)) {
-        throw new TrustListError('root rotation statement is not signed by the previous root', 'trust_list_bad_signature');
+        failList('root rotation not signed by the previous root', 'trust_list_bad_signature');
       }
       let tp;
       try { keyFromJwk(next); tp = await thumbprint(next); } catch (e) {
-        if (e instanceof FormatError) throw new TrustListError('root rotation names an invalid key', 'trust_list_malformed');
+        if (e instanceof FormatError) failList('root rotation names an invalid key', 'trust_list_malformed');
         throw e;
       }
-      if (get(next, 'kid') !== tp) throw new TrustListError('root rotation key kid is not its thumbprint', 'trust_list_malformed');
+      if (get(next, 'kid') !== tp) failList('root rotation key kid is not its thumbprint', 'trust_list_malformed');
       current = next;
       if (signerKid === current.kid) return current;
     }
-    throw new TrustListError(`trust list of ${anchor.region} is not signed by its pinned root key`, 'trust_list_bad_signature');
+    failList(`trust list of ${anchor.region} is not signed by its pinned root key`, 'trust_list_bad_signature');
   }
   async function verifyTrustList(token, anchor, { now, grace, seen }) {
     let parsed, kid, list;
@@ -735,22 +736,22 @@
       kid = checkHeader(parsed.header, TRUST_LIST_TYP);
       list = await trustListFromPayload(parsed.payload);
     } catch (e) {
-      if (e instanceof FormatError) throw new TrustListError('trust list is malformed: ' + e.message, 'trust_list_malformed');
+      if (e instanceof FormatError) failList('trust list is malformed: ' + e.message, 'trust_list_malformed');
       throw e;
     }
     const root = await followRotations(anchor, list.rootRotations, kid);
     const { alg, raw } = keyFromJwk(root);
     if (kid !== root.kid || parsed.header.alg !== alg || !await verifySignature(alg, raw, parsed.input, parsed.signature)) {
-      throw new TrustListError(`trust list of ${anchor.region} is not signed by its pinned root key`, 'trust_list_bad_signature');
+      failList(`trust list of ${anchor.region} is not signed by its pinned root key`, 'trust_list_bad_signature');
     }
     if (list.region !== anchor.region) {
-      throw new TrustListError(`trust list is for region ${list.region}, anchor is ${anchor.region}`, 'trust_list_wrong_region');
+      failList(`trust list is for region ${list.region}, anchor is ${anchor.region}`, 'trust_list_wrong_region');
     }
     if (seen !== null && seen !== undefined && list.sequence < seen) {
-      throw new TrustListError(`trust list sequence ${list.sequence} is older than ${seen} already seen (rollback)`, 'trust_list_rollback');
+      failList(`trust list sequence ${list.sequence} is older than ${seen} (rollback)`, 'trust_list_rollback');
     }
     if (now > add(list.nextUpdate, grace)) {
-      throw new TrustListError(`trust list of ${anchor.region} (sequence ${list.sequence}) is past its next update`, 'trust_list_expired');
+      failList(`trust list of ${anchor.region} (${list.sequence}) is past its next update`, 'trust_list_expired');
     }
     const current = root === anchor.rootJwk ? anchor
       : { region: anchor.region, name: list.name, rootJwk: root, trustListUrl: anchor.trustListUrl, kid: root.kid };
@@ -1073,7 +1074,7 @@
   }
   function checkWindow(a, type, at) {
     if (!authorizes(a, type, at)) {
-      throw untrusted('type_not_authorized_at_iat', `agency ${a.code} was not authorized to issue ${type} when this certificate was issued`);
+      throw untrusted('type_not_authorized_at_iat', `agency ${a.code} could not issue ${type} when this was issued`);
     }
   }
   function checkType(index, a, vct, version, iat, jti) {
@@ -1083,7 +1084,7 @@
     if (!(version >= 1 && version <= t.version)) throw invalid('bad_claims', `type version ${version} of ${vct} is unknown`);
     const prefix = index.prefixes.get(a.code + '\n' + vct);
     if (!prefix || !prefix(jti)) {
-      throw invalid('bad_certificate_id', 'certificate id is malformed, has a wrong check character, or does not name this agency and type');
+      throw invalid('bad_certificate_id', 'certificate id is malformed, or not of this agency and type');
     }
   }
   function checkIssuer(index, c, a) {
@@ -1092,10 +1093,10 @@
     checkType(index, a, c.vct, c.vctVersion, c.iat, c.jti);
   }
   function checkCopy(index, c) {
-    if (c.iss !== index.list.baseUrl) throw untrusted('issuer_mismatch', `iss ${c.iss} is not the base URL of region ${index.code}`);
+    if (c.iss !== index.list.baseUrl) throw untrusted('issuer_mismatch', `iss ${c.iss} is not ${index.code}'s base URL`);
     if (c.region !== index.code) throw untrusted('region_mismatch', `region ${c.region} is not ${index.code}`);
     const a = index.byUri.get(c.original.iss);
-    if (!a) throw untrusted('issuer_mismatch', `the original's iss ${c.original.iss} is no agency of ${index.code}`);
+    if (!a) throw untrusted('issuer_mismatch', `original iss ${c.original.iss} is no agency of ${index.code}`);
     checkType(index, a, c.original.vct, c.original.vctVersion, c.original.iat, c.copyOf);
     return a;
   }
@@ -1118,7 +1119,7 @@
     if (refused) throw bad('its key was not valid when the list was issued');
     if (token.issuedAt > now + limits.leeway) throw bad('issued in the future');
     if (now >= add(token.expires, limits.leeway)) {
-      throw invalid('status_list_expired', `status list ${uri} expired: the issuer must republish it`);
+      throw invalid('status_list_expired', `status list ${uri} expired`);
     }
     return token;
   }
@@ -1170,7 +1171,7 @@
       if (isStr(r) && r !== region.code) region = (await view.recognized(r, now))[1];
       const candidates = [...region.agencyKeys.keys()].filter((k) => equalBytes(kidRef(k), u.kidRef));
       if (!candidates.length) {
-        throw untrusted('unknown_kid', `the QR key reference ${hex(u.kidRef)} names no trusted agency key of region ${region.code}`);
+        throw untrusted('unknown_kid', `QR key reference ${hex(u.kidRef)} names no key of ${region.code}`);
       }
       if (candidates.length === 1) return qrCompact(u, candidates[0]);
       for (const kid of candidates.slice(0, 8)) { // a 4-byte reference: more than one match is rare
@@ -1220,8 +1221,8 @@
     },
     keyValidity(t, now, home, leeway) {
       const r = refuses(t.key, t.signedAt, leeway);
-      if (r === 'compromised') throw untrusted('key_compromised', 'signed with a key compromised at or before its issue time');
-      if (r) throw untrusted('key_not_valid_at_iat', 'the key was not valid when the token says it was issued');
+      if (r === 'compromised') throw untrusted('key_compromised', 'signed with a key compromised by its issue time');
+      if (r) throw untrusted('key_not_valid_at_iat', 'the key was not valid at the time of issue');
     },
     notInFuture(t, now, home, leeway) {
       if ((t.issuedAt > t.signedAt ? t.issuedAt : t.signedAt) > now + leeway) throw invalid('issued_in_future', 'issued in the future');
@@ -1229,7 +1230,7 @@
   };
   function copyUse(t, use) {
     if (!t.copy) return;
-    if (none(use.audience)) throw untrusted('audience_required', 'a copy is verified only for the requester it was made for: give the audience');
+    if (none(use.audience)) throw untrusted('audience_required', 'a copy is verified only for its requester: give the audience');
     if (t.copy.aud !== use.audience) throw untrusted('wrong_audience', `the copy was made for ${t.copy.aud}, not ${use.audience}`);
     if (!none(use.purpose) && t.copy.purpose !== use.purpose) throw untrusted('wrong_purpose', 'the copy was made for another purpose');
   }
@@ -1419,7 +1420,7 @@
     const digest = b64uEncode(await sha256(utf8(pyStrip(token)))), d = e.d, copies = get(d, 'copies');
     if (!r.copy) return e.a !== 'certificate.issue' || get(d, 'token') !== digest ? 'is not the issue of this token' : null;
     if (e.a !== 'share.fetch' || get(d, 'version') !== 2 || get(d, 'outcome') !== 'granted' || !isArr(copies) || !copies.includes(digest)) {
-      return 'is not the use record that served this copy';
+      return 'is not the use record of this copy';
     }
     return Number(e.t) !== Number(r.copy.issued_at) ? 'was not made when this copy was' : null;
   }
@@ -1474,7 +1475,7 @@
       const ok = isObj(doc) && isObj(doc.regions) && doc.version === 2 &&
         Object.values(doc.regions).every((e) => isObj(e) && isStr(e.pinned_kid) &&
           /^[0-9]+$/.test(String(e.sequence)) && isObj(e.root_key) && isStr(e.root_key.kid));
-      if (!ok) throw new TrustListError("the verifier's trust state is corrupt: reset it", 'trust_state_corrupt');
+      if (!ok) failList("the verifier's trust state is corrupt: reset it", 'trust_state_corrupt');
       return doc.regions;
     }
     pinned(anchor) {
@@ -1585,7 +1586,7 @@
         doc = await this.fetch(anchor.trustListUrl, 4 * 1024 * 1024);
       } catch (e) {
         if (e instanceof Unsupported) throw e;
-        throw new TrustListError(`cannot fetch the trust list of ${anchor.region} from ${anchor.trustListUrl}: ${e.message}`, 'trust_list_unavailable');
+        failList(`cannot fetch ${anchor.trustListUrl}: ${e.message}`, 'trust_list_unavailable');
       }
       const { list, current } = await verifyTrustList(asciiText(doc.data), effective, { now, grace: this.limits.grace, seen: floor });
       const region = new Region(this, list, current, doc);
@@ -1651,8 +1652,8 @@
       if (!await supportsEd25519()) { region.log = { state: 'unchecked', detail: 'ed25519' }; return; }
       const { read, checkpoint } = logOf(this, region.list);
       let key, cp;
-      try { key = await parseVerifierKey(log.key); } catch (e) { throw new TrustListError('the trust list names a malformed log key', 'trust_list_malformed'); }
-      const refuse = (why) => { throw new TrustListError(`the log checkpoint of ${region.list.region} contradicts its trust list: ${why}`, 'log_checkpoint_mismatch'); };
+      try { key = await parseVerifierKey(log.key); } catch (e) { failList('the trust list names a malformed log key', 'trust_list_malformed'); }
+      const refuse = (why) => { failList(`the log checkpoint of ${region.list.region} contradicts the trust list: ${why}`, 'log_checkpoint_mismatch'); };
       try { cp = await checkpoint(key); } catch (e) {
         if (e instanceof Unreachable) { region.log = { state: 'unchecked', detail: e.message }; return; }
         if (e instanceof FormatError) refuse(e.message);
@@ -1674,7 +1675,7 @@
       try {
         proof = await tileNodes(tileReader(read), cp.size).subproof(log.size, 0, cp.size, true);
       } catch (e) { region.log = { state: 'unchecked', detail: e.message }; return; }
-      if (!await verifyConsistency(log.size, cp.size, proof, listRoot, cp.root)) refuse('the checkpoint does not extend the tree of the trust list');
+      if (!await verifyConsistency(log.size, cp.size, proof, listRoot, cp.root)) refuse('the checkpoint does not extend the trust list\'s tree');
       region.log = { state: 'consistent', detail: `${log.size}..${cp.size}` };
     }
     /**
@@ -1687,8 +1688,8 @@
       const code = r.region && r.region.code;
       let facts = {};
       const refuse = (error, message) => ({ included: false, region: code || null, leaf_index: null, checkpoint_size: null, ...facts, errors: [error], messages: [message] });
-      if (!code || !(r.certificate || r.copy)) return refuse('not_verified', 'the token did not verify: nothing to look up');
-      if (r.qr) return refuse('qr_form', 'inclusion is proven for the full token, not its QR form');
+      if (!code || !(r.certificate || r.copy)) return refuse('not_verified', 'the token did not verify');
+      if (r.qr) return refuse('qr_form', 'inclusion is of the full token, not its QR');
       if (!/^[0-9]{1,15}$/.test(leaf)) return refuse('no_proof', "give the entry's leaf index");
       const region = code === this.home.list.region ? this.home : this.foreign.get(code), log = region.list.log, index = Number(leaf);
       if (!log) return refuse('not_logged', `region ${code} publishes no log`);
@@ -1729,7 +1730,7 @@
           throw e;
         }
         if (now > add(this.home.list.nextUpdate, this.limits.grace)) {
-          throw untrusted('trust_list_expired', 'the trust list is past its next update; refresh it');
+          throw untrusted('trust_list_expired', 'the trust list is past its next update');
         }
         const outcome = await run(token, this.view, this.limits, now, { audience, purpose });
         return result(outcome);
