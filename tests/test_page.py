@@ -109,6 +109,33 @@ def test_purpose_bound_copy_for_its_requester_and_purpose(tab: VerifierTab,
     assert "跨省迁移登记" in shown and result["copy"]["case"] in shown
 
 
+def test_a_copys_qr_form_as_the_copy(tab: VerifierTab, world: PageWorld) -> None:
+    """A copy card's QR code (container flag bit 3): the same verdicts as the copy token,
+    for its requester and purpose only, shown as the copy (never as the certificate),
+    with every claim of the copy carried."""
+    text = world.texts["copy_qr"]
+    assert text.startswith("EC1:")
+    assert tab.verify(text) == ("untrusted", "audience_required")
+    assert tab.result()["kind"] == "copy"
+    assert tab.verify(text, audience="ZJ/zj-psb-traffic") == ("untrusted", "wrong_audience")
+    assert tab.verify(text, audience="ZJ/zj-amr", purpose="别的事由") == (
+        "untrusted", "wrong_purpose")
+    assert tab.verify(text, audience="ZJ/zj-amr", purpose="跨省迁移登记") == ("valid", "")
+    from_qr = tab.result()
+    assert tab.verify(world.texts["copy"], audience="ZJ/zj-amr") == ("valid", "")
+    token = tab.result()
+    assert from_qr["kind"] == "copy" and "certificate" not in from_qr
+    assert from_qr["copy"] == token["copy"] and from_qr["issuer"] == token["issuer"]
+    assert from_qr["qr"] == {"claims_present": sorted(token["copy"]["claims"]),
+                             "digest_bound": False}
+    assert tab.verify(text, audience="ZJ/zj-amr") == ("valid", "")
+    shown = tab.page.inner_text("#result")
+    assert "跨省迁移登记" in shown and from_qr["copy"]["case"] in shown and "原证照" in shown
+    # Inclusion is proven for the copy token, not its QR form.
+    assert tab.verify(text, audience="ZJ/zj-amr", leaf=world.leaves["copy"]) == ("valid", "")
+    assert tab.inclusion() == ("false", "qr_form")
+
+
 def test_foreign_certificate_through_the_agreement(tab: VerifierTab, world: PageWorld) -> None:
     assert tab.verify(world.texts["foreign"]) == ("valid", "")
     result = tab.result()

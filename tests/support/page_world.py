@@ -19,6 +19,7 @@ from pathlib import Path
 import ecert
 from ecert import _samples
 from ecert import qr as ecert_qr
+from ecert.copy_card import copy_qr_text
 from tests.support.browser import BundleHost
 from tests.support.clock import FakeClock
 from tests.support.constants import EPOCH, FAST_KDF_ROUNDS, PG_URL
@@ -124,6 +125,7 @@ def build_page_world(tmp: Path) -> Iterator[PageWorld]:
         try:
             fetched = sharing.fetch(consent=sharing.consent().code)
             world.texts["copy"] = fetched.copies[0].token
+            world.texts["copy_qr"] = copy_qr_text(world.texts["copy"])  # a copy card's code
             assert fetched.log_index is not None
             world.leaves["copy"] = fetched.log_index
         finally:

@@ -416,7 +416,7 @@
   /** A public JWK, checked strictly: {alg, raw} (raw: 04||x||y, or the Ed25519 key). */
   function keyFromJwk(jwk) {
     if (!isObj(jwk)) fail('a JWK is a JSON object');
-    if (has(jwk, 'd')) fail('a published JWK must not contain a private key');
+    if (has(jwk, 'd')) fail('a published JWK holds no private key');
     const kty = get(jwk, 'kty'), crv = get(jwk, 'crv');
     let alg, raw;
     if (kty === 'EC' && crv === 'P-256') {
@@ -507,7 +507,7 @@
     const alg = get(h, 'alg');
     if (!isStr(alg) || !ALLOWED.has(alg)) fail('algorithm is not allowed', 'unsupported_alg');
     if (KEY_BEARING.some((k) => has(h, k))) fail('keys named by the token itself are refused', 'embedded_key');
-    if (has(h, 'crit')) fail('critical header extensions are not supported', 'unsupported_crit');
+    if (has(h, 'crit')) fail('critical header extensions are refused', 'unsupported_crit');
     if (get(h, 'typ') !== typ) fail(`typ must be ${typ}`, 'wrong_typ');
     const kid = get(h, 'kid');
     if (!isStr(kid) || !kid || cpLen(kid) > 128) fail('header lacks a kid');
@@ -564,7 +564,7 @@
     const windows = has(v, 'type_windows') ? v.type_windows : [];
     req(isArr(windows), 'agency type_windows are a list');
     const parsed = windows.map(typeWindow);
-    req(!parsed.some((w) => types.includes(w.code)), 'a type is either unlimited or limited in time');
+    req(!parsed.some((w) => types.includes(w.code)), 'a type is unlimited or limited in time');
     const requester = has(v, 'requester_keys') ? v.requester_keys : [];
     req(isArr(requester), 'agency requester_keys are a list');
     const signing = [];
@@ -592,10 +592,10 @@
     const [region, name, url, jwk, types] = ['region', 'name', 'trust_list', 'root_key', 'types'].map((k) => get(v, k));
     const validFrom = get(v, 'valid_from'), validUntil = get(v, 'valid_until');
     req(isStr(region) && isStr(name) && isStr(url), 'agreement needs region, name and trust_list');
-    req(isObj(jwk) && Object.values(jwk).every(isStr), "agreement needs the other region's root_key");
+    req(isObj(jwk) && Object.values(jwk).every(isStr), 'agreement needs root_key');
     keyFromJwk(jwk);
     req(get(jwk, 'kid') === await thumbprint(jwk), 'root_key kid is not its thumbprint');
-    req(isObj(types) && Object.values(types).every(isStr), 'agreement types map their type codes to ours');
+    req(isObj(types) && Object.values(types).every(isStr), 'agreement types map codes to ours');
     req(isInt(validFrom), 'agreement needs valid_from');
     req(none(validUntil) || (isInt(validUntil) && validUntil > validFrom), 'agreement valid_until follows valid_from');
     return { region, name, rootJwk: jwk, trustListUrl: url, validFrom, validUntil: none(validUntil) ? null : validUntil, types };
@@ -607,7 +607,7 @@
     const ok = (x) => isArr(x) && x.length > 0 && x.every((s) => isStr(s) && s) && new Set(x).size === x.length;
     req(isStr(id) && /^[a-z0-9][a-z0-9-]{0,63}$/.test(id), 'an entitlement has an id');
     req(isStr(requester) && /^[A-Z]{2,8}(\/[a-z0-9][a-z0-9.-]{0,99})?$/.test(requester), 'a requester is REGION or REGION/agency-code');
-    req(ok(get(v, 'types')) && ok(get(v, 'purposes')), 'an entitlement names its types and purposes');
+    req(ok(get(v, 'types')) && ok(get(v, 'purposes')), 'an entitlement names types and purposes');
     req(none(claims) || ok(claims), 'entitlement claims are distinct names');
     req(typeof get(v, 'without_consent') === 'boolean', 'without_consent is true or false');
     const from = get(v, 'valid_from'), until = get(v, 'valid_until');
@@ -788,7 +788,7 @@
   async function decodeStatusList(claim) {
     if (!isObj(claim)) fail('status_list is a JSON object');
     const bits = get(claim, 'bits'), lst = get(claim, 'lst');
-    if (!isInt(bits) || ![1, 2, 4, 8].includes(bits) || !isStr(lst)) fail('status_list needs bits (1, 2, 4, 8) and lst');
+    if (!isInt(bits) || ![1, 2, 4, 8].includes(bits) || !isStr(lst)) fail('status_list needs bits and lst');
     if (lst.length > MAX_LIST_BYTES) fail('status list is too large', 'too_large');
     let data;
     try { data = await inflate(b64u(lst), 'deflate', MAX_LIST_BYTES); } catch (e) {
@@ -881,7 +881,7 @@
           isInt(get(o, 'nbf')) && (none(oexp) || isInt(oexp)))) throw bad('original needs iss, vct, vct_version, iat, nbf');
     if (![p.iat, p.exp, o.iat, o.nbf].every(isTime) || !(none(oexp) || isTime(oexp))) throw bad('times are outside 1970-9999');
     const life = add(p.exp, -p.iat);
-    if (!(life > 0 && life <= 604800)) throw bad('a copy expires after it is made, within 7 days');
+    if (!(life > 0 && life <= 604800)) throw bad('a copy expires within 7 days of its making');
     return {
       iss: p.iss, jti: p.jti, iat: p.iat, exp: p.exp, region: p.region, aud: p.aud, purpose: p.purpose,
       case: p.case, copyOf: p.copy_of, claims: p.claims, statusUri: uri, statusIndex: idx,
@@ -919,7 +919,7 @@
   /** The QR text a verification link's fragment carries (format section 14.1). */
   function qrTextFromLink(fragment) {
     const m = QR_RE.exec(fragment);
-    if (!m || cpLen(fragment) > 4400) throw qrErr('not the fragment of an ecert verification link');
+    if (!m || cpLen(fragment) > 4400) throw qrErr('not an ecert link fragment');
     return m[0] + b45encode(baseDecode(fragment.slice(m[0].length), B45.replace(/[ %]/g, '')));
   }
   const GB_OK = /^[\x20-\x7e\u3000-\u303f\u4e00-\u9fff\uff01-\uff5e]*$/;
@@ -1018,7 +1018,7 @@
     const data = b45decode(text.slice(m[0].length));
     if (data.length <= 69) throw qrErr('QR container is truncated');
     const flags = data[0];
-    if (flags & ~0b111 || (flags & 3) > 1) throw qrErr('QR container has unknown flags');
+    if (flags & ~0b1111 || (flags & 3) > 1) throw qrErr('QR container has unknown flags');
     let body = data.subarray(69);
     if (flags & 4) {
       try { body = await inflate(body, 'deflate-raw', 4096); } catch (e) {
@@ -1027,9 +1027,10 @@
       }
     }
     const payload = utf8(canon(decodeValue(body)));
-    return { alg: flags & 3 ? ED25519 : ES256, kidRef: data.subarray(1, 5), signature: data.subarray(5, 69), payload };
+    return { alg: flags & 3 ? ED25519 : ES256, kidRef: data.subarray(1, 5), signature: data.subarray(5, 69), payload, copy: flags > 7 };
   }
-  const qrCompact = (u, kid) => [utf8(canon({ alg: u.alg, kid, typ: QR_TYP })), u.payload, u.signature].map(b64uEncode).join('.');
+  /** The exact compact JWS a container holds, under `kid` (flag bit 3: a copy, 17.4). */
+  const qrCompact = (u, kid) => [utf8(canon({ alg: u.alg, kid, typ: u.copy ? COPY_TYP : QR_TYP })), u.payload, u.signature].map(b64uEncode).join('.');
   function kidRef(kid) {
     try { return b64u(kid).subarray(0, 4); } catch (e) { return utf8(kid).subarray(0, 4); }
   }
@@ -1113,10 +1114,10 @@
       throw bad('signature does not verify');
     }
     try { token = await readStatusListPayload(parsed.payload); } catch (e) { if (e instanceof FormatError) throw bad(e.message); throw e; }
-    if (token.uri !== uri) throw bad("its sub does not match the certificate's status URI");
+    if (token.uri !== uri) throw bad('its sub is not the status URI');
     const refused = refuses(key, token.issuedAt, limits.leeway);
     if (refused === 'compromised') throw bad('signed with a compromised key');
-    if (refused) throw bad('its key was not valid when the list was issued');
+    if (refused) throw bad('its key was not valid at its issue');
     if (token.issuedAt > now + limits.leeway) throw bad('issued in the future');
     if (now >= add(token.expires, limits.leeway)) {
       throw invalid('status_list_expired', `status list ${uri} expired`);
@@ -1164,21 +1165,35 @@
   };
   const QR = Object.assign(Object.create(CERT), {
     kind: 'qr', typ: QR_TYP, regionClaim: 'r',
+    /* A QR token's key among the agency keys of the region its payload names (r); a
+     * copy's (flag bit 3) as its token's: our sharing keys, then those of the region it
+     * names if we recognize it — a copy, by its flags, whatever fails after. */
     async unwrap(text, view, now) {
-      const u = await qrUnwrap(text);
-      let region = view.home;
-      const claimed = strictJSON(u.payload), r = isObj(claimed) ? get(claimed, 'r') : undefined;
-      if (isStr(r) && r !== region.code) region = (await view.recognized(r, now))[1];
-      const candidates = [...region.agencyKeys.keys()].filter((k) => equalBytes(kidRef(k), u.kidRef));
+      const u = await qrUnwrap(text), claimed = strictJSON(u.payload), home = view.home;
+      const r = isObj(claimed) ? get(claimed, u.copy ? 'region' : 'r') : undefined;
+      const matching = (keys) => [...keys].filter(([kid]) => equalBytes(kidRef(kid), u.kidRef)).map(([kid, k]) => [kid, k.key || k]);
+      let region = home, candidates = [];
+      if (u.copy) {
+        candidates = matching(home.sharingKeys);
+        if (isStr(r) && r !== home.code) {
+          try { candidates.push(...matching((await view.recognized(r, now))[1].sharingKeys)); } catch (e) {
+            if (!candidates.length || !(e instanceof Failure)) throw Object.assign(e, { kind: 'copy' });
+          }
+        }
+      } else {
+        if (isStr(r) && r !== home.code) region = (await view.recognized(r, now))[1];
+        candidates = matching(region.agencyKeys);
+      }
       if (!candidates.length) {
-        throw untrusted('unknown_kid', `QR key reference ${hex(u.kidRef)} names no key of ${region.code}`);
+        throw Object.assign(untrusted('unknown_kid', `QR key reference ${hex(u.kidRef)} names no key of ${u.copy && isStr(r) ? r : region.code}`), { kind: u.copy ? 'copy' : null });
       }
-      if (candidates.length === 1) return qrCompact(u, candidates[0]);
-      for (const kid of candidates.slice(0, 8)) { // a 4-byte reference: more than one match is rare
-        const token = qrCompact(u, kid), k = region.agencyKeys.get(kid).key;
-        if (k.alg === u.alg && await verifySignature(k.alg, k.raw, utf8(token.slice(0, token.lastIndexOf('.'))), u.signature)) return token;
+      if (candidates.length > 1) {
+        for (const [kid, k] of candidates.slice(0, 8)) { // a 4-byte reference: more than one match is rare
+          const token = qrCompact(u, kid);
+          if (k.alg === u.alg && await verifySignature(k.alg, k.raw, utf8(token.slice(0, token.lastIndexOf('.'))), u.signature)) return token;
+        }
       }
-      return qrCompact(u, candidates[0]);
+      return qrCompact(u, candidates[0][0]);
     },
     claims(payload, a, region) {
       try {
@@ -1249,12 +1264,12 @@
   const FORMAT_CODES = new Set(['too_large', 'malformed', 'unsupported_alg', 'embedded_key', 'unsupported_crit', 'wrong_typ', 'qr_malformed', 'qr_unknown_version', 'qr_too_large']);
   /** The pipeline (ecert._verification.pipeline.run): raises a Failure, or the outcome. */
   async function run(token, view, limits, now, use) {
-    let decoder = CERT, parsed, kid;
+    let decoder = CERT, parsed, kid, fromQr;
     try {
       token = pyStrip(token);
       if (QR_RE.test(token)) { token = await QR.unwrap(token, view, now); decoder = QR; }
       parsed = parseCompact(token, limits.maxTokenBytes);
-      if (decoder === CERT && get(parsed.header, 'typ') === COPY_TYP) decoder = COPY;
+      if (get(parsed.header, 'typ') === COPY_TYP) [fromQr, decoder] = [decoder === QR, COPY]; // as token or QR
       kid = checkHeader(parsed.header, decoder.typ);
     } catch (e) {
       if (e instanceof FormatError) throw invalid(FORMAT_CODES.has(e.code) ? e.code : 'malformed', e.message);
@@ -1263,6 +1278,7 @@
     let checked, status, errors, messages, value;
     try {
       checked = await decoder.decode(parsed, kid, token, view, now);
+      if (fromQr) checked.qr = { complete: true }; // a copy's QR carries all of it
       const home = view.home.code, leeway = limits.leeway;
       const steps = checked.copy ? [policies.keyValidity, policies.notInFuture]
         : [policies.typeRecognition, policies.keyValidity, policies.notInFuture];
@@ -1475,7 +1491,7 @@
       const ok = isObj(doc) && isObj(doc.regions) && doc.version === 2 &&
         Object.values(doc.regions).every((e) => isObj(e) && isStr(e.pinned_kid) &&
           /^[0-9]+$/.test(String(e.sequence)) && isObj(e.root_key) && isStr(e.root_key.kid));
-      if (!ok) failList("the verifier's trust state is corrupt: reset it", 'trust_state_corrupt');
+      if (!ok) failList('the trust state is corrupt: reset it', 'trust_state_corrupt');
       return doc.regions;
     }
     pinned(anchor) {
@@ -1661,7 +1677,7 @@
       }
       let listRoot;
       try { listRoot = b64u(log.root); } catch (e) { refuse('the trust list names a malformed root'); }
-      if (cp.size < log.size) refuse('the checkpoint is older than the trust list');
+      if (cp.size < log.size) refuse('older than the trust list');
       if (cp.size == log.size) { // eslint-disable-line eqeqeq
         if (!equalBytes(cp.root, listRoot)) refuse('a different tree of the same size (a fork)');
         region.log = { state: 'consistent', detail: `${cp.size}` };
@@ -1761,8 +1777,8 @@
       out.certificate = { id: c.jti, type: c.vct, type_version: c.vctVersion, region: c.region, holder_name: c.holderName,
         claims: c.claims, issued_at: c.iat, valid_from: c.nbf, valid_until: c.exp, status_list: { uri: c.statusUri, idx: c.statusIndex } };
       out.certificate_id = c.jti;
-      if (t.qr) out.qr = { claims_present: Object.keys(c.claims).sort(cpCompare), digest_bound: !t.qr.complete, digest: t.qr.digest };
     }
+    if (t.qr) out.qr = { claims_present: Object.keys((t.copy || t.certificate).claims).sort(cpCompare), digest_bound: !t.qr.complete, digest: t.qr.digest };
     return out;
   }
 
