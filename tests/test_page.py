@@ -109,6 +109,33 @@ def test_purpose_bound_copy_for_its_requester_and_purpose(tab: VerifierTab,
     assert "跨省迁移登记" in shown and result["copy"]["case"] in shown
 
 
+def test_a_copys_qr_form_as_the_copy(tab: VerifierTab, world: PageWorld) -> None:
+    """A copy card's QR code (container flag bit 3): the same verdicts as the copy token,
+    for its requester and purpose only, shown as the copy (never as the certificate),
+    with every claim of the copy carried."""
+    text = world.texts["copy_qr"]
+    assert text.startswith("EC1:")
+    assert tab.verify(text) == ("untrusted", "audience_required")
+    assert tab.result()["kind"] == "copy"
+    assert tab.verify(text, audience="ZJ/zj-psb-traffic") == ("untrusted", "wrong_audience")
+    assert tab.verify(text, audience="ZJ/zj-amr", purpose="别的事由") == (
+        "untrusted", "wrong_purpose")
+    assert tab.verify(text, audience="ZJ/zj-amr", purpose="跨省迁移登记") == ("valid", "")
+    from_qr = tab.result()
+    assert tab.verify(world.texts["copy"], audience="ZJ/zj-amr") == ("valid", "")
+    token = tab.result()
+    assert from_qr["kind"] == "copy" and "certificate" not in from_qr
+    assert from_qr["copy"] == token["copy"] and from_qr["issuer"] == token["issuer"]
+    assert from_qr["qr"] == {"claims_present": sorted(token["copy"]["claims"]),
+                             "digest_bound": False}
+    assert tab.verify(text, audience="ZJ/zj-amr") == ("valid", "")
+    shown = tab.page.inner_text("#result")
+    assert "跨省迁移登记" in shown and from_qr["copy"]["case"] in shown and "原证照" in shown
+    # Inclusion is proven for the copy token, not its QR form.
+    assert tab.verify(text, audience="ZJ/zj-amr", leaf=world.leaves["copy"]) == ("valid", "")
+    assert tab.inclusion() == ("false", "qr_form")
+
+
 def test_foreign_certificate_through_the_agreement(tab: VerifierTab, world: PageWorld) -> None:
     assert tab.verify(world.texts["foreign"]) == ("valid", "")
     result = tab.result()
@@ -121,14 +148,86 @@ def test_foreign_certificate_through_the_agreement(tab: VerifierTab, world: Page
     assert "/trustlist.jwt" in world.zj.paths()
 
 
-def test_a_host_without_the_cors_header_cannot_be_read(context: Any, world: PageWorld) -> None:
+def test_a_host_without_the_cors_header_cannot_be_read(tab: VerifierTab, world: PageWorld) -> None:
     world.zj.cors = False
     try:
-        tab = VerifierTab(context.new_page()).open(world.page_url())
+        tab.page.evaluate("window.ecert.reset()")  # a new verifier: ZJ's list not yet read
         status, errors = tab.verify(world.texts["foreign"])
     finally:
         world.zj.cors = True
+        tab.page.evaluate("window.ecert.reset()")
     assert (status, errors) == ("untrusted", "foreign_trust_list_invalid")
+    assert tab.verify(world.texts["foreign"]) == ("valid", "")  # with the header again
+
+
+# -- inclusion in the region's log (ecert verify --require-inclusion) ----------------------
+
+
+def test_inclusion_in_the_log(tab: VerifierTab, world: PageWorld) -> None:
+    """A log entry number given: the token's issue (a copy's use record) must be in the
+    region's log, proven against its signed checkpoint from the published tiles."""
+    leaves, texts = world.leaves, world.texts
+    assert tab.verify(texts["valid"], leaf=leaves["valid"]) == ("valid", "")
+    assert tab.inclusion() == ("true", "")
+    result = tab.result()
+    assert result["valid"] is True and result["inclusion"]["leaf_index"] == leaves["valid"]
+    assert f"{leaves['valid']} / {result['inclusion']['checkpoint_size']}" in \
+        tab.page.inner_text("#result")
+    # Revoked, and logged: included all the same (the status is the verdict's).
+    assert tab.verify(texts["revoked"], leaf=leaves["revoked"]) == ("revoked", "revoked")
+    assert tab.inclusion() == ("true", "")
+    # Another certificate's entry, an entry past the checkpoint, no number, the QR form.
+    assert tab.verify(texts["valid"], leaf=leaves["revoked"]) == ("valid", "")
+    assert tab.inclusion() == ("false", "not_logged")
+    assert tab.result()["valid"] is False
+    assert tab.page.inner_text("#result h2") == "未能证明已记入公开日志"
+    assert tab.verify(texts["valid"], leaf=10**6) == ("valid", "")
+    assert tab.inclusion() == ("false", "not_included")
+    assert tab.verify(texts["valid"], leaf="seven") == ("valid", "")
+    assert tab.inclusion() == ("false", "no_proof")
+    assert tab.verify(texts["qr_short"], leaf=leaves["valid"]) == ("valid", "")
+    assert tab.inclusion() == ("false", "qr_form")
+    assert tab.verify(texts["unknown_kid"], leaf=leaves["valid"]) == ("untrusted", "unknown_kid")
+    assert tab.inclusion() == ("false", "not_verified")
+    # A copy: the use record that served it, made when the copy was.
+    copy = {"audience": "ZJ/zj-amr", "purpose": "跨省迁移登记"}
+    assert tab.verify(texts["copy"], leaf=leaves["copy"], **copy) == ("valid", "")
+    assert tab.inclusion() == ("true", "")
+    assert tab.verify(texts["copy"], leaf=leaves["valid"], **copy) == ("valid", "")
+    assert tab.inclusion() == ("false", "not_logged")
+    # Without a number nothing is required, and nothing is said.
+    assert tab.verify(texts["valid"]) == ("valid", "")
+    assert tab.inclusion() == ("", "") and "inclusion" not in tab.result()
+    assert tab.errors == []
+
+
+def test_inclusion_refused_by_the_published_log(tab: VerifierTab, world: PageWorld) -> None:
+    """Hash tiles that do not lead to the signed root, a checkpoint whose signature does
+    not verify, a log that cannot be read: refused with the Python verifier's codes."""
+    page, leaf, valid = tab.page, world.leaves["valid"], world.texts["valid"]
+
+    def zeros(route: Any) -> None:
+        real = route.fetch()
+        route.fulfill(response=real, body=bytes(len(real.body())))  # right size, wrong hashes
+
+    def altered(route: Any) -> None:
+        real = route.fetch()
+        lines = real.body().split(b"\n")
+        lines[1] = str(int(lines[1]) + 1).encode()  # the size, under the same signature
+        route.fulfill(response=real, body=b"\n".join(lines))
+
+    for pattern, handler, code in [
+            ("**/log/tile/0/**", zeros, "not_included"),
+            ("**/log/checkpoint", altered, "checkpoint_invalid"),
+            ("**/log/**", lambda route: route.fulfill(status=503), "log_unreachable")]:
+        page.route(pattern, handler)
+        try:
+            assert tab.verify(valid, leaf=leaf) == ("valid", ""), code
+            assert tab.inclusion() == ("false", code)
+        finally:
+            page.unroute(pattern)
+    assert tab.verify(valid, leaf=leaf) == ("valid", "")
+    assert tab.inclusion() == ("true", "")
 
 
 # -- QR codes -------------------------------------------------------------------------------
@@ -190,19 +289,23 @@ def test_fragment_input_is_read_then_removed(context: Any, world: PageWorld) -> 
 # -- the page itself ------------------------------------------------------------------------
 
 
-def test_english_switch(context: Any, world: PageWorld) -> None:
-    tab = VerifierTab(context.new_page()).open(world.page_url())
+def test_english_switch(tab: VerifierTab, world: PageWorld) -> None:
     assert tab.page.get_attribute("html", "lang") == "zh-CN"
     tab.verify(world.texts["revoked"])
     assert "已撤销" in tab.page.inner_text("#result h2")
     tab.page.click("#lang")
-    assert tab.page.get_attribute("html", "lang") == "en"
-    assert tab.page.inner_text("#result h2") == "Revoked"
-    assert tab.status() == ("revoked", "revoked")
+    try:
+        assert tab.page.get_attribute("html", "lang") == "en"
+        assert tab.page.inner_text("#result h2") == "Revoked"
+        assert tab.status() == ("revoked", "revoked")
+    finally:
+        tab.page.click("#lang")  # the shared tab back in Chinese (the choice is remembered)
+    assert tab.page.get_attribute("html", "lang") == "zh-CN"
 
 
 def _axe(page: Any) -> list[dict[str, Any]]:
-    page.evaluate(AXE.read_text("utf-8"))
+    if page.evaluate("typeof window.axe") == "undefined":  # once per page load
+        page.evaluate(AXE.read_text("utf-8"))
     report: dict[str, Any] = page.evaluate(
         "axe.run(document, {resultTypes: ['violations']})")
     return [{"id": v["id"], "nodes": [n["target"] for n in v["nodes"]]}
@@ -244,19 +347,25 @@ def test_strict_csp_and_subresource_integrity(context: Any, world: PageWorld) ->
     assert any("integrity" in e for e in errors)
 
 
-def test_page_check_against_the_signed_digests(context: Any, world: PageWorld) -> None:
-    tab = VerifierTab(context.new_page()).open(world.page_url())
+def test_page_check_against_the_signed_digests(tab: VerifierTab, world: PageWorld) -> None:
+    page = tab.page
+
+    def check() -> str | None:
+        page.evaluate("document.getElementById('page-result').dataset.pageCheck = ''")
+        page.click("#page-check")
+        page.wait_for_selector("#page-result:not([data-page-check=''])", state="attached")
+        return page.get_attribute("#page-result", "data-page-check")
+
     tab.verify(world.texts["valid"])
-    tab.page.click("#page-check")
-    tab.page.wait_for_selector("#page-result:not([data-page-check=''])", state="attached")
-    assert tab.page.get_attribute("#page-result", "data-page-check") == "match"
+    assert check() == "match"
     # A host that serves another page than the one the region signed is caught.
-    tab.page.route("**/verify/sw.js", lambda route: route.fulfill(status=200, body="// other"))
-    tab.page.evaluate("document.getElementById('page-result').dataset.pageCheck = ''")
-    tab.page.click("#page-check")
-    tab.page.wait_for_selector("#page-result:not([data-page-check=''])", state="attached")
-    assert tab.page.get_attribute("#page-result", "data-page-check") == "mismatch"
-    assert "sw.js" in tab.page.inner_text("#page-result")
+    other = "**/verify/sw.js"
+    page.route(other, lambda route: route.fulfill(status=200, body="// other"))
+    try:
+        assert check() == "mismatch"
+        assert "sw.js" in page.inner_text("#page-result")
+    finally:
+        page.unroute(other)
 
 
 def test_the_single_file_page_opened_locally(context: Any, world: PageWorld,
@@ -270,17 +379,24 @@ def test_the_single_file_page_opened_locally(context: Any, world: PageWorld,
     assert tab.errors == []
 
 
-def test_rollback_is_refused_from_the_page_memory(context: Any, world: PageWorld) -> None:
-    tab = VerifierTab(context.new_page()).open(world.page_url())
+def test_rollback_is_refused_from_the_page_memory(tab: VerifierTab, world: PageWorld) -> None:
     assert tab.verify(world.texts["valid"]) == ("valid", "")
     anchor = world.anchors["GD"]
-    key = f"ecert-trust-state/GD/{anchor.kid}"
-    state = json.loads(tab.page.evaluate(f"localStorage.getItem({json.dumps(key)})"))
+    key = json.dumps(f"ecert-trust-state/GD/{anchor.kid}")
+    kept = tab.page.evaluate(f"localStorage.getItem({key})")
+    state = json.loads(kept)
     assert state["regions"]["GD"]["sequence"] == 2
     state["regions"]["GD"]["sequence"] = 7  # as if a newer list had been seen
-    tab.page.evaluate(f"localStorage.setItem({json.dumps(key)}, {json.dumps(json.dumps(state))})")
-    tab.open(world.page_url())
-    assert tab.verify(world.texts["valid"]) == ("untrusted", "trust_list_rollback")
+    tab.page.evaluate(f"localStorage.setItem({key}, {json.dumps(json.dumps(state))})")
+    try:
+        # A new verifier (as on reopening the page) reads the memory: the served list is
+        # older than one already seen.
+        tab.page.evaluate("window.ecert.reset()")
+        assert tab.verify(world.texts["valid"]) == ("untrusted", "trust_list_rollback")
+    finally:  # the shared tab's memory as it was
+        tab.page.evaluate(f"localStorage.setItem({key}, {json.dumps(kept)})")
+        tab.page.evaluate("window.ecert.reset()")
+    assert tab.verify(world.texts["valid"]) == ("valid", "")
 
 
 def test_trust_data_and_log_shown(tab: VerifierTab, world: PageWorld) -> None:
@@ -403,6 +519,24 @@ def test_anchor_is_embedded(world: PageWorld) -> None:
                                                         "anchor.json").read_bytes()
 
 
+#: Resolves once a service worker controls the page (false after 10 s).
+_CONTROLLED = """() => navigator.serviceWorker.controller ? true : new Promise((resolve) => {
+  navigator.serviceWorker.addEventListener('controllerchange', () => resolve(true));
+  setTimeout(() => resolve(!!navigator.serviceWorker.controller), 10000);
+})"""
+#: The URLs the worker keeps, once it keeps at least ``n`` (or after 10 s: what it keeps).
+_KEPT = """async (n) => {
+  const urls = async () => (await (await caches.open('ecert-documents-v1')).keys())
+    .map((r) => r.url);
+  for (const end = Date.now() + 10000; Date.now() < end;) {
+    const kept = await urls();
+    if (kept.length >= n) return kept;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return urls();
+}"""
+
+
 def test_service_worker_keeps_only_verified_documents(chromium: Any, world: PageWorld,
                                                       tmp_path: Path) -> None:
     """Offline, the page verifies from the copies its service worker kept, and says how
@@ -411,15 +545,10 @@ def test_service_worker_keeps_only_verified_documents(chromium: Any, world: Page
     try:
         page = ctx.new_page()
         tab = VerifierTab(page).open(world.page_url())
-        for _ in range(100):
-            if page.evaluate("!!navigator.serviceWorker.controller"):
-                break
-            page.wait_for_timeout(100)
-        assert page.evaluate("!!navigator.serviceWorker.controller")
+        assert page.evaluate(_CONTROLLED)
         assert tab.verify(world.texts["valid"]) == ("valid", "")
-        page.wait_for_timeout(300)  # the worker stores what it was sent
-        kept = page.evaluate("caches.open('ecert-documents-v1').then(c => c.keys())"
-                             ".then(k => k.map(r => r.url))")
+        # The worker stores what it was sent: wait (in the page) until it has stored two.
+        kept = page.evaluate(_KEPT, 2)
         base = world.gd.base_url
         assert sorted(kept) == [f"{base}/status/1.jwt", f"{base}/trustlist.jwt"]
         world.gd.down.add("/")  # the host fails (503): documents come from the copies

@@ -158,12 +158,33 @@ def test_doctor_finds_a_page_that_is_not_the_signed_one(published_copy: Publishe
     ("x = y.replace(/\\/+$/, ''); // tail", "x=y.replace(/\\/+$/,'');"),
     ("return /a[/]b/g.test(s);", "return/a[/]b/g.test(s);"),
     ("i++ + 1; a - -b; a + +b; c = d - 1;", "i++ +1;a- -b;a+ +b;c=d-1;"),
-    ("const s = '/* not a comment */ // nor this';", "const s='/* not a comment */ // nor this';"),
+    ("const s = '/* not a comment */ // nor this';", "let s='/* not a comment */ // nor this';"),
     ("t = `a ${ {b: '}'}.b } /c/ ${x}`;", "t=`a ${ {b: '}'}.b } /c/ ${x}`;"),
     ("let a = 1\n/* multi\nline */\nlet b = 2", "let a=1\nlet b=2"),
-    ("if (a) {\n  f();\n}\nelse {\n  g();\n}", "if(a){f();}else{g();}"),
+    ("if (a) {\n  f();\n}\nelse {\n  g();\n}", "if(a){f()}else{g()}"),
     ("a\n++b", "a\n++b"),
     ("typeof x === 'number'", "typeof x==='number'"),
+    # ";" before "}" goes, but not as the (empty) body of an if, loop, else or do.
+    ("function f() { g(); return 1; }", "function f(){g();return 1}"),
+    ("{ if (a) b(); }", "{if(a)b()}"),
+    ("{ if (a(1)); } { for (;;); } { while (f(x)); }", "{if(a(1));}{for(;;);}{while(f(x));}"),
+    ("{ if (a) b(); else; } { do; while (x) }", "{if(a)b();else;}{do;while(x)}"),
+    ("x = '};';", "x='};';"),
+    # const declares with let; a property or key named const stays.
+    ("const a = 1, [b] = c; for (const k of o.const) { const {x} = k; }",
+     "let a=1,[b]=c;for(let k of o.const){let{x}=k}"),
+    ("x = {const: 1}; const\ny = 2;", "x={const:1};let\ny=2;"),
+    # Consecutive let statements of one block join; not across blocks, brackets or loops.
+    ("let a = 1;\nconst [b] = c; let f = () => { let x = 1; return x; };",
+     "let a=1,[b]=c,f=()=>{let x=1;return x};"),
+    ("let a = 1; { let b = 2; } let c = 3; f(); let d;",
+     "let a=1;{let b=2}let c=3;f();let d;"),
+    ("for (let i = 0; i < 1; i++) { const a = i; let b = a; }\nlet q = [x => { let y; }];",
+     "for(let i=0;i<1;i++){let a=i,b=a}let q=[x=>{let y}];"),
+    ("(function () { let a = 1; let b = f(a, () => { let c; let d; }); })();",
+     "(function(){let a=1,b=f(a,()=>{let c,d})})();"),
+    ("a.map((x) => x + 1); f(async (y) => y); g((a, b) => a); h(() => 1); k = (z) => z;",
+     "a.map(x=>x+1);f(async(y)=>y);g((a,b)=>a);h(()=>1);k=z=>z;"),
 ])
 def test_minify_js(source: str, expected: str) -> None:
     assert _page.minify_js(source) == expected + "\n"
@@ -172,3 +193,4 @@ def test_minify_js(source: str, expected: str) -> None:
 def test_minify_css() -> None:
     assert _page.minify_css("/* c */ a , b {\n  color: red ;\n}\n.x .y { margin: 0 }") == \
         "a,b{color:red}.x .y{margin:0}\n"
+    assert _page.minify_css("a { margin: 0.5rem 10.25rem 0 }") == "a{margin:.5rem 10.25rem 0}\n"

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecert._formats import qr as qr_format
+from ecert._formats.copy import COPY_TYP
 from ecert._formats.jose import b64url_decode, b64url_encode, canonical_json, strict_json_loads
 from ecert.errors import FormatError
 
@@ -104,7 +105,7 @@ _JS_QR = """async (texts) => {
     try {
       const u = await EcertCore.qrUnwrap(t);
       out.push(['ok', u.alg, Array.from(u.kidRef), Array.from(u.signature),
-                new TextDecoder().decode(u.payload)]);
+                new TextDecoder().decode(u.payload), u.copy]);
     } catch (e) { out.push(['refused', e.code]); }
   }
   return out;
@@ -130,7 +131,8 @@ _payloads = st.one_of(
 
 @SETTINGS
 @given(st.lists(st.one_of(
-    st.tuples(_payloads, st.sampled_from([0, 1, 4, 5, 16, 2])).map(lambda p: _container(*p)),
+    st.tuples(_payloads, st.sampled_from([0, 1, 4, 5, 8, 13, 16, 2])).map(
+        lambda p: _container(*p)),
     st.text(alphabet=qr_format.BASE45_ALPHABET, max_size=120).map(lambda t: "EC1:" + t),
     st.sampled_from(["EC2:AAA", "EC01:AAA", "EC1:",
                      _container(zlib.compress(b"\0" * 9000)[2:-4], 4)]),  # a deflate bomb
@@ -140,19 +142,21 @@ def test_qr_container_agrees_with_python(js: Any, texts: list[str]) -> None:
     for text, answer in zip(texts, got, strict=True):
         try:
             u = qr_format.unwrap(text)
-            expected = ["ok", u.alg, list(u.kid_ref), list(u.signature), u.payload.decode()]
+            expected = ["ok", u.alg, list(u.kid_ref), list(u.signature), u.payload.decode(),
+                        u.typ == COPY_TYP]
         except FormatError as e:
             expected = ["refused", e.code]
         assert answer == expected, text[:80]
 
 
-def test_a_copys_qr_form_is_refused_by_the_page_for_now(js: Any) -> None:
-    """Flag bit 3, a purpose-bound copy's QR form (format 17.4), is read by the Python
-    verifier but not yet by the page: the page refuses it as malformed (fails closed)
-    instead of reading it as a certificate's QR."""
+def test_a_copys_qr_form_is_read_as_a_copy(js: Any) -> None:
+    """Flag bit 3, a purpose-bound copy's QR form (format 17.4): read by both as a copy,
+    never as a certificate's QR; bits 4-7 still refused."""
     text = _container(qr_format.encode_value({"a": 1}), 8)
-    assert qr_format.unwrap(text).payload  # Python reads the container
-    assert js.evaluate(_JS_QR, [text]) == [["refused", "qr_malformed"]]
+    assert qr_format.unwrap(text).typ == COPY_TYP
+    assert js.evaluate(_JS_QR, [text])[0][-1] is True
+    assert js.evaluate(_JS_QR, [_container(qr_format.encode_value({"a": 1}), 24)]) == [
+        ["refused", "qr_malformed"]]
 
 
 @SETTINGS

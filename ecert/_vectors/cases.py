@@ -852,15 +852,30 @@ def copy_cases(out: Catalogue, w: World, valid: Cert, revoked: Cert, zj_food: Ce
                       **kw)
 
     def copy_result(cert: Cert, status: str = "valid", errors: Sequence[str] = (),
-                    kid: str = sharing, local_type: Any = _UNSET) -> dict[str, Any]:
+                    kid: str = sharing, local_type: Any = _UNSET,
+                    qr: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return accepted(cert, status, errors, kind="copy", kid=kid, local_type=local_type,
-                        copy={"audience": audience, "purpose": purpose, "case": case_no})
+                        copy={"audience": audience, "purpose": purpose, "case": case_no},
+                        qr=qr)
 
     good = made(valid)
     add("copy/for-audience-and-purpose", "A copy verified for its audience and purpose.",
         good, copy_result(valid), form="copy", audience=audience, purpose=purpose)
     add("copy/for-audience", "The copy verified for its audience, no purpose stated.", good,
         copy_result(valid), form="copy", audience=audience)
+    # The copy's QR form (format 17.4, a copy card's code): the container of the copy token
+    # itself, flag bit 3; its key reference resolved among sharing keys only.
+    good_qr = _qr.wrap(good)
+    add("copy/qr-form", "The copy's QR form (container flag bit 3), verified for its audience "
+        "and purpose: the copy's verdict, every claim of the copy carried.", good_qr,
+        copy_result(valid, qr={"claims_present": ["name", "uscc"], "digest_bound": False,
+                               "matches_full_token": None}),
+        form="qr", audience=audience, purpose=purpose)
+    add("copy/qr-form-no-audience", "The copy's QR form verified without an audience.",
+        good_qr, refused("untrusted", "audience_required", "copy"), form="qr")
+    add("copy/qr-form-wrong-purpose", "The copy's QR form verified for another purpose.",
+        good_qr, refused("untrusted", "wrong_purpose", "copy"), form="qr", audience=audience,
+        purpose="贷款审批")
     add("copy/no-audience", "The copy verified without an audience.", good,
         refused("untrusted", "audience_required", "copy"), form="copy")
     add("copy/wrong-audience", "The copy verified for another agency of the same region.",

@@ -105,11 +105,41 @@ class BundleHost(LocalServer):
         return [path for path, _status in self.log]
 
 
+#: The page's own input path in one round trip to the browser: fill the fields and press
+#: the button (its click handler reads the fields, as for a person) — or, given ``png``
+#: (base64), choose that image in the photo input (its change handler reads it) — and wait
+#: inside the page until the result is shown (``data-count`` goes up; a MutationObserver,
+#: not a poll). The wait gives up after 20 s, so a page that never answers fails the test.
+#: Also embedded as a function by scripts that verify many inputs in one call.
+PRESS_VERIFY = """async ({fields, png}) => {
+  const $ = (id) => document.getElementById(id), box = $('result'), count = box.dataset.count;
+  for (const [id, value] of Object.entries(fields)) $(id).value = value;
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no result shown in 20 s')), 20000);
+    new MutationObserver((_, seen) => {
+      if (box.dataset.count !== count) { seen.disconnect(); clearTimeout(timer); resolve(); }
+    }).observe(box, {attributes: true, attributeFilter: ['data-count']});
+    if (!png) { $('verify').click(); return; }
+    const chosen = new DataTransfer();
+    chosen.items.add(new File([Uint8Array.from(atob(png), (c) => c.charCodeAt(0))], 'qr.png',
+                              {type: 'image/png'}));
+    $('file').files = chosen.files;
+    $('file').dispatchEvent(new Event('change', {bubbles: true}));
+  });
+  return [box.dataset.status || '', box.dataset.errors || ''];
+}"""
+
+#: ``window.ecert.lastResult`` as JSON (BigInt sizes as strings).
+LAST_RESULT = ("JSON.parse(JSON.stringify(window.ecert.lastResult, "
+               "(k, v) => typeof v === 'bigint' ? String(v) : v))")
+
+
 class VerifierTab:
     """One tab of the verifier page, driven as a person would: paste, click, read.
 
-    Waits use selectors only: the page's Content-Security-Policy forbids the ``eval`` that
-    Playwright's function waits need (``evaluate`` goes through DevTools and may run).
+    Waits use selectors or in-page promises only: the page's Content-Security-Policy
+    forbids the ``eval`` that Playwright's function waits need (``evaluate`` goes through
+    DevTools and may run).
     """
 
     def __init__(self, page: Any) -> None:
@@ -137,18 +167,18 @@ class VerifierTab:
                 self.page.get_attribute("#result", "data-errors") or "")
 
     def verify(self, text: str, *, audience: str | None = None, purpose: str | None = None,
-               full: str | None = None) -> tuple[str, str]:
-        """Paste ``text`` (and the options) and press the button; the result's status."""
-        page = self.page
-        before = int(page.evaluate(
-            """([audience, purpose, full]) => {
-              const values = {audience, purpose, full};
-              for (const id in values) document.getElementById(id).value = values[id];
-              return Number(document.getElementById('result').dataset.count || 0);
-            }""", [audience or "", purpose or "", full or ""]))
-        page.fill("#input", text)
-        page.click("#verify")
-        return self.wait_result(before)
+               full: str | None = None, leaf: str | int | None = None) -> tuple[str, str]:
+        """Paste ``text`` (and the options; ``leaf``: the log entry number that requires
+        inclusion), press the button: the result's status."""
+        status, errors = self.page.evaluate(PRESS_VERIFY, {"fields": {
+            "input": text, "audience": audience or "", "purpose": purpose or "",
+            "full": full or "", "leaf": "" if leaf is None else str(leaf)}, "png": None})
+        return status, errors
+
+    def inclusion(self) -> tuple[str, str]:
+        """``(data-included, data-inclusion-errors)`` of the result."""
+        return (self.page.get_attribute("#result", "data-included") or "",
+                self.page.get_attribute("#result", "data-inclusion-errors") or "")
 
     def upload(self, image: Path) -> tuple[str, str]:
         """Choose ``image`` in the photo input (read with the fallback decoder here)."""
@@ -158,7 +188,5 @@ class VerifierTab:
 
     def result(self) -> dict[str, Any]:
         """The last result as the page computed it (``window.ecert.lastResult``)."""
-        value: dict[str, Any] = self.page.evaluate(
-            "JSON.parse(JSON.stringify(window.ecert.lastResult, "
-            "(k, v) => typeof v === 'bigint' ? String(v) : v))")
+        value: dict[str, Any] = self.page.evaluate(LAST_RESULT)
         return value

@@ -19,6 +19,7 @@ from pathlib import Path
 import ecert
 from ecert import _samples
 from ecert import qr as ecert_qr
+from ecert.copy_card import copy_qr_text
 from tests.support.browser import BundleHost
 from tests.support.clock import FakeClock
 from tests.support.constants import EPOCH, FAST_KDF_ROUNDS, PG_URL
@@ -43,6 +44,8 @@ class PageWorld:
     certificates: dict[str, ecert.Certificate] = field(default_factory=dict)
     #: GD's trust list of its first publication (its log tree smaller than the served one).
     earlier_trust_list: bytes = b""
+    #: Log leaf indices: each certificate's issue entry, the copy's use record entry.
+    leaves: dict[str, int] = field(default_factory=dict)
 
     def page_url(self, query: str = "") -> str:
         """The home page with the test clock (``?clock=``, honoured on loopback only)."""
@@ -122,6 +125,9 @@ def build_page_world(tmp: Path) -> Iterator[PageWorld]:
         try:
             fetched = sharing.fetch(consent=sharing.consent().code)
             world.texts["copy"] = fetched.copies[0].token
+            world.texts["copy_qr"] = copy_qr_text(world.texts["copy"])  # a copy card's code
+            assert fetched.log_index is not None
+            world.leaves["copy"] = fetched.log_index
         finally:
             sharing.close()
         valid = certs["valid"]
@@ -140,6 +146,9 @@ def build_page_world(tmp: Path) -> Iterator[PageWorld]:
         # list names a smaller tree than the checkpoint now served (a consistency proof).
         world.earlier_trust_list = (hosts["GD"].root / "trustlist.jwt").read_bytes()
         gd.publish(hosts["GD"].root, collect=False)
+        for name in ("valid", "revoked"):
+            world.leaves[name] = next(e.seq for e in gd.history(certs[name].id).entries
+                                      if e.action == "certificate.issue")
         for registry in registries.values():
             registry.close()
         registries.clear()

@@ -21,7 +21,7 @@
   // -- language: Chinese by default, English on request --------------------------------
   const W = {
     title: ['电子证照核验', 'Certificate verification'],
-    check_address: ['请核对地址：只有这个地址上的核验页面才可信。', 'Check the address: only the verification page at this address is to be trusted.'],
+    check_address: ['请核对地址：只有这个地址上的核验页面才可信。', 'Check the address: trust only the page at this address.'],
     paste: ['粘贴证照或二维码内容', 'Paste a certificate or QR text'],
     verify: ['核验', 'Verify'],
     camera: ['扫描二维码', 'Scan a QR code'],
@@ -39,16 +39,15 @@
     valid: ['有效', 'Valid'], revoked: ['已撤销', 'Revoked'], suspended: ['已暂停', 'Suspended'],
     expired: ['已过期', 'Expired'], not_yet_valid: ['尚未生效', 'Not yet valid'],
     untrusted: ['签发方不受信任', 'Not trusted'], invalid: ['无效', 'Invalid'],
-    why: ['原因', 'Why'],
     type: ['证照类型', 'Type'], id: ['证照标识', 'Identifier'], holder: ['持证主体', 'Holder'],
     period: ['有效期', 'Valid'], forever: ['长期', 'no end'], issued: ['签发时间', 'Issued'],
     issuer: ['签发机构', 'Issuer'], region: ['签发地区', 'Region'], claims: ['证照信息', 'Claims'],
     agreement: ['互认协议', 'Recognized under'], local_type: ['本地区视同', 'Counts here as'],
-    qr_short: ['二维码（简版）：其余信息仅由摘要绑定', 'QR code (short form): the other claims are bound only by the digest'],
+    qr_short: ['二维码（简版）：其余信息仅由摘要绑定', 'QR code (short form): other claims bound by the digest only'],
     qr_full: ['二维码（完整版）', 'QR code (full form)'],
-    binding_held: ['摘要绑定成立：完整证照与二维码一致', 'Digest binding held: the full certificate matches the QR code'],
-    binding_failed: ['摘要绑定不成立：完整证照与二维码不一致', 'Digest binding failed: the full certificate does not match the QR code'],
-    binding_unchecked: ['未核对摘要绑定（可粘贴完整证照核对）', 'Digest binding not checked (paste the full certificate to check it)'],
+    binding_held: ['摘要绑定成立：完整证照与二维码一致', 'Digest binding held: the full certificate matches'],
+    binding_failed: ['摘要绑定不成立：完整证照与二维码不一致', 'Digest binding failed: the full certificate differs'],
+    binding_unchecked: ['未核对摘要绑定（可粘贴完整证照核对）', 'Digest binding not checked (paste the full certificate)'],
     copy_of: ['原证照', 'Copy of'], copy_aud: ['用证方', 'Requester'], copy_purpose: ['用证事由', 'Purpose'],
     copy_case: ['业务流水号', 'Case'], copy_until: ['加注件有效至', 'Copy valid until'],
     trust: ['信任数据', 'Trust data'], trust_list: ['信任列表', 'Trust list'], status_list: ['状态列表', 'Status list'],
@@ -62,12 +61,16 @@
     page_mismatch: ['页面文件与信任列表中的摘要不一致：', 'The page\'s files differ from the digests in the trust list: '],
     page_absent: ['信任列表未登记页面摘要', 'The trust list names no page digests'],
     page_unavailable: ['无法读取页面文件', 'The page\'s files cannot be read'],
-    keep: ['下载本页面（单个文件，可离线保存后打开）', 'Download this page (one file to keep and open offline)'],
+    keep: ['下载本页面（单个文件，可离线保存后打开）', 'Download this page (one file, to open offline)'],
     test_clock: ['测试时钟生效中', 'Test clock in use'],
-    ed25519: ['此浏览器不支持 Ed25519 签名，无法核验；请使用较新的浏览器。', 'This browser cannot check Ed25519 signatures; use a current browser.'],
+    ed25519: ['此浏览器不支持 Ed25519 签名，无法核验；请使用较新的浏览器。', 'This browser cannot check Ed25519 signatures: use a newer one.'],
     reset: ['重置信任状态', 'Reset the trust state'],
-    framed: ['核验页面不能嵌入其他页面中使用。', 'The verification page does not work inside another page.'],
+    framed: ['核验页面不能嵌入其他页面中使用。', 'This page does not work inside another page.'],
     lang: ['English', '中文'],
+    log_entry: ['要求已记入公开日志', 'Require the entry in the public log'],
+    leaf: ['日志条目序号', 'Log entry number'],
+    included: ['已记入公开日志', 'In the public log'], not_included: ['未能证明已记入公开日志', 'Not proven to be in the public log'],
+    entry: ['日志条目', 'Log entry'],
   };
   const E = {
     too_large: ['过大', 'too large'], malformed: ['文档格式错误', 'malformed document'],
@@ -79,15 +82,14 @@
     bad_claims: ['声明项无效', 'invalid claims'], issuer_mismatch: ['签发者与密钥所属机构不符', "the issuer does not match the key's agency"],
     region_mismatch: ['地区与信任列表不符', 'the region does not match the trust list'],
     type_not_authorized: ['该机构不得签发此类型', 'the agency may not issue this type'],
-    type_not_authorized_at_iat: ['签发时该机构无权签发此类型', 'the agency could not issue this type when it was issued'],
+    type_not_authorized_at_iat: ['签发时该机构无权签发此类型', 'the agency could not issue this type then'],
     bad_certificate_id: ['证照标识格式错误', 'malformed certificate id'],
     key_not_valid_at_iat: ['签名时密钥不在有效期内', 'the key was not valid when it was signed'],
     key_compromised: ['以已泄露的密钥签名', 'signed with a compromised key'], issued_in_future: ['签发时间在未来', 'issued in the future'],
-    expired: ['已过期', 'expired'], not_yet_valid: ['尚未生效', 'not yet valid'], revoked: ['已撤销', 'revoked'], suspended: ['已暂停', 'suspended'],
     trust_list_expired: ['信任列表已过期', 'the trust list has expired'],
-    region_not_recognized: ['本地区不承认的地区', 'a region the home region does not recognize'],
+    region_not_recognized: ['本地区不承认的地区', 'a region not recognized here'],
     agreement_not_in_force: ['互认协议当前不在有效期内', 'the recognition agreement is not in force'],
-    type_not_recognized: ['互认协议未涵盖此类型', 'a type the recognition agreement does not cover'],
+    type_not_recognized: ['互认协议未涵盖此类型', 'a type the agreement does not cover'],
     foreign_trust_list_invalid: ['对方地区的信任列表无法使用', "the other region's trust list cannot be used"],
     status_list_unavailable: ['无法获取状态列表', 'the status list cannot be fetched'],
     status_list_invalid: ['状态列表无效', 'the status list is invalid'], status_list_expired: ['状态列表已过期', 'the status list has expired'],
@@ -95,7 +97,7 @@
     status_unknown_value: ['未知的状态值', 'unknown status value'],
     qr_malformed: ['二维码格式错误', 'malformed QR code'], qr_unknown_version: ['未知的二维码格式版本', 'unknown QR format version'],
     qr_too_large: ['内容过多，无法放入二维码', 'too much for a QR code'],
-    audience_required: ['加注件只为其用证方核验：请填写用证方', 'a copy is verified only for its requester: give the requester'],
+    audience_required: ['加注件只为其用证方核验：请填写用证方', 'a copy is verified for its requester only: give it'],
     wrong_audience: ['加注件是为其他用证方出具的', 'the copy was made for another requester'],
     wrong_purpose: ['加注件是为其他用证事由出具的', 'the copy was made for another purpose'],
     copy_expired: ['加注件已过期：请重新获取', 'the copy has expired: fetch a new one'],
@@ -107,12 +109,19 @@
     trust_state_corrupt: ['验证器的信任状态已损坏', "the verifier's trust state is corrupt"],
     log_checkpoint_mismatch: ['公开日志的检查点与信任列表矛盾', 'the public log checkpoint contradicts the trust list'],
     ed25519_unsupported: ['此浏览器不支持 Ed25519 签名', 'this browser cannot check Ed25519 signatures'],
+    not_verified: ['证照未通过核验，无从查找', 'the token did not verify'],
+    qr_form: ['公开日志记录的是完整证照，不是二维码', 'the log proves the full token, not its QR code'],
+    no_proof: ['请填写日志条目序号', 'give the log entry number'],
+    not_logged: ['该日志条目不是此证照的记录', 'that log entry is not this token\'s record'],
+    not_included: ['该条目不在已签名的检查点中', 'the entry is not in the signed checkpoint'],
+    log_unreachable: ['无法读取公开日志', 'the public log cannot be read'],
+    checkpoint_invalid: ['检查点未用日志密钥签名', 'the checkpoint is not signed by the log key'],
   };
   const params = new URLSearchParams(location.search);
   let lang = params.get('lang') || localStorage.getItem('ecert-lang') || 'zh';
   const L = () => (lang === 'en' ? 1 : 0);
   const w = (k) => (W[k] || [k, k])[L()];
-  const e = (k) => (E[k] || [k, k])[L()];
+  const e = (k) => (E[k] || W[k] || [k, k])[L()]; // a status's code: its name
 
   // -- the test clock: honoured only on loopback and file pages (docs/verifier-page.md) ---
   const local = location.protocol === 'file:' || ['127.0.0.1', 'localhost', '[::1]'].includes(location.hostname);
@@ -254,15 +263,21 @@
     box.dataset.status = r.status;
     box.dataset.errors = r.errors.join(' ');
     box.dataset.kind = r.kind || '';
-    box.dataset.qrMatches = extra.matches === null || extra.matches === undefined ? '' : String(extra.matches);
+    box.dataset.qrMatches = extra.matches == null ? '' : String(extra.matches); // eslint-disable-line eqeqeq
     if (extra.elapsed !== undefined) box.dataset.elapsedMs = extra.elapsed.toFixed(1);
     box.className = 'result ' + (r.status === 'valid' ? 'ok' : ['untrusted', 'invalid'].includes(r.status) ? 'bad' : 'warn');
-    const body = [el('h2', { text: w(r.status) })];
-    if (r.errors.length) {
+    const inc = r.inclusion, unproven = inc && !inc.included && r.status === 'valid';
+    box.dataset.included = inc ? String(inc.included) : '';
+    box.dataset.inclusionErrors = inc ? inc.errors.join(' ') : '';
+    if (unproven) box.className = 'result bad';
+    const body = [el('h2', { text: w(unproven ? 'not_included' : r.status) })];
+    const why = (errors, messages) => {
       const ul = el('ul', { class: 'why' });
-      r.errors.forEach((code, i) => ul.append(el('li', {}, el('span', { text: e(code) }), el('small', { text: ` (${code}) ${r.messages[i] || ''}` }))));
+      errors.forEach((code, i) => ul.append(el('li', {}, el('span', { text: e(code) }), el('small', { text: ` (${code}) ${messages[i] || ''}` }))));
       body.push(ul);
-    }
+    };
+    if (r.errors.length) why(r.errors, r.messages);
+    if (inc && !inc.included) why(inc.errors, inc.messages);
     if (r.issuer) {
       const issuing = r.region.code === (home && home.list.region) ? home : verifier.foreign.get(r.region.code);
       const dl = el('dl', {});
@@ -279,6 +294,7 @@
       }
       dl.append(row(w('issuer'), `${r.issuer.name} (${r.issuer.agency}, ${r.issuer.uscc})`),
         row(w('region'), `${r.region.name} (${r.region.code}) · ${r.region.base_url}`));
+      if (inc && inc.included) dl.append(row(w('entry'), `${w('included')}: ${inc.leaf_index} / ${inc.checkpoint_size}`));
       if (r.agreement) {
         dl.append(row(w('agreement'), `${home.list.region} ↔ ${r.agreement.region}`));
         if (r.local_type) dl.append(row(w('local_type'), typeName(r.local_type, home)));
@@ -332,7 +348,11 @@
     const opts = { audience: $('audience').value || null, purpose: $('purpose').value || null };
     const started = performance.now();
     const r = await verifier.verify(text, opts);
-    const elapsed = performance.now() - started;
+    const elapsed = performance.now() - started, leaf = $('leaf').value.trim();
+    if (leaf) { // --require-inclusion --leaf-index N
+      r.inclusion = await verifier.inclusion(text, r, leaf);
+      r.valid = r.valid && r.inclusion.included;
+    }
     let matches = null;
     const full = $('full').value;
     if (r.qr && full.trim()) matches = await C.qrMatches(r, full);
@@ -418,6 +438,7 @@
     };
     if (window.top !== window.self) { document.body.replaceChildren(el('p', { text: w('framed') })); return; }
     $('lang').addEventListener('click', () => { lang = lang === 'en' ? 'zh' : 'en'; localStorage.setItem('ecert-lang', lang); applyLanguage(); });
+    applyLanguage(); // the labels' text is W's (the HTML holds none but the header's)
     try { await setup(); } catch (err) { showMessage(err.message); return; }
     window.ecert.verifier = verifier;
     applyLanguage();

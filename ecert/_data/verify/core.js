@@ -29,6 +29,9 @@
   }
   /** The browser cannot do what a check needs (Ed25519 in WebCrypto). */
   class Unsupported extends Error {}
+  /** Throw a FormatError (of `code`, 'malformed' by default). */
+  const fail = (message, code) => { throw new FormatError(message, code); };
+  const failList = (message, code) => { throw new TrustListError(message, code); };
   const invalid = (c, m) => new Failure('invalid', c, m);
   const untrusted = (c, m) => new Failure('untrusted', c, m);
 
@@ -97,22 +100,22 @@
   const B64U_V = table(B64U), B64S_V = table(B64S);
   function decode64(s, t, what) {
     const n = s.length;
-    if (n % 4 === 1) throw new FormatError('not ' + what);
+    if (n % 4 === 1) fail('not ' + what);
     const out = new Uint8Array((n * 3) >> 2);
     let acc = 0, bits = 0, o = 0;
     for (let i = 0; i < n; i++) {
       const c = s.charCodeAt(i), v = c < 128 ? t[c] : -1;
-      if (v < 0) throw new FormatError('not ' + what);
+      if (v < 0) fail('not ' + what);
       acc = (acc << 6) | v;
       bits += 6;
       if (bits >= 8) { bits -= 8; out[o++] = (acc >> bits) & 255; acc &= (1 << bits) - 1; }
     }
-    if (acc) throw new FormatError('non-canonical ' + what);
+    if (acc) fail('non-canonical ' + what);
     return out;
   }
   /** Strict unpadded base64url: no padding, no other alphabet, canonical trailing bits. */
   function b64u(s) {
-    if (!isStr(s)) throw new FormatError('base64url must be text');
+    if (!isStr(s)) fail('base64url must be text');
     return decode64(s, B64U_V, 'base64url');
   }
   function encode64(b, alphabet) {
@@ -134,10 +137,10 @@
   const b64Encode = (b) => { const s = encode64(b, B64S); return s + '='.repeat((4 - (s.length % 4)) % 4); };
   /** Strict, canonical, padded standard base64 (signed notes). */
   function b64Std(s) {
-    if (!isStr(s) || s.length % 4) throw new FormatError('not base64');
+    if (!isStr(s) || s.length % 4) fail('not base64');
     const bare = s.replace(/={1,2}$/, '');
     const out = decode64(bare, B64S_V, 'base64');
-    if (b64Encode(out) !== s) throw new FormatError('non-canonical base64');
+    if (b64Encode(out) !== s) fail('non-canonical base64');
     return out;
   }
 
@@ -150,7 +153,7 @@
   function parseJSON(text) {
     let i = 0;
     const n = text.length;
-    const bad = (why) => { throw new FormatError('invalid JSON' + (why ? ': ' + why : '')); };
+    const bad = (why) => { fail('invalid JSON' + (why ? ': ' + why : '')); };
     const ws = () => {
       for (let c; i < n && ((c = text.charCodeAt(i)) === 32 || c === 9 || c === 10 || c === 13);) i++;
     };
@@ -178,7 +181,7 @@
         }
         start = i;
       }
-      if (escaped && LONE.test(out)) throw new FormatError('JSON escapes a lone surrogate');
+      if (escaped && LONE.test(out)) fail('JSON escapes a lone surrogate');
       return out;
     }
     function num() {
@@ -193,7 +196,7 @@
         return digits <= 15 ? Number(t) + 0 : BigInt(t);
       }
       const f = Number(t);
-      if (!isFinite(f)) throw new FormatError('number overflows');
+      if (!isFinite(f)) fail('number overflows');
       return new JFloat(f);
     }
     function val(depth) {
@@ -223,7 +226,7 @@
         if (text.charCodeAt(i) !== 58) bad();
         i++;
         const v = val(depth);
-        if (has(o, k)) throw new FormatError('duplicate JSON member');
+        if (has(o, k)) fail('duplicate JSON member');
         o[k] = v;
         ws();
         const d = text.charCodeAt(i++);
@@ -251,7 +254,7 @@
   }
   function strictJSON(bytes) {
     let text;
-    try { text = isStr(bytes) ? bytes : UTF8.decode(bytes); } catch (e) { throw new FormatError('invalid JSON'); }
+    try { text = isStr(bytes) ? bytes : UTF8.decode(bytes); } catch (e) { fail('invalid JSON'); }
     return parseJSON(text);
   }
 
@@ -326,19 +329,19 @@
   }
   function checkHost(host) {
     if (host.startsWith('[') || host.includes(':')) {
-      if (!ipv6(host.replace(/^\[+|\]+$/g, ''))) throw new FormatError('host is not an IPv6 address', 'invalid_url');
+      if (!ipv6(host.replace(/^\[+|\]+$/g, ''))) fail('host is not an IPv6 address', 'invalid_url');
       return;
     }
     if (/^[0-9]+(?:\.[0-9]+)*$/.test(host)) {
-      if (!ipv4(host)) throw new FormatError('host is not an IPv4 address', 'invalid_url');
+      if (!ipv4(host)) fail('host is not an IPv4 address', 'invalid_url');
       return;
     }
     if (host.length > 253 || !host.toLowerCase().split('.').every((l) => /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(l))) {
-      throw new FormatError('host is not a DNS name', 'invalid_url');
+      fail('host is not a DNS name', 'invalid_url');
     }
   }
   function checkHttpUrl(url, base = false) {
-    if (!isStr(url)) throw new FormatError('a URL must be a string', 'invalid_url');
+    if (!isStr(url)) fail('a URL must be a string', 'invalid_url');
     if (url.length > 2048) throw badUrl(url, 'is too long');
     if (!/^[\x21-\x7e]+$/.test(url)) throw badUrl(url, 'must be printable ASCII without spaces');
     const m = /^(https?):\/\/([^/]*)(.*)$/.exec(url);
@@ -387,10 +390,10 @@
   /** The bundle path of uri under base_url (ecert._formats.bundle.relative_path). */
   function relativePath(baseUrl, uri) {
     const prefix = baseUrl.replace(/\/+$/, '') + '/';
-    if (!uri.startsWith(prefix)) throw new FormatError(`${uri} is not under ${baseUrl}`, 'foreign_uri');
+    if (!uri.startsWith(prefix)) fail(`${uri} is not under ${baseUrl}`, 'foreign_uri');
     const rest = uri.slice(prefix.length);
     if (!rest || rest.includes('?') || rest.split('/').some((p) => p === '' || p === '.' || p === '..' || p.includes('\\'))) {
-      throw new FormatError(`${uri} is not a bundle path`, 'foreign_uri');
+      fail(`${uri} is not a bundle path`, 'foreign_uri');
     }
     return rest;
   }
@@ -412,33 +415,33 @@
 
   /** A public JWK, checked strictly: {alg, raw} (raw: 04||x||y, or the Ed25519 key). */
   function keyFromJwk(jwk) {
-    if (!isObj(jwk)) throw new FormatError('a JWK is a JSON object');
-    if (has(jwk, 'd')) throw new FormatError('a published JWK must not contain a private key');
+    if (!isObj(jwk)) fail('a JWK is a JSON object');
+    if (has(jwk, 'd')) fail('a published JWK holds no private key');
     const kty = get(jwk, 'kty'), crv = get(jwk, 'crv');
     let alg, raw;
     if (kty === 'EC' && crv === 'P-256') {
-      if (!has(jwk, 'x') || !has(jwk, 'y')) throw new FormatError('invalid JWK');
+      if (!has(jwk, 'x') || !has(jwk, 'y')) fail('invalid JWK');
       const x = b64u(jwk.x), y = b64u(jwk.y);
-      if (x.length !== 32 || y.length !== 32) throw new FormatError('P-256 coordinates have 32 bytes');
-      if (!onCurve(x, y)) throw new FormatError('invalid JWK');
+      if (x.length !== 32 || y.length !== 32) fail('P-256 coordinates have 32 bytes');
+      if (!onCurve(x, y)) fail('invalid JWK');
       alg = ES256;
       raw = concat([Uint8Array.of(4), x, y]);
     } else if (kty === 'OKP' && crv === 'Ed25519') {
-      if (!has(jwk, 'x')) throw new FormatError('invalid JWK');
+      if (!has(jwk, 'x')) fail('invalid JWK');
       raw = b64u(jwk.x);
-      if (raw.length !== 32) throw new FormatError('invalid JWK');
+      if (raw.length !== 32) fail('invalid JWK');
       alg = ED25519;
-    } else throw new FormatError(`unsupported key type ${kty}/${crv}`, 'unsupported_key');
+    } else fail(`unsupported key type ${kty}/${crv}`, 'unsupported_key');
     const declared = get(jwk, 'alg');
-    if (!none(declared) && declared !== alg) throw new FormatError('JWK alg does not match its key');
+    if (!none(declared) && declared !== alg) fail('JWK alg does not match its key');
     return { alg, raw };
   }
   /** RFC 7638 thumbprint: ecert's kid. */
   async function thumbprint(jwk) {
     const kty = get(jwk, 'kty');
     const members = kty === 'EC' ? ['crv', 'kty', 'x', 'y'] : kty === 'OKP' ? ['crv', 'kty', 'x'] : null;
-    if (!members) throw new FormatError('unsupported JWK key type', 'unsupported_key');
-    if (!members.every((m) => isStr(get(jwk, m)))) throw new FormatError('JWK members must be strings');
+    if (!members) fail('unsupported JWK key type', 'unsupported_key');
+    if (!members.every((m) => isStr(get(jwk, m)))) fail('JWK members must be strings');
     const json = '{' + members.map((m) => jstr(m) + ':' + jstr(jwk[m]).replace(/[\u0080-\uffff]/g,
       (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))).join(',') + '}';
     return b64uEncode(await sha256(utf8(json)));
@@ -491,23 +494,23 @@
 
   // -- compact JWS ------------------------------------------------------------------------
   function parseCompact(token, maxBytes) {
-    if (!isStr(token)) throw new FormatError('token must be text');
-    if (token.length > maxBytes && cpLen(token) > maxBytes) throw new FormatError(`token exceeds ${maxBytes} bytes`, 'too_large');
+    if (!isStr(token)) fail('token must be text');
+    if (token.length > maxBytes && cpLen(token) > maxBytes) fail(`token exceeds ${maxBytes} bytes`, 'too_large');
     const parts = token.split('.');
-    if (parts.length !== 3 || !parts.every((p) => p)) throw new FormatError('a compact JWS has three non-empty parts');
+    if (parts.length !== 3 || !parts.every((p) => p)) fail('a compact JWS has three non-empty parts');
     const header = strictJSON(b64u(parts[0]));
     const payload = strictJSON(b64u(parts[1]));
-    if (!isObj(header) || !isObj(payload)) throw new FormatError('JWS header and payload are JSON objects');
+    if (!isObj(header) || !isObj(payload)) fail('JWS header and payload are JSON objects');
     return { header, payload, input: utf8(parts[0] + '.' + parts[1]), signature: b64u(parts[2]) };
   }
   function checkHeader(h, typ) {
     const alg = get(h, 'alg');
-    if (!isStr(alg) || !ALLOWED.has(alg)) throw new FormatError('algorithm is not allowed', 'unsupported_alg');
-    if (KEY_BEARING.some((k) => has(h, k))) throw new FormatError('keys named by the token itself are refused', 'embedded_key');
-    if (has(h, 'crit')) throw new FormatError('critical header extensions are not supported', 'unsupported_crit');
-    if (get(h, 'typ') !== typ) throw new FormatError(`typ must be ${typ}`, 'wrong_typ');
+    if (!isStr(alg) || !ALLOWED.has(alg)) fail('algorithm is not allowed', 'unsupported_alg');
+    if (KEY_BEARING.some((k) => has(h, k))) fail('keys named by the token itself are refused', 'embedded_key');
+    if (has(h, 'crit')) fail('critical header extensions are refused', 'unsupported_crit');
+    if (get(h, 'typ') !== typ) fail(`typ must be ${typ}`, 'wrong_typ');
     const kid = get(h, 'kid');
-    if (!isStr(kid) || !kid || cpLen(kid) > 128) throw new FormatError('header lacks a kid');
+    if (!isStr(kid) || !kid || cpLen(kid) > 128) fail('header lacks a kid');
     return kid;
   }
   /** bytes.decode("ascii", "replace") */
@@ -519,7 +522,7 @@
 
   // -- trust list (ecert._formats.trustlist) ------------------------------------------------
   const TRUST_LIST_TYP = 'ecert-trustlist+jwt', ROTATION_TYP = 'ecert-root-rotation+jwt';
-  const req = (ok, what) => { if (!ok) throw new FormatError('trust list: ' + what); };
+  const req = (ok, what) => { if (!ok) fail('trust list: ' + what); };
   const optInt = (v) => { req(none(v) || isInt(v), 'times are integers'); return none(v) ? null : v; };
   const strings = (v) => isArr(v) && v.every(isStr);
   async function trustedKey(v) {
@@ -533,7 +536,7 @@
     const status = get(v, 'status');
     req(['active', 'retired', 'compromised'].includes(status), 'key status is active, retired or compromised');
     const compromisedSince = optInt(get(v, 'compromised_since'));
-    req((status === 'compromised') === (compromisedSince !== null), 'compromised keys, and only they, carry compromised_since');
+    req((status === 'compromised') === (compromisedSince !== null), 'only compromised keys carry compromised_since');
     return { jwk, kid: jwk.kid, alg, raw, validFrom, validUntil: optInt(get(v, 'valid_until')), status, compromisedSince };
   }
   /** Why a signature made at `at` must not be trusted, or null (TrustedKey.refuses). */
@@ -561,7 +564,7 @@
     const windows = has(v, 'type_windows') ? v.type_windows : [];
     req(isArr(windows), 'agency type_windows are a list');
     const parsed = windows.map(typeWindow);
-    req(!parsed.some((w) => types.includes(w.code)), 'a type is either unlimited or limited in time');
+    req(!parsed.some((w) => types.includes(w.code)), 'a type is unlimited or limited in time');
     const requester = has(v, 'requester_keys') ? v.requester_keys : [];
     req(isArr(requester), 'agency requester_keys are a list');
     const signing = [];
@@ -589,12 +592,12 @@
     const [region, name, url, jwk, types] = ['region', 'name', 'trust_list', 'root_key', 'types'].map((k) => get(v, k));
     const validFrom = get(v, 'valid_from'), validUntil = get(v, 'valid_until');
     req(isStr(region) && isStr(name) && isStr(url), 'agreement needs region, name and trust_list');
-    req(isObj(jwk) && Object.values(jwk).every(isStr), "agreement needs the other region's root_key");
+    req(isObj(jwk) && Object.values(jwk).every(isStr), 'agreement needs root_key');
     keyFromJwk(jwk);
     req(get(jwk, 'kid') === await thumbprint(jwk), 'root_key kid is not its thumbprint');
-    req(isObj(types) && Object.values(types).every(isStr), 'agreement types map their type codes to ours');
+    req(isObj(types) && Object.values(types).every(isStr), 'agreement types map codes to ours');
     req(isInt(validFrom), 'agreement needs valid_from');
-    req(none(validUntil) || (isInt(validUntil) && validUntil > validFrom), 'agreement valid_until is an integer after valid_from');
+    req(none(validUntil) || (isInt(validUntil) && validUntil > validFrom), 'agreement valid_until follows valid_from');
     return { region, name, rootJwk: jwk, trustListUrl: url, validFrom, validUntil: none(validUntil) ? null : validUntil, types };
   }
   const inForce = (a, now) => a.validFrom <= now && (a.validUntil === null || now < a.validUntil);
@@ -604,12 +607,12 @@
     const ok = (x) => isArr(x) && x.length > 0 && x.every((s) => isStr(s) && s) && new Set(x).size === x.length;
     req(isStr(id) && /^[a-z0-9][a-z0-9-]{0,63}$/.test(id), 'an entitlement has an id');
     req(isStr(requester) && /^[A-Z]{2,8}(\/[a-z0-9][a-z0-9.-]{0,99})?$/.test(requester), 'a requester is REGION or REGION/agency-code');
-    req(ok(get(v, 'types')) && ok(get(v, 'purposes')), 'an entitlement names its types and purposes');
+    req(ok(get(v, 'types')) && ok(get(v, 'purposes')), 'an entitlement names types and purposes');
     req(none(claims) || ok(claims), 'entitlement claims are distinct names');
     req(typeof get(v, 'without_consent') === 'boolean', 'without_consent is true or false');
     const from = get(v, 'valid_from'), until = get(v, 'valid_until');
     req(isInt(from), 'an entitlement needs valid_from');
-    req(none(until) || (isInt(until) && until > from), 'entitlement valid_until is an integer after valid_from');
+    req(none(until) || (isInt(until) && until > from), 'entitlement valid_until follows valid_from');
     return { id, requester };
   }
   function logInfo(v) {
@@ -634,13 +637,13 @@
   }
   async function trustListFromPayload(p) {
     const region = get(p, 'region');
-    if (!isObj(region)) throw new FormatError('trust list: region is an object');
+    if (!isObj(region)) fail('trust list: region is an object');
     const [code, name, base] = ['code', 'name', 'base_url'].map((k) => get(region, k));
     const [seq, iat, nxt] = ['seq', 'iat', 'next_update'].map((k) => get(p, k));
     req(isStr(code) && isStr(name) && isStr(base), 'region needs code, name, base_url');
-    req(isInt(seq) && isInt(iat) && isInt(nxt) && nxt > iat, 'seq, iat and next_update are integers, next_update after iat');
+    req(isInt(seq) && isInt(iat) && isInt(nxt) && nxt > iat, 'seq, iat, next_update are integers, iat first');
     const [agencies, statusKeys, types, agreements] = ['agencies', 'status_keys', 'types', 'agreements'].map((k) => get(p, k));
-    req([agencies, statusKeys, types, agreements].every(isArr), 'agencies, status_keys, types and agreements are lists');
+    req([agencies, statusKeys, types, agreements].every(isArr), 'agencies, status_keys, types, agreements are lists');
     const statusLists = has(p, 'status_lists') ? p.status_lists : [];
     req(strings(statusLists), 'status_lists is a list of URIs');
     checkHttpUrl(base, true);
@@ -676,20 +679,20 @@
   // -- anchor (ecert._formats.bundle.decode_anchor) ----------------------------------------
   async function decodeAnchor(bytes) {
     try {
-      if (bytes.length > 65536) throw new FormatError('anchor file is too large', 'too_large');
+      if (bytes.length > 65536) fail('anchor file is too large', 'too_large');
       const doc = strictJSON(bytes);
-      if (!isObj(doc) || !isInt(get(doc, 'version')) || doc.version !== 1) throw new FormatError('not an ecert anchor (version 1)');
+      if (!isObj(doc) || !isInt(get(doc, 'version')) || doc.version !== 1) fail('not an ecert anchor (version 1)');
       const [region, name, url, jwk] = ['region', 'name', 'trust_list', 'root_key'].map((k) => get(doc, k));
-      if (!(isStr(region) && isStr(name) && isStr(url) && isObj(jwk))) throw new FormatError('anchor needs region, name, trust_list and root_key');
+      if (!(isStr(region) && isStr(name) && isStr(url) && isObj(jwk))) fail('anchor needs region, name, trust_list, root_key');
       checkHttpUrl(url);
       const cut = url.lastIndexOf('/');
-      if (url.slice(cut + 1) !== 'trustlist.jwt') throw new FormatError('anchor trust_list must be <base URL>/trustlist.jwt');
+      if (url.slice(cut + 1) !== 'trustlist.jwt') fail('anchor trust_list must be <base URL>/trustlist.jwt');
       checkHttpUrl(url.slice(0, cut), true);
       keyFromJwk(jwk);
-      if (get(jwk, 'kid') !== await thumbprint(jwk)) throw new FormatError('anchor root key kid is not its thumbprint');
+      if (get(jwk, 'kid') !== await thumbprint(jwk)) fail('anchor root key kid is not its thumbprint');
       return { region, name, rootJwk: jwk, trustListUrl: url, kid: jwk.kid };
     } catch (e) {
-      if (e instanceof FormatError) throw new TrustListError('anchor is malformed: ' + e.message, 'anchor_malformed');
+      if (e instanceof FormatError) failList('anchor is malformed: ' + e.message, 'anchor_malformed');
       throw e;
     }
   }
@@ -705,7 +708,7 @@
         parsed = parseCompact(statement, 65536);
         kid = checkHeader(parsed.header, ROTATION_TYP);
       } catch (e) {
-        if (e instanceof FormatError) throw new TrustListError('root rotation statement is malformed: ' + e.message, 'trust_list_malformed');
+        if (e instanceof FormatError) failList('root rotation statement is malformed: ' + e.message, 'trust_list_malformed');
         throw e;
       }
       if (kid !== current.kid) continue; // a link from a root older than the one we trust
@@ -713,18 +716,18 @@
       const p = parsed.payload, next = get(p, 'new_root_key');
       if (parsed.header.alg !== alg || !await verifySignature(alg, raw, parsed.input, parsed.signature) ||
           get(p, 'region') !== anchor.region || !isObj(next)) {
-        throw new TrustListError('root rotation statement is not signed by the previous root', 'trust_list_bad_signature');
+        failList('root rotation not signed by the previous root', 'trust_list_bad_signature');
       }
       let tp;
       try { keyFromJwk(next); tp = await thumbprint(next); } catch (e) {
-        if (e instanceof FormatError) throw new TrustListError('root rotation names an invalid key', 'trust_list_malformed');
+        if (e instanceof FormatError) failList('root rotation names an invalid key', 'trust_list_malformed');
         throw e;
       }
-      if (get(next, 'kid') !== tp) throw new TrustListError('root rotation key kid is not its thumbprint', 'trust_list_malformed');
+      if (get(next, 'kid') !== tp) failList('root rotation key kid is not its thumbprint', 'trust_list_malformed');
       current = next;
       if (signerKid === current.kid) return current;
     }
-    throw new TrustListError(`trust list of ${anchor.region} is not signed by its pinned root key`, 'trust_list_bad_signature');
+    failList(`trust list of ${anchor.region} is not signed by its pinned root key`, 'trust_list_bad_signature');
   }
   async function verifyTrustList(token, anchor, { now, grace, seen }) {
     let parsed, kid, list;
@@ -733,22 +736,22 @@
       kid = checkHeader(parsed.header, TRUST_LIST_TYP);
       list = await trustListFromPayload(parsed.payload);
     } catch (e) {
-      if (e instanceof FormatError) throw new TrustListError('trust list is malformed: ' + e.message, 'trust_list_malformed');
+      if (e instanceof FormatError) failList('trust list is malformed: ' + e.message, 'trust_list_malformed');
       throw e;
     }
     const root = await followRotations(anchor, list.rootRotations, kid);
     const { alg, raw } = keyFromJwk(root);
     if (kid !== root.kid || parsed.header.alg !== alg || !await verifySignature(alg, raw, parsed.input, parsed.signature)) {
-      throw new TrustListError(`trust list of ${anchor.region} is not signed by its pinned root key`, 'trust_list_bad_signature');
+      failList(`trust list of ${anchor.region} is not signed by its pinned root key`, 'trust_list_bad_signature');
     }
     if (list.region !== anchor.region) {
-      throw new TrustListError(`trust list is for region ${list.region}, anchor is ${anchor.region}`, 'trust_list_wrong_region');
+      failList(`trust list is for region ${list.region}, anchor is ${anchor.region}`, 'trust_list_wrong_region');
     }
     if (seen !== null && seen !== undefined && list.sequence < seen) {
-      throw new TrustListError(`trust list sequence ${list.sequence} is older than ${seen} already seen (rollback)`, 'trust_list_rollback');
+      failList(`trust list sequence ${list.sequence} is older than ${seen} (rollback)`, 'trust_list_rollback');
     }
     if (now > add(list.nextUpdate, grace)) {
-      throw new TrustListError(`trust list of ${anchor.region} (sequence ${list.sequence}) is past its next update`, 'trust_list_expired');
+      failList(`trust list of ${anchor.region} (${list.sequence}) is past its next update`, 'trust_list_expired');
     }
     const current = root === anchor.rootJwk ? anchor
       : { region: anchor.region, name: list.name, rootJwk: root, trustListUrl: anchor.trustListUrl, kid: root.kid };
@@ -778,21 +781,21 @@
       }
     } catch (e) {
       if (e instanceof Overflow || total >= limit) throw new Overflow();
-      throw new FormatError('not valid compressed data');
+      fail('not valid compressed data');
     }
     return concat(chunks);
   }
   async function decodeStatusList(claim) {
-    if (!isObj(claim)) throw new FormatError('status_list is a JSON object');
+    if (!isObj(claim)) fail('status_list is a JSON object');
     const bits = get(claim, 'bits'), lst = get(claim, 'lst');
-    if (!isInt(bits) || ![1, 2, 4, 8].includes(bits) || !isStr(lst)) throw new FormatError('status_list needs bits (1, 2, 4, 8) and lst');
-    if (lst.length > MAX_LIST_BYTES) throw new FormatError('status list is too large', 'too_large');
+    if (!isInt(bits) || ![1, 2, 4, 8].includes(bits) || !isStr(lst)) fail('status_list needs bits and lst');
+    if (lst.length > MAX_LIST_BYTES) fail('status list is too large', 'too_large');
     let data;
     try { data = await inflate(b64u(lst), 'deflate', MAX_LIST_BYTES); } catch (e) {
-      if (e instanceof Overflow) throw new FormatError('status list inflates beyond the limit', 'too_large');
+      if (e instanceof Overflow) fail('status list inflates beyond the limit', 'too_large');
       throw e;
     }
-    if (!data.length) throw new FormatError('status list is empty');
+    if (!data.length) fail('status list is empty');
     return { bits, data, size: (data.length * 8) / bits };
   }
   const entry = (list, i) => {
@@ -801,10 +804,10 @@
   };
   async function readStatusListPayload(p) {
     const uri = get(p, 'sub'), iat = get(p, 'iat'), exp = get(p, 'exp'), ttl = get(p, 'ttl');
-    if (!isStr(uri) || !isInt(iat)) throw new FormatError('status list token needs sub and iat');
-    if (!none(exp) && !isInt(exp)) throw new FormatError('status list exp must be an integer');
-    if (!none(ttl) && (!isInt(ttl) || ttl <= 0)) throw new FormatError('status list ttl must be a positive integer');
-    if (none(exp) && none(ttl)) throw new FormatError('status list token needs exp or ttl');
+    if (!isStr(uri) || !isInt(iat)) fail('status list token needs sub and iat');
+    if (!none(exp) && !isInt(exp)) fail('status list exp must be an integer');
+    if (!none(ttl) && (!isInt(ttl) || ttl <= 0)) fail('status list ttl must be a positive integer');
+    if (none(exp) && none(ttl)) fail('status list token needs exp or ttl');
     const list = await decodeStatusList(get(p, 'status_list'));
     const expires = none(exp) ? add(iat, ttl) : exp;
     return { uri, issuedAt: iat, expiresAt: none(exp) ? null : exp, ttl: none(ttl) ? null : ttl, expires, list };
@@ -878,7 +881,7 @@
           isInt(get(o, 'nbf')) && (none(oexp) || isInt(oexp)))) throw bad('original needs iss, vct, vct_version, iat, nbf');
     if (![p.iat, p.exp, o.iat, o.nbf].every(isTime) || !(none(oexp) || isTime(oexp))) throw bad('times are outside 1970-9999');
     const life = add(p.exp, -p.iat);
-    if (!(life > 0 && life <= 604800)) throw bad('a copy expires after it is made, within 7 days');
+    if (!(life > 0 && life <= 604800)) throw bad('a copy expires within 7 days of its making');
     return {
       iss: p.iss, jti: p.jti, iat: p.iat, exp: p.exp, region: p.region, aud: p.aud, purpose: p.purpose,
       case: p.case, copyOf: p.copy_of, claims: p.claims, statusUri: uri, statusIndex: idx,
@@ -916,7 +919,7 @@
   /** The QR text a verification link's fragment carries (format section 14.1). */
   function qrTextFromLink(fragment) {
     const m = QR_RE.exec(fragment);
-    if (!m || cpLen(fragment) > 4400) throw qrErr('not the fragment of an ecert verification link');
+    if (!m || cpLen(fragment) > 4400) throw qrErr('not an ecert link fragment');
     return m[0] + b45encode(baseDecode(fragment.slice(m[0].length), B45.replace(/[ %]/g, '')));
   }
   const GB_OK = /^[\x20-\x7e\u3000-\u303f\u4e00-\u9fff\uff01-\uff5e]*$/;
@@ -1015,7 +1018,7 @@
     const data = b45decode(text.slice(m[0].length));
     if (data.length <= 69) throw qrErr('QR container is truncated');
     const flags = data[0];
-    if (flags & ~0b111 || (flags & 3) > 1) throw qrErr('QR container has unknown flags');
+    if (flags & ~0b1111 || (flags & 3) > 1) throw qrErr('QR container has unknown flags');
     let body = data.subarray(69);
     if (flags & 4) {
       try { body = await inflate(body, 'deflate-raw', 4096); } catch (e) {
@@ -1024,9 +1027,10 @@
       }
     }
     const payload = utf8(canon(decodeValue(body)));
-    return { alg: flags & 3 ? ED25519 : ES256, kidRef: data.subarray(1, 5), signature: data.subarray(5, 69), payload };
+    return { alg: flags & 3 ? ED25519 : ES256, kidRef: data.subarray(1, 5), signature: data.subarray(5, 69), payload, copy: flags > 7 };
   }
-  const qrCompact = (u, kid) => [utf8(canon({ alg: u.alg, kid, typ: QR_TYP })), u.payload, u.signature].map(b64uEncode).join('.');
+  /** The exact compact JWS a container holds, under `kid` (flag bit 3: a copy, 17.4). */
+  const qrCompact = (u, kid) => [utf8(canon({ alg: u.alg, kid, typ: u.copy ? COPY_TYP : QR_TYP })), u.payload, u.signature].map(b64uEncode).join('.');
   function kidRef(kid) {
     try { return b64u(kid).subarray(0, 4); } catch (e) { return utf8(kid).subarray(0, 4); }
   }
@@ -1038,7 +1042,7 @@
       t(g('i')) && t(g('f', 0)) && (none(g('e')) || t(g('e'))) && t(g('a')) && isArr(s) && s.length === 2 &&
       (t(s[0]) || isStr(s[0])) && t(s[1]) && isObj(g('c')) && isStr(g('h')) && isStr(g('d')) &&
       (x === 1 || x === true || (x instanceof JFloat && x.v === 1)) && Object.keys(p).every((k) => k.length === 1 && 'tvrnwifeascdhx'.includes(k));
-    if (!ok) throw new FormatError('QR token claims have the wrong shape', 'bad_claims');
+    if (!ok) fail('QR token claims have the wrong shape', 'bad_claims');
     return {
       vct: p.t, vctVersion: p.v, region: p.r, serial: p.n, idVersion: g('w', '001'), iat: p.i, nbf: g('f', p.i),
       exp: none(g('e')) ? null : p.e, signedAt: p.a, statusRef: s[0], statusIndex: s[1], claims: p.c,
@@ -1071,7 +1075,7 @@
   }
   function checkWindow(a, type, at) {
     if (!authorizes(a, type, at)) {
-      throw untrusted('type_not_authorized_at_iat', `agency ${a.code} was not authorized to issue ${type} when this certificate was issued`);
+      throw untrusted('type_not_authorized_at_iat', `agency ${a.code} could not issue ${type} when this was issued`);
     }
   }
   function checkType(index, a, vct, version, iat, jti) {
@@ -1081,7 +1085,7 @@
     if (!(version >= 1 && version <= t.version)) throw invalid('bad_claims', `type version ${version} of ${vct} is unknown`);
     const prefix = index.prefixes.get(a.code + '\n' + vct);
     if (!prefix || !prefix(jti)) {
-      throw invalid('bad_certificate_id', 'certificate id is malformed, has a wrong check character, or does not name this agency and type');
+      throw invalid('bad_certificate_id', 'certificate id is malformed, or not of this agency and type');
     }
   }
   function checkIssuer(index, c, a) {
@@ -1090,10 +1094,10 @@
     checkType(index, a, c.vct, c.vctVersion, c.iat, c.jti);
   }
   function checkCopy(index, c) {
-    if (c.iss !== index.list.baseUrl) throw untrusted('issuer_mismatch', `iss ${c.iss} is not the base URL of region ${index.code}`);
+    if (c.iss !== index.list.baseUrl) throw untrusted('issuer_mismatch', `iss ${c.iss} is not ${index.code}'s base URL`);
     if (c.region !== index.code) throw untrusted('region_mismatch', `region ${c.region} is not ${index.code}`);
     const a = index.byUri.get(c.original.iss);
-    if (!a) throw untrusted('issuer_mismatch', `the original's iss ${c.original.iss} is no agency of ${index.code}`);
+    if (!a) throw untrusted('issuer_mismatch', `original iss ${c.original.iss} is no agency of ${index.code}`);
     checkType(index, a, c.original.vct, c.original.vctVersion, c.original.iat, c.copyOf);
     return a;
   }
@@ -1110,13 +1114,13 @@
       throw bad('signature does not verify');
     }
     try { token = await readStatusListPayload(parsed.payload); } catch (e) { if (e instanceof FormatError) throw bad(e.message); throw e; }
-    if (token.uri !== uri) throw bad("its sub does not match the certificate's status URI");
+    if (token.uri !== uri) throw bad('its sub is not the status URI');
     const refused = refuses(key, token.issuedAt, limits.leeway);
     if (refused === 'compromised') throw bad('signed with a compromised key');
-    if (refused) throw bad('its key was not valid when the list was issued');
+    if (refused) throw bad('its key was not valid at its issue');
     if (token.issuedAt > now + limits.leeway) throw bad('issued in the future');
     if (now >= add(token.expires, limits.leeway)) {
-      throw invalid('status_list_expired', `status list ${uri} expired: the issuer must republish it`);
+      throw invalid('status_list_expired', `status list ${uri} expired`);
     }
     return token;
   }
@@ -1161,21 +1165,35 @@
   };
   const QR = Object.assign(Object.create(CERT), {
     kind: 'qr', typ: QR_TYP, regionClaim: 'r',
+    /* A QR token's key among the agency keys of the region its payload names (r); a
+     * copy's (flag bit 3) as its token's: our sharing keys, then those of the region it
+     * names if we recognize it — a copy, by its flags, whatever fails after. */
     async unwrap(text, view, now) {
-      const u = await qrUnwrap(text);
-      let region = view.home;
-      const claimed = strictJSON(u.payload), r = isObj(claimed) ? get(claimed, 'r') : undefined;
-      if (isStr(r) && r !== region.code) region = (await view.recognized(r, now))[1];
-      const candidates = [...region.agencyKeys.keys()].filter((k) => equalBytes(kidRef(k), u.kidRef));
+      const u = await qrUnwrap(text), claimed = strictJSON(u.payload), home = view.home;
+      const r = isObj(claimed) ? get(claimed, u.copy ? 'region' : 'r') : undefined;
+      const matching = (keys) => [...keys].filter(([kid]) => equalBytes(kidRef(kid), u.kidRef)).map(([kid, k]) => [kid, k.key || k]);
+      let region = home, candidates = [];
+      if (u.copy) {
+        candidates = matching(home.sharingKeys);
+        if (isStr(r) && r !== home.code) {
+          try { candidates.push(...matching((await view.recognized(r, now))[1].sharingKeys)); } catch (e) {
+            if (!candidates.length || !(e instanceof Failure)) throw Object.assign(e, { kind: 'copy' });
+          }
+        }
+      } else {
+        if (isStr(r) && r !== home.code) region = (await view.recognized(r, now))[1];
+        candidates = matching(region.agencyKeys);
+      }
       if (!candidates.length) {
-        throw untrusted('unknown_kid', `the QR key reference ${hex(u.kidRef)} names no trusted agency key of region ${region.code}`);
+        throw Object.assign(untrusted('unknown_kid', `QR key reference ${hex(u.kidRef)} names no key of ${u.copy && isStr(r) ? r : region.code}`), { kind: u.copy ? 'copy' : null });
       }
-      if (candidates.length === 1) return qrCompact(u, candidates[0]);
-      for (const kid of candidates.slice(0, 8)) { // a 4-byte reference: more than one match is rare
-        const token = qrCompact(u, kid), k = region.agencyKeys.get(kid).key;
-        if (k.alg === u.alg && await verifySignature(k.alg, k.raw, utf8(token.slice(0, token.lastIndexOf('.'))), u.signature)) return token;
+      if (candidates.length > 1) {
+        for (const [kid, k] of candidates.slice(0, 8)) { // a 4-byte reference: more than one match is rare
+          const token = qrCompact(u, kid);
+          if (k.alg === u.alg && await verifySignature(k.alg, k.raw, utf8(token.slice(0, token.lastIndexOf('.'))), u.signature)) return token;
+        }
       }
-      return qrCompact(u, candidates[0]);
+      return qrCompact(u, candidates[0][0]);
     },
     claims(payload, a, region) {
       try {
@@ -1183,7 +1201,7 @@
         const t = region.types.get(qr.vct);
         if (!t || !authorizes(a, qr.vct)) throw untrusted('type_not_authorized', `agency ${a.code} is not authorized to issue ${qr.vct}`);
         checkWindow(a, qr.vct, qr.iat);
-        if (qr.signedAt < qr.iat) throw new FormatError('QR signed before its certificate was issued', 'bad_claims');
+        if (qr.signedAt < qr.iat) fail('QR signed before its certificate was issued', 'bad_claims');
         const jti = checkIdParts(t.nationalTypeCode, a.uscc, qr.serial, qr.idVersion);
         const statusUri = isStr(qr.statusRef) ? qr.statusRef : `${region.list.baseUrl}/status/${qr.statusRef}.jwt`;
         return [{
@@ -1218,8 +1236,8 @@
     },
     keyValidity(t, now, home, leeway) {
       const r = refuses(t.key, t.signedAt, leeway);
-      if (r === 'compromised') throw untrusted('key_compromised', 'signed with a key compromised at or before its issue time');
-      if (r) throw untrusted('key_not_valid_at_iat', 'the key was not valid when the token says it was issued');
+      if (r === 'compromised') throw untrusted('key_compromised', 'signed with a key compromised by its issue time');
+      if (r) throw untrusted('key_not_valid_at_iat', 'the key was not valid at the time of issue');
     },
     notInFuture(t, now, home, leeway) {
       if ((t.issuedAt > t.signedAt ? t.issuedAt : t.signedAt) > now + leeway) throw invalid('issued_in_future', 'issued in the future');
@@ -1227,7 +1245,7 @@
   };
   function copyUse(t, use) {
     if (!t.copy) return;
-    if (none(use.audience)) throw untrusted('audience_required', 'a copy is verified only for the requester it was made for: give the audience');
+    if (none(use.audience)) throw untrusted('audience_required', 'a copy is verified only for its requester: give the audience');
     if (t.copy.aud !== use.audience) throw untrusted('wrong_audience', `the copy was made for ${t.copy.aud}, not ${use.audience}`);
     if (!none(use.purpose) && t.copy.purpose !== use.purpose) throw untrusted('wrong_purpose', 'the copy was made for another purpose');
   }
@@ -1246,12 +1264,12 @@
   const FORMAT_CODES = new Set(['too_large', 'malformed', 'unsupported_alg', 'embedded_key', 'unsupported_crit', 'wrong_typ', 'qr_malformed', 'qr_unknown_version', 'qr_too_large']);
   /** The pipeline (ecert._verification.pipeline.run): raises a Failure, or the outcome. */
   async function run(token, view, limits, now, use) {
-    let decoder = CERT, parsed, kid;
+    let decoder = CERT, parsed, kid, fromQr;
     try {
       token = pyStrip(token);
       if (QR_RE.test(token)) { token = await QR.unwrap(token, view, now); decoder = QR; }
       parsed = parseCompact(token, limits.maxTokenBytes);
-      if (decoder === CERT && get(parsed.header, 'typ') === COPY_TYP) decoder = COPY;
+      if (get(parsed.header, 'typ') === COPY_TYP) [fromQr, decoder] = [decoder === QR, COPY]; // as token or QR
       kid = checkHeader(parsed.header, decoder.typ);
     } catch (e) {
       if (e instanceof FormatError) throw invalid(FORMAT_CODES.has(e.code) ? e.code : 'malformed', e.message);
@@ -1260,6 +1278,7 @@
     let checked, status, errors, messages, value;
     try {
       checked = await decoder.decode(parsed, kid, token, view, now);
+      if (fromQr) checked.qr = { complete: true }; // a copy's QR carries all of it
       const home = view.home.code, leeway = limits.leeway;
       const steps = checked.copy ? [policies.keyValidity, policies.notInFuture]
         : [policies.typeRecognition, policies.keyValidity, policies.notInFuture];
@@ -1281,52 +1300,51 @@
   const CONTROL = /[\x00-\x09\x0b-\x1f]/;
   const validName = (n) => n !== '' && !n.includes('+') && !/[\s\x00-\x1f\x85\ud800-\udfff]/.test(n);
   async function parseVerifierKey(vkey) {
-    if (!isStr(vkey) || vkey.length > 4096) throw new FormatError('a vkey is a short string');
+    if (!isStr(vkey) || vkey.length > 4096) fail('a vkey is a short string');
     const [name, id, b64] = [vkey.split('+')[0], vkey.split('+')[1], vkey.split('+').slice(2).join('+')];
-    if (!/^[0-9a-f]{8}$/.test(id || '')) throw new FormatError('vkey key id is 8 lowercase hex digits');
+    if (!/^[0-9a-f]{8}$/.test(id || '')) fail('vkey key id is 8 lowercase hex digits');
     const raw = b64Std(b64);
-    if (raw.length !== 33 || raw[0] !== 1 || !validName(name)) throw new FormatError('not an Ed25519 note key');
+    if (raw.length !== 33 || raw[0] !== 1 || !validName(name)) fail('not an Ed25519 note key');
     const keyId = (await sha256(concat([utf8(name), Uint8Array.of(10, 1), raw.subarray(1)]))).subarray(0, 4);
-    if (hex(keyId) !== id) throw new FormatError('vkey key id does not match its key');
+    if (hex(keyId) !== id) fail('vkey key id does not match its key');
     return { name, keyId, raw: raw.subarray(1) };
   }
   /** Verify a signed checkpoint with one Ed25519 note key: {origin, size, root}. */
   async function openCheckpoint(bytes, key) {
     let message;
-    try { message = UTF8.decode(bytes); } catch (e) { throw new FormatError('note is not UTF-8'); }
-    if (bytes.length > 1 << 20 || CONTROL.test(message)) throw new FormatError('note is malformed');
+    try { message = UTF8.decode(bytes); } catch (e) { fail('note is not UTF-8'); }
+    if (bytes.length > 1 << 20 || CONTROL.test(message)) fail('note is malformed');
     const split = message.lastIndexOf('\n\n');
-    if (split < 0) throw new FormatError('note has no signature block');
+    if (split < 0) fail('note has no signature block');
     const text = message.slice(0, split + 1), block = message.slice(split + 2);
-    if (!block.endsWith('\n')) throw new FormatError('note does not end with a signature line');
+    if (!block.endsWith('\n')) fail('note does not end with a signature line');
     const lines = block.slice(0, -1).split('\n');
-    if (lines.length > 100) throw new FormatError('note has too many signatures');
+    if (lines.length > 100) fail('note has too many signatures');
     let verified = false;
     for (const line of lines) {
-      if (!line.startsWith('\u2014 ')) throw new FormatError('malformed signature line');
+      if (!line.startsWith('\u2014 ')) fail('malformed signature line');
       const rest = line.slice(2), space = rest.indexOf(' ');
       const name = space < 0 ? rest : rest.slice(0, space), b64 = space < 0 ? '' : rest.slice(space + 1);
-      if (!validName(name) || !b64) throw new FormatError('malformed signature line');
+      if (!validName(name) || !b64) fail('malformed signature line');
       const sig = b64Std(b64);
-      if (sig.length < 5) throw new FormatError('signature too short');
+      if (sig.length < 5) fail('signature too short');
       if (name !== key.name || !equalBytes(sig.subarray(0, 4), key.keyId)) continue;
       if (sig.length !== 68 || !await verifySignature(ED25519, key.raw, utf8(text), sig.subarray(4))) {
-        throw new FormatError('invalid signature for the log key');
+        fail('invalid signature for the log key');
       }
       verified = true;
     }
-    if (!verified) throw new FormatError('the checkpoint is not signed by the log key');
+    if (!verified) fail('the checkpoint is not signed by the log key');
     const body = text.slice(0, -1).split('\n');
     if (body.length < 3 || !body[0] || !/^(0|[1-9][0-9]{0,19})$/.test(body[1]) || BigInt(body[1]) > 2n ** 64n - 1n) {
-      throw new FormatError('malformed checkpoint');
+      fail('malformed checkpoint');
     }
     const root = b64Std(body[2]);
-    if (root.length !== 32) throw new FormatError('checkpoint root hash has 32 bytes');
+    if (root.length !== 32) fail('checkpoint root hash has 32 bytes');
     const size = BigInt(body[1]);
     return { origin: body[0], size: size <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(size) : size, root };
   }
   const nodeHash = async (l, r) => sha256(concat([Uint8Array.of(1), l, r]));
-  const EMPTY_ROOT = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
   function tilePath(level, index, width) {
     const groups = [];
     do { groups.unshift(index % 1000); index = Math.floor(index / 1000); } while (index);
@@ -1341,7 +1359,7 @@
       if (!tiles.has(key)) {
         const width = Math.max(0, Math.min(256, Math.floor(size / 256 ** level) - index * 256));
         const data = await readTile(level, index, width);
-        if (data.length !== width * 32) throw new FormatError(`tile ${key} must be ${width} hashes`);
+        if (data.length !== width * 32) fail(`tile ${key} must be ${width} hashes`);
         tiles.set(key, data);
       }
       return tiles.get(key);
@@ -1377,7 +1395,64 @@
       if (m <= s) return [...await subproof(m, lo, lo + s, whole), await mth(lo + s, hi)];
       return [...await subproof(m - s, lo + s, hi, false), await mth(lo, lo + s)];
     };
-    return { subproof };
+    /* The root of [lo, hi) recomputed from leaf m's hash: merkle.verify_inclusion applied
+     * to the proof merkle.tile_inclusion_proof reads (the same siblings, in its order). */
+    const rootWith = async (m, leaf, lo, hi) => {
+      const s = lo + k(hi - lo);
+      if (hi - lo === 1) return leaf;
+      return m < s ? nodeHash(await rootWith(m, leaf, lo, s), await mth(s, hi)) : nodeHash(await mth(lo, s), await rootWith(m, leaf, s, hi));
+    };
+    return { subproof, rootWith };
+  }
+  /** Tiles under `read`; a partial tile not published is cut from the full one. */
+  const tileReader = (read) => async (level, index, width) => {
+    try { return await read(tilePath(level, index, width)); } catch (e) {
+      if (width === 256) throw e;
+      return (await read(tilePath(level, index, 256))).subarray(0, width * 32);
+    }
+  };
+  /** tiles.decode_entry_bundle: exactly `width` entries, each after its 16-bit length. */
+  function entryBundle(data, width) {
+    const out = [];
+    for (let i = 0, n; i < data.length; i += 2 + n) {
+      n = data[i] * 256 + data[i + 1]; // NaN inside the length prefix
+      if (out.length === width || !(i + 2 + n <= data.length)) fail('malformed entry bundle');
+      out.push(data.subarray(i + 2, i + 2 + n));
+    }
+    if (out.length !== width) fail(`entry bundle of ${out.length}, not ${width}`);
+    return out;
+  }
+  const MEMBERS = ['v', 't', 'a', 's', 'op', 'd', 'sig'];
+  /** log.Entry.decode: strict, canonical, the members of version 1. */
+  function logEntry(data) {
+    const v = strictJSON(data), [ver, t, a, s, op, d, sig] = MEMBERS.map((k) => isObj(v) && get(v, k));
+    if (!(isObj(v) && Object.keys(v).every((k) => MEMBERS.includes(k)) && ver === 1 && isInt(t) && t >= 0 && t <= 253402300799 &&
+      isStr(a) && a && cpLen(a) <= 64 && isStr(s) && cpLen(s) <= 256 && isStr(op) && op && cpLen(op) <= 128 && isObj(d) &&
+      (none(sig) || isStr(sig)) && canon(v) === UTF8.decode(data))) fail('not a log entry');
+    return { t, a, d };
+  }
+  /** Why the entry does not prove the token (inclusion._not_the_entry); null: it does. */
+  async function notTheEntry(e, token, r) {
+    const digest = b64uEncode(await sha256(utf8(pyStrip(token)))), d = e.d, copies = get(d, 'copies');
+    if (!r.copy) return e.a !== 'certificate.issue' || get(d, 'token') !== digest ? 'is not the issue of this token' : null;
+    if (e.a !== 'share.fetch' || get(d, 'version') !== 2 || get(d, 'outcome') !== 'granted' || !isArr(copies) || !copies.includes(digest)) {
+      return 'is not the use record of this copy';
+    }
+    return Number(e.t) !== Number(r.copy.issued_at) ? 'was not made when this copy was' : null;
+  }
+  class Unreachable extends Error {}
+  /** A region's log (RegionLog): its files (a failed download: Unreachable), and its
+   * checkpoint verified with the log key under the log's origin (else FormatError). */
+  function logOf(v, list) {
+    const read = async (path, max = 1 << 20) => {
+      try { return (await v.fetch(`${list.baseUrl}/log/${path}`, max)).data; } catch (e) { throw new Unreachable(`cannot fetch ${path}: ${e.message}`); }
+    };
+    const checkpoint = async (key) => {
+      const cp = await openCheckpoint(await read('checkpoint', 65536), key);
+      if (cp.origin !== list.log.origin) fail('another origin');
+      return cp;
+    };
+    return { read, checkpoint };
   }
   /** RFC 9162 section 2.1.4.2 (merkle.verify_consistency). */
   async function verifyConsistency(m, n, proof, rootM, rootN) {
@@ -1416,7 +1491,7 @@
       const ok = isObj(doc) && isObj(doc.regions) && doc.version === 2 &&
         Object.values(doc.regions).every((e) => isObj(e) && isStr(e.pinned_kid) &&
           /^[0-9]+$/.test(String(e.sequence)) && isObj(e.root_key) && isStr(e.root_key.kid));
-      if (!ok) throw new TrustListError("the verifier's trust state is corrupt: reset it", 'trust_state_corrupt');
+      if (!ok) failList('the trust state is corrupt: reset it', 'trust_state_corrupt');
       return doc.regions;
     }
     pinned(anchor) {
@@ -1527,7 +1602,7 @@
         doc = await this.fetch(anchor.trustListUrl, 4 * 1024 * 1024);
       } catch (e) {
         if (e instanceof Unsupported) throw e;
-        throw new TrustListError(`cannot fetch the trust list of ${anchor.region} from ${anchor.trustListUrl}: ${e.message}`, 'trust_list_unavailable');
+        failList(`cannot fetch ${anchor.trustListUrl}: ${e.message}`, 'trust_list_unavailable');
       }
       const { list, current } = await verifyTrustList(asciiText(doc.data), effective, { now, grace: this.limits.grace, seen: floor });
       const region = new Region(this, list, current, doc);
@@ -1591,17 +1666,18 @@
       const log = region.list.log;
       if (!log) { region.log = { state: 'none', detail: '' }; return; }
       if (!await supportsEd25519()) { region.log = { state: 'unchecked', detail: 'ed25519' }; return; }
-      const base = region.list.baseUrl, read = async (path) => (await this.fetch(`${base}/log/${path}`, 1 << 20)).data;
-      let note, key;
-      try { key = await parseVerifierKey(log.key); } catch (e) { throw new TrustListError('the trust list names a malformed log key', 'trust_list_malformed'); }
-      try { note = await read('checkpoint'); } catch (e) { region.log = { state: 'unchecked', detail: e.message }; return; }
-      const refuse = (why) => { throw new TrustListError(`the log checkpoint of ${region.list.region} contradicts its trust list: ${why}`, 'log_checkpoint_mismatch'); };
-      let cp;
-      try { cp = await openCheckpoint(note, key); } catch (e) { if (e instanceof FormatError) refuse(e.message); throw e; }
-      if (cp.origin !== log.origin) refuse('another origin');
+      const { read, checkpoint } = logOf(this, region.list);
+      let key, cp;
+      try { key = await parseVerifierKey(log.key); } catch (e) { failList('the trust list names a malformed log key', 'trust_list_malformed'); }
+      const refuse = (why) => { failList(`the log checkpoint of ${region.list.region} contradicts the trust list: ${why}`, 'log_checkpoint_mismatch'); };
+      try { cp = await checkpoint(key); } catch (e) {
+        if (e instanceof Unreachable) { region.log = { state: 'unchecked', detail: e.message }; return; }
+        if (e instanceof FormatError) refuse(e.message);
+        throw e;
+      }
       let listRoot;
       try { listRoot = b64u(log.root); } catch (e) { refuse('the trust list names a malformed root'); }
-      if (cp.size < log.size) refuse('the checkpoint is older than the trust list');
+      if (cp.size < log.size) refuse('older than the trust list');
       if (cp.size == log.size) { // eslint-disable-line eqeqeq
         if (!equalBytes(cp.root, listRoot)) refuse('a different tree of the same size (a fork)');
         region.log = { state: 'consistent', detail: `${cp.size}` };
@@ -1613,16 +1689,51 @@
       }
       let proof;
       try {
-        const readTile = async (level, index, width) => {
-          try { return await read(tilePath(level, index, width)); } catch (e) {
-            if (width === 256) throw e;
-            return (await read(tilePath(level, index, 256))).subarray(0, width * 32); // a full tile serves
-          }
-        };
-        proof = await tileNodes(readTile, cp.size).subproof(log.size, 0, cp.size, true);
+        proof = await tileNodes(tileReader(read), cp.size).subproof(log.size, 0, cp.size, true);
       } catch (e) { region.log = { state: 'unchecked', detail: e.message }; return; }
-      if (!await verifyConsistency(log.size, cp.size, proof, listRoot, cp.root)) refuse('the checkpoint does not extend the tree of the trust list');
+      if (!await verifyConsistency(log.size, cp.size, proof, listRoot, cp.root)) refuse('the checkpoint does not extend the trust list\'s tree');
       region.log = { state: 'consistent', detail: `${log.size}..${cp.size}` };
+    }
+    /**
+     * ecert.inclusion.check_inclusion (without witnesses) for a token `r` is the result of:
+     * the entry at leaf index `leaf` is the token's issue (a copy's: the use entry that
+     * served it), included in the checkpoint signed by the log key of the issuing region's
+     * verified trust list (the proof computed from the published tiles). Never throws.
+     */
+    async inclusion(token, r, leaf) {
+      const code = r.region && r.region.code;
+      let facts = {};
+      const refuse = (error, message) => ({ included: false, region: code || null, leaf_index: null, checkpoint_size: null, ...facts, errors: [error], messages: [message] });
+      if (!code || !(r.certificate || r.copy)) return refuse('not_verified', 'the token did not verify');
+      if (r.qr) return refuse('qr_form', 'inclusion is of the full token, not its QR');
+      if (!/^[0-9]{1,15}$/.test(leaf)) return refuse('no_proof', "give the entry's leaf index");
+      const region = code === this.home.list.region ? this.home : this.foreign.get(code), log = region.list.log, index = Number(leaf);
+      if (!log) return refuse('not_logged', `region ${code} publishes no log`);
+      if (!await supportsEd25519()) return refuse('ed25519_unsupported', 'no Ed25519 here');
+      const { read, checkpoint } = logOf(this, region.list);
+      try {
+        let cp;
+        try { cp = await checkpoint(await parseVerifierKey(log.key)); } catch (e) {
+          if (e instanceof FormatError) return refuse('checkpoint_invalid', `the checkpoint of ${code}: ${e.message}`);
+          throw e;
+        }
+        const size = cp.size, start = index - index % 256;
+        facts = { leaf_index: index, checkpoint_size: typeof size === 'bigint' ? String(size) : size };
+        if (index >= size) return refuse('not_included', `entry ${index} is beyond the checkpoint of ${size} entries`);
+        if (typeof size === 'bigint') throw new Error('too large a tree');
+        const width = Math.min(256, size - start), data = entryBundle(await read(tilePath('entries', start / 256, width), 256 * 65537), width)[index - start];
+        let why;
+        try { why = await notTheEntry(logEntry(data), token, r); } catch (e) {
+          if (!(e instanceof FormatError)) throw e;
+          why = `is malformed: ${e.message}`;
+        }
+        if (why) return refuse('not_logged', `entry ${index} ${why}`);
+        const root = await tileNodes(tileReader(read), size).rootWith(index, await sha256(concat([Uint8Array.of(0), data])), 0, size);
+        if (!equalBytes(root, cp.root)) return refuse('not_included', `entry ${index} is not in the checkpoint of ${size} entries of ${code}`);
+        return { included: true, region: code, ...facts, errors: [], messages: [] };
+      } catch (e) {
+        return refuse(e instanceof Unreachable ? 'log_unreachable' : 'not_included', e.message);
+      }
     }
     /** Verify a token, QR text or copy; never throws (Verifier.verify). */
     async verify(token, { audience = null, purpose = null } = {}) {
@@ -1635,7 +1746,7 @@
           throw e;
         }
         if (now > add(this.home.list.nextUpdate, this.limits.grace)) {
-          throw untrusted('trust_list_expired', 'the trust list is past its next update; refresh it');
+          throw untrusted('trust_list_expired', 'the trust list is past its next update');
         }
         const outcome = await run(token, this.view, this.limits, now, { audience, purpose });
         return result(outcome);
@@ -1666,8 +1777,8 @@
       out.certificate = { id: c.jti, type: c.vct, type_version: c.vctVersion, region: c.region, holder_name: c.holderName,
         claims: c.claims, issued_at: c.iat, valid_from: c.nbf, valid_until: c.exp, status_list: { uri: c.statusUri, idx: c.statusIndex } };
       out.certificate_id = c.jti;
-      if (t.qr) out.qr = { claims_present: Object.keys(c.claims).sort(cpCompare), digest_bound: !t.qr.complete, digest: t.qr.digest };
     }
+    if (t.qr) out.qr = { claims_present: Object.keys((t.copy || t.certificate).claims).sort(cpCompare), digest_bound: !t.qr.complete, digest: t.qr.digest };
     return out;
   }
 
