@@ -98,7 +98,7 @@ def test_a_failed_write_never_reuses_a_sequence(registry: ecert.Registry, tmp_pa
     issue_business_licence(registry)
     first = registry.publish(tmp_path / "bundle")
 
-    def crash(out: Path, documents: object) -> None:
+    def crash(out: Path, documents: object, **options: object) -> None:
         raise ecert.PublishError("disk full")
 
     monkeypatch.setattr(publication, "write_bundle", crash)
