@@ -388,11 +388,21 @@ def test_migration_0011_marks_the_spends_made_before_it(
 # -- the hourly limits, by the log ------------------------------------------------------------
 
 
+def _into_a_window(clock: FakeClock, seconds: int) -> None:
+    """Move the clock to ``seconds`` into the next hourly window of the limits."""
+    from ecert._clock import now_seconds
+    from ecert.registry._limits import WINDOW
+
+    now = now_seconds(clock)
+    clock.advance(seconds=WINDOW - now % WINDOW + seconds)
+
+
 def test_requests_granted_past_a_lowered_hourly_count_are_an_audit_finding(
-        sharing: Sharing, registry: ecert.Registry) -> None:
+        sharing: Sharing, registry: ecert.Registry, clock: FakeClock) -> None:
     """The counts the limits are enforced with are bookkeeping outside the log: an insider
     who lowers them lets a requester past its limit, and the log's granted uses show it."""
     registry.set_share_limits(fetches_per_hour=3)
+    _into_a_window(clock, 600)
 
     def fetch(case: str) -> ecert.registry.FetchResult:
         return sharing.fetch("GD/gd-hrss", purpose="社会保险登记", case=case)
@@ -404,7 +414,32 @@ def test_requests_granted_past_a_lowered_hourly_count_are_an_audit_finding(
     assert fetch("C-4").granted  # the lowered count let a fourth through this hour
     found = [f for f in registry.audit().findings if f.kind == "over_limit"]
     assert [f.subject for f in found] == ["GD/gd-hrss fetch"]
-    assert "4 fetch requests granted" in found[0].detail
+    assert "at least 4 fetch requests granted" in found[0].detail
     # A limit raised within the hour is the limit of that hour: no false alarm.
     registry.set_share_limits(fetches_per_hour=10)
+    assert "over_limit" not in kinds(registry.audit())
+
+
+def test_a_request_counted_in_one_hour_and_logged_in_the_next_is_no_false_alarm(
+        sharing: Sharing, registry: ecert.Registry, clock: FakeClock) -> None:
+    """A request is counted a moment before its unit of work takes the time its use
+    records: across a window's edge the two differ, and the audit must allow for it."""
+    registry.set_share_limits(fetches_per_hour=2)
+    _into_a_window(clock, 3599)  # the window's last second
+    service = sharing.service
+    execute = service._ctx.execute
+
+    def late(operation: Any, params: Any) -> Any:  # a second passes after the count
+        clock.advance(seconds=1)
+        return execute(operation, params)
+
+    service._ctx.execute = late  # type: ignore[method-assign]
+    try:
+        assert sharing.fetch("GD/gd-hrss", purpose="社会保险登记", case="A").granted
+    finally:
+        service._ctx.execute = execute  # type: ignore[method-assign]
+    for case in "BC":  # the new window's two
+        assert sharing.fetch("GD/gd-hrss", purpose="社会保险登记", case=case).granted
+    assert sharing.fetch("GD/gd-hrss", purpose="社会保险登记", case="D").problem == (
+        "too_many_requests")
     assert "over_limit" not in kinds(registry.audit())

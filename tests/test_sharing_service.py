@@ -40,7 +40,7 @@ from ecert.sharing import (
 )
 from ecert.sharing._openapi import openapi_document
 from ecert.sharing._refresh import Refreshed
-from ecert.sharing.app import Limits, create_app
+from ecert.sharing.app import ASGIApp, Limits, Receive, Scope, Send, create_app
 from ecert.sharing.client import send, signed_headers
 from ecert.verify import VerificationLimits
 from tests.support.clock import FakeClock
@@ -642,3 +642,71 @@ def test_a_worker_works_on_at_most_max_threads_requests_at_once() -> None:
         host.stop()
     assert [a.status for a in answers] == [200] * 6  # the others waited their turn
     assert backend.most == 2
+
+
+def _header_echo(base_url: str) -> ASGIApp:
+    """An application answering with the names of the header fields its scope holds once
+    the whole body was read (what a handler behind the protocol sees)."""
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        while (await receive()).get("more_body", False):
+            pass
+        names = json.dumps(sorted(k.decode("latin-1") for k, _v in scope["headers"]))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(names)).encode())]})
+        await send({"type": "http.response.body", "body": names.encode()})
+    return app
+
+
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def echo(request: pytest.FixtureRequest) -> Iterator[ServiceHost]:
+    host = ServiceHost(_header_echo, LIMITS, request.param)
+    yield host
+    host.stop()
+
+
+def _chunked(port: int, trailers: bytes) -> bytes:
+    return (f"POST /v1/copies HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n").encode() + trailers
+
+
+def test_a_chunked_body_s_trailers_never_become_header_fields(echo: ServiceHost) -> None:
+    """Trailers arrive after the application has the request's headers (and after the
+    guard checked them): none may be added to them — a "Signature" trailer least of all."""
+    answer = raw_exchange(echo.port, _chunked(echo.port, b"Signature: forged\r\n"
+                                                         b"X-Late: 1\r\n\r\n"))
+    assert status_of(answer) == 200
+    assert json.loads(body_of(answer)) == ["host", "transfer-encoding"]
+
+
+def test_endless_trailers_are_cut_off_by_the_server(echo: ServiceHost) -> None:
+    filler = b"X-Filler: " + b"x" * 4000 + b"\r\n"
+    began = time.monotonic()
+    answer = raw_exchange(echo.port, _chunked(echo.port, b""), *([filler, 0.001] * 300))
+    assert status_of(answer) in (0, 400)  # hung up on (httptools), or h11's own 400
+    assert time.monotonic() - began < LIMITS.deadline_seconds  # by size, not the deadline
+
+
+def test_an_oversized_pipelined_request_never_cuts_into_the_answer_before_it() -> None:
+    """Request 1 is being answered when request 2's headers grow past the bound: request
+    1 gets its own answer (the backend granted and logged it), then the connection
+    closes; no 431 stands in for it."""
+    backend = _SlowBackend()
+    limits = dataclasses.replace(LIMITS, deadline_seconds=5.0)
+    for parser in ("httptools", "h11"):
+        host = ServiceHost(lambda base: create_app(
+            keys=FakeKeys(), nonces=MemoryNonceStore(CLOCK), backend=backend,
+            base_url=base, clock=CLOCK, limits=limits), limits, parser)
+        try:
+            first = _signed(host, FETCH.to_json())
+            with socket.create_connection(("127.0.0.1", host.port), timeout=10) as sock:
+                sock.sendall(first + b"POST /v1/copies HTTP/1.1\r\nX-Big: ")
+                try:
+                    for _ in range(10):
+                        sock.sendall(b"a" * 2000)
+                except OSError:
+                    pass  # the server stopped reading: fine
+                answer = read_response(sock)
+        finally:
+            host.stop()
+        assert status_of(answer) == 200, (parser, answer[:60])

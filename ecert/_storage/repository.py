@@ -1242,11 +1242,15 @@ class WriteRepository(Repository):
             self.conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
     def forget_request_counts(self, before: int) -> int:
-        """Drop the request counts and the wrong consent codes' counts of windows that
-        started before ``before``; how many rows."""
-        return sum(int(self.conn.execute(delete(table).where(table.c.window < before)
-                                         ).rowcount)
-                   for table in (request_counts, consent_failures))
+        """Drop the request counts of windows that started before ``before``; how many."""
+        return int(self.conn.execute(delete(request_counts).where(
+            request_counts.c.window < before)).rowcount)
+
+    def forget_consent_failures(self, before: int) -> int:
+        """Drop the wrong consent codes' counts of windows that started before
+        ``before``; how many."""
+        return int(self.conn.execute(delete(consent_failures).where(
+            consent_failures.c.window < before)).rowcount)
 
     def set_setting(self, name: str, value: Any) -> None:
         if self.conn.execute(update(settings).where(settings.c.name == name)

@@ -926,6 +926,8 @@ class Registry:
         now = self._now()
         with self._ctx._write() as repo:
             repo.forget_request_counts(_limits.window_of(now))
+            # Each count by its own window: one of a lockout still running stays.
+            repo.forget_consent_failures(now - now % _sharing.FAILURE_WINDOW)
             return repo.forget_nonces(now)
 
     # -- issuing -----------------------------------------------------------------------------

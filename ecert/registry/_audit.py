@@ -1156,13 +1156,23 @@ def _compare_sharing(ctx: _Context, repo: Repository, replay: Replay, find: Any)
              "the sharing limits in the database differ from the newest share.limits entry")
 
 
+#: How long after a request was counted its unit may take its own time (the use's ``at``):
+#: a use made this long into a window may have been counted in the window before.
+_COUNT_SKEW = 300
+
+
 def _check_hourly_limits(repo: Repository, granted: list[Any], find: Any) -> None:
     """More requests of a requester granted in an hour than the limits let through
     (``over_limit``). The counts the limits are enforced with (``request_counts``) are
     bookkeeping outside the log, which an insider could lower to let a requester past
-    its limit; the granted uses are in the log. Only granted uses are counted, which the
-    limit bounds from above (refused ones count against it too), and against the
-    highest limit in force at any moment of that hour: no finding is a false alarm."""
+    its limit; the granted uses are in the log.
+
+    No finding is a false alarm: only granted uses are counted (refused ones count
+    against the limit too); a request is counted a moment before its unit takes the time
+    its use records, so only uses at least ``_COUNT_SKEW`` seconds into a window are
+    counted as that window's (those certainly were); and against the highest limit in
+    force at any moment from ``_COUNT_SKEW`` before the window to its end.
+    """
     from collections import Counter
 
     from ecert.registry._limits import SETTING, WINDOW, ShareLimits, window_of
@@ -1176,19 +1186,20 @@ def _check_hourly_limits(repo: Repository, granted: list[Any], find: Any) -> Non
                 continue  # an entry that does not decode limits nothing (defaults hold)
 
     def highest(window: int, kind: str) -> int:
-        before = [limits for at, limits in history if at <= window]
+        start, end = window - _COUNT_SKEW, window + WINDOW
+        before = [limits for at, limits in history if at <= start]
         in_force = [before[-1] if before else ShareLimits()]
-        in_force += [limits for at, limits in history if window < at < window + WINDOW]
+        in_force += [limits for at, limits in history if start < at < end]
         return max(limits.checks_per_hour if kind == CHECK_KIND else
                    limits.fetches_per_hour for limits in in_force)
 
     counts = Counter((use.kind or FETCH_KIND, use.requester, window_of(int(use.at)))
-                     for use in granted)
+                     for use in granted if int(use.at) - window_of(int(use.at)) >= _COUNT_SKEW)
     for (kind, requester, window), count in sorted(counts.items()):
         limit = highest(window, kind)
         if count > limit:
             find("over_limit", f"{requester} {kind}", None,
-                 f"{count} {kind} requests granted in the hour from "
+                 f"at least {count} {kind} requests granted in the hour from "
                  f"{from_seconds(window).isoformat()} against a limit of {limit}: the "
                  "request counts were lowered out of band, or not kept")
 

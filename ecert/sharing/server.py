@@ -141,16 +141,27 @@ if HTTPTOOLS:
 
     class DeadlineHttpToolsProtocol(_Deadline, HttpToolsProtocol):
         """uvicorn's httptools protocol, closing connections whose headers come too
-        slowly or grow past :attr:`max_header_bytes` (431)."""
+        slowly or grow past :attr:`max_header_bytes` (431), or whose request (body and
+        chunked trailers with their framing) grows past :attr:`max_request_bytes`.
+
+        llhttp bounds neither, and reports a chunked body's trailers as header fields,
+        which uvicorn would add to the headers of a request the application is already
+        handling: they are dropped here (the service uses none), counted all the same.
+        """
 
         #: Bytes of a request's line and headers buffered before it is refused.
         max_header_bytes: int = Limits().max_header_bytes + 1024
+        #: Bytes of a whole request (line, headers, body, chunk framing, trailers).
+        max_request_bytes: int = (Limits().max_header_bytes + 1024
+                                  + 8 * Limits().max_body_bytes)
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._deadline_init()
             self._in_headers = False
+            self._in_message = False
             self._header_bytes = 0
+            self._request_bytes = 0
             self._refused = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -170,26 +181,51 @@ if HTTPTOOLS:
                 return
             self._request_begins()
             super().data_received(data)
+            # Bytes of a chunk still in a message after it are that message's (at most
+            # the tail of a pipelined request before it too: counted against it).
             if self._in_headers:
-                # Still in a request's line or headers after this chunk: all of it
-                # (at most the tail of a pipelined request before it too) was theirs.
                 self._header_bytes += len(data)
-                if self._header_bytes > self.max_header_bytes:
-                    self._refused = True
-                    self._disarm()
-                    if not self.transport.is_closing():
-                        self.transport.write(_TOO_LARGE_RESPONSE)
-                        self.transport.close()
+            if self._in_message:
+                self._request_bytes += len(data)
+            if self._header_bytes > self.max_header_bytes or (
+                    self._request_bytes > self.max_request_bytes):
+                self._refuse()
+
+        def _refuse(self) -> None:
+            self._refused = True
+            self._disarm()
+            if self.transport.is_closing():
+                return
+            if not self._in_headers:
+                # This request's body or trailers: its application is waiting for them;
+                # hanging up is its answer (it sees the client gone).
+                self.transport.close()
+            elif self.cycle is not None and not self.cycle.response_complete:
+                # A pipelined request's headers while the one before is answered: that
+                # answer is never cut into; the connection closes once it is sent.
+                self.cycle.keep_alive = False
+            else:
+                self.transport.write(_TOO_LARGE_RESPONSE)
+                self.transport.close()
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._in_headers = True
-            self._header_bytes = 0
+            self._in_headers = self._in_message = True
+            self._header_bytes = self._request_bytes = 0
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if self._in_headers:
+                super().on_header(name, value)
+            # else: a trailer of a chunked body; dropped (counted in data_received).
 
         def on_headers_complete(self) -> None:
             self._in_headers = False
             super().on_headers_complete()
             self._headers_complete(self.scope)  # type: ignore[arg-type]
+
+        def on_message_complete(self) -> None:
+            self._in_message = False
+            super().on_message_complete()
 
 
 def protocol_class(limits: Limits | None = None,
@@ -203,8 +239,10 @@ def protocol_class(limits: Limits | None = None,
         if not HTTPTOOLS:
             raise ValueError("httptools is not installed (the 'server' extra installs it)")
         base = DeadlineHttpToolsProtocol
-        fields: dict[str, float] = {"deadline_seconds": limits.deadline_seconds,
-                                    "max_header_bytes": limits.max_header_bytes + 1024}
+        fields: dict[str, float] = {
+            "deadline_seconds": limits.deadline_seconds,
+            "max_header_bytes": limits.max_header_bytes + 1024,
+            "max_request_bytes": limits.max_header_bytes + 1024 + 8 * limits.max_body_bytes}
     else:
         base = DeadlineH11Protocol
         fields = {"deadline_seconds": limits.deadline_seconds}
