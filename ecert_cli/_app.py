@@ -264,7 +264,7 @@ class EcertGroup(TranslatedCommand, click.Group):
     command_class = TranslatedCommand
     group_class = type  # subgroups are EcertGroups too
 
-    def main(self, args: Any = None, prog_name: str | None = None,  # type: ignore[override]
+    def main(self, args: Any = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
              **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
@@ -277,14 +277,14 @@ class EcertGroup(TranslatedCommand, click.Group):
             fail(fmt("missing command (see '{command} --help')", command=e.ctx.command_path),
                  "usage_error", json_output="--json" in argv, english=english)
         except click.ClickException as e:
-            english = self._english_usage_error(argv, prog_name) if (
+            usage = self._english_usage_error(argv, prog_name) if (
                 is_chinese() and "--json" in argv) else None
-            if english is None:
+            if usage is None:
                 with in_english():  # as far as click builds its message when asked
-                    english = _usage_text(e)
+                    usage = _usage_text(e)
             # Parsing failed, perhaps before --json was seen: honour it from argv.
             fail(_usage_text(e), "usage_error", e.exit_code, json_output="--json" in argv,
-                 english=english)
+                 english=usage)
         except KeyboardInterrupt:
             interrupted(json_output="--json" in argv)
         except click.exceptions.Abort as e:

@@ -9,7 +9,7 @@ import click
 import ecert
 from ecert_cli._app import cli, emit, input_error, json_option, settings
 from ecert_cli._catalog import read_json_file
-from ecert_cli._i18n import N_
+from ecert_cli._i18n import N_, pgettext
 from ecert_cli._paging import emit_page, page_options
 from ecert_cli._render import (
     certificate_json,
@@ -18,7 +18,6 @@ from ecert_cli._render import (
     fmt,
     label,
     local_time,
-    pgettext,
     print_certificate,
     say,
     status_text,

@@ -94,12 +94,13 @@ def operator_add(name: str, roles: tuple[str, ...], agencies: tuple[str, ...],
     with the public key of a key they hold elsewhere."""
     from ecert_cli._catalog import read_json_file
 
-    jwk = None
+    jwk: dict[str, str] | None = None
     passphrase = None
     if public_key_file is not None:
-        jwk = read_json_file(str(public_key_file))
-        if not isinstance(jwk, dict):
+        value = read_json_file(str(public_key_file))
+        if not isinstance(value, dict):
             raise input_error("{file} must hold a JWK object", file=public_key_file)
+        jwk = value
     else:
         passphrase = new_passphrase(passphrase_file, name)
     with settings().open_registry() as registry:

@@ -213,11 +213,13 @@ def consent_grant(holder_id: str, to: str, types: str, purpose: str, ttl: Any) -
     """Make a consent code on the holder's behalf (at the service window); print it once."""
     with settings().open_registry() as registry:
         made = registry.consent_grant(holder_id, to, _split(types), purpose, ttl)
-    emit({"code": made.code, "id": made.id, "expires_at": made.expires_at},
-         lambda: (click.echo(made.code),
-                  say("consent {id} for {to}, valid until {expires}; give the code to the "
-                      "holder, it is not shown again", id=made.id, to=to,
-                      expires=local_time(_instant(made.expires_at)))))
+    def human() -> None:
+        click.echo(made.code)
+        say("consent {id} for {to}, valid until {expires}; give the code to the holder, it "
+            "is not shown again", id=made.id, to=to,
+            expires=local_time(_instant(made.expires_at)))
+
+    emit({"code": made.code, "id": made.id, "expires_at": made.expires_at}, human)
 
 
 @consent_group.command("revoke")
