@@ -49,12 +49,11 @@ from ecert.errors import (
 from ecert.holder_ids import normalize_id, parse_scheme
 from ecert.identifiers import CertificateIdPrefix
 from ecert.models import Certificate, CertificateStatus, KeyRole
-from ecert.qr import MAX_TEXT_AT_DEFAULT
 from ecert.registry._core import Operation, Target, Unit, _Context
 from ecert.registry._issuance import (
     ISSUE,
     check_input,
-    check_short_form,
+    check_short_form_bounded,
     holder_pseudonym,
     issuable,
     plain_claims,
@@ -495,10 +494,8 @@ def _issue_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str]
 def _check_qr(cert_type: Any, payload: dict[str, Any], token: str, digest: str,
               base_url: str, now: int, alg: str, kid: str) -> None:
     """The short-form rule of single issuance, judged from a bound where one is given."""
-    bound = _qr.probe_length_bound(_qr.qr_payload(payload, token, cert_type.qr_claims,
-                                                  base_url, now, digest=digest))
-    if bound is None or bound > MAX_TEXT_AT_DEFAULT:
-        check_short_form(cert_type, token, base_url, now, alg, kid)
+    check_short_form_bounded(cert_type, token, base_url, now, alg, kid, payload=payload,
+                             digest=digest)
 
 
 def _take_slots(unit: Unit, count: int) -> list[tuple[int, int]]:
