@@ -84,6 +84,20 @@ class _Deadline:
             self.transport.write(_TIMEOUT_RESPONSE)
             self.transport.close()
 
+    # The protocol's own callbacks, before the uvicorn class's (this class comes first in
+    # the protocols' bases).
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def on_response_complete(self) -> None:
+        self._response_complete()
+        super().on_response_complete()  # type: ignore[misc]
+
     def _request_begins(self) -> None:
         if self._awaiting_first_byte:
             # The request begins now: its deadline counts from here, not from the end of
@@ -112,18 +126,6 @@ class DeadlineH11Protocol(_Deadline, H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline_init()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def on_response_complete(self) -> None:
-        self._response_complete()
-        super().on_response_complete()
 
     def data_received(self, data: bytes) -> None:
         self._request_begins()
@@ -163,18 +165,6 @@ if HTTPTOOLS:
             self._header_bytes = 0
             self._request_bytes = 0
             self._refused = False
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def on_response_complete(self) -> None:
-            self._response_complete()
-            super().on_response_complete()
 
         def data_received(self, data: bytes) -> None:
             if self._refused:
