@@ -210,7 +210,7 @@ _PHASES = [
     ("status-list slots", "_take_slots"),
     ("token: payload JSON and signature", "sign"),
     ("  of which the bare signature", "raw_signature"),
-    ("short QR form (bound)", "_check_qr"),
+    ("short QR form (bound)", "check_short_form_bounded"),
     ("log entries: commitments", "log"),
     ("unit: encode entries, operator signature", "sealed_leaves"),
     ("insert certificates", "add_certificates"),

@@ -48,7 +48,7 @@ from ecert.errors import (
 )
 from ecert.holder_ids import normalize_id, parse_scheme
 from ecert.identifiers import CertificateIdPrefix
-from ecert.models import Certificate, CertificateStatus, KeyRole
+from ecert.models import Certificate, CertificateStatus, CertificateType, KeyInfo, KeyRole, Region
 from ecert.registry._core import Operation, Target, Unit, _Context
 from ecert.registry._issuance import (
     ISSUE,
@@ -457,30 +457,19 @@ def _issue_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str]
             zip(good, slots, strict=True)):
         serial = f"{serial_end - len(good) + 1 + i:08d}"
         cert_id = id_prefix.id_of(serial)
-        status_uri = _bundle.status_list_uri(region.base_url, list_id)
-        payload = CertificateClaims(
-            iss=iss, sub=r.holder, jti=cert_id, iat=now, nbf=start, exp=end,
-            vct=cert_type.code, vct_version=cert_type.version, region=region.code,
-            holder_name=r.holder_name, claims=claims, status_list_uri=status_uri,
-            status_index=index).to_payload()
-        token, payload_bytes = compact.sign(payload)
         try:
-            _check_qr(cert_type, payload, token, _qr.payload_digest(payload_bytes),
-                      region.base_url, now, key.alg, key.kid)
+            cert = _signed(compact, cert_type, agency.code, region, key, now, iss=iss,
+                           cert_id=cert_id, holder=r.holder, holder_name=r.holder_name,
+                           claims=claims, start=start, end=end, list_id=list_id, index=index)
         except InputError as e:
             redo[r.line] = _rejected(r.line, reject_code(e), e.message)
             continue
-        rows.append((Certificate(
-            id=cert_id, type_code=cert_type.code, agency_code=agency.code, region=region.code,
-            holder=r.holder, holder_name=r.holder_name, claims=claims,
-            issued_at=from_seconds(now), valid_from=from_seconds(start),
-            valid_until=None if end is None else from_seconds(end),
-            status=CertificateStatus.VALID, status_list_uri=status_uri, status_index=index,
-            kid=key.kid, token=token, type_version=cert_type.version), serial, list_id))
+        rows.append((cert, serial, list_id))
         keys.append({"key": r.key, "certificate_id": cert_id, "run": p["run"], "line": r.line})
         unit.log(Action.CERT_ISSUE, cert_id,
                  {"agency": agency.code, "type": cert_type.code, "kid": key.kid,
-                  "list": list_id, "idx": index, "token": token_hash(token), "key": r.key},
+                  "list": list_id, "idx": index, "token": token_hash(cert.token),
+                  "key": r.key},
                  private=True)
         issued.append((r.line, cert_id))
     if redo:
@@ -491,11 +480,28 @@ def _issue_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str]
     return issued, refused
 
 
-def _check_qr(cert_type: Any, payload: dict[str, Any], token: str, digest: str,
-              base_url: str, now: int, alg: str, kid: str) -> None:
-    """The short-form rule of single issuance, judged from a bound where one is given."""
-    check_short_form_bounded(cert_type, token, base_url, now, alg, kid, payload=payload,
-                             digest=digest)
+def _signed(compact: CompactSigner, cert_type: CertificateType, agency_code: str,
+            region: Region, key: KeyInfo, now: int, *, iss: str, cert_id: str, holder: str,
+            holder_name: str, claims: dict[str, Any], start: int, end: int | None,
+            list_id: int, index: int, supersedes: str | None = None) -> Certificate:
+    """A row's certificate, its token signed with ``compact`` (the agency's ``key``);
+    :class:`~ecert.errors.InputError` if its short QR form would not fit — the rule of
+    single issuance, judged from a bound first."""
+    status_uri = _bundle.status_list_uri(region.base_url, list_id)
+    payload = CertificateClaims(
+        iss=iss, sub=holder, jti=cert_id, iat=now, nbf=start, exp=end, vct=cert_type.code,
+        vct_version=cert_type.version, region=region.code, holder_name=holder_name,
+        claims=claims, status_list_uri=status_uri, status_index=index,
+        supersedes=supersedes).to_payload()
+    token, payload_bytes = compact.sign(payload)
+    check_short_form_bounded(cert_type, token, region.base_url, now, key.alg, key.kid,
+                             payload=payload, digest=_qr.payload_digest(payload_bytes))
+    return Certificate(
+        id=cert_id, type_code=cert_type.code, agency_code=agency_code, region=region.code,
+        holder=holder, holder_name=holder_name, claims=claims, issued_at=from_seconds(now),
+        valid_from=from_seconds(start), valid_until=None if end is None else from_seconds(end),
+        status=CertificateStatus.VALID, status_list_uri=status_uri, status_index=index,
+        kid=key.kid, token=token, type_version=cert_type.version, supersedes=supersedes)
 
 
 def _take_slots(unit: Unit, count: int) -> list[tuple[int, int]]:

@@ -33,10 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ecert._authority import Action, Resource, approvals_needed
-from ecert._clock import from_seconds, to_seconds
-from ecert._formats import bundle as _bundle
-from ecert._formats import qr as _qr
-from ecert._formats.certificate import CertificateClaims
+from ecert._clock import to_seconds
 from ecert._formats.jose import b64url_encode, canonical_json
 from ecert._formats.log import token_hash
 from ecert.batch import (
@@ -61,10 +58,10 @@ from ecert.models import (
 )
 from ecert.registry._batch import (
     DEFAULT_CHUNK,
-    _check_qr,
     _compact_signer,
     _Nothing,
     _Redo,
+    _signed,
     _take_slots,
     chunked,
     reject_code,
@@ -425,34 +422,22 @@ def _import_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str
     imported: list[tuple[int, str]] = []
     redo: dict[int, RowOutcome] = {}
     for (r, claims, serial), (list_id, index) in zip(good, slots, strict=True):
-        status_uri = _bundle.status_list_uri(region.base_url, list_id)
         supersedes = (r.supersedes if r.supersedes is not None
                       and repo.get_certificate(r.supersedes) is not None else None)
-        payload = CertificateClaims(
-            iss=iss, sub=r.holder, jti=r.id, iat=now, nbf=r.valid_from, exp=r.valid_until,
-            vct=cert_type.code, vct_version=cert_type.version, region=region.code,
-            holder_name=r.holder_name, claims=claims, status_list_uri=status_uri,
-            status_index=index, supersedes=supersedes).to_payload()
-        token, payload_bytes = compact.sign(payload)
         try:
-            _check_qr(cert_type, payload, token, _qr.payload_digest(payload_bytes),
-                      region.base_url, now, key.alg, key.kid)
+            cert = _signed(compact, cert_type, agency.code, region, key, now, iss=iss,
+                           cert_id=r.id, holder=r.holder, holder_name=r.holder_name,
+                           claims=claims, start=r.valid_from, end=r.valid_until,
+                           list_id=list_id, index=index, supersedes=supersedes)
         except InputError as e:
             redo[r.line] = _rejected(r.line, reject_code(e), e.message)
             continue
-        made.append((Certificate(
-            id=r.id, type_code=cert_type.code, agency_code=agency.code, region=region.code,
-            holder=r.holder, holder_name=r.holder_name, claims=claims,
-            issued_at=from_seconds(now), valid_from=from_seconds(r.valid_from),
-            valid_until=None if r.valid_until is None else from_seconds(r.valid_until),
-            status=CertificateStatus.VALID, status_list_uri=status_uri, status_index=index,
-            kid=key.kid, token=token, type_version=cert_type.version, supersedes=supersedes),
-            serial, list_id))
+        made.append((cert, serial, list_id))
         keys.append({"key": r.key, "certificate_id": r.id, "run": p["run"], "line": r.line})
         unit.log(Action.CERT_ISSUE, r.id,
                  {"agency": agency.code, "type": cert_type.code, "kid": key.kid,
-                  "list": list_id, "idx": index, "token": token_hash(token), "key": r.key,
-                  "imported": r.original},
+                  "list": list_id, "idx": index, "token": token_hash(cert.token),
+                  "key": r.key, "imported": r.original},
                  private=True)
         imported.append((r.line, r.id))
     if redo:
