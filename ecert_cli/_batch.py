@@ -153,20 +153,15 @@ def issue_batch(type_code: str, agency_code: str, file: Path, id_column: str | N
             progress.add(outcome)
     seconds = time.monotonic() - progress.started
     counts = progress.counts
-    rejected = counts[RowStatus.REJECTED]
-    data = {"rows": progress.done, "issued": counts[RowStatus.ISSUED],
-            "skipped": counts[RowStatus.SKIPPED], "rejected": rejected,
-            "codes": dict(sorted(progress.codes.items())),
-            "rejects_file": str(rejects_path) if rejected else None,
-            "seconds": round(seconds, 3)}
 
     def summary() -> None:
         say("{rows} rows: {issued} issued, {skipped} issued before, {rejected} rejected "
             "({rate}/s)", rows=progress.done, issued=counts[RowStatus.ISSUED],
-            skipped=counts[RowStatus.SKIPPED], rejected=rejected,
+            skipped=counts[RowStatus.SKIPPED], rejected=counts[RowStatus.REJECTED],
             rate=round(progress.done / max(seconds, 1e-9)))
 
-    _report(data, summary, progress.codes, rejected, rejects_path)
+    _report({"rows": progress.done, "issued": counts[RowStatus.ISSUED]}, summary, counts,
+            progress.codes, rejects_path, seconds=seconds)
 
 
 @cli.command("revoke-batch")
@@ -194,18 +189,14 @@ def revoke_batch(file: Path, rejects_file: Path | None, encoding: str | None) ->
         outcomes = registry.revoke_file(file, rejects=rejects_path, encoding=encoding)
     counts = Counter(o.status for o in outcomes)
     codes = Counter(o.code.value for o in outcomes if o.code is not None)
-    rejected = counts[RowStatus.REJECTED]
-    data = {"rows": len(outcomes), "revoked": counts[RowStatus.REVOKED],
-            "skipped": counts[RowStatus.SKIPPED], "rejected": rejected,
-            "codes": dict(sorted(codes.items())),
-            "rejects_file": str(rejects_path) if rejected else None}
 
     def summary() -> None:
         say("{rows} rows: {revoked} revoked, {skipped} revoked before, {rejected} rejected",
             rows=len(outcomes), revoked=counts[RowStatus.REVOKED],
-            skipped=counts[RowStatus.SKIPPED], rejected=rejected)
+            skipped=counts[RowStatus.SKIPPED], rejected=counts[RowStatus.REJECTED])
 
-    _report(data, summary, codes, rejected, rejects_path)
+    _report({"rows": len(outcomes), "revoked": counts[RowStatus.REVOKED]}, summary, counts,
+            codes, rejects_path)
 
 
 @cli.command("export")
@@ -278,26 +269,30 @@ def import_(file: Path, anchor_file: Path, bundle: Path | None, rejects_file: Pa
             progress.add(outcome)
     seconds = time.monotonic() - progress.started
     counts = progress.counts
-    rejected = counts[RowStatus.REJECTED]
-    data = {"lines": progress.done, "imported": counts[RowStatus.IMPORTED],
-            "skipped": counts[RowStatus.SKIPPED], "rejected": rejected,
-            "codes": dict(sorted(progress.codes.items())),
-            "rejects_file": str(rejects_path) if rejected else None,
-            "seconds": round(seconds, 3)}
 
     def summary() -> None:
         say("{lines} lines: {imported} imported, {skipped} imported before, {rejected} "
             "rejected ({rate}/s)", lines=progress.done, imported=counts[RowStatus.IMPORTED],
-            skipped=counts[RowStatus.SKIPPED], rejected=rejected,
+            skipped=counts[RowStatus.SKIPPED], rejected=counts[RowStatus.REJECTED],
             rate=round(progress.done / max(seconds, 1e-9)))
 
-    _report(data, summary, progress.codes, rejected, rejects_path)
+    _report({"lines": progress.done, "imported": counts[RowStatus.IMPORTED]}, summary,
+            counts, progress.codes, rejects_path, seconds=seconds)
 
 
-def _report(data: dict[str, Any], summary: Callable[[], None], codes: Mapping[str, int],
-            rejected: int, rejects_path: Path) -> None:
-    """A batch command's result: ``data`` as JSON, or ``summary`` then the count of
-    each reject code and where the rejected rows went; exit 1 if any row was rejected."""
+def _report(done: dict[str, Any], summary: Callable[[], None],
+            counts: Mapping[RowStatus, int], codes: Mapping[str, int], rejects_path: Path,
+            *, seconds: float | None = None) -> None:
+    """A batch command's result: as JSON, ``done`` (the rows read and those it changed)
+    with the skipped and rejected ones, each reject code's count, the rejects file and the
+    time taken; else ``summary`` then the codes and where the rejected rows went. Exit 1
+    if any row was rejected."""
+    rejected = counts[RowStatus.REJECTED]
+    data = {**done, "skipped": counts[RowStatus.SKIPPED], "rejected": rejected,
+            "codes": dict(sorted(codes.items())),
+            "rejects_file": str(rejects_path) if rejected else None,
+            **({} if seconds is None else {"seconds": round(seconds, 3)})}
+
     def human() -> None:
         summary()
         for code, count in sorted(codes.items()):
