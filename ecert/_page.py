@@ -32,17 +32,27 @@ import html
 import json
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
 from ecert._formats.jose import b64url_encode
 from ecert._formats.trustlist import VerifierPage
+from ecert.errors import FormatError
 from ecert.trust import TrustAnchor
 
-__all__ = ["PAGE_DIR", "SINGLE_FILE", "build_page", "check_page", "minify_css", "minify_js",
-           "page_digests", "page_size"]
+__all__ = [
+    "PAGE_DIR",
+    "SINGLE_FILE",
+    "build_page",
+    "check_page",
+    "minify_css",
+    "minify_js",
+    "page_digests",
+    "page_mismatches",
+    "page_size",
+]
 
 #: Where the page lives in a bundle: ``{base_url}/verify/``.
 PAGE_DIR = "verify"
@@ -371,17 +381,28 @@ def page_size(files: Mapping[str, bytes]) -> int:
     return sum(len(files[name]) for name in _PAGE_FILES)
 
 
+def page_mismatches(page: VerifierPage, read: Callable[[str], bytes]
+                    ) -> list[tuple[str, Exception | None]]:
+    """The files of the page whose bytes are not the ones the trust list signed:
+    ``(name, why it could not be read)``, None where it was read and differs. ``read``
+    gives a file's bytes by name (from a directory, or from the region's host) and raises
+    :class:`OSError` or :class:`~ecert.errors.FormatError` where it cannot."""
+    found: list[tuple[str, Exception | None]] = []
+    for name, digest in sorted(page.files.items()):
+        try:
+            data = read(name)
+        except (OSError, FormatError) as e:
+            found.append((name, e))
+            continue
+        if page_digests({name: data}).files[name] != digest:
+            found.append((name, None))
+    return found
+
+
 def check_page(directory: str | Path, page: VerifierPage) -> list[str]:
     """What differs between the page files in ``directory`` (a bundle's ``verify/``) and
     the digests the trust list signed: one line per missing or changed file."""
-    problems = []
     root = Path(directory)
-    for name, digest in sorted(page.files.items()):
-        try:
-            data = (root / name).read_bytes()
-        except OSError as e:
-            problems.append(f"{name}: cannot be read ({e.strerror or e})")
-            continue
-        if b64url_encode(hashlib.sha256(data).digest()) != digest:
-            problems.append(f"{name}: differs from the digest in the trust list")
-    return problems
+    return [f"{name}: differs from the digest in the trust list" if error is None else
+            f"{name}: cannot be read ({getattr(error, 'strerror', None) or error})"
+            for name, error in page_mismatches(page, lambda name: (root / name).read_bytes())]

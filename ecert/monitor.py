@@ -21,7 +21,6 @@ Its cost grows with the new entries only. Nothing here imports SQLAlchemy.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -736,20 +735,15 @@ class Monitor:
         page = trust_list.verifier_page
         if page is None:
             return
-        from ecert._page import PAGE_DIR
+        from ecert._page import PAGE_DIR, page_mismatches
 
         base = trust_list.base_url.rstrip("/")
-        for name, digest in sorted(page.files.items()):
-            url = f"{base}/{PAGE_DIR}/{name}"
-            try:
-                data = self.source.fetch(url, max_bytes=MAX_PAGE_FILE_BYTES)
-            except (OSError, FormatError) as e:
-                find(FindingKind.VERIFIER_PAGE_MISMATCH, f"{PAGE_DIR}/{name}", None,
-                     f"the page file signed in the trust list cannot be fetched: {e}")
-                continue
-            if b64url_encode(hashlib.sha256(data).digest()) != digest:
-                find(FindingKind.VERIFIER_PAGE_MISMATCH, f"{PAGE_DIR}/{name}", None,
-                     "the page file served differs from the digest the trust list signed")
+        for name, error in page_mismatches(page, lambda name: self.source.fetch(
+                f"{base}/{PAGE_DIR}/{name}", max_bytes=MAX_PAGE_FILE_BYTES)):
+            find(FindingKind.VERIFIER_PAGE_MISMATCH, f"{PAGE_DIR}/{name}", None,
+                 "the page file served differs from the digest the trust list signed"
+                 if error is None else
+                 f"the page file signed in the trust list cannot be fetched: {error}")
 
     def run(self) -> MonitorReport:
         """Check what the log added since the last run; save the state if the log is
