@@ -32,6 +32,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -66,16 +67,17 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
-def postgres_cpu() -> tuple[float, ...]:
-    """PostgreSQL's processes' CPU seconds, flattened: twice their number, then pid and
-    seconds of each (none without PostgreSQL)."""
-    if not PG_URL:
-        return (0.0,)
-    pids = postgres_pids()
-    flat: list[float] = [2.0 * len(pids)]
-    for pid in pids:
-        flat += [float(pid), cpu_seconds([pid])]
-    return tuple(flat)
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds of each of PostgreSQL's processes, by pid (none without PostgreSQL)."""
+    return {pid: cpu_seconds([pid]) for pid in postgres_pids()} if PG_URL else {}
+
+
+class Snapshot(NamedTuple):
+    """CPU seconds so far: this process's, PostgreSQL's by process, each service process's."""
+
+    own: float
+    database: dict[int, float]
+    workers: tuple[float, ...]
 
 
 def children(pid: int) -> list[int]:
@@ -162,13 +164,11 @@ def listening(port: int) -> int:
     return count
 
 
-Snapshot = Callable[[], tuple[float, ...]]
 
 
 def load(world: object, port: int, seconds: float, max_requests: int, concurrency: int,
-         snapshot: Snapshot, presign: bool = False
-         ) -> tuple[list[float], dict[int, int], float, int, tuple[float, ...],
-                    tuple[float, ...]]:
+         snapshot: Callable[[], Snapshot], presign: bool = False
+         ) -> tuple[list[float], dict[int, int], float, int, Snapshot, Snapshot]:
     """Latencies of the counted requests, statuses, elapsed seconds, copies made, and
     ``snapshot()`` (CPU seconds) when the counted part began and when it ended.
     ``presign``: each thread's requests are signed before the load starts (as a load
@@ -260,12 +260,10 @@ def main() -> None:
                 server, port = start_server(world, args.workers)
                 pids = children(server.pid)
 
-                def snapshot(pids: list[int] = pids) -> tuple[float, ...]:
-                    # Backends started during the load (a pool growing) count in full.
+                def snapshot(pids: list[int] = pids) -> Snapshot:
                     mine = os.times()
-                    return (mine.user + mine.system,
-                            *postgres_cpu(),
-                            *(cpu_seconds([pid]) for pid in pids))
+                    return Snapshot(mine.user + mine.system, postgres_cpu(),
+                                    tuple(cpu_seconds([pid]) for pid in pids))
 
                 latencies, statuses, elapsed, copies, before, after = load(
                     world, port, args.seconds, args.max_requests, args.concurrency,
@@ -278,15 +276,12 @@ def main() -> None:
                 for gen in schemas:
                     next(gen, None)
     latencies.sort()
-    own = after[0] - before[0]
-    # PostgreSQL's processes by pid (a backend that ended meanwhile is not counted; one
-    # that started counts in full): other work's backends must not make this negative.
-    count = int(before[1])
-    was = dict(zip(before[2:2 + count:2], before[3:2 + count:2], strict=True))
-    now_count = int(after[1])
-    database = sum(cpu - was.get(pid, 0.0) for pid, cpu in zip(
-        after[2:2 + now_count:2], after[3:2 + now_count:2], strict=True))
-    each = [a - b for a, b in zip(after[2 + now_count:], before[2 + count:], strict=True)]
+    own = after.own - before.own
+    # PostgreSQL's processes by pid: a backend that started during the load (a pool
+    # growing) counts in full, one that ended meanwhile not at all — other work's backends
+    # must not make this negative.
+    database = sum(cpu - before.database.get(pid, 0.0) for pid, cpu in after.database.items())
+    each = [a - b for a, b in zip(after.workers, before.workers, strict=True)]
     served = sum(each)
     db = "PostgreSQL" if PG_URL else "SQLite"
     print(f"{db}, {args.workers} worker(s), concurrency {args.concurrency}, "
