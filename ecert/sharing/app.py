@@ -339,7 +339,6 @@ class _SignedEndpoints:
         self.app = app
         self.service = service
         self.endpoints = endpoints
-        self.threads = threads
         # A pool of its own rather than anyio's default limiter and worker threads: its
         # queue is the C SimpleQueue, where anyio's hand-off (queue.Queue and a Condition)
         # took a twelfth of a worker's CPU per request.
