@@ -24,6 +24,7 @@ Everything here is pure (no clock: callers pass ``today``).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -110,11 +111,24 @@ def _what(label: str, value: str) -> str:
     return f"{label} {mask_id(shown)!r}"
 
 
+class _Shown:
+    """``_what(label, value)``, formatted only if a message needs it (most ids are fine,
+    and a batch checks millions)."""
+
+    __slots__ = ("label", "value")
+
+    def __init__(self, label: str, value: str) -> None:
+        self.label, self.value = label, value
+
+    def __str__(self) -> str:
+        return _what(self.label, self.value)
+
+
 def check_resident_id(value: str, *, today: date | None = None, label: str = "resident id"
                       ) -> str:
     """The normalised resident identity number, or :class:`HolderIdInvalid` saying why."""
     text = normalize_id(value)
-    what = _what(label, text)
+    what = _Shown(label, text)
     if not text:
         raise HolderIdInvalid(f"{label} is empty", code="holder_id_empty")
     if len(text) != 18:
@@ -143,8 +157,22 @@ def check_resident_id(value: str, *, today: date | None = None, label: str = "re
 
 def check_uscc(value: str, *, label: str = "unified social credit code") -> str:
     """The normalised unified social credit code, or :class:`HolderIdInvalid` saying why."""
+    if type(value) is str and value in _valid_uscc:  # a batch checks a code 3 times a row
+        return _valid_uscc[value]
+    text = _checked_uscc(value, label)
+    if len(_valid_uscc) >= 4096:
+        _valid_uscc.clear()
+    _valid_uscc[value] = text
+    return text
+
+
+#: Codes found valid lately, as given: their normalised form (a refusal is not kept).
+_valid_uscc: dict[str, str] = {}
+
+
+def _checked_uscc(value: str, label: str) -> str:
     text = normalize_id(value)
-    what = _what(label, text)
+    what = _Shown(label, text)
     if not text:
         raise HolderIdInvalid(f"{label} is empty", code="holder_id_empty")
     if len(text) != 18:
@@ -197,6 +225,13 @@ class HolderIdScheme:
 
 def parse_scheme(text: str) -> HolderIdScheme:
     """A scheme from its declaration; :class:`InputError` (``invalid_holder_id_scheme``)."""
+    if isinstance(text, str):
+        return _parse_scheme(text)  # cached: a batch asks for its type's scheme per row
+    raise InputError("a holder id scheme is a string", code="invalid_holder_id_scheme")
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_scheme(text: str) -> HolderIdScheme:
     if not isinstance(text, str):
         raise InputError("a holder id scheme is a string", code="invalid_holder_id_scheme")
     name = text.strip()
@@ -227,6 +262,21 @@ HOLDER_CLAIM_KEYS = ("holder_id", "holder_name")
 
 def code_claims(schema: Mapping[str, Any]) -> dict[str, str]:
     """Top-level claims whose schema declares a code format: ``{claim: scheme name}``."""
+    found = _code_claims.get(id(schema))
+    if found is not None and found[0] is schema:  # one type's schema, row after row
+        return found[1]
+    result = _code_claims_of(schema)
+    if len(_code_claims) > 256:
+        _code_claims.clear()
+    _code_claims[id(schema)] = (schema, result)
+    return result
+
+
+#: ``id(schema): (schema, its code claims)``: the schema is kept, so its id is not reused.
+_code_claims: dict[int, tuple[Mapping[str, Any], dict[str, str]]] = {}
+
+
+def _code_claims_of(schema: Mapping[str, Any]) -> dict[str, str]:
     properties = schema.get("properties")
     if not isinstance(properties, Mapping):
         return {}

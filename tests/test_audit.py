@@ -186,17 +186,34 @@ def test_log_rewritten_after_dropping_the_triggers(setup, edit: str) -> None:
                     "entry_malformed"}, found
 
 
-def test_a_published_status_bit_that_differs_from_the_log(setup, tmp_path: Path) -> None:
+def test_a_published_status_bit_that_differs_from_the_log(setup, clock, tmp_path: Path
+                                                          ) -> None:
     registry, _first, second, bundle = setup
     # The insider reinstates in the database and republishes. An incremental publication
     # changes only what the log changed: the bundle still says suspended.
     sql(registry, "UPDATE certificates SET status = 'valid' WHERE id = :id", id=second.id)
     assert registry.publish(bundle).status_lists_encoded == 0
     assert kinds(registry.audit(bundle=bundle)) == {"status_mismatch"}
-    # A full one reads the rows: the bundle now says valid, and the audit says so too.
+    # Nor does a full one: lists are built from the log, never from the rows, so the
+    # edit reaches no published list; the audit names the row.
     assert registry.publish(bundle, full=True).status_lists_encoded == 1
-    found = kinds(registry.audit(bundle=bundle))
-    assert {"status_mismatch", "published_status_mismatch"} <= found
+    assert kinds(registry.audit(bundle=bundle)) == {"status_mismatch"}
+    result = ecert.Verifier.from_bundle(bundle, clock=clock).verify(second.token)
+    assert not result.valid and result.status == "suspended", result
+
+
+@pytest.mark.parametrize("edit", [
+    "UPDATE status_lists SET allocated = allocated + 5",  # unissued slots would read valid
+    "UPDATE status_lists SET allocated = allocated - 1",  # an issued one would read invalid
+    "UPDATE status_lists SET permutation_key = :key",  # other slots than the log issued
+])
+def test_a_status_list_counter_or_key_edited_is_named(setup, edit: str) -> None:
+    # Publication builds a list from its counter and permutation (not from millions of
+    # entries): the audit checks both against the slots the log issued.
+    registry = setup[0]
+    sql(registry, edit, key=b"\x01" * 32)
+    assert ("record_modified", "status list 1") in {
+        (f.kind, f.subject) for f in registry.audit().findings}
 
 
 def test_an_operator_planted_in_the_database_gains_nothing(setup, clock) -> None:

@@ -29,6 +29,7 @@ from ecert._formats.trustlist import (
     TrustList,
     TypeEntry,
 )
+from ecert._mac import hmac_sha256
 from ecert.errors import FormatError
 from ecert.keys import LocalSigner
 
@@ -1012,3 +1013,12 @@ def test_parse_canonical_agrees_on_random_documents(value: Any) -> None:
                  json.dumps(value, sort_keys=True, separators=(",", ":"),
                             ensure_ascii=False).encode()):
         assert _fast_verdict(data) == _stdlib_verdict(data)
+
+
+@given(st.binary(max_size=200), st.binary(max_size=300))
+@settings(max_examples=300)
+def test_hmac_sha256_is_rfc_2104_hmac(key: bytes, message: bytes) -> None:
+    import hmac
+
+    assert hmac_sha256(key, message) == hmac.digest(key, message, "sha256")
+    assert hmac_sha256(key, message) == hmac.digest(key, message, "sha256")  # cached state

@@ -256,6 +256,18 @@ def test_text_that_could_fake_output_is_refused(text: str, code: str) -> None:
     assert "\n" not in info.value.message
 
 
+def test_no_noncharacter_is_printable() -> None:
+    # The text checks' fast path (str.isprintable at C speed) relies on it: noncharacters
+    # are permanently unassigned (Cn). A Python whose Unicode data said otherwise fails
+    # here rather than letting one through.
+    nonchars = [*range(0xFDD0, 0xFDF0), *(p << 16 | 0xFFFE for p in range(17)),
+                *(p << 16 | 0xFFFF for p in range(17))]
+    assert not any(chr(cp).isprintable() for cp in nonchars)
+    for cp in nonchars:
+        with pytest.raises(TextInvalid):
+            check_claims_text({"name": f"王{chr(cp)}"})
+
+
 def test_claims_text_checks_names_values_and_depth() -> None:
     check_claims_text({"a": ["b", {"c": "d·e"}], "n": 1, "z": None})
     for claims, code in (({"a": ["x\ny"]}, "text_control"), ({"a\u202e": "x"}, "text_bidi"),

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 import ecert
 from ecert import _samples
+from ecert._allocation import permuted_index
 from ecert._formats import bundle
 from ecert._formats.certificate import CertificateClaims
 from ecert._storage.database import _alembic_config, make_engine, sqlite_url
@@ -38,10 +39,11 @@ def _old_registry(home: Path, url: str) -> tuple[str, str]:
     amr = next(a for a in sample["agencies"] if a["code"] == "gd-amr")
     cert_id = str(CertificateId(entry["national_type_code"], amr["uscc"], "00000001"))
     uri = bundle.status_list_uri(sample["base_url"], 1)
+    slot = permuted_index(b"k" * 32, 0, 131_072)  # the first allocation, as ecert made it
     token = CertificateClaims(
         iss=f"{sample['base_url']}/agencies/gd-amr", sub="pseudonym", jti=cert_id, iat=T0,
         nbf=T0, exp=T0 + 86_400 * 365, vct="cn.business-licence", vct_version=1, region="GD",
-        holder_name=claims["name"], claims=claims, status_list_uri=uri, status_index=7,
+        holder_name=claims["name"], claims=claims, status_list_uri=uri, status_index=slot,
     ).sign(agency)
     rows = {
         "region": [{"id": 1, "code": "GD", "name": sample["name"],
@@ -68,7 +70,7 @@ def _old_registry(home: Path, url: str) -> tuple[str, str]:
                           "holder": "pseudonym", "holder_name": claims["name"],
                           "claims": json.dumps(claims), "issued_at": T0, "valid_from": T0,
                           "valid_until": T0 + 86_400 * 365, "status": "suspended",
-                          "status_list_id": 1, "status_index": 7, "kid": agency.kid,
+                          "status_list_id": 1, "status_index": slot, "kid": agency.kid,
                           "token": token}],
         "events": [{"at": T0, "operator": "clerk-li", "action": a, "subject": s,
                     "details": "{}"} for a, s in (("registry.init", "GD"),

@@ -30,6 +30,7 @@ from ecert._formats.jose import (
     parse_canonical,
     verify_signature,
 )
+from ecert._mac import hmac_sha256
 from ecert.errors import FormatError
 
 VERSION = 1
@@ -148,7 +149,7 @@ def verify_unit(entries: Sequence[Entry], jwk: Mapping[str, str]) -> bool:
 
 def commitment_opening(key: bytes, subject: str) -> bytes:
     """The per-subject secret that opens a commitment (revealing it reveals no other)."""
-    return hmac.digest(key, subject.encode("utf-8"), "sha256")[:16]
+    return hmac_sha256(key, subject.encode("utf-8"))[:16]
 
 
 def commit(opening: bytes, subject: str) -> str:

@@ -24,7 +24,6 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
@@ -49,14 +48,11 @@ def _is_noncharacter(cp: int) -> bool:
     return 0xFDD0 <= cp <= 0xFDEF or (cp & 0xFFFE) == 0xFFFE
 
 
-_NONCHARACTERS = re.compile("[\ufdd0-\ufdef" + "".join(
-    f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(17)) + "]")
-
-
 def bad_character(text: str) -> tuple[int, str, str] | None:
     """The first refused character: ``(index, code, what)``, or None if all are fine."""
-    if text.isprintable() and _NONCHARACTERS.search(text) is None:
-        # The common case, at C speed: printable text has no Cc, Cf, Cs, Zl or Zp.
+    if text.isprintable():
+        # The common case, at C speed: printable text has no Cc, Cf, Cs, Zl or Zp, and
+        # no noncharacter either (they are permanently unassigned, Cn, never printable).
         return None
     for index, char in enumerate(text):
         if char.isprintable() and char not in _ALLOWED_FORMAT:
@@ -114,10 +110,8 @@ def _plain_flat(claims: Mapping[str, Any]) -> bool:
             texts.append(value)
         elif not (value is None or isinstance(value, bool | int | float)):
             return False
-    joined = "".join(texts)
-    # Noncharacters start at U+FDD0: text below it (Chinese included) needs no search.
-    return joined.isprintable() and (not joined or max(joined) < "\ufdd0"
-                                     or _NONCHARACTERS.search(joined) is None)
+    # Printable text holds no noncharacter either (see bad_character).
+    return "".join(texts).isprintable()
 
 
 def check_claims_text(claims: Mapping[str, Any], *, label: str = "$.claims") -> None:

@@ -336,17 +336,6 @@ class Repository:
                    status_lists.c.allocated).order_by(status_lists.c.id))
         return [(r.id, r.size, r.bits, r.allocated) for r in rows]
 
-    def non_valid_slots(self, list_id: int) -> Iterator[tuple[int, str]]:
-        """``(index, status)`` of every suspended or revoked certificate on a list."""
-        rows = self.conn.execute(
-            select(certificates.c.status_index, certificates.c.status).where(
-                certificates.c.status_list_id == list_id,
-                certificates.c.status != CertificateStatus.VALID.value,
-            )
-        )
-        for row in rows:
-            yield int(row.status_index), str(row.status)
-
     def get_certificate(self, cert_id: str, *, for_update: bool = False) -> Certificate | None:
         query = self._cert_query().where(certificates.c.id == cert_id)
         if for_update:
@@ -485,8 +474,8 @@ class Repository:
         row = self.conn.execute(select(operators).where(operators.c.kid == kid)).first()
         return None if row is None else self._operator(row)
 
-    def stream_tuples(self, statement: Any, chunk: int, *, literal: bool = False
-                      ) -> Iterator[list[tuple[Any, ...]]]:
+    def stream_tuples(self, statement: Any, chunk: int, *, literal: bool = False,
+                      binary: bool = False) -> Iterator[list[tuple[Any, ...]]]:
         """The rows of a parameterless ``statement``, ``chunk`` plain tuples at a time.
 
         Through the driver's own cursor on this connection (so inside its transaction and
@@ -495,7 +484,8 @@ class Repository:
         as reading it. Values are the driver's (PostgreSQL's driver parses JSON columns,
         SQLite's gives their text); columns must be of plain types. With ``literal`` the
         statement's parameters are written into it (numbers and the registry's own
-        constants only, never input).
+        constants only, never input). With ``binary`` PostgreSQL sends the values in its
+        binary format: byte strings as they are, not twice as long in hex (log leaves).
         """
         sql = str(statement.compile(dialect=self.conn.dialect,
                                     compile_kwargs={"literal_binds": literal}))
@@ -503,7 +493,7 @@ class Repository:
         if dbapi is None:  # pragma: no cover - an invalidated connection
             raise RuntimeError("the connection is closed")
         if self.conn.dialect.name == "postgresql":
-            cursor = dbapi.cursor(name="ecert_stream")
+            cursor = dbapi.cursor(name="ecert_stream", binary=binary)
         else:
             cursor = dbapi.cursor()
         try:
@@ -582,6 +572,33 @@ class Repository:
             query = query.limit(limit)
         return self.conn.execute(query).all()
 
+    def log_leaves(self, start: int, end: int) -> list[bytes]:
+        """The leaves of the entries from ``start`` to ``end`` (excluded), in log order,
+        in one query: integration and publication read millions. A range of ``end -
+        start`` entries gives that many leaves unless the log has gaps."""
+        return [bytes(leaf) for (leaf,) in self._fetch_all(
+            select(log_entries.c.leaf)
+            .where(log_entries.c.seq >= int(start), log_entries.c.seq < int(end))
+            .order_by(log_entries.c.seq))]
+
+    def _fetch_all(self, statement: Any) -> list[tuple[Any, ...]]:
+        """The rows of ``statement`` (its parameters numbers only: they are written into
+        it) as the driver's plain tuples, PostgreSQL's in its binary format (byte strings
+        as they are, not twice as long in hex): for bulk reads of bytes, where building
+        a SQLAlchemy ``Row`` for each costs more than reading it."""
+        sql = str(statement.compile(dialect=self.conn.dialect,
+                                    compile_kwargs={"literal_binds": True}))
+        dbapi = self.conn.connection.dbapi_connection
+        if dbapi is None:  # pragma: no cover - an invalidated connection
+            raise RuntimeError("the connection is closed")
+        cursor = (dbapi.cursor(binary=True) if self.conn.dialect.name == "postgresql"
+                  else dbapi.cursor())
+        try:
+            cursor.execute(sql)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
     def units_with_actions(self, actions: Sequence[str], end: int) -> list[int]:
         """The units (below ``end``) holding an entry of one of ``actions``: ranges of the
         action index, so a log of millions of certificate entries is not scanned."""
@@ -603,10 +620,10 @@ class Repository:
     def read_tiles(self, level: int, start: int, end: int) -> dict[int, tuple[int, bytes]]:
         """``index: (width, hashes)`` of the stored tiles of ``level`` from ``start`` to
         ``end`` (excluded), in one query."""
-        rows = self.conn.execute(select(log_tiles.c.idx, log_tiles.c.width, log_tiles.c.hashes)
-                                 .where(log_tiles.c.level == level, log_tiles.c.idx >= start,
-                                        log_tiles.c.idx < end))
-        return {int(r.idx): (int(r.width), bytes(r.hashes)) for r in rows}
+        return {int(i): (int(w), bytes(h)) for i, w, h in self._fetch_all(
+            select(log_tiles.c.idx, log_tiles.c.width, log_tiles.c.hashes)
+            .where(log_tiles.c.level == int(level), log_tiles.c.idx >= int(start),
+                   log_tiles.c.idx < int(end)))}
 
     def latest_checkpoint(self) -> tuple[int, bytes, str] | None:
         row = self.conn.execute(select(checkpoints).order_by(checkpoints.c.size.desc())
@@ -642,17 +659,24 @@ class Repository:
             due = now is not None and row.revoke_at is not None and row.revoke_at <= now
             yield int(row.status_index), revoked if due else str(row.status)
 
-    def list_marks(self, list_id: int) -> Iterator[list[tuple[Any, ...]]]:
-        """``(status, index)`` of the valid and suspended certificates on a list, a chunk
-        at a time: a range of the ``(status_list_id, status, status_index)`` index (0014),
-        so a list of millions is read without touching the certificates themselves."""
-        return self.stream_tuples(
-            select(certificates.c.status, certificates.c.status_index)
-            .where(certificates.c.status_list_id == int(list_id),
-                   certificates.c.status.in_([CertificateStatus.VALID.value,
-                                              CertificateStatus.SUSPENDED.value]))
-            .order_by(certificates.c.status, certificates.c.status_index),
-            65_536, literal=True)
+    def status_list_key(self, list_id: int) -> bytes | None:
+        """The key of a list's slot permutation."""
+        key = self.conn.execute(select(status_lists.c.permutation_key)
+                                .where(status_lists.c.id == int(list_id))).scalar_one_or_none()
+        return None if key is None else bytes(key)
+
+    def entries_of_actions(self, actions: Sequence[str], start: int, end: int
+                           ) -> Iterator[tuple[int, bytes]]:
+        """``(seq, leaf)`` of the entries of ``actions`` from ``start`` to ``end``
+        (excluded), in log order, streamed: from the action index (0) or a range of the
+        log's key (the newest entries), whichever the database finds cheaper."""
+        for chunk in self.stream_tuples(
+                select(log_entries.c.seq, log_entries.c.leaf)
+                .where(log_entries.c.action.in_([str(a) for a in actions]),
+                       log_entries.c.seq >= int(start), log_entries.c.seq < int(end))
+                .order_by(log_entries.c.seq), 10_000, literal=True, binary=True):
+            for seq, leaf in chunk:
+                yield int(seq), bytes(leaf)
 
     def revocations_due(self, after: int | None, now: int) -> list[tuple[int, int]]:
         """``(list_id, index)`` of the certificates whose scheduled revocation fell due
@@ -663,22 +687,6 @@ class Repository:
         rows = self.conn.execute(
             select(certificates.c.status_list_id, certificates.c.status_index).where(due))
         return [(int(r[0]), int(r[1])) for r in rows]
-
-    def slots_logged_since(self, seq: int, actions: Sequence[str]
-                           ) -> Iterator[list[tuple[Any, ...]]]:
-        """``(list_id, index, status, revoke_at)`` of every certificate that a log entry
-        at or after ``seq`` of one of ``actions`` is about, a chunk at a time."""
-        wanted = {str(a) for a in actions}
-        for entries in self.stream_tuples(  # a range of the log's key: the newest entries
-                select(log_entries.c.action, log_entries.c.plain_subject)
-                .where(log_entries.c.seq >= int(seq)).order_by(log_entries.c.seq),
-                10_000, literal=True):
-            ids = sorted({subject for action, subject in entries if action in wanted})
-            if ids:
-                yield [tuple(r) for r in self.conn.execute(
-                    select(certificates.c.status_list_id, certificates.c.status_index,
-                           certificates.c.status, certificates.c.revoke_at)
-                    .where(certificates.c.id.in_(ids)))]
 
     def get_lease(self, name: str) -> Lease | None:
         """The lease ``name`` if someone holds it (expired or not); None if nobody does."""

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import select, text
 
 from ecert import _windows
+from ecert._allocation import Permutation
 from ecert._authority import Action
 from ecert._clock import from_seconds
 from ecert._formats import bundle as _bundle
@@ -816,11 +817,23 @@ def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any,
                  "the agreement differs from the log")
     _compare_sharing(ctx, repo, replay, find)
     _compare_issue_keys(repo, replay, key, find)
-    for list_id, _size, _bits, allocated in repo.list_status_lists():
+    for list_id, size, _bits, allocated in repo.list_status_lists():
         logged_count = len(replay.statuses.get(list_id, {}))
-        if allocated < logged_count:
+        # Publication builds a list from its allocation counter (the first ``allocated``
+        # slots of its permutation): a counter raised past the log would publish slots
+        # nobody issued as valid, one lowered would publish issued ones as invalid.
+        if allocated != logged_count:
             find("record_modified", f"status list {list_id}", None,
                  f"{allocated} slots allocated but the log issued {logged_count}")
+            continue
+        list_key = repo.status_list_key(list_id)
+        slots = replay.statuses.get(list_id, {})
+        if list_key is not None and slots:
+            permute = Permutation(list_key, size)
+            if any(permute(n) not in slots for n in range(allocated)):
+                find("record_modified", f"status list {list_id}", None,
+                     "the log issued slots other than the list's first allocations (its "
+                     "permutation key or counter was changed)")
 
 
 def _compare_issue_keys(repo: Repository, replay: Replay, key: bytes, find: Any) -> None:
@@ -1017,9 +1030,9 @@ def history(ctx: _Context, cert_id: str) -> History:
         proofs: dict[int, tuple[str, ...]] = {}
         size, root = (0, b"") if latest is None else (latest[0], latest[1])
         if latest is not None:
-            from ecert.registry._publication import _DbTiles
+            from ecert.registry._tree import DbTiles
 
-            reader = _DbTiles(repo)
+            reader = DbTiles(repo)
             for row in rows:
                 if int(row.seq) < size:
                     proofs[int(row.seq)] = tuple(

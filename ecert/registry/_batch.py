@@ -17,7 +17,6 @@ twice within one run is ``duplicate_row``.
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from ecert._formats.certificate import CERTIFICATE_TYP, CertificateClaims
 from ecert._formats.jose import CompactSigner, b64url_encode, canonical_json, strict_json_loads
 from ecert._formats.log import token_hash
 from ecert._formats.text import MAX_NAME, check_text
+from ecert._mac import hmac_sha256
 from ecert.batch import BatchFile, BatchRow, RejectCode, RejectsFile, RowOutcome, RowStatus
 from ecert.errors import (
     ClaimsInvalid,
@@ -147,7 +147,7 @@ class _Run:
             data = canonical_json(material)
         except (ValueError, TypeError, RecursionError):
             return None
-        return b64url_encode(hmac.digest(self.ctx.batch_key, data, "sha256")[:18])
+        return b64url_encode(hmac_sha256(self.ctx.batch_key, data)[:18])
 
     def prepare(self, row: BatchRow, key: str, claims: dict[str, Any] | ClaimsInvalid,
                 today: date) -> _Ready | RowOutcome:
@@ -534,6 +534,7 @@ def _compact_signer(ctx: _Context, kid: str) -> CompactSigner:
     return CompactSigner(ctx.signer(kid), CERTIFICATE_TYP)
 
 
-ISSUE_CHUNK = Operation(Action.CERT_ISSUE, _target, _issue_chunk, guarded=False, private=True)
+ISSUE_CHUNK = Operation(Action.CERT_ISSUE, _target, _issue_chunk, guarded=False, private=True,
+                        integrate=True)
 """Not registered: a four-eyes policy on issuance refuses a batch instead of holding it
 (``approval_required``), so no approved request ever names this operation."""

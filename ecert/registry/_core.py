@@ -61,6 +61,7 @@ from ecert.errors import (
 )
 from ecert.keys import FileKeyStore, KeyProvider, Signer
 from ecert.models import ApprovalRequest, KeyInfo, KeyRole, Operator, Region, Role
+from ecert.registry._tree import integrate
 
 log = logging.getLogger("ecert.registry")
 
@@ -178,6 +179,10 @@ class Operation(Generic[T]):
     #: result and the log index of each entry, in logging order): for results that name
     #: their entry, which has no index until the unit is sealed.
     placed: Callable[[T, list[int]], T] | None = None
+    #: Whether the unit brings the log's stored tree up to its own entries before it
+    #: commits: units that append many entries (chunks of a batch), so that a registry
+    #: built in bulk leaves no backlog of millions for its first publication.
+    integrate: bool = False
 
 
 @dataclass
@@ -469,6 +474,8 @@ class _Context:
                     request = self._hold_for_approval(unit, operation, target, params)
                 result = None if request is not None else operation.apply(unit, params)
                 start, count = unit.seal(signer)
+                if operation.integrate:
+                    integrate(repo)
                 if request is None and operation.placed is not None:
                     result = operation.placed(result,  # type: ignore[arg-type]
                                               list(range(start, start + count)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 import secrets
@@ -21,6 +20,7 @@ from ecert._formats.certificate import CertificateClaims
 from ecert._formats.jose import b64url_encode, canonical_json
 from ecert._formats.log import commitment, token_hash
 from ecert._formats.text import MAX_NAME, check_claims_text, check_text
+from ecert._mac import hmac_sha256
 from ecert.errors import ClaimsInvalid, InputError, InvalidTransition, NotAuthorized, NotFound
 from ecert.holder_ids import (
     CLAIM_FORMATS,
@@ -53,7 +53,7 @@ def holder_pseudonym(key: bytes, holder_id: str) -> str:
     normalized = normalize_id(holder_id)
     if not normalized:
         raise InputError("holder id is empty")
-    return b64url_encode(hmac.digest(key, normalized.encode(), "sha256")[:16])
+    return b64url_encode(hmac_sha256(key, normalized.encode())[:16])
 
 
 def validate_claims(cert_type: CertificateType, claims: Mapping[str, Any]) -> None:

@@ -134,7 +134,8 @@ def _revoke_batch(unit: Unit, p: Mapping[str, Any]) -> list[str]:
 REVOKE_BATCH = register(Operation(
     Action.CERT_REVOKE_BATCH, _batch_target, _revoke_batch,
     # A four-eyes policy on revoking any of its types holds the whole batch, once.
-    covers=lambda p: [(Action.CERT_REVOKE, t) for t in sorted({t for _a, t in p["scope"]})]))
+    covers=lambda p: [(Action.CERT_REVOKE, t) for t in sorted({t for _a, t in p["scope"]})],
+    integrate=True))
 
 
 def _redact(unit: Unit, p: Mapping[str, Any]) -> Certificate:

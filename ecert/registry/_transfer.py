@@ -453,6 +453,6 @@ def _import_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str
 
 
 IMPORT_CHUNK = Operation(Action.CERT_ISSUE, _target, _import_chunk, guarded=False,
-                         private=True)
+                         private=True, integrate=True)
 """Not registered (as batch issuance): a four-eyes policy on issuing, suspending or
 revoking the type refuses an import instead of holding it (``approval_required``)."""
