@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 import ecert
 from ecert._formats.bundle import STATUS_DIR
 from ecert._formats.jose import parse_compact, raw_signature, sign_compact
 from ecert._formats.statuslist import INVALID, STATUS_LIST_TYP, SUSPENDED, VALID, StatusList
+from ecert.batch import BatchRow
 from ecert.keys import generate_private_key
 from ecert.registry import _tree
 from tests.support import FakeClock, issue_business_licence
+from tests.support.batch import AGENCY, BL, licence_rows
 from tests.support.tamper import sql
 
 
@@ -141,6 +144,26 @@ def test_a_file_that_is_no_token_is_built_again(
     path.write_text("not a token", "ascii")
     assert registry.publish(www).status_lists_encoded == 1
     assert status_of(www, cert) == VALID
+
+
+def test_a_batch_leaves_nothing_to_integrate(registry: ecert.Registry, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    issue_business_licence(registry)  # one by one: integrated by the batch's first chunk
+    rows = [BatchRow(i + 2, r["holder_id"], r["holder_name"], r["claims"])
+            for i, r in enumerate(licence_rows(7))]
+    assert len(list(registry.issue_batch(BL, AGENCY, rows, chunk_size=3))) == 7
+    with registry.engine.connect() as conn:
+        counters = dict(conn.execute(text("SELECT name, value FROM counters")).all())
+    assert counters["log_integrated"] == counters["log_size"]
+    # The publication hashes nothing: every tile it needs is in the database already.
+    hashed: list[int] = []
+    real = _tree.merkle.integrate
+    monkeypatch.setattr(_tree.merkle, "integrate",
+                        lambda size, hashes, *a, **k: hashed.append(len(hashes))
+                        or real(size, hashes, *a, **k))
+    report = registry.publish(tmp_path / "www")
+    assert hashed == [] and report.log_size == counters["log_size"]
+    assert registry.audit(bundle=tmp_path / "www").intact
 
 
 def test_a_long_log_is_integrated_and_written_a_chunk_at_a_time(
