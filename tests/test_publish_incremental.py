@@ -18,7 +18,7 @@ from ecert._formats.jose import parse_compact, raw_signature, sign_compact
 from ecert._formats.statuslist import INVALID, STATUS_LIST_TYP, SUSPENDED, VALID, StatusList
 from ecert.batch import BatchRow
 from ecert.keys import generate_private_key
-from ecert.registry import _tree
+from ecert.registry import _publication, _tree
 from tests.support import FakeClock, issue_business_licence
 from tests.support.batch import AGENCY, BL, licence_rows
 from tests.support.tamper import sql
@@ -164,6 +164,34 @@ def test_a_batch_leaves_nothing_to_integrate(registry: ecert.Registry, tmp_path:
     report = registry.publish(tmp_path / "www")
     assert hashed == [] and report.log_size == counters["log_size"]
     assert registry.audit(bundle=tmp_path / "www").intact
+
+
+def test_a_full_disk_while_writing_the_log_leaves_no_temporary(
+        registry: ecert.Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    for _ in range(3):
+        issue_business_licence(registry)
+    real_write = os.write
+    written = 0
+
+    def write(fd: int, data: Any) -> int:
+        nonlocal written
+        written += 1
+        if written > 1:  # the second log file finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(_publication.os, "write", write)
+    www = tmp_path / "www"
+    with pytest.raises(ecert.PublishError, match="No space left"):
+        registry.publish(www)
+    monkeypatch.undo()
+    assert not [p for p in www.rglob("*") if p.name.endswith(".tmp")]
+    assert not (www / "trustlist.jwt").exists()  # nothing names the missing files
+    registry.publish(www)  # the space is back: the next publication completes
+    assert registry.audit(bundle=www).intact
 
 
 def test_a_long_log_is_integrated_and_written_a_chunk_at_a_time(

@@ -625,12 +625,18 @@ def write_log_files(out: Path, batches: Iterable[Mapping[str, bytes]]) -> None:
     database and flushing files to disk overlap, and at most ``_IN_FLIGHT`` files are
     held in memory. Returns once every file is on disk."""
     pending: deque[Future[None]] = deque()
+    made: set[str] = set()
     try:
         with ThreadPoolExecutor(_WRITERS) as pool:
             try:
                 for batch in batches:
                     for relative, data in batch.items():
-                        pending.append(pool.submit(_write_file, out, relative, data))
+                        path = os.path.join(out, relative)
+                        folder = os.path.dirname(path)
+                        if folder not in made:  # once per folder, not once per file
+                            os.makedirs(folder, exist_ok=True)
+                            made.add(folder)
+                        pending.append(pool.submit(_write_new, path, data))
                     while len(pending) > _IN_FLIGHT:
                         pending.popleft().result()
                 while pending:
@@ -640,6 +646,29 @@ def write_log_files(out: Path, batches: Iterable[Mapping[str, bytes]]) -> None:
                     future.cancel()
     except OSError as e:
         raise PublishError(f"cannot write bundle to {out}: {e.strerror or e}") from e
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """:func:`_write_file` into an existing folder, in system calls alone: the writer
+    threads hold the interpreter's lock only briefly, so the thread reading the next
+    batch from the database is not kept waiting for it (with pathlib and a file object
+    per tile, reading took four times as long)."""
+    folder, name = os.path.split(path)
+    temporary = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)  # on disk before the rename (as _write_file)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def _write_file(out: Path, relative: str, data: bytes) -> None:
