@@ -47,6 +47,7 @@ __all__ = [
     "check_resident_id",
     "check_uscc",
     "code_claims",
+    "mask_claims",
     "mask_id",
     "normalize_claims",
     "normalize_id",
@@ -282,6 +283,19 @@ def _code_claims_of(schema: Mapping[str, Any]) -> dict[str, str]:
         return {}
     return {name: CLAIM_FORMATS[spec["format"]] for name, spec in properties.items()
             if isinstance(spec, Mapping) and spec.get("format") in CLAIM_FORMATS}
+
+
+def mask_claims(claims: Mapping[str, Any], schema: Mapping[str, Any],
+                holder_claims: Mapping[str, str]) -> dict[str, Any]:
+    """``claims`` as a display shows them: the claim that names the holder's id (the
+    type's ``holder_claims["holder_id"]``) and every resident identity number claim
+    masked (:func:`mask_id`), the others as they are."""
+    personal = {name for name, scheme in code_claims(schema).items() if scheme == RESIDENT_ID}
+    id_claim = holder_claims.get("holder_id")
+    if id_claim is not None:
+        personal.add(id_claim)
+    return {name: mask_id(value) if name in personal and isinstance(value, str) else value
+            for name, value in claims.items()}
 
 
 def normalize_claims(schema: Mapping[str, Any], claims: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from datetime import date, datetime
 import click
 
 import ecert
+from ecert.holder_ids import mask_claims
 from ecert_cli._app import cli, emit, input_error, json_option, settings
 from ecert_cli._catalog import read_json_file
 from ecert_cli._i18n import N_, pgettext
@@ -87,10 +88,15 @@ def show(cert_id: str, token_only: bool) -> None:
     """Show certificate ID (the full id, or its serial when unambiguous)."""
     with settings().open_registry() as registry:
         cert = registry.get(cert_id)
-    if token_only:
+        cert_type = None if token_only else registry.get_type(cert.type_code,
+                                                              version=cert.type_version)
+    if cert_type is None:
         emit({"id": cert.id, "token": cert.token}, cert.token)
         return
-    emit(certificate_json(cert), lambda: print_certificate(cert))
+    # On screen the holder's id is masked, in the claims too (a service hall's screen is
+    # seen by others); --json and --token carry the claims as issued, for programs.
+    shown = mask_claims(cert.claims, cert_type.schema, cert_type.holder_claims)
+    emit(certificate_json(cert), lambda: print_certificate(cert, shown_claims=shown))
 
 
 @cli.command("list")

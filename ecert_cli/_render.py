@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -203,7 +204,10 @@ def label(text: str, columns: int = 12) -> str:
     return pad(text + ("：" if is_chinese() else ":"), columns) + " "
 
 
-def print_certificate(cert: ecert.Certificate, *, claims: bool = True) -> None:
+def print_certificate(cert: ecert.Certificate, *, claims: bool = True,
+                      shown_claims: Mapping[str, Any] | None = None) -> None:
+    """A certificate as labelled lines; its claims (``shown_claims`` in their place, the
+    holder's id masked) unless ``claims`` is false."""
     status = status_text(cert.status.value)
     if cert.revocation_reason is not None:
         status += f" ({cert.revocation_reason.value})"
@@ -230,7 +234,8 @@ def print_certificate(cert: ecert.Certificate, *, claims: bool = True) -> None:
         click.echo(f"{label(name)}{value}")
     if claims:
         click.echo(label(pgettext("label", "claims"), 0).rstrip())
-        for line in claim_lines(cert.claims, indent=1):
+        for line in claim_lines(dict(cert.claims if shown_claims is None else shown_claims),
+                                indent=1):
             click.echo(line)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import event, select
 import ecert
 from ecert import _samples
 from ecert._storage.schema import certificates, log_entries
-from ecert.holder_ids import mask_id
+from ecert.holder_ids import mask_claims, mask_id
 from tests.support.batch import read_rejects, write_csv
 from tests.support.cli import Cli, operator_cli
 from tests.support.issuing import issue_business_licence, uscc
@@ -42,6 +42,18 @@ def _holdings(registry: ecert.Registry) -> list[str]:
     second = registry.issue(FOOD, "gd-sz-amr", holder_id=HOLDER.lower(),
                             holder_name="深圳一号有限公司", claims=food)
     return [first.id, second.id]
+
+
+def test_mask_claims_masks_the_holder_claim_and_resident_ids() -> None:
+    schema = {"properties": {"uscc": {"type": "string", "format": "uscc"},
+                             "legal_rep_id": {"type": "string", "format": "cn-resident-id"},
+                             "name": {"type": "string"}}}
+    claims = {"uscc": HOLDER, "legal_rep_id": "440305199001012116", "name": "某公司",
+              "capital": 100}
+    assert mask_claims(claims, schema, {"holder_id": "uscc"}) == {
+        **claims, "uscc": mask_id(HOLDER), "legal_rep_id": "4403**********2116"}
+    # A company's code is masked only where it names the holder.
+    assert mask_claims(claims, schema, {})["uscc"] == HOLDER
 
 
 def test_mask_id() -> None:
@@ -92,10 +104,15 @@ def test_displays_mask_the_holder_id(registry: ecert.Registry, cli: Cli,
                         "--holder-id", bad, "--holder-name", "某公司",
                         "--claims", str(claims_file))
     assert mask_id(bad) in message and bad not in message
+    first, second = (c.id for c in registry.find(holder_id=HOLDER))
     for args in (("uses", "--holder-id", HOLDER), ("consent", "list", "--holder-id", HOLDER),
-                 ("list", "--holder-id", HOLDER)):
+                 ("list", "--holder-id", HOLDER), ("show", first), ("show", second)):
         result = cli.ok(*args)
         assert HOLDER not in result.output + result.stderr, args
+    # The claim naming the holder is on screen, masked; programs get it as issued.
+    for cert_id in (first, second):
+        assert masked in cli.ok("show", cert_id).output
+        assert cli.json("show", cert_id)["claims"]["uscc"] == HOLDER
     # a batch: the reason masks the id, the rejected row keeps it as given (to re-run)
     row = {"holder_id": bad, "holder_name": "某公司",
            "claims": json.dumps(claims, ensure_ascii=False)}
