@@ -20,9 +20,12 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
+    null,
     or_,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -275,17 +278,19 @@ class Repository:
         return [self._agency(row) for row in rows]
 
     def _agency(self, row: Row[Any]) -> Agency:
-        types = self.conn.execute(
-            select(agency_types.c.type_code).where(agency_types.c.agency_code == row.code)
-            .order_by(agency_types.c.type_code)
-        ).scalars().all()
-        windows = self.conn.execute(
-            select(agency_type_windows).where(agency_type_windows.c.agency_code == row.code)
-            .order_by(agency_type_windows.c.type_code, agency_type_windows.c.id)
-        ).all()
-        return Agency(row.code, row.name, row.uscc, tuple(types),
-                      tuple(TypeWindow(w.type_code, _dt(w.valid_from), _dt(w.valid_until))
-                            for w in windows))
+        # Its types and their windows in one query (every issue reads its agency).
+        w = agency_type_windows.c
+        rows = self.conn.execute(union_all(
+            select(literal(0).label("kind"), agency_types.c.type_code.label("type_code"),
+                   null().label("id"), null().label("valid_from"), null().label("valid_until"))
+            .where(agency_types.c.agency_code == row.code),
+            select(literal(1), w.type_code, w.id, w.valid_from, w.valid_until)
+            .where(w.agency_code == row.code),
+        ).order_by("kind", "type_code", "id")).all()
+        return Agency(row.code, row.name, row.uscc,
+                      tuple(r.type_code for r in rows if r.kind == 0),
+                      tuple(TypeWindow(r.type_code, _dt(r.valid_from), _dt(r.valid_until))
+                            for r in rows if r.kind == 1))
 
     def get_key(self, kid: str) -> KeyInfo | None:
         row = self.conn.execute(_KEY, {"kid": kid}).first()
@@ -907,13 +912,12 @@ class WriteRepository(Repository):
             compromised_since=since, retired_at=func.coalesce(keys.c.retired_at, now)))
 
     def allocate_slot(self) -> tuple[int, bytes, int, int] | None:
-        """Take the next slot of the open list: ``(list_id, key, counter, size)`` or None."""
-        open_list = self.conn.execute(
-            select(status_lists.c.id).where(status_lists.c.allocated < status_lists.c.size)
-            .order_by(status_lists.c.id).limit(1)
-        ).scalar_one_or_none()
-        if open_list is None:
-            return None
+        """Take the next slot of the open list: ``(list_id, key, counter, size)`` or None.
+
+        One statement (the open list found in it): a single issue's round trips count."""
+        open_list = (select(status_lists.c.id)
+                     .where(status_lists.c.allocated < status_lists.c.size)
+                     .order_by(status_lists.c.id).limit(1).scalar_subquery())
         row = self.conn.execute(
             update(status_lists)
             .where(status_lists.c.id == open_list,

@@ -959,11 +959,12 @@ class Registry:
             raise ClaimsInvalid("claims must be a JSON object", field="$.claims")
         type_code, agency_code = _code_text(type_code), _code_text(agency_code)
         holder_id = normalize_id(holder_id)
-        scheme = self._holder_id_scheme(type_code)
+        # An operator who may not issue this is refused (and logged) as such, not told
+        # whether their holder id was well-formed; the type's scheme is read in the same
+        # transaction (one round of the database less than two reads).
+        scheme = self._ctx.precheck(_issuance.ISSUE, {"type": type_code, "agency": agency_code},
+                                    read=lambda repo: _scheme_of(repo, type_code))
         if scheme is not None:
-            # An operator who may not issue this is refused (and logged) as such, not told
-            # whether their holder id was well-formed.
-            self._ctx.precheck(_issuance.ISSUE, {"type": type_code, "agency": agency_code})
             # Here, where the raw id is known: the unit of work sees only its pseudonym.
             holder_id = parse_scheme(scheme).check(holder_id, today=from_seconds(
                 self._now()).date())
@@ -1059,12 +1060,6 @@ class Registry:
         return _file_outcomes(open_rows(path, exported=True, encoding="utf-8", kind="jsonl"),
                               rejects, lambda source, sink: _transfer.import_file(
                                   self._ctx, verifier, source, sink, chunk_size=chunk_size))
-
-    def _holder_id_scheme(self, type_code: str) -> str | None:
-        with self._ctx.read() as repo:
-            cert_type = repo.get_type(type_code)
-        # An unknown type is refused by the issuance itself, after authorization.
-        return None if cert_type is None else cert_type.holder_id_scheme
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -1613,3 +1608,10 @@ def _note(reason: str | None) -> str | None:
            for ch in text):
         raise InputError("the reason holds control or formatting characters")
     return text
+
+
+def _scheme_of(repo: Any, type_code: str) -> str | None:
+    """The holder id scheme of ``type_code``; None without one (an unknown type is
+    refused by the issuance itself, after authorization)."""
+    cert_type = repo.get_type(type_code)
+    return None if cert_type is None else cert_type.holder_id_scheme

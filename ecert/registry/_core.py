@@ -434,8 +434,10 @@ class _Context:
                                        "try again", code="conflict") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def precheck(self, operation: Operation[Any], params: Mapping[str, Any]) -> None:
-        """Refuse, and log the refusal, as :meth:`execute` would, before input checks.
+    def precheck(self, operation: Operation[Any], params: Mapping[str, Any],
+                 read: Callable[[Repository], T] | None = None) -> T | None:
+        """Refuse, and log the refusal, as :meth:`execute` would, before input checks;
+        then ``read(repo)`` in the same read transaction (what those checks need).
 
         For checks that need what the unit of work may not see (a raw holder id, which
         the unit gets only as a pseudonym): an operator who may not do the operation at
@@ -443,15 +445,20 @@ class _Context:
         :meth:`execute` authorizes again inside its own transaction.
         """
         operator, signer = self.authenticate()
-        if operation.self_authorizing:
-            return
+        if operation.self_authorizing and read is None:
+            return None
         with self.read() as repo:
+            if operation.self_authorizing:
+                return None if read is None else read(repo)
             current = repo.get_operator(operator.name) or operator
             target = operation.target(repo, params)
-        if not permits(current.grants, operation.action, target.resource):
+            allowed = permits(current.grants, operation.action, target.resource)
+            found = None if read is None or not allowed else read(repo)
+        if not allowed:
             refusal = _denied(current, operation.action, target.resource)
             self._log_refusal(operator, signer, operation, target.subject, refusal)
             raise refusal
+        return found
 
     def _execute_once(self, operator: Operator, signer: Signer, operation: Operation[T],
                       params: Mapping[str, Any]) -> T:
