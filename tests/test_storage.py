@@ -26,7 +26,7 @@ import ecert
 import ecert.registry._core as core_module
 import ecert.registry._issuance as issuance_module
 from ecert import _samples
-from ecert._formats.certificate import CertificateClaims
+from ecert._formats.jose import CompactSigner
 from ecert._formats.statuslist import StatusList
 from ecert._storage.database import make_engine, migrate, schema_is_current, sqlite_url
 from ecert._storage.repository import WriteRepository
@@ -170,7 +170,7 @@ def _boom(*_args: Any, **_kwargs: Any) -> Any:
 #: Places called inside the issuing transaction after the serial and slot are allocated.
 CRASH_POINTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "permutation": lambda mp: mp.setattr(issuance_module, "permuted_index", _boom),
-    "signer": lambda mp: mp.setattr(CertificateClaims, "sign", _boom),
+    "signer": lambda mp: mp.setattr(CompactSigner, "sign", _boom),
     "add_certificate": lambda mp: mp.setattr(WriteRepository, "add_certificate", _boom),
     "operator signature": lambda mp: mp.setattr(core_module, "sealed_leaves", _boom),
     "log append": lambda mp: mp.setattr(WriteRepository, "append_numbered", _boom),

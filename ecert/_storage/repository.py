@@ -109,6 +109,33 @@ _ADD_TO_COUNTER = (update(counters).where(counters.c.name == bindparam("counter"
                    .values(value=counters.c.value + bindparam("amount"))
                    .returning(counters.c.value))
 _ADD_USE = insert(uses).returning(uses.c.id)
+# Statements every single issue runs, built once: building one and its cache key cost
+# about as much as the round trip to the database.
+_TYPE = select(cert_types).where(cert_types.c.code == bindparam("code"))
+_AGENCY = select(agencies).where(agencies.c.code == bindparam("code"))
+_AGENCY_TYPES = union_all(
+    select(literal(0).label("kind"), agency_types.c.type_code.label("type_code"),
+           null().label("id"), null().label("valid_from"), null().label("valid_until"))
+    .where(agency_types.c.agency_code == bindparam("code")),
+    select(literal(1), agency_type_windows.c.type_code, agency_type_windows.c.id,
+           agency_type_windows.c.valid_from, agency_type_windows.c.valid_until)
+    .where(agency_type_windows.c.agency_code == bindparam("code")),
+).order_by("kind", "type_code", "id")
+_ACTIVE_KEY = (select(keys).where(keys.c.role == bindparam("role"),
+                                  keys.c.agency_code == bindparam("agency"),
+                                  keys.c.retired_at.is_(None), keys.c.compromised_since.is_(None))
+               .order_by(keys.c.created_at.desc()).limit(1))
+_ADD_CERTIFICATE = insert(certificates)
+_ALLOCATE_SLOT = (
+    update(status_lists)
+    .where(status_lists.c.id == select(status_lists.c.id)
+           .where(status_lists.c.allocated < status_lists.c.size)
+           .order_by(status_lists.c.id).limit(1).scalar_subquery(),
+           status_lists.c.allocated < status_lists.c.size)
+    .values(allocated=status_lists.c.allocated + 1)
+    .returning(status_lists.c.id, status_lists.c.permutation_key, status_lists.c.allocated,
+               status_lists.c.size))
+_POLICIES = select(policies)
 
 
 def _append_one_entry() -> Any:
@@ -236,7 +263,7 @@ class Repository:
         return None if row is None else Region(row.code, row.name, row.base_url, row.tz)
 
     def get_type(self, code: str) -> CertificateType | None:
-        row = self.conn.execute(select(cert_types).where(cert_types.c.code == code)).first()
+        row = self.conn.execute(_TYPE, {"code": code}).first()
         return None if row is None else self._type(row)
 
     def list_types(self) -> list[CertificateType]:
@@ -266,7 +293,7 @@ class Repository:
         )
 
     def get_agency(self, code: str) -> Agency | None:
-        row = self.conn.execute(select(agencies).where(agencies.c.code == code)).first()
+        row = self.conn.execute(_AGENCY, {"code": code}).first()
         return None if row is None else self._agency(row)
 
     def agency_with_uscc(self, uscc: str) -> Agency | None:
@@ -279,14 +306,7 @@ class Repository:
 
     def _agency(self, row: Row[Any]) -> Agency:
         # Its types and their windows in one query (every issue reads its agency).
-        w = agency_type_windows.c
-        rows = self.conn.execute(union_all(
-            select(literal(0).label("kind"), agency_types.c.type_code.label("type_code"),
-                   null().label("id"), null().label("valid_from"), null().label("valid_until"))
-            .where(agency_types.c.agency_code == row.code),
-            select(literal(1), w.type_code, w.id, w.valid_from, w.valid_until)
-            .where(w.agency_code == row.code),
-        ).order_by("kind", "type_code", "id")).all()
+        rows = self.conn.execute(_AGENCY_TYPES, {"code": row.code}).all()
         return Agency(row.code, row.name, row.uscc,
                       tuple(r.type_code for r in rows if r.kind == 0),
                       tuple(TypeWindow(r.type_code, _dt(r.valid_from), _dt(r.valid_until))
@@ -303,10 +323,12 @@ class Repository:
         ).scalar_one())
 
     def active_key(self, role: KeyRole, agency_code: str | None = None) -> KeyInfo | None:
+        if agency_code is not None:  # every issue: the statement built once
+            found = self.conn.execute(_ACTIVE_KEY, {"role": role.value,
+                                                    "agency": agency_code}).first()
+            return None if found is None else self._key(found)
         query = select(keys).where(keys.c.role == role.value, keys.c.retired_at.is_(None),
                                    keys.c.compromised_since.is_(None))
-        if agency_code is not None:
-            query = query.where(keys.c.agency_code == agency_code)
         row = self.conn.execute(query.order_by(keys.c.created_at.desc()).limit(1)).first()
         return None if row is None else self._key(row)
 
@@ -521,7 +543,7 @@ class Repository:
                         bool(row.active), _dt_required(row.created_at))
 
     def list_policies(self) -> dict[tuple[str, str], int]:
-        rows = self.conn.execute(select(policies))
+        rows = self.conn.execute(_POLICIES)
         return {(r.action, r.type_code): int(r.approvals) for r in rows}
 
     def get_request(self, request_id: int, *, for_update: bool = False
@@ -843,10 +865,8 @@ class WriteRepository(Repository):
 
     def next_value(self, name: str) -> int:
         """Atomically increment a counter (the row lock serializes concurrent callers)."""
-        value = self.conn.execute(
-            update(counters).where(counters.c.name == name)
-            .values(value=counters.c.value + 1).returning(counters.c.value)
-        ).scalar_one_or_none()
+        value = self.conn.execute(_ADD_TO_COUNTER, {"counter": name, "amount": 1}
+                                  ).scalar_one_or_none()
         if value is None:
             raise LookupError(name)
         return int(value)
@@ -915,17 +935,7 @@ class WriteRepository(Repository):
         """Take the next slot of the open list: ``(list_id, key, counter, size)`` or None.
 
         One statement (the open list found in it): a single issue's round trips count."""
-        open_list = (select(status_lists.c.id)
-                     .where(status_lists.c.allocated < status_lists.c.size)
-                     .order_by(status_lists.c.id).limit(1).scalar_subquery())
-        row = self.conn.execute(
-            update(status_lists)
-            .where(status_lists.c.id == open_list,
-                   status_lists.c.allocated < status_lists.c.size)
-            .values(allocated=status_lists.c.allocated + 1)
-            .returning(status_lists.c.id, status_lists.c.permutation_key,
-                       status_lists.c.allocated, status_lists.c.size)
-        ).first()
+        row = self.conn.execute(_ALLOCATE_SLOT).first()
         if row is None:  # filled up by a concurrent issuer meanwhile
             return None
         return int(row.id), bytes(row.permutation_key), int(row.allocated) - 1, int(row.size)
@@ -1017,8 +1027,7 @@ class WriteRepository(Repository):
             id=list_id, size=size, bits=bits, permutation_key=key, allocated=0, created_at=now))
 
     def add_certificate(self, cert: Certificate, serial: str, status_list_id: int) -> None:
-        self.conn.execute(insert(certificates).values(
-            **certificate_row(cert, serial, status_list_id)))
+        self.conn.execute(_ADD_CERTIFICATE, certificate_row(cert, serial, status_list_id))
 
     def set_status(self, cert_id: str, status: CertificateStatus,
                    reason: RevocationReason | None = None, note: str | None = None) -> None:

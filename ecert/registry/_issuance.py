@@ -16,8 +16,8 @@ from ecert._authority import Action, Resource
 from ecert._clock import from_seconds
 from ecert._formats import bundle as _bundle
 from ecert._formats import qr as _qr
-from ecert._formats.certificate import CertificateClaims
-from ecert._formats.jose import b64url_encode, canonical_json
+from ecert._formats.certificate import CERTIFICATE_TYP, CertificateClaims
+from ecert._formats.jose import CompactSigner, b64url_encode, canonical_json
 from ecert._formats.log import commitment, token_hash
 from ecert._formats.text import MAX_NAME, check_claims_text, check_text
 from ecert._mac import hmac_sha256
@@ -268,12 +268,13 @@ def _issue(unit: Unit, p: Mapping[str, Any]) -> Certificate:
     index = permuted_index(perm_key, counter, size)
     cert_id = str(CertificateId(cert_type.national_type_code, agency.uscc, serial))
     status_uri = _bundle.status_list_uri(region.base_url, list_id)
-    token = CertificateClaims(
+    # The bytes sign_compact makes, without PyJWT's per-call framing (as a batch signs).
+    token, _payload = CompactSigner(signer, CERTIFICATE_TYP).sign(CertificateClaims(
         iss=region.agency_uri(agency.code), sub=p["holder"], jti=cert_id, iat=now, nbf=start,
         exp=end, vct=cert_type.code, vct_version=cert_type.version, region=region.code,
         holder_name=p["holder_name"], claims=claims, status_list_uri=status_uri,
         status_index=index, supersedes=supersedes,
-    ).sign(signer)
+    ).to_payload())
     check_short_form_bounded(cert_type, token, region.base_url, now, key.alg, key.kid)
     cert = Certificate(
         id=cert_id, type_code=cert_type.code, agency_code=agency.code, region=region.code,
