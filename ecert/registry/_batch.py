@@ -25,10 +25,8 @@ from typing import Any, TypeVar
 
 from ecert._allocation import Permutation
 from ecert._authority import Action, approvals_needed
-from ecert._clock import from_seconds, start_of_day, to_seconds, zone
-from ecert._formats import bundle as _bundle
-from ecert._formats import qr as _qr
-from ecert._formats.certificate import CERTIFICATE_TYP, CertificateClaims
+from ecert._clock import start_of_day, to_seconds, zone
+from ecert._formats.certificate import CERTIFICATE_TYP
 from ecert._formats.jose import CompactSigner, b64url_encode, canonical_json, strict_json_loads
 from ecert._formats.log import token_hash
 from ecert._formats.text import MAX_NAME, check_text
@@ -48,15 +46,15 @@ from ecert.errors import (
 )
 from ecert.holder_ids import normalize_id, parse_scheme
 from ecert.identifiers import CertificateIdPrefix
-from ecert.models import Certificate, CertificateStatus, CertificateType, KeyInfo, KeyRole, Region
+from ecert.models import Certificate, KeyRole
 from ecert.registry._core import Operation, Target, Unit, _Context
 from ecert.registry._issuance import (
     ISSUE,
     check_input,
-    check_short_form_bounded,
     holder_pseudonym,
     issuable,
     plain_claims,
+    signed_certificate,
     validity,
 )
 from ecert.registry._rules import NO_END, until_seconds
@@ -458,7 +456,7 @@ def _issue_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str]
         serial = f"{serial_end - len(good) + 1 + i:08d}"
         cert_id = id_prefix.id_of(serial)
         try:
-            cert = _signed(compact, cert_type, agency.code, region, key, now, iss=iss,
+            cert = signed_certificate(compact, cert_type, agency.code, region, key, now, iss=iss,
                            cert_id=cert_id, holder=r.holder, holder_name=r.holder_name,
                            claims=claims, start=start, end=end, list_id=list_id, index=index)
         except InputError as e:
@@ -478,30 +476,6 @@ def _issue_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str]
     repo.add_certificates(rows)
     repo.add_issue_keys(keys)
     return issued, refused
-
-
-def _signed(compact: CompactSigner, cert_type: CertificateType, agency_code: str,
-            region: Region, key: KeyInfo, now: int, *, iss: str, cert_id: str, holder: str,
-            holder_name: str, claims: dict[str, Any], start: int, end: int | None,
-            list_id: int, index: int, supersedes: str | None = None) -> Certificate:
-    """A row's certificate, its token signed with ``compact`` (the agency's ``key``);
-    :class:`~ecert.errors.InputError` if its short QR form would not fit — the rule of
-    single issuance, judged from a bound first."""
-    status_uri = _bundle.status_list_uri(region.base_url, list_id)
-    payload = CertificateClaims(
-        iss=iss, sub=holder, jti=cert_id, iat=now, nbf=start, exp=end, vct=cert_type.code,
-        vct_version=cert_type.version, region=region.code, holder_name=holder_name,
-        claims=claims, status_list_uri=status_uri, status_index=index,
-        supersedes=supersedes).to_payload()
-    token, payload_bytes = compact.sign(payload)
-    check_short_form_bounded(cert_type, token, region.base_url, now, key.alg, key.kid,
-                             payload=payload, digest=_qr.payload_digest(payload_bytes))
-    return Certificate(
-        id=cert_id, type_code=cert_type.code, agency_code=agency_code, region=region.code,
-        holder=holder, holder_name=holder_name, claims=claims, issued_at=from_seconds(now),
-        valid_from=from_seconds(start), valid_until=None if end is None else from_seconds(end),
-        status=CertificateStatus.VALID, status_list_uri=status_uri, status_index=index,
-        kid=key.kid, token=token, type_version=cert_type.version, supersedes=supersedes)
 
 
 def _take_slots(unit: Unit, count: int) -> list[tuple[int, int]]:

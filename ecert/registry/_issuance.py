@@ -31,7 +31,15 @@ from ecert.holder_ids import (
     parse_scheme,
 )
 from ecert.identifiers import CertificateId
-from ecert.models import Agency, Certificate, CertificateStatus, CertificateType, KeyRole
+from ecert.models import (
+    Agency,
+    Certificate,
+    CertificateStatus,
+    CertificateType,
+    KeyInfo,
+    KeyRole,
+    Region,
+)
 from ecert.qr import MAX_TEXT_AT_DEFAULT, QrTooLarge
 from ecert.registry._compiled import Check, compile_schema
 from ecert.registry._core import Operation, Retry, Target, Unit, register
@@ -267,26 +275,15 @@ def _issue(unit: Unit, p: Mapping[str, Any]) -> Certificate:
     list_id, perm_key, counter, size = slot
     index = permuted_index(perm_key, counter, size)
     cert_id = str(CertificateId(cert_type.national_type_code, agency.uscc, serial))
-    status_uri = _bundle.status_list_uri(region.base_url, list_id)
     # The bytes sign_compact makes, without PyJWT's per-call framing (as a batch signs).
-    token, _payload = CompactSigner(signer, CERTIFICATE_TYP).sign(CertificateClaims(
-        iss=region.agency_uri(agency.code), sub=p["holder"], jti=cert_id, iat=now, nbf=start,
-        exp=end, vct=cert_type.code, vct_version=cert_type.version, region=region.code,
-        holder_name=p["holder_name"], claims=claims, status_list_uri=status_uri,
-        status_index=index, supersedes=supersedes,
-    ).to_payload())
-    check_short_form_bounded(cert_type, token, region.base_url, now, key.alg, key.kid)
-    cert = Certificate(
-        id=cert_id, type_code=cert_type.code, agency_code=agency.code, region=region.code,
-        holder=p["holder"], holder_name=p["holder_name"], claims=claims,
-        issued_at=from_seconds(now), valid_from=from_seconds(start),
-        valid_until=None if end is None else from_seconds(end),
-        status=CertificateStatus.VALID, status_list_uri=status_uri, status_index=index,
-        kid=key.kid, token=token, type_version=cert_type.version, supersedes=supersedes,
-    )
+    cert = signed_certificate(
+        CompactSigner(signer, CERTIFICATE_TYP), cert_type, agency.code, region, key, now,
+        iss=region.agency_uri(agency.code), cert_id=cert_id, holder=p["holder"],
+        holder_name=p["holder_name"], claims=claims, start=start, end=end, list_id=list_id,
+        index=index, supersedes=supersedes)
     repo.add_certificate(cert, serial, list_id)
     details: dict[str, Any] = {"agency": agency.code, "type": cert_type.code, "kid": key.kid,
-                               "list": list_id, "idx": index, "token": token_hash(token)}
+                               "list": list_id, "idx": index, "token": token_hash(cert.token)}
     if old is not None:
         # The replay pairs the predecessor's certificate.supersede entry with this.
         details["replaces"] = commitment(unit.ctx.commitment_key, old.id)
@@ -294,6 +291,31 @@ def _issue(unit: Unit, p: Mapping[str, Any]) -> Certificate:
     if old is not None:
         supersede(unit, old, start if p.get("at_start") else None)
     return cert
+
+
+def signed_certificate(compact: CompactSigner, cert_type: CertificateType, agency_code: str,
+                       region: Region, key: KeyInfo, now: int, *, iss: str, cert_id: str,
+                       holder: str, holder_name: str, claims: dict[str, Any], start: int,
+                       end: int | None, list_id: int, index: int,
+                       supersedes: str | None = None) -> Certificate:
+    """A certificate, its token signed with ``compact`` (the agency's ``key``);
+    :class:`~ecert.errors.InputError` if its short QR form would not fit, judged from a
+    bound first. The one way a certificate is made: single issue, batch and import."""
+    status_uri = _bundle.status_list_uri(region.base_url, list_id)
+    payload = CertificateClaims(
+        iss=iss, sub=holder, jti=cert_id, iat=now, nbf=start, exp=end, vct=cert_type.code,
+        vct_version=cert_type.version, region=region.code, holder_name=holder_name,
+        claims=claims, status_list_uri=status_uri, status_index=index,
+        supersedes=supersedes).to_payload()
+    token, payload_bytes = compact.sign(payload)
+    check_short_form_bounded(cert_type, token, region.base_url, now, key.alg, key.kid,
+                             payload=payload, digest=_qr.payload_digest(payload_bytes))
+    return Certificate(
+        id=cert_id, type_code=cert_type.code, agency_code=agency_code, region=region.code,
+        holder=holder, holder_name=holder_name, claims=claims, issued_at=from_seconds(now),
+        valid_from=from_seconds(start), valid_until=None if end is None else from_seconds(end),
+        status=CertificateStatus.VALID, status_list_uri=status_uri, status_index=index,
+        kid=key.kid, token=token, type_version=cert_type.version, supersedes=supersedes)
 
 
 def _predecessor(unit: Unit, p: Mapping[str, Any], old_id: str) -> Certificate:

@@ -61,14 +61,18 @@ from ecert.registry._batch import (
     _compact_signer,
     _Nothing,
     _Redo,
-    _signed,
     _take_slots,
     chunked,
     reject_code,
     through_file,
 )
 from ecert.registry._core import Operation, Target, Unit, _Context
-from ecert.registry._issuance import check_input, holder_pseudonym, issuable
+from ecert.registry._issuance import (
+    check_input,
+    holder_pseudonym,
+    issuable,
+    signed_certificate,
+)
 from ecert.registry._lifecycle import _change, effective
 from ecert.verify import ErrorCode, Verifier
 
@@ -425,7 +429,7 @@ def _import_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str
         supersedes = (r.supersedes if r.supersedes is not None
                       and repo.get_certificate(r.supersedes) is not None else None)
         try:
-            cert = _signed(compact, cert_type, agency.code, region, key, now, iss=iss,
+            cert = signed_certificate(compact, cert_type, agency.code, region, key, now, iss=iss,
                            cert_id=r.id, holder=r.holder, holder_name=r.holder_name,
                            claims=claims, start=r.valid_from, end=r.valid_until,
                            list_id=list_id, index=index, supersedes=supersedes)
