@@ -233,8 +233,6 @@ def parse_scheme(text: str) -> HolderIdScheme:
 
 @functools.lru_cache(maxsize=64)
 def _parse_scheme(text: str) -> HolderIdScheme:
-    if not isinstance(text, str):
-        raise InputError("a holder id scheme is a string", code="invalid_holder_id_scheme")
     name = text.strip()
     if name in SCHEMES:
         return HolderIdScheme(name)

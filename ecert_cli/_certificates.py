@@ -88,9 +88,9 @@ def show(cert_id: str, token_only: bool) -> None:
     """Show certificate ID (the full id, or its serial when unambiguous)."""
     with settings().open_registry() as registry:
         cert = registry.get(cert_id)
-        cert_type = None if token_only else registry.get_type(cert.type_code,
-                                                              version=cert.type_version)
-    if cert_type is None:
+        if not token_only:
+            cert_type = registry.get_type(cert.type_code, version=cert.type_version)
+    if token_only:
         emit({"id": cert.id, "token": cert.token}, cert.token)
         return
     # On screen the holder's id is masked, in the claims too (a service hall's screen is

@@ -516,13 +516,7 @@ class Repository:
         """
         sql = str(statement.compile(dialect=self.conn.dialect,
                                     compile_kwargs={"literal_binds": literal}))
-        dbapi = self.conn.connection.dbapi_connection
-        if dbapi is None:  # pragma: no cover - an invalidated connection
-            raise RuntimeError("the connection is closed")
-        if self.conn.dialect.name == "postgresql":
-            cursor = dbapi.cursor(name="ecert_stream", binary=binary)
-        else:
-            cursor = dbapi.cursor()
+        cursor = self._driver_cursor(binary=binary, name="ecert_stream")
         try:
             cursor.execute(sql)
             while True:
@@ -615,16 +609,24 @@ class Repository:
         a SQLAlchemy ``Row`` for each costs more than reading it."""
         sql = str(statement.compile(dialect=self.conn.dialect,
                                     compile_kwargs={"literal_binds": True}))
-        dbapi = self.conn.connection.dbapi_connection
-        if dbapi is None:  # pragma: no cover - an invalidated connection
-            raise RuntimeError("the connection is closed")
-        cursor = (dbapi.cursor(binary=True) if self.conn.dialect.name == "postgresql"
-                  else dbapi.cursor())
+        cursor = self._driver_cursor(binary=True)
         try:
             cursor.execute(sql)
             return list(cursor.fetchall())
         finally:
             cursor.close()
+
+    def _driver_cursor(self, *, binary: bool, name: str | None = None) -> Any:
+        """A cursor of the driver on this connection (inside its transaction): on
+        PostgreSQL server-side if ``name`` is given, in the binary format with
+        ``binary``."""
+        dbapi = self.conn.connection.dbapi_connection
+        if dbapi is None:  # pragma: no cover - an invalidated connection
+            raise RuntimeError("the connection is closed")
+        if self.conn.dialect.name == "postgresql":
+            return dbapi.cursor(name=name, binary=binary) if name else dbapi.cursor(
+                binary=binary)
+        return dbapi.cursor()
 
     def units_with_actions(self, actions: Sequence[str], end: int) -> list[int]:
         """The units (below ``end``) holding an entry of one of ``actions``: ranges of the
@@ -672,19 +674,6 @@ class Repository:
         rows = self.conn.execute(query.order_by(cosignatures.c.id.desc()))
         return [(r.origin, r.witness, int(r.size), bytes(r.root), r.note, int(r.created_at))
                 for r in rows]
-
-    def allocated_slots(self, list_id: int, now: int | None = None
-                        ) -> Iterator[tuple[int, str]]:
-        """``(index, status)`` of every certificate on a list; with ``now``, the status in
-        effect then (a scheduled revocation that fell due reads revoked)."""
-        rows = self.conn.execute(
-            select(certificates.c.status_index, certificates.c.status,
-                   certificates.c.revoke_at)
-            .where(certificates.c.status_list_id == list_id))
-        revoked = CertificateStatus.REVOKED.value
-        for row in rows:
-            due = now is not None and row.revoke_at is not None and row.revoke_at <= now
-            yield int(row.status_index), revoked if due else str(row.status)
 
     def status_list_key(self, list_id: int) -> bytes | None:
         """The key of a list's slot permutation."""

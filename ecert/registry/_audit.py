@@ -818,7 +818,8 @@ def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any,
     _compare_sharing(ctx, repo, replay, find)
     _compare_issue_keys(repo, replay, key, find)
     for list_id, size, _bits, allocated in repo.list_status_lists():
-        logged_count = len(replay.statuses.get(list_id, {}))
+        slots = replay.statuses.get(list_id, {})
+        logged_count = len(slots)
         # Publication builds a list from its allocation counter (the first ``allocated``
         # slots of its permutation): a counter raised past the log would publish slots
         # nobody issued as valid, one lowered would publish issued ones as invalid.
@@ -827,7 +828,6 @@ def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any,
                  f"{allocated} slots allocated but the log issued {logged_count}")
             continue
         list_key = repo.status_list_key(list_id)
-        slots = replay.statuses.get(list_id, {})
         if list_key is not None and slots:
             permute = Permutation(list_key, size)
             if any(permute(n) not in slots for n in range(allocated)):

@@ -445,11 +445,12 @@ class _Context:
         :meth:`execute` authorizes again inside its own transaction.
         """
         operator, signer = self.authenticate()
-        if operation.self_authorizing and read is None:
-            return None
+        if operation.self_authorizing:
+            if read is None:
+                return None
+            with self.read() as repo:
+                return read(repo)
         with self.read() as repo:
-            if operation.self_authorizing:
-                return None if read is None else read(repo)
             current = repo.get_operator(operator.name) or operator
             target = operation.target(repo, params)
             allowed = permits(current.grants, operation.action, target.resource)
