@@ -81,6 +81,10 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # 64 MiB of page cache (the default is 2 MiB), taken only as pages are read: a
+        # batch inserts into indexes whose keys fall at random (holder, name, slot), and
+        # with 2 MiB every such insert at a million certificates re-read its pages.
+        cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -174,12 +175,12 @@ certificates = Table(
     Index("ix_certificates_type_issued", "type_code", "issued_at", "id"),
     Index("ix_certificates_serial", "serial"),
     Index("ix_certificates_type_status", "type_code", "status"),
-    # A status list's entries in index order, read from the index alone (0014).
-    Index("ix_certificates_status_list", "status_list_id", "status", "status_index"),
     Index("ix_certificates_holder_name", "holder_name",
           postgresql_ops={"holder_name": "varchar_pattern_ops"}),
     Index("ix_certificates_issued", "issued_at", "id"),
-    Index("ix_certificates_revoke_at", "revoke_at"),
+    # Only the scheduled revocations (0015): every other row's NULL is no entry.
+    Index("ix_certificates_revoke_at", "revoke_at", sqlite_where=text("revoke_at IS NOT NULL"),
+          postgresql_where=text("revoke_at IS NOT NULL")),
 )
 
 # Append-only record of every state change: what, who, when. Triggers refuse UPDATE/DELETE.
