@@ -209,8 +209,14 @@ class Replay:
     #: parallel, and answer from what it found).
     verify_unit = staticmethod(verify_unit)
 
-    def __init__(self, *, certificates: bool = True) -> None:
+    def __init__(self, *, certificates: bool = True, changes: bool = False) -> None:
         self.track_certificates = certificates
+        #: With ``changes``: ``(seq, action, time, subject, details)`` of every status change
+        #: (suspension, reinstatement, revocation, supersession) in a unit whose
+        #: signature and authority held, in log order; what publication applies to the
+        #: status lists without following each certificate (``certificates=False``).
+        self.collect_changes = changes
+        self.changes: list[tuple[int, str, int, str, Mapping[str, Any]]] = []
         self.size = 0
         self.region: str | None = None
         self.origin: str | None = None
@@ -460,6 +466,8 @@ class Replay:
             if action.startswith("certificate."):
                 if self.track_certificates:
                     self._certificate(seq, entry)
+                elif self.collect_changes:
+                    self._change(seq, entry)
             elif action == _V_OPERATOR_ADD:
                 jwk = d["key"]
                 key_from_jwk(jwk)
@@ -690,6 +698,29 @@ class Replay:
         if value == INVALID and cert.revoke_at is not None:
             cert.revoke_at = None  # revoked now: nothing left scheduled
             self.scheduled.get(cert.list, {}).pop(cert.idx, None)
+
+    def _change(self, seq: int, entry: Entry) -> None:
+        """Collect a status change of a unit that passed (certificates not followed).
+
+        A supersession is paired with its successor's issue in the same unit by the
+        details alone (agency and type): which slot a certificate holds is for the
+        caller to prove (publication looks up the certificate's issue entry)."""
+        d = entry.details
+        if entry.action == _V_CERT_ISSUE:
+            replaces = d.get("replaces")
+            if replaces is not None:
+                self._replacing[str(replaces)] = (d["agency"], d["type"])
+            return
+        if entry.action not in _TRANSITIONS:
+            return
+        if (entry.action == Action.CERT_SUPERSEDE.value
+                and self._replacing.pop(entry.subject, None) != (d.get("agency"),
+                                                                  d.get("type"))):
+            self._find(FindingKind.NO_AUTHORITY, entry.subject, seq,
+                       "superseded without a successor of its agency and type issued in the "
+                       "same unit")
+            return
+        self.changes.append((seq, entry.action, entry.time, entry.subject, d))
 
     def _legacy(self, seq: int, entry: Entry) -> None:
         if self._genesis:

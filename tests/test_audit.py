@@ -216,6 +216,29 @@ def test_a_status_list_counter_or_key_edited_is_named(setup, edit: str) -> None:
         (f.kind, f.subject) for f in registry.audit().findings}
 
 
+def test_a_slot_moved_between_certificates_revokes_nobody_else(setup, clock) -> None:
+    # An insider gives the first certificate's row the second one's slot, then has the
+    # first revoked through the registry: the revocation entry names the slot the row
+    # says. Publication takes every change's slot from the certificate's own issue entry
+    # (as the log's replay does) and names the difference.
+    registry, first, second, bundle = setup
+    registry.reinstate(second.id)
+    registry.publish(bundle)
+    sql(registry, "UPDATE certificates SET status_index = -1 WHERE id = :id", id=second.id)
+    sql(registry, "UPDATE certificates SET status_index = :idx WHERE id = :id",
+        idx=second.status_index, id=first.id)
+    registry.revoke(first.id, "privilege-withdrawn")
+    for full in (False, True):
+        report = registry.publish(bundle, full=full)
+        assert not report.ok
+        assert any(f"not its certificate's 1/{first.status_index}" in a
+                   for a in report.alerts), report.alerts
+        verifier = ecert.Verifier.from_bundle(bundle, clock=clock)
+        assert verifier.verify(second.token).valid
+        assert verifier.verify(first.token).status == "revoked"
+    assert "certificate_modified" in kinds(registry.audit())
+
+
 def test_an_operator_planted_in_the_database_gains_nothing(setup, clock) -> None:
     from tests.support import as_operator, plant_operator
 

@@ -628,18 +628,45 @@ class Repository:
                 binary=binary)
         return dbapi.cursor()
 
-    def units_with_actions(self, actions: Sequence[str], end: int) -> list[int]:
-        """The units (below ``end``) holding an entry of one of ``actions``: ranges of the
-        action index, so a log of millions of certificate entries is not scanned."""
-        units = self.conn.execute(select(log_entries.c.unit).distinct()
-                                  .where(log_entries.c.action.in_(list(actions)))).scalars()
+    def units_with_actions(self, actions: Sequence[str], end: int, start: int = 0
+                           ) -> list[int]:
+        """The units (below ``end``) holding an entry of one of ``actions`` at ``start``
+        or later: ranges of the action index, so a log of millions of certificate entries
+        is not scanned."""
+        query = (select(log_entries.c.unit).distinct()
+                 .where(log_entries.c.action.in_(list(actions))))
+        if start:
+            query = query.where(log_entries.c.seq >= int(start))
+        units = self.conn.execute(query).scalars()
         return sorted(u for u in map(int, units) if u < end)  # a unit's key is its first seq
 
-    def log_rows_of_units(self, units: Sequence[int]) -> Sequence[Row[Any]]:
-        if not units:
-            return []
-        return self.conn.execute(select(log_entries).where(log_entries.c.unit.in_(list(units)))
-                                 .order_by(log_entries.c.seq)).all()
+    def entries_about(self, action: str, subjects: Sequence[str], end: int
+                      ) -> list[tuple[int, str, bytes]]:
+        """``(seq, plain subject, leaf)`` of the entries of ``action`` (below ``end``)
+        about the certificates ``subjects`` (in clear), through the subject index."""
+        found: list[tuple[int, str, bytes]] = []
+        for start in range(0, len(subjects), 500):
+            found.extend((int(seq), str(subject), bytes(leaf)) for seq, subject, leaf in
+                         self.conn.execute(
+                             select(log_entries.c.seq, log_entries.c.plain_subject,
+                                    log_entries.c.leaf)
+                             .where(log_entries.c.action == action,
+                                    log_entries.c.plain_subject.in_(
+                                        list(subjects[start:start + 500])),
+                                    log_entries.c.seq < int(end))))
+        return found
+
+    def log_rows_of_units(self, units: Sequence[int]) -> list[Row[Any]]:
+        """The rows of ``units`` in log order (a few thousand units per query: a
+        statement's parameters are bounded, 32,766 on SQLite)."""
+        rows: list[Row[Any]] = []
+        ordered = sorted(units)
+        for start in range(0, len(ordered), 5_000):
+            # Units are ranges of the log: a chunk of them in order, rows in order.
+            rows.extend(self.conn.execute(
+                select(log_entries).where(log_entries.c.unit.in_(ordered[start:start + 5_000]))
+                .order_by(log_entries.c.seq)))
+        return rows
 
     def read_tile(self, level: int, index: int) -> tuple[int, bytes] | None:
         row = self.conn.execute(select(log_tiles.c.width, log_tiles.c.hashes).where(

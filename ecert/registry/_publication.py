@@ -17,6 +17,7 @@ every status list lapse).
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import logging
 import os
@@ -43,7 +44,7 @@ from ecert._formats.jose import (
     parse_compact,
     verify_signature,
 )
-from ecert._formats.log import token_hash
+from ecert._formats.log import commitment, token_hash
 from ecert._formats.note import Checkpoint, NoteSigner, sign_note
 from ecert._formats.statuslist import (
     INVALID,
@@ -199,7 +200,7 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
         ctx.keystore.signer(witness.kid)).verifier_key.encode()
     rows = repo.list_status_lists()
     lists = _status_lists(repo, rows, p["previous"], ctx.region.base_url, active["status"],
-                          size, now)
+                          size, now, ctx.commitment_key, alerts)
     cosigned: dict[str, str] = {}
     for _o, witness_region, cs, _r, note, _t in repo.cosignatures_for(origin=origin):
         if cs <= size and witness_region not in cosigned:  # newest first: keep the newest
@@ -261,20 +262,24 @@ def _previous_list(path: Path, uri: str, size: int, bits: int, key: KeyState,
 
 def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
                   previous: Path | None, base_url: str, status_key: KeyState,
-                  log_size: int, now: int) -> list[tuple[int, StatusList | dict[str, Any]]]:
+                  log_size: int, now: int, commitment_key: bytes, alerts: list[str]
+                  ) -> list[tuple[int, StatusList | dict[str, Any]]]:
     """Every status list as of ``now``, from what the log says, never from the
     certificates' rows: the directory's previous list where one verifies and nothing
     changed on it since (its claim, reused), that list with the changes applied where
     some did, and otherwise built from the log.
 
-    A change is a status-changing entry since the previous list's log size (the slot and
-    the status it sets are in its details), and a scheduled revocation that fell due
-    since that list was made. A built list starts from its allocated slots (the first
-    ``allocated`` of its permutation, valid: an issue entry takes exactly those) with
-    every suspension, reinstatement and revocation the log holds applied, found through
-    the action index. So the work is proportional to what changed, even for a full
-    publication of ten million certificates, and an insider's edit of a row reaches no
-    published list (``ecert audit verify`` names it).
+    A change is a status-changing entry since the previous list's log size, and a
+    scheduled revocation that fell due since that list was made. A built list starts from
+    its allocated slots (the first ``allocated`` of its permutation, valid: an issue entry
+    takes exactly those) with every suspension, reinstatement and revocation the log holds
+    applied, found through the action index. So the work is proportional to what changed,
+    even for a full publication of ten million certificates, and an insider's edit of a
+    row reaches no published list (``ecert audit verify`` names it).
+
+    A change is applied only where the log accepts it (:func:`_accepted_changes`): a
+    status change signed by an operator without the authority, or naming a slot that is
+    not its certificate's, is left out and named in ``alerts`` (the publication fails).
     """
     found: dict[int, _Previous] = {}
     if previous is not None:
@@ -284,14 +289,18 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
                                   bits, status_key, log_size, now)
             if prev is not None:
                 found[list_id] = prev
+    since = min((p.log_size for p in found.values()), default=log_size)
+    changes = _accepted_changes(repo, 0 if len(found) < len(rows) else since, log_size,
+                                commitment_key, alerts)
     changed: dict[int, dict[int, int]] = {}
     if found:
-        since = min(p.log_size for p in found.values())
-        _apply_logged(changed, repo.entries_of_actions(STATUS_ACTION_NAMES, since, log_size),
-                      now)
+        # New slots taken since (issue entries), merged in log order with the changes.
+        _apply_logged(changed, heapq.merge(
+            _issues(repo.entries_of_actions((Action.CERT_ISSUE.value,), since, log_size)),
+            (c for c in changes if c[0] >= since)), now)
     built: dict[int, dict[int, int]] = {}
     if len(found) < len(rows):
-        _apply_logged(built, repo.entries_of_actions(_CHANGE_ACTION_NAMES, 0, log_size), now)
+        _apply_logged(built, changes, now)
     due: dict[int, list[int]] = {}
     after = min((p.issued_at for p in found.values()), default=None)
     if found:
@@ -304,14 +313,14 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
             result.append((list_id, _build_list(repo, list_id, size, bits, allocated,
                                                 built.get(list_id, {}))))
             continue
-        changes = changed.get(list_id, {})
+        list_changes = changed.get(list_id, {})
         for index in due.get(list_id, ()):
-            changes[index] = INVALID
-        if not changes:
+            list_changes[index] = INVALID
+        if not list_changes:
             result.append((list_id, prev.claim))
             continue
         patched = prev.status_list
-        for index, value in changes.items():
+        for index, value in list_changes.items():
             patched[index] = value
         result.append((list_id, patched))
     return result
@@ -321,8 +330,78 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
 STATUS_ACTION_NAMES = tuple(a.value for a in STATUS_ACTIONS)
 _CHANGE_ACTION_NAMES = tuple(a for a in STATUS_ACTION_NAMES if a != Action.CERT_ISSUE.value)
 
+#: ``(seq, action, time, details)`` of a logged status-setting entry.
+_Logged = tuple[int, str, int, Mapping[str, Any]]
 
-def _apply_logged(into: dict[int, dict[int, int]], entries: Iterable[tuple[int, bytes]],
+
+def _issues(entries: Iterable[tuple[int, bytes]]) -> Iterator[_Logged]:
+    """The issue entries among ``(seq, leaf)``, read at C speed (a publication after a
+    batch reads a million of them; ``audit verify`` judges the rest)."""
+    for seq, leaf in entries:
+        try:
+            entry = fast_json_loads(leaf)
+            yield seq, entry["a"], entry["t"], entry["d"]
+        except (ValueError, TypeError, KeyError):
+            log.warning("log entry %d cannot be read: left out of the status lists", seq)
+
+
+def _accepted_changes(repo: Repository, start: int, end: int, commitment_key: bytes,
+                      alerts: list[str]) -> list[_Logged]:
+    """The status changes logged from ``start`` to ``end`` that the log accepts, in log
+    order; what it refuses, named in ``alerts``.
+
+    Accepted is a change whose unit verifies under an operator the log made, who held
+    the authority for it at that point (grants, four-eyes approvals, a supersession
+    paired with its successor: the units that shape the trust list are replayed with
+    them, in log order), and whose slot is its certificate's: the certificate's own issue
+    entry names that slot, agency and type (an operator allowed to revoke one agency's
+    certificates cannot reach another's slot by naming it). An insider who writes signed
+    entries into the database past the registry's checks reaches no published list."""
+    change_units = repo.units_with_actions(_CHANGE_ACTION_NAMES, end, start=start)
+    if not change_units:
+        return []
+    trust_units = set(repo.units_with_actions(_TRUST_ACTIONS, end))
+    rows = [r for r in repo.log_rows_of_units(sorted(trust_units.union(change_units)))
+            if r.seq < end]
+    replay = Replay(certificates=False, changes=True)
+    replay.apply_leaves((int(r.seq), bytes(r.leaf)) for r in rows)
+    only_changes = {int(r.seq) for r in rows if int(r.unit) not in trust_units}
+    for f in replay.findings:  # the trust units' findings are alerts already
+        if f.seq in only_changes:
+            alerts.append(f"log: {f.kind} at entry {f.seq}: {f.detail} (not published)")
+    plain = {int(r.seq): str(r.plain_subject) for r in rows}
+    wanted = [c for c in replay.changes if c[0] >= start]
+    issued: dict[str, Mapping[str, Any]] = {}
+    for seq, subject, leaf in repo.entries_about(
+            Action.CERT_ISSUE.value, sorted({plain[c[0]] for c in wanted}), end):
+        try:
+            entry = fast_json_loads(leaf)
+            if entry["s"] == commitment(commitment_key, subject):
+                issued[subject] = entry["d"]
+        except (ValueError, TypeError, KeyError):
+            log.warning("log entry %d cannot be read", seq)
+    accepted: list[_Logged] = []
+    for seq, action, time, subject, d in wanted:
+        plain_subject = plain[seq]
+        issue = issued.get(plain_subject)
+        if (commitment(commitment_key, plain_subject) != subject or issue is None
+                or (issue.get("agency"), issue.get("type")) != (d.get("agency"), d.get("type"))):
+            # The authority was judged for the agency and type the entry names.
+            alerts.append(f"log: entry {seq} ({action}) is about no certificate the log "
+                          "issued with its agency and type (not published)")
+            continue
+        slot = {"list": issue.get("list"), "idx": issue.get("idx")}
+        if (d.get("list"), d.get("idx")) != (slot["list"], slot["idx"]):
+            # As the log's replay reads it: a change is about its certificate, which
+            # holds the slot its issue entry took (the entry's copy was made from a row).
+            alerts.append(f"log: entry {seq} ({action}) names slot {d.get('list')}/"
+                          f"{d.get('idx')}, not its certificate's {slot['list']}/"
+                          f"{slot['idx']} (published for the certificate's own slot)")
+        accepted.append((seq, action, time, {**d, **slot}))
+    return accepted
+
+
+def _apply_logged(into: dict[int, dict[int, int]], entries: Iterable[_Logged],
                   now: int) -> None:
     """Record in ``into`` (list id -> index -> status) what ``entries`` (in log order)
     set, as :class:`ecert._replay.Replay` reads them: an issue makes its slot valid, a
@@ -330,15 +409,10 @@ def _apply_logged(into: dict[int, dict[int, int]], entries: Iterable[tuple[int, 
     invalid once it is due (whatever came between, as the registry's own reading does),
     an entry whose details name no slot changes nothing."""
     scheduled: dict[tuple[int, int], int] = {}
-    for seq, leaf in entries:
-        # Only the action, time and slot are read (at C speed: a publication after a
-        # batch reads a million issue entries); ``audit verify`` judges the rest.
+    for _seq, action, time, d in entries:
         try:
-            entry = fast_json_loads(leaf)
-            action, time, d = entry["a"], entry["t"], entry["d"]
             list_id, index = d.get("list"), d.get("idx")
-        except (ValueError, TypeError, KeyError, AttributeError):
-            log.warning("log entry %d cannot be read: left out of the status lists", seq)
+        except AttributeError:
             continue
         if type(list_id) is not int or type(index) is not int or type(time) is not int:
             continue
