@@ -279,6 +279,28 @@ def test_operator_keys_rotate_and_passphrases_change(registry: ecert.Registry,
     assert replay(registry).findings == []
 
 
+def test_a_revocation_stays_published_after_its_officer_changed(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    # Publication judges each status change by the operator's key and grants at that
+    # point of the log: a later key rotation, loss of the role or departure of the
+    # officer leaves earlier revocations published.
+    cert = issue_business_licence(registry)
+    suspended = issue_business_licence(registry)
+    registry.add_operator("officer-x", roles=["officer", "clerk"], passphrase=OFFICER_PASS)
+    with as_operator(registry, "officer-x", OFFICER_PASS, clock) as officer:
+        officer.revoke(cert.id, "privilege-withdrawn")
+        officer.suspend(suspended.id)
+        officer.rotate_operator_key(passphrase="rotated passphrase")
+    registry.grant("officer-x", roles=["clerk"])
+    registry.disable_operator("officer-x")
+    for full in (False, True):
+        report = registry.publish(tmp_path / "bundle", full=full)
+        assert report.ok, report.alerts
+        verifier = ecert.Verifier.from_bundle(tmp_path / "bundle", clock=clock)
+        assert verifier.verify(cert.token).status == "revoked"
+        assert verifier.verify(suspended.token).status == "suspended"
+
+
 def test_changes_without_the_registry_passphrase_are_refused(registry: ecert.Registry,
                                                              clock: FakeClock) -> None:
     cert = issue_business_licence(registry)
