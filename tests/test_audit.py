@@ -239,6 +239,29 @@ def test_a_slot_moved_between_certificates_revokes_nobody_else(setup, clock) -> 
     assert "certificate_modified" in kinds(registry.audit())
 
 
+def test_a_certificate_moved_to_another_agency_is_not_revoked_by_its_officer(
+        setup, clock) -> None:
+    # An officer of gd-hrss may not revoke gd-amr's licences. An insider files one under
+    # gd-hrss in the database; the registry then lets that officer revoke it (it checks
+    # the row), and the entry names gd-hrss. Publication judges the authority by the
+    # agency the log issued it under, and refuses.
+    from tests.support import as_operator
+
+    registry, first, _second, bundle = setup
+    registry.add_operator("hrss-officer", roles=["officer"], agencies=["gd-hrss"],
+                          passphrase="hrss officer passphrase")
+    sql(registry, "UPDATE certificates SET agency_code = 'gd-hrss' WHERE id = :id",
+        id=first.id)
+    with as_operator(registry, "hrss-officer", "hrss officer passphrase", clock) as officer:
+        officer.revoke(first.id, "privilege-withdrawn")
+    for full in (False, True):
+        report = registry.publish(bundle, full=full)
+        assert any("is about no certificate the log issued with its agency and type" in a
+                   for a in report.alerts), report.alerts
+        verifier = ecert.Verifier.from_bundle(bundle, clock=clock)
+        assert verifier.verify(first.token).valid
+
+
 def test_an_operator_planted_in_the_database_gains_nothing(setup, clock) -> None:
     from tests.support import as_operator, plant_operator
 
