@@ -262,6 +262,19 @@ def test_a_certificate_moved_to_another_agency_is_not_revoked_by_its_officer(
         assert verifier.verify(first.token).valid
 
 
+def test_a_revocation_scheduled_in_the_database_alone_is_not_published(setup, clock) -> None:
+    # An incremental publication finds scheduled supersessions that fell due through
+    # the rows (they are rare), but applies only what the log scheduled.
+    registry, first, _second, bundle = setup
+    due = int(clock().timestamp()) + 60
+    sql(registry, "UPDATE certificates SET revoke_at = :at WHERE id = :id", at=due,
+        id=first.id)
+    clock.advance(seconds=120)
+    registry.publish(bundle)
+    assert ecert.Verifier.from_bundle(bundle, clock=clock).verify(first.token).valid
+    assert "status_mismatch" in kinds(registry.audit())
+
+
 def test_an_operator_planted_in_the_database_gains_nothing(setup, clock) -> None:
     from tests.support import as_operator, plant_operator
 

@@ -641,15 +641,16 @@ class Repository:
         return sorted(u for u in map(int, units) if u < end)  # a unit's key is its first seq
 
     def entries_about(self, action: str, subjects: Sequence[str], end: int
-                      ) -> list[tuple[int, str, bytes]]:
-        """``(seq, plain subject, leaf)`` of the entries of ``action`` (below ``end``)
-        about the certificates ``subjects`` (in clear), through the subject index."""
-        found: list[tuple[int, str, bytes]] = []
+                      ) -> list[tuple[int, str, bytes, int]]:
+        """``(seq, plain subject, leaf, unit)`` of the entries of ``action`` (below
+        ``end``) about the certificates ``subjects`` (in clear), through the subject
+        index."""
+        found: list[tuple[int, str, bytes, int]] = []
         for start in range(0, len(subjects), 500):
-            found.extend((int(seq), str(subject), bytes(leaf)) for seq, subject, leaf in
-                         self.conn.execute(
+            found.extend((int(seq), str(subject), bytes(leaf), int(unit))
+                         for seq, subject, leaf, unit in self.conn.execute(
                              select(log_entries.c.seq, log_entries.c.plain_subject,
-                                    log_entries.c.leaf)
+                                    log_entries.c.leaf, log_entries.c.unit)
                              .where(log_entries.c.action == action,
                                     log_entries.c.plain_subject.in_(
                                         list(subjects[start:start + 500])),
@@ -721,15 +722,13 @@ class Repository:
             for seq, leaf in chunk:
                 yield int(seq), bytes(leaf)
 
-    def revocations_due(self, after: int | None, now: int) -> list[tuple[int, int]]:
-        """``(list_id, index)`` of the certificates whose scheduled revocation fell due
-        after ``after`` (ever, with None) and by ``now``."""
+    def revocations_due(self, after: int | None, now: int) -> list[str]:
+        """The ids of the certificates whose scheduled revocation fell due after ``after``
+        (ever, with None) and by ``now``, as their rows say."""
         due = certificates.c.revoke_at <= now
         if after is not None:
             due = and_(due, certificates.c.revoke_at > after)
-        rows = self.conn.execute(
-            select(certificates.c.status_list_id, certificates.c.status_index).where(due))
-        return [(int(r[0]), int(r[1])) for r in rows]
+        return [str(r[0]) for r in self.conn.execute(select(certificates.c.id).where(due))]
 
     def get_lease(self, name: str) -> Lease | None:
         """The lease ``name`` if someone holds it (expired or not); None if nobody does."""

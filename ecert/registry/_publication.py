@@ -23,7 +23,7 @@ import logging
 import os
 import secrets
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -290,22 +290,23 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
             if prev is not None:
                 found[list_id] = prev
     since = min((p.log_size for p in found.values()), default=log_size)
+    # Supersessions scheduled before ``since`` that fell due after a reused list was
+    # made: found through the rows (a scheduled revocation is rare), applied only as the
+    # log has them.
+    after = min((p.issued_at for p in found.values()), default=None)
+    due = repo.revocations_due(after, now) if found else []
     changes = _accepted_changes(repo, 0 if len(found) < len(rows) else since, log_size,
-                                commitment_key, alerts)
+                                commitment_key, alerts, due)
     changed: dict[int, dict[int, int]] = {}
     if found:
-        # New slots taken since (issue entries), merged in log order with the changes.
+        # New slots taken since (issue entries), merged in log order with the changes
+        # (older ones too: applied in order on a list that had them, they change nothing).
         _apply_logged(changed, heapq.merge(
             _issues(repo.entries_of_actions((Action.CERT_ISSUE.value,), since, log_size)),
-            (c for c in changes if c[0] >= since)), now)
+            changes), now)
     built: dict[int, dict[int, int]] = {}
     if len(found) < len(rows):
         _apply_logged(built, changes, now)
-    due: dict[int, list[int]] = {}
-    after = min((p.issued_at for p in found.values()), default=None)
-    if found:
-        for list_id, index in repo.revocations_due(after, now):
-            due.setdefault(list_id, []).append(index)
     result: list[tuple[int, StatusList | dict[str, Any]]] = []
     for list_id, size, bits, allocated in rows:
         prev = found.get(list_id)
@@ -314,8 +315,6 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
                                                 built.get(list_id, {}))))
             continue
         list_changes = changed.get(list_id, {})
-        for index in due.get(list_id, ()):
-            list_changes[index] = INVALID
         if not list_changes:
             result.append((list_id, prev.claim))
             continue
@@ -346,7 +345,7 @@ def _issues(entries: Iterable[tuple[int, bytes]]) -> Iterator[_Logged]:
 
 
 def _accepted_changes(repo: Repository, start: int, end: int, commitment_key: bytes,
-                      alerts: list[str]) -> list[_Logged]:
+                      alerts: list[str], scheduled: Sequence[str] = ()) -> list[_Logged]:
     """The status changes logged from ``start`` to ``end`` that the log accepts, in log
     order; what it refuses, named in ``alerts``.
 
@@ -356,8 +355,17 @@ def _accepted_changes(repo: Repository, start: int, end: int, commitment_key: by
     them, in log order), and whose slot is its certificate's: the certificate's own issue
     entry names that slot, agency and type (an operator allowed to revoke one agency's
     certificates cannot reach another's slot by naming it). An insider who writes signed
-    entries into the database past the registry's checks reaches no published list."""
-    change_units = repo.units_with_actions(_CHANGE_ACTION_NAMES, end, start=start)
+    entries into the database past the registry's checks reaches no published list.
+
+    ``scheduled`` names certificates whose scheduled supersession may have fallen due
+    (earlier than ``start`` perhaps): their supersession entries are judged and
+    returned too."""
+    change_units = set(repo.units_with_actions(_CHANGE_ACTION_NAMES, end, start=start))
+    extra: set[int] = set()
+    for seq, _subject, _leaf, unit in repo.entries_about(Action.CERT_SUPERSEDE.value,
+                                                         sorted(set(scheduled)), end):
+        extra.add(seq)
+        change_units.add(unit)
     if not change_units:
         return []
     trust_units = set(repo.units_with_actions(_TRUST_ACTIONS, end))
@@ -370,9 +378,9 @@ def _accepted_changes(repo: Repository, start: int, end: int, commitment_key: by
         if f.seq in only_changes:
             alerts.append(f"log: {f.kind} at entry {f.seq}: {f.detail} (not published)")
     plain = {int(r.seq): str(r.plain_subject) for r in rows}
-    wanted = [c for c in replay.changes if c[0] >= start]
+    wanted = [c for c in replay.changes if c[0] >= start or c[0] in extra]
     issued: dict[str, Mapping[str, Any]] = {}
-    for seq, subject, leaf in repo.entries_about(
+    for seq, subject, leaf, _unit in repo.entries_about(
             Action.CERT_ISSUE.value, sorted({plain[c[0]] for c in wanted}), end):
         try:
             entry = fast_json_loads(leaf)
