@@ -209,14 +209,13 @@ class Replay:
     #: parallel, and answer from what it found).
     verify_unit = staticmethod(verify_unit)
 
-    def __init__(self, *, certificates: bool = True, changes: bool = False) -> None:
+    def __init__(self, *, certificates: bool = True,
+                 only: frozenset[str] | None = None) -> None:
         self.track_certificates = certificates
-        #: With ``changes``: ``(seq, action, time, subject, details)`` of every status change
-        #: (suspension, reinstatement, revocation, supersession) in a unit whose
-        #: signature and authority held, in log order; what publication applies to the
-        #: status lists without following each certificate (``certificates=False``).
-        self.collect_changes = changes
-        self.changes: list[tuple[int, str, int, str, Mapping[str, Any]]] = []
+        #: The certificates followed (their subjects as the log shows them), None for
+        #: all: publication replays only the units about the certificates whose status
+        #: changed, and other certificates' entries in those units are not errors.
+        self.only = only
         self.size = 0
         self.region: str | None = None
         self.origin: str | None = None
@@ -465,9 +464,11 @@ class Replay:
             # The commonest entries first (no other branch matches a certificate action).
             if action.startswith("certificate."):
                 if self.track_certificates:
-                    self._certificate(seq, entry)
-                elif self.collect_changes:
-                    self._change(seq, entry)
+                    if self.only is None or entry.subject in self.only:
+                        self._certificate(seq, entry)
+                    elif action == _V_CERT_ISSUE and d.get("replaces") is not None:
+                        # A successor not followed still pairs with its predecessor.
+                        self._replacing[str(d["replaces"])] = (d["agency"], d["type"])
             elif action == _V_OPERATOR_ADD:
                 jwk = d["key"]
                 key_from_jwk(jwk)
@@ -671,6 +672,18 @@ class Replay:
                            f"{entry.action} signed as valid for a certificate whose status "
                            f"is {cert.status_at(entry.time)}")
             return
+        if entry.action in _TRANSITIONS:
+            if (d.get("agency"), d.get("type")) != (cert.agency, cert.type):
+                # The authority was judged for the agency and type the entry names.
+                self._find(FindingKind.NO_AUTHORITY, entry.subject, seq,
+                           f"{entry.action} names {d.get('agency')}/{d.get('type')}, but the "
+                           f"certificate was issued as {cert.agency}/{cert.type}")
+                return
+            if (d.get("list"), d.get("idx")) != (cert.list, cert.idx):
+                # Applied to the certificate's own slot; the entry's copy came from a row.
+                self._find(FindingKind.MALFORMED, entry.subject, seq,
+                           f"{entry.action} names slot {d.get('list')}/{d.get('idx')}, not "
+                           f"the certificate's {cert.list}/{cert.idx}")
         if entry.action == Action.CERT_SUPERSEDE.value:
             if self._replacing.pop(entry.subject, None) != (cert.agency, cert.type):
                 self._find(FindingKind.NO_AUTHORITY, entry.subject, seq,
@@ -680,11 +693,15 @@ class Replay:
             if cert.revoke_at is not None:
                 self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,
                            "superseded twice")
+                return
         allowed, value = _TRANSITIONS[entry.action]
         status = cert.status_at(entry.time)
         if status not in allowed:
+            # Changes nothing: a revocation is final, whatever a row was made to say
+            # before the registry was asked to reinstate it (publication reads this).
             self._find(FindingKind.INVALID_TRANSITION, entry.subject, seq,
                        f"{entry.action} of a certificate whose status is {status}")
+            return
         at = d.get("at") if entry.action == Action.CERT_SUPERSEDE.value else None
         if at is not None:
             if type(at) is not int:
@@ -698,29 +715,6 @@ class Replay:
         if value == INVALID and cert.revoke_at is not None:
             cert.revoke_at = None  # revoked now: nothing left scheduled
             self.scheduled.get(cert.list, {}).pop(cert.idx, None)
-
-    def _change(self, seq: int, entry: Entry) -> None:
-        """Collect a status change of a unit that passed (certificates not followed).
-
-        A supersession is paired with its successor's issue in the same unit by the
-        details alone (agency and type): which slot a certificate holds is for the
-        caller to prove (publication looks up the certificate's issue entry)."""
-        d = entry.details
-        if entry.action == _V_CERT_ISSUE:
-            replaces = d.get("replaces")
-            if replaces is not None:
-                self._replacing[str(replaces)] = (d["agency"], d["type"])
-            return
-        if entry.action not in _TRANSITIONS:
-            return
-        if (entry.action == Action.CERT_SUPERSEDE.value
-                and self._replacing.pop(entry.subject, None) != (d.get("agency"),
-                                                                  d.get("type"))):
-            self._find(FindingKind.NO_AUTHORITY, entry.subject, seq,
-                       "superseded without a successor of its agency and type issued in the "
-                       "same unit")
-            return
-        self.changes.append((seq, entry.action, entry.time, entry.subject, d))
 
     def _legacy(self, seq: int, entry: Entry) -> None:
         if self._genesis:

@@ -764,8 +764,7 @@ def test_saved_replay_state_is_the_replay_of_the_whole_log(world: World) -> None
              "publications", "findings", "_last_time", "_genesis", "scheduled",
              "entitlements", "consents", "uses",
              "_replacing",  # lives within one unit: empty between runs
-             # publication's collector (a monitor follows the certificates instead)
-             "collect_changes", "changes"}
+             "only"}  # which certificates are followed (a monitor: all of them)
     assert set(vars(Replay())) == known
 
 

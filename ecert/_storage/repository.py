@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, NamedTuple
@@ -640,34 +640,49 @@ class Repository:
         units = self.conn.execute(query).scalars()
         return sorted(u for u in map(int, units) if u < end)  # a unit's key is its first seq
 
-    def entries_about(self, action: str, subjects: Sequence[str], end: int
-                      ) -> list[tuple[int, str, bytes, int]]:
-        """``(seq, plain subject, leaf, unit)`` of the entries of ``action`` (below
-        ``end``) about the certificates ``subjects`` (in clear), through the subject
-        index."""
-        found: list[tuple[int, str, bytes, int]] = []
-        for start in range(0, len(subjects), 500):
-            found.extend((int(seq), str(subject), bytes(leaf), int(unit))
-                         for seq, subject, leaf, unit in self.conn.execute(
-                             select(log_entries.c.seq, log_entries.c.plain_subject,
-                                    log_entries.c.leaf, log_entries.c.unit)
-                             .where(log_entries.c.action == action,
-                                    log_entries.c.plain_subject.in_(
-                                        list(subjects[start:start + 500])),
-                                    log_entries.c.seq < int(end))))
-        return found
+    def subjects_of_actions(self, actions: Sequence[str], start: int, end: int
+                            ) -> list[str]:
+        """The subjects, in clear, of the entries of ``actions`` from ``start`` to
+        ``end`` (excluded): through the action index."""
+        return sorted({str(s) for s in self.conn.execute(
+            select(log_entries.c.plain_subject).distinct()
+            .where(log_entries.c.action.in_(list(actions)),
+                   log_entries.c.seq >= int(start), log_entries.c.seq < int(end))).scalars()})
 
-    def log_rows_of_units(self, units: Sequence[int]) -> list[Row[Any]]:
-        """The rows of ``units`` in log order (a few thousand units per query: a
-        statement's parameters are bounded, 32,766 on SQLite)."""
-        rows: list[Row[Any]] = []
-        ordered = sorted(units)
-        for start in range(0, len(ordered), 5_000):
+    def units_about(self, subjects: Sequence[str], end: int) -> set[int]:
+        """The units (below ``end``) holding an entry about one of ``subjects`` (in
+        clear): through the subject index, a few hundred subjects a statement."""
+        units: set[int] = set()
+        ordered = sorted(set(subjects))
+        for start in range(0, len(ordered), 500):
+            units.update(int(u) for u in self.conn.execute(
+                select(log_entries.c.unit).distinct()
+                .where(log_entries.c.plain_subject.in_(ordered[start:start + 500]),
+                       log_entries.c.seq < int(end))).scalars())
+        return units
+
+    def leaves_of_units(self, units: Iterable[int], end: int) -> Iterator[tuple[int, bytes]]:
+        """``(seq, leaf)`` of the entries of ``units`` below ``end``, in log order,
+        streamed a hundred units a query through the driver (see :meth:`_fetch_all`)."""
+        ordered = sorted(set(units))
+        for start in range(0, len(ordered), 100):
+            for seq, leaf in self._fetch_all(
+                    select(log_entries.c.seq, log_entries.c.leaf)
+                    .where(log_entries.c.unit.in_(ordered[start:start + 100]),
+                           log_entries.c.seq < int(end))
+                    .order_by(log_entries.c.seq)):
+                yield int(seq), bytes(leaf)
+
+    def log_rows_of_units(self, units: Iterable[int]) -> Iterator[Row[Any]]:
+        """The rows of ``units`` in log order, streamed: a hundred units a query (a
+        statement's parameters are bounded, 32,766 on SQLite, and a batch's unit holds a
+        thousand entries)."""
+        ordered = sorted(set(units))
+        for start in range(0, len(ordered), 100):
             # Units are ranges of the log: a chunk of them in order, rows in order.
-            rows.extend(self.conn.execute(
-                select(log_entries).where(log_entries.c.unit.in_(ordered[start:start + 5_000]))
-                .order_by(log_entries.c.seq)))
-        return rows
+            yield from self.conn.execute(
+                select(log_entries).where(log_entries.c.unit.in_(ordered[start:start + 100]))
+                .order_by(log_entries.c.seq)).all()
 
     def read_tile(self, level: int, index: int) -> tuple[int, bytes] | None:
         row = self.conn.execute(select(log_tiles.c.width, log_tiles.c.hashes).where(

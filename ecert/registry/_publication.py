@@ -17,13 +17,12 @@ every status list lapse).
 from __future__ import annotations
 
 import contextlib
-import heapq
 import json
 import logging
 import os
 import secrets
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -50,7 +49,6 @@ from ecert._formats.statuslist import (
     INVALID,
     MAX_LIST_BYTES,
     STATUS_LIST_TYP,
-    SUSPENDED,
     VALID,
     StatusList,
     make_status_list_token,
@@ -200,7 +198,8 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
         ctx.keystore.signer(witness.kid)).verifier_key.encode()
     rows = repo.list_status_lists()
     lists = _status_lists(repo, rows, p["previous"], ctx.region.base_url, active["status"],
-                          size, now, ctx.commitment_key, alerts)
+                          size, now, ctx.commitment_key, alerts,
+                          {(f.kind, f.seq) for f in replay.findings})
     cosigned: dict[str, str] = {}
     for _o, witness_region, cs, _r, note, _t in repo.cosignatures_for(origin=origin):
         if cs <= size and witness_region not in cosigned:  # newest first: keep the newest
@@ -262,24 +261,25 @@ def _previous_list(path: Path, uri: str, size: int, bits: int, key: KeyState,
 
 def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
                   previous: Path | None, base_url: str, status_key: KeyState,
-                  log_size: int, now: int, commitment_key: bytes, alerts: list[str]
+                  log_size: int, now: int, commitment_key: bytes, alerts: list[str],
+                  known: set[tuple[str, int | None]]
                   ) -> list[tuple[int, StatusList | dict[str, Any]]]:
     """Every status list as of ``now``, from what the log says, never from the
     certificates' rows: the directory's previous list where one verifies and nothing
     changed on it since (its claim, reused), that list with the changes applied where
     some did, and otherwise built from the log.
 
-    A change is a status-changing entry since the previous list's log size, and a
-    scheduled revocation that fell due since that list was made. A built list starts from
-    its allocated slots (the first ``allocated`` of its permutation, valid: an issue entry
-    takes exactly those) with every suspension, reinstatement and revocation the log holds
-    applied, found through the action index. So the work is proportional to what changed,
+    A change is a certificate with a status-changing entry since the previous list's log
+    size, or a scheduled revocation that fell due since that list was made. A built list
+    starts from its allocated slots (the first ``allocated`` of its permutation, valid: an
+    issue entry takes exactly those) with the status of every certificate the log ever
+    changed, found through the action index. So the work is proportional to what changed,
     even for a full publication of ten million certificates, and an insider's edit of a
     row reaches no published list (``ecert audit verify`` names it).
 
-    A change is applied only where the log accepts it (:func:`_accepted_changes`): a
-    status change signed by an operator without the authority, or naming a slot that is
-    not its certificate's, is left out and named in ``alerts`` (the publication fails).
+    A certificate's status is what the log makes of its history (:func:`_logged_statuses`):
+    a change the log does not accept is left out and named in ``alerts`` (the
+    publication fails).
     """
     found: dict[int, _Previous] = {}
     if previous is not None:
@@ -294,19 +294,26 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
     # made: found through the rows (a scheduled revocation is rare), applied only as the
     # log has them.
     after = min((p.issued_at for p in found.values()), default=None)
-    due = repo.revocations_due(after, now) if found else []
-    changes = _accepted_changes(repo, 0 if len(found) < len(rows) else since, log_size,
-                                commitment_key, alerts, due)
+    recent = set(repo.subjects_of_actions(_CHANGE_ACTION_NAMES, since, log_size))
+    if found:
+        recent.update(repo.revocations_due(after, now))
+    subjects = recent
+    if len(found) < len(rows):
+        subjects = recent.union(repo.subjects_of_actions(_CHANGE_ACTION_NAMES, 0, log_size))
+    statuses = _logged_statuses(repo, subjects, log_size, commitment_key, now, alerts, known)
     changed: dict[int, dict[int, int]] = {}
     if found:
-        # New slots taken since (issue entries), merged in log order with the changes
-        # (older ones too: applied in order on a list that had them, they change nothing).
-        _apply_logged(changed, heapq.merge(
-            _issues(repo.entries_of_actions((Action.CERT_ISSUE.value,), since, log_size)),
-            changes), now)
+        # New slots taken since (issue entries), then the certificates changed since.
+        for list_id, index in _issued_slots(
+                repo.entries_of_actions((Action.CERT_ISSUE.value,), since, log_size)):
+            changed.setdefault(list_id, {})[index] = VALID
+        for subject in recent:
+            if subject in statuses:
+                list_id, index, value = statuses[subject]
+                changed.setdefault(list_id, {})[index] = value
     built: dict[int, dict[int, int]] = {}
-    if len(found) < len(rows):
-        _apply_logged(built, changes, now)
+    for list_id, index, value in statuses.values():
+        built.setdefault(list_id, {})[index] = value
     result: list[tuple[int, StatusList | dict[str, Any]]] = []
     for list_id, size, bits, allocated in rows:
         prev = found.get(list_id)
@@ -329,118 +336,57 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
 STATUS_ACTION_NAMES = tuple(a.value for a in STATUS_ACTIONS)
 _CHANGE_ACTION_NAMES = tuple(a for a in STATUS_ACTION_NAMES if a != Action.CERT_ISSUE.value)
 
-#: ``(seq, action, time, details)`` of a logged status-setting entry.
-_Logged = tuple[int, str, int, Mapping[str, Any]]
-
-
-def _issues(entries: Iterable[tuple[int, bytes]]) -> Iterator[_Logged]:
-    """The issue entries among ``(seq, leaf)``, read at C speed (a publication after a
-    batch reads a million of them; ``audit verify`` judges the rest)."""
+def _issued_slots(entries: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, int]]:
+    """``(list id, index)`` the issue entries among ``(seq, leaf)`` took, read at C
+    speed (a publication after a batch reads a million of them; ``audit verify`` judges
+    the rest, and a list's slots beyond its counter read invalid when it is built)."""
     for seq, leaf in entries:
         try:
-            entry = fast_json_loads(leaf)
-            yield seq, entry["a"], entry["t"], entry["d"]
+            d = fast_json_loads(leaf)["d"]
+            list_id, index = d["list"], d["idx"]
         except (ValueError, TypeError, KeyError):
             log.warning("log entry %d cannot be read: left out of the status lists", seq)
-
-
-def _accepted_changes(repo: Repository, start: int, end: int, commitment_key: bytes,
-                      alerts: list[str], scheduled: Sequence[str] = ()) -> list[_Logged]:
-    """The status changes logged from ``start`` to ``end`` that the log accepts, in log
-    order; what it refuses, named in ``alerts``.
-
-    Accepted is a change whose unit verifies under an operator the log made, who held
-    the authority for it at that point (grants, four-eyes approvals, a supersession
-    paired with its successor: the units that shape the trust list are replayed with
-    them, in log order), and whose slot is its certificate's: the certificate's own issue
-    entry names that slot, agency and type (an operator allowed to revoke one agency's
-    certificates cannot reach another's slot by naming it). An insider who writes signed
-    entries into the database past the registry's checks reaches no published list.
-
-    ``scheduled`` names certificates whose scheduled supersession may have fallen due
-    (earlier than ``start`` perhaps): their supersession entries are judged and
-    returned too."""
-    change_units = set(repo.units_with_actions(_CHANGE_ACTION_NAMES, end, start=start))
-    extra: set[int] = set()
-    for seq, _subject, _leaf, unit in repo.entries_about(Action.CERT_SUPERSEDE.value,
-                                                         sorted(set(scheduled)), end):
-        extra.add(seq)
-        change_units.add(unit)
-    if not change_units:
-        return []
-    trust_units = set(repo.units_with_actions(_TRUST_ACTIONS, end))
-    rows = [r for r in repo.log_rows_of_units(sorted(trust_units.union(change_units)))
-            if r.seq < end]
-    replay = Replay(certificates=False, changes=True)
-    replay.apply_leaves((int(r.seq), bytes(r.leaf)) for r in rows)
-    only_changes = {int(r.seq) for r in rows if int(r.unit) not in trust_units}
-    for f in replay.findings:  # the trust units' findings are alerts already
-        if f.seq in only_changes:
-            alerts.append(f"log: {f.kind} at entry {f.seq}: {f.detail} (not published)")
-    plain = {int(r.seq): str(r.plain_subject) for r in rows}
-    wanted = [c for c in replay.changes if c[0] >= start or c[0] in extra]
-    issued: dict[str, Mapping[str, Any]] = {}
-    for seq, subject, leaf, _unit in repo.entries_about(
-            Action.CERT_ISSUE.value, sorted({plain[c[0]] for c in wanted}), end):
-        try:
-            entry = fast_json_loads(leaf)
-            if entry["s"] == commitment(commitment_key, subject):
-                issued[subject] = entry["d"]
-        except (ValueError, TypeError, KeyError):
-            log.warning("log entry %d cannot be read", seq)
-    accepted: list[_Logged] = []
-    for seq, action, time, subject, d in wanted:
-        plain_subject = plain[seq]
-        issue = issued.get(plain_subject)
-        if (commitment(commitment_key, plain_subject) != subject or issue is None
-                or (issue.get("agency"), issue.get("type")) != (d.get("agency"), d.get("type"))):
-            # The authority was judged for the agency and type the entry names.
-            alerts.append(f"log: entry {seq} ({action}) is about no certificate the log "
-                          "issued with its agency and type (not published)")
             continue
-        slot = {"list": issue.get("list"), "idx": issue.get("idx")}
-        if (d.get("list"), d.get("idx")) != (slot["list"], slot["idx"]):
-            # As the log's replay reads it: a change is about its certificate, which
-            # holds the slot its issue entry took (the entry's copy was made from a row).
-            alerts.append(f"log: entry {seq} ({action}) names slot {d.get('list')}/"
-                          f"{d.get('idx')}, not its certificate's {slot['list']}/"
-                          f"{slot['idx']} (published for the certificate's own slot)")
-        accepted.append((seq, action, time, {**d, **slot}))
-    return accepted
+        if type(list_id) is int and type(index) is int:
+            yield list_id, index
 
 
-def _apply_logged(into: dict[int, dict[int, int]], entries: Iterable[_Logged],
-                  now: int) -> None:
-    """Record in ``into`` (list id -> index -> status) what ``entries`` (in log order)
-    set, as :class:`ecert._replay.Replay` reads them: an issue makes its slot valid, a
-    change sets the status its details name, a supersession scheduled for later reads
-    invalid once it is due (whatever came between, as the registry's own reading does),
-    an entry whose details name no slot changes nothing."""
-    scheduled: dict[tuple[int, int], int] = {}
-    for _seq, action, time, d in entries:
-        try:
-            list_id, index = d.get("list"), d.get("idx")
-        except AttributeError:
+def _logged_statuses(repo: Repository, subjects: Iterable[str], end: int,
+                     commitment_key: bytes, now: int, alerts: list[str],
+                     known: set[tuple[str, int | None]]) -> dict[str, tuple[int, int, int]]:
+    """``id -> (list id, index, status at now)`` of the certificates ``subjects``, as the
+    log has them: the replay of ``ecert audit verify`` over the units about them and the
+    units that shape the trust list, in log order.
+
+    So a change counts only if its unit verifies under an operator the log made, who held
+    the authority at that point (an officer who rotated keys, lost the role or left since
+    keeps their earlier changes), a supersession only with its successor, a transition
+    only from a status that allows it (a revocation is final), and the slot is the one the
+    certificate's first accepted issue entry took. What the replay refuses in those units
+    is named in ``alerts``; a certificate with no accepted issue entry is left out. An
+    insider who writes signed entries or rows into the database past the registry's
+    checks reaches no published list."""
+    wanted = {commitment(commitment_key, s): s for s in subjects}
+    if not wanted:
+        return {}
+    units = repo.units_about(sorted(wanted.values()), end)
+    units.update(repo.units_with_actions(_TRUST_ACTIONS, end))
+    replay = Replay(only=frozenset(wanted))
+    # Streamed: at national scale the units about the changed certificates may be most
+    # of the log (a batch unit holds a thousand issues).
+    replay.apply_leaves(repo.leaves_of_units(units, end))
+    for f in replay.findings:
+        if (f.kind, f.seq) not in known:  # the trust units' findings are alerts already
+            alerts.append(f"log: {f.kind} at entry {f.seq}: {f.detail}")
+    found: dict[str, tuple[int, int, int]] = {}
+    for public, subject in wanted.items():
+        state = replay.certificates.get(public)
+        if state is None:
+            alerts.append(f"log: certificate {subject}: no issue entry the log accepts (its "
+                          "status changes are not published)")
             continue
-        if type(list_id) is not int or type(index) is not int or type(time) is not int:
-            continue
-        if action == Action.CERT_ISSUE.value:
-            value = VALID
-        else:
-            at = d.get("at") if action == Action.CERT_SUPERSEDE.value else None
-            if type(at) is int and at > time:
-                scheduled[(list_id, index)] = at
-                continue
-            named = d.get("status")
-            if type(named) is not int or named not in (VALID, SUSPENDED, INVALID):
-                continue
-            value = named
-            if value == INVALID:
-                scheduled.pop((list_id, index), None)
-        into.setdefault(list_id, {})[index] = value
-    for (list_id, index), at in scheduled.items():
-        if at <= now:
-            into.setdefault(list_id, {})[index] = INVALID
+        found[subject] = (state.list, state.idx, state.status_at(now))
+    return found
 
 
 def _build_list(repo: Repository, list_id: int, size: int, bits: int, allocated: int,

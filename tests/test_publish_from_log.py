@@ -1,0 +1,173 @@
+"""Publication judges every status change by the log (issue 11, insider premise).
+
+A certificate's published status is what the log's replay makes of its history: the
+units about it, replayed in log order with the units that shape the trust list. Each
+test is a legitimate flow that must still publish, or an insider's move through the
+database (rows edited, rows inserted past the append-only triggers) that must reach no
+published list — on SQLite and PostgreSQL, incremental and ``--full``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+import ecert
+from ecert._formats.log import Entry
+from ecert.batch import RevocationRow
+from tests.support import FakeClock, as_operator, issue_business_licence
+from tests.support.tamper import sql
+
+OFFICER = "officer passphrase"
+CLERK = "clerk passphrase"
+
+
+def status(bundle: Path, clock: FakeClock, cert: ecert.Certificate) -> str:
+    return ecert.Verifier.from_bundle(bundle, clock=clock).verify(cert.token).status.value
+
+
+def both(registry: ecert.Registry, bundle: Path) -> list[ecert.PublishReport]:
+    """An incremental publication, then a full one into the same directory."""
+    return [registry.publish(bundle), registry.publish(bundle, full=True)]
+
+
+def insert_leaf(registry: ecert.Registry, leaf: bytes, plain_subject: str) -> None:
+    """What an insider can do past the triggers (they refuse UPDATE and DELETE): append a
+    row of their own making to the log and count it."""
+    with registry.engine.begin() as conn:
+        seq = conn.execute(text("SELECT value FROM counters WHERE name = 'log_size'")
+                           ).scalar_one()
+        conn.execute(text("INSERT INTO log_entries (seq, leaf, action, subject, "
+                          "plain_subject, operator, unit, at) VALUES (:s, :l, "
+                          "'certificate.issue', 'x', :p, 'x', :s, 0)"),
+                     {"s": seq, "l": leaf, "p": plain_subject})
+        conn.execute(text("UPDATE counters SET value = value + 1 WHERE name = 'log_size'"))
+
+
+# -- legitimate flows still publish ---------------------------------------------------------
+
+
+def test_a_renewal_now_and_at_its_start(registry: ecert.Registry, clock: FakeClock,
+                                        tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    now_old = issue_business_licence(registry)
+    later_old = issue_business_licence(registry)
+    registry.publish(bundle)
+    now_new, _ = registry.renew(now_old.id)
+    registry.renew(later_old.id, valid_from=clock() + timedelta(days=2), at_start=True)
+    for report in both(registry, bundle):
+        assert report.ok, report.alerts
+        assert status(bundle, clock, now_old) == "revoked"
+        assert status(bundle, clock, now_new) == "valid"
+        assert status(bundle, clock, later_old) == "valid"
+    clock.advance(days=3)  # the successor's start: nobody acts but publication
+    for report in both(registry, bundle):
+        assert report.ok, report.alerts
+        assert status(bundle, clock, later_old) == "revoked"
+
+
+def test_four_eyes_revocations_one_and_in_a_batch(registry: ecert.Registry, clock: FakeClock,
+                                                  tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    certs = [issue_business_licence(registry) for _ in range(3)]
+    registry.publish(bundle)
+    registry.set_policy("certificate.revoke", approvals=2, type_code="cn.business-licence")
+    registry.add_operator("officer-1", roles=["officer"], passphrase=OFFICER)
+    with pytest.raises(ecert.PendingApproval) as one:
+        registry.revoke(certs[0].id, "privilege-withdrawn")
+    with pytest.raises(ecert.PendingApproval) as batch:
+        registry.revoke_batch([RevocationRow(1, certs[1].id, "key-compromise"),
+                               RevocationRow(2, certs[2].id, "key-compromise")])
+    with as_operator(registry, "officer-1", OFFICER, clock) as officer:
+        officer.approve(one.value.request.id)
+        officer.approve(batch.value.request.id)
+    for report in both(registry, bundle):
+        assert report.ok, report.alerts
+        assert [status(bundle, clock, c) for c in certs] == ["revoked"] * 3
+
+
+def test_a_new_list_leaves_the_unchanged_lists_as_they_were(
+        registry: ecert.Registry, tmp_path: Path) -> None:
+    www = tmp_path / "www"
+    cert = issue_business_licence(registry)
+    registry.revoke(cert.id, "unspecified")
+    sql(registry, "UPDATE status_lists SET allocated = size")  # list 1 is full
+    assert registry.publish(www).status_lists_encoded == 1
+    issue_business_licence(registry)  # opens list 2
+    report = registry.publish(www)
+    assert (report.status_lists, report.status_lists_encoded) == (2, 1)
+
+
+# -- an insider through the database reaches no list ----------------------------------------
+
+
+def test_a_revoked_certificate_set_suspended_in_its_row_is_not_reinstated(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    # The registry checks the row, so a clerk may reinstate it; the log says revoked, and
+    # a revocation is final.
+    bundle = tmp_path / "bundle"
+    cert = issue_business_licence(registry)
+    registry.revoke(cert.id, "key-compromise")
+    registry.publish(bundle)
+    registry.add_operator("clerk-amr", roles=["clerk"], agencies=["gd-amr"], passphrase=CLERK)
+    sql(registry, "UPDATE certificates SET status = 'suspended' WHERE id = :id", id=cert.id)
+    with as_operator(registry, "clerk-amr", CLERK, clock) as clerk:
+        clerk.reinstate(cert.id)
+    for report in both(registry, bundle):
+        assert any("invalid_transition" in a for a in report.alerts), report.alerts
+        assert status(bundle, clock, cert) == "revoked"
+    assert "invalid_transition" in {f.kind for f in registry.audit().findings}
+
+
+def test_a_second_certificate_under_the_same_id_takes_no_revocation_away(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    # The victim's row moved aside and the serial counter rewound: the next issue gets
+    # the victim's id and another slot. The log's first issue of that id holds.
+    bundle = tmp_path / "bundle"
+    victim = issue_business_licence(registry)
+    registry.publish(bundle)
+    sql(registry, "UPDATE certificates SET id = 'moved', serial = '99999999' WHERE id = :id",
+        id=victim.id)
+    sql(registry, "UPDATE counters SET value = value - 1 WHERE name = 'serial:gd-amr'")
+    twin = issue_business_licence(registry)
+    assert twin.id == victim.id and twin.status_index != victim.status_index
+    registry.revoke(victim.id, "key-compromise")
+    for report in both(registry, bundle):
+        assert not report.ok
+        assert status(bundle, clock, victim) == "revoked"
+
+
+def test_an_issue_row_inserted_past_the_triggers_moves_no_revocation(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    # A copy of the victim's issue entry naming an innocent certificate's slot, inserted
+    # unsigned: only an issue entry in a unit the log accepts gives a certificate a slot.
+    bundle = tmp_path / "bundle"
+    victim = issue_business_licence(registry)
+    innocent = issue_business_licence(registry)
+    registry.publish(bundle)
+    event = next(e for e in registry.events(victim.id) if e.action == "certificate.issue")
+    real = Entry.decode(bytes(event.leaf))
+    forged = Entry(real.time, real.action, real.subject, real.operator,
+                   {**real.details, "idx": innocent.status_index}, sig="AAAA").encode()
+    insert_leaf(registry, forged, victim.id)
+    registry.revoke(victim.id, "key-compromise")
+    for report in both(registry, bundle):
+        assert not report.ok
+        assert status(bundle, clock, victim) == "revoked"
+        assert status(bundle, clock, innocent) == "valid"
+
+
+@pytest.mark.parametrize("leaf", [
+    b"not json", b"[]", b'{"s": "x", "d": "x"}', b'{"a": "certificate.issue", "d": []}'])
+def test_a_malformed_row_inserted_into_the_log_stops_nothing(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path, leaf: bytes) -> None:
+    bundle = tmp_path / "bundle"
+    victim = issue_business_licence(registry)
+    registry.publish(bundle)
+    insert_leaf(registry, leaf, victim.id)
+    registry.revoke(victim.id, "key-compromise")
+    for report in both(registry, bundle):
+        assert any("entry_malformed" in a for a in report.alerts), report.alerts
+        assert status(bundle, clock, victim) == "revoked"
