@@ -334,7 +334,18 @@ class Replay:
                 return self._deny(first, seq, f"may not request {requested.value}")
             return True
         makes_keys = any(e.action in _KEY_MAKER_VALUES for _, e in unit)
+        # A batch's unit holds a thousand certificate entries of one agency and type: each
+        # (action, agency, type) is judged once (the operator, policies and admin count
+        # do not change within a unit).
+        judged: set[tuple[str, str | None, str | None]] = set()
         for entry_seq, entry in unit:
+            if entry.action.startswith("certificate."):
+                agency, type_code = entry.details.get("agency"), entry.details.get("type")
+                if isinstance(agency, str | None) and isinstance(type_code, str | None):
+                    memo = (entry.action, agency, type_code)
+                    if memo in judged:
+                        continue
+                    judged.add(memo)
             try:
                 entry_action = _action(entry.action)
             except ValueError:

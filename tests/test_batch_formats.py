@@ -7,6 +7,7 @@ reader (a decoder) on any text a CSV or JSON Lines file can hold."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -161,6 +162,17 @@ def test_sealed_leaves_are_sign_units_leaves(details: list[dict[str, Any]]) -> N
     entries = [Entry(1767225600 + i, "certificate.issue", f"c:{i}", signer.kid, d)
                for i, d in enumerate(details)]
     assert sealed_leaves(entries, signer) == [e.encode() for e in sign_unit(entries, signer)]
+
+
+@given(st.dictionaries(st.text(max_size=5), st.text(max_size=20) | st.integers(), max_size=3),
+       st.sampled_from([{}, {"sig": None}, {"sig": "AAAA"}]))
+def test_a_decoded_entrys_content_hash_is_its_contents(details: dict[str, Any],
+                                                        extra: dict[str, Any]) -> None:
+    # A replay takes an entry's content hash from its leaf: only where the leaf is the
+    # canonical JSON of that content (no ``sig`` member, not even null).
+    content = Entry(1767225600, "certificate.issue", "c:1", "kid", details).content()
+    decoded = Entry.decode(canonical_json({**content, **extra}))
+    assert decoded.content_hash() == hashlib.sha256(canonical_json(content)).digest()
 
 
 # -- the batch file reader -----------------------------------------------------------------

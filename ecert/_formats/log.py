@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ecert._formats.jose import (
@@ -56,6 +56,10 @@ class Entry:
     operator: str
     details: Mapping[str, Any]
     sig: str | None = None
+    #: SHA-256 of the leaf an entry without ``sig`` was decoded from: its content hash,
+    #: the leaf being the canonical JSON of its content (checked by :meth:`decode`), so a
+    #: replay checking a unit's signature does not encode every entry again.
+    leaf_hash: bytes | None = field(default=None, compare=False, repr=False)
 
     def content(self) -> dict[str, Any]:
         """The members the unit signature covers."""
@@ -64,6 +68,8 @@ class Entry:
 
     def content_hash(self) -> bytes:
         """SHA-256 of the canonical JSON of :meth:`content`."""
+        if self.leaf_hash is not None and self.sig is None:
+            return self.leaf_hash
         return hashlib.sha256(canonical_json(self.content())).digest()
 
     def encode(self) -> bytes:
@@ -92,9 +98,10 @@ class Entry:
         _require(isinstance(d, dict), "d is an object")
         sig = value.get("sig")
         _require(sig is None or isinstance(sig, str), "sig is base64url")
-        entry = cls(t, a, s, op, d, sig)
         _require(canonical, "not canonical JSON")
-        return entry
+        # Without a ``sig`` member the leaf is exactly the canonical content.
+        return cls(t, a, s, op, d, sig,
+                   None if "sig" in value else hashlib.sha256(data).digest())
 
 
 def unit_message(entries: Sequence[Entry]) -> bytes:
