@@ -258,9 +258,19 @@ class Replay:
     # -- input -------------------------------------------------------------------------------
 
     def apply_leaves(self, leaves: Iterable[tuple[int, bytes]]) -> None:
-        """Apply leaves in order, grouping them into units (a unit ends at its ``sig``)."""
+        """Apply leaves in order, grouping them into units (a unit ends at its ``sig``).
+
+        A unit's entries are consecutive: where the leaves given skip some of the log (a
+        publication replays only the units it needs), an unfinished unit before the gap
+        is reported, never joined to what follows it."""
         unit: list[tuple[int, Entry]] = []
+        last: int | None = None
         for seq, leaf in leaves:
+            if unit and last is not None and seq != last + 1:
+                self._find(FindingKind.MALFORMED, unit[0][1].subject, unit[0][0],
+                           "a unit of work without its signature (truncated or edited)")
+                unit = []
+            last = seq
             try:
                 entry = Entry.decode(leaf)
             except FormatError as e:

@@ -12,11 +12,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
 import ecert
 from ecert._formats.log import Entry
 from ecert.batch import RevocationRow
+from ecert.registry._publication import _TRUST_ACTIONS
 from tests.support import FakeClock, as_operator, issue_business_licence
 from tests.support.tamper import sql
 
@@ -33,17 +34,50 @@ def both(registry: ecert.Registry, bundle: Path) -> list[ecert.PublishReport]:
     return [registry.publish(bundle), registry.publish(bundle, full=True)]
 
 
-def insert_leaf(registry: ecert.Registry, leaf: bytes, plain_subject: str) -> None:
+def insert_leaf(registry: ecert.Registry, leaf: bytes, plain_subject: str, *,
+                action: str = "certificate.issue", unit: int | None = None) -> None:
     """What an insider can do past the triggers (they refuse UPDATE and DELETE): append a
     row of their own making to the log and count it."""
     with registry.engine.begin() as conn:
         seq = conn.execute(text("SELECT value FROM counters WHERE name = 'log_size'")
                            ).scalar_one()
         conn.execute(text("INSERT INTO log_entries (seq, leaf, action, subject, "
-                          "plain_subject, operator, unit, at) VALUES (:s, :l, "
-                          "'certificate.issue', 'x', :p, 'x', :s, 0)"),
-                     {"s": seq, "l": leaf, "p": plain_subject})
+                          "plain_subject, operator, unit, at) VALUES (:s, :l, :a, 'x', :p, "
+                          "'x', :u, 0)"),
+                     {"s": seq, "l": leaf, "p": plain_subject, "a": action,
+                      "u": seq if unit is None else unit})
         conn.execute(text("UPDATE counters SET value = value + 1 WHERE name = 'log_size'"))
+
+
+def unsigned_fragment(registry: ecert.Registry, cert_id: str, action: str) -> bytes:
+    """An entry without a signature, as the first part of a unit that never ends."""
+    real = Entry.decode(bytes(next(e for e in registry.events(cert_id)
+                                   if e.action == "certificate.issue").leaf))
+    return Entry(real.time, action, real.subject, real.operator, {}).encode()
+
+
+def units_of(registry: ecert.Registry, where: str, **params: object) -> set[int]:
+    with registry.engine.begin() as conn:
+        return {int(u) for (u,) in conn.execute(
+            text(f"SELECT unit FROM log_entries WHERE {where}"), params)}
+
+
+def trust_units(registry: ecert.Registry) -> set[int]:
+    """The units publication replays for the trust list."""
+    with registry.engine.begin() as conn:
+        return {int(u) for (u,) in conn.execute(
+            text("SELECT unit FROM log_entries WHERE action IN :a").bindparams(
+                bindparam("a", expanding=True)), {"a": list(_TRUST_ACTIONS)})}
+
+
+def pad_before(registry: ecert.Registry, target: int, units: set[int], action: str,
+               subject: str, fragment: bytes) -> None:
+    """Rows with made-up unit numbers, so that a reader taking units a hundred at a time
+    would meet the fragment just before the ``target`` unit."""
+    before = sum(1 for u in units if u < target)
+    for i in range((-(before + 1)) % 100):
+        insert_leaf(registry, b"not json", subject, action=action, unit=-1000 - i)
+    insert_leaf(registry, fragment, subject, action=action, unit=-1)
 
 
 # -- legitimate flows still publish ---------------------------------------------------------
@@ -171,3 +205,65 @@ def test_a_malformed_row_inserted_into_the_log_stops_nothing(
     for report in both(registry, bundle):
         assert any("entry_malformed" in a for a in report.alerts), report.alerts
         assert status(bundle, clock, victim) == "revoked"
+
+
+def test_an_unfinished_unit_is_not_joined_to_a_later_one(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    # Publication replays only some units: an unsigned fragment about the victim must not
+    # swallow the victim's revocation, which the whole log's replay keeps.
+    bundle = tmp_path / "bundle"
+    victim = issue_business_licence(registry)
+    registry.publish(bundle)
+    insert_leaf(registry, unsigned_fragment(registry, victim.id, "certificate.qr"), victim.id,
+                action="certificate.qr")
+    issue_business_licence(registry)  # a unit publication does not replay
+    registry.revoke(victim.id, "key-compromise")
+    for report in both(registry, bundle):
+        assert not report.ok
+        assert status(bundle, clock, victim) == "revoked"
+
+
+def test_made_up_unit_numbers_do_not_reorder_the_log(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    victim = issue_business_licence(registry)
+    registry.revoke(victim.id, "key-compromise")
+    registry.publish(bundle)
+    (target,) = units_of(registry, "plain_subject = :p AND action = 'certificate.revoke'",
+                         p=victim.id)
+    units = units_of(registry, "plain_subject = :p", p=victim.id) | trust_units(registry)
+    pad_before(registry, target, units, "certificate.qr", victim.id,
+               unsigned_fragment(registry, victim.id, "certificate.qr"))
+    for report in both(registry, bundle):
+        assert status(bundle, clock, victim) == "revoked", report.alerts
+
+
+def test_made_up_unit_numbers_do_not_drop_a_key_compromise(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    cert = issue_business_licence(registry)
+    clock.advance(minutes=10)
+    registry.mark_key_compromised(cert.kid, since=clock() - timedelta(minutes=20))
+    registry.publish(bundle)
+    assert not ecert.Verifier.from_bundle(bundle, clock=clock).verify(cert.token).valid
+    (target,) = units_of(registry, "action = 'key.compromise'")
+    units = trust_units(registry)
+    pad_before(registry, target, units, "policy.set", "x",
+               unsigned_fragment(registry, cert.id, "policy.set"))
+    for report in both(registry, bundle):
+        assert not ecert.Verifier.from_bundle(bundle, clock=clock).verify(cert.token).valid, \
+            report.alerts
+
+
+@pytest.mark.parametrize("leaf", [
+    b'{"a":"certificate.issue","d":{"list":1,"idx":99999999}}',
+    b'{"a":"certificate.issue","d":{"list":1,"idx":-1}}',
+    b"[" * 60_000])
+def test_an_issue_row_out_of_shape_breaks_no_publication(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path, leaf: bytes) -> None:
+    bundle = tmp_path / "bundle"
+    cert = issue_business_licence(registry)
+    registry.publish(bundle)
+    insert_leaf(registry, leaf, "x")
+    for _report in both(registry, bundle):
+        assert status(bundle, clock, cert) == "valid"

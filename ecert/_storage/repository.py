@@ -237,6 +237,21 @@ class StoredCertificate(NamedTuple):
     sharing_kid: str | None = None
 
 
+def _unit_chunks(units: Iterable[int], end: int | None
+                 ) -> Iterator[tuple[list[int], int, int]]:
+    """``units`` a hundred at a time, each chunk with the range of the log its rows lie
+    in: from its first unit (a unit's key is its first entry) to the next chunk's first
+    unit (or ``end``). Read range by range, rows come in log order whatever the
+    ``unit`` column was made to say: a row whose unit lies outside its own range (an
+    insider's) is not read, and the unit it was taken from is reported truncated."""
+    ordered = sorted(set(units))
+    limit = (1 << 63) - 1 if end is None else int(end)
+    for start in range(0, len(ordered), 100):
+        chunk = ordered[start:start + 100]
+        high = ordered[start + 100] if start + 100 < len(ordered) else limit
+        yield chunk, chunk[0], min(high, limit)
+
+
 def certificate_row(cert: Certificate, serial: str, status_list_id: int) -> dict[str, Any]:
     """The ``certificates`` row of a newly issued certificate."""
     return {
@@ -664,12 +679,11 @@ class Repository:
     def leaves_of_units(self, units: Iterable[int], end: int) -> Iterator[tuple[int, bytes]]:
         """``(seq, leaf)`` of the entries of ``units`` below ``end``, in log order,
         streamed a hundred units a query through the driver (see :meth:`_fetch_all`)."""
-        ordered = sorted(set(units))
-        for start in range(0, len(ordered), 100):
+        for chunk, low, high in _unit_chunks(units, end):
             for seq, leaf in self._fetch_all(
                     select(log_entries.c.seq, log_entries.c.leaf)
-                    .where(log_entries.c.unit.in_(ordered[start:start + 100]),
-                           log_entries.c.seq < int(end))
+                    .where(log_entries.c.unit.in_(chunk), log_entries.c.seq >= low,
+                           log_entries.c.seq < high)
                     .order_by(log_entries.c.seq)):
                 yield int(seq), bytes(leaf)
 
@@ -677,11 +691,10 @@ class Repository:
         """The rows of ``units`` in log order, streamed: a hundred units a query (a
         statement's parameters are bounded, 32,766 on SQLite, and a batch's unit holds a
         thousand entries)."""
-        ordered = sorted(set(units))
-        for start in range(0, len(ordered), 100):
-            # Units are ranges of the log: a chunk of them in order, rows in order.
+        for chunk, low, high in _unit_chunks(units, None):
             yield from self.conn.execute(
-                select(log_entries).where(log_entries.c.unit.in_(ordered[start:start + 100]))
+                select(log_entries).where(log_entries.c.unit.in_(chunk),
+                                          log_entries.c.seq >= low, log_entries.c.seq < high)
                 .order_by(log_entries.c.seq)).all()
 
     def read_tile(self, level: int, index: int) -> tuple[int, bytes] | None:

@@ -327,7 +327,8 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
             continue
         patched = prev.status_list
         for index, value in list_changes.items():
-            patched[index] = value
+            if 0 <= index < size:  # an entry naming a slot beyond the list changes nothing
+                patched[index] = value
         result.append((list_id, patched))
     return result
 
@@ -344,7 +345,7 @@ def _issued_slots(entries: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, i
         try:
             d = fast_json_loads(leaf)["d"]
             list_id, index = d["list"], d["idx"]
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             log.warning("log entry %d cannot be read: left out of the status lists", seq)
             continue
         if type(list_id) is int and type(index) is int:
