@@ -33,7 +33,7 @@ import json
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -301,6 +301,18 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
+@lru_cache(maxsize=8)
+def _minified_js(text: str) -> str:
+    # Every publication builds the page; its scripts change only with the package (about
+    # 80 ms of tokenizing each time otherwise), and a changed text is a new key.
+    return minify_js(text)
+
+
+@lru_cache(maxsize=4)
+def _minified_css(text: str) -> str:
+    return minify_css(text)
+
+
 def _inline(text: str) -> str:
     """Script or style text safe inside its HTML element (``</script`` cannot end it)."""
     return re.sub(r"</(script|style)", r"<\\/\1", text, flags=re.IGNORECASE).replace(
@@ -319,8 +331,8 @@ def build_page(anchor: TrustAnchor, *, recognized: Iterable[str] = ()) -> dict[s
     """
     base_url = anchor.trust_list_url.rsplit("/", 1)[0]
     origins = " ".join(sorted({_origin(base_url), *(_origin(u) for u in recognized)}))
-    core, app = minify_js(_asset("core.js")), minify_js(_asset("app.js"))
-    css = minify_css(_asset("style.css"))
+    core, app = _minified_js(_asset("core.js")), _minified_js(_asset("app.js"))
+    css = _minified_css(_asset("style.css"))
     jsqr = _asset("vendor/jsQR.js")
     version = b64url_encode(hashlib.sha256("\0".join(
         (core, app, css, jsqr, _asset("index.html"), _asset("sw.js"))).encode()).digest())[:16]

@@ -15,7 +15,15 @@ from ecert import _samples
 from ecert._allocation import permuted_index
 from ecert._formats import bundle
 from ecert._formats.certificate import CertificateClaims
-from ecert._storage.database import _alembic_config, make_engine, sqlite_url
+from ecert._storage.database import (
+    HEAD_REVISION,
+    _alembic_config,
+    make_engine,
+    migrate,
+    schema_is_current,
+    scripts_head,
+    sqlite_url,
+)
 from ecert.identifiers import CertificateId
 from ecert.keys import FileKeyStore
 from tests.support import EPOCH, PASSPHRASE, PG_URL, FakeClock, credential, pg_schema_url
@@ -134,3 +142,22 @@ def test_a_registry_from_before_the_log_is_adopted(tmp_path: Path, clock: FakeCl
     finally:
         if schemas is not None:
             next(schemas, None)
+
+
+def test_the_head_a_registry_is_opened_at_is_the_scripts_head() -> None:
+    """Opening compares with HEAD_REVISION instead of loading the scripts: a new migration
+    must move it (else an upgraded install would open a database it never migrated)."""
+    assert scripts_head() == HEAD_REVISION
+
+
+def test_a_database_behind_the_head_is_found_and_migrated(tmp_path: Path,
+                                                          database_url: str | None) -> None:
+    engine = make_engine(database_url or sqlite_url(tmp_path / "registry.db"))
+    config = _alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0014")
+    assert not schema_is_current(engine)
+    migrate(engine)
+    assert schema_is_current(engine)
+    engine.dispose()
