@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, select, text
 
 import ecert
 from ecert._formats.bundle import STATUS_DIR
 from ecert._formats.jose import parse_compact, raw_signature, sign_compact
 from ecert._formats.statuslist import INVALID, STATUS_LIST_TYP, SUSPENDED, VALID, StatusList
+from ecert._storage.schema import log_entries
 from ecert.batch import BatchRow
 from ecert.keys import generate_private_key
 from ecert.registry import _publication, _tree
@@ -210,3 +211,52 @@ def test_a_long_log_is_integrated_and_written_a_chunk_at_a_time(
     registry.publish(www)
     assert registry.audit(bundle=www).intact
     assert len(list((www / "log" / "tile" / "entries").rglob("*"))) >= 1
+
+
+def _entry_bundles(www: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(www)): p.read_bytes()
+            for p in (www / "log" / "tile" / "entries").rglob("*") if p.is_file()}
+
+
+def test_the_entry_bundles_are_the_logs_leaves_and_a_gap_or_an_oversized_leaf_stops_them(
+        registry: ecert.Registry, tmp_path: Path) -> None:
+    """A full bundle and a partial one: each is the leaves of its range, in log order,
+    length-prefixed; an entry missing from the range, or one too long for its two-byte
+    prefix, stops a fresh publication before the trust list names any file."""
+    from ecert._formats import tiles
+    from ecert._storage.repository import Repository
+    from tests.support.tamper import drop_triggers
+
+    rows = [BatchRow(i + 2, r["holder_id"], r["holder_name"], r["claims"])
+            for i, r in enumerate(licence_rows(300))]
+    assert len(list(registry.issue_batch(BL, AGENCY, rows, chunk_size=150))) == 300
+    report = registry.publish(tmp_path / "www")
+    bundles = _entry_bundles(tmp_path / "www")
+    with registry.engine.connect() as conn:
+        leaves = Repository(conn).log_leaves(0, report.log_size)
+    assert report.log_size > tiles.TILE_WIDTH and len(leaves) == report.log_size
+    full, partial = f"log/{tiles.entries_path(0, 256)}", \
+        f"log/{tiles.entries_path(1, report.log_size - 256)}"
+    assert sorted(bundles) == sorted([full, partial])
+    assert tiles.decode_entry_bundle(bundles[full], 256) == leaves[:256]
+    assert tiles.decode_entry_bundle(bundles[partial]) == leaves[256:]
+
+    drop_triggers(registry)
+    with registry.engine.connect() as conn:
+        deleted = dict(conn.execute(select(log_entries).where(log_entries.c.seq == 17))
+                       .mappings().one())
+    # An entry deleted from the middle of the first bundle: a fresh publication stops.
+    sql(registry, "DELETE FROM log_entries WHERE seq = 17")
+    with pytest.raises(ecert.StorageError) as gap:
+        registry.publish(tmp_path / "gap")
+    assert gap.value.code == "log_gap"
+    assert not (tmp_path / "gap" / "trustlist.jwt").exists()
+    with registry.engine.begin() as conn:
+        conn.execute(insert(log_entries).values(**deleted))
+    # An entry longer than its two-byte length prefix can say: refused, never written
+    # with a prefix that would misalign every entry after it.
+    sql(registry, "UPDATE log_entries SET leaf = :leaf WHERE seq = 18",
+        leaf=leaves[18] + b" " * 70_000)
+    with pytest.raises(tiles.TilesError):
+        registry.publish(tmp_path / "long")
+    assert not (tmp_path / "long" / "trustlist.jwt").exists()
