@@ -20,7 +20,7 @@ import codecs
 import csv
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -375,9 +375,13 @@ class RejectsFile:
     format and encoding, with its columns plus ``_line``, ``_code`` and ``_reason``.
     Flushed after every :meth:`flush`, so a run killed half-way leaves what it refused."""
 
-    def __init__(self, path: str | Path, source: BatchFile) -> None:
+    def __init__(self, path: str | Path, source: BatchFile, *,
+                 reason_text: Callable[[str, str], str] | None = None) -> None:
         self.path = Path(path)
         self.count = 0
+        #: ``(code, reason) -> the _reason written``: the reader's language (the
+        #: ``_code`` column stays the stable code); the reason as given if None.
+        self._reason_text = reason_text
         if self.path.resolve() == source.path.resolve():
             raise InputError("the rejects file would overwrite the input", code="batch_rejects")
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -393,6 +397,8 @@ class RejectsFile:
     def write(self, record: Mapping[str, Any] | str, line: int, code: str, reason: str) -> None:
         """One refused row: its record as read, where it was, and why."""
         self.count += 1
+        if self._reason_text is not None:
+            reason = self._reason_text(code, reason)
         if self._kind == "csv":
             values = record if isinstance(record, Mapping) else {}
             self._csv.writerow([*(values.get(c, "") for c in self._columns), line, code,

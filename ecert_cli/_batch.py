@@ -13,9 +13,9 @@ from typing import Any
 import click
 
 import ecert
-from ecert.batch import RowOutcome, RowStatus
+from ecert.batch import RejectCode, RowOutcome, RowStatus
 from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
-from ecert_cli._i18n import N_
+from ecert_cli._i18n import N_, _, is_chinese
 from ecert_cli._render import fmt, say
 
 
@@ -108,6 +108,39 @@ class Progress:
             self.close()
 
 
+#: What each reject code means, put before the library's reason (which names the field,
+#: value or line) in a rejects file read in Chinese, as an error line is written.
+REJECT_SUMMARIES: dict[str, str] = {
+    RejectCode.HOLDER_ID_CHECK: N_("the holder id breaks the type's id scheme"),
+    RejectCode.SCHEMA: N_("the claims do not fit the type's schema"),
+    RejectCode.MISSING_HOLDER_NAME: N_("the holder name is empty"),
+    RejectCode.HOLDER_CLAIMS_MISMATCH: N_(
+        "the holder id or name differs from the claims that name the holder"),
+    RejectCode.DUPLICATE_ROW: N_("the same row as an earlier one of this file"),
+    RejectCode.TEXT: N_("a name or claim holds characters a certificate may not carry"),
+    RejectCode.VALIDITY: N_("the validity dates cannot be read or are out of order"),
+    RejectCode.QR_TOO_LARGE: N_("the certificate's QR code would be too large to print"),
+    RejectCode.INPUT: N_("this row cannot be used"),
+    RejectCode.NOT_FOUND: N_("no such certificate (or the serial is ambiguous)"),
+    RejectCode.INVALID_REASON: N_("not an RFC 5280 revocation reason"),
+    RejectCode.SIGNATURE: N_(
+        "the token does not verify against the exporting registry's trust list"),
+    RejectCode.EXPORT_MISMATCH: N_("a member differs from what the signed token states"),
+    RejectCode.STATUS_ROLLBACK: N_(
+        "the status is less final than the exporting registry published"),
+    RejectCode.ID_TAKEN: N_("the certificate id is taken in this registry"),
+}
+
+
+def reason_text(code: str, reason: str) -> str:
+    """The ``_reason`` a rejects file gets: in Chinese the code's summary, then the
+    library's reason (names and values as they were); in English the reason alone."""
+    summary = REJECT_SUMMARIES.get(code)
+    if summary is None or not is_chinese():
+        return reason
+    return _("{summary}: {detail}").format(summary=_(summary), detail=reason)
+
+
 @cli.command("issue-batch")
 @click.option("--type", "type_code", required=True, help="Certificate type code.")
 @click.option("--agency", "agency_code", required=True, help="Issuing agency code.")
@@ -149,7 +182,8 @@ def issue_batch(type_code: str, agency_code: str, file: Path, id_column: str | N
             settings().open_registry() as registry:
         for outcome in registry.issue_file(type_code, agency_code, file,
                                            id_column=id_column, rejects=rejects_path,
-                                           encoding=encoding, chunk_size=chunk_size):
+                                           encoding=encoding, chunk_size=chunk_size,
+                                           reason_text=reason_text):
             progress.add(outcome)
     seconds = time.monotonic() - progress.started
     counts = progress.counts
@@ -186,7 +220,8 @@ def revoke_batch(file: Path, rejects_file: Path | None, encoding: str | None) ->
     """
     rejects_path = rejects_file if rejects_file is not None else default_rejects(file)
     with settings().open_registry() as registry:
-        outcomes = registry.revoke_file(file, rejects=rejects_path, encoding=encoding)
+        outcomes = registry.revoke_file(file, rejects=rejects_path, encoding=encoding,
+                                        reason_text=reason_text)
     counts = Counter(o.status for o in outcomes)
     codes = Counter(o.code.value for o in outcomes if o.code is not None)
 
@@ -265,7 +300,7 @@ def import_(file: Path, anchor_file: Path, bundle: Path | None, rejects_file: Pa
                                    "not; run the same command again to finish")), \
             s.open_registry() as registry:
         for outcome in registry.import_file(file, verifier, rejects=rejects_path,
-                                            chunk_size=chunk_size):
+                                            chunk_size=chunk_size, reason_text=reason_text):
             progress.add(outcome)
     seconds = time.monotonic() - progress.started
     counts = progress.counts

@@ -318,6 +318,57 @@ def test_issue_batch_exit_codes_and_json(cli: Cli, tmp_path: Path) -> None:
     assert result.exit_code == 0 and "已签发" in result.stdout
 
 
+def test_a_rejects_file_read_in_chinese_says_why_in_chinese(cli: Cli, tmp_path: Path) -> None:
+    """A clerk fixing the rejects file reads each reason in Chinese (the code's summary)
+    with the library's detail after it; the code column and the English file stay."""
+    import csv
+
+    def rows_of(path: Path) -> dict[str, dict[str, str]]:
+        with open(path, encoding="utf-8", newline="") as f:
+            return {r["_line"]: r for r in csv.DictReader(f)}
+
+    english, chinese = tmp_path / "en.csv", tmp_path / "zh.csv"
+    for rejects, lang in ((english, "en"), (chinese, "zh_CN")):
+        result = cli("issue-batch", "--type", BL, "--agency", AGENCY, str(LEGACY_CSV),
+                     "--id-column", "row_id", "--rejects", str(rejects),
+                     env={"ECERT_LANG": lang})
+        assert result.exit_code == 1, result.output
+    en, zh = rows_of(english), rows_of(chinese)
+    assert sorted(en) == sorted(zh) and len(en) == len(legacy_expected())
+    summaries = {
+        "holder_id_check": "持证人证件号码不符合该类型的编码规则：",
+        "schema": "声明项不符合该证照类型的模式：",
+        "missing_holder_name": "持证人名称为空：",
+        "holder_claims_mismatch": "持证人证件号码或名称与声明项中的持证人不一致：",
+        "duplicate_row": "与本文件前面的一行重复：",
+    }
+    for line, row in en.items():
+        assert zh[line]["_code"] == row["_code"]
+        assert zh[line]["_reason"] == summaries[row["_code"]] + row["_reason"]
+        assert not any("\u4e00" <= c <= "\u9fff" for c in row["_reason"])
+
+    # A revocation batch's rejects likewise.
+    revocations = tmp_path / "revoke.csv"
+    revocations.write_text("id,reason\r\n99999999,unspecified\r\n", encoding="utf-8")
+    result = cli("revoke-batch", str(revocations), "--rejects", str(tmp_path / "r.csv"),
+                 env={"ECERT_LANG": "zh_CN"})
+    assert result.exit_code == 1, result.output
+    (refused,) = rows_of(tmp_path / "r.csv").values()
+    assert refused["_code"] == "not_found"
+    assert refused["_reason"].startswith("没有这份证照（或证照序号不唯一）：")
+
+
+def test_every_reject_code_has_a_summary_in_both_languages() -> None:
+    from ecert_cli._batch import REJECT_SUMMARIES
+    from ecert_cli._i18n import _
+
+    assert set(REJECT_SUMMARIES) == set(RejectCode)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ECERT_LANG", "zh_CN")
+        for summary in REJECT_SUMMARIES.values():
+            assert _(summary) != summary, summary
+
+
 def test_issue_batch_progress_lines_without_a_terminal(cli: Cli, tmp_path: Path) -> None:
     good = write_csv(tmp_path / "good.csv", licence_rows(4))
     result = cli("issue-batch", "--type", BL, "--agency", AGENCY, str(good),

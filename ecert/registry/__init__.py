@@ -1003,17 +1003,21 @@ class Registry:
     def issue_file(self, type_code: str, agency_code: str, path: str | Path, *,
                    id_column: str | None = None, rejects: str | Path | None = None,
                    encoding: str | None = None,
-                   chunk_size: int = _batch.DEFAULT_CHUNK) -> Iterator[RowOutcome]:
+                   chunk_size: int = _batch.DEFAULT_CHUNK,
+                   reason_text: Callable[[str, str], str] | None = None
+                   ) -> Iterator[RowOutcome]:
         """:meth:`issue_batch` of the rows of a CSV or JSON Lines file
         (:func:`ecert.batch.open_rows`); refused rows (and unreadable ones) go to the
         ``rejects`` file (mode 0600), with the input's columns plus ``_line``, ``_code``
-        and ``_reason``, so that the fixed file runs again as it is."""
+        and ``_reason``, so that the fixed file runs again as it is. ``reason_text(code,
+        reason)`` gives the ``_reason`` written, in the reader's language (the outcomes
+        keep the library's English reason)."""
         if chunk_size < 1:
             raise InputError("a chunk holds at least one row")
         run = _batch.start(self._ctx, _code_text(type_code), _code_text(agency_code))
         return _file_outcomes(open_rows(path, id_column=id_column, encoding=encoding),
                               rejects, lambda source, sink: _batch.issue_file(
-                                  run, source, sink, chunk_size=chunk_size))
+                                  run, source, sink, chunk_size=chunk_size), reason_text)
 
     # -- export and import --------------------------------------------------------------------
 
@@ -1051,15 +1055,18 @@ class Registry:
 
     def import_file(self, path: str | Path, verifier: Verifier, *,
                     rejects: str | Path | None = None,
-                    chunk_size: int = _batch.DEFAULT_CHUNK) -> Iterator[RowOutcome]:
+                    chunk_size: int = _batch.DEFAULT_CHUNK,
+                    reason_text: Callable[[str, str], str] | None = None
+                    ) -> Iterator[RowOutcome]:
         """:meth:`import_certificates` of an export file; refused (and unreadable) lines
         go to ``rejects`` (mode 0600) as they were, plus ``_line``, ``_code`` and
-        ``_reason``."""
+        ``_reason`` (written by ``reason_text``, as for :meth:`issue_file`)."""
         if chunk_size < 1:
             raise InputError("a chunk holds at least one row")
         return _file_outcomes(open_rows(path, exported=True, encoding="utf-8", kind="jsonl"),
                               rejects, lambda source, sink: _transfer.import_file(
-                                  self._ctx, verifier, source, sink, chunk_size=chunk_size))
+                                  self._ctx, verifier, source, sink, chunk_size=chunk_size),
+                              reason_text)
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -1189,13 +1196,17 @@ class Registry:
         return self._revocations(rows, None)
 
     def revoke_file(self, path: str | Path, *, rejects: str | Path | None = None,
-                    encoding: str | None = None) -> list[RowOutcome]:
+                    encoding: str | None = None,
+                    reason_text: Callable[[str, str], str] | None = None
+                    ) -> list[RowOutcome]:
         """:meth:`revoke_batch` of a CSV or JSON Lines file with columns ``id`` (an id or
         an unambiguous serial) and ``reason`` (an RFC 5280 reason name); refused rows go
-        to ``rejects`` (mode 0600) before anything is revoked or requested."""
+        to ``rejects`` (mode 0600) before anything is revoked or requested, their
+        ``_reason`` written by ``reason_text`` (as for :meth:`issue_file`)."""
         source = open_rows(path, encoding=encoding, revocations=True)
         try:
-            sink = None if rejects is None else RejectsFile(rejects, source)
+            sink = None if rejects is None else RejectsFile(rejects, source,
+                                                            reason_text=reason_text)
             try:
                 return self._revocations(source.records(), sink)
             finally:
@@ -1541,12 +1552,14 @@ class Registry:
 
 
 def _file_outcomes(source: BatchFile, rejects: str | Path | None,
-                   run: Callable[[BatchFile, RejectsFile | None], Iterator[RowOutcome]]
+                   run: Callable[[BatchFile, RejectsFile | None], Iterator[RowOutcome]],
+                   reason_text: Callable[[str, str], str] | None = None
                    ) -> Iterator[RowOutcome]:
     """``run`` over an opened batch file and its rejects file (if any), both closed when
     the outcomes are done (or abandoned)."""
     try:
-        sink = None if rejects is None else RejectsFile(rejects, source)
+        sink = None if rejects is None else RejectsFile(rejects, source,
+                                                        reason_text=reason_text)
     except BaseException:
         source.close()
         raise
