@@ -59,6 +59,21 @@ def test_translations_keep_the_placeholders() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+#: Half-width punctuation touching Chinese text (、 and the full-width forms are what
+#: Chinese text uses; "pattern:REGEX", options and URLs are typed as they are).
+_HALF_WIDTH = re.compile(r"[\u4e00-\u9fff][,;()]|[,;()][\u4e00-\u9fff]")
+
+
+def test_chinese_messages_use_chinese_punctuation() -> None:
+    """A clerk reads ，；（） in Chinese sentences, not a mixture with , ; ( )."""
+    wrong = []
+    for message in _tool().read_catalog("zh_CN"):
+        strings = [message.string] if isinstance(message.string, str) else list(
+            message.string or ())
+        wrong.extend(f"{s!r}" for s in strings if _HALF_WIDTH.search(s))
+    assert not wrong, "\n".join(wrong)
+
+
 def test_the_compiled_catalog_is_in_the_package() -> None:
     assert (LOCALE_DIR / "zh_CN" / "LC_MESSAGES" / "ecert.mo").is_file()
 
