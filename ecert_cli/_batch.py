@@ -331,7 +331,12 @@ def _report(done: dict[str, Any], summary: Callable[[], None],
     def human() -> None:
         summary()
         for code, count in sorted(codes.items()):
-            say("  {code}: {count}", code=code, count=count)
+            meaning = REJECT_SUMMARIES.get(code)
+            if meaning is None:
+                say("  {code}: {count}", code=code, count=count)
+            else:
+                say("  {code}: {count} ({meaning})", code=code, count=count,
+                    meaning=_(meaning))
         if rejected:
             say("rejected rows are in {file}: fix them there and run it again",
                 file=str(rejects_path))

@@ -333,6 +333,7 @@ def test_a_rejects_file_read_in_chinese_says_why_in_chinese(cli: Cli, tmp_path: 
                      "--id-column", "row_id", "--rejects", str(rejects),
                      env={"ECERT_LANG": lang})
         assert result.exit_code == 1, result.output
+    assert "holder_id_check：20（持证人证件号码不符合该类型的编码规则）" in result.stdout
     en, zh = rows_of(english), rows_of(chinese)
     assert sorted(en) == sorted(zh) and len(en) == len(legacy_expected())
     summaries = {
