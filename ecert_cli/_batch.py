@@ -15,6 +15,7 @@ import click
 import ecert
 from ecert.batch import RejectCode, RowOutcome, RowStatus
 from ecert_cli._app import EXIT_NOT_VALID, cli, emit, json_option, settings
+from ecert_cli._errors import SUMMARIES
 from ecert_cli._i18n import N_, _, is_chinese
 from ecert_cli._render import fmt, say
 
@@ -109,17 +110,18 @@ class Progress:
 
 
 #: What each reject code means, put before the library's reason (which names the field,
-#: value or line) in a rejects file read in Chinese, as an error line is written.
+#: value or line) in a rejects file read in Chinese, as an error line is written; a code
+#: that means what a library error code means shares its summary.
 REJECT_SUMMARIES: dict[str, str] = {
     RejectCode.HOLDER_ID_CHECK: N_("the holder id breaks the type's id scheme"),
-    RejectCode.SCHEMA: N_("the claims do not fit the type's schema"),
+    RejectCode.SCHEMA: SUMMARIES["claims_invalid"],
     RejectCode.MISSING_HOLDER_NAME: N_("the holder name is empty"),
     RejectCode.HOLDER_CLAIMS_MISMATCH: N_(
         "the holder id or name differs from the claims that name the holder"),
     RejectCode.DUPLICATE_ROW: N_("the same row as an earlier one of this file"),
     RejectCode.TEXT: N_("a name or claim holds characters a certificate may not carry"),
     RejectCode.VALIDITY: N_("the validity dates cannot be read or are out of order"),
-    RejectCode.QR_TOO_LARGE: N_("the certificate's QR code would be too large to print"),
+    RejectCode.QR_TOO_LARGE: SUMMARIES["qr_short_form_too_large"],
     RejectCode.INPUT: N_("this row cannot be used"),
     RejectCode.NOT_FOUND: N_("no such certificate (or the serial is ambiguous)"),
     RejectCode.INVALID_REASON: N_("not an RFC 5280 revocation reason"),

@@ -338,7 +338,7 @@ def test_a_rejects_file_read_in_chinese_says_why_in_chinese(cli: Cli, tmp_path: 
     assert sorted(en) == sorted(zh) and len(en) == len(legacy_expected())
     summaries = {
         "holder_id_check": "持证人证件号码不符合该类型的编码规则：",
-        "schema": "声明项不符合该证照类型的模式：",
+        "schema": "声明项不符合该类型的 Schema：",
         "missing_holder_name": "持证人名称为空：",
         "holder_claims_mismatch": "持证人证件号码或名称与声明项中的持证人不一致：",
         "duplicate_row": "与本文件前面的一行重复：",
