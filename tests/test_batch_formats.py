@@ -245,3 +245,17 @@ def test_ids_made_from_a_prefix_are_certificate_ids(serial: str, version: str) -
     assert made == str(CertificateId("11100000MB0143028R001", "11440000MB2C01234R", serial,
                                      version))
     assert prefix.matches(made)
+
+
+plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4), max_leaves=12)
+
+
+@settings(max_examples=80)
+@given(plain_values)
+def test_plain_json_length_is_the_canonical_length(value: Any) -> None:
+    from ecert._formats import jose
+
+    assert jose.plain_json_length(value) == len(jose.canonical_json(value))

@@ -174,6 +174,20 @@ def canonical_json(value: Any) -> bytes:
     return stdlib_canonical_json(value)
 
 
+def plain_json_length(value: Any) -> int:
+    """``len(canonical_json(value))`` of a value the caller has checked to hold only
+    exact dicts with text keys, lists, text, 64-bit integers, booleans and None, nested
+    a few levels: the length of orjson's unsorted compact JSON, which is the same (for
+    those values both libraries write the same bytes, key order aside), without
+    checking or sorting again."""
+    if _orjson is not None:
+        try:
+            return len(_orjson.dumps(value))
+        except _orjson.JSONEncodeError:
+            pass
+    return len(canonical_json(value))
+
+
 def json_text(value: Any) -> str:
     """``value`` as JSON text for storage (not signed: any spacing, keys as given), at C
     speed where orjson may write it (the same rule as :func:`canonical_json`)."""
@@ -248,23 +262,34 @@ def fast_json_loads(data: str | bytes) -> Any:
     return json.loads(data)
 
 
+#: The exact types of JSON scalars both libraries write alike (bool is not an int here:
+#: ``type(True) is bool``).
+_PLAIN_SCALARS = frozenset((str, int, bool, type(None)))
+_TEXT_ONLY = frozenset((str,))
+
+
 def _plain_json(value: Any, depth: int = 0) -> bool:
     """Whether ``value`` holds only exact dicts (text keys), lists, text, integers,
-    booleans and None, nested at most 64 deep (orjson's own limit is 254)."""
+    booleans and None, nested at most 64 deep (orjson's own limit is 254).
+
+    The types of a container's keys and members are collected at C speed
+    (``map(type, …)``); only containers among the members are walked in Python.
+    """
     kind = type(value)
     if kind is dict:
-        if not all(type(key) is str for key in value):
+        if value and not _TEXT_ONLY.issuperset(map(type, value)):
             return False
-        members = value.values()
+        members: Any = value.values()
     elif kind is list:
         members = value
     else:
-        return kind is str or kind is int or value is None or kind is bool
+        return kind in _PLAIN_SCALARS
+    if _PLAIN_SCALARS.issuperset(map(type, members)):
+        return True
+    if depth >= 64:
+        return False
     for member in members:
-        member_kind = type(member)
-        if member_kind is str or member_kind is int or member is None or member_kind is bool:
-            continue
-        if depth >= 64 or not _plain_json(member, depth + 1):
+        if type(member) not in _PLAIN_SCALARS and not _plain_json(member, depth + 1):
             return False
     return True
 

@@ -51,10 +51,13 @@ from ecert._formats.jose import (
     b64url_decode,
     b64url_encode,
     canonical_json,
+    plain_json_length,
     sign_compact,
     strict_json_loads,
 )
 from ecert.errors import FormatError
+
+_TEXT_ONLY = frozenset((str,))
 
 QR_TYP = "ecert-qr+jwt"
 CONTAINER_VERSION = 1
@@ -585,25 +588,36 @@ def probe_length_bound(payload: Mapping[str, Any]) -> int | None:
     back as they were (the probe's other check). For batch issuance, where the exact
     probe costs ten bare signatures per certificate.
     """
-    def extra(value: Any, depth: int) -> int | None:
+    def extra(members: Any, depth: int) -> int | None:
+        # The bytes a string, integer or container head may take beyond its JSON, summed
+        # over ``members``; None where no bound is given.
         total = 0
-        for item in value:
-            if type(item) is str:  # the common case first
+        for item in members:
+            kind = type(item)
+            if kind is str:
                 if len(item) >= 64:  # at most 4 UTF-8 bytes a character
                     if len(item) >= 16_384:
                         return None
                     total += 1  # a head of 3 bytes against 2 quotes
-            elif item is None or type(item) is bool:
+            elif item is None or kind is bool:
                 pass
-            elif type(item) is int:
+            elif kind is int:
                 if not -(1 << 63) <= item < (1 << 63):
                     return None
-            elif type(item) is dict or type(item) is list:
-                if depth >= 3 or (type(item) is dict
-                                   and not all(type(k) is str for k in item)):
+            elif kind is dict:
+                if depth >= 3 or (item and not _TEXT_ONLY.issuperset(map(type, item))):
                     return None
-                more = extra([*item, *item.values()] if type(item) is dict else item,
-                             depth + 1)
+                more = extra(item, depth + 1)  # the keys
+                if more is None:
+                    return None
+                values = extra(item.values(), depth + 1)
+                if values is None:
+                    return None
+                total += more + values
+            elif kind is list:
+                if depth >= 3:
+                    return None
+                more = extra(item, depth + 1)
                 if more is None:
                     return None
                 total += more
@@ -611,12 +625,15 @@ def probe_length_bound(payload: Mapping[str, Any]) -> int | None:
                 return None
         return total
 
-    if not all(type(k) is str for k in payload):
+    if payload and not _TEXT_ONLY.issuperset(map(type, payload)):
         return None
-    added = extra([*payload, *payload.values()], 0)
-    if added is None:
+    keys = extra(payload, 0)
+    values = extra(payload.values(), 0)
+    if keys is None or values is None:
         return None
-    size = 1 + KID_REF_BYTES + SIGNATURE_BYTES + len(canonical_json(dict(payload))) + added
+    # Plain values only (checked above: exact types, 64-bit integers, shallow), so the
+    # canonical JSON's length is that of any compact JSON of them: no sorting needed.
+    size = 1 + KID_REF_BYTES + SIGNATURE_BYTES + plain_json_length(payload) + keys + values
     return len(PREFIX) + size // 2 * 3 + (2 if size % 2 else 0)
 
 

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from functools import cache
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -252,8 +253,10 @@ def _unit_chunks(units: Iterable[int], end: int | None
         yield chunk, chunk[0], min(high, limit)
 
 
-def certificate_row(cert: Certificate, serial: str, status_list_id: int) -> dict[str, Any]:
-    """The ``certificates`` row of a newly issued certificate."""
+def certificate_row(cert: Certificate, serial: str, status_list_id: int,
+                    digest: str | None = None) -> dict[str, Any]:
+    """The ``certificates`` row of a newly issued certificate (``digest``: its token's
+    :func:`~ecert._formats.log.token_hash` where the caller has it already)."""
     return {
         "id": cert.id, "serial": serial, "agency_code": cert.agency_code,
         "type_code": cert.type_code, "type_version": cert.type_version, "holder": cert.holder,
@@ -263,7 +266,8 @@ def certificate_row(cert: Certificate, serial: str, status_list_id: int) -> dict
         "valid_until": None if cert.valid_until is None else int(cert.valid_until.timestamp()),
         "status": cert.status.value, "revocation_reason": None,
         "status_list_id": status_list_id, "status_index": cert.status_index, "kid": cert.kid,
-        "supersedes": cert.supersedes, "token": cert.token, "token_hash": token_hash(cert.token),
+        "supersedes": cert.supersedes, "token": cert.token,
+        "token_hash": token_hash(cert.token) if digest is None else digest,
     }
 
 
@@ -1007,8 +1011,9 @@ class WriteRepository(Repository):
         return (int(row.id), bytes(row.permutation_key), int(row.allocated) - take, take,
                 int(row.size))
 
-    def add_certificates(self, rows: Sequence[tuple[Certificate, str, int]]) -> None:
-        """Insert ``(certificate, serial, status list id)`` rows in one statement."""
+    def add_certificates(self, rows: Sequence[tuple[Certificate, str, int, str]]) -> None:
+        """Insert ``(certificate, serial, status list id, token hash)`` rows in one
+        statement."""
         self._insert_many(certificates, [certificate_row(*row) for row in rows])
 
     def _insert_many(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -1030,9 +1035,17 @@ class WriteRepository(Repository):
         # Names from the table's own definition, values bound: nothing of the caller's.
         sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'  # noqa: S608
 
-        values = [tuple(json_text(row[name]) if encode and row[name] is not None
-                        else row[name] for name, encode in zip(columns, as_json, strict=True))
-                  for row in rows]
+        get = itemgetter(*columns)
+        encoded = [i for i, encode in enumerate(as_json) if encode]
+        values: list[Any] = []
+        for row in rows:
+            value = get(row) if len(columns) > 1 else (get(row),)
+            if encoded:
+                value = list(value)
+                for i in encoded:
+                    if value[i] is not None:
+                        value[i] = json_text(value[i])
+            values.append(value)
         dbapi = self.conn.connection.dbapi_connection
         if dbapi is None:  # pragma: no cover - an invalidated connection
             raise RuntimeError("the connection is closed")

@@ -447,7 +447,7 @@ def _issue_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str]
     compact = _compact_signer(ctx, key.kid)
     iss = region.agency_uri(agency.code)
     id_prefix = CertificateIdPrefix(cert_type.national_type_code, agency.uscc)
-    rows: list[tuple[Certificate, str, int]] = []
+    rows: list[tuple[Certificate, str, int, str]] = []
     keys: list[dict[str, Any]] = []
     issued: list[tuple[int, str]] = []
     redo: dict[int, RowOutcome] = {}
@@ -462,12 +462,12 @@ def _issue_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str]
         except InputError as e:
             redo[r.line] = _rejected(r.line, reject_code(e), e.message)
             continue
-        rows.append((cert, serial, list_id))
+        digest = token_hash(cert.token)
+        rows.append((cert, serial, list_id, digest))
         keys.append({"key": r.key, "certificate_id": cert_id, "run": p["run"], "line": r.line})
         unit.log(Action.CERT_ISSUE, cert_id,
                  {"agency": agency.code, "type": cert_type.code, "kid": key.kid,
-                  "list": list_id, "idx": index, "token": token_hash(cert.token),
-                  "key": r.key},
+                  "list": list_id, "idx": index, "token": digest, "key": r.key},
                  private=True)
         issued.append((r.line, cert_id))
     if redo:

@@ -421,7 +421,7 @@ def _import_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str
     slots = _take_slots(unit, len(good))
     compact = _compact_signer(ctx, key.kid)
     iss = region.agency_uri(agency.code)
-    made: list[tuple[Certificate, str, int]] = []
+    made: list[tuple[Certificate, str, int, str]] = []
     keys: list[dict[str, Any]] = []
     imported: list[tuple[int, str]] = []
     redo: dict[int, RowOutcome] = {}
@@ -436,11 +436,12 @@ def _import_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str
         except InputError as e:
             redo[r.line] = _rejected(r.line, reject_code(e), e.message)
             continue
-        made.append((cert, serial, list_id))
+        digest = token_hash(cert.token)
+        made.append((cert, serial, list_id, digest))
         keys.append({"key": r.key, "certificate_id": r.id, "run": p["run"], "line": r.line})
         unit.log(Action.CERT_ISSUE, r.id,
                  {"agency": agency.code, "type": cert_type.code, "kid": key.kid,
-                  "list": list_id, "idx": index, "token": token_hash(cert.token),
+                  "list": list_id, "idx": index, "token": digest,
                   "key": r.key, "imported": r.original},
                  private=True)
         imported.append((r.line, r.id))
@@ -449,7 +450,7 @@ def _import_chunk(unit: Unit, p: Mapping[str, Any]) -> tuple[list[tuple[int, str
     repo.add_certificates(made)
     repo.add_issue_keys(keys)
     # Then what became of them, as the line says (never less final than published).
-    for (cert, _serial, _list), (r, _claims, _s) in zip(made, good, strict=True):
+    for (cert, _serial, _list, _digest), (r, _claims, _s) in zip(made, good, strict=True):
         change = _TRANSITION.get(r.status)
         if change is not None:
             _change(unit, change, cert, r.reason, None)
