@@ -70,3 +70,34 @@ class Permutation:
             value = (left << half_bits) | right
             if value < size:
                 return value
+
+    def counter_of(self, index: int) -> int:
+        """The allocation (0-based) that took slot ``index``: the inverse of calling.
+
+        Each Feistel round is undone in reverse order; cycle walking backwards passes
+        through the same values outside the list as forwards, so it ends at the counter.
+        Publication uses it to tell a slot taken before a published list was made (whose
+        counter is below the list's ``allocated``) from a fresh one.
+        """
+        size = self.size
+        if not 0 <= index < size:
+            raise ValueError("index outside the list")
+        half_bits, mask, rounds = self._half_bits, self._mask, self._rounds
+        value = index
+        while True:
+            left, right = value >> half_bits, value & mask
+            for table in reversed(rounds):
+                left, right = right ^ table[left], left
+            value = (left << half_bits) | right
+            if value < size:
+                return value
+
+
+def permutation_digest(key: bytes) -> str:
+    """What a published status list says of its permutation key (base64url, 16 bytes of
+    SHA-256 under a context): enough to tell that the key in the database is the one
+    the list was built with, nothing of the key itself (32 random bytes)."""
+    from ecert._formats.jose import b64url_encode
+
+    return b64url_encode(hashlib.sha256(b"ecert status-list permutation\x00" + key)
+                         .digest()[:16])

@@ -210,12 +210,20 @@ class Replay:
     verify_unit = staticmethod(verify_unit)
 
     def __init__(self, *, certificates: bool = True,
-                 only: frozenset[str] | None = None) -> None:
+                 only: frozenset[str] | None = None,
+                 issued_from: int | None = None) -> None:
         self.track_certificates = certificates
         #: The certificates followed (their subjects as the log shows them), None for
         #: all: publication replays only the units about the certificates whose status
         #: changed, and other certificates' entries in those units are not errors.
         self.only = only
+        #: With ``only``: also follow every certificate whose issue entry is at this
+        #: index of the log or later (publication judges the issues since its previous
+        #: lists this way).
+        self.issued_from = issued_from
+        #: The certificates followed through ``issued_from``: subject -> the index of the
+        #: issue entry the replay accepted, in log order.
+        self.issued: dict[str, int] = {}
         self.size = 0
         self.region: str | None = None
         self.origin: str | None = None
@@ -485,8 +493,13 @@ class Replay:
             # The commonest entries first (no other branch matches a certificate action).
             if action.startswith("certificate."):
                 if self.track_certificates:
-                    if self.only is None or entry.subject in self.only:
+                    recent = (action == _V_CERT_ISSUE and self.issued_from is not None
+                              and seq >= self.issued_from)
+                    if (self.only is None or recent or entry.subject in self.only
+                            or entry.subject in self.issued):
                         self._certificate(seq, entry)
+                        if recent:
+                            self.issued[entry.subject] = seq  # only once accepted
                     elif action == _V_CERT_ISSUE and d.get("replaces") is not None:
                         # A successor not followed still pairs with its predecessor.
                         self._replacing[str(d["replaces"])] = (d["agency"], d["type"])

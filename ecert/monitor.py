@@ -683,6 +683,8 @@ class _Published:
     root: str
     status_list: StatusList
     issued_at: int = 0  #: its ``iat``: scheduled revocations due by then read invalid
+    #: How many slots it says were taken (its ``log`` claim; None in lists before 0.3).
+    allocated: int | None = None
 
 
 class Monitor:
@@ -920,8 +922,10 @@ class Monitor:
                 find(FindingKind.STATUS_LIST_INVALID, uri, None,
                      getattr(e, "message", str(e)))
                 continue
+            allocated = log_ref.get("allocated") if isinstance(log_ref, dict) else None
             found.append(_Published(uri, list_id, size, root, token.status_list,
-                                    token.issued_at))
+                                    token.issued_at,
+                                    allocated if type(allocated) is int else None))
         return found
 
     @staticmethod
@@ -933,6 +937,10 @@ class Monitor:
         lst = p.status_list
         expected = StatusList.filled(lst.size, lst.bits, INVALID)
         slots = replay.statuses_at(p.list_id, p.issued_at)
+        if p.allocated is not None and p.allocated != len(slots):
+            # The count the next publication trusts: slots below it are never fresh again.
+            find(FindingKind.STATUS_MISMATCH, p.uri, p.size,
+                 f"the list says {p.allocated} slots were taken, the log took {len(slots)}")
         for index, value in slots.items():
             if index >= lst.size:
                 find(FindingKind.STATUS_MISMATCH, f"{p.uri}#{index}", p.size,

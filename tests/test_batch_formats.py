@@ -259,3 +259,14 @@ def test_plain_json_length_is_the_canonical_length(value: Any) -> None:
     from ecert._formats import jose
 
     assert jose.plain_json_length(value) == len(jose.canonical_json(value))
+
+
+@settings(max_examples=60)
+@given(st.binary(min_size=1, max_size=32), st.integers(1, 3000), st.data())
+def test_counter_of_undoes_the_permutation(key: bytes, size: int,
+                                           data: st.DataObject) -> None:
+    permute = Permutation(key, size)
+    for counter in data.draw(st.lists(st.integers(0, size - 1), max_size=40)):
+        assert permute.counter_of(permute(counter)) == counter
+    with pytest.raises(ValueError):
+        permute.counter_of(size)

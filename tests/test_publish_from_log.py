@@ -18,7 +18,7 @@ import ecert
 from ecert._formats.log import Entry
 from ecert.batch import RevocationRow
 from ecert.registry._publication import _TRUST_ACTIONS
-from tests.support import FakeClock, as_operator, issue_business_licence
+from tests.support import FakeClock, as_operator, issue_business_licence, plant_operator
 from tests.support.tamper import sql
 
 OFFICER = "officer passphrase"
@@ -78,6 +78,15 @@ def pad_before(registry: ecert.Registry, target: int, units: set[int], action: s
     for i in range((-(before + 1)) % 100):
         insert_leaf(registry, b"not json", subject, action=action, unit=-1000 - i)
     insert_leaf(registry, fragment, subject, action=action, unit=-1)
+
+
+def issued_by_a_planted_operator(registry: ecert.Registry, clock: FakeClock
+                                 ) -> ecert.Certificate:
+    """A certificate the registry issues for an operator the insider wrote into the
+    database (the log never made them): the registry authorizes from that table."""
+    plant_operator(registry, "insider", "insider passphrase", ["clerk"])
+    with as_operator(registry, "insider", "insider passphrase", clock) as insider:
+        return issue_business_licence(insider)
 
 
 # -- legitimate flows still publish ---------------------------------------------------------
@@ -267,3 +276,110 @@ def test_an_issue_row_out_of_shape_breaks_no_publication(
     insert_leaf(registry, leaf, "x")
     for _report in both(registry, bundle):
         assert status(bundle, clock, cert) == "valid"
+
+
+# -- issues since the previous lists are judged like status changes --------------------------
+
+
+def test_a_certificate_issued_by_a_planted_operator_is_not_published_valid(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    # The registry authorizes from the operators table, which the insider wrote; the log
+    # never made that operator, so its issue takes no valid slot in the next list.
+    bundle = tmp_path / "bundle"
+    genuine = issue_business_licence(registry)
+    registry.publish(bundle)
+    forged = issued_by_a_planted_operator(registry, clock)
+    later = issue_business_licence(registry)  # a genuine issue after it still counts
+    report = registry.publish(bundle)
+    assert any("unknown_operator" in a for a in report.alerts), report.alerts
+    assert not report.ok
+    assert status(bundle, clock, forged) != "valid"
+    assert status(bundle, clock, genuine) == "valid"
+    assert status(bundle, clock, later) == "valid"
+
+
+def test_an_issue_row_inserted_past_the_triggers_revalidates_no_revoked_slot(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    # A new certificate's issue entry naming the revoked victim's slot, inserted past the
+    # triggers with a signature nobody made.
+    bundle = tmp_path / "bundle"
+    victim = issue_business_licence(registry)
+    registry.revoke(victim.id, "key-compromise")
+    registry.publish(bundle)
+    donor = issue_business_licence(registry)
+    real = Entry.decode(bytes(next(e for e in registry.events(donor.id)
+                                   if e.action == "certificate.issue").leaf))
+    forged = Entry(real.time, real.action, "forged" + real.subject[6:], real.operator,
+                   {**real.details, "idx": victim.status_index}, sig="AAAA").encode()
+    insert_leaf(registry, forged, "forged")
+    incremental = registry.publish(bundle)  # replays the units of the issues since
+    assert any("bad_signature" in a for a in incremental.alerts), incremental.alerts
+    assert status(bundle, clock, victim) == "revoked"
+    assert status(bundle, clock, donor) == "valid"
+    registry.publish(bundle, full=True)
+    assert status(bundle, clock, victim) == "revoked"
+    assert status(bundle, clock, donor) == "valid"
+
+
+def test_a_genuine_issue_into_a_slot_taken_before_revalidates_no_revoked_slot(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    # The insider lowers the list's counter and moves the revoked victim's row off its
+    # slot: the next genuine issue, signed by the admin, takes the victim's slot. The
+    # published list said how many slots were taken, so that slot is not fresh.
+    bundle = tmp_path / "bundle"
+    victim = issue_business_licence(registry)
+    registry.revoke(victim.id, "key-compromise")
+    registry.publish(bundle)
+    sql(registry, "UPDATE status_lists SET allocated = allocated - 1")
+    sql(registry, "UPDATE certificates SET status_index = -1 WHERE id = :id", id=victim.id)
+    twin = issue_business_licence(registry)
+    assert (twin.status_list_uri, twin.status_index) == (victim.status_list_uri,
+                                                         victim.status_index)
+    report = registry.publish(bundle)
+    assert any("taken before the published list was made" in a for a in report.alerts), \
+        report.alerts
+    assert status(bundle, clock, victim) == "revoked"
+    # Publication built afresh takes the slots from the counter (threat model): the
+    # revocation holds there as well, as the log has it.
+    assert registry.publish(bundle, full=True)
+    assert status(bundle, clock, victim) == "revoked"
+
+
+def test_each_list_says_how_many_slots_were_taken(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    from ecert._formats.jose import parse_compact
+
+    bundle = tmp_path / "bundle"
+    certs = [issue_business_licence(registry) for _ in range(3)]
+    registry.revoke(certs[0].id, "unspecified")
+
+    def logged() -> dict[str, object]:
+        path = bundle / "status" / certs[0].status_list_uri.rsplit("/", 1)[1]
+        return dict(parse_compact(path.read_text("ascii"), max_bytes=10**7).payload["log"])
+
+    registry.publish(bundle)
+    first = logged()
+    assert first["allocated"] == 3 and isinstance(first["permutation"], str)
+    issue_business_licence(registry)
+    registry.publish(bundle)  # incremental: the count follows the issues the log accepts
+    assert logged()["allocated"] == 4 and logged()["permutation"] == first["permutation"]
+    registry.publish(bundle, full=True)
+    assert logged()["allocated"] == 4
+
+
+def test_a_list_opened_since_the_previous_publication_is_judged_too(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    # The previous trust list named every list there was: one it did not name starts
+    # empty, and only the issues the log accepts make its slots valid.
+    bundle = tmp_path / "bundle"
+    first = issue_business_licence(registry)
+    registry.publish(bundle)
+    sql(registry, "UPDATE status_lists SET allocated = size")  # the next issue opens list 2
+    forged = issued_by_a_planted_operator(registry, clock)
+    genuine = issue_business_licence(registry)
+    assert forged.status_list_uri == genuine.status_list_uri != first.status_list_uri
+    report = registry.publish(bundle)
+    assert any("unknown_operator" in a for a in report.alerts), report.alerts
+    assert status(bundle, clock, forged) != "valid"
+    assert status(bundle, clock, genuine) == "valid"
+    assert status(bundle, clock, first) == "valid"

@@ -26,12 +26,15 @@ from tests.support.tamper import sql
 
 
 def lists(bundle: Path) -> dict[str, dict[str, Any]]:
-    """Each status list token's payload, but for the log size it names (a publication
+    """Each status list token's payload, but for the log tree it names (a publication
     logs itself, so the next one names a larger log)."""
     found = {}
     for path in sorted((bundle / STATUS_DIR).glob("*.jwt")):
         payload = parse_compact(path.read_text("ascii"), max_bytes=10**7).payload
-        assert set(payload.pop("log")) == {"size", "root"}
+        logged = payload.pop("log")
+        assert set(logged) == {"size", "root", "allocated", "permutation"}
+        # How many slots were taken, and under which permutation: the same either way.
+        payload["slots"] = (logged["allocated"], logged["permutation"])
         found[path.name] = payload
     return found
 
@@ -94,9 +97,11 @@ def test_incremental_publication_writes_what_a_full_one_would(
     again = registry.publish(www, full=True)  # the same directory rebuilt: the same lists
     assert again.status_lists_encoded == 2 and lists(www) == lists(tmp_path / "full")
     # The audit's only findings are the shortcut that filled list 1 without issuing,
-    # and the valid slots it made publication sign (nobody issued them).
+    # the valid slots it made publication sign (nobody issued them), and the count of
+    # taken slots the list says (the log took 3).
     assert {(f.kind, f.subject) for f in registry.audit(bundle=www).findings} == \
-        {("record_modified", "status list 1"), ("published_status_mismatch", "1.jwt#0")}
+        {("record_modified", "status list 1"), ("published_status_mismatch", "1.jwt#0"),
+         ("published_status_mismatch", "1.jwt")}
 
 
 def test_a_list_planted_in_the_directory_is_built_again(

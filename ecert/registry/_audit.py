@@ -238,7 +238,7 @@ def verify(ctx: _Context, bundle: Path | None, *, workers: int | None = None) ->
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
             del replay.verify_unit
-    for list_size, _list_id, path, _lst, _root, _iat in published:
+    for list_size, _list_id, path, _lst, _root, _iat, _allocated in published:
         if list_size > leaves:
             findings.append(Finding(
                 "published_status_mismatch", path, None,
@@ -925,11 +925,12 @@ def _check_row_against_token(row: Any, find: Any) -> None:
              "the row's holder, name, claims, dates or slot differ from its signed token")
 
 
-_Published = tuple[int, int, str, Any, str, int]
+_Published = tuple[int, int, str, Any, str, int, int | None]
 
 
 def _published_lists(bundle: Path, find: Any) -> list[_Published]:
-    """``(log size, list id, file, status list, log root, iat)`` of each published list."""
+    """``(log size, list id, file, status list, log root, iat, slots taken or None)`` of
+    each published list."""
     found: list[_Published] = []
     status_dir = bundle / "status"
     for path in sorted(status_dir.glob("*.jwt")) if status_dir.is_dir() else []:
@@ -947,13 +948,15 @@ def _published_lists(bundle: Path, find: Any) -> list[_Published]:
         if type(size) is not int or not isinstance(root, str):
             find("published_status_mismatch", path.name, None, "names no log tree")
             continue
-        found.append((size, list_id, path.name, token.status_list, root, token.issued_at))
+        allocated = log_ref.get("allocated") if isinstance(log_ref, dict) else None
+        found.append((size, list_id, path.name, token.status_list, root, token.issued_at,
+                      allocated if type(allocated) is int else None))
     return found
 
 
 def _compare_list(replay: Replay, roots: Mapping[int, bytes], published: Sequence[_Published],
                   size: int, find: Any) -> None:
-    for list_size, list_id, name, lst, root, issued_at in published:
+    for list_size, list_id, name, lst, root, issued_at, allocated in published:
         if list_size != size:
             continue
         known = roots.get(size)
@@ -962,6 +965,10 @@ def _compare_list(replay: Replay, roots: Mapping[int, bytes], published: Sequenc
                  "the list names a log root this log never had at that size")
         # What the log says at the list's iat: scheduled revocations due by then count.
         expected = replay.statuses_at(list_id, issued_at)
+        if allocated is not None and allocated != len(expected):
+            # The count the next publication trusts: slots below it are never fresh again.
+            find("published_status_mismatch", name, None,
+                 f"the list says {allocated} slots were taken, the log took {len(expected)}")
         for index in range(lst.size):
             want = expected.get(index, 1)
             if lst[index] != want:

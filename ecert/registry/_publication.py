@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ecert import _windows
-from ecert._allocation import Permutation
+from ecert._allocation import Permutation, permutation_digest
 from ecert._authority import Action, Resource
 from ecert._clock import from_seconds, to_seconds
 from ecert._formats import bundle as _bundle
@@ -38,7 +38,6 @@ from ecert._formats import merkle, tiles
 from ecert._formats.jose import (
     b64url_encode,
     check_header,
-    fast_json_loads,
     key_from_jwk,
     parse_compact,
     verify_signature,
@@ -55,6 +54,7 @@ from ecert._formats.statuslist import (
     read_status_list_payload,
 )
 from ecert._formats.trustlist import (
+    TRUST_LIST_TYP,
     LogInfo,
     TrustedAgency,
     TrustedKey,
@@ -73,7 +73,7 @@ from ecert.monitor import log_origin as origin_of_log
 from ecert.registry._core import Operation, Target, Unit, _Context
 from ecert.registry._lifecycle import STATUS_ACTIONS
 from ecert.registry._tree import integrate
-from ecert.trust import TrustAnchor, load_trust_list
+from ecert.trust import MAX_TRUST_LIST_BYTES, TrustAnchor, load_trust_list
 from ecert.verify import Verifier
 
 log = logging.getLogger("ecert.registry")
@@ -130,8 +130,8 @@ class _Snapshot:
     trust: Replay
     keys_out: list[KeyState]
     alerts: list[str]
-    #: ``(id, list or its reused claim)`` of every status list.
-    lists: list[tuple[int, StatusList | dict[str, Any]]]
+    #: Every status list.
+    lists: list[_ListOut]
     certificates: int
     root_kid: str
     status_kid: str
@@ -198,7 +198,7 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
         ctx.keystore.signer(witness.kid)).verifier_key.encode()
     rows = repo.list_status_lists()
     lists = _status_lists(repo, rows, p["previous"], ctx.region.base_url, active["status"],
-                          size, now, ctx.commitment_key, alerts,
+                          active["root"], size, now, ctx.commitment_key, alerts,
                           {(f.kind, f.seq) for f in replay.findings})
     cosigned: dict[str, str] = {}
     for _o, witness_region, cs, _r, note, _t in repo.cosignatures_for(origin=origin):
@@ -223,6 +223,21 @@ class _Previous:
     issued_at: int
     claim: dict[str, Any]
     status_list: StatusList
+    #: How many of the list's slots were taken (in permutation order) at ``log_size``,
+    #: and the digest of the permutation key, as the list says.
+    allocated: int
+    permutation: str
+
+
+@dataclass(frozen=True, slots=True)
+class _ListOut:
+    """A status list to publish: the list (or a reused claim) and what its ``log`` claim
+    says of its slots besides the tree."""
+
+    id: int
+    status_list: StatusList | dict[str, Any]
+    allocated: int
+    permutation: str
 
 
 def _previous_list(path: Path, uri: str, size: int, bits: int, key: KeyState,
@@ -234,7 +249,8 @@ def _previous_list(path: Path, uri: str, size: int, bits: int, key: KeyState,
     an insider wrote into the directory is rebuilt from the database (and named in a
     warning), so a planted list is never signed again. An authentic list of any earlier
     publication is a sound base: the changes logged since the log size it names are
-    applied to it.
+    applied to it. A list that does not say how many slots were taken (ecert before
+    0.3) is built again.
     """
     try:
         if path.stat().st_size > 2 * MAX_LIST_BYTES:
@@ -250,45 +266,113 @@ def _previous_list(path: Path, uri: str, size: int, bits: int, key: KeyState,
             return None
         token = read_status_list_payload(jws.payload)
         logged = jws.payload.get("log")
-        at = logged.get("size") if isinstance(logged, dict) else None
+        if not isinstance(logged, dict):
+            return None
+        at, allocated = logged.get("size"), logged.get("allocated")
+        permutation = logged.get("permutation")
     except (OSError, UnicodeDecodeError, FormatError):
         return None
     if (token.uri != uri or token.status_list.size != size or token.status_list.bits != bits
-            or type(at) is not int or not 0 <= at <= log_size or token.issued_at > now):
+            or type(at) is not int or not 0 <= at <= log_size or token.issued_at > now
+            or type(allocated) is not int or not 0 <= allocated <= size
+            or not isinstance(permutation, str)):
         return None
-    return _Previous(at, token.issued_at, dict(jws.payload["status_list"]), token.status_list)
+    return _Previous(at, token.issued_at, dict(jws.payload["status_list"]), token.status_list,
+                     allocated, permutation)
+
+
+@dataclass(frozen=True, slots=True)
+class _PreviousTrust:
+    """The trust list the directory holds, verified with the active root key: the log
+    size it was built from and the status lists it named (every list there was)."""
+
+    log_size: int
+    issued_at: int
+    status_lists: frozenset[str]
+
+
+def _previous_trust(path: Path, key: KeyState, log_size: int, now: int
+                    ) -> _PreviousTrust | None:
+    """The previous publication's trust list at ``path`` if the active root key signed it
+    at a log size and time not after ours; None otherwise (a list it does not name is
+    then built from its counter, as before)."""
+    try:
+        if path.stat().st_size > MAX_TRUST_LIST_BYTES:
+            return None
+        jws = parse_compact(path.read_text("ascii"), max_bytes=MAX_TRUST_LIST_BYTES)
+        if check_header(jws.header, TRUST_LIST_TYP) != key.kid:
+            return None  # signed before a root rotation
+        alg, public = key_from_jwk(key.jwk)
+        if jws.header.get("alg") != alg or not verify_signature(
+                alg, public, jws.signing_input, jws.signature):
+            return None
+        trust_list = TrustList.from_payload(jws.payload)
+    except (OSError, UnicodeDecodeError, FormatError):
+        return None
+    if (trust_list.log is None or not 0 <= trust_list.log.size <= log_size
+            or trust_list.issued_at > now):
+        return None
+    return _PreviousTrust(trust_list.log.size, trust_list.issued_at,
+                          frozenset(trust_list.status_lists))
 
 
 def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
                   previous: Path | None, base_url: str, status_key: KeyState,
-                  log_size: int, now: int, commitment_key: bytes, alerts: list[str],
-                  known: set[tuple[str, int | None]]
-                  ) -> list[tuple[int, StatusList | dict[str, Any]]]:
+                  root_key: KeyState, log_size: int, now: int, commitment_key: bytes,
+                  alerts: list[str], known: set[tuple[str, int | None]]) -> list[_ListOut]:
     """Every status list as of ``now``, from what the log says, never from the
     certificates' rows: the directory's previous list where one verifies and nothing
     changed on it since (its claim, reused), that list with the changes applied where
     some did, and otherwise built from the log.
 
-    A change is a certificate with a status-changing entry since the previous list's log
-    size, or a scheduled revocation that fell due since that list was made. A built list
-    starts from its allocated slots (the first ``allocated`` of its permutation, valid: an
-    issue entry takes exactly those) with the status of every certificate the log ever
-    changed, found through the action index. So the work is proportional to what changed,
-    even for a full publication of ten million certificates, and an insider's edit of a
-    row reaches no published list (``ecert audit verify`` names it).
+    A change is a certificate issued or with a status-changing entry since the previous
+    list's log size, or a scheduled revocation that fell due since that list was made.
+    Issues since then are judged like status changes (their units replayed): a slot
+    becomes valid only through an issue entry the log accepts, and only a slot not taken
+    before the previous list was made (its counter in the list's permutation at least
+    the ``allocated`` that list names: a revoked certificate's slot is never taken
+    again). A list the previous trust list did not name is new since: it starts empty
+    at that trust list's log size, its issues judged the same way. A built list (no
+    previous list or trust list to start from, or ``--full``) starts from its allocated
+    slots (the first ``allocated`` of its permutation, valid: an issue entry takes
+    exactly those; which slots those are is not judged, see the threat model) with the
+    status of every certificate the log ever changed, found through the action index.
+    So the work is proportional to what changed, even for a full publication of ten
+    million certificates, and an insider's edit of a row reaches no published list
+    (``ecert audit verify`` names it).
 
     A certificate's status is what the log makes of its history (:func:`_logged_statuses`):
     a change the log does not accept is left out and named in ``alerts`` (the
     publication fails).
     """
+    keys: dict[int, bytes] = {}
+    for list_id, *_rest in rows:
+        found_key = repo.status_list_key(list_id)
+        if found_key is None:
+            raise StorageError(f"status list {list_id} is missing from the database")
+        keys[list_id] = found_key
     found: dict[int, _Previous] = {}
     if previous is not None:
         for list_id, size, bits, _allocated in rows:
             uri = _bundle.status_list_uri(base_url, list_id)
             prev = _previous_list(previous / _bundle.relative_path(base_url, uri), uri, size,
                                   bits, status_key, log_size, now)
-            if prev is not None:
-                found[list_id] = prev
+            if prev is None:
+                continue
+            if prev.permutation != permutation_digest(keys[list_id]):
+                alerts.append(f"status list {list_id}: its permutation key in the database is "
+                              "not the one its published list was built with (built again)")
+                continue
+            found[list_id] = prev
+        trust = _previous_trust(previous / _bundle.TRUST_LIST_PATH, root_key, log_size, now)
+        for list_id, size, bits, _allocated in rows:
+            uri = _bundle.status_list_uri(base_url, list_id)
+            if trust is not None and list_id not in found and uri not in trust.status_lists:
+                # Opened since that publication: every slot it took is in the log since.
+                empty = StatusList.filled(size, bits, INVALID)
+                found[list_id] = _Previous(trust.log_size, trust.issued_at,
+                                           empty.encode(), empty, 0,
+                                           permutation_digest(keys[list_id]))
     since = min((p.log_size for p in found.values()), default=log_size)
     # Supersessions scheduled before ``since`` that fell due after a reused list was
     # made: found through the rows (a scheduled revocation is rare), applied only as the
@@ -300,13 +384,32 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
     subjects = recent
     if len(found) < len(rows):
         subjects = recent.union(repo.subjects_of_actions(_CHANGE_ACTION_NAMES, 0, log_size))
-    statuses = _logged_statuses(repo, subjects, log_size, commitment_key, now, alerts, known)
+    statuses, issued = _logged_statuses(
+        repo, subjects, log_size, commitment_key, now, alerts, known,
+        issued_from=since if found else None)
     changed: dict[int, dict[int, int]] = {}
+    allocated_now = {list_id: prev.allocated for list_id, prev in found.items()}
+    permutations: dict[int, Permutation] = {}
+    sizes = {list_id: size for list_id, size, _bits, _allocated in rows}
+    for seq, list_id, index, value in issued:
+        prev = found.get(list_id)
+        if prev is None or seq < prev.log_size:
+            continue  # built from its counter, or in the previous list already
+        if not 0 <= index < sizes[list_id]:
+            alerts.append(f"log: certificate issue at entry {seq} takes slot {index} of "
+                          f"status list {list_id}, which has {sizes[list_id]}")
+            continue
+        permute = permutations.get(list_id)
+        if permute is None:
+            permute = permutations[list_id] = Permutation(keys[list_id], sizes[list_id])
+        counter = permute.counter_of(index)
+        if counter < prev.allocated:
+            alerts.append(f"log: certificate issue at entry {seq} takes slot {list_id}/"
+                          f"{index}, taken before the published list was made (left out)")
+            continue
+        allocated_now[list_id] = max(allocated_now[list_id], counter + 1)
+        changed.setdefault(list_id, {})[index] = value
     if found:
-        # New slots taken since (issue entries), then the certificates changed since.
-        for list_id, index in _issued_slots(
-                repo.entries_of_actions((Action.CERT_ISSUE.value,), since, log_size)):
-            changed.setdefault(list_id, {})[index] = VALID
         for subject in recent:
             if subject in statuses:
                 list_id, index, value = statuses[subject]
@@ -314,22 +417,24 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
     built: dict[int, dict[int, int]] = {}
     for list_id, index, value in statuses.values():
         built.setdefault(list_id, {})[index] = value
-    result: list[tuple[int, StatusList | dict[str, Any]]] = []
+    result: list[_ListOut] = []
     for list_id, size, bits, allocated in rows:
+        digest = permutation_digest(keys[list_id])
         prev = found.get(list_id)
         if prev is None:
-            result.append((list_id, _build_list(repo, list_id, size, bits, allocated,
-                                                built.get(list_id, {}))))
+            result.append(_ListOut(list_id, _build_list(keys[list_id], size, bits, allocated,
+                                                        built.get(list_id, {})),
+                                   min(allocated, size), digest))
             continue
         list_changes = changed.get(list_id, {})
         if not list_changes:
-            result.append((list_id, prev.claim))
+            result.append(_ListOut(list_id, prev.claim, allocated_now[list_id], digest))
             continue
         patched = prev.status_list
         for index, value in list_changes.items():
             if 0 <= index < size:  # an entry naming a slot beyond the list changes nothing
                 patched[index] = value
-        result.append((list_id, patched))
+        result.append(_ListOut(list_id, patched, allocated_now[list_id], digest))
     return result
 
 
@@ -337,27 +442,17 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
 STATUS_ACTION_NAMES = tuple(a.value for a in STATUS_ACTIONS)
 _CHANGE_ACTION_NAMES = tuple(a for a in STATUS_ACTION_NAMES if a != Action.CERT_ISSUE.value)
 
-def _issued_slots(entries: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, int]]:
-    """``(list id, index)`` the issue entries among ``(seq, leaf)`` took, read at C
-    speed (a publication after a batch reads a million of them; ``audit verify`` judges
-    the rest, and a list's slots beyond its counter read invalid when it is built)."""
-    for seq, leaf in entries:
-        try:
-            d = fast_json_loads(leaf)["d"]
-            list_id, index = d["list"], d["idx"]
-        except (ValueError, TypeError, KeyError, RecursionError):
-            log.warning("log entry %d cannot be read: left out of the status lists", seq)
-            continue
-        if type(list_id) is int and type(index) is int:
-            yield list_id, index
-
 
 def _logged_statuses(repo: Repository, subjects: Iterable[str], end: int,
                      commitment_key: bytes, now: int, alerts: list[str],
-                     known: set[tuple[str, int | None]]) -> dict[str, tuple[int, int, int]]:
+                     known: set[tuple[str, int | None]], *, issued_from: int | None = None
+                     ) -> tuple[dict[str, tuple[int, int, int]],
+                                list[tuple[int, int, int, int]]]:
     """``id -> (list id, index, status at now)`` of the certificates ``subjects``, as the
     log has them: the replay of ``ecert audit verify`` over the units about them and the
-    units that shape the trust list, in log order.
+    units that shape the trust list, in log order; and with ``issued_from``, ``(entry,
+    list id, index, status at now)`` of every certificate whose issue entry is at that
+    index or later and accepted, in log order (their units replayed too).
 
     So a change counts only if its unit verifies under an operator the log made, who held
     the authority at that point (an officer who rotated keys, lost the role or left since
@@ -368,11 +463,14 @@ def _logged_statuses(repo: Repository, subjects: Iterable[str], end: int,
     insider who writes signed entries or rows into the database past the registry's
     checks reaches no published list."""
     wanted = {commitment(commitment_key, s): s for s in subjects}
-    if not wanted:
-        return {}
+    if not wanted and issued_from is None:
+        return {}, []
     units = repo.units_about(sorted(wanted.values()), end)
     units.update(repo.units_with_actions(_TRUST_ACTIONS, end))
-    replay = Replay(only=frozenset(wanted))
+    if issued_from is not None:
+        units.update(repo.units_with_actions((Action.CERT_ISSUE.value,), end,
+                                             start=issued_from))
+    replay = Replay(only=frozenset(wanted), issued_from=issued_from)
     # Streamed: at national scale the units about the changed certificates may be most
     # of the log (a batch unit holds a thousand issues).
     replay.apply_leaves(repo.leaves_of_units(units, end))
@@ -387,10 +485,15 @@ def _logged_statuses(repo: Repository, subjects: Iterable[str], end: int,
                           "status changes are not published)")
             continue
         found[subject] = (state.list, state.idx, state.status_at(now))
-    return found
+    issued = []
+    for public, seq in replay.issued.items():
+        state = replay.certificates[public]
+        if type(state.list) is int and type(state.idx) is int:
+            issued.append((seq, state.list, state.idx, state.status_at(now)))
+    return found, issued
 
 
-def _build_list(repo: Repository, list_id: int, size: int, bits: int, allocated: int,
+def _build_list(key: bytes, size: int, bits: int, allocated: int,
                 changes: Mapping[int, int]) -> StatusList:
     """A list from the log: its ``allocated`` slots valid, the log's ``changes`` applied,
     every other slot invalid (a token minted outside the registry with a stolen key
@@ -399,10 +502,7 @@ def _build_list(repo: Repository, list_id: int, size: int, bits: int, allocated:
         marks = bytearray([VALID]) * size
     else:
         marks = bytearray([INVALID]) * size
-        found = repo.status_list_key(list_id)
-        if found is None:
-            raise StorageError(f"status list {list_id} is missing from the database")
-        permute = Permutation(found, size)
+        permute = Permutation(key, size)
         for counter in range(allocated):
             marks[permute(counter)] = VALID
     for index, value in changes.items():
@@ -484,12 +584,14 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
     log_ref = {"size": snap.size, "root": b64url_encode(snap.root)}
     documents: dict[str, bytes] = {}
     status_signer = ctx.keystore.signer(snap.status_kid)
-    for done, (list_id, status_list) in enumerate(snap.lists, 1):
-        uri = _bundle.status_list_uri(region.base_url, list_id)
+    for done, out_list in enumerate(snap.lists, 1):
+        uri = _bundle.status_list_uri(region.base_url, out_list.id)
         documents[_bundle.relative_path(region.base_url, uri)] = make_status_list_token(
-            uri, status_list, status_signer, issued_at=now,
+            uri, out_list.status_list, status_signer, issued_at=now,
             expires_at=now + int(status_list_validity.total_seconds()),
-            ttl=int(status_list_ttl.total_seconds()), log=log_ref,
+            ttl=int(status_list_ttl.total_seconds()),
+            log={**log_ref, "allocated": out_list.allocated,
+                 "permutation": out_list.permutation},
         ).encode("ascii")
         if progress is not None:
             progress(done, len(snap.lists))
@@ -521,7 +623,7 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
         types=tuple(TypeEntry(code, t["version"], t["name"], t["national_type_code"])
                     for code, t in sorted(trust.types.items())),
         status_lists=tuple(_bundle.status_list_uri(region.base_url, list_id)
-                           for list_id, *_ in snap.lists),
+                           for list_id in (out_list.id for out_list in snap.lists)),
         agreements=agreements,
         root_rotations=tuple(trust.root_rotations),
         entitlements=trust.entitlements_at(now),
@@ -561,7 +663,7 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
                          from_seconds(trust_list.next_update),
                          tuple(sorted(documents)), len(snap.lists), snap.certificates,
                          snap.size, tuple(snap.alerts),
-                         sum(isinstance(s, StatusList) for _i, s in snap.lists))
+                         sum(isinstance(o.status_list, StatusList) for o in snap.lists))
 
 
 def _our_cosignatures(repo: Repository, us: str) -> dict[str, str]:
