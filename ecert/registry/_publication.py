@@ -463,13 +463,13 @@ def _logged_statuses(repo: Repository, subjects: Iterable[str], end: int,
     insider who writes signed entries or rows into the database past the registry's
     checks reaches no published list."""
     wanted = {commitment(commitment_key, s): s for s in subjects}
-    if not wanted and issued_from is None:
+    issue_units = [] if issued_from is None else repo.units_with_actions(
+        (Action.CERT_ISSUE.value,), end, start=issued_from)
+    if not wanted and not issue_units:
         return {}, []
     units = repo.units_about(sorted(wanted.values()), end)
     units.update(repo.units_with_actions(_TRUST_ACTIONS, end))
-    if issued_from is not None:
-        units.update(repo.units_with_actions((Action.CERT_ISSUE.value,), end,
-                                             start=issued_from))
+    units.update(issue_units)
     replay = Replay(only=frozenset(wanted), issued_from=issued_from)
     # Streamed: at national scale the units about the changed certificates may be most
     # of the log (a batch unit holds a thousand issues).
