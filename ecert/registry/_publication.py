@@ -63,7 +63,7 @@ from ecert._formats.trustlist import (
     TypeWindow,
 )
 from ecert._page import PAGE_DIR, build_page, page_digests
-from ecert._replay import KeyState, Replay
+from ecert._replay import FindingKind, KeyState, Replay
 from ecert._sources import MemorySource
 from ecert._storage.repository import Repository
 from ecert.errors import EcertError, FormatError, LeaseHeld, PublishError, StorageError
@@ -360,19 +360,28 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
             if prev is None:
                 continue
             if prev.permutation != permutation_digest(keys[list_id]):
-                alerts.append(f"status list {list_id}: its permutation key in the database is "
-                              "not the one its published list was built with (built again)")
+                log.warning("status list %d: its permutation key in the database is not the "
+                            "one its published list was built with", list_id)
                 continue
             found[list_id] = prev
         trust = _previous_trust(previous / _bundle.TRUST_LIST_PATH, root_key, log_size, now)
         for list_id, size, bits, _allocated in rows:
             uri = _bundle.status_list_uri(base_url, list_id)
-            if trust is not None and list_id not in found and uri not in trust.status_lists:
+            if trust is None or list_id in found:
+                continue
+            if uri not in trust.status_lists:
                 # Opened since that publication: every slot it took is in the log since.
                 empty = StatusList.filled(size, bits, INVALID)
                 found[list_id] = _Previous(trust.log_size, trust.issued_at,
                                            empty.encode(), empty, 0,
                                            permutation_digest(keys[list_id]))
+            else:
+                # The list existed, yet its file is gone, unverifiable or of another
+                # shape (or its key changed): built from the counter, which nobody judges.
+                alerts.append(f"status list {list_id}: the previous trust list names it, but "
+                              "its published file is missing, does not verify or does not "
+                              "match the database: built from the database's counter, "
+                              "whose slots are not judged (run 'ecert audit verify')")
     since = min((p.log_size for p in found.values()), default=log_size)
     # Supersessions scheduled before ``since`` that fell due after a reused list was
     # made: found through the rows (a scheduled revocation is rare), applied only as the
@@ -389,6 +398,7 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
         issued_from=since if found else None)
     changed: dict[int, dict[int, int]] = {}
     allocated_now = {list_id: prev.allocated for list_id, prev in found.items()}
+    fresh: dict[int, set[int]] = {}  # slots issued since, as judged below
     permutations: dict[int, Permutation] = {}
     sizes = {list_id: size for list_id, size, _bits, _allocated in rows}
     for seq, list_id, index, value in issued:
@@ -405,15 +415,29 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
         counter = permute.counter_of(index)
         if counter < prev.allocated:
             alerts.append(f"log: certificate issue at entry {seq} takes slot {list_id}/"
-                          f"{index}, taken before the published list was made (left out)")
+                          f"{index}, which was taken before the published list was made "
+                          "(left out)")
             continue
         allocated_now[list_id] = max(allocated_now[list_id], counter + 1)
         changed.setdefault(list_id, {})[index] = value
+        fresh.setdefault(list_id, set()).add(index)
     if found:
         for subject in recent:
-            if subject in statuses:
-                list_id, index, value = statuses[subject]
-                changed.setdefault(list_id, {})[index] = value
+            if subject not in statuses:
+                continue
+            list_id, index, value = statuses[subject]
+            prev = found.get(list_id)
+            if (prev is not None and value != INVALID and 0 <= index < prev.status_list.size
+                    and prev.status_list[index] == INVALID
+                    and index not in fresh.get(list_id, ())):
+                # Invalid in the published list: revoked (final) or never taken; only an
+                # issue judged above turns such a slot valid. Another certificate's
+                # changes on a slot taken twice (a row moved off it) move nothing.
+                alerts.append(f"log: certificate {subject}: its slot {list_id}/{index} is "
+                              "invalid in the published list and was not issued since "
+                              "(left out)")
+                continue
+            changed.setdefault(list_id, {})[index] = value
     built: dict[int, dict[int, int]] = {}
     for list_id, index, value in statuses.values():
         built.setdefault(list_id, {})[index] = value
@@ -485,8 +509,13 @@ def _logged_statuses(repo: Repository, subjects: Iterable[str], end: int,
                           "status changes are not published)")
             continue
         found[subject] = (state.list, state.idx, state.status_at(now))
+    # An issue the replay applied with a finding (its agency was not given the type at
+    # that time) is named above and takes no valid slot.
+    refused = {f.seq for f in replay.findings if f.kind == FindingKind.NO_AUTHORITY}
     issued = []
     for public, seq in replay.issued.items():
+        if seq in refused:
+            continue
         state = replay.certificates[public]
         if type(state.list) is int and type(state.idx) is int:
             issued.append((seq, state.list, state.idx, state.status_at(now)))
