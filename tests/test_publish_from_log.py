@@ -339,9 +339,24 @@ def test_a_genuine_issue_into_a_slot_taken_before_revalidates_no_revoked_slot(
     assert any("taken before the published list was made" in a for a in report.alerts), \
         report.alerts
     assert status(bundle, clock, victim) == "revoked"
-    # Publication built afresh takes the slots from the counter (threat model): the
-    # revocation holds there as well, as the log has it.
-    assert registry.publish(bundle, full=True)
+    # Later genuine work on the twin (a suspension and a reinstatement in the same
+    # publication, or apart) or a revoke_at written into its row brings the twin's status
+    # to that slot no more than its issue did.
+    registry.suspend(twin.id, "under review")
+    report = registry.publish(bundle)
+    assert any("invalid in the list published before" in a for a in report.alerts), \
+        report.alerts
+    assert status(bundle, clock, victim) == "revoked"
+    registry.reinstate(twin.id)
+    registry.publish(bundle)
+    assert status(bundle, clock, victim) == "revoked"
+    clock.advance(seconds=10)
+    sql(registry, "UPDATE certificates SET revoke_at = :t WHERE id = :id",
+        t=int(clock().timestamp()) - 5, id=twin.id)
+    registry.publish(bundle)
+    assert status(bundle, clock, victim) == "revoked"
+    # Built again from the log's last publication entry: the revocation holds there too.
+    registry.publish(bundle, full=True)
     assert status(bundle, clock, victim) == "revoked"
 
 
@@ -383,3 +398,36 @@ def test_a_list_opened_since_the_previous_publication_is_judged_too(
     assert status(bundle, clock, forged) != "valid"
     assert status(bundle, clock, genuine) == "valid"
     assert status(bundle, clock, first) == "valid"
+
+
+def test_files_deleted_from_the_directory_bring_back_no_unjudged_slot(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    # Each publication logs how many slots each list had taken: a list file (or the
+    # whole directory) removed is built again from that count, not from the counter.
+    bundle = tmp_path / "bundle"
+    genuine = issue_business_licence(registry)
+    victim = issue_business_licence(registry)
+    registry.revoke(victim.id, "key-compromise")
+    registry.publish(bundle)
+    forged = issued_by_a_planted_operator(registry, clock)
+    list_file = bundle / "status" / genuine.status_list_uri.rsplit("/", 1)[1]
+    list_file.unlink()
+    report = registry.publish(bundle)
+    assert any("unknown_operator" in a for a in report.alerts), report.alerts
+    assert status(bundle, clock, forged) != "valid"
+    assert status(bundle, clock, genuine) == "valid"
+    assert status(bundle, clock, victim) == "revoked"
+    # The counter lowered and the victim's row moved off its slot, the file removed
+    # again: the next genuine issue takes the victim's slot, which stays revoked.
+    sql(registry, "UPDATE status_lists SET allocated = allocated - 2")
+    sql(registry, "UPDATE certificates SET status_index = -1 WHERE id = :id", id=victim.id)
+    list_file.unlink()
+    twin = issue_business_licence(registry)
+    assert twin.status_index == victim.status_index
+    registry.publish(bundle)
+    assert status(bundle, clock, victim) == "revoked"
+    for directory in (bundle, tmp_path / "elsewhere"):  # --full, and a new directory
+        registry.publish(directory, full=True)
+        assert status(directory, clock, victim) == "revoked"
+        assert status(directory, clock, forged) != "valid"
+        assert status(directory, clock, genuine) == "valid"

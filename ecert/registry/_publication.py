@@ -197,17 +197,23 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
         origin.rsplit("/", 1)[0] + "/witness",
         ctx.keystore.signer(witness.kid)).verifier_key.encode()
     rows = repo.list_status_lists()
+    logged = _logged_slots(replay.publications)
     lists = _status_lists(repo, rows, p["previous"], ctx.region.base_url, active["status"],
                           active["root"], size, now, ctx.commitment_key, alerts,
-                          {(f.kind, f.seq) for f in replay.findings})
+                          {(f.kind, f.seq) for f in replay.findings}, logged)
     cosigned: dict[str, str] = {}
     for _o, witness_region, cs, _r, note, _t in repo.cosignatures_for(origin=origin):
         if cs <= size and witness_region not in cosigned:  # newest first: keep the newest
             cosigned[witness_region] = note
     repo.add_publication(sequence, now, size, root, p["directory"])
+    # The lists whose count of taken slots or key changed since the log's last
+    # publication entry: what the next publication starts from, whatever the files.
+    counts = logged[1]
     unit.log(Action.REGISTRY_PUBLISH, ctx.region.code,
              {"sequence": sequence, "size": size, "root": b64url_encode(root),
-              "refused_unauthenticated": repo.counter("refused_unauthenticated")})
+              "refused_unauthenticated": repo.counter("refused_unauthenticated"),
+              "lists": [[o.id, o.allocated, o.permutation] for o in lists
+                        if counts.get(o.id) != (o.allocated, o.permutation)]})
     # Every certificate took a slot in its own unit: the lists' counters count them
     # without counting the table.
     return _Snapshot(sequence, now, size, root, checkpoint, replay, keys_out, alerts, lists,
@@ -227,6 +233,10 @@ class _Previous:
     #: and the digest of the permutation key, as the list says.
     allocated: int
     permutation: str
+    #: False for a list made from the count the log's last publication entry gave: it
+    #: has its taken slots valid but none of the status changes, which are applied
+    #: from the replay of every change the log ever made.
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +291,27 @@ def _previous_list(path: Path, uri: str, size: int, bits: int, key: KeyState,
                      allocated, permutation)
 
 
+def _logged_slots(publications: Iterable[Mapping[str, Any]]
+                  ) -> tuple[int | None, dict[int, tuple[int, str]]]:
+    """What the log's accepted ``registry.publish`` entries say of the status lists:
+    the log size of the newest entry that says it, and ``list id -> (allocated,
+    permutation digest)`` as of that size (each entry names the lists whose count or key
+    changed since the entry before; a list no entry named did not exist then). ``(None,
+    {})`` before the first such entry (logs of ecert before 0.3)."""
+    at: int | None = None
+    counts: dict[int, tuple[int, str]] = {}
+    for details in publications:
+        named, size = details.get("lists"), details.get("size")
+        if not isinstance(named, list) or type(size) is not int:
+            continue
+        for item in named:
+            if (isinstance(item, list) and len(item) == 3 and type(item[0]) is int
+                    and type(item[1]) is int and item[1] >= 0 and isinstance(item[2], str)):
+                counts[item[0]] = (item[1], item[2])
+        at = size
+    return at, counts
+
+
 @dataclass(frozen=True, slots=True)
 class _PreviousTrust:
     """The trust list the directory holds, verified with the active root key: the log
@@ -319,7 +350,9 @@ def _previous_trust(path: Path, key: KeyState, log_size: int, now: int
 def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
                   previous: Path | None, base_url: str, status_key: KeyState,
                   root_key: KeyState, log_size: int, now: int, commitment_key: bytes,
-                  alerts: list[str], known: set[tuple[str, int | None]]) -> list[_ListOut]:
+                  alerts: list[str], known: set[tuple[str, int | None]],
+                  logged: tuple[int | None, dict[int, tuple[int, str]]] = (None, {})
+                  ) -> list[_ListOut]:
     """Every status list as of ``now``, from what the log says, never from the
     certificates' rows: the directory's previous list where one verifies and nothing
     changed on it since (its claim, reused), that list with the changes applied where
@@ -364,10 +397,30 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
                             "one its published list was built with", list_id)
                 continue
             found[list_id] = prev
+    logged_at, counts = logged
+    for list_id, size, bits, _allocated in rows:
+        if list_id in found or logged_at is None or logged_at > log_size:
+            continue
+        digest = permutation_digest(keys[list_id])
+        count = counts.get(list_id)
+        if count is None:
+            # No list then: every slot it took is in the log since.
+            empty = StatusList.filled(size, bits, INVALID)
+            found[list_id] = _Previous(logged_at, now, empty.encode(), empty, 0, digest)
+        elif count[1] == digest and count[0] <= size:
+            found[list_id] = _Previous(logged_at, now, {}, _taken(keys[list_id], size, bits,
+                                                                  count[0]),
+                                       count[0], digest, complete=False)
+        else:
+            alerts.append(f"status list {list_id}: its permutation key or size in the "
+                          "database is not the one the log's last publication entry names: "
+                          "built from the database's counter, whose slots are not judged "
+                          "(run 'ecert audit verify')")
+    if previous is not None:
         trust = _previous_trust(previous / _bundle.TRUST_LIST_PATH, root_key, log_size, now)
         for list_id, size, bits, _allocated in rows:
             uri = _bundle.status_list_uri(base_url, list_id)
-            if trust is None or list_id in found:
+            if trust is None or list_id in found or logged_at is not None:
                 continue
             if uri not in trust.status_lists:
                 # Opened since that publication: every slot it took is in the log since.
@@ -391,7 +444,7 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
     if found:
         recent.update(repo.revocations_due(after, now))
     subjects = recent
-    if len(found) < len(rows):
+    if len(found) < len(rows) or not all(p.complete for p in found.values()):
         subjects = recent.union(repo.subjects_of_actions(_CHANGE_ACTION_NAMES, 0, log_size))
     statuses, issued = _logged_statuses(
         repo, subjects, log_size, commitment_key, now, alerts, known,
@@ -421,23 +474,21 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
         allocated_now[list_id] = max(allocated_now[list_id], counter + 1)
         changed.setdefault(list_id, {})[index] = value
         fresh.setdefault(list_id, set()).add(index)
-    if found:
-        for subject in recent:
-            if subject not in statuses:
-                continue
-            list_id, index, value = statuses[subject]
-            prev = found.get(list_id)
-            if (prev is not None and value != INVALID and 0 <= index < prev.status_list.size
-                    and prev.status_list[index] == INVALID
-                    and index not in fresh.get(list_id, ())):
-                # Invalid in the published list: revoked (final) or never taken; only an
-                # issue judged above turns such a slot valid. Another certificate's
-                # changes on a slot taken twice (a row moved off it) move nothing.
-                alerts.append(f"log: certificate {subject}: its slot {list_id}/{index} is "
-                              "invalid in the published list and was not issued since "
-                              "(left out)")
-                continue
-            changed.setdefault(list_id, {})[index] = value
+    for subject, (list_id, index, value) in statuses.items():
+        prev = found.get(list_id)
+        if prev is None or (prev.complete and subject not in recent):
+            continue  # built below, or unchanged since the previous list
+        if (value != INVALID and 0 <= index < prev.status_list.size
+                and prev.status_list[index] == INVALID
+                and index not in fresh.get(list_id, ())):
+            # Invalid in the list started from: revoked (final) or never taken; only an
+            # issue judged above turns such a slot valid. Another certificate's changes
+            # on a slot taken twice (a row moved off it) move nothing.
+            alerts.append(f"log: certificate {subject}: its slot {list_id}/{index} is "
+                          "invalid in the list published before and was not issued since "
+                          "(left out)")
+            continue
+        changed.setdefault(list_id, {})[index] = value
     built: dict[int, dict[int, int]] = {}
     for list_id, index, value in statuses.values():
         built.setdefault(list_id, {})[index] = value
@@ -451,7 +502,7 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
                                    min(allocated, size), digest))
             continue
         list_changes = changed.get(list_id, {})
-        if not list_changes:
+        if not list_changes and prev.complete:
             result.append(_ListOut(list_id, prev.claim, allocated_now[list_id], digest))
             continue
         patched = prev.status_list
@@ -522,18 +573,29 @@ def _logged_statuses(repo: Repository, subjects: Iterable[str], end: int,
     return found, issued
 
 
+def _taken_marks(key: bytes, size: int, allocated: int) -> bytearray:
+    """One byte per slot: the first ``allocated`` of the list's permutation valid, every
+    other slot invalid (a token minted outside the registry with a stolen key points at
+    an index that reads invalid)."""
+    if allocated >= size:
+        return bytearray([VALID]) * size
+    marks = bytearray([INVALID]) * size
+    permute = Permutation(key, size)
+    for counter in range(allocated):
+        marks[permute(counter)] = VALID
+    return marks
+
+
+def _taken(key: bytes, size: int, bits: int, allocated: int) -> StatusList:
+    """A list with its ``allocated`` slots valid and no status change applied."""
+    return StatusList.from_marks(bits, _taken_marks(key, size, allocated))
+
+
 def _build_list(key: bytes, size: int, bits: int, allocated: int,
                 changes: Mapping[int, int]) -> StatusList:
-    """A list from the log: its ``allocated`` slots valid, the log's ``changes`` applied,
-    every other slot invalid (a token minted outside the registry with a stolen key
-    points at an index that reads invalid)."""
-    if allocated >= size:
-        marks = bytearray([VALID]) * size
-    else:
-        marks = bytearray([INVALID]) * size
-        permute = Permutation(key, size)
-        for counter in range(allocated):
-            marks[permute(counter)] = VALID
+    """A list from the database's counter: its ``allocated`` slots valid, the log's
+    ``changes`` applied, every other slot invalid."""
+    marks = _taken_marks(key, size, allocated)
     for index, value in changes.items():
         if 0 <= index < size:
             marks[index] = value
