@@ -65,6 +65,7 @@ from ecert._replay import (
     Replay,
     RequestState,
 )
+from ecert._slots import read_claim
 from ecert._sources import BundleDirectory, DocumentSource, HttpSource, RoutedSource
 from ecert.errors import EcertError, FormatError, TrustListError
 from ecert.trust import TrustAnchor, fetch_and_verify
@@ -683,7 +684,8 @@ class _Published:
     root: str
     status_list: StatusList
     issued_at: int = 0  #: its ``iat``: scheduled revocations due by then read invalid
-    #: How many slots it says were taken (its ``log`` claim; None in lists before 0.3).
+    #: How many slots it says issues took (its ``log`` claim's ``allocated`` but the
+    #: holes; None in lists before 0.3).
     allocated: int | None = None
 
 
@@ -922,10 +924,10 @@ class Monitor:
                 find(FindingKind.STATUS_LIST_INVALID, uri, None,
                      getattr(e, "message", str(e)))
                 continue
-            allocated = log_ref.get("allocated") if isinstance(log_ref, dict) else None
+            slots = read_claim(log_ref, token.status_list.size, token.status_list.bits) \
+                if isinstance(log_ref, dict) else None
             found.append(_Published(uri, list_id, size, root, token.status_list,
-                                    token.issued_at,
-                                    allocated if type(allocated) is int else None))
+                                    token.issued_at, None if slots is None else slots.taken))
         return found
 
     @staticmethod

@@ -93,6 +93,7 @@ SUMMARIES: dict[str, str] = {
     "redirect_refused": N_("redirect refused"),
     "too_large": N_("too large"),
     "unproven_key": N_("the key is not proven"),
+    "status_list_tampered": N_("a status list in the database differs from the log"),
     "unsafe_path": N_("unsafe path"),
     "unsupported_alg": N_("unsupported algorithm"),
     "digest_mismatch": N_("the content digest does not match the body"),

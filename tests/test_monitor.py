@@ -419,7 +419,8 @@ def test_monitor_detects_a_count_of_taken_slots_that_differs_from_the_log(
     payload = parse_compact(path.read_text("ascii").strip(), max_bytes=1 << 24).payload
     token = read_status_list_payload(payload)
     taken = payload["log"]["allocated"]
-    status_key = next(k for k in gd.registry.keys() if k.role.value == "status")
+    registry_keys = gd.registry.keys()  # the registry's keys (ruff takes it for a dict)
+    status_key = next(k for k in registry_keys if k.role.value == "status")
     path.write_text(make_status_list_token(
         token.uri, token.status_list, gd.registry.keystore.signer(status_key.kid),
         issued_at=token.issued_at, expires_at=token.expires_at, ttl=token.ttl,

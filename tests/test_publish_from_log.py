@@ -19,7 +19,7 @@ from ecert._formats.log import Entry
 from ecert.batch import RevocationRow
 from ecert.registry._publication import _TRUST_ACTIONS
 from tests.support import FakeClock, as_operator, issue_business_licence, plant_operator
-from tests.support.tamper import sql
+from tests.support.tamper import drop_triggers, sql
 
 OFFICER = "officer passphrase"
 CLERK = "clerk passphrase"
@@ -336,7 +336,7 @@ def test_a_genuine_issue_into_a_slot_taken_before_revalidates_no_revoked_slot(
     assert (twin.status_list_uri, twin.status_index) == (victim.status_list_uri,
                                                          victim.status_index)
     report = registry.publish(bundle)
-    assert any("taken before the published list was made" in a for a in report.alerts), \
+    assert any("taken or skipped before" in a for a in report.alerts), \
         report.alerts
     assert status(bundle, clock, victim) == "revoked"
     # Later genuine work on the twin (a suspension and a reinstatement in the same
@@ -344,7 +344,7 @@ def test_a_genuine_issue_into_a_slot_taken_before_revalidates_no_revoked_slot(
     # to that slot no more than its issue did.
     registry.suspend(twin.id, "under review")
     report = registry.publish(bundle)
-    assert any("invalid in the list published before" in a for a in report.alerts), \
+    assert any("invalid in the list started from" in a for a in report.alerts), \
         report.alerts
     assert status(bundle, clock, victim) == "revoked"
     registry.reinstate(twin.id)
@@ -431,3 +431,74 @@ def test_files_deleted_from_the_directory_bring_back_no_unjudged_slot(
         assert status(directory, clock, victim) == "revoked"
         assert status(directory, clock, forged) != "valid"
         assert status(directory, clock, genuine) == "valid"
+
+
+def valid_slots(bundle: Path, cert: ecert.Certificate) -> int:
+    from ecert._formats.jose import parse_compact
+    from ecert._formats.statuslist import read_status_list_payload
+
+    path = bundle / "status" / cert.status_list_uri.rsplit("/", 1)[1]
+    jws = parse_compact(path.read_text("ascii"), max_bytes=10**8)
+    lst = read_status_list_payload(jws.payload).status_list
+    return sum(1 for i in range(lst.size) if lst[i] == 0)
+
+
+def test_a_refused_issue_is_a_hole_every_later_list_keeps(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    # The forged issue's counter lies below the genuine one after it: the count the log
+    # and the lists state has it as a hole, so no list built from that count shows it.
+    bundle = tmp_path / "bundle"
+    genuine = issue_business_licence(registry)
+    registry.publish(bundle)
+    forged = issued_by_a_planted_operator(registry, clock)
+    later = issue_business_licence(registry)
+    assert not registry.publish(bundle).ok
+    (bundle / "status" / genuine.status_list_uri.rsplit("/", 1)[1]).unlink()
+    registry.publish(bundle)
+    for directory in (bundle, tmp_path / "elsewhere"):
+        registry.publish(directory, full=True)
+        assert status(directory, clock, forged) != "valid"
+        assert status(directory, clock, later) == "valid"
+        assert valid_slots(directory, genuine) == 2
+    # The lists state what the log took: the audit finds no other count.
+    assert not [f for f in registry.audit(bundle=bundle).findings
+                if "slots were taken" in f.detail]
+
+
+def test_a_raised_counter_makes_no_slot_valid(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    first = issue_business_licence(registry)
+    registry.publish(bundle)
+    sql(registry, "UPDATE status_lists SET allocated = allocated + 1000")
+    issue_business_licence(registry)  # takes counter 1001: 1,000 skipped
+    registry.publish(bundle)
+    assert valid_slots(bundle, first) == 2
+    registry.publish(bundle, full=True)
+    assert valid_slots(bundle, first) == 2
+
+
+def test_a_list_shape_edited_in_the_database_is_published_as_the_log_has_it(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    certs = [issue_business_licence(registry) for _ in range(3)]
+    registry.publish(bundle)
+    sql(registry, "UPDATE status_lists SET size = size * 2")
+    for report in both(registry, bundle):
+        assert any("size or bits in the database differ" in a for a in report.alerts)
+        assert all(status(bundle, clock, c) == "valid" for c in certs)
+        assert valid_slots(bundle, certs[0]) == 3
+
+
+def test_publication_entries_hidden_by_their_action_column_are_still_found(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    # Found again at the sizes of the checkpoints and publications on record.
+    bundle = tmp_path / "bundle"
+    issue_business_licence(registry)
+    registry.publish(bundle)
+    forged = issued_by_a_planted_operator(registry, clock)
+    drop_triggers(registry)
+    sql(registry, "UPDATE log_entries SET action = 'certificate.qr' "
+                  "WHERE action = 'registry.publish'")
+    registry.publish(tmp_path / "new")
+    assert status(tmp_path / "new", clock, forged) != "valid"

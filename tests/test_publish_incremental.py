@@ -32,9 +32,9 @@ def lists(bundle: Path) -> dict[str, dict[str, Any]]:
     for path in sorted((bundle / STATUS_DIR).glob("*.jwt")):
         payload = parse_compact(path.read_text("ascii"), max_bytes=10**7).payload
         logged = payload.pop("log")
-        assert set(logged) == {"size", "root", "allocated", "permutation"}
-        # How many slots were taken, and under which permutation: the same either way.
-        payload["slots"] = (logged["allocated"], logged["permutation"])
+        assert set(logged) == {"size", "root", "allocated", "holes", "permutation"}
+        # Which slots were taken, under which permutation: the same either way.
+        payload["slots"] = (logged["allocated"], logged["holes"], logged["permutation"])
         found[path.name] = payload
     return found
 

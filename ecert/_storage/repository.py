@@ -771,6 +771,11 @@ class Repository:
                      _dt_required(row.acquired_at or 0), _dt_required(row.renewed_at or 0),
                      _dt_required(row.expires_at))
 
+    def publication_sizes(self) -> list[int]:
+        """The log size of every publication on record, started or written."""
+        return [int(v) for v in self.conn.execute(
+            select(publications.c.log_size).distinct()).scalars()]
+
     def latest_publication(self) -> tuple[int, int, int, str] | None:
         """``(sequence, started_at, log_size, directory)`` of the newest written publication."""
         row = self.conn.execute(

@@ -50,6 +50,7 @@ from ecert._formats.log import (
 )
 from ecert._formats.statuslist import read_status_list_payload
 from ecert._replay import Finding, FindingKind, Replay
+from ecert._slots import read_claim
 from ecert._storage.repository import Repository
 from ecert._storage.schema import certificates, log_entries
 from ecert.errors import EcertError, FormatError, NotFound, RecordTampered
@@ -930,7 +931,7 @@ _Published = tuple[int, int, str, Any, str, int, int | None]
 
 def _published_lists(bundle: Path, find: Any) -> list[_Published]:
     """``(log size, list id, file, status list, log root, iat, slots taken or None)`` of
-    each published list."""
+    each published list (taken: ``allocated`` but the holes its ``log`` claim states)."""
     found: list[_Published] = []
     status_dir = bundle / "status"
     for path in sorted(status_dir.glob("*.jwt")) if status_dir.is_dir() else []:
@@ -948,9 +949,10 @@ def _published_lists(bundle: Path, find: Any) -> list[_Published]:
         if type(size) is not int or not isinstance(root, str):
             find("published_status_mismatch", path.name, None, "names no log tree")
             continue
-        allocated = log_ref.get("allocated") if isinstance(log_ref, dict) else None
+        slots = read_claim(log_ref, token.status_list.size, token.status_list.bits) \
+            if isinstance(log_ref, dict) else None
         found.append((size, list_id, path.name, token.status_list, root, token.issued_at,
-                      allocated if type(allocated) is int else None))
+                      None if slots is None else slots.taken))
     return found
 
 
@@ -966,7 +968,7 @@ def _compare_list(replay: Replay, roots: Mapping[int, bytes], published: Sequenc
         # What the log says at the list's iat: scheduled revocations due by then count.
         expected = replay.statuses_at(list_id, issued_at)
         if allocated is not None and allocated != len(expected):
-            # The count the next publication trusts: slots below it are never fresh again.
+            # What the next publication starts from: those slots are never fresh again.
             find("published_status_mismatch", name, None,
                  f"the list says {allocated} slots were taken, the log took {len(expected)}")
         for index in range(lst.size):

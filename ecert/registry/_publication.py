@@ -48,7 +48,6 @@ from ecert._formats.statuslist import (
     INVALID,
     MAX_LIST_BYTES,
     STATUS_LIST_TYP,
-    VALID,
     StatusList,
     make_status_list_token,
     read_status_list_payload,
@@ -64,6 +63,13 @@ from ecert._formats.trustlist import (
 )
 from ecert._page import PAGE_DIR, build_page, page_digests
 from ecert._replay import FindingKind, KeyState, Replay
+from ecert._slots import (
+    MAX_HOLE_RANGES,
+    Slots,
+    logged_changes,
+    logged_slots,
+    read_claim,
+)
 from ecert._sources import MemorySource
 from ecert._storage.repository import Repository
 from ecert.errors import EcertError, FormatError, LeaseHeld, PublishError, StorageError
@@ -150,8 +156,14 @@ _IN_FLIGHT = 1024
 
 
 def _trust_replay(repo: Repository, size: int) -> Replay:
-    """Replay every unit that touches the trust list (not the certificates)."""
-    rows = repo.log_rows_of_units(repo.units_with_actions(_TRUST_ACTIONS, size))
+    """Replay every unit that touches the trust list (not the certificates), and the
+    units that begin at the size of a checkpoint or publication on record: each
+    publication's own unit, whose entry states the lists' slots, is found there even if
+    its ``action`` column was edited (the replay reads the action from the entry)."""
+    units = set(repo.units_with_actions(_TRUST_ACTIONS, size))
+    units.update(s for s, _root, _note in repo.list_checkpoints() if s < size)
+    units.update(s for s in repo.publication_sizes() if s < size)
+    rows = repo.log_rows_of_units(sorted(units))
     replay = Replay(certificates=False)
     replay.apply_leaves((int(r.seq), bytes(r.leaf)) for r in rows if r.seq < size)
     return replay
@@ -197,7 +209,7 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
         origin.rsplit("/", 1)[0] + "/witness",
         ctx.keystore.signer(witness.kid)).verifier_key.encode()
     rows = repo.list_status_lists()
-    logged = _logged_slots(replay.publications)
+    logged = logged_slots(replay.publications)
     lists = _status_lists(repo, rows, p["previous"], ctx.region.base_url, active["status"],
                           active["root"], size, now, ctx.commitment_key, alerts,
                           {(f.kind, f.seq) for f in replay.findings}, logged)
@@ -206,14 +218,12 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
         if cs <= size and witness_region not in cosigned:  # newest first: keep the newest
             cosigned[witness_region] = note
     repo.add_publication(sequence, now, size, root, p["directory"])
-    # The lists whose count of taken slots or key changed since the log's last
-    # publication entry: what the next publication starts from, whatever the files.
-    counts = logged[1]
+    # The lists whose slots changed since the log's last publication entry: what the
+    # next publication starts from, whatever the directory holds.
     unit.log(Action.REGISTRY_PUBLISH, ctx.region.code,
              {"sequence": sequence, "size": size, "root": b64url_encode(root),
               "refused_unauthenticated": repo.counter("refused_unauthenticated"),
-              "lists": [[o.id, o.allocated, o.permutation] for o in lists
-                        if counts.get(o.id) != (o.allocated, o.permutation)]})
+              "lists": logged_changes([(o.id, o.slots) for o in lists], logged[1])})
     # Every certificate took a slot in its own unit: the lists' counters count them
     # without counting the table.
     return _Snapshot(sequence, now, size, root, checkpoint, replay, keys_out, alerts, lists,
@@ -223,93 +233,67 @@ def _snapshot(unit: Unit, p: Mapping[str, Any]) -> _Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class _Previous:
-    """A status list token the directory holds, verified with the active status key."""
+    """What a list starts from: a status list token the directory holds (verified with
+    the active status key), or what the log's last publication entry says of it."""
 
     log_size: int
     issued_at: int
-    claim: dict[str, Any]
+    #: The published claim, reused as it is when nothing changed (None: always encoded).
+    claim: dict[str, Any] | None
     status_list: StatusList
-    #: How many of the list's slots were taken (in permutation order) at ``log_size``,
-    #: and the digest of the permutation key, as the list says.
-    allocated: int
-    permutation: str
-    #: False for a list made from the count the log's last publication entry gave: it
-    #: has its taken slots valid but none of the status changes, which are applied
-    #: from the replay of every change the log ever made.
+    slots: Slots
+    #: False for a list made from the log's last publication entry: it has its taken
+    #: slots valid but none of the status changes, which are applied from the replay of
+    #: every change the log ever made.
     complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class _ListOut:
-    """A status list to publish: the list (or a reused claim) and what its ``log`` claim
-    says of its slots besides the tree."""
+    """A status list to publish: the list (or a reused claim) and its slots."""
 
     id: int
     status_list: StatusList | dict[str, Any]
-    allocated: int
-    permutation: str
+    slots: Slots
 
 
 def _previous_list(path: Path, uri: str, size: int, bits: int, key: KeyState,
                    log_size: int, now: int) -> _Previous | None:
     """The list published at ``path`` if the active status key signed it for ``uri`` with
-    this shape, at a log size and time not after ours; None (built again) otherwise.
+    this shape, at a log size and time not after ours, stating its slots; None
+    otherwise (the list then starts from the log's last publication entry).
 
     Only a signature by the registry's own status key makes a file worth reusing: a list
-    an insider wrote into the directory is rebuilt from the database (and named in a
-    warning), so a planted list is never signed again. An authentic list of any earlier
-    publication is a sound base: the changes logged since the log size it names are
-    applied to it. A list that does not say how many slots were taken (ecert before
-    0.3) is built again.
+    an insider wrote into the directory is never signed again. An authentic list of any
+    earlier publication is a sound base: the changes logged since the log size it names
+    are applied to it.
     """
     try:
         if path.stat().st_size > 2 * MAX_LIST_BYTES:
             return None
         jws = parse_compact(path.read_text("ascii"), max_bytes=2 * MAX_LIST_BYTES)
         if check_header(jws.header, STATUS_LIST_TYP) != key.kid:
-            return None  # another (an earlier) status key: built again
+            return None  # another (an earlier) status key
         alg, public = key_from_jwk(key.jwk)
         if jws.header.get("alg") != alg or not verify_signature(
                 alg, public, jws.signing_input, jws.signature):
             log.warning("published status list %s does not verify with the status key: "
-                        "built again from the database", path)
+                        "not started from", path)
             return None
         token = read_status_list_payload(jws.payload)
         logged = jws.payload.get("log")
         if not isinstance(logged, dict):
             return None
-        at, allocated = logged.get("size"), logged.get("allocated")
-        permutation = logged.get("permutation")
+        at = logged.get("size")
+        slots = read_claim(logged, size, bits)
     except (OSError, UnicodeDecodeError, FormatError):
         return None
     if (token.uri != uri or token.status_list.size != size or token.status_list.bits != bits
             or type(at) is not int or not 0 <= at <= log_size or token.issued_at > now
-            or type(allocated) is not int or not 0 <= allocated <= size
-            or not isinstance(permutation, str)):
+            or slots is None):
         return None
     return _Previous(at, token.issued_at, dict(jws.payload["status_list"]), token.status_list,
-                     allocated, permutation)
-
-
-def _logged_slots(publications: Iterable[Mapping[str, Any]]
-                  ) -> tuple[int | None, dict[int, tuple[int, str]]]:
-    """What the log's accepted ``registry.publish`` entries say of the status lists:
-    the log size of the newest entry that says it, and ``list id -> (allocated,
-    permutation digest)`` as of that size (each entry names the lists whose count or key
-    changed since the entry before; a list no entry named did not exist then). ``(None,
-    {})`` before the first such entry (logs of ecert before 0.3)."""
-    at: int | None = None
-    counts: dict[int, tuple[int, str]] = {}
-    for details in publications:
-        named, size = details.get("lists"), details.get("size")
-        if not isinstance(named, list) or type(size) is not int:
-            continue
-        for item in named:
-            if (isinstance(item, list) and len(item) == 3 and type(item[0]) is int
-                    and type(item[1]) is int and item[1] >= 0 and isinstance(item[2], str)):
-                counts[item[0]] = (item[1], item[2])
-        at = size
-    return at, counts
+                     slots)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,90 +335,90 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
                   previous: Path | None, base_url: str, status_key: KeyState,
                   root_key: KeyState, log_size: int, now: int, commitment_key: bytes,
                   alerts: list[str], known: set[tuple[str, int | None]],
-                  logged: tuple[int | None, dict[int, tuple[int, str]]] = (None, {})
+                  logged: tuple[int | None, dict[int, Slots]] = (None, {})
                   ) -> list[_ListOut]:
     """Every status list as of ``now``, from what the log says, never from the
-    certificates' rows: the directory's previous list where one verifies and nothing
-    changed on it since (its claim, reused), that list with the changes applied where
-    some did, and otherwise built from the log.
+    certificates' rows.
 
-    A change is a certificate issued or with a status-changing entry since the previous
-    list's log size, or a scheduled revocation that fell due since that list was made.
-    Issues since then are judged like status changes (their units replayed): a slot
-    becomes valid only through an issue entry the log accepts, and only a slot not taken
-    before the previous list was made (its counter in the list's permutation at least
-    the ``allocated`` that list names: a revoked certificate's slot is never taken
-    again). A list the previous trust list did not name is new since: it starts empty
-    at that trust list's log size, its issues judged the same way. A built list (no
-    previous list or trust list to start from, or ``--full``) starts from its allocated
-    slots (the first ``allocated`` of its permutation, valid: an issue entry takes
-    exactly those; which slots those are is not judged, see the threat model) with the
-    status of every certificate the log ever changed, found through the action index.
-    So the work is proportional to what changed, even for a full publication of ten
-    million certificates, and an insider's edit of a row reaches no published list
-    (``ecert audit verify`` names it).
+    Each list starts from the most recent of: the directory's previous list where it
+    verifies (reused as it is if nothing changed on it since), and what the log's last
+    publication entry says of its slots (``logged``: taken slots valid, then every
+    status change the log ever accepted); a list that entry did not name is new since
+    and starts empty. Only before the log has such an entry is a list built from the
+    database's counter (its slots unjudged: threat model).
 
-    A certificate's status is what the log makes of its history (:func:`_logged_statuses`):
-    a change the log does not accept is left out and named in ``alerts`` (the
-    publication fails).
+    Then the changes since: every certificate issued since (its unit replayed: a slot
+    turns valid only through an issue the log accepts, and only if its counter was not
+    taken or skipped before — a revoked certificate's slot never again), every
+    certificate with a status-changing entry since, and scheduled revocations that fell
+    due. A status change never turns a slot that read invalid valid or suspended, unless
+    an issue judged here took it. What the log does not accept is left out and named in
+    ``alerts`` (the publication fails).
     """
     keys: dict[int, bytes] = {}
-    for list_id, *_rest in rows:
+    shapes: dict[int, tuple[int, int]] = {}
+    logged_at, known_slots = logged
+    for list_id, size, bits, _allocated in rows:
         found_key = repo.status_list_key(list_id)
         if found_key is None:
             raise StorageError(f"status list {list_id} is missing from the database")
         keys[list_id] = found_key
+        shapes[list_id] = (size, bits)
+        stated = known_slots.get(list_id)
+        if stated is None:
+            continue
+        if (stated.size, stated.bits) != (size, bits):
+            # The log's shape is the one the certificates' tokens were issued against.
+            alerts.append(f"status list {list_id}: its size or bits in the database differ "
+                          "from what the log's last publication entry says (published as "
+                          "the log has it)")
+            shapes[list_id] = (stated.size, stated.bits)
+        if stated.permutation != permutation_digest(found_key):
+            raise PublishError(
+                f"status list {list_id}: its permutation key in the database is not the "
+                "one the log's last publication entry names: cannot tell its slots "
+                "(run 'ecert audit verify')", code="status_list_tampered")
     found: dict[int, _Previous] = {}
     if previous is not None:
-        for list_id, size, bits, _allocated in rows:
+        for list_id, *_rest in rows:
+            size, bits = shapes[list_id]
             uri = _bundle.status_list_uri(base_url, list_id)
             prev = _previous_list(previous / _bundle.relative_path(base_url, uri), uri, size,
                                   bits, status_key, log_size, now)
             if prev is None:
                 continue
-            if prev.permutation != permutation_digest(keys[list_id]):
+            if prev.slots.permutation != permutation_digest(keys[list_id]):
                 log.warning("status list %d: its permutation key in the database is not the "
                             "one its published list was built with", list_id)
                 continue
+            if logged_at is not None and prev.log_size < logged_at:
+                continue  # the log's last publication entry is more recent
             found[list_id] = prev
-    logged_at, counts = logged
-    for list_id, size, bits, _allocated in rows:
+    for list_id, *_rest in rows:
         if list_id in found or logged_at is None or logged_at > log_size:
             continue
-        digest = permutation_digest(keys[list_id])
-        count = counts.get(list_id)
-        if count is None:
+        size, bits = shapes[list_id]
+        stated = known_slots.get(list_id)
+        if stated is None:
             # No list then: every slot it took is in the log since.
-            empty = StatusList.filled(size, bits, INVALID)
-            found[list_id] = _Previous(logged_at, now, empty.encode(), empty, 0, digest)
-        elif count[1] == digest and count[0] <= size:
-            found[list_id] = _Previous(logged_at, now, {}, _taken(keys[list_id], size, bits,
-                                                                  count[0]),
-                                       count[0], digest, complete=False)
+            found[list_id] = _Previous(
+                logged_at, now, None, StatusList.filled(size, bits, INVALID),
+                Slots(0, (), permutation_digest(keys[list_id]), size, bits))
         else:
-            alerts.append(f"status list {list_id}: its permutation key or size in the "
-                          "database is not the one the log's last publication entry names: "
-                          "built from the database's counter, whose slots are not judged "
-                          "(run 'ecert audit verify')")
-    if previous is not None:
+            found[list_id] = _Previous(logged_at, now, None, stated.status_list(keys[list_id]),
+                                       stated, complete=False)
+    if previous is not None and logged_at is None:
+        # A log without publication entries that state slots (its first publication
+        # under ecert 0.3): a list the previous trust list did not name is new since.
         trust = _previous_trust(previous / _bundle.TRUST_LIST_PATH, root_key, log_size, now)
-        for list_id, size, bits, _allocated in rows:
+        for list_id, *_rest in rows:
             uri = _bundle.status_list_uri(base_url, list_id)
-            if trust is None or list_id in found or logged_at is not None:
+            if trust is None or list_id in found or uri in trust.status_lists:
                 continue
-            if uri not in trust.status_lists:
-                # Opened since that publication: every slot it took is in the log since.
-                empty = StatusList.filled(size, bits, INVALID)
-                found[list_id] = _Previous(trust.log_size, trust.issued_at,
-                                           empty.encode(), empty, 0,
-                                           permutation_digest(keys[list_id]))
-            else:
-                # The list existed, yet its file is gone, unverifiable or of another
-                # shape (or its key changed): built from the counter, which nobody judges.
-                alerts.append(f"status list {list_id}: the previous trust list names it, but "
-                              "its published file is missing, does not verify or does not "
-                              "match the database: built from the database's counter, "
-                              "whose slots are not judged (run 'ecert audit verify')")
+            size, bits = shapes[list_id]
+            found[list_id] = _Previous(
+                trust.log_size, trust.issued_at, None, StatusList.filled(size, bits, INVALID),
+                Slots(0, (), permutation_digest(keys[list_id]), size, bits))
     since = min((p.log_size for p in found.values()), default=log_size)
     # Supersessions scheduled before ``since`` that fell due after a reused list was
     # made: found through the rows (a scheduled revocation is rare), applied only as the
@@ -450,34 +434,33 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
         repo, subjects, log_size, commitment_key, now, alerts, known,
         issued_from=since if found else None)
     changed: dict[int, dict[int, int]] = {}
-    allocated_now = {list_id: prev.allocated for list_id, prev in found.items()}
-    fresh: dict[int, set[int]] = {}  # slots issued since, as judged below
+    counters: dict[int, set[int]] = {}  # the counters issues took since, as judged below
+    fresh: dict[int, set[int]] = {}  # and their slots
     permutations: dict[int, Permutation] = {}
-    sizes = {list_id: size for list_id, size, _bits, _allocated in rows}
     for seq, list_id, index, value in issued:
         prev = found.get(list_id)
         if prev is None or seq < prev.log_size:
-            continue  # built from its counter, or in the previous list already
-        if not 0 <= index < sizes[list_id]:
+            continue  # built from its counter, or in the list started from already
+        size = prev.slots.size
+        if not 0 <= index < size:
             alerts.append(f"log: certificate issue at entry {seq} takes slot {index} of "
-                          f"status list {list_id}, which has {sizes[list_id]}")
+                          f"status list {list_id}, which has {size}")
             continue
         permute = permutations.get(list_id)
         if permute is None:
-            permute = permutations[list_id] = Permutation(keys[list_id], sizes[list_id])
+            permute = permutations[list_id] = Permutation(keys[list_id], size)
         counter = permute.counter_of(index)
-        if counter < prev.allocated:
+        if counter < prev.slots.allocated or counter in counters.get(list_id, ()):
             alerts.append(f"log: certificate issue at entry {seq} takes slot {list_id}/"
-                          f"{index}, which was taken before the published list was made "
-                          "(left out)")
+                          f"{index}, which was taken or skipped before (left out)")
             continue
-        allocated_now[list_id] = max(allocated_now[list_id], counter + 1)
-        changed.setdefault(list_id, {})[index] = value
+        counters.setdefault(list_id, set()).add(counter)
         fresh.setdefault(list_id, set()).add(index)
+        changed.setdefault(list_id, {})[index] = value
     for subject, (list_id, index, value) in statuses.items():
         prev = found.get(list_id)
         if prev is None or (prev.complete and subject not in recent):
-            continue  # built below, or unchanged since the previous list
+            continue  # built below, or unchanged since the list started from
         if (value != INVALID and 0 <= index < prev.status_list.size
                 and prev.status_list[index] == INVALID
                 and index not in fresh.get(list_id, ())):
@@ -485,7 +468,7 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
             # issue judged above turns such a slot valid. Another certificate's changes
             # on a slot taken twice (a row moved off it) move nothing.
             alerts.append(f"log: certificate {subject}: its slot {list_id}/{index} is "
-                          "invalid in the list published before and was not issued since "
+                          "invalid in the list started from and was not issued since "
                           "(left out)")
             continue
         changed.setdefault(list_id, {})[index] = value
@@ -493,23 +476,29 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
     for list_id, index, value in statuses.values():
         built.setdefault(list_id, {})[index] = value
     result: list[_ListOut] = []
-    for list_id, size, bits, allocated in rows:
-        digest = permutation_digest(keys[list_id])
+    for list_id, _size, _bits, allocated in rows:
+        size, bits = shapes[list_id]
         prev = found.get(list_id)
         if prev is None:
-            result.append(_ListOut(list_id, _build_list(keys[list_id], size, bits, allocated,
-                                                        built.get(list_id, {})),
-                                   min(allocated, size), digest))
+            slots = Slots(min(allocated, size), (), permutation_digest(keys[list_id]), size,
+                          bits)
+            result.append(_ListOut(list_id, _build_list(keys[list_id], slots,
+                                                        built.get(list_id, {})), slots))
             continue
+        slots = prev.slots.after(counters.get(list_id, ()))
+        if len(slots.holes) > MAX_HOLE_RANGES:
+            raise PublishError(f"status list {list_id}: more than {MAX_HOLE_RANGES} runs of "
+                               "slots refused or skipped (run 'ecert audit verify')",
+                               code="status_list_tampered")
         list_changes = changed.get(list_id, {})
-        if not list_changes and prev.complete:
-            result.append(_ListOut(list_id, prev.claim, allocated_now[list_id], digest))
+        if not list_changes and prev.complete and prev.claim is not None:
+            result.append(_ListOut(list_id, prev.claim, slots))
             continue
         patched = prev.status_list
         for index, value in list_changes.items():
             if 0 <= index < size:  # an entry naming a slot beyond the list changes nothing
                 patched[index] = value
-        result.append(_ListOut(list_id, patched, allocated_now[list_id], digest))
+        result.append(_ListOut(list_id, patched, slots))
     return result
 
 
@@ -573,33 +562,16 @@ def _logged_statuses(repo: Repository, subjects: Iterable[str], end: int,
     return found, issued
 
 
-def _taken_marks(key: bytes, size: int, allocated: int) -> bytearray:
-    """One byte per slot: the first ``allocated`` of the list's permutation valid, every
-    other slot invalid (a token minted outside the registry with a stolen key points at
-    an index that reads invalid)."""
-    if allocated >= size:
-        return bytearray([VALID]) * size
-    marks = bytearray([INVALID]) * size
-    permute = Permutation(key, size)
-    for counter in range(allocated):
-        marks[permute(counter)] = VALID
-    return marks
-
-
-def _taken(key: bytes, size: int, bits: int, allocated: int) -> StatusList:
-    """A list with its ``allocated`` slots valid and no status change applied."""
-    return StatusList.from_marks(bits, _taken_marks(key, size, allocated))
-
-
-def _build_list(key: bytes, size: int, bits: int, allocated: int,
-                changes: Mapping[int, int]) -> StatusList:
-    """A list from the database's counter: its ``allocated`` slots valid, the log's
-    ``changes`` applied, every other slot invalid."""
-    marks = _taken_marks(key, size, allocated)
+def _build_list(key: bytes, slots: Slots, changes: Mapping[int, int]) -> StatusList:
+    """A list from the database's counter (a log without publication entries that state
+    slots): its taken slots valid, the log's ``changes`` applied, every other slot
+    invalid (a token minted outside the registry with a stolen key points at an index
+    that reads invalid)."""
+    marks = slots.marks(key)
     for index, value in changes.items():
-        if 0 <= index < size:
+        if 0 <= index < slots.size:
             marks[index] = value
-    return StatusList.from_marks(bits, marks)
+    return StatusList.from_marks(slots.bits, marks)
 
 
 def _trusted_agency(code: str, logged: Mapping[str, Any], uri: str,
@@ -681,8 +653,7 @@ def publish(ctx: _Context, directory: str | Path, *, trust_list_validity: timede
             uri, out_list.status_list, status_signer, issued_at=now,
             expires_at=now + int(status_list_validity.total_seconds()),
             ttl=int(status_list_ttl.total_seconds()),
-            log={**log_ref, "allocated": out_list.allocated,
-                 "permutation": out_list.permutation},
+            log={**log_ref, **out_list.slots.to_json()},
         ).encode("ascii")
         if progress is not None:
             progress(done, len(snap.lists))

@@ -1,0 +1,153 @@
+"""Which slots of a status list were taken: what each publication states and the next
+one starts from (format sections 15.8 and 15.9).
+
+Slots are taken in the order of the list's permutation (``ecert._allocation``): the
+``k``-th allocation takes ``permute(key, k)``. A publication judges every issue since the
+state it starts from; the counters below ``allocated`` that no accepted issue took (an
+issue by an operator the log never made, a counter an insider skipped) are **holes**:
+they stay invalid in every list built from this state, and no later issue may take them.
+Holes are kept as sorted, disjoint half-open ranges of counters, so a refused batch is
+one range. Nothing here reads a database or a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ecert._allocation import Permutation
+from ecert._formats.statuslist import INVALID, VALID, StatusList
+
+#: Ranges of holes one list may carry (a refused batch is one range; many interleaved
+#: refusals beyond this make publication refuse, rather than grow the log entry).
+MAX_HOLE_RANGES = 1_000
+
+Ranges = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Slots:
+    """The taken slots of one list: counters below ``allocated`` but the ``holes``,
+    under the permutation key whose digest is ``permutation``, in a list of ``size``
+    entries of ``bits`` bits."""
+
+    allocated: int
+    holes: Ranges
+    permutation: str
+    size: int
+    bits: int
+
+    @property
+    def taken(self) -> int:
+        """How many slots issues took (what the log's replay counts)."""
+        return self.allocated - sum(end - start for start, end in self.holes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The members a status list's ``log`` claim and a publication entry carry."""
+        return {"allocated": self.allocated, "holes": [list(r) for r in self.holes],
+                "permutation": self.permutation}
+
+    def after(self, counters: Iterable[int]) -> Slots:
+        """This state once issues took ``counters`` (each at least ``allocated``): the
+        counters skipped below the highest become holes."""
+        fresh = sorted(set(counters))
+        if not fresh:
+            return self
+        holes = list(self.holes)
+        expected = self.allocated
+        for counter in fresh:
+            if counter > expected:
+                holes.append((expected, counter))
+            expected = counter + 1
+        return Slots(expected, _merged(holes), self.permutation, self.size, self.bits)
+
+    def marks(self, key: bytes) -> bytearray:
+        """One byte per slot: taken ones valid, every other invalid."""
+        size = self.size
+        if self.allocated >= size and not self.holes:
+            return bytearray([VALID]) * size
+        marks = bytearray([INVALID]) * size
+        permute = Permutation(key, size)
+        start = 0
+        for hole_start, hole_end in (*self.holes, (self.allocated, self.allocated)):
+            for counter in range(start, min(hole_start, size)):
+                marks[permute(counter)] = VALID
+            start = hole_end
+        return marks
+
+    def status_list(self, key: bytes) -> StatusList:
+        """The list with its taken slots valid and no status change applied."""
+        return StatusList.from_marks(self.bits, self.marks(key))
+
+
+def _merged(ranges: Iterable[tuple[int, int]]) -> Ranges:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if start >= end:
+            continue
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return tuple(out)
+
+
+def read_holes(value: Any, allocated: int) -> Ranges | None:
+    """Holes as a document states them (``[[start, end], …]``, sorted, disjoint, within
+    ``allocated``); None if they are not so."""
+    if not isinstance(value, list) or len(value) > MAX_HOLE_RANGES:
+        return None
+    out: list[tuple[int, int]] = []
+    last = 0
+    for item in value:
+        if (not isinstance(item, list) or len(item) != 2 or type(item[0]) is not int
+                or type(item[1]) is not int or not last <= item[0] < item[1] <= allocated):
+            return None
+        out.append((item[0], item[1]))
+        last = item[1]
+    return tuple(out)
+
+
+def read_claim(logged: Mapping[str, Any], size: int, bits: int) -> Slots | None:
+    """The slots a status list's ``log`` claim states for a list of ``size`` and
+    ``bits``; None where the claim does not state them (lists before ecert 0.3)."""
+    allocated, permutation = logged.get("allocated"), logged.get("permutation")
+    if type(allocated) is not int or not 0 <= allocated <= size or not isinstance(
+            permutation, str):
+        return None
+    holes = read_holes(logged.get("holes", []), allocated)
+    return None if holes is None else Slots(allocated, holes, permutation, size, bits)
+
+
+def logged_slots(publications: Iterable[Mapping[str, Any]]
+                 ) -> tuple[int | None, dict[int, Slots]]:
+    """What the log's accepted ``registry.publish`` entries say of the status lists:
+    the log size of the newest entry that says it, and every list's slots as of that
+    size (each entry names the lists whose slots changed since the entry before; a list
+    no entry named did not exist then). ``(None, {})`` before the first such entry."""
+    at: int | None = None
+    known: dict[int, Slots] = {}
+    for details in publications:
+        named, size = details.get("lists"), details.get("size")
+        if not isinstance(named, list) or type(size) is not int:
+            continue
+        for item in named:
+            if not isinstance(item, dict):
+                continue
+            list_id, list_size, bits = item.get("list"), item.get("size"), item.get("bits")
+            if type(list_id) is not int or type(list_size) is not int or list_size < 1 \
+                    or bits not in (1, 2, 4, 8):
+                continue
+            slots = read_claim(item, list_size, bits)
+            if slots is not None:
+                known[list_id] = slots
+        at = size
+    return at, known
+
+
+def logged_changes(lists: Sequence[tuple[int, Slots]], known: Mapping[int, Slots]
+                   ) -> list[dict[str, Any]]:
+    """A publication entry's ``lists``: the lists whose slots differ from ``known``."""
+    return [{"list": list_id, **slots.to_json(), "size": slots.size, "bits": slots.bits}
+            for list_id, slots in lists if known.get(list_id) != slots]
