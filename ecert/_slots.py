@@ -132,18 +132,28 @@ def logged_slots(publications: Iterable[Mapping[str, Any]]
         named, size = details.get("lists"), details.get("size")
         if not isinstance(named, list) or type(size) is not int:
             continue
+        stated: dict[int, Slots] = {}
         for item in named:
-            if not isinstance(item, dict):
-                continue
-            list_id, list_size, bits = item.get("list"), item.get("size"), item.get("bits")
-            if type(list_id) is not int or type(list_size) is not int or list_size < 1 \
-                    or bits not in (1, 2, 4, 8):
-                continue
-            slots = read_claim(item, list_size, bits)
-            if slots is not None:
-                known[list_id] = slots
+            slots = _logged_item(item)
+            if slots is None:
+                # An item this reading does not understand: the entries before it are
+                # started from (the later ones state only changes since this one), so
+                # more is replayed and no list is assumed empty.
+                return at, known
+            stated[item["list"]] = slots
+        known.update(stated)
         at = size
     return at, known
+
+
+def _logged_item(item: Any) -> Slots | None:
+    if not isinstance(item, dict):
+        return None
+    list_id, list_size, bits = item.get("list"), item.get("size"), item.get("bits")
+    if type(list_id) is not int or type(list_size) is not int or list_size < 1 \
+            or bits not in (1, 2, 4, 8):
+        return None
+    return read_claim(item, list_size, bits)
 
 
 def logged_changes(lists: Sequence[tuple[int, Slots]], known: Mapping[int, Slots]

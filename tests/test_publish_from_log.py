@@ -502,3 +502,68 @@ def test_publication_entries_hidden_by_their_action_column_are_still_found(
                   "WHERE action = 'registry.publish'")
     registry.publish(tmp_path / "new")
     assert status(tmp_path / "new", clock, forged) != "valid"
+
+
+def test_too_many_runs_of_refused_slots_leave_issues_out_but_publication_goes_on(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ecert.registry import _publication
+
+    monkeypatch.setattr(_publication, "MAX_HOLE_RANGES", 2)
+    bundle = tmp_path / "bundle"
+    first = issue_business_licence(registry)
+    registry.publish(bundle)
+    later = []
+    for _ in range(3):  # each skipped counter a run of its own
+        sql(registry, "UPDATE status_lists SET allocated = allocated + 1")
+        later.append(issue_business_licence(registry))
+    report = registry.publish(bundle)
+    assert any("runs of slots refused or skipped" in a for a in report.alerts), report.alerts
+    assert status(bundle, clock, first) == "valid"
+    assert all(status(bundle, clock, c) != "valid" for c in later)
+    registry.revoke(first.id, "unspecified")
+    registry.publish(bundle, full=True)  # still publishes, revocations included
+    assert status(bundle, clock, first) == "revoked"
+
+
+def test_status_list_rows_edited_or_deleted_are_named(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    issue_business_licence(registry)
+    registry.publish(bundle)
+    sql(registry, "UPDATE status_lists SET allocated = size")
+    opened = issue_business_licence(registry)  # list 2, not in any publication entry yet
+    sql(registry, "UPDATE status_lists SET bits = 1 WHERE id = 2")
+    registry.suspend(opened.id, "under review")
+    with pytest.raises(ecert.PublishError) as refused:
+        registry.publish(bundle)
+    assert refused.value.code == "status_list_tampered"
+    sql(registry, "UPDATE status_lists SET bits = 2 WHERE id = 2")
+    registry.publish(bundle)
+    sql(registry, "DELETE FROM certificates")  # rows first: they name the lists
+    sql(registry, "DELETE FROM status_lists")
+    report = registry.publish(bundle)
+    assert sum("the database has no such list" in a for a in report.alerts) == 2, \
+        report.alerts
+
+
+def test_a_database_rolled_back_under_a_published_directory_is_named(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    import sqlite3
+
+    if registry.engine.dialect.name != "sqlite":
+        pytest.skip("copies the database with SQLite's backup API")
+    bundle = tmp_path / "bundle"
+    cert = issue_business_licence(registry)
+    registry.publish(bundle)
+    saved = sqlite3.connect(":memory:")
+    raw = registry.engine.raw_connection()
+    try:
+        raw.driver_connection.backup(saved)  # type: ignore[union-attr]
+        registry.revoke(cert.id, "key-compromise")
+        registry.publish(bundle)
+        saved.backup(raw.driver_connection)  # type: ignore[arg-type]
+    finally:
+        raw.close()
+    report = registry.publish(bundle)
+    assert any("was the database rolled back" in a for a in report.alerts), report.alerts

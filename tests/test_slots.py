@@ -51,6 +51,9 @@ def test_publication_entries_state_the_lists_whose_slots_changed() -> None:
     second = {"size": 20, "lists": logged_changes([(1, grown), (2, two)], known)}
     assert [item["list"] for item in second["lists"]] == [1]
     assert logged_slots([first, second]) == (20, {1: grown, 2: two})
-    # Entries of ecert before 0.3, and malformed items, state nothing.
+    # Entries of ecert before 0.3 state nothing; an entry with an item not understood
+    # ends the reading there (later entries state only changes since it).
     assert logged_slots([{"size": 5}]) == (None, {})
-    assert logged_slots([{"size": 5, "lists": [{"list": 1, "allocated": 2}]}]) == (5, {})
+    assert logged_slots([{"size": 5, "lists": [{"list": 1, "allocated": 2}]}]) == (None, {})
+    assert logged_slots([first, {"size": 15, "lists": [[1, 2, "a"]]}, second]) == \
+        (10, {1: one, 2: two})

@@ -771,6 +771,10 @@ class Repository:
                      _dt_required(row.acquired_at or 0), _dt_required(row.renewed_at or 0),
                      _dt_required(row.expires_at))
 
+    def checkpoint_sizes(self) -> list[int]:
+        """The size of every checkpoint on record (without their notes)."""
+        return [int(v) for v in self.conn.execute(select(checkpoints.c.size)).scalars()]
+
     def publication_sizes(self) -> list[int]:
         """The log size of every publication on record, started or written."""
         return [int(v) for v in self.conn.execute(

@@ -161,7 +161,7 @@ def _trust_replay(repo: Repository, size: int) -> Replay:
     publication's own unit, whose entry states the lists' slots, is found there even if
     its ``action`` column was edited (the replay reads the action from the entry)."""
     units = set(repo.units_with_actions(_TRUST_ACTIONS, size))
-    units.update(s for s, _root, _note in repo.list_checkpoints() if s < size)
+    units.update(s for s in repo.checkpoint_sizes() if s < size)
     units.update(s for s in repo.publication_sizes() if s < size)
     rows = repo.log_rows_of_units(sorted(units))
     replay = Replay(certificates=False)
@@ -258,7 +258,8 @@ class _ListOut:
 
 
 def _previous_list(path: Path, uri: str, size: int, bits: int, key: KeyState,
-                   log_size: int, now: int) -> _Previous | None:
+                   log_size: int, now: int, alerts: list[str] | None = None
+                   ) -> _Previous | None:
     """The list published at ``path`` if the active status key signed it for ``uri`` with
     this shape, at a log size and time not after ours, stating its slots; None
     otherwise (the list then starts from the log's last publication entry).
@@ -288,6 +289,12 @@ def _previous_list(path: Path, uri: str, size: int, bits: int, key: KeyState,
         slots = read_claim(logged, size, bits)
     except (OSError, UnicodeDecodeError, FormatError):
         return None
+    if type(at) is int and at > log_size and alerts is not None:
+        # Signed by our status key at a larger log: this log lost entries since (a
+        # database restored or replaced), or the directory is another registry's.
+        alerts.append(f"{path.name}: the directory holds a status list signed at log size "
+                      f"{at}, larger than this log ({log_size}): was the database rolled "
+                      "back? (run 'ecert audit verify')")
     if (token.uri != uri or token.status_list.size != size or token.status_list.bits != bits
             or type(at) is not int or not 0 <= at <= log_size or token.issued_at > now
             or slots is None):
@@ -358,10 +365,18 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
     keys: dict[int, bytes] = {}
     shapes: dict[int, tuple[int, int]] = {}
     logged_at, known_slots = logged
+    for list_id in sorted(set(known_slots) - {row[0] for row in rows}):
+        alerts.append(f"status list {list_id}: the log's publication entries name it, but the "
+                      "database has no such list (not published; run 'ecert audit verify')")
     for list_id, size, bits, _allocated in rows:
         found_key = repo.status_list_key(list_id)
         if found_key is None:
             raise StorageError(f"status list {list_id} is missing from the database")
+        if list_id not in known_slots and (bits != 2 or size < 1):
+            # ecert makes every list of 2 bits; another shape cannot carry a suspension.
+            raise PublishError(f"status list {list_id}: {bits} bits and {size} entries in "
+                               "the database, a shape ecert never makes (run 'ecert audit "
+                               "verify')", code="status_list_tampered")
         keys[list_id] = found_key
         shapes[list_id] = (size, bits)
         stated = known_slots.get(list_id)
@@ -384,15 +399,15 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
             size, bits = shapes[list_id]
             uri = _bundle.status_list_uri(base_url, list_id)
             prev = _previous_list(previous / _bundle.relative_path(base_url, uri), uri, size,
-                                  bits, status_key, log_size, now)
+                                  bits, status_key, log_size, now, alerts)
             if prev is None:
                 continue
             if prev.slots.permutation != permutation_digest(keys[list_id]):
                 log.warning("status list %d: its permutation key in the database is not the "
                             "one its published list was built with", list_id)
                 continue
-            if logged_at is not None and prev.log_size < logged_at:
-                continue  # the log's last publication entry is more recent
+            # Even a list older than the log's last publication entry is a sound start
+            # (complete, its changes since replayed): cheaper than every change ever.
             found[list_id] = prev
     for list_id, *_rest in rows:
         if list_id in found or logged_at is None or logged_at > log_size:
@@ -486,11 +501,16 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
                                                         built.get(list_id, {})), slots))
             continue
         slots = prev.slots.after(counters.get(list_id, ()))
-        if len(slots.holes) > MAX_HOLE_RANGES:
-            raise PublishError(f"status list {list_id}: more than {MAX_HOLE_RANGES} runs of "
-                               "slots refused or skipped (run 'ecert audit verify')",
-                               code="status_list_tampered")
         list_changes = changed.get(list_id, {})
+        if len(slots.holes) > MAX_HOLE_RANGES:
+            # Too many runs of refused or skipped counters to state: the issues since are
+            # left out (their slots stay invalid) rather than publication stopped.
+            alerts.append(f"status list {list_id}: more than {MAX_HOLE_RANGES} runs of slots "
+                          "refused or skipped: the issues since the list started from are "
+                          "left out (run 'ecert audit verify')")
+            slots = prev.slots
+            list_changes = {i: v for i, v in list_changes.items()
+                            if i not in fresh.get(list_id, ())}
         if not list_changes and prev.complete and prev.claim is not None:
             result.append(_ListOut(list_id, prev.claim, slots))
             continue
