@@ -16,6 +16,7 @@ because none of it was signed by someone who held the authority at that point.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -34,7 +35,7 @@ from ecert._authority import (
 )
 from ecert._clock import DEFAULT_TZ
 from ecert._formats.jose import jwk_thumbprint, key_from_jwk
-from ecert._formats.log import LEGACY_OPERATOR, Entry, verify_unit
+from ecert._formats.log import LEGACY_OPERATOR, Entry, unit_message, verify_unit
 from ecert._formats.statuslist import INVALID, SUSPENDED, VALID
 from ecert._formats.trustlist import Agreement, Entitlement
 from ecert.errors import FormatError
@@ -44,6 +45,12 @@ __all__ = ["Finding", "FindingKind", "KeyState", "Replay"]
 
 #: How far an entry's time may run behind the one before (clock skew between hosts).
 TIME_TOLERANCE_SECONDS = 300
+
+
+#: Actions whose units may legitimately repeat, or whose repetition the replay refuses
+#: by itself: they are not remembered against copies.
+_REPEATABLE: Final = frozenset((Action.CERT_ISSUE.value, Action.ACCESS_REFUSED.value,
+                                Action.CERT_QR.value))
 
 
 class FindingKind:
@@ -57,6 +64,7 @@ class FindingKind:
     BAD_GENESIS = "bad_genesis"
     BACKDATED = "backdated"
     INVALID_TRANSITION = "invalid_transition"
+    REPLAYED = "replayed_unit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +268,14 @@ class Replay:
         self.cosigned: dict[str, tuple[int, str]] = {}
         self.publications: list[dict[str, Any]] = []
         self.findings: list[Finding] = []
+        #: Digests of the signed messages of the units applied that change state: a
+        #: unit's signature covers its entries, not its place in the log, so the same
+        #: unit appended again after later ones is refused. Units of repeatable entries
+        #: only are left out
+        #: (an issue repeated is refused anyway, as issued twice; a refusal or a QR
+        #: signed twice in one second is legitimately the same unit; keeping batch
+        #: units out keeps this set as small as the changes).
+        self.applied: set[bytes] = set()
         self._last_time = 0
         self._genesis = False
 
@@ -303,6 +319,7 @@ class Replay:
         if first.time < self._last_time - TIME_TOLERANCE_SECONDS:
             self._find(FindingKind.BACKDATED, first.subject, first_seq,
                        f"time {first.time} runs behind earlier entries ({self._last_time})")
+        behind = first.time < self._last_time
         self._last_time = max(self._last_time, first.time)
         if not self._genesis:
             self._apply_genesis(unit)
@@ -319,10 +336,22 @@ class Replay:
             return
         if not self._authorized(operator, unit) or not self._batches_match(unit):
             return
+        digest = None
+        if any(e.action not in _REPEATABLE for e in entries):
+            digest = hashlib.sha256(unit_message(entries)).digest()[:16]
+            # The same unit again with later units between (its time behind theirs): a
+            # copy. Twice in a row within one second is a setting made twice, harmless.
+            if behind and digest in self.applied:
+                self._find(FindingKind.REPLAYED, first.subject, first_seq,
+                           "a unit applied before, appended again after later units "
+                           "(not applied)")
+                return
         self._replacing = {}
         for seq, entry in unit:
             self._effect(seq, entry, operator)
         self._replacing = {}
+        if digest is not None:
+            self.applied.add(digest)
 
     # -- authority -----------------------------------------------------------------------
 

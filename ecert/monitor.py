@@ -436,6 +436,8 @@ def _replay_json(r: Replay) -> dict[str, Any]:
         "cosigned": {o: list(v) for o, v in r.cosigned.items()},
         "publications": len(r.publications),
         "findings": [f.to_json() for f in r.findings],
+        # Units applied that a copy appended later must not apply again.
+        "applied": sorted(d.hex() for d in r.applied),
     }
 
 
@@ -487,6 +489,8 @@ def _replay_from_json(v: Mapping[str, Any], statuses: dict[int, dict[int, int]])
     r.publications = [{} for _ in range(int(v["publications"]))]
     r.findings = [Finding(f["kind"], f["subject"], f["seq"], f["detail"])
                   for f in v["findings"]]
+    # Absent from states written before copies of units were refused.
+    r.applied = {bytes.fromhex(d) for d in v.get("applied", [])}
     return r
 
 

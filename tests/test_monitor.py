@@ -794,7 +794,8 @@ def test_saved_replay_state_is_the_replay_of_the_whole_log(world: World) -> None
              "entitlements", "consents", "uses",
              "_replacing",  # lives within one unit: empty between runs
              "only",  # which certificates are followed (a monitor: all of them)
-             "issued_from", "issued"}  # publication's judging of recent issues only
+             "issued_from", "issued",  # publication's judging of recent issues only
+             "applied"}
     assert set(vars(Replay())) == known
 
 

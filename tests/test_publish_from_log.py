@@ -567,3 +567,42 @@ def test_a_database_rolled_back_under_a_published_directory_is_named(
         raw.close()
     report = registry.publish(bundle)
     assert any("was the database rolled back" in a for a in report.alerts), report.alerts
+
+
+def append_unit_again(registry: ecert.Registry, unit: int) -> None:
+    """INSERT only (the triggers allow it): the rows of an earlier signed unit appended
+    again at the end of the log, the ``log_size`` counter raised."""
+    with registry.engine.begin() as conn:
+        rows = conn.execute(text("SELECT leaf, action, subject, plain_subject, operator, at "
+                                 "FROM log_entries WHERE unit = :u ORDER BY seq"),
+                            {"u": unit}).all()
+        seq = conn.execute(text("SELECT value FROM counters WHERE name = 'log_size'")
+                           ).scalar_one()
+        for i, r in enumerate(rows):
+            conn.execute(text("INSERT INTO log_entries (seq, leaf, action, subject, "
+                              "plain_subject, operator, unit, at) VALUES (:s, :l, :a, :sub, "
+                              ":p, :o, :u, :at)"),
+                         {"s": seq + i, "l": r.leaf, "a": r.action, "sub": r.subject,
+                          "p": r.plain_subject, "o": r.operator, "u": seq, "at": r.at})
+        conn.execute(text("UPDATE counters SET value = value + :n WHERE name = 'log_size'"),
+                     {"n": len(rows)})
+
+
+def test_a_signed_unit_appended_again_is_not_applied_again(
+        registry: ecert.Registry, clock: FakeClock, tmp_path: Path) -> None:
+    # A reinstatement copied after a later suspension (within the five minutes a unit may
+    # run behind): its signature verifies, but the replay applied that unit before.
+    bundle = tmp_path / "bundle"
+    cert = issue_business_licence(registry)
+    registry.suspend(cert.id, "first")
+    registry.reinstate(cert.id)
+    clock.advance(seconds=60)
+    registry.suspend(cert.id, "again")
+    registry.publish(bundle)
+    (unit,) = units_of(registry, "plain_subject = :p AND action = 'certificate.reinstate'",
+                       p=cert.id)
+    append_unit_again(registry, unit)
+    for report in both(registry, bundle):
+        assert any("replayed_unit" in a for a in report.alerts), report.alerts
+        assert status(bundle, clock, cert) == "suspended"
+    assert "replayed_unit" in {f.kind for f in registry.audit(bundle=bundle).findings}
