@@ -271,10 +271,9 @@ class Replay:
         #: Digests of the signed messages of the units applied that change state: a
         #: unit's signature covers its entries, not its place in the log, so the same
         #: unit appended again after later ones is refused. Units of repeatable entries
-        #: only are left out
-        #: (an issue repeated is refused anyway, as issued twice; a refusal or a QR
-        #: signed twice in one second is legitimately the same unit; keeping batch
-        #: units out keeps this set as small as the changes).
+        #: only are left out (an issue repeated is refused anyway, as issued twice; a
+        #: refusal or a QR signed twice in one second is legitimately the same unit;
+        #: keeping batch units out keeps this set as small as the changes).
         self.applied: set[bytes] = set()
         self._last_time = 0
         self._genesis = False

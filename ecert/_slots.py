@@ -19,8 +19,8 @@ from typing import Any
 from ecert._allocation import Permutation
 from ecert._formats.statuslist import INVALID, VALID, StatusList
 
-#: Ranges of holes one list may carry (a refused batch is one range; many interleaved
-#: refusals beyond this make publication refuse, rather than grow the log entry).
+#: Ranges of holes one list may carry (a refused batch is one range; publication leaves
+#: out, with an alert, the issues that would make more, rather than grow the log entry).
 MAX_HOLE_RANGES = 1_000
 
 Ranges = tuple[tuple[int, int], ...]
@@ -118,6 +118,24 @@ def read_claim(logged: Mapping[str, Any], size: int, bits: int) -> Slots | None:
         return None
     holes = read_holes(logged.get("holes", []), allocated)
     return None if holes is None else Slots(allocated, holes, permutation, size, bits)
+
+
+def claimed_taken(logged: Any, status_list: StatusList) -> int | None:
+    """How many slots a published list's ``log`` claim says issues took (``allocated``
+    but the holes), for the audit and monitors to compare with the log; None where the
+    claim does not say (lists before ecert 0.3)."""
+    if not isinstance(logged, Mapping):
+        return None
+    slots = read_claim(logged, status_list.size, status_list.bits)
+    return None if slots is None else slots.taken
+
+
+def taken_mismatch(claimed: int | None, logged: int) -> str | None:
+    """The finding's detail where a list's claimed count is not the log's: the count the
+    next publication starts from, so slots below it are never fresh again."""
+    if claimed is None or claimed == logged:
+        return None
+    return f"the list says {claimed} slots were taken, the log took {logged}"
 
 
 def logged_slots(publications: Iterable[Mapping[str, Any]]

@@ -65,7 +65,7 @@ from ecert._replay import (
     Replay,
     RequestState,
 )
-from ecert._slots import read_claim
+from ecert._slots import claimed_taken, taken_mismatch
 from ecert._sources import BundleDirectory, DocumentSource, HttpSource, RoutedSource
 from ecert.errors import EcertError, FormatError, TrustListError
 from ecert.trust import TrustAnchor, fetch_and_verify
@@ -690,7 +690,7 @@ class _Published:
     issued_at: int = 0  #: its ``iat``: scheduled revocations due by then read invalid
     #: How many slots it says issues took (its ``log`` claim's ``allocated`` but the
     #: holes; None in lists before 0.3).
-    allocated: int | None = None
+    taken: int | None = None
 
 
 class Monitor:
@@ -928,10 +928,8 @@ class Monitor:
                 find(FindingKind.STATUS_LIST_INVALID, uri, None,
                      getattr(e, "message", str(e)))
                 continue
-            slots = read_claim(log_ref, token.status_list.size, token.status_list.bits) \
-                if isinstance(log_ref, dict) else None
             found.append(_Published(uri, list_id, size, root, token.status_list,
-                                    token.issued_at, None if slots is None else slots.taken))
+                                    token.issued_at, claimed_taken(log_ref, token.status_list)))
         return found
 
     @staticmethod
@@ -943,10 +941,9 @@ class Monitor:
         lst = p.status_list
         expected = StatusList.filled(lst.size, lst.bits, INVALID)
         slots = replay.statuses_at(p.list_id, p.issued_at)
-        if p.allocated is not None and p.allocated != len(slots):
-            # The count the next publication trusts: slots below it are never fresh again.
-            find(FindingKind.STATUS_MISMATCH, p.uri, p.size,
-                 f"the list says {p.allocated} slots were taken, the log took {len(slots)}")
+        mismatch = taken_mismatch(p.taken, len(slots))
+        if mismatch is not None:
+            find(FindingKind.STATUS_MISMATCH, p.uri, p.size, mismatch)
         for index, value in slots.items():
             if index >= lst.size:
                 find(FindingKind.STATUS_MISMATCH, f"{p.uri}#{index}", p.size,

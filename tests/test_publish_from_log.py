@@ -89,6 +89,15 @@ def issued_by_a_planted_operator(registry: ecert.Registry, clock: FakeClock
         return issue_business_licence(insider)
 
 
+def free_the_slot_of(registry: ecert.Registry, victim: ecert.Certificate, *,
+                     rewind: int) -> None:
+    """The insider's move that makes the next genuine issue take ``victim``'s slot: the
+    list's counter rewound by ``rewind`` (to the victim's counter) and the victim's row
+    moved off its slot, so the database's unique slot constraint lets the issue in."""
+    sql(registry, "UPDATE status_lists SET allocated = allocated - :n", n=rewind)
+    sql(registry, "UPDATE certificates SET status_index = -1 WHERE id = :id", id=victim.id)
+
+
 # -- legitimate flows still publish ---------------------------------------------------------
 
 
@@ -330,8 +339,7 @@ def test_a_genuine_issue_into_a_slot_taken_before_revalidates_no_revoked_slot(
     victim = issue_business_licence(registry)
     registry.revoke(victim.id, "key-compromise")
     registry.publish(bundle)
-    sql(registry, "UPDATE status_lists SET allocated = allocated - 1")
-    sql(registry, "UPDATE certificates SET status_index = -1 WHERE id = :id", id=victim.id)
+    free_the_slot_of(registry, victim, rewind=1)
     twin = issue_business_licence(registry)
     assert (twin.status_list_uri, twin.status_index) == (victim.status_list_uri,
                                                          victim.status_index)
@@ -419,8 +427,7 @@ def test_files_deleted_from_the_directory_bring_back_no_unjudged_slot(
     assert status(bundle, clock, victim) == "revoked"
     # The counter lowered and the victim's row moved off its slot, the file removed
     # again: the next genuine issue takes the victim's slot, which stays revoked.
-    sql(registry, "UPDATE status_lists SET allocated = allocated - 2")
-    sql(registry, "UPDATE certificates SET status_index = -1 WHERE id = :id", id=victim.id)
+    free_the_slot_of(registry, victim, rewind=2)
     list_file.unlink()
     twin = issue_business_licence(registry)
     assert twin.status_index == victim.status_index

@@ -265,7 +265,8 @@ def fast_json_loads(data: str | bytes) -> Any:
 #: The exact types of JSON scalars both libraries write alike (bool is not an int here:
 #: ``type(True) is bool``).
 _PLAIN_SCALARS = frozenset((str, int, bool, type(None)))
-_TEXT_ONLY = frozenset((str,))
+#: The key types of an object both libraries write alike (qr.py judges its bound by it).
+TEXT_ONLY = frozenset((str,))
 
 
 def _plain_json(value: Any, depth: int = 0) -> bool:
@@ -277,7 +278,7 @@ def _plain_json(value: Any, depth: int = 0) -> bool:
     """
     kind = type(value)
     if kind is dict:
-        if value and not _TEXT_ONLY.issuperset(map(type, value)):
+        if value and not TEXT_ONLY.issuperset(map(type, value)):
             return False
         members: Any = value.values()
     elif kind is list:

@@ -47,6 +47,7 @@ from ecert._formats.copy import COPY_TYP
 from ecert._formats.jose import (
     ED25519,
     ES256,
+    TEXT_ONLY,
     SignerLike,
     b64url_decode,
     b64url_encode,
@@ -56,8 +57,6 @@ from ecert._formats.jose import (
     strict_json_loads,
 )
 from ecert.errors import FormatError
-
-_TEXT_ONLY = frozenset((str,))
 
 QR_TYP = "ecert-qr+jwt"
 CONTAINER_VERSION = 1
@@ -605,7 +604,7 @@ def probe_length_bound(payload: Mapping[str, Any]) -> int | None:
                 if not -(1 << 63) <= item < (1 << 63):
                     return None
             elif kind is dict:
-                if depth >= 3 or (item and not _TEXT_ONLY.issuperset(map(type, item))):
+                if depth >= 3 or (item and not TEXT_ONLY.issuperset(map(type, item))):
                     return None
                 more = extra(item, depth + 1)  # the keys
                 if more is None:
@@ -625,7 +624,7 @@ def probe_length_bound(payload: Mapping[str, Any]) -> int | None:
                 return None
         return total
 
-    if payload and not _TEXT_ONLY.issuperset(map(type, payload)):
+    if payload and not TEXT_ONLY.issuperset(map(type, payload)):
         return None
     keys = extra(payload, 0)
     values = extra(payload.values(), 0)

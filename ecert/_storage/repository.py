@@ -741,19 +741,6 @@ class Repository:
                                 .where(status_lists.c.id == int(list_id))).scalar_one_or_none()
         return None if key is None else bytes(key)
 
-    def entries_of_actions(self, actions: Sequence[str], start: int, end: int
-                           ) -> Iterator[tuple[int, bytes]]:
-        """``(seq, leaf)`` of the entries of ``actions`` from ``start`` to ``end``
-        (excluded), in log order, streamed: from the action index (0) or a range of the
-        log's key (the newest entries), whichever the database finds cheaper."""
-        for chunk in self.stream_tuples(
-                select(log_entries.c.seq, log_entries.c.leaf)
-                .where(log_entries.c.action.in_([str(a) for a in actions]),
-                       log_entries.c.seq >= int(start), log_entries.c.seq < int(end))
-                .order_by(log_entries.c.seq), 10_000, literal=True, binary=True):
-            for seq, leaf in chunk:
-                yield int(seq), bytes(leaf)
-
     def revocations_due(self, after: int | None, now: int) -> list[str]:
         """The ids of the certificates whose scheduled revocation fell due after ``after``
         (ever, with None) and by ``now``, as their rows say."""

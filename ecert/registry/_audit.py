@@ -50,7 +50,7 @@ from ecert._formats.log import (
 )
 from ecert._formats.statuslist import read_status_list_payload
 from ecert._replay import Finding, FindingKind, Replay
-from ecert._slots import read_claim
+from ecert._slots import claimed_taken, taken_mismatch
 from ecert._storage.repository import Repository
 from ecert._storage.schema import certificates, log_entries
 from ecert.errors import EcertError, FormatError, NotFound, RecordTampered
@@ -239,7 +239,7 @@ def verify(ctx: _Context, bundle: Path | None, *, workers: int | None = None) ->
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
             del replay.verify_unit
-    for list_size, _list_id, path, _lst, _root, _iat, _allocated in published:
+    for list_size, _list_id, path, _lst, _root, _iat, _taken in published:
         if list_size > leaves:
             findings.append(Finding(
                 "published_status_mismatch", path, None,
@@ -949,16 +949,14 @@ def _published_lists(bundle: Path, find: Any) -> list[_Published]:
         if type(size) is not int or not isinstance(root, str):
             find("published_status_mismatch", path.name, None, "names no log tree")
             continue
-        slots = read_claim(log_ref, token.status_list.size, token.status_list.bits) \
-            if isinstance(log_ref, dict) else None
         found.append((size, list_id, path.name, token.status_list, root, token.issued_at,
-                      None if slots is None else slots.taken))
+                      claimed_taken(log_ref, token.status_list)))
     return found
 
 
 def _compare_list(replay: Replay, roots: Mapping[int, bytes], published: Sequence[_Published],
                   size: int, find: Any) -> None:
-    for list_size, list_id, name, lst, root, issued_at, allocated in published:
+    for list_size, list_id, name, lst, root, issued_at, taken in published:
         if list_size != size:
             continue
         known = roots.get(size)
@@ -967,10 +965,9 @@ def _compare_list(replay: Replay, roots: Mapping[int, bytes], published: Sequenc
                  "the list names a log root this log never had at that size")
         # What the log says at the list's iat: scheduled revocations due by then count.
         expected = replay.statuses_at(list_id, issued_at)
-        if allocated is not None and allocated != len(expected):
-            # What the next publication starts from: those slots are never fresh again.
-            find("published_status_mismatch", name, None,
-                 f"the list says {allocated} slots were taken, the log took {len(expected)}")
+        mismatch = taken_mismatch(taken, len(expected))
+        if mismatch is not None:
+            find("published_status_mismatch", name, None, mismatch)
         for index in range(lst.size):
             want = expected.get(index, 1)
             if lst[index] != want:

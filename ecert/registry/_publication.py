@@ -36,6 +36,7 @@ from ecert._clock import from_seconds, to_seconds
 from ecert._formats import bundle as _bundle
 from ecert._formats import merkle, tiles
 from ecert._formats.jose import (
+    ParsedJws,
     b64url_encode,
     check_header,
     key_from_jwk,
@@ -257,6 +258,26 @@ class _ListOut:
     slots: Slots
 
 
+def _signed_by(path: Path, max_bytes: int, typ: str, key: KeyState) -> ParsedJws | None:
+    """The compact JWS of type ``typ`` at ``path`` if ``key`` signed it; None if the file
+    is missing, too large, malformed, or signed by another key (an earlier one, or an
+    insider's: a planted document is never started from, so never signed again)."""
+    try:
+        if path.stat().st_size > max_bytes:
+            return None
+        jws = parse_compact(path.read_text("ascii"), max_bytes=max_bytes)
+        if check_header(jws.header, typ) != key.kid:
+            return None
+        alg, public = key_from_jwk(key.jwk)
+    except (OSError, UnicodeDecodeError, FormatError):
+        return None
+    if jws.header.get("alg") != alg or not verify_signature(
+            alg, public, jws.signing_input, jws.signature):
+        log.warning("%s does not verify with the %s key: not started from", path, key.role)
+        return None
+    return jws
+
+
 def _previous_list(path: Path, uri: str, size: int, bits: int, key: KeyState,
                    log_size: int, now: int, alerts: list[str] | None = None
                    ) -> _Previous | None:
@@ -264,30 +285,21 @@ def _previous_list(path: Path, uri: str, size: int, bits: int, key: KeyState,
     this shape, at a log size and time not after ours, stating its slots; None
     otherwise (the list then starts from the log's last publication entry).
 
-    Only a signature by the registry's own status key makes a file worth reusing: a list
-    an insider wrote into the directory is never signed again. An authentic list of any
-    earlier publication is a sound base: the changes logged since the log size it names
-    are applied to it.
+    Only a signature by the registry's own status key makes a file worth reusing (see
+    :func:`_signed_by`). An authentic list of any earlier publication is a sound base:
+    the changes logged since the log size it names are applied to it.
     """
+    jws = _signed_by(path, 2 * MAX_LIST_BYTES, STATUS_LIST_TYP, key)
+    if jws is None:
+        return None
     try:
-        if path.stat().st_size > 2 * MAX_LIST_BYTES:
-            return None
-        jws = parse_compact(path.read_text("ascii"), max_bytes=2 * MAX_LIST_BYTES)
-        if check_header(jws.header, STATUS_LIST_TYP) != key.kid:
-            return None  # another (an earlier) status key
-        alg, public = key_from_jwk(key.jwk)
-        if jws.header.get("alg") != alg or not verify_signature(
-                alg, public, jws.signing_input, jws.signature):
-            log.warning("published status list %s does not verify with the status key: "
-                        "not started from", path)
-            return None
         token = read_status_list_payload(jws.payload)
         logged = jws.payload.get("log")
         if not isinstance(logged, dict):
             return None
         at = logged.get("size")
         slots = read_claim(logged, size, bits)
-    except (OSError, UnicodeDecodeError, FormatError):
+    except FormatError:
         return None
     if type(at) is int and at > log_size and alerts is not None:
         # Signed by our status key at a larger log: this log lost entries since (a
@@ -303,6 +315,12 @@ def _previous_list(path: Path, uri: str, size: int, bits: int, key: KeyState,
                      slots)
 
 
+def _empty(log_size: int, issued_at: int, slots: Slots) -> _Previous:
+    """A list that did not exist at ``log_size``: every slot invalid, none taken."""
+    return _Previous(log_size, issued_at, None,
+                     StatusList.filled(slots.size, slots.bits, INVALID), slots)
+
+
 @dataclass(frozen=True, slots=True)
 class _PreviousTrust:
     """The trust list the directory holds, verified with the active root key: the log
@@ -316,20 +334,14 @@ class _PreviousTrust:
 def _previous_trust(path: Path, key: KeyState, log_size: int, now: int
                     ) -> _PreviousTrust | None:
     """The previous publication's trust list at ``path`` if the active root key signed it
-    at a log size and time not after ours; None otherwise (a list it does not name is
-    then built from its counter, as before)."""
+    (not an earlier one: signed before a root rotation) at a log size and time not after
+    ours; None otherwise (a list it does not name is then built from its counter)."""
+    jws = _signed_by(path, MAX_TRUST_LIST_BYTES, TRUST_LIST_TYP, key)
+    if jws is None:
+        return None
     try:
-        if path.stat().st_size > MAX_TRUST_LIST_BYTES:
-            return None
-        jws = parse_compact(path.read_text("ascii"), max_bytes=MAX_TRUST_LIST_BYTES)
-        if check_header(jws.header, TRUST_LIST_TYP) != key.kid:
-            return None  # signed before a root rotation
-        alg, public = key_from_jwk(key.jwk)
-        if jws.header.get("alg") != alg or not verify_signature(
-                alg, public, jws.signing_input, jws.signature):
-            return None
         trust_list = TrustList.from_payload(jws.payload)
-    except (OSError, UnicodeDecodeError, FormatError):
+    except FormatError:
         return None
     if (trust_list.log is None or not 0 <= trust_list.log.size <= log_size
             or trust_list.issued_at > now):
@@ -347,12 +359,13 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
     """Every status list as of ``now``, from what the log says, never from the
     certificates' rows.
 
-    Each list starts from the most recent of: the directory's previous list where it
-    verifies (reused as it is if nothing changed on it since), and what the log's last
-    publication entry says of its slots (``logged``: taken slots valid, then every
-    status change the log ever accepted); a list that entry did not name is new since
-    and starts empty. Only before the log has such an entry is a list built from the
-    database's counter (its slots unjudged: threat model).
+    Each list starts from the directory's previous list where it verifies (reused as it
+    is if nothing changed on it since; an older one too: its changes since are
+    replayed), otherwise from what the log's last publication entry says of its slots
+    (``logged``: taken slots valid, then every status change the log ever accepted); a
+    list that entry did not name is new since and starts empty. Only before the log has
+    such an entry is a list built from the database's counter (its slots unjudged:
+    threat model).
 
     Then the changes since: every certificate issued since (its unit replayed: a slot
     turns valid only through an issue the log accepts, and only if its counter was not
@@ -363,6 +376,7 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
     ``alerts`` (the publication fails).
     """
     keys: dict[int, bytes] = {}
+    digests: dict[int, str] = {}  # of the permutation keys, as lists and entries state them
     shapes: dict[int, tuple[int, int]] = {}
     logged_at, known_slots = logged
     for list_id in sorted(set(known_slots) - {row[0] for row in rows}):
@@ -378,6 +392,7 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
                                "the database, a shape ecert never makes (run 'ecert audit "
                                "verify')", code="status_list_tampered")
         keys[list_id] = found_key
+        digests[list_id] = permutation_digest(found_key)
         shapes[list_id] = (size, bits)
         stated = known_slots.get(list_id)
         if stated is None:
@@ -388,7 +403,7 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
                           "from what the log's last publication entry says (published as "
                           "the log has it)")
             shapes[list_id] = (stated.size, stated.bits)
-        if stated.permutation != permutation_digest(found_key):
+        if stated.permutation != digests[list_id]:
             raise PublishError(
                 f"status list {list_id}: its permutation key in the database is not the "
                 "one the log's last publication entry names: cannot tell its slots "
@@ -402,7 +417,7 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
                                   bits, status_key, log_size, now, alerts)
             if prev is None:
                 continue
-            if prev.slots.permutation != permutation_digest(keys[list_id]):
+            if prev.slots.permutation != digests[list_id]:
                 log.warning("status list %d: its permutation key in the database is not the "
                             "one its published list was built with", list_id)
                 continue
@@ -416,9 +431,7 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
         stated = known_slots.get(list_id)
         if stated is None:
             # No list then: every slot it took is in the log since.
-            found[list_id] = _Previous(
-                logged_at, now, None, StatusList.filled(size, bits, INVALID),
-                Slots(0, (), permutation_digest(keys[list_id]), size, bits))
+            found[list_id] = _empty(logged_at, now, Slots(0, (), digests[list_id], size, bits))
         else:
             found[list_id] = _Previous(logged_at, now, None, stated.status_list(keys[list_id]),
                                        stated, complete=False)
@@ -431,9 +444,8 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
             if trust is None or list_id in found or uri in trust.status_lists:
                 continue
             size, bits = shapes[list_id]
-            found[list_id] = _Previous(
-                trust.log_size, trust.issued_at, None, StatusList.filled(size, bits, INVALID),
-                Slots(0, (), permutation_digest(keys[list_id]), size, bits))
+            found[list_id] = _empty(trust.log_size, trust.issued_at,
+                                    Slots(0, (), digests[list_id], size, bits))
     since = min((p.log_size for p in found.values()), default=log_size)
     # Supersessions scheduled before ``since`` that fell due after a reused list was
     # made: found through the rows (a scheduled revocation is rare), applied only as the
@@ -495,8 +507,7 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
         size, bits = shapes[list_id]
         prev = found.get(list_id)
         if prev is None:
-            slots = Slots(min(allocated, size), (), permutation_digest(keys[list_id]), size,
-                          bits)
+            slots = Slots(min(allocated, size), (), digests[list_id], size, bits)
             result.append(_ListOut(list_id, _build_list(keys[list_id], slots,
                                                         built.get(list_id, {})), slots))
             continue
