@@ -9,8 +9,10 @@ walking to fit sizes that are not an even power of two.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import hmac
+
+from ecert._mac import mac_under
 
 _ROUNDS = 8
 
@@ -21,13 +23,12 @@ def permuted_index(key: bytes, counter: int, size: int) -> int:
         raise ValueError("counter outside the list")
     half_bits = max(1, (max(size - 1, 1).bit_length() + 1) // 2)
     mask = (1 << half_bits) - 1
+    mac = mac_under(key)
     value = counter
     while True:  # cycle walking: expected fewer than four passes
         left, right = value >> half_bits, value & mask
         for round_number in range(_ROUNDS):
-            digest = hmac.new(
-                key, round_number.to_bytes(1, "big") + right.to_bytes(8, "big"), hashlib.sha256
-            ).digest()
+            digest = mac(round_number.to_bytes(1, "big") + right.to_bytes(8, "big"))
             left, right = right, left ^ (int.from_bytes(digest[:8], "big") & mask)
         value = (left << half_bits) | right
         if value < size:
@@ -50,9 +51,10 @@ class Permutation:
         self.size = size
         self._half_bits = max(1, (max(size - 1, 1).bit_length() + 1) // 2)
         mask = self._mask = (1 << self._half_bits) - 1
+        mac = mac_under(key)
         self._rounds = [
-            [int.from_bytes(hmac.digest(key, round_number.to_bytes(1, "big")
-                                        + right.to_bytes(8, "big"), "sha256")[:8], "big") & mask
+            [int.from_bytes(mac(round_number.to_bytes(1, "big") + right.to_bytes(8, "big"))[:8],
+                            "big") & mask
              for right in range(mask + 1)]
             for round_number in range(_ROUNDS)]
 
@@ -91,6 +93,14 @@ class Permutation:
             value = (left << half_bits) | right
             if value < size:
                 return value
+
+
+@functools.lru_cache(maxsize=16)
+def permutation(key: bytes, size: int) -> Permutation:
+    """The :class:`Permutation` of a list, its tables made once for the last few lists a
+    process used (a few milliseconds each: publication, the audit and batch issuance meet
+    the same lists again and again)."""
+    return Permutation(key, size)
 
 
 def permutation_digest(key: bytes) -> str:

@@ -10,6 +10,7 @@ The result is RFC 2104 HMAC, byte for byte (tested against :mod:`hmac`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 _BLOCK = 64  # SHA-256's block size
 #: Keyed states by key; registry keys are few (a test run makes many: bounded).
@@ -27,6 +28,20 @@ def hmac_sha256(key: bytes, message: bytes) -> bytes:
     outer = states[1].copy()
     outer.update(inner.digest())
     return outer.digest()
+
+
+def mac_under(key: bytes) -> Callable[[bytes], bytes]:
+    """:func:`hmac_sha256` under ``key`` as a function of the message, the keyed states
+    looked up once: for thousands of messages under one key (a status list's tables)."""
+    inner, outer = _states.get(key) or _keyed(key)
+
+    def mac(message: bytes) -> bytes:
+        h = inner.copy()
+        h.update(message)
+        o = outer.copy()
+        o.update(h.digest())
+        return o.digest()
+    return mac
 
 
 def _keyed(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ecert._allocation import Permutation
+from ecert._allocation import permutation
 from ecert._formats.statuslist import INVALID, VALID, StatusList
 
 #: Ranges of holes one list may carry (a refused batch is one range; publication leaves
@@ -68,7 +68,7 @@ class Slots:
         if self.allocated >= size and not self.holes:
             return bytearray([VALID]) * size
         marks = bytearray([INVALID]) * size
-        permute = Permutation(key, size)
+        permute = permutation(key, size)
         start = 0
         for hole_start, hole_end in (*self.holes, (self.allocated, self.allocated)):
             for counter in range(start, min(hole_start, size)):
@@ -179,3 +179,17 @@ def logged_changes(lists: Sequence[tuple[int, Slots]], known: Mapping[int, Slots
     """A publication entry's ``lists``: the lists whose slots differ from ``known``."""
     return [{"list": list_id, **slots.to_json(), "size": slots.size, "bits": slots.bits}
             for list_id, slots in lists if known.get(list_id) != slots]
+
+
+def logged_list(size: int, bits: int, slots: Mapping[int, int]) -> StatusList:
+    """The list the log says: each of ``slots`` with its status, every other index
+    invalid. :class:`ValueError`, saying why, if a slot lies outside the list or its
+    status does not fit in ``bits`` (a published list's shape is read from its file)."""
+    marks = bytearray([INVALID]) * size
+    for index, value in slots.items():
+        if not 0 <= index < size:
+            raise ValueError(f"the log took slot {index}, the list has {size}")
+        if value >> bits:
+            raise ValueError(f"status {value} of slot {index} does not fit in {bits} bits")
+        marks[index] = value
+    return StatusList.from_marks(bits, marks)

@@ -54,7 +54,7 @@ from ecert._formats.note import (
     open_checkpoint,
     verify_note,
 )
-from ecert._formats.statuslist import INVALID, StatusList, read_status_list_payload
+from ecert._formats.statuslist import StatusList, read_status_list_payload
 from ecert._formats.trustlist import Agreement, Entitlement, TrustedKey, TrustList
 from ecert._replay import (
     CertificateState,
@@ -65,7 +65,7 @@ from ecert._replay import (
     Replay,
     RequestState,
 )
-from ecert._slots import claimed_taken, taken_mismatch
+from ecert._slots import claimed_taken, logged_list, taken_mismatch
 from ecert._sources import BundleDirectory, DocumentSource, HttpSource, RoutedSource
 from ecert.errors import EcertError, FormatError, TrustListError
 from ecert.trust import TrustAnchor, fetch_and_verify
@@ -939,20 +939,17 @@ class Monitor:
                  "the list names a log root this log did not have at that size")
             return
         lst = p.status_list
-        expected = StatusList.filled(lst.size, lst.bits, INVALID)
         slots = replay.statuses_at(p.list_id, p.issued_at)
         mismatch = taken_mismatch(p.taken, len(slots))
         if mismatch is not None:
             find(FindingKind.STATUS_MISMATCH, p.uri, p.size, mismatch)
-        for index, value in slots.items():
-            if index >= lst.size:
-                find(FindingKind.STATUS_MISMATCH, f"{p.uri}#{index}", p.size,
-                     f"the log allocated index {index}, the list has {lst.size}")
-                return
-            expected[index] = value
-        if expected.to_bytes() == lst.to_bytes():
+        try:
+            expected = logged_list(lst.size, lst.bits, slots)
+        except ValueError as e:
+            find(FindingKind.STATUS_MISMATCH, p.uri, p.size,
+                 f"the list cannot hold what the log says: {e}")
             return
-        differ = [i for i in range(lst.size) if expected[i] != lst[i]]
+        differ = list(lst.differences(expected))
         for index in differ[:10]:
             find(FindingKind.STATUS_MISMATCH, f"{p.uri}#{index}", p.size,
                  f"published {lst[index]}, the log says {expected[index]}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 from pathlib import Path
@@ -30,6 +31,7 @@ from ecert._formats.jose import (
     verify_signature,
 )
 from ecert._formats.log import Entry, sealed_leaves, sign_unit
+from ecert._mac import mac_under
 from ecert.batch import detect_encoding, open_rows
 from ecert.errors import FormatError, InputError
 from ecert.keys import LocalSigner, generate_private_key
@@ -96,6 +98,18 @@ def test_the_tabulated_permutation_is_permuted_index(key: bytes, size: int,
         assert permute(counter) == permuted_index(key, counter, size)
     with pytest.raises(ValueError):
         permute(size)
+
+
+@given(st.binary(max_size=130), st.binary(max_size=100))
+def test_the_hmac_under_one_key_is_the_standard_one(key: bytes, message: bytes) -> None:
+    assert mac_under(key)(message) == hmac.digest(key, message, "sha256")
+
+
+def test_slots_are_those_existing_registries_hold() -> None:
+    # Registries in use took their slots with these: a faster HMAC must not move one.
+    assert [permuted_index(b"k" * 32, n, 131_072) for n in (0, 1, 2, 1000, 131_071)] == \
+        [89275, 20551, 16132, 93860, 121069]
+    assert [permuted_index(b"\x01" * 100, n, 1000) for n in (0, 5, 999)] == [785, 531, 967]
 
 
 def test_the_tabulated_permutation_at_the_default_list_size() -> None:

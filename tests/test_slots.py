@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecert._allocation import Permutation
 from ecert._formats.statuslist import INVALID, VALID
-from ecert._slots import Slots, logged_changes, logged_slots, read_claim, read_holes
+from ecert._slots import (
+    Slots,
+    logged_changes,
+    logged_list,
+    logged_slots,
+    read_claim,
+    read_holes,
+)
 
 KEY = b"k" * 32
 
@@ -30,6 +38,21 @@ def test_slots_after_issues_mark_exactly_the_counters_taken(
     assert slots.allocated == (max(taken) + 1 if taken else 0)
     # What a list claims reads back as it was.
     assert read_claim(slots.to_json(), size, 2) == slots
+
+
+@given(st.sampled_from([1, 2, 4, 8]), st.integers(1, 40),
+       st.dictionaries(st.integers(0, 319), st.integers(0, 255), max_size=20))
+def test_the_logged_list_holds_the_slots_and_invalid_elsewhere(
+        bits: int, bytes_: int, slots: dict[int, int]) -> None:
+    size = bytes_ * 8 // bits
+    fits = all(0 <= i < size and not v >> bits for i, v in slots.items())
+    if not fits:
+        with pytest.raises(ValueError):
+            logged_list(size, bits, slots)
+        return
+    lst = logged_list(size, bits, slots)
+    assert (lst.size, lst.bits) == (size, bits)
+    assert [lst[i] for i in range(size)] == [slots.get(i, INVALID) for i in range(size)]
 
 
 def test_holes_that_overlap_are_out_of_order_or_beyond_the_count_are_refused() -> None:

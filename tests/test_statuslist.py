@@ -123,6 +123,27 @@ def test_set_then_get_round_trip(case: tuple[int, list[int]]) -> None:
     assert [decoded[i] for i in range(len(values))] == values
 
 
+@given(lists_and_values(), st.data())
+def test_differences_are_exactly_the_indices_whose_values_differ(
+        case: tuple[int, list[int]], data: st.DataObject) -> None:
+    bits, values = case
+    other = list(values)
+    for index in data.draw(st.lists(st.integers(0, len(values) - 1), max_size=10)):
+        other[index] = data.draw(st.integers(0, (1 << bits) - 1))
+    a, b = StatusList(len(values), bits), StatusList(len(values), bits)
+    for index, (x, y) in enumerate(zip(values, other, strict=True)):
+        a[index], b[index] = x, y
+    expected = [i for i, (x, y) in enumerate(zip(values, other, strict=True)) if x != y]
+    assert list(a.differences(b)) == expected == list(b.differences(a))
+
+
+def test_differences_refuse_lists_of_another_shape() -> None:
+    with pytest.raises(ValueError):
+        list(StatusList(8, 1).differences(StatusList(8, 2)))
+    with pytest.raises(ValueError):
+        list(StatusList(8, 2).differences(StatusList(16, 2)))
+
+
 @given(
     st.sampled_from([1, 2, 4, 8]),
     st.lists(st.tuples(st.integers(0, 255), st.integers(0, 255)), max_size=60),

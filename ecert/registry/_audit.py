@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select, text
 
 from ecert import _windows
-from ecert._allocation import Permutation
+from ecert._allocation import permutation
 from ecert._authority import Action
 from ecert._clock import from_seconds
 from ecert._formats import bundle as _bundle
@@ -50,7 +50,7 @@ from ecert._formats.log import (
 )
 from ecert._formats.statuslist import read_status_list_payload
 from ecert._replay import Finding, FindingKind, Replay
-from ecert._slots import claimed_taken, taken_mismatch
+from ecert._slots import claimed_taken, logged_list, taken_mismatch
 from ecert._storage.repository import Repository
 from ecert._storage.schema import certificates, log_entries
 from ecert.errors import EcertError, FormatError, NotFound, RecordTampered
@@ -830,7 +830,7 @@ def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any,
             continue
         list_key = repo.status_list_key(list_id)
         if list_key is not None and slots:
-            permute = Permutation(list_key, size)
+            permute = permutation(list_key, size)
             if any(permute(n) not in slots for n in range(allocated)):
                 find("record_modified", f"status list {list_id}", None,
                      "the log issued slots other than the list's first allocations (its "
@@ -968,12 +968,16 @@ def _compare_list(replay: Replay, roots: Mapping[int, bytes], published: Sequenc
         mismatch = taken_mismatch(taken, len(expected))
         if mismatch is not None:
             find("published_status_mismatch", name, None, mismatch)
-        for index in range(lst.size):
-            want = expected.get(index, 1)
-            if lst[index] != want:
-                find("published_status_mismatch", f"{name}#{index}", None,
-                     f"published {lst[index]}, the log says {want}")
-                break
+        try:
+            logged = logged_list(lst.size, lst.bits, expected)
+        except ValueError as e:
+            find("published_status_mismatch", name, None,
+                 f"the list cannot hold what the log says: {e}")
+            continue
+        index = next(lst.differences(logged), None)
+        if index is not None:
+            find("published_status_mismatch", f"{name}#{index}", None,
+                 f"published {lst[index]}, the log says {expected.get(index, 1)}")
 
 
 # -- proving ---------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from ecert._allocation import Permutation
+from ecert._allocation import permutation
 from ecert._authority import Action, approvals_needed
 from ecert._clock import start_of_day, to_seconds, zone
 from ecert._formats.certificate import CERTIFICATE_TYP
@@ -490,18 +490,9 @@ def _take_slots(unit: Unit, count: int) -> list[tuple[int, int]]:
                                  unit.now)
             continue
         list_id, perm_key, first, many, size = taken
-        permute = _permutation(ctx, list_id, perm_key, size)
+        permute = permutation(perm_key, size)
         slots.extend((list_id, permute(first + i)) for i in range(many))
     return slots
-
-
-def _permutation(ctx: _Context, list_id: int, key: bytes, size: int) -> Permutation:
-    cache = ctx.permutations
-    found = cache.get((list_id, key, size))
-    if found is None:
-        cache.clear()  # one list is open at a time
-        found = cache[(list_id, key, size)] = Permutation(key, size)
-    return found
 
 
 def _compact_signer(ctx: _Context, kid: str) -> CompactSigner:

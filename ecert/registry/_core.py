@@ -29,7 +29,6 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from ecert._allocation import Permutation
 from ecert._authority import (
     ADMIN_CHANGES,
     Action,
@@ -294,9 +293,6 @@ class _Context:
         self._authenticated: tuple[Operator, Signer] | None = None
         self._secrets: dict[str, bytes] = {}
         self._signers: dict[str, Signer] = {}
-        #: Tabulated slot permutations of the open status list (batch issuance), by
-        #: ``(list id, key, size)``.
-        self.permutations: dict[tuple[int, bytes, int], Permutation] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ecert import _windows
-from ecert._allocation import Permutation, permutation_digest
+from ecert._allocation import permutation, permutation_digest
 from ecert._authority import Action, Resource
 from ecert._clock import from_seconds, to_seconds
 from ecert._formats import bundle as _bundle
@@ -463,7 +463,6 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
     changed: dict[int, dict[int, int]] = {}
     counters: dict[int, set[int]] = {}  # the counters issues took since, as judged below
     fresh: dict[int, set[int]] = {}  # and their slots
-    permutations: dict[int, Permutation] = {}
     for seq, list_id, index, value in issued:
         prev = found.get(list_id)
         if prev is None or seq < prev.log_size:
@@ -473,10 +472,7 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
             alerts.append(f"log: certificate issue at entry {seq} takes slot {index} of "
                           f"status list {list_id}, which has {size}")
             continue
-        permute = permutations.get(list_id)
-        if permute is None:
-            permute = permutations[list_id] = Permutation(keys[list_id], size)
-        counter = permute.counter_of(index)
+        counter = permutation(keys[list_id], size).counter_of(index)
         if counter < prev.slots.allocated or counter in counters.get(list_id, ()):
             alerts.append(f"log: certificate issue at entry {seq} takes slot {list_id}/"
                           f"{index}, which was taken or skipped before (left out)")
