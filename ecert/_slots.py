@@ -184,12 +184,26 @@ def logged_changes(lists: Sequence[tuple[int, Slots]], known: Mapping[int, Slots
 def logged_list(size: int, bits: int, slots: Mapping[int, int]) -> StatusList:
     """The list the log says: each of ``slots`` with its status, every other index
     invalid. :class:`ValueError`, saying why, if a slot lies outside the list or its
-    status does not fit in ``bits`` (a published list's shape is read from its file)."""
-    marks = bytearray([INVALID]) * size
+    status does not fit in ``bits`` (a published list's shape is read from its file).
+
+    A byte per entry, packed at the end, where the list is not far larger than the
+    log's slots (the registry's own lists); a list a hostile publisher made huge is
+    filled packed and set slot by slot, so memory and time follow the log, not it."""
     for index, value in slots.items():
         if not 0 <= index < size:
             raise ValueError(f"the log took slot {index}, the list has {size}")
         if value >> bits:
             raise ValueError(f"status {value} of slot {index} does not fit in {bits} bits")
+    if size > _MARKS_AT_MOST and size > 8 * len(slots):
+        lst = StatusList.filled(size, bits, INVALID)
+        for index, value in slots.items():
+            lst[index] = value
+        return lst
+    marks = bytearray([INVALID]) * size
+    for index, value in slots.items():
         marks[index] = value
     return StatusList.from_marks(bits, marks)
+
+
+#: Entries above which :func:`logged_list` packs slot by slot unless the log has many.
+_MARKS_AT_MOST = 1 << 22

@@ -29,7 +29,11 @@ from ecert._formats import merkle, tiles
 from ecert._formats.jose import b64url_encode, parse_compact
 from ecert._formats.log import Entry
 from ecert._formats.note import Checkpoint, NoteSigner, sign_note
-from ecert._formats.statuslist import make_status_list_token, read_status_list_payload
+from ecert._formats.statuslist import (
+    StatusList,
+    make_status_list_token,
+    read_status_list_payload,
+)
 from ecert._sources import HttpSource
 from ecert.inclusion import InclusionPolicy, check_inclusion
 from ecert.monitor import LogUnreachable, Monitor, WitnessPolicy
@@ -408,6 +412,35 @@ def test_monitor_detects_a_status_list_that_differs_from_the_log(world: World) -
     assert "published 2, the log says 0" in report.findings[0].detail
     # The state still advanced (the tree is fine); the next run says it again.
     assert kinds(world.monitor().run()) == {"published_status_mismatch"}
+
+
+def test_a_list_wrong_everywhere_is_ten_findings_and_a_count(world: World) -> None:
+    # A hostile publisher's list, every entry suspended (and another one far larger
+    # than the log's): the monitor names the first ten indices and counts the rest,
+    # without a Python step or a list entry per differing index.
+    gd = world["GD"]
+    path = gd.www / "status" / "1.jwt"
+    payload = parse_compact(path.read_text("ascii").strip(), max_bytes=1 << 24).payload
+    token = read_status_list_payload(payload)
+    registry_keys = gd.registry.keys()
+    status_key = next(k for k in registry_keys if k.role.value == "status")
+    signer = gd.registry.keystore.signer(status_key.kid)
+    size = token.status_list.size
+    path.write_text(make_status_list_token(
+        token.uri, StatusList.filled(size, 2, 2), signer, issued_at=token.issued_at,
+        expires_at=token.expires_at, ttl=token.ttl, log=payload["log"]))
+    findings = [f for f in world.monitor().run().findings
+                if f.kind == "published_status_mismatch"]
+    assert len(findings) == 11
+    assert [f.subject.rsplit("#", 1)[1] for f in findings[:10]] == [str(i) for i in range(10)]
+    assert findings[10].detail == f"and {size - 10} more indices differ"
+    huge = 1 << 24  # a 4 MiB list of 2-bit entries: 128 times the registry's
+    path.write_text(make_status_list_token(
+        token.uri, StatusList.filled(huge, 2, 2), signer, issued_at=token.issued_at,
+        expires_at=token.expires_at, ttl=token.ttl, log=payload["log"]))
+    findings = [f for f in world.monitor().run().findings
+                if f.kind == "published_status_mismatch"]
+    assert findings[-1].detail == f"and {huge - 10} more indices differ"
 
 
 def test_monitor_detects_a_count_of_taken_slots_that_differs_from_the_log(

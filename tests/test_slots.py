@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ecert import _slots
 from ecert._allocation import Permutation
 from ecert._formats.statuslist import INVALID, VALID
 from ecert._slots import (
@@ -53,6 +56,9 @@ def test_the_logged_list_holds_the_slots_and_invalid_elsewhere(
     lst = logged_list(size, bits, slots)
     assert (lst.size, lst.bits) == (size, bits)
     assert [lst[i] for i in range(size)] == [slots.get(i, INVALID) for i in range(size)]
+    # A list far larger than the log's slots is packed slot by slot: the same list.
+    with mock.patch.object(_slots, "_MARKS_AT_MOST", 0):
+        assert logged_list(size, bits, slots).to_bytes() == lst.to_bytes()
 
 
 def test_holes_that_overlap_are_out_of_order_or_beyond_the_count_are_refused() -> None:

@@ -135,6 +135,7 @@ def test_differences_are_exactly_the_indices_whose_values_differ(
         a[index], b[index] = x, y
     expected = [i for i, (x, y) in enumerate(zip(values, other, strict=True)) if x != y]
     assert list(a.differences(b)) == expected == list(b.differences(a))
+    assert a.count_differences(b) == len(expected) == b.count_differences(a)
 
 
 def test_differences_refuse_lists_of_another_shape() -> None:
@@ -142,6 +143,8 @@ def test_differences_refuse_lists_of_another_shape() -> None:
         list(StatusList(8, 1).differences(StatusList(8, 2)))
     with pytest.raises(ValueError):
         list(StatusList(8, 2).differences(StatusList(16, 2)))
+    with pytest.raises(ValueError):
+        StatusList(8, 1).count_differences(StatusList(8, 2))
 
 
 @given(

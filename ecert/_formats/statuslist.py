@@ -117,6 +117,19 @@ class StatusList:
                 if self[i] != other[i]:
                     yield i
 
+    def count_differences(self, other: StatusList) -> int:
+        """How many entries ``other`` (of the same size and bits) differs in, counted on
+        the lists as whole numbers (no Python step per entry, nor a list of indices)."""
+        if (other.size, other.bits) != (self.size, self.bits):
+            raise ValueError("status lists of different shapes")
+        folded = int.from_bytes(self._data, "little") ^ int.from_bytes(other._data, "little")
+        shift = 1
+        while shift < self.bits:  # each entry's bits ORed into its lowest one
+            folded |= folded >> shift
+            shift <<= 1
+        lowest = int.from_bytes(bytes([_LOWEST_BITS[self.bits]]) * len(self._data), "little")
+        return (folded & lowest).bit_count()
+
     def encode(self) -> dict[str, Any]:
         """The ``status_list`` claim: ``{"bits": …, "lst": …}``."""
         return {"bits": self.bits, "lst": b64url_encode(zlib.compress(self._data, 9))}
@@ -208,7 +221,8 @@ def read_status_list_payload(payload: dict[str, Any]) -> StatusListToken:
     return StatusListToken(uri, iat, exp, ttl, StatusList.decode(payload.get("status_list")))
 
 
-
+#: The lowest bit of every entry of a byte, by bits per entry.
+_LOWEST_BITS = {1: 0xFF, 2: 0x55, 4: 0x11, 8: 0x01}
 #: A byte that is not zero (in the XOR of two lists: where they differ).
 _NONZERO = re.compile(rb"[^\x00]")
 
