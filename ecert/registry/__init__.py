@@ -194,7 +194,8 @@ class Registry:
             os.close(os.open(db_file, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = make_engine(database_url or sqlite_url(home_path / _DB_FILE))
         try:
-            migrate(engine)
+            if not schema_is_current(engine):
+                migrate(engine)
             value = Region(region.upper(), name, base_url, tz)
             ctx = _Context(home_path, engine, value, passphrase=passphrase, clock=clock,
                            operator=admin, kdf_rounds=kdf_rounds, key_provider=key_provider,
