@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecert._allocation import permutation
-from ecert._formats.statuslist import INVALID, VALID, StatusList
+from ecert._formats.statuslist import (
+    INVALID,
+    MAX_LIST_BYTES,
+    MIN_LIST_SIZE,
+    VALID,
+    StatusList,
+)
 
 #: Ranges of holes one list may carry (a refused batch is one range; publication leaves
 #: out, with an alert, the issues that would make more, rather than grow the log entry).
@@ -207,3 +213,23 @@ def logged_list(size: int, bits: int, slots: Mapping[int, int]) -> StatusList:
 
 #: Entries above which :func:`logged_list` packs slot by slot unless the log has many.
 _MARKS_AT_MOST = 1 << 22
+
+
+#: The bits of every list ecert makes (valid, invalid, suspended).
+LIST_BITS = 2
+
+
+def shape_problem(size: int, bits: int) -> str | None:
+    """Why a list of ``size`` entries of ``bits`` bits is not one ecert makes, or None:
+    ecert makes lists of 2 bits (a suspension needs them) holding a power of two of at
+    least :data:`MIN_LIST_SIZE` entries (herd privacy) and no more than a verifier reads
+    (:data:`MAX_LIST_BYTES`). A shape read from the database is checked before a
+    permutation or a list is built for it: an insider's size of 2**40 would otherwise
+    cost minutes and gigabytes."""
+    if bits != LIST_BITS:
+        return f"{bits} bits a slot (ecert makes {LIST_BITS})"
+    if size < MIN_LIST_SIZE or size & (size - 1):
+        return f"{size} slots (ecert makes a power of two of at least {MIN_LIST_SIZE})"
+    if size * bits > MAX_LIST_BYTES * 8:
+        return f"{size} slots (more than a verifier reads, {MAX_LIST_BYTES * 8 // bits})"
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import ecert
 from ecert import _samples
 from ecert.keys import KeyProvider, LocalSigner, generate_private_key
 from tests.support import PG_URL, FakeClock, create_registry, issue_business_licence
+from tests.support.constants import OPERATOR, OPERATOR_PASSPHRASE, PASSPHRASE
 
 
 class MemoryKeyProvider:
@@ -115,6 +117,19 @@ def test_compromise_refusals(registry: ecert.Registry, clock: FakeClock) -> None
 
 
 @pytest.mark.skipif(bool(PG_URL), reason="file permissions of the embedded database")
-def test_embedded_database_and_home_are_private(registry: ecert.Registry) -> None:
-    assert (registry.home / "registry.db").stat().st_mode & 0o777 == 0o600
-    assert registry.home.stat().st_mode & 0o777 == 0o700
+def test_embedded_database_and_home_are_private(tmp_path: Path) -> None:
+    # Registry.init itself, from nothing (the suite's create_registry places a migrated
+    # database first): under a permissive umask the file and the home are still private.
+    home = tmp_path / "home"
+    old = os.umask(0o022)
+    try:
+        sample = _samples.region("GD")
+        registry = ecert.Registry.init(
+            home, region="GD", name=sample["name"], base_url=sample["base_url"],
+            passphrase=PASSPHRASE, database_url=None,
+            admin=ecert.OperatorCredential(OPERATOR, passphrase=OPERATOR_PASSPHRASE))
+    finally:
+        os.umask(old)
+    with registry:
+        assert (home / "registry.db").stat().st_mode & 0o777 == 0o600
+        assert home.stat().st_mode & 0o777 == 0o700

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from unittest import mock
 
 import pytest
@@ -86,3 +87,16 @@ def test_publication_entries_state_the_lists_whose_slots_changed() -> None:
     assert logged_slots([{"size": 5, "lists": [{"list": 1, "allocated": 2}]}]) == (None, {})
     assert logged_slots([first, {"size": 15, "lists": [[1, 2, "a"]]}, second]) == \
         (10, {1: one, 2: two})
+
+
+def test_a_huge_published_list_costs_what_the_log_holds() -> None:
+    # A hostile publisher's list of 2**27 one-bit entries (16 MiB) against two logged
+    # slots: the log's list is built packed, never a byte per entry (128 MiB).
+    tracemalloc.start()
+    try:
+        lst = logged_list(1 << 27, 1, {5: VALID, 7: VALID})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (lst[5], lst[6], lst[7], lst[(1 << 27) - 1]) == (VALID, INVALID, VALID, INVALID)
+    assert peak < 48 << 20, peak

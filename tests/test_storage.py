@@ -385,6 +385,12 @@ def test_status_list_size_must_be_a_large_power_of_two(
                               status_list_size=size)
         open_registry(home, database_url=database_url, clock=None,
                       status_list_size=2**20).close()
+        # 2 bits a slot: 2**26 slots are the 16 MiB a verifier reads at most.
+        open_registry(home, database_url=database_url, clock=None,
+                      status_list_size=2**26).close()
+        with pytest.raises(ecert.InputError, match="more than a verifier reads"):
+            open_registry(home, database_url=database_url, clock=None,
+                          status_list_size=2**27)
 
 
 def test_status_list_size_larger_power_of_two_is_used(

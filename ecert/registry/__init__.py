@@ -34,6 +34,7 @@ from ecert._formats.trustlist import Agreement, Entitlement, TrustList
 from ecert._formats.url import check_http_url
 from ecert._merge_patch import merge_patch
 from ecert._pagination import Page, decode_cursor, page_of
+from ecert._slots import LIST_BITS, shape_problem
 from ecert._storage.database import make_engine, migrate, schema_is_current, sqlite_url
 from ecert._storage.repository import Repository
 from ecert.batch import (
@@ -1590,6 +1591,9 @@ def _checked_list_size(size: int) -> int:
     if size < MIN_LIST_SIZE or size & (size - 1):
         raise InputError(f"status lists hold a power of two of at least {MIN_LIST_SIZE} "
                          "entries (herd privacy)")
+    problem = shape_problem(size, LIST_BITS)
+    if problem is not None:
+        raise InputError(f"status lists cannot hold {problem}")
     return size
 
 

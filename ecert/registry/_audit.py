@@ -50,7 +50,7 @@ from ecert._formats.log import (
 )
 from ecert._formats.statuslist import read_status_list_payload
 from ecert._replay import Finding, FindingKind, Replay
-from ecert._slots import claimed_taken, logged_list, taken_mismatch
+from ecert._slots import claimed_taken, logged_list, shape_problem, taken_mismatch
 from ecert._storage.repository import Repository
 from ecert._storage.schema import certificates, log_entries
 from ecert.errors import EcertError, FormatError, NotFound, RecordTampered
@@ -818,9 +818,14 @@ def _compare_state(ctx: _Context, repo: Repository, replay: Replay, find: Any,
                  "the agreement differs from the log")
     _compare_sharing(ctx, repo, replay, find)
     _compare_issue_keys(repo, replay, key, find)
-    for list_id, size, _bits, allocated in repo.list_status_lists():
+    for list_id, size, bits, allocated in repo.list_status_lists():
         slots = replay.statuses.get(list_id, {})
         logged_count = len(slots)
+        problem = shape_problem(size, bits)
+        if problem is not None:
+            find("record_modified", f"status list {list_id}", None,
+                 f"{problem}: a shape ecert never makes")
+            continue
         # Publication builds a list from its allocation counter (the first ``allocated``
         # slots of its permutation): a counter raised past the log would publish slots
         # nobody issued as valid, one lowered would publish issued ones as invalid.

@@ -70,6 +70,7 @@ from ecert._slots import (
     logged_changes,
     logged_slots,
     read_claim,
+    shape_problem,
 )
 from ecert._sources import MemorySource
 from ecert._storage.repository import Repository
@@ -386,11 +387,11 @@ def _status_lists(repo: Repository, rows: list[tuple[int, int, int, int]],
         found_key = repo.status_list_key(list_id)
         if found_key is None:
             raise StorageError(f"status list {list_id} is missing from the database")
-        if list_id not in known_slots and (bits != 2 or size < 1):
-            # ecert makes every list of 2 bits; another shape cannot carry a suspension.
-            raise PublishError(f"status list {list_id}: {bits} bits and {size} entries in "
-                               "the database, a shape ecert never makes (run 'ecert audit "
-                               "verify')", code="status_list_tampered")
+        problem = None if list_id in known_slots else shape_problem(size, bits)
+        if problem is not None:
+            raise PublishError(f"status list {list_id}: {problem} in the database, a shape "
+                               "ecert never makes (run 'ecert audit verify')",
+                               code="status_list_tampered")
         keys[list_id] = found_key
         digests[list_id] = permutation_digest(found_key)
         shapes[list_id] = (size, bits)
